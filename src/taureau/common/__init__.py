@@ -1,0 +1,1 @@
+"""Names, errors and small helpers used by every layer."""

@@ -1,0 +1,1 @@
+"""Durable storage in BookKeeper's model: bookies, ledgers, managed ledgers and cursors."""

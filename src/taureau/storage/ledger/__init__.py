@@ -1,0 +1,1 @@
+"""Ledger client: single-writer append-only ledgers replicated over bookies."""

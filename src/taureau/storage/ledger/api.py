@@ -1,0 +1,101 @@
+"""The ledger client contract (BookKeeper's LedgerHandle / BookKeeper client).
+
+Theory of operation:
+- A ledger is created OPEN with one writer. `add_entry` assigns entry ids 0, 1, 2, ...
+  sends each entry to `write_quorum` bookies of the ensemble and completes once
+  `ack_quorum` of them made it durable. Completions happen in entry-id order, and the
+  last-add-confirmed (LAC) is the highest entry id acknowledged with all before it.
+- `close` writes the final last entry id into the ledger metadata: state CLOSED, read-only.
+- `open_ledger(recovery=True)` on a ledger still OPEN fences it on the bookies (the old
+  writer's next add fails with LedgerFencedError), recovers the last entry that reached
+  ack quorum, and closes it. Readers then see a stable ledger.
+- Ledger metadata (ensemble, write/ack quorum, state, last entry id, length, custom
+  metadata) lives in the metadata store under /ledgers/<id>.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class LedgerState(Enum):
+    OPEN = "open"
+    IN_RECOVERY = "in_recovery"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class LedgerMetadata:
+    ledger_id: int
+    ensemble: list[str]  # bookie ids, e.g. "bookie-0" or "127.0.0.1:3181"
+    write_quorum: int
+    ack_quorum: int
+    state: LedgerState = LedgerState.OPEN
+    last_entry_id: int = -1  # meaningful once CLOSED
+    length: int = 0  # total bytes once CLOSED
+    created_ms: int = 0
+    custom: dict[str, str] = field(default_factory=dict)
+
+
+class LedgerHandle(abc.ABC):
+    """A handle on one ledger; writable only when returned by create_ledger."""
+
+    ledger_id: int
+    metadata: LedgerMetadata
+
+    @property
+    @abc.abstractmethod
+    def last_add_confirmed(self) -> int:
+        """Highest entry id durable at ack quorum with every lower id too; -1 if none."""
+
+    @property
+    @abc.abstractmethod
+    def length(self) -> int:
+        """Bytes added so far (sum of entry sizes)."""
+
+    @property
+    @abc.abstractmethod
+    def is_closed(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def add_entry(self, data: bytes) -> int:
+        """Append; return the entry id once durable at ack quorum.
+
+        Raises LedgerClosedError, LedgerFencedError, DiskFullError / StorageError.
+        """
+
+    @abc.abstractmethod
+    async def read_entries(self, first: int, last: int) -> list[bytes]:
+        """Entries first..last inclusive (NoSuchEntryError beyond the LAC)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Seal the ledger at its LAC (idempotent)."""
+
+
+class LedgerClient(abc.ABC):
+    """Creates, opens and deletes ledgers."""
+
+    @abc.abstractmethod
+    async def create_ledger(
+        self,
+        ensemble_size: int = 1,
+        write_quorum: int = 1,
+        ack_quorum: int = 1,
+        custom: dict[str, str] | None = None,
+    ) -> LedgerHandle: ...
+
+    @abc.abstractmethod
+    async def open_ledger(self, ledger_id: int, recovery: bool = True) -> LedgerHandle:
+        """Open read-only. With recovery, an OPEN ledger is fenced, recovered and closed."""
+
+    @abc.abstractmethod
+    async def delete_ledger(self, ledger_id: int) -> None: ...
+
+    @abc.abstractmethod
+    async def get_metadata(self, ledger_id: int) -> LedgerMetadata: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...

@@ -1,0 +1,221 @@
+"""The managed-ledger contract the broker codes against (Pulsar's ManagedLedger/ManagedCursor).
+
+Theory of operation:
+- A ManagedLedger is an always-writable named log. It writes to one current ledger and
+  rolls over to a new one on size / entry count / age; the ordered list of ledgers and
+  its cursors' state are its metadata (kept in the metadata store).
+- `add_entry` returns the entry's Position once the ledger made it durable (journal fsync
+  on an ack quorum of bookies). Concurrent adds complete in order.
+- A ManagedCursor is a consumer's place in the log: the mark-delete position (everything
+  at or before it is acknowledged), a set of individually deleted ranges after it, and a
+  read position (the next entry to hand out). Reads skip acknowledged entries. Durable
+  cursors persist their state; after a crash an acknowledgement may be replayed (at least
+  once) but an unacknowledged entry is never lost.
+- Ledgers whose entries every durable cursor has acknowledged, and which are past the
+  retention time and size, are deleted. The current ledger is never deleted.
+- Recent entries are kept in an in-memory cache so that tailing cursors never read disk.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from taureau.storage.position import Entry, Position
+
+
+class InitialPosition(Enum):
+    LATEST = 0
+    EARLIEST = 1
+
+
+@dataclass(slots=True)
+class ManagedLedgerConfig:
+    max_entries_per_ledger: int = 50_000
+    max_size_per_ledger: int = 256 * 1024 * 1024
+    max_ledger_age_s: float = 4 * 3600.0
+    # Retention after every cursor has acknowledged: 0/0 means delete at once,
+    # -1 means keep forever.
+    retention_time_s: float = 0.0
+    retention_size_bytes: int = 0
+    ensemble_size: int = 1
+    write_quorum: int = 1
+    ack_quorum: int = 1
+    cache_size_bytes: int = 64 * 1024 * 1024
+
+
+class ManagedCursor(abc.ABC):
+    name: str
+    durable: bool
+
+    @property
+    @abc.abstractmethod
+    def mark_delete_position(self) -> Position: ...
+
+    @property
+    @abc.abstractmethod
+    def read_position(self) -> Position: ...
+
+    @property
+    @abc.abstractmethod
+    def backlog(self) -> int:
+        """Entries after the mark-delete position that are not individually deleted."""
+
+    @abc.abstractmethod
+    def individually_deleted_ranges(self) -> list[tuple[Position, Position]]:
+        """Closed ranges [start, end] acknowledged beyond the mark-delete position."""
+
+    @abc.abstractmethod
+    def has_more_entries(self) -> bool:
+        """True if read_position is at or before the last confirmed entry."""
+
+    @abc.abstractmethod
+    async def read_entries(self, max_entries: int) -> list[Entry]:
+        """Up to max_entries unacknowledged entries from read_position (which advances);
+        [] when nothing is available."""
+
+    @abc.abstractmethod
+    async def read_entries_or_wait(self, max_entries: int) -> list[Entry]:
+        """Like read_entries but waits until at least one entry is available.
+        Cancelling the awaiting task is the way to stop waiting."""
+
+    @abc.abstractmethod
+    def is_acked(self, position: Position) -> bool: ...
+
+    @abc.abstractmethod
+    async def mark_delete(self, position: Position) -> None:
+        """Cumulative acknowledgement of everything up to and including position."""
+
+    @abc.abstractmethod
+    async def delete(self, positions: list[Position]) -> None:
+        """Individual acknowledgement; the mark-delete position advances over any
+        contiguous run of acknowledged entries."""
+
+    @abc.abstractmethod
+    def seek(self, read_position: Position) -> None:
+        """Move the read position only (used to rewind for redelivery)."""
+
+    @abc.abstractmethod
+    def rewind(self) -> None:
+        """read_position := first entry after the mark-delete position."""
+
+    @abc.abstractmethod
+    async def reset(self, position: Position) -> None:
+        """Reset the subscription so that `position` is the next entry delivered:
+        mark-delete becomes the entry before it, acked ranges are cleared."""
+
+    @abc.abstractmethod
+    async def skip_entries(self, count: int) -> None:
+        """Acknowledge the next `count` unacknowledged entries."""
+
+    @abc.abstractmethod
+    async def clear_backlog(self) -> None:
+        """Acknowledge everything up to the last confirmed entry."""
+
+    @abc.abstractmethod
+    async def peek(self, count: int) -> list[Entry]:
+        """The first `count` unacknowledged entries, without moving anything."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Persist (if durable) and detach from the managed ledger."""
+
+
+class ManagedLedger(abc.ABC):
+    name: str
+    config: ManagedLedgerConfig
+
+    @property
+    @abc.abstractmethod
+    def last_confirmed(self) -> Position:
+        """Position of the last added entry; (current_ledger, -1) when nothing was added."""
+
+    @property
+    @abc.abstractmethod
+    def first_position(self) -> Position:
+        """Position of the first retained entry (may equal last_confirmed.next() if empty)."""
+
+    @property
+    @abc.abstractmethod
+    def entries_count(self) -> int:
+        """Retained entries in all ledgers."""
+
+    @property
+    @abc.abstractmethod
+    def total_size(self) -> int:
+        """Retained bytes in all ledgers."""
+
+    @property
+    @abc.abstractmethod
+    def cursors(self) -> Mapping[str, ManagedCursor]:
+        """Open cursors by name (durable and non-durable)."""
+
+    @abc.abstractmethod
+    async def add_entry(self, data: bytes) -> Position:
+        """Append and return the position once durable."""
+
+    @abc.abstractmethod
+    async def open_cursor(
+        self, name: str, initial_position: InitialPosition = InitialPosition.LATEST
+    ) -> ManagedCursor:
+        """Open (or create, at initial_position) a durable cursor."""
+
+    @abc.abstractmethod
+    def new_non_durable_cursor(self, name: str, start: Position) -> ManagedCursor:
+        """A cursor that is never persisted, reading from `start` (inclusive);
+        EARLIEST / LATEST from taureau.storage.position are accepted."""
+
+    @abc.abstractmethod
+    async def delete_cursor(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    async def read_entry(self, position: Position) -> Entry: ...
+
+    @abc.abstractmethod
+    async def read_entries(self, start: Position, max_entries: int) -> list[Entry]:
+        """Up to max_entries entries from start (inclusive), crossing ledgers."""
+
+    @abc.abstractmethod
+    async def find_position(self, predicate: Callable[[Entry], bool]) -> Position | None:
+        """First retained position whose entry satisfies predicate, which must be false
+        then true along the log (binary search); None if no entry does."""
+
+    @abc.abstractmethod
+    def count_entries(self, after: Position, up_to: Position) -> int:
+        """Number of retained entries in (after, up_to]."""
+
+    @abc.abstractmethod
+    def set_retention(self, retention_time_s: float, retention_size_bytes: int) -> None: ...
+
+    @abc.abstractmethod
+    def internal_stats(self) -> dict:
+        """Ledgers (id, entries, size, timestamp), cursors (mark-delete, read position,
+        acked ranges), last confirmed entry: for the admin API's internalStats."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def delete(self) -> None:
+        """Delete every ledger, cursor and the metadata of this managed ledger."""
+
+
+class ManagedLedgerFactoryBase(abc.ABC):
+    @abc.abstractmethod
+    async def open(self, name: str, config: ManagedLedgerConfig | None = None) -> ManagedLedger:
+        """Open (or create) the managed ledger `name`; one instance per name."""
+
+    @abc.abstractmethod
+    async def exists(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def list(self, prefix: str = "") -> list[str]:
+        """Names of existing managed ledgers starting with prefix."""
+
+    @abc.abstractmethod
+    async def delete(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
