@@ -125,3 +125,14 @@ class TopicTerminatedError(BrokerError):
 
 class ChecksumError(BrokerError):
     server_error = 9
+
+
+# -- metadata store (appended) --------------------------------------------------------------
+
+
+class InvalidMetadataPathError(MetadataError, ValueError):
+    """A metadata path is malformed (must be absolute, `/a/b`, no empty or dot parts)."""
+
+
+class MetadataStoreClosedError(MetadataError):
+    """The metadata store was closed or failed to write its log."""
