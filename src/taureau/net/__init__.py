@@ -1,1 +1,1 @@
-"""net layer."""
+"""The only place that touches sockets: asyncio TCP servers with coalesced writes."""

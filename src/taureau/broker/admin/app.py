@@ -1,0 +1,59 @@
+"""Build the FastAPI application and map Taureau errors to HTTP statuses with a reason."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from taureau.broker.admin import metrics, namespaces, tenants, topics
+from taureau.broker.resources import ConflictError, PreconditionFailedError, ResourceNotFoundError
+from taureau.broker.service import BrokerService
+from taureau.broker.topic import SubscriptionBusyError
+from taureau.common.errors import (
+    InvalidTopicNameError,
+    NotAllowedError,
+    SubscriptionNotFoundError,
+    TaureauError,
+    TopicNotFoundError,
+)
+
+_STATUS = [
+    (ResourceNotFoundError, 404),
+    (TopicNotFoundError, 404),
+    (SubscriptionNotFoundError, 404),
+    (ConflictError, 409),
+    (PreconditionFailedError, 412),
+    (SubscriptionBusyError, 412),
+    (InvalidTopicNameError, 412),
+    (NotAllowedError, 405),
+]
+
+
+def status_for(exc: Exception) -> int:
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def build_admin_app(service: BrokerService) -> FastAPI:
+    app = FastAPI(
+        title="Taureau admin API",
+        version="0.1.0",
+        description="Pulsar-compatible /admin/v2 REST API of a Taureau broker.",
+    )
+    app.state.service = service
+
+    @app.exception_handler(TaureauError)
+    async def taureau_error(_: Request, exc: TaureauError) -> JSONResponse:
+        return JSONResponse({"reason": str(exc)}, status_code=status_for(exc))
+
+    @app.exception_handler(ValueError)
+    async def value_error(_: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse({"reason": str(exc)}, status_code=400)
+
+    app.include_router(tenants.router)
+    app.include_router(namespaces.router)
+    app.include_router(topics.router)
+    app.include_router(metrics.router)
+    return app

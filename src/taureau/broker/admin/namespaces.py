@@ -1,0 +1,138 @@
+"""/admin/v2/namespaces: namespaces and their retention, auto-creation and dedup policies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Request, Response
+
+from taureau.broker.resources import AutoTopicCreation, NamespacePolicies, RetentionPolicies, _build
+from taureau.common.names import NamespaceName
+
+router = APIRouter(prefix="/admin/v2/namespaces", tags=["namespaces"])
+
+
+def _service(request: Request):
+    return request.app.state.service
+
+
+def _object(body: Any, what: str) -> dict:
+    if not isinstance(body, dict):
+        raise ValueError(f"{what} must be a JSON object")
+    return body
+
+
+@router.get("/{tenant}")
+async def list_namespaces(request: Request, tenant: str) -> list[str]:
+    return await _service(request).resources.list_namespaces(tenant)
+
+
+@router.get("/{tenant}/{namespace}")
+async def get_policies(request: Request, tenant: str, namespace: str) -> dict:
+    policies = await _service(request).resources.get_policies(NamespaceName.parse(f"{tenant}/{namespace}"))
+    return policies.to_json()
+
+
+@router.put("/{tenant}/{namespace}", status_code=204)
+async def create_namespace(request: Request, tenant: str, namespace: str, body: Any = Body(None)) -> Response:
+    policies = NamespacePolicies.from_json(_object(body, "policies")) if body is not None else None
+    await _service(request).resources.create_namespace(NamespaceName.parse(f"{tenant}/{namespace}"), policies)
+    return Response(status_code=204)
+
+
+@router.delete("/{tenant}/{namespace}", status_code=204)
+async def delete_namespace(request: Request, tenant: str, namespace: str) -> Response:
+    service = _service(request)
+    ns = NamespaceName.parse(f"{tenant}/{namespace}")
+    if await service.list_topics(ns) or await service.resources.list_partitioned_topics(ns):
+        from taureau.broker.resources import PreconditionFailedError
+
+        raise PreconditionFailedError(f"namespace {ns} still has topics")
+    await service.resources.delete_namespace(ns)
+    return Response(status_code=204)
+
+
+@router.get("/{tenant}/{namespace}/topics")
+async def namespace_topics(request: Request, tenant: str, namespace: str) -> list[str]:
+    service = _service(request)
+    ns = NamespaceName.parse(f"{tenant}/{namespace}")
+    await service.resources.get_policies(ns)
+    return await service.topics_of_namespace(ns)
+
+
+async def _update(request: Request, tenant: str, namespace: str, change) -> Response:
+    service = _service(request)
+    ns = NamespaceName.parse(f"{tenant}/{namespace}")
+    await service.resources.update_policies(ns, change)
+    await service.apply_policies(ns)
+    return Response(status_code=204)
+
+
+@router.get("/{tenant}/{namespace}/retention")
+async def get_retention(request: Request, tenant: str, namespace: str) -> dict:
+    return (await get_policies(request, tenant, namespace))["retention_policies"]
+
+
+@router.post("/{tenant}/{namespace}/retention", status_code=204)
+async def set_retention(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
+    retention = _build(RetentionPolicies, _object(body, "retention"))
+    if retention.retentionTimeInMinutes < -1 or retention.retentionSizeInMB < -1:
+        raise ValueError("retention values must be >= -1 (-1 keeps forever)")
+
+    def change(p: NamespacePolicies) -> None:
+        p.retention_policies = retention
+
+    return await _update(request, tenant, namespace, change)
+
+
+@router.delete("/{tenant}/{namespace}/retention", status_code=204)
+async def remove_retention(request: Request, tenant: str, namespace: str) -> Response:
+    def change(p: NamespacePolicies) -> None:
+        p.retention_policies = RetentionPolicies()
+
+    return await _update(request, tenant, namespace, change)
+
+
+@router.get("/{tenant}/{namespace}/autoTopicCreation")
+async def get_auto_topic_creation(request: Request, tenant: str, namespace: str) -> dict:
+    return (await get_policies(request, tenant, namespace))["autoTopicCreationOverride"]
+
+
+@router.post("/{tenant}/{namespace}/autoTopicCreation", status_code=204)
+async def set_auto_topic_creation(
+    request: Request, tenant: str, namespace: str, body: Any = Body(...)
+) -> Response:
+    auto = _build(AutoTopicCreation, _object(body, "autoTopicCreation"))
+    if auto.topicType not in ("non-partitioned", "partitioned"):
+        raise ValueError("topicType must be 'non-partitioned' or 'partitioned'")
+    if auto.defaultNumPartitions < 1:
+        raise ValueError("defaultNumPartitions must be >= 1")
+
+    def change(p: NamespacePolicies) -> None:
+        p.autoTopicCreationOverride = auto
+
+    return await _update(request, tenant, namespace, change)
+
+
+@router.delete("/{tenant}/{namespace}/autoTopicCreation", status_code=204)
+async def remove_auto_topic_creation(request: Request, tenant: str, namespace: str) -> Response:
+    def change(p: NamespacePolicies) -> None:
+        p.autoTopicCreationOverride = AutoTopicCreation()
+
+    return await _update(request, tenant, namespace, change)
+
+
+@router.get("/{tenant}/{namespace}/deduplication")
+async def get_deduplication(request: Request, tenant: str, namespace: str) -> bool:
+    return (await get_policies(request, tenant, namespace))["deduplicationEnabled"]
+
+
+@router.post("/{tenant}/{namespace}/deduplication", status_code=204)
+async def set_deduplication(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
+    if not isinstance(body, bool):
+        raise ValueError("deduplication body must be true or false")
+
+    def change(p: NamespacePolicies) -> None:
+        p.deduplicationEnabled = body
+
+    return await _update(request, tenant, namespace, change)

@@ -1,0 +1,285 @@
+"""/admin/v2/persistent: topics, partitioned topics and subscriptions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Request, Response
+
+from taureau.broker.resources import ResourceNotFoundError
+from taureau.common.names import NamespaceName, TopicName
+from taureau.protocol import parse_metadata, split_batch
+from taureau.storage.position import EARLIEST, LATEST, Position
+
+router = APIRouter(prefix="/admin/v2/persistent", tags=["topics"])
+
+
+def _service(request: Request):
+    return request.app.state.service
+
+
+def _topic_name(tenant: str, namespace: str, topic: str) -> TopicName:
+    return TopicName.parse(f"persistent://{tenant}/{namespace}/{topic}")
+
+
+async def _topic(request: Request, tenant: str, namespace: str, topic: str):
+    name = _topic_name(tenant, namespace, topic)
+    service = _service(request)
+    if not await service.topic_exists(name):
+        raise ResourceNotFoundError(f"topic {name} does not exist")
+    return await service.get_topic(name, create=False)
+
+
+def _position_body(body: Any) -> Position | None:
+    """A MessageId JSON body {"ledgerId": L, "entryId": E}; None means latest."""
+    if body is None:
+        return None
+    if not isinstance(body, dict) or not {"ledgerId", "entryId"} <= set(body):
+        raise ValueError('message id must be {"ledgerId": <int>, "entryId": <int>}')
+    ledger_id, entry_id = body["ledgerId"], body["entryId"]
+    if not isinstance(ledger_id, int) or not isinstance(entry_id, int):
+        raise ValueError("ledgerId and entryId must be integers")
+    if ledger_id < 0:
+        return EARLIEST
+    if ledger_id == LATEST.ledger_id:
+        return LATEST
+    return Position(ledger_id, entry_id)
+
+
+# -- namespace listings -----------------------------------------------------------------------
+
+
+@router.get("/{tenant}/{namespace}")
+async def list_topics(request: Request, tenant: str, namespace: str) -> list[str]:
+    service = _service(request)
+    ns = NamespaceName.parse(f"{tenant}/{namespace}")
+    await service.resources.get_policies(ns)
+    return await service.list_topics(ns)
+
+
+@router.get("/{tenant}/{namespace}/partitioned")
+async def list_partitioned(request: Request, tenant: str, namespace: str) -> list[str]:
+    service = _service(request)
+    ns = NamespaceName.parse(f"{tenant}/{namespace}")
+    await service.resources.get_policies(ns)
+    return await service.resources.list_partitioned_topics(ns)
+
+
+# -- topics -----------------------------------------------------------------------------------
+
+
+@router.put("/{tenant}/{namespace}/{topic}", status_code=204)
+async def create_topic(request: Request, tenant: str, namespace: str, topic: str) -> Response:
+    await _service(request).create_topic(_topic_name(tenant, namespace, topic))
+    return Response(status_code=204)
+
+
+@router.delete("/{tenant}/{namespace}/{topic}", status_code=204)
+async def delete_topic(
+    request: Request, tenant: str, namespace: str, topic: str, force: bool = False
+) -> Response:
+    name = _topic_name(tenant, namespace, topic)
+    await _topic(request, tenant, namespace, topic)
+    await _service(request).delete_topic(name, force=force)
+    return Response(status_code=204)
+
+
+@router.get("/{tenant}/{namespace}/{topic}/stats")
+async def topic_stats(request: Request, tenant: str, namespace: str, topic: str) -> dict:
+    loaded = await _topic(request, tenant, namespace, topic)
+    stats = loaded.stats()
+    rates = _service(request).rates.get(str(loaded.name), {})
+    for key in ("msgRateIn", "msgRateOut", "msgThroughputIn", "msgThroughputOut"):
+        stats[key] = rates.get(key, 0.0)
+    return stats
+
+
+@router.get("/{tenant}/{namespace}/{topic}/internalStats")
+async def internal_stats(request: Request, tenant: str, namespace: str, topic: str) -> dict:
+    return (await _topic(request, tenant, namespace, topic)).ledger.internal_stats()
+
+
+@router.get("/{tenant}/{namespace}/{topic}/lastMessageId")
+async def last_message_id(request: Request, tenant: str, namespace: str, topic: str) -> dict:
+    loaded = await _topic(request, tenant, namespace, topic)
+    position, batch_index = await loaded.last_message_id()
+    return {
+        "ledgerId": position.ledger_id,
+        "entryId": position.entry_id,
+        "partitionIndex": loaded.partition,
+        "batchIndex": batch_index,
+    }
+
+
+# -- partitioned topics -----------------------------------------------------------------------
+
+
+@router.put("/{tenant}/{namespace}/{topic}/partitions", status_code=204)
+async def create_partitioned(
+    request: Request, tenant: str, namespace: str, topic: str, body: Any = Body(...)
+) -> Response:
+    if not isinstance(body, int) or isinstance(body, bool) or body < 1:
+        raise ValueError("the body must be the number of partitions, an integer >= 1")
+    service = _service(request)
+    name = _topic_name(tenant, namespace, topic)
+    await service.resources.get_policies(name.namespace_name)
+    if await service.topic_exists(name):
+        from taureau.broker.resources import ConflictError
+
+        raise ConflictError(f"a non-partitioned topic {name} already exists")
+    await service.resources.create_partitioned_topic(name, body)
+    return Response(status_code=204)
+
+
+@router.post("/{tenant}/{namespace}/{topic}/partitions", status_code=204)
+async def update_partitioned(
+    request: Request, tenant: str, namespace: str, topic: str, body: Any = Body(...)
+) -> Response:
+    if not isinstance(body, int) or isinstance(body, bool):
+        raise ValueError("the body must be the new number of partitions")
+    await _service(request).resources.update_partitions(_topic_name(tenant, namespace, topic), body)
+    return Response(status_code=204)
+
+
+@router.get("/{tenant}/{namespace}/{topic}/partitions")
+async def get_partitioned(request: Request, tenant: str, namespace: str, topic: str) -> dict:
+    partitions = await _service(request).resources.get_partitions(_topic_name(tenant, namespace, topic))
+    return {"partitions": partitions}
+
+
+@router.delete("/{tenant}/{namespace}/{topic}/partitions", status_code=204)
+async def delete_partitioned(
+    request: Request, tenant: str, namespace: str, topic: str, force: bool = False
+) -> Response:
+    service = _service(request)
+    name = _topic_name(tenant, namespace, topic)
+    partitions = await service.resources.get_partitions(name)
+    if not partitions:
+        raise ResourceNotFoundError(f"partitioned topic {name} does not exist")
+    for index in range(partitions):
+        partition = name.partition_name(index)
+        if await service.topic_exists(partition):
+            await service.delete_topic(partition, force=force)
+    await service.resources.delete_partitioned_topic(name)
+    return Response(status_code=204)
+
+
+@router.get("/{tenant}/{namespace}/{topic}/partitioned-stats")
+async def partitioned_stats(request: Request, tenant: str, namespace: str, topic: str) -> dict:
+    service = _service(request)
+    name = _topic_name(tenant, namespace, topic)
+    partitions = await service.resources.get_partitions(name)
+    if not partitions:
+        raise ResourceNotFoundError(f"partitioned topic {name} does not exist")
+    total = {"msgInCounter": 0, "bytesInCounter": 0, "msgOutCounter": 0, "storageSize": 0, "partitions": {}}
+    for index in range(partitions):
+        partition = name.partition_name(index)
+        if not await service.topic_exists(partition):
+            continue
+        stats = (await service.get_topic(partition, create=False)).stats()
+        total["partitions"][str(partition)] = stats
+        for key in ("msgInCounter", "bytesInCounter", "msgOutCounter", "storageSize"):
+            total[key] += stats[key]
+    total["metadata"] = {"partitions": partitions}
+    return total
+
+
+# -- subscriptions ----------------------------------------------------------------------------
+
+
+@router.get("/{tenant}/{namespace}/{topic}/subscriptions")
+async def list_subscriptions(request: Request, tenant: str, namespace: str, topic: str) -> list[str]:
+    return sorted((await _topic(request, tenant, namespace, topic)).subscriptions)
+
+
+@router.put("/{tenant}/{namespace}/{topic}/subscription/{subscription}", status_code=204)
+async def create_subscription(
+    request: Request, tenant: str, namespace: str, topic: str, subscription: str, body: Any = Body(None)
+) -> Response:
+    position = _position_body(body)
+    name = _topic_name(tenant, namespace, topic)
+    loaded = await _service(request).get_topic(name, create=True)
+    await loaded.create_subscription(subscription, position)
+    return Response(status_code=204)
+
+
+@router.delete("/{tenant}/{namespace}/{topic}/subscription/{subscription}", status_code=204)
+async def delete_subscription(
+    request: Request, tenant: str, namespace: str, topic: str, subscription: str, force: bool = False
+) -> Response:
+    await (await _topic(request, tenant, namespace, topic)).unsubscribe(subscription, force=force)
+    return Response(status_code=204)
+
+
+@router.post("/{tenant}/{namespace}/{topic}/subscription/{subscription}/skip_all", status_code=204)
+async def skip_all(request: Request, tenant: str, namespace: str, topic: str, subscription: str) -> Response:
+    sub = (await _topic(request, tenant, namespace, topic)).get_subscription(subscription)
+    await sub.clear_backlog()
+    return Response(status_code=204)
+
+
+@router.post("/{tenant}/{namespace}/{topic}/subscription/{subscription}/skip/{count}", status_code=204)
+async def skip(
+    request: Request, tenant: str, namespace: str, topic: str, subscription: str, count: int
+) -> Response:
+    if count < 0:
+        raise ValueError("the number of messages to skip must be >= 0")
+    sub = (await _topic(request, tenant, namespace, topic)).get_subscription(subscription)
+    await sub.skip(count)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{tenant}/{namespace}/{topic}/subscription/{subscription}/resetcursor/{timestamp}", status_code=204
+)
+async def reset_cursor_time(
+    request: Request, tenant: str, namespace: str, topic: str, subscription: str, timestamp: int
+) -> Response:
+    loaded = await _topic(request, tenant, namespace, topic)
+    sub = loaded.get_subscription(subscription)
+    await sub.reset_to(await loaded.position_for_time(timestamp))
+    return Response(status_code=204)
+
+
+@router.post("/{tenant}/{namespace}/{topic}/subscription/{subscription}/resetcursor", status_code=204)
+async def reset_cursor_id(
+    request: Request, tenant: str, namespace: str, topic: str, subscription: str, body: Any = Body(...)
+) -> Response:
+    loaded = await _topic(request, tenant, namespace, topic)
+    sub = loaded.get_subscription(subscription)
+    position = _position_body(body)
+    await sub.reset_to(loaded.resolve_position(*(position or LATEST)))
+    return Response(status_code=204)
+
+
+@router.get("/{tenant}/{namespace}/{topic}/subscription/{subscription}/position/{n}")
+async def peek(
+    request: Request, tenant: str, namespace: str, topic: str, subscription: str, n: int
+) -> Response:
+    """The n-th (1-based) unacknowledged message: its payload, with metadata in headers."""
+    if n < 1:
+        raise ValueError("message position must be >= 1")
+    sub = (await _topic(request, tenant, namespace, topic)).get_subscription(subscription)
+    seen = 0
+    for entry in await sub.cursor.peek(n):
+        messages = split_batch(entry.data)
+        if seen + len(messages) < n:
+            seen += len(messages)
+            continue
+        meta, _ = parse_metadata(entry.data)
+        index = n - seen - 1
+        properties, key, payload = messages[index]
+        headers = {
+            "X-Pulsar-Message-ID": f"{entry.position.ledger_id}:{entry.position.entry_id}",
+            "X-Pulsar-publish-time": str(meta.publish_time),
+            "X-Pulsar-producer-name": meta.producer_name,
+            "X-Pulsar-sequence-id": str(meta.sequence_id + index),
+        }
+        if meta.HasField("num_messages_in_batch"):
+            headers["X-Pulsar-batch-index"] = str(index)
+        if key is not None:
+            headers["X-Pulsar-partition-key"] = key
+        for prop, value in properties.items():
+            headers[f"X-Pulsar-PROPERTY-{prop}"] = value
+        return Response(content=payload, media_type="application/octet-stream", headers=headers)
+    raise ResourceNotFoundError(f"subscription {subscription} has fewer than {n} messages in its backlog")

@@ -1,0 +1,269 @@
+"""ServerConnection: one client TCP connection speaking the Pulsar binary protocol.
+
+Theory of operation:
+- States: AWAITING_CONNECT -> CONNECTED -> CLOSED, changed only through `_set_state`.
+  Before CONNECT any other command closes the connection (the client does the same).
+- `data_received` decodes frames (taureau.protocol, sans-IO). SEND, FLOW and PING are
+  handled inline: they are the hot path and need no await before their effect. Every
+  other command is queued to one control task per connection and handled in arrival
+  order (so an ACK never overtakes the SUBSCRIBE before it), see broker/control.py.
+- A malformed frame closes this connection only; the frame's bytes are never stored.
+- Everything the connection sends during one event-loop turn (receipts, messages,
+  replies) is coalesced into one socket write (net.server.CoalescingWriter).
+- Publishes in flight are bounded per connection: past MAX_INFLIGHT_PUBLISHES the
+  connection stops reading until half of them completed (back-pressure, bounded memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from enum import Enum
+
+from taureau.broker.consumer import Consumer
+from taureau.broker.producer import Producer
+from taureau.broker.service import BrokerService
+from taureau.broker.subscription import Subscription
+from taureau.broker.topic import PersistentTopic
+from taureau.common.errors import TaureauError
+from taureau.net.server import CoalescingWriter, tune_socket
+from taureau.protocol import (
+    FrameDecoder,
+    ProtocolError,
+    append_message,
+    append_send_receipt,
+    pb,
+    pong,
+    replies,
+)
+from taureau.storage.position import Position
+
+log = logging.getLogger(__name__)
+
+T = pb.BaseCommand.Type
+MAX_INFLIGHT_PUBLISHES = 10_000
+SERVER_VERSION = "Taureau-0.1.0"
+MAX_PROTOCOL_VERSION = 20
+
+
+class ConnectionState(Enum):
+    AWAITING_CONNECT = "awaiting_connect"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+_TRANSITIONS = {
+    ConnectionState.AWAITING_CONNECT: {ConnectionState.CONNECTED, ConnectionState.CLOSED},
+    ConnectionState.CONNECTED: {ConnectionState.CLOSED},
+    ConnectionState.CLOSED: set(),
+}
+
+
+class ServerConnection(asyncio.Protocol):
+    def __init__(self, service: BrokerService) -> None:
+        self.service = service
+        self.state = ConnectionState.AWAITING_CONNECT
+        self.decoder = FrameDecoder(service.config.max_message_size + 64 * 1024)
+        self.protocol_version = 0
+        self.remote_address = "?"
+        self.producers: dict[int, tuple[Producer, PersistentTopic]] = {}  # by client producer_id
+        self.consumers: dict[int, tuple[Consumer, Subscription, PersistentTopic]] = {}  # by consumer_id
+        self._transport: asyncio.Transport | None = None
+        self._writer: CoalescingWriter | None = None
+        self._control: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
+        self._control_task: asyncio.Task | None = None
+        self._inflight = 0
+        self._reading_paused = False
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _set_state(self, new: ConnectionState) -> None:
+        if new not in _TRANSITIONS[self.state]:
+            raise RuntimeError(f"connection cannot go from {self.state.value} to {new.value}")
+        self.state = new
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        tune_socket(transport)
+        peer = transport.get_extra_info("peername")
+        self.remote_address = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._writer = CoalescingWriter(self._transport)
+        self._control_task = asyncio.get_running_loop().create_task(self._run_control())
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.decoder.feed(data)
+        except ProtocolError as exc:
+            for frame in getattr(exc, "frames", []):
+                self._handle(frame)
+            log.warning("closing %s: malformed frame: %s", self.remote_address, exc)
+            self.close()
+            return
+        for frame in frames:
+            if self.state is ConnectionState.CLOSED:
+                return
+            self._handle(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state is not ConnectionState.CLOSED:
+            self._set_state(ConnectionState.CLOSED)
+        self._control.put_nowait(self._cleanup)
+        self._control.put_nowait(None)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def write(self, frame: bytes) -> None:
+        self._writer.write(frame)
+
+    # -- frame dispatch ----------------------------------------------------------------------
+
+    def _handle(self, frame) -> None:
+        cmd = frame.command
+        kind = cmd.type
+        if kind == T.SEND:
+            self._on_send(cmd.send, frame.payload, frame.checksum_ok)
+        elif kind == T.FLOW:
+            found = self.consumers.get(cmd.flow.consumer_id)
+            if found is not None:
+                found[1].flow(found[0], cmd.flow.messagePermits)
+        elif kind == T.PING:
+            self.write(pong())
+        elif kind == T.PONG:
+            pass
+        elif kind == T.CONNECT:
+            self._on_connect(cmd.connect)
+        elif self.state is not ConnectionState.CONNECTED:
+            log.warning("closing %s: %s before CONNECT", self.remote_address, T.Name(kind))
+            self.close()
+        else:
+            from taureau.broker.control import handler_for
+
+            handler = handler_for(kind)
+            if handler is None:
+                self._unsupported(cmd)
+            else:
+                self._control.put_nowait(lambda: handler(self, cmd))
+
+    def _on_connect(self, connect) -> None:
+        if self.state is not ConnectionState.AWAITING_CONNECT:
+            log.warning("closing %s: second CONNECT", self.remote_address)
+            self.close()
+            return
+        self._set_state(ConnectionState.CONNECTED)
+        self.protocol_version = min(connect.protocol_version, MAX_PROTOCOL_VERSION)
+        self.write(
+            replies.connected(SERVER_VERSION, self.protocol_version, self.service.config.max_message_size)
+        )
+
+    def _unsupported(self, cmd) -> None:
+        name = T.Name(cmd.type)
+        log.info("%s sent unsupported command %s", self.remote_address, name)
+        body = getattr(cmd, cmd.DESCRIPTOR.fields_by_number[cmd.type].name, None)
+        request_id = getattr(body, "request_id", None)
+        if request_id is not None and body.HasField("request_id"):
+            self.write(replies.error(request_id, 22, f"{name} is not supported by this broker"))
+
+    async def _run_control(self) -> None:
+        while True:
+            job = await self._control.get()
+            if job is None:
+                return
+            try:
+                await job()
+            except Exception:
+                log.exception("control command on %s failed", self.remote_address)
+
+    # -- publish hot path --------------------------------------------------------------------
+
+    def _on_send(self, send, payload: bytes | None, checksum_ok: bool) -> None:
+        found = self.producers.get(send.producer_id)
+        sequence_id = send.sequence_id
+        if found is None or payload is None:
+            self.write(replies.send_error(send.producer_id, sequence_id, 22, "producer is not ready"))
+            return
+        if not checksum_ok:
+            self.write(replies.send_error(send.producer_id, sequence_id, 9, "checksum mismatch"))
+            return
+        if len(payload) > self.service.config.max_message_size:
+            self.write(replies.send_error(send.producer_id, sequence_id, 22, "message too large"))
+            return
+        messages = send.num_messages if send.HasField("num_messages") else 1
+        if send.HasField("highest_sequence_id") and send.highest_sequence_id >= sequence_id:
+            highest = send.highest_sequence_id
+        else:
+            highest = sequence_id + max(messages, 1) - 1
+        producer, topic = found
+        self._inflight += 1
+        if self._inflight >= MAX_INFLIGHT_PUBLISHES and not self._reading_paused:
+            self._reading_paused = True
+            self._transport.pause_reading()
+        asyncio.get_running_loop().create_task(
+            self._publish(producer, topic, payload, sequence_id, highest, messages)
+        )
+
+    async def _publish(
+        self, producer: Producer, topic: PersistentTopic, data: bytes, sequence_id: int, highest: int, n: int
+    ) -> None:
+        try:
+            position = await topic.publish(producer, data, sequence_id, highest, n)
+        except TaureauError as exc:
+            # The client treats any SEND_ERROR but ChecksumError as fatal for the connection
+            # and resends everything pending on a new one: exactly what a failed add needs.
+            log.warning("publish to %s failed: %s", topic.name, exc)
+            self.write(replies.send_error(producer.producer_id, sequence_id, exc.server_error, str(exc)))
+            self.close()
+            return
+        except Exception as exc:
+            log.exception("publish to %s failed", topic.name)
+            self.write(replies.send_error(producer.producer_id, sequence_id, 2, str(exc)))
+            self.close()
+            return
+        finally:
+            self._inflight -= 1
+            if self._reading_paused and self._inflight < MAX_INFLIGHT_PUBLISHES // 2:
+                self._reading_paused = False
+                if not self._transport.is_closing():
+                    self._transport.resume_reading()
+        ledger_id, entry_id = position if position is not None else (-1, -1)
+        writer = self._writer
+        append_send_receipt(writer.buffer, producer.producer_id, sequence_id, highest, ledger_id, entry_id)
+        writer.schedule()
+
+    # -- ConsumerSink ------------------------------------------------------------------------
+
+    def send_message(
+        self, consumer_id: int, position: Position, partition: int, redelivery_count: int, data: bytes
+    ) -> None:
+        writer = self._writer
+        append_message(
+            writer.buffer, consumer_id, position[0], position[1], partition, redelivery_count, data
+        )
+        writer.schedule()
+
+    def send_close_consumer(self, consumer_id: int) -> None:
+        self.consumers.pop(consumer_id, None)
+        self.write(replies.close_consumer(consumer_id))
+
+    def send_active_consumer_change(self, consumer_id: int, is_active: bool) -> None:
+        self.write(replies.active_consumer_change(consumer_id, is_active))
+
+    def disconnect_producer(self, producer_id: int) -> None:
+        self.producers.pop(producer_id, None)
+        self.write(replies.close_producer(producer_id))
+
+    # -- teardown ----------------------------------------------------------------------------
+
+    async def _cleanup(self) -> None:
+        for producer, topic in self.producers.values():
+            topic.remove_producer(producer)
+        self.producers.clear()
+        for consumer, sub, topic in list(self.consumers.values()):
+            await topic.remove_consumer(sub, consumer)
+        self.consumers.clear()

@@ -1,0 +1,80 @@
+"""Consumer: one client consumer attached to a subscription; owns its permits and unacked entries."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from taureau.storage.position import Position
+
+
+class ConsumerSink(Protocol):
+    """What a consumer needs from its connection: the broker never touches a socket itself."""
+
+    def send_message(
+        self, consumer_id: int, position: Position, partition: int, redelivery_count: int, data: bytes
+    ) -> None: ...
+
+    def send_close_consumer(self, consumer_id: int) -> None: ...
+
+    def send_active_consumer_change(self, consumer_id: int, is_active: bool) -> None: ...
+
+    @property
+    def remote_address(self) -> str: ...
+
+
+class Consumer:
+    """Per-consumer dispatch state. Only the subscription's dispatcher changes `permits`
+    and `pending`; the connection only reads them for stats."""
+
+    def __init__(
+        self,
+        *,
+        consumer_id: int,
+        name: str,
+        sink: ConsumerSink,
+        partition: int = -1,
+        priority: int = 0,
+        metadata: dict[str, str] | None = None,
+        hash_ranges: list[tuple[int, int]] | None = None,
+    ) -> None:
+        self.consumer_id = consumer_id
+        self.name = name
+        self.sink = sink
+        self.partition = partition  # topic partition index stamped on message ids, -1 if none
+        self.priority = priority  # lower value = served first (Shared)
+        self.metadata = metadata or {}
+        self.hash_ranges = hash_ranges  # Key_Shared STICKY ranges, inclusive, or None (AUTO_SPLIT)
+        self.permits = 0  # messages the client can still take (FLOW adds, dispatch debits)
+        self.pending: dict[Position, int] = {}  # entries sent and not acked -> messages in entry
+        self.connected_since = time.time()
+        # Key_Shared AUTO_SPLIT ordering: entries at or after this position may reach this
+        # consumer only once the mark-delete position passes it (set by the dispatcher).
+        self.max_read_position: Position | None = None
+        self.msg_out = 0
+        self.bytes_out = 0
+        self.msg_acked = 0
+
+    @property
+    def unacked_messages(self) -> int:
+        return sum(self.pending.values())
+
+    def deliver(self, position: Position, data: bytes, messages: int, redelivery_count: int) -> None:
+        """Hand one entry to the client and record it as pending."""
+        self.permits -= messages
+        self.pending[position] = messages
+        self.msg_out += messages
+        self.bytes_out += len(data)
+        self.sink.send_message(self.consumer_id, position, self.partition, redelivery_count, data)
+
+    def stats(self) -> dict:
+        return {
+            "consumerName": self.name,
+            "availablePermits": self.permits,
+            "unackedMessages": self.unacked_messages,
+            "msgOutCounter": self.msg_out,
+            "bytesOutCounter": self.bytes_out,
+            "address": self.sink.remote_address,
+            "connectedSince": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.connected_since)),
+            "metadata": self.metadata,
+        }

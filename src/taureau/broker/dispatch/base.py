@@ -1,0 +1,250 @@
+"""The read loop shared by every dispatcher: permits, the replay set and redelivery counts.
+
+Theory of operation:
+- One dispatcher per subscription, one asyncio task running `_run`. The task sleeps on
+  `_wakeup` and is woken by: a FLOW (permits), a new consumer, a redelivery request, an
+  ack (Key_Shared ordering may unblock), or the topic announcing new entries.
+- Each round first re-sends positions in the replay set (negative acks, ack timeouts,
+  consumers that left), oldest first, then reads fresh entries from the cursor. Fresh reads
+  are sized from the permits and the average messages per entry, so batched entries do
+  not overshoot a consumer's receiver queue by much; entries no consumer could take go back
+  (a cursor seek for a contiguous tail, the replay set otherwise).
+- A rewind (Exclusive/Failover redelivery) bumps `_epoch`; a read that was in flight across
+  a rewind is discarded, because the cursor will hand the same entries out again.
+- Subclasses implement `_assign(entries) -> held` only: a pure decision of which consumer
+  takes each entry, calling `consumer.deliver`, and returning what nobody could take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from taureau.broker.consumer import Consumer
+from taureau.common.errors import TaureauError
+from taureau.storage.managed_ledger.api import ManagedCursor, ManagedLedger
+from taureau.storage.position import Entry, Position
+
+log = logging.getLogger(__name__)
+
+# (num_messages, key) of a stored entry; key is the ordering or partition key, or None.
+EntryInfo = Callable[[bytes], tuple[int, bytes | None]]
+
+MAX_ENTRIES_PER_READ = 256
+
+
+class DispatchItem:
+    """An entry on its way to a consumer, with what the dispatcher parsed from it."""
+
+    __slots__ = ("entry", "messages", "key")
+
+    def __init__(self, entry: Entry, messages: int, key: bytes | None) -> None:
+        self.entry = entry
+        self.messages = messages
+        self.key = key
+
+
+class Dispatcher:
+    """Base dispatcher; owns the consumer list, the replay set and redelivery counts."""
+
+    def __init__(self, ledger: ManagedLedger, cursor: ManagedCursor, entry_info: EntryInfo) -> None:
+        self.ledger = ledger
+        self.cursor = cursor
+        self.entry_info = entry_info
+        self.consumers: list[Consumer] = []  # attach order; owned here
+        self.replay: set[Position] = set()  # positions to send again before fresh entries
+        self.redelivery_counts: dict[Position, int] = {}  # position -> times redelivered
+        self._wakeup = asyncio.Event()
+        self._epoch = 0  # bumped by every rewind; see theory of operation
+        self._avg_messages = 1.0  # running average of messages per entry, sizes reads
+        self._task: asyncio.Task | None = None
+        self._closed = False
+
+    # -- consumer lifecycle (called by the subscription) ---------------------------------------
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.consumers.append(consumer)
+        self._start()
+        self.wake()
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        """Detach; its unacked entries go to the remaining consumers."""
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+        self._redeliver_pending(consumer, list(consumer.pending))
+        consumer.pending.clear()
+        self.wake()
+
+    def flow(self, consumer: Consumer, permits: int) -> None:
+        consumer.permits += permits
+        self.wake()
+
+    def redeliver(self, consumer: Consumer, positions: list[Position] | None) -> None:
+        """Send `positions` (all of the consumer's unacked entries when None) again."""
+        if positions is None:
+            positions = list(consumer.pending)
+        pending = [p for p in positions if consumer.pending.pop(p, None) is not None]
+        self._redeliver_pending(consumer, pending)
+        self.wake()
+
+    def _redeliver_pending(self, consumer: Consumer, positions: list[Position]) -> None:
+        for position in positions:
+            self.redelivery_counts[position] = self.redelivery_counts.get(position, 0) + 1
+            self.replay.add(position)
+
+    def acked(self, consumer: Consumer, positions: list[Position]) -> None:
+        """Individual acks: forget the positions everywhere."""
+        for position in positions:
+            if consumer.pending.pop(position, None) is None:
+                for other in self.consumers:
+                    if other.pending.pop(position, None) is not None:
+                        break
+            self.replay.discard(position)
+            self.redelivery_counts.pop(position, None)
+        self.wake()
+
+    def acked_cumulative(self, consumer: Consumer, position: Position) -> None:
+        for pending in [p for p in consumer.pending if p <= position]:
+            del consumer.pending[pending]
+        self.replay = {p for p in self.replay if p > position}
+        if self.redelivery_counts:
+            self.redelivery_counts = {p: n for p, n in self.redelivery_counts.items() if p > position}
+        self.wake()
+
+    def reset(self) -> None:
+        """The cursor was reset (seek): forget everything in flight."""
+        self._epoch += 1
+        self.replay.clear()
+        self.redelivery_counts.clear()
+        for consumer in self.consumers:
+            consumer.pending.clear()
+        self.wake()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    notify_new_entries = wake
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+
+    # -- subclass hooks ----------------------------------------------------------------------
+
+    def _available_permits(self) -> int:
+        return sum(c.permits for c in self.consumers if c.permits > 0)
+
+    def _assign(self, items: list[DispatchItem]) -> list[DispatchItem]:
+        """Deliver items to consumers; return the ones nobody could take, in order."""
+        raise NotImplementedError
+
+    def _delivery_count(self, position: Position) -> int:
+        return self.redelivery_counts.get(position, 0)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._task is None and not self._closed:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="dispatcher")
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while not self._closed:
+            self._wakeup.clear()
+            try:
+                progressed = await self._dispatch_once()
+                backoff = 0.05
+            except asyncio.CancelledError:
+                raise
+            except TaureauError as exc:
+                log.warning("dispatch on %s failed, retrying: %s", self.cursor.name, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            except Exception:
+                log.exception("dispatch on %s failed, retrying", self.cursor.name)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            if not progressed:
+                await self._wakeup.wait()
+
+    async def _dispatch_once(self) -> bool:
+        available = self._available_permits()
+        if available <= 0 or not self.consumers:
+            return False
+        self._begin_round()
+        if self.replay:
+            delivered, examined_all = await self._dispatch_replay(available)
+            if delivered:
+                return True
+            if not examined_all:
+                # Older entries wait beyond what this round looked at: reading fresh ones now
+                # could overtake them (Key_Shared order), so wait for acks or permits.
+                return False
+        if not self.cursor.has_more_entries() or self._available_permits() <= 0:
+            return False
+        count = max(1, min(MAX_ENTRIES_PER_READ, int(available / self._avg_messages)))
+        epoch = self._epoch
+        entries = await self.cursor.read_entries(count)
+        if epoch != self._epoch or not entries:
+            return bool(entries)
+        items = self._items(entries)
+        held = self._assign(items)
+        if held:
+            if held == items[len(items) - len(held) :]:
+                # A contiguous tail: un-read it so the cursor hands it out next time.
+                self.cursor.seek(held[0].entry.position)
+            else:
+                self.replay.update(item.entry.position for item in held)
+        return len(held) < len(items)
+
+    async def _dispatch_replay(self, available: int) -> tuple[bool, bool]:
+        """Re-send replay positions, oldest first. Returns (anything delivered, every
+        replay position was looked at)."""
+        replay = sorted(self.replay)
+        positions = replay[: max(MAX_ENTRIES_PER_READ, available)]
+        examined_all = len(positions) == len(replay)
+        epoch = self._epoch
+        entries: list[Entry] = []
+        for position in positions:
+            self.replay.discard(position)
+            if self.cursor.is_acked(position):
+                self.redelivery_counts.pop(position, None)
+                continue
+            try:
+                entries.append(await self.ledger.read_entry(position))
+            except TaureauError:
+                # Trimmed by retention or deleted: nothing left to deliver.
+                self.redelivery_counts.pop(position, None)
+        if epoch != self._epoch:
+            return True, False
+        held = self._assign(self._items(entries))
+        self.replay.update(item.entry.position for item in held)
+        return len(held) < len(entries), examined_all
+
+    def _begin_round(self) -> None:
+        """Hook run before each dispatch round (Key_Shared resets its blocked set)."""
+
+    def _items(self, entries: list[Entry]) -> list[DispatchItem]:
+        items = []
+        total = 0
+        for entry in entries:
+            messages, key = self.entry_info(entry.data)
+            total += messages
+            items.append(DispatchItem(entry, messages, key))
+        if items:
+            self._avg_messages = 0.8 * self._avg_messages + 0.2 * (total / len(items))
+        return items
+
+    def _deliver(self, consumer: Consumer, item: DispatchItem) -> None:
+        consumer.deliver(
+            item.entry.position, item.entry.data, item.messages, self._delivery_count(item.entry.position)
+        )

@@ -1,0 +1,244 @@
+"""Tenants, namespaces, their policies and partitioned-topic metadata, kept in the metadata store.
+
+Layout in the metadata store (values are JSON):
+    /admin/tenants/<tenant>                               {"adminRoles": [...], "allowedClusters": [...]}
+    /admin/policies/<tenant>/<namespace>                  NamespacePolicies
+    /admin/partitioned-topics/<tenant>/<namespace>/<domain>/<topic>   {"partitions": N}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from taureau.common.errors import (
+    BadVersionError,
+    BrokerError,
+    NodeExistsError,
+    NotAllowedError,
+    NotFoundError,
+)
+from taureau.common.names import NamespaceName, TopicName, check_name_part
+from taureau.metadata.store import MetadataStore
+
+TENANTS = "/admin/tenants"
+POLICIES = "/admin/policies"
+PARTITIONED = "/admin/partitioned-topics"
+
+
+class ConflictError(BrokerError):
+    """The resource exists already (REST 409)."""
+
+
+class ResourceNotFoundError(BrokerError):
+    """The tenant, namespace or topic does not exist (REST 404)."""
+
+    server_error = 11
+
+
+class PreconditionFailedError(BrokerError):
+    """The resource is in a state that forbids the change, e.g. not empty (REST 412)."""
+
+
+@dataclass(slots=True)
+class TenantInfo:
+    adminRoles: list[str] = field(default_factory=list)  # noqa: N815 - Pulsar's JSON field names
+    allowedClusters: list[str] = field(default_factory=lambda: ["standalone"])  # noqa: N815
+
+
+@dataclass(slots=True)
+class AutoTopicCreation:
+    allowAutoTopicCreation: bool = True  # noqa: N815
+    topicType: str = "non-partitioned"  # noqa: N815 - or "partitioned"
+    defaultNumPartitions: int = 1  # noqa: N815
+
+
+@dataclass(slots=True)
+class RetentionPolicies:
+    retentionTimeInMinutes: int = 0  # noqa: N815 - -1 keeps forever
+    retentionSizeInMB: int = 0  # noqa: N815 - -1 keeps forever
+
+
+@dataclass(slots=True)
+class NamespacePolicies:
+    retention_policies: RetentionPolicies = field(default_factory=RetentionPolicies)
+    autoTopicCreationOverride: AutoTopicCreation = field(default_factory=AutoTopicCreation)  # noqa: N815
+    deduplicationEnabled: bool = False  # noqa: N815
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NamespacePolicies:
+        policies = cls()
+        if isinstance(data.get("retention_policies"), dict):
+            policies.retention_policies = _build(RetentionPolicies, data["retention_policies"])
+        if isinstance(data.get("autoTopicCreationOverride"), dict):
+            policies.autoTopicCreationOverride = _build(AutoTopicCreation, data["autoTopicCreationOverride"])
+        if "deduplicationEnabled" in data:
+            policies.deduplicationEnabled = bool(data["deduplicationEnabled"])
+        return policies
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    """Build a policy dataclass from JSON, rejecting unknown fields and wrong types."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(unknown)} for {cls.__name__}")
+    defaults = cls()
+    for name, value in data.items():
+        expected = type(getattr(defaults, name))
+        if expected is int and isinstance(value, bool) or not isinstance(value, expected):
+            raise ValueError(f"{cls.__name__}.{name} must be {expected.__name__}, got {value!r}")
+    return cls(**data)
+
+
+def parse_tenant_info(data: Any) -> TenantInfo:
+    if data is None:
+        return TenantInfo()
+    if not isinstance(data, dict):
+        raise ValueError("tenant info must be a JSON object")
+    info = _build(TenantInfo, data)
+    for role in info.adminRoles + info.allowedClusters:
+        if not isinstance(role, str):
+            raise ValueError("adminRoles and allowedClusters must be lists of strings")
+    return info
+
+
+def _dump(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+class Resources:
+    """Reads and writes tenants, namespaces, policies and partition counts. Owns no state
+    itself: the metadata store is the single source of truth, so several brokers agree."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self.store = store
+
+    async def bootstrap(self) -> None:
+        """Create the `public` tenant and `public/default` namespace on first start."""
+        if not await self.store.exists(f"{TENANTS}/public"):
+            await self.create_tenant("public", TenantInfo())
+        if not await self.store.exists(f"{POLICIES}/public/default"):
+            await self.create_namespace(NamespaceName("public", "default"))
+
+    # -- tenants ---------------------------------------------------------------------------
+
+    async def list_tenants(self) -> list[str]:
+        return await self.store.children(TENANTS)
+
+    async def get_tenant(self, tenant: str) -> TenantInfo:
+        found = await self.store.get(f"{TENANTS}/{tenant}")
+        if found is None:
+            raise ResourceNotFoundError(f"tenant {tenant} does not exist")
+        return TenantInfo(**json.loads(found[0]))
+
+    async def create_tenant(self, tenant: str, info: TenantInfo) -> None:
+        check_name_part("tenant", tenant)
+        try:
+            await self.store.put(f"{TENANTS}/{tenant}", _dump(asdict(info)), expected_version=-1)
+        except NodeExistsError:
+            raise ConflictError(f"tenant {tenant} already exists") from None
+
+    async def update_tenant(self, tenant: str, info: TenantInfo) -> None:
+        await self.get_tenant(tenant)
+        await self.store.put(f"{TENANTS}/{tenant}", _dump(asdict(info)))
+
+    async def delete_tenant(self, tenant: str) -> None:
+        await self.get_tenant(tenant)
+        if await self.store.children(f"{POLICIES}/{tenant}"):
+            raise PreconditionFailedError(f"tenant {tenant} still has namespaces")
+        await self.store.delete(f"{TENANTS}/{tenant}")
+        await self.store.delete_recursive(f"{POLICIES}/{tenant}")
+
+    # -- namespaces ------------------------------------------------------------------------
+
+    async def list_namespaces(self, tenant: str) -> list[str]:
+        await self.get_tenant(tenant)
+        return [f"{tenant}/{ns}" for ns in await self.store.children(f"{POLICIES}/{tenant}")]
+
+    async def namespace_exists(self, ns: NamespaceName) -> bool:
+        return await self.store.exists(f"{POLICIES}/{ns}") is not None
+
+    async def get_policies(self, ns: NamespaceName) -> NamespacePolicies:
+        found = await self.store.get(f"{POLICIES}/{ns}")
+        if found is None:
+            raise ResourceNotFoundError(f"namespace {ns} does not exist")
+        return NamespacePolicies.from_json(json.loads(found[0]))
+
+    async def create_namespace(self, ns: NamespaceName, policies: NamespacePolicies | None = None) -> None:
+        await self.get_tenant(ns.tenant)
+        body = _dump((policies or NamespacePolicies()).to_json())
+        try:
+            await self.store.put(f"{POLICIES}/{ns}", body, expected_version=-1)
+        except NodeExistsError:
+            raise ConflictError(f"namespace {ns} already exists") from None
+
+    async def update_policies(self, ns: NamespaceName, change: Any) -> NamespacePolicies:
+        """Apply `change(policies)` with compare-and-set, retrying on concurrent updates."""
+        for _ in range(10):
+            found = await self.store.get(f"{POLICIES}/{ns}")
+            if found is None:
+                raise ResourceNotFoundError(f"namespace {ns} does not exist")
+            policies = NamespacePolicies.from_json(json.loads(found[0]))
+            change(policies)
+            try:
+                await self.store.put(f"{POLICIES}/{ns}", _dump(policies.to_json()), found[1].version)
+                return policies
+            except BadVersionError:
+                continue
+        raise BrokerError(f"namespace {ns} policies changed concurrently, try again")
+
+    async def delete_namespace(self, ns: NamespaceName) -> None:
+        if not await self.namespace_exists(ns):
+            raise ResourceNotFoundError(f"namespace {ns} does not exist")
+        if ns == NamespaceName("public", "default"):
+            raise NotAllowedError("the public/default namespace cannot be deleted")
+        await self.store.delete_recursive(f"{POLICIES}/{ns}")
+        await self.store.delete_recursive(f"{PARTITIONED}/{ns}")
+
+    # -- partitioned topics ----------------------------------------------------------------
+
+    @staticmethod
+    def _partitioned_path(topic: TopicName) -> str:
+        return f"{PARTITIONED}/{topic.tenant}/{topic.namespace}/{topic.domain}/{topic.local_name}"
+
+    async def get_partitions(self, topic: TopicName) -> int:
+        """Partition count of a partitioned topic, 0 if it is not partitioned."""
+        found = await self.store.get(self._partitioned_path(topic))
+        return int(json.loads(found[0])["partitions"]) if found else 0
+
+    async def create_partitioned_topic(self, topic: TopicName, partitions: int) -> None:
+        if partitions < 1:
+            raise ValueError("a partitioned topic needs at least 1 partition")
+        try:
+            await self.store.put(
+                self._partitioned_path(topic), _dump({"partitions": partitions}), expected_version=-1
+            )
+        except NodeExistsError:
+            raise ConflictError(f"partitioned topic {topic.partitioned_name} already exists") from None
+
+    async def update_partitions(self, topic: TopicName, partitions: int) -> None:
+        current = await self.get_partitions(topic)
+        if current == 0:
+            raise ResourceNotFoundError(f"partitioned topic {topic.partitioned_name} does not exist")
+        if partitions <= current:
+            raise PreconditionFailedError(
+                f"partitions can only grow: {topic.partitioned_name} has {current}, asked {partitions}"
+            )
+        await self.store.put(self._partitioned_path(topic), _dump({"partitions": partitions}))
+
+    async def delete_partitioned_topic(self, topic: TopicName) -> None:
+        try:
+            await self.store.delete(self._partitioned_path(topic))
+        except NotFoundError:
+            raise ResourceNotFoundError(
+                f"partitioned topic {topic.partitioned_name} does not exist"
+            ) from None
+
+    async def list_partitioned_topics(self, ns: NamespaceName, domain: str = "persistent") -> list[str]:
+        names = await self.store.children(f"{PARTITIONED}/{ns}/{domain}")
+        return [f"{domain}://{ns}/{name}" for name in names]

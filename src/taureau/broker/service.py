@@ -1,0 +1,221 @@
+"""BrokerService: the topic registry; loads topics, applies namespace policies, answers lookups."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+
+from taureau.broker.config import BrokerConfig
+from taureau.broker.resources import NamespacePolicies, ResourceNotFoundError, Resources
+from taureau.broker.topic import PersistentTopic
+from taureau.common.errors import NotAllowedError, TopicNotFoundError
+from taureau.common.names import NamespaceName, TopicName
+from taureau.metadata.store import MetadataStore
+from taureau.storage.managed_ledger.api import ManagedLedgerConfig, ManagedLedgerFactoryBase
+
+log = logging.getLogger(__name__)
+
+RATE_INTERVAL_S = 1.0
+
+
+class BrokerService:
+    """Owns the map of loaded topics. One instance per broker process, passed explicitly."""
+
+    def __init__(self, config: BrokerConfig, store: MetadataStore, factory: ManagedLedgerFactoryBase) -> None:
+        self.config = config
+        self.store = store
+        self.factory = factory
+        self.resources = Resources(store)
+        self._topics: dict[str, asyncio.Task[PersistentTopic]] = {}  # name -> loading/loaded topic
+        self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
+        self._rate_task: asyncio.Task | None = None
+        self._last_counters: dict[str, tuple[float, int, int, int, int]] = {}
+
+    async def start(self) -> None:
+        await self.resources.bootstrap()
+        self._rate_task = asyncio.get_running_loop().create_task(self._rate_loop())
+
+    async def close(self) -> None:
+        if self._rate_task is not None:
+            self._rate_task.cancel()
+        for name in list(self._topics):
+            topic = await self._loaded(name)
+            if topic is not None:
+                try:
+                    await topic.close()
+                except Exception:
+                    log.exception("closing topic %s failed", name)
+        self._topics.clear()
+
+    # -- topics ------------------------------------------------------------------------------
+
+    async def _loaded(self, name: str) -> PersistentTopic | None:
+        task = self._topics.get(name)
+        if task is None:
+            return None
+        try:
+            return await asyncio.shield(task)
+        except Exception:
+            return None
+
+    def loaded_topics(self) -> list[PersistentTopic]:
+        return [t.result() for t in self._topics.values() if t.done() and not t.exception()]
+
+    async def get_topic(self, name: TopicName, create: bool = True) -> PersistentTopic:
+        key = str(name)
+        task = self._topics.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._load_topic(name, create))
+            self._topics[key] = task
+
+            def forget_on_failure(done: asyncio.Task, key: str = key) -> None:
+                failed = done.cancelled() or done.exception() is not None
+                if failed and self._topics.get(key) is done:
+                    del self._topics[key]
+
+            task.add_done_callback(forget_on_failure)
+        return await asyncio.shield(task)
+
+    async def _load_topic(self, name: TopicName, create: bool) -> PersistentTopic:
+        if not name.persistent:
+            raise NotAllowedError("non-persistent topics are not supported yet")
+        policies = await self._policies_for(name)
+        if name.partition < 0 and await self.resources.get_partitions(name) > 0:
+            raise NotAllowedError(f"{name} is a partitioned topic: use its partitions")
+        if not await self.factory.exists(name.storage_name):
+            if not create:
+                raise TopicNotFoundError(f"topic {name} does not exist")
+            if not await self._may_create(name, policies):
+                raise TopicNotFoundError(f"topic {name} does not exist and auto-creation is disabled")
+        ledger = await self.factory.open(name.storage_name, self._ledger_config(policies))
+        topic = PersistentTopic(name, ledger, self.store)
+        await topic.set_deduplication(policies.deduplicationEnabled)
+        log.info("loaded topic %s", name)
+        return topic
+
+    async def _policies_for(self, name: TopicName) -> NamespacePolicies:
+        try:
+            return await self.resources.get_policies(name.namespace_name)
+        except ResourceNotFoundError:
+            raise TopicNotFoundError(f"namespace {name.namespace_name} does not exist") from None
+
+    async def _may_create(self, name: TopicName, policies: NamespacePolicies) -> bool:
+        if name.partition >= 0:
+            partitions = await self.resources.get_partitions(name)
+            if partitions:
+                return name.partition < partitions
+        return policies.autoTopicCreationOverride.allowAutoTopicCreation
+
+    def _ledger_config(self, policies: NamespacePolicies) -> ManagedLedgerConfig:
+        retention = policies.retention_policies
+        return dataclasses.replace(
+            self.config.managed_ledger,
+            retention_time_s=-1
+            if retention.retentionTimeInMinutes < 0
+            else retention.retentionTimeInMinutes * 60.0,
+            retention_size_bytes=-1
+            if retention.retentionSizeInMB < 0
+            else retention.retentionSizeInMB * 1024 * 1024,
+        )
+
+    async def topic_exists(self, name: TopicName) -> bool:
+        return str(name) in self._topics or await self.factory.exists(name.storage_name)
+
+    async def create_topic(self, name: TopicName) -> None:
+        """Admin: create a non-partitioned topic (409 if it exists)."""
+        from taureau.broker.resources import ConflictError
+
+        await self._policies_for(name)
+        if await self.topic_exists(name) or await self.resources.get_partitions(name):
+            raise ConflictError(f"topic {name} already exists")
+        await self.get_topic(name, create=True)
+
+    async def delete_topic(self, name: TopicName, force: bool = False) -> None:
+        topic = await self.get_topic(name, create=False)
+        busy = topic.producers or any(s.consumers for s in topic.subscriptions.values())
+        if busy and not force:
+            from taureau.broker.resources import PreconditionFailedError
+
+            raise PreconditionFailedError(f"topic {name} has active producers or consumers")
+        for producer in list(topic.producers.values()):
+            if producer.disconnect is not None:
+                producer.disconnect()
+        for sub in list(topic.subscriptions.values()):
+            sub.disconnect_consumers()
+        self._topics.pop(str(name), None)
+        await topic.close()
+        if topic.dedup is not None:
+            await topic.dedup.delete()
+        await self.factory.delete(name.storage_name)
+
+    async def partitioned_metadata(self, name: TopicName) -> int:
+        """Partition count for a lookup; may auto-create a partitioned topic per policy."""
+        partitions = await self.resources.get_partitions(name)
+        if partitions or name.partition >= 0:
+            return partitions
+        policies = await self._policies_for(name)
+        auto = policies.autoTopicCreationOverride
+        if (
+            auto.allowAutoTopicCreation
+            and auto.topicType == "partitioned"
+            and not await self.topic_exists(name)
+        ):
+            try:
+                await self.resources.create_partitioned_topic(name, auto.defaultNumPartitions)
+            except Exception:  # created concurrently by another lookup
+                pass
+            return await self.resources.get_partitions(name)
+        return 0
+
+    async def list_topics(self, ns: NamespaceName) -> list[str]:
+        """Non-partitioned topics and partitions stored in namespace `ns`."""
+        prefix = f"{ns}/persistent/"
+        names = {f"persistent://{ns}/{n[len(prefix) :]}" for n in await self.factory.list(prefix)}
+        names.update(str(TopicName.parse(k)) for k in self._topics if k.startswith(f"persistent://{ns}/"))
+        return sorted(names)
+
+    async def topics_of_namespace(self, ns: NamespaceName) -> list[str]:
+        """Every topic name a regex consumer may match: stored topics plus all partitions."""
+        names = set(await self.list_topics(ns))
+        for base in await self.resources.list_partitioned_topics(ns):
+            parsed = TopicName.parse(base)
+            for index in range(await self.resources.get_partitions(parsed)):
+                names.add(str(parsed.partition_name(index)))
+        return sorted(names)
+
+    async def apply_policies(self, ns: NamespaceName) -> None:
+        """Push changed namespace policies (retention, de-duplication) into loaded topics."""
+        policies = await self.resources.get_policies(ns)
+        config = self._ledger_config(policies)
+        for topic in self.loaded_topics():
+            if topic.name.namespace_name == ns:
+                topic.ledger.set_retention(config.retention_time_s, config.retention_size_bytes)
+                await topic.set_deduplication(policies.deduplicationEnabled)
+
+    # -- rates -------------------------------------------------------------------------------
+
+    async def _rate_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RATE_INTERVAL_S)
+            self.update_rates()
+
+    def update_rates(self) -> None:
+        now = time.monotonic()
+        for topic in self.loaded_topics():
+            key = str(topic.name)
+            msg_out = sum(s.stats()["msgOutCounter"] for s in topic.subscriptions.values())
+            bytes_out = sum(c.bytes_out for s in topic.subscriptions.values() for c in s.consumers)
+            current = (now, topic.msg_in, topic.bytes_in, msg_out, bytes_out)
+            previous = self._last_counters.get(key)
+            self._last_counters[key] = current
+            if previous is None:
+                continue
+            elapsed = max(now - previous[0], 1e-6)
+            self.rates[key] = {
+                "msgRateIn": (current[1] - previous[1]) / elapsed,
+                "msgThroughputIn": (current[2] - previous[2]) / elapsed,
+                "msgRateOut": max(current[3] - previous[3], 0) / elapsed,
+                "msgThroughputOut": max(current[4] - previous[4], 0) / elapsed,
+            }

@@ -1,0 +1,162 @@
+"""Subscription: a named cursor on a topic plus the dispatcher that feeds its consumers."""
+
+from __future__ import annotations
+
+import logging
+from enum import IntEnum
+
+from taureau.broker.consumer import Consumer
+from taureau.broker.dispatch.base import Dispatcher, EntryInfo
+from taureau.broker.dispatch.key_shared import KeySharedDispatcher
+from taureau.broker.dispatch.shared import SharedDispatcher
+from taureau.broker.dispatch.single import SingleActiveDispatcher
+from taureau.common.errors import ConsumerBusyError, NotAllowedError
+from taureau.storage.managed_ledger.api import ManagedCursor, ManagedLedger
+from taureau.storage.position import Position
+
+log = logging.getLogger(__name__)
+
+
+class SubType(IntEnum):
+    """Pulsar's CommandSubscribe.SubType values."""
+
+    EXCLUSIVE = 0
+    SHARED = 1
+    FAILOVER = 2
+    KEY_SHARED = 3
+
+
+class Subscription:
+    """Owns exactly one cursor and one dispatcher. The subscription type is fixed while
+    consumers are attached; a new type is taken when the last consumer has left."""
+
+    def __init__(
+        self,
+        name: str,
+        ledger: ManagedLedger,
+        cursor: ManagedCursor,
+        entry_info: EntryInfo,
+        *,
+        durable: bool,
+        partition: int = -1,
+    ) -> None:
+        self.name = name
+        self.ledger = ledger
+        self.cursor = cursor  # the durable (or reader's non-durable) position; owned here
+        self.entry_info = entry_info
+        self.durable = durable
+        self.partition = partition
+        self.sub_type: SubType | None = None
+        self.dispatcher: Dispatcher | None = None  # created for the current type
+        self.msg_out_total = 0
+
+    @property
+    def consumers(self) -> list[Consumer]:
+        return self.dispatcher.consumers if self.dispatcher else []
+
+    def _make_dispatcher(self, sub_type: SubType, sticky: bool) -> Dispatcher:
+        if sub_type in (SubType.EXCLUSIVE, SubType.FAILOVER):
+            return SingleActiveDispatcher(
+                self.ledger,
+                self.cursor,
+                self.entry_info,
+                exclusive=sub_type == SubType.EXCLUSIVE,
+                partition=self.partition,
+            )
+        if sub_type == SubType.SHARED:
+            return SharedDispatcher(self.ledger, self.cursor, self.entry_info)
+        return KeySharedDispatcher(self.ledger, self.cursor, self.entry_info, sticky=sticky)
+
+    async def add_consumer(self, consumer: Consumer, sub_type: SubType, sticky: bool = False) -> None:
+        if self.dispatcher is not None and self.dispatcher.consumers:
+            if sub_type != self.sub_type:
+                raise ConsumerBusyError(
+                    f"subscription {self.name} is {self.sub_type.name}, cannot attach a {sub_type.name} consumer"
+                )
+        elif self.dispatcher is None or sub_type != self.sub_type or sub_type == SubType.KEY_SHARED:
+            if self.dispatcher is not None:
+                await self.dispatcher.close()
+            self.dispatcher = self._make_dispatcher(sub_type, sticky)
+            self.sub_type = sub_type
+        self.dispatcher.add_consumer(consumer)
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        if self.dispatcher is not None:
+            self.msg_out_total += consumer.msg_out
+            self.dispatcher.remove_consumer(consumer)
+
+    def flow(self, consumer: Consumer, permits: int) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.flow(consumer, permits)
+
+    def redeliver(self, consumer: Consumer, positions: list[Position] | None) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.redeliver(consumer, positions)
+
+    async def ack_individual(self, consumer: Consumer, positions: list[Position]) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.acked(consumer, positions)
+        consumer.msg_acked += len(positions)
+        await self.cursor.delete(positions)
+
+    async def ack_cumulative(self, consumer: Consumer, position: Position) -> None:
+        if self.sub_type in (SubType.SHARED, SubType.KEY_SHARED):
+            raise NotAllowedError("cumulative ack is not allowed on Shared or Key_Shared subscriptions")
+        if self.dispatcher is not None:
+            self.dispatcher.acked_cumulative(consumer, position)
+        await self.cursor.mark_delete(position)
+
+    def notify_new_entries(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.notify_new_entries()
+
+    def disconnect_consumers(self) -> None:
+        """Ask every client consumer to reconnect (after a seek), as Pulsar does."""
+        for consumer in list(self.consumers):
+            consumer.sink.send_close_consumer(consumer.consumer_id)
+            self.remove_consumer(consumer)
+
+    async def reset_to(self, position: Position) -> None:
+        """Make `position` the next entry delivered, and restart delivery from there."""
+        await self.cursor.reset(position)
+        if self.dispatcher is not None:
+            self.dispatcher.reset()
+        self.disconnect_consumers()
+
+    async def skip(self, count: int) -> None:
+        await self.cursor.skip_entries(count)
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    async def clear_backlog(self) -> None:
+        await self.cursor.clear_backlog()
+        if self.dispatcher is not None:
+            self.dispatcher.reset()
+
+    async def close(self) -> None:
+        """Stop dispatching and detach the cursor (a durable one keeps its state)."""
+        if self.dispatcher is not None:
+            await self.dispatcher.close()
+        await self.cursor.close()
+
+    async def delete(self) -> None:
+        """Stop dispatching and delete the cursor with its state."""
+        if self.dispatcher is not None:
+            await self.dispatcher.close()
+        if self.durable:
+            await self.ledger.delete_cursor(self.name)
+        else:
+            await self.cursor.close()
+
+    def stats(self) -> dict:
+        consumers = self.consumers
+        return {
+            "type": self.sub_type.name.title() if self.sub_type is not None else "None",
+            "msgBacklog": self.cursor.backlog,
+            "unackedMessages": sum(c.unacked_messages for c in consumers),
+            "msgOutCounter": self.msg_out_total + sum(c.msg_out for c in consumers),
+            "isDurable": self.durable,
+            "consumers": [c.stats() for c in consumers],
+            "markDeletePosition": str(self.cursor.mark_delete_position),
+            "readPosition": str(self.cursor.read_position),
+        }

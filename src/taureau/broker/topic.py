@@ -1,0 +1,228 @@
+"""PersistentTopic: owns its managed ledger, its producers and its subscriptions; the publish path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from taureau.broker.consumer import Consumer
+from taureau.broker.dedup import Deduplication
+from taureau.broker.entries import batch_index_of_last, entry_info, producer_info, publish_time
+from taureau.broker.producer import Producer
+from taureau.broker.subscription import Subscription, SubType
+from taureau.common.errors import BrokerError, ProducerBusyError, SubscriptionNotFoundError
+from taureau.common.names import TopicName
+from taureau.metadata.store import MetadataStore
+from taureau.storage.managed_ledger.api import InitialPosition, ManagedLedger
+from taureau.storage.position import EARLIEST, LATEST, Position
+
+log = logging.getLogger(__name__)
+
+
+class SubscriptionBusyError(BrokerError):
+    server_error = 5  # ConsumerBusy: Pulsar refuses to drop a subscription with consumers
+
+
+class PersistentTopic:
+    def __init__(self, name: TopicName, ledger: ManagedLedger, store: MetadataStore) -> None:
+        self.name = name
+        self.ledger = ledger  # the topic's log; owned here
+        self.store = store
+        self.producers: dict[str, Producer] = {}  # by producer name; owned here
+        self.subscriptions: dict[str, Subscription] = {}  # by name; owned here
+        self.dedup: Deduplication | None = None  # set while de-duplication is enabled
+        self._last_add_done: asyncio.Future | None = None  # completes with the newest add
+        self.msg_in = 0
+        self.bytes_in = 0
+        self.closed = False
+
+    @property
+    def partition(self) -> int:
+        return self.name.partition
+
+    # -- producers ---------------------------------------------------------------------------
+
+    async def set_deduplication(self, enabled: bool) -> None:
+        if enabled and self.dedup is None:
+            dedup = Deduplication(self.store, self.ledger, producer_info)
+            await dedup.load()
+            self.dedup = dedup
+        elif not enabled and self.dedup is not None:
+            self.dedup = None
+
+    def add_producer(self, producer: Producer) -> None:
+        if producer.name in self.producers:
+            raise ProducerBusyError(f"producer {producer.name!r} is already connected to {self.name}")
+        exclusive = [p for p in self.producers.values() if p.access_mode != 0]
+        if exclusive or (producer.access_mode != 0 and self.producers):
+            raise ProducerBusyError(f"topic {self.name} has an exclusive producer")
+        self.producers[producer.name] = producer
+
+    def remove_producer(self, producer: Producer) -> None:
+        if self.producers.get(producer.name) is producer:
+            del self.producers[producer.name]
+
+    def last_sequence_id(self, producer_name: str) -> int:
+        return self.dedup.last_sequence_id(producer_name) if self.dedup is not None else -1
+
+    async def publish(
+        self, producer: Producer, data: bytes, sequence_id: int, highest_sequence_id: int, messages: int
+    ) -> Position | None:
+        """Store one entry; its position, or None for a duplicate that is already stored."""
+        dedup = self.dedup
+        if dedup is None:
+            position = await self.ledger.add_entry(data)
+        else:
+            position = await self._publish_deduplicated(producer, data, sequence_id, highest_sequence_id)
+            if position is None:
+                return None
+        producer.msg_in += messages
+        producer.bytes_in += len(data)
+        self.msg_in += messages
+        self.bytes_in += len(data)
+        for subscription in self.subscriptions.values():
+            subscription.notify_new_entries()
+        return position
+
+    async def _publish_deduplicated(
+        self, producer: Producer, data: bytes, sequence_id: int, highest_sequence_id: int
+    ) -> Position | None:
+        dedup = self.dedup
+        name = producer.name
+        if dedup.is_duplicate(name, sequence_id):
+            # A resend: answer once the original is durable (it may still be in flight).
+            while not dedup.is_persisted(name, sequence_id) and self._last_add_done is not None:
+                await asyncio.shield(self._last_add_done)
+            if not dedup.is_persisted(name, sequence_id):
+                raise BrokerError(f"the original of sequence id {sequence_id} was not stored; resend it")
+            return None
+        dedup.pushed(name, highest_sequence_id)
+        done = asyncio.get_running_loop().create_future()
+        self._last_add_done = done
+        try:
+            position = await self.ledger.add_entry(data)
+        except BaseException:
+            # Not stored: let the producer's resend through.
+            dedup.highest_pushed[name] = dedup.highest_persisted.get(name, -1)
+            raise
+        finally:
+            done.set_result(None)
+            if self._last_add_done is done:
+                self._last_add_done = None
+        if dedup.persisted(name, highest_sequence_id, position):
+            asyncio.get_running_loop().create_task(dedup.snapshot())
+        return position
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        *,
+        subscription: str,
+        consumer: Consumer,
+        sub_type: SubType,
+        durable: bool = True,
+        initial_position: InitialPosition = InitialPosition.LATEST,
+        start_position: Position | None = None,
+        sticky: bool = False,
+    ) -> Subscription:
+        sub = self.subscriptions.get(subscription)
+        if sub is None:
+            if durable:
+                cursor = await self.ledger.open_cursor(subscription, initial_position)
+            else:
+                cursor = self.ledger.new_non_durable_cursor(subscription, start_position or LATEST)
+            sub = self.subscriptions.get(subscription)
+            if sub is None:
+                sub = Subscription(
+                    subscription, self.ledger, cursor, entry_info, durable=durable, partition=self.partition
+                )
+                self.subscriptions[subscription] = sub
+        await sub.add_consumer(consumer, sub_type, sticky)
+        return sub
+
+    async def remove_consumer(self, sub: Subscription, consumer: Consumer) -> None:
+        sub.remove_consumer(consumer)
+        if not sub.durable and not sub.consumers and self.subscriptions.get(sub.name) is sub:
+            del self.subscriptions[sub.name]
+            await sub.delete()
+
+    async def create_subscription(self, name: str, position: Position | None) -> None:
+        """Admin: create a durable subscription starting at `position` (None = latest)."""
+        if name in self.subscriptions:
+            from taureau.broker.resources import ConflictError
+
+            raise ConflictError(f"subscription {name} already exists on {self.name}")
+        initial = InitialPosition.EARLIEST if position == EARLIEST else InitialPosition.LATEST
+        cursor = await self.ledger.open_cursor(name, initial)
+        sub = Subscription(name, self.ledger, cursor, entry_info, durable=True, partition=self.partition)
+        self.subscriptions[name] = sub
+        if position is not None and position not in (EARLIEST, LATEST):
+            await sub.reset_to(position)
+
+    async def unsubscribe(self, name: str, requester: Consumer | None = None, force: bool = False) -> None:
+        sub = self.subscriptions.get(name)
+        if sub is None:
+            raise SubscriptionNotFoundError(f"subscription {name} does not exist on {self.name}")
+        others = [c for c in sub.consumers if c is not requester]
+        if others and not force:
+            raise SubscriptionBusyError(f"subscription {name} has {len(others)} other consumer(s) connected")
+        if force:
+            sub.disconnect_consumers()
+        del self.subscriptions[name]
+        await sub.delete()
+
+    def get_subscription(self, name: str) -> Subscription:
+        sub = self.subscriptions.get(name)
+        if sub is None:
+            raise SubscriptionNotFoundError(f"subscription {name} does not exist on {self.name}")
+        return sub
+
+    # -- positions ---------------------------------------------------------------------------
+
+    def resolve_position(self, ledger_id: int, entry_id: int) -> Position:
+        """A client message id as a cursor position; earliest/latest sentinels resolved."""
+        if ledger_id < 0 or (ledger_id, entry_id) == tuple(EARLIEST):
+            return self.ledger.first_position
+        if (ledger_id, entry_id) == tuple(LATEST):
+            return self.ledger.last_confirmed.next()
+        return Position(ledger_id, max(entry_id, 0))
+
+    async def position_for_time(self, timestamp_ms: int) -> Position:
+        """First entry published at or after `timestamp_ms`; the end of the log if none."""
+        found = await self.ledger.find_position(lambda entry: publish_time(entry.data) >= timestamp_ms)
+        return found if found is not None else self.ledger.last_confirmed.next()
+
+    async def last_message_id(self) -> tuple[Position, int]:
+        """(position, batch index) of the last message; entry id -1 when empty."""
+        last = self.ledger.last_confirmed
+        if last.entry_id < 0 or self.ledger.entries_count == 0:
+            return Position(last.ledger_id, -1), -1
+        entry = await self.ledger.read_entry(last)
+        return last, batch_index_of_last(entry.data)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        self.closed = True
+        for sub in list(self.subscriptions.values()):
+            await sub.close()
+        if self.dedup is not None:
+            try:
+                await self.dedup.snapshot()
+            except Exception:
+                log.exception("dedup snapshot of %s failed at close", self.name)
+        await self.ledger.close()
+
+    def stats(self) -> dict:
+        return {
+            "msgInCounter": self.msg_in,
+            "bytesInCounter": self.bytes_in,
+            "msgOutCounter": sum(s.stats()["msgOutCounter"] for s in self.subscriptions.values()),
+            "storageSize": self.ledger.total_size,
+            "backlogSize": self.ledger.total_size,
+            "entriesCount": self.ledger.entries_count,
+            "publishers": [p.stats() for p in self.producers.values()],
+            "subscriptions": {name: s.stats() for name, s in self.subscriptions.items()},
+            "deduplicationEnabled": self.dedup is not None,
+        }

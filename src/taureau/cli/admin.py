@@ -1,0 +1,396 @@
+"""`taureau admin`: the verbs of `pulsar-admin` for tenants, namespaces and topics, over REST."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from taureau.common.names import TopicName
+
+
+class AdminError(Exception):
+    pass
+
+
+class AdminClient:
+    """A thin synchronous client for the /admin/v2 API."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=30.0)
+
+    def call(self, method: str, path: str, body: Any = None, params: dict | None = None) -> Any:
+        try:
+            response = self.http.request(method, path, json=body if body is not None else None, params=params)
+        except httpx.HTTPError as exc:
+            raise AdminError(f"cannot reach the admin API at {self.http.base_url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                reason = response.json().get("reason") or response.json().get("detail")
+            except ValueError:
+                reason = response.text
+            raise AdminError(f"{response.status_code}: {reason}")
+        if response.status_code == 204 or not response.content:
+            return None
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response
+
+
+def _topic_path(topic: str) -> str:
+    name = TopicName.parse(topic)
+    return f"/admin/v2/{name.domain}/{name.tenant}/{name.namespace}/{name.local}"
+
+
+def _duration_minutes(text: str) -> int:
+    """'-1', '0', '90' (minutes), '10m', '2h', '3d', '1w' -> minutes."""
+    match = re.fullmatch(r"(-1|\d+)([smhdw]?)", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 30m, 2h, 7d, -1)")
+    value, unit = int(match.group(1)), match.group(2) or "m"
+    if value < 0:
+        return -1
+    return value * {"s": 1 / 60, "m": 1, "h": 60, "d": 1440, "w": 10080}[unit]
+
+
+def _size_mb(text: str) -> int:
+    if text.strip() == "-1":
+        return -1
+    from taureau.common.sizes import parse_size
+
+    try:
+        return parse_size(text if not text.strip().isdigit() else f"{text}MiB") // (1024 * 1024)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _message_id(text: str) -> dict:
+    if text == "earliest":
+        return {"ledgerId": -1, "entryId": -1}
+    if text == "latest":
+        return {"ledgerId": 2**63 - 1, "entryId": 2**63 - 1}
+    ledger, _, entry = text.partition(":")
+    if not (ledger.isdigit() and entry.isdigit()):
+        raise argparse.ArgumentTypeError("message id must be earliest, latest or LEDGER:ENTRY")
+    return {"ledgerId": int(ledger), "entryId": int(entry)}
+
+
+def _time_ms(text: str) -> int:
+    """An absolute ms timestamp, or a relative duration back from now ('10m', '1h')."""
+    if text.isdigit() and len(text) >= 10:
+        return int(text)
+    return int(time.time() * 1000 - _duration_minutes(text) * 60_000)
+
+
+# (group, verb) -> (arguments, handler(client, args) -> output)
+VERBS: dict[tuple[str, str], tuple[list[tuple[list[str], dict]], Any]] = {}
+
+
+def verb(group: str, name: str, *arguments: tuple[list[str], dict]):
+    def register(fn):
+        VERBS[(group, name)] = (list(arguments), fn)
+        return fn
+
+    return register
+
+
+def arg(*names: str, **kwargs) -> tuple[list[str], dict]:
+    return list(names), kwargs
+
+
+TENANT = arg("tenant")
+NAMESPACE = arg("namespace", help="tenant/namespace")
+TOPIC = arg("topic")
+SUB = arg("-s", "--subscription", required=True)
+
+
+@verb("tenants", "list")
+def _(c, a):
+    return c.call("GET", "/admin/v2/tenants")
+
+
+@verb("tenants", "get", TENANT)
+def _(c, a):
+    return c.call("GET", f"/admin/v2/tenants/{a.tenant}")
+
+
+def _tenant_body(a) -> dict:
+    return {
+        "adminRoles": [r for r in (a.admin_roles or "").split(",") if r],
+        "allowedClusters": [r for r in (a.allowed_clusters or "standalone").split(",") if r],
+    }
+
+
+TENANT_OPTS = [arg("-r", "--admin-roles", default=""), arg("-c", "--allowed-clusters", default="standalone")]
+
+
+@verb("tenants", "create", TENANT, *TENANT_OPTS)
+def _(c, a):
+    return c.call("PUT", f"/admin/v2/tenants/{a.tenant}", _tenant_body(a))
+
+
+@verb("tenants", "update", TENANT, *TENANT_OPTS)
+def _(c, a):
+    return c.call("POST", f"/admin/v2/tenants/{a.tenant}", _tenant_body(a))
+
+
+@verb("tenants", "delete", TENANT)
+def _(c, a):
+    return c.call("DELETE", f"/admin/v2/tenants/{a.tenant}")
+
+
+@verb("namespaces", "list", TENANT)
+def _(c, a):
+    return c.call("GET", f"/admin/v2/namespaces/{a.tenant}")
+
+
+@verb("namespaces", "policies", NAMESPACE)
+def _(c, a):
+    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}")
+
+
+@verb("namespaces", "create", NAMESPACE)
+def _(c, a):
+    return c.call("PUT", f"/admin/v2/namespaces/{a.namespace}")
+
+
+@verb("namespaces", "delete", NAMESPACE)
+def _(c, a):
+    return c.call("DELETE", f"/admin/v2/namespaces/{a.namespace}")
+
+
+@verb("namespaces", "topics", NAMESPACE)
+def _(c, a):
+    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/topics")
+
+
+@verb(
+    "namespaces",
+    "set-retention",
+    NAMESPACE,
+    arg("--time", type=_duration_minutes, required=True, help="e.g. 30m, 2h, 7d, -1 (forever)"),
+    arg("--size", type=_size_mb, required=True, help="e.g. 100M, 10G, -1 (unlimited)"),
+)
+def _(c, a):
+    body = {"retentionTimeInMinutes": int(a.time), "retentionSizeInMB": a.size}
+    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/retention", body)
+
+
+@verb("namespaces", "get-retention", NAMESPACE)
+def _(c, a):
+    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/retention")
+
+
+@verb(
+    "namespaces",
+    "set-auto-topic-creation",
+    NAMESPACE,
+    arg("--enable", action="store_true"),
+    arg("--disable", action="store_true"),
+    arg("--type", default="non-partitioned", choices=["non-partitioned", "partitioned"]),
+    arg("--num-partitions", type=int, default=1),
+)
+def _(c, a):
+    if a.enable == a.disable:
+        raise AdminError("give exactly one of --enable or --disable")
+    body = {
+        "allowAutoTopicCreation": a.enable,
+        "topicType": a.type,
+        "defaultNumPartitions": a.num_partitions,
+    }
+    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/autoTopicCreation", body)
+
+
+@verb("namespaces", "get-auto-topic-creation", NAMESPACE)
+def _(c, a):
+    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/autoTopicCreation")
+
+
+@verb(
+    "namespaces",
+    "set-deduplication",
+    NAMESPACE,
+    arg("--enable", action="store_true"),
+    arg("--disable", action="store_true"),
+)
+def _(c, a):
+    if a.enable == a.disable:
+        raise AdminError("give exactly one of --enable or --disable")
+    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/deduplication", a.enable)
+
+
+@verb("namespaces", "get-deduplication", NAMESPACE)
+def _(c, a):
+    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/deduplication")
+
+
+@verb("topics", "list", NAMESPACE)
+def _(c, a):
+    return c.call("GET", f"/admin/v2/persistent/{a.namespace}")
+
+
+@verb("topics", "list-partitioned-topics", NAMESPACE)
+def _(c, a):
+    return c.call("GET", f"/admin/v2/persistent/{a.namespace}/partitioned")
+
+
+@verb("topics", "create", TOPIC)
+def _(c, a):
+    return c.call("PUT", _topic_path(a.topic))
+
+
+@verb("topics", "delete", TOPIC, arg("-f", "--force", action="store_true"))
+def _(c, a):
+    return c.call("DELETE", _topic_path(a.topic), params={"force": str(a.force).lower()})
+
+
+@verb("topics", "stats", TOPIC)
+def _(c, a):
+    return c.call("GET", _topic_path(a.topic) + "/stats")
+
+
+@verb("topics", "stats-internal", TOPIC)
+def _(c, a):
+    return c.call("GET", _topic_path(a.topic) + "/internalStats")
+
+
+@verb("topics", "last-message-id", TOPIC)
+def _(c, a):
+    return c.call("GET", _topic_path(a.topic) + "/lastMessageId")
+
+
+@verb("topics", "create-partitioned-topic", TOPIC, arg("-p", "--partitions", type=int, required=True))
+def _(c, a):
+    return c.call("PUT", _topic_path(a.topic) + "/partitions", a.partitions)
+
+
+@verb("topics", "update-partitioned-topic", TOPIC, arg("-p", "--partitions", type=int, required=True))
+def _(c, a):
+    return c.call("POST", _topic_path(a.topic) + "/partitions", a.partitions)
+
+
+@verb("topics", "get-partitioned-topic-metadata", TOPIC)
+def _(c, a):
+    return c.call("GET", _topic_path(a.topic) + "/partitions")
+
+
+@verb("topics", "delete-partitioned-topic", TOPIC, arg("-f", "--force", action="store_true"))
+def _(c, a):
+    return c.call("DELETE", _topic_path(a.topic) + "/partitions", params={"force": str(a.force).lower()})
+
+
+@verb("topics", "partitioned-stats", TOPIC)
+def _(c, a):
+    return c.call("GET", _topic_path(a.topic) + "/partitioned-stats")
+
+
+@verb("topics", "subscriptions", TOPIC)
+def _(c, a):
+    return c.call("GET", _topic_path(a.topic) + "/subscriptions")
+
+
+@verb(
+    "topics",
+    "create-subscription",
+    TOPIC,
+    SUB,
+    arg("-m", "--messageId", dest="message_id", type=_message_id, default="latest"),
+)
+def _(c, a):
+    body = a.message_id if isinstance(a.message_id, dict) else _message_id(a.message_id)
+    return c.call("PUT", _topic_path(a.topic) + f"/subscription/{a.subscription}", body)
+
+
+@verb("topics", "unsubscribe", TOPIC, SUB, arg("-f", "--force", action="store_true"))
+def _(c, a):
+    return c.call(
+        "DELETE",
+        _topic_path(a.topic) + f"/subscription/{a.subscription}",
+        params={"force": str(a.force).lower()},
+    )
+
+
+@verb("topics", "skip", TOPIC, SUB, arg("-n", "--count", type=int, required=True))
+def _(c, a):
+    return c.call("POST", _topic_path(a.topic) + f"/subscription/{a.subscription}/skip/{a.count}")
+
+
+@verb("topics", "clear-backlog", TOPIC, SUB)
+def _(c, a):
+    return c.call("POST", _topic_path(a.topic) + f"/subscription/{a.subscription}/skip_all")
+
+
+@verb(
+    "topics",
+    "reset-cursor",
+    TOPIC,
+    SUB,
+    arg("-t", "--time", help="ms timestamp or duration ago (10m)"),
+    arg("-m", "--messageId", dest="message_id", type=_message_id),
+)
+def _(c, a):
+    base = _topic_path(a.topic) + f"/subscription/{a.subscription}/resetcursor"
+    if (a.time is None) == (a.message_id is None):
+        raise AdminError("give exactly one of --time or --messageId")
+    if a.time is not None:
+        return c.call("POST", f"{base}/{_time_ms(a.time)}")
+    return c.call("POST", base, a.message_id)
+
+
+@verb("topics", "peek-messages", TOPIC, SUB, arg("-n", "--count", type=int, default=1))
+def _(c, a):
+    out = []
+    for n in range(1, a.count + 1):
+        try:
+            response = c.call("GET", _topic_path(a.topic) + f"/subscription/{a.subscription}/position/{n}")
+        except AdminError as exc:
+            if exc.args[0].startswith("404") and out:
+                break
+            raise
+        headers = {k: v for k, v in response.headers.items() if k.lower().startswith("x-pulsar")}
+        try:
+            payload: Any = response.content.decode()
+        except UnicodeDecodeError:
+            payload = response.content.hex()
+        out.append({"headers": headers, "payload": payload})
+    return out
+
+
+def register(sub) -> None:
+    admin = sub.add_parser("admin", help="administer tenants, namespaces and topics (pulsar-admin verbs)")
+    admin.add_argument(
+        "--admin-url",
+        default=os.environ.get("TAUREAU_ADMIN_URL", "http://localhost:8080"),
+        help="admin REST URL (env TAUREAU_ADMIN_URL, default http://localhost:8080)",
+    )
+    groups = admin.add_subparsers(dest="group", metavar="GROUP")
+    groups.required = True
+    parsers: dict[str, Any] = {}
+    for (group, name), (arguments, fn) in VERBS.items():
+        if group not in parsers:
+            parsers[group] = groups.add_parser(group).add_subparsers(dest="verb", metavar="VERB")
+            parsers[group].required = True
+        p = parsers[group].add_parser(name)
+        for names, kwargs in arguments:
+            p.add_argument(*names, **kwargs)
+        p.set_defaults(func=_runner(fn))
+
+
+def _runner(fn):
+    def run(args: argparse.Namespace) -> int:
+        try:
+            result = fn(AdminClient(args.admin_url), args)
+        except (AdminError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if result is not None:
+            print(json.dumps(result, indent=2) if not isinstance(result, str) else result)
+        return 0
+
+    return run

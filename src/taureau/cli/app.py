@@ -1,0 +1,97 @@
+"""Argument parsing for `taureau`: standalone, admin, client, state and memory-server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from taureau.common.sizes import parse_size
+
+
+def _standalone_parser(sub) -> None:
+    p = sub.add_parser("standalone", help="run broker, storage, admin API and state in one process")
+    p.add_argument("--data-dir", default="./data", help="where topics and metadata live (default ./data)")
+    p.add_argument("--broker-port", type=int, default=6650, help="Pulsar protocol port (default 6650)")
+    p.add_argument("--web-port", type=int, default=8080, help="admin REST port (default 8080)")
+    p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument(
+        "--advertised-address", default="localhost", help="host name clients are told to connect to"
+    )
+    p.add_argument(
+        "--no-journal-fsync",
+        action="store_true",
+        help="acknowledge before fsync (faster; a machine crash may lose acknowledged messages)",
+    )
+    p.add_argument("--state-port", type=int, default=9090, help="state controller port (default 9090)")
+    p.add_argument("--state-block-size", type=parse_size, default="32MiB", help="memory block size")
+    p.add_argument("--state-blocks", type=int, default=64, help="memory blocks in the pool (default 64)")
+    p.add_argument("--state-lease-ms", type=int, default=10_000, help="state lease period and grace")
+    p.add_argument("--no-state", action="store_true", help="do not run the state controller")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p.set_defaults(func=_run_standalone)
+
+
+def _run_standalone(args: argparse.Namespace) -> int:
+    from taureau.broker.config import BrokerConfig
+    from taureau.common.errors import TaureauError
+    from taureau.standalone import StandaloneConfig, StateOptions, run
+
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = StandaloneConfig(
+        broker=BrokerConfig(
+            bind_address=args.bind_address,
+            broker_port=args.broker_port,
+            web_port=args.web_port,
+            advertised_address=args.advertised_address,
+            data_dir=args.data_dir,
+            journal_fsync=not args.no_journal_fsync,
+        ),
+        state=StateOptions(
+            enabled=not args.no_state,
+            port=args.state_port,
+            block_size=args.state_block_size,
+            blocks=args.state_blocks,
+            lease_ms=args.state_lease_ms,
+        ),
+    )
+    try:
+        run(config)
+    except TaureauError as exc:
+        print(f"taureau standalone: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"taureau standalone: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from taureau.cli import admin, client
+
+    parser = argparse.ArgumentParser(
+        prog="taureau", description="Taureau: a serverless platform for real-time data"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _standalone_parser(sub)
+    admin.register(sub)
+    client.register(sub)
+    try:
+        from taureau.cli import state_cmd
+    except ImportError:
+        state_cmd = None
+    if state_cmd is not None:
+        state_cmd.register(sub)
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)

@@ -1,0 +1,116 @@
+"""`taureau client produce|consume`: the `pulsar-client` tool, on the official Python client."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def register(sub) -> None:
+    client = sub.add_parser("client", help="produce and consume messages (like pulsar-client)")
+    client.add_argument(
+        "--service-url",
+        default=os.environ.get("TAUREAU_SERVICE_URL", "pulsar://localhost:6650"),
+        help="broker URL (env TAUREAU_SERVICE_URL, default pulsar://localhost:6650)",
+    )
+    verbs = client.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+
+    produce = verbs.add_parser("produce", help="send messages to a topic")
+    produce.add_argument("topic")
+    produce.add_argument("-m", "--messages", action="append", required=True, help="message body (repeatable)")
+    produce.add_argument("-n", "--num-produce", type=int, default=1, help="times to send each message")
+    produce.add_argument("-k", "--key", default=None, help="partition key")
+    produce.add_argument("-p", "--property", action="append", default=[], help="KEY=VALUE (repeatable)")
+    produce.set_defaults(func=_produce)
+
+    consume = verbs.add_parser("consume", help="receive messages from a topic")
+    consume.add_argument("topic")
+    consume.add_argument("-s", "--subscription-name", required=True)
+    consume.add_argument("-n", "--num-messages", type=int, default=1, help="0 consumes forever")
+    consume.add_argument(
+        "-t",
+        "--subscription-type",
+        default="Exclusive",
+        choices=["Exclusive", "Shared", "Failover", "Key_Shared"],
+    )
+    consume.add_argument("-p", "--subscription-position", default="Latest", choices=["Latest", "Earliest"])
+    consume.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each message")
+    consume.set_defaults(func=_consume)
+
+
+def _produce(args: argparse.Namespace) -> int:
+    import pulsar
+
+    properties = {}
+    for item in args.property:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"error: property {item!r} is not KEY=VALUE", file=sys.stderr)
+            return 1
+        properties[key] = value
+    client = pulsar.Client(args.service_url, logger=_quiet_logger())
+    try:
+        producer = client.create_producer(args.topic)
+        sent = 0
+        for _ in range(args.num_produce):
+            for body in args.messages:
+                producer.send(body.encode(), properties=properties or None, partition_key=args.key)
+                sent += 1
+        producer.close()
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(f"{sent} messages successfully produced")
+    return 0
+
+
+def _consume(args: argparse.Namespace) -> int:
+    import pulsar
+
+    client = pulsar.Client(args.service_url, logger=_quiet_logger())
+    received = 0
+    try:
+        consumer = client.subscribe(
+            args.topic,
+            args.subscription_name,
+            consumer_type=getattr(pulsar.ConsumerType, args.subscription_type.replace("_", "")),
+            initial_position=getattr(pulsar.InitialPosition, args.subscription_position),
+        )
+        while args.num_messages == 0 or received < args.num_messages:
+            try:
+                msg = consumer.receive(timeout_millis=int(args.timeout * 1000))
+            except pulsar.Timeout:
+                print(f"error: no message within {args.timeout}s", file=sys.stderr)
+                return 1
+            data = msg.data()
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                text = data.hex()
+            print(
+                f"----- got message -----\nkey:[{msg.partition_key()}], properties:{msg.properties()}, content:{text}"
+            )
+            consumer.acknowledge(msg)
+            received += 1
+        consumer.close()
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(f"{received} messages successfully consumed")
+    return 0
+
+
+def _quiet_logger():
+    import logging
+
+    logger = logging.getLogger("pulsar")
+    logger.setLevel(logging.WARNING)
+    return logger

@@ -1,0 +1,149 @@
+"""`taureau standalone`: metadata store, bookie, managed ledgers, broker, admin API (and the
+state controller with a memory server) in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+from taureau.broker.admin import build_admin_app
+from taureau.broker.config import BrokerConfig
+from taureau.broker.connection import ServerConnection
+from taureau.broker.service import BrokerService
+from taureau.common.errors import StorageError
+from taureau.metadata.factory import open_metadata_store
+from taureau.net.server import install_fast_event_loop, start_tcp_server
+from taureau.storage.ledger.local import open_local_ledger_client
+from taureau.storage.managed_ledger.factory import ManagedLedgerFactory
+from taureau.web import WebServer
+
+log = logging.getLogger("taureau.standalone")
+
+
+@dataclass(slots=True)
+class StateOptions:
+    enabled: bool = True
+    port: int = 9090
+    block_size: int = 32 * 1024 * 1024
+    blocks: int = 64
+    lease_ms: int = 10_000
+
+
+@dataclass(slots=True)
+class StandaloneConfig:
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    metadata_url: str | None = None
+    state: StateOptions = field(default_factory=StateOptions)
+
+
+class Standalone:
+    """Everything `taureau standalone` runs, started and stopped in dependency order."""
+
+    def __init__(self, config: StandaloneConfig) -> None:
+        self.config = config
+        self.broker_port = 0
+        self.web_port = 0
+        self.state_address: str | None = None
+        self._closers: list = []  # async callables, run in reverse order on stop
+
+    async def start(self) -> None:
+        broker = self.config.broker
+        data_dir = os.path.abspath(broker.data_dir)
+        try:
+            os.makedirs(data_dir, exist_ok=True)
+            probe = os.path.join(data_dir, ".write-probe")
+            with open(probe, "wb") as f:
+                f.write(b"ok")
+            os.remove(probe)
+        except OSError as exc:
+            raise StorageError(f"data directory {data_dir} is not writable: {exc.strerror}") from None
+        store = await open_metadata_store(self.config.metadata_url, data_dir, fsync=broker.journal_fsync)
+        self._closers.append(store.close)
+        ledgers = await open_local_ledger_client(
+            data_dir, store, num_bookies=1, journal_fsync=broker.journal_fsync
+        )
+        self._closers.append(ledgers.close)
+        factory = ManagedLedgerFactory(store, ledgers, broker.managed_ledger)
+        self._closers.append(factory.close)
+        service = BrokerService(broker, store, factory)
+        await service.start()
+        self._closers.append(service.close)
+        self.service = service
+
+        server, self.broker_port = await start_tcp_server(
+            lambda: ServerConnection(service), broker.bind_address, broker.broker_port
+        )
+        if broker.broker_port == 0:
+            broker.broker_port = self.broker_port  # lookups must answer the real port
+
+        async def stop_broker_server() -> None:
+            server.close()
+
+        self._closers.append(stop_broker_server)
+        web = WebServer(build_admin_app(service), broker.bind_address, broker.web_port)
+        await web.start()
+        self.web_port = web.port
+        if broker.web_port == 0:
+            broker.web_port = web.port
+        self._closers.append(web.stop)
+        if self.config.state.enabled:
+            await self._start_state(data_dir)
+
+    async def _start_state(self, data_dir: str) -> None:
+        from taureau.state.service import start_state_services
+
+        opts = self.config.state
+        services = await start_state_services(
+            host=self.config.broker.bind_address,
+            controller_port=opts.port,
+            block_size=opts.block_size,
+            num_blocks=opts.blocks,
+            lease_ms=opts.lease_ms,
+            data_dir=os.path.join(data_dir, "state"),
+        )
+        self.state_address = services.controller_address
+        self._closers.append(services.close)
+
+    async def stop(self) -> None:
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                await closer()
+            except Exception:
+                log.exception("error while stopping %s", closer)
+
+
+async def serve(config: StandaloneConfig) -> None:
+    """Run until SIGINT/SIGTERM, then shut down cleanly."""
+    started = time.monotonic()
+    standalone = Standalone(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await standalone.start()
+    except BaseException:
+        await standalone.stop()
+        raise
+    broker = config.broker
+    state = f", state controller {standalone.state_address}" if standalone.state_address else ""
+    print(
+        f"Taureau standalone ready in {time.monotonic() - started:.2f}s: "
+        f"broker pulsar://{broker.advertised_address}:{standalone.broker_port}, "
+        f"admin http://{broker.advertised_address}:{standalone.web_port}{state}, "
+        f"data in {os.path.abspath(broker.data_dir)}",
+        flush=True,
+    )
+    await stop.wait()
+    print("Taureau standalone shutting down", flush=True)
+    await standalone.stop()
+
+
+def run(config: StandaloneConfig) -> None:
+    install_fast_event_loop()
+    asyncio.run(serve(config))
