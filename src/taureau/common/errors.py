@@ -136,3 +136,121 @@ class InvalidMetadataPathError(MetadataError, ValueError):
 
 class MetadataStoreClosedError(MetadataError):
     """The metadata store was closed or failed to write its log."""
+
+
+# -- ephemeral state (taureau.state) --------------------------------------------------------
+# `code` is the number sent on the state wire protocol (taureau.state.codec) so a reply
+# turns back into the same class on the client.
+
+
+class StateError(TaureauError):
+    """Base of every ephemeral-state error; `code` travels on the state wire."""
+
+    code: int = 1
+
+
+class StateProtocolError(StateError):
+    """A malformed frame or an argument of the wrong shape on the state wire."""
+
+    code = 2
+
+
+class PathNotFoundError(StateError):
+    """No node at that path in the state namespace."""
+
+    code = 3
+
+
+class PathExistsError(StateError):
+    """A node already exists at that path."""
+
+    code = 4
+
+
+class InvalidPathError(StateError):
+    """The path is not absolute, has empty or dot components, or is too long."""
+
+    code = 5
+
+
+class WrongTypeError(StateError):
+    """The path names another kind of node (a queue opened as a hash table, a directory...)."""
+
+    code = 6
+
+
+class KeyNotFoundError(StateError):
+    """The hash table has no such key."""
+
+    code = 7
+
+
+class DuplicateKeyError(StateError):
+    """put() of a key the hash table already holds (use upsert to overwrite)."""
+
+    code = 8
+
+
+class QueueEmptyError(StateError):
+    """dequeue() on an empty queue."""
+
+    code = 9
+
+
+class OutOfMemoryError(StateError):
+    """The memory pool has no free block for this structure to grow into."""
+
+    code = 10
+
+
+class ValueTooLargeError(StateError):
+    """A key, value or item larger than one block can hold."""
+
+    code = 11
+
+
+class BlockLostError(StateError):
+    """A memory server holding some of this structure's blocks is gone; that data is lost."""
+
+    code = 12
+
+
+class StateNotEmptyError(StateError):
+    """A non-recursive remove of a directory that still has children."""
+
+    code = 13
+
+
+class BackingStoreError(StateError):
+    """A dump/load/flush target is unreadable, unwritable, unknown or corrupt."""
+
+    code = 14
+
+
+class StateUnavailableError(StateError):
+    """The controller or a memory server cannot be reached or kept redirecting too long."""
+
+    code = 15
+
+
+# -- managed ledger (appended) --------------------------------------------------------------
+
+
+class ManagedLedgerFencedError(StorageError):
+    """Another owner opened this managed ledger: its ledger was fenced or its metadata moved on."""
+
+
+class ManagedLedgerNotFoundError(StorageError):
+    """No managed ledger of that name exists."""
+
+    server_error = 11  # TopicNotFound
+
+
+class CursorNotFoundError(StorageError):
+    """The managed ledger has no cursor of that name."""
+
+    server_error = 12  # SubscriptionNotFound
+
+
+class StorageArgumentError(StorageError, ValueError):
+    """A storage call got a bad argument (a count below 1, an empty name, a name taken...)."""

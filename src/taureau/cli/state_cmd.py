@@ -1,0 +1,147 @@
+"""`taureau state ls|stat|get|put|rm` (inspect ephemeral state) and `taureau memory-server`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+from taureau.common import errors
+from taureau.common.sizes import parse_size
+
+DEFAULT_CONTROLLER = "localhost:9090"
+
+
+def register(subparsers) -> None:
+    """Add the `state` and `memory-server` commands to the top-level CLI."""
+    st = subparsers.add_parser("state", help="inspect ephemeral state (Jiffy-style far memory)")
+    st.add_argument(
+        "--controller",
+        default=os.environ.get("TAUREAU_STATE_URL", DEFAULT_CONTROLLER),
+        help="state controller HOST:PORT (default: $TAUREAU_STATE_URL or localhost:9090)",
+    )
+    sub = st.add_subparsers(dest="state_cmd", required=True)
+    p = sub.add_parser("ls", help="list a directory")
+    p.add_argument("path", nargs="?", default="/")
+    p = sub.add_parser("stat", help="status of a path, or the pool's stats with no path")
+    p.add_argument("path", nargs="?")
+    p = sub.add_parser("get", help="a hash table value, a file's bytes, or a queue's length")
+    p.add_argument("path")
+    p.add_argument("key", nargs="?")
+    p = sub.add_parser("put", help="upsert into a hash table, or enqueue onto a queue")
+    p.add_argument("path")
+    p.add_argument("key")
+    p.add_argument("value", nargs="?")
+    p = sub.add_parser("rm", help="remove a path (recursively) and free its blocks")
+    p.add_argument("path")
+    st.set_defaults(func=state_handler)
+
+    ms = subparsers.add_parser("memory-server", help="run a memory server that joins a state controller")
+    ms.add_argument("--controller", required=True, help="state controller HOST:PORT")
+    ms.add_argument("--host", default="127.0.0.1", help="address to listen on and advertise")
+    ms.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
+    ms.add_argument("--block-size", default="32MiB", help="bytes per block (e.g. 32MiB)")
+    ms.add_argument("--blocks", type=int, default=64, help="number of blocks in this server's pool")
+    ms.set_defaults(func=memory_server_handler)
+
+
+def _structure(client, path: str):
+    from taureau.state.codec import Op
+    from taureau.state.structures import File, HashTable, Queue
+
+    m = client.control(Op.BLOCK_MAP, {"path": path})  # no open: inspecting must not renew leases
+    cls = {"hash_table": HashTable, "queue": Queue, "file": File}[m["kind"]]
+    return cls(client, path, m)
+
+
+def state_handler(args: argparse.Namespace) -> int:
+    from taureau.state.client import StateClient
+
+    try:
+        with StateClient(args.controller, timeout=10) as c:
+            return _run_state(c, args)
+    except errors.StateError as e:
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+
+
+def _run_state(c, args: argparse.Namespace) -> int:
+    cmd = args.state_cmd
+    if cmd == "ls":
+        for child in c.ls(args.path):
+            print(f"{child['kind']:<10} {child['name']}")
+    elif cmd == "stat":
+        print(json.dumps(c.status(args.path) if args.path else c.stats(), indent=2))
+    elif cmd == "rm":
+        c.remove(args.path)
+    elif cmd == "get":
+        s = _structure(c, args.path)
+        if s.kind == "hash_table":
+            if args.key is None:
+                print("error: get on a hash table needs a key", file=sys.stderr)
+                return 2
+            sys.stdout.buffer.write(s.get(args.key.encode()) + b"\n")
+        elif s.kind == "queue":
+            print(len(s))
+        else:
+            sys.stdout.buffer.write(s.read())
+    else:  # put
+        s = _structure(c, args.path)
+        if s.kind == "hash_table":
+            if args.value is None:
+                print("error: put on a hash table needs a key and a value", file=sys.stderr)
+                return 2
+            s.upsert(args.key.encode(), args.value.encode())
+        elif s.kind == "queue":
+            s.enqueue(args.key.encode())
+        else:
+            s.seek(0, 2)
+            s.write(args.key.encode())
+    return 0
+
+
+def memory_server_handler(args: argparse.Namespace) -> int:
+    from taureau.state.memory_server import run_memory_server
+
+    try:
+        block_size = parse_size(args.block_size)
+    except ValueError as e:
+        print(f"error: --block-size: {e}", file=sys.stderr)
+        return 2
+    kwargs = dict(
+        controller=args.controller, host=args.host, port=args.port, block_size=block_size,
+        num_blocks=args.blocks,
+    )  # fmt: skip
+    try:
+        _run(run_memory_server(**kwargs))
+    except (errors.StateError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _run(coro) -> None:
+    try:
+        if os.environ.get("TAUREAU_NO_UVLOOP"):
+            raise ImportError("uvloop disabled by TAUREAU_NO_UVLOOP")
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (`python -m taureau.cli.state_cmd ...`), used to spawn memory servers."""
+    parser = argparse.ArgumentParser(prog="taureau")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

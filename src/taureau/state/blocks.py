@@ -1,0 +1,404 @@
+"""Blocks and the data-structure operators a memory server runs next to their data."""
+
+from __future__ import annotations
+
+import time
+from binascii import crc_hqx
+from collections import deque
+from enum import Enum
+from typing import Protocol
+
+from taureau.common import errors
+from taureau.state.codec import REDO, STALE, Op, Redirect, pack_u64, unpack_u64
+
+# Theory of operation.
+# A block is a fixed-capacity unit of one structure (hash table partition, queue segment or
+# file extent). Capacity is an accounting limit on the bytes held (plus ENTRY_OVERHEAD per
+# hash entry or queue item), so a block costs memory only for what it stores.
+#
+#   IMPORTING --import--> ACTIVE --link_next--> SEALED     (queue: a successor took the tail)
+#                         ACTIVE --merge_out--> FORWARDED  (hash: every slot went to a neighbour)
+#   any state --free--> FREED
+#
+# IMPORTING answers REDO (the data it will serve is in flight); SEALED refuses enqueues and,
+# once empty, dequeues with STALE; FORWARDED answers STALE to everything. A hash block serves
+# the slot range [lo, hi) of CRC16 (XMODEM, as Redis Cluster) over 65536 slots; a key outside
+# it is STALE, so a client with an old block map refreshes it instead of failing.
+
+NUM_SLOTS = 65536
+ENTRY_OVERHEAD = 48  # bytes charged per hash entry / queue item on top of key and value
+HIGH_WATERMARK = 0.9  # fraction of capacity that asks the controller to split / append
+LOW_WATERMARK = 0.1  # fraction under which a hash partition asks to merge with a neighbour
+GROW_RETRY_S = 0.25  # after the pool said no (OutOfMemory), wait this long before asking again
+BUSY_RETRY_S = 0.01  # after the structure was busy with another split, ask again this soon
+
+
+class BlockState(Enum):
+    IMPORTING = "importing"
+    ACTIVE = "active"
+    SEALED = "sealed"
+    FORWARDED = "forwarded"
+    FREED = "freed"
+
+
+_ALLOWED = {
+    BlockState.IMPORTING: {BlockState.ACTIVE, BlockState.FREED},
+    BlockState.ACTIVE: {BlockState.SEALED, BlockState.FORWARDED, BlockState.FREED},
+    BlockState.SEALED: {BlockState.FREED},
+    BlockState.FORWARDED: {BlockState.FREED},
+    BlockState.FREED: set(),
+}
+
+
+class BlockHost(Protocol):
+    """What a block needs from the memory server that owns it."""
+
+    def request_growth(self, block: Block) -> None: ...
+    def request_merge(self, block: Block) -> None: ...
+    def drained(self, block: Block) -> None: ...
+    def notify(self, block: Block, op: str, data: bytes) -> None: ...
+
+
+def slot_of(key: bytes) -> int:
+    return crc_hqx(key, 0)
+
+
+class Block:
+    """State shared by every block kind. Owned by one MemoryServer; only it mutates."""
+
+    kind = ""
+
+    def __init__(self, host: BlockHost, alloc_id: int, struct_id: int, capacity: int, lo: int, hi: int):
+        self.host = host
+        self.alloc_id = alloc_id
+        self.struct_id = struct_id  # the controller's id of the structure this block belongs to
+        self.capacity = capacity
+        self.lo, self.hi = lo, hi  # slot range (hash) or byte offsets (file) this block serves
+        self.used = 0  # bytes charged against capacity
+        self.state = BlockState.ACTIVE
+        self.watch: frozenset[str] = frozenset()  # op names someone subscribed to
+        self.grow_pending = False  # a split/append request is with the controller
+        self.grow_failed_at = 0.0  # monotonic time of the last refused growth request
+        self.grow_oom = False  # that refusal was OutOfMemory (else: busy, try again soon)
+        self.merge_pending = False
+        self.ops: dict[int, object] = {}
+
+    def set_state(self, new: BlockState) -> None:
+        if new not in _ALLOWED[self.state]:
+            raise errors.StateError(f"block {self.alloc_id}: illegal transition {self.state} -> {new}")
+        self.state = new
+
+    def _need_room(self, size: int) -> None:
+        """Raise unless `size` more bytes fit; ask for growth when over the high watermark."""
+        if size > self.capacity:
+            raise errors.ValueTooLargeError(f"{size} bytes do not fit in a {self.capacity}-byte block")
+        if self.used + size > self.capacity:
+            self._ask_growth()
+            if self.grow_pending or not self.grow_oom:
+                raise Redirect(REDO, "block is full and growing")
+            raise errors.OutOfMemoryError("block is full and the memory pool has no free block")
+
+    def _ask_growth(self) -> None:
+        wait = GROW_RETRY_S if self.grow_oom else BUSY_RETRY_S
+        if self.grow_pending or time.monotonic() - self.grow_failed_at < wait:
+            return
+        self.grow_pending = True
+        self.host.request_growth(self)
+
+    def _after_write(self) -> None:
+        if self.used > self.capacity * HIGH_WATERMARK:
+            self._ask_growth()
+
+    def check_live(self) -> None:
+        if self.state is BlockState.IMPORTING:
+            raise Redirect(REDO, "block is importing")
+        if self.state is BlockState.FORWARDED:
+            raise Redirect(STALE, "block moved")
+
+    def export(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def import_(self, fields: list[bytes]) -> None:
+        raise NotImplementedError
+
+
+class HashBlock(Block):
+    """One slot-range partition of a hash table."""
+
+    kind = "hash_table"
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.data: dict[bytes, bytes] = {}
+        self.importing: tuple[int, int] | None = None  # slot range whose data is still in flight
+        self.ops = {
+            Op.GET: self.get,
+            Op.PUT: self.put,
+            Op.UPSERT: self.upsert,
+            Op.UPDATE: self.update,
+            Op.REMOVE: self.remove,
+            Op.EXISTS: self.exists,
+            Op.MULTI_GET: self.multi_get,
+            Op.MULTI_PUT: self.multi_put,
+            Op.COUNT: self.count,
+        }
+
+    def _route(self, key: bytes) -> None:
+        if self.state is not BlockState.ACTIVE:
+            self.check_live()
+        s = crc_hqx(key, 0)
+        if not self.lo <= s < self.hi:
+            raise Redirect(STALE, f"slot {s} is not in [{self.lo}, {self.hi})")
+        if self.importing is not None and self.importing[0] <= s < self.importing[1]:
+            raise Redirect(REDO, "slot is importing")
+
+    def get(self, f: list[bytes]) -> list[bytes]:
+        key = f[1]
+        self._route(key)
+        v = self.data.get(key)
+        if v is None:
+            raise errors.KeyNotFoundError(f"key not found: {key[:64]!r}")
+        return [v]
+
+    def exists(self, f: list[bytes]) -> list[bytes]:
+        self._route(f[1])
+        return [b"\x01" if f[1] in self.data else b"\x00"]
+
+    def count(self, f: list[bytes]) -> list[bytes]:
+        self.check_live()
+        return [pack_u64(len(self.data))]
+
+    def _store(self, key: bytes, value: bytes, old: bytes | None, op: str) -> list[bytes]:
+        delta = len(value) - len(old) if old is not None else len(key) + len(value) + ENTRY_OVERHEAD
+        if delta > 0:
+            self._need_room(delta)
+        self.data[key] = value
+        self.used += delta
+        self._after_write()
+        if op in self.watch:
+            self.host.notify(self, op, key)
+        return []
+
+    def put(self, f: list[bytes]) -> list[bytes]:
+        if len(f) != 3:
+            raise errors.StateProtocolError("put takes a key and a value")
+        key = f[1]
+        self._route(key)
+        if key in self.data:
+            raise errors.DuplicateKeyError(f"key exists: {key[:64]!r}")
+        return self._store(key, f[2], None, "put")
+
+    def upsert(self, f: list[bytes]) -> list[bytes]:
+        if len(f) != 3:
+            raise errors.StateProtocolError("upsert takes a key and a value")
+        key = f[1]
+        self._route(key)
+        return self._store(key, f[2], self.data.get(key), "upsert")
+
+    def update(self, f: list[bytes]) -> list[bytes]:
+        if len(f) != 3:
+            raise errors.StateProtocolError("update takes a key and a value")
+        key = f[1]
+        self._route(key)
+        old = self.data.get(key)
+        if old is None:
+            raise errors.KeyNotFoundError(f"key not found: {key[:64]!r}")
+        return self._store(key, f[2], old, "update")
+
+    def remove(self, f: list[bytes]) -> list[bytes]:
+        key = f[1]
+        self._route(key)
+        old = self.data.pop(key, None)
+        if old is None:
+            raise errors.KeyNotFoundError(f"key not found: {key[:64]!r}")
+        self.used -= len(key) + len(old) + ENTRY_OVERHEAD
+        if "remove" in self.watch:
+            self.host.notify(self, "remove", key)
+        if self.used < self.capacity * LOW_WATERMARK and (self.lo, self.hi) != (0, NUM_SLOTS):
+            self.host.request_merge(self)
+        return []
+
+    def multi_get(self, f: list[bytes]) -> list[bytes]:
+        """Reply: a found-flag byte per key (1/0), then one value per key (b"" if missing)."""
+        keys = f[1:]
+        for k in keys:
+            self._route(k)
+        get = self.data.get
+        vals = [get(k) for k in keys]
+        flags = bytes(v is not None for v in vals)
+        return [flags, *(v if v is not None else b"" for v in vals)]
+
+    def multi_put(self, f: list[bytes]) -> list[bytes]:
+        """Upsert every key/value pair; all or nothing (checked before the first write)."""
+        if len(f) % 2 != 1:
+            raise errors.StateProtocolError("multi_put takes key/value pairs")
+        keys, vals = f[1::2], f[2::2]
+        data = self.data
+        grow = 0
+        for k, v in zip(keys, vals, strict=True):
+            self._route(k)
+            old = data.get(k)
+            grow += len(v) - len(old) if old is not None else len(k) + len(v) + ENTRY_OVERHEAD
+        if grow > 0:
+            self._need_room(grow)
+        data.update(zip(keys, vals, strict=True))
+        self.used += grow
+        self._after_write()
+        if "upsert" in self.watch:
+            for k in keys:
+                self.host.notify(self, "upsert", k)
+        return []
+
+    def split_point(self) -> int | None:
+        """The slot that halves this block's keys, or None if they all share one slot."""
+        slots = sorted(crc_hqx(k, 0) for k in self.data)
+        if not slots:
+            return (self.lo + self.hi) // 2 if self.hi - self.lo > 1 else None
+        mid = slots[len(slots) // 2]
+        if mid == self.lo:  # the lower half is all one slot: split just above it
+            mid = next((s for s in slots if s > self.lo), None)
+        return mid
+
+    def extract(self, lo: int, hi: int) -> list[bytes]:
+        """Remove and return (as key, value, key, value...) every entry whose slot is in [lo, hi)."""
+        out: list[bytes] = []
+        moved = [k for k in self.data if lo <= crc_hqx(k, 0) < hi]
+        pop = self.data.pop
+        for k in moved:
+            v = pop(k)
+            out.append(k)
+            out.append(v)
+            self.used -= len(k) + len(v) + ENTRY_OVERHEAD
+        return out
+
+    def export(self) -> list[bytes]:
+        return [x for kv in self.data.items() for x in kv]
+
+    def import_(self, fields: list[bytes]) -> None:
+        if len(fields) % 2:
+            raise errors.StateProtocolError("hash import takes key/value pairs")
+        for k, v in zip(fields[::2], fields[1::2], strict=True):
+            old = self.data.get(k)
+            self.used += len(v) - len(old) if old is not None else len(k) + len(v) + ENTRY_OVERHEAD
+            self.data[k] = v
+
+
+class QueueBlock(Block):
+    """One segment of a FIFO queue; the tail segment takes enqueues, the head serves dequeues."""
+
+    kind = "queue"
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.items: deque[bytes] = deque()
+        self.ops = {
+            Op.ENQUEUE: self.enqueue,
+            Op.MULTI_ENQUEUE: self.multi_enqueue,
+            Op.DEQUEUE: self.dequeue,
+            Op.QUEUE_LENGTH: self.length,
+        }
+
+    def _admit(self, size: int) -> None:
+        if self.state is BlockState.SEALED:
+            raise Redirect(STALE, "queue segment is sealed; the tail moved on")
+        self.check_live()
+        self._need_room(size)
+
+    def enqueue(self, f: list[bytes]) -> list[bytes]:
+        if len(f) != 2:
+            raise errors.StateProtocolError("enqueue takes one item")
+        item = f[1]
+        self._admit(len(item) + ENTRY_OVERHEAD)
+        self.items.append(item)
+        self.used += len(item) + ENTRY_OVERHEAD
+        self._after_write()
+        if "enqueue" in self.watch:
+            self.host.notify(self, "enqueue", item)
+        return []
+
+    def multi_enqueue(self, f: list[bytes]) -> list[bytes]:
+        items = f[1:]
+        size = sum(len(i) for i in items) + ENTRY_OVERHEAD * len(items)
+        self._admit(size)
+        self.items.extend(items)
+        self.used += size
+        self._after_write()
+        if "enqueue" in self.watch:
+            for i in items:
+                self.host.notify(self, "enqueue", i)
+        return []
+
+    def dequeue(self, f: list[bytes]) -> list[bytes]:
+        self.check_live()
+        if not self.items:
+            if self.state is BlockState.SEALED:
+                raise Redirect(STALE, "queue segment drained; the head moved on")
+            raise errors.QueueEmptyError("queue is empty")
+        item = self.items.popleft()
+        self.used -= len(item) + ENTRY_OVERHEAD
+        if not self.items and self.state is BlockState.SEALED:
+            self.host.drained(self)
+        if "dequeue" in self.watch:
+            self.host.notify(self, "dequeue", item)
+        return [item]
+
+    def length(self, f: list[bytes]) -> list[bytes]:
+        return [pack_u64(len(self.items))]
+
+    def export(self) -> list[bytes]:
+        return list(self.items)
+
+    def import_(self, fields: list[bytes]) -> None:
+        self.items.extend(fields)
+        self.used += sum(len(i) for i in fields) + ENTRY_OVERHEAD * len(fields)
+
+
+class FileBlock(Block):
+    """The bytes [lo, hi) of a file; hi - lo equals the capacity."""
+
+    kind = "file"
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.data = bytearray()
+        self.ops = {Op.WRITE: self.write, Op.READ: self.read, Op.FILE_SIZE: self.size}
+
+    def write(self, f: list[bytes]) -> list[bytes]:
+        """fields: offset (u64, absolute in the file), data. Reply: this block's extent."""
+        self.check_live()
+        if len(f) != 3:
+            raise errors.StateProtocolError("write takes an offset and data")
+        rel = unpack_u64(f[1]) - self.lo
+        data = f[2]
+        if rel < 0 or rel + len(data) > self.hi - self.lo:
+            raise Redirect(STALE, f"write outside [{self.lo}, {self.hi})")
+        if rel > len(self.data):  # a write after a seek past the end leaves a zero-filled hole
+            self.data.extend(bytes(rel - len(self.data)))
+        self.data[rel : rel + len(data)] = data
+        self.used = len(self.data)
+        if "write" in self.watch:
+            self.host.notify(self, "write", f[1])
+        return [pack_u64(len(self.data))]
+
+    def read(self, f: list[bytes]) -> list[bytes]:
+        """fields: offset (u64, absolute), length (u64). Reply: up to `length` bytes."""
+        self.check_live()
+        if len(f) != 3:
+            raise errors.StateProtocolError("read takes an offset and a length")
+        rel = unpack_u64(f[1]) - self.lo
+        if rel < 0 or rel >= self.hi - self.lo:
+            raise Redirect(STALE, f"read outside [{self.lo}, {self.hi})")
+        return [bytes(self.data[rel : rel + unpack_u64(f[2])])]
+
+    def size(self, f: list[bytes]) -> list[bytes]:
+        return [pack_u64(len(self.data))]
+
+    def export(self) -> list[bytes]:
+        return [bytes(self.data)]
+
+    def import_(self, fields: list[bytes]) -> None:
+        self.data = bytearray(b"".join(fields))
+        self.used = len(self.data)
+
+
+BLOCK_KINDS: dict[str, type[Block]] = {c.kind: c for c in (HashBlock, QueueBlock, FileBlock)}

@@ -1,0 +1,254 @@
+"""StateClient: the synchronous, thread- and fork-safe client of the state controller and memory servers."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, NamedTuple
+
+from taureau.common import errors
+from taureau.state import codec
+from taureau.state.codec import EVENT, Op
+from taureau.state.conn import Conn
+from taureau.state.structures import File, HashTable, Queue
+
+# Threads: control calls share one controller connection under a lock (they are rare);
+# data calls use one connection per (thread, memory server), so threads never wait on each
+# other's round trips. Processes: after a fork every connection and the lease renewer are
+# rebuilt on first use, so a client made before a fork keeps working in the child.
+
+
+class Notification(NamedTuple):
+    op: str  # "put", "upsert", "update", "remove", "enqueue", "dequeue" or "write"
+    path: str  # the structure the operation touched
+    data: bytes  # the key (hash ops), the item (queue ops) or the u64 offset (write)
+
+
+class Subscription:
+    """Notifications for operations under one path, on a connection of its own.
+
+    >>> sub = client.listen("/jobs/j1", ops=["put"])
+    >>> n = sub.get_notification(timeout=5)   # None if nothing came in time
+    """
+
+    def __init__(self, address: str, path: str, ops: list[str] | None, timeout: float) -> None:
+        self._conn = Conn(address, timeout)
+        self._conn.call(Op.SUBSCRIBE, codec.pack_json({"path": path, "ops": ops}))
+
+    def get_notification(self, timeout: float | None = None) -> Notification | None:
+        c = self._conn
+        while not c.events:
+            if c.broken:
+                raise errors.StateUnavailableError("subscription connection is closed")
+            frames = c.read_frames(timeout if timeout is not None else 3600.0)
+            if not frames and timeout is not None:
+                return None
+            c.events.extend(f for f in frames if f.kind == EVENT)
+        f = c.events.pop(0)
+        return Notification(f.fields[0].decode(), f.fields[1].decode(), f.fields[2])
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class StateClient:
+    """Client of one state deployment.
+
+    >>> c = StateClient("localhost:9090")
+    >>> ht = c.open_or_create_hash_table("/jobs/j1/shuffle/0")
+    >>> ht.put(b"k", b"v"); ht.get(b"k")
+    b'v'
+    """
+
+    def __init__(self, address: str = "localhost:9090", *, timeout: float = 30.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._setup()
+
+    def _setup(self) -> None:
+        self._pid = os.getpid()
+        self._ctl_lock = threading.Lock()
+        self._ctl = Conn(self.address, self.timeout)
+        self._local = threading.local()
+        self._all_conns: list[Conn] = []  # every data connection, to close them all
+        self._open_lock = threading.Lock()
+        self._open: dict[str, int] = {}  # path -> number of open handles (renewed while > 0)
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self.lease_ms = self.control(Op.HELLO, {})["lease_ms"]
+
+    def _check_fork(self) -> None:
+        if os.getpid() != self._pid:
+            opened = dict(self._open)
+            self._setup()
+            self._open = opened
+            if opened:
+                self._start_renewer()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def control(self, op: int, args: dict[str, Any]) -> dict[str, Any]:
+        """One controller request; returns its JSON reply or raises the typed error."""
+        self._check_fork()
+        with self._ctl_lock:
+            if self._ctl.broken:
+                self._ctl = Conn(self.address, self.timeout)
+            fields = self._ctl.call(op, codec.pack_json(args))
+        return codec.unpack_json(fields)
+
+    def conn(self, address: str) -> Conn:
+        """This thread's connection to a memory server."""
+        self._check_fork()
+        conns = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        c = conns.get(address)
+        if c is None or c.broken:
+            c = conns[address] = Conn(address, self.timeout)
+            self._all_conns.append(c)
+        return c
+
+    def _opened(self, path: str) -> None:
+        with self._open_lock:
+            self._open[path] = self._open.get(path, 0) + 1
+        self._start_renewer()
+
+    def _start_renewer(self) -> None:
+        if self._renewer is None or not self._renewer.is_alive():
+            self._renewer = threading.Thread(target=self._renew_loop, name="state-lease-renewer", daemon=True)
+            self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        # Renew at a third of the lease so two lost renewals in a row still leave margin.
+        while not self._stop.wait(self.lease_ms / 3000):
+            self.renew()
+
+    def renew(self) -> None:
+        """Renew every path this client has open (the background thread does this for you)."""
+        with self._open_lock:
+            paths = list(self._open)
+        if not paths:
+            return
+        try:
+            missing = self.control(Op.RENEW, {"paths": paths})["missing"]
+        except errors.StateError:
+            return  # the controller is unreachable for now; the next tick retries
+        with self._open_lock:
+            for p in missing:
+                self._open.pop(p, None)
+
+    # -- structures -----------------------------------------------------------------------------
+
+    def _structure(self, cls, op: int, path: str, **args: Any):
+        m = self.control(op, {"path": path, "kind": cls.kind, **args})
+        self._opened(path)
+        return cls(self, path, m)
+
+    def _create_args(self, num_blocks: int, backing_path: str | None, pinned: bool, mapped: bool) -> dict:
+        return {"num_blocks": num_blocks, "backing": backing_path, "pinned": pinned, "mapped": mapped}
+
+    def create_hash_table(self, path: str, num_blocks: int = 1, *, backing_path: str | None = None,
+                          pinned: bool = False, mapped: bool = False) -> HashTable:  # fmt: skip
+        return self._structure(
+            HashTable, Op.CREATE, path, **self._create_args(num_blocks, backing_path, pinned, mapped)
+        )
+
+    def open_hash_table(self, path: str) -> HashTable:
+        return self._structure(HashTable, Op.OPEN, path)
+
+    def open_or_create_hash_table(self, path: str, num_blocks: int = 1, *, backing_path: str | None = None,
+                                  pinned: bool = False, mapped: bool = False) -> HashTable:  # fmt: skip
+        args = self._create_args(num_blocks, backing_path, pinned, mapped)
+        return self._structure(HashTable, Op.CREATE, path, exist_ok=True, **args)
+
+    def create_queue(self, path: str, *, backing_path: str | None = None, pinned: bool = False,
+                     mapped: bool = False) -> Queue:  # fmt: skip
+        return self._structure(Queue, Op.CREATE, path, **self._create_args(1, backing_path, pinned, mapped))
+
+    def open_queue(self, path: str) -> Queue:
+        return self._structure(Queue, Op.OPEN, path)
+
+    def open_or_create_queue(self, path: str, *, backing_path: str | None = None, pinned: bool = False,
+                             mapped: bool = False) -> Queue:  # fmt: skip
+        args = self._create_args(1, backing_path, pinned, mapped)
+        return self._structure(Queue, Op.CREATE, path, exist_ok=True, **args)
+
+    def create_file(self, path: str, num_blocks: int = 1, *, backing_path: str | None = None,
+                    pinned: bool = False, mapped: bool = False) -> File:  # fmt: skip
+        return self._structure(
+            File, Op.CREATE, path, **self._create_args(num_blocks, backing_path, pinned, mapped)
+        )
+
+    def open_file(self, path: str) -> File:
+        return self._structure(File, Op.OPEN, path)
+
+    def open_or_create_file(self, path: str, num_blocks: int = 1, *, backing_path: str | None = None,
+                            pinned: bool = False, mapped: bool = False) -> File:  # fmt: skip
+        args = self._create_args(num_blocks, backing_path, pinned, mapped)
+        return self._structure(File, Op.CREATE, path, exist_ok=True, **args)
+
+    # -- namespace ------------------------------------------------------------------------------
+
+    def listen(self, path: str, ops: list[str] | None = None) -> Subscription:
+        """Subscribe to `ops` (default: all) on every structure under `path`."""
+        self._check_fork()
+        return Subscription(self.address, path, ops, self.timeout)
+
+    def close(self, path: str) -> None:
+        """Stop renewing `path`'s lease; it expires after lease + grace unless renewed elsewhere."""
+        with self._open_lock:
+            self._open.pop(path, None)
+        self.control(Op.CLOSE, {"path": path})
+
+    def remove(self, path: str, recursive: bool = True) -> None:
+        with self._open_lock:
+            for p in [p for p in self._open if p == path or p.startswith(path.rstrip("/") + "/")]:
+                del self._open[p]
+        self.control(Op.REMOVE_PATH, {"path": path, "recursive": recursive})
+
+    def exists(self, path: str) -> bool:
+        return self.control(Op.EXISTS_PATH, {"path": path})["exists"]
+
+    def rename(self, src: str, dst: str) -> None:
+        self.control(Op.RENAME, {"src": src, "dst": dst})
+
+    def ls(self, path: str = "/") -> list[dict[str, str]]:
+        return self.control(Op.LIST, {"path": path})["children"]
+
+    def status(self, path: str) -> dict[str, Any]:
+        return self.control(Op.STATUS, {"path": path})
+
+    def dump(self, path: str, dest: str) -> dict[str, Any]:
+        """Write a copy of the structure to `dest` (e.g. `local://jobs/j1/shuffle0.dump`)."""
+        return self.control(Op.DUMP, {"path": path, "dest": dest})
+
+    def load(self, path: str, src: str) -> None:
+        """Create `path` from a dump (or reload a structure flushed on lease expiry)."""
+        self.control(Op.LOAD, {"path": path, "src": src})
+
+    def renew_path(self, path: str) -> None:
+        """Renew one path's lease now (and its ancestors' and descendants')."""
+        missing = self.control(Op.RENEW, {"paths": [path]})["missing"]
+        if missing:
+            raise errors.PathNotFoundError(f"path not found: {path}")
+
+    def stats(self) -> dict[str, Any]:
+        return self.control(Op.STATS, {})
+
+    def disconnect(self) -> None:
+        """Stop renewing and close every connection (leases then run out on their own)."""
+        self._stop.set()
+        for c in [self._ctl, *self._all_conns]:
+            c.close()
+
+    def __enter__(self) -> StateClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect()

@@ -1,0 +1,380 @@
+"""State controller: namespace API, memory-server registry, leases, flushes and notifications."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from taureau.common import errors
+from taureau.state import codec
+from taureau.state.allocator import Allocator
+from taureau.state.codec import Frame, Op
+from taureau.state.elastic import BlockManager
+from taureau.state.namespace import STRUCTURE_KINDS, Namespace, Node, NodeState
+from taureau.state.persist import Backings, decode_dump, encode_dump
+from taureau.state.rpc import Peer
+
+log = logging.getLogger(__name__)
+
+NOTIFY_OPS = frozenset({"put", "upsert", "update", "remove", "enqueue", "dequeue", "write"})
+
+
+@dataclass(eq=False)
+class Subscription:
+    peer: Peer  # the subscriber's connection; events go out on it
+    prefix: str
+    ops: frozenset[str]
+
+    def covers(self, path: str) -> bool:
+        p = self.prefix
+        return p == "/" or path == p or path.startswith(p + "/")
+
+
+def _str(a: dict[str, Any], key: str) -> str:
+    v = a.get(key)
+    if not isinstance(v, str):
+        raise errors.StateProtocolError(f"argument {key!r} must be a string")
+    return v
+
+
+class Controller:
+    """One per deployment. Runs on the caller's event loop.
+
+    >>> c = Controller(lease_ms=10000, data_dir="/tmp/state")
+    >>> await c.start("127.0.0.1", 9090)
+    """
+
+    def __init__(self, *, lease_ms: int, data_dir: str) -> None:
+        if lease_ms < 10:
+            raise ValueError("lease_ms must be at least 10")
+        self.lease_s = lease_ms / 1000
+        self.grace_s = lease_ms / 1000  # the issue's "lease period and grace each"
+        self.ns = Namespace()
+        self.alloc = Allocator()
+        self.blocks = BlockManager(self.ns, self.alloc, self._watch_ops)
+        self.backings = Backings(data_dir)
+        self.subs: list[Subscription] = []
+        self.server: asyncio.AbstractServer | None = None
+        self.address = ""
+        self._expiry_task: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._handlers = {
+            Op.HELLO: self._hello,
+            Op.CREATE: self._create,
+            Op.OPEN: self._open,
+            Op.EXISTS_PATH: self._exists,
+            Op.REMOVE_PATH: self._remove,
+            Op.RENAME: self._rename,
+            Op.LIST: self._list,
+            Op.STATUS: self._status,
+            Op.BLOCK_MAP: self._block_map,
+            Op.RENEW: self._renew,
+            Op.CLOSE: lambda peer, a: {},
+            Op.DUMP: self._dump,
+            Op.LOAD: self._load,
+            Op.STATS: self._stats,
+            Op.SUBSCRIBE: self._subscribe,
+            Op.REGISTER: self._register,
+            Op.SPLIT_REQUEST: lambda peer, a: self.blocks.split(a["alloc"], a["at"]),
+            Op.MERGE_REQUEST: lambda peer, a: self.blocks.merge(a["alloc"], a["used"]),
+            Op.APPEND_REQUEST: lambda peer, a: self.blocks.append(a["alloc"]),
+            Op.DRAINED: lambda peer, a: self.blocks.drained(a["alloc"]),
+            Op.GROW: self._grow,
+        }
+
+    async def start(self, host: str = "127.0.0.1", port: int = 9090) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: Peer(self._handle, self._peer_closed), host, port)
+        self.address = f"{host}:{self.server.sockets[0].getsockname()[1]}"
+        self._expiry_task = asyncio.ensure_future(self._expiry_loop())
+        log.info("state controller on %s", self.address)
+
+    async def close(self) -> None:
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+        if self.server is not None:
+            self.server.close()
+        for s in self.alloc.servers.values():
+            if s.peer is not None:
+                s.peer.close()
+        for sub in self.subs:
+            sub.peer.close()
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def _handle(self, peer: Peer, fr: Frame) -> Any:
+        if fr.op == Op.NOTIFY:
+            self._fan_out(fr.fields)
+            return None
+        fn = self._handlers.get(fr.op)
+        if fn is None:
+            raise errors.StateProtocolError(f"controller does not serve op {fr.op}")
+        res = fn(peer, codec.unpack_json(fr.fields))
+        if asyncio.iscoroutine(res):
+            return self._json_reply(res)
+        return codec.pack_json(res if res is not None else {})
+
+    @staticmethod
+    async def _json_reply(coro) -> list[bytes]:
+        res = await coro
+        return codec.pack_json(res if res is not None else {})
+
+    def _peer_closed(self, peer: Peer) -> None:
+        sid = peer.info.get("server_id")
+        if sid is not None:
+            hit = self.blocks.server_lost(sid)
+            log.warning("memory server %d lost; %d structure(s) lost blocks", sid, len(hit))
+        self.subs = [s for s in self.subs if s.peer is not peer]
+
+    def _map(self, node: Node) -> dict[str, Any]:
+        return node.block_map(self.alloc.addresses())
+
+    # -- namespace API ------------------------------------------------------------------------
+
+    def _hello(self, peer: Peer, a: dict) -> dict:
+        return {"lease_ms": int(self.lease_s * 1000), "version": 1}
+
+    async def _create(self, peer: Peer, a: dict) -> dict:
+        path, kind = _str(a, "path"), _str(a, "kind")
+        if kind not in STRUCTURE_KINDS:
+            raise errors.StateProtocolError(f"unknown structure kind {kind!r}")
+        if a.get("exist_ok") and self.ns.exists(path):
+            return await self._open(peer, {"path": path, "kind": kind})
+        num_blocks = a.get("num_blocks", 1)
+        if not isinstance(num_blocks, int) or not 1 <= num_blocks <= 4096:
+            raise errors.StateProtocolError("num_blocks must be an integer in [1, 4096]")
+        backing = a.get("backing")
+        if a.get("mapped") and not backing:
+            raise errors.StateProtocolError("a mapped structure needs a backing path")
+        if backing is not None:
+            self.backings.resolve(backing)  # reject unknown schemes before allocating anything
+        node = self.ns.create(
+            path,
+            kind,
+            time.monotonic() + self.lease_s,
+            pinned=bool(a.get("pinned")),
+            mapped=bool(a.get("mapped")),
+            backing=backing,
+        )
+        try:
+            await self.blocks.populate(node, num_blocks)
+        except Exception:
+            self.ns.detach(node)
+            raise
+        return self._map(node)
+
+    async def _open(self, peer: Peer, a: dict) -> dict:
+        node = self.ns.structure(_str(a, "path"), a.get("kind"))
+        if node.state is NodeState.FLUSHED:
+            await self._reload(node, node.backing)
+        node.lease_until = max(node.lease_until, time.monotonic() + self.lease_s)
+        return self._map(node)
+
+    def _exists(self, peer: Peer, a: dict) -> dict:
+        return {"exists": self.ns.exists(_str(a, "path"))}
+
+    async def _remove(self, peer: Peer, a: dict) -> dict:
+        node = self.ns.lookup(_str(a, "path"))
+        if node.kind == "dir" and node.children and not a.get("recursive", True):
+            raise errors.StateNotEmptyError(f"{node.path} is not empty")
+        for n in self.ns.detach(node):
+            await self.blocks.free(n)
+        return {}
+
+    def _rename(self, peer: Peer, a: dict) -> dict:
+        self.ns.rename(_str(a, "src"), _str(a, "dst"))
+        node = self.ns.lookup(a["dst"])
+        for n in node.walk():
+            if n.kind != "dir":
+                self._push_watch(n)
+        return {}
+
+    def _list(self, peer: Peer, a: dict) -> dict:
+        node = self.ns.lookup(_str(a, "path"))
+        return {
+            "children": [
+                {"name": c.name, "kind": c.kind} for c in sorted(node.children.values(), key=lambda c: c.name)
+            ]
+        }
+
+    def _status(self, peer: Peer, a: dict) -> dict:
+        node = self.ns.lookup(_str(a, "path"))
+        out = {
+            "path": node.path,
+            "kind": node.kind,
+            "lease_remaining_ms": int((node.lease_until - time.monotonic()) * 1000),
+        }
+        if node.kind != "dir":
+            out.update(
+                state=node.state.value,
+                pinned=node.pinned,
+                mapped=node.mapped,
+                backing=node.backing,
+                blocks=len(node.partitions),
+                epoch=node.epoch,
+                lost_reason=node.lost_reason,
+            )
+        else:
+            out["children"] = len(node.children)
+        return out
+
+    def _block_map(self, peer: Peer, a: dict) -> dict:
+        return self._map(self.ns.structure(_str(a, "path")))
+
+    def _renew(self, peer: Peer, a: dict) -> dict:
+        paths = a.get("paths")
+        if not isinstance(paths, list):
+            raise errors.StateProtocolError("renew takes a list of paths")
+        until = time.monotonic() + self.lease_s
+        missing = []
+        for p in paths:
+            try:
+                self.ns.renew(p, until)
+            except errors.PathNotFoundError:
+                missing.append(p)
+        return {"missing": missing, "lease_ms": int(self.lease_s * 1000)}
+
+    def _stats(self, peer: Peer, a: dict) -> dict:
+        st = self.alloc.stats()
+        st["structures"] = len(self.ns.by_id)
+        st["subscriptions"] = len(self.subs)
+        return st
+
+    async def _grow(self, peer: Peer, a: dict) -> dict:
+        node = self.ns.structure(_str(a, "path"), "file")
+        until = a.get("until")
+        if not isinstance(until, int) or until < 0:
+            raise errors.StateProtocolError("grow takes a non-negative integer 'until'")
+        await self.blocks.extend_file(node, until)
+        return self._map(node)
+
+    # -- memory servers -------------------------------------------------------------------------
+
+    def _register(self, peer: Peer, a: dict) -> dict:
+        info = self.alloc.add_server(_str(a, "address"), a.get("block_size"), a.get("num_blocks"), peer)
+        peer.info["server_id"] = info.server_id
+        log.info("memory server %s registered (%d blocks)", info.address, info.num_blocks)
+        return {"server_id": info.server_id}
+
+    # -- dump / load / leases ------------------------------------------------------------------
+
+    async def _dump(self, peer: Peer, a: dict) -> dict:
+        node = self.ns.structure(_str(a, "path"))
+        records = await self.blocks.export(node)
+        data = encode_dump(node.kind, records)
+        await asyncio.to_thread(self.backings.write, _str(a, "dest"), data)
+        return {"bytes": len(data), "records": len(records)}
+
+    async def _load(self, peer: Peer, a: dict) -> dict:
+        path, src = _str(a, "path"), _str(a, "src")
+        if self.ns.exists(path):
+            node = self.ns.structure(path)
+            if node.state is not NodeState.FLUSHED:
+                raise errors.PathExistsError(f"{path} exists and is loaded; remove it first")
+            await self._reload(node, src)
+            return self._map(node)
+        kind, records = decode_dump(await asyncio.to_thread(self.backings.read, src))
+        node = self.ns.create(path, kind, time.monotonic() + self.lease_s)
+        try:
+            await self.blocks.load_records(node, records)
+        except Exception:
+            self.ns.detach(node)
+            raise
+        return self._map(node)
+
+    async def _reload(self, node: Node, src: str | None) -> None:
+        if not src:
+            raise errors.BackingStoreError(f"{node.path} has no backing path to load from")
+        kind, records = decode_dump(await asyncio.to_thread(self.backings.read, src))
+        if kind != node.kind:
+            raise errors.WrongTypeError(f"{src} holds a {kind}, {node.path} is a {node.kind}")
+        self.blocks._claim(node)
+        try:
+            await self.blocks.load_records(node, records)
+            node.set_state(NodeState.ACTIVE)
+            node.lease_until = time.monotonic() + self.lease_s
+        finally:
+            node.busy = False
+
+    async def _expiry_loop(self) -> None:
+        tick = max(0.01, min(self.lease_s / 4, 1.0))
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                await self.expire_now()
+            except Exception:  # noqa: BLE001 - one bad sweep must not stop lease expiry
+                log.exception("lease expiry sweep failed")
+
+    async def expire_now(self) -> None:
+        """One lease sweep: flush mapped structures, free the rest, drop empty directories."""
+        for node in self.ns.expired(time.monotonic(), self.grace_s):
+            if node.parent is None or node.busy:
+                continue
+            if node.kind != "dir" and node.mapped and node.state is NodeState.ACTIVE:
+                await self._flush(node)
+                continue
+            for n in self.ns.detach(node):
+                await self.blocks.free(n)
+            log.info("lease expired: %s reclaimed", node.path)
+
+    async def _flush(self, node: Node) -> None:
+        try:
+            records = await self.blocks.export(node)
+            data = encode_dump(node.kind, records)
+            await asyncio.to_thread(self.backings.write, node.backing, data)
+        except errors.StateError as e:
+            log.error("flush of %s to %s failed, data kept in memory: %s", node.path, node.backing, e)
+            return
+        await self.blocks.free(node)
+        node.set_state(NodeState.FLUSHED)
+        log.info("lease expired: %s flushed to %s", node.path, node.backing)
+
+    # -- notifications -------------------------------------------------------------------------
+
+    def _subscribe(self, peer: Peer, a: dict) -> dict:
+        prefix = _str(a, "path")
+        self.ns.lookup(prefix)  # PathNotFound for a typo rather than a silent dead subscription
+        ops = a.get("ops") or sorted(NOTIFY_OPS)
+        if not isinstance(ops, list) or not set(ops) <= NOTIFY_OPS:
+            raise errors.StateProtocolError(f"ops must be a list drawn from {sorted(NOTIFY_OPS)}")
+        sub = Subscription(peer, prefix, frozenset(ops))
+        self.subs.append(sub)
+        for n in self.ns.lookup(prefix).walk():
+            if n.kind != "dir":
+                self._push_watch(n)
+        return {}
+
+    def _watch_ops(self, node: Node) -> list[str]:
+        path = node.path
+        return sorted({op for s in self.subs if s.covers(path) for op in s.ops})
+
+    def _push_watch(self, node: Node) -> None:
+        ops = self._watch_ops(node)
+        by_server: dict[int, list[int]] = {}
+        for p in node.partitions:
+            for r in p.chain:
+                by_server.setdefault(r.server_id, []).append(r.alloc)
+        for sid, allocs in by_server.items():
+            srv = self.alloc.servers[sid]
+            if srv.alive:
+                self._spawn(srv.peer.call(Op.WATCH, codec.pack_json({"allocs": allocs, "ops": ops})))
+
+    def _spawn(self, aw) -> None:
+        t = asyncio.ensure_future(aw)
+        self._tasks.add(t)
+        t.add_done_callback(lambda t: (self._tasks.discard(t), t.cancelled() or t.exception()))
+
+    def _fan_out(self, fields: list[bytes]) -> None:
+        if len(fields) != 3:
+            return
+        node = self.ns.by_id.get(codec.unpack_u64(fields[0]))
+        if node is None:
+            return
+        path = node.path
+        op = fields[1].decode(errors="replace")
+        for s in self.subs:
+            if op in s.ops and s.covers(path):
+                s.peer.send_event(Op.NOTIFY, [fields[1], path.encode(), fields[2]])

@@ -1,0 +1,290 @@
+"""Controller-side block lifecycle: allocate, free, split, merge, append and extend structures."""
+
+from __future__ import annotations
+
+import logging
+from bisect import bisect_right
+from collections.abc import Callable
+
+from taureau.common import errors
+from taureau.state import codec
+from taureau.state.allocator import Allocator
+from taureau.state.blocks import ENTRY_OVERHEAD, NUM_SLOTS, slot_of
+from taureau.state.codec import Op, pack_u64
+from taureau.state.namespace import BlockRef, Namespace, Node, NodeState, Partition
+
+log = logging.getLogger(__name__)
+
+# Order of steps, chosen so that no client ever sees a key vanish:
+#   split:  NEW_BLOCK(importing) -> publish map -> SPLIT at source (moves keys, source now STALE
+#           for them, target REDO until IMPORT lands) -> done.
+#   merge:  EXPECT at target (widens its range, REDO for the incoming part) -> publish map ->
+#           MERGE_OUT at source (source FORWARDED, i.e. STALE) -> FREE_BLOCK source.
+#   append: NEW_BLOCK -> LINK_NEXT seals the old tail (enqueues there now STALE) -> publish map.
+# One elastic operation per structure at a time (Node.busy); a refused request is retried by
+# the memory server later.
+
+
+class BlockManager:
+    """Owns the alloc-id -> structure index and every NEW/FREE/SPLIT/MERGE command sent."""
+
+    def __init__(self, ns: Namespace, allocator: Allocator, watch_ops: Callable[[Node], list[str]]):
+        self.ns = ns
+        self.alloc = allocator
+        self.watch_ops = watch_ops
+        self.owner: dict[int, int] = {}  # alloc id -> struct id
+
+    def _server(self, ref: BlockRef):
+        s = self.alloc.servers[ref.server_id]
+        if not s.alive:
+            raise errors.BlockLostError(f"memory server {s.address} is gone")
+        return s
+
+    async def new_partition(self, node: Node, lo: int, hi: int | None, importing: bool = False) -> Partition:
+        """Allocate one block for `node` serving [lo, hi) (hi=None: lo + that server's block size)."""
+        (srv,) = self.alloc.pick()
+        aid = self.alloc.new_alloc_id()
+        hi = lo + srv.block_size if hi is None else hi
+        req = {
+            "alloc": aid,
+            "struct": node.struct_id,
+            "kind": node.kind,
+            "lo": lo,
+            "hi": hi,
+            "importing": importing,
+            "watch": self.watch_ops(node),
+        }
+        try:
+            await srv.peer.call(Op.NEW_BLOCK, codec.pack_json(req))
+        except Exception:
+            self.alloc.release(srv.server_id)
+            raise
+        self.owner[aid] = node.struct_id
+        return Partition(lo, hi, [BlockRef(srv.server_id, aid)])
+
+    async def populate(self, node: Node, num_blocks: int) -> None:
+        """Give a new structure its first blocks (hash: even slot ranges; file: extents)."""
+        num_blocks = max(1, min(num_blocks, NUM_SLOTS))
+        try:
+            if node.kind == "hash_table":
+                bounds = [NUM_SLOTS * i // num_blocks for i in range(num_blocks + 1)]
+                for lo, hi in zip(bounds, bounds[1:], strict=False):
+                    node.partitions.append(await self.new_partition(node, lo, hi))
+            elif node.kind == "file":
+                for _ in range(num_blocks):
+                    lo = node.partitions[-1].hi if node.partitions else 0
+                    node.partitions.append(await self.new_partition(node, lo, None))
+            else:
+                node.partitions.append(await self.new_partition(node, 0, 0))
+        except Exception:
+            await self.free(node)
+            raise
+
+    async def free(self, node: Node) -> None:
+        """Return every block of `node` to the pool (best effort on dead servers)."""
+        parts, node.partitions = node.partitions, []
+        for p in parts:
+            for ref in p.chain:
+                await self._free_ref(ref)
+        node.epoch += 1
+
+    async def _free_ref(self, ref: BlockRef) -> None:
+        self.owner.pop(ref.alloc, None)
+        srv = self.alloc.servers.get(ref.server_id)
+        if srv is None or not srv.alive:
+            return
+        self.alloc.release(ref.server_id)
+        try:
+            await srv.peer.call(Op.FREE_BLOCK, codec.pack_json({"alloc": ref.alloc}))
+        except errors.StateError as e:
+            log.warning("freeing block %d on %s failed: %s", ref.alloc, srv.address, e)
+
+    def locate(self, alloc: int) -> tuple[Node, int]:
+        node = self.ns.by_id.get(self.owner.get(alloc, -1))
+        if node is None or node.state is not NodeState.ACTIVE:
+            raise errors.PathNotFoundError(f"block {alloc} belongs to no live structure")
+        for i, p in enumerate(node.partitions):
+            if p.chain[0].alloc == alloc:
+                return node, i
+        raise errors.PathNotFoundError(f"block {alloc} is not in {node.path}'s map")
+
+    def _claim(self, node: Node) -> None:
+        if node.busy:
+            raise errors.StateUnavailableError(f"{node.path} is already being repartitioned")
+        node.busy = True
+
+    async def split(self, alloc: int, at: int) -> None:
+        node, i = self.locate(alloc)
+        self._claim(node)
+        try:
+            p = node.partitions[i]
+            if not p.lo < at < p.hi:
+                raise errors.StateProtocolError(f"split point {at} outside ({p.lo}, {p.hi})")
+            src = self._server(p.chain[0])
+            newp = await self.new_partition(node, at, p.hi, importing=True)
+            tgt = self._server(newp.chain[0])
+            old_hi, p.hi = p.hi, at
+            node.partitions.insert(i + 1, newp)
+            node.epoch += 1
+            req = {"alloc": alloc, "at": at, "target": tgt.address, "target_alloc": newp.chain[0].alloc}
+            try:
+                await src.peer.call(Op.SPLIT, codec.pack_json(req))
+            except Exception:
+                p.hi = old_hi
+                node.partitions.remove(newp)
+                node.epoch += 1
+                await self._free_ref(newp.chain[0])
+                raise
+        finally:
+            node.busy = False
+
+    async def merge(self, alloc: int, used: int) -> None:
+        node, i = self.locate(alloc)
+        if node.kind != "hash_table" or len(node.partitions) < 2:
+            raise errors.StateProtocolError("nothing to merge with")
+        self._claim(node)
+        try:
+            j = i - 1 if i > 0 else i + 1  # the neighbour whose slot range touches ours
+            p, q = node.partitions[i], node.partitions[j]
+            src, tgt = self._server(p.chain[0]), self._server(q.chain[0])
+            expect = {"alloc": q.chain[0].alloc, "lo": p.lo, "hi": p.hi, "bytes": used}
+            await tgt.peer.call(Op.EXPECT, codec.pack_json(expect))  # may refuse: target too full
+            q.lo, q.hi = min(p.lo, q.lo), max(p.hi, q.hi)
+            node.partitions.remove(p)
+            node.epoch += 1
+            req = {"alloc": alloc, "target": tgt.address, "target_alloc": q.chain[0].alloc}
+            await src.peer.call(Op.MERGE_OUT, codec.pack_json(req))
+            await self._free_ref(p.chain[0])
+        finally:
+            node.busy = False
+
+    async def append(self, alloc: int) -> None:
+        """Give a queue a new tail segment after `alloc` (a no-op if it is not the tail any more)."""
+        node, i = self.locate(alloc)
+        if i != len(node.partitions) - 1:
+            return
+        self._claim(node)
+        try:
+            tail = node.partitions[i]
+            src = self._server(tail.chain[0])
+            newp = await self.new_partition(node, 0, 0)
+            try:
+                await src.peer.call(Op.LINK_NEXT, codec.pack_json({"alloc": alloc}))
+            except Exception:
+                await self._free_ref(newp.chain[0])
+                raise
+            node.partitions.append(newp)
+            node.epoch += 1
+        finally:
+            node.busy = False
+
+    async def drained(self, alloc: int) -> None:
+        """A sealed queue segment emptied: drop it from the map and free it."""
+        node, i = self.locate(alloc)
+        if i == len(node.partitions) - 1:
+            return
+        p = node.partitions.pop(i)
+        node.epoch += 1
+        await self._free_ref(p.chain[0])
+
+    async def extend_file(self, node: Node, until: int) -> None:
+        """Allocate extents until the file's blocks cover byte offset `until - 1`."""
+        self._claim(node)
+        try:
+            while not node.partitions or node.partitions[-1].hi < until:
+                lo = node.partitions[-1].hi if node.partitions else 0
+                node.partitions.append(await self.new_partition(node, lo, None))
+                node.epoch += 1
+        finally:
+            node.busy = False
+
+    async def export(self, node: Node) -> list[bytes]:
+        """Every record of a structure, in order (hash: k, v, ...; queue: FIFO items; file: extents)."""
+        out: list[bytes] = []
+        for p in node.partitions:
+            if p.lost:
+                raise errors.BlockLostError(f"{node.path}: {node.lost_reason or 'a block is lost'}")
+            srv = self._server(p.chain[0])
+            out.extend(await srv.peer.call(Op.EXPORT, [pack_u64(p.chain[0].alloc)]))
+        return out
+
+    async def import_into(self, p: Partition, records: list[bytes]) -> None:
+        srv = self._server(p.chain[0])
+        await srv.peer.call(Op.IMPORT, [pack_u64(p.chain[0].alloc), *records])
+
+    def server_lost(self, server_id: int) -> list[Node]:
+        """Mark every partition on a dead server lost; return the structures hit."""
+        srv = self.alloc.servers[server_id]
+        srv.alive = False
+        hit = []
+        for node in list(self.ns.by_id.values()):
+            lost = [p for p in node.partitions if any(r.server_id == server_id for r in p.chain)]
+            if not lost:
+                continue
+            for p in lost:
+                p.lost = True
+            node.lost_reason = f"memory server {srv.address} died holding {len(lost)} of its blocks"
+            if node.state is NodeState.ACTIVE:
+                node.set_state(NodeState.LOST)
+            node.epoch += 1
+            hit.append(node)
+        return hit
+
+    async def load_records(self, node: Node, records: list[bytes]) -> None:
+        """Build a structure's blocks from dumped records, filling blocks to half capacity so
+        the loaded structure has room to grow before its first split."""
+        block = min((s.block_size for s in self.alloc.servers.values() if s.alive), default=0)
+        if not block:
+            raise errors.OutOfMemoryError("no memory server registered")
+        budget = block // 2
+        try:
+            if node.kind == "hash_table":
+                await self._load_hash(node, records, budget)
+            elif node.kind == "queue":
+                groups = _chunk(records, budget, ENTRY_OVERHEAD) or [[]]
+                for g in groups:
+                    p = await self.new_partition(node, 0, 0)
+                    node.partitions.append(p)
+                    await self.import_into(p, g)
+                for p in node.partitions[:-1]:  # every segment but the tail is sealed
+                    srv = self._server(p.chain[0])
+                    await srv.peer.call(Op.LINK_NEXT, codec.pack_json({"alloc": p.chain[0].alloc}))
+            else:
+                data = b"".join(records)
+                await self.extend_file(node, max(len(data), 1))
+                for p in node.partitions:
+                    await self.import_into(p, [data[p.lo : p.hi]])
+        except Exception:
+            await self.free(node)
+            raise
+        node.epoch += 1
+
+    async def _load_hash(self, node: Node, records: list[bytes], budget: int) -> None:
+        if len(records) % 2:
+            raise errors.BackingStoreError("hash table dump has an odd number of records")
+        total = sum(len(r) for r in records) + ENTRY_OVERHEAD * (len(records) // 2)
+        n = max(1, -(-total // budget))
+        await self.populate(node, n)
+        buckets: list[list[bytes]] = [[] for _ in node.partitions]
+        los = [p.lo for p in node.partitions]
+        for k, v in zip(records[::2], records[1::2], strict=True):
+            b = buckets[bisect_right(los, slot_of(k)) - 1]
+            b.append(k)
+            b.append(v)
+        for p, b in zip(node.partitions, buckets, strict=True):
+            await self.import_into(p, b)
+
+
+def _chunk(items: list[bytes], budget: int, overhead: int) -> list[list[bytes]]:
+    out: list[list[bytes]] = []
+    cur: list[bytes] = []
+    size = 0
+    for it in items:
+        if cur and size + len(it) + overhead > budget:
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(it)
+        size += len(it) + overhead
+    if cur:
+        out.append(cur)
+    return out

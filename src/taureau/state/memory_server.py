@@ -1,0 +1,283 @@
+"""Memory server: a pool of fixed-size blocks serving data-structure operators over the state wire."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from taureau.common import errors
+from taureau.state import codec
+from taureau.state.blocks import (
+    BLOCK_KINDS,
+    Block,
+    BlockState,
+    HashBlock,
+    QueueBlock,
+)
+from taureau.state.codec import STALE, Frame, Op, Redirect, pack_u64
+from taureau.state.rpc import Peer, connect, split_address
+
+log = logging.getLogger(__name__)
+
+MERGE_RETRY_S = 1.0  # after a refused merge, a block waits this long before asking again
+_FIRST_MGMT_OP = Op.NEW_BLOCK
+
+
+class MemoryServer:
+    """Serves clients on its own port and takes block commands from the controller.
+
+    >>> ms = MemoryServer(controller="127.0.0.1:9090", block_size=32 << 20, num_blocks=64)
+    >>> await ms.start()   # listens, registers its pool with the controller
+    """
+
+    def __init__(
+        self,
+        *,
+        controller: str,
+        block_size: int,
+        num_blocks: int,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        exit_on_controller_loss: bool = True,
+    ) -> None:
+        if block_size < 1024 or num_blocks < 1:
+            raise ValueError("a memory server needs block_size >= 1024 and num_blocks >= 1")
+        self.controller = controller
+        self.block_size = block_size
+        self.num_blocks = num_blocks
+        self.host, self.port = host, port
+        self.exit_on_controller_loss = exit_on_controller_loss
+        self.blocks: dict[bytes, Block] = {}  # packed u64 alloc id -> block (packed: no unpack per op)
+        self.ctl: Peer | None = None  # our registration link; the controller commands us through it
+        self.peers: dict[str, Peer] = {}  # links to other memory servers, for split/merge imports
+        self.server: asyncio.AbstractServer | None = None
+        self.stopped = asyncio.Event()
+        self._merge_refused_at: dict[int, float] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._mgmt = {
+            Op.NEW_BLOCK: self._new_block,
+            Op.FREE_BLOCK: self._free_block,
+            Op.SPLIT: self._split,
+            Op.MERGE_OUT: self._merge_out,
+            Op.EXPECT: self._expect,
+            Op.IMPORT: self._import,
+            Op.EXPORT: self._export,
+            Op.LINK_NEXT: self._link_next,
+            Op.WATCH: self._watch,
+        }
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: Peer(self._handle), self.host, self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        chost, cport = split_address(self.controller)
+        self.ctl = await connect(chost, cport, self._handle, self._controller_lost)
+        reg = {"address": self.address, "block_size": self.block_size, "num_blocks": self.num_blocks}
+        await self.ctl.call(Op.REGISTER, codec.pack_json(reg))
+        log.info("memory server %s: %d x %d-byte blocks", self.address, self.num_blocks, self.block_size)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for p in [self.ctl, *self.peers.values()]:
+            if p is not None:
+                p.close()
+        for t in list(self._tasks):
+            t.cancel()
+        self.stopped.set()
+
+    def _controller_lost(self, _peer: Peer) -> None:
+        if self.exit_on_controller_loss and not self.stopped.is_set():
+            log.warning("memory server %s: controller link lost, stopping", self.address)
+            self._spawn(self.close())
+
+    def _spawn(self, coro) -> None:
+        t = asyncio.ensure_future(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    def _handle(self, peer: Peer, fr: Frame) -> Any:
+        op = fr.op
+        if op < _FIRST_MGMT_OP:
+            blk = self.blocks.get(fr.fields[0]) if fr.fields else None
+            if blk is None:
+                raise Redirect(STALE, "no such block here (freed or moved)")
+            fn = blk.ops.get(op)
+            if fn is None:
+                raise errors.WrongTypeError(f"op {Op(op).name} does not apply to a {blk.kind}")
+            return fn(fr.fields)
+        fn = self._mgmt.get(op)
+        if fn is None:
+            raise errors.StateProtocolError(f"memory server does not serve op {op}")
+        return fn(fr.fields)
+
+    def _block(self, alloc: int) -> Block:
+        blk = self.blocks.get(pack_u64(alloc))
+        if blk is None:
+            raise errors.StateError(f"no block {alloc} on {self.address}")
+        return blk
+
+    # -- block commands (controller -> us) ------------------------------------------------------
+
+    def _new_block(self, f: list[bytes]) -> list[bytes]:
+        a = codec.unpack_json(f)
+        if len(self.blocks) >= self.num_blocks:
+            raise errors.OutOfMemoryError(f"memory server {self.address} has no free block")
+        cls = BLOCK_KINDS.get(a["kind"])
+        if cls is None:
+            raise errors.StateProtocolError(f"unknown block kind {a['kind']!r}")
+        blk = cls(self, a["alloc"], a["struct"], self.block_size, a["lo"], a["hi"])
+        blk.watch = frozenset(a.get("watch", ()))
+        if a.get("importing"):
+            blk.state = BlockState.IMPORTING  # initial state, before anyone can see the block
+        self.blocks[pack_u64(a["alloc"])] = blk
+        return []
+
+    def _free_block(self, f: list[bytes]) -> list[bytes]:
+        blk = self.blocks.pop(pack_u64(codec.unpack_json(f)["alloc"]), None)
+        if blk is not None:
+            blk.set_state(BlockState.FREED)
+        return []
+
+    def _watch(self, f: list[bytes]) -> list[bytes]:
+        a = codec.unpack_json(f)
+        for alloc in a["allocs"]:
+            blk = self.blocks.get(pack_u64(alloc))
+            if blk is not None:
+                blk.watch = frozenset(a["ops"])
+        return []
+
+    def _expect(self, f: list[bytes]) -> list[bytes]:
+        """A merge target widens its range now and answers REDO for the part still in flight."""
+        a = codec.unpack_json(f)
+        blk = self._block(a["alloc"])
+        if not isinstance(blk, HashBlock):
+            raise errors.WrongTypeError("only hash blocks merge")
+        if blk.used + a["bytes"] > blk.capacity * 0.5:
+            raise errors.OutOfMemoryError("merge target too full")
+        blk.importing = (a["lo"], a["hi"])
+        blk.lo, blk.hi = min(blk.lo, a["lo"]), max(blk.hi, a["hi"])
+        return []
+
+    async def _split(self, f: list[bytes]) -> list[bytes]:
+        a = codec.unpack_json(f)
+        blk = self._block(a["alloc"])
+        if not isinstance(blk, HashBlock) or not blk.lo < a["at"] < blk.hi:
+            raise errors.StateProtocolError(f"cannot split block {a['alloc']} at {a['at']}")
+        # One synchronous step: from here on the moved slots answer STALE here, REDO there.
+        moved = blk.extract(a["at"], blk.hi)
+        blk.hi = a["at"]
+        await self._send_import(a["target"], a["target_alloc"], moved)
+        return []
+
+    async def _merge_out(self, f: list[bytes]) -> list[bytes]:
+        a = codec.unpack_json(f)
+        blk = self._block(a["alloc"])
+        if not isinstance(blk, HashBlock):
+            raise errors.WrongTypeError("only hash blocks merge")
+        moved = blk.extract(blk.lo, blk.hi)
+        blk.set_state(BlockState.FORWARDED)
+        await self._send_import(a["target"], a["target_alloc"], moved)
+        return []
+
+    def _import(self, f: list[bytes]) -> list[bytes]:
+        blk = self.blocks.get(f[0])
+        if blk is None:
+            raise errors.StateError("import into a block that does not exist")
+        self._import_into(blk, f[1:])
+        return []
+
+    @staticmethod
+    def _import_into(blk: Block, fields: list[bytes]) -> None:
+        blk.import_(fields)
+        if blk.state is BlockState.IMPORTING:
+            blk.set_state(BlockState.ACTIVE)
+        if isinstance(blk, HashBlock):
+            blk.importing = None
+
+    def _export(self, f: list[bytes]) -> list[bytes]:
+        blk = self.blocks.get(f[0])
+        if blk is None:
+            raise errors.StateError("export of a block that does not exist")
+        return blk.export()
+
+    def _link_next(self, f: list[bytes]) -> list[bytes]:
+        blk = self._block(codec.unpack_json(f)["alloc"])
+        if not isinstance(blk, QueueBlock):
+            raise errors.WrongTypeError("only queue blocks link")
+        blk.set_state(BlockState.SEALED)
+        if not blk.items:
+            self.drained(blk)
+        return []
+
+    async def _send_import(self, target: str, alloc: int, fields: list[bytes]) -> None:
+        if target == self.address:
+            self._import_into(self._block(alloc), fields)
+            return
+        peer = self.peers.get(target)
+        if peer is None or peer.closed:
+            host, port = split_address(target)
+            peer = self.peers[target] = await connect(host, port)
+        await peer.call(Op.IMPORT, [pack_u64(alloc), *fields])
+
+    # -- BlockHost: requests from blocks to the controller ------------------------------------
+
+    def request_growth(self, block: Block) -> None:
+        self._spawn(self._grow(block))
+
+    async def _grow(self, block: Block) -> None:
+        try:
+            if isinstance(block, HashBlock):
+                at = block.split_point()
+                if at is None:
+                    raise errors.OutOfMemoryError("every key is in one slot; cannot split")
+                await self.ctl.call(Op.SPLIT_REQUEST, codec.pack_json({"alloc": block.alloc_id, "at": at}))
+            else:
+                await self.ctl.call(Op.APPEND_REQUEST, codec.pack_json({"alloc": block.alloc_id}))
+            block.grow_oom = False
+        except Exception as e:  # noqa: BLE001 - the block keeps serving; full writes get REDO/OOM
+            log.debug("growth of block %d refused: %s", block.alloc_id, e)
+            block.grow_failed_at = time.monotonic()
+            block.grow_oom = isinstance(e, errors.OutOfMemoryError)
+        finally:
+            block.grow_pending = False
+
+    def request_merge(self, block: Block) -> None:
+        if block.merge_pending:
+            return
+        if time.monotonic() - self._merge_refused_at.get(block.alloc_id, 0.0) < MERGE_RETRY_S:
+            return
+        block.merge_pending = True
+        self._spawn(self._merge(block))
+
+    async def _merge(self, block: Block) -> None:
+        try:
+            await self.ctl.call(
+                Op.MERGE_REQUEST, codec.pack_json({"alloc": block.alloc_id, "used": block.used})
+            )
+        except Exception as e:  # noqa: BLE001 - merging is an optimisation; refusal is normal
+            log.debug("merge of block %d refused: %s", block.alloc_id, e)
+            self._merge_refused_at[block.alloc_id] = time.monotonic()
+        finally:
+            block.merge_pending = False
+
+    def drained(self, block: Block) -> None:
+        self.ctl.send_event(Op.DRAINED, codec.pack_json({"alloc": block.alloc_id}))
+
+    def notify(self, block: Block, op: str, data: bytes) -> None:
+        self.ctl.send_event(Op.NOTIFY, [pack_u64(block.struct_id), op.encode(), data])
+
+
+async def run_memory_server(**kwargs: Any) -> None:
+    """Start a memory server and serve until its controller goes away (the CLI's entry point)."""
+    ms = MemoryServer(**kwargs)
+    await ms.start()
+    await ms.stopped.wait()

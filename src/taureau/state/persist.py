@@ -1,0 +1,123 @@
+"""Durable copies of structures: the dump file format and the backing stores it is written to."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import crc32c
+
+from taureau.common import errors
+
+# Dump file, version 1 (integers big-endian):
+#
+#   dump    := magic "TAUS" version:u8 kind:u8 count:u64 record{count} crc:u32
+#   record  := len:u32 byte{len}
+#   kind    := 1 hash_table (records alternate key, value) | 2 queue (items, FIFO order)
+#            | 3 file (extents in offset order; the file is their concatenation)
+#   crc     := CRC32C of every byte before it
+#
+# Written to a temporary name, fsynced, then renamed, so a crash never leaves half a dump
+# under the real name.
+
+MAGIC = b"TAUS"
+VERSION = 1
+KINDS = {"hash_table": 1, "queue": 2, "file": 3}
+_KIND_NAMES = {v: k for k, v in KINDS.items()}
+_HEAD = struct.Struct(">4sBBQ")
+_LEN = struct.Struct(">I")
+_CRC = struct.Struct(">I")
+
+
+def encode_dump(kind: str, records: list[bytes]) -> bytes:
+    parts = [_HEAD.pack(MAGIC, VERSION, KINDS[kind], len(records))]
+    for r in records:
+        parts.append(_LEN.pack(len(r)))
+        parts.append(r)
+    body = b"".join(parts)
+    return body + _CRC.pack(crc32c.crc32c(body))
+
+
+def decode_dump(data: bytes) -> tuple[str, list[bytes]]:
+    """(kind, records) of a dump; BackingStoreError if it is truncated, corrupt or foreign."""
+    if len(data) < _HEAD.size + _CRC.size:
+        raise errors.BackingStoreError("dump is truncated (shorter than its header)")
+    magic, version, kind, count = _HEAD.unpack_from(data, 0)
+    if magic != MAGIC or version != VERSION or kind not in _KIND_NAMES:
+        raise errors.BackingStoreError("not a taureau state dump (bad magic, version or kind)")
+    body, (crc,) = data[: -_CRC.size], _CRC.unpack_from(data, len(data) - _CRC.size)
+    if crc32c.crc32c(body) != crc:
+        raise errors.BackingStoreError("dump checksum mismatch (corrupt or truncated)")
+    records: list[bytes] = []
+    off = _HEAD.size
+    for _ in range(count):
+        if off + 4 > len(body):
+            raise errors.BackingStoreError("dump record table is truncated")
+        (n,) = _LEN.unpack_from(body, off)
+        off += 4
+        records.append(body[off : off + n])
+        off += n
+    if off != len(body):
+        raise errors.BackingStoreError("dump has trailing bytes")
+    return _KIND_NAMES[kind], records
+
+
+class LocalBacking:
+    """`local://relative/path` under the data directory (absolute paths are refused: a client
+    must not make the controller write anywhere on its host)."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.root = Path(data_dir).resolve()
+
+    def _path(self, rel: str) -> Path:
+        p = (self.root / rel.lstrip("/")).resolve()
+        if self.root not in p.parents:
+            raise errors.BackingStoreError(f"backing path escapes the data directory: {rel!r}")
+        return p
+
+    def write(self, rel: str, data: bytes) -> None:
+        p = self._path(rel)
+        tmp = p.with_name(p.name + ".tmp")
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, p)
+        except OSError as e:
+            raise errors.BackingStoreError(f"cannot write {rel!r}: {e.strerror}") from None
+
+    def read(self, rel: str) -> bytes:
+        try:
+            return self._path(rel).read_bytes()
+        except OSError as e:
+            raise errors.BackingStoreError(f"cannot read {rel!r}: {e.strerror}") from None
+
+
+class Backings:
+    """Resolves backing URLs (`scheme://rest`) to a store; a bare path means `local://`.
+    More schemes (s3://, a durable ledger) register here."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.schemes = {"local": LocalBacking(data_dir)}
+
+    def resolve(self, url: str) -> tuple[LocalBacking, str]:
+        if not isinstance(url, str) or not url:
+            raise errors.BackingStoreError(f"not a backing path: {url!r}")
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            scheme, rest = "local", url
+        store = self.schemes.get(scheme)
+        if store is None or not rest:
+            raise errors.BackingStoreError(f"unknown backing scheme or empty path: {url!r}")
+        return store, rest
+
+    def write(self, url: str, data: bytes) -> None:
+        store, rest = self.resolve(url)
+        store.write(rest, data)
+
+    def read(self, url: str) -> bytes:
+        store, rest = self.resolve(url)
+        return store.read(rest)

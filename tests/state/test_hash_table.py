@@ -1,0 +1,129 @@
+"""Hash table over real memory servers: ops, typed errors, batches, splits and merges."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from taureau.common import errors
+
+
+def test_put_get_and_typed_errors(cluster):
+    c = cluster.client()
+    ht = c.open_or_create_hash_table("/jobs/j1/shuffle/0")
+    ht.put(b"k", b"v")
+    assert ht.get(b"k") == b"v"
+    assert ht.exists(b"k") and not ht.exists(b"nope")
+    with pytest.raises(errors.DuplicateKeyError):
+        ht.put(b"k", b"w")
+    with pytest.raises(errors.KeyNotFoundError):
+        ht.get(b"missing")
+    with pytest.raises(errors.KeyNotFoundError):
+        ht.update(b"missing", b"x")
+    with pytest.raises(errors.KeyNotFoundError):
+        ht.remove(b"missing")
+    ht.upsert(b"k", b"w")
+    ht.update(b"k", b"z")
+    assert ht.get(b"k") == b"z"
+    ht.remove(b"k")
+    assert not ht.exists(b"k")
+    # after every error above the server still serves
+    ht.put(b"k2", b"")
+    assert ht.get(b"k2") == b""
+
+
+def test_value_over_block_size_is_refused_and_nothing_changes(cluster):
+    c = cluster.client()
+    ht = c.open_or_create_hash_table("/t/big")
+    ht.put(b"a", b"1")
+    with pytest.raises(errors.ValueTooLargeError):
+        ht.put(b"huge", b"x" * (65 << 10))
+    assert not ht.exists(b"huge")
+    assert ht.get(b"a") == b"1" and len(ht) == 1
+
+
+def test_multi_put_multi_get(cluster):
+    c = cluster.client()
+    ht = c.open_or_create_hash_table("/t/batch", num_blocks=4)
+    items = {b"key%d" % i: b"val%d" % i for i in range(500)}
+    ht.multi_put(items)
+    got = ht.multi_get([*items, b"absent"])
+    assert got[:-1] == list(items.values()) and got[-1] is None
+    assert len(ht) == 500
+
+
+def test_wrong_type_and_unknown_path(cluster):
+    c = cluster.client()
+    c.open_or_create_queue("/t/q")
+    with pytest.raises(errors.WrongTypeError):
+        c.open_hash_table("/t/q")
+    with pytest.raises(errors.WrongTypeError):
+        c.open_hash_table("/t")
+    with pytest.raises(errors.PathNotFoundError):
+        c.open_hash_table("/t/none")
+    with pytest.raises(errors.InvalidPathError):
+        c.open_or_create_hash_table("relative/path")
+    with pytest.raises(errors.PathExistsError):
+        c.create_hash_table("/t/q")
+
+
+def test_split_under_concurrent_writers_and_readers_loses_and_duplicates_nothing(cluster):
+    c = cluster.client()
+    ht = c.open_or_create_hash_table("/jobs/split/ht")
+    n_writers, per_writer = 4, 600  # 2400 x ~160 B = 6 blocks' worth: several splits
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        try:
+            for i in range(per_writer):
+                ht.put(b"w%d-%d" % (w, i), b"v" * 100)
+        except BaseException as e:  # noqa: BLE001
+            failures.append(e)
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                for i in range(0, per_writer, 37):
+                    try:
+                        assert ht.get(b"w0-%d" % i) == b"v" * 100
+                    except errors.KeyNotFoundError:
+                        pass  # not written yet
+        except BaseException as e:  # noqa: BLE001
+            failures.append(e)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(n_writers)]
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads + readers:
+        t.start()
+    for t in threads:
+        t.join(60)
+    stop.set()
+    for t in readers:
+        t.join(60)
+    assert not failures, failures
+    assert c.status("/jobs/split/ht")["blocks"] >= 3
+    keys = [b"w%d-%d" % (w, i) for w in range(n_writers) for i in range(per_writer)]
+    assert all(v == b"v" * 100 for v in ht.multi_get(keys))
+    assert len(ht) == len(keys)  # no duplicates across partitions
+
+
+def test_merge_at_low_watermark_keeps_every_key(cluster):
+    c = cluster.client()
+    ht = c.open_or_create_hash_table("/jobs/merge/ht")
+    ht.multi_put({b"k%d" % i: b"v" * 200 for i in range(1200)})
+    grown = c.status("/jobs/merge/ht")["blocks"]
+    assert grown >= 3
+    for i in range(1150):
+        ht.remove(b"k%d" % i)
+    # merges are asynchronous: poke with reads until the map shrinks
+    for _ in range(200):
+        if c.status("/jobs/merge/ht")["blocks"] < grown:
+            break
+        for i in range(1150, 1200, 7):
+            ht.get(b"k%d" % i)
+        threading.Event().wait(0.02)
+    assert c.status("/jobs/merge/ht")["blocks"] < grown
+    assert ht.multi_get([b"k%d" % i for i in range(1150, 1200)]) == [b"v" * 200] * 50
+    assert len(ht) == 50
