@@ -1,0 +1,135 @@
+"""FileIO: the one seam through which the bookie touches the disk (a test swaps in CrashFiles)."""
+
+from __future__ import annotations
+
+import abc
+import errno
+import os
+from typing import Any
+
+from taureau.common.errors import DiskFullError, StorageError
+from taureau.storage.bookie.kv import KV, SqliteKV
+
+# errnos that mean "this disk takes no more writes": the bookie turns read-only on them.
+_FULL_OR_UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+Handle = Any  # opaque: whatever the FileIO returned from open()
+
+
+def storage_error(exc: OSError, what: str) -> StorageError:
+    """The typed error for an OSError while doing `what`."""
+    if exc.errno in _FULL_OR_UNWRITABLE:
+        return DiskFullError(f"{what}: disk full or not writable ({exc.strerror or exc})")
+    return StorageError(f"{what}: {exc.strerror or exc}")
+
+
+class FileIO(abc.ABC):
+    """Files addressed by path, written at offsets. Every method may raise OSError."""
+
+    @abc.abstractmethod
+    def makedirs(self, path: str) -> None: ...
+
+    @abc.abstractmethod
+    def listdir(self, path: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def open(self, path: str) -> Handle:
+        """Open for reading and writing, creating an empty file if absent."""
+
+    @abc.abstractmethod
+    def append(self, handle: Handle, data: bytes) -> int:
+        """Write at the end; return the offset the data starts at."""
+
+    @abc.abstractmethod
+    def pwrite(self, handle: Handle, data: bytes, offset: int) -> None: ...
+
+    @abc.abstractmethod
+    def pread(self, handle: Handle, offset: int, size: int) -> bytes:
+        """Up to `size` bytes from `offset` (fewer at the end of the file)."""
+
+    @abc.abstractmethod
+    def fsync(self, handle: Handle) -> None: ...
+
+    @abc.abstractmethod
+    def truncate(self, handle: Handle, size: int) -> None: ...
+
+    @abc.abstractmethod
+    def size(self, handle: Handle) -> int: ...
+
+    @abc.abstractmethod
+    def close(self, handle: Handle) -> None: ...
+
+    @abc.abstractmethod
+    def remove(self, path: str) -> None: ...
+
+    @abc.abstractmethod
+    def sync_dir(self, path: str) -> None:
+        """Make creations and removals in the directory durable."""
+
+    @abc.abstractmethod
+    def open_kv(self, path: str) -> KV:
+        """The durable key-value store kept at `path` (the index lives there)."""
+
+
+class _OSHandle:
+    __slots__ = ("fd", "size")
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size  # tracked here so append needs no fstat
+
+
+class OSFiles(FileIO):
+    """The real disk."""
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def listdir(self, path: str) -> list[str]:
+        return os.listdir(path)
+
+    def open(self, path: str) -> _OSHandle:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        return _OSHandle(fd, os.fstat(fd).st_size)
+
+    def append(self, handle: _OSHandle, data: bytes) -> int:
+        offset = handle.size
+        self.pwrite(handle, data, offset)
+        return offset
+
+    def pwrite(self, handle: _OSHandle, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        at = offset
+        while view:
+            written = os.pwrite(handle.fd, view, at)
+            view, at = view[written:], at + written
+        handle.size = max(handle.size, at)
+
+    def pread(self, handle: _OSHandle, offset: int, size: int) -> bytes:
+        return os.pread(handle.fd, size, offset)
+
+    def fsync(self, handle: _OSHandle) -> None:
+        os.fsync(handle.fd)
+
+    def truncate(self, handle: _OSHandle, size: int) -> None:
+        os.ftruncate(handle.fd, size)
+        handle.size = size
+
+    def size(self, handle: _OSHandle) -> int:
+        return handle.size
+
+    def close(self, handle: _OSHandle) -> None:
+        os.close(handle.fd)
+
+    def remove(self, path: str) -> None:
+        os.remove(path)
+
+    def sync_dir(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def open_kv(self, path: str) -> KV:
+        return SqliteKV(path)

@@ -1,0 +1,149 @@
+"""The location index: (ledger_id, entry_id) -> entry log location, plus per-ledger state.
+
+Theory of operation: adds go into an in-memory memtable; a checkpoint `cut()`s it (the
+frozen part stays readable), writes it to the KV in a worker thread, then `committed()`
+drops the frozen part. Ledger state (fenced, last entry, deleted) is all in memory and
+written for the ledgers that changed. Everything after the last committed checkpoint is
+rebuilt from the journal on start.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from taureau.storage.bookie.kv import KV
+
+# KV keys and values (all integers big-endian, so keys sort by ledger then entry):
+#   b"E" ledger_id(u64) entry_id(u64)  -> location(u64)
+#   b"L" ledger_id(u64)                -> fenced(u8) deleted(u8) last_entry_id(i64)
+#   b"G" log_id(u64)                   -> size(u64) ledger_id(u64)*   -- an entry log: durable size, ledgers in it
+#   b"J"                               -> journal seq(u64) offset(u64) -- replay starts here
+_ENTRY = struct.Struct(">cQQ")
+_LEDGER = struct.Struct(">cQ")
+_LEDGER_VALUE = struct.Struct(">BBq")
+_U64 = struct.Struct(">Q")
+JOURNAL_KEY = b"J"
+
+
+class LedgerInfo:
+    __slots__ = ("fenced", "deleted", "last_entry_id")
+
+    def __init__(self, fenced: bool = False, deleted: bool = False, last_entry_id: int = -1) -> None:
+        self.fenced = fenced  # a recovery opener fenced it: only recovery adds from now on
+        self.deleted = deleted  # tombstone: reads and adds get NoSuchLedgerError
+        self.last_entry_id = last_entry_id  # highest entry id stored here, -1 if none
+
+
+@dataclass(slots=True)
+class Cut:
+    """What one checkpoint writes: taken on the loop in one step, so it is consistent."""
+
+    puts: list[tuple[bytes, bytes]] = field(default_factory=list)
+    delete_prefixes: list[bytes] = field(default_factory=list)
+    deletes: list[bytes] = field(default_factory=list)
+
+
+class Index:
+    def __init__(self, kv: KV) -> None:
+        self._kv = kv
+        self.ledgers: dict[int, LedgerInfo] = {}  # every ledger this bookie has heard of
+        self._memtable: dict[int, dict[int, int]] = {}  # ledger -> entry -> location, since the cut
+        self._frozen: dict[int, dict[int, int]] = {}  # being written by the running checkpoint
+        self._changed: set[int] = set()  # ledgers whose LedgerInfo changed since the cut
+
+    def load(self) -> tuple[dict[int, int], dict[int, set[int]], bytes | None]:
+        """Read the last checkpoint: (entry log sizes, entry log ledgers, journal mark)."""
+        for key, value in self._kv.scan(b"L"):
+            fenced, deleted, last = _LEDGER_VALUE.unpack(value)
+            self.ledgers[_LEDGER.unpack(key)[1]] = LedgerInfo(bool(fenced), bool(deleted), last)
+        sizes: dict[int, int] = {}
+        ledgers: dict[int, set[int]] = {}
+        for key, value in self._kv.scan(b"G"):
+            log_id = _LEDGER.unpack(key)[1]
+            sizes[log_id] = _U64.unpack_from(value, 0)[0]
+            ledgers[log_id] = {_U64.unpack_from(value, o)[0] for o in range(8, len(value), 8)}
+        return sizes, ledgers, self._kv.get(JOURNAL_KEY)
+
+    def info(self, ledger_id: int) -> LedgerInfo:
+        found = self.ledgers.get(ledger_id)
+        if found is None:
+            found = self.ledgers[ledger_id] = LedgerInfo()
+        return found
+
+    def changed(self, ledger_id: int) -> None:
+        self._changed.add(ledger_id)
+
+    def put(self, ledger_id: int, entry_id: int, location: int) -> None:
+        entries = self._memtable.get(ledger_id)
+        if entries is None:
+            entries = self._memtable[ledger_id] = {}
+        entries[entry_id] = location
+
+    def get(self, ledger_id: int, entry_id: int) -> int | None:
+        for table in (self._memtable, self._frozen):
+            entries = table.get(ledger_id)
+            if entries is not None and entry_id in entries:
+                return entries[entry_id]
+        raw = self._kv.get(_ENTRY.pack(b"E", ledger_id, entry_id))
+        return None if raw is None else _U64.unpack(raw)[0]
+
+    def delete_ledger(self, ledger_id: int) -> None:
+        self._memtable.pop(ledger_id, None)
+        self._frozen.pop(ledger_id, None)
+        info = self.info(ledger_id)
+        info.deleted, info.fenced = True, True
+        self._changed.add(ledger_id)
+
+    def cut(
+        self,
+        log_sizes: dict[int, int],
+        log_ledgers: dict[int, set[int]],
+        removed_logs: list[int],
+        mark: bytes,
+    ) -> Cut:
+        """Freeze the memtable and build the checkpoint's KV batch."""
+        self._frozen, self._memtable = self._memtable, {}
+        changed = self._changed | set(self._frozen)
+        self._changed = set()
+        cut = Cut()
+        for ledger_id, entries in self._frozen.items():
+            for entry_id, location in entries.items():
+                cut.puts.append((_ENTRY.pack(b"E", ledger_id, entry_id), _U64.pack(location)))
+        for ledger_id in changed:
+            info = self.ledgers[ledger_id]
+            cut.puts.append(
+                (
+                    _LEDGER.pack(b"L", ledger_id),
+                    _LEDGER_VALUE.pack(info.fenced, info.deleted, info.last_entry_id),
+                )
+            )
+            if info.deleted:
+                cut.delete_prefixes.append(_LEDGER.pack(b"E", ledger_id))
+        for log_id, size in log_sizes.items():
+            value = _U64.pack(size) + b"".join(_U64.pack(x) for x in sorted(log_ledgers.get(log_id, ())))
+            cut.puts.append((_LEDGER.pack(b"G", log_id), value))
+        cut.deletes.extend(_LEDGER.pack(b"G", log_id) for log_id in removed_logs)
+        cut.puts.append((JOURNAL_KEY, mark))
+        return cut
+
+    def commit(self, cut: Cut) -> None:
+        """Write a cut (worker thread)."""
+        self._kv.commit(cut.puts, cut.deletes, cut.delete_prefixes)
+
+    def committed(self) -> None:
+        self._frozen = {}
+
+    def failed(self) -> None:
+        """Put a cut that could not be written back, so the next checkpoint retries it."""
+        for ledger_id, entries in self._frozen.items():
+            if not self.ledgers[ledger_id].deleted:
+                merged = dict(entries)
+                merged.update(self._memtable.get(ledger_id, {}))
+                self._memtable[ledger_id] = merged
+        self._changed.update(self._frozen)
+        self._changed.update(k for k in self.ledgers)
+        self._frozen = {}
+
+    def close(self) -> None:
+        self._kv.close()

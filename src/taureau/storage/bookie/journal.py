@@ -1,0 +1,260 @@
+"""The bookie journal: entry records appended with group commit, replayed after a crash.
+
+Theory of operation: `add(record)` queues an encoded record and returns the future of the
+next batch; every record queued while a batch is being written and fsynced (in the
+journal's own worker thread, so the event loop never waits on the disk) goes out together
+in the following batch, and one fsync acknowledges them all. `written` is the position up
+to which everything is durable; a checkpoint passes it to `trim` once the entry log and
+index hold everything before it. `replay` (at start) yields the records after a checkpoint
+position and truncates a torn or junk tail of the last file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import struct
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+from taureau.common.errors import CorruptedDataError, StorageError
+from taureau.storage.bookie import records
+from taureau.storage.bookie.files import FileIO, Handle, storage_error
+
+log = logging.getLogger(__name__)
+
+# journal file "journal-<seq:020d>.txn":
+#   file   := header record*
+#   header := magic "TJNL"(4) format_version(u16 BE) reserved(u16 BE, 0) seq(u64 BE)   -- 16 bytes
+# format versions:
+#   1: records as in records.py: entries, FENCE and DELETE markers
+MAGIC = b"TJNL"
+FORMAT_VERSION = 1
+FILE_HEADER = struct.Struct(">4sHHQ")
+
+
+class JournalPosition(NamedTuple):
+    seq: int  # journal file number
+    offset: int  # bytes of that file that are durable
+
+    def encode(self) -> bytes:
+        return struct.pack(">QQ", self.seq, self.offset)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> JournalPosition:
+        return cls(*struct.unpack(">QQ", raw))
+
+
+def _file_name(seq: int) -> str:
+    return f"journal-{seq:020d}.txn"
+
+
+def _seq_of(name: str) -> int | None:
+    if name.startswith("journal-") and name.endswith(".txn") and name[8:-4].isdigit():
+        return int(name[8:-4])
+    return None
+
+
+class _WriteFailed(Exception):
+    """Raised in the journal thread; `fatal` when the journal may not be written again."""
+
+    def __init__(self, error: OSError, fatal: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.fatal = fatal
+
+
+class Journal:
+    def __init__(self, files: FileIO, directory: str, *, fsync: bool = True, max_file_size: int = 64 << 20):
+        self._files = files
+        self._dir = directory
+        self._fsync = fsync
+        self._max_file_size = max_file_size
+        # Owned by the writer thread while a batch is in flight, by the loop otherwise:
+        self._handle: Handle | None = None  # the file being appended to
+        self._seq = 0  # its number
+        self._size = 0  # its size
+        self._seqs: list[int] = []  # journal files on disk, oldest first
+        self._written = JournalPosition(0, 0)  # everything before it is durable
+        self._queue: list[bytes] = []  # records waiting for the next batch
+        self._next: asyncio.Future[None] | None = None  # completes when the queued records are durable
+        self._busy = False  # a batch is being written
+        self._inflight: asyncio.Future[None] | None = None  # the batch being written: done when durable
+        self._failed: StorageError | None = None  # fatal error: no more writes
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def written(self) -> JournalPosition:
+        return self._written
+
+    # -- replay -----------------------------------------------------------------------------
+
+    def replay(self, start: JournalPosition) -> Iterator[tuple[int, int, bytes]]:
+        """Yield (ledger_id, entry_id, data) recorded at or after `start`, then open a new
+        journal file for appends. Run once, before the first add."""
+        self._files.makedirs(self._dir)
+        seqs = sorted(s for n in self._files.listdir(self._dir) if (s := _seq_of(n)) is not None)
+        for seq in [s for s in seqs if s < start.seq]:
+            self._files.remove(os.path.join(self._dir, _file_name(seq)))
+        seqs = [s for s in seqs if s >= start.seq]
+        for i, seq in enumerate(seqs):
+            last = i == len(seqs) - 1
+            yield from self._replay_file(seq, start.offset if seq == start.seq else 0, last)
+        self._seqs = [s for s in seqs if self._files_has(s)]
+        self._open_new(max([start.seq, *seqs]) + 1)
+
+    def _files_has(self, seq: int) -> bool:
+        return _file_name(seq) in self._files.listdir(self._dir)
+
+    def _replay_file(self, seq: int, offset: int, last: bool) -> Iterator[tuple[int, int, bytes]]:
+        path = os.path.join(self._dir, _file_name(seq))
+        handle = self._files.open(path)
+        try:
+            data = self._files.pread(handle, 0, self._files.size(handle))
+            if len(data) < FILE_HEADER.size:
+                log.warning("journal %s: header incomplete, dropping the file", path)
+                self._files.close(handle)
+                handle = None
+                self._files.remove(path)
+                return
+            magic, version, _, _ = FILE_HEADER.unpack_from(data, 0)
+            if magic != MAGIC or version != FORMAT_VERSION:
+                raise CorruptedDataError(
+                    f"{path} is not a taureau journal (magic {magic!r}, version {version})"
+                )
+            pos = max(offset, FILE_HEADER.size)
+            while (found := records.decode_at(data, pos)) is not None:
+                ledger_id, entry_id, payload, pos = found
+                yield ledger_id, entry_id, payload
+            if pos < len(data):
+                if last:
+                    log.warning("journal %s: truncating %d bytes of torn tail", path, len(data) - pos)
+                    self._files.truncate(handle, pos)
+                    self._files.fsync(handle)
+                else:
+                    log.error("journal %s: %d unreadable bytes before the next file", path, len(data) - pos)
+        finally:
+            if handle is not None:
+                self._files.close(handle)
+
+    def _open_new(self, seq: int) -> None:
+        """Create journal file `seq` (thread or loop, never both at once)."""
+        path = os.path.join(self._dir, _file_name(seq))
+        handle = self._files.open(path)
+        self._files.truncate(handle, 0)
+        self._files.append(handle, FILE_HEADER.pack(MAGIC, FORMAT_VERSION, 0, seq))
+        self._files.fsync(handle)
+        self._files.sync_dir(self._dir)
+        if self._handle is not None:
+            self._files.close(self._handle)
+        self._handle, self._seq, self._size = handle, seq, FILE_HEADER.size
+        self._seqs.append(seq)
+        self._written = JournalPosition(seq, FILE_HEADER.size)
+
+    # -- appends ----------------------------------------------------------------------------
+
+    def add(self, record: bytes) -> asyncio.Future[None]:
+        """Queue an encoded record; the returned future completes when it is durable."""
+        if self._failed is not None:
+            raise self._failed
+        self._queue.append(record)
+        future = self._next
+        if future is None:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            future = self._next = self._loop.create_future()
+            if not self._busy:
+                # call_soon: every add made in this turn of the loop joins the batch.
+                self._loop.call_soon(self._start_batch)
+        return future
+
+    def _start_batch(self) -> None:
+        if self._busy or not self._queue:
+            return
+        assert self._loop is not None and self._next is not None
+        data = b"".join(self._queue)
+        self._queue = []
+        future, self._next = self._next, None
+        self._busy, self._inflight = True, future
+        done = self._loop.run_in_executor(self._executor, self._write_batch, data)
+        done.add_done_callback(lambda d: self._batch_done(future, d))
+
+    def _write_batch(self, data: bytes) -> JournalPosition:
+        """In the journal thread: append, fsync, roll when the file is full."""
+        try:
+            if self._size > FILE_HEADER.size and self._size + len(data) > self._max_file_size:
+                self._open_new(self._seq + 1)
+        except OSError as exc:
+            raise _WriteFailed(exc, fatal=False) from exc
+        before = self._size
+        try:
+            self._files.append(self._handle, data)
+        except OSError as exc:
+            try:
+                # Cut off whatever part of the batch got written: later batches go after `before`.
+                self._files.truncate(self._handle, before)
+            except OSError:
+                raise _WriteFailed(exc, fatal=True) from exc
+            raise _WriteFailed(exc, fatal=False) from exc
+        try:
+            if self._fsync:
+                self._files.fsync(self._handle)
+        except OSError as exc:
+            # After a failed fsync the kernel may have dropped the dirty pages: trust nothing.
+            raise _WriteFailed(exc, fatal=True) from exc
+        self._size = before + len(data)
+        return JournalPosition(self._seq, self._size)
+
+    def _batch_done(self, future: asyncio.Future[None], done: asyncio.Future[JournalPosition]) -> None:
+        self._busy = False
+        exc = done.exception()
+        if exc is None:
+            self._written = done.result()
+            future.set_result(None)
+        else:
+            error = self._error(exc)
+            future.set_exception(error)
+            if isinstance(exc, _WriteFailed) and exc.fatal:
+                self._failed = error
+                if self._next is not None:
+                    self._next.set_exception(error)
+                    self._next, self._queue = None, []
+        if self._queue:
+            self._start_batch()
+
+    def _error(self, exc: BaseException) -> StorageError:
+        if isinstance(exc, _WriteFailed):
+            return storage_error(exc.error, f"journal write to {self._dir}")
+        return StorageError(f"journal write to {self._dir} failed: {exc!r}")
+
+    @property
+    def failed(self) -> StorageError | None:
+        return self._failed
+
+    # -- trimming and closing ---------------------------------------------------------------
+
+    def trim(self, before: JournalPosition) -> None:
+        """Remove the journal files wholly before `before` (a completed checkpoint)."""
+        while len(self._seqs) > 1 and self._seqs[0] < before.seq:
+            seq = self._seqs.pop(0)
+            try:
+                self._files.remove(os.path.join(self._dir, _file_name(seq)))
+            except FileNotFoundError:
+                pass
+
+    async def close(self) -> None:
+        while self._busy or self._queue:
+            waiting = self._next if self._next is not None else self._inflight
+            if waiting is None:
+                break
+            try:
+                await asyncio.shield(waiting)
+            except StorageError:
+                pass
+        self._executor.shutdown(wait=True)
+        if self._handle is not None:
+            self._files.close(self._handle)
+            self._handle = None
