@@ -51,6 +51,11 @@ def test_batch_keys_event_time_and_compression():
     assert meta.compression == pb.LZ4
 
 
+def test_batch_starting_at_sequence_zero_covers_its_messages():
+    meta = parse_entry(make_entry(sequence_id=0, num_messages_in_batch=5))
+    assert (meta.sequence_id, meta.highest_sequence_id) == (0, 4)
+
+
 def test_batch_of_one_is_still_a_batch():
     meta = parse_entry(make_entry(num_messages_in_batch=1))
     assert meta.is_batch and meta.num_messages == 1

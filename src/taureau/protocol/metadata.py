@@ -78,8 +78,8 @@ def parse_entry(entry: bytes | bytearray | memoryview) -> EntryMeta:
     is_batch = count != 1 or meta.HasField("num_messages_in_batch")
     if count < 0:
         raise ProtocolError(f"negative num_messages_in_batch {count}")
-    highest = meta.highest_sequence_id  # 0 = unset (proto default)
-    if highest < sequence_id:
+    highest = meta.highest_sequence_id  # 0 = unset (proto default); C++ clients never set it
+    if highest <= sequence_id:
         highest = sequence_id + (count - 1 if count > 1 else 0)
     partition_key = meta.partition_key
     if not partition_key and not meta.HasField("partition_key"):
