@@ -1,0 +1,366 @@
+"""ManagedCursorImpl: a consumer's place in a managed ledger, durable (persisted) or not.
+
+Theory of operation: the cursor owns its mark-delete position (everything at or before it
+is acknowledged), the RangeSet of entries acknowledged after it, and its read position
+(the next entry to hand out). Acks change memory and ask the SerialWriter to save within
+`cursor_persist_interval_s`; close and reset save at once. After a crash the saved state is
+at most one interval old: some acks come back (redelivered), nothing unacked is skipped,
+because only acknowledged positions are ever saved. States: OPEN -> CLOSED, via `_set_state`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from taureau.common.errors import (
+    ManagedLedgerClosedError,
+    ManagedLedgerFencedError,
+    NodeExistsError,
+    NoSuchEntryError,
+    NotFoundError,
+    StorageArgumentError,
+)
+from taureau.storage.managed_ledger import meta
+from taureau.storage.managed_ledger.api import ManagedCursor
+from taureau.storage.managed_ledger.persist import SerialWriter
+from taureau.storage.managed_ledger.ranges import RangeSet
+from taureau.storage.position import LATEST, Entry, Position
+
+if TYPE_CHECKING:
+    from taureau.storage.managed_ledger.ledger import ManagedLedgerImpl
+
+log = logging.getLogger(__name__)
+
+
+class CursorState(Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _position(value: object) -> Position:
+    if isinstance(value, Position):
+        return value
+    try:
+        ledger_id, entry_id = value  # type: ignore[misc]
+        if type(ledger_id) is int and type(entry_id) is int:
+            return Position(ledger_id, entry_id)
+    except (TypeError, ValueError):
+        pass
+    raise StorageArgumentError(f"not a position: {value!r}")
+
+
+def _count(value: object, what: str, minimum: int) -> int:
+    if type(value) is not int or value < minimum:
+        raise StorageArgumentError(f"{what} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+class ManagedCursorImpl(ManagedCursor):
+    def __init__(
+        self,
+        ml: ManagedLedgerImpl,
+        name: str,
+        durable: bool,
+        mark_delete: Position,
+        ranges: RangeSet | None = None,
+        version: int = -1,
+    ) -> None:
+        self.name = name
+        self.durable = durable
+        self._ml = ml
+        self._ledgers = ml.ledgers  # read-only here; the managed ledger owns the chain
+        self._state = CursorState.OPEN
+        self._md = mark_delete  # mark-delete position; only this cursor changes it
+        self._ranges = ranges if ranges is not None else RangeSet()  # acked after _md
+        self._read = self._ledgers.next_after(mark_delete)  # next entry to hand out
+        self._moves = 0  # bumped by seek/rewind/reset so a read in flight does not undo them
+        self._waiter: asyncio.Future | None = None  # the pending read_entries_or_wait
+        self.messages_consumed = 0  # entries acknowledged through this cursor object
+        self._version = version  # metadata version of the saved record (durable only)
+        self._writer: SerialWriter | None = None
+        if durable:
+            self._path = meta.cursor_path(ml.name, name)
+            self._writer = SerialWriter(
+                self._save, ml.cursor_persist_interval_s, on_error=self._on_save_error
+            )
+
+    # -- creation, persistence --------------------------------------------------------------
+
+    @classmethod
+    async def create(cls, ml: ManagedLedgerImpl, name: str, mark_delete: Position) -> ManagedCursorImpl:
+        cursor = cls(ml, name, True, mark_delete)
+        try:
+            stat = await ml.store.put(cursor._path, meta.encode_cursor_info(mark_delete, cursor._ranges), -1)
+        except NodeExistsError:
+            raise ManagedLedgerFencedError(f"cursor {name!r} was created by another owner") from None
+        cursor._version = stat.version
+        return cursor
+
+    @classmethod
+    async def load(cls, ml: ManagedLedgerImpl, name: str) -> ManagedCursorImpl:
+        found = await ml.store.get(meta.cursor_path(ml.name, name))
+        if found is None:
+            raise NotFoundError(f"cursor {name!r} vanished while loading")
+        md, ranges = meta.decode_cursor_info(found[0])
+        cursor = cls(ml, name, True, md, ranges, found[1].version)
+        cursor.on_trimmed(ml.first_position)
+        return cursor
+
+    async def _save(self) -> None:
+        data = meta.encode_cursor_info(self._md, self._ranges)
+        stat = await self._ml.store.put(self._path, data, self._version)
+        self._version = stat.version
+
+    def _on_save_error(self, exc: BaseException) -> None:
+        log.warning("cursor %s of %s: could not save its position: %r", self.name, self._ml.name, exc)
+
+    @property
+    def saves(self) -> int:
+        return self._writer.saves if self._writer is not None else 0
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _set_state(self, new: CursorState) -> None:
+        if self._state is CursorState.CLOSED and new is not CursorState.CLOSED:
+            raise ManagedLedgerClosedError(f"cursor {self.name} is closed and cannot reopen")
+        self._state = new
+
+    def _check_open(self) -> None:
+        if self._state is CursorState.CLOSED:
+            raise ManagedLedgerClosedError(f"cursor {self.name} of {self._ml.name} is closed")
+        self._ml.check_usable()
+
+    # -- positions --------------------------------------------------------------------------
+
+    @property
+    def mark_delete_position(self) -> Position:
+        return self._md
+
+    @property
+    def read_position(self) -> Position:
+        return self._ledgers.normalize(self._read)
+
+    @property
+    def backlog(self) -> int:
+        return self._ledgers.count(self._md, self._ml.last_confirmed) - self._ranges.entry_count
+
+    def individually_deleted_ranges(self) -> list[tuple[Position, Position]]:
+        return self._ranges.ranges()
+
+    def has_more_entries(self) -> bool:
+        return self._skip_acked(self._ledgers.normalize(self._read)) <= self._ml.last_confirmed
+
+    def is_acked(self, position: Position) -> bool:
+        return position <= self._md or position in self._ranges
+
+    def _skip_acked(self, pos: Position) -> Position:
+        while self._ranges:
+            found = self._ranges.range_containing(pos)
+            if found is None:
+                break
+            pos = self._ledgers.next_after(found[1])
+        return pos
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def _collect(self, start: Position, max_entries: int) -> tuple[list[Entry], Position]:
+        pos = self._skip_acked(self._ledgers.normalize(start))
+        out: list[Entry] = []
+        while len(out) < max_entries and pos <= self._ml.last_confirmed:
+            stop = self._ranges.next_start_after(pos) if self._ranges else None
+            batch = await self._ml.read_span(pos, max_entries - len(out), stop)
+            if not batch:
+                break
+            out += batch
+            pos = self._skip_acked(self._ledgers.next_after(batch[-1].position))
+        return out, pos
+
+    async def read_entries(self, max_entries: int) -> list[Entry]:
+        _count(max_entries, "max_entries", 1)
+        self._check_open()
+        moves = self._moves
+        start = max(self._read, self._ledgers.next_after(self._md))
+        entries, pos = await self._collect(start, max_entries)
+        if moves == self._moves:
+            self._read = pos
+        self._ml.evict_read_entries()
+        return entries
+
+    async def read_entries_or_wait(self, max_entries: int) -> list[Entry]:
+        if self._waiter is not None:
+            raise StorageArgumentError(f"cursor {self.name} already has a read waiting")
+        while True:
+            entries = await self.read_entries(max_entries)
+            if entries:
+                return entries
+            waiter = self._waiter = self._ml.wait_for_entries()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                self._ml.discard_waiter(waiter)
+
+    async def peek(self, count: int) -> list[Entry]:
+        _count(count, "count", 1)
+        self._check_open()
+        entries, _ = await self._collect(self._ledgers.next_after(self._md), count)
+        return entries
+
+    # -- acknowledgements -------------------------------------------------------------------
+
+    async def mark_delete(self, position: Position) -> None:
+        position = _position(position)
+        self._check_open()
+        if position > self._ml.last_confirmed:
+            raise NoSuchEntryError(
+                f"cannot acknowledge {position}: beyond the last entry {self._ml.last_confirmed}"
+            )
+        if position > self._md:
+            self._move_mark_delete(position)
+
+    async def delete(self, positions: list[Position]) -> None:
+        checked = [_position(p) for p in positions]
+        self._check_open()
+        last = self._ml.last_confirmed
+        for p in checked:  # all or nothing: validate before changing anything
+            if p > self._md and (p > last or not self._ledgers.contains(p)):
+                raise NoSuchEntryError(f"cannot acknowledge {p}: no such entry in {self._ml.name}")
+        old = self._md
+        for p in checked:
+            if p > self._md and self._ranges.add(p):
+                self.messages_consumed += 1
+        self._advance()
+        self._changed(old)
+
+    def _move_mark_delete(self, position: Position) -> None:
+        old = self._md
+        removed = self._ranges.remove_up_to(position)
+        self.messages_consumed += self._ledgers.count(old, position) - removed
+        self._md = position
+        self._advance()
+        self._changed(old)
+
+    def _advance(self) -> None:
+        """Fold acked ranges that start right after the mark-delete position into it."""
+        while self._ranges:
+            start, end = self._ranges.first()  # type: ignore[misc]
+            if start != self._ledgers.next_after(self._md):
+                break
+            self._ranges.pop_first()
+            self._md = end
+
+    def _changed(self, old_md: Position) -> None:
+        if self._read <= self._md:
+            self._read = self._ledgers.next_after(self._md)
+        if self._writer is not None:
+            self._writer.request()
+            if self._md != old_md:
+                self._ml.on_mark_delete_moved(old_md, self._md)
+
+    async def skip_entries(self, count: int) -> None:
+        remaining = _count(count, "count", 0)
+        self._check_open()
+        pos, last = self._md, self._ml.last_confirmed
+        while remaining > 0:
+            nxt = self._ledgers.next_after(pos)
+            if nxt > last:
+                break
+            found = self._ranges.range_containing(nxt)
+            if found is not None:
+                pos = found[1]
+                continue
+            gap_end = (
+                last.entry_id if nxt.ledger_id == last.ledger_id else self._ledgers.ledger_end(nxt.ledger_id)
+            )
+            after = self._ranges.next_start_after(nxt)
+            if after is not None and after.ledger_id == nxt.ledger_id:
+                gap_end = min(gap_end, after.entry_id - 1)
+            take = min(remaining, gap_end - nxt.entry_id + 1)
+            pos = Position(nxt.ledger_id, nxt.entry_id + take - 1)
+            remaining -= take
+        if pos > self._md:
+            self._move_mark_delete(pos)
+
+    async def clear_backlog(self) -> None:
+        self._check_open()
+        last = self._ml.last_confirmed
+        if last > self._md:
+            self._move_mark_delete(last)
+
+    # -- moving the read position -----------------------------------------------------------
+
+    def _target(self, position: Position) -> Position:
+        position = _position(position)
+        self._check_open()
+        if position != LATEST and position > self._ledgers.end:
+            raise NoSuchEntryError(f"{position} is beyond the end {self._ledgers.end} of {self._ml.name}")
+        return self._ml.resolve(position)
+
+    def seek(self, read_position: Position) -> None:
+        target = self._target(read_position)
+        self._read = max(target, self._ledgers.next_after(self._md))
+        self._moves += 1
+
+    def rewind(self) -> None:
+        self._check_open()
+        self._read = self._ledgers.next_after(self._md)
+        self._moves += 1
+
+    async def reset(self, position: Position) -> None:
+        target = self._target(position)
+        old = self._md
+        self._md = self._ledgers.previous(target)
+        self._ranges.clear()
+        self._read = target
+        self._moves += 1
+        if self._writer is not None:
+            await self._writer.flush()
+            self._ml.on_mark_delete_moved(old, self._md)
+
+    def on_trimmed(self, first: Position) -> None:
+        """The ledgers before `first` are gone: nothing before it can be read or acked."""
+        floor = self._ledgers.previous(first)
+        if self._md < floor:
+            self._md = floor
+            self._ranges.remove_up_to(floor)
+            self._advance()
+        if self._read < first:
+            self._read = first
+
+    # -- close ------------------------------------------------------------------------------
+
+    def _stop_waiter(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(ManagedLedgerClosedError(f"cursor {self.name} was closed"))
+
+    async def close(self) -> None:
+        if self._state is CursorState.CLOSED:
+            return
+        self._set_state(CursorState.CLOSED)
+        self._stop_waiter()
+        try:
+            if self._writer is not None and self._writer.error is None:
+                await self._writer.flush()
+        finally:
+            self._ml.detach_cursor(self)
+
+    async def remove(self) -> None:
+        """Close without saving and delete the saved record (delete_cursor)."""
+        self._set_state(CursorState.CLOSED)
+        self._stop_waiter()
+        self._ml.detach_cursor(self)
+        if self._writer is not None:
+            self._writer.stop()
+            try:
+                await self._ml.store.delete(self._path)
+            except NotFoundError:
+                pass
+
+    def abandon(self) -> None:
+        """Stop without saving (a simulated crash)."""
+        self._set_state(CursorState.CLOSED)
+        if self._writer is not None:
+            self._writer.stop()

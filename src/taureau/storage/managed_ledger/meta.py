@@ -1,0 +1,110 @@
+"""Managed-ledger and cursor records: where they live in the metadata store and their byte format.
+
+Layout in the metadata store (one flat level, so listing every managed ledger is one
+`children` call; names are percent-encoded because they contain '/'):
+
+    /managed-ledgers/<quote(name)>                   ManagedLedgerInfo record
+    /managed-ledgers/<quote(name)>/<quote(cursor)>   CursorInfo record
+
+Byte grammar (UTF-8 JSON, compact separators; one line per version):
+
+    v1 ManagedLedgerInfo := {"v":1,"ledgers":[[ledger_id, entries, size, timestamp_ms], ...]}
+         ledgers in chain order; the last one is the current ledger of the owner that wrote
+         it (its entries/size are only a hint: recovery reads them from the ledger).
+    v1 CursorInfo        := {"v":1,"md":[ledger_id, entry_id],"ranges":[ledger, first, last, ...]}
+         md = mark-delete position; ranges = individually deleted entries after it, flat triples.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from taureau.common.errors import CorruptedDataError, StorageArgumentError
+from taureau.storage.managed_ledger.ranges import RangeSet
+from taureau.storage.position import Position
+
+ROOT = "/managed-ledgers"
+_VERSION = 1
+
+
+@dataclass(slots=True)
+class LedgerInfo:
+    """One ledger of the chain, as the managed ledger records it."""
+
+    ledger_id: int
+    entries: int = 0
+    size: int = 0
+    timestamp_ms: int = 0  # when it was closed (0 while current)
+
+
+def _encode_name(kind: str, name: object) -> str:
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise StorageArgumentError(f"invalid {kind} name: {name!r}")
+    # '.' is encoded too so that "." and ".." stay legal names but never path parts.
+    return quote(name, safe="").replace(".", "%2E")
+
+
+def ledger_path(name: str) -> str:
+    return f"{ROOT}/{_encode_name('managed ledger', name)}"
+
+
+def cursor_path(ledger_name: str, cursor_name: str) -> str:
+    return f"{ledger_path(ledger_name)}/{_encode_name('cursor', cursor_name)}"
+
+
+def decode_name(encoded: str) -> str:
+    return unquote(encoded)
+
+
+def _dumps(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _loads(data: bytes, what: str) -> dict:
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CorruptedDataError(f"{what} record is not JSON: {exc}") from None
+    if not isinstance(obj, dict) or obj.get("v") != _VERSION:
+        raise CorruptedDataError(f"{what} record has no known version: {data[:80]!r}")
+    return obj
+
+
+def _ints(value: object, n: int, what: str) -> list[int]:
+    if not isinstance(value, list) or len(value) != n or not all(type(x) is int for x in value):
+        raise CorruptedDataError(f"{what}: expected {n} integers, got {value!r:.80}")
+    return value
+
+
+def encode_ledger_info(ledgers: list[LedgerInfo]) -> bytes:
+    return _dumps(
+        {"v": _VERSION, "ledgers": [[i.ledger_id, i.entries, i.size, i.timestamp_ms] for i in ledgers]}
+    )
+
+
+def decode_ledger_info(data: bytes) -> list[LedgerInfo]:
+    obj = _loads(data, "managed ledger")
+    rows = obj.get("ledgers")
+    if not isinstance(rows, list):
+        raise CorruptedDataError("managed ledger record has no ledger list")
+    out = [LedgerInfo(*_ints(row, 4, "ledger info")) for row in rows]
+    ids = [i.ledger_id for i in out]
+    if ids != sorted(set(ids)):
+        raise CorruptedDataError(f"managed ledger's ledger ids are not increasing: {ids[:20]}")
+    return out
+
+
+def encode_cursor_info(mark_delete: Position, ranges: RangeSet) -> bytes:
+    return _dumps({"v": _VERSION, "md": list(mark_delete), "ranges": ranges.to_flat()})
+
+
+def decode_cursor_info(data: bytes) -> tuple[Position, RangeSet]:
+    obj = _loads(data, "cursor")
+    md = Position(*_ints(obj.get("md"), 2, "cursor mark-delete position"))
+    ranges = RangeSet.from_flat(obj.get("ranges", []))
+    first = ranges.first()
+    if first is not None and first[0] <= md:
+        raise CorruptedDataError(f"cursor acked range {first[0]} is not after its mark-delete position {md}")
+    return md, ranges

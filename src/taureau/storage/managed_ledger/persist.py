@@ -1,0 +1,111 @@
+"""SerialWriter: run a state-saving coroutine one at a time, coalescing requests, rate-limited.
+
+Theory of operation: the owner changes its state in memory and calls `request()` (no await):
+the writer saves the latest state in the background, at most once per `min_interval_s`, and
+never two saves at once (so a compare-and-set version read by one save is the one the next
+save passes). `flush()` saves now and waits, and raises what that save raised. A failed save
+is reported to `on_error` and makes the writer stop (sticky): the owner decides what a
+failure means (for a BadVersionError: another owner took over).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+
+class SerialWriter:
+    """Coalescing, rate-limited, one-at-a-time runner of `save()`.
+
+    >>> writer = SerialWriter(save_cursor, min_interval_s=0.1)
+    >>> writer.request()        # after an ack: saved within 100 ms
+    >>> await writer.flush()    # on close: saved now
+    """
+
+    def __init__(
+        self,
+        save: Callable[[], Awaitable[None]],
+        min_interval_s: float = 0.0,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._save = save
+        self._interval = min_interval_s
+        self._on_error = on_error
+        self._dirty = False  # state changed since the last save started
+        self._force = False  # a flush waits: ignore the interval
+        self._task: asyncio.Task | None = None  # the running save loop
+        self._timer: asyncio.TimerHandle | None = None  # a save scheduled for later
+        self._last_start = float("-inf")  # loop time of the last save's start
+        self.error: BaseException | None = None  # set once a save failed; no save runs after
+        self.saves = 0  # how many saves ran (for tests and stats)
+
+    @property
+    def pending(self) -> bool:
+        return self._dirty or self._task is not None
+
+    def request(self) -> None:
+        """Save the current state soon (within min_interval_s)."""
+        self._dirty = True
+        if self._task is None and self._timer is None and self.error is None:
+            self._schedule()
+
+    async def flush(self) -> None:
+        """Save the current state now, wait for it, raise its error if any."""
+        if self.error is not None:
+            raise self.error
+        self._dirty = self._force = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        while self._task is not None:
+            await asyncio.shield(self._task)
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        """Drop any scheduled save without running it (a crash, or the owner is deleted)."""
+        self._dirty = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self._last_start + self._interval - loop.time()
+        if delay > 0:
+            self._timer = loop.call_later(delay, self._on_timer)
+        else:
+            self._task = loop.create_task(self._run())
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._task is None and self._dirty:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._dirty:
+                if not self._force and loop.time() < self._last_start + self._interval:
+                    break  # rate-limited: the finally clause schedules the rest
+                self._dirty = False
+                self._last_start = loop.time()
+                self.saves += 1
+                await self._save()
+            self._force = False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # reported, not raised: nobody awaits a background save
+            self.error = exc
+            if self._on_error is not None:
+                self._on_error(exc)
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+            if self._dirty and self.error is None and self._timer is None and self._task is None:
+                self._schedule()
