@@ -48,7 +48,10 @@ class Cluster:
 
     def add_memory_server(self, block_size: int = 64 << 10, num_blocks: int = 16) -> MemoryServer:
         ms = MemoryServer(
-            controller=self.address, block_size=block_size, num_blocks=num_blocks, exit_on_controller_loss=False
+            controller=self.address,
+            block_size=block_size,
+            num_blocks=num_blocks,
+            exit_on_controller_loss=False,
         )
         self.run(ms.start())
         self.memory_servers.append(ms)

@@ -52,6 +52,7 @@ class MemoryServer:
         self.blocks: dict[bytes, Block] = {}  # packed u64 alloc id -> block (packed: no unpack per op)
         self.ctl: Peer | None = None  # our registration link; the controller commands us through it
         self.peers: dict[str, Peer] = {}  # links to other memory servers, for split/merge imports
+        self.clients: set[Peer] = set()  # accepted connections (closed with the server)
         self.server: asyncio.AbstractServer | None = None
         self.stopped = asyncio.Event()
         self._merge_refused_at: dict[int, float] = {}
@@ -68,13 +69,18 @@ class MemoryServer:
             Op.WATCH: self._watch,
         }
 
+    def _accept(self) -> Peer:
+        peer = Peer(self._handle, self.clients.discard)
+        self.clients.add(peer)
+        return peer
+
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: Peer(self._handle), self.host, self.port)
+        self.server = await loop.create_server(self._accept, self.host, self.port)
         self.port = self.server.sockets[0].getsockname()[1]
         chost, cport = split_address(self.controller)
         self.ctl = await connect(chost, cport, self._handle, self._controller_lost)
@@ -85,9 +91,10 @@ class MemoryServer:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
-        for p in [self.ctl, *self.peers.values()]:
+        for p in [self.ctl, *self.peers.values(), *self.clients]:
             if p is not None:
                 p.close()
+        self.blocks.clear()
         for t in list(self._tasks):
             t.cancel()
         self.stopped.set()

@@ -1,0 +1,91 @@
+"""FIFO queue across segments and the block-by-block file."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from taureau.common import errors
+
+
+def test_queue_order_with_several_producers_across_segments(cluster):
+    c = cluster.client()
+    q = c.open_or_create_queue("/jobs/q/work")
+    before = c.stats()["blocks_free"]
+    producers, per = 4, 400  # 1600 x ~150 B: several 64 KiB segments
+
+    def produce(p: int) -> None:
+        for i in range(per):
+            q.enqueue(b"p%d-%05d" % (p, i) + b"." * 90)
+
+    ts = [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert c.status("/jobs/q/work")["blocks"] >= 3
+    assert len(q) == producers * per
+    got = [q.dequeue() for _ in range(producers * per)]
+    with pytest.raises(errors.QueueEmptyError):
+        q.dequeue()
+    # every item once, and each producer's items in the order it sent them
+    assert len(set(got)) == len(got)
+    for p in range(producers):
+        mine = [g for g in got if g.startswith(b"p%d-" % p)]
+        assert mine == sorted(mine) and len(mine) == per
+    # drained segments went back to the pool
+    assert c.stats()["blocks_free"] == before  # only the tail segment is left
+
+
+def test_queue_many_consumers_get_each_item_once(cluster):
+    c = cluster.client()
+    q = c.open_or_create_queue("/jobs/q2/work")
+    q.multi_enqueue([b"item%d" % i for i in range(600)])
+    seen: list[bytes] = []
+    lock = threading.Lock()
+
+    def consume() -> None:
+        while True:
+            try:
+                item = q.dequeue()
+            except errors.QueueEmptyError:
+                return
+            with lock:
+                seen.append(item)
+
+    ts = [threading.Thread(target=consume) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert sorted(seen) == sorted(b"item%d" % i for i in range(600))
+
+
+def test_queue_item_too_large(cluster):
+    q = cluster.client().open_or_create_queue("/q/big")
+    with pytest.raises(errors.ValueTooLargeError):
+        q.enqueue(b"x" * (70 << 10))
+    q.enqueue(b"ok")
+    assert q.dequeue() == b"ok"
+
+
+def test_file_write_read_seek_grows_block_by_block(cluster):
+    c = cluster.client()
+    f = c.open_or_create_file("/jobs/f/out")
+    data = bytes(range(256)) * 1000  # 256000 B: four 64 KiB blocks
+    assert f.write(data) == len(data)
+    assert c.status("/jobs/f/out")["blocks"] == 4
+    assert f.size() == len(data)
+    f.seek(0)
+    assert f.read() == data
+    f.seek(65530)
+    assert f.read(20) == data[65530:65550]
+    f.seek(10)
+    f.write(b"HELLO")
+    f.seek(0)
+    assert f.read(20) == data[:10] + b"HELLO" + data[15:20]
+    f.seek(0, 2)
+    assert f.read(10) == b""  # at EOF, like a Python file
+    other = c.open_file("/jobs/f/out")
+    assert other.read(5) == data[:5]
