@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
-from taureau.protocol import ProtocolError, parse_entry
+import struct
+
+from google.protobuf.message import DecodeError
+
+from taureau.protocol import ProtocolError, parse_entry, pb
+
+_U32 = struct.Struct(">I")
 
 
 def entry_info(data: bytes) -> tuple[int, bytes | None]:
-    """(messages in the entry, routing key) for dispatch; a corrupt entry counts as one
-    message with no key, so it is still delivered (the client reports it) rather than stuck."""
+    """(messages in the entry, routing key) for dispatch.
+
+    Runs once per dispatched entry, so it skips parse_entry's required-field check (the
+    entry was validated when it was published). A corrupt entry counts as one message
+    with no key, so it is still delivered (the client reports it) rather than stuck.
+    """
+    start = 6 if data[:2] == b"\x0e\x01" else 0
     try:
-        meta = parse_entry(data)
-    except ProtocolError:
+        size = _U32.unpack_from(data, start)[0]
+        meta = pb.MessageMetadata.FromString(data[start + 4 : start + 4 + size])
+    except (struct.error, DecodeError):
         return 1, None
-    key = meta.ordering_key
-    if key is None and meta.partition_key is not None:
+    has = meta.HasField
+    messages = meta.num_messages_in_batch if has("num_messages_in_batch") else 1
+    if has("ordering_key"):
+        key = meta.ordering_key
+    elif has("partition_key"):
         key = meta.partition_key.encode()
-    return max(meta.num_messages, 1), key
+    else:
+        key = None
+    return max(messages, 1), key
 
 
 def producer_info(data: bytes) -> tuple[str, int]:

@@ -1,0 +1,29 @@
+import logging
+
+import pulsar
+import pytest
+
+from tests.e2e.harness import Standalone
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory):
+    server = Standalone(tmp_path_factory.mktemp("data")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(standalone):
+    logger = logging.getLogger("pulsar-client")
+    logger.setLevel(logging.WARNING)
+    c = pulsar.Client(standalone.service_url, operation_timeout_seconds=10, logger=logger)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def topic(request):
+    """A topic name unique to the test."""
+    name = request.node.name.replace("[", "-").replace("]", "").replace("_", "-")
+    return f"persistent://public/default/{name}"

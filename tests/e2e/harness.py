@@ -1,0 +1,105 @@
+"""Start and stop a real `taureau standalone` subprocess for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+READY = "Taureau standalone ready"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Standalone:
+    """One `taureau standalone` process on free ports with its own data directory."""
+
+    def __init__(self, data_dir: Path, *extra: str, state: bool = False) -> None:
+        self.data_dir = data_dir
+        self.extra = list(extra)
+        self.state = state
+        self.broker_port = free_port()
+        self.web_port = free_port()
+        self.state_port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.output: list[str] = []
+        self.startup_seconds = 0.0
+
+    @property
+    def service_url(self) -> str:
+        return f"pulsar://127.0.0.1:{self.broker_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self, timeout: float = 30.0) -> Standalone:
+        args = [
+            sys.executable,
+            "-m",
+            "taureau.cli.main",
+            "standalone",
+            "--data-dir",
+            str(self.data_dir),
+            "--broker-port",
+            str(self.broker_port),
+            "--web-port",
+            str(self.web_port),
+            "--bind-address",
+            "127.0.0.1",
+            "--advertised-address",
+            "127.0.0.1",
+            "--state-port",
+            str(self.state_port),
+            *([] if self.state else ["--no-state"]),
+            *self.extra,
+        ]
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ}
+        )
+        ready = threading.Event()
+
+        def pump(stream) -> None:
+            for line in stream:
+                self.output.append(line)
+                if READY in line:
+                    ready.set()
+
+        threading.Thread(target=pump, args=(self.proc.stdout,), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.02):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError("standalone did not start:\n" + "".join(self.output[-50:]))
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """Ctrl-C, as a user would; returns the exit code."""
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.proc = None
+
+    def kill(self) -> None:
+        """kill -9: no chance to flush anything."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def restart(self) -> Standalone:
+        return self.start()

@@ -1,0 +1,252 @@
+"""Bad input and crashes: malformed frames, kill -9 during production, unwritable data dirs."""
+
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pulsar
+import pytest
+from pulsar import InitialPosition
+
+from taureau.protocol import encode_command, encode_payload_command, pb
+from taureau.protocol.metadata import encode_entry
+from tests.e2e.harness import Standalone
+
+T = pb.BaseCommand.Type
+
+
+def connect_frame() -> bytes:
+    return encode_command(
+        pb.BaseCommand(
+            type=T.CONNECT, connect=pb.CommandConnect(client_version="raw-test", protocol_version=20)
+        )
+    )
+
+
+def raw_session(standalone, *frames: bytes, read_for: float = 1.0) -> tuple[bytes, bool]:
+    """Send frames on a raw socket; return (bytes received, whether the server closed it)."""
+    sock = socket.create_connection(("127.0.0.1", standalone.broker_port), timeout=read_for)
+    received = b""
+    closed = False
+    try:
+        for frame in frames:
+            sock.sendall(frame)
+        deadline = time.monotonic() + read_for
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            received += chunk
+    finally:
+        sock.close()
+    return received, closed
+
+
+def producer_frames(topic: str) -> list[bytes]:
+    return [
+        connect_frame(),
+        encode_command(
+            pb.BaseCommand(
+                type=T.PRODUCER, producer=pb.CommandProducer(topic=topic, producer_id=1, request_id=1)
+            )
+        ),
+    ]
+
+
+def send_frame(payload: bytes, sequence_id: int = 0) -> bytes:
+    cmd = pb.BaseCommand(type=T.SEND, send=pb.CommandSend(producer_id=1, sequence_id=sequence_id))
+    return encode_payload_command(cmd, payload)
+
+
+def entry(body: bytes, sequence_id: int = 0) -> bytes:
+    meta = pb.MessageMetadata(
+        producer_name="raw", sequence_id=sequence_id, publish_time=int(time.time() * 1000)
+    )
+    return encode_entry(meta, body)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        pytest.param(b"\x00\x00\x00\x02ab", id="total-size-too-small"),
+        pytest.param(struct.pack(">II", 8, 100) + b"12345678", id="command-size-past-frame"),
+        pytest.param(struct.pack(">I", 64 * 1024 * 1024) + b"x" * 100, id="frame-over-max-size"),
+        pytest.param(struct.pack(">II", 12, 8) + b"\xff" * 8, id="invalid-protobuf"),
+        pytest.param(
+            encode_command(pb.BaseCommand(type=T.PING))[: -0 or None] + b"\x00", id="truncated-tail"
+        ),
+        pytest.param(struct.pack(">II", 6, 2) + b"\x08\x63", id="unknown-command-type"),
+    ],
+)
+def test_malformed_frames_close_only_that_connection(standalone, client, topic, garbage):
+    _, closed = raw_session(standalone, connect_frame(), garbage, read_for=2.0)
+    assert closed or garbage.endswith(b"\x00")  # a truncated frame just waits for more bytes
+    producer = client.create_producer(topic)
+    producer.send(b"still serving")
+    assert (
+        client.subscribe(topic, "s", initial_position=InitialPosition.Earliest).receive(5000).data()
+        == b"still serving"
+    )
+
+
+def test_command_before_connect_closes_the_connection(standalone):
+    frame = encode_command(
+        pb.BaseCommand(type=T.LOOKUP, lookupTopic=pb.CommandLookupTopic(topic="t", request_id=1))
+    )
+    _, closed = raw_session(standalone, frame)
+    assert closed
+
+
+def test_bad_checksum_is_refused_and_nothing_is_stored(standalone, client, topic):
+    good = entry(b"payload")
+    corrupt = good[:-1] + bytes([good[-1] ^ 0xFF])
+    frames = producer_frames(topic) + [send_frame(corrupt)]
+    received, _ = raw_session(standalone, *frames, read_for=1.5)
+    assert b"checksum" in received
+    stats = httpx.get(f"{standalone.admin_url}/admin/v2/persistent/{topic.split('://')[1]}/stats").json()
+    assert stats["msgInCounter"] == 0 and stats["entriesCount"] == 0
+
+
+def test_truncated_metadata_in_send_is_rejected(standalone, client, topic):
+    frames = producer_frames(topic) + [send_frame(b"\x00\x00\x00\x50short")]
+    raw_session(standalone, *frames, read_for=1.0)
+    producer = client.create_producer(topic)
+    producer.send(b"ok")
+
+
+def test_unwritable_data_dir_gives_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "taureau.cli.main",
+            "standalone",
+            "--data-dir",
+            str(blocker / "data"),
+            "--broker-port",
+            "0",
+            "--web-port",
+            "0",
+            "--no-state",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "not writable" in result.stderr
+
+
+def test_clean_shutdown_and_restart_keep_data(tmp_path):
+    server = Standalone(tmp_path / "data").start()
+    try:
+        client = pulsar.Client(server.service_url)
+        producer = client.create_producer("persistent://public/default/restart")
+        for i in range(20):
+            producer.send(str(i).encode())
+        client.close()
+        assert server.stop() == 0
+        server.restart()
+        client = pulsar.Client(server.service_url)
+        consumer = client.subscribe(
+            "persistent://public/default/restart", "s", initial_position=InitialPosition.Earliest
+        )
+        assert [int(consumer.receive(5000).data()) for _ in range(20)] == list(range(20))
+        client.close()
+    finally:
+        server.kill()
+
+
+class Recorder:
+    """Sends as fast as the client allows and records which sends were acknowledged."""
+
+    def __init__(self, client, topic: str, name: str, start: int) -> None:
+        self.producer = client.create_producer(
+            topic, producer_name=name, batching_enabled=False, max_pending_messages=500, send_timeout_millis=0
+        )
+        self.acked: list[int] = []
+        self.next = start
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            value = self.next
+            self.next += 1
+
+            def done(result, msg_id, value=value):
+                if result == pulsar.Result.Ok:
+                    self.acked.append(value)
+
+            try:
+                self.producer.send_async(str(value).encode(), done, sequence_id=value)
+            except Exception:
+                return
+
+
+@pytest.mark.parametrize("dedup", [False, True], ids=["plain", "dedup"])
+def test_kill_9_during_production_loses_nothing_acknowledged(tmp_path, dedup):
+    server = Standalone(tmp_path / "data").start()
+    topic = "persistent://public/default/crash"
+    if dedup:
+        r = httpx.post(f"{server.admin_url}/admin/v2/namespaces/public/default/deduplication", json=True)
+        assert r.status_code == 204
+    acked: list[int] = []
+    start = 0
+    try:
+        for _round in range(3):
+            client = pulsar.Client(server.service_url, operation_timeout_seconds=5)
+            recorder = Recorder(client, topic, "crash-producer", start)
+            recorder.thread.start()
+            time.sleep(1.0)
+            server.kill()
+            recorder.stop.set()
+            recorder.thread.join(5)
+            acked += recorder.acked
+            sent_upto = recorder.next
+            try:
+                client.close()
+            except Exception:
+                pass
+            server.restart()
+            if dedup:
+                # The same producer resends everything since its last acknowledged message: the
+                # broker must store none of them twice.
+                client = pulsar.Client(server.service_url, operation_timeout_seconds=10)
+                producer = client.create_producer(
+                    topic, producer_name="crash-producer", batching_enabled=False
+                )
+                last = producer.last_sequence_id()
+                assert last >= max(recorder.acked, default=-1)
+                for value in range(max(start, 0), sent_upto):
+                    producer.send(str(value).encode(), sequence_id=value)
+                acked += list(range(start, sent_upto))
+                client.close()
+            start = sent_upto
+        client = pulsar.Client(server.service_url, operation_timeout_seconds=10)
+        reader = client.create_reader(topic, pulsar.MessageId.earliest)
+        stored = []
+        while reader.has_message_available():
+            stored.append(int(reader.read_next(timeout_millis=5000).data()))
+        client.close()
+        assert acked, "nothing was acknowledged before the crash"
+        assert set(acked) <= set(stored)
+        # Order per producer: what was stored appears in send order.
+        assert stored == sorted(stored) or not dedup
+        if dedup:
+            assert len(stored) == len(set(stored))
+    finally:
+        server.kill()
