@@ -33,9 +33,7 @@ from taureau.common.errors import (
     LedgerFencedError,
     ManagedLedgerClosedError,
     ManagedLedgerFencedError,
-    NodeExistsError,
     NoSuchEntryError,
-    NoSuchLedgerError,
     StorageArgumentError,
     StorageError,
 )
@@ -48,6 +46,7 @@ from taureau.storage.managed_ledger.cursor import ManagedCursorImpl
 from taureau.storage.managed_ledger.ledgers import LedgerList, plan_trim
 from taureau.storage.managed_ledger.persist import SerialWriter
 from taureau.storage.managed_ledger.reads import EntryReader
+from taureau.storage.managed_ledger.recovery import delete_ledger_quietly, load_chain
 from taureau.storage.managed_ledger.stats import ledger_stats
 from taureau.storage.position import EARLIEST, LATEST, Entry, Position
 
@@ -161,20 +160,7 @@ class ManagedLedgerImpl(ManagedLedger):
         return ml
 
     async def _initialize(self) -> None:
-        found = await self.store.get(self.path)
-        if found is None:
-            try:
-                stat = await self.store.put(self.path, meta.encode_ledger_info([]), -1)
-            except NodeExistsError:
-                raise ManagedLedgerFencedError(
-                    f"managed ledger {self.name} was created concurrently"
-                ) from None
-            infos, self._version = [], stat.version
-        else:
-            infos, self._version = meta.decode_ledger_info(found[0]), found[1].version
-        if infos:
-            await self._recover_last(infos)
-        self.ledgers.infos[:] = []
+        infos, self._version = await load_chain(self.store, self._client, self.name)
         for info in infos:
             self.ledgers.append(info)
         await self._start_ledger()
@@ -190,21 +176,6 @@ class ManagedLedgerImpl(ManagedLedger):
             self._cursors[cursor.name] = cursor
         self._set_state(MLState.OPEN)
         self._schedule_trim_timer()
-
-    async def _recover_last(self, infos: list[meta.LedgerInfo]) -> None:
-        last = infos[-1]
-        try:
-            handle = await self._client.open_ledger(last.ledger_id, recovery=True)
-        except NoSuchLedgerError:
-            last.entries = 0  # listed but never written (created by a crashed rollover)
-        else:
-            last.entries = handle.last_add_confirmed + 1
-            last.size = handle.length
-            await handle.close()
-        last.timestamp_ms = _now_ms()
-        if last.entries == 0:
-            infos.pop()
-            await self._delete_ledger_quietly(last.ledger_id)
 
     async def _start_ledger(self) -> None:
         cfg = self.config
@@ -537,12 +508,7 @@ class ManagedLedgerImpl(ManagedLedger):
             await self._delete_ledger_quietly(ledger_id)
 
     async def _delete_ledger_quietly(self, ledger_id: int) -> None:
-        try:
-            await self._client.delete_ledger(ledger_id)
-        except NoSuchLedgerError:
-            pass
-        except StorageError as exc:
-            log.warning("managed ledger %s: could not delete ledger %d: %r", self.name, ledger_id, exc)
+        await delete_ledger_quietly(self._client, ledger_id, self.name)
 
     # -- stats, close, delete ---------------------------------------------------------------
 
@@ -574,11 +540,16 @@ class ManagedLedgerImpl(ManagedLedger):
         for cursor in list(self._cursors.values()):
             await cursor.remove()
         self._shutdown(MLState.DELETED)
-        for info in list(self.ledgers.infos):
-            await self._delete_ledger_quietly(info.ledger_id)
-        await self.store.delete_recursive(self.path)
-        if self._on_closed is not None:
-            self._on_closed(self)
+        try:
+            if self._handle is not None:
+                await self._handle.close()  # seal before delete, so no client holds it open
+            await self._reader.close()
+            for info in list(self.ledgers.infos):
+                await self._delete_ledger_quietly(info.ledger_id)
+            await self.store.delete_recursive(self.path)
+        finally:
+            if self._on_closed is not None:
+                self._on_closed(self)
 
     def _shutdown(self, state: MLState) -> None:
         self._set_state(state)
