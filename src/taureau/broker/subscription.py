@@ -118,10 +118,16 @@ class Subscription:
 
     async def reset_to(self, position: Position) -> None:
         """Make `position` the next entry delivered, and restart delivery from there."""
-        await self.cursor.reset(position)
-        if self.dispatcher is not None:
-            self.dispatcher.reset()
-        self.disconnect_consumers()
+        dispatcher = self.dispatcher
+        if dispatcher is not None:
+            await dispatcher.pause()
+        try:
+            self.disconnect_consumers()
+            await self.cursor.reset(position)
+        finally:
+            if dispatcher is not None:
+                dispatcher.reset()
+                dispatcher.resume()
 
     async def skip(self, count: int) -> None:
         await self.cursor.skip_entries(count)

@@ -60,6 +60,9 @@ class Dispatcher:
         self._avg_messages = 1.0  # running average of messages per entry, sizes reads
         self._task: asyncio.Task | None = None
         self._closed = False
+        self._paused = False  # set while the cursor is being reset under the dispatcher
+        self._idle = asyncio.Event()  # set whenever no dispatch round is in progress
+        self._idle.set()
 
     # -- consumer lifecycle (called by the subscription) ---------------------------------------
 
@@ -124,6 +127,16 @@ class Dispatcher:
     def wake(self) -> None:
         self._wakeup.set()
 
+    async def pause(self) -> None:
+        """Stop dispatching and wait for a round in progress (a cursor read) to finish, so
+        the cursor can be moved without a stale read landing on top of it."""
+        self._paused = True
+        await self._idle.wait()
+
+    def resume(self) -> None:
+        self._paused = False
+        self.wake()
+
     notify_new_entries = wake
 
     async def close(self) -> None:
@@ -158,8 +171,9 @@ class Dispatcher:
         backoff = 0.05
         while not self._closed:
             self._wakeup.clear()
+            self._idle.clear()
             try:
-                progressed = await self._dispatch_once()
+                progressed = False if self._paused else await self._dispatch_once()
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise
@@ -173,6 +187,8 @@ class Dispatcher:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
+            finally:
+                self._idle.set()
             if not progressed:
                 await self._wakeup.wait()
 

@@ -1,0 +1,268 @@
+"""Dispatchers against a real managed ledger on the in-memory ledger client."""
+
+import asyncio
+
+import pytest
+
+from taureau.broker.consumer import Consumer
+from taureau.broker.dispatch.key_shared import ConsumerAssignError
+from taureau.broker.subscription import Subscription, SubType
+from taureau.broker.topic import PersistentTopic
+from taureau.common.errors import ConsumerBusyError, NotAllowedError
+from taureau.common.names import TopicName
+from taureau.metadata.embedded import EmbeddedMetadataStore
+from taureau.protocol import pb, split_batch
+from taureau.protocol.metadata import encode_entry
+from taureau.storage.managed_ledger.api import InitialPosition
+from taureau.storage.managed_ledger.factory import ManagedLedgerFactory
+from taureau.testing.memory_ledger import MemoryLedgerClient
+
+pytestmark = pytest.mark.anyio
+
+
+class Sink:
+    """Collects what a consumer's connection would have sent."""
+
+    def __init__(self) -> None:
+        self.messages = []  # (consumer_id, position, redelivery_count, data)
+        self.closed = []
+        self.active = []
+
+    def send_message(self, consumer_id, position, partition, redelivery_count, data):
+        self.messages.append((consumer_id, position, redelivery_count, data))
+
+    def send_close_consumer(self, consumer_id):
+        self.closed.append(consumer_id)
+
+    def send_active_consumer_change(self, consumer_id, is_active):
+        self.active.append((consumer_id, is_active))
+
+    remote_address = "test"
+
+
+def message(body: bytes, key: str | None = None, batch: int | None = None) -> bytes:
+    meta = pb.MessageMetadata(producer_name="p", sequence_id=0, publish_time=1)
+    if key is not None:
+        meta.partition_key = key
+    if batch is not None:
+        meta.num_messages_in_batch = batch
+    return encode_entry(meta, body)
+
+
+@pytest.fixture
+async def topic():
+    store = EmbeddedMetadataStore(None)
+    factory = ManagedLedgerFactory(store, MemoryLedgerClient())
+    ledger = await factory.open("public/default/persistent/t")
+    t = PersistentTopic(TopicName.parse("t"), ledger, store)
+    yield t
+    await t.close()
+    await factory.close()
+
+
+async def publish(topic, *bodies, key=None, batch=None):
+    for body in bodies:
+        await topic.ledger.add_entry(message(body, key, batch))
+    for sub in topic.subscriptions.values():
+        sub.notify_new_entries()
+
+
+async def settle():
+    for _ in range(20):
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+
+
+def consumer(sink, cid, name=None, **kw):
+    return Consumer(consumer_id=cid, name=name or f"c{cid}", sink=sink, **kw)
+
+
+async def test_exclusive_delivers_in_order_within_permits(topic):
+    sink = Sink()
+    c = consumer(sink, 1)
+    await topic.subscribe(
+        subscription="s", consumer=c, sub_type=SubType.EXCLUSIVE, initial_position=InitialPosition.EARLIEST
+    )
+    await publish(topic, b"a", b"b", b"c", b"d")
+    topic.subscriptions["s"].flow(c, 3)
+    await settle()
+    assert [m[3][-1:] for m in sink.messages] == [b"a", b"b", b"c"]
+    topic.subscriptions["s"].flow(c, 5)
+    await settle()
+    assert [m[3][-1:] for m in sink.messages] == [b"a", b"b", b"c", b"d"]
+    with pytest.raises(ConsumerBusyError):
+        await topic.subscribe(subscription="s", consumer=consumer(sink, 2), sub_type=SubType.EXCLUSIVE)
+
+
+async def test_batches_debit_their_message_count_from_permits(topic):
+    sink = Sink()
+    c = consumer(sink, 1)
+    sub = await topic.subscribe(
+        subscription="s", consumer=c, sub_type=SubType.EXCLUSIVE, initial_position=InitialPosition.EARLIEST
+    )
+    await publish(topic, b"x", b"y", b"z", batch=10)
+    sub.flow(c, 15)
+    await settle()
+    # Two batches: the second overshoots the permits (as the Java broker allows), the third waits.
+    assert len(sink.messages) == 2 and c.permits == -5
+    sub.flow(c, 4)
+    await settle()
+    assert len(sink.messages) == 2  # -5 + 4 = -1: still nothing to give
+    sub.flow(c, 2)
+    await settle()
+    assert len(sink.messages) == 3 and c.permits == -9
+
+
+async def test_shared_round_robin_and_redelivery_count(topic):
+    sink = Sink()
+    a, b = consumer(sink, 1), consumer(sink, 2)
+    sub = await topic.subscribe(
+        subscription="s", consumer=a, sub_type=SubType.SHARED, initial_position=InitialPosition.EARLIEST
+    )
+    await topic.subscribe(subscription="s", consumer=b, sub_type=SubType.SHARED)
+    sub.flow(a, 10)
+    sub.flow(b, 10)
+    await publish(topic, *[bytes([65 + i]) for i in range(6)])
+    await settle()
+    by_consumer = {1: 0, 2: 0}
+    for cid, *_ in sink.messages:
+        by_consumer[cid] += 1
+    assert by_consumer == {1: 3, 2: 3}
+    first = [m for m in sink.messages if m[0] == 1][0][1]
+    sub.redeliver(a, [first])
+    await settle()
+    assert sink.messages[-1][1] == first and sink.messages[-1][2] == 1
+    with pytest.raises(NotAllowedError):
+        await sub.ack_cumulative(a, first)
+
+
+async def test_consumer_leaving_hands_its_unacked_entries_to_others(topic):
+    sink = Sink()
+    a, b = consumer(sink, 1), consumer(sink, 2)
+    sub = await topic.subscribe(
+        subscription="s", consumer=a, sub_type=SubType.SHARED, initial_position=InitialPosition.EARLIEST
+    )
+    sub.flow(a, 10)
+    await publish(topic, b"1", b"2", b"3")
+    await settle()
+    assert len(a.pending) == 3
+    await sub.ack_individual(a, [sink.messages[0][1]])
+    await topic.subscribe(subscription="s", consumer=b, sub_type=SubType.SHARED)
+    sub.flow(b, 10)
+    await topic.remove_consumer(sub, a)
+    await settle()
+    redelivered = [m for m in sink.messages if m[0] == 2]
+    assert [m[3][-1:] for m in redelivered] == [b"2", b"3"]
+    assert all(m[2] == 1 for m in redelivered)
+
+
+async def test_failover_switches_active_consumer_and_notifies(topic):
+    sink = Sink()
+    a, b = consumer(sink, 1, "a"), consumer(sink, 2, "b")
+    sub = await topic.subscribe(
+        subscription="s", consumer=a, sub_type=SubType.FAILOVER, initial_position=InitialPosition.EARLIEST
+    )
+    await topic.subscribe(subscription="s", consumer=b, sub_type=SubType.FAILOVER)
+    sub.flow(a, 10)
+    sub.flow(b, 10)
+    await publish(topic, b"1", b"2")
+    await settle()
+    assert {m[0] for m in sink.messages} == {1}
+    await topic.remove_consumer(sub, a)
+    await settle()
+    assert [m[0] for m in sink.messages] == [1, 1, 2, 2]
+    assert (2, True) in sink.active
+
+
+async def test_key_shared_holds_a_blocked_key_without_reordering(topic):
+    sink = Sink()
+    a, b = consumer(sink, 1, "a"), consumer(sink, 2, "b")
+    sub = await topic.subscribe(
+        subscription="s", consumer=a, sub_type=SubType.KEY_SHARED, initial_position=InitialPosition.EARLIEST
+    )
+    await topic.subscribe(subscription="s", consumer=b, sub_type=SubType.KEY_SHARED)
+    keys = [f"k{i}" for i in range(20)]
+    owner = {k: sub.dispatcher.select(k.encode()).consumer_id for k in keys}
+    assert set(owner.values()) == {1, 2}
+    sub.flow(a, 1)
+    sub.flow(b, 100)
+    for round_ in range(3):
+        for k in keys:
+            await publish(topic, f"{k}-{round_}".encode(), key=k)
+    await settle()
+    assert len([m for m in sink.messages if m[0] == 1]) == 1  # a has one permit
+    assert len([m for m in sink.messages if m[0] == 2]) == 3 * list(owner.values()).count(2)
+    sub.flow(a, 100)
+    await settle()
+    assert len(sink.messages) == 60
+    rounds: dict[str, list[str]] = {}
+    for cid, _, _, data in sink.messages:
+        key, round_ = split_batch(data)[0][2].decode().rsplit("-", 1)
+        assert owner[key] == cid
+        rounds.setdefault(key, []).append(round_)
+    assert all(r == ["0", "1", "2"] for r in rounds.values())
+
+
+async def test_key_shared_sticky_ranges_must_not_overlap(topic):
+    sink = Sink()
+    a = consumer(sink, 1, hash_ranges=[(0, 30000)])
+    await topic.subscribe(subscription="s", consumer=a, sub_type=SubType.KEY_SHARED, sticky=True)
+    with pytest.raises(ConsumerAssignError):
+        await topic.subscribe(
+            subscription="s",
+            consumer=consumer(sink, 2, hash_ranges=[(20000, 40000)]),
+            sub_type=SubType.KEY_SHARED,
+            sticky=True,
+        )
+    await topic.subscribe(
+        subscription="s",
+        consumer=consumer(sink, 3, hash_ranges=[(30001, 65535)]),
+        sub_type=SubType.KEY_SHARED,
+        sticky=True,
+    )
+
+
+async def test_subscription_type_is_fixed_while_consumers_are_attached(topic):
+    sink = Sink()
+    await topic.subscribe(subscription="s", consumer=consumer(sink, 1), sub_type=SubType.SHARED)
+    with pytest.raises(ConsumerBusyError):
+        await topic.subscribe(subscription="s", consumer=consumer(sink, 2), sub_type=SubType.FAILOVER)
+
+
+async def test_reset_to_redelivers_from_a_position_and_disconnects(topic):
+    sink = Sink()
+    c = consumer(sink, 1)
+    sub = await topic.subscribe(
+        subscription="s", consumer=c, sub_type=SubType.EXCLUSIVE, initial_position=InitialPosition.EARLIEST
+    )
+    await publish(topic, b"1", b"2", b"3")
+    sub.flow(c, 10)
+    await settle()
+    positions = [m[1] for m in sink.messages]
+    await sub.ack_cumulative(c, positions[-1])
+    await sub.reset_to(positions[1])
+    assert sink.closed == [1]
+    c2 = consumer(sink, 2)
+    await topic.subscribe(subscription="s", consumer=c2, sub_type=SubType.EXCLUSIVE)
+    sub.flow(c2, 10)
+    await settle()
+    assert [m[3][-1:] for m in sink.messages if m[0] == 2] == [b"2", b"3"]
+
+
+async def test_non_durable_subscription_vanishes_with_its_consumer(topic):
+    sink = Sink()
+    await publish(topic, b"1")
+    c = consumer(sink, 1)
+    sub = await topic.subscribe(
+        subscription="reader-1",
+        consumer=c,
+        sub_type=SubType.EXCLUSIVE,
+        durable=False,
+        start_position=topic.ledger.first_position,
+    )
+    sub.flow(c, 10)
+    await settle()
+    assert len(sink.messages) == 1
+    await topic.remove_consumer(sub, c)
+    assert "reader-1" not in topic.subscriptions
+    assert isinstance(sub, Subscription)
