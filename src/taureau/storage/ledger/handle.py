@@ -1,0 +1,249 @@
+"""Ledger handles: reads for any handle, and the single writer's quorum adds, LAC and close.
+
+Theory of operation (writer): `add_entry` takes the next entry id before it first
+suspends, stores `lac + length + data` on the entry's write set (ensemble[(e+i) % E],
+i < write_quorum) and counts acks. An entry is confirmed once ack_quorum bookies acked it
+*and* every earlier entry is confirmed: `_pending` holds the unconfirmed entries in id
+order, and `_drain` confirms from its head, so completions and the LAC move in entry
+order. A bookie that fails is dropped from the write set while the others can still form
+an ack quorum; when they cannot, or a bookie says the ledger is fenced, the handle fails
+every pending and later add with that error (BookKeeper would change the ensemble; this
+client does not yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Mapping
+
+from taureau.common.errors import (
+    BadVersionError,
+    LedgerClosedError,
+    LedgerFencedError,
+    NoSuchEntryError,
+    NotEnoughBookiesError,
+    StorageError,
+)
+from taureau.metadata.store import MetadataStore
+from taureau.storage.ledger import format as fmt
+from taureau.storage.ledger.api import LedgerHandle, LedgerMetadata, LedgerState
+from taureau.storage.ledger.reads import BookieClient, read_stored
+
+log = logging.getLogger(__name__)
+
+
+class ReadHandle(LedgerHandle):
+    """Read-only: entries 0..last_add_confirmed."""
+
+    def __init__(
+        self, bookies: Mapping[str, BookieClient], md: LedgerMetadata, lac: int, length: int
+    ) -> None:
+        self._bookies = bookies  # shared with the client: bookie id -> bookie
+        self.ledger_id = md.ledger_id
+        self.metadata = md
+        self._lac = lac  # the highest entry readers may see
+        self._length = length  # bytes in entries 0.._lac
+
+    @property
+    def last_add_confirmed(self) -> int:
+        return self._lac
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    @property
+    def is_closed(self) -> bool:
+        return self.metadata.state is LedgerState.CLOSED
+
+    async def add_entry(self, data: bytes) -> int:
+        raise LedgerClosedError(f"ledger {self.ledger_id} was opened read-only")
+
+    async def read_entries(self, first: int, last: int) -> list[bytes]:
+        if type(first) is not int or type(last) is not int or first < 0 or first > last:
+            raise ValueError(f"bad entry range [{first!r}, {last!r}] for ledger {self.ledger_id}")
+        if last > self._lac:
+            raise NoSuchEntryError(
+                f"entry {self.ledger_id}:{last} is beyond the last-add-confirmed {self._lac}"
+            )
+        out = []
+        for entry_id in range(first, last + 1):
+            stored, _ = await read_stored(self._bookies, self.metadata, entry_id)
+            if stored is None:
+                raise NoSuchEntryError(f"entry {self.ledger_id}:{entry_id} is on none of its bookies")
+            out.append(fmt.decode_entry(stored)[2])
+        return out
+
+    async def close(self) -> None:
+        pass
+
+
+class _Pending:
+    """One add in flight."""
+
+    __slots__ = ("entry_id", "size", "acks", "outstanding", "ready", "done", "error", "waiter")
+
+    def __init__(self, entry_id: int, size: int, outstanding: int) -> None:
+        self.entry_id = entry_id
+        self.size = size
+        self.acks = 0  # bookies that made it durable
+        self.outstanding = outstanding  # bookies that have not answered yet
+        self.ready = False  # reached ack quorum (but maybe waits for earlier entries)
+        self.done = False  # confirmed, or failed with `error`
+        self.error: StorageError | None = None
+        self.waiter: asyncio.Future[None] | None = None  # made only if the adder has to wait
+
+
+class WriteHandle(ReadHandle):
+    """The single writer of a ledger it created."""
+
+    def __init__(
+        self,
+        bookies: Mapping[str, BookieClient],
+        md: LedgerMetadata,
+        metadata: MetadataStore,
+        md_version: int,
+    ) -> None:
+        super().__init__(bookies, md, -1, 0)
+        self._store = metadata
+        self._md_version = md_version  # version of /ledgers/<id> this handle last wrote
+        self._next_entry_id = 0
+        self._sent_length = 0  # bytes of every entry handed out an id
+        self._pending: deque[_Pending] = deque()  # unconfirmed adds, in entry order
+        self._failed_bookies: set[str] = set()  # dropped from the write set
+        self._error: StorageError | None = None  # once set, every add fails with it
+        self._closed = False
+        self._tasks: set[asyncio.Future[None]] = set()  # sends to W > 1 bookies, kept from the GC
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    async def add_entry(self, data: bytes) -> int:
+        if self._closed:
+            raise LedgerClosedError(f"ledger {self.ledger_id} is closed")
+        if self._error is not None:
+            raise self._error
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"entry data must be bytes, not {type(data).__name__}")
+        entry_id = self._next_entry_id
+        self._next_entry_id += 1
+        self._sent_length += len(data)
+        stored = fmt.encode_entry(self._lac, self._sent_length, data)
+        targets = [b for b in fmt.write_set(self.metadata, entry_id) if b not in self._failed_bookies]
+        pending = _Pending(entry_id, len(data), len(targets))
+        self._pending.append(pending)
+        if len(targets) < self.metadata.ack_quorum:
+            self._fail_all(self._quorum_lost(entry_id))
+        elif len(targets) == 1:
+            # The common case (standalone, E1 W1 A1): no task, await the bookie directly.
+            await self._send(pending, targets[0], stored)
+        else:
+            for bookie_id in targets:
+                task = asyncio.ensure_future(self._send(pending, bookie_id, stored))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        if not pending.done:
+            pending.waiter = asyncio.get_running_loop().create_future()
+            await pending.waiter
+        if pending.error is not None:
+            raise pending.error
+        return entry_id
+
+    async def _send(self, pending: _Pending, bookie_id: str, stored: bytes) -> None:
+        try:
+            await self._bookies[bookie_id].add_entry(self.ledger_id, pending.entry_id, stored)
+        except BaseException as exc:
+            self._bookie_failed(pending, bookie_id, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        pending.outstanding -= 1
+        pending.acks += 1
+        if pending.acks >= self.metadata.ack_quorum and not pending.ready:
+            pending.ready = True
+            self._drain()
+
+    def _drain(self) -> None:
+        queue = self._pending
+        while queue and queue[0].ready:
+            head = queue.popleft()
+            self._lac = head.entry_id
+            self._length += head.size
+            head.done = True
+            if head.waiter is not None and not head.waiter.done():
+                head.waiter.set_result(None)
+
+    def _bookie_failed(self, pending: _Pending, bookie_id: str, exc: BaseException) -> None:
+        pending.outstanding -= 1
+        if isinstance(exc, LedgerFencedError):
+            self._fail_all(
+                LedgerFencedError(f"ledger {self.ledger_id} was fenced by a recovery (bookie {bookie_id})")
+            )
+            return
+        if bookie_id not in self._failed_bookies:
+            log.warning(
+                "ledger %d: dropping bookie %s from the write set: %r", self.ledger_id, bookie_id, exc
+            )
+            self._failed_bookies.add(bookie_id)
+        if (
+            not pending.done
+            and not pending.ready
+            and pending.acks + pending.outstanding < self.metadata.ack_quorum
+        ):
+            self._fail_all(self._quorum_lost(pending.entry_id, exc))
+
+    def _quorum_lost(self, entry_id: int, cause: BaseException | None = None) -> StorageError:
+        msg = (
+            f"ledger {self.ledger_id} entry {entry_id}: fewer than ack quorum {self.metadata.ack_quorum} "
+            f"bookies can store it (failed: {sorted(self._failed_bookies)})"
+        )
+        if cause is None:
+            return NotEnoughBookiesError(msg)
+        # Keep the bookie's error class (DiskFullError...) so callers see why.
+        cls = type(cause) if isinstance(cause, StorageError) else NotEnoughBookiesError
+        return cls(f"{msg}; last error: {cause}")
+
+    def _fail_all(self, error: StorageError) -> None:
+        self._error = error
+        while self._pending:
+            pending = self._pending.popleft()
+            pending.done, pending.error = True, error
+            if pending.waiter is not None and not pending.waiter.done():
+                pending.waiter.set_exception(error)
+
+    async def close(self) -> None:
+        """Wait for adds in flight, then record CLOSED at the LAC in the ledger metadata."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._pending:
+            last = self._pending[-1]
+            if last.waiter is None:
+                last.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.shield(last.waiter)
+            except StorageError:
+                pass
+        md = self.metadata
+        closed = LedgerMetadata(
+            md.ledger_id, md.ensemble, md.write_quorum, md.ack_quorum, LedgerState.CLOSED,
+            self._lac, self._length, md.created_ms, md.custom,
+        )  # fmt: skip
+        try:
+            await self._store.put(
+                fmt.ledger_path(self.ledger_id), fmt.encode_metadata(closed), self._md_version
+            )
+        except BadVersionError:
+            # Someone else (a recovery) changed it: their CLOSED metadata is authoritative.
+            found = await self._store.get(fmt.ledger_path(self.ledger_id))
+            if found is not None:
+                closed = fmt.decode_metadata(found[0])
+            if closed.state is not LedgerState.CLOSED:
+                raise StorageError(f"ledger {self.ledger_id} is being recovered by another client") from None
+            if closed.last_entry_id < self._lac:
+                log.error("ledger %d: recovery closed it at %d below this writer's LAC %d",
+                          self.ledger_id, closed.last_entry_id, self._lac)  # fmt: skip
+        self.metadata = closed
