@@ -154,7 +154,7 @@ class ManagedLedgerImpl(ManagedLedger):
     @classmethod
     async def open(
         cls, name: str, config: ManagedLedgerConfig, store: MetadataStore, client: LedgerClient, **kw
-    ):
+    ) -> ManagedLedgerImpl:
         ml = cls(name, config, store, client, **kw)
         await ml._initialize()
         return ml
@@ -421,7 +421,9 @@ class ManagedLedgerImpl(ManagedLedger):
     def cursors(self) -> Mapping[str, ManagedCursorImpl]:
         return MappingProxyType(self._cursors)
 
-    async def open_cursor(self, name: str, initial_position: InitialPosition = InitialPosition.LATEST):
+    async def open_cursor(
+        self, name: str, initial_position: InitialPosition = InitialPosition.LATEST
+    ) -> ManagedCursorImpl:
         self.check_usable()
         meta.cursor_path(self.name, name)  # validates the name
         cursor = self._cursors.get(name)
@@ -527,7 +529,9 @@ class ManagedLedgerImpl(ManagedLedger):
         try:
             if self._handle is not None and not was_fenced:
                 await self._handle.close()
-                self.ledgers.current.timestamp_ms = _now_ms()
+                current = self.ledgers.current  # the sealed count includes adds whose caller gave up
+                current.entries = max(current.entries, self._handle.last_add_confirmed + 1)
+                current.timestamp_ms = _now_ms()
                 await self._info_writer.flush()
             await self._reader.close()
         finally:
