@@ -140,7 +140,9 @@ class Bookie:
         log.info("bookie %s started, %d journal records replayed", self.data_dir, replayed)
         self._set_state(BookieState.RUNNING)
         if self._checkpoint_interval_s:
-            self._timer = asyncio.get_running_loop().create_task(self._checkpoint_timer())
+            self._timer = asyncio.get_running_loop().create_task(
+                self._checkpoint_timer(self._checkpoint_interval_s)
+            )
 
     def _replay(self, ledger_id: int, entry_id: int, data: bytes) -> None:
         assert self._index is not None
@@ -329,10 +331,9 @@ class Bookie:
         except StorageError as exc:
             log.warning("bookie %s: checkpoint failed: %s", self.data_dir, exc)
 
-    async def _checkpoint_timer(self) -> None:
-        assert self._checkpoint_interval_s
+    async def _checkpoint_timer(self, interval_s: float) -> None:
         while True:
-            await asyncio.sleep(self._checkpoint_interval_s)
+            await asyncio.sleep(interval_s)
             await self._background_checkpoint()
 
     # -- errors -----------------------------------------------------------------------------
