@@ -127,3 +127,24 @@ def test_merge_at_low_watermark_keeps_every_key(cluster):
     assert c.status("/jobs/merge/ht")["blocks"] < grown
     assert ht.multi_get([b"k%d" % i for i in range(1150, 1200)]) == [b"v" * 200] * 50
     assert len(ht) == 50
+
+
+def test_client_made_before_fork_works_in_the_child(cluster):
+    import multiprocessing
+
+    c = cluster.client()
+    ht = c.open_or_create_hash_table("/fork/ht")
+    ht.put(b"parent", b"1")
+
+    def child(q) -> None:
+        ht.put(b"child", b"2")
+        q.put(ht.get(b"parent"))
+
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(q,))
+    p.start()
+    assert q.get(timeout=20) == b"1"
+    p.join(20)
+    assert p.exitcode == 0
+    assert ht.get(b"child") == b"2"

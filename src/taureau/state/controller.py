@@ -61,6 +61,7 @@ class Controller:
         self.address = ""
         self._expiry_task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        self.closing = False  # set by close(): peers dropping then is expected, not a loss
         self._handlers = {
             Op.HELLO: self._hello,
             Op.CREATE: self._create,
@@ -93,6 +94,7 @@ class Controller:
         log.info("state controller on %s", self.address)
 
     async def close(self) -> None:
+        self.closing = True
         if self._expiry_task is not None:
             self._expiry_task.cancel()
         if self.server is not None:
@@ -124,7 +126,7 @@ class Controller:
 
     def _peer_closed(self, peer: Peer) -> None:
         sid = peer.info.get("server_id")
-        if sid is not None:
+        if sid is not None and not self.closing:
             hit = self.blocks.server_lost(sid)
             log.warning("memory server %d lost; %d structure(s) lost blocks", sid, len(hit))
         self.subs = [s for s in self.subs if s.peer is not peer]

@@ -26,6 +26,7 @@ class StateServices:
         return self.controller.address
 
     async def close(self) -> None:
+        await self.controller.close()  # first, so the memory server's leaving is not a "loss"
         if self.memory_server is not None:
             await self.memory_server.close()
         if self.proc is not None and self.proc.returncode is None:
@@ -35,7 +36,6 @@ class StateServices:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
-        await self.controller.close()
 
 
 async def start_state_services(

@@ -130,6 +130,14 @@ class HashTable(Structure):
     def __len__(self) -> int:
         return sum(unpack_u64(self._c.conn(p.addr).call(Op.COUNT, [p.alloc])[0]) for p in self._parts)
 
+    def _one_block(self, keys: list[bytes], payload: int) -> _Part | None:
+        """The only block, if the table has one and the batch fits in one request to it."""
+        parts = self._parts
+        if len(parts) != 1 or parts[0].lost:
+            return None
+        size = sum(map(len, keys)) + payload + 64 * len(keys)
+        return parts[0] if size <= parts[0].cap // 4 else None
+
     def _batches(
         self, keys: list[bytes], todo: list[int], payload: Callable[[int], int]
     ) -> dict[_Part, list[list[int]]]:
@@ -180,6 +188,13 @@ class HashTable(Structure):
     def multi_get(self, keys: Iterable[bytes]) -> list[bytes | None]:
         """Values in the order of `keys`; None where a key is missing."""
         keys = list(keys)
+        fast = self._one_block(keys, 0)
+        if fast is not None:  # common case: a small batch on a one-block table, one round trip
+            try:
+                r = self._c.conn(fast.addr).call(Op.MULTI_GET, [fast.alloc, *keys])
+                return [v if f else None for f, v in zip(r[0], r[1:], strict=True)]
+            except (Redirect, errors.StateUnavailableError):
+                pass  # fall through to the general path, which refreshes and retries
         out: list[bytes | None] = [None] * len(keys)
 
         def done(ix: list[int], r: list[bytes]) -> None:
@@ -195,6 +210,13 @@ class HashTable(Structure):
         """Upsert every pair (batched per block, pipelined per memory server)."""
         pairs = list(items.items() if isinstance(items, Mapping) else items)
         keys = [k for k, _ in pairs]
+        fast = self._one_block(keys, sum(len(v) for _, v in pairs))
+        if fast is not None:
+            try:
+                self._c.conn(fast.addr).call(Op.MULTI_PUT, [fast.alloc, *(x for kv in pairs for x in kv)])
+                return
+            except (Redirect, errors.StateUnavailableError):
+                pass
 
         def fields(ix: list[int]) -> list[bytes]:
             return [x for i in ix for x in pairs[i]]
