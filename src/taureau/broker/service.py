@@ -63,11 +63,15 @@ class BrokerService:
     def loaded_topics(self) -> list[PersistentTopic]:
         return [t.result() for t in self._topics.values() if t.done() and not t.exception()]
 
-    async def get_topic(self, name: TopicName, create: bool = True) -> PersistentTopic:
+    async def get_topic(
+        self, name: TopicName, create: bool = True, explicit: bool = False
+    ) -> PersistentTopic:
+        """The loaded topic `name`. create: may create it if the namespace policy allows
+        auto-creation; explicit: an admin creates it whatever that policy says."""
         key = str(name)
         task = self._topics.get(key)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._load_topic(name, create))
+            task = asyncio.get_running_loop().create_task(self._load_topic(name, create, explicit))
             self._topics[key] = task
 
             def forget_on_failure(done: asyncio.Task, key: str = key) -> None:
@@ -78,16 +82,16 @@ class BrokerService:
             task.add_done_callback(forget_on_failure)
         return await asyncio.shield(task)
 
-    async def _load_topic(self, name: TopicName, create: bool) -> PersistentTopic:
+    async def _load_topic(self, name: TopicName, create: bool, explicit: bool) -> PersistentTopic:
         if not name.persistent:
             raise NotAllowedError("non-persistent topics are not supported yet")
         policies = await self._policies_for(name)
         if name.partition < 0 and await self.resources.get_partitions(name) > 0:
             raise NotAllowedError(f"{name} is a partitioned topic: use its partitions")
         if not await self.factory.exists(name.storage_name):
-            if not create:
+            if not create and not explicit:
                 raise TopicNotFoundError(f"topic {name} does not exist")
-            if not await self._may_create(name, policies):
+            if not explicit and not await self._may_create(name, policies):
                 raise TopicNotFoundError(f"topic {name} does not exist and auto-creation is disabled")
         ledger = await self.factory.open(name.storage_name, self._ledger_config(policies))
         topic = PersistentTopic(name, ledger, self.store)
@@ -130,7 +134,7 @@ class BrokerService:
         await self._policies_for(name)
         if await self.topic_exists(name) or await self.resources.get_partitions(name):
             raise ConflictError(f"topic {name} already exists")
-        await self.get_topic(name, create=True)
+        await self.get_topic(name, explicit=True)
 
     async def delete_topic(self, name: TopicName, force: bool = False) -> None:
         topic = await self.get_topic(name, create=False)

@@ -198,7 +198,7 @@ async def create_subscription(
 ) -> Response:
     position = _position_body(body)
     name = _topic_name(tenant, namespace, topic)
-    loaded = await _service(request).get_topic(name, create=True)
+    loaded = await _service(request).get_topic(name, explicit=True)
     await loaded.create_subscription(subscription, position)
     return Response(status_code=204)
 
