@@ -99,13 +99,15 @@ class Standalone:
         opts = self.config.state
         services = await start_state_services(
             host=self.config.broker.bind_address,
+            advertised_host=self.config.broker.advertised_address,
             controller_port=opts.port,
             block_size=opts.block_size,
             num_blocks=opts.blocks,
             lease_ms=opts.lease_ms,
             data_dir=os.path.join(data_dir, "state"),
         )
-        self.state_address = services.controller_address
+        port = services.controller_address.rsplit(":", 1)[1]
+        self.state_address = f"{self.config.broker.advertised_address}:{port}"
         self._closers.append(services.close)
 
     async def stop(self) -> None:

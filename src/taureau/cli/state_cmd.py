@@ -40,7 +40,8 @@ def register(subparsers) -> None:
 
     ms = subparsers.add_parser("memory-server", help="run a memory server that joins a state controller")
     ms.add_argument("--controller", required=True, help="state controller HOST:PORT")
-    ms.add_argument("--host", default="127.0.0.1", help="address to listen on and advertise")
+    ms.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    ms.add_argument("--advertised-address", default=None, help="address clients dial (default: --host)")
     ms.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     ms.add_argument("--block-size", default="32MiB", help="bytes per block (e.g. 32MiB)")
     ms.add_argument("--blocks", type=int, default=64, help="number of blocks in this server's pool")
@@ -112,6 +113,7 @@ def memory_server_handler(args: argparse.Namespace) -> int:
         return 2
     kwargs = dict(
         controller=args.controller, host=args.host, port=args.port, block_size=block_size,
+        advertised_host=args.advertised_address,
         num_blocks=args.blocks,
     )  # fmt: skip
     try:

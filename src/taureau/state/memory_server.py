@@ -41,6 +41,7 @@ class MemoryServer:
         host: str = "127.0.0.1",
         port: int = 0,
         exit_on_controller_loss: bool = True,
+        advertised_host: str | None = None,
     ) -> None:
         if block_size < 1024 or num_blocks < 1:
             raise ValueError("a memory server needs block_size >= 1024 and num_blocks >= 1")
@@ -48,6 +49,8 @@ class MemoryServer:
         self.block_size = block_size
         self.num_blocks = num_blocks
         self.host, self.port = host, port
+        # What clients are told to dial: the listen address is useless when it is 0.0.0.0.
+        self.advertised_host = advertised_host or host
         self.exit_on_controller_loss = exit_on_controller_loss
         self.blocks: dict[bytes, Block] = {}  # packed u64 alloc id -> block (packed: no unpack per op)
         self.ctl: Peer | None = None  # our registration link; the controller commands us through it
@@ -76,7 +79,7 @@ class MemoryServer:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"{self.advertised_host}:{self.port}"
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

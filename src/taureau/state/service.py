@@ -47,6 +47,7 @@ async def start_state_services(
     lease_ms: int,
     data_dir: str,
     memory_server_process: bool = True,
+    advertised_host: str | None = None,
 ) -> StateServices:
     """Start the controller on this loop and one memory server.
 
@@ -61,13 +62,14 @@ async def start_state_services(
         if not memory_server_process:
             ms = MemoryServer(
                 controller=ctl.address, block_size=block_size, num_blocks=num_blocks, host=host,
-                exit_on_controller_loss=False,
+                exit_on_controller_loss=False, advertised_host=advertised_host,
             )  # fmt: skip
             await ms.start()
             return StateServices(ctl, ms)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "taureau.cli.state_cmd", "memory-server",
             "--controller", ctl.address, "--host", host, "--port", "0",
+            "--advertised-address", advertised_host or host,
             "--block-size", str(block_size), "--blocks", str(num_blocks),
         )  # fmt: skip
         services = StateServices(ctl, None, proc)
