@@ -1,5 +1,3 @@
-import logging
-
 import pulsar
 import pytest
 
@@ -15,8 +13,9 @@ def standalone(tmp_path_factory):
 
 @pytest.fixture
 def client(standalone):
-    logger = logging.getLogger("pulsar-client")
-    logger.setLevel(logging.WARNING)
+    # The client's own console logger: a Python logger is called from the client's threads,
+    # which can abort the interpreter at exit.
+    logger = pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn)
     c = pulsar.Client(standalone.service_url, operation_timeout_seconds=10, logger=logger)
     yield c
     c.close()

@@ -109,8 +109,8 @@ def _consume(args: argparse.Namespace) -> int:
 
 
 def _quiet_logger():
-    import logging
+    # The C++ client's own console logger: a Python logger would be called from the
+    # client's threads while the interpreter shuts down, which aborts the process.
+    import pulsar
 
-    logger = logging.getLogger("pulsar")
-    logger.setLevel(logging.WARNING)
-    return logger
+    return pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn)
