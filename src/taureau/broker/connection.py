@@ -25,7 +25,7 @@ from taureau.broker.consumer import Consumer
 from taureau.broker.producer import Producer
 from taureau.broker.service import BrokerService
 from taureau.broker.subscription import Subscription
-from taureau.broker.topic import PersistentTopic
+from taureau.broker.topic import PersistentTopic, PublishItem
 from taureau.common.errors import TaureauError
 from taureau.net.server import CoalescingWriter, tune_socket
 from taureau.protocol import (
@@ -77,6 +77,9 @@ class ServerConnection(asyncio.Protocol):
         self._control_task: asyncio.Task | None = None
         self._inflight = 0
         self._reading_paused = False
+        # SENDs decoded from the current read, by topic: published as one batch per topic
+        # when the read is done (see _flush_sends).
+        self._sends: dict[PersistentTopic, list[PublishItem]] = {}
 
     # -- state -------------------------------------------------------------------------------
 
@@ -106,8 +109,10 @@ class ServerConnection(asyncio.Protocol):
             return
         for frame in frames:
             if self.state is ConnectionState.CLOSED:
-                return
+                break
             self._handle(frame)
+        if self._sends:
+            self._flush_sends()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state is not ConnectionState.CLOSED:
@@ -206,36 +211,54 @@ class ServerConnection(asyncio.Protocol):
         if self._inflight >= MAX_INFLIGHT_PUBLISHES and not self._reading_paused:
             self._reading_paused = True
             self._transport.pause_reading()
-        asyncio.get_running_loop().create_task(
-            self._publish(producer, topic, payload, sequence_id, highest, messages)
-        )
+        item = PublishItem(producer, payload, sequence_id, highest, messages)
+        group = self._sends.get(topic)
+        if group is None:
+            self._sends[topic] = [item]
+        else:
+            group.append(item)
 
-    async def _publish(
-        self, producer: Producer, topic: PersistentTopic, data: bytes, sequence_id: int, highest: int, n: int
-    ) -> None:
+    def _flush_sends(self) -> None:
+        """One publish task per topic for everything this read carried: the entries travel
+        to the bookie as one batch, and receipts go back in one write."""
+        sends, self._sends = self._sends, {}
+        loop = asyncio.get_running_loop()
+        for topic, items in sends.items():
+            loop.create_task(self._publish(topic, items))
+
+    async def _publish(self, topic: PersistentTopic, items: list[PublishItem]) -> None:
         try:
-            position = await topic.publish(producer, data, sequence_id, highest, n)
-        except TaureauError as exc:
+            positions = await topic.publish_many(items)
+        except Exception as exc:
             # The client treats any SEND_ERROR but ChecksumError as fatal for the connection
             # and resends everything pending on a new one: exactly what a failed add needs.
-            log.warning("publish to %s failed: %s", topic.name, exc)
-            self.write(replies.send_error(producer.producer_id, sequence_id, exc.server_error, str(exc)))
-            self.close()
-            return
-        except Exception as exc:
-            log.exception("publish to %s failed", topic.name)
-            self.write(replies.send_error(producer.producer_id, sequence_id, 2, str(exc)))
+            if isinstance(exc, TaureauError):
+                log.warning("publish to %s failed: %s", topic.name, exc)
+            else:
+                log.exception("publish to %s failed", topic.name)
+            code = exc.server_error if isinstance(exc, TaureauError) else 2
+            first = items[0]
+            self.write(replies.send_error(first.producer.producer_id, first.sequence_id, code, str(exc)))
             self.close()
             return
         finally:
-            self._inflight -= 1
+            self._inflight -= len(items)
             if self._reading_paused and self._inflight < MAX_INFLIGHT_PUBLISHES // 2:
                 self._reading_paused = False
                 if not self._transport.is_closing():
                     self._transport.resume_reading()
-        ledger_id, entry_id = position if position is not None else (-1, -1)
         writer = self._writer
-        append_send_receipt(writer.buffer, producer.producer_id, sequence_id, highest, ledger_id, entry_id)
+        buffer = writer.buffer
+        for item, position in zip(items, positions, strict=True):
+            ledger_id, entry_id = position if position is not None else (-1, -1)
+            append_send_receipt(
+                buffer,
+                item.producer.producer_id,
+                item.sequence_id,
+                item.highest_sequence_id,
+                ledger_id,
+                entry_id,
+            )
         writer.schedule()
 
     # -- ConsumerSink ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import NamedTuple
 
 from taureau.broker.consumer import Consumer
 from taureau.broker.dedup import Deduplication
@@ -17,6 +18,16 @@ from taureau.storage.managed_ledger.api import InitialPosition, ManagedLedger
 from taureau.storage.position import EARLIEST, LATEST, Position
 
 log = logging.getLogger(__name__)
+
+
+class PublishItem(NamedTuple):
+    """One SEND on its way to the log."""
+
+    producer: Producer
+    data: bytes
+    sequence_id: int
+    highest_sequence_id: int
+    messages: int
 
 
 class SubscriptionBusyError(BrokerError):
@@ -83,6 +94,27 @@ class PersistentTopic:
         for subscription in self.subscriptions.values():
             subscription.notify_new_entries()
         return position
+
+    async def publish_many(self, items: list[PublishItem]) -> list[Position | None]:
+        """Store entries sent together (one socket read), in order, as one batch.
+        Positions in item order; None for a duplicate (de-duplication only)."""
+        if self.dedup is not None:
+            return list(
+                await asyncio.gather(
+                    *(self.publish(i.producer, i.data, i.sequence_id, i.highest_sequence_id, i.messages)
+                      for i in items)
+                )
+            )  # fmt: skip
+        positions = await self.ledger.add_entries([item.data for item in items])
+        for item in items:
+            producer = item.producer
+            producer.msg_in += item.messages
+            producer.bytes_in += len(item.data)
+            self.msg_in += item.messages
+            self.bytes_in += len(item.data)
+        for subscription in self.subscriptions.values():
+            subscription.notify_new_entries()
+        return positions
 
     async def _publish_deduplicated(
         self, producer: Producer, data: bytes, sequence_id: int, highest_sequence_id: int

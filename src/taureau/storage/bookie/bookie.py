@@ -191,27 +191,47 @@ class Bookie:
         Raises LedgerFencedError (fenced, unless recovery_add), NoSuchLedgerError (deleted),
         DiskFullError / StorageError (nothing was acknowledged; the bookie turns read-only).
         """
+        await self.add_entries(ledger_id, entry_id, [data], recovery_add=recovery_add)
+
+    async def add_entries(
+        self, ledger_id: int, first_entry_id: int, datas: list[bytes], *, recovery_add: bool = False
+    ) -> None:
+        """Store entries first_entry_id, first_entry_id + 1, ... of one ledger; return once all
+        are in the journal. They join the same journal batch, so a publisher sending many
+        entries in one read waits on one fsync through one coroutine instead of one each."""
         if self._state is not BookieState.RUNNING:
             raise self._not_writable()
-        _check_ids(ledger_id, entry_id)
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError(f"entry data must be bytes, not {type(data).__name__}")
+        _check_ids(ledger_id, first_entry_id)
+        for data in datas:
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise TypeError(f"entry data must be bytes, not {type(data).__name__}")
         assert self._index is not None
         info = self._index.info(ledger_id)
         if info.deleted:
             raise NoSuchLedgerError(f"ledger {ledger_id} was deleted")
         if info.fenced and not recovery_add:
             raise LedgerFencedError(f"ledger {ledger_id} is fenced")
-        record = records.encode(ledger_id, entry_id, data)
+        journal_add = self._journal.add
+        durable = None
         try:
-            self._store(ledger_id, entry_id, record, info)
+            for offset, data in enumerate(datas):
+                entry_id = first_entry_id + offset
+                record = records.encode(ledger_id, entry_id, data)
+                self._store(ledger_id, entry_id, record, info)
+                durable = journal_add(record)
         except OSError as exc:
             raise self._turn_read_only(storage_error(exc, "entry log write")) from exc
-        self._adds_since_checkpoint += 1
+        except StorageError as exc:
+            raise self._turn_read_only(exc) from None
+        self._adds_since_checkpoint += len(datas)
         if self._adds_since_checkpoint >= self._checkpoint_entries and self._checkpoint_running is None:
             self._adds_since_checkpoint = 0
             asyncio.get_running_loop().create_task(self._background_checkpoint())
-        await self._journaled(record)
+        if durable is not None:
+            try:
+                await durable  # every record of this call is in the same or an earlier batch
+            except StorageError as exc:
+                raise self._turn_read_only(exc) from None
 
     async def _journaled(self, record: bytes) -> None:
         try:

@@ -16,6 +16,7 @@ Theory of operation:
 from __future__ import annotations
 
 import abc
+import asyncio
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -65,6 +66,15 @@ class LedgerHandle(abc.ABC):
 
         Raises LedgerClosedError, LedgerFencedError, DiskFullError / StorageError.
         """
+
+    async def add_entries(self, datas: list[bytes]) -> int:
+        """Append several entries in order; return the first one's id once all are durable.
+
+        Entry ids are taken in order before the first suspension, like add_entry. The
+        default issues one add_entry per entry; a writer may batch them (WriteHandle does).
+        """
+        ids = await asyncio.gather(*(self.add_entry(data) for data in datas))
+        return ids[0]
 
     @abc.abstractmethod
     async def read_entries(self, first: int, last: int) -> list[bytes]:

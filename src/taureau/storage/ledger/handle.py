@@ -152,6 +152,51 @@ class WriteHandle(ReadHandle):
             raise pending.error
         return entry_id
 
+    async def add_entries(self, datas: list[bytes]) -> int:
+        """Append entries in order; the first one's id once all are confirmed.
+
+        With a single bookie per entry (E = W = A = 1, standalone) the whole list goes to the
+        bookie in one call and waits on one journal batch; otherwise each entry is added as
+        add_entry would (quorum bookkeeping per entry).
+        """
+        md = self.metadata
+        if len(md.ensemble) != 1 or md.write_quorum != 1 or self._failed_bookies or not datas:
+            return await super().add_entries(datas)
+        if self._closed:
+            raise LedgerClosedError(f"ledger {self.ledger_id} is closed")
+        if self._error is not None:
+            raise self._error
+        first = self._next_entry_id
+        stored, batch = [], []
+        for data in datas:
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise TypeError(f"entry data must be bytes, not {type(data).__name__}")
+        for data in datas:
+            self._sent_length += len(data)
+            stored.append(fmt.encode_entry(self._lac, self._sent_length, data))
+            pending = _Pending(self._next_entry_id, len(data), 1)
+            self._next_entry_id += 1
+            self._pending.append(pending)
+            batch.append(pending)
+        bookie_id = md.ensemble[0]
+        try:
+            await self._bookies[bookie_id].add_entries(self.ledger_id, first, stored)
+        except BaseException as exc:
+            self._bookie_failed(batch[0], bookie_id, exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for pending in batch:
+                pending.outstanding, pending.acks, pending.ready = 0, 1, True
+            self._drain()
+        last = batch[-1]
+        if not last.done:
+            last.waiter = asyncio.get_running_loop().create_future()
+            await last.waiter
+        if last.error is not None:
+            raise last.error
+        return first
+
     async def _send(self, pending: _Pending, bookie_id: str, stored: bytes) -> None:
         try:
             await self._bookies[bookie_id].add_entry(self.ledger_id, pending.entry_id, stored)

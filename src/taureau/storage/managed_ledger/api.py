@@ -19,6 +19,7 @@ Theory of operation:
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -155,6 +156,11 @@ class ManagedLedger(abc.ABC):
     @abc.abstractmethod
     async def add_entry(self, data: bytes) -> Position:
         """Append and return the position once durable."""
+
+    async def add_entries(self, datas: list[bytes]) -> list[Position]:
+        """Append several entries in order; their positions once all are durable.
+        (Implementations batch them; this default issues them concurrently, in order.)"""
+        return list(await asyncio.gather(*(self.add_entry(data) for data in datas)))
 
     @abc.abstractmethod
     async def open_cursor(
