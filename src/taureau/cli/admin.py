@@ -110,14 +110,47 @@ TOPIC = arg("topic")
 SUB = arg("-s", "--subscription", required=True)
 
 
-@verb("tenants", "list")
-def _(c, a):
-    return c.call("GET", "/admin/v2/tenants")
+# Verbs that are one REST call with no body: (group, verb) -> (method, path, arguments).
+# `{topic}` in a path is the topic's REST path; other fields come from the arguments.
+SIMPLE_VERBS = {
+    ("tenants", "list"): ("GET", "/admin/v2/tenants", []),
+    ("tenants", "get"): ("GET", "/admin/v2/tenants/{tenant}", [TENANT]),
+    ("tenants", "delete"): ("DELETE", "/admin/v2/tenants/{tenant}", [TENANT]),
+    ("namespaces", "list"): ("GET", "/admin/v2/namespaces/{tenant}", [TENANT]),
+    ("namespaces", "policies"): ("GET", "/admin/v2/namespaces/{namespace}", [NAMESPACE]),
+    ("namespaces", "create"): ("PUT", "/admin/v2/namespaces/{namespace}", [NAMESPACE]),
+    ("namespaces", "delete"): ("DELETE", "/admin/v2/namespaces/{namespace}", [NAMESPACE]),
+    ("namespaces", "topics"): ("GET", "/admin/v2/namespaces/{namespace}/topics", [NAMESPACE]),
+    ("namespaces", "get-retention"): ("GET", "/admin/v2/namespaces/{namespace}/retention", [NAMESPACE]),
+    ("namespaces", "get-auto-topic-creation"): (
+        "GET", "/admin/v2/namespaces/{namespace}/autoTopicCreation", [NAMESPACE]
+    ),
+    ("namespaces", "get-deduplication"): ("GET", "/admin/v2/namespaces/{namespace}/deduplication", [NAMESPACE]),
+    ("topics", "list"): ("GET", "/admin/v2/persistent/{namespace}", [NAMESPACE]),
+    ("topics", "list-partitioned-topics"): ("GET", "/admin/v2/persistent/{namespace}/partitioned", [NAMESPACE]),
+    ("topics", "create"): ("PUT", "{topic}", [TOPIC]),
+    ("topics", "stats"): ("GET", "{topic}/stats", [TOPIC]),
+    ("topics", "stats-internal"): ("GET", "{topic}/internalStats", [TOPIC]),
+    ("topics", "last-message-id"): ("GET", "{topic}/lastMessageId", [TOPIC]),
+    ("topics", "get-partitioned-topic-metadata"): ("GET", "{topic}/partitions", [TOPIC]),
+    ("topics", "partitioned-stats"): ("GET", "{topic}/partitioned-stats", [TOPIC]),
+    ("topics", "subscriptions"): ("GET", "{topic}/subscriptions", [TOPIC]),
+    ("topics", "clear-backlog"): ("POST", "{topic}/subscription/{subscription}/skip_all", [TOPIC, SUB]),
+}  # fmt: skip
 
 
-@verb("tenants", "get", TENANT)
-def _(c, a):
-    return c.call("GET", f"/admin/v2/tenants/{a.tenant}")
+def _simple(method: str, path: str):
+    def call(c, a):
+        fields = dict(vars(a))
+        if "topic" in fields:
+            fields["topic"] = _topic_path(a.topic)
+        return c.call(method, path.format(**fields))
+
+    return call
+
+
+for (_group, _name), (_method, _path, _arguments) in SIMPLE_VERBS.items():
+    verb(_group, _name, *_arguments)(_simple(_method, _path))
 
 
 def _tenant_body(a) -> dict:
@@ -140,36 +173,6 @@ def _(c, a):
     return c.call("POST", f"/admin/v2/tenants/{a.tenant}", _tenant_body(a))
 
 
-@verb("tenants", "delete", TENANT)
-def _(c, a):
-    return c.call("DELETE", f"/admin/v2/tenants/{a.tenant}")
-
-
-@verb("namespaces", "list", TENANT)
-def _(c, a):
-    return c.call("GET", f"/admin/v2/namespaces/{a.tenant}")
-
-
-@verb("namespaces", "policies", NAMESPACE)
-def _(c, a):
-    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}")
-
-
-@verb("namespaces", "create", NAMESPACE)
-def _(c, a):
-    return c.call("PUT", f"/admin/v2/namespaces/{a.namespace}")
-
-
-@verb("namespaces", "delete", NAMESPACE)
-def _(c, a):
-    return c.call("DELETE", f"/admin/v2/namespaces/{a.namespace}")
-
-
-@verb("namespaces", "topics", NAMESPACE)
-def _(c, a):
-    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/topics")
-
-
 @verb(
     "namespaces",
     "set-retention",
@@ -180,11 +183,6 @@ def _(c, a):
 def _(c, a):
     body = {"retentionTimeInMinutes": int(a.time), "retentionSizeInMB": a.size}
     return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/retention", body)
-
-
-@verb("namespaces", "get-retention", NAMESPACE)
-def _(c, a):
-    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/retention")
 
 
 @verb(
@@ -207,11 +205,6 @@ def _(c, a):
     return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/autoTopicCreation", body)
 
 
-@verb("namespaces", "get-auto-topic-creation", NAMESPACE)
-def _(c, a):
-    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/autoTopicCreation")
-
-
 @verb(
     "namespaces",
     "set-deduplication",
@@ -225,44 +218,9 @@ def _(c, a):
     return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/deduplication", a.enable)
 
 
-@verb("namespaces", "get-deduplication", NAMESPACE)
-def _(c, a):
-    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/deduplication")
-
-
-@verb("topics", "list", NAMESPACE)
-def _(c, a):
-    return c.call("GET", f"/admin/v2/persistent/{a.namespace}")
-
-
-@verb("topics", "list-partitioned-topics", NAMESPACE)
-def _(c, a):
-    return c.call("GET", f"/admin/v2/persistent/{a.namespace}/partitioned")
-
-
-@verb("topics", "create", TOPIC)
-def _(c, a):
-    return c.call("PUT", _topic_path(a.topic))
-
-
 @verb("topics", "delete", TOPIC, arg("-f", "--force", action="store_true"))
 def _(c, a):
     return c.call("DELETE", _topic_path(a.topic), params={"force": str(a.force).lower()})
-
-
-@verb("topics", "stats", TOPIC)
-def _(c, a):
-    return c.call("GET", _topic_path(a.topic) + "/stats")
-
-
-@verb("topics", "stats-internal", TOPIC)
-def _(c, a):
-    return c.call("GET", _topic_path(a.topic) + "/internalStats")
-
-
-@verb("topics", "last-message-id", TOPIC)
-def _(c, a):
-    return c.call("GET", _topic_path(a.topic) + "/lastMessageId")
 
 
 @verb("topics", "create-partitioned-topic", TOPIC, arg("-p", "--partitions", type=int, required=True))
@@ -275,24 +233,9 @@ def _(c, a):
     return c.call("POST", _topic_path(a.topic) + "/partitions", a.partitions)
 
 
-@verb("topics", "get-partitioned-topic-metadata", TOPIC)
-def _(c, a):
-    return c.call("GET", _topic_path(a.topic) + "/partitions")
-
-
 @verb("topics", "delete-partitioned-topic", TOPIC, arg("-f", "--force", action="store_true"))
 def _(c, a):
     return c.call("DELETE", _topic_path(a.topic) + "/partitions", params={"force": str(a.force).lower()})
-
-
-@verb("topics", "partitioned-stats", TOPIC)
-def _(c, a):
-    return c.call("GET", _topic_path(a.topic) + "/partitioned-stats")
-
-
-@verb("topics", "subscriptions", TOPIC)
-def _(c, a):
-    return c.call("GET", _topic_path(a.topic) + "/subscriptions")
 
 
 @verb(
@@ -319,11 +262,6 @@ def _(c, a):
 @verb("topics", "skip", TOPIC, SUB, arg("-n", "--count", type=int, required=True))
 def _(c, a):
     return c.call("POST", _topic_path(a.topic) + f"/subscription/{a.subscription}/skip/{a.count}")
-
-
-@verb("topics", "clear-backlog", TOPIC, SUB)
-def _(c, a):
-    return c.call("POST", _topic_path(a.topic) + f"/subscription/{a.subscription}/skip_all")
 
 
 @verb(
