@@ -1,0 +1,125 @@
+"""Plumbing every peer shares: free ports, server processes, CPU sampling, pacing, percentiles."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PAYLOAD = b"x" * 100  # every workload sends 100-byte messages
+LATENCY_RATE = 10_000  # offered rate of the latency workload, msgs/s
+WARMUP_MESSAGES = 2_000  # sent by each producer before the clock starts
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TICK = 0.0005  # seconds a paced sender sleeps when no send is due
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class Server:
+    """A server process this benchmark started; `address` is what the peer's clients dial."""
+
+    name: str
+    proc: subprocess.Popen
+    address: str
+    log: Path
+    settings: dict[str, str] = field(default_factory=dict)  # durability and tuning, printed
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def spawn(cmd: list[str], log: Path, **kwargs) -> subprocess.Popen:
+    """Start a server with stdout and stderr in `log`, in its own process group."""
+    out = log.open("wb")
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (all its threads), from /proc/<pid>/stat."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds over all cores since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+class CpuSampler:
+    """CPU used by the server process and by the whole machine between start() and stop()."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+        self.server0 = process_cpu_seconds(self.server_pid)
+        self.busy0, self.total0 = machine_busy_seconds()
+
+    def stop(self) -> tuple[float, float, float]:
+        """Return (wall seconds, server CPU seconds, machine busy CPU seconds)."""
+        wall = time.perf_counter() - self.t0
+        server = process_cpu_seconds(self.server_pid) - self.server0
+        busy, _ = machine_busy_seconds()
+        return wall, server, busy - self.busy0
+
+
+def due_counts(rate: float, duration: float):
+    """Yield how many sends are due now, to offer `rate` msgs/s for `duration` s; 0 means none
+    is due, and the caller sleeps for TICK (time.sleep or asyncio.sleep, as its loop needs).
+
+    A sender that falls behind gets a larger count next time (it catches up, nothing skipped).
+    Latency is measured from each actual send call to its acknowledgement.
+    """
+    start = time.perf_counter()
+    total = int(rate * duration)
+    sent = 0
+    while sent < total:
+        due = min(total, int((time.perf_counter() - start) * rate) + 1)
+        yield due - sent
+        sent = due
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, int(round(p / 100 * (len(sorted_values) - 1))))
+    return sorted_values[k]

@@ -1,0 +1,144 @@
+"""Taureau standalone driven by the official Pulsar Python client (pulsar-client)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .base import PAYLOAD, TICK, WARMUP_MESSAGES, Server, due_counts, free_port, spawn
+from .runner import Job, WorkerResult
+
+NAME = "taureau"
+BATCH_MAX_MESSAGES = 1000  # client batch: at most 1000 messages ...
+BATCH_MAX_DELAY_MS = 1  # ... or 1 ms, whichever comes first
+UNBATCHED_WINDOW = 1000  # messages in flight with batching off (max_pending_messages)
+
+
+def missing() -> str | None:
+    return None  # runs from this checkout's interpreter
+
+
+def start(workdir: Path, fsync: bool = True) -> Server:
+    """Start `taureau standalone` on free loopback ports and wait for its ready line."""
+    port, web = free_port(), free_port()
+    log = workdir / "taureau.log"
+    cmd = [sys.executable, "-m", "taureau.cli.main", "standalone", "--data-dir", str(workdir / "data")]
+    cmd += ["--broker-port", str(port), "--web-port", str(web), "--no-state"]
+    cmd += ["--bind-address", "127.0.0.1", "--advertised-address", "127.0.0.1"]
+    if not fsync:
+        cmd.append("--no-journal-fsync")
+    proc = spawn(cmd, log)
+    deadline = time.monotonic() + 60
+    while "Taureau standalone ready" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"taureau standalone did not start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)
+    settings = {"journal": "fsync before every send receipt" if fsync else "NO fsync (--no-journal-fsync)"}
+    return Server(NAME if fsync else f"{NAME} (no fsync)", proc, f"pulsar://127.0.0.1:{port}", log, settings)
+
+
+def client(address: str):
+    import pulsar
+
+    quiet = logging.getLogger("pulsar-bench")
+    quiet.setLevel(logging.CRITICAL)  # the C++ client logs every pending send it drops at close
+    return pulsar.Client(address, io_threads=1, operation_timeout_seconds=60, logger=quiet)
+
+
+def producer(c, topic: str, batched: bool):
+    return c.create_producer(
+        topic,
+        batching_enabled=batched,
+        batching_max_messages=BATCH_MAX_MESSAGES,
+        batching_max_allowed_size_in_bytes=1024 * 1024,
+        batching_max_publish_delay_ms=BATCH_MAX_DELAY_MS,
+        max_pending_messages=10 * BATCH_MAX_MESSAGES if batched else UNBATCHED_WINDOW,
+        block_if_queue_full=True,
+    )
+
+
+def run(job: Job, barrier) -> WorkerResult:
+    c = client(job.address)
+    try:
+        return ROLES[job.role](c, job, barrier)
+    finally:
+        c.close()
+
+
+def _produce(c, job: Job, barrier) -> WorkerResult:
+    p = producer(c, job.stream, job.batched)
+    acked = [0]
+    last = [0.0]
+
+    def on_ack(res, _msg_id) -> None:
+        acked[0] += 1
+        last[0] = time.perf_counter()
+
+    for _ in range(WARMUP_MESSAGES):
+        p.send_async(PAYLOAD, on_ack)
+    p.flush()
+    barrier.wait()
+    acked[0] = 0
+    t0, c0 = time.perf_counter(), time.process_time()
+    deadline = t0 + job.duration
+    send = p.send_async
+    while time.perf_counter() < deadline:
+        for _ in range(200):
+            send(PAYLOAD, on_ack)
+    p.flush()
+    return WorkerResult(acked[0], last[0] - t0, time.process_time() - c0)
+
+
+def _consume(c, job: Job, barrier) -> WorkerResult:
+    import pulsar
+
+    consumer = c.subscribe(
+        job.stream,
+        "bench",
+        consumer_type=pulsar.ConsumerType.Exclusive,
+        receiver_queue_size=10_000,
+        batch_receive_policy=pulsar.ConsumerBatchReceivePolicy(1000, -1, 5),
+    )
+    barrier.wait()
+    t0, c0 = time.perf_counter(), time.process_time()
+    deadline = t0 + job.duration
+    count, last = 0, t0
+    while time.perf_counter() < deadline:
+        msgs = consumer.batch_receive()
+        if len(msgs):
+            count += len(msgs)
+            last = time.perf_counter()
+            consumer.acknowledge_cumulative(msgs[len(msgs) - 1])
+    return WorkerResult(count, last - t0, time.process_time() - c0)
+
+
+def _latency(c, job: Job, barrier) -> WorkerResult:
+    p = producer(c, job.stream, job.batched)
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def sent_at(t: float):
+        def on_ack(res, _msg_id) -> None:
+            with lock:
+                latencies.append(time.perf_counter() - t)
+
+        return on_ack
+
+    for _ in range(WARMUP_MESSAGES):
+        p.send_async(PAYLOAD, lambda res, mid: None)
+    p.flush()
+    barrier.wait()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for n in due_counts(job.rate, job.duration):
+        if not n:
+            time.sleep(TICK)
+        for _ in range(n):
+            p.send_async(PAYLOAD, sent_at(time.perf_counter()))
+    p.flush()
+    return WorkerResult(len(latencies), time.perf_counter() - t0, time.process_time() - c0, latencies)
+
+
+ROLES = {"produce": _produce, "consume": _consume, "latency": _latency}
