@@ -203,13 +203,22 @@ class Recorder:
             self.next += 1
 
 
-def read_all(service_url: str, topic: str) -> list[int]:
+def keep_everything(server: Standalone, topic: str) -> None:
+    """A durable subscription from the start: as on Pulsar, a topic with no subscription and
+    no retention policy may delete its ledgers once they roll over."""
+    path = f"{server.admin_url}/admin/v2/persistent/{topic.split('://')[1]}/subscription/audit"
+    assert httpx.put(path, json={"ledgerId": -1, "entryId": -1}).status_code == 204
+
+
+def read_all(service_url: str, topic: str, raw: bool = False) -> list:
+    """Every stored message of `topic`, read from the earliest (ints unless raw)."""
     client = pulsar.Client(service_url, operation_timeout_seconds=10)
     try:
         reader = client.create_reader(topic, pulsar.MessageId.earliest)
         stored = []
         while reader.has_message_available():
-            stored.append(int(reader.read_next(timeout_millis=5000).data()))
+            data = reader.read_next(timeout_millis=5000).data()
+            stored.append(data.decode() if raw else int(data))
         return stored
     finally:
         client.close()
@@ -225,6 +234,7 @@ def test_kill_9_during_production_loses_nothing_acknowledged(tmp_path, dedup):
     if dedup:
         r = httpx.post(f"{server.admin_url}/admin/v2/namespaces/public/default/deduplication", json=True)
         assert r.status_code == 204
+    keep_everything(server, topic)
     client = pulsar.Client(server.service_url, operation_timeout_seconds=30)
     try:
         recorder = Recorder(client, topic, "crash-producer")
@@ -249,3 +259,51 @@ def test_kill_9_during_production_loses_nothing_acknowledged(tmp_path, dedup):
     assert first_seen == sorted(first_seen)  # in order per producer
     if dedup:
         assert len(stored) == len(set(stored)) == recorder.next
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 6 MiB tmpfs, so the disk really fills up (needs root, as CI has)."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6M", "tmpfs", str(mount_point)], capture_output=True
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_disk_full_is_an_error_not_a_silent_drop(tiny_disk):
+    server = Standalone(tiny_disk / "data").start()
+    topic = "persistent://public/default/full"
+    keep_everything(server, topic)
+    acked: list[int] = []
+    failed = 0
+    try:
+        client = pulsar.Client(server.service_url, operation_timeout_seconds=5)
+        producer = client.create_producer(topic, batching_enabled=False, send_timeout_millis=3000)
+        body = b"x" * 2000
+        for i in range(5000):
+            try:
+                producer.send(str(i).encode() + b":" + body)
+                acked.append(i)
+            except Exception:
+                failed += 1
+                if failed >= 3:
+                    break
+        client.close()
+        assert failed >= 3, "the disk never filled up"
+        assert any("No space left" in line or "disk" in line.lower() for line in server.output), "".join(
+            server.output[-20:]
+        )
+        # Still serving: the admin API answers and the acknowledged messages are readable.
+        assert httpx.get(f"{server.admin_url}/admin/v2/tenants", timeout=10).status_code == 200
+        server.kill()
+        subprocess.run(["mount", "-o", "remount,size=64M", str(tiny_disk)], check=True)
+        server.restart()
+        stored = [int(value.split(":")[0]) for value in read_all(server.service_url, topic, raw=True)]
+        assert set(acked) <= set(stored)
+    finally:
+        server.kill()

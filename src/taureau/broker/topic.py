@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import NamedTuple
 
 from taureau.broker.consumer import Consumer
@@ -11,13 +12,21 @@ from taureau.broker.dedup import Deduplication
 from taureau.broker.entries import batch_index_of_last, entry_info, producer_info, publish_time
 from taureau.broker.producer import Producer
 from taureau.broker.subscription import Subscription, SubType
-from taureau.common.errors import BrokerError, ProducerBusyError, SubscriptionNotFoundError
+from taureau.common.errors import (
+    BrokerError,
+    ProducerBusyError,
+    ServiceNotReadyError,
+    StorageError,
+    SubscriptionNotFoundError,
+)
 from taureau.common.names import TopicName
 from taureau.metadata.store import MetadataStore
 from taureau.storage.managed_ledger.api import InitialPosition, ManagedLedger
 from taureau.storage.position import EARLIEST, LATEST, Position
 
 log = logging.getLogger(__name__)
+
+WRITE_FAILURE_HOLD_S = 5.0
 
 
 class PublishItem(NamedTuple):
@@ -46,6 +55,11 @@ class PersistentTopic:
         self.msg_in = 0
         self.bytes_in = 0
         self.closed = False
+        # The last storage failure and when it happened: for a while after one, new
+        # producers are refused with a retryable error, so clients back off instead of
+        # reconnecting and resending in a tight loop (their send timeouts then fire).
+        self._write_error: Exception | None = None
+        self._write_failed_at = 0.0
 
     @property
     def partition(self) -> int:
@@ -62,6 +76,8 @@ class PersistentTopic:
             self.dedup = None
 
     def add_producer(self, producer: Producer) -> None:
+        if self._write_error is not None and time.monotonic() - self._write_failed_at < WRITE_FAILURE_HOLD_S:
+            raise ServiceNotReadyError(f"topic {self.name} cannot store messages now: {self._write_error}")
         if producer.name in self.producers:
             raise ProducerBusyError(f"producer {producer.name!r} is already connected to {self.name}")
         exclusive = [p for p in self.producers.values() if p.access_mode != 0]
@@ -81,12 +97,16 @@ class PersistentTopic:
     ) -> Position | None:
         """Store one entry; its position, or None for a duplicate that is already stored."""
         dedup = self.dedup
-        if dedup is None:
-            position = await self.ledger.add_entry(data)
-        else:
-            position = await self._publish_deduplicated(producer, data, sequence_id, highest_sequence_id)
-            if position is None:
-                return None
+        try:
+            if dedup is None:
+                position = await self.ledger.add_entry(data)
+            else:
+                position = await self._publish_deduplicated(producer, data, sequence_id, highest_sequence_id)
+                if position is None:
+                    return None
+        except StorageError as exc:
+            self._write_failed(exc)
+            raise
         producer.msg_in += messages
         producer.bytes_in += len(data)
         self.msg_in += messages
@@ -105,7 +125,11 @@ class PersistentTopic:
                       for i in items)
                 )
             )  # fmt: skip
-        positions = await self.ledger.add_entries([item.data for item in items])
+        try:
+            positions = await self.ledger.add_entries([item.data for item in items])
+        except StorageError as exc:
+            self._write_failed(exc)
+            raise
         for item in items:
             producer = item.producer
             producer.msg_in += item.messages
@@ -115,6 +139,10 @@ class PersistentTopic:
         for subscription in self.subscriptions.values():
             subscription.notify_new_entries()
         return positions
+
+    def _write_failed(self, exc: Exception) -> None:
+        self._write_error = exc
+        self._write_failed_at = time.monotonic()
 
     async def _publish_deduplicated(
         self, producer: Producer, data: bytes, sequence_id: int, highest_sequence_id: int

@@ -331,9 +331,10 @@ class ManagedLedgerImpl(ManagedLedger):
             await old.close()
             old_info.entries = old.last_add_confirmed + 1
             old_info.timestamp_ms = _now_ms()
+            await self._start_ledger()
+            # Drop an empty old ledger only once the new one exists: the list is never empty.
             if old_info.entries == 0:
                 self.ledgers.remove(old_info.ledger_id)
-            await self._start_ledger()
             await self._info_writer.flush()
             if old_info.entries == 0:
                 await self._delete_ledger_quietly(old_info.ledger_id)
