@@ -1,0 +1,127 @@
+"""Broker-side publish latency: SEND to SEND_RECEIPT over a raw socket, at a paced rate.
+
+The official Python client hands every send callback from its C++ I/O thread to Python
+through the GIL, which adds milliseconds under load; this probe speaks the wire protocol
+directly (taureau.protocol) from one asyncio loop, so what it measures is the broker: frame
+decoding, the managed ledger, the journal's group commit (fsync) and the receipt.
+
+    python bench/publish_latency.py                  # starts its own standalone, 10k msgs/s
+    python bench/publish_latency.py --rate 20000 --seconds 10
+    python bench/publish_latency.py --url 127.0.0.1:6650   # against a running broker
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from taureau.protocol import FrameDecoder, encode_command, encode_payload_command, pb  # noqa: E402
+from taureau.protocol.metadata import encode_entry  # noqa: E402
+
+T = pb.BaseCommand.Type
+
+
+def _command(kind: int, field: str, **values) -> bytes:
+    return encode_command(pb.BaseCommand(type=kind, **{field: values}))
+
+
+async def probe(host: str, port: int, rate: int, seconds: float, size: int) -> list[float]:
+    """Latencies in ms of every message sent at `rate` per second for `seconds`."""
+    reader, writer = await asyncio.open_connection(host, port)
+    decoder = FrameDecoder()
+    pending: dict[int, float] = {}
+    latencies: list[float] = []
+    ready = asyncio.get_running_loop().create_future()
+
+    async def receive() -> None:
+        while data := await reader.read(1 << 16):
+            now = time.perf_counter()
+            for frame in decoder.feed(data):
+                kind = frame.command.type
+                if kind == T.SEND_RECEIPT:
+                    sent = pending.pop(frame.command.send_receipt.sequence_id, None)
+                    if sent is not None:
+                        latencies.append((now - sent) * 1000)
+                elif kind == T.PRODUCER_SUCCESS and not ready.done():
+                    ready.set_result(frame.command.producer_success.producer_name)
+                elif kind == T.ERROR and not ready.done():
+                    ready.set_exception(RuntimeError(frame.command.error.message))
+
+    receiver = asyncio.create_task(receive())
+    writer.write(_command(T.CONNECT, "connect", client_version="latency-probe", protocol_version=20))
+    writer.write(
+        _command(T.PRODUCER, "producer", topic=f"latency-probe-{time.time_ns()}", producer_id=1, request_id=1)
+    )
+    name = await ready
+    payload = b"x" * size
+    interval = 1.0 / rate
+    start = time.perf_counter()
+    sequence = 0
+    while (now := time.perf_counter()) - start < seconds:
+        due = start + sequence * interval
+        if now < due:
+            await asyncio.sleep(due - now)
+            continue
+        meta = pb.MessageMetadata(
+            producer_name=name, sequence_id=sequence, publish_time=int(time.time() * 1000)
+        )
+        send = pb.BaseCommand(type=T.SEND, send=pb.CommandSend(producer_id=1, sequence_id=sequence))
+        pending[sequence] = time.perf_counter()
+        writer.write(encode_payload_command(send, encode_entry(meta, payload)))
+        sequence += 1
+    deadline = time.perf_counter() + 5
+    while pending and time.perf_counter() < deadline:
+        await asyncio.sleep(0.01)
+    receiver.cancel()
+    writer.close()
+    if pending:
+        print(f"warning: {len(pending)} sends had no receipt within 5 s", file=sys.stderr)
+    return latencies
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="host:port of a running broker (default: start one)")
+    parser.add_argument("--rate", type=int, default=10_000, help="messages per second (default 10000)")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--size", type=int, default=100, help="payload bytes (default 100)")
+    parser.add_argument("--no-fsync", action="store_true", help="start the broker with --no-journal-fsync")
+    args = parser.parse_args()
+    server = None
+    if args.url:
+        host, port = args.url.rsplit(":", 1)
+    else:
+        from tests.e2e.harness import Standalone
+
+        extra = ["--no-journal-fsync"] if args.no_fsync else []
+        server = Standalone(Path(tempfile.mkdtemp(prefix="taureau-latency-")), *extra).start()
+        host, port = "127.0.0.1", str(server.broker_port)
+    try:
+        latencies = asyncio.run(probe(host, int(port), args.rate, args.seconds, args.size))
+    finally:
+        if server is not None:
+            server.stop()
+    achieved = len(latencies) / args.seconds
+    print(
+        f"{len(latencies)} receipts, {achieved:,.0f} msgs/s offered {args.rate:,}/s, "
+        f"fsync {'off' if args.no_fsync else 'on'}: "
+        f"p50 {statistics.median(latencies):.2f} ms, p99 {percentile(latencies, 99):.2f} ms, "
+        f"max {max(latencies):.2f} ms"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
