@@ -281,3 +281,48 @@ def test_invalid_topic_name_is_rejected(standalone):
             c.create_producer("persistent://public/default/bad topic name")
     finally:
         c.close()
+
+
+def test_reader_seek_moves_the_reader(client, topic):
+    producer = client.create_producer(topic)
+    ids = [producer.send(str(i).encode()) for i in range(6)]
+    reader = client.create_reader(topic, MessageId.earliest)
+    assert [int(reader.read_next(timeout_millis=5000).data()) for _ in range(6)] == list(range(6))
+    reader.seek(ids[1])
+    # As on Pulsar, a reader that seeks to a message id goes on *after* that message.
+    assert int(reader.read_next(timeout_millis=5000).data()) == 2
+
+
+def test_key_shared_sticky_ranges(client, topic):
+    from pulsar import ConsumerKeySharedPolicy, KeySharedMode
+
+    low = client.subscribe(
+        topic,
+        "sticky",
+        consumer_type=ConsumerType.KeyShared,
+        key_shared_policy=ConsumerKeySharedPolicy(KeySharedMode.Sticky, sticky_ranges=[(0, 32767)]),
+    )
+    high = client.subscribe(
+        topic,
+        "sticky",
+        consumer_type=ConsumerType.KeyShared,
+        key_shared_policy=ConsumerKeySharedPolicy(KeySharedMode.Sticky, sticky_ranges=[(32768, 65535)]),
+    )
+    producer = client.create_producer(topic)
+    for i in range(60):
+        producer.send(str(i).encode(), partition_key=f"k{i % 15}")
+    owners = collections.defaultdict(set)
+    total = 0
+    for name, consumer in (("low", low), ("high", high)):
+        for m in drain(consumer, timeout_ms=500):
+            owners[m.partition_key()].add(name)
+            total += 1
+    assert total == 60
+    assert all(len(o) == 1 for o in owners.values())
+    with pytest.raises(Exception):  # noqa: B017 - overlapping ranges are refused
+        client.subscribe(
+            topic,
+            "sticky",
+            consumer_type=ConsumerType.KeyShared,
+            key_shared_policy=ConsumerKeySharedPolicy(KeySharedMode.Sticky, sticky_ranges=[(100, 200)]),
+        )
