@@ -195,3 +195,24 @@ def test_cli_admin_and_client(standalone, topic):
     assert consumed.stdout.count("content:hi") == 3
     stats = run_cli(standalone, "admin", "topics", "stats", topic)
     assert '"msgInCounter": 3' in stats.stdout
+
+
+def test_force_delete_disconnects_clients_and_frees_storage(admin, client, topic):
+    path = rest_path(topic)
+    producer = client.create_producer(topic)
+    consumer = client.subscribe(topic, "s")
+    producer.send(b"x")
+    assert admin.delete(path).status_code == 412  # still in use
+    assert admin.delete(path, params={"force": "true"}).status_code == 204
+    assert admin.get(f"{path}/stats").status_code == 404
+    # The clients are told to reconnect; their reconnection creates the topic anew (auto-creation).
+    consumer.close()
+    producer.close()
+
+
+def test_exclusive_producer_access_mode(client, topic):
+    first = client.create_producer(topic, access_mode=pulsar.ProducerAccessMode.Exclusive)
+    with pytest.raises(Exception, match="(?i)busy|fenced|exclusive"):
+        client.create_producer(topic)
+    first.close()
+    client.create_producer(topic).send(b"ok")

@@ -153,6 +153,8 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
             self._cursors[cursor.name] = cursor
         self._set_state(MLState.OPEN)
         self._schedule_trim_timer()
+        # Opening rolled over to a new ledger: ledgers consumed before the restart may go now.
+        self._trimmer.request()
 
     async def _start_ledger(self) -> None:
         cfg = self.config
