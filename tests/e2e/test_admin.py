@@ -216,3 +216,28 @@ def test_exclusive_producer_access_mode(client, topic):
         client.create_producer(topic)
     first.close()
     client.create_producer(topic).send(b"ok")
+
+
+def test_failover_spreads_partitions_over_consumers(admin, client, topic):
+    assert admin.put(f"{rest_path(topic)}/partitions", json=4).status_code == 204
+    a = client.subscribe(topic, "fo", consumer_type=pulsar.ConsumerType.Failover, consumer_name="a")
+    b = client.subscribe(topic, "fo", consumer_type=pulsar.ConsumerType.Failover, consumer_name="b")
+    producer = client.create_producer(
+        topic, message_routing_mode=pulsar.PartitionsRoutingMode.RoundRobinDistribution
+    )
+    for i in range(40):
+        producer.send(str(i).encode())
+    partitions = {"a": set(), "b": set()}
+    seen = []
+    for name, consumer in (("a", a), ("b", b)):
+        while True:
+            try:
+                msg = consumer.receive(timeout_millis=1000)
+            except pulsar.Timeout:
+                break
+            partitions[name].add(msg.topic_name())
+            seen.append(int(msg.data()))
+            consumer.acknowledge(msg)
+    assert sorted(seen) == list(range(40))
+    assert len(partitions["a"]) == 2 and len(partitions["b"]) == 2
+    assert not partitions["a"] & partitions["b"]
