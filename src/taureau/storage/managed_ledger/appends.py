@@ -107,32 +107,7 @@ class AppendPath:
             self._waiters.clear()
 
     async def _issue(self, data: bytes) -> Position:
-        handle = self._handle
-        self._issued += 1
-        self._issued_bytes += len(data)
-        self._inflight += 1
-        if self._full():
-            self._start_rollover()  # the rollover task starts after this add is issued
-        try:
-            entry_id = await handle.add_entry(data)
-        except LedgerFencedError:
-            self._fence("its ledger was fenced by another owner")
-            raise ManagedLedgerFencedError(
-                f"managed ledger {self.name}: ledger fenced by another owner"
-            ) from None
-        except StorageError:
-            self._broken = True
-            raise
-        finally:
-            self._add_done()
-        info = self.ledgers.current
-        info.entries = max(info.entries, entry_id + 1)
-        info.size += len(data)
-        position = Position(handle.ledger_id, entry_id)
-        self._entries_added += 1
-        self.cache.insert(Entry(position, bytes(data)))
-        self._wake_waiters()
-        return position
+        return (await self._issue_many([data]))[0]
 
     def _start_rollover(self) -> None:
         if self._state is MLState.OPEN:
