@@ -266,3 +266,23 @@ async def test_non_durable_subscription_vanishes_with_its_consumer(topic):
     await topic.remove_consumer(sub, c)
     assert "reader-1" not in topic.subscriptions
     assert isinstance(sub, Subscription)
+
+
+async def test_unacked_entries_come_back_after_every_consumer_left(topic):
+    sink = Sink()
+    a = consumer(sink, 1)
+    sub = await topic.subscribe(
+        subscription="s", consumer=a, sub_type=SubType.KEY_SHARED, initial_position=InitialPosition.EARLIEST
+    )
+    sub.flow(a, 10)
+    await publish(topic, b"1", b"2", b"3", key="k")
+    await settle()
+    await sub.ack_individual(a, [sink.messages[0][1]])
+    await topic.remove_consumer(sub, a)
+    # The next consumer may use another type (so another dispatcher): nothing unacked is lost.
+    b = consumer(sink, 2)
+    await topic.subscribe(subscription="s", consumer=b, sub_type=SubType.SHARED)
+    sub.flow(b, 10)
+    await settle()
+    again = [(m[3][-1:], m[2]) for m in sink.messages if m[0] == 2]
+    assert again == [(b"2", 1), (b"3", 1)]

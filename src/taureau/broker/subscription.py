@@ -74,9 +74,11 @@ class Subscription:
                     f"subscription {self.name} is {self.sub_type.name}, cannot attach a {sub_type.name} consumer"
                 )
         elif self.dispatcher is None or sub_type != self.sub_type or sub_type == SubType.KEY_SHARED:
-            if self.dispatcher is not None:
-                await self.dispatcher.close()
+            previous = self.dispatcher
             self.dispatcher = self._make_dispatcher(sub_type, sticky)
+            if previous is not None:
+                await previous.close()
+                self.dispatcher.redelivery_counts = previous.redelivery_counts
             self.sub_type = sub_type
         self.dispatcher.add_consumer(consumer)
 

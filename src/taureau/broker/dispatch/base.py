@@ -77,6 +77,14 @@ class Dispatcher:
             self.consumers.remove(consumer)
         self._redeliver_pending(consumer, list(consumer.pending))
         consumer.pending.clear()
+        if not self.consumers:
+            # Nobody left: forget what was in flight and let the cursor hand out every
+            # unacknowledged entry again (acked ones are skipped), as Pulsar rewinds an idle
+            # subscription. The replay set must not outlive this dispatcher: the next
+            # consumer may come with another subscription type, hence another dispatcher.
+            self._epoch += 1
+            self.replay.clear()
+            self.cursor.rewind()
         self.wake()
 
     def flow(self, consumer: Consumer, permits: int) -> None:
