@@ -154,6 +154,7 @@ def test_unwritable_data_dir_gives_a_clear_error(tmp_path):
 def test_clean_shutdown_and_restart_keep_data(tmp_path):
     server = Standalone(tmp_path / "data").start()
     try:
+        keep_everything(server, "persistent://public/default/restart")
         client = pulsar.Client(server.service_url)
         producer = client.create_producer("persistent://public/default/restart")
         for i in range(20):
