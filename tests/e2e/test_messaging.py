@@ -326,3 +326,22 @@ def test_key_shared_sticky_ranges(client, topic):
             consumer_type=ConsumerType.KeyShared,
             key_shared_policy=ConsumerKeySharedPolicy(KeySharedMode.Sticky, sticky_ranges=[(100, 200)]),
         )
+
+
+def test_unsubscribe_deletes_the_subscription(client, topic, standalone):
+    import httpx
+
+    producer = client.create_producer(topic)
+    consumer = client.subscribe(topic, "gone")
+    other = client.subscribe(topic, "shared-sub", consumer_type=ConsumerType.Shared)
+    second = client.subscribe(topic, "shared-sub", consumer_type=ConsumerType.Shared)
+    producer.send(b"x")
+    consumer.unsubscribe()
+    path = f"{standalone.admin_url}/admin/v2/persistent/{topic.split('://')[1]}/subscriptions"
+    assert httpx.get(path).json() == ["shared-sub"]
+    with pytest.raises(Exception):  # noqa: B017 - another consumer is still attached
+        other.unsubscribe()
+    assert httpx.get(path).json() == ["shared-sub"]
+    second.close()
+    other.unsubscribe()
+    assert httpx.get(path).json() == []

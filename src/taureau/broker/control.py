@@ -265,9 +265,10 @@ async def unsubscribe(conn, cmd) -> None:
 
     async def work() -> None:
         consumer, sub, topic = _consumer(conn, req.consumer_id)
-        await topic.unsubscribe(sub.name, requester=consumer, force=req.force)
+        topic.check_unsubscribe(sub.name, requester=consumer, force=req.force)
         sub.remove_consumer(consumer)
         conn.consumers.pop(req.consumer_id, None)
+        await topic.unsubscribe(sub.name, force=req.force)
         conn.write(replies.success(req.request_id))
 
     await _generic(conn, req.request_id, work)

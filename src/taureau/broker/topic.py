@@ -220,13 +220,18 @@ class PersistentTopic:
         if position is not None and position not in (EARLIEST, LATEST):
             await sub.reset_to(position)
 
-    async def unsubscribe(self, name: str, requester: Consumer | None = None, force: bool = False) -> None:
+    def check_unsubscribe(self, name: str, requester: Consumer | None = None, force: bool = False) -> None:
+        """Raise unless `name` exists and (without force) has no consumer but `requester`."""
         sub = self.subscriptions.get(name)
         if sub is None:
             raise SubscriptionNotFoundError(f"subscription {name} does not exist on {self.name}")
         others = [c for c in sub.consumers if c is not requester]
         if others and not force:
             raise SubscriptionBusyError(f"subscription {name} has {len(others)} other consumer(s) connected")
+
+    async def unsubscribe(self, name: str, requester: Consumer | None = None, force: bool = False) -> None:
+        self.check_unsubscribe(name, requester, force)
+        sub = self.subscriptions[name]
         if force:
             sub.disconnect_consumers()
         del self.subscriptions[name]

@@ -84,7 +84,10 @@ class Dispatcher:
             # consumer may come with another subscription type, hence another dispatcher.
             self._epoch += 1
             self.replay.clear()
-            self.cursor.rewind()
+            try:
+                self.cursor.rewind()
+            except TaureauError:
+                pass  # the cursor was closed or deleted with its subscription: nothing to rewind
         self.wake()
 
     def flow(self, consumer: Consumer, permits: int) -> None:
