@@ -38,6 +38,7 @@ class Sink:
         self.active.append((consumer_id, is_active))
 
     remote_address = "test"
+    writable = True
 
 
 def message(body: bytes, key: str | None = None, batch: int | None = None) -> bytes:
@@ -286,3 +287,26 @@ async def test_unacked_entries_come_back_after_every_consumer_left(topic):
     await settle()
     again = [(m[3][-1:], m[2]) for m in sink.messages if m[0] == 2]
     assert again == [(b"2", 1), (b"3", 1)]
+
+
+async def test_a_backed_up_connection_gets_nothing_until_it_drains(topic):
+    sink = Sink()
+    slow, fast = consumer(sink, 1), consumer(Sink(), 2)
+    sub = await topic.subscribe(
+        subscription="s", consumer=slow, sub_type=SubType.SHARED, initial_position=InitialPosition.EARLIEST
+    )
+    await topic.subscribe(subscription="s", consumer=fast, sub_type=SubType.SHARED)
+    sink.writable = False  # its socket's send buffer is over the high-water mark
+    sub.flow(slow, 100)
+    sub.flow(fast, 100)
+    await publish(topic, b"1", b"2", b"3")
+    await settle()
+    assert sink.messages == [] and len(fast.sink.messages) == 3
+    await publish(topic, b"4")
+    fast.permits = 0
+    await settle()
+    assert sink.messages == []
+    sink.writable = True
+    sub.dispatcher.wake()  # what the connection's resume_writing does
+    await settle()
+    assert [m[3][-1:] for m in sink.messages] == [b"4"]

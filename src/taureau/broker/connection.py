@@ -45,6 +45,8 @@ T = pb.BaseCommand.Type
 # Plain ints: protobuf enum attribute lookups cost ~1 us each on the hot path.
 _SEND, _FLOW, _PING, _PONG, _CONNECT = T.SEND, T.FLOW, T.PING, T.PONG, T.CONNECT
 MAX_INFLIGHT_PUBLISHES = 10_000
+# Dispatch to a consumer stops while this many bytes wait in its socket's send buffer.
+WRITE_BUFFER_HIGH = 4 * 1024 * 1024
 SERVER_VERSION = "Taureau-0.1.0"
 MAX_PROTOCOL_VERSION = 20
 
@@ -77,6 +79,7 @@ class ServerConnection(asyncio.Protocol):
         self._control_task: asyncio.Task | None = None
         self._inflight = 0
         self._reading_paused = False
+        self.writable = True  # False while the transport's send buffer is over the high mark
         # SENDs decoded from the current read, by topic: published as one batch per topic
         # when the read is done (see _flush_sends).
         self._sends: dict[PersistentTopic, list[PublishItem]] = {}
@@ -96,6 +99,7 @@ class ServerConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.remote_address = f"{peer[0]}:{peer[1]}" if peer else "?"
         self._writer = CoalescingWriter(self._transport)
+        self._transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         self._control_task = asyncio.get_running_loop().create_task(self._run_control())
 
     def data_received(self, data: bytes) -> None:
@@ -113,6 +117,15 @@ class ServerConnection(asyncio.Protocol):
             self._handle(frame)
         if self._sends:
             self._flush_sends()
+
+    def pause_writing(self) -> None:
+        self.writable = False
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        for _, sub, _ in self.consumers.values():
+            if sub.dispatcher is not None:
+                sub.dispatcher.wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state is not ConnectionState.CLOSED:

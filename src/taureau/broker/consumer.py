@@ -22,6 +22,11 @@ class ConsumerSink(Protocol):
     @property
     def remote_address(self) -> str: ...
 
+    @property
+    def writable(self) -> bool:
+        """False while the socket's send buffer is over its high-water mark."""
+        ...
+
 
 class Consumer:
     """Per-consumer dispatch state. Only the subscription's dispatcher changes `permits`
@@ -54,6 +59,13 @@ class Consumer:
         self.msg_out = 0
         self.bytes_out = 0
         self.msg_acked = 0
+
+    @property
+    def ready(self) -> bool:
+        """May take another entry: it has permits and its connection is not backed up
+        (permits bound messages, not bytes: 1000 permits of 5 MB messages would otherwise
+        pile up 5 GB in a slow client's send buffer)."""
+        return self.permits > 0 and self.sink.writable
 
     @property
     def unacked_messages(self) -> int:

@@ -163,7 +163,7 @@ class Dispatcher:
     # -- subclass hooks ----------------------------------------------------------------------
 
     def _available_permits(self) -> int:
-        return sum(c.permits for c in self.consumers if c.permits > 0)
+        return sum(c.permits for c in self.consumers if c.ready)
 
     def _assign(self, items: list[DispatchItem]) -> list[DispatchItem]:
         """Deliver items to consumers; return the ones nobody could take, in order."""

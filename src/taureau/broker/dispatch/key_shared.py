@@ -110,7 +110,7 @@ class KeySharedDispatcher(Dispatcher):
             if (
                 consumer is None
                 or id(consumer) in self._blocked
-                or consumer.permits <= 0
+                or not consumer.ready
                 or (
                     consumer.max_read_position is not None
                     and item.entry.position >= consumer.max_read_position

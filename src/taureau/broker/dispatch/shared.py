@@ -24,7 +24,7 @@ class SharedDispatcher(Dispatcher):
         best = None
         for step in range(count):
             candidate = consumers[(self._next + step) % count]
-            if candidate.permits > 0 and (best is None or candidate.priority < best[1].priority):
+            if candidate.ready and (best is None or candidate.priority < best[1].priority):
                 best = (step, candidate)
                 if candidate.priority == 0:
                     break

@@ -63,12 +63,13 @@ class SingleActiveDispatcher(Dispatcher):
         self.wake()
 
     def _available_permits(self) -> int:
-        return max(self.active.permits, 0) if self.active is not None else 0
+        active = self.active
+        return active.permits if active is not None and active.ready else 0
 
     def _assign(self, items: list[DispatchItem]) -> list[DispatchItem]:
         active = self.active
         for index, item in enumerate(items):
-            if active is None or active.permits <= 0:
+            if active is None or not active.ready:
                 return items[index:]
             self._deliver(active, item)
         return []
