@@ -4,6 +4,7 @@ state controller with a memory server) in one process."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
@@ -61,6 +62,7 @@ class Standalone:
             os.remove(probe)
         except OSError as exc:
             raise StorageError(f"data directory {data_dir} is not writable: {exc.strerror}") from None
+        self._lock_data_dir(data_dir)
         store = await open_metadata_store(self.config.metadata_url, data_dir, fsync=broker.journal_fsync)
         self._closers.append(store.close)
         ledgers = await open_local_ledger_client(
@@ -92,6 +94,28 @@ class Standalone:
         self._closers.append(web.stop)
         if self.config.state.enabled:
             await self._start_state(data_dir)
+
+    def _lock_data_dir(self, data_dir: str) -> None:
+        """Hold an exclusive lock on the data directory for the life of the process: two
+        processes appending to one journal and metadata log would corrupt both."""
+        lock_path = os.path.join(data_dir, "LOCK")
+        lock_file = open(lock_path, "a+")  # noqa: SIM115 - held open until stop()
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "another process"
+            lock_file.close()
+            raise StorageError(f"data directory {data_dir} is in use by {holder}") from None
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"taureau pid {os.getpid()}\n")
+        lock_file.flush()
+
+        async def unlock() -> None:
+            lock_file.close()  # closing releases the flock
+
+        self._closers.append(unlock)
 
     async def _start_state(self, data_dir: str) -> None:
         from taureau.state.service import start_state_services

@@ -308,3 +308,18 @@ def test_disk_full_is_an_error_not_a_silent_drop(tiny_disk):
         assert set(acked) <= set(stored)
     finally:
         server.kill()
+
+
+def test_a_second_process_cannot_open_a_data_dir_in_use(tmp_path):
+    first = Standalone(tmp_path / "data").start()
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "taureau.cli.main", "standalone", "--data-dir", str(tmp_path / "data"),
+             "--broker-port", "0", "--web-port", "0", "--no-state"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert "in use" in second.stderr
+        assert httpx.get(f"{first.admin_url}/admin/v2/tenants").status_code == 200
+    finally:
+        assert first.stop() == 0
