@@ -345,3 +345,16 @@ def test_unsubscribe_deletes_the_subscription(client, topic, standalone):
     second.close()
     other.unsubscribe()
     assert httpx.get(path).json() == []
+
+
+def test_ack_timeout_redelivers(client, topic):
+    # 10 s is the Python client's minimum ack timeout.
+    consumer = client.subscribe(
+        topic, "slow", consumer_type=ConsumerType.Shared, unacked_messages_timeout_ms=10_000
+    )
+    client.create_producer(topic).send(b"forgotten")
+    first = consumer.receive(timeout_millis=5000)
+    again = consumer.receive(timeout_millis=25_000)
+    assert again.data() == b"forgotten" and again.message_id() == first.message_id()
+    assert again.redelivery_count() == 1
+    consumer.acknowledge(again)
