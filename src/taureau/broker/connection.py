@@ -80,6 +80,7 @@ class ServerConnection(asyncio.Protocol):
         self._inflight = 0
         self._reading_paused = False
         self.writable = True  # False while the transport's send buffer is over the high mark
+        self._closing = False  # close() was called: handle nothing more from this peer
         # SENDs decoded from the current read, by topic: published as one batch per topic
         # when the read is done (see _flush_sends).
         self._sends: dict[PersistentTopic, list[PublishItem]] = {}
@@ -103,20 +104,25 @@ class ServerConnection(asyncio.Protocol):
         self._control_task = asyncio.get_running_loop().create_task(self._run_control())
 
     def data_received(self, data: bytes) -> None:
+        bad: ProtocolError | None = None
         try:
             frames = self.decoder.feed(data)
         except ProtocolError as exc:
-            for frame in getattr(exc, "frames", []):
-                self._handle(frame)
-            log.warning("closing %s: malformed frame: %s", self.remote_address, exc)
-            self.close()
-            return
+            frames, bad = getattr(exc, "frames", []), exc  # the good frames before the bad one
         for frame in frames:
-            if self.state is ConnectionState.CLOSED:
+            if self._closing:
                 break
             self._handle(frame)
+        if bad is not None:
+            log.warning("closing %s: malformed frame: %s", self.remote_address, bad)
+            self.close()
         if self._sends:
-            self._flush_sends()
+            if self._closing:
+                # Nothing was acknowledged: the client resends these on its next connection.
+                self._inflight -= sum(map(len, self._sends.values()))
+                self._sends.clear()
+            else:
+                self._flush_sends()
 
     def pause_writing(self) -> None:
         self.writable = False
@@ -134,6 +140,7 @@ class ServerConnection(asyncio.Protocol):
         self._control.put_nowait(None)
 
     def close(self) -> None:
+        self._closing = True
         if self._writer is not None:
             self._writer.flush()
         if self._transport is not None and not self._transport.is_closing():
