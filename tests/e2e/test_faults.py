@@ -119,6 +119,18 @@ def test_bad_checksum_is_refused_and_nothing_is_stored(standalone, client, topic
     assert stats["msgInCounter"] == 0 and stats["entriesCount"] == 0
 
 
+def test_unparseable_metadata_in_send_is_never_stored(standalone, client, topic):
+    body = b"\xff\xff\xff\xff\xff garbage protobuf"
+    garbage_entry = struct.pack(">I", len(body)) + body + b"payload"
+    _, closed = raw_session(standalone, *producer_frames(topic), send_frame(garbage_entry), read_for=1.5)
+    assert closed
+    stats = httpx.get(f"{standalone.admin_url}/admin/v2/persistent/{topic.split('://')[1]}/stats").json()
+    assert stats["entriesCount"] == 0
+    consumer = client.subscribe(topic, "s", initial_position=InitialPosition.Earliest)
+    client.create_producer(topic).send(b"fine")
+    assert consumer.receive(5000).data() == b"fine"
+
+
 def test_truncated_metadata_in_send_is_rejected(standalone, client, topic):
     frames = producer_frames(topic) + [send_frame(b"\x00\x00\x00\x50short")]
     raw_session(standalone, *frames, read_for=1.0)

@@ -33,6 +33,7 @@ from taureau.protocol import (
     ProtocolError,
     append_message,
     append_send_receipt,
+    parse_metadata,
     pb,
     pong,
     replies,
@@ -220,6 +221,14 @@ class ServerConnection(asyncio.Protocol):
             return
         if len(payload) > self.service.config.max_message_size:
             self.write(replies.send_error(send.producer_id, sequence_id, 22, "message too large"))
+            return
+        try:
+            # Consumers' clients drop their connection on a MessageMetadata they cannot parse:
+            # a corrupt entry, once stored, would break every consumer of the topic.
+            parse_metadata(payload)
+        except ProtocolError as exc:
+            log.warning("closing %s: SEND with invalid metadata: %s", self.remote_address, exc)
+            self.close()
             return
         messages = send.num_messages if send.HasField("num_messages") else 1
         if send.HasField("highest_sequence_id") and send.highest_sequence_id >= sequence_id:
