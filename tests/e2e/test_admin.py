@@ -241,3 +241,30 @@ def test_failover_spreads_partitions_over_consumers(admin, client, topic):
     assert sorted(seen) == list(range(40))
     assert len(partitions["a"]) == 2 and len(partitions["b"]) == 2
     assert not partitions["a"] & partitions["b"]
+
+
+def test_deduplication_with_batching(admin, client):
+    assert admin.put("/admin/v2/namespaces/public/dedup").status_code == 204
+    assert admin.post("/admin/v2/namespaces/public/dedup/deduplication", json=True).status_code == 204
+    topic = "persistent://public/dedup/batched"
+    assert (
+        admin.put(f"{rest_path(topic)}/subscription/audit", json={"ledgerId": -1, "entryId": -1}).status_code
+        == 204
+    )
+    producer = client.create_producer(
+        topic, producer_name="p1", batching_enabled=True, batching_max_messages=10
+    )
+    for i in range(100):
+        producer.send_async(str(i).encode(), None, sequence_id=i)
+    producer.flush()
+    producer.close()
+    again = client.create_producer(topic, producer_name="p1", batching_enabled=True, batching_max_messages=10)
+    assert again.last_sequence_id() == 99
+    for i in range(50, 150):  # half of these are resends
+        again.send_async(str(i).encode(), None, sequence_id=i)
+    again.flush()
+    reader = client.create_reader(topic, pulsar.MessageId.earliest)
+    stored = []
+    while reader.has_message_available():
+        stored.append(int(reader.read_next(timeout_millis=5000).data()))
+    assert stored == list(range(150))

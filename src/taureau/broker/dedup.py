@@ -2,9 +2,10 @@
 
 Theory of operation (Pulsar's MessageDeduplication, simplified):
 - `highest_pushed[name]` is the highest sequence id handed to the managed ledger,
-  `highest_persisted[name]` the highest one whose add completed. A message with
-  sequence id <= highest_pushed is a duplicate: if it is also <= highest_persisted, the
-  receipt goes back at once; otherwise it waits for the add in flight.
+  `highest_persisted[name]` the highest one whose add completed. An entry whose highest
+  sequence id is <= highest_pushed is a duplicate: if it is also <= highest_persisted, the
+  receipt goes back at once; otherwise it waits for the add in flight. (A batch that only
+  partly overlaps what is stored is stored: a duplicate beats a loss.)
 - Every SNAPSHOT_INTERVAL entries the persisted map and the position it covers are written
   to the metadata store. On load the snapshot is read and every entry after its position is
   replayed (producer name + highest sequence id parsed from the entry), so the map is exact

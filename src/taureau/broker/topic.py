@@ -149,11 +149,13 @@ class PersistentTopic:
     ) -> Position | None:
         dedup = self.dedup
         name = producer.name
-        if dedup.is_duplicate(name, sequence_id):
+        # A duplicate only if the whole entry is: a batch that reaches past what is stored
+        # (re-batched differently on a resend) is stored again rather than partly dropped.
+        if dedup.is_duplicate(name, highest_sequence_id):
             # A resend: answer once the original is durable (it may still be in flight).
-            while not dedup.is_persisted(name, sequence_id) and self._last_add_done is not None:
+            while not dedup.is_persisted(name, highest_sequence_id) and self._last_add_done is not None:
                 await asyncio.shield(self._last_add_done)
-            if not dedup.is_persisted(name, sequence_id):
+            if not dedup.is_persisted(name, highest_sequence_id):
                 raise BrokerError(f"the original of sequence id {sequence_id} was not stored; resend it")
             return None
         dedup.pushed(name, highest_sequence_id)
