@@ -60,10 +60,11 @@ async def namespace_topics(request: Request, tenant: str, namespace: str) -> lis
     return await service.topics_of_namespace(ns)
 
 
-async def _update(request: Request, tenant: str, namespace: str, change) -> Response:
+async def _set_policy(request: Request, tenant: str, namespace: str, field: str, value: Any) -> Response:
+    """Set one field of the namespace's policies (compare-and-set) and push it to its topics."""
     service = _service(request)
     ns = NamespaceName.parse(f"{tenant}/{namespace}")
-    await service.resources.update_policies(ns, change)
+    await service.resources.update_policies(ns, lambda policies: setattr(policies, field, value))
     await service.apply_policies(ns)
     return Response(status_code=204)
 
@@ -78,19 +79,12 @@ async def set_retention(request: Request, tenant: str, namespace: str, body: Any
     retention = _build(RetentionPolicies, _object(body, "retention"))
     if retention.retentionTimeInMinutes < -1 or retention.retentionSizeInMB < -1:
         raise ValueError("retention values must be >= -1 (-1 keeps forever)")
-
-    def change(p: NamespacePolicies) -> None:
-        p.retention_policies = retention
-
-    return await _update(request, tenant, namespace, change)
+    return await _set_policy(request, tenant, namespace, "retention_policies", retention)
 
 
 @router.delete("/{tenant}/{namespace}/retention", status_code=204)
 async def remove_retention(request: Request, tenant: str, namespace: str) -> Response:
-    def change(p: NamespacePolicies) -> None:
-        p.retention_policies = RetentionPolicies()
-
-    return await _update(request, tenant, namespace, change)
+    return await _set_policy(request, tenant, namespace, "retention_policies", RetentionPolicies())
 
 
 @router.get("/{tenant}/{namespace}/autoTopicCreation")
@@ -107,19 +101,12 @@ async def set_auto_topic_creation(
         raise ValueError("topicType must be 'non-partitioned' or 'partitioned'")
     if auto.defaultNumPartitions < 1:
         raise ValueError("defaultNumPartitions must be >= 1")
-
-    def change(p: NamespacePolicies) -> None:
-        p.autoTopicCreationOverride = auto
-
-    return await _update(request, tenant, namespace, change)
+    return await _set_policy(request, tenant, namespace, "autoTopicCreationOverride", auto)
 
 
 @router.delete("/{tenant}/{namespace}/autoTopicCreation", status_code=204)
 async def remove_auto_topic_creation(request: Request, tenant: str, namespace: str) -> Response:
-    def change(p: NamespacePolicies) -> None:
-        p.autoTopicCreationOverride = AutoTopicCreation()
-
-    return await _update(request, tenant, namespace, change)
+    return await _set_policy(request, tenant, namespace, "autoTopicCreationOverride", AutoTopicCreation())
 
 
 @router.get("/{tenant}/{namespace}/deduplication")
@@ -131,8 +118,4 @@ async def get_deduplication(request: Request, tenant: str, namespace: str) -> bo
 async def set_deduplication(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
     if not isinstance(body, bool):
         raise ValueError("deduplication body must be true or false")
-
-    def change(p: NamespacePolicies) -> None:
-        p.deduplicationEnabled = body
-
-    return await _update(request, tenant, namespace, change)
+    return await _set_policy(request, tenant, namespace, "deduplicationEnabled", body)
