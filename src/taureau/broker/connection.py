@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 
 from taureau.broker.consumer import Consumer
+from taureau.broker.control import handler_for
 from taureau.broker.producer import Producer
 from taureau.broker.service import BrokerService
 from taureau.broker.subscription import Subscription
@@ -92,6 +93,10 @@ class ServerConnection(asyncio.Protocol):
         if new not in _TRANSITIONS[self.state]:
             raise RuntimeError(f"connection cannot go from {self.state.value} to {new.value}")
         self.state = new
+
+    @property
+    def closed(self) -> bool:
+        return self.state is ConnectionState.CLOSED
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -171,8 +176,6 @@ class ServerConnection(asyncio.Protocol):
             log.warning("closing %s: %s before CONNECT", self.remote_address, T.Name(kind))
             self.close()
         else:
-            from taureau.broker.control import handler_for
-
             handler = handler_for(kind)
             if handler is None:
                 self._unsupported(cmd)

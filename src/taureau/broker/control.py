@@ -125,7 +125,7 @@ async def producer(conn, cmd) -> None:
         )
         topic.add_producer(new)
         new.disconnect = lambda: conn.disconnect_producer(req.producer_id)
-        if conn.state.value == "closed":
+        if conn.closed:  # the client left while the topic loaded
             topic.remove_producer(new)
             return
         conn.producers[req.producer_id] = (new, topic)
@@ -183,7 +183,7 @@ async def subscribe(conn, cmd) -> None:
             start_position=start,
             sticky=sticky,
         )
-        if conn.state.value == "closed":
+        if conn.closed:  # the client left while the topic loaded
             await topic.remove_consumer(sub, consumer)
             return
         conn.consumers[req.consumer_id] = (consumer, sub, topic)
