@@ -268,3 +268,19 @@ def test_deduplication_with_batching(admin, client):
     while reader.has_message_available():
         stored.append(int(reader.read_next(timeout_millis=5000).data()))
     assert stored == list(range(150))
+
+
+def test_peek_decodes_compressed_batches(admin, client, topic):
+    path = rest_path(topic)
+    assert admin.put(f"{path}/subscription/s", json={"ledgerId": -1, "entryId": -1}).status_code == 204
+    producer = client.create_producer(
+        topic, batching_enabled=True, batching_max_messages=5, compression_type=pulsar.CompressionType.ZSTD
+    )
+    for i in range(5):
+        producer.send_async(f"zstd-{i}".encode(), None, properties={"n": str(i)})
+    producer.flush()
+    peeked = admin.get(f"{path}/subscription/s/position/4")
+    assert peeked.status_code == 200
+    assert peeked.content == b"zstd-3" and peeked.headers["X-Pulsar-PROPERTY-n"] == "3"
+    assert peeked.headers["X-Pulsar-batch-index"] == "3"
+    assert admin.get(f"{path}/subscription/s/position/6").status_code == 404

@@ -16,6 +16,7 @@ from taureau.common.errors import (
     TaureauError,
     TopicNotFoundError,
 )
+from taureau.protocol import ProtocolError
 
 _STATUS = [
     (ResourceNotFoundError, 404),
@@ -47,6 +48,11 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     @app.exception_handler(TaureauError)
     async def taureau_error(_: Request, exc: TaureauError) -> JSONResponse:
         return JSONResponse({"reason": str(exc)}, status_code=status_for(exc))
+
+    @app.exception_handler(ProtocolError)
+    async def stored_data_error(_: Request, exc: ProtocolError) -> JSONResponse:
+        # A stored entry the broker cannot read (corrupt, or an unknown codec): say so.
+        return JSONResponse({"reason": f"cannot decode the stored message: {exc}"}, status_code=500)
 
     @app.exception_handler(ValueError)
     async def value_error(_: Request, exc: ValueError) -> JSONResponse:
