@@ -209,7 +209,7 @@ class BrokerService:
         now = time.monotonic()
         for topic in self.loaded_topics():
             key = str(topic.name)
-            msg_out = sum(s.stats()["msgOutCounter"] for s in topic.subscriptions.values())
+            msg_out = sum(s.msg_out for s in topic.subscriptions.values())
             bytes_out = sum(c.bytes_out for s in topic.subscriptions.values() for c in s.consumers)
             current = (now, topic.msg_in, topic.bytes_in, msg_out, bytes_out)
             previous = self._last_counters.get(key)

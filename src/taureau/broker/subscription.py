@@ -156,13 +156,18 @@ class Subscription:
         else:
             await self.cursor.close()
 
+    @property
+    def msg_out(self) -> int:
+        """Messages dispatched, by consumers still attached and by those gone."""
+        return self.msg_out_total + sum(c.msg_out for c in self.consumers)
+
     def stats(self) -> dict:
         consumers = self.consumers
         return {
             "type": self.sub_type.name.title() if self.sub_type is not None else "None",
             "msgBacklog": self.cursor.backlog,
             "unackedMessages": sum(c.unacked_messages for c in consumers),
-            "msgOutCounter": self.msg_out_total + sum(c.msg_out for c in consumers),
+            "msgOutCounter": self.msg_out,
             "isDurable": self.durable,
             "consumers": [c.stats() for c in consumers],
             "markDeletePosition": str(self.cursor.mark_delete_position),

@@ -285,7 +285,7 @@ class PersistentTopic:
         return {
             "msgInCounter": self.msg_in,
             "bytesInCounter": self.bytes_in,
-            "msgOutCounter": sum(s.stats()["msgOutCounter"] for s in self.subscriptions.values()),
+            "msgOutCounter": sum(s.msg_out for s in self.subscriptions.values()),
             "storageSize": self.ledger.total_size,
             "backlogSize": self.ledger.total_size,
             "entriesCount": self.ledger.entries_count,

@@ -29,7 +29,13 @@ from taureau.common.errors import (
     NotEnoughBookiesError,
     StorageError,
 )
-from taureau.storage.ledger.api import LedgerClient, LedgerHandle, LedgerMetadata, LedgerState
+from taureau.storage.ledger.api import (
+    LedgerClient,
+    LedgerHandle,
+    LedgerMetadata,
+    LedgerState,
+    check_create_args,
+)
 
 
 class _Ledger:
@@ -170,10 +176,7 @@ class MemoryLedgerClient(LedgerClient):
         custom: dict[str, str] | None = None,
     ) -> LedgerHandle:
         self._check_open()
-        if not 1 <= ack_quorum <= write_quorum <= ensemble_size:
-            raise ValueError(
-                f"need 1 <= ack_quorum <= write_quorum <= ensemble_size, got {ack_quorum}/{write_quorum}/{ensemble_size}"
-            )
+        check_create_args(ensemble_size, write_quorum, ack_quorum, custom)
         if ensemble_size > len(self._bookies):
             raise NotEnoughBookiesError(
                 f"ensemble of {ensemble_size} needs more than {len(self._bookies)} bookies"

@@ -40,6 +40,25 @@ class LedgerMetadata:
     custom: dict[str, str] = field(default_factory=dict)
 
 
+def check_create_args(
+    ensemble_size: int, write_quorum: int, ack_quorum: int, custom: dict[str, str] | None
+) -> None:
+    """Validate create_ledger's arguments the same way for every LedgerClient."""
+    for name, value in (
+        ("ensemble_size", ensemble_size),
+        ("write_quorum", write_quorum),
+        ("ack_quorum", ack_quorum),
+    ):
+        if type(value) is not int or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, not {value!r}")
+    if not ack_quorum <= write_quorum <= ensemble_size:
+        raise ValueError(
+            f"need ack_quorum <= write_quorum <= ensemble_size, got A{ack_quorum} W{write_quorum} E{ensemble_size}"
+        )
+    if custom is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in custom.items()):
+        raise TypeError("custom ledger metadata must map str to str")
+
+
 class LedgerHandle(abc.ABC):
     """A handle on one ledger; writable only when returned by create_ledger."""
 

@@ -16,7 +16,13 @@ from taureau.common.errors import (
 )
 from taureau.metadata.store import MetadataStore
 from taureau.storage.ledger import format as fmt
-from taureau.storage.ledger.api import LedgerClient, LedgerHandle, LedgerMetadata, LedgerState
+from taureau.storage.ledger.api import (
+    LedgerClient,
+    LedgerHandle,
+    LedgerMetadata,
+    LedgerState,
+    check_create_args,
+)
 from taureau.storage.ledger.handle import ReadHandle, WriteHandle
 from taureau.storage.ledger.reads import BookieClient, read_stored
 from taureau.storage.ledger.recovery import piggybacked_lac, recover_ledger
@@ -78,21 +84,7 @@ class BookKeeperClient(LedgerClient):
         custom: dict[str, str] | None = None,
     ) -> LedgerHandle:
         self._check_open()
-        for name, value in (
-            ("ensemble_size", ensemble_size),
-            ("write_quorum", write_quorum),
-            ("ack_quorum", ack_quorum),
-        ):
-            if type(value) is not int or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, not {value!r}")
-        if not ack_quorum <= write_quorum <= ensemble_size:
-            raise ValueError(
-                f"need ack_quorum <= write_quorum <= ensemble_size, got A{ack_quorum} W{write_quorum} E{ensemble_size}"
-            )
-        if custom is not None and not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in custom.items()
-        ):
-            raise TypeError("custom ledger metadata must map str to str")
+        check_create_args(ensemble_size, write_quorum, ack_quorum, custom)
         ensemble = self._choose_ensemble(ensemble_size)
         ledger_id = await self._next_ledger_id()
         md = LedgerMetadata(
