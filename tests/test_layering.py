@@ -16,10 +16,11 @@ RANK = {
     "net": 4,
     "broker": 5,
     "state": 6,
-    "testing": 7,
-    "web": 8,
-    "standalone": 9,
-    "cli": 10,
+    "functions": 7,
+    "testing": 8,
+    "web": 9,
+    "standalone": 10,
+    "cli": 11,
 }
 
 

@@ -35,10 +35,19 @@ class StateOptions:
 
 
 @dataclass(slots=True)
+class FunctionsOptions:
+    enabled: bool = True
+    runtime: str = "process"  # or "thread": where instances run unless a function says otherwise
+    warm_pool_size: int = 1  # instance processes kept started ahead of need
+    secrets_provider: str = "env"  # or "cleartext"
+
+
+@dataclass(slots=True)
 class StandaloneConfig:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     metadata_url: str | None = None
     state: StateOptions = field(default_factory=StateOptions)
+    functions: FunctionsOptions = field(default_factory=FunctionsOptions)
 
 
 class Standalone:
@@ -86,14 +95,44 @@ class Standalone:
             server.close()
 
         self._closers.append(stop_broker_server)
-        web = WebServer(build_admin_app(service), broker.bind_address, broker.web_port)
-        await web.start()
+        if self.config.state.enabled:
+            await self._start_state(data_dir)
+        app = build_admin_app(service)
+        web = WebServer(app, broker.bind_address, broker.web_port)
         self.web_port = web.port
         if broker.web_port == 0:
             broker.web_port = web.port
+        worker = self._functions_worker(app, data_dir, store, factory) if self.config.functions.enabled else None
+        await web.start()
         self._closers.append(web.stop)
-        if self.config.state.enabled:
-            await self._start_state(data_dir)
+        if worker is not None:
+            await worker.start()
+            self._closers.append(worker.close)
+
+    def _functions_worker(self, app, data_dir: str, store, factory):
+        from taureau.functions import rest
+        from taureau.functions.views import prometheus_lines
+        from taureau.functions.worker import FunctionWorker, WorkerConfig
+
+        broker, opts = self.config.broker, self.config.functions
+        local = "127.0.0.1" if broker.bind_address in ("0.0.0.0", "") else broker.bind_address
+        worker = FunctionWorker(
+            WorkerConfig(
+                data_dir=data_dir,
+                service_url=f"pulsar://{local}:{self.broker_port}",
+                admin_url=f"http://{local}:{self.web_port}",
+                state_address=self.state_address,
+                default_runtime=opts.runtime,
+                warm_pool_size=opts.warm_pool_size,
+                secrets_provider=opts.secrets_provider,
+            ),
+            store,
+            factory,
+        )
+        rest.install(app, worker)
+        app.state.metrics_sources = [lambda: prometheus_lines(list(worker.deployments.values()))]
+        self.functions = worker
+        return worker
 
     def _lock_data_dir(self, data_dir: str) -> None:
         """Hold an exclusive lock on the data directory for the life of the process: two

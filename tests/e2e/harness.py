@@ -23,8 +23,9 @@ def free_port() -> int:
 class Standalone:
     """One `taureau standalone` process on free ports with its own data directory."""
 
-    def __init__(self, data_dir: Path, *extra: str, state: bool = False) -> None:
+    def __init__(self, data_dir: Path, *extra: str, state: bool = False, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.env = env or {}
         self.extra = list(extra)
         self.state = state
         self.broker_port = free_port()
@@ -65,7 +66,7 @@ class Standalone:
         ]
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ}
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **self.env}
         )
         ready = threading.Event()
 

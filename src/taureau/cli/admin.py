@@ -25,9 +25,11 @@ class AdminClient:
     def __init__(self, url: str) -> None:
         self.http = httpx.Client(base_url=url.rstrip("/"), timeout=30.0)
 
-    def call(self, method: str, path: str, body: Any = None, params: dict | None = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None, params: dict | None = None, *,
+             files: dict | None = None, form: dict | None = None, content: bytes | None = None) -> Any:
         try:
-            response = self.http.request(method, path, json=body if body is not None else None, params=params)
+            response = self.http.request(method, path, json=body if body is not None else None, params=params,
+                                         files=files, data=form, content=content)
         except httpx.HTTPError as exc:
             raise AdminError(f"cannot reach the admin API at {self.http.base_url}: {exc}") from None
         if response.status_code >= 400:

@@ -28,6 +28,13 @@ def _standalone_parser(sub) -> None:
     p.add_argument("--state-blocks", type=int, default=64, help="memory blocks in the pool (default 64)")
     p.add_argument("--state-lease-ms", type=int, default=10_000, help="state lease period and grace")
     p.add_argument("--no-state", action="store_true", help="do not run the state controller")
+    p.add_argument("--no-functions", action="store_true", help="do not run the functions worker")
+    p.add_argument("--functions-runtime", choices=["process", "thread"], default="process",
+                   help="where function instances run by default (default: a process each)")
+    p.add_argument("--functions-warm-pool", type=int, default=1,
+                   help="instance processes kept started ahead of need (default 1)")
+    p.add_argument("--secrets-provider", choices=["env", "cleartext"], default="env",
+                   help="how context.get_secret resolves (default: the environment variable)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_run_standalone)
 
@@ -35,7 +42,7 @@ def _standalone_parser(sub) -> None:
 def _run_standalone(args: argparse.Namespace) -> int:
     from taureau.broker.config import BrokerConfig
     from taureau.common.errors import TaureauError
-    from taureau.standalone import StandaloneConfig, StateOptions, run
+    from taureau.standalone import FunctionsOptions, StandaloneConfig, StateOptions, run
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -57,6 +64,12 @@ def _run_standalone(args: argparse.Namespace) -> int:
             blocks=args.state_blocks,
             lease_ms=args.state_lease_ms,
         ),
+        functions=FunctionsOptions(
+            enabled=not args.no_functions,
+            runtime=args.functions_runtime,
+            warm_pool_size=max(args.functions_warm_pool, 0),
+            secrets_provider=args.secrets_provider,
+        ),
     )
     try:
         run(config)
@@ -72,7 +85,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from taureau.cli import admin, client
+    from taureau.cli import admin, client, functions
 
     parser = argparse.ArgumentParser(
         prog="taureau", description="Taureau: a serverless platform for real-time data"
@@ -82,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     _standalone_parser(sub)
     admin.register(sub)
     client.register(sub)
+    functions.register(sub)
     try:
         from taureau.cli import state_cmd
     except ImportError:

@@ -55,4 +55,7 @@ async def metrics(request: Request) -> str:
         lines += [f"{metric}{{{labels}}} {value(topic, backlog)}" for labels, _, topic, backlog in rows]
     lines += ["# HELP pulsar_topics_count Loaded topics", "# TYPE pulsar_topics_count gauge"]
     lines.append(f"pulsar_topics_count {len(topics)}")
+    # Layers above the broker (the functions worker) add their own series here.
+    for source in getattr(request.app.state, "metrics_sources", []):
+        lines += source()
     return "\n".join(lines) + "\n"

@@ -1,0 +1,426 @@
+"""FunctionWorker: registers functions durably and keeps each one deployed.
+
+It runs inside `taureau standalone` (and on its own as `taureau functions-worker`). It owns
+the registry, the package store, the runtimes and warm pool, and one Deployment per function;
+the REST API and the CLI call the methods below. Operations on one function are serialised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from taureau.functions.broker_admin import BrokerAdmin, BrokerAdminError
+from taureau.functions.channel import ChannelError
+from taureau.functions.config import FunctionConfig
+from taureau.functions.deployment import Deployment, DeploymentContext
+from taureau.functions.ephemeral import space_path
+from taureau.functions.errors import (
+    FunctionCodeError,
+    FunctionConfigError,
+    FunctionError,
+    FunctionExistsError,
+    FunctionInvocationError,
+    FunctionNotFoundError,
+    FunctionTimeoutError,
+)
+from taureau.functions.instance import InstanceSpec
+from taureau.functions.links import InstanceLink, LinkServer
+from taureau.functions.packages import EnvBuilder, PackageRef, PackageStore
+from taureau.functions.registry import FunctionRecord, FunctionRegistry
+from taureau.functions.runtime.base import Runtime
+from taureau.functions.runtime.limits import ResourceLimiter
+from taureau.functions.runtime.process import ProcessRuntime
+from taureau.functions.runtime.thread import ThreadRuntime
+from taureau.functions.state_table import StateTable, ledger_name
+from taureau.metadata.store import MetadataStore
+from taureau.storage.managed_ledger.api import ManagedLedgerFactoryBase
+
+log = logging.getLogger("taureau.functions.worker")
+
+CHECK_TIMEOUT_S = 60.0
+TRIGGER_TIMEOUT_S = 30.0
+
+
+@dataclass(slots=True)
+class WorkerConfig:
+    data_dir: str
+    service_url: str  # where instances connect (pulsar://host:port)
+    admin_url: str  # the broker's admin REST API
+    state_address: str | None = None  # the ephemeral state controller, if one runs
+    default_runtime: str = "process"
+    warm_pool_size: int = 1
+    secrets_provider: str = "env"
+    worker_id: str = "standalone"
+
+
+@dataclass(slots=True)
+class Upload:
+    filename: str
+    data: bytes
+    requirements: bytes | None = None
+
+
+class FunctionWorker:
+    def __init__(self, config: WorkerConfig, store: MetadataStore, ledgers: ManagedLedgerFactoryBase) -> None:
+        self.config = config
+        self._store = store
+        self._ledgers = ledgers
+        self.registry = FunctionRegistry(store)
+        root = os.path.join(config.data_dir, "functions")
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        self.packages = PackageStore(os.path.join(root, "packages"))
+        self.envs = EnvBuilder(os.path.join(root, "envs"))
+        self.log_dir = os.path.join(root, "logs")
+        os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
+        # A unix socket path must stay under ~108 bytes: it lives in a private temp dir.
+        self._socket_dir = tempfile.mkdtemp(prefix="taureau-fw-")
+        socket_path = os.path.join(self._socket_dir, "worker.sock")
+        self._links = LinkServer(socket_path, self._on_link)
+        self.process_runtime = ProcessRuntime(socket_path, os.path.join(self.log_dir, "instances.log"),
+                                              config.warm_pool_size)
+        self._runtimes: dict[str, Runtime] = {"process": self.process_runtime,
+                                              "thread": ThreadRuntime(socket_path)}
+        self.limiter = ResourceLimiter(f"taureau-{os.getpid()}")
+        self.broker = BrokerAdmin(config.admin_url)
+        self.deployments: dict[str, Deployment] = {}  # fqfn -> what runs it
+        self._locks: dict[str, asyncio.Lock] = {}  # fqfn -> serialises operations on it
+        self._tasks: list[asyncio.Task] = []
+        self._pulsar: Any = None  # the worker's own client, for trigger
+        self._state_client: Any = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._links.start()
+        await self.process_runtime.start()
+        records = await self.registry.load_all()
+        for record in records:
+            self._tasks.append(asyncio.ensure_future(self._deploy_logged(record)))
+        if self.config.state_address:
+            self._tasks.append(asyncio.ensure_future(self._renew_spaces()))
+        log.info("functions worker started: %d function(s), limits by %s", len(records), self.limiter.mode)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*(d.close() for d in self.deployments.values()), return_exceptions=True)
+        self.deployments.clear()
+        for runtime in self._runtimes.values():
+            await runtime.close()
+        await self._links.close()
+        await self.broker.close()
+        self.limiter.close()
+        if self._pulsar is not None:
+            await asyncio.to_thread(self._pulsar.close)
+        if self._state_client is not None:
+            self._state_client.disconnect()
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    def _on_link(self, link: InstanceLink) -> None:
+        for runtime in self._runtimes.values():
+            if runtime.claim(link.token, link):
+                return
+        link.close()
+
+    def _lock(self, fqfn: str) -> asyncio.Lock:
+        return self._locks.setdefault(fqfn, asyncio.Lock())
+
+    # -- deploying ----------------------------------------------------------------------------
+
+    async def _code_paths(self, record: FunctionRecord) -> list[str]:
+        prepared = self.packages.prepare(record.package, record.requirements)
+        env = await self.envs.ensure(prepared)
+        return prepared.code_paths + ([env] if env else [])
+
+    def _context(self) -> DeploymentContext:
+        return DeploymentContext(
+            runtimes=self._runtimes,
+            default_runtime=self.config.default_runtime,
+            limiter=self.limiter,
+            broker=self.broker,
+            service_url=self.config.service_url,
+            state_address=self.config.state_address,
+            secrets_provider=self.config.secrets_provider,
+            log_dir=self.log_dir,
+        )
+
+    async def _deploy(self, record: FunctionRecord, code_paths: list[str] | None = None) -> Deployment:
+        if code_paths is None:
+            code_paths = await self._code_paths(record)
+        table = await StateTable.open(self._ledgers, record.fqfn)
+        deployment = Deployment(record, code_paths, table, self._context())
+        self.deployments[record.fqfn] = deployment
+        await deployment.start()
+        return deployment
+
+    async def _deploy_logged(self, record: FunctionRecord) -> None:
+        async with self._lock(record.fqfn):
+            try:
+                await self._deploy(record)
+            except Exception:
+                log.exception("cannot deploy function %s", record.fqfn)
+
+    async def _check_code(self, config: FunctionConfig, code_paths: list[str]) -> None:
+        """Load the code once in a throwaway instance process; raise what went wrong."""
+        spec = InstanceSpec(config, 0, "check", "0", self.config.service_url, code_paths)
+        host = await self.process_runtime.acquire()
+        try:
+            answer = await host.link.request({"t": "check", "spec": spec.to_dict()}, timeout=CHECK_TIMEOUT_S)
+        except TimeoutError:
+            raise FunctionCodeError(f"loading the code took over {CHECK_TIMEOUT_S:.0f}s") from None
+        except ChannelError:
+            raise FunctionCodeError("the process loading the code died (see functions/logs/instances.log)") from None
+        finally:
+            host.kill()
+        if not answer.header.get("ok"):
+            raise FunctionCodeError(answer.header.get("error", "the code does not load"))
+
+    async def _check_namespace(self, config: FunctionConfig) -> None:
+        try:
+            found = await self.broker._get(f"/admin/v2/namespaces/{config.tenant}/{config.namespace}")
+        except BrokerAdminError:
+            return  # the broker decides at subscribe time
+        if found is None:
+            raise FunctionConfigError(f"namespace {config.tenant}/{config.namespace} does not exist")
+
+    async def _prepare(self, config: FunctionConfig, upload: Upload) -> tuple[PackageRef, PackageRef | None, list[str]]:
+        package = self.packages.put(upload.filename, upload.data)
+        requirements = self.packages.put_requirements(upload.requirements) if upload.requirements else None
+        config.py = package.filename
+        probe = FunctionRecord(config, package, requirements)
+        code_paths = await self._code_paths(probe)
+        await self._check_code(config, code_paths)
+        return package, requirements, code_paths
+
+    # -- the API -------------------------------------------------------------------------------
+
+    async def create(self, config: FunctionConfig, upload: Upload) -> FunctionRecord:
+        config.validate()
+        async with self._lock(config.fqfn):
+            if await self.registry.get(config.fqfn) is not None:
+                raise FunctionExistsError(f"function {config.fqfn} already exists")
+            await self._check_namespace(config)
+            package, requirements, code_paths = await self._prepare(config, upload)
+            record = FunctionRecord(config, package, requirements)
+            await self.registry.create(record)
+            await self._deploy(record, code_paths)
+            return record
+
+    async def update(self, fqfn: str, changes: dict[str, Any], upload: Upload | None) -> FunctionRecord:
+        async with self._lock(fqfn):
+            record = await self._record(fqfn)
+            merged = record.config.to_dict()
+            merged.update({k: v for k, v in changes.items() if v is not None})
+            config = FunctionConfig.from_dict(merged)
+            record.config.check_update(config)
+            if upload is not None:
+                package, requirements, code_paths = await self._prepare(config, upload)
+                record.package, record.requirements = package, requirements or record.requirements
+            else:
+                config.py = record.config.py
+                code_paths = await self._code_paths(FunctionRecord(config, record.package, record.requirements))
+                await self._check_code(config, code_paths)
+            record.config = config
+            record.version += 1
+            await self.registry.save(record)
+            old = self.deployments.pop(fqfn, None)
+            if old is not None:
+                await old.close()
+            await self._deploy(record, code_paths)
+            self._collect_packages()
+            return record
+
+    async def delete(self, fqfn: str) -> None:
+        async with self._lock(fqfn):
+            record = await self._record(fqfn)
+            deployment = self.deployments.pop(fqfn, None)
+            if deployment is not None:
+                await deployment.close()
+            await self.registry.delete(fqfn)
+            c = record.config
+            if c.cleanup_subscription:
+                for topic in c.input_serdes():
+                    with contextlib.suppress(BrokerAdminError):
+                        await self.broker.delete_subscription(topic, c.subscription_name)
+            with contextlib.suppress(Exception):
+                await self._ledgers.delete(ledger_name(fqfn))
+            if self.config.state_address:
+                with contextlib.suppress(Exception):
+                    client = await self._state()
+                    await asyncio.to_thread(client.remove, space_path(fqfn))
+            self._collect_packages()
+
+    def _collect_packages(self) -> None:
+        keep = set()
+        for deployment in self.deployments.values():
+            keep.add(deployment.record.package.sha)
+            if deployment.record.requirements:
+                keep.add(deployment.record.requirements.sha)
+        if not any(lock.locked() for fq, lock in self._locks.items() if fq not in self.deployments):
+            self.packages.remove_unreferenced(keep)
+
+    async def _record(self, fqfn: str) -> FunctionRecord:
+        record = await self.registry.get(fqfn)
+        if record is None:
+            raise FunctionNotFoundError(f"function {fqfn} does not exist")
+        return record
+
+    async def get(self, fqfn: str) -> FunctionRecord:
+        return await self._record(fqfn)
+
+    async def list(self, tenant: str, namespace: str) -> list[str]:
+        return await self.registry.list(tenant, namespace)
+
+    def deployment(self, fqfn: str) -> Deployment:
+        deployment = self.deployments.get(fqfn)
+        if deployment is None:
+            raise FunctionNotFoundError(f"function {fqfn} does not exist (or is still deploying)")
+        return deployment
+
+    async def set_running(self, fqfn: str, running: bool, instance_id: int | None = None) -> None:
+        """`functions start` / `stop`, of every instance or one; remembered across restarts."""
+        async with self._lock(fqfn):
+            record = await self._record(fqfn)
+            if instance_id is None:
+                record.all_stopped = not running
+                record.stopped = []
+            elif running:
+                record.stopped = [i for i in record.stopped if i != instance_id]
+            elif instance_id not in record.stopped:
+                record.stopped.append(instance_id)
+            await self.registry.save(record)
+            deployment = self.deployment(fqfn)
+            deployment.record = record
+            if instance_id is None:
+                target = 0 if not running else record.config.initial_instances
+                await deployment.set_target(target, "started by an operator" if running else "stopped by an operator")
+            else:
+                await deployment.set_target(deployment.target, "instance started/stopped by an operator")
+
+    async def restart(self, fqfn: str, instance_id: int | None = None) -> None:
+        async with self._lock(fqfn):
+            await self._record(fqfn)
+            await self.deployment(fqfn).restart(instance_id)
+
+    # -- invocation ---------------------------------------------------------------------------
+
+    async def invoke(self, fqfn: str, payload: bytes, timeout: float = 30.0) -> tuple[bool, bytes]:
+        """HTTP invoke: run the function on `payload`; (has a value, the serialized result)."""
+        answer = await self.deployment(fqfn).invoke(payload, timeout=timeout)
+        header = answer.header
+        if not header.get("ok"):
+            raise FunctionInvocationError(header.get("error", "the function raised"), header.get("trace", ""))
+        return bool(header.get("has_value")), answer.blob
+
+    async def trigger(self, fqfn: str, value: bytes, topic: str | None = None) -> bytes | None:
+        """Pulsar's trigger: publish `value` to an input topic and wait for the output it
+        causes (matched by `__pfn_input_msg_id__`); None if the function has no output."""
+        record = await self._record(fqfn)
+        inputs = list(record.config.input_serdes())
+        if topic is None:
+            if not inputs:
+                raise FunctionConfigError(f"function {fqfn} has no input topic to trigger (use invoke)")
+            topic = inputs[0]
+        elif topic not in inputs:
+            raise FunctionConfigError(f"{topic} is not an input topic of {fqfn}")
+        client = await self._client()
+        return await asyncio.to_thread(_trigger_blocking, client, topic, record.config.output, value,
+                                       TRIGGER_TIMEOUT_S)
+
+    async def _client(self) -> Any:
+        if self._pulsar is None:
+            import pulsar
+
+            self._pulsar = await asyncio.to_thread(
+                pulsar.Client, self.config.service_url, operation_timeout_seconds=10,
+                logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error),
+            )
+        return self._pulsar
+
+    # -- durable state ------------------------------------------------------------------------
+
+    def table(self, fqfn: str) -> StateTable:
+        table = self.deployment(fqfn).table
+        if table is None:
+            raise FunctionError(f"the state of {fqfn} is not open")
+        return table
+
+    # -- ephemeral state ----------------------------------------------------------------------
+
+    async def _state(self) -> Any:
+        if self._state_client is None:
+            from taureau.state.client import StateClient
+
+            self._state_client = await asyncio.to_thread(StateClient, self.config.state_address or "")
+        return self._state_client
+
+    async def _renew_spaces(self) -> None:
+        """Keep every function's ephemeral space leased for as long as the function exists."""
+        from taureau.state.codec import Op
+
+        while True:
+            try:
+                client = await self._state()
+                paths = [space_path(fqfn) for fqfn in self.deployments]
+                if paths:
+                    await asyncio.to_thread(client.control, Op.RENEW, {"paths": paths})
+                await asyncio.sleep(client.lease_ms / 3000)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("renewing function state spaces: %s", exc)
+                await asyncio.sleep(1.0)
+
+    # -- status -------------------------------------------------------------------------------
+
+    def status(self, fqfn: str, instance_id: int | None = None) -> dict[str, Any]:
+        from taureau.functions.views import function_status
+
+        return function_status(self.deployment(fqfn), self.config.worker_id, instance_id)
+
+    def stats(self, fqfn: str, instance_id: int | None = None) -> dict[str, Any]:
+        from taureau.functions.views import function_stats
+
+        return function_stats(self.deployment(fqfn), instance_id)
+
+
+def _trigger_blocking(client: Any, topic: str, output: str | None, value: bytes, timeout: float) -> bytes | None:
+    import pulsar
+
+    reader = client.create_reader(output, pulsar.MessageId.latest) if output else None
+    producer = client.create_producer(topic)
+    try:
+        sent = producer.send(value)
+        if reader is None:
+            return None
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                raise FunctionTimeoutError(f"no output on {output} for the triggered message in {timeout:.0f}s")
+            try:
+                message = reader.read_next(min(remaining_ms, 1000))
+            except pulsar.Timeout:
+                continue
+            encoded = message.properties().get("__pfn_input_msg_id__")
+            if encoded is None:
+                continue
+            try:
+                source = pulsar.MessageId.deserialize(base64.urlsafe_b64decode(encoded))
+            except Exception:
+                continue
+            if (source.ledger_id(), source.entry_id()) == (sent.ledger_id(), sent.entry_id()):
+                return message.data()
+    finally:
+        producer.close()
+        if reader is not None:
+            reader.close()

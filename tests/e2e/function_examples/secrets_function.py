@@ -1,0 +1,7 @@
+"""Returns the secret "username" + "!"."""
+from pulsar import Function
+
+
+class SecretsFunction(Function):
+    def process(self, input, context):
+        return context.get_secret("username") + "!"
