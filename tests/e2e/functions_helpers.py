@@ -50,8 +50,11 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
 
 
 def wait_running(standalone, name: str, instances: int = 1, timeout: float = 20.0) -> dict:
-    return wait_for(lambda: (s := status(standalone, name))["numRunning"] >= instances and s,
-                    timeout, what=f"{name} to run {instances} instance(s)")
+    try:
+        return wait_for(lambda: (s := status(standalone, name))["numRunning"] >= instances and s,
+                        timeout, what=f"{name} to run {instances} instance(s)")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; status: {status(standalone, name)}") from None
 
 
 def receive_all(consumer, n: int, timeout_ms: int = 10_000) -> list:

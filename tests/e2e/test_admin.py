@@ -284,3 +284,27 @@ def test_peek_decodes_compressed_batches(admin, client, topic):
     assert peeked.content == b"zstd-3" and peeked.headers["X-Pulsar-PROPERTY-n"] == "3"
     assert peeked.headers["X-Pulsar-batch-index"] == "3"
     assert admin.get(f"{path}/subscription/s/position/6").status_code == 404
+
+
+def test_topic_level_deduplication_overrides_the_namespace(admin, client, topic):
+    path = f"{rest_path(topic)}/deduplication"
+    assert admin.get(path).json() is None  # unset: the namespace decides (off)
+    producer = client.create_producer(topic, producer_name="dup")
+    producer.send(b"a", sequence_id=1)
+    producer.send(b"a-again", sequence_id=1)  # stored: de-duplication is off
+    producer.close()
+    assert admin.post(path, json="yes").status_code == 400
+    assert admin.post(path, json=True).status_code == 204
+    assert admin.get(path).json() is True
+    producer = client.create_producer(topic, producer_name="dup")
+    assert producer.last_sequence_id() == 1
+    producer.send(b"b", sequence_id=1)  # dropped now
+    producer.send(b"c", sequence_id=2)
+    producer.close()
+    assert admin.delete(path).status_code == 204
+    assert admin.get(path).json() is None
+    reader = client.create_reader(topic, pulsar.MessageId.earliest)
+    stored = []
+    while reader.has_message_available():
+        stored.append(reader.read_next(timeout_millis=5000).data())
+    assert stored == [b"a", b"a-again", b"c"]

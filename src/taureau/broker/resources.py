@@ -25,6 +25,7 @@ from taureau.metadata.store import MetadataStore
 TENANTS = "/admin/tenants"
 POLICIES = "/admin/policies"
 PARTITIONED = "/admin/partitioned-topics"
+TOPIC_POLICIES = "/admin/topic-policies"
 
 
 class ConflictError(BrokerError):
@@ -199,6 +200,7 @@ class Resources:
             raise NotAllowedError("the public/default namespace cannot be deleted")
         await self.store.delete_recursive(f"{POLICIES}/{ns}")
         await self.store.delete_recursive(f"{PARTITIONED}/{ns}")
+        await self.store.delete_recursive(f"{TOPIC_POLICIES}/{ns}")
 
     # -- partitioned topics ----------------------------------------------------------------
 
@@ -238,6 +240,30 @@ class Resources:
             raise ResourceNotFoundError(
                 f"partitioned topic {topic.partitioned_name} does not exist"
             ) from None
+
+    # -- topic policies (override the namespace's) ------------------------------------------
+
+    @staticmethod
+    def _topic_policies_path(topic: TopicName) -> str:
+        return f"{TOPIC_POLICIES}/{topic.tenant}/{topic.namespace}/{topic.domain}/{topic.local_name}"
+
+    async def get_topic_deduplication(self, topic: TopicName) -> bool | None:
+        """The topic's own de-duplication setting (a partition: its topic's); None if unset."""
+        found = await self.store.get(self._topic_policies_path(topic))
+        if not found:
+            return None
+        value = json.loads(found[0]).get("deduplicationEnabled")
+        return bool(value) if value is not None else None
+
+    async def set_topic_deduplication(self, topic: TopicName, enabled: bool | None) -> None:
+        path = self._topic_policies_path(topic)
+        if enabled is None:
+            try:
+                await self.store.delete(path)
+            except NotFoundError:
+                pass
+            return
+        await self.store.put(path, _dump({"deduplicationEnabled": enabled}))
 
     async def list_partitioned_topics(self, ns: NamespaceName, domain: str = "persistent") -> list[str]:
         names = await self.store.children(f"{PARTITIONED}/{ns}/{domain}")

@@ -95,9 +95,21 @@ class BrokerService:
                 raise TopicNotFoundError(f"topic {name} does not exist and auto-creation is disabled")
         ledger = await self.factory.open(name.storage_name, self._ledger_config(policies))
         topic = PersistentTopic(name, ledger, self.store)
-        await topic.set_deduplication(policies.deduplicationEnabled)
+        await topic.set_deduplication(await self._deduplication(name, policies))
         log.info("loaded topic %s", name)
         return topic
+
+    async def _deduplication(self, name: TopicName, policies: NamespacePolicies) -> bool:
+        """The topic's own setting wins over its namespace's."""
+        own = await self.resources.get_topic_deduplication(name)
+        return policies.deduplicationEnabled if own is None else own
+
+    async def apply_topic_policies(self, name: TopicName) -> None:
+        """Push a changed topic policy into the topic (or its loaded partitions)."""
+        policies = await self._policies_for(name)
+        for topic in self.loaded_topics():
+            if topic.name.partitioned_name == name.partitioned_name:
+                await topic.set_deduplication(await self._deduplication(topic.name, policies))
 
     async def _policies_for(self, name: TopicName) -> NamespacePolicies:
         try:
@@ -196,7 +208,7 @@ class BrokerService:
         for topic in self.loaded_topics():
             if topic.name.namespace_name == ns:
                 topic.ledger.set_retention(config.retention_time_s, config.retention_size_bytes)
-                await topic.set_deduplication(policies.deduplicationEnabled)
+                await topic.set_deduplication(await self._deduplication(topic.name, policies))
 
     # -- rates -------------------------------------------------------------------------------
 

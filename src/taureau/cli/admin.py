@@ -220,6 +220,23 @@ def _(c, a):
     return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/deduplication", a.enable)
 
 
+@verb("topics", "set-deduplication", TOPIC, arg("--enable", action="store_true"), arg("--disable", action="store_true"))
+def _(c, a):
+    if a.enable == a.disable:
+        raise AdminError("give exactly one of --enable or --disable")
+    return c.call("POST", _topic_path(a.topic) + "/deduplication", a.enable)
+
+
+@verb("topics", "get-deduplication", TOPIC)
+def _(c, a):
+    return c.call("GET", _topic_path(a.topic) + "/deduplication")
+
+
+@verb("topics", "remove-deduplication", TOPIC)
+def _(c, a):
+    return c.call("DELETE", _topic_path(a.topic) + "/deduplication")
+
+
 @verb("topics", "delete", TOPIC, arg("-f", "--force", action="store_true"))
 def _(c, a):
     return c.call("DELETE", _topic_path(a.topic), params={"force": str(a.force).lower()})

@@ -160,8 +160,8 @@ def _fqfn(a: argparse.Namespace) -> str:
     if not raw.get("name"):
         raise AdminError("give the function's --name (or --fqfn tenant/namespace/name)")
     try:
-        for kind in ("tenant", "namespace", "name"):
-            check_name_part(kind, raw[kind])
+        for key, kind in (("tenant", "tenant"), ("namespace", "namespace"), ("name", "function")):
+            check_name_part(kind, raw[key])
     except InvalidTopicNameError as exc:
         raise AdminError(str(exc)) from None
     return f"{raw['tenant']}/{raw['namespace']}/{raw['name']}"

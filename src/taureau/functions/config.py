@@ -198,7 +198,8 @@ class FunctionConfig:
                  "retain_key_ordering", "subscription_name", "auto_ack")
         for attr in fixed:
             if getattr(self, attr) != getattr(new, attr):
-                raise FunctionConfigError(f"{_JSON_NAMES.get(attr, _camel(attr))} cannot be altered")
+                label = "subName" if attr == "subscription_name" else _JSON_NAMES.get(attr, _camel(attr))
+                raise FunctionConfigError(f"{label} cannot be altered")
         dropped = set(self.inputs) - set(new.inputs)
         if dropped:
             raise FunctionConfigError(f"input topics cannot be removed: {sorted(dropped)}")
@@ -366,7 +367,8 @@ def _problems(c: FunctionConfig):
 def _cron_problems(expression: str):
     from croniter import croniter
 
-    if not croniter.is_valid(expression) or len(expression.split()) not in (1, 5):
+    # Five fields (minute hour day month weekday), an @alias, or a sixth field for seconds.
+    if not croniter.is_valid(expression) or len(expression.split()) not in (1, 5, 6):
         yield f"schedule {expression!r} is not a cron expression (e.g. '*/5 * * * *')"
 
 

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from taureau.broker.admin import metrics, namespaces, tenants, topics
+from taureau.broker.admin.paths import KeepEncodedSlashes
 from taureau.broker.resources import ConflictError, PreconditionFailedError, ResourceNotFoundError
 from taureau.broker.service import BrokerService
 from taureau.broker.topic import SubscriptionBusyError
@@ -62,4 +63,5 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     app.include_router(namespaces.router)
     app.include_router(topics.router)
     app.include_router(metrics.router)
+    app.add_middleware(KeepEncodedSlashes)
     return app

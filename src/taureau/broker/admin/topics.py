@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request, Response
 
+from taureau.broker.admin import paths  # noqa: F401 - registers the `subname` path convertor
 from taureau.broker.resources import ResourceNotFoundError
 from taureau.common.names import NamespaceName, TopicName
 from taureau.protocol import parse_metadata, split_batch
@@ -111,6 +112,33 @@ async def last_message_id(request: Request, tenant: str, namespace: str, topic: 
     }
 
 
+# -- topic policies ---------------------------------------------------------------------------
+
+
+@router.get("/{tenant}/{namespace}/{topic}/deduplication")
+async def get_topic_deduplication(request: Request, tenant: str, namespace: str, topic: str) -> bool | None:
+    return await _service(request).resources.get_topic_deduplication(_topic_name(tenant, namespace, topic))
+
+
+@router.post("/{tenant}/{namespace}/{topic}/deduplication", status_code=204)
+async def set_topic_deduplication(request: Request, tenant: str, namespace: str, topic: str,
+                                  body: Any = Body(...)) -> Response:
+    if not isinstance(body, bool):
+        raise ValueError("deduplication body must be true or false")
+    name = _topic_name(tenant, namespace, topic)
+    await _service(request).resources.set_topic_deduplication(name, body)
+    await _service(request).apply_topic_policies(name)
+    return Response(status_code=204)
+
+
+@router.delete("/{tenant}/{namespace}/{topic}/deduplication", status_code=204)
+async def remove_topic_deduplication(request: Request, tenant: str, namespace: str, topic: str) -> Response:
+    name = _topic_name(tenant, namespace, topic)
+    await _service(request).resources.set_topic_deduplication(name, None)
+    await _service(request).apply_topic_policies(name)
+    return Response(status_code=204)
+
+
 # -- partitioned topics -----------------------------------------------------------------------
 
 
@@ -192,7 +220,7 @@ async def list_subscriptions(request: Request, tenant: str, namespace: str, topi
     return sorted((await _topic(request, tenant, namespace, topic)).subscriptions)
 
 
-@router.put("/{tenant}/{namespace}/{topic}/subscription/{subscription}", status_code=204)
+@router.put("/{tenant}/{namespace}/{topic}/subscription/{subscription:subname}", status_code=204)
 async def create_subscription(
     request: Request, tenant: str, namespace: str, topic: str, subscription: str, body: Any = Body(None)
 ) -> Response:
@@ -203,7 +231,7 @@ async def create_subscription(
     return Response(status_code=204)
 
 
-@router.delete("/{tenant}/{namespace}/{topic}/subscription/{subscription}", status_code=204)
+@router.delete("/{tenant}/{namespace}/{topic}/subscription/{subscription:subname}", status_code=204)
 async def delete_subscription(
     request: Request, tenant: str, namespace: str, topic: str, subscription: str, force: bool = False
 ) -> Response:
@@ -211,14 +239,14 @@ async def delete_subscription(
     return Response(status_code=204)
 
 
-@router.post("/{tenant}/{namespace}/{topic}/subscription/{subscription}/skip_all", status_code=204)
+@router.post("/{tenant}/{namespace}/{topic}/subscription/{subscription:subname}/skip_all", status_code=204)
 async def skip_all(request: Request, tenant: str, namespace: str, topic: str, subscription: str) -> Response:
     sub = (await _topic(request, tenant, namespace, topic)).get_subscription(subscription)
     await sub.clear_backlog()
     return Response(status_code=204)
 
 
-@router.post("/{tenant}/{namespace}/{topic}/subscription/{subscription}/skip/{count}", status_code=204)
+@router.post("/{tenant}/{namespace}/{topic}/subscription/{subscription:subname}/skip/{count}", status_code=204)
 async def skip(
     request: Request, tenant: str, namespace: str, topic: str, subscription: str, count: int
 ) -> Response:
@@ -230,7 +258,7 @@ async def skip(
 
 
 @router.post(
-    "/{tenant}/{namespace}/{topic}/subscription/{subscription}/resetcursor/{timestamp}", status_code=204
+    "/{tenant}/{namespace}/{topic}/subscription/{subscription:subname}/resetcursor/{timestamp}", status_code=204
 )
 async def reset_cursor_time(
     request: Request, tenant: str, namespace: str, topic: str, subscription: str, timestamp: int
@@ -241,7 +269,7 @@ async def reset_cursor_time(
     return Response(status_code=204)
 
 
-@router.post("/{tenant}/{namespace}/{topic}/subscription/{subscription}/resetcursor", status_code=204)
+@router.post("/{tenant}/{namespace}/{topic}/subscription/{subscription:subname}/resetcursor", status_code=204)
 async def reset_cursor_id(
     request: Request, tenant: str, namespace: str, topic: str, subscription: str, body: Any = Body(...)
 ) -> Response:
@@ -252,7 +280,7 @@ async def reset_cursor_id(
     return Response(status_code=204)
 
 
-@router.get("/{tenant}/{namespace}/{topic}/subscription/{subscription}/position/{n}")
+@router.get("/{tenant}/{namespace}/{topic}/subscription/{subscription:subname}/position/{n}")
 async def peek(
     request: Request, tenant: str, namespace: str, topic: str, subscription: str, n: int
 ) -> Response:
