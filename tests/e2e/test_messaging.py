@@ -358,3 +358,27 @@ def test_ack_timeout_redelivers(client, topic):
     assert again.data() == b"forgotten" and again.message_id() == first.message_id()
     assert again.redelivery_count() == 1
     consumer.acknowledge(again)
+
+
+def test_consumers_subscribing_at_once_to_a_new_subscription_all_succeed(standalone, topic):
+    import threading
+
+    errors: list[Exception] = []
+
+    def subscribe(n: int) -> None:
+        c = pulsar.Client(standalone.service_url, operation_timeout_seconds=5,
+                          logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+        try:
+            c.subscribe(f"{topic}-{n}", "together", consumer_type=pulsar.ConsumerType.Shared)
+        except Exception as exc:  # collected: the assertion below names what failed
+            errors.append(exc)
+        finally:
+            c.close()
+
+    for n in range(5):  # a fresh topic each round: the race is on the subscription's creation
+        threads = [threading.Thread(target=subscribe, args=(n,)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []

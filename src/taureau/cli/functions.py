@@ -88,7 +88,12 @@ RESOURCE_FLAGS = [(["--cpu"], "cpu", {"type": float, "help": "cores per instance
 WINDOW_FLAGS = [(["--window-length-count"], "windowLengthCount", {"type": int}),
                 (["--window-length-duration-ms"], "windowLengthDurationMs", {"type": int}),
                 (["--sliding-interval-count"], "slidingIntervalCount", {"type": int}),
-                (["--sliding-interval-duration-ms"], "slidingIntervalDurationMs", {"type": int})]
+                (["--sliding-interval-duration-ms"], "slidingIntervalDurationMs", {"type": int}),
+                (["--timestamp-extractor-classname"], "timestampExtractorClassName",
+                 {"help": "event-time windows: a class with extract_timestamp(value), or event_time"}),
+                (["--max-lag-ms"], "maxLagMs", {"type": int, "help": "event time: how late records may come"}),
+                (["--late-data-topic"], "lateDataTopic", {"help": "event time: where late records go"}),
+                (["--watermark-emit-interval-ms"], "watermarkEmitIntervalMs", {"type": int})]
 
 
 def _dest(flag: str) -> str:

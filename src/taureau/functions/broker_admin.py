@@ -69,6 +69,27 @@ class BrokerAdmin:
         sub = (stats.get("subscriptions") or {}).get(subscription)
         return int(sub.get("msgBacklog", 0)) if sub else 0
 
+    async def _partition_paths(self, topic: str) -> list[str]:
+        """The REST paths of a topic's partitions, or of the topic itself if it has none."""
+        path = _topic_path(topic)
+        meta = await self._get(f"{path}/partitions")
+        count = meta.get("partitions", 0) if meta else 0
+        return [_topic_path(str(TopicName.parse(topic).partition_name(i))) for i in range(count)] or [path]
+
+    async def ensure_subscription(self, topic: str, subscription: str, earliest: bool) -> None:
+        """Create the subscription (and the topic) if missing, so a function with no instance
+        running still accumulates a backlog, which is what wakes it."""
+        position = {"ledgerId": -1, "entryId": -1} if earliest else None
+        for target in await self._partition_paths(topic):
+            try:
+                response = await self._http.put(f"{target}/subscription/{quote(subscription, safe='')}",
+                                                json=position)
+            except httpx.HTTPError as exc:
+                raise BrokerAdminError(f"broker admin API unreachable: {exc}") from None
+            if response.status_code >= 400 and response.status_code != 409:
+                raise BrokerAdminError(f"cannot create subscription {subscription} on {topic}: "
+                                       f"{response.text[:200]}")
+
     async def enable_deduplication(self, topic: str) -> None:
         path = f"{_topic_path(topic)}/deduplication"
         try:
@@ -79,11 +100,7 @@ class BrokerAdmin:
             raise BrokerAdminError(f"cannot enable de-duplication on {topic}: {response.text[:200]}")
 
     async def delete_subscription(self, topic: str, subscription: str) -> None:
-        path = _topic_path(topic)
-        meta = await self._get(f"{path}/partitions")
-        count = meta.get("partitions", 0) if meta else 0
-        targets = [_topic_path(str(TopicName.parse(topic).partition_name(i))) for i in range(count)] or [path]
-        for target in targets:
+        for target in await self._partition_paths(topic):
             try:
                 await self._http.delete(f"{target}/subscription/{quote(subscription, safe='')}",
                                         params={"force": "true"})

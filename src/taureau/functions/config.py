@@ -393,6 +393,8 @@ def _window_problems(w: WindowConfig):
         and w.sliding_interval_count > w.window_length_count
     ):
         yield "slidingIntervalCount cannot exceed windowLengthCount"
+    if w.event_time and w.window_length_count is not None:
+        yield "event-time windows are measured in time: use windowLengthDurationMs"
     if not w.event_time and (w.late_data_topic or w.max_lag_ms is not None):
         yield "lateDataTopic and maxLagMs need event time (timestampExtractorClassName)"
     if w.late_data_topic:

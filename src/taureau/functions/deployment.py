@@ -18,7 +18,7 @@ from croniter import croniter
 
 from taureau.functions.broker_admin import BrokerAdmin, BrokerAdminError
 from taureau.functions.channel import Message
-from taureau.functions.config import ProcessingGuarantees
+from taureau.functions.config import ProcessingGuarantees, SubscriptionPosition
 from taureau.functions.errors import FunctionError, FunctionNotRunningError, FunctionTimeoutError
 from taureau.functions.instance import InstanceSpec
 from taureau.functions.links import InstanceLink
@@ -89,12 +89,26 @@ class Deployment:
                 await self._ctx.broker.enable_deduplication(c.output)
             except BrokerAdminError as exc:
                 log.warning("%s: %s", c.fqfn, exc)
+        if c.autoscaled:
+            await self._ensure_subscriptions()
         self.target = 0 if self.record.all_stopped else c.initial_instances
         await self._reconcile()
         if c.autoscaled:
             self._tasks.append(asyncio.ensure_future(self._scale_loop()))
         if c.schedule:
             self._tasks.append(asyncio.ensure_future(self._schedule_loop()))
+
+    async def _ensure_subscriptions(self) -> None:
+        c = self.config
+        earliest = c.subscription_position is SubscriptionPosition.EARLIEST
+        topics = list(c.input_serdes())
+        if c.topics_pattern:
+            topics = await self._ctx.broker.topics_matching(c.topics_pattern)
+        for topic in topics:
+            try:
+                await self._ctx.broker.ensure_subscription(topic, c.subscription_name, earliest)
+            except BrokerAdminError as exc:
+                log.warning("%s: %s", c.fqfn, exc)
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -220,3 +220,10 @@ async def test_delete_cursor(make_factory, store):
     again = await ml.open_cursor("sub", InitialPosition.EARLIEST)
     assert again is not cursor and again.backlog == 2
     assert again.mark_delete_position < Position(pos[0].ledger_id, 0)
+
+
+async def test_concurrent_opens_of_a_new_cursor_share_one_create(make_factory):
+    ml = await make_factory().open("t/ns/persistent/concurrent-open")
+    first, second = await asyncio.gather(ml.open_cursor("sub"), ml.open_cursor("sub"))
+    assert first is second
+    assert list(ml.cursors) == ["sub"]

@@ -91,6 +91,7 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
         self.cache = EntryCache(config.cache_size_bytes)
         self._reader = EntryReader(client, self.ledgers, self.cache, lambda: self._handle)
         self._cursors: dict[str, ManagedCursorImpl] = {}
+        self._opening_cursors: dict[str, asyncio.Future[ManagedCursorImpl]] = {}  # creates in flight
         self._waiters: set[asyncio.Future] = set()  # readers waiting for the next add
         self._info_writer = SerialWriter(self._save_info, on_error=self._on_save_error)
         self._trimmer = SerialWriter(self._trim_once, on_error=lambda e: log.warning("%s: trim: %r", name, e))
@@ -265,8 +266,15 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
             if not cursor.durable:
                 raise StorageArgumentError(f"cursor {name!r} exists and is not durable")
             return cursor
-        start = self.first_position if initial_position is InitialPosition.EARLIEST else self.ledgers.end
-        cursor = await ManagedCursorImpl.create(self, name, self.ledgers.previous(start))
+        # Two subscribers of a new subscription open its cursor at once: the second waits
+        # for the first's create instead of racing it (its metadata create would fail).
+        opening = self._opening_cursors.get(name)
+        if opening is None:
+            start = self.first_position if initial_position is InitialPosition.EARLIEST else self.ledgers.end
+            opening = asyncio.ensure_future(ManagedCursorImpl.create(self, name, self.ledgers.previous(start)))
+            self._opening_cursors[name] = opening
+            opening.add_done_callback(lambda _: self._opening_cursors.pop(name, None))
+        cursor = await asyncio.shield(opening)
         self._cursors[name] = cursor
         return cursor
 
