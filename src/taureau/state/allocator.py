@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taureau.common import errors
+from taureau.state.limits import MAX_BLOCK_SIZE
 
 
 @dataclass(eq=False)
@@ -33,8 +34,10 @@ class Allocator:
         self._next_alloc = 1
 
     def add_server(self, address: str, block_size: int, num_blocks: int, peer: Any) -> ServerInfo:
-        if block_size < 1024 or num_blocks < 1:
-            raise errors.StateProtocolError("a memory server needs block_size >= 1024 and num_blocks >= 1")
+        if not 1024 <= block_size <= MAX_BLOCK_SIZE or num_blocks < 1:
+            raise errors.StateProtocolError(
+                f"a memory server needs 1024 <= block_size <= {MAX_BLOCK_SIZE} and num_blocks >= 1"
+            )
         info = ServerInfo(self._next_server, address, block_size, num_blocks, peer=peer)
         self._next_server += 1
         self.servers[info.server_id] = info

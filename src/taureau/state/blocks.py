@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from binascii import crc_hqx
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
 from typing import Protocol
 
@@ -81,7 +82,7 @@ class Block:
         self.grow_failed_at = 0.0  # monotonic time of the last refused growth request
         self.grow_oom = False  # that refusal was OutOfMemory (else: busy, try again soon)
         self.merge_pending = False
-        self.ops: dict[int, object] = {}
+        self.ops: dict[int, Callable[[list[bytes]], list[bytes]]] = {}
 
     def set_state(self, new: BlockState) -> None:
         if new not in _ALLOWED[self.state]:
@@ -225,6 +226,10 @@ class HashBlock(Block):
             self._route(k)
         get = self.data.get
         vals = [get(k) for k in keys]
+        # Distinct keys return at most what the block holds; a key asked for many times could
+        # make a small request build a reply of any size.
+        if sum(len(v) for v in vals if v is not None) > self.capacity:
+            raise errors.ValueTooLargeError("the values asked for exceed a block; ask for each key once")
         flags = bytes(v is not None for v in vals)
         return [flags, *(v if v is not None else b"" for v in vals)]
 

@@ -108,6 +108,14 @@ class BlockManager:
                 return node, i
         raise errors.PathNotFoundError(f"block {alloc} is not in {node.path}'s map")
 
+    def server_of(self, alloc: int) -> int | None:
+        """The id of the memory server holding block `alloc` (None if no live structure has it)."""
+        try:
+            node, i = self.locate(alloc)
+        except errors.PathNotFoundError:
+            return None
+        return node.partitions[i].chain[0].server_id
+
     def _claim(self, node: Node) -> None:
         if node.busy:
             raise errors.StateUnavailableError(f"{node.path} is already being repartitioned")

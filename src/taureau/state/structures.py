@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from taureau.common import errors
+from taureau.state.blocks import ENTRY_OVERHEAD
 from taureau.state.codec import STALE, Op, Redirect, pack_u64, unpack_u64
 
 if TYPE_CHECKING:
@@ -19,6 +20,13 @@ T = TypeVar("T")
 # A handle caches its structure's block map. Any reply saying the map is old (STALE), a busy
 # block (REDO) or an unreachable memory server makes it refresh the map and retry with
 # backoff, up to the client's timeout: a split or merge is never seen as a failure.
+
+
+def _check_fits(size: int, cap: int) -> None:
+    """Refuse here what no block can take (the memory server would refuse it as well, or the
+    whole frame if it is far larger), so nothing of a refused call is sent."""
+    if size > cap:
+        raise errors.ValueTooLargeError(f"{size} bytes do not fit in a {cap}-byte block")
 
 
 class _Part(NamedTuple):
@@ -100,6 +108,8 @@ class HashTable(Structure):
         return p if not p.lost else self._check(p)
 
     def _op(self, op: int, key: bytes, *rest: bytes) -> list[bytes]:
+        _check_fits(len(key) + sum(map(len, rest)) + ENTRY_OVERHEAD, self._part(key).cap)
+
         def attempt() -> list[bytes]:
             p = self._part(key)
             return self._c.conn(p.addr).call(op, [p.alloc, key, *rest])
@@ -129,6 +139,13 @@ class HashTable(Structure):
 
     def __len__(self) -> int:
         return sum(unpack_u64(self._c.conn(p.addr).call(Op.COUNT, [p.alloc])[0]) for p in self._parts)
+
+    def _check_entries(self, pairs: Iterable[tuple[bytes, bytes]]) -> None:
+        smallest = min(p.cap for p in self._parts)
+        for k, v in pairs:
+            size = len(k) + len(v) + ENTRY_OVERHEAD
+            if size > smallest:  # only then look up the block (batches are the hot path)
+                _check_fits(size, self._part(k).cap)
 
     def _one_block(self, keys: list[bytes], payload: int) -> _Part | None:
         """The only block, if the table has one and the batch fits in one request to it."""
@@ -188,6 +205,11 @@ class HashTable(Structure):
     def multi_get(self, keys: Iterable[bytes]) -> list[bytes | None]:
         """Values in the order of `keys`; None where a key is missing."""
         keys = list(keys)
+        uniq = list(dict.fromkeys(keys))
+        if len(uniq) < len(keys):  # fetch each key once: a block answers at most a block's worth
+            found = dict(zip(uniq, self.multi_get(uniq), strict=True))
+            return [found[k] for k in keys]
+        self._check_entries((k, b"") for k in keys)
         fast = self._one_block(keys, 0)
         if fast is not None:  # common case: a small batch on a one-block table, one round trip
             try:
@@ -210,6 +232,7 @@ class HashTable(Structure):
         """Upsert every pair (batched per block, pipelined per memory server)."""
         pairs = list(items.items() if isinstance(items, Mapping) else items)
         keys = [k for k, _ in pairs]
+        self._check_entries(pairs)
         fast = self._one_block(keys, sum(len(v) for _, v in pairs))
         if fast is not None:
             try:
@@ -237,6 +260,7 @@ class Queue(Structure):
         return self._retry(attempt)
 
     def enqueue(self, item: bytes) -> None:
+        _check_fits(len(item) + ENTRY_OVERHEAD, self._parts[-1].cap)
         self._at(-1, Op.ENQUEUE, [item])
 
     put = enqueue
