@@ -52,7 +52,7 @@ class Allocator:
             key=lambda s: (s.server_id in avoid, -s.free, s.server_id),
         )
         if len(cands) < chain_length:
-            free = sum(s.free for s in self.servers.values())
+            free = self.free_blocks()
             raise errors.OutOfMemoryError(
                 f"memory pool exhausted: need {chain_length} block(s) on distinct servers, {free} free"
             )
@@ -60,6 +60,12 @@ class Allocator:
         for s in chosen:
             s.used += 1
         return chosen
+
+    def free_blocks(self) -> int:
+        return sum(s.free for s in self.servers.values())
+
+    def free_bytes(self) -> int:
+        return sum(s.free * s.block_size for s in self.servers.values())
 
     def new_alloc_id(self) -> int:
         self._next_alloc += 1

@@ -65,6 +65,9 @@ class BlockManager:
     async def populate(self, node: Node, num_blocks: int) -> None:
         """Give a new structure its first blocks (hash: even slot ranges; file: extents)."""
         num_blocks = max(1, min(num_blocks, NUM_SLOTS))
+        free = self.alloc.free_blocks()
+        if num_blocks > free:  # refuse before taking any: blocks would only be taken and given back
+            raise errors.OutOfMemoryError(f"{node.path} needs {num_blocks} blocks; the pool has {free} free")
         try:
             if node.kind == "hash_table":
                 bounds = [NUM_SLOTS * i // num_blocks for i in range(num_blocks + 1)]
@@ -196,14 +199,30 @@ class BlockManager:
         await self._free_ref(p.chain[0])
 
     async def extend_file(self, node: Node, until: int) -> None:
-        """Allocate extents until the file's blocks cover byte offset `until - 1`."""
+        """Allocate extents until the file's blocks cover byte offset `until - 1`: all of them
+        or none (a grow the pool cannot serve is refused before taking any block)."""
         self._claim(node)
+        added: list[Partition] = []
         try:
+            end = node.partitions[-1].hi if node.partitions else 0
+            free = self.alloc.free_bytes()
+            if until - end > free:
+                raise errors.OutOfMemoryError(
+                    f"{node.path}: growing to {until} bytes needs {until - end} more; the pool has {free} free"
+                )
             while not node.partitions or node.partitions[-1].hi < until:
                 lo = node.partitions[-1].hi if node.partitions else 0
-                node.partitions.append(await self.new_partition(node, lo, None))
-                node.epoch += 1
+                p = await self.new_partition(node, lo, None)
+                node.partitions.append(p)
+                added.append(p)
+        except BaseException:
+            for p in added:  # a refused grow leaves the file as it was
+                node.partitions.remove(p)
+                await self._free_ref(p.chain[0])
+            raise
         finally:
+            if added:
+                node.epoch += 1
             node.busy = False
 
     async def export(self, node: Node) -> list[bytes]:
