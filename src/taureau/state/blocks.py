@@ -81,6 +81,7 @@ class Block:
         self.grow_pending = False  # a split/append request is with the controller
         self.grow_failed_at = 0.0  # monotonic time of the last refused growth request
         self.grow_oom = False  # that refusal was OutOfMemory (else: busy, try again soon)
+        self.grow_refusal = ""  # why, for the OutOfMemoryError full writes get meanwhile
         self.merge_pending = False
         self.ops: dict[int, Callable[[list[bytes]], list[bytes]]] = {}
 
@@ -97,7 +98,7 @@ class Block:
             self._ask_growth()
             if self.grow_pending or not self.grow_oom:
                 raise Redirect(REDO, "block is full and growing")
-            raise errors.OutOfMemoryError("block is full and the memory pool has no free block")
+            raise errors.OutOfMemoryError(f"block is full and cannot grow: {self.grow_refusal}")
 
     def _ask_growth(self) -> None:
         wait = GROW_RETRY_S if self.grow_oom else BUSY_RETRY_S
@@ -237,20 +238,20 @@ class HashBlock(Block):
         """Upsert every key/value pair; all or nothing (checked before the first write)."""
         if len(f) % 2 != 1:
             raise errors.StateProtocolError("multi_put takes key/value pairs")
-        keys, vals = f[1::2], f[2::2]
+        batch = dict(zip(f[1::2], f[2::2], strict=True))  # a key given twice is stored (and charged) once
         data = self.data
         grow = 0
-        for k, v in zip(keys, vals, strict=True):
+        for k, v in batch.items():
             self._route(k)
             old = data.get(k)
             grow += len(v) - len(old) if old is not None else len(k) + len(v) + ENTRY_OVERHEAD
         if grow > 0:
             self._need_room(grow)
-        data.update(zip(keys, vals, strict=True))
+        data.update(batch)
         self.used += grow
         self._after_write()
         if "upsert" in self.watch:
-            for k in keys:
+            for k in batch:
                 self.host.notify(self, "upsert", k)
         return []
 
@@ -261,7 +262,12 @@ class HashBlock(Block):
             return (self.lo + self.hi) // 2 if self.hi - self.lo > 1 else None
         mid = slots[len(slots) // 2]
         if mid == self.lo:  # the lower half is all one slot: split just above it
-            mid = next((s for s in slots if s > self.lo), None)
+            nxt = next((s for s in slots if s > self.lo), None)
+            if nxt is None and self.hi - self.lo > 1:
+                # Every key is in slot lo (often: one large value). Split off the empty rest of
+                # the range; the write that found us full goes there unless it shares slot lo.
+                nxt = self.lo + 1
+            return nxt
         return mid
 
     def extract(self, lo: int, hi: int) -> list[bytes]:

@@ -293,6 +293,7 @@ class MemoryServer:
             log.debug("growth of block %d refused: %s", block.alloc_id, e)
             block.grow_failed_at = time.monotonic()
             block.grow_oom = isinstance(e, errors.OutOfMemoryError)
+            block.grow_refusal = str(e)
         finally:
             block.grow_pending = False
 
