@@ -127,3 +127,18 @@ def test_file_grow_that_fails_midway_gives_back_what_it_took(cluster):
     f.write(b"x")  # with room, the same grow goes through
     f.seek(0)
     assert f.read(1) == b"a" and f.size() == 10 * ms.block_size + 1
+
+
+def test_multi_enqueue_larger_than_a_block_is_split_by_block_capacity(cluster):
+    q = cluster.client().open_or_create_queue("/q/batch")
+    items = [b"%04d" % i + b"." * 20000 for i in range(10)]  # 200 KB: three 64 KiB blocks and more
+    q.multi_enqueue(items)
+    assert [q.dequeue() for _ in range(10)] == items
+
+
+def test_multi_enqueue_with_an_item_no_block_holds_enqueues_nothing(cluster):
+    q = cluster.client().open_or_create_queue("/q/refused")
+    q.enqueue(b"first")
+    with pytest.raises(errors.ValueTooLargeError):
+        q.multi_enqueue([b"a", b"x" * (64 << 10)])
+    assert len(q) == 1 and q.dequeue() == b"first"

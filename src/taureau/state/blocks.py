@@ -64,6 +64,23 @@ def slot_of(key: bytes) -> int:
     return crc_hqx(key, 0)
 
 
+def fit_batches(items: list[bytes], budget: int) -> list[list[bytes]]:
+    """Cut queue items (in order) into batches a block charges at most `budget` bytes for; an
+    item over the budget goes alone."""
+    out: list[list[bytes]] = []
+    cur: list[bytes] = []
+    size = 0
+    for it in items:
+        if cur and size + len(it) + ENTRY_OVERHEAD > budget:
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(it)
+        size += len(it) + ENTRY_OVERHEAD
+    if cur:
+        out.append(cur)
+    return out
+
+
 class Block:
     """State shared by every block kind. Owned by one MemoryServer; only it mutates."""
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from taureau.common import errors
 from taureau.state import codec
 from taureau.state.allocator import Allocator
-from taureau.state.blocks import ENTRY_OVERHEAD, NUM_SLOTS, slot_of
+from taureau.state.blocks import ENTRY_OVERHEAD, NUM_SLOTS, fit_batches, slot_of
 from taureau.state.codec import Op, pack_u64
 from taureau.state.namespace import BlockRef, Namespace, Node, NodeState, Partition
 
@@ -268,7 +268,7 @@ class BlockManager:
             if node.kind == "hash_table":
                 await self._load_hash(node, records, budget)
             elif node.kind == "queue":
-                groups = _chunk(records, budget, ENTRY_OVERHEAD) or [[]]
+                groups = fit_batches(records, budget) or [[]]
                 for g in groups:
                     p = await self.new_partition(node, 0, 0)
                     node.partitions.append(p)
@@ -300,18 +300,3 @@ class BlockManager:
             b.append(v)
         for p, b in zip(node.partitions, buckets, strict=True):
             await self.import_into(p, b)
-
-
-def _chunk(items: list[bytes], budget: int, overhead: int) -> list[list[bytes]]:
-    out: list[list[bytes]] = []
-    cur: list[bytes] = []
-    size = 0
-    for it in items:
-        if cur and size + len(it) + overhead > budget:
-            out.append(cur)
-            cur, size = [], 0
-        cur.append(it)
-        size += len(it) + overhead
-    if cur:
-        out.append(cur)
-    return out

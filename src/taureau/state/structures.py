@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from taureau.common import errors
-from taureau.state.blocks import ENTRY_OVERHEAD
+from taureau.state.blocks import ENTRY_OVERHEAD, fit_batches
 from taureau.state.codec import STALE, Op, Redirect, pack_u64, unpack_u64
 
 if TYPE_CHECKING:
@@ -266,7 +266,23 @@ class Queue(Structure):
     put = enqueue
 
     def multi_enqueue(self, items: Iterable[bytes]) -> None:
-        self._at(-1, Op.MULTI_ENQUEUE, list(items))
+        """Enqueue in order. A batch is sent in requests that each fit one block (so a batch
+        larger than a block still goes in when every item fits); each request is all or
+        nothing, but another producer's items may come between two of them, and if one fails
+        the earlier ones stay enqueued (the error says how many items went in)."""
+        items = list(items)
+        cap = self._parts[-1].cap
+        for it in items:
+            _check_fits(len(it) + ENTRY_OVERHEAD, cap)
+        done = 0
+        for batch in fit_batches(items, cap):
+            try:
+                self._at(-1, Op.MULTI_ENQUEUE, batch)
+            except errors.StateError as e:
+                if not done:
+                    raise
+                raise type(e)(f"{e} (after {done} of {len(items)} items were enqueued)") from e
+            done += len(batch)
 
     def dequeue(self) -> bytes:
         """The oldest item; QueueEmptyError if there is none."""
