@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -211,10 +212,11 @@ class Controller:
 
     def _status(self, peer: Peer, a: dict) -> dict:
         node = self.ns.lookup(_str(a, "path"))
+        remaining = node.lease_until - time.monotonic()
         out = {
             "path": node.path,
             "kind": node.kind,
-            "lease_remaining_ms": int((node.lease_until - time.monotonic()) * 1000),
+            "lease_remaining_ms": int(remaining * 1000) if math.isfinite(remaining) else None,  # root: never
         }
         if node.kind != "dir":
             out.update(
