@@ -246,7 +246,7 @@ class HashBlock(Block):
         vals = [get(k) for k in keys]
         # Distinct keys return at most what the block holds; a key asked for many times could
         # make a small request build a reply of any size.
-        if sum(len(v) for v in vals if v is not None) > self.capacity:
+        if sum(map(len, filter(None, vals))) > self.capacity:
             raise errors.ValueTooLargeError("the values asked for exceed a block; ask for each key once")
         flags = bytes(v is not None for v in vals)
         return [flags, *(v if v is not None else b"" for v in vals)]

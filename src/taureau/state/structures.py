@@ -140,20 +140,21 @@ class HashTable(Structure):
     def __len__(self) -> int:
         return sum(unpack_u64(self._c.conn(p.addr).call(Op.COUNT, [p.alloc])[0]) for p in self._parts)
 
-    def _check_entries(self, pairs: Iterable[tuple[bytes, bytes]]) -> None:
-        smallest = min(p.cap for p in self._parts)
-        for k, v in pairs:
-            size = len(k) + len(v) + ENTRY_OVERHEAD
-            if size > smallest:  # only then look up the block (batches are the hot path)
-                _check_fits(size, self._part(k).cap)
+    def _check_entries(self, keys: list[bytes], values: list[bytes] | None, size: int) -> None:
+        """ValueTooLargeError if an entry cannot fit its block. `size` is the batch's bytes: if
+        the whole batch fits the smallest block, so does each entry (the hot path stops here)."""
+        if size + ENTRY_OVERHEAD <= min(p.cap for p in self._parts):
+            return
+        for i, k in enumerate(keys):
+            _check_fits(len(k) + (len(values[i]) if values else 0) + ENTRY_OVERHEAD, self._part(k).cap)
 
-    def _one_block(self, keys: list[bytes], payload: int) -> _Part | None:
-        """The only block, if the table has one and the batch fits in one request to it."""
+    def _one_block(self, count: int, size: int) -> _Part | None:
+        """The only block, if the table has one and a batch of `count` entries and `size`
+        bytes fits in one request to it."""
         parts = self._parts
         if len(parts) != 1 or parts[0].lost:
             return None
-        size = sum(map(len, keys)) + payload + 64 * len(keys)
-        return parts[0] if size <= parts[0].cap // 4 else None
+        return parts[0] if size + 64 * count <= parts[0].cap // 4 else None
 
     def _batches(
         self, keys: list[bytes], todo: list[int], payload: Callable[[int], int]
@@ -205,12 +206,13 @@ class HashTable(Structure):
     def multi_get(self, keys: Iterable[bytes]) -> list[bytes | None]:
         """Values in the order of `keys`; None where a key is missing."""
         keys = list(keys)
-        uniq = list(dict.fromkeys(keys))
-        if len(uniq) < len(keys):  # fetch each key once: a block answers at most a block's worth
+        if len(set(keys)) < len(keys):  # fetch each key once: a block answers at most a block's worth
+            uniq = list(dict.fromkeys(keys))
             found = dict(zip(uniq, self.multi_get(uniq), strict=True))
             return [found[k] for k in keys]
-        self._check_entries((k, b"") for k in keys)
-        fast = self._one_block(keys, 0)
+        size = sum(map(len, keys))
+        self._check_entries(keys, None, size)
+        fast = self._one_block(len(keys), size)
         if fast is not None:  # common case: a small batch on a one-block table, one round trip
             try:
                 r = self._c.conn(fast.addr).call(Op.MULTI_GET, [fast.alloc, *keys])
@@ -232,8 +234,10 @@ class HashTable(Structure):
         """Upsert every pair (batched per block, pipelined per memory server)."""
         pairs = list(items.items() if isinstance(items, Mapping) else items)
         keys = [k for k, _ in pairs]
-        self._check_entries(pairs)
-        fast = self._one_block(keys, sum(len(v) for _, v in pairs))
+        values = [v for _, v in pairs]
+        size = sum(map(len, keys)) + sum(map(len, values))
+        self._check_entries(keys, values, size)
+        fast = self._one_block(len(keys), size)
         if fast is not None:
             try:
                 self._c.conn(fast.addr).call(Op.MULTI_PUT, [fast.alloc, *(x for kv in pairs for x in kv)])
