@@ -10,6 +10,7 @@ import pytest
 from taureau.state import StateClient
 from taureau.state.memory_server import MemoryServer
 from taureau.state.service import start_state_services
+from tests.state.helpers import ServerProcess
 
 
 class Cluster:
@@ -96,3 +97,17 @@ def make_cluster(tmp_path):
     yield make
     for c in made:
         c.close()
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    made: list[ServerProcess] = []
+
+    def make(**kw) -> ServerProcess:
+        p = ServerProcess(tmp_path / f"state{len(made)}", **kw)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from taureau.common import errors
+from taureau.state.blocks import ENTRY_OVERHEAD, slot_of
 
 
 def test_put_get_and_typed_errors(cluster):
@@ -148,3 +149,38 @@ def test_client_made_before_fork_works_in_the_child(cluster):
     p.join(20)
     assert p.exitcode == 0
     assert ht.get(b"child") == b"2"
+
+
+BLOCK = 64 << 10
+
+
+def test_multi_put_of_values_over_half_a_block_splits_until_they_fit(cluster):
+    c = cluster.client()
+    ht = c.open_or_create_hash_table("/b/big")
+    items = {b"k%d" % i: bytes([i]) * int(0.6 * BLOCK) for i in range(4)}
+    ht.multi_put(items)
+    assert ht.multi_get(list(items)) == list(items.values())
+    assert c.status("/b/big")["blocks"] >= 4 and c.stats()["blocks_free"] >= 8
+
+
+def test_keys_sharing_one_slot_past_a_block_fail_with_that_reason(cluster):
+    seen: dict[int, bytes] = {}
+    i = 0
+    while (slot := slot_of(b"c%d" % i)) not in seen:
+        seen[slot] = b"c%d" % i
+        i += 1
+    a, b = seen[slot], b"c%d" % i
+    c = cluster.client()
+    ht = c.open_or_create_hash_table("/b/collide")
+    ht.put(a, b"1" * int(0.6 * BLOCK))
+    with pytest.raises(errors.OutOfMemoryError, match="one slot"):
+        ht.put(b, b"2" * int(0.6 * BLOCK))
+    assert ht.get(a) == b"1" * int(0.6 * BLOCK) and not ht.exists(b)
+
+
+def test_multi_put_charges_a_repeated_key_once(cluster):
+    ht = cluster.client().open_or_create_hash_table("/b/dup")
+    ht.multi_put([(b"k", b"v" * 100)] * 50 + [(b"k", b"w")])
+    assert ht.get(b"k") == b"w"
+    (blk,) = cluster.call(lambda: list(cluster.memory_servers[0].blocks.values()))
+    assert blk.used == len(b"k") + len(b"w") + ENTRY_OVERHEAD

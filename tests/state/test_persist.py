@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import time
+
 import pytest
 
 from taureau.common import errors
@@ -59,3 +63,33 @@ def test_dump_format_roundtrip():
         "hash_table",
         [b"k", b"", b"", b"v"],
     )
+
+
+def _mode(p) -> int:
+    return stat.S_IMODE(os.stat(p).st_mode)
+
+
+def test_state_files_and_directories_are_owner_only(make_cluster, tmp_path):
+    old = os.umask(0o022)  # a usual umask: what is not set explicitly comes out world-readable
+    try:
+        cl = make_cluster(lease_ms=100)
+        c = cl.client()
+        c.open_or_create_hash_table("/p/x").put(b"a", b"b")
+        root = tmp_path / "state"
+        (root / "deep").mkdir(mode=0o700)
+        (root / "deep" / "x.dump.tmp").write_bytes(b"old")  # a leftover from a crash, 0644
+        c.dump("/p/x", "local://deep/x.dump")
+        c.dump("/p/x", "local://deeper/still/x.dump")
+        c.create_hash_table("/p/m", mapped=True, backing_path="local://flushed/m.dump").put(b"k", b"v")
+        c.close("/p/m")
+        deadline = time.monotonic() + 5
+        while c.status("/p/m")["state"] != "flushed":
+            assert time.monotonic() < deadline, "mapped structure was not flushed"
+            time.sleep(0.02)
+    finally:
+        os.umask(old)
+    for d in (root, root / "deeper", root / "deeper" / "still", root / "flushed"):
+        assert _mode(d) == 0o700, d
+    for f in (root / "deep" / "x.dump", root / "deeper" / "still" / "x.dump", root / "flushed" / "m.dump"):
+        assert _mode(f) == 0o600, f
+    assert c.open_hash_table("/p/m").get(b"k") == b"v"

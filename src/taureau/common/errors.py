@@ -233,6 +233,13 @@ class StateUnavailableError(StateError):
     code = 15
 
 
+class FrameTooLargeError(StateProtocolError):
+    """A state frame longer than its kind of request may be (refused from its header, unread);
+    the server answers with this error and closes that connection."""
+
+    code = 16
+
+
 # -- managed ledger (appended) --------------------------------------------------------------
 
 

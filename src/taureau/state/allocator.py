@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taureau.common import errors
+from taureau.state.limits import MAX_BLOCK_SIZE
 
 
 @dataclass(eq=False)
@@ -33,8 +34,10 @@ class Allocator:
         self._next_alloc = 1
 
     def add_server(self, address: str, block_size: int, num_blocks: int, peer: Any) -> ServerInfo:
-        if block_size < 1024 or num_blocks < 1:
-            raise errors.StateProtocolError("a memory server needs block_size >= 1024 and num_blocks >= 1")
+        if not 1024 <= block_size <= MAX_BLOCK_SIZE or num_blocks < 1:
+            raise errors.StateProtocolError(
+                f"a memory server needs 1024 <= block_size <= {MAX_BLOCK_SIZE} and num_blocks >= 1"
+            )
         info = ServerInfo(self._next_server, address, block_size, num_blocks, peer=peer)
         self._next_server += 1
         self.servers[info.server_id] = info
@@ -49,7 +52,7 @@ class Allocator:
             key=lambda s: (s.server_id in avoid, -s.free, s.server_id),
         )
         if len(cands) < chain_length:
-            free = sum(s.free for s in self.servers.values())
+            free = self.free_blocks()
             raise errors.OutOfMemoryError(
                 f"memory pool exhausted: need {chain_length} block(s) on distinct servers, {free} free"
             )
@@ -57,6 +60,12 @@ class Allocator:
         for s in chosen:
             s.used += 1
         return chosen
+
+    def free_blocks(self) -> int:
+        return sum(s.free for s in self.servers.values())
+
+    def free_bytes(self) -> int:
+        return sum(s.free * s.block_size for s in self.servers.values())
 
     def new_alloc_id(self) -> int:
         self._next_alloc += 1

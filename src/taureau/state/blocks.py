@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from binascii import crc_hqx
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
 from typing import Protocol
 
@@ -63,6 +64,23 @@ def slot_of(key: bytes) -> int:
     return crc_hqx(key, 0)
 
 
+def fit_batches(items: list[bytes], budget: int) -> list[list[bytes]]:
+    """Cut queue items (in order) into batches a block charges at most `budget` bytes for; an
+    item over the budget goes alone."""
+    out: list[list[bytes]] = []
+    cur: list[bytes] = []
+    size = 0
+    for it in items:
+        if cur and size + len(it) + ENTRY_OVERHEAD > budget:
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(it)
+        size += len(it) + ENTRY_OVERHEAD
+    if cur:
+        out.append(cur)
+    return out
+
+
 class Block:
     """State shared by every block kind. Owned by one MemoryServer; only it mutates."""
 
@@ -80,8 +98,9 @@ class Block:
         self.grow_pending = False  # a split/append request is with the controller
         self.grow_failed_at = 0.0  # monotonic time of the last refused growth request
         self.grow_oom = False  # that refusal was OutOfMemory (else: busy, try again soon)
+        self.grow_refusal = ""  # why, for the OutOfMemoryError full writes get meanwhile
         self.merge_pending = False
-        self.ops: dict[int, object] = {}
+        self.ops: dict[int, Callable[[list[bytes]], list[bytes]]] = {}
 
     def set_state(self, new: BlockState) -> None:
         if new not in _ALLOWED[self.state]:
@@ -96,7 +115,7 @@ class Block:
             self._ask_growth()
             if self.grow_pending or not self.grow_oom:
                 raise Redirect(REDO, "block is full and growing")
-            raise errors.OutOfMemoryError("block is full and the memory pool has no free block")
+            raise errors.OutOfMemoryError(f"block is full and cannot grow: {self.grow_refusal}")
 
     def _ask_growth(self) -> None:
         wait = GROW_RETRY_S if self.grow_oom else BUSY_RETRY_S
@@ -225,6 +244,10 @@ class HashBlock(Block):
             self._route(k)
         get = self.data.get
         vals = [get(k) for k in keys]
+        # Distinct keys return at most what the block holds; a key asked for many times could
+        # make a small request build a reply of any size.
+        if sum(map(len, filter(None, vals))) > self.capacity:
+            raise errors.ValueTooLargeError("the values asked for exceed a block; ask for each key once")
         flags = bytes(v is not None for v in vals)
         return [flags, *(v if v is not None else b"" for v in vals)]
 
@@ -232,20 +255,20 @@ class HashBlock(Block):
         """Upsert every key/value pair; all or nothing (checked before the first write)."""
         if len(f) % 2 != 1:
             raise errors.StateProtocolError("multi_put takes key/value pairs")
-        keys, vals = f[1::2], f[2::2]
+        batch = dict(zip(f[1::2], f[2::2], strict=True))  # a key given twice is stored (and charged) once
         data = self.data
         grow = 0
-        for k, v in zip(keys, vals, strict=True):
+        for k, v in batch.items():
             self._route(k)
             old = data.get(k)
             grow += len(v) - len(old) if old is not None else len(k) + len(v) + ENTRY_OVERHEAD
         if grow > 0:
             self._need_room(grow)
-        data.update(zip(keys, vals, strict=True))
+        data.update(batch)
         self.used += grow
         self._after_write()
         if "upsert" in self.watch:
-            for k in keys:
+            for k in batch:
                 self.host.notify(self, "upsert", k)
         return []
 
@@ -256,7 +279,12 @@ class HashBlock(Block):
             return (self.lo + self.hi) // 2 if self.hi - self.lo > 1 else None
         mid = slots[len(slots) // 2]
         if mid == self.lo:  # the lower half is all one slot: split just above it
-            mid = next((s for s in slots if s > self.lo), None)
+            nxt = next((s for s in slots if s > self.lo), None)
+            if nxt is None and self.hi - self.lo > 1:
+                # Every key is in slot lo (often: one large value). Split off the empty rest of
+                # the range; the write that found us full goes there unless it shares slot lo.
+                nxt = self.lo + 1
+            return nxt
         return mid
 
     def extract(self, lo: int, hi: int) -> list[bytes]:

@@ -10,6 +10,7 @@ from taureau.common import errors
 from taureau.state import codec
 from taureau.state.codec import EVENT, Op
 from taureau.state.conn import Conn
+from taureau.state.limits import CONTROL_MAX
 from taureau.state.structures import File, HashTable, Queue
 
 # Threads: control calls share one controller connection under a lock (they are rare);
@@ -32,7 +33,7 @@ class Subscription:
     """
 
     def __init__(self, address: str, path: str, ops: list[str] | None, timeout: float) -> None:
-        self._conn = Conn(address, timeout)
+        self._conn = Conn(address, timeout, CONTROL_MAX)
         self._conn.call(Op.SUBSCRIBE, codec.pack_json({"path": path, "ops": ops}))
 
     def get_notification(self, timeout: float | None = None) -> Notification | None:
@@ -57,6 +58,20 @@ class Subscription:
         self.close()
 
 
+def _renew_groups(paths: list[str]) -> list[list[str]]:
+    """Cut a RENEW of many paths into requests well under the controller's frame limit."""
+    groups: list[list[str]] = []
+    size = CONTROL_MAX
+    for p in paths:
+        n = len(codec.pack_json(p)[0]) + 1
+        if size + n > CONTROL_MAX // 2:
+            groups.append([])
+            size = 0
+        groups[-1].append(p)
+        size += n
+    return groups
+
+
 class StateClient:
     """Client of one state deployment.
 
@@ -74,7 +89,7 @@ class StateClient:
     def _setup(self) -> None:
         self._pid = os.getpid()
         self._ctl_lock = threading.Lock()
-        self._ctl = Conn(self.address, self.timeout)
+        self._ctl = Conn(self.address, self.timeout, CONTROL_MAX)
         self._local = threading.local()
         self._all_conns: list[Conn] = []  # every data connection, to close them all
         self._open_lock = threading.Lock()
@@ -98,7 +113,7 @@ class StateClient:
         self._check_fork()
         with self._ctl_lock:
             if self._ctl.broken:
-                self._ctl = Conn(self.address, self.timeout)
+                self._ctl = Conn(self.address, self.timeout, CONTROL_MAX)
             fields = self._ctl.call(op, codec.pack_json(args))
         return codec.unpack_json(fields)
 
@@ -133,10 +148,10 @@ class StateClient:
         """Renew every path this client has open (the background thread does this for you)."""
         with self._open_lock:
             paths = list(self._open)
-        if not paths:
-            return
+        missing: list[str] = []
         try:
-            missing = self.control(Op.RENEW, {"paths": paths})["missing"]
+            for group in _renew_groups(paths):
+                missing += self.control(Op.RENEW, {"paths": group})["missing"]
         except errors.StateError:
             return  # the controller is unreachable for now; the next tick retries
         with self._open_lock:

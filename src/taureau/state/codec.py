@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Mapping, Sequence
 from enum import IntEnum
 from typing import Any, NamedTuple
 
@@ -12,7 +13,7 @@ from taureau.common import errors
 # Byte grammar, version 1 (every integer big-endian):
 #
 #   frame   := length:u32 kind:u8 op:u8 req_id:u32 field*
-#   length  := bytes after the length word; 6 <= length <= max_frame
+#   length  := bytes after the length word; 6 <= length <= the receiver's limit for (kind, op)
 #   kind    := 0 request | 1 ok reply | 2 error reply | 3 event (one-way push, req_id 0)
 #   field   := flen:u32 byte{flen}          ; as many fields as `length` holds
 #
@@ -22,12 +23,18 @@ from taureau.common import errors
 #
 # A reply reuses the request's op and req_id, so many requests can be in flight on one
 # connection and replies are matched by req_id (pipelining), whatever order they come in.
+#
+# Each receiver bounds frames per (kind, op) (FrameLimits; the servers' tables are in
+# limits.py) and checks the 10-byte header before buffering the body: an oversized frame is
+# refused unread with FrameTooLargeError to its req_id, and that connection is closed.
 
 _HEAD = struct.Struct(">IBBI")
 _LEN = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _U16 = struct.Struct(">H")
 HEAD_SIZE = _HEAD.size
+# Clients accept replies this large from the servers they dial (a block map or a listing has
+# no smaller natural bound); servers use the tighter tables of limits.py.
 DEFAULT_MAX_FRAME = 1 << 30
 
 REQUEST, OK, ERROR, EVENT = 0, 1, 2, 3
@@ -113,6 +120,7 @@ _ERROR_CLASSES: dict[int, type[errors.StateError]] = {
         errors.StateNotEmptyError,
         errors.BackingStoreError,
         errors.StateUnavailableError,
+        errors.FrameTooLargeError,
     )
 }
 
@@ -123,6 +131,36 @@ class Redirect(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class FrameRefused(errors.FrameTooLargeError):
+    """The decoder's refusal of an oversized frame, with the header the reply must answer."""
+
+    def __init__(self, message: str, kind: int, op: int, req_id: int) -> None:
+        super().__init__(message)
+        self.kind, self.op, self.req_id = kind, op, req_id
+
+
+class FrameLimits:
+    """The largest `length` a receiver accepts for each (kind, op): a flat table, so checking
+    a header costs one index."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, default: int, overrides: Mapping[tuple[int, int], int] | None = None) -> None:
+        self.table = [default] * ((EVENT + 1) << 8)
+        for (kind, op), n in (overrides or {}).items():
+            self.table[kind << 8 | op] = n
+
+    def limit(self, kind: int, op: int) -> int:
+        return self.table[kind << 8 | op]
+
+
+def op_name(op: int) -> str:
+    try:
+        return Op(op).name
+    except ValueError:
+        return f"op {op}"
 
 
 class Frame(NamedTuple):
@@ -146,7 +184,7 @@ def encode(kind: int, op: int, req_id: int, fields: list[bytes] | tuple[bytes, .
     return b"".join(parts)
 
 
-def encode_error(op: int, req_id: int, code: int, message: str, hints: list[bytes] = ()) -> bytes:
+def encode_error(op: int, req_id: int, code: int, message: str, hints: Sequence[bytes] = ()) -> bytes:
     return encode(ERROR, op, req_id, [_U16.pack(code), message.encode(), *hints])
 
 
@@ -205,8 +243,6 @@ def unpack_json(fields: list[bytes]) -> dict[str, Any]:
 
 def _parse(buf: bytes, start: int, end: int) -> Frame:
     _, kind, op, req_id = _HEAD.unpack_from(buf, start)
-    if kind > EVENT:
-        raise errors.StateProtocolError(f"unknown frame kind {kind}")
     fields: list[bytes] = []
     off = start + HEAD_SIZE
     unpack = _LEN.unpack_from
@@ -223,14 +259,22 @@ def _parse(buf: bytes, start: int, end: int) -> Frame:
 
 
 class FrameDecoder:
-    """Accumulates bytes and yields whole frames. Raises StateProtocolError on bad input;
-    after that the connection must be closed (its byte stream can no longer be trusted)."""
+    """Accumulates bytes and yields whole frames. Raises StateProtocolError on bad input
+    (FrameRefused for a frame over its limit, as soon as its header is in); after that the
+    connection must be closed (its byte stream can no longer be trusted).
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    What it holds is bounded by the largest limit plus one fed chunk."""
+
+    def __init__(self, limits: FrameLimits | int = DEFAULT_MAX_FRAME) -> None:
         self._chunks: list[bytes] = []  # bytes received but not yet parsed into frames
         self._have = 0  # total length of _chunks
-        self._need = 4  # bytes needed before parsing can make progress (avoids O(n^2) joins)
-        self._max = max_frame
+        self._need = HEAD_SIZE  # bytes needed before parsing can make progress (avoids O(n^2) joins)
+        self.set_limits(limits)
+
+    def set_limits(self, limits: FrameLimits | int) -> None:
+        """Change what this connection may send (e.g. once a peer has said who it is)."""
+        self._limits = (FrameLimits(limits) if isinstance(limits, int) else limits).table
+        self._largest = max(self._limits)
 
     def feed(self, data: bytes) -> list[Frame]:
         if self._chunks:
@@ -243,11 +287,28 @@ class FrameDecoder:
             buf = data
         frames: list[Frame] = []
         off, size = 0, len(buf)
-        need = 4
+        need = HEAD_SIZE
+        limits = self._limits
         while size - off >= 4:
             (length,) = _LEN.unpack_from(buf, off)
-            if length < 6 or length > self._max:
+            if length < 6:
                 raise errors.StateProtocolError(f"bad frame length {length}")
+            if size - off < HEAD_SIZE:
+                if length > self._largest:  # no op can be this long: refuse without the header
+                    raise FrameRefused(f"a {length}-byte frame exceeds every limit of this server", 0, 0, 0)
+                break
+            _, kind, op, req_id = _HEAD.unpack_from(buf, off)
+            if kind > EVENT:
+                raise errors.StateProtocolError(f"unknown frame kind {kind}")
+            limit = limits[kind << 8 | op]
+            if length > limit:
+                raise FrameRefused(
+                    f"a {length}-byte {op_name(op)} frame exceeds this server's {limit}-byte limit "
+                    "for it; connection closed",
+                    kind,
+                    op,
+                    req_id,
+                )
             end = off + 4 + length
             if end > size:
                 need = 4 + length
@@ -258,7 +319,7 @@ class FrameDecoder:
             rest = buf[off:]
             self._chunks, self._have, self._need = [rest], len(rest), need
         else:
-            self._chunks, self._have, self._need = [], 0, 4
+            self._chunks, self._have, self._need = [], 0, HEAD_SIZE
         return frames
 
     @property

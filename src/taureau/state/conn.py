@@ -19,7 +19,7 @@ RECV_SIZE = 1 << 18
 class Conn:
     """Owned by one thread at a time. Replies are matched to requests by req_id."""
 
-    def __init__(self, address: str, timeout: float) -> None:
+    def __init__(self, address: str, timeout: float, max_request: int = codec.DEFAULT_MAX_FRAME) -> None:
         host, _, port = address.rpartition(":")
         self.address = address
         try:
@@ -28,6 +28,7 @@ class Conn:
             raise errors.StateUnavailableError(f"cannot connect to {address}: {e}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
+        self.max_request = max_request  # the server's frame limit, when it is known up front
         self.decoder = codec.FrameDecoder()
         self.ready: dict[int, Frame] = {}  # replies read while waiting for another req_id
         self.events: list[Frame] = []  # pushed events read while waiting for replies
@@ -41,7 +42,13 @@ class Conn:
     def send(self, op: int, fields: list[bytes]) -> int:
         req_id = self.next_id
         self.next_id = (req_id + 1) & 0xFFFFFFFF or 1
-        self._sendall(codec.encode(REQUEST, op, req_id, fields))
+        frame = codec.encode(REQUEST, op, req_id, fields)
+        if len(frame) - 4 > self.max_request:  # the server would refuse it and drop the connection
+            raise errors.FrameTooLargeError(
+                f"a {len(frame) - 4}-byte {codec.op_name(op)} request exceeds the server's "
+                f"{self.max_request}-byte limit"
+            )
+        self._sendall(frame)
         return req_id
 
     def _sendall(self, data: bytes) -> None:
@@ -56,7 +63,13 @@ class Conn:
         fr = self.wait(self.send(op, fields))
         if fr.kind == OK:
             return fr.fields
-        raise codec.reply_exception(fr.fields)
+        raise self._error(fr)
+
+    def _error(self, fr: Frame) -> Exception:
+        exc = codec.reply_exception(fr.fields)
+        if isinstance(exc, errors.FrameTooLargeError):
+            self.close()  # the server refused the frame unread and closed the connection
+        return exc
 
     def pipeline(self, reqs: list[tuple[int, list[bytes]]]) -> list[list[bytes] | Exception]:
         """Send every request, then collect every reply (errors returned, not raised)."""
@@ -71,7 +84,7 @@ class Conn:
         res: list[list[bytes] | Exception] = []
         for i in ids:
             fr = self.wait(i)
-            res.append(fr.fields if fr.kind == OK else codec.reply_exception(fr.fields))
+            res.append(fr.fields if fr.kind == OK else self._error(fr))
         return res
 
     def wait(self, req_id: int, timeout: float | None = None) -> Frame:

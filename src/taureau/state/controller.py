@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +15,7 @@ from taureau.state import codec
 from taureau.state.allocator import Allocator
 from taureau.state.codec import Frame, Op
 from taureau.state.elastic import BlockManager
+from taureau.state.limits import controller_limits, registered_server_limits
 from taureau.state.namespace import STRUCTURE_KINDS, Namespace, Node, NodeState
 from taureau.state.persist import Backings, decode_dump, encode_dump
 from taureau.state.rpc import Peer
@@ -62,7 +65,7 @@ class Controller:
         self._expiry_task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self.closing = False  # set by close(): peers dropping then is expected, not a loss
-        self._handlers = {
+        self._handlers: dict[int, Callable[[Peer, dict], Any]] = {
             Op.HELLO: self._hello,
             Op.CREATE: self._create,
             Op.OPEN: self._open,
@@ -79,16 +82,19 @@ class Controller:
             Op.STATS: self._stats,
             Op.SUBSCRIBE: self._subscribe,
             Op.REGISTER: self._register,
-            Op.SPLIT_REQUEST: lambda peer, a: self.blocks.split(a["alloc"], a["at"]),
-            Op.MERGE_REQUEST: lambda peer, a: self.blocks.merge(a["alloc"], a["used"]),
-            Op.APPEND_REQUEST: lambda peer, a: self.blocks.append(a["alloc"]),
-            Op.DRAINED: lambda peer, a: self.blocks.drained(a["alloc"]),
+            Op.SPLIT_REQUEST: lambda peer, a: self.blocks.split(self._own_block(peer, a), a["at"]),
+            Op.MERGE_REQUEST: lambda peer, a: self.blocks.merge(self._own_block(peer, a), a["used"]),
+            Op.APPEND_REQUEST: lambda peer, a: self.blocks.append(self._own_block(peer, a)),
+            Op.DRAINED: lambda peer, a: self.blocks.drained(self._own_block(peer, a)),
             Op.GROW: self._grow,
         }
 
     async def start(self, host: str = "127.0.0.1", port: int = 9090) -> None:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: Peer(self._handle, self._peer_closed), host, port)
+        limits = controller_limits()
+        self.server = await loop.create_server(
+            lambda: Peer(self._handle, self._peer_closed, limits=limits, flow_control=True), host, port
+        )
         self.address = f"{host}:{self.server.sockets[0].getsockname()[1]}"
         self._expiry_task = asyncio.ensure_future(self._expiry_loop())
         log.info("state controller on %s", self.address)
@@ -109,6 +115,8 @@ class Controller:
 
     def _handle(self, peer: Peer, fr: Frame) -> Any:
         if fr.op == Op.NOTIFY:
+            if "server_id" not in peer.info:
+                raise errors.StateProtocolError("only a registered memory server sends notifications")
             self._fan_out(fr.fields)
             return None
         fn = self._handlers.get(fr.op)
@@ -204,10 +212,11 @@ class Controller:
 
     def _status(self, peer: Peer, a: dict) -> dict:
         node = self.ns.lookup(_str(a, "path"))
+        remaining = node.lease_until - time.monotonic()
         out = {
             "path": node.path,
             "kind": node.kind,
-            "lease_remaining_ms": int((node.lease_until - time.monotonic()) * 1000),
+            "lease_remaining_ms": int(remaining * 1000) if math.isfinite(remaining) else None,  # root: never
         }
         if node.kind != "dir":
             out.update(
@@ -256,10 +265,28 @@ class Controller:
     # -- memory servers -------------------------------------------------------------------------
 
     def _register(self, peer: Peer, a: dict) -> dict:
-        info = self.alloc.add_server(_str(a, "address"), a.get("block_size"), a.get("num_blocks"), peer)
+        if "server_id" in peer.info:
+            raise errors.StateProtocolError("this connection already registered a memory server")
+        block_size, num_blocks = a.get("block_size"), a.get("num_blocks")
+        if not isinstance(block_size, int) or not isinstance(num_blocks, int):
+            raise errors.StateProtocolError("register takes integer block_size and num_blocks")
+        info = self.alloc.add_server(_str(a, "address"), block_size, num_blocks, peer)
         peer.info["server_id"] = info.server_id
+        # From now on this link also carries block data (EXPORT replies, notifications).
+        peer.decoder.set_limits(registered_server_limits(block_size))
         log.info("memory server %s registered (%d blocks)", info.address, info.num_blocks)
         return {"server_id": info.server_id}
+
+    def _own_block(self, peer: Peer, a: dict) -> int:
+        """The alloc id of a block-lifecycle request, which only the memory server holding that
+        block may send (a client must not split, drain or free another's blocks)."""
+        alloc = a.get("alloc")
+        sid = peer.info.get("server_id")
+        if sid is None:
+            raise errors.StateProtocolError("only a registered memory server asks for block changes")
+        if not isinstance(alloc, int) or self.blocks.server_of(alloc) != sid:
+            raise errors.StateProtocolError(f"block {alloc!r} is not on this memory server")
+        return alloc
 
     # -- dump / load / leases ------------------------------------------------------------------
 

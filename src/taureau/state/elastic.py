@@ -9,7 +9,7 @@ from collections.abc import Callable
 from taureau.common import errors
 from taureau.state import codec
 from taureau.state.allocator import Allocator
-from taureau.state.blocks import ENTRY_OVERHEAD, NUM_SLOTS, slot_of
+from taureau.state.blocks import ENTRY_OVERHEAD, NUM_SLOTS, fit_batches, slot_of
 from taureau.state.codec import Op, pack_u64
 from taureau.state.namespace import BlockRef, Namespace, Node, NodeState, Partition
 
@@ -65,6 +65,9 @@ class BlockManager:
     async def populate(self, node: Node, num_blocks: int) -> None:
         """Give a new structure its first blocks (hash: even slot ranges; file: extents)."""
         num_blocks = max(1, min(num_blocks, NUM_SLOTS))
+        free = self.alloc.free_blocks()
+        if num_blocks > free:  # refuse before taking any: blocks would only be taken and given back
+            raise errors.OutOfMemoryError(f"{node.path} needs {num_blocks} blocks; the pool has {free} free")
         try:
             if node.kind == "hash_table":
                 bounds = [NUM_SLOTS * i // num_blocks for i in range(num_blocks + 1)]
@@ -107,6 +110,14 @@ class BlockManager:
             if p.chain[0].alloc == alloc:
                 return node, i
         raise errors.PathNotFoundError(f"block {alloc} is not in {node.path}'s map")
+
+    def server_of(self, alloc: int) -> int | None:
+        """The id of the memory server holding block `alloc` (None if no live structure has it)."""
+        try:
+            node, i = self.locate(alloc)
+        except errors.PathNotFoundError:
+            return None
+        return node.partitions[i].chain[0].server_id
 
     def _claim(self, node: Node) -> None:
         if node.busy:
@@ -188,14 +199,30 @@ class BlockManager:
         await self._free_ref(p.chain[0])
 
     async def extend_file(self, node: Node, until: int) -> None:
-        """Allocate extents until the file's blocks cover byte offset `until - 1`."""
+        """Allocate extents until the file's blocks cover byte offset `until - 1`: all of them
+        or none (a grow the pool cannot serve is refused before taking any block)."""
         self._claim(node)
+        added: list[Partition] = []
         try:
+            end = node.partitions[-1].hi if node.partitions else 0
+            free = self.alloc.free_bytes()
+            if until - end > free:
+                raise errors.OutOfMemoryError(
+                    f"{node.path}: growing to {until} bytes needs {until - end} more; the pool has {free} free"
+                )
             while not node.partitions or node.partitions[-1].hi < until:
                 lo = node.partitions[-1].hi if node.partitions else 0
-                node.partitions.append(await self.new_partition(node, lo, None))
-                node.epoch += 1
+                p = await self.new_partition(node, lo, None)
+                node.partitions.append(p)
+                added.append(p)
+        except BaseException:
+            for p in added:  # a refused grow leaves the file as it was
+                node.partitions.remove(p)
+                await self._free_ref(p.chain[0])
+            raise
         finally:
+            if added:
+                node.epoch += 1
             node.busy = False
 
     async def export(self, node: Node) -> list[bytes]:
@@ -241,7 +268,7 @@ class BlockManager:
             if node.kind == "hash_table":
                 await self._load_hash(node, records, budget)
             elif node.kind == "queue":
-                groups = _chunk(records, budget, ENTRY_OVERHEAD) or [[]]
+                groups = fit_batches(records, budget) or [[]]
                 for g in groups:
                     p = await self.new_partition(node, 0, 0)
                     node.partitions.append(p)
@@ -273,18 +300,3 @@ class BlockManager:
             b.append(v)
         for p, b in zip(node.partitions, buckets, strict=True):
             await self.import_into(p, b)
-
-
-def _chunk(items: list[bytes], budget: int, overhead: int) -> list[list[bytes]]:
-    out: list[list[bytes]] = []
-    cur: list[bytes] = []
-    size = 0
-    for it in items:
-        if cur and size + len(it) + overhead > budget:
-            out.append(cur)
-            cur, size = [], 0
-        cur.append(it)
-        size += len(it) + overhead
-    if cur:
-        out.append(cur)
-    return out

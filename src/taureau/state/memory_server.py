@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from taureau.common import errors
@@ -17,6 +18,7 @@ from taureau.state.blocks import (
     QueueBlock,
 )
 from taureau.state.codec import STALE, Frame, Op, Redirect, pack_u64
+from taureau.state.limits import CONTROL_MAX, MAX_BLOCK_SIZE, controller_link_limits, memory_server_limits
 from taureau.state.rpc import Peer, connect, split_address
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,10 @@ class MemoryServer:
         exit_on_controller_loss: bool = True,
         advertised_host: str | None = None,
     ) -> None:
-        if block_size < 1024 or num_blocks < 1:
-            raise ValueError("a memory server needs block_size >= 1024 and num_blocks >= 1")
+        if not 1024 <= block_size <= MAX_BLOCK_SIZE or num_blocks < 1:
+            raise ValueError(
+                f"a memory server needs 1024 <= block_size <= {MAX_BLOCK_SIZE} and num_blocks >= 1"
+            )
         self.controller = controller
         self.block_size = block_size
         self.num_blocks = num_blocks
@@ -59,8 +63,9 @@ class MemoryServer:
         self.server: asyncio.AbstractServer | None = None
         self.stopped = asyncio.Event()
         self._merge_refused_at: dict[int, float] = {}
+        self._limits = memory_server_limits(block_size)
         self._tasks: set[asyncio.Task] = set()
-        self._mgmt = {
+        self._mgmt: dict[int, Callable[[list[bytes]], Any]] = {
             Op.NEW_BLOCK: self._new_block,
             Op.FREE_BLOCK: self._free_block,
             Op.SPLIT: self._split,
@@ -73,7 +78,7 @@ class MemoryServer:
         }
 
     def _accept(self) -> Peer:
-        peer = Peer(self._handle, self.clients.discard)
+        peer = Peer(self._handle, self.clients.discard, limits=self._limits, flow_control=True)
         self.clients.add(peer)
         return peer
 
@@ -86,7 +91,9 @@ class MemoryServer:
         self.server = await loop.create_server(self._accept, self.host, self.port)
         self.port = self.server.sockets[0].getsockname()[1]
         chost, cport = split_address(self.controller)
-        self.ctl = await connect(chost, cport, self._handle, self._controller_lost)
+        self.ctl = await connect(
+            chost, cport, self._command, self._controller_lost, controller_link_limits(self.block_size)
+        )
         reg = {"address": self.address, "block_size": self.block_size, "num_blocks": self.num_blocks}
         await self.ctl.call(Op.REGISTER, codec.pack_json(reg))
         log.info("memory server %s: %d x %d-byte blocks", self.address, self.num_blocks, self.block_size)
@@ -115,6 +122,7 @@ class MemoryServer:
     # -- the hot path ------------------------------------------------------------------------
 
     def _handle(self, peer: Peer, fr: Frame) -> Any:
+        """Clients and peer memory servers: data ops, and IMPORT into a block expecting one."""
         op = fr.op
         if op < _FIRST_MGMT_OP:
             blk = self.blocks.get(fr.fields[0]) if fr.fields else None
@@ -122,11 +130,19 @@ class MemoryServer:
                 raise Redirect(STALE, "no such block here (freed or moved)")
             fn = blk.ops.get(op)
             if fn is None:
-                raise errors.WrongTypeError(f"op {Op(op).name} does not apply to a {blk.kind}")
+                raise errors.WrongTypeError(f"op {codec.op_name(op)} does not apply to a {blk.kind}")
             return fn(fr.fields)
-        fn = self._mgmt.get(op)
+        if op == Op.IMPORT:
+            return self._import_expected(fr.fields)
+        if op in self._mgmt:
+            raise errors.StateProtocolError(f"{codec.op_name(op)} is taken from the controller only")
+        raise errors.StateProtocolError(f"memory server does not serve op {op}")
+
+    def _command(self, peer: Peer, fr: Frame) -> Any:
+        """The link to our controller: block commands (and anything a client may send)."""
+        fn = self._mgmt.get(fr.op)
         if fn is None:
-            raise errors.StateProtocolError(f"memory server does not serve op {op}")
+            return self._handle(peer, fr)
         return fn(fr.fields)
 
     def _block(self, alloc: int) -> Block:
@@ -183,9 +199,17 @@ class MemoryServer:
         if not isinstance(blk, HashBlock) or not blk.lo < a["at"] < blk.hi:
             raise errors.StateProtocolError(f"cannot split block {a['alloc']} at {a['at']}")
         # One synchronous step: from here on the moved slots answer STALE here, REDO there.
-        moved = blk.extract(a["at"], blk.hi)
+        old_hi = blk.hi
+        moved = blk.extract(a["at"], old_hi)
         blk.hi = a["at"]
-        await self._send_import(a["target"], a["target_alloc"], moved)
+        try:
+            await self._send_import(a["target"], a["target_alloc"], moved)
+        except BaseException:
+            # The target never took the keys (refused, died, or we were cancelled): take them
+            # back, or they would be lost. The controller rolls back the map the same way.
+            blk.hi = old_hi
+            blk.import_(moved)
+            raise
         return []
 
     async def _merge_out(self, f: list[bytes]) -> list[bytes]:
@@ -202,6 +226,18 @@ class MemoryServer:
         blk = self.blocks.get(f[0])
         if blk is None:
             raise errors.StateError("import into a block that does not exist")
+        self._import_into(blk, f[1:])
+        return []
+
+    def _import_expected(self, f: list[bytes]) -> list[bytes]:
+        """IMPORT from another memory server: only into a split target (IMPORTING) or a merge
+        target (a slot range in flight), so no client can inject entries into a live block."""
+        blk = self.blocks.get(f[0]) if f else None
+        if blk is None:
+            raise errors.StateError("import into a block that does not exist")
+        expecting = blk.state is BlockState.IMPORTING or (isinstance(blk, HashBlock) and blk.importing)
+        if not expecting:
+            raise errors.StateProtocolError(f"block {blk.alloc_id} is not expecting an import")
         self._import_into(blk, f[1:])
         return []
 
@@ -235,7 +271,7 @@ class MemoryServer:
         peer = self.peers.get(target)
         if peer is None or peer.closed:
             host, port = split_address(target)
-            peer = self.peers[target] = await connect(host, port)
+            peer = self.peers[target] = await connect(host, port, limits=CONTROL_MAX)
         await peer.call(Op.IMPORT, [pack_u64(alloc), *fields])
 
     # -- BlockHost: requests from blocks to the controller ------------------------------------
@@ -257,6 +293,7 @@ class MemoryServer:
             log.debug("growth of block %d refused: %s", block.alloc_id, e)
             block.grow_failed_at = time.monotonic()
             block.grow_oom = isinstance(e, errors.OutOfMemoryError)
+            block.grow_refusal = str(e)
         finally:
             block.grow_pending = False
 

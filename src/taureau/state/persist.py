@@ -18,8 +18,9 @@ from taureau.common import errors
 #            | 3 file (extents in offset order; the file is their concatenation)
 #   crc     := CRC32C of every byte before it
 #
-# Written to a temporary name, fsynced, then renamed, so a crash never leaves half a dump
-# under the real name.
+# Written to a temporary name, fsynced, then renamed (and the directory fsynced), so a crash
+# never leaves half a dump under the real name. Dumps hold users' data: files are 0600 and
+# every directory the state layer makes is 0700, whatever the umask.
 
 MAGIC = b"TAUS"
 VERSION = 1
@@ -63,6 +64,27 @@ def decode_dump(data: bytes) -> tuple[str, list[bytes]]:
     return _KIND_NAMES[kind], records
 
 
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def make_private_dirs(path: str | Path) -> Path:
+    """Create `path` and any missing parents owner-only (os.makedirs gives the parents the
+    umask's default mode instead); return it resolved."""
+    p = Path(path).absolute()
+    missing = []
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            continue  # made meanwhile by someone else: not ours to change
+        os.chmod(d, DIR_MODE)  # mkdir's mode is masked by the umask; 0700 is what we mean
+    return Path(path).resolve()
+
+
 class LocalBacking:
     """`local://relative/path` under the data directory (absolute paths are refused: a client
     must not make the controller write anywhere on its host)."""
@@ -80,12 +102,15 @@ class LocalBacking:
         p = self._path(rel)
         tmp = p.with_name(p.name + ".tmp")
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
+            make_private_dirs(p.parent)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+            with open(fd, "wb") as f:
+                os.fchmod(fd, FILE_MODE)  # a leftover .tmp keeps its old mode through O_CREAT
                 f.write(data)
                 f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
             os.replace(tmp, p)
+            _fsync_dir(p.parent)
         except OSError as e:
             raise errors.BackingStoreError(f"cannot write {rel!r}: {e.strerror}") from None
 
@@ -94,6 +119,15 @@ class LocalBacking:
             return self._path(rel).read_bytes()
         except OSError as e:
             raise errors.BackingStoreError(f"cannot read {rel!r}: {e.strerror}") from None
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (the dump was acknowledged once write returns)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Backings:

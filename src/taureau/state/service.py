@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
 from taureau.common import errors
 from taureau.state.controller import Controller
 from taureau.state.memory_server import MemoryServer
+from taureau.state.persist import make_private_dirs
 
 REGISTER_TIMEOUT_S = 30.0
 
@@ -55,7 +55,7 @@ async def start_state_services(
     and a GIL of its own instead of sharing the broker's (docs/state.md has the numbers).
     `memory_server_process=False` runs it on this loop (tests, single-core boxes).
     """
-    os.makedirs(data_dir, exist_ok=True)
+    make_private_dirs(data_dir)
     ctl = Controller(lease_ms=lease_ms, data_dir=data_dir)
     await ctl.start(host, controller_port)
     try:

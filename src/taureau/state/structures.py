@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from taureau.common import errors
+from taureau.state.blocks import ENTRY_OVERHEAD, fit_batches
 from taureau.state.codec import STALE, Op, Redirect, pack_u64, unpack_u64
 
 if TYPE_CHECKING:
@@ -19,6 +20,13 @@ T = TypeVar("T")
 # A handle caches its structure's block map. Any reply saying the map is old (STALE), a busy
 # block (REDO) or an unreachable memory server makes it refresh the map and retry with
 # backoff, up to the client's timeout: a split or merge is never seen as a failure.
+
+
+def _check_fits(size: int, cap: int) -> None:
+    """Refuse here what no block can take (the memory server would refuse it as well, or the
+    whole frame if it is far larger), so nothing of a refused call is sent."""
+    if size > cap:
+        raise errors.ValueTooLargeError(f"{size} bytes do not fit in a {cap}-byte block")
 
 
 class _Part(NamedTuple):
@@ -100,6 +108,8 @@ class HashTable(Structure):
         return p if not p.lost else self._check(p)
 
     def _op(self, op: int, key: bytes, *rest: bytes) -> list[bytes]:
+        _check_fits(len(key) + sum(map(len, rest)) + ENTRY_OVERHEAD, self._part(key).cap)
+
         def attempt() -> list[bytes]:
             p = self._part(key)
             return self._c.conn(p.addr).call(op, [p.alloc, key, *rest])
@@ -130,13 +140,21 @@ class HashTable(Structure):
     def __len__(self) -> int:
         return sum(unpack_u64(self._c.conn(p.addr).call(Op.COUNT, [p.alloc])[0]) for p in self._parts)
 
-    def _one_block(self, keys: list[bytes], payload: int) -> _Part | None:
-        """The only block, if the table has one and the batch fits in one request to it."""
+    def _check_entries(self, keys: list[bytes], values: list[bytes] | None, size: int) -> None:
+        """ValueTooLargeError if an entry cannot fit its block. `size` is the batch's bytes: if
+        the whole batch fits the smallest block, so does each entry (the hot path stops here)."""
+        if size + ENTRY_OVERHEAD <= min(p.cap for p in self._parts):
+            return
+        for i, k in enumerate(keys):
+            _check_fits(len(k) + (len(values[i]) if values else 0) + ENTRY_OVERHEAD, self._part(k).cap)
+
+    def _one_block(self, count: int, size: int) -> _Part | None:
+        """The only block, if the table has one and a batch of `count` entries and `size`
+        bytes fits in one request to it."""
         parts = self._parts
         if len(parts) != 1 or parts[0].lost:
             return None
-        size = sum(map(len, keys)) + payload + 64 * len(keys)
-        return parts[0] if size <= parts[0].cap // 4 else None
+        return parts[0] if size + 64 * count <= parts[0].cap // 4 else None
 
     def _batches(
         self, keys: list[bytes], todo: list[int], payload: Callable[[int], int]
@@ -188,7 +206,13 @@ class HashTable(Structure):
     def multi_get(self, keys: Iterable[bytes]) -> list[bytes | None]:
         """Values in the order of `keys`; None where a key is missing."""
         keys = list(keys)
-        fast = self._one_block(keys, 0)
+        if len(set(keys)) < len(keys):  # fetch each key once: a block answers at most a block's worth
+            uniq = list(dict.fromkeys(keys))
+            found = dict(zip(uniq, self.multi_get(uniq), strict=True))
+            return [found[k] for k in keys]
+        size = sum(map(len, keys))
+        self._check_entries(keys, None, size)
+        fast = self._one_block(len(keys), size)
         if fast is not None:  # common case: a small batch on a one-block table, one round trip
             try:
                 r = self._c.conn(fast.addr).call(Op.MULTI_GET, [fast.alloc, *keys])
@@ -210,7 +234,10 @@ class HashTable(Structure):
         """Upsert every pair (batched per block, pipelined per memory server)."""
         pairs = list(items.items() if isinstance(items, Mapping) else items)
         keys = [k for k, _ in pairs]
-        fast = self._one_block(keys, sum(len(v) for _, v in pairs))
+        values = [v for _, v in pairs]
+        size = sum(map(len, keys)) + sum(map(len, values))
+        self._check_entries(keys, values, size)
+        fast = self._one_block(len(keys), size)
         if fast is not None:
             try:
                 self._c.conn(fast.addr).call(Op.MULTI_PUT, [fast.alloc, *(x for kv in pairs for x in kv)])
@@ -237,12 +264,29 @@ class Queue(Structure):
         return self._retry(attempt)
 
     def enqueue(self, item: bytes) -> None:
+        _check_fits(len(item) + ENTRY_OVERHEAD, self._parts[-1].cap)
         self._at(-1, Op.ENQUEUE, [item])
 
     put = enqueue
 
     def multi_enqueue(self, items: Iterable[bytes]) -> None:
-        self._at(-1, Op.MULTI_ENQUEUE, list(items))
+        """Enqueue in order. A batch is sent in requests that each fit one block (so a batch
+        larger than a block still goes in when every item fits); each request is all or
+        nothing, but another producer's items may come between two of them, and if one fails
+        the earlier ones stay enqueued (the error says how many items went in)."""
+        items = list(items)
+        cap = self._parts[-1].cap
+        for it in items:
+            _check_fits(len(it) + ENTRY_OVERHEAD, cap)
+        done = 0
+        for batch in fit_batches(items, cap):
+            try:
+                self._at(-1, Op.MULTI_ENQUEUE, batch)
+            except errors.StateError as e:
+                if not done:
+                    raise
+                raise type(e)(f"{e} (after {done} of {len(items)} items were enqueued)") from e
+            done += len(batch)
 
     def dequeue(self) -> bytes:
         """The oldest item; QueueEmptyError if there is none."""
