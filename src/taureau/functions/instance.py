@@ -4,8 +4,9 @@ Theory of operation (Pulsar's Python instance, plus windows, invocations and tim
 - One consumer takes every input topic (a list, or a regex for `topicsPattern`) on the
   subscription `--subs-name` (default `tenant/namespace/name`): Shared, or Failover when
   ordering is retained or the guarantee is EFFECTIVELY_ONCE, or Key_Shared for key order.
-  Its listener puts messages on a bounded work queue; the processing thread takes them one at
-  a time, so a slow function holds back the consumer rather than buffering the backlog.
+  The processing thread calls `receive` itself (no listener thread: handing each message from
+  the client's thread to this one cost a GIL switch per message), so a slow function holds
+  back the consumer (its receiver queue is bounded) rather than buffering the backlog.
 - Acknowledgement by guarantee: ATMOST_ONCE acks on receipt; ATLEAST_ONCE acks once the
   output is stored (or at once when there is none); EFFECTIVELY_ONCE does the same through a
   producer per input topic whose sequence ids are the input's positions, so a replay after a
@@ -13,8 +14,9 @@ Theory of operation (Pulsar's Python instance, plus windows, invocations and tim
 - A raise (or a run past `--timeout-ms`) counts as a user exception and negatively acks the
   input, so the broker redelivers it; after `--max-message-retries` the client moves it to
   the dead-letter topic.
-- Invocations (HTTP, cron, trigger) come from the worker over the channel and run on the same
-  thread, between messages.
+- Invocations (HTTP, cron, trigger) come from the worker over the channel onto a control
+  queue, checked between messages (every POLL_MS while the consumer is idle), and run on the
+  same thread.
 """
 
 from __future__ import annotations
@@ -40,14 +42,15 @@ from taureau.functions.deadline import Deadline
 from taureau.functions.errors import FunctionCodeError
 from taureau.functions.loader import add_code_paths, load_function, load_serde, resolve
 from taureau.functions.logs import LogTopicHandler, StdoutRouter
-from taureau.functions.publisher import Publisher
+from taureau.functions.publisher import Publisher, send_fast
 from taureau.functions.state_ops import FunctionState
 from taureau.functions.stats import InstanceStats
 from taureau.functions.windows import Fired, Record, Windower
 
 log = logging.getLogger("taureau.functions.instance")
 
-WORK_QUEUE_SIZE = 1000  # messages taken from the consumer but not processed yet
+RECEIVER_QUEUE = 1000  # messages the client prefetches for an instance
+POLL_MS = 5  # an idle instance with inputs looks at its control queue this often
 STATUS_INTERVAL_S = 0.2  # a changed status is reported this often
 STATUS_HEARTBEAT_S = 5.0  # an unchanged one this often
 RETRY_DELAY_MS = 1000  # negative-ack redelivery delay (the client's default is a minute)
@@ -140,7 +143,7 @@ class FunctionInstance:
         self.state = state
         self.stats = InstanceStats()
         self.metrics = UserMetrics()
-        self._work: queue.Queue[tuple[str, Any]] = queue.Queue(WORK_QUEUE_SIZE)
+        self._control: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()  # invokes, stop
         self._stopping = threading.Event()
         self._ephemeral_factory = ephemeral_factory
         g = self.config.processing_guarantees
@@ -163,6 +166,7 @@ class FunctionInstance:
         self._default_serde = load_serde(None)
         self._output_serde = load_serde(c.output_serde_class_name, c.output_schema_type)
         self._deadline = Deadline()
+        self._timeout_s = c.timeout_ms / 1000 if c.timeout_ms else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.client = pulsar.Client(spec.service_url, operation_timeout_seconds=30,
                                     logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
@@ -212,8 +216,7 @@ class FunctionInstance:
             topics,
             c.subscription_name,
             consumer_type=consumer_type,
-            message_listener=self._on_message,
-            receiver_queue_size=WORK_QUEUE_SIZE,
+            receiver_queue_size=RECEIVER_QUEUE,
             consumer_name=f"{c.fqfn}:{self.spec.instance_id}",
             initial_position=position,
             negative_ack_redelivery_delay_ms=RETRY_DELAY_MS,
@@ -245,55 +248,58 @@ class FunctionInstance:
             raise RuntimeError("this worker runs without a state store")
         return self._ephemeral_factory(of or self.config.fqfn)
 
-    # -- the consumer's side ----------------------------------------------------------------
-
-    def _on_message(self, consumer: Any, message: Any) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._work.put(("msg", message), timeout=0.5)
-                return
-            except queue.Full:
-                continue
+    # -- the processing thread --------------------------------------------------------------
 
     def submit(self, kind: str, item: Any) -> None:
         """From the channel thread: an invocation, or a stop."""
-        self._work.put((kind, item))
+        self._control.put((kind, item))
 
-    # -- the processing thread --------------------------------------------------------------
+    def stop(self) -> None:
+        self._stopping.set()
+        self._control.put(("stop", None))
+
+    def _next(self) -> tuple[str, Any] | None:
+        """The next thing to do: a control item first, else a message; None on a timeout."""
+        timeout = self._next_timeout()
+        if self.consumer is None:
+            try:
+                return self._control.get(timeout=timeout)
+            except queue.Empty:
+                return None
+        if not self._control.empty():
+            return self._control.get_nowait()
+        try:
+            return "msg", self.consumer.receive(max(1, min(POLL_MS, int(timeout * 1000))))
+        except pulsar.Timeout:
+            return None
 
     def run(self) -> None:
-        router = StdoutRouter.install()
+        router = self._router = StdoutRouter.install()
         router.route_current_thread(self._log_sink)
         reporter = threading.Thread(target=self._report_loop, name="taureau-status", daemon=True)
         reporter.start()
         try:
             while not self._stopping.is_set():
-                timeout = self._next_timeout()
-                try:
-                    kind, item = self._work.get(timeout=timeout)
-                except queue.Empty:
+                item = self._next()
+                if item is None:
                     self._on_tick()
                     continue
+                kind, value = item
                 if kind == "msg":
-                    self._handle_message(item)
+                    self._handle_message(value)
                 elif kind == "invoke":
-                    self._handle_invoke(item)
+                    self._handle_invoke(value)
                 elif kind == "stop":
                     break
-                self._on_tick()
+                if self._windower is not None:
+                    self._on_tick()
         finally:
             router.route_current_thread(None)
             self._stopping.set()
             self._shutdown()
 
-    def stop(self) -> None:
-        self._stopping.set()
-        try:
-            self._work.put_nowait(("stop", None))
-        except queue.Full:
-            pass
-
     def _next_timeout(self) -> float:
+        """Seconds until a window may be due (at most half a second)."""
         if self._windower is None:
             return 0.5
         deadline = self._windower.next_deadline_ms()
@@ -340,23 +346,30 @@ class FunctionInstance:
         """Run the user's function under the deadline; (False, None) if it raised."""
         started = time.perf_counter()
         self.stats.on_start()
-        timeout = self.config.timeout_ms / 1000 if self.config.timeout_ms else None
         try:
-            with self._deadline.limit(timeout):
-                result = self._invoke(value, context)
-                if inspect.isawaitable(result):
-                    if self._loop is None:
-                        self._loop = asyncio.new_event_loop()
-                    result = self._loop.run_until_complete(result)
+            if self._timeout_s:
+                with self._deadline.limit(self._timeout_s):
+                    result = self._run_user(value, context)
+            else:
+                result = self._run_user(value, context)
         except Exception as exc:
             self.stats.on_done((time.perf_counter() - started) * 1000, ok=False)
             self.stats.on_exception(exc, user=True)
             self.logger.warning("process raised %s: %s", type(exc).__name__, exc)
             return False, None
         finally:
-            StdoutRouter.install().flush_current_thread()
+            if self._log_sink is not None:
+                self._router.flush_current_thread()
         self.stats.on_done((time.perf_counter() - started) * 1000, ok=True)
         return True, result
+
+    def _run_user(self, value: Any, context: Any) -> Any:
+        result = self._invoke(value, context)
+        if inspect.isawaitable(result):
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            result = self._loop.run_until_complete(result)
+        return result
 
     def _emit(self, result: Any, inputs: list[Any], last: Any) -> None:
         """Publish a result to the output topic, then ack `inputs` as the guarantee says."""
@@ -373,20 +386,17 @@ class FunctionInstance:
             for message in inputs:
                 self._nack(message)
             return
-        kwargs: dict[str, Any] = {}
-        producer = None
+        properties: dict[str, str] = {}
+        key = sequence_id = producer = None
         if last is not None:
-            properties = dict(last.properties()) if c.forward_source_message_property else {}
-            properties["__pfn_input_topic__"] = last.topic_name()
-            properties["__pfn_input_msg_id__"] = base64.urlsafe_b64encode(last.message_id().serialize()).decode()
-            kwargs["properties"] = properties
-            if last.partition_key():
-                kwargs["partition_key"] = last.partition_key()
+            topic, message_id, key = last.topic_name(), last.message_id(), last.partition_key()
+            if c.forward_source_message_property:
+                properties = dict(last.properties())
+            properties["__pfn_input_topic__"] = topic
+            properties["__pfn_input_msg_id__"] = base64.urlsafe_b64encode(message_id.serialize()).decode()
             if self._effectively_once:
-                producer = self.publisher.producer(
-                    c.output or "", name=f"{c.fqfn}@{last.topic_name()}", batching=False
-                )
-                kwargs["sequence_id"] = _sequence_id(last.message_id())
+                producer = self.publisher.producer(c.output or "", name=f"{c.fqfn}@{topic}", batching=False)
+                sequence_id = _sequence_id(message_id)
         if producer is None:
             producer = self._output_producer if self._output_topic_producer_needed() else \
                 self.publisher.producer(c.output or "")
@@ -401,7 +411,7 @@ class FunctionInstance:
                 for message in inputs:
                     self._nack(message)
 
-        producer.send_async(payload, done, **kwargs)
+        send_fast(producer, payload, done, properties, key, sequence_id)
 
     def _nack(self, message: Any) -> None:
         if not self._ack_on_receipt and self.consumer is not None:

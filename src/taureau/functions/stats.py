@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 import traceback
@@ -14,7 +15,9 @@ MAX_EXCEPTIONS = 10  # latest exceptions kept per kind
 
 
 class InstanceStats:
-    """Written by the processing thread, read by the status reporter (under one lock)."""
+    """Counters are written by the processing thread only, without a lock (the reporter's
+    reads may be a message behind, never torn: they are ints under the GIL); exceptions also
+    come from the client's callback threads and go under the lock."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -31,26 +34,19 @@ class InstanceStats:
         self.latest_system: deque[dict[str, Any]] = deque(maxlen=MAX_EXCEPTIONS)
 
     def on_received(self, n: int = 1) -> None:
-        with self._lock:
-            self.received += n
+        self.received += n
 
     def on_start(self) -> None:
         self.busy_since_ms = int(time.time() * 1000)
 
     def on_done(self, latency_ms: float, ok: bool) -> None:
-        with self._lock:
-            self.busy_since_ms = 0
-            self.last_invocation_ms = int(time.time() * 1000)
-            if ok:
-                self.processed_ok += 1
-            self.latency_sum_ms += latency_ms
-            self.latency_count += 1
-            for i, bound in enumerate(LATENCY_BUCKETS_MS):
-                if latency_ms <= bound:
-                    self.latency_buckets[i] += 1
-                    break
-            else:
-                self.latency_buckets[-1] += 1
+        self.busy_since_ms = 0
+        self.last_invocation_ms = int(time.time() * 1000)
+        if ok:
+            self.processed_ok += 1
+        self.latency_sum_ms += latency_ms
+        self.latency_count += 1
+        self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
 
     def on_exception(self, exc: BaseException, *, user: bool) -> None:
         entry = {
