@@ -47,6 +47,8 @@ def message(body: bytes, key: str | None = None, batch: int | None = None) -> by
         meta.partition_key = key
     if batch is not None:
         meta.num_messages_in_batch = batch
+        record = pb.SingleMessageMetadata(payload_size=len(body)).SerializeToString()
+        body = (len(record).to_bytes(4, "big") + record + body) * batch
     return encode_entry(meta, body)
 
 

@@ -20,6 +20,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from enum import Enum
+from functools import partial
+from typing import NamedTuple
 
 from taureau.broker.consumer import Consumer
 from taureau.broker.control import handler_for
@@ -34,11 +36,11 @@ from taureau.protocol import (
     ProtocolError,
     append_message,
     append_send_receipt,
-    parse_metadata,
     pb,
     pong,
     replies,
 )
+from taureau.protocol.validate import check_entry
 from taureau.storage.position import Position
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,20 @@ T = pb.BaseCommand.Type
 # Plain ints: protobuf enum attribute lookups cost ~1 us each on the hot path.
 _SEND, _FLOW, _PING, _PONG, _CONNECT = T.SEND, T.FLOW, T.PING, T.PONG, T.CONNECT
 MAX_INFLIGHT_PUBLISHES = 10_000
+_CHECKSUM_ERROR = 9  # ServerError.ChecksumError
 # Dispatch to a consumer stops while this many bytes wait in its socket's send buffer.
 WRITE_BUFFER_HIGH = 4 * 1024 * 1024
 SERVER_VERSION = "Taureau-0.1.0"
 MAX_PROTOCOL_VERSION = 20
+
+
+class Refusal(NamedTuple):
+    """A SEND answered with SEND_ERROR instead of being stored."""
+
+    producer_id: int
+    sequence_id: int
+    code: int
+    reason: str
 
 
 class ConnectionState(Enum):
@@ -85,7 +97,9 @@ class ServerConnection(asyncio.Protocol):
         self._closing = False  # close() was called: handle nothing more from this peer
         # SENDs decoded from the current read, by topic: published as one batch per topic
         # when the read is done (see _flush_sends).
-        self._sends: dict[PersistentTopic, list[PublishItem]] = {}
+        self._sends: dict[PersistentTopic, list[PublishItem | Refusal]] = {}
+        # The newest publish task per topic: the next one writes its replies after it.
+        self._publish_tails: dict[PersistentTopic, asyncio.Task] = {}
 
     # -- state -------------------------------------------------------------------------------
 
@@ -125,7 +139,7 @@ class ServerConnection(asyncio.Protocol):
         if self._sends:
             if self._closing:
                 # Nothing was acknowledged: the client resends these on its next connection.
-                self._inflight -= sum(map(len, self._sends.values()))
+                self._inflight -= sum(isinstance(i, PublishItem) for g in self._sends.values() for i in g)
                 self._sends.clear()
             else:
                 self._flush_sends()
@@ -219,31 +233,43 @@ class ServerConnection(asyncio.Protocol):
         if found is None or payload is None:
             self.write(replies.send_error(send.producer_id, sequence_id, 22, "producer is not ready"))
             return
+        producer, topic = found
         if not checksum_ok:
-            self.write(replies.send_error(send.producer_id, sequence_id, 9, "checksum mismatch"))
+            self._refuse(topic, send, "checksum mismatch")
             return
-        if len(payload) > self.service.config.max_message_size:
-            self.write(replies.send_error(send.producer_id, sequence_id, 22, "message too large"))
+        max_size = self.service.config.max_message_size
+        if len(payload) > max_size:
+            self._refuse(topic, send, f"message of {len(payload)} bytes exceeds the maximum {max_size}")
             return
         try:
-            # Consumers' clients drop their connection on a MessageMetadata they cannot parse:
-            # a corrupt entry, once stored, would break every consumer of the topic.
-            parse_metadata(payload)
+            # A stored entry goes to every consumer from then on: refuse what they cannot read.
+            messages = check_entry(payload, max_size)
         except ProtocolError as exc:
-            log.warning("closing %s: SEND with invalid metadata: %s", self.remote_address, exc)
-            self.close()
+            log.warning(
+                "%s: refusing SEND %d of %s: %s", self.remote_address, sequence_id, producer.name, exc
+            )
+            self._refuse(topic, send, f"invalid message: {exc}")
             return
-        messages = send.num_messages if send.HasField("num_messages") else 1
         if send.HasField("highest_sequence_id") and send.highest_sequence_id >= sequence_id:
             highest = send.highest_sequence_id
         else:
-            highest = sequence_id + max(messages, 1) - 1
-        producer, topic = found
+            highest = sequence_id + messages - 1
         self._inflight += 1
         if self._inflight >= MAX_INFLIGHT_PUBLISHES and not self._reading_paused:
             self._reading_paused = True
             self._transport.pause_reading()
-        item = PublishItem(producer, payload, sequence_id, highest, messages)
+        self._queue_send(topic, PublishItem(producer, payload, sequence_id, highest, messages))
+
+    def _refuse(self, topic: PersistentTopic, send, reason: str) -> None:
+        """Answer SEND_ERROR for one message, in order with the receipts of the SENDs before it.
+
+        ChecksumError is the one send error Pulsar clients take as "this message is bad": they
+        fail that message alone and keep the producer (any other code makes them drop the
+        connection and resend it, forever). Nothing of the message is stored.
+        """
+        self._queue_send(topic, Refusal(send.producer_id, send.sequence_id, _CHECKSUM_ERROR, reason))
+
+    def _queue_send(self, topic: PersistentTopic, item: PublishItem | Refusal) -> None:
         group = self._sends.get(topic)
         if group is None:
             self._sends[topic] = [item]
@@ -255,12 +281,22 @@ class ServerConnection(asyncio.Protocol):
         to the bookie as one batch, and receipts go back in one write."""
         sends, self._sends = self._sends, {}
         loop = asyncio.get_running_loop()
+        tails = self._publish_tails
         for topic, items in sends.items():
-            loop.create_task(self._publish(topic, items))
+            task = loop.create_task(self._publish(topic, items, tails.get(topic)))
+            tails[topic] = task
+            task.add_done_callback(partial(self._forget_tail, topic))
 
-    async def _publish(self, topic: PersistentTopic, items: list[PublishItem]) -> None:
+    def _forget_tail(self, topic: PersistentTopic, task: asyncio.Task) -> None:
+        if self._publish_tails.get(topic) is task:
+            del self._publish_tails[topic]
+
+    async def _publish(
+        self, topic: PersistentTopic, items: list[PublishItem | Refusal], previous: asyncio.Task | None
+    ) -> None:
+        stored = [item for item in items if isinstance(item, PublishItem)]
         try:
-            positions = await topic.publish_many(items)
+            positions = await topic.publish_many(stored) if stored else []  # type: ignore[arg-type]
         except Exception as exc:
             # The client treats any SEND_ERROR but ChecksumError as fatal for the connection
             # and resends everything pending on a new one: exactly what a failed add needs.
@@ -270,18 +306,28 @@ class ServerConnection(asyncio.Protocol):
                 log.exception("publish to %s failed", topic.name)
             code = exc.server_error if isinstance(exc, TaureauError) else 2
             first = items[0]
-            self.write(replies.send_error(first.producer.producer_id, first.sequence_id, code, str(exc)))
+            producer_id = first.producer.producer_id if isinstance(first, PublishItem) else first.producer_id
+            self.write(replies.send_error(producer_id, first.sequence_id, code, str(exc)))
             self.close()
             return
         finally:
-            self._inflight -= len(items)
+            self._inflight -= len(stored)
             if self._reading_paused and self._inflight < MAX_INFLIGHT_PUBLISHES // 2:
                 self._reading_paused = False
                 if not self._transport.is_closing():
                     self._transport.resume_reading()
+        if previous is not None and not previous.done():
+            # Replies of one producer must leave in SEND order: a refusal awaits nothing, and
+            # adds of later reads may complete in the same loop turn as earlier ones.
+            await asyncio.wait((previous,))
         writer = self._writer
         buffer = writer.buffer
-        for item, position in zip(items, positions, strict=True):
+        done = iter(positions)
+        for item in items:
+            if not isinstance(item, PublishItem):
+                buffer += replies.send_error(item.producer_id, item.sequence_id, item.code, item.reason)
+                continue
+            position = next(done)
             ledger_id, entry_id = position if position is not None else (-1, -1)
             append_send_receipt(
                 buffer,

@@ -95,6 +95,7 @@ class BrokerService:
                 raise TopicNotFoundError(f"topic {name} does not exist and auto-creation is disabled")
         ledger = await self.factory.open(name.storage_name, self._ledger_config(policies))
         topic = PersistentTopic(name, ledger, self.store)
+        await topic.load_validation_mark()
         await topic.set_deduplication(policies.deduplicationEnabled)
         log.info("loaded topic %s", name)
         return topic
@@ -152,6 +153,7 @@ class BrokerService:
         await topic.close()
         if topic.dedup is not None:
             await topic.dedup.delete()
+        await topic.forget_validation_mark()
         await self.factory.delete(name.storage_name)
 
     async def partitioned_metadata(self, name: TopicName) -> int:

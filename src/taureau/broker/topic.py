@@ -7,9 +7,16 @@ import logging
 import time
 from typing import NamedTuple
 
+from taureau.broker import validated
 from taureau.broker.consumer import Consumer
 from taureau.broker.dedup import Deduplication
-from taureau.broker.entries import batch_index_of_last, entry_info, producer_info, publish_time
+from taureau.broker.entries import (
+    batch_index_of_last,
+    checked_entry_info,
+    entry_info,
+    producer_info,
+    publish_time,
+)
 from taureau.broker.producer import Producer
 from taureau.broker.subscription import Subscription, SubType
 from taureau.common.errors import (
@@ -22,7 +29,7 @@ from taureau.common.errors import (
 from taureau.common.names import TopicName
 from taureau.metadata.store import MetadataStore
 from taureau.storage.managed_ledger.api import InitialPosition, ManagedLedger
-from taureau.storage.position import EARLIEST, LATEST, Position
+from taureau.storage.position import EARLIEST, LATEST, Entry, Position
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +67,24 @@ class PersistentTopic:
         # reconnecting and resending in a tight loop (their send timeouts then fire).
         self._write_error: Exception | None = None
         self._write_failed_at = 0.0
+        # Entries up to here were stored without publish-time validation (broker.validated).
+        self.unchecked_until = EARLIEST
 
     @property
     def partition(self) -> int:
         return self.name.partition
+
+    async def load_validation_mark(self) -> None:
+        self.unchecked_until = await validated.load_unchecked_until(self.store, self.ledger)
+
+    async def forget_validation_mark(self) -> None:
+        await validated.forget(self.store, self.ledger)
+
+    def dispatch_info(self, entry: Entry) -> tuple[int, bytes | None]:
+        """(messages, key) of a stored entry for dispatch; 0 messages: skip it."""
+        if entry.position <= self.unchecked_until:
+            return checked_entry_info(entry.data)
+        return entry_info(entry.data)
 
     # -- producers ---------------------------------------------------------------------------
 
@@ -197,7 +218,12 @@ class PersistentTopic:
             sub = self.subscriptions.get(subscription)
             if sub is None:
                 sub = Subscription(
-                    subscription, self.ledger, cursor, entry_info, durable=durable, partition=self.partition
+                    subscription,
+                    self.ledger,
+                    cursor,
+                    self.dispatch_info,
+                    durable=durable,
+                    partition=self.partition,
                 )
                 self.subscriptions[subscription] = sub
         await sub.add_consumer(consumer, sub_type, sticky)
@@ -217,7 +243,9 @@ class PersistentTopic:
             raise ConflictError(f"subscription {name} already exists on {self.name}")
         initial = InitialPosition.EARLIEST if position == EARLIEST else InitialPosition.LATEST
         cursor = await self.ledger.open_cursor(name, initial)
-        sub = Subscription(name, self.ledger, cursor, entry_info, durable=True, partition=self.partition)
+        sub = Subscription(
+            name, self.ledger, cursor, self.dispatch_info, durable=True, partition=self.partition
+        )
         self.subscriptions[name] = sub
         if position is not None and position not in (EARLIEST, LATEST):
             await sub.reset_to(position)

@@ -29,7 +29,8 @@ from taureau.storage.position import Entry, Position
 log = logging.getLogger(__name__)
 
 # (num_messages, key) of a stored entry; key is the ordering or partition key, or None.
-EntryInfo = Callable[[bytes], tuple[int, bytes | None]]
+# 0 messages: no consumer could read the entry, skip it.
+EntryInfo = Callable[[Entry], tuple[int, bytes | None]]
 
 MAX_ENTRIES_PER_READ = 256
 
@@ -223,7 +224,9 @@ class Dispatcher:
         entries = await self.cursor.read_entries(count)
         if epoch != self._epoch or not entries:
             return bool(entries)
-        items = self._items(entries)
+        items = await self._dispatchable(entries)
+        if epoch != self._epoch or not items:
+            return True  # rewound meanwhile, or every entry read was skipped: read on
         held = self._assign(items)
         if held:
             if held == items[len(items) - len(held) :]:
@@ -251,24 +254,42 @@ class Dispatcher:
             except TaureauError:
                 # Trimmed by retention or deleted: nothing left to deliver.
                 self.redelivery_counts.pop(position, None)
+        items = await self._dispatchable(entries)
         if epoch != self._epoch:
             return True, False
-        held = self._assign(self._items(entries))
+        held = self._assign(items)
         self.replay.update(item.entry.position for item in held)
-        return len(held) < len(entries), examined_all
+        return len(held) < len(items) or len(items) < len(entries), examined_all
 
     def _begin_round(self) -> None:
         """Hook run before each dispatch round (Key_Shared resets its blocked set)."""
 
-    def _items(self, entries: list[Entry]) -> list[DispatchItem]:
+    async def _dispatchable(self, entries: list[Entry]) -> list[DispatchItem]:
+        """The entries as dispatch items; an entry no consumer could read (entry_info says 0
+        messages) is logged and acknowledged instead, so it never blocks the subscription."""
         items = []
+        skipped = []
         total = 0
         for entry in entries:
-            messages, key = self.entry_info(entry.data)
+            messages, key = self.entry_info(entry)
+            if messages == 0:
+                skipped.append(entry.position)
+                continue
             total += messages
             items.append(DispatchItem(entry, messages, key))
         if items:
             self._avg_messages = 0.8 * self._avg_messages + 0.2 * (total / len(items))
+        if skipped:
+            log.warning(
+                "subscription %s skips %d unreadable stored entr%s (%s): acknowledged, not dispatched",
+                self.cursor.name,
+                len(skipped),
+                "y" if len(skipped) == 1 else "ies",
+                ", ".join(map(str, skipped[:10])),
+            )
+            for position in skipped:
+                self.redelivery_counts.pop(position, None)
+            await self.cursor.delete(skipped)
         return items
 
     def _deliver(self, consumer: Consumer, item: DispatchItem) -> None:
