@@ -8,6 +8,8 @@ import fcntl
 import logging
 import os
 import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -23,6 +25,9 @@ from taureau.storage.managed_ledger.factory import ManagedLedgerFactory
 from taureau.web import WebServer
 
 log = logging.getLogger("taureau.standalone")
+
+# After SIGINT/SIGTERM the process is gone within this, stopped cleanly or not.
+STOP_DEADLINE_S = 10.0
 
 
 @dataclass(slots=True)
@@ -149,8 +154,14 @@ async def serve(config: StandaloneConfig) -> None:
     standalone = Standalone(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if not stop.is_set():
+            stop.set()
+            _exit_if_not_stopped_within(STOP_DEADLINE_S)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
         await standalone.start()
     except BaseException:
@@ -168,6 +179,21 @@ async def serve(config: StandaloneConfig) -> None:
     await stop.wait()
     print("Taureau standalone shutting down", flush=True)
     await standalone.stop()
+
+
+def _exit_if_not_stopped_within(seconds: float) -> None:
+    """A stop that hangs (a peer that never lets go, a stuck request) must not keep the
+    process alive: what is acknowledged is already durable, so exiting loses nothing."""
+
+    def watchdog() -> None:
+        print(
+            f"Taureau standalone did not stop within {seconds:.0f}s; exiting now", file=sys.stderr, flush=True
+        )
+        os._exit(1)
+
+    timer = threading.Timer(seconds, watchdog)
+    timer.daemon = True
+    timer.start()
 
 
 def run(config: StandaloneConfig) -> None:

@@ -17,6 +17,9 @@ class BrokerConfig:
     cluster_name: str = "standalone"
     max_message_size: int = 5 * 1024 * 1024
     journal_fsync: bool = True
+    # Pulsar's maxNumPartitionsPerPartitionedTopic (whose default, 0, means no limit): one
+    # request could otherwise create 2^31 partitions that every listing then walks.
+    max_num_partitions_per_partitioned_topic: int = 1024
     managed_ledger: ManagedLedgerConfig = field(default_factory=ManagedLedgerConfig)
 
     @property

@@ -8,10 +8,16 @@ import logging
 import time
 
 from taureau.broker.config import BrokerConfig
-from taureau.broker.resources import NamespacePolicies, ResourceNotFoundError, Resources
+from taureau.broker.resources import (
+    ConflictError,
+    NamespacePolicies,
+    ResourceNotFoundError,
+    Resources,
+    check_partition_count,
+)
 from taureau.broker.topic import PersistentTopic
 from taureau.common.errors import NotAllowedError, TopicNotFoundError
-from taureau.common.names import NamespaceName, TopicName
+from taureau.common.names import PARTITION_SUFFIX, NamespaceName, TopicName
 from taureau.metadata.store import MetadataStore
 from taureau.storage.managed_ledger.api import ManagedLedgerConfig, ManagedLedgerFactoryBase
 
@@ -27,7 +33,7 @@ class BrokerService:
         self.config = config
         self.store = store
         self.factory = factory
-        self.resources = Resources(store)
+        self.resources = Resources(store, config.max_num_partitions_per_partitioned_topic)
         self._topics: dict[str, asyncio.Task[PersistentTopic]] = {}  # name -> loading/loaded topic
         self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
         self._rate_task: asyncio.Task | None = None
@@ -130,8 +136,6 @@ class BrokerService:
 
     async def create_topic(self, name: TopicName) -> None:
         """Admin: create a non-partitioned topic (409 if it exists)."""
-        from taureau.broker.resources import ConflictError
-
         await self._policies_for(name)
         if await self.topic_exists(name) or await self.resources.get_partitions(name):
             raise ConflictError(f"topic {name} already exists")
@@ -168,12 +172,31 @@ class BrokerService:
             and auto.topicType == "partitioned"
             and not await self.topic_exists(name)
         ):
+            # A policy stored before the limit existed may ask for more: refuse, do not clamp.
+            check_partition_count(auto.defaultNumPartitions, self.resources.max_partitions)
             try:
                 await self.resources.create_partitioned_topic(name, auto.defaultNumPartitions)
-            except Exception:  # created concurrently by another lookup
+            except ConflictError:  # created concurrently by another lookup
                 pass
             return await self.resources.get_partitions(name)
         return 0
+
+    async def stored_partitions(self, name: TopicName) -> list[TopicName]:
+        """The partitions of partitioned topic `name` that exist (stored or loaded), in index
+        order. Walks what exists, never range(partition count): a count stored before the
+        limit existed may be 2^31."""
+        count = await self.resources.get_partitions(name)
+        prefix = f"{name.storage_name}{PARTITION_SUFFIX}"
+        found: set[int] = set()
+        for stored in await self.factory.list(prefix):
+            suffix = stored[len(prefix) :]
+            if suffix.isdigit() and int(suffix) < count:
+                found.add(int(suffix))
+        for key in list(self._topics):
+            loaded = TopicName.parse(key)
+            if loaded.partitioned_name == name.partitioned_name and 0 <= loaded.partition < count:
+                found.add(loaded.partition)
+        return [name.partition_name(index) for index in sorted(found)]
 
     async def list_topics(self, ns: NamespaceName) -> list[str]:
         """Non-partitioned topics and partitions stored in namespace `ns`."""
@@ -183,12 +206,16 @@ class BrokerService:
         return sorted(names)
 
     async def topics_of_namespace(self, ns: NamespaceName) -> list[str]:
-        """Every topic name a regex consumer may match: stored topics plus all partitions."""
+        """Every topic name a regex consumer may match: stored topics plus all partitions
+        (at most the partition limit per topic, whatever an old record says)."""
         names = set(await self.list_topics(ns))
+        limit = self.resources.max_partitions
         for base in await self.resources.list_partitioned_topics(ns):
             parsed = TopicName.parse(base)
-            for index in range(await self.resources.get_partitions(parsed)):
+            count = await self.resources.get_partitions(parsed)
+            for index in range(min(count, limit) if limit > 0 else count):
                 names.add(str(parsed.partition_name(index)))
+            await asyncio.sleep(0)  # one topic's names per loop turn
         return sorted(names)
 
     async def apply_policies(self, ns: NamespaceName) -> None:

@@ -23,6 +23,12 @@ def _standalone_parser(sub) -> None:
         action="store_true",
         help="acknowledge before fsync (faster; a machine crash may lose acknowledged messages)",
     )
+    p.add_argument(
+        "--max-partitions-per-topic",
+        type=int,
+        default=1024,
+        help="most partitions a partitioned topic may have, 0 for no limit (default 1024)",
+    )
     p.add_argument("--state-port", type=int, default=9090, help="state controller port (default 9090)")
     p.add_argument("--state-block-size", type=parse_size, default="32MiB", help="memory block size")
     p.add_argument("--state-blocks", type=int, default=64, help="memory blocks in the pool (default 64)")
@@ -49,6 +55,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
             advertised_address=args.advertised_address,
             data_dir=args.data_dir,
             journal_fsync=not args.no_journal_fsync,
+            max_num_partitions_per_partitioned_topic=args.max_partitions_per_topic,
         ),
         state=StateOptions(
             enabled=not args.no_state,

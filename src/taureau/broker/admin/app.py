@@ -6,7 +6,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from taureau.broker.admin import metrics, namespaces, tenants, topics
-from taureau.broker.resources import ConflictError, PreconditionFailedError, ResourceNotFoundError
+from taureau.broker.resources import (
+    ConflictError,
+    PartitionLimitError,
+    PreconditionFailedError,
+    ResourceNotFoundError,
+)
 from taureau.broker.service import BrokerService
 from taureau.broker.topic import SubscriptionBusyError
 from taureau.common.errors import (
@@ -26,6 +31,7 @@ _STATUS = [
     (PreconditionFailedError, 412),
     (SubscriptionBusyError, 412),
     (InvalidTopicNameError, 412),
+    (PartitionLimitError, 406),
     (NotAllowedError, 405),
 ]
 
