@@ -74,7 +74,9 @@ class Standalone:
             data_dir, store, num_bookies=1, journal_fsync=broker.journal_fsync
         )
         self._closers.append(ledgers.close)
-        factory = ManagedLedgerFactory(store, ledgers, broker.managed_ledger)
+        factory = ManagedLedgerFactory(
+            store, ledgers, broker.managed_ledger, cache_budget_bytes=broker.managed_ledger_cache_size_bytes
+        )
         self._closers.append(factory.close)
         service = BrokerService(broker, store, factory)
         await service.start()

@@ -94,6 +94,15 @@ class Standalone:
         finally:
             self.proc = None
 
+    def rss_mib(self) -> float:
+        """The process's resident memory now, in MiB (Linux /proc)."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError(f"process {self.proc.pid} has exited")
+
     def kill(self) -> None:
         """kill -9: no chance to flush anything."""
         if self.proc is not None:
@@ -103,3 +112,27 @@ class Standalone:
 
     def restart(self) -> Standalone:
         return self.start()
+
+
+class RssPeak:
+    """Samples a standalone's RSS every 50 ms in a thread until `stop()`, which returns the
+    highest value seen (MiB)."""
+
+    def __init__(self, server: Standalone) -> None:
+        self.server = server
+        self.peak = server.rss_mib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            try:
+                self.peak = max(self.peak, self.server.rss_mib())
+            except (RuntimeError, AssertionError, FileNotFoundError):
+                return  # the process is gone
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak

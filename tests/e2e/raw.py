@@ -38,14 +38,9 @@ def bad_string(message, field: str, value: bytes = b"\xff\xfe"):
 
 
 def command(kind: int, field: str, body=None, **values) -> pb.BaseCommand:
+    """BaseCommand of `kind` whose `field` is `body`, or built from `values`."""
     cmd = pb.BaseCommand(type=kind)
-    sub = getattr(cmd, field)
-    if body is not None:
-        sub.CopyFrom(body)
-    else:
-        for name, value in values.items():
-            setattr(sub, name, value)
-        sub.SetInParent()
+    getattr(cmd, field).CopyFrom(body if body is not None else type(getattr(cmd, field))(**values))
     return cmd
 
 
@@ -71,9 +66,13 @@ def entry(body: bytes = b"good", sequence_id: int = 0, meta: pb.MessageMetadata 
 
 
 class RawClient:
-    """One connection: CONNECT on open, then frames out and frames in."""
+    """One connection: CONNECT on open, then frames out and frames in. The broker's keep-alive
+    PINGs are answered as they are read, unless `answer_pings` is False."""
 
-    def __init__(self, port: int, timeout: float = 5.0, connect: bool = True) -> None:
+    def __init__(
+        self, port: int, timeout: float = 5.0, connect: bool = True, answer_pings: bool = True
+    ) -> None:
+        self.answer_pings = answer_pings
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.decoder = FrameDecoder(64 * 1024 * 1024)
         self.pending: list[Frame] = []
@@ -100,10 +99,11 @@ class RawClient:
         self.send(command(T.SEND, "send", producer_id=producer_id, sequence_id=sequence_id, **extra), data)
 
     def frames(self, timeout: float) -> list[Frame]:
-        """Every frame that arrives within `timeout` seconds (or until the peer closes)."""
-        out, self.pending = self.pending, []
+        """The frames that arrive within `timeout` seconds: returns as soon as some did (or
+        the peer closed), [] if none came. Frames `expect` kept back are not included."""
+        out: list[Frame] = []
         deadline = time.monotonic() + timeout
-        while not self.closed and time.monotonic() < deadline:
+        while not out and not self.closed and time.monotonic() < deadline:
             self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
             try:
                 chunk = self.sock.recv(1 << 20)
@@ -114,23 +114,29 @@ class RawClient:
             if not chunk:
                 self.closed = True
                 break
-            out += self.decoder.feed(chunk)
+            frames = self.decoder.feed(chunk)
+            if self.answer_pings and any(f.command.type == T.PING for f in frames):
+                self.send(command(T.PONG, "pong"))
+            out += frames
+        return out
+
+    def until_closed(self, timeout: float) -> list[Frame]:
+        """Every frame until the peer closes (or `timeout` passes)."""
+        out = []
+        deadline = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < deadline:
+            out += self.frames(deadline - time.monotonic())
         return out
 
     def expect(self, *kinds: int, timeout: float = 10.0) -> pb.BaseCommand:
-        """The next command of one of `kinds` (PING answered, others kept for later)."""
+        """The next command of one of `kinds` (others but PINGs kept for later)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for i, frame in enumerate(self.pending):
                 if frame.command.type in kinds:
                     del self.pending[i]
                     return frame.command
-            got = self.frames(0.2)
-            for frame in got:
-                if frame.command.type == T.PING:
-                    self.send(command(T.PONG, "pong"))
-                else:
-                    self.pending.append(frame)
+            self.pending += [f for f in self.frames(0.2) if f.command.type != T.PING]
             if self.closed and not any(f.command.type in kinds for f in self.pending):
                 raise ConnectionError(f"server closed the connection; kept {self.kinds()}")
         raise TimeoutError(f"no {[T.Name(k) for k in kinds]} within {timeout}s; got {self.kinds()}")

@@ -10,8 +10,12 @@ Theory of operation:
 - A malformed frame closes this connection only; the frame's bytes are never stored.
 - Everything the connection sends during one event-loop turn (receipts, messages,
   replies) is coalesced into one socket write (net.server.CoalescingWriter).
-- Publishes in flight are bounded per connection: past MAX_INFLIGHT_PUBLISHES the
-  connection stops reading until half of them completed (back-pressure, bounded memory).
+- What one peer can make the broker hold is bounded (docs/architecture.md, "Bounds"):
+  frames are at most MAX_FRAME_BEFORE_CONNECT bytes until CONNECT, which must come within
+  connect_timeout_s; past MAX_INFLIGHT_PUBLISHES SENDs or max_pending_publish_bytes in
+  flight, or while the peer does not read what we send (asyncio's pause_writing), the
+  connection stops reading (`_pause`) until that is over; a peer that leaves a keep-alive
+  ping unanswered for a whole interval is closed; on close every buffer is dropped.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from taureau.protocol import (
     append_message,
     append_send_receipt,
     pb,
+    ping,
     pong,
     replies,
 )
@@ -49,6 +54,12 @@ T = pb.BaseCommand.Type
 # Plain ints: protobuf enum attribute lookups cost ~1 us each on the hot path.
 _SEND, _FLOW, _PING, _PONG, _CONNECT = T.SEND, T.FLOW, T.PING, T.PONG, T.CONNECT
 MAX_INFLIGHT_PUBLISHES = 10_000
+# CONNECT carries a client version and perhaps an auth token: a few KiB. Until it arrives a
+# peer is unknown, so it may not make the broker buffer a 5 MiB frame.
+MAX_FRAME_BEFORE_CONNECT = 64 * 1024
+# Why reading is paused (bits): SENDs in flight over their bounds / replies not read by the peer.
+_PAUSE_PUBLISHES = 1
+_PAUSE_REPLIES = 2
 _CHECKSUM_ERROR = 9  # ServerError.ChecksumError
 # Dispatch to a consumer stops while this many bytes wait in its socket's send buffer.
 WRITE_BUFFER_HIGH = 4 * 1024 * 1024
@@ -82,7 +93,7 @@ class ServerConnection(asyncio.Protocol):
     def __init__(self, service: BrokerService) -> None:
         self.service = service
         self.state = ConnectionState.AWAITING_CONNECT
-        self.decoder = FrameDecoder(service.config.max_message_size + 64 * 1024)
+        self.decoder = FrameDecoder(MAX_FRAME_BEFORE_CONNECT)
         self.protocol_version = 0
         self.remote_address = "?"
         self.producers: dict[int, tuple[Producer, PersistentTopic]] = {}  # by client producer_id
@@ -91,8 +102,12 @@ class ServerConnection(asyncio.Protocol):
         self._writer: CoalescingWriter | None = None
         self._control: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
         self._control_task: asyncio.Task | None = None
-        self._inflight = 0
-        self._reading_paused = False
+        self._inflight = 0  # SENDs handed to storage and not answered yet
+        self._inflight_bytes = 0  # their bytes
+        self._paused = 0  # _PAUSE_* bits; reading is paused while any is set
+        self._admitted_ip: str | None = None  # counted in service.connections while set
+        self._awaiting_pong = False  # a keep-alive ping went out and nothing came back since
+        self._timer: asyncio.TimerHandle | None = None  # CONNECT deadline, then keep-alive
         self.writable = True  # False while the transport's send buffer is over the high mark
         self._closing = False  # close() was called: handle nothing more from this peer
         # SENDs decoded from the current read, by topic: published as one batch per topic
@@ -116,14 +131,23 @@ class ServerConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        tune_socket(transport)
         peer = transport.get_extra_info("peername")
         self.remote_address = f"{peer[0]}:{peer[1]}" if peer else "?"
+        ip = peer[0] if peer else "?"
+        if not self.service.connections.admit(ip):
+            self._closing = True
+            transport.close()
+            return
+        self._admitted_ip = ip
+        tune_socket(transport)
         self._writer = CoalescingWriter(self._transport)
         self._transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
-        self._control_task = asyncio.get_running_loop().create_task(self._run_control())
+        loop = asyncio.get_running_loop()
+        self._control_task = loop.create_task(self._run_control())
+        self._timer = loop.call_later(self.service.config.connect_timeout_s, self._connect_timed_out)
 
     def data_received(self, data: bytes) -> None:
+        self._awaiting_pong = False  # any frame from the peer answers a keep-alive ping
         bad: ProtocolError | None = None
         try:
             frames = self.decoder.feed(data)
@@ -138,17 +162,19 @@ class ServerConnection(asyncio.Protocol):
             self.close()
         if self._sends:
             if self._closing:
-                # Nothing was acknowledged: the client resends these on its next connection.
-                self._inflight -= sum(isinstance(i, PublishItem) for g in self._sends.values() for i in g)
-                self._sends.clear()
+                self._drop_sends()
             else:
                 self._flush_sends()
 
     def pause_writing(self) -> None:
+        # The peer does not read what we send: stop dispatching to it (Consumer.ready) and
+        # stop reading from it, so its requests cannot pile up replies without end.
         self.writable = False
+        self._pause(_PAUSE_REPLIES)
 
     def resume_writing(self) -> None:
         self.writable = True
+        self._resume(_PAUSE_REPLIES)
         for _, sub, _ in self.consumers.values():
             if sub.dispatcher is not None:
                 sub.dispatcher.wake()
@@ -156,8 +182,65 @@ class ServerConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state is not ConnectionState.CLOSED:
             self._set_state(ConnectionState.CLOSED)
+        if self._admitted_ip is None:
+            return  # refused at connection_made: nothing was set up
+        self.service.connections.release(self._admitted_ip)
+        self._admitted_ip = None
+        if self._timer is not None:
+            self._timer.cancel()
+        # Free what this peer made us buffer now, not whenever the last task lets go of us.
+        self.decoder.clear()
+        self._drop_sends()
+        if self._writer is not None:
+            self._writer.buffer = bytearray()
+        self.service.heap_trimmer.request()  # what it made us allocate may sit in the heap
         self._control.put_nowait(self._cleanup)
         self._control.put_nowait(None)
+
+    def _drop_sends(self) -> None:
+        """Forget SENDs decoded but not handed to storage: nothing of them was acknowledged,
+        so the client resends them on its next connection."""
+        for items in self._sends.values():
+            for item in items:
+                if isinstance(item, PublishItem):
+                    self._inflight -= 1
+                    self._inflight_bytes -= len(item.data)
+        self._sends.clear()
+
+    def _pause(self, reason: int) -> None:
+        if not self._paused and self._transport is not None and not self._transport.is_closing():
+            self._transport.pause_reading()
+        self._paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if self._paused & reason:
+            self._paused &= ~reason
+            if not self._paused and self._transport is not None and not self._transport.is_closing():
+                self._transport.resume_reading()
+
+    def _connect_timed_out(self) -> None:
+        if self.state is ConnectionState.AWAITING_CONNECT and not self._closing:
+            log.warning(
+                "closing %s: no CONNECT within %ss",
+                self.remote_address,
+                self.service.config.connect_timeout_s,
+            )
+            self.close()
+
+    def _keep_alive(self) -> None:
+        """Every keep_alive_interval_s: close the peer if the last ping is unanswered, else
+        ping it. Not while we stopped reading for our own storage (its PONG may be waiting in
+        the socket); when it stopped reading what we send, it counts as unanswered."""
+        if self._closing or self.closed:
+            return
+        interval = self.service.config.keep_alive_interval_s
+        if self._awaiting_pong and not self._paused & _PAUSE_PUBLISHES:
+            log.warning("closing %s: keep-alive ping unanswered for %ss", self.remote_address, interval)
+            self.close()
+            return
+        self.write(ping())
+        self._awaiting_pong = True
+        self._timer = asyncio.get_running_loop().call_later(interval, self._keep_alive)
 
     def close(self) -> None:
         self._closing = True
@@ -202,6 +285,14 @@ class ServerConnection(asyncio.Protocol):
             self.close()
             return
         self._set_state(ConnectionState.CONNECTED)
+        config = self.service.config
+        self.decoder.max_frame_size = config.max_message_size + 64 * 1024
+        if self._timer is not None:
+            self._timer.cancel()
+        if config.keep_alive_interval_s > 0:
+            self._timer = asyncio.get_running_loop().call_later(
+                config.keep_alive_interval_s, self._keep_alive
+            )
         self.protocol_version = min(connect.protocol_version, MAX_PROTOCOL_VERSION)
         self.write(
             replies.connected(SERVER_VERSION, self.protocol_version, self.service.config.max_message_size)
@@ -255,9 +346,12 @@ class ServerConnection(asyncio.Protocol):
         else:
             highest = sequence_id + messages - 1
         self._inflight += 1
-        if self._inflight >= MAX_INFLIGHT_PUBLISHES and not self._reading_paused:
-            self._reading_paused = True
-            self._transport.pause_reading()
+        self._inflight_bytes += len(payload)
+        if (
+            self._inflight >= MAX_INFLIGHT_PUBLISHES
+            or self._inflight_bytes >= self.service.config.max_pending_publish_bytes_per_connection
+        ):
+            self._pause(_PAUSE_PUBLISHES)
         self._queue_send(topic, PublishItem(producer, payload, sequence_id, highest, messages))
 
     def _refuse(self, topic: PersistentTopic, send, reason: str) -> None:
@@ -312,10 +406,13 @@ class ServerConnection(asyncio.Protocol):
             return
         finally:
             self._inflight -= len(stored)
-            if self._reading_paused and self._inflight < MAX_INFLIGHT_PUBLISHES // 2:
-                self._reading_paused = False
-                if not self._transport.is_closing():
-                    self._transport.resume_reading()
+            self._inflight_bytes -= sum(len(item.data) for item in stored)
+            if (
+                self._paused & _PAUSE_PUBLISHES
+                and self._inflight < MAX_INFLIGHT_PUBLISHES // 2
+                and self._inflight_bytes < self.service.config.max_pending_publish_bytes_per_connection // 2
+            ):
+                self._resume(_PAUSE_PUBLISHES)
         if previous is not None and not previous.done():
             # Replies of one producer must leave in SEND order: a refusal awaits nothing, and
             # adds of later reads may complete in the same loop turn as earlier ones.

@@ -7,7 +7,9 @@ import dataclasses
 import logging
 import time
 
+from taureau.broker.admission import ConnectionLimits
 from taureau.broker.config import BrokerConfig
+from taureau.broker.dispatch.base import DispatchLimits
 from taureau.broker.resources import (
     ConflictError,
     NamespacePolicies,
@@ -17,6 +19,7 @@ from taureau.broker.resources import (
 )
 from taureau.broker.topic import PersistentTopic
 from taureau.common.errors import NotAllowedError, TopicNotFoundError
+from taureau.common.memory import HeapTrimmer
 from taureau.common.names import PARTITION_SUFFIX, NamespaceName, TopicName
 from taureau.metadata.store import MetadataStore
 from taureau.storage.managed_ledger.api import ManagedLedgerConfig, ManagedLedgerFactoryBase
@@ -34,6 +37,8 @@ class BrokerService:
         self.store = store
         self.factory = factory
         self.resources = Resources(store, config.max_num_partitions_per_partitioned_topic)
+        self.connections = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
+        self.heap_trimmer = HeapTrimmer()  # connections ask for a trim when they close
         self._topics: dict[str, asyncio.Task[PersistentTopic]] = {}  # name -> loading/loaded topic
         self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
         self._rate_task: asyncio.Task | None = None
@@ -44,6 +49,7 @@ class BrokerService:
         self._rate_task = asyncio.get_running_loop().create_task(self._rate_loop())
 
     async def close(self) -> None:
+        self.heap_trimmer.close()
         if self._rate_task is not None:
             self._rate_task.cancel()
         for name in list(self._topics):
@@ -100,7 +106,10 @@ class BrokerService:
             if not explicit and not await self._may_create(name, policies):
                 raise TopicNotFoundError(f"topic {name} does not exist and auto-creation is disabled")
         ledger = await self.factory.open(name.storage_name, self._ledger_config(policies))
-        topic = PersistentTopic(name, ledger, self.store)
+        limits = DispatchLimits(
+            self.config.max_unacked_messages_per_consumer, self.config.max_unacked_messages_per_subscription
+        )
+        topic = PersistentTopic(name, ledger, self.store, limits)
         await topic.load_validation_mark()
         await topic.set_deduplication(policies.deduplicationEnabled)
         log.info("loaded topic %s", name)

@@ -10,6 +10,7 @@ from typing import NamedTuple
 from taureau.broker import validated
 from taureau.broker.consumer import Consumer
 from taureau.broker.dedup import Deduplication
+from taureau.broker.dispatch.base import DispatchLimits
 from taureau.broker.entries import (
     batch_index_of_last,
     checked_entry_info,
@@ -28,7 +29,7 @@ from taureau.common.errors import (
 )
 from taureau.common.names import TopicName
 from taureau.metadata.store import MetadataStore
-from taureau.storage.managed_ledger.api import InitialPosition, ManagedLedger
+from taureau.storage.managed_ledger.api import InitialPosition, ManagedCursor, ManagedLedger
 from taureau.storage.position import EARLIEST, LATEST, Entry, Position
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,15 @@ class SubscriptionBusyError(BrokerError):
 
 
 class PersistentTopic:
-    def __init__(self, name: TopicName, ledger: ManagedLedger, store: MetadataStore) -> None:
+    def __init__(
+        self,
+        name: TopicName,
+        ledger: ManagedLedger,
+        store: MetadataStore,
+        limits: DispatchLimits = DispatchLimits(),
+    ) -> None:
         self.name = name
+        self.limits = limits  # for every subscription's dispatcher
         self.ledger = ledger  # the topic's log; owned here
         self.store = store
         self.producers: dict[str, Producer] = {}  # by producer name; owned here
@@ -217,16 +225,21 @@ class PersistentTopic:
                 cursor = self.ledger.new_non_durable_cursor(subscription, start_position or LATEST)
             sub = self.subscriptions.get(subscription)
             if sub is None:
-                sub = Subscription(
-                    subscription,
-                    self.ledger,
-                    cursor,
-                    self.dispatch_info,
-                    durable=durable,
-                    partition=self.partition,
-                )
-                self.subscriptions[subscription] = sub
+                sub = self._new_subscription(subscription, cursor, durable)
         await sub.add_consumer(consumer, sub_type, sticky)
+        return sub
+
+    def _new_subscription(self, name: str, cursor: ManagedCursor, durable: bool) -> Subscription:
+        sub = Subscription(
+            name,
+            self.ledger,
+            cursor,
+            self.dispatch_info,
+            durable=durable,
+            partition=self.partition,
+            limits=self.limits,
+        )
+        self.subscriptions[name] = sub
         return sub
 
     async def remove_consumer(self, sub: Subscription, consumer: Consumer) -> None:
@@ -243,10 +256,7 @@ class PersistentTopic:
             raise ConflictError(f"subscription {name} already exists on {self.name}")
         initial = InitialPosition.EARLIEST if position == EARLIEST else InitialPosition.LATEST
         cursor = await self.ledger.open_cursor(name, initial)
-        sub = Subscription(
-            name, self.ledger, cursor, self.dispatch_info, durable=True, partition=self.partition
-        )
-        self.subscriptions[name] = sub
+        sub = self._new_subscription(name, cursor, durable=True)
         if position is not None and position not in (EARLIEST, LATEST):
             await sub.reset_to(position)
 
