@@ -136,3 +136,28 @@ class RssPeak:
         self._stop.set()
         self._thread.join()
         return self.peak
+
+
+async def append_below_the_broker(
+    data_dir, storage_name: str, datas: list[bytes], subscriptions: list[str]
+) -> None:
+    """Write entries straight into a topic's managed ledger, as an older broker might have,
+    with durable cursors that keep them (no retention otherwise)."""
+    from taureau.metadata.factory import open_metadata_store
+    from taureau.storage.ledger.local import open_local_ledger_client
+    from taureau.storage.managed_ledger.api import InitialPosition
+    from taureau.storage.managed_ledger.factory import ManagedLedgerFactory
+
+    store = await open_metadata_store(None, str(data_dir))
+    ledgers = await open_local_ledger_client(str(data_dir), store, num_bookies=1)
+    factory = ManagedLedgerFactory(store, ledgers)
+    try:
+        ml = await factory.open(storage_name)
+        for name in subscriptions:
+            await ml.open_cursor(name, InitialPosition.EARLIEST)
+        for data in datas:
+            await ml.add_entry(data)
+    finally:
+        await factory.close()
+        await ledgers.close()
+        await store.close()

@@ -18,7 +18,7 @@ import pytest
 from pulsar import ConsumerType, InitialPosition
 
 from taureau.protocol import encode_entry, pb
-from tests.e2e.harness import Standalone
+from tests.e2e.harness import Standalone, append_below_the_broker
 from tests.e2e.raw import (
     CHECKSUM_ERROR,
     NOT_ALLOWED,
@@ -188,31 +188,6 @@ def test_lookup_with_non_utf8_topic_gets_a_failed_lookup(standalone):
 # -- poison already in storage -------------------------------------------------------------------
 
 
-async def _append_below_the_broker(
-    data_dir, storage_name: str, datas: list[bytes], subscriptions: list[str]
-) -> None:
-    """Write entries straight into a topic's managed ledger, as an older broker might have,
-    with durable cursors that keep them (no retention otherwise)."""
-    from taureau.metadata.factory import open_metadata_store
-    from taureau.storage.ledger.local import open_local_ledger_client
-    from taureau.storage.managed_ledger.api import InitialPosition
-    from taureau.storage.managed_ledger.factory import ManagedLedgerFactory
-
-    store = await open_metadata_store(None, str(data_dir))
-    ledgers = await open_local_ledger_client(str(data_dir), store, num_bookies=1)
-    factory = ManagedLedgerFactory(store, ledgers)
-    try:
-        ml = await factory.open(storage_name)
-        for name in subscriptions:
-            await ml.open_cursor(name, InitialPosition.EARLIEST)
-        for data in datas:
-            await ml.add_entry(data)
-    finally:
-        await factory.close()
-        await ledgers.close()
-        await store.close()
-
-
 def test_stored_poison_is_skipped_and_every_good_message_is_delivered(tmp_path):
     topic = "persistent://public/default/stored-poison"
     stored = [
@@ -228,7 +203,7 @@ def test_stored_poison_is_skipped_and_every_good_message_is_delivered(tmp_path):
     ]
     subscriptions = ["exclusive", "shared", "key-shared"]
     asyncio.run(
-        _append_below_the_broker(tmp_path, "public/default/persistent/stored-poison", stored, subscriptions)
+        append_below_the_broker(tmp_path, "public/default/persistent/stored-poison", stored, subscriptions)
     )
     server = Standalone(tmp_path).start()
     try:

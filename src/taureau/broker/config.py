@@ -42,6 +42,9 @@ class BrokerConfig:
     # coldest topic's oldest entries evicted first (each topic is also capped by
     # managed_ledger.cache_size_bytes).
     managed_ledger_cache_size_bytes: int = 256 * 1024 * 1024
+    # Largest admin REST request body (Pulsar: httpMaxRequestSize); larger ones get 413.
+    # Records in the metadata store are bounded separately (1 MiB, metadata/embedded.py).
+    max_http_request_bytes: int = 5 * 1024 * 1024
     managed_ledger: ManagedLedgerConfig = field(default_factory=ManagedLedgerConfig)
 
     @property

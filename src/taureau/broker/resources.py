@@ -145,7 +145,7 @@ class Resources:
         return await self.store.children(TENANTS)
 
     async def get_tenant(self, tenant: str) -> TenantInfo:
-        found = await self.store.get(f"{TENANTS}/{tenant}")
+        found = await self.store.get(f"{TENANTS}/{check_name_part('tenant', tenant)}")
         if found is None:
             raise ResourceNotFoundError(f"tenant {tenant} does not exist")
         return TenantInfo(**json.loads(found[0]))

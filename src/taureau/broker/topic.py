@@ -257,8 +257,16 @@ class PersistentTopic:
         initial = InitialPosition.EARLIEST if position == EARLIEST else InitialPosition.LATEST
         cursor = await self.ledger.open_cursor(name, initial)
         sub = self._new_subscription(name, cursor, durable=True)
-        if position is not None and position not in (EARLIEST, LATEST):
-            await sub.reset_to(position)
+        if position is None or position in (EARLIEST, LATEST):
+            return
+        try:
+            await sub.reset_to(self.resolve_position(*position))
+        except BaseException:
+            # An error answer must leave no subscription behind.
+            if self.subscriptions.get(name) is sub:
+                del self.subscriptions[name]
+            await sub.delete()
+            raise
 
     def check_unsubscribe(self, name: str, requester: Consumer | None = None, force: bool = False) -> None:
         """Raise unless `name` exists and (without force) has no consumer but `requester`."""
@@ -286,12 +294,14 @@ class PersistentTopic:
     # -- positions ---------------------------------------------------------------------------
 
     def resolve_position(self, ledger_id: int, entry_id: int) -> Position:
-        """A client message id as a cursor position; earliest/latest sentinels resolved."""
+        """A client message id as a cursor position: earliest/latest sentinels resolved, a
+        position past the last entry clamped to the end."""
         if ledger_id < 0 or (ledger_id, entry_id) == tuple(EARLIEST):
             return self.ledger.first_position
-        if (ledger_id, entry_id) == tuple(LATEST):
-            return self.ledger.last_confirmed.next()
-        return Position(ledger_id, max(entry_id, 0))
+        end = self.ledger.last_confirmed.next()
+        position = Position(ledger_id, max(entry_id, 0))
+        # Past every stored entry (LATEST included): the end, as Pulsar clamps a reset.
+        return end if position >= end else position
 
     async def position_for_time(self, timestamp_ms: int) -> Position:
         """First entry published at or after `timestamp_ms`; the end of the log if none."""

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from taureau.broker.admin import metrics, namespaces, tenants, topics
+from taureau.broker.admin.body_limit import BodyLimit
 from taureau.broker.resources import (
     ConflictError,
     PartitionLimitError,
@@ -16,6 +17,7 @@ from taureau.broker.service import BrokerService
 from taureau.broker.topic import SubscriptionBusyError
 from taureau.common.errors import (
     InvalidTopicNameError,
+    MetadataValueTooLargeError,
     NotAllowedError,
     SubscriptionNotFoundError,
     TaureauError,
@@ -24,13 +26,15 @@ from taureau.common.errors import (
 from taureau.protocol import ProtocolError
 
 _STATUS = [
+    (MetadataValueTooLargeError, 413),
     (ResourceNotFoundError, 404),
     (TopicNotFoundError, 404),
     (SubscriptionNotFoundError, 404),
     (ConflictError, 409),
     (PreconditionFailedError, 412),
     (SubscriptionBusyError, 412),
-    (InvalidTopicNameError, 412),
+    # Pulsar answers 412 for an invalid name; Taureau answers 400, a bad request (issue 7).
+    (InvalidTopicNameError, 400),
     (PartitionLimitError, 406),
     (NotAllowedError, 405),
 ]
@@ -40,6 +44,8 @@ def status_for(exc: Exception) -> int:
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             return status
+    if isinstance(exc, ValueError):  # an argument a lower layer refused (StorageArgumentError...)
+        return 400
     return 500
 
 
@@ -50,6 +56,7 @@ def build_admin_app(service: BrokerService) -> FastAPI:
         description="Pulsar-compatible /admin/v2 REST API of a Taureau broker.",
     )
     app.state.service = service
+    app.add_middleware(BodyLimit, max_bytes=service.config.max_http_request_bytes)
 
     @app.exception_handler(TaureauError)
     async def taureau_error(_: Request, exc: TaureauError) -> JSONResponse:

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request, Response
 
+from taureau.broker.admin.headers import peek_headers
 from taureau.broker.resources import ResourceNotFoundError
 from taureau.common.names import NamespaceName, TopicName
 from taureau.protocol import parse_metadata, split_batch
@@ -265,17 +266,9 @@ async def peek(
         meta, _ = parse_metadata(entry.data)
         index = n - seen - 1
         properties, key, payload = messages[index]
-        headers = {
-            "X-Pulsar-Message-ID": f"{entry.position.ledger_id}:{entry.position.entry_id}",
-            "X-Pulsar-publish-time": str(meta.publish_time),
-            "X-Pulsar-producer-name": meta.producer_name,
-            "X-Pulsar-sequence-id": str(meta.sequence_id + index),
-        }
-        if meta.HasField("num_messages_in_batch"):
-            headers["X-Pulsar-batch-index"] = str(index)
-        if key is not None:
-            headers["X-Pulsar-partition-key"] = key
-        for prop, value in properties.items():
-            headers[f"X-Pulsar-PROPERTY-{prop}"] = value
-        return Response(content=payload, media_type="application/octet-stream", headers=headers)
+        return Response(
+            content=payload,
+            media_type="application/octet-stream",
+            headers=peek_headers(entry.position, meta, index, properties, key),
+        )
     raise ResourceNotFoundError(f"subscription {subscription} has fewer than {n} messages in its backlog")
