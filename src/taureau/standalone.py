@@ -18,6 +18,7 @@ from taureau.broker.config import BrokerConfig
 from taureau.broker.connection import ServerConnection
 from taureau.broker.service import BrokerService
 from taureau.common.errors import StorageError
+from taureau.common.private_files import DIR_MODE, make_private_dirs, open_private
 from taureau.metadata.factory import open_metadata_store
 from taureau.net.server import install_fast_event_loop, start_tcp_server
 from taureau.storage.ledger.local import open_local_ledger_client
@@ -60,10 +61,10 @@ class Standalone:
         broker = self.config.broker
         data_dir = os.path.abspath(broker.data_dir)
         try:
-            os.makedirs(data_dir, exist_ok=True)
+            make_private_dirs(data_dir)
+            _tighten(data_dir)
             probe = os.path.join(data_dir, ".write-probe")
-            with open(probe, "wb") as f:
-                f.write(b"ok")
+            os.close(open_private(probe, os.O_WRONLY | os.O_CREAT))
             os.remove(probe)
         except OSError as exc:
             raise StorageError(f"data directory {data_dir} is not writable: {exc.strerror}") from None
@@ -106,7 +107,7 @@ class Standalone:
         """Hold an exclusive lock on the data directory for the life of the process: two
         processes appending to one journal and metadata log would corrupt both."""
         lock_path = os.path.join(data_dir, "LOCK")
-        lock_file = open(lock_path, "a+")  # noqa: SIM115 - held open until stop()
+        lock_file = os.fdopen(open_private(lock_path, os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+")
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -181,6 +182,14 @@ async def serve(config: StandaloneConfig) -> None:
     await stop.wait()
     print("Taureau standalone shutting down", flush=True)
     await standalone.stop()
+
+
+def _tighten(data_dir: str) -> None:
+    """A data directory made by an older version (0755) keeps every file under it from others."""
+    mode = os.stat(data_dir).st_mode & 0o777
+    if mode & 0o077:
+        log.warning("data directory %s was mode %o: making it owner-only (700)", data_dir, mode)
+        os.chmod(data_dir, DIR_MODE)
 
 
 def _exit_if_not_stopped_within(seconds: float) -> None:
