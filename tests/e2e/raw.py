@@ -33,7 +33,7 @@ def bad_string(message, field: str, value: bytes = b"\xff\xfe"):
     """A copy of `message` with string `field` set to raw `value` (appended on the wire: for a
     singular field the last value wins, a repeated one gains an element)."""
     number = message.DESCRIPTOR.fields_by_name[field].number
-    raw = message.SerializeToString() + _varint(number << 3 | 2) + _varint(len(value)) + value
+    raw = message.SerializePartialToString() + _varint(number << 3 | 2) + _varint(len(value)) + value
     return type(message).FromString(raw)
 
 
