@@ -226,3 +226,26 @@ def test_stored_poison_is_skipped_and_every_good_message_is_delivered(tmp_path):
         assert "unreadable stored entr" in log
     finally:
         assert server.stop() == 0
+
+
+def test_a_subscribe_refused_by_its_dispatcher_creates_no_subscription(standalone, client, topic):
+    first = client.create_producer(topic)
+    first.send(b"exists")
+    first.close()
+    with RawClient(standalone.broker_port) as raw:
+        body = pb.CommandSubscribe(
+            topic=topic,
+            subscription="sticky",
+            subType=pb.CommandSubscribe.Key_Shared,
+            consumer_id=1,
+            request_id=2,
+        )
+        body.keySharedMeta.keySharedMode = pb.KeySharedMode.Value("STICKY")
+        body.keySharedMeta.hashRanges.add(start=10, end=5)  # an empty range: refused
+        raw.send(command(T.SUBSCRIBE, "subscribe", body))
+        error = raw.expect(T.ERROR, T.SUCCESS)
+        assert error.type == T.ERROR and error.error.error == 19  # ConsumerAssignError
+        assert "hash range [10, 5]" in error.error.message
+    assert _stats(standalone, topic).json()["subscriptions"] == {}
+    internal = httpx.get(f"{standalone.admin_url}/admin/v2/persistent/{topic.split('://')[1]}/internalStats")
+    assert internal.json()["cursors"] == {}

@@ -218,6 +218,7 @@ class PersistentTopic:
         sticky: bool = False,
     ) -> Subscription:
         sub = self.subscriptions.get(subscription)
+        created = False
         if sub is None:
             if durable:
                 cursor = await self.ledger.open_cursor(subscription, initial_position)
@@ -226,7 +227,13 @@ class PersistentTopic:
             sub = self.subscriptions.get(subscription)
             if sub is None:
                 sub = self._new_subscription(subscription, cursor, durable)
-        await sub.add_consumer(consumer, sub_type, sticky)
+                created = True
+        try:
+            await sub.add_consumer(consumer, sub_type, sticky)
+        except BaseException:
+            if created and not sub.consumers:
+                await self._drop_new_subscription(sub)
+            raise
         return sub
 
     def _new_subscription(self, name: str, cursor: ManagedCursor, durable: bool) -> Subscription:
@@ -262,11 +269,15 @@ class PersistentTopic:
         try:
             await sub.reset_to(self.resolve_position(*position))
         except BaseException:
-            # An error answer must leave no subscription behind.
-            if self.subscriptions.get(name) is sub:
-                del self.subscriptions[name]
-            await sub.delete()
+            await self._drop_new_subscription(sub)
             raise
+
+    async def _drop_new_subscription(self, sub: Subscription) -> None:
+        """Undo a subscription created by a request that fails: an error answer must leave
+        no subscription (nor its cursor) behind."""
+        if self.subscriptions.get(sub.name) is sub:
+            del self.subscriptions[sub.name]
+        await sub.delete()
 
     def check_unsubscribe(self, name: str, requester: Consumer | None = None, force: bool = False) -> None:
         """Raise unless `name` exists and (without force) has no consumer but `requester`."""
