@@ -34,7 +34,9 @@ def _path(topic: str) -> str:
 
 def test_a_body_over_the_limit_is_refused_with_413_and_nothing_is_stored(admin):
     body = json.dumps({"adminRoles": ["r" * 1000] * 6000}).encode()  # 6 MB > 5 MiB
-    answer = admin.put("/admin/v2/tenants/huge-body", content=body, headers={"content-type": "application/json"})
+    answer = admin.put(
+        "/admin/v2/tenants/huge-body", content=body, headers={"content-type": "application/json"}
+    )
     assert answer.status_code == 413
     assert "exceeds the limit of 5242880 bytes" in answer.json()["reason"]
     assert admin.get("/admin/v2/tenants/huge-body").status_code == 404
@@ -47,7 +49,9 @@ def test_a_streamed_body_over_the_limit_is_refused_too(admin):
             yield b'"' + b"r" * 1000 + b'",'
         yield b'"r"]}'
 
-    answer = admin.put("/admin/v2/tenants/streamed", content=chunks(), headers={"content-type": "application/json"})
+    answer = admin.put(
+        "/admin/v2/tenants/streamed", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert answer.status_code == 413 and "exceeds the limit" in answer.json()["reason"]
     assert admin.get("/admin/v2/tenants/streamed").status_code == 404
 
@@ -123,7 +127,9 @@ def test_a_subscription_past_the_end_starts_at_the_end(admin, client, topic):
     answer = admin.put(f"{_path(topic)}/subscription/late", json={"ledgerId": 999_999, "entryId": 5})
     assert answer.status_code == 204, answer.text
     assert admin.get(f"{_path(topic)}/stats").json()["subscriptions"]["late"]["msgBacklog"] == 0
-    reset = admin.post(f"{_path(topic)}/subscription/late/resetcursor", json={"ledgerId": 2**62, "entryId": 0})
+    reset = admin.post(
+        f"{_path(topic)}/subscription/late/resetcursor", json={"ledgerId": 2**62, "entryId": 0}
+    )
     assert reset.status_code == 204, reset.text
     producer.send(b"new")
     consumer = client.subscribe(topic, "late")
