@@ -8,6 +8,8 @@ import fcntl
 import logging
 import os
 import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -16,6 +18,7 @@ from taureau.broker.config import BrokerConfig
 from taureau.broker.connection import ServerConnection
 from taureau.broker.service import BrokerService
 from taureau.common.errors import StorageError
+from taureau.common.private_files import DIR_MODE, make_private_dirs, open_private
 from taureau.metadata.factory import open_metadata_store
 from taureau.net.server import install_fast_event_loop, start_tcp_server
 from taureau.storage.ledger.local import open_local_ledger_client
@@ -23,6 +26,9 @@ from taureau.storage.managed_ledger.factory import ManagedLedgerFactory
 from taureau.web import WebServer
 
 log = logging.getLogger("taureau.standalone")
+
+# After SIGINT/SIGTERM the process is gone within this, stopped cleanly or not.
+STOP_DEADLINE_S = 10.0
 
 
 @dataclass(slots=True)
@@ -64,10 +70,10 @@ class Standalone:
         broker = self.config.broker
         data_dir = os.path.abspath(broker.data_dir)
         try:
-            os.makedirs(data_dir, exist_ok=True)
+            make_private_dirs(data_dir)
+            _tighten(data_dir)
             probe = os.path.join(data_dir, ".write-probe")
-            with open(probe, "wb") as f:
-                f.write(b"ok")
+            os.close(open_private(probe, os.O_WRONLY | os.O_CREAT))
             os.remove(probe)
         except OSError as exc:
             raise StorageError(f"data directory {data_dir} is not writable: {exc.strerror}") from None
@@ -78,7 +84,9 @@ class Standalone:
             data_dir, store, num_bookies=1, journal_fsync=broker.journal_fsync
         )
         self._closers.append(ledgers.close)
-        factory = ManagedLedgerFactory(store, ledgers, broker.managed_ledger)
+        factory = ManagedLedgerFactory(
+            store, ledgers, broker.managed_ledger, cache_budget_bytes=broker.managed_ledger_cache_size_bytes
+        )
         self._closers.append(factory.close)
         service = BrokerService(broker, store, factory)
         await service.start()
@@ -138,7 +146,7 @@ class Standalone:
         """Hold an exclusive lock on the data directory for the life of the process: two
         processes appending to one journal and metadata log would corrupt both."""
         lock_path = os.path.join(data_dir, "LOCK")
-        lock_file = open(lock_path, "a+")  # noqa: SIM115 - held open until stop()
+        lock_file = os.fdopen(open_private(lock_path, os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+")
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -188,8 +196,14 @@ async def serve(config: StandaloneConfig) -> None:
     standalone = Standalone(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if not stop.is_set():
+            stop.set()
+            _exit_if_not_stopped_within(STOP_DEADLINE_S)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
         await standalone.start()
     except BaseException:
@@ -207,6 +221,29 @@ async def serve(config: StandaloneConfig) -> None:
     await stop.wait()
     print("Taureau standalone shutting down", flush=True)
     await standalone.stop()
+
+
+def _tighten(data_dir: str) -> None:
+    """A data directory made by an older version (0755) keeps every file under it from others."""
+    mode = os.stat(data_dir).st_mode & 0o777
+    if mode & 0o077:
+        log.warning("data directory %s was mode %o: making it owner-only (700)", data_dir, mode)
+        os.chmod(data_dir, DIR_MODE)
+
+
+def _exit_if_not_stopped_within(seconds: float) -> None:
+    """A stop that hangs (a peer that never lets go, a stuck request) must not keep the
+    process alive: what is acknowledged is already durable, so exiting loses nothing."""
+
+    def watchdog() -> None:
+        print(
+            f"Taureau standalone did not stop within {seconds:.0f}s; exiting now", file=sys.stderr, flush=True
+        )
+        os._exit(1)
+
+    timer = threading.Timer(seconds, watchdog)
+    timer.daemon = True
+    timer.start()
 
 
 def run(config: StandaloneConfig) -> None:

@@ -23,7 +23,10 @@ class WebServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.port = self._sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        # A request still running at shutdown gets a few seconds, then its connection is cut.
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=3
+        )
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task | None = None
 

@@ -1,10 +1,12 @@
 """Dispatchers against a real managed ledger on the in-memory ledger client."""
 
 import asyncio
+import contextlib
 
 import pytest
 
 from taureau.broker.consumer import Consumer
+from taureau.broker.dispatch.base import DispatchLimits
 from taureau.broker.dispatch.key_shared import ConsumerAssignError
 from taureau.broker.subscription import Subscription, SubType
 from taureau.broker.topic import PersistentTopic
@@ -47,6 +49,8 @@ def message(body: bytes, key: str | None = None, batch: int | None = None) -> by
         meta.partition_key = key
     if batch is not None:
         meta.num_messages_in_batch = batch
+        record = pb.SingleMessageMetadata(payload_size=len(body)).SerializeToString()
+        body = (len(record).to_bytes(4, "big") + record + body) * batch
     return encode_entry(meta, body)
 
 
@@ -310,3 +314,59 @@ async def test_a_backed_up_connection_gets_nothing_until_it_drains(topic):
     sub.dispatcher.wake()  # what the connection's resume_writing does
     await settle()
     assert [m[3][-1:] for m in sink.messages] == [b"4"]
+
+
+@contextlib.asynccontextmanager
+async def limited_topic(limits: DispatchLimits):
+    store = EmbeddedMetadataStore(None)
+    factory = ManagedLedgerFactory(store, MemoryLedgerClient())
+    ledger = await factory.open("public/default/persistent/limited")
+    t = PersistentTopic(TopicName.parse("limited"), ledger, store, limits)
+    try:
+        yield t
+    finally:
+        await t.close()
+        await factory.close()
+
+
+async def test_subscription_unacked_limit_holds_every_consumer_until_half_is_acked():
+    """maxUnackedMessagesPerSubscription: 6 unacked over two Shared consumers stops dispatch
+    although each consumer is under its own limit (10); acking down to 3 resumes it."""
+    async with limited_topic(DispatchLimits(10, 6)) as t:
+        sink = Sink()
+        a, b = consumer(sink, 1), consumer(sink, 2)
+        sub = await t.subscribe(
+            subscription="s", consumer=a, sub_type=SubType.SHARED, initial_position=InitialPosition.EARLIEST
+        )
+        await t.subscribe(subscription="s", consumer=b, sub_type=SubType.SHARED)
+        await publish(t, *[bytes([65 + i]) for i in range(12)])
+        sub.flow(a, 100)
+        sub.flow(b, 100)
+        await settle()
+        assert len(sink.messages) == 6 and sub.dispatcher.blocked
+        assert sub.stats()["blockedSubscriptionOnUnackedMsgs"] is True
+        delivered = [(cid, position) for cid, position, *_ in sink.messages]
+        by_id = {1: a, 2: b}
+        for cid, position in delivered[:2]:
+            await sub.ack_individual(by_id[cid], [position])
+        await settle()
+        assert len(sink.messages) == 6  # 4 unacked: still over half of 6
+        await sub.ack_individual(by_id[delivered[2][0]], [delivered[2][1]])
+        await settle()
+        assert len(sink.messages) == 9 and sub.dispatcher.blocked  # 3 more, then 6 again
+
+
+async def test_consumer_unacked_limit_is_not_applied_to_exclusive_subscriptions():
+    async with limited_topic(DispatchLimits(2, 2)) as t:
+        sink = Sink()
+        c = consumer(sink, 1)
+        sub = await t.subscribe(
+            subscription="s",
+            consumer=c,
+            sub_type=SubType.EXCLUSIVE,
+            initial_position=InitialPosition.EARLIEST,
+        )
+        await publish(t, b"a", b"b", b"c", b"d", b"e")
+        sub.flow(c, 100)
+        await settle()
+        assert len(sink.messages) == 5 and not c.blocked and c.unacked_messages == 5

@@ -27,7 +27,23 @@ def test_partition_suffix_is_split():
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "a/b", "persistent://t/ns", "kafka://t/ns/x", "persistent://t/n s/x", "t/ns/x y", "a/b/c/d"]
+    "bad",
+    [
+        "",
+        "a/b",
+        "persistent://t/ns",
+        "kafka://t/ns/x",
+        "persistent://t/n s/x",
+        "t/ns/x y",
+        "a/b/c/d",
+        "t/ns/.",
+        "t/ns/..",
+        "../ns/x",
+        "t/./x",
+        "t/ns/x\n",
+        "t\n/ns/x",
+        "t/ns/a\x00b",
+    ],
 )
 def test_invalid_topic_names_are_rejected(bad):
     with pytest.raises(InvalidTopicNameError):

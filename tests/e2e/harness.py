@@ -95,6 +95,15 @@ class Standalone:
         finally:
             self.proc = None
 
+    def rss_mib(self) -> float:
+        """The process's resident memory now, in MiB (Linux /proc)."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError(f"process {self.proc.pid} has exited")
+
     def kill(self) -> None:
         """kill -9: no chance to flush anything."""
         if self.proc is not None:
@@ -104,3 +113,52 @@ class Standalone:
 
     def restart(self) -> Standalone:
         return self.start()
+
+
+class RssPeak:
+    """Samples a standalone's RSS every 50 ms in a thread until `stop()`, which returns the
+    highest value seen (MiB)."""
+
+    def __init__(self, server: Standalone) -> None:
+        self.server = server
+        self.peak = server.rss_mib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            try:
+                self.peak = max(self.peak, self.server.rss_mib())
+            except (RuntimeError, AssertionError, FileNotFoundError):
+                return  # the process is gone
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+async def append_below_the_broker(
+    data_dir, storage_name: str, datas: list[bytes], subscriptions: list[str]
+) -> None:
+    """Write entries straight into a topic's managed ledger, as an older broker might have,
+    with durable cursors that keep them (no retention otherwise)."""
+    from taureau.metadata.factory import open_metadata_store
+    from taureau.storage.ledger.local import open_local_ledger_client
+    from taureau.storage.managed_ledger.api import InitialPosition
+    from taureau.storage.managed_ledger.factory import ManagedLedgerFactory
+
+    store = await open_metadata_store(None, str(data_dir))
+    ledgers = await open_local_ledger_client(str(data_dir), store, num_bookies=1)
+    factory = ManagedLedgerFactory(store, ledgers)
+    try:
+        ml = await factory.open(storage_name)
+        for name in subscriptions:
+            await ml.open_cursor(name, InitialPosition.EARLIEST)
+        for data in datas:
+            await ml.add_entry(data)
+    finally:
+        await factory.close()
+        await ledgers.close()
+        await store.close()

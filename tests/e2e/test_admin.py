@@ -45,7 +45,7 @@ def test_tenant_and_namespace_lifecycle(admin):
 @pytest.mark.parametrize(
     "method,path,body,status",
     [
-        ("put", "/admin/v2/tenants/bad%20name", {}, 412),
+        ("put", "/admin/v2/tenants/bad%20name", {}, 400),
         ("put", "/admin/v2/tenants/t1", {"adminRoles": "not-a-list"}, 400),
         ("put", "/admin/v2/tenants/t2", {"unknown": 1}, 400),
         ("put", "/admin/v2/tenants/t3", [1, 2], 400),

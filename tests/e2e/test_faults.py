@@ -12,7 +12,7 @@ import pulsar
 import pytest
 from pulsar import InitialPosition
 
-from taureau.protocol import encode_command, encode_payload_command, pb
+from taureau.protocol import FrameDecoder, encode_command, encode_payload_command, pb
 from taureau.protocol.metadata import encode_entry
 from tests.e2e.harness import Standalone
 
@@ -122,8 +122,16 @@ def test_bad_checksum_is_refused_and_nothing_is_stored(standalone, client, topic
 def test_unparseable_metadata_in_send_is_never_stored(standalone, client, topic):
     body = b"\xff\xff\xff\xff\xff garbage protobuf"
     garbage_entry = struct.pack(">I", len(body)) + body + b"payload"
-    _, closed = raw_session(standalone, *producer_frames(topic), send_frame(garbage_entry), read_for=1.5)
-    assert closed
+    received, closed = raw_session(
+        standalone, *producer_frames(topic), send_frame(garbage_entry), read_for=1.5
+    )
+    # Refused alone (ChecksumError, as Pulsar clients expect for a bad message): the
+    # connection and its producer stay usable.
+    errors = [f.command.send_error for f in FrameDecoder().feed(received) if f.command.type == T.SEND_ERROR]
+    assert not closed and len(errors) == 1
+    assert errors[0].error == 9 and errors[0].message.startswith(
+        "invalid message: unparseable MessageMetadata"
+    )
     stats = httpx.get(f"{standalone.admin_url}/admin/v2/persistent/{topic.split('://')[1]}/stats").json()
     assert stats["entriesCount"] == 0
     consumer = client.subscribe(topic, "s", initial_position=InitialPosition.Earliest)

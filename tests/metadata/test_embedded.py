@@ -11,6 +11,7 @@ from taureau.common.errors import (
     InvalidMetadataPathError,
     MetadataError,
     MetadataStoreClosedError,
+    MetadataValueTooLargeError,
     NodeExistsError,
     NotEmptyError,
     NotFoundError,
@@ -171,3 +172,17 @@ async def test_open_metadata_store_urls(tmp_path):
         await open_metadata_store("zk://127.0.0.1:2181", tmp_path)
     with pytest.raises(ValueError, match="unknown metadata store URL"):
         await open_metadata_store("etcd://x", tmp_path)
+
+
+async def test_a_value_over_the_record_limit_is_refused_and_stores_nothing(tmp_path):
+    store = EmbeddedMetadataStore(str(tmp_path), max_value_bytes=1000)
+    await store.put("/a", b"x" * 1000)
+    with pytest.raises(MetadataValueTooLargeError):
+        await store.put("/b", b"x" * 1001)
+    with pytest.raises(MetadataValueTooLargeError):
+        await store.put("/a", b"y" * 1001)
+    assert await store.get("/b") is None and (await store.get("/a"))[0] == b"x" * 1000
+    await store.close()
+    reopened = EmbeddedMetadataStore(str(tmp_path))
+    assert await reopened.get("/b") is None and (await reopened.get("/a"))[0] == b"x" * 1000
+    await reopened.close()

@@ -17,6 +17,34 @@ class BrokerConfig:
     cluster_name: str = "standalone"
     max_message_size: int = 5 * 1024 * 1024
     journal_fsync: bool = True
+    # Pulsar's maxNumPartitionsPerPartitionedTopic (whose default, 0, means no limit): one
+    # request could otherwise create 2^31 partitions that every listing then walks.
+    max_num_partitions_per_partitioned_topic: int = 1024
+    # -- what one client can make the broker hold (see docs/architecture.md, "Bounds") --
+    # Pulsar's brokerMaxConnections / brokerMaxConnectionsPerIp (Pulsar: 0, no limit).
+    max_connections: int = 4096
+    max_connections_per_ip: int = 1024
+    # Pulsar's keepAliveIntervalSeconds: ping an idle peer this often, close it when the
+    # previous ping is still unanswered (half-open connections go within two intervals).
+    keep_alive_interval_s: float = 30.0
+    # A connection must send CONNECT within this (Pulsar uses keepAliveIntervalSeconds).
+    connect_timeout_s: float = 10.0
+    # SEND bytes a connection may have in flight before the broker stops reading from it
+    # (Pulsar bounds the count, maxPendingPublishRequestsPerConnection, and a broker-wide
+    # maxMessagePublishBufferSizeInMB).
+    max_pending_publish_bytes_per_connection: int = 16 * 1024 * 1024
+    # Pulsar's maxUnackedMessagesPerConsumer / maxUnackedMessagesPerSubscription (Shared and
+    # Key_Shared only, as Pulsar): dispatch to a consumer (subscription) stops at this many
+    # unacknowledged messages and resumes once they drop to half. 0: no limit.
+    max_unacked_messages_per_consumer: int = 50_000
+    max_unacked_messages_per_subscription: int = 200_000
+    # Pulsar's managedLedgerCacheSizeMB: one entry cache budget shared by every topic, the
+    # coldest topic's oldest entries evicted first (each topic is also capped by
+    # managed_ledger.cache_size_bytes).
+    managed_ledger_cache_size_bytes: int = 256 * 1024 * 1024
+    # Largest admin REST request body (Pulsar: httpMaxRequestSize); larger ones get 413.
+    # Records in the metadata store are bounded separately (1 MiB, metadata/embedded.py).
+    max_http_request_bytes: int = 5 * 1024 * 1024
     managed_ledger: ManagedLedgerConfig = field(default_factory=ManagedLedgerConfig)
 
     @property

@@ -10,8 +10,12 @@ Theory of operation:
 - A malformed frame closes this connection only; the frame's bytes are never stored.
 - Everything the connection sends during one event-loop turn (receipts, messages,
   replies) is coalesced into one socket write (net.server.CoalescingWriter).
-- Publishes in flight are bounded per connection: past MAX_INFLIGHT_PUBLISHES the
-  connection stops reading until half of them completed (back-pressure, bounded memory).
+- What one peer can make the broker hold is bounded (docs/architecture.md, "Bounds"):
+  frames are at most MAX_FRAME_BEFORE_CONNECT bytes until CONNECT, which must come within
+  connect_timeout_s; past MAX_INFLIGHT_PUBLISHES SENDs or max_pending_publish_bytes in
+  flight, or while the peer does not read what we send (asyncio's pause_writing), the
+  connection stops reading (`_pause`) until that is over; a peer that leaves a keep-alive
+  ping unanswered for a whole interval is closed; on close every buffer is dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from enum import Enum
+from functools import partial
+from typing import NamedTuple
 
 from taureau.broker.consumer import Consumer
 from taureau.broker.control import handler_for
@@ -34,11 +40,12 @@ from taureau.protocol import (
     ProtocolError,
     append_message,
     append_send_receipt,
-    parse_metadata,
     pb,
+    ping,
     pong,
     replies,
 )
+from taureau.protocol.validate import check_entry
 from taureau.storage.position import Position
 
 log = logging.getLogger(__name__)
@@ -47,10 +54,26 @@ T = pb.BaseCommand.Type
 # Plain ints: protobuf enum attribute lookups cost ~1 us each on the hot path.
 _SEND, _FLOW, _PING, _PONG, _CONNECT = T.SEND, T.FLOW, T.PING, T.PONG, T.CONNECT
 MAX_INFLIGHT_PUBLISHES = 10_000
+# CONNECT carries a client version and perhaps an auth token: a few KiB. Until it arrives a
+# peer is unknown, so it may not make the broker buffer a 5 MiB frame.
+MAX_FRAME_BEFORE_CONNECT = 64 * 1024
+# Why reading is paused (bits): SENDs in flight over their bounds / replies not read by the peer.
+_PAUSE_PUBLISHES = 1
+_PAUSE_REPLIES = 2
+_CHECKSUM_ERROR = 9  # ServerError.ChecksumError
 # Dispatch to a consumer stops while this many bytes wait in its socket's send buffer.
 WRITE_BUFFER_HIGH = 4 * 1024 * 1024
 SERVER_VERSION = "Taureau-0.1.0"
 MAX_PROTOCOL_VERSION = 20
+
+
+class Refusal(NamedTuple):
+    """A SEND answered with SEND_ERROR instead of being stored."""
+
+    producer_id: int
+    sequence_id: int
+    code: int
+    reason: str
 
 
 class ConnectionState(Enum):
@@ -70,7 +93,7 @@ class ServerConnection(asyncio.Protocol):
     def __init__(self, service: BrokerService) -> None:
         self.service = service
         self.state = ConnectionState.AWAITING_CONNECT
-        self.decoder = FrameDecoder(service.config.max_message_size + 64 * 1024)
+        self.decoder = FrameDecoder(MAX_FRAME_BEFORE_CONNECT)
         self.protocol_version = 0
         self.remote_address = "?"
         self.producers: dict[int, tuple[Producer, PersistentTopic]] = {}  # by client producer_id
@@ -79,13 +102,19 @@ class ServerConnection(asyncio.Protocol):
         self._writer: CoalescingWriter | None = None
         self._control: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
         self._control_task: asyncio.Task | None = None
-        self._inflight = 0
-        self._reading_paused = False
+        self._inflight = 0  # SENDs handed to storage and not answered yet
+        self._inflight_bytes = 0  # their bytes
+        self._paused = 0  # _PAUSE_* bits; reading is paused while any is set
+        self._admitted_ip: str | None = None  # counted in service.connections while set
+        self._awaiting_pong = False  # a keep-alive ping went out and nothing came back since
+        self._timer: asyncio.TimerHandle | None = None  # CONNECT deadline, then keep-alive
         self.writable = True  # False while the transport's send buffer is over the high mark
         self._closing = False  # close() was called: handle nothing more from this peer
         # SENDs decoded from the current read, by topic: published as one batch per topic
         # when the read is done (see _flush_sends).
-        self._sends: dict[PersistentTopic, list[PublishItem]] = {}
+        self._sends: dict[PersistentTopic, list[PublishItem | Refusal]] = {}
+        # The newest publish task per topic: the next one writes its replies after it.
+        self._publish_tails: dict[PersistentTopic, asyncio.Task] = {}
 
     # -- state -------------------------------------------------------------------------------
 
@@ -102,14 +131,23 @@ class ServerConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        tune_socket(transport)
         peer = transport.get_extra_info("peername")
         self.remote_address = f"{peer[0]}:{peer[1]}" if peer else "?"
+        ip = peer[0] if peer else "?"
+        if not self.service.connections.admit(ip):
+            self._closing = True
+            transport.close()
+            return
+        self._admitted_ip = ip
+        tune_socket(transport)
         self._writer = CoalescingWriter(self._transport)
         self._transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
-        self._control_task = asyncio.get_running_loop().create_task(self._run_control())
+        loop = asyncio.get_running_loop()
+        self._control_task = loop.create_task(self._run_control())
+        self._timer = loop.call_later(self.service.config.connect_timeout_s, self._connect_timed_out)
 
     def data_received(self, data: bytes) -> None:
+        self._awaiting_pong = False  # any frame from the peer answers a keep-alive ping
         bad: ProtocolError | None = None
         try:
             frames = self.decoder.feed(data)
@@ -124,17 +162,19 @@ class ServerConnection(asyncio.Protocol):
             self.close()
         if self._sends:
             if self._closing:
-                # Nothing was acknowledged: the client resends these on its next connection.
-                self._inflight -= sum(map(len, self._sends.values()))
-                self._sends.clear()
+                self._drop_sends()
             else:
                 self._flush_sends()
 
     def pause_writing(self) -> None:
+        # The peer does not read what we send: stop dispatching to it (Consumer.ready) and
+        # stop reading from it, so its requests cannot pile up replies without end.
         self.writable = False
+        self._pause(_PAUSE_REPLIES)
 
     def resume_writing(self) -> None:
         self.writable = True
+        self._resume(_PAUSE_REPLIES)
         for _, sub, _ in self.consumers.values():
             if sub.dispatcher is not None:
                 sub.dispatcher.wake()
@@ -142,8 +182,65 @@ class ServerConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state is not ConnectionState.CLOSED:
             self._set_state(ConnectionState.CLOSED)
+        if self._admitted_ip is None:
+            return  # refused at connection_made: nothing was set up
+        self.service.connections.release(self._admitted_ip)
+        self._admitted_ip = None
+        if self._timer is not None:
+            self._timer.cancel()
+        # Free what this peer made us buffer now, not whenever the last task lets go of us.
+        self.decoder.clear()
+        self._drop_sends()
+        if self._writer is not None:
+            self._writer.buffer = bytearray()
+        self.service.heap_trimmer.request()  # what it made us allocate may sit in the heap
         self._control.put_nowait(self._cleanup)
         self._control.put_nowait(None)
+
+    def _drop_sends(self) -> None:
+        """Forget SENDs decoded but not handed to storage: nothing of them was acknowledged,
+        so the client resends them on its next connection."""
+        for items in self._sends.values():
+            for item in items:
+                if isinstance(item, PublishItem):
+                    self._inflight -= 1
+                    self._inflight_bytes -= len(item.data)
+        self._sends.clear()
+
+    def _pause(self, reason: int) -> None:
+        if not self._paused and self._transport is not None and not self._transport.is_closing():
+            self._transport.pause_reading()
+        self._paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if self._paused & reason:
+            self._paused &= ~reason
+            if not self._paused and self._transport is not None and not self._transport.is_closing():
+                self._transport.resume_reading()
+
+    def _connect_timed_out(self) -> None:
+        if self.state is ConnectionState.AWAITING_CONNECT and not self._closing:
+            log.warning(
+                "closing %s: no CONNECT within %ss",
+                self.remote_address,
+                self.service.config.connect_timeout_s,
+            )
+            self.close()
+
+    def _keep_alive(self) -> None:
+        """Every keep_alive_interval_s: close the peer if the last ping is unanswered, else
+        ping it. Not while we stopped reading for our own storage (its PONG may be waiting in
+        the socket); when it stopped reading what we send, it counts as unanswered."""
+        if self._closing or self.closed:
+            return
+        interval = self.service.config.keep_alive_interval_s
+        if self._awaiting_pong and not self._paused & _PAUSE_PUBLISHES:
+            log.warning("closing %s: keep-alive ping unanswered for %ss", self.remote_address, interval)
+            self.close()
+            return
+        self.write(ping())
+        self._awaiting_pong = True
+        self._timer = asyncio.get_running_loop().call_later(interval, self._keep_alive)
 
     def close(self) -> None:
         self._closing = True
@@ -188,6 +285,14 @@ class ServerConnection(asyncio.Protocol):
             self.close()
             return
         self._set_state(ConnectionState.CONNECTED)
+        config = self.service.config
+        self.decoder.max_frame_size = config.max_message_size + 64 * 1024
+        if self._timer is not None:
+            self._timer.cancel()
+        if config.keep_alive_interval_s > 0:
+            self._timer = asyncio.get_running_loop().call_later(
+                config.keep_alive_interval_s, self._keep_alive
+            )
         self.protocol_version = min(connect.protocol_version, MAX_PROTOCOL_VERSION)
         self.write(
             replies.connected(SERVER_VERSION, self.protocol_version, self.service.config.max_message_size)
@@ -219,31 +324,46 @@ class ServerConnection(asyncio.Protocol):
         if found is None or payload is None:
             self.write(replies.send_error(send.producer_id, sequence_id, 22, "producer is not ready"))
             return
+        producer, topic = found
         if not checksum_ok:
-            self.write(replies.send_error(send.producer_id, sequence_id, 9, "checksum mismatch"))
+            self._refuse(topic, send, "checksum mismatch")
             return
-        if len(payload) > self.service.config.max_message_size:
-            self.write(replies.send_error(send.producer_id, sequence_id, 22, "message too large"))
+        max_size = self.service.config.max_message_size
+        if len(payload) > max_size:
+            self._refuse(topic, send, f"message of {len(payload)} bytes exceeds the maximum {max_size}")
             return
         try:
-            # Consumers' clients drop their connection on a MessageMetadata they cannot parse:
-            # a corrupt entry, once stored, would break every consumer of the topic.
-            parse_metadata(payload)
+            # A stored entry goes to every consumer from then on: refuse what they cannot read.
+            messages = check_entry(payload, max_size)
         except ProtocolError as exc:
-            log.warning("closing %s: SEND with invalid metadata: %s", self.remote_address, exc)
-            self.close()
+            log.warning(
+                "%s: refusing SEND %d of %s: %s", self.remote_address, sequence_id, producer.name, exc
+            )
+            self._refuse(topic, send, f"invalid message: {exc}")
             return
-        messages = send.num_messages if send.HasField("num_messages") else 1
         if send.HasField("highest_sequence_id") and send.highest_sequence_id >= sequence_id:
             highest = send.highest_sequence_id
         else:
-            highest = sequence_id + max(messages, 1) - 1
-        producer, topic = found
+            highest = sequence_id + messages - 1
         self._inflight += 1
-        if self._inflight >= MAX_INFLIGHT_PUBLISHES and not self._reading_paused:
-            self._reading_paused = True
-            self._transport.pause_reading()
-        item = PublishItem(producer, payload, sequence_id, highest, messages)
+        self._inflight_bytes += len(payload)
+        if (
+            self._inflight >= MAX_INFLIGHT_PUBLISHES
+            or self._inflight_bytes >= self.service.config.max_pending_publish_bytes_per_connection
+        ):
+            self._pause(_PAUSE_PUBLISHES)
+        self._queue_send(topic, PublishItem(producer, payload, sequence_id, highest, messages))
+
+    def _refuse(self, topic: PersistentTopic, send, reason: str) -> None:
+        """Answer SEND_ERROR for one message, in order with the receipts of the SENDs before it.
+
+        ChecksumError is the one send error Pulsar clients take as "this message is bad": they
+        fail that message alone and keep the producer (any other code makes them drop the
+        connection and resend it, forever). Nothing of the message is stored.
+        """
+        self._queue_send(topic, Refusal(send.producer_id, send.sequence_id, _CHECKSUM_ERROR, reason))
+
+    def _queue_send(self, topic: PersistentTopic, item: PublishItem | Refusal) -> None:
         group = self._sends.get(topic)
         if group is None:
             self._sends[topic] = [item]
@@ -255,12 +375,22 @@ class ServerConnection(asyncio.Protocol):
         to the bookie as one batch, and receipts go back in one write."""
         sends, self._sends = self._sends, {}
         loop = asyncio.get_running_loop()
+        tails = self._publish_tails
         for topic, items in sends.items():
-            loop.create_task(self._publish(topic, items))
+            task = loop.create_task(self._publish(topic, items, tails.get(topic)))
+            tails[topic] = task
+            task.add_done_callback(partial(self._forget_tail, topic))
 
-    async def _publish(self, topic: PersistentTopic, items: list[PublishItem]) -> None:
+    def _forget_tail(self, topic: PersistentTopic, task: asyncio.Task) -> None:
+        if self._publish_tails.get(topic) is task:
+            del self._publish_tails[topic]
+
+    async def _publish(
+        self, topic: PersistentTopic, items: list[PublishItem | Refusal], previous: asyncio.Task | None
+    ) -> None:
+        stored = [item for item in items if isinstance(item, PublishItem)]
         try:
-            positions = await topic.publish_many(items)
+            positions = await topic.publish_many(stored) if stored else []  # type: ignore[arg-type]
         except Exception as exc:
             # The client treats any SEND_ERROR but ChecksumError as fatal for the connection
             # and resends everything pending on a new one: exactly what a failed add needs.
@@ -270,18 +400,31 @@ class ServerConnection(asyncio.Protocol):
                 log.exception("publish to %s failed", topic.name)
             code = exc.server_error if isinstance(exc, TaureauError) else 2
             first = items[0]
-            self.write(replies.send_error(first.producer.producer_id, first.sequence_id, code, str(exc)))
+            producer_id = first.producer.producer_id if isinstance(first, PublishItem) else first.producer_id
+            self.write(replies.send_error(producer_id, first.sequence_id, code, str(exc)))
             self.close()
             return
         finally:
-            self._inflight -= len(items)
-            if self._reading_paused and self._inflight < MAX_INFLIGHT_PUBLISHES // 2:
-                self._reading_paused = False
-                if not self._transport.is_closing():
-                    self._transport.resume_reading()
+            self._inflight -= len(stored)
+            self._inflight_bytes -= sum(len(item.data) for item in stored)
+            if (
+                self._paused & _PAUSE_PUBLISHES
+                and self._inflight < MAX_INFLIGHT_PUBLISHES // 2
+                and self._inflight_bytes < self.service.config.max_pending_publish_bytes_per_connection // 2
+            ):
+                self._resume(_PAUSE_PUBLISHES)
+        if previous is not None and not previous.done():
+            # Replies of one producer must leave in SEND order: a refusal awaits nothing, and
+            # adds of later reads may complete in the same loop turn as earlier ones.
+            await asyncio.wait((previous,))
         writer = self._writer
         buffer = writer.buffer
-        for item, position in zip(items, positions, strict=True):
+        done = iter(positions)
+        for item in items:
+            if not isinstance(item, PublishItem):
+                buffer += replies.send_error(item.producer_id, item.sequence_id, item.code, item.reason)
+                continue
+            position = next(done)
             ledger_id, entry_id = position if position is not None else (-1, -1)
             append_send_receipt(
                 buffer,

@@ -30,7 +30,12 @@ class ConsumerSink(Protocol):
 
 class Consumer:
     """Per-consumer dispatch state. Only the subscription's dispatcher changes `permits`
-    and `pending`; the connection only reads them for stats."""
+    and, through the methods below, `pending`; the connection only reads them for stats.
+
+    With `max_unacked` set (Shared and Key_Shared, as Pulsar's maxUnackedMessagesPerConsumer),
+    a consumer holding that many unacknowledged messages is `blocked` (not `ready`) until
+    acks or redeliveries bring it down to half.
+    """
 
     def __init__(
         self,
@@ -52,6 +57,9 @@ class Consumer:
         self.hash_ranges = hash_ranges  # Key_Shared STICKY ranges, inclusive, or None (AUTO_SPLIT)
         self.permits = 0  # messages the client can still take (FLOW adds, dispatch debits)
         self.pending: dict[Position, int] = {}  # entries sent and not acked -> messages in entry
+        self.unacked_messages = 0  # sum of pending's values, kept as it changes
+        self.max_unacked = 0  # 0: unbounded; set by the dispatcher when the consumer joins
+        self.blocked = False  # hit max_unacked; cleared at half of it
         self.connected_since = time.time()
         # Key_Shared AUTO_SPLIT ordering: entries at or after this position may reach this
         # consumer only once the mark-delete position passes it (set by the dispatcher).
@@ -65,25 +73,51 @@ class Consumer:
         """May take another entry: it has permits and its connection is not backed up
         (permits bound messages, not bytes: 1000 permits of 5 MB messages would otherwise
         pile up 5 GB in a slow client's send buffer)."""
-        return self.permits > 0 and self.sink.writable
-
-    @property
-    def unacked_messages(self) -> int:
-        return sum(self.pending.values())
+        return self.permits > 0 and self.sink.writable and not self.blocked
 
     def deliver(self, position: Position, data: bytes, messages: int, redelivery_count: int) -> None:
         """Hand one entry to the client and record it as pending."""
         self.permits -= messages
+        self.unacked_messages += messages - self.pending.get(position, 0)
         self.pending[position] = messages
+        if self.max_unacked and self.unacked_messages >= self.max_unacked:
+            self.blocked = True
         self.msg_out += messages
         self.bytes_out += len(data)
         self.sink.send_message(self.consumer_id, position, self.partition, redelivery_count, data)
+
+    def settle(self, position: Position) -> bool:
+        """Forget one pending entry (acked, or going back for redelivery); False if not pending."""
+        messages = self.pending.pop(position, None)
+        if messages is None:
+            return False
+        self._unacked_dropped(messages)
+        return True
+
+    def settle_up_to(self, position: Position) -> None:
+        """Forget every pending entry at or before `position` (a cumulative ack)."""
+        for pending in [p for p in self.pending if p <= position]:
+            self._unacked_dropped(self.pending.pop(pending))
+
+    def settle_all(self) -> list[Position]:
+        """Forget every pending entry; return their positions."""
+        positions = list(self.pending)
+        self.pending.clear()
+        self.unacked_messages = 0
+        self.blocked = False
+        return positions
+
+    def _unacked_dropped(self, messages: int) -> None:
+        self.unacked_messages -= messages
+        if self.blocked and self.unacked_messages <= self.max_unacked // 2:
+            self.blocked = False
 
     def stats(self) -> dict:
         return {
             "consumerName": self.name,
             "availablePermits": self.permits,
             "unackedMessages": self.unacked_messages,
+            "blockedConsumerOnUnackedMsgs": self.blocked,
             "msgOutCounter": self.msg_out,
             "bytesOutCounter": self.bytes_out,
             "address": self.sink.remote_address,

@@ -17,6 +17,7 @@ from taureau.broker.subscription import SubType
 from taureau.common.errors import ConsumerBusyError, ConsumerNotFoundError, TaureauError
 from taureau.common.names import NamespaceName, TopicName
 from taureau.protocol import pb, replies
+from taureau.protocol.validate import non_utf8_field
 from taureau.storage.managed_ledger.api import InitialPosition
 from taureau.storage.position import Position
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 T = pb.BaseCommand.Type
 _U64 = 2**64
+_NOT_ALLOWED = 22  # ServerError.NotAllowedError: a request the broker will never accept as sent
 Handler = Callable[..., Awaitable[None]]
 _HANDLERS: dict[int, Handler] = {}
 
@@ -34,10 +36,37 @@ def handler_for(kind: int) -> Handler | None:
 
 def _handles(kind: int) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
-        _HANDLERS[kind] = fn
+        async def checked(conn, cmd) -> None:
+            # A refused command must leave nothing behind, so it is refused before its
+            # handler runs: upb hands back bytes for a proto2 string that is not UTF-8, and
+            # such a name would break every later reader of it (stats, replies, dedup).
+            field = cmd.DESCRIPTOR.fields_by_number[kind].name
+            body = getattr(cmd, field)
+            bad = non_utf8_field(body)
+            if bad is None:
+                await fn(conn, cmd)
+            else:
+                _refuse(conn, kind, body, f"{field}.{bad} is not valid UTF-8")
+
+        _HANDLERS[kind] = checked
         return fn
 
     return register
+
+
+def _refuse(conn, kind: int, body, reason: str) -> None:
+    """Answer a command refused before it ran, in the reply form its client waits for."""
+    log.warning("refusing %s from %s: %s", T.Name(kind), conn.remote_address, reason)
+    has_id = "request_id" in body.DESCRIPTOR.fields_by_name and body.HasField("request_id")
+    request_id = body.request_id if has_id else None
+    if request_id is None:
+        return  # nothing waits for an answer (ACK without request id, REDELIVER...)
+    if kind == T.LOOKUP:
+        conn.write(replies.lookup_response(request_id, None, 2, False, False, _NOT_ALLOWED, reason))
+    elif kind == T.PARTITIONED_METADATA:
+        conn.write(replies.partitioned_metadata_response(request_id, 0, _NOT_ALLOWED, reason))
+    else:
+        conn.write(replies.error(request_id, _NOT_ALLOWED, reason))
 
 
 def _signed(value: int) -> int:
@@ -123,13 +152,14 @@ async def producer(conn, cmd) -> None:
             metadata={kv.key: kv.value for kv in req.metadata},
             access_mode=req.producer_access_mode,
         )
+        # Everything that can fail happens before the producer is registered anywhere.
+        reply = replies.producer_success(req.request_id, new.name, topic.last_sequence_id(new.name))
+        if conn.closed:  # the client left while the topic loaded
+            return
         topic.add_producer(new)
         new.disconnect = lambda: conn.disconnect_producer(req.producer_id)
-        if conn.closed:  # the client left while the topic loaded
-            topic.remove_producer(new)
-            return
         conn.producers[req.producer_id] = (new, topic)
-        conn.write(replies.producer_success(req.request_id, new.name, topic.last_sequence_id(new.name)))
+        conn.write(reply)
 
     await _generic(conn, req.request_id, work)
 

@@ -7,39 +7,66 @@ import struct
 from google.protobuf.message import DecodeError
 
 from taureau.protocol import ProtocolError, parse_entry, pb
+from taureau.protocol.batch import MAX_UNCOMPRESSED_SIZE
+from taureau.protocol.validate import check_entry
 
 _U32 = struct.Struct(">I")
 
 
-def entry_info(data: bytes) -> tuple[int, bytes | None]:
-    """(messages in the entry, routing key) for dispatch.
+# Smallest batch record: a 4-byte metadata size and a SingleMessageMetadata holding only
+# its required payload_size (tag and a one-byte varint).
+_MIN_RECORD = 6
 
-    Runs once per dispatched entry, so it skips parse_entry's required-field check (the
-    entry was validated when it was published). A corrupt entry counts as one message
-    with no key, so it is still delivered (the client reports it) rather than stuck.
+
+def entry_info(data: bytes) -> tuple[int, bytes | None]:
+    """(messages in the entry, routing key) for dispatch; 0 messages: do not dispatch it.
+
+    Runs once per dispatched entry, so it skips parse_entry's required-field check: entries
+    are validated when published (protocol.validate). What fails here was stored before that
+    validation existed, or below the broker: unparseable metadata (clients drop their
+    connection on it) or a batch count its payload cannot hold (clients crash walking it).
+    Pulsar skips such entries too. A key that is not UTF-8 routes by its raw bytes.
     """
     start = 6 if data[:2] == b"\x0e\x01" else 0
     try:
         size = _U32.unpack_from(data, start)[0]
         meta = pb.MessageMetadata.FromString(data[start + 4 : start + 4 + size])
     except (struct.error, DecodeError):
-        return 1, None
+        return 0, None
     has = meta.HasField
-    messages = meta.num_messages_in_batch if has("num_messages_in_batch") else 1
+    if has("num_messages_in_batch"):
+        messages = meta.num_messages_in_batch
+        room = meta.uncompressed_size if meta.compression else len(data) - start - 4 - size
+        if messages < 1 or messages * _MIN_RECORD > room:
+            return 0, None
+    else:
+        messages = 1
     if has("ordering_key"):
         key = meta.ordering_key
     elif has("partition_key"):
-        key = meta.partition_key.encode()
+        key = meta.partition_key
+        key = key.encode() if type(key) is str else key
     else:
         key = None
-    return max(messages, 1), key
+    return messages, key
+
+
+def checked_entry_info(data: bytes) -> tuple[int, bytes | None]:
+    """entry_info after the full publish-time check, for entries stored without it."""
+    try:
+        check_entry(data, MAX_UNCOMPRESSED_SIZE)
+    except ProtocolError:
+        return 0, None
+    return entry_info(data)
 
 
 def producer_info(data: bytes) -> tuple[str, int]:
-    """(producer name, highest sequence id) for de-duplication."""
+    """(producer name, highest sequence id) for de-duplication; ("", -1) for an unreadable entry."""
     try:
         meta = parse_entry(data)
     except ProtocolError:
+        return "", -1
+    if type(meta.producer_name) is not str:
         return "", -1
     return meta.producer_name, meta.highest_sequence_id
 

@@ -42,6 +42,19 @@ class PreconditionFailedError(BrokerError):
     """The resource is in a state that forbids the change, e.g. not empty (REST 412)."""
 
 
+class PartitionLimitError(BrokerError):
+    """More partitions than maxNumPartitionsPerPartitionedTopic allows (REST 406, as Pulsar)."""
+
+    server_error = 22  # NotAllowedError
+
+
+def check_partition_count(partitions: int, limit: int) -> int:
+    """Return `partitions` if a partitioned topic may have that many (limit 0: no limit)."""
+    if limit > 0 and partitions > limit:
+        raise PartitionLimitError(f"Number of partitions should be less than or equal to {limit}")
+    return partitions
+
+
 @dataclass(slots=True)
 class TenantInfo:
     adminRoles: list[str] = field(default_factory=list)  # noqa: N815 - Pulsar's JSON field names
@@ -116,8 +129,9 @@ class Resources:
     """Reads and writes tenants, namespaces, policies and partition counts. Owns no state
     itself: the metadata store is the single source of truth, so several brokers agree."""
 
-    def __init__(self, store: MetadataStore) -> None:
+    def __init__(self, store: MetadataStore, max_partitions: int = 0) -> None:
         self.store = store
+        self.max_partitions = max_partitions  # maxNumPartitionsPerPartitionedTopic; 0: none
 
     async def bootstrap(self) -> None:
         """Create the `public` tenant and `public/default` namespace on first start."""
@@ -132,7 +146,7 @@ class Resources:
         return await self.store.children(TENANTS)
 
     async def get_tenant(self, tenant: str) -> TenantInfo:
-        found = await self.store.get(f"{TENANTS}/{tenant}")
+        found = await self.store.get(f"{TENANTS}/{check_name_part('tenant', tenant)}")
         if found is None:
             raise ResourceNotFoundError(f"tenant {tenant} does not exist")
         return TenantInfo(**json.loads(found[0]))
@@ -216,6 +230,7 @@ class Resources:
     async def create_partitioned_topic(self, topic: TopicName, partitions: int) -> None:
         if partitions < 1:
             raise ValueError("a partitioned topic needs at least 1 partition")
+        check_partition_count(partitions, self.max_partitions)
         try:
             await self.store.put(
                 self._partitioned_path(topic), _dump({"partitions": partitions}), expected_version=-1
@@ -224,6 +239,7 @@ class Resources:
             raise ConflictError(f"partitioned topic {topic.partitioned_name} already exists") from None
 
     async def update_partitions(self, topic: TopicName, partitions: int) -> None:
+        check_partition_count(partitions, self.max_partitions)
         current = await self.get_partitions(topic)
         if current == 0:
             raise ResourceNotFoundError(f"partitioned topic {topic.partitioned_name} does not exist")

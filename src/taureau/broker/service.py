@@ -7,11 +7,20 @@ import dataclasses
 import logging
 import time
 
+from taureau.broker.admission import ConnectionLimits
 from taureau.broker.config import BrokerConfig
-from taureau.broker.resources import NamespacePolicies, ResourceNotFoundError, Resources
+from taureau.broker.dispatch.base import DispatchLimits
+from taureau.broker.resources import (
+    ConflictError,
+    NamespacePolicies,
+    ResourceNotFoundError,
+    Resources,
+    check_partition_count,
+)
 from taureau.broker.topic import PersistentTopic
 from taureau.common.errors import NotAllowedError, TopicNotFoundError
-from taureau.common.names import NamespaceName, TopicName
+from taureau.common.memory import HeapTrimmer
+from taureau.common.names import PARTITION_SUFFIX, NamespaceName, TopicName
 from taureau.metadata.store import MetadataStore
 from taureau.storage.managed_ledger.api import ManagedLedgerConfig, ManagedLedgerFactoryBase
 
@@ -27,7 +36,9 @@ class BrokerService:
         self.config = config
         self.store = store
         self.factory = factory
-        self.resources = Resources(store)
+        self.resources = Resources(store, config.max_num_partitions_per_partitioned_topic)
+        self.connections = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
+        self.heap_trimmer = HeapTrimmer()  # connections ask for a trim when they close
         self._topics: dict[str, asyncio.Task[PersistentTopic]] = {}  # name -> loading/loaded topic
         self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
         self._rate_task: asyncio.Task | None = None
@@ -38,6 +49,7 @@ class BrokerService:
         self._rate_task = asyncio.get_running_loop().create_task(self._rate_loop())
 
     async def close(self) -> None:
+        self.heap_trimmer.close()
         if self._rate_task is not None:
             self._rate_task.cancel()
         for name in list(self._topics):
@@ -94,7 +106,11 @@ class BrokerService:
             if not explicit and not await self._may_create(name, policies):
                 raise TopicNotFoundError(f"topic {name} does not exist and auto-creation is disabled")
         ledger = await self.factory.open(name.storage_name, self._ledger_config(policies))
-        topic = PersistentTopic(name, ledger, self.store)
+        limits = DispatchLimits(
+            self.config.max_unacked_messages_per_consumer, self.config.max_unacked_messages_per_subscription
+        )
+        topic = PersistentTopic(name, ledger, self.store, limits)
+        await topic.load_validation_mark()
         await topic.set_deduplication(await self._deduplication(name, policies))
         log.info("loaded topic %s", name)
         return topic
@@ -141,8 +157,6 @@ class BrokerService:
 
     async def create_topic(self, name: TopicName) -> None:
         """Admin: create a non-partitioned topic (409 if it exists)."""
-        from taureau.broker.resources import ConflictError
-
         await self._policies_for(name)
         if await self.topic_exists(name) or await self.resources.get_partitions(name):
             raise ConflictError(f"topic {name} already exists")
@@ -164,6 +178,7 @@ class BrokerService:
         await topic.close()
         if topic.dedup is not None:
             await topic.dedup.delete()
+        await topic.forget_validation_mark()
         await self.factory.delete(name.storage_name)
 
     async def partitioned_metadata(self, name: TopicName) -> int:
@@ -178,12 +193,31 @@ class BrokerService:
             and auto.topicType == "partitioned"
             and not await self.topic_exists(name)
         ):
+            # A policy stored before the limit existed may ask for more: refuse, do not clamp.
+            check_partition_count(auto.defaultNumPartitions, self.resources.max_partitions)
             try:
                 await self.resources.create_partitioned_topic(name, auto.defaultNumPartitions)
-            except Exception:  # created concurrently by another lookup
+            except ConflictError:  # created concurrently by another lookup
                 pass
             return await self.resources.get_partitions(name)
         return 0
+
+    async def stored_partitions(self, name: TopicName) -> list[TopicName]:
+        """The partitions of partitioned topic `name` that exist (stored or loaded), in index
+        order. Walks what exists, never range(partition count): a count stored before the
+        limit existed may be 2^31."""
+        count = await self.resources.get_partitions(name)
+        prefix = f"{name.storage_name}{PARTITION_SUFFIX}"
+        found: set[int] = set()
+        for stored in await self.factory.list(prefix):
+            suffix = stored[len(prefix) :]
+            if suffix.isdigit() and int(suffix) < count:
+                found.add(int(suffix))
+        for key in list(self._topics):
+            loaded = TopicName.parse(key)
+            if loaded.partitioned_name == name.partitioned_name and 0 <= loaded.partition < count:
+                found.add(loaded.partition)
+        return [name.partition_name(index) for index in sorted(found)]
 
     async def list_topics(self, ns: NamespaceName) -> list[str]:
         """Non-partitioned topics and partitions stored in namespace `ns`."""
@@ -193,12 +227,16 @@ class BrokerService:
         return sorted(names)
 
     async def topics_of_namespace(self, ns: NamespaceName) -> list[str]:
-        """Every topic name a regex consumer may match: stored topics plus all partitions."""
+        """Every topic name a regex consumer may match: stored topics plus all partitions
+        (at most the partition limit per topic, whatever an old record says)."""
         names = set(await self.list_topics(ns))
+        limit = self.resources.max_partitions
         for base in await self.resources.list_partitioned_topics(ns):
             parsed = TopicName.parse(base)
-            for index in range(await self.resources.get_partitions(parsed)):
+            count = await self.resources.get_partitions(parsed)
+            for index in range(min(count, limit) if limit > 0 else count):
                 names.add(str(parsed.partition_name(index)))
+            await asyncio.sleep(0)  # one topic's names per loop turn
         return sorted(names)
 
     async def apply_policies(self, ns: NamespaceName) -> None:

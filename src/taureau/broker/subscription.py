@@ -6,7 +6,7 @@ import logging
 from enum import IntEnum
 
 from taureau.broker.consumer import Consumer
-from taureau.broker.dispatch.base import Dispatcher, EntryInfo
+from taureau.broker.dispatch.base import Dispatcher, DispatchLimits, EntryInfo
 from taureau.broker.dispatch.key_shared import KeySharedDispatcher
 from taureau.broker.dispatch.shared import SharedDispatcher
 from taureau.broker.dispatch.single import SingleActiveDispatcher
@@ -39,7 +39,9 @@ class Subscription:
         *,
         durable: bool,
         partition: int = -1,
+        limits: DispatchLimits = DispatchLimits(),
     ) -> None:
+        self.limits = limits
         self.name = name
         self.ledger = ledger
         self.cursor = cursor  # the durable (or reader's non-durable) position; owned here
@@ -64,8 +66,8 @@ class Subscription:
                 partition=self.partition,
             )
         if sub_type == SubType.SHARED:
-            return SharedDispatcher(self.ledger, self.cursor, self.entry_info)
-        return KeySharedDispatcher(self.ledger, self.cursor, self.entry_info, sticky=sticky)
+            return SharedDispatcher(self.ledger, self.cursor, self.entry_info, self.limits)
+        return KeySharedDispatcher(self.ledger, self.cursor, self.entry_info, self.limits, sticky=sticky)
 
     async def add_consumer(self, consumer: Consumer, sub_type: SubType, sticky: bool = False) -> None:
         if self.dispatcher is not None and self.dispatcher.consumers:
@@ -167,6 +169,7 @@ class Subscription:
             "type": self.sub_type.name.title() if self.sub_type is not None else "None",
             "msgBacklog": self.cursor.backlog,
             "unackedMessages": sum(c.unacked_messages for c in consumers),
+            "blockedSubscriptionOnUnackedMsgs": self.dispatcher.blocked if self.dispatcher else False,
             "msgOutCounter": self.msg_out,
             "isDurable": self.durable,
             "consumers": [c.stats() for c in consumers],

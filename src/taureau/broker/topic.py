@@ -7,9 +7,17 @@ import logging
 import time
 from typing import NamedTuple
 
+from taureau.broker import validated
 from taureau.broker.consumer import Consumer
 from taureau.broker.dedup import Deduplication
-from taureau.broker.entries import batch_index_of_last, entry_info, producer_info, publish_time
+from taureau.broker.dispatch.base import DispatchLimits
+from taureau.broker.entries import (
+    batch_index_of_last,
+    checked_entry_info,
+    entry_info,
+    producer_info,
+    publish_time,
+)
 from taureau.broker.producer import Producer
 from taureau.broker.subscription import Subscription, SubType
 from taureau.common.errors import (
@@ -21,8 +29,8 @@ from taureau.common.errors import (
 )
 from taureau.common.names import TopicName
 from taureau.metadata.store import MetadataStore
-from taureau.storage.managed_ledger.api import InitialPosition, ManagedLedger
-from taureau.storage.position import EARLIEST, LATEST, Position
+from taureau.storage.managed_ledger.api import InitialPosition, ManagedCursor, ManagedLedger
+from taureau.storage.position import EARLIEST, LATEST, Entry, Position
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +52,15 @@ class SubscriptionBusyError(BrokerError):
 
 
 class PersistentTopic:
-    def __init__(self, name: TopicName, ledger: ManagedLedger, store: MetadataStore) -> None:
+    def __init__(
+        self,
+        name: TopicName,
+        ledger: ManagedLedger,
+        store: MetadataStore,
+        limits: DispatchLimits = DispatchLimits(),
+    ) -> None:
         self.name = name
+        self.limits = limits  # for every subscription's dispatcher
         self.ledger = ledger  # the topic's log; owned here
         self.store = store
         self.producers: dict[str, Producer] = {}  # by producer name; owned here
@@ -60,10 +75,24 @@ class PersistentTopic:
         # reconnecting and resending in a tight loop (their send timeouts then fire).
         self._write_error: Exception | None = None
         self._write_failed_at = 0.0
+        # Entries up to here were stored without publish-time validation (broker.validated).
+        self.unchecked_until = EARLIEST
 
     @property
     def partition(self) -> int:
         return self.name.partition
+
+    async def load_validation_mark(self) -> None:
+        self.unchecked_until = await validated.load_unchecked_until(self.store, self.ledger)
+
+    async def forget_validation_mark(self) -> None:
+        await validated.forget(self.store, self.ledger)
+
+    def dispatch_info(self, entry: Entry) -> tuple[int, bytes | None]:
+        """(messages, key) of a stored entry for dispatch; 0 messages: skip it."""
+        if entry.position <= self.unchecked_until:
+            return checked_entry_info(entry.data)
+        return entry_info(entry.data)
 
     # -- producers ---------------------------------------------------------------------------
 
@@ -189,6 +218,7 @@ class PersistentTopic:
         sticky: bool = False,
     ) -> Subscription:
         sub = self.subscriptions.get(subscription)
+        created = False
         if sub is None:
             if durable:
                 cursor = await self.ledger.open_cursor(subscription, initial_position)
@@ -196,11 +226,27 @@ class PersistentTopic:
                 cursor = self.ledger.new_non_durable_cursor(subscription, start_position or LATEST)
             sub = self.subscriptions.get(subscription)
             if sub is None:
-                sub = Subscription(
-                    subscription, self.ledger, cursor, entry_info, durable=durable, partition=self.partition
-                )
-                self.subscriptions[subscription] = sub
-        await sub.add_consumer(consumer, sub_type, sticky)
+                sub = self._new_subscription(subscription, cursor, durable)
+                created = True
+        try:
+            await sub.add_consumer(consumer, sub_type, sticky)
+        except BaseException:
+            if created and not sub.consumers:
+                await self._drop_new_subscription(sub)
+            raise
+        return sub
+
+    def _new_subscription(self, name: str, cursor: ManagedCursor, durable: bool) -> Subscription:
+        sub = Subscription(
+            name,
+            self.ledger,
+            cursor,
+            self.dispatch_info,
+            durable=durable,
+            partition=self.partition,
+            limits=self.limits,
+        )
+        self.subscriptions[name] = sub
         return sub
 
     async def remove_consumer(self, sub: Subscription, consumer: Consumer) -> None:
@@ -217,10 +263,21 @@ class PersistentTopic:
             raise ConflictError(f"subscription {name} already exists on {self.name}")
         initial = InitialPosition.EARLIEST if position == EARLIEST else InitialPosition.LATEST
         cursor = await self.ledger.open_cursor(name, initial)
-        sub = Subscription(name, self.ledger, cursor, entry_info, durable=True, partition=self.partition)
-        self.subscriptions[name] = sub
-        if position is not None and position not in (EARLIEST, LATEST):
-            await sub.reset_to(position)
+        sub = self._new_subscription(name, cursor, durable=True)
+        if position is None or position in (EARLIEST, LATEST):
+            return
+        try:
+            await sub.reset_to(self.resolve_position(*position))
+        except BaseException:
+            await self._drop_new_subscription(sub)
+            raise
+
+    async def _drop_new_subscription(self, sub: Subscription) -> None:
+        """Undo a subscription created by a request that fails: an error answer must leave
+        no subscription (nor its cursor) behind."""
+        if self.subscriptions.get(sub.name) is sub:
+            del self.subscriptions[sub.name]
+        await sub.delete()
 
     def check_unsubscribe(self, name: str, requester: Consumer | None = None, force: bool = False) -> None:
         """Raise unless `name` exists and (without force) has no consumer but `requester`."""
@@ -248,12 +305,14 @@ class PersistentTopic:
     # -- positions ---------------------------------------------------------------------------
 
     def resolve_position(self, ledger_id: int, entry_id: int) -> Position:
-        """A client message id as a cursor position; earliest/latest sentinels resolved."""
+        """A client message id as a cursor position: earliest/latest sentinels resolved, a
+        position past the last entry clamped to the end."""
         if ledger_id < 0 or (ledger_id, entry_id) == tuple(EARLIEST):
             return self.ledger.first_position
-        if (ledger_id, entry_id) == tuple(LATEST):
-            return self.ledger.last_confirmed.next()
-        return Position(ledger_id, max(entry_id, 0))
+        end = self.ledger.last_confirmed.next()
+        position = Position(ledger_id, max(entry_id, 0))
+        # Past every stored entry (LATEST included): the end, as Pulsar clamps a reset.
+        return end if position >= end else position
 
     async def position_for_time(self, timestamp_ms: int) -> Position:
         """First entry published at or after `timestamp_ms`; the end of the log if none."""

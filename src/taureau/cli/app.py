@@ -8,8 +8,41 @@ import sys
 
 from taureau.common.sizes import parse_size
 
+# Standalone flags that set a BrokerConfig bound of the same name: (flag, field, type, help).
+_BOUND_FLAGS = [
+    (
+        "--max-partitions-per-topic",
+        "max_num_partitions_per_partitioned_topic",
+        int,
+        "most partitions a partitioned topic may have, 0 for no limit",
+    ),
+    (
+        "--cache-size",
+        "managed_ledger_cache_size_bytes",
+        parse_size,
+        "entry cache shared by all topics, bytes or e.g. 1GiB",
+    ),
+    ("--max-connections", "max_connections", int, "client connections held at most, 0 for no limit"),
+    (
+        "--max-connections-per-ip",
+        "max_connections_per_ip",
+        int,
+        "client connections from one IP address at most, 0 for no limit",
+    ),
+    (
+        "--keepalive-interval",
+        "keep_alive_interval_s",
+        float,
+        "seconds between keep-alive pings; a peer silent for one more is closed",
+    ),
+    ("--connect-timeout", "connect_timeout_s", float, "seconds a new connection has to send CONNECT"),
+]
+
 
 def _standalone_parser(sub) -> None:
+    from taureau.broker.config import BrokerConfig
+
+    d = BrokerConfig()  # the defaults the flags below show and keep
     p = sub.add_parser("standalone", help="run broker, storage, admin API and state in one process")
     p.add_argument("--data-dir", default="./data", help="where topics and metadata live (default ./data)")
     p.add_argument("--broker-port", type=int, default=6650, help="Pulsar protocol port (default 6650)")
@@ -23,6 +56,9 @@ def _standalone_parser(sub) -> None:
         action="store_true",
         help="acknowledge before fsync (faster; a machine crash may lose acknowledged messages)",
     )
+    for flag, field, kind, text in _BOUND_FLAGS:
+        default = getattr(d, field)
+        p.add_argument(flag, dest=field, type=kind, default=default, help=f"{text} (default {default})")
     p.add_argument("--state-port", type=int, default=9090, help="state controller port (default 9090)")
     p.add_argument("--state-block-size", type=parse_size, default="32MiB", help="memory block size")
     p.add_argument("--state-blocks", type=int, default=64, help="memory blocks in the pool (default 64)")
@@ -56,6 +92,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
             advertised_address=args.advertised_address,
             data_dir=args.data_dir,
             journal_fsync=not args.no_journal_fsync,
+            **{field: getattr(args, field) for _, field, _, _ in _BOUND_FLAGS},
         ),
         state=StateOptions(
             enabled=not args.no_state,

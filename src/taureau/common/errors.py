@@ -138,6 +138,10 @@ class MetadataStoreClosedError(MetadataError):
     """The metadata store was closed or failed to write its log."""
 
 
+class MetadataValueTooLargeError(MetadataError):
+    """A metadata record larger than the store accepts (ZooKeeper's jute.maxbuffer, 1 MiB)."""
+
+
 # -- ephemeral state (taureau.state) --------------------------------------------------------
 # `code` is the number sent on the state wire protocol (taureau.state.codec) so a reply
 # turns back into the same class on the client.

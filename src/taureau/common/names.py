@@ -16,17 +16,26 @@ DEFAULT_TENANT = "public"
 DEFAULT_NAMESPACE = "default"
 
 # Pulsar allows letters, digits and `-_=:.` in tenant and namespace names; topic local
-# names may also hold `%` (URL-encoded characters) and `/` is never allowed.
-_NAME_PART = re.compile(r"^[A-Za-z0-9_=:.\-]+$")
-_LOCAL_NAME = re.compile(r"^[A-Za-z0-9_=:.%\-]+$")
+# names may also hold `%` (URL-encoded characters) and `/` is never allowed. Always
+# fullmatch: `$` also matches before a trailing newline. "." and ".." are never names: they
+# would be path steps wherever a name becomes a path.
+_NAME_PART = re.compile(r"[A-Za-z0-9_=:.\-]+")
+_LOCAL_NAME = re.compile(r"[A-Za-z0-9_=:.%\-]+")
+_DOT_NAMES = (".", "..")
 _DOMAINS = ("persistent", "non-persistent")
+
+
+def _check(pattern: re.Pattern[str], kind: str, value: object) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidTopicNameError(f"invalid {kind} name: {value!r}")
+    if value in _DOT_NAMES:
+        raise InvalidTopicNameError(f"invalid {kind} name: {value!r} ('.' and '..' are not names)")
+    return value
 
 
 def check_name_part(kind: str, value: str) -> str:
     """Return `value` if it is a valid tenant or namespace name, else raise."""
-    if not value or not _NAME_PART.match(value):
-        raise InvalidTopicNameError(f"invalid {kind} name: {value!r}")
-    return value
+    return _check(_NAME_PART, kind, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +90,7 @@ class TopicName:
             )
         check_name_part("tenant", tenant)
         check_name_part("namespace", namespace)
-        if not local or not _LOCAL_NAME.match(local):
-            raise InvalidTopicNameError(f"invalid topic name: {text!r}")
+        _check(_LOCAL_NAME, "topic", local)
         partition = -1
         idx = local.rfind(PARTITION_SUFFIX)
         if idx > 0:

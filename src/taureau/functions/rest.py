@@ -38,6 +38,10 @@ _STATUS: list[tuple[type[Exception], int]] = [
 def install(app: FastAPI, worker: FunctionWorker) -> None:
     """Mount the routers on an app (the broker's admin app, or the worker's own)."""
     app.state.functions = worker
+    # Packages are bigger than the admin API's usual bodies (python-multipart spools them to disk).
+    limits = getattr(app.state, "body_limits", None)
+    if limits is not None:
+        limits["/admin/v3/functions/"] = MAX_PACKAGE_BYTES + 1024 * 1024
 
     @app.exception_handler(errors.FunctionError)
     async def function_error(_: Request, exc: errors.FunctionError) -> JSONResponse:

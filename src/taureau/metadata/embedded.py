@@ -20,6 +20,7 @@ from taureau.common.errors import (
     InvalidMetadataPathError,
     MetadataError,
     MetadataStoreClosedError,
+    MetadataValueTooLargeError,
     NodeExistsError,
     NotEmptyError,
     NotFoundError,
@@ -28,6 +29,10 @@ from taureau.metadata import records
 from taureau.metadata.oplog import MetadataLog
 from taureau.metadata.paths import ROOT, ancestors, check_path, join, name_of, parent_of
 from taureau.metadata.store import MetadataStore, Stat, WatchCallback, WatchEvent
+
+# Every record is held in memory and written to the log (and each snapshot): bound it as
+# ZooKeeper does (jute.maxbuffer, 1 MiB), which is what Pulsar's metadata lives with.
+MAX_VALUE_BYTES = 1024 * 1024
 
 
 def _now_ms() -> int:
@@ -58,8 +63,16 @@ class EmbeddedMetadataStore(MetadataStore):
     >>> store = EmbeddedMetadataStore("/data/md")  # log + snapshots in /data/md
     """
 
-    def __init__(self, path: str | None = None, fsync: bool = True, *, snapshot_every: int = 10_000) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        fsync: bool = True,
+        *,
+        snapshot_every: int = 10_000,
+        max_value_bytes: int = MAX_VALUE_BYTES,
+    ) -> None:
         now = _now_ms()
+        self.max_value_bytes = max_value_bytes
         self._nodes: dict[str, _Node] = {ROOT: _Node(b"", 0, now, now, False)}  # the whole tree
         self._watches: dict[str, dict[int, WatchCallback]] = {}  # path -> watch id -> callback
         self._watch_ids = count()
@@ -97,6 +110,10 @@ class EmbeddedMetadataStore(MetadataStore):
         check_path(path)
         if not isinstance(value, bytes | bytearray | memoryview):
             raise TypeError(f"metadata value must be bytes, not {type(value).__name__}")
+        if len(value) > self.max_value_bytes:
+            raise MetadataValueTooLargeError(
+                f"{path}: a value of {len(value)} bytes exceeds the {self.max_value_bytes} a record may hold"
+            )
         if expected_version is not None and (type(expected_version) is not int or expected_version < -1):
             raise ValueError(f"expected_version must be None, -1 or >= 0, not {expected_version!r}")
         node = self._nodes.get(path)

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 
 from taureau.common.errors import MetadataStoreClosedError
+from taureau.common.private_files import make_private_dirs, open_private
 from taureau.metadata import records
 from taureau.metadata.records import LOG_MAGIC, SNAPSHOT_MAGIC
 
@@ -61,7 +62,7 @@ class MetadataLog:
 
     def recover(self) -> list[bytes]:
         """Open the directory; return the payloads to replay (snapshot, then log) in order."""
-        os.makedirs(self._dir, exist_ok=True)
+        make_private_dirs(self._dir)
         names = os.listdir(self._dir)
         for name in names:
             if name.endswith(".tmp"):
@@ -100,7 +101,7 @@ class MetadataLog:
             with open(path, "rb") as f:
                 data = f.read()
         payloads, valid = records.scan(data, LOG_MAGIC)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        self._fd = open_private(path, os.O_WRONLY | os.O_CREAT)
         if valid == 0:
             os.ftruncate(self._fd, 0)
             os.write(self._fd, records.make_header(LOG_MAGIC, self._generation))
@@ -234,12 +235,12 @@ class MetadataLog:
         for payload in payloads:
             body += records.frame(payload)
         body += records.frame(records.encode_end(len(payloads)))
-        with open(final + ".tmp", "wb") as f:
+        with os.fdopen(open_private(final + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as f:
             f.write(body)
             f.flush()
             os.fsync(f.fileno())
         os.replace(final + ".tmp", final)
-        fd = os.open(os.path.join(self._dir, _name("log", gen)), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = open_private(os.path.join(self._dir, _name("log", gen)), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.write(fd, records.make_header(LOG_MAGIC, gen))
         os.fsync(fd)
         _fsync_dir(self._dir)

@@ -53,7 +53,8 @@ class MetadataStore(abc.ABC):
 
         expected_version None: unconditional. -1: the node must not exist (else
         NodeExistsError). N >= 0: the node must exist at version N (else BadVersionError,
-        or NotFoundError if absent).
+        or NotFoundError if absent). A value larger than the store holds (1 MiB for the
+        embedded store, as ZooKeeper) raises MetadataValueTooLargeError.
         """
 
     @abc.abstractmethod

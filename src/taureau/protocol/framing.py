@@ -80,6 +80,19 @@ class FrameDecoder:
         """Bytes held back waiting for the rest of a frame."""
         return len(self._buf)
 
+    @property
+    def max_frame_size(self) -> int:
+        return self._max
+
+    @max_frame_size.setter
+    def max_frame_size(self, size: int) -> None:
+        """Change the limit for frames not yet seen (a broker raises it after CONNECT)."""
+        self._max = size
+
+    def clear(self) -> None:
+        """Drop any partial frame (its memory goes now, not when the decoder does)."""
+        self._buf = bytearray()
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         """Decode every complete frame now available; keep the partial tail."""
         if self._error is not None:

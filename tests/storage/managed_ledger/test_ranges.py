@@ -129,3 +129,20 @@ def test_flat_round_trip():
 def test_from_flat_rejects_corruption(flat):
     with pytest.raises(CorruptedDataError):
         RangeSet.from_flat(flat)
+
+
+def test_a_cursor_record_keeps_the_first_ranges_and_fits_a_metadata_value():
+    from taureau.metadata.embedded import MAX_VALUE_BYTES
+    from taureau.storage.managed_ledger.meta import (
+        MAX_PERSISTED_RANGES,
+        decode_cursor_info,
+        encode_cursor_info,
+    )
+
+    ranges = RangeSet()
+    for entry in range(0, 6 * MAX_PERSISTED_RANGES, 2):  # every other entry acked: 3x too many ranges
+        ranges.add(P(2**40, 10**12 + entry))
+    data = encode_cursor_info(P(2**40, 10**12 - 1), ranges)
+    assert len(data) < MAX_VALUE_BYTES
+    _, kept = decode_cursor_info(data)
+    assert kept.ranges() == ranges.ranges()[:MAX_PERSISTED_RANGES]

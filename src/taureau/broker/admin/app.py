@@ -6,12 +6,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from taureau.broker.admin import metrics, namespaces, tenants, topics
+from taureau.broker.admin.body_limit import BodyLimit
 from taureau.broker.admin.paths import KeepEncodedSlashes
-from taureau.broker.resources import ConflictError, PreconditionFailedError, ResourceNotFoundError
+from taureau.broker.resources import (
+    ConflictError,
+    PartitionLimitError,
+    PreconditionFailedError,
+    ResourceNotFoundError,
+)
 from taureau.broker.service import BrokerService
 from taureau.broker.topic import SubscriptionBusyError
 from taureau.common.errors import (
     InvalidTopicNameError,
+    MetadataValueTooLargeError,
     NotAllowedError,
     SubscriptionNotFoundError,
     TaureauError,
@@ -20,13 +27,16 @@ from taureau.common.errors import (
 from taureau.protocol import ProtocolError
 
 _STATUS = [
+    (MetadataValueTooLargeError, 413),
     (ResourceNotFoundError, 404),
     (TopicNotFoundError, 404),
     (SubscriptionNotFoundError, 404),
     (ConflictError, 409),
     (PreconditionFailedError, 412),
     (SubscriptionBusyError, 412),
-    (InvalidTopicNameError, 412),
+    # Pulsar answers 412 for an invalid name; Taureau answers 400, a bad request (issue 7).
+    (InvalidTopicNameError, 400),
+    (PartitionLimitError, 406),
     (NotAllowedError, 405),
 ]
 
@@ -35,6 +45,8 @@ def status_for(exc: Exception) -> int:
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             return status
+    if isinstance(exc, ValueError):  # an argument a lower layer refused (StorageArgumentError...)
+        return 400
     return 500
 
 
@@ -45,6 +57,9 @@ def build_admin_app(service: BrokerService) -> FastAPI:
         description="Pulsar-compatible /admin/v2 REST API of a Taureau broker.",
     )
     app.state.service = service
+    # Routes above the broker that take files (function packages) raise their own limit here.
+    app.state.body_limits = {}
+    app.add_middleware(BodyLimit, max_bytes=service.config.max_http_request_bytes, larger=app.state.body_limits)
 
     @app.exception_handler(TaureauError)
     async def taureau_error(_: Request, exc: TaureauError) -> JSONResponse:

@@ -6,7 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request, Response
 
-from taureau.broker.resources import AutoTopicCreation, NamespacePolicies, RetentionPolicies, _build
+from taureau.broker.resources import (
+    AutoTopicCreation,
+    NamespacePolicies,
+    RetentionPolicies,
+    _build,
+    check_partition_count,
+)
 from taureau.common.names import NamespaceName
 
 router = APIRouter(prefix="/admin/v2/namespaces", tags=["namespaces"])
@@ -101,6 +107,8 @@ async def set_auto_topic_creation(
         raise ValueError("topicType must be 'non-partitioned' or 'partitioned'")
     if auto.defaultNumPartitions < 1:
         raise ValueError("defaultNumPartitions must be >= 1")
+    if auto.topicType == "partitioned":
+        check_partition_count(auto.defaultNumPartitions, _service(request).resources.max_partitions)
     return await _set_policy(request, tenant, namespace, "autoTopicCreationOverride", auto)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Body, Request, Response
 
 from taureau.broker.admin import paths  # noqa: F401 - registers the `subname` path convertor
+from taureau.broker.admin.headers import peek_headers
 from taureau.broker.resources import ResourceNotFoundError
 from taureau.common.names import NamespaceName, TopicName
 from taureau.protocol import parse_metadata, split_batch
@@ -181,13 +183,10 @@ async def delete_partitioned(
 ) -> Response:
     service = _service(request)
     name = _topic_name(tenant, namespace, topic)
-    partitions = await service.resources.get_partitions(name)
-    if not partitions:
+    if not await service.resources.get_partitions(name):
         raise ResourceNotFoundError(f"partitioned topic {name} does not exist")
-    for index in range(partitions):
-        partition = name.partition_name(index)
-        if await service.topic_exists(partition):
-            await service.delete_topic(partition, force=force)
+    for partition in await service.stored_partitions(name):
+        await service.delete_topic(partition, force=force)
     await service.resources.delete_partitioned_topic(name)
     return Response(status_code=204)
 
@@ -200,14 +199,12 @@ async def partitioned_stats(request: Request, tenant: str, namespace: str, topic
     if not partitions:
         raise ResourceNotFoundError(f"partitioned topic {name} does not exist")
     total = {"msgInCounter": 0, "bytesInCounter": 0, "msgOutCounter": 0, "storageSize": 0, "partitions": {}}
-    for index in range(partitions):
-        partition = name.partition_name(index)
-        if not await service.topic_exists(partition):
-            continue
+    for partition in await service.stored_partitions(name):
         stats = (await service.get_topic(partition, create=False)).stats()
         total["partitions"][str(partition)] = stats
         for key in ("msgInCounter", "bytesInCounter", "msgOutCounter", "storageSize"):
             total[key] += stats[key]
+        await asyncio.sleep(0)  # a loaded topic completes without yielding: one per loop turn
     total["metadata"] = {"partitions": partitions}
     return total
 
@@ -297,17 +294,9 @@ async def peek(
         meta, _ = parse_metadata(entry.data)
         index = n - seen - 1
         properties, key, payload = messages[index]
-        headers = {
-            "X-Pulsar-Message-ID": f"{entry.position.ledger_id}:{entry.position.entry_id}",
-            "X-Pulsar-publish-time": str(meta.publish_time),
-            "X-Pulsar-producer-name": meta.producer_name,
-            "X-Pulsar-sequence-id": str(meta.sequence_id + index),
-        }
-        if meta.HasField("num_messages_in_batch"):
-            headers["X-Pulsar-batch-index"] = str(index)
-        if key is not None:
-            headers["X-Pulsar-partition-key"] = key
-        for prop, value in properties.items():
-            headers[f"X-Pulsar-PROPERTY-{prop}"] = value
-        return Response(content=payload, media_type="application/octet-stream", headers=headers)
+        return Response(
+            content=payload,
+            media_type="application/octet-stream",
+            headers=peek_headers(entry.position, meta, index, properties, key),
+        )
     raise ResourceNotFoundError(f"subscription {subscription} has fewer than {n} messages in its backlog")

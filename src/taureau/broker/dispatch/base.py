@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import NamedTuple
 
 from taureau.broker.consumer import Consumer
 from taureau.common.errors import TaureauError
@@ -29,9 +30,20 @@ from taureau.storage.position import Entry, Position
 log = logging.getLogger(__name__)
 
 # (num_messages, key) of a stored entry; key is the ordering or partition key, or None.
-EntryInfo = Callable[[bytes], tuple[int, bytes | None]]
+# 0 messages: no consumer could read the entry, skip it.
+EntryInfo = Callable[[Entry], tuple[int, bytes | None]]
 
 MAX_ENTRIES_PER_READ = 256
+
+
+class DispatchLimits(NamedTuple):
+    """Unacknowledged messages at which dispatch pauses, until acks bring them to half
+    (Pulsar's maxUnackedMessagesPerConsumer / PerSubscription; 0: no limit). They apply to
+    Shared and Key_Shared only, as in Pulsar: Exclusive and Failover consumers (readers among
+    them) acknowledge cumulatively, or not at all."""
+
+    per_consumer: int = 0
+    per_subscription: int = 0
 
 
 class DispatchItem:
@@ -48,8 +60,18 @@ class DispatchItem:
 class Dispatcher:
     """Base dispatcher; owns the consumer list, the replay set and redelivery counts."""
 
-    def __init__(self, ledger: ManagedLedger, cursor: ManagedCursor, entry_info: EntryInfo) -> None:
+    tracks_unacked = False  # whether DispatchLimits apply (Shared, Key_Shared)
+
+    def __init__(
+        self,
+        ledger: ManagedLedger,
+        cursor: ManagedCursor,
+        entry_info: EntryInfo,
+        limits: DispatchLimits = DispatchLimits(),
+    ) -> None:
         self.ledger = ledger
+        self.limits = limits
+        self.blocked = False  # the subscription hit limits.per_subscription; cleared at half
         self.cursor = cursor
         self.entry_info = entry_info
         self.consumers: list[Consumer] = []  # attach order; owned here
@@ -67,6 +89,7 @@ class Dispatcher:
     # -- consumer lifecycle (called by the subscription) ---------------------------------------
 
     def add_consumer(self, consumer: Consumer) -> None:
+        consumer.max_unacked = self.limits.per_consumer if self.tracks_unacked else 0
         self.consumers.append(consumer)
         self._start()
         self.wake()
@@ -75,8 +98,7 @@ class Dispatcher:
         """Detach; its unacked entries go to the remaining consumers."""
         if consumer in self.consumers:
             self.consumers.remove(consumer)
-        self._redeliver_pending(consumer, list(consumer.pending))
-        consumer.pending.clear()
+        self._redeliver_pending(consumer, consumer.settle_all())
         if not self.consumers:
             # Nobody left: forget what was in flight and let the cursor hand out every
             # unacknowledged entry again (acked ones are skipped), as Pulsar rewinds an idle
@@ -96,9 +118,7 @@ class Dispatcher:
 
     def redeliver(self, consumer: Consumer, positions: list[Position] | None) -> None:
         """Send `positions` (all of the consumer's unacked entries when None) again."""
-        if positions is None:
-            positions = list(consumer.pending)
-        pending = [p for p in positions if consumer.pending.pop(p, None) is not None]
+        pending = consumer.settle_all() if positions is None else [p for p in positions if consumer.settle(p)]
         self._redeliver_pending(consumer, pending)
         self.wake()
 
@@ -110,17 +130,16 @@ class Dispatcher:
     def acked(self, consumer: Consumer, positions: list[Position]) -> None:
         """Individual acks: forget the positions everywhere."""
         for position in positions:
-            if consumer.pending.pop(position, None) is None:
+            if not consumer.settle(position):
                 for other in self.consumers:
-                    if other.pending.pop(position, None) is not None:
+                    if other.settle(position):
                         break
             self.replay.discard(position)
             self.redelivery_counts.pop(position, None)
         self.wake()
 
     def acked_cumulative(self, consumer: Consumer, position: Position) -> None:
-        for pending in [p for p in consumer.pending if p <= position]:
-            del consumer.pending[pending]
+        consumer.settle_up_to(position)
         self.replay = {p for p in self.replay if p > position}
         if self.redelivery_counts:
             self.redelivery_counts = {p: n for p, n in self.redelivery_counts.items() if p > position}
@@ -132,7 +151,7 @@ class Dispatcher:
         self.replay.clear()
         self.redelivery_counts.clear()
         for consumer in self.consumers:
-            consumer.pending.clear()
+            consumer.settle_all()
         self.wake()
 
     def wake(self) -> None:
@@ -205,7 +224,7 @@ class Dispatcher:
 
     async def _dispatch_once(self) -> bool:
         available = self._available_permits()
-        if available <= 0 or not self.consumers:
+        if available <= 0 or not self.consumers or self._over_unacked_limit():
             return False
         self._begin_round()
         if self.replay:
@@ -218,12 +237,15 @@ class Dispatcher:
                 return False
         if not self.cursor.has_more_entries() or self._available_permits() <= 0:
             return False
-        count = max(1, min(MAX_ENTRIES_PER_READ, int(available / self._avg_messages)))
+        room = self._unacked_room()
+        count = max(1, min(MAX_ENTRIES_PER_READ, int(min(available, room) / self._avg_messages)))
         epoch = self._epoch
         entries = await self.cursor.read_entries(count)
         if epoch != self._epoch or not entries:
             return bool(entries)
-        items = self._items(entries)
+        items = await self._dispatchable(entries)
+        if epoch != self._epoch or not items:
+            return True  # rewound meanwhile, or every entry read was skipped: read on
         held = self._assign(items)
         if held:
             if held == items[len(items) - len(held) :]:
@@ -251,24 +273,59 @@ class Dispatcher:
             except TaureauError:
                 # Trimmed by retention or deleted: nothing left to deliver.
                 self.redelivery_counts.pop(position, None)
+        items = await self._dispatchable(entries)
         if epoch != self._epoch:
             return True, False
-        held = self._assign(self._items(entries))
+        held = self._assign(items)
         self.replay.update(item.entry.position for item in held)
-        return len(held) < len(entries), examined_all
+        return len(held) < len(items) or len(items) < len(entries), examined_all
+
+    def _over_unacked_limit(self) -> bool:
+        """Subscription-wide unacked bound, with hysteresis: acks wake the dispatcher."""
+        limit = self.limits.per_subscription
+        if not limit or not self.tracks_unacked:
+            return False
+        unacked = sum(c.unacked_messages for c in self.consumers)
+        self.blocked = unacked > limit // 2 if self.blocked else unacked >= limit
+        return self.blocked
+
+    def _unacked_room(self) -> float:
+        """Messages the subscription may still send before its unacked bound (reads are sized
+        by it, so a round overshoots by one entry at most)."""
+        limit = self.limits.per_subscription
+        if not limit or not self.tracks_unacked:
+            return float("inf")
+        return max(limit - sum(c.unacked_messages for c in self.consumers), 1)
 
     def _begin_round(self) -> None:
         """Hook run before each dispatch round (Key_Shared resets its blocked set)."""
 
-    def _items(self, entries: list[Entry]) -> list[DispatchItem]:
+    async def _dispatchable(self, entries: list[Entry]) -> list[DispatchItem]:
+        """The entries as dispatch items; an entry no consumer could read (entry_info says 0
+        messages) is logged and acknowledged instead, so it never blocks the subscription."""
         items = []
+        skipped = []
         total = 0
         for entry in entries:
-            messages, key = self.entry_info(entry.data)
+            messages, key = self.entry_info(entry)
+            if messages == 0:
+                skipped.append(entry.position)
+                continue
             total += messages
             items.append(DispatchItem(entry, messages, key))
         if items:
             self._avg_messages = 0.8 * self._avg_messages + 0.2 * (total / len(items))
+        if skipped:
+            log.warning(
+                "subscription %s skips %d unreadable stored entr%s (%s): acknowledged, not dispatched",
+                self.cursor.name,
+                len(skipped),
+                "y" if len(skipped) == 1 else "ies",
+                ", ".join(map(str, skipped[:10])),
+            )
+            for position in skipped:
+                self.redelivery_counts.pop(position, None)
+            await self.cursor.delete(skipped)
         return items
 
     def _deliver(self, consumer: Consumer, item: DispatchItem) -> None:

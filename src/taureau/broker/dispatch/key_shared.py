@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import bisect
 import zlib
+from typing import Any
 
 from taureau.broker.consumer import Consumer
-from taureau.broker.dispatch.base import Dispatcher, DispatchItem, EntryInfo
+from taureau.broker.dispatch.base import Dispatcher, DispatchItem
 from taureau.common.errors import BrokerError
-from taureau.storage.managed_ledger.api import ManagedCursor, ManagedLedger
 
 HASH_RANGE = 65536
 RING_POINTS = 100
@@ -37,10 +37,10 @@ def key_hash(key: bytes | None) -> int:
 
 
 class KeySharedDispatcher(Dispatcher):
-    def __init__(
-        self, ledger: ManagedLedger, cursor: ManagedCursor, entry_info: EntryInfo, *, sticky: bool
-    ) -> None:
-        super().__init__(ledger, cursor, entry_info)
+    tracks_unacked = True
+
+    def __init__(self, *args: Any, sticky: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # Dispatcher's: ledger, cursor, entry_info, limits
         self.sticky = sticky
         self._ring_points: list[int] = []  # sorted hash points of the AUTO_SPLIT ring
         self._ring_owners: list[Consumer] = []  # consumer at the same index as its point

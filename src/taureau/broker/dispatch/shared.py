@@ -8,6 +8,8 @@ from taureau.broker.dispatch.base import Dispatcher, DispatchItem
 class SharedDispatcher(Dispatcher):
     """Round-robin over the consumers of the best (lowest) priority level that has permits."""
 
+    tracks_unacked = True
+
     _next = 0  # round-robin cursor into the consumer list
 
     def _assign(self, items: list[DispatchItem]) -> list[DispatchItem]:

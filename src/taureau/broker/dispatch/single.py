@@ -55,8 +55,7 @@ class SingleActiveDispatcher(Dispatcher):
             return
         previous, self.active = self.active, active
         if previous is not None and previous in self.consumers:
-            self._redeliver_pending(previous, list(previous.pending))
-            previous.pending.clear()
+            self._redeliver_pending(previous, previous.settle_all())
         if not self.exclusive:
             for consumer in self.consumers:
                 consumer.sink.send_active_consumer_change(consumer.consumer_id, consumer is active)

@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from taureau.common.errors import DiskFullError, StorageError
+from taureau.common.private_files import make_private_dirs, open_private, touch_private
 from taureau.storage.bookie.kv import KV, SqliteKV
 
 # errnos that mean "this disk takes no more writes": the bookie turns read-only on them.
@@ -83,13 +84,13 @@ class OSFiles(FileIO):
     """The real disk."""
 
     def makedirs(self, path: str) -> None:
-        os.makedirs(path, exist_ok=True)
+        make_private_dirs(path)
 
     def listdir(self, path: str) -> list[str]:
         return os.listdir(path)
 
     def open(self, path: str) -> _OSHandle:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_private(path, os.O_RDWR | os.O_CREAT)
         return _OSHandle(fd, os.fstat(fd).st_size)
 
     def append(self, handle: _OSHandle, data: bytes) -> int:
@@ -132,4 +133,5 @@ class OSFiles(FileIO):
             os.close(fd)
 
     def open_kv(self, path: str) -> KV:
+        touch_private(path)  # sqlite creates it 0644, and its -wal/-shm files copy that mode
         return SqliteKV(path)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Mapping
 
 from taureau.common.errors import (
     BadVersionError,
@@ -29,6 +30,8 @@ log = logging.getLogger("taureau.storage.managed_ledger.ledger")
 
 class AppendPath:
     """add_entry / add_entries and the rollover that keeps them ordered."""
+
+    _cursors: Mapping[str, object]  # the ledger's cursors (ledger.py owns them)
 
     async def add_entry(self, data: bytes) -> Position:
         if not isinstance(data, bytes | bytearray | memoryview):
@@ -93,9 +96,10 @@ class AppendPath:
         ledger_id = handle.ledger_id
         positions = [Position(ledger_id, first + offset) for offset in range(count)]
         self._entries_added += count
-        insert = self.cache.insert
-        for position, data in zip(positions, datas, strict=True):
-            insert(Entry(position, bytes(data)))
+        if self._cursors:  # as Pulsar: with nobody to read them soon, caching only holds memory
+            insert = self.cache.insert
+            for position, data in zip(positions, datas, strict=True):
+                insert(Entry(position, bytes(data)))
         self._wake_waiters()
         return positions
 

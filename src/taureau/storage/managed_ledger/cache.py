@@ -4,19 +4,31 @@ Entries arrive in add order, so the cache is one list with a moving head: a posi
 to its slot in O(1) through the sequence number at which its ledger started in this
 cache, a tail read of n entries is one list slice, and eviction pops from the head (by
 size, or when every cursor has read past). Only entries added through this process are
-cached; older ones are read from the ledgers.
+cached; older ones are read from the ledgers. With a CacheBudget (budget.py) the caches of
+every managed ledger of the process are bounded together too: the coldest one shrinks first.
 """
 
 from __future__ import annotations
 
+from taureau.storage.managed_ledger.budget import CacheBudget
 from taureau.storage.position import Entry, Position
 
 
 class EntryCache:
-    __slots__ = ("_max_bytes", "_entries", "_head", "_head_seq", "_next_seq", "_ledger_seq", "_bytes")
+    __slots__ = (
+        "_max_bytes",
+        "_budget",
+        "_entries",
+        "_head",
+        "_head_seq",
+        "_next_seq",
+        "_ledger_seq",
+        "_bytes",
+    )
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, budget: CacheBudget | None = None) -> None:
         self._max_bytes = max_bytes
+        self._budget = budget  # shared with every other cache of the factory, if any
         self._entries: list[Entry] = []  # slots [_head:] are live, in add order
         self._head = 0
         self._head_seq = 0  # sequence number of _entries[_head]
@@ -46,9 +58,12 @@ class EntryCache:
             self._ledger_seq[ledger_id] = self._next_seq - entry_id
         self._entries.append(entry)
         self._next_seq += 1
-        self._bytes += len(entry.data)
+        size = len(entry.data)
+        self._bytes += size
         if self._bytes > self._max_bytes:
             self._evict_to(self._bytes - self._max_bytes)
+        if self._budget is not None:
+            self._budget.charged(self, size)
 
     def get_run(self, pos: Position, max_entries: int) -> list[Entry]:
         """Cached entries from pos on, in log order (may cross ledgers); [] if pos is not cached."""
@@ -59,6 +74,8 @@ class EntryCache:
         if not self._head_seq <= seq < self._next_seq:
             return []
         start = self._head + seq - self._head_seq
+        if self._budget is not None:
+            self._budget.touched(self)
         return self._entries[start : start + max_entries]
 
     def evict_before(self, pos: Position) -> None:
@@ -73,6 +90,10 @@ class EntryCache:
             self._pop_head()
         self._compact()
 
+    def shrink(self, drop_bytes: int) -> None:
+        """Drop the oldest entries until `drop_bytes` are freed (the budget asks)."""
+        self._evict_to(drop_bytes)
+
     def _evict_to(self, drop_bytes: int) -> None:
         while drop_bytes > 0 and self._head_seq < self._next_seq:
             drop_bytes -= self._pop_head()
@@ -84,6 +105,8 @@ class EntryCache:
         self._head += 1
         self._head_seq += 1
         self._bytes -= size
+        if self._budget is not None:
+            self._budget.released(size)
         return size
 
     def _compact(self) -> None:
@@ -98,8 +121,16 @@ class EntryCache:
                 self._ledger_seq = {k: v for k, v in self._ledger_seq.items() if k >= first.ledger_id}
 
     def clear(self) -> None:
+        if self._budget is not None:
+            self._budget.released(self._bytes)
         self._entries.clear()
         self._head = 0
         self._head_seq = self._next_seq
         self._ledger_seq.clear()
         self._bytes = 0
+
+    def close(self) -> None:
+        """Empty the cache and leave the budget (its ledger is closed)."""
+        self.clear()
+        if self._budget is not None:
+            self._budget.forget(self)

@@ -10,6 +10,7 @@ from taureau.metadata.store import MetadataStore
 from taureau.storage.ledger.api import LedgerClient
 from taureau.storage.managed_ledger import meta
 from taureau.storage.managed_ledger.api import ManagedLedgerConfig, ManagedLedgerFactoryBase
+from taureau.storage.managed_ledger.budget import CacheBudget
 from taureau.storage.managed_ledger.ledger import ManagedLedgerImpl
 
 
@@ -48,13 +49,20 @@ class ManagedLedgerFactory(ManagedLedgerFactoryBase):
         *,
         cursor_persist_interval_s: float = 0.1,
         trim_interval_s: float = 60.0,
+        cache_budget_bytes: int | None = None,
     ) -> None:
         self._store = metadata
         self._client = ledgers
         self._default = check_config(default_config or ManagedLedgerConfig())
+        if cache_budget_bytes is not None and cache_budget_bytes < 0:
+            raise StorageArgumentError("cache_budget_bytes < 0")
+        # One entry cache budget for every managed ledger opened here (None: each only
+        # bounded by its own config.cache_size_bytes).
+        self.cache_budget = CacheBudget(cache_budget_bytes) if cache_budget_bytes is not None else None
         self._ml_options = {
             "cursor_persist_interval_s": cursor_persist_interval_s,
             "trim_interval_s": trim_interval_s,
+            "cache_budget": self.cache_budget,
         }
         self._opened: dict[str, ManagedLedgerImpl] = {}  # open managed ledgers by name
         self._opening: dict[str, asyncio.Task] = {}  # opens in progress, shared by callers

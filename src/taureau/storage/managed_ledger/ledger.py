@@ -40,6 +40,7 @@ from taureau.storage.ledger.api import LedgerClient, LedgerHandle
 from taureau.storage.managed_ledger import meta
 from taureau.storage.managed_ledger.api import InitialPosition, ManagedLedger, ManagedLedgerConfig
 from taureau.storage.managed_ledger.appends import AppendPath
+from taureau.storage.managed_ledger.budget import CacheBudget
 from taureau.storage.managed_ledger.cache import EntryCache
 from taureau.storage.managed_ledger.cursor import ManagedCursorImpl
 from taureau.storage.managed_ledger.ledgers import LedgerList, plan_trim
@@ -66,6 +67,7 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
         cursor_persist_interval_s: float = 0.1,
         trim_interval_s: float = 60.0,
         on_closed: Callable[[ManagedLedgerImpl], None] | None = None,
+        cache_budget: CacheBudget | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -88,7 +90,7 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
         self._queued: deque[tuple[bytes, asyncio.Future]] = deque()  # adds waiting for a rollover
         self._rollover: asyncio.Task | None = None
         self._entries_added = 0
-        self.cache = EntryCache(config.cache_size_bytes)
+        self.cache = EntryCache(config.cache_size_bytes, cache_budget)
         self._reader = EntryReader(client, self.ledgers, self.cache, lambda: self._handle)
         self._cursors: dict[str, ManagedCursorImpl] = {}
         self._opening_cursors: dict[str, asyncio.Future[ManagedCursorImpl]] = {}  # creates in flight
@@ -399,6 +401,7 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
 
     def _shutdown(self, state: MLState) -> None:
         self._set_state(state)
+        self.cache.close()
         if self._trim_timer is not None:
             self._trim_timer.cancel()
         self._trimmer.stop()

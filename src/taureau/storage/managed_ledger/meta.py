@@ -96,8 +96,15 @@ def decode_ledger_info(data: bytes) -> list[LedgerInfo]:
     return out
 
 
+# Acked ranges persisted per cursor at most (Pulsar's managedLedgerMaxUnackedRangesToPersist):
+# the record must fit in a metadata value (1 MiB). Ranges past these are not saved, so after a
+# restart their entries are delivered again (at least once), never lost.
+MAX_PERSISTED_RANGES = 10_000
+
+
 def encode_cursor_info(mark_delete: Position, ranges: RangeSet) -> bytes:
-    return _dumps({"v": _VERSION, "md": list(mark_delete), "ranges": ranges.to_flat()})
+    flat = ranges.to_flat()[: 3 * MAX_PERSISTED_RANGES]
+    return _dumps({"v": _VERSION, "md": list(mark_delete), "ranges": flat})
 
 
 def decode_cursor_info(data: bytes) -> tuple[Position, RangeSet]:
