@@ -19,8 +19,10 @@ RANK = {
     "functions": 7,
     "testing": 8,
     "web": 9,
-    "standalone": 10,
-    "cli": 11,
+    "node": 10,
+    "standalone": 11,
+    "functions_worker": 11,
+    "cli": 12,
 }
 
 

@@ -4,31 +4,20 @@ state controller with a memory server) in one process."""
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
-import signal
-import sys
-import threading
-import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from taureau.broker.admin import build_admin_app
 from taureau.broker.config import BrokerConfig
 from taureau.broker.connection import ServerConnection
 from taureau.broker.service import BrokerService
-from taureau.common.errors import StorageError
-from taureau.common.private_files import DIR_MODE, make_private_dirs, open_private
-from taureau.metadata.factory import open_metadata_store
 from taureau.net.server import install_fast_event_loop, start_tcp_server
-from taureau.storage.ledger.local import open_local_ledger_client
-from taureau.storage.managed_ledger.factory import ManagedLedgerFactory
+from taureau.node import Node, run_until_signalled
 from taureau.web import WebServer
 
 log = logging.getLogger("taureau.standalone")
-
-# After SIGINT/SIGTERM the process is gone within this, stopped cleanly or not.
-STOP_DEADLINE_S = 10.0
 
 
 @dataclass(slots=True)
@@ -56,41 +45,26 @@ class StandaloneConfig:
     functions: FunctionsOptions = field(default_factory=FunctionsOptions)
 
 
-class Standalone:
+class Standalone(Node):
     """Everything `taureau standalone` runs, started and stopped in dependency order."""
 
     def __init__(self, config: StandaloneConfig) -> None:
+        super().__init__()
         self.config = config
         self.broker_port = 0
         self.web_port = 0
         self.state_address: str | None = None
-        self._closers: list = []  # async callables, run in reverse order on stop
 
     async def start(self) -> None:
         broker = self.config.broker
-        data_dir = os.path.abspath(broker.data_dir)
-        try:
-            make_private_dirs(data_dir)
-            _tighten(data_dir)
-            probe = os.path.join(data_dir, ".write-probe")
-            os.close(open_private(probe, os.O_WRONLY | os.O_CREAT))
-            os.remove(probe)
-        except OSError as exc:
-            raise StorageError(f"data directory {data_dir} is not writable: {exc.strerror}") from None
-        self._lock_data_dir(data_dir)
-        store = await open_metadata_store(self.config.metadata_url, data_dir, fsync=broker.journal_fsync)
-        self._closers.append(store.close)
-        ledgers = await open_local_ledger_client(
-            data_dir, store, num_bookies=1, journal_fsync=broker.journal_fsync
+        data_dir = self.prepare_data_dir(broker.data_dir)
+        store, factory = await self.open_storage(
+            data_dir, self.config.metadata_url, fsync=broker.journal_fsync, config=broker.managed_ledger,
+            cache_budget_bytes=broker.managed_ledger_cache_size_bytes,
         )
-        self._closers.append(ledgers.close)
-        factory = ManagedLedgerFactory(
-            store, ledgers, broker.managed_ledger, cache_budget_bytes=broker.managed_ledger_cache_size_bytes
-        )
-        self._closers.append(factory.close)
         service = BrokerService(broker, store, factory)
         await service.start()
-        self._closers.append(service.close)
+        self.on_stop(service.close)
         self.service = service
 
         server, self.broker_port = await start_tcp_server(
@@ -102,7 +76,7 @@ class Standalone:
         async def stop_broker_server() -> None:
             server.close()
 
-        self._closers.append(stop_broker_server)
+        self.on_stop(stop_broker_server)
         if self.config.state.enabled:
             await self._start_state(data_dir)
         app = build_admin_app(service)
@@ -112,57 +86,28 @@ class Standalone:
             broker.web_port = web.port
         worker = self._functions_worker(app, data_dir, store, factory) if self.config.functions.enabled else None
         await web.start()
-        self._closers.append(web.stop)
+        self.on_stop(web.stop)
         if worker is not None:
             await worker.start()
-            self._closers.append(worker.close)
+            self.on_stop(worker.close)
 
-    def _functions_worker(self, app, data_dir: str, store, factory):
-        from taureau.functions import rest
-        from taureau.functions.views import prometheus_lines
-        from taureau.functions.worker import FunctionWorker, WorkerConfig
+    def _functions_worker(self, app: Any, data_dir: str, store: Any, factory: Any) -> Any:
+        from taureau.functions.service import mount_worker
+        from taureau.functions.worker import WorkerConfig
 
         broker, opts = self.config.broker, self.config.functions
         local = "127.0.0.1" if broker.bind_address in ("0.0.0.0", "") else broker.bind_address
-        worker = FunctionWorker(
-            WorkerConfig(
-                data_dir=data_dir,
-                service_url=f"pulsar://{local}:{self.broker_port}",
-                admin_url=f"http://{local}:{self.web_port}",
-                state_address=self.state_address,
-                default_runtime=opts.runtime,
-                warm_pool_size=opts.warm_pool_size,
-                secrets_provider=opts.secrets_provider,
-            ),
-            store,
-            factory,
+        config = WorkerConfig(
+            data_dir=data_dir,
+            service_url=f"pulsar://{local}:{self.broker_port}",
+            admin_url=f"http://{local}:{self.web_port}",
+            state_address=self.state_address,
+            default_runtime=opts.runtime,
+            warm_pool_size=opts.warm_pool_size,
+            secrets_provider=opts.secrets_provider,
         )
-        rest.install(app, worker)
-        app.state.metrics_sources = [lambda: prometheus_lines(list(worker.deployments.values()))]
-        self.functions = worker
-        return worker
-
-    def _lock_data_dir(self, data_dir: str) -> None:
-        """Hold an exclusive lock on the data directory for the life of the process: two
-        processes appending to one journal and metadata log would corrupt both."""
-        lock_path = os.path.join(data_dir, "LOCK")
-        lock_file = os.fdopen(open_private(lock_path, os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+")
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock_file.seek(0)
-            holder = lock_file.read().strip() or "another process"
-            lock_file.close()
-            raise StorageError(f"data directory {data_dir} is in use by {holder}") from None
-        lock_file.seek(0)
-        lock_file.truncate()
-        lock_file.write(f"taureau pid {os.getpid()}\n")
-        lock_file.flush()
-
-        async def unlock() -> None:
-            lock_file.close()  # closing releases the flock
-
-        self._closers.append(unlock)
+        self.functions = mount_worker(app, config, store, factory)
+        return self.functions
 
     async def _start_state(self, data_dir: str) -> None:
         from taureau.state.service import start_state_services
@@ -179,71 +124,22 @@ class Standalone:
         )
         port = services.controller_address.rsplit(":", 1)[1]
         self.state_address = f"{self.config.broker.advertised_address}:{port}"
-        self._closers.append(services.close)
-
-    async def stop(self) -> None:
-        while self._closers:
-            closer = self._closers.pop()
-            try:
-                await closer()
-            except Exception:
-                log.exception("error while stopping %s", closer)
+        self.on_stop(services.close)
 
 
 async def serve(config: StandaloneConfig) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly."""
-    started = time.monotonic()
     standalone = Standalone(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
 
-    def on_signal() -> None:
-        if not stop.is_set():
-            stop.set()
-            _exit_if_not_stopped_within(STOP_DEADLINE_S)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    try:
+    async def start() -> str:
         await standalone.start()
-    except BaseException:
-        await standalone.stop()
-        raise
-    broker = config.broker
-    state = f", state controller {standalone.state_address}" if standalone.state_address else ""
-    print(
-        f"Taureau standalone ready in {time.monotonic() - started:.2f}s: "
-        f"broker pulsar://{broker.advertised_address}:{standalone.broker_port}, "
-        f"admin http://{broker.advertised_address}:{standalone.web_port}{state}, "
-        f"data in {os.path.abspath(broker.data_dir)}",
-        flush=True,
-    )
-    await stop.wait()
-    print("Taureau standalone shutting down", flush=True)
-    await standalone.stop()
+        broker = config.broker
+        state = f", state controller {standalone.state_address}" if standalone.state_address else ""
+        return (f"broker pulsar://{broker.advertised_address}:{standalone.broker_port}, "
+                f"admin http://{broker.advertised_address}:{standalone.web_port}{state}, "
+                f"data in {os.path.abspath(broker.data_dir)}")
 
-
-def _tighten(data_dir: str) -> None:
-    """A data directory made by an older version (0755) keeps every file under it from others."""
-    mode = os.stat(data_dir).st_mode & 0o777
-    if mode & 0o077:
-        log.warning("data directory %s was mode %o: making it owner-only (700)", data_dir, mode)
-        os.chmod(data_dir, DIR_MODE)
-
-
-def _exit_if_not_stopped_within(seconds: float) -> None:
-    """A stop that hangs (a peer that never lets go, a stuck request) must not keep the
-    process alive: what is acknowledged is already durable, so exiting loses nothing."""
-
-    def watchdog() -> None:
-        print(
-            f"Taureau standalone did not stop within {seconds:.0f}s; exiting now", file=sys.stderr, flush=True
-        )
-        os._exit(1)
-
-    timer = threading.Timer(seconds, watchdog)
-    timer.daemon = True
-    timer.start()
+    await run_until_signalled("Taureau standalone", standalone, start)
 
 
 def run(config: StandaloneConfig) -> None:

@@ -65,25 +65,74 @@ def _standalone_parser(sub) -> None:
     p.add_argument("--state-lease-ms", type=int, default=10_000, help="state lease period and grace")
     p.add_argument("--no-state", action="store_true", help="do not run the state controller")
     p.add_argument("--no-functions", action="store_true", help="do not run the functions worker")
+    _functions_flags(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p.set_defaults(func=_run_standalone)
+
+
+def _functions_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--functions-runtime", choices=["process", "thread"], default="process",
                    help="where function instances run by default (default: a process each)")
     p.add_argument("--functions-warm-pool", type=int, default=1,
                    help="instance processes kept started ahead of need (default 1)")
     p.add_argument("--secrets-provider", choices=["env", "cleartext"], default="env",
                    help="how context.get_secret resolves (default: the environment variable)")
+
+
+def _functions_worker_parser(sub) -> None:
+    p = sub.add_parser("functions-worker", help="run the functions worker on its own, beside a broker")
+    p.add_argument("--broker-service-url", default="pulsar://localhost:6650", help="where instances connect")
+    p.add_argument("--broker-admin-url", default="http://localhost:8080", help="the broker's admin REST API")
+    p.add_argument("--data-dir", default="./functions-data", help="function records, packages, state")
+    p.add_argument("--web-port", type=int, default=6750, help="functions REST port (default 6750)")
+    p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--state-address", default=None, help="ephemeral state controller host:port, if any")
+    p.add_argument("--no-journal-fsync", action="store_true", help="acknowledge state before fsync")
+    _functions_flags(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    p.set_defaults(func=_run_standalone)
+    p.set_defaults(func=_run_functions_worker)
+
+
+def _run_functions_worker(args: argparse.Namespace) -> int:
+    from taureau.functions_worker import FunctionsWorkerConfig, run
+
+    config = FunctionsWorkerConfig(
+        broker_service_url=args.broker_service_url,
+        broker_admin_url=args.broker_admin_url,
+        data_dir=args.data_dir,
+        bind_address=args.bind_address,
+        web_port=args.web_port,
+        state_address=args.state_address,
+        runtime=args.functions_runtime,
+        warm_pool_size=max(args.functions_warm_pool, 0),
+        secrets_provider=args.secrets_provider,
+        journal_fsync=not args.no_journal_fsync,
+    )
+    return _serve("taureau functions-worker", args.verbose, lambda: run(config))
+
+
+def _serve(name: str, verbose: bool, run) -> int:
+    """Run a server command: one line on stderr for an error it can name, exit code 1."""
+    from taureau.common.errors import TaureauError
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        run()
+    except (TaureauError, OSError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def _run_standalone(args: argparse.Namespace) -> int:
     from taureau.broker.config import BrokerConfig
-    from taureau.common.errors import TaureauError
     from taureau.standalone import FunctionsOptions, StandaloneConfig, StateOptions, run
 
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     config = StandaloneConfig(
         broker=BrokerConfig(
             bind_address=args.bind_address,
@@ -108,17 +157,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
             secrets_provider=args.secrets_provider,
         ),
     )
-    try:
-        run(config)
-    except TaureauError as exc:
-        print(f"taureau standalone: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"taureau standalone: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return _serve("taureau standalone", args.verbose, lambda: run(config))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _standalone_parser(sub)
+    _functions_worker_parser(sub)
     admin.register(sub)
     client.register(sub)
     functions.register(sub)

@@ -6,7 +6,12 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     from taureau.cli.app import run
+
+    # `taureau ... | head` must end quietly when head stops reading, as Unix tools do.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
     return run(sys.argv[1:] if argv is None else argv)
 

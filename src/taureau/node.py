@@ -1,0 +1,142 @@
+"""What every Taureau server process shares: its data directory (owner-only, probed, locked),
+its own storage stack, an ordered list of things to close, and a run-until-signalled loop."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+
+from taureau.common.errors import StorageError
+from taureau.common.private_files import DIR_MODE, make_private_dirs, open_private
+from taureau.metadata.factory import open_metadata_store
+from taureau.metadata.store import MetadataStore
+from taureau.storage.ledger.local import open_local_ledger_client
+from taureau.storage.managed_ledger.api import ManagedLedgerConfig
+from taureau.storage.managed_ledger.factory import ManagedLedgerFactory
+
+log = logging.getLogger("taureau.node")
+
+# After SIGINT/SIGTERM the process is gone within this, stopped cleanly or not.
+STOP_DEADLINE_S = 10.0
+
+Closer = Callable[[], Awaitable[None]]
+
+
+class Node:
+    """Owns the close order: whatever starts appends its closer; `stop` runs them backwards."""
+
+    def __init__(self) -> None:
+        self._closers: list[Closer] = []
+
+    def on_stop(self, closer: Closer) -> None:
+        self._closers.append(closer)
+
+    async def stop(self) -> None:
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                await closer()
+            except Exception:
+                log.exception("error while stopping %s", closer)
+
+    def prepare_data_dir(self, data_dir: str) -> str:
+        """Make, tighten, probe and lock the data directory; its absolute path."""
+        data_dir = os.path.abspath(data_dir)
+        try:
+            make_private_dirs(data_dir)
+            _tighten(data_dir)
+            probe = os.path.join(data_dir, ".write-probe")
+            os.close(open_private(probe, os.O_WRONLY | os.O_CREAT))
+            os.remove(probe)
+        except OSError as exc:
+            raise StorageError(f"data directory {data_dir} is not writable: {exc.strerror}") from None
+        self._lock(data_dir)
+        return data_dir
+
+    def _lock(self, data_dir: str) -> None:
+        """Hold an exclusive lock on the data directory for the life of the process: two
+        processes appending to one journal and metadata log would corrupt both."""
+        lock_path = os.path.join(data_dir, "LOCK")
+        lock_file = os.fdopen(open_private(lock_path, os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "another process"
+            lock_file.close()
+            raise StorageError(f"data directory {data_dir} is in use by {holder}") from None
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"taureau pid {os.getpid()}\n")
+        lock_file.flush()
+
+        async def unlock() -> None:
+            lock_file.close()  # closing releases the flock
+
+        self.on_stop(unlock)
+
+    async def open_storage(
+        self, data_dir: str, metadata_url: str | None, *, fsync: bool, config: ManagedLedgerConfig,
+        cache_budget_bytes: int | None = None,
+    ) -> tuple[MetadataStore, ManagedLedgerFactory]:
+        """The metadata store, one local bookie and a managed-ledger factory over them."""
+        store = await open_metadata_store(metadata_url, data_dir, fsync=fsync)
+        self.on_stop(store.close)
+        ledgers = await open_local_ledger_client(data_dir, store, num_bookies=1, journal_fsync=fsync)
+        self.on_stop(ledgers.close)
+        factory = ManagedLedgerFactory(store, ledgers, config, cache_budget_bytes=cache_budget_bytes)
+        self.on_stop(factory.close)
+        return store, factory
+
+
+def _tighten(data_dir: str) -> None:
+    """A data directory made by an older version (0755) keeps every file under it from others."""
+    mode = os.stat(data_dir).st_mode & 0o777
+    if mode & 0o077:
+        log.warning("data directory %s was mode %o: making it owner-only (700)", data_dir, mode)
+        os.chmod(data_dir, DIR_MODE)
+
+
+async def run_until_signalled(name: str, node: Node, start: Callable[[], Awaitable[str]]) -> None:
+    """Start, print `<name> ready in Xs: <what start returned>`, run until SIGINT/SIGTERM,
+    stop within STOP_DEADLINE_S."""
+    started = time.monotonic()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if not stop.is_set():
+            stop.set()
+            _exit_if_not_stopped_within(name, STOP_DEADLINE_S)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        details = await start()
+    except BaseException:
+        await node.stop()
+        raise
+    print(f"{name} ready in {time.monotonic() - started:.2f}s: {details}", flush=True)
+    await stop.wait()
+    print(f"{name} shutting down", flush=True)
+    await node.stop()
+
+
+def _exit_if_not_stopped_within(name: str, seconds: float) -> None:
+    """A stop that hangs (a peer that never lets go, a stuck request) must not keep the
+    process alive: what is acknowledged is already durable, so exiting loses nothing."""
+
+    def watchdog() -> None:
+        print(f"{name} did not stop within {seconds:.0f}s; exiting now", file=sys.stderr, flush=True)
+        os._exit(1)
+
+    timer = threading.Timer(seconds, watchdog)
+    timer.daemon = True
+    timer.start()
