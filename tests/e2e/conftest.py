@@ -5,8 +5,12 @@ from tests.e2e.harness import Standalone
 
 
 @pytest.fixture(scope="module")
-def standalone(tmp_path_factory):
-    server = Standalone(tmp_path_factory.mktemp("data")).start()
+def standalone(request, tmp_path_factory):
+    """One standalone per test module; a module's STANDALONE = {"state": True, "env": {...},
+    "args": [...]} says how to start it."""
+    options = getattr(request.module, "STANDALONE", {})
+    server = Standalone(tmp_path_factory.mktemp("data"), *options.get("args", ()), state=options.get("state", False),
+                        env=options.get("env")).start()
     yield server
     server.stop()
 

@@ -22,14 +22,8 @@ from tests.e2e.functions_helpers import (
     wait_for,
     wait_running,
 )
-from tests.e2e.harness import Standalone
 
-
-@pytest.fixture(scope="module")
-def standalone(tmp_path_factory):
-    server = Standalone(tmp_path_factory.mktemp("data"), state=True, env={"username": "bob"}).start()
-    yield server
-    server.stop()
+STANDALONE = {"state": True, "env": {"username": "bob"}}
 
 
 def _roundtrip(client, name: str, inputs: list[bytes], n_out: int | None = None, **send) -> list:

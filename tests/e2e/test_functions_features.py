@@ -12,7 +12,6 @@ import zipfile
 
 import httpx
 import pulsar
-import pytest
 
 from tests.e2e.functions_helpers import (
     EXAMPLES,
@@ -24,14 +23,8 @@ from tests.e2e.functions_helpers import (
     wait_for,
     wait_running,
 )
-from tests.e2e.harness import Standalone
 
-
-@pytest.fixture(scope="module")
-def standalone(tmp_path_factory):
-    server = Standalone(tmp_path_factory.mktemp("data"), state=True).start()
-    yield server
-    server.stop()
+STANDALONE = {"state": True}
 
 
 def _earliest(client, topic: str):

@@ -22,12 +22,7 @@ from tests.e2e.functions_helpers import (
 )
 from tests.e2e.harness import Standalone
 
-
-@pytest.fixture(scope="module")
-def standalone(tmp_path_factory):
-    server = Standalone(tmp_path_factory.mktemp("data"), state=True).start()
-    yield server
-    server.stop()
+STANDALONE = {"state": True}
 
 
 SLOW_ECHO = "import time\n\ndef process(x):\n    time.sleep(0.004)\n    return x\n"

@@ -23,17 +23,12 @@ from tests.e2e.functions_helpers import (
     wait_for,
     wait_running,
 )
-from tests.e2e.harness import Standalone
 
 EXCLAMATION = EXAMPLES / "exclamation_function.py"
 EXCLAMATION_CLASS = "exclamation_function.ExclamationFunction"
 
 
-@pytest.fixture(scope="module")
-def standalone(tmp_path_factory):
-    server = Standalone(tmp_path_factory.mktemp("data"), state=True).start()
-    yield server
-    server.stop()
+STANDALONE = {"state": True}
 
 
 def _listed(standalone) -> list[str]:

@@ -336,10 +336,10 @@ def register(sub) -> None:
         p = parsers[group].add_parser(name)
         for names, kwargs in arguments:
             p.add_argument(*names, **kwargs)
-        p.set_defaults(func=_runner(fn))
+        p.set_defaults(func=run_verb(fn))
 
 
-def _runner(fn):
+def run_verb(fn):
     def run(args: argparse.Namespace) -> int:
         try:
             result = fn(AdminClient(args.admin_url), args)

@@ -11,12 +11,11 @@ import argparse
 import base64
 import json
 import os
-import sys
 from typing import Any
 
 import yaml
 
-from taureau.cli.admin import AdminClient, AdminError
+from taureau.cli.admin import AdminClient, AdminError, run_verb
 from taureau.common.errors import InvalidTopicNameError
 from taureau.common.names import check_name_part
 from taureau.common.sizes import parse_size
@@ -281,7 +280,8 @@ VERBS: dict[str, tuple[str, list[tuple[list[str], dict]], Any]] = {
                lambda c, a: (c.call("DELETE", f"{BASE}/{_fqfn(a)}"), "Deleted successfully")[1]),
     "get": ("a function's config", [], lambda c, a: _text(c.call("GET", f"{BASE}/{_fqfn(a)}"))),
     "list": ("the functions of a namespace", [],
-             lambda c, a: "\n".join(c.call("GET", f"{BASE}/{a.tenant or 'public'}/{a.namespace or 'default'}"))),
+             lambda c, a: "\n".join(c.call("GET", f"{BASE}/{a.tenant or 'public'}/{a.namespace or 'default'}"))
+             or None),
     "status": ("instances, restarts, errors, backlog, scaling", [INSTANCE],
                lambda c, a: _text(c.call("GET", _instance_path(a, "status")))),
     "stats": ("processing counters and latency", [INSTANCE],
@@ -316,21 +316,7 @@ def register(sub) -> None:
             _add_name_flags(v)
         for flags, kwargs in extra:
             v.add_argument(*flags, **kwargs)
-        v.set_defaults(func=_runner(handler))
+        v.set_defaults(func=run_verb(handler))
     from taureau.cli import localrun
 
     localrun.register(verbs)
-
-
-def _runner(handler):
-    def run(args: argparse.Namespace) -> int:
-        try:
-            output = handler(AdminClient(args.admin_url), args)
-        except (AdminError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        if output:
-            print(output)
-        return 0
-
-    return run

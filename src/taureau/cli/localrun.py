@@ -19,16 +19,17 @@ from taureau.cli.admin import AdminError
 
 
 def register(verbs) -> None:
-    from taureau.cli.functions import _add_config_flags, _runner
+    from taureau.cli.admin import run_verb
+    from taureau.cli.functions import _add_config_flags
 
     p = verbs.add_parser("localrun", help="run a function here, against a broker, until Ctrl-C")
     _add_config_flags(p)
     p.add_argument("--broker-service-url", default=os.environ.get("TAUREAU_SERVICE_URL", "pulsar://localhost:6650"))
     p.add_argument("--state-address", default=None, help="ephemeral state controller host:port")
-    p.set_defaults(func=_runner(lambda _client, a: localrun(a)))
+    p.set_defaults(func=run_verb(lambda _client, a: localrun(a)))
 
 
-def localrun(a: argparse.Namespace) -> str:
+def localrun(a: argparse.Namespace) -> None:
     from taureau.cli.functions import _config_dict
     from taureau.functions.config import FunctionConfig
     from taureau.functions.errors import FunctionCodeError, FunctionConfigError
@@ -82,4 +83,3 @@ def localrun(a: argparse.Namespace) -> str:
         instance.stop()
     for t in threads:
         t.join(10)
-    return ""

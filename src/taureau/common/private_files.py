@@ -26,3 +26,12 @@ def open_private(path: str, flags: int) -> int:
 def touch_private(path: str) -> None:
     """Create `path` owner-only if absent (for files a library will create otherwise)."""
     os.close(open_private(path, os.O_WRONLY | os.O_CREAT))
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a create, rename or delete in `path` durable (a file's fsync does not cover it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

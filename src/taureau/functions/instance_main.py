@@ -17,6 +17,7 @@ import sys
 import threading
 from typing import Any
 
+from taureau.common.private_files import open_private
 from taureau.functions.channel import InstanceChannel, Message
 from taureau.functions.errors import FunctionCodeError
 from taureau.functions.instance import FunctionInstance, InstanceSpec, load_code
@@ -107,7 +108,7 @@ def _redirect_output(path: str | None) -> None:
     """From here on, this process's stdout and stderr go to its instance's log file."""
     if not path:
         return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)

@@ -23,6 +23,7 @@ import sys
 import zipfile
 from dataclasses import dataclass, field
 
+from taureau.common.private_files import FILE_MODE, fsync_dir, make_private_dirs
 from taureau.functions.errors import FunctionCodeError
 
 MAX_PACKAGE_BYTES = 256 * 1024 * 1024
@@ -62,18 +63,10 @@ def check_filename(filename: str) -> str:
     return base
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class PackageStore:
     def __init__(self, root: str) -> None:
         self.root = root
-        os.makedirs(root, mode=0o700, exist_ok=True)
+        make_private_dirs(root)
 
     def put(self, filename: str, data: bytes) -> PackageRef:
         """Store durably (fsync) before anything refers to it."""
@@ -95,15 +88,15 @@ class PackageStore:
         if os.path.exists(path):
             return ref
         directory = os.path.dirname(path)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        make_private_dirs(directory)
         tmp = path + ".tmp"
         with open(tmp, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
+            os.fchmod(f.fileno(), FILE_MODE)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return ref
 
     def put_requirements(self, data: bytes) -> PackageRef:
@@ -117,7 +110,7 @@ class PackageStore:
         ref = PackageRef(sha, "requirements.txt")
         path = self.path(ref)
         if not os.path.exists(path):
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            make_private_dirs(os.path.dirname(path))
             with open(path + ".tmp", "wb") as f:
                 f.write(data)
                 f.flush()
@@ -210,7 +203,7 @@ class EnvBuilder:
 
     def __init__(self, root: str) -> None:
         self.root = root
-        os.makedirs(root, mode=0o700, exist_ok=True)
+        make_private_dirs(root)
         self._locks: dict[str, asyncio.Lock] = {}
 
     def key(self, prepared: PreparedCode) -> str:

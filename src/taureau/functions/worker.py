@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from taureau.common.private_files import make_private_dirs
 from taureau.functions.broker_admin import BrokerAdmin, BrokerAdminError
 from taureau.functions.channel import ChannelError
 from taureau.functions.config import FunctionConfig
@@ -76,11 +77,11 @@ class FunctionWorker:
         self._ledgers = ledgers
         self.registry = FunctionRegistry(store)
         root = os.path.join(config.data_dir, "functions")
-        os.makedirs(root, mode=0o700, exist_ok=True)
+        make_private_dirs(root)
         self.packages = PackageStore(os.path.join(root, "packages"))
         self.envs = EnvBuilder(os.path.join(root, "envs"))
         self.log_dir = os.path.join(root, "logs")
-        os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
+        make_private_dirs(self.log_dir)
         # A unix socket path must stay under ~108 bytes: it lives in a private temp dir.
         self._socket_dir = tempfile.mkdtemp(prefix="taureau-fw-")
         socket_path = os.path.join(self._socket_dir, "worker.sock")

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 
 from taureau.common.errors import MetadataStoreClosedError
-from taureau.common.private_files import make_private_dirs, open_private
+from taureau.common.private_files import fsync_dir, make_private_dirs, open_private
 from taureau.metadata import records
 from taureau.metadata.records import LOG_MAGIC, SNAPSHOT_MAGIC
 
@@ -33,14 +33,6 @@ def _generation(name: str, kind: str) -> int | None:
     if name.startswith(prefix) and name[len(prefix) :].isdigit():
         return int(name[len(prefix) :])
     return None
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class MetadataLog:
@@ -111,7 +103,7 @@ class MetadataLog:
             os.ftruncate(self._fd, valid)
         os.lseek(self._fd, valid, os.SEEK_SET)
         os.fsync(self._fd)
-        _fsync_dir(self._dir)
+        fsync_dir(self._dir)
         self._since_snapshot = len(payloads)
         return payloads
 
@@ -243,7 +235,7 @@ class MetadataLog:
         fd = open_private(os.path.join(self._dir, _name("log", gen)), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.write(fd, records.make_header(LOG_MAGIC, gen))
         os.fsync(fd)
-        _fsync_dir(self._dir)
+        fsync_dir(self._dir)
         return fd
 
     async def close(self) -> None:

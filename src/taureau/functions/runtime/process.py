@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 
+from taureau.common.private_files import open_private
 from taureau.functions.links import InstanceLink
 from taureau.functions.runtime.base import Host, Runtime
 
@@ -53,8 +54,7 @@ class ProcessRuntime(Runtime):
 
     async def _spawn(self) -> ProcessHost:
         token, connected = self.new_token()
-        with open(self.log_path, "ab") as out:
-            os.chmod(self.log_path, 0o600)
+        with os.fdopen(open_private(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab") as out:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "taureau.functions.instance_main",
                 "--channel", self.channel_path, "--token", token, "--parent", str(os.getpid()),
