@@ -48,7 +48,8 @@ def _bytes(text: str) -> int:
 
 
 # flag -> (config field, argparse kwargs); the flags of `pulsar-admin functions create/update`.
-CONFIG_FLAGS: list[tuple[list[str], str, dict[str, Any]]] = [
+Flag = tuple[list[str], str, dict[str, Any]]
+CONFIG_FLAGS: list[Flag] = [
     (["--classname"], "className", {"help": "MODULE.CLASS, or MODULE for a plain process(input)"}),
     (["-i", "--inputs"], "inputs", {"help": "comma-separated input topics"}),
     (["--topics-pattern"], "topicsPattern", {"help": "regex of input topics (one namespace)"}),
@@ -81,10 +82,10 @@ CONFIG_FLAGS: list[tuple[list[str], str, dict[str, Any]]] = [
     (["--max-instances"], "maxInstances", {"type": int, "help": "autoscaling ceiling"}),
     (["--idle-timeout-ms"], "idleTimeoutMs", {"type": int, "help": "idle time before scaling down"}),
 ]
-RESOURCE_FLAGS = [(["--cpu"], "cpu", {"type": float, "help": "cores per instance"}),
+RESOURCE_FLAGS: list[Flag] = [(["--cpu"], "cpu", {"type": float, "help": "cores per instance"}),
                   (["--ram"], "ram", {"type": _bytes, "help": "bytes per instance"}),
                   (["--disk"], "disk", {"type": _bytes, "help": "bytes per instance"})]
-WINDOW_FLAGS = [(["--window-length-count"], "windowLengthCount", {"type": int}),
+WINDOW_FLAGS: list[Flag] = [(["--window-length-count"], "windowLengthCount", {"type": int}),
                 (["--window-length-duration-ms"], "windowLengthDurationMs", {"type": int}),
                 (["--sliding-interval-count"], "slidingIntervalCount", {"type": int}),
                 (["--sliding-interval-duration-ms"], "slidingIntervalDurationMs", {"type": int}),

@@ -72,8 +72,12 @@ def localrun(a: argparse.Namespace) -> None:
             instance.start()
     except (FunctionCodeError, Exception) as exc:
         raise AdminError(f"cannot start the function: {type(exc).__name__}: {exc}") from None
-    signal.signal(signal.SIGINT, lambda *_: [i.stop() for i in instances])
-    signal.signal(signal.SIGTERM, lambda *_: [i.stop() for i in instances])
+    def stop_all(*_: object) -> None:
+        for instance in instances:
+            instance.stop()
+
+    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, stop_all)
     threads = [threading.Thread(target=i.run, daemon=True) for i in instances[1:]]
     for t in threads:
         t.start()

@@ -328,10 +328,10 @@ def _problems(c: FunctionConfig):
         yield f"at most {MAX_INPUT_TOPICS} input topics"
     for topic in inputs:
         yield from filter(None, [_check_topic("input topic", topic)])
-    for what, topic in (("output topic", c.output), ("log topic", c.log_topic),
-                        ("dead letter topic", c.dead_letter_topic)):
-        if topic is not None:
-            yield from filter(None, [_check_topic(what, topic)])
+    for what, optional in (("output topic", c.output), ("log topic", c.log_topic),
+                           ("dead letter topic", c.dead_letter_topic)):
+        if optional is not None:
+            yield from filter(None, [_check_topic(what, optional)])
     if c.output and c.output in inputs:
         yield f"output topic {c.output} is also an input topic (a function would feed itself)"
     if c.retain_ordering and c.retain_key_ordering:

@@ -80,17 +80,17 @@ def _instance_metrics(s: InstanceSupervisor) -> dict[str, Any]:
 
 def function_stats(deployment: Deployment, instance_id: int | None) -> dict[str, Any]:
     supervisors = _select(deployment, instance_id)
-    instances = [{"instanceId": s.instance_id, "metrics": _instance_metrics(s)} for s in supervisors]
+    metrics = [_instance_metrics(s) for s in supervisors]
     if instance_id is not None:
-        return instances[0]["metrics"]
-    total: dict[str, Any] = {key: sum(i["metrics"][key] for i in instances)
+        return metrics[0]
+    total: dict[str, Any] = {key: sum(m[key] for m in metrics)
                              for key in ("receivedTotal", "processedSuccessfullyTotal",
                                          "systemExceptionsTotal", "userExceptionsTotal")}
     count = sum(s.status.get("latencyCount", 0) for s in supervisors)
     latency = sum(s.status.get("latencySumMs", 0.0) for s in supervisors)
     total["avgProcessLatency"] = latency / count if count else 0.0
-    total["lastInvocation"] = max((i["metrics"]["lastInvocation"] for i in instances), default=0)
-    total["instances"] = instances
+    total["lastInvocation"] = max((m["lastInvocation"] for m in metrics), default=0)
+    total["instances"] = [{"instanceId": s.instance_id, "metrics": m} for s, m in zip(supervisors, metrics, strict=True)]
     return total
 
 

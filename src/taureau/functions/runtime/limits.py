@@ -62,10 +62,10 @@ class ResourceLimiter:
             return
         for controller in ("cpu", "memory"):
             mount = f"/sys/fs/cgroup/{controller}"
-            own = _own_cgroup(controller)
-            if own is None or not os.path.isdir(mount):
+            own_path = _own_cgroup(controller)
+            if own_path is None or not os.path.isdir(mount):
                 continue
-            base = os.path.join(mount, own.lstrip("/"))
+            base = os.path.join(mount, own_path.lstrip("/"))
             root = self._try_make(base) if os.path.isdir(base) else self._try_make(mount)
             if root is not None:
                 self.roots[controller] = root

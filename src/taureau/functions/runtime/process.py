@@ -22,6 +22,10 @@ log = logging.getLogger("taureau.functions.process")
 SPAWN_TIMEOUT_S = 30.0
 
 
+async def _wait_either(a: asyncio.Future, b: asyncio.Future) -> None:
+    await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
+
+
 class ProcessHost:
     def __init__(self, proc: asyncio.subprocess.Process, link: InstanceLink) -> None:
         self.proc = proc
@@ -63,9 +67,12 @@ class ProcessRuntime(Runtime):
         self._all.add(proc)
         asyncio.ensure_future(self._reap(proc))
         waiter = asyncio.ensure_future(proc.wait())
-        done, _ = await asyncio.wait({connected, waiter}, timeout=SPAWN_TIMEOUT_S,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if connected not in done:
+        exited = asyncio.ensure_future(_wait_either(connected, waiter))
+        try:
+            await asyncio.wait_for(exited, SPAWN_TIMEOUT_S)
+        except TimeoutError:
+            pass
+        if not connected.done():
             waiter.cancel()
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
