@@ -10,6 +10,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "taureau"
 # Higher ranks may import lower ranks (and themselves), never the other way round.
 RANK = {
     "common": 0,
+    "auth": 0,
     "metadata": 1,
     "storage": 2,
     "protocol": 3,

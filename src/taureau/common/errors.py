@@ -87,6 +87,18 @@ class BrokerError(TaureauError):
     server_error = 0
 
 
+class AuthenticationError(BrokerError):
+    """Credentials missing, malformed, expired or not matching (Pulsar's AuthenticationError)."""
+
+    server_error = 3
+
+
+class AuthorizationError(BrokerError):
+    """An authenticated role without the permission asked for (Pulsar's AuthorizationError)."""
+
+    server_error = 4
+
+
 class InvalidTopicNameError(BrokerError):
     server_error = 17
 
