@@ -252,3 +252,34 @@ def test_cpu_limit_caps_an_instance(standalone, client, tmp_path):
     second = float(out.receive(20_000).data())
     used = second - first  # CPU seconds the second 1.5 s busy loop got
     assert used < 1.5 * 0.2 * 1.5  # about a fifth of a core, with room for the CFS period
+
+
+def test_kill_9_of_standalone_mid_stream_with_effectively_once(tmp_path):
+    """The whole platform dies while a function is half way through a stream; after the restart
+    every input has exactly one output."""
+    server = Standalone(tmp_path / "data").start()
+    try:
+        (tmp_path / "slow_eo.py").write_text(SLOW_ECHO)
+        create(server, "eo9", tmp_path / "slow_eo.py", "slow_eo", "--inputs", "eo9-in", "--output", "eo9-out",
+               "--processing-guarantees", "EFFECTIVELY_ONCE")
+        wait_running(server, "eo9")
+        client = pulsar.Client(server.service_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+        out = client.subscribe("eo9-out", "check", initial_position=pulsar.InitialPosition.Earliest)
+        producer = client.create_producer("eo9-in", batching_enabled=False)
+        for i in range(400):
+            producer.send_async(b"%d" % i, None)
+        producer.flush()  # every input is stored before the kill
+        wait_for(lambda: status(server, "eo9")["instances"][0]["status"]["numReceived"] > 100,
+                 what="part of the stream to be processed")
+        client.close()
+        server.kill()
+        server.start()
+        client = pulsar.Client(server.service_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+        out = client.subscribe("eo9-out", "check")
+        got = _drain(out, 4000)
+        client.close()
+    finally:
+        server.stop()
+    counts = Counter(got)
+    assert set(counts) == {b"%d" % i for i in range(400)}
+    assert max(counts.values()) == 1
