@@ -9,7 +9,6 @@ call into the library is paid once per distinct key, not once per event.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -61,50 +60,87 @@ def float_array(kind: str, values: Any, dtype: Any = np.float64) -> np.ndarray:
     return array
 
 
-def _int_counts(array: np.ndarray, weights: np.ndarray | None) -> tuple[list[int], list[Any]]:
+def _int_counts(array: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     array = array.astype(np.int64, copy=False)
     low, high = int(array.min()), int(array.max())
     if high - low < BINCOUNT_RANGE_FACTOR * len(array) + 1024:
         counts = np.bincount(array - low, weights=weights)
         present = np.flatnonzero(counts)
-        values = counts[present]
-        return (present + low).tolist(), values.tolist()
+        return present + low, counts[present]
     unique, inverse = np.unique(array, return_inverse=True)
-    counts = np.bincount(inverse, weights=weights)
-    return unique.tolist(), counts.tolist()
+    return unique, np.bincount(inverse, weights=weights)
 
 
-def aggregate(kind: str, items: Any, weights: Any = None, *, floats: bool = False) -> list[tuple[Any, Any]]:
-    """(item, summed weight) per distinct item of a batch, items converted by `key`.
+def _weights(kind: str, weights: Any, count: int) -> np.ndarray | None:
+    if weights is None:
+        return None
+    w = np.asarray(weights)
+    if w.dtype.kind not in "iuf" or w.ndim != 1:
+        raise SketchItemError(f"{kind}: weights are a flat list of numbers")
+    if len(w) != count:
+        raise SketchItemError(f"{kind}: {count} items but {len(w)} weights")
+    if len(w) and w.min() < 0:
+        raise SketchItemError(f"{kind}: weights are >= 0")
+    return w
 
-    Integer weights stay integers (frequent-items counts them as such)."""
-    w = None
-    if weights is not None:
-        w = np.asarray(weights)
-        if w.dtype.kind not in "iuf" or w.ndim != 1:
-            raise SketchItemError(f"{kind}: weights are a flat list of numbers")
+
+def keys(kind: str, values: Any) -> list[Any]:
+    """A batch as library keys: an integer array converts in one pass, anything else per item."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.ndim == 1:
+        return values.astype(np.int64, copy=False).tolist()
+    return [key(kind, v) for v in (values.tolist() if isinstance(values, np.ndarray) else values)]
+
+
+def texts(kind: str, values: Any) -> list[str]:
+    """A batch as strings (items of string-only sketches); a numpy array converts in one pass."""
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "iuUf":
+        return values.astype(str).tolist()
+    out = []
+    for v in values:
+        k = v if isinstance(v, str) else key(kind, v, floats=True)
+        out.append(k if isinstance(k, str) else str(k))
+    return out
+
+
+def repeats(values: Any, sample: int = 2048) -> bool:
+    """Whether a batch repeats keys enough for aggregation to pay (its sort or tally costs
+    more than it saves when nearly every key is new): judged on a sample of the batch."""
+    if len(values) < 4 * sample:
+        return True
+    head = values[:sample] if isinstance(values, np.ndarray) else list(values[:sample])
+    try:
+        return len(set(head.tolist() if isinstance(head, np.ndarray) else head)) < 0.8 * sample
+    except TypeError:
+        return True  # unhashable items: aggregate() names the error
+
+
+def aggregate(kind: str, items: Any, weights: Any = None, *, floats: bool = False) -> tuple[list[Any], list[Any]]:
+    """(distinct items, their summed weights) of a batch, items converted by `key`; weights
+    are checked (numbers >= 0, one per item). Integer weights stay integers (frequent-items
+    counts them as such)."""
     if isinstance(items, np.ndarray) and items.dtype.kind in "iub" and items.ndim == 1:
-        if w is not None and len(w) != len(items):
-            raise SketchItemError(f"{kind}: {len(items)} items but {len(w)} weights")
+        w = _weights(kind, weights, len(items))
         if len(items) == 0:
-            return []
+            return [], []
         keys, counts = _int_counts(items, None if w is None else w.astype(np.float64))
         if w is None or w.dtype.kind in "iu":
-            counts = [int(c) for c in counts]
-        return list(zip(keys, counts, strict=True))
+            counts = counts.astype(np.int64)
+        return keys.tolist(), counts.tolist()
     values = items.tolist() if isinstance(items, np.ndarray) else list(items)
+    w = _weights(kind, weights, len(values))
     if w is None:
         try:
             tally: Counter[Any] = Counter(values)
         except TypeError:
             raise SketchItemError(f"{kind} takes str or int items") from None
-        return [(key(kind, item, floats=floats), count) for item, count in tally.items()]
-    if len(w) != len(values):
-        raise SketchItemError(f"{kind}: {len(values)} items but {len(w)} weights")
+        return [key(kind, item, floats=floats) for item in tally], list(tally.values())
     sums: dict[Any, Any] = {}
-    for item, weight in zip(values, w.tolist(), strict=True):
-        sums[item] = sums.get(item, 0) + weight
-    return [(key(kind, item, floats=floats), total) for item, total in sums.items()]
+    try:
+        for item, weight in zip(values, w.tolist(), strict=True):
+            sums[item] = sums.get(item, 0) + weight
+    except TypeError:
+        raise SketchItemError(f"{kind} takes str or int items") from None
+    return [key(kind, item, floats=floats) for item in sums], list(sums.values())
 
 
 def distinct(kind: str, items: Any, *, floats: bool = True) -> list[Any]:
@@ -116,8 +152,3 @@ def distinct(kind: str, items: Any, *, floats: bool = True) -> list[Any]:
             return np.unique(items.astype(np.float64, copy=False)).tolist()
         items = items.tolist()
     return [key(kind, item, floats=floats) for item in set(items)]
-
-
-def feed(update: Callable[..., None], pairs: list[tuple[Any, Any]]) -> None:
-    for item, weight in pairs:
-        update(item, weight)

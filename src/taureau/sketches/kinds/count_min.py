@@ -77,12 +77,15 @@ class CountMin(LibrarySketch):
         self._sketch.update(items.key(KIND, item), float(weight))
 
     def update_many(self, values: Any, weights: Any = None) -> None:
-        pairs = items.aggregate(KIND, values, weights)
-        if any(w < 0 for _, w in pairs):
-            raise SketchItemError(f"{KIND} weights are >= 0")
+        if weights is None and not items.repeats(values):
+            update = self._sketch.update
+            for item in items.keys(KIND, values):
+                update(item)
+            return
+        keys, totals = items.aggregate(KIND, values, weights)
         update = self._sketch.update
-        for item, weight in pairs:
-            update(item, float(weight))
+        for item, weight in zip(keys, totals, strict=True):
+            update(item, weight)
 
     def merge_key(self) -> tuple[Any, ...]:
         return (self._sketch.num_hashes, self._sketch.num_buckets, self._sketch.seed)

@@ -60,8 +60,11 @@ class FrequentItems(LibrarySketch):
         self._sketch.update(_text(item), _count(weight))
 
     def update_many(self, values: Any, weights: Any = None) -> None:
+        keys, totals = items.aggregate(KIND, values, weights)
         update = self._sketch.update
-        for item, weight in items.aggregate(KIND, values, weights):
+        if keys and not isinstance(keys[0], str):  # an int array: one conversion pass
+            keys = [str(k) for k in keys]
+        for item, weight in zip(keys, totals, strict=True):
             update(item if isinstance(item, str) else str(item), _count(weight))
 
     def estimate(self, item: Any) -> int:

@@ -63,16 +63,17 @@ class Sampler(Sketch):
     def update_many(self, values: Any, weights: Any = None) -> None:
         # No aggregation: a sample keeps occurrences, not distinct keys.
         update, kind = self._sketch.update, self.kind
-        values = values.tolist() if hasattr(values, "tolist") else list(values)
+        texts = items.texts(kind, values)
         if weights is None:
-            for item in values:
-                update(_text(kind, item), 1.0)
+            for item in texts:
+                update(item, 1.0)
             return
         weights = weights.tolist() if hasattr(weights, "tolist") else list(weights)
-        if len(weights) != len(values):
-            raise SketchItemError(f"{kind}: {len(values)} items but {len(weights)} weights")
-        for item, weight in zip(values, weights, strict=True):
-            update(_text(kind, item), self._weight(weight))
+        if len(weights) != len(texts):
+            raise SketchItemError(f"{kind}: {len(texts)} items but {len(weights)} weights")
+        checked = [self._weight(w) for w in weights]  # all checked before any update
+        for item, weight in zip(texts, checked, strict=True):
+            update(item, weight)
 
     def merge(self, other: Self) -> None:
         self._check_mergeable(other)
