@@ -144,3 +144,21 @@ def test_bad_requests_change_nothing(standalone):
     assert httpx.get(f"{url}").json() == [] or all(s["name"] != "bad" for s in httpx.get(url).json())
     assert httpx.get(f"{url}/bad/query", params={"distinct": "true"}).status_code == 404
     assert httpx.get(f"{url}/bad/query", params={"top": "x"}).status_code == 400
+
+
+def test_demo_iot_prints_live_answers(standalone):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli(["demo", "iot", "--admin-url", standalone.admin_url, "--service-url", standalone.service_url,
+                    "--duration-s", "4", "--rate", "1000", "--window-ms", "1000"])
+    text = out.getvalue()
+    assert code == 0, err.getvalue() + text
+    for name in ("iot-device-counts", "iot-top-devices", "iot-distinct-devices", "iot-latency"):
+        assert f"deployed {name}" in text
+    answers = [line for line in text.splitlines() if line.startswith("window ending")]
+    assert answers, text
+    for line in answers:
+        assert "distinct devices ~" in line and "p99" in line and "top dev-" in line and "count-min dev-" in line
+    # Zipf ids: the heaviest device is dev-1 in every window of a 1000-event second.
+    assert all("top dev-1=" in line for line in answers)
+    assert SketchesClient(standalone.admin_url).list() == []  # cleaned up
