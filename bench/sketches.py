@@ -1,6 +1,6 @@
 """Benchmark taureau.sketches: the batch path against DataSketches' per-item Python loop.
 
-Run: python bench/sketches.py [--events 1000000] [--parts library]
+Run: python bench/sketches.py [--events 1000000] [--parts library,e2e]
 
 library: for each kind, the same events fed (a) to the raw DataSketches object one Python
 call per event (`for x in values.tolist(): sketch.update(x)`, the loop a function would
@@ -9,6 +9,11 @@ device ids drawn from a Zipf law over 100,000 devices (as in `taureau demo iot`)
 log-normal latencies. Count-Min is also run on keys that are all distinct, where
 aggregating a batch cannot help. Prints events/s of both and the ratio (target >= 5x for
 Count-Min and KLL on numeric keys).
+
+e2e: events/s through a count-min sketch function (produce -> windowed function -> partials
+merged per window -> merged sketch stored and published), with 1 and 2 instances, on a
+standalone started for the run: the time from the first send until the merged windows hold
+every event, minus the window length and grace a last window must wait anyway.
 """
 
 from __future__ import annotations
@@ -100,15 +105,69 @@ def library(events: int, repeat: int) -> None:
         print(f"{label:<26}{events / t_loop:>20,.0f}{events / t_batch:>18,.0f}{t_loop / t_batch:>8.1f}x")
 
 
+def end_to_end(events: int) -> None:
+    import json
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import pulsar
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the e2e harness starts standalone
+    from taureau.sketches.client import SketchesClient, SketchesClientError
+    from tests.e2e.harness import Standalone
+
+    window_ms, grace_ms = 1000, 2000
+    rng = np.random.default_rng(2)
+    ids = (rng.zipf(1.2, events) % DEVICES).tolist()
+    payloads = [json.dumps({"device": f"dev-{d}"}).encode() for d in ids]
+    print(f"\ne2e: {events:,} events through a count-min sketch function ({window_ms} ms windows)")
+    with tempfile.TemporaryDirectory() as data:
+        server = Standalone(Path(data), state=True).start()
+        try:
+            c = SketchesClient(server.admin_url)
+            client = pulsar.Client(server.service_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+            for instances in (1, 2):
+                name, topic = f"bench-{instances}", f"persistent://public/default/bench-sketch-{instances}"
+                c.create(name, "count-min", [topic], key_field="device", window_ms=window_ms,
+                         parallelism=instances, grace_ms=grace_ms)
+                while c.get(name).get("numRunning", 0) < instances:
+                    time.sleep(0.05)
+                producer = client.create_producer(topic, batching_enabled=True, batching_max_publish_delay_ms=5,
+                                                  max_pending_messages=10_000, block_if_queue_full=True)
+                started = time.perf_counter()
+                for payload in payloads:
+                    producer.send_async(payload, None)
+                producer.flush()
+                sent = time.perf_counter() - started
+                while True:
+                    try:
+                        if c.query(name, windows=30, key="dev-1")["n"] >= events:
+                            break
+                    except SketchesClientError:
+                        pass
+                    time.sleep(0.05)
+                total = time.perf_counter() - started - (window_ms + grace_ms) / 1000
+                print(f"{instances} instance(s): {events / max(total, 1e-9):>10,.0f} events/s end to end "
+                      f"(producing alone: {events / sent:,.0f} events/s)")
+                c.delete(name)
+            client.close()
+        finally:
+            server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--parts", default="library")
+    parser.add_argument("--e2e-events", type=int, default=200_000)
+    parser.add_argument("--parts", default="library,e2e")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     if "library" in parts:
         library(args.events, args.repeat)
+    if "e2e" in parts:
+        end_to_end(args.e2e_events)
 
 
 if __name__ == "__main__":
