@@ -18,6 +18,7 @@ RANK = {
     "broker": 5,
     "state": 6,
     "functions": 7,
+    "sketches": 7.5,  # sketch functions run on the functions worker
     "testing": 8,
     "web": 9,
     "node": 10,

@@ -112,6 +112,9 @@ class Standalone(Node):
             secrets_provider=opts.secrets_provider,
         )
         self.functions = mount_worker(app, config, store, factory)
+        from taureau.sketches.rest import install as install_sketches
+
+        install_sketches(app, self.functions)
         return self.functions
 
     async def _start_state(self, data_dir: str) -> None:

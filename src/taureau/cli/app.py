@@ -161,7 +161,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from taureau.cli import admin, client, functions, tokens
+    from taureau.cli import admin, client, demo, functions, sketches, tokens
 
     parser = argparse.ArgumentParser(
         prog="taureau", description="Taureau: a serverless platform for real-time data"
@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     client.register(sub)
     functions.register(sub)
     tokens.register(sub)
+    sketches.register(sub)
+    demo.register(sub)
     try:
         from taureau.cli import state_cmd
     except ImportError:
