@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from taureau.common import errors
 from taureau.state import StateClient, codec
 from taureau.state.codec import ERROR, EVENT, OK, REDO, REQUEST, STALE, FrameDecoder, Op, pack_u64
-from taureau.state.controller import NOTIFY_OPS
 from taureau.state.limits import controller_limits, memory_server_limits
+from taureau.state.notify import NOTIFY_OPS
 from tests.state.helpers import ServerProcess, raw_socket
 
 EXAMPLES = int(os.environ.get("TAUREAU_STATE_FUZZ_EXAMPLES", "1500"))

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 
 from taureau.common import errors
@@ -39,7 +40,13 @@ def register(subparsers) -> None:
     st.set_defaults(func=state_handler)
 
     ms = subparsers.add_parser("memory-server", help="run a memory server that joins a state controller")
-    ms.add_argument("--controller", required=True, help="state controller HOST:PORT")
+    link = ms.add_mutually_exclusive_group(required=True)
+    link.add_argument("--controller", help="state controller HOST:PORT")
+    link.add_argument(
+        "--controller-fd",
+        type=int,
+        help="a connected socket to the controller (set by the process that starts it)",
+    )
     ms.add_argument("--host", default="127.0.0.1", help="address to listen on")
     ms.add_argument("--advertised-address", default=None, help="address clients dial (default: --host)")
     ms.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
@@ -117,8 +124,10 @@ def memory_server_handler(args: argparse.Namespace) -> int:
         num_blocks=args.blocks,
     )  # fmt: skip
     try:
+        if args.controller_fd is not None:
+            kwargs["controller_sock"] = socket.socket(fileno=args.controller_fd)
         _run(run_memory_server(**kwargs))
-    except (errors.StateError, ValueError) as e:
+    except (errors.StateError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

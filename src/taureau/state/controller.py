@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from taureau.common import errors
@@ -17,23 +18,11 @@ from taureau.state.codec import Frame, Op
 from taureau.state.elastic import BlockManager
 from taureau.state.limits import controller_limits, registered_server_limits
 from taureau.state.namespace import STRUCTURE_KINDS, Namespace, Node, NodeState
+from taureau.state.notify import Subscriptions
 from taureau.state.persist import Backings, decode_dump, encode_dump
 from taureau.state.rpc import Peer
 
 log = logging.getLogger(__name__)
-
-NOTIFY_OPS = frozenset({"put", "upsert", "update", "remove", "enqueue", "dequeue", "write"})
-
-
-@dataclass(eq=False)
-class Subscription:
-    peer: Peer  # the subscriber's connection; events go out on it
-    prefix: str
-    ops: frozenset[str]
-
-    def covers(self, path: str) -> bool:
-        p = self.prefix
-        return p == "/" or path == p or path.startswith(p + "/")
 
 
 def _str(a: dict[str, Any], key: str) -> str:
@@ -47,7 +36,13 @@ class Controller:
     """One per deployment. Runs on the caller's event loop.
 
     >>> c = Controller(lease_ms=10000, data_dir="/tmp/state")
-    >>> await c.start("127.0.0.1", 9090)
+    >>> await c.start()                      # lease sweeps; no port yet
+    >>> await c.attach(sock)                 # a memory server linked through a socketpair
+    >>> await c.wait_for_servers(1, 30)      # ...registers its pool
+    >>> await c.listen("127.0.0.1", 9090)    # clients can connect: the pool can serve
+
+    The client port opens last on purpose: scripts, probes and harnesses take an accepting
+    port to mean "ready", so it must not accept before a create can be served.
     """
 
     def __init__(self, *, lease_ms: int, data_dir: str) -> None:
@@ -59,12 +54,12 @@ class Controller:
         self.alloc = Allocator()
         self.blocks = BlockManager(self.ns, self.alloc, self._watch_ops)
         self.backings = Backings(data_dir)
-        self.subs: list[Subscription] = []
+        self.subs = Subscriptions()
         self.server: asyncio.AbstractServer | None = None
         self.address = ""
         self._expiry_task: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
         self.closing = False  # set by close(): peers dropping then is expected, not a loss
+        self._registered = asyncio.Event()  # set on each registration (wait_for_servers)
         self._handlers: dict[int, Callable[[Peer, dict], Any]] = {
             Op.HELLO: self._hello,
             Op.CREATE: self._create,
@@ -89,15 +84,38 @@ class Controller:
             Op.GROW: self._grow,
         }
 
-    async def start(self, host: str = "127.0.0.1", port: int = 9090) -> None:
-        loop = asyncio.get_running_loop()
-        limits = controller_limits()
-        self.server = await loop.create_server(
-            lambda: Peer(self._handle, self._peer_closed, limits=limits, flow_control=True), host, port
-        )
-        self.address = f"{host}:{self.server.sockets[0].getsockname()[1]}"
+    async def start(self) -> None:
+        """Start lease sweeps. Memory servers can be attached from now on; clients only after
+        listen()."""
         self._expiry_task = asyncio.ensure_future(self._expiry_loop())
+
+    def _accept(self) -> Peer:
+        return Peer(self._handle, self._peer_closed, limits=controller_limits(), flow_control=True)
+
+    async def listen(self, host: str = "127.0.0.1", port: int = 9090) -> None:
+        """Open the client port (memory servers may register through it too)."""
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(self._accept, host, port)
+        self.address = f"{host}:{self.server.sockets[0].getsockname()[1]}"
         log.info("state controller on %s", self.address)
+
+    async def attach(self, sock: socket.socket) -> None:
+        """Serve one end of a connected socket (a socketpair to a memory server this process
+        starts) as if it had been accepted on the client port, which need not be open yet."""
+        await asyncio.get_running_loop().connect_accepted_socket(self._accept, sock)
+
+    async def wait_for_servers(self, count: int, timeout: float) -> None:
+        """Return once `count` memory servers are registered; StateUnavailableError after
+        `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len([s for s in self.alloc.servers.values() if s.alive]) < count:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise errors.StateUnavailableError(f"{count} memory server(s) did not register in time")
+            self._registered.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._registered.wait(), remaining)
 
     async def close(self) -> None:
         self.closing = True
@@ -108,8 +126,7 @@ class Controller:
         for s in self.alloc.servers.values():
             if s.peer is not None:
                 s.peer.close()
-        for sub in self.subs:
-            sub.peer.close()
+        self.subs.close()
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -137,7 +154,7 @@ class Controller:
         if sid is not None and not self.closing:
             hit = self.blocks.server_lost(sid)
             log.warning("memory server %d lost; %d structure(s) lost blocks", sid, len(hit))
-        self.subs = [s for s in self.subs if s.peer is not peer]
+        self.subs.drop_peer(peer)
 
     def _map(self, node: Node) -> dict[str, Any]:
         return node.block_map(self.alloc.addresses())
@@ -194,12 +211,10 @@ class Controller:
             await self.blocks.free(n)
         return {}
 
-    def _rename(self, peer: Peer, a: dict) -> dict:
+    async def _rename(self, peer: Peer, a: dict) -> dict:
         self.ns.rename(_str(a, "src"), _str(a, "dst"))
-        node = self.ns.lookup(a["dst"])
-        for n in node.walk():
-            if n.kind != "dir":
-                self._push_watch(n)
+        # Moved structures are watched for what covers their new path from the reply on.
+        await self._push_watches(self.ns.lookup(a["dst"]))
         return {}
 
     def _list(self, peer: Peer, a: dict) -> dict:
@@ -275,6 +290,7 @@ class Controller:
         # From now on this link also carries block data (EXPORT replies, notifications).
         peer.decoder.set_limits(registered_server_limits(block_size))
         log.info("memory server %s registered (%d blocks)", info.address, info.num_blocks)
+        self._registered.set()
         return {"server_id": info.server_id}
 
     def _own_block(self, peer: Peer, a: dict) -> int:
@@ -350,6 +366,7 @@ class Controller:
             log.info("lease expired: %s reclaimed", node.path)
 
     async def _flush(self, node: Node) -> None:
+        assert node.backing is not None  # only mapped structures are flushed; they have one
         try:
             records = await self.blocks.export(node)
             data = encode_dump(node.kind, records)
@@ -363,47 +380,23 @@ class Controller:
 
     # -- notifications -------------------------------------------------------------------------
 
-    def _subscribe(self, peer: Peer, a: dict) -> dict:
-        prefix = _str(a, "path")
-        self.ns.lookup(prefix)  # PathNotFound for a typo rather than a silent dead subscription
-        ops = a.get("ops") or sorted(NOTIFY_OPS)
-        if not isinstance(ops, list) or not set(ops) <= NOTIFY_OPS:
-            raise errors.StateProtocolError(f"ops must be a list drawn from {sorted(NOTIFY_OPS)}")
-        sub = Subscription(peer, prefix, frozenset(ops))
-        self.subs.append(sub)
-        for n in self.ns.lookup(prefix).walk():
-            if n.kind != "dir":
-                self._push_watch(n)
+    async def _subscribe(self, peer: Peer, a: dict) -> dict:
+        sub = self.subs.add(peer, a.get("path"), a.get("ops"))
+        # Structures already there are watched before the reply: an op after it is notified.
+        # Structures created, moved in or grown later get the watch with their new blocks.
+        if self.ns.exists(sub.prefix):
+            await self._push_watches(self.ns.lookup(sub.prefix))
         return {}
 
     def _watch_ops(self, node: Node) -> list[str]:
-        path = node.path
-        return sorted({op for s in self.subs if s.covers(path) for op in s.ops})
+        return self.subs.ops_for(node.path)
 
-    def _push_watch(self, node: Node) -> None:
-        ops = self._watch_ops(node)
-        by_server: dict[int, list[int]] = {}
-        for p in node.partitions:
-            for r in p.chain:
-                by_server.setdefault(r.server_id, []).append(r.alloc)
-        for sid, allocs in by_server.items():
-            srv = self.alloc.servers[sid]
-            if srv.alive:
-                self._spawn(srv.peer.call(Op.WATCH, codec.pack_json({"allocs": allocs, "ops": ops})))
-
-    def _spawn(self, aw) -> None:
-        t = asyncio.ensure_future(aw)
-        self._tasks.add(t)
-        t.add_done_callback(lambda t: (self._tasks.discard(t), t.cancelled() or t.exception()))
+    async def _push_watches(self, top: Node) -> None:
+        await asyncio.gather(*(self.blocks.push_watch(n) for n in top.walk() if n.kind != "dir"))
 
     def _fan_out(self, fields: list[bytes]) -> None:
         if len(fields) != 3:
             return
         node = self.ns.by_id.get(codec.unpack_u64(fields[0]))
-        if node is None:
-            return
-        path = node.path
-        op = fields[1].decode(errors="replace")
-        for s in self.subs:
-            if op in s.ops and s.covers(path):
-                s.peer.send_event(Op.NOTIFY, [fields[1], path.encode(), fields[2]])
+        if node is not None:
+            self.subs.fan_out(node.path, fields[1], fields[2])

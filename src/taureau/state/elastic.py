@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from bisect import bisect_right
 from collections.abc import Callable
 
 from taureau.common import errors
 from taureau.state import codec
-from taureau.state.allocator import Allocator
+from taureau.state.allocator import Allocator, ServerInfo
 from taureau.state.blocks import ENTRY_OVERHEAD, NUM_SLOTS, fit_batches, slot_of
 from taureau.state.codec import Op, pack_u64
 from taureau.state.namespace import BlockRef, Namespace, Node, NodeState, Partition
@@ -45,6 +46,7 @@ class BlockManager:
         (srv,) = self.alloc.pick()
         aid = self.alloc.new_alloc_id()
         hi = lo + srv.block_size if hi is None else hi
+        watch = self.watch_ops(node)
         req = {
             "alloc": aid,
             "struct": node.struct_id,
@@ -52,15 +54,40 @@ class BlockManager:
             "lo": lo,
             "hi": hi,
             "importing": importing,
-            "watch": self.watch_ops(node),
+            "watch": watch,
         }
         try:
             await srv.peer.call(Op.NEW_BLOCK, codec.pack_json(req))
+            await self.settle_watch(node, srv, aid, watch)
         except Exception:
             self.alloc.release(srv.server_id)
             raise
         self.owner[aid] = node.struct_id
         return Partition(lo, hi, [BlockRef(srv.server_id, aid)])
+
+    async def settle_watch(self, node: Node, srv: ServerInfo, alloc: int, sent: list[str] | None) -> None:
+        """Bring a block that is in no map yet up to date with the subscriptions: one that came
+        while the block was being set up could not see it. Callers publish the block right
+        after this returns, with no await in between."""
+        while (ops := self.watch_ops(node)) != sent:
+            await srv.peer.call(Op.WATCH, codec.pack_json({"allocs": [alloc], "ops": ops}))
+            sent = ops
+
+    async def push_watch(self, node: Node) -> None:
+        """Tell every memory server holding `node`'s blocks which ops are watched now."""
+        ops = self.watch_ops(node)
+        by_server: dict[int, list[int]] = {}
+        for p in node.partitions:
+            for r in p.chain:
+                by_server.setdefault(r.server_id, []).append(r.alloc)
+        calls = []
+        for sid, allocs in by_server.items():
+            srv = self.alloc.servers[sid]
+            if srv.alive:
+                calls.append(srv.peer.call(Op.WATCH, codec.pack_json({"allocs": allocs, "ops": ops})))
+        for res in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(res, Exception):  # that server is going away; its blocks go with it
+                log.warning("watch update for %s failed: %s", node.path, res)
 
     async def populate(self, node: Node, num_blocks: int) -> None:
         """Give a new structure its first blocks (hash: even slot ranges; file: extents)."""
@@ -184,6 +211,11 @@ class BlockManager:
             except Exception:
                 await self._free_ref(newp.chain[0])
                 raise
+            ref = newp.chain[0]
+            try:  # LINK_NEXT was awaited: a subscription may have come meanwhile
+                await self.settle_watch(node, self.alloc.servers[ref.server_id], ref.alloc, None)
+            except errors.StateError as e:  # the tail is sealed: the new block must go in the map
+                log.warning("watch update for %s failed: %s", node.path, e)
             node.partitions.append(newp)
             node.epoch += 1
         finally:

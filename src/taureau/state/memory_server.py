@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +38,8 @@ class MemoryServer:
     def __init__(
         self,
         *,
-        controller: str,
+        controller: str | None = None,
+        controller_sock: socket.socket | None = None,
         block_size: int,
         num_blocks: int,
         host: str = "127.0.0.1",
@@ -49,7 +51,10 @@ class MemoryServer:
             raise ValueError(
                 f"a memory server needs 1024 <= block_size <= {MAX_BLOCK_SIZE} and num_blocks >= 1"
             )
-        self.controller = controller
+        if (controller is None) == (controller_sock is None):
+            raise ValueError("a memory server needs a controller address or a connected controller socket")
+        self.controller = controller  # host:port we dial, or None when linked by controller_sock
+        self.controller_sock = controller_sock  # a socketpair end from the process running the controller
         self.block_size = block_size
         self.num_blocks = num_blocks
         self.host, self.port = host, port
@@ -90,12 +95,17 @@ class MemoryServer:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(self._accept, self.host, self.port)
         self.port = self.server.sockets[0].getsockname()[1]
-        chost, cport = split_address(self.controller)
-        self.ctl = await connect(
-            chost, cport, self._command, self._controller_lost, controller_link_limits(self.block_size)
-        )
+        limits = controller_link_limits(self.block_size)
+        if self.controller_sock is not None:
+            _, self.ctl = await loop.create_connection(
+                lambda: Peer(self._command, self._controller_lost, limits=limits), sock=self.controller_sock
+            )
+        else:
+            assert self.controller is not None
+            chost, cport = split_address(self.controller)
+            self.ctl = await connect(chost, cport, self._command, self._controller_lost, limits)
         reg = {"address": self.address, "block_size": self.block_size, "num_blocks": self.num_blocks}
-        await self.ctl.call(Op.REGISTER, codec.pack_json(reg))
+        await self._link().call(Op.REGISTER, codec.pack_json(reg))
         log.info("memory server %s: %d x %d-byte blocks", self.address, self.num_blocks, self.block_size)
 
     async def close(self) -> None:
@@ -113,6 +123,11 @@ class MemoryServer:
         if self.exit_on_controller_loss and not self.stopped.is_set():
             log.warning("memory server %s: controller link lost, stopping", self.address)
             self._spawn(self.close())
+
+    def _link(self) -> Peer:
+        if self.ctl is None:
+            raise errors.StateUnavailableError("not linked to a controller")
+        return self.ctl
 
     def _spawn(self, coro) -> None:
         t = asyncio.ensure_future(coro)
@@ -285,9 +300,11 @@ class MemoryServer:
                 at = block.split_point()
                 if at is None:
                     raise errors.OutOfMemoryError("every key is in one slot; cannot split")
-                await self.ctl.call(Op.SPLIT_REQUEST, codec.pack_json({"alloc": block.alloc_id, "at": at}))
+                await self._link().call(
+                    Op.SPLIT_REQUEST, codec.pack_json({"alloc": block.alloc_id, "at": at})
+                )
             else:
-                await self.ctl.call(Op.APPEND_REQUEST, codec.pack_json({"alloc": block.alloc_id}))
+                await self._link().call(Op.APPEND_REQUEST, codec.pack_json({"alloc": block.alloc_id}))
             block.grow_oom = False
         except Exception as e:  # noqa: BLE001 - the block keeps serving; full writes get REDO/OOM
             log.debug("growth of block %d refused: %s", block.alloc_id, e)
@@ -307,7 +324,7 @@ class MemoryServer:
 
     async def _merge(self, block: Block) -> None:
         try:
-            await self.ctl.call(
+            await self._link().call(
                 Op.MERGE_REQUEST, codec.pack_json({"alloc": block.alloc_id, "used": block.used})
             )
         except Exception as e:  # noqa: BLE001 - merging is an optimisation; refusal is normal
@@ -317,10 +334,12 @@ class MemoryServer:
             block.merge_pending = False
 
     def drained(self, block: Block) -> None:
-        self.ctl.send_event(Op.DRAINED, codec.pack_json({"alloc": block.alloc_id}))
+        if self.ctl is not None:
+            self.ctl.send_event(Op.DRAINED, codec.pack_json({"alloc": block.alloc_id}))
 
     def notify(self, block: Block, op: str, data: bytes) -> None:
-        self.ctl.send_event(Op.NOTIFY, [pack_u64(block.struct_id), op.encode(), data])
+        if self.ctl is not None:
+            self.ctl.send_event(Op.NOTIFY, [pack_u64(block.struct_id), op.encode(), data])
 
 
 async def run_memory_server(**kwargs: Any) -> None:

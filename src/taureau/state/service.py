@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 
 from taureau.common import errors
@@ -49,7 +50,11 @@ async def start_state_services(
     memory_server_process: bool = True,
     advertised_host: str | None = None,
 ) -> StateServices:
-    """Start the controller on this loop and one memory server.
+    """Start the controller on this loop and one memory server, then open the client port.
+
+    The memory server is linked to the controller through a socketpair, so it registers its
+    pool before the client port exists: once that port accepts, a create can be served (a
+    script or probe that connects the moment it opens must not get OutOfMemoryError).
 
     By default the memory server runs in a child process: its data path then gets a core
     and a GIL of its own instead of sharing the broker's (docs/state.md has the numbers).
@@ -57,36 +62,49 @@ async def start_state_services(
     """
     make_private_dirs(data_dir)
     ctl = Controller(lease_ms=lease_ms, data_dir=data_dir)
-    await ctl.start(host, controller_port)
+    await ctl.start()
+    ours, theirs = socket.socketpair()
     try:
+        await ctl.attach(ours)
         if not memory_server_process:
             ms = MemoryServer(
-                controller=ctl.address, block_size=block_size, num_blocks=num_blocks, host=host,
+                controller_sock=theirs, block_size=block_size, num_blocks=num_blocks, host=host,
                 exit_on_controller_loss=False, advertised_host=advertised_host,
             )  # fmt: skip
             await ms.start()
-            return StateServices(ctl, ms)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "taureau.cli.state_cmd", "memory-server",
-            "--controller", ctl.address, "--host", host, "--port", "0",
-            "--advertised-address", advertised_host or host,
-            "--block-size", str(block_size), "--blocks", str(num_blocks),
-        )  # fmt: skip
-        services = StateServices(ctl, None, proc)
-        await _wait_registered(ctl, proc)
+            services = StateServices(ctl, ms)
+        else:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "taureau.cli.state_cmd", "memory-server",
+                "--controller-fd", str(theirs.fileno()), "--host", host, "--port", "0",
+                "--advertised-address", advertised_host or host,
+                "--block-size", str(block_size), "--blocks", str(num_blocks),
+                pass_fds=(theirs.fileno(),),
+            )  # fmt: skip
+            theirs.close()  # the child has its copy; ours must not keep the link open if it dies
+            services = StateServices(ctl, None, proc)
+            await _wait_registered(ctl, proc)
+        await ctl.listen(host, controller_port)
         return services
     except BaseException:
+        theirs.close()
         await ctl.close()
         raise
 
 
 async def _wait_registered(ctl: Controller, proc) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + REGISTER_TIMEOUT_S
-    while not ctl.alloc.servers:
-        if proc.returncode is not None:
+    """Wait for the child's registration; fail early if it exits, kill it if it is too slow."""
+    waiter = asyncio.ensure_future(ctl.wait_for_servers(1, REGISTER_TIMEOUT_S))
+    exited = asyncio.ensure_future(proc.wait())
+    try:
+        await asyncio.wait([waiter, exited], return_when=asyncio.FIRST_COMPLETED)
+        if not waiter.done():
             raise errors.StateUnavailableError(f"memory server exited with code {proc.returncode}")
-        if loop.time() > deadline:
+        waiter.result()  # StateUnavailableError if it did not register in time
+    except BaseException:
+        if proc.returncode is None:
             proc.kill()
-            raise errors.StateUnavailableError("memory server did not register in time")
-        await asyncio.sleep(0.02)
+        raise
+    finally:
+        waiter.cancel()
+        exited.cancel()
