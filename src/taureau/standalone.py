@@ -96,7 +96,7 @@ class Standalone:
 
         self._closers.append(stop_broker_server)
         if self.config.state.enabled:
-            await self._start_state(data_dir)
+            await self._start_state(data_dir, store)
         app = build_admin_app(service)
         web = WebServer(app, broker.bind_address, broker.web_port)
         self.web_port = web.port
@@ -156,7 +156,7 @@ class Standalone:
 
         self._closers.append(unlock)
 
-    async def _start_state(self, data_dir: str) -> None:
+    async def _start_state(self, data_dir: str, store) -> None:
         from taureau.state.service import start_state_services
 
         opts = self.config.state
@@ -168,6 +168,7 @@ class Standalone:
             num_blocks=opts.blocks,
             lease_ms=opts.lease_ms,
             data_dir=os.path.join(data_dir, "state"),
+            store=store,  # the namespace outlives a restart (docs/state.md)
         )
         port = services.controller_address.rsplit(":", 1)[1]
         self.state_address = f"{self.config.broker.advertised_address}:{port}"

@@ -52,7 +52,28 @@ def register(subparsers) -> None:
     ms.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     ms.add_argument("--block-size", default="32MiB", help="bytes per block (e.g. 32MiB)")
     ms.add_argument("--blocks", type=int, default=64, help="number of blocks in this server's pool")
+    ms.add_argument(
+        "--rejoin-s",
+        type=float,
+        default=60.0,
+        help="how long to keep serving and rejoining when the controller goes away (default 60)",
+    )
     ms.set_defaults(func=memory_server_handler)
+
+    sc = subparsers.add_parser(
+        "state-controller", help="run a state controller alone (memory servers join it with memory-server)"
+    )
+    sc.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sc.add_argument("--port", type=int, default=9090, help="port to listen on (default 9090)")
+    sc.add_argument("--data-dir", default="./state-data", help="namespace (metadata) and dumps live here")
+    sc.add_argument("--lease-ms", type=int, default=10_000, help="lease period and grace (default 10000)")
+    sc.add_argument(
+        "--rejoin-ms",
+        type=int,
+        default=30_000,
+        help="after a restart, how long known memory servers have to come back (default 30000)",
+    )
+    sc.set_defaults(func=controller_handler)
 
 
 def _structure(client, path: str):
@@ -121,13 +142,34 @@ def memory_server_handler(args: argparse.Namespace) -> int:
     kwargs = dict(
         controller=args.controller, host=args.host, port=args.port, block_size=block_size,
         advertised_host=args.advertised_address,
-        num_blocks=args.blocks,
+        num_blocks=args.blocks, rejoin_s=args.rejoin_s,
     )  # fmt: skip
     try:
         if args.controller_fd is not None:
             kwargs["controller_sock"] = socket.socket(fileno=args.controller_fd)
         _run(run_memory_server(**kwargs))
     except (errors.StateError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def controller_handler(args: argparse.Namespace) -> int:
+    from taureau.state.service import serve_controller
+
+    try:
+        _run(
+            serve_controller(
+                host=args.host,
+                port=args.port,
+                data_dir=args.data_dir,
+                lease_ms=args.lease_ms,
+                rejoin_ms=args.rejoin_ms,
+            )  # fmt: skip
+        )
+    except (errors.TaureauError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

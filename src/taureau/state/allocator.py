@@ -3,10 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from taureau.common import errors
 from taureau.state.limits import MAX_BLOCK_SIZE
+
+# A memory server's life as the controller sees it:
+#
+#   JOINING --link + REGISTER--> REPORTING --last REPORT--> SERVING --link lost--> DEAD
+#      |                            |  link lost                          ^
+#      |                            +--------------> JOINING              |
+#      +--------------------- rejoin window over -------------------------+
+#
+# JOINING: known from the catalog (a controller restart) but not linked yet; its blocks are
+# still served to clients by the server itself. REPORTING: linked, telling us which blocks it
+# holds. Only SERVING servers get new blocks. DEAD is final: a server that comes back after
+# that is a new server, and whatever it holds is freed.
+
+
+class ServerState(Enum):
+    JOINING = "joining"
+    REPORTING = "reporting"
+    SERVING = "serving"
+    DEAD = "dead"
+
+
+_ALLOWED = {
+    ServerState.JOINING: {ServerState.REPORTING, ServerState.DEAD},
+    ServerState.REPORTING: {ServerState.SERVING, ServerState.JOINING, ServerState.DEAD},
+    ServerState.SERVING: {ServerState.DEAD},
+    ServerState.DEAD: set(),
+}
 
 
 @dataclass(eq=False)
@@ -16,12 +44,32 @@ class ServerInfo:
     block_size: int
     num_blocks: int
     used: int = 0  # blocks handed out on this server
-    alive: bool = True
+    state: ServerState = ServerState.REPORTING
     peer: Any = None  # the rpc.Peer of its registration link (commands go through it)
+    rejoin: bool = True  # False when linked by a socketpair: it cannot come back after a restart
+
+    def set_state(self, new: ServerState) -> None:
+        if new not in _ALLOWED[self.state]:
+            raise errors.StateError(f"memory server {self.address}: illegal transition {self.state} -> {new}")
+        self.state = new
+
+    @property
+    def alive(self) -> bool:
+        """Linked and able to take commands (its blocks' maps are good)."""
+        return self.state in (ServerState.REPORTING, ServerState.SERVING)
 
     @property
     def free(self) -> int:
-        return self.num_blocks - self.used if self.alive else 0
+        return self.num_blocks - self.used if self.state is ServerState.SERVING else 0
+
+    def record(self) -> dict[str, Any]:
+        """What the catalog keeps about this server."""
+        return {
+            "address": self.address,
+            "block_size": self.block_size,
+            "num_blocks": self.num_blocks,
+            "rejoin": self.rejoin,
+        }
 
 
 class Allocator:
@@ -30,16 +78,18 @@ class Allocator:
 
     def __init__(self) -> None:
         self.servers: dict[int, ServerInfo] = {}
-        self._next_server = 1
-        self._next_alloc = 1
 
-    def add_server(self, address: str, block_size: int, num_blocks: int, peer: Any) -> ServerInfo:
+    @staticmethod
+    def check_shape(block_size: Any, num_blocks: Any) -> None:
+        if not isinstance(block_size, int) or not isinstance(num_blocks, int):
+            raise errors.StateProtocolError("a memory server's block_size and num_blocks must be integers")
         if not 1024 <= block_size <= MAX_BLOCK_SIZE or num_blocks < 1:
             raise errors.StateProtocolError(
                 f"a memory server needs 1024 <= block_size <= {MAX_BLOCK_SIZE} and num_blocks >= 1"
             )
-        info = ServerInfo(self._next_server, address, block_size, num_blocks, peer=peer)
-        self._next_server += 1
+
+    def add_server(self, info: ServerInfo) -> ServerInfo:
+        self.check_shape(info.block_size, info.num_blocks)
         self.servers[info.server_id] = info
         return info
 
@@ -67,10 +117,6 @@ class Allocator:
     def free_bytes(self) -> int:
         return sum(s.free * s.block_size for s in self.servers.values())
 
-    def new_alloc_id(self) -> int:
-        self._next_alloc += 1
-        return self._next_alloc - 1
-
     def release(self, server_id: int) -> None:
         s = self.servers.get(server_id)
         if s is not None and s.used > 0:
@@ -79,8 +125,12 @@ class Allocator:
     def addresses(self) -> dict[int, tuple[str, int]]:
         return {s.server_id: (s.address, s.block_size) for s in self.servers.values()}
 
+    def joining(self) -> bool:
+        """Some known memory server may still bring blocks (it is joining or reporting)."""
+        return any(s.state in (ServerState.JOINING, ServerState.REPORTING) for s in self.servers.values())
+
     def stats(self) -> dict[str, Any]:
-        live = [s for s in self.servers.values() if s.alive]
+        live = [s for s in self.servers.values() if s.state is ServerState.SERVING]
         return {
             "servers": len(live),
             "blocks_total": sum(s.num_blocks for s in live),

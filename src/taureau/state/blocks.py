@@ -7,7 +7,7 @@ from binascii import crc_hqx
 from collections import deque
 from collections.abc import Callable
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from taureau.common import errors
 from taureau.state.codec import REDO, STALE, Op, Redirect, pack_u64, unpack_u64
@@ -139,6 +139,26 @@ class Block:
 
     def import_(self, fields: list[bytes]) -> None:
         raise NotImplementedError
+
+    def is_empty(self) -> bool:
+        return self.used == 0
+
+    def incoming(self) -> tuple[int, int] | None:
+        """A slot range whose data is still on its way here (a merge target), if any."""
+        return None
+
+    def report(self) -> dict[str, Any]:
+        """What the controller needs to know about this block after it restarted."""
+        return {
+            "alloc": self.alloc_id,
+            "struct": self.struct_id,
+            "kind": self.kind,
+            "lo": self.lo,
+            "hi": self.hi,
+            "state": self.state.value,
+            "importing": self.incoming(),
+            "empty": self.is_empty(),
+        }
 
 
 class HashBlock(Block):
@@ -272,6 +292,12 @@ class HashBlock(Block):
                 self.host.notify(self, "upsert", k)
         return []
 
+    def incoming(self) -> tuple[int, int] | None:
+        return self.importing
+
+    def is_empty(self) -> bool:
+        return not self.data
+
     def split_point(self) -> int | None:
         """The slot that halves this block's keys, or None if they all share one slot."""
         slots = sorted(crc_hqx(k, 0) for k in self.data)
@@ -372,6 +398,9 @@ class QueueBlock(Block):
 
     def length(self, f: list[bytes]) -> list[bytes]:
         return [pack_u64(len(self.items))]
+
+    def is_empty(self) -> bool:
+        return not self.items
 
     def export(self) -> list[bytes]:
         return list(self.items)

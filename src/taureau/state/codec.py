@@ -72,6 +72,8 @@ class Op(IntEnum):
     EXPORT = 46
     LINK_NEXT = 47
     WATCH = 48
+    RESET_RANGE = 49
+    DESCRIBE = 50
     # control plane (client -> controller)
     HELLO = 64
     CREATE = 65
@@ -96,6 +98,7 @@ class Op(IntEnum):
     APPEND_REQUEST = 99
     DRAINED = 100
     NOTIFY = 101
+    REPORT = 102
 
 
 # Codes for error replies that are not exceptions but instructions to the client.

@@ -9,19 +9,24 @@ from collections.abc import Callable
 
 from taureau.common import errors
 from taureau.state import codec
-from taureau.state.allocator import Allocator, ServerInfo
+from taureau.state.allocator import Allocator, ServerInfo, ServerState
 from taureau.state.blocks import ENTRY_OVERHEAD, NUM_SLOTS, fit_batches, slot_of
+from taureau.state.catalog import Catalog
 from taureau.state.codec import Op, pack_u64
-from taureau.state.namespace import BlockRef, Namespace, Node, NodeState, Partition
+from taureau.state.namespace import BlockRef, Namespace, Node, NodeState, Partition, partition_record
 
 log = logging.getLogger(__name__)
 
-# Order of steps, chosen so that no client ever sees a key vanish:
-#   split:  NEW_BLOCK(importing) -> publish map -> SPLIT at source (moves keys, source now STALE
-#           for them, target REDO until IMPORT lands) -> done.
+# Order of steps, chosen so that no client ever sees a key vanish, and so that the catalog
+# (persisted) never lacks a block that holds data a client was told is stored:
+#   split:  NEW_BLOCK(importing) -> publish map -> save -> SPLIT at source (moves keys, source
+#           now STALE for them, target REDO until IMPORT lands) -> done.
 #   merge:  EXPECT at target (widens its range, REDO for the incoming part) -> publish map ->
-#           MERGE_OUT at source (source FORWARDED, i.e. STALE) -> FREE_BLOCK source.
-#   append: NEW_BLOCK -> LINK_NEXT seals the old tail (enqueues there now STALE) -> publish map.
+#           MERGE_OUT at source (source FORWARDED, i.e. STALE) -> save -> FREE_BLOCK source.
+#   append: NEW_BLOCK -> save (the new tail listed) -> LINK_NEXT seals the old tail (enqueues
+#           there now STALE) -> publish map.
+#   drain:  unpublish -> save -> FREE_BLOCK.
+# A crash between two steps leaves blocks whose reports recovery.py reconciles.
 # One elastic operation per structure at a time (Node.busy); a refused request is retried by
 # the memory server later.
 
@@ -29,14 +34,28 @@ log = logging.getLogger(__name__)
 class BlockManager:
     """Owns the alloc-id -> structure index and every NEW/FREE/SPLIT/MERGE command sent."""
 
-    def __init__(self, ns: Namespace, allocator: Allocator, watch_ops: Callable[[Node], list[str]]):
+    def __init__(
+        self, ns: Namespace, allocator: Allocator, catalog: Catalog, watch_ops: Callable[[Node], list[str]]
+    ) -> None:
         self.ns = ns
         self.alloc = allocator
+        self.catalog = catalog
         self.watch_ops = watch_ops
         self.owner: dict[int, int] = {}  # alloc id -> struct id
 
-    def _server(self, ref: BlockRef):
+    async def save(self, node: Node, extra: Partition | None = None) -> None:
+        """Write `node`'s record (with `extra` listed after its partitions, not yet published)."""
+        rec = node.record()
+        if extra is not None:
+            rec["partitions"].append(partition_record(extra))
+        await self.catalog.save_structure(node.struct_id, rec)
+
+    def _server(self, ref: BlockRef) -> ServerInfo:
         s = self.alloc.servers[ref.server_id]
+        if s.state is ServerState.JOINING:
+            raise errors.StateUnavailableError(
+                f"memory server {s.address} is rejoining after a controller restart"
+            )
         if not s.alive:
             raise errors.BlockLostError(f"memory server {s.address} is gone")
         return s
@@ -44,7 +63,11 @@ class BlockManager:
     async def new_partition(self, node: Node, lo: int, hi: int | None, importing: bool = False) -> Partition:
         """Allocate one block for `node` serving [lo, hi) (hi=None: lo + that server's block size)."""
         (srv,) = self.alloc.pick()
-        aid = self.alloc.new_alloc_id()
+        try:
+            aid = await self.catalog.next_id("alloc")
+        except BaseException:
+            self.alloc.release(srv.server_id)
+            raise
         hi = lo + srv.block_size if hi is None else hi
         watch = self.watch_ops(node)
         req = {
@@ -113,21 +136,39 @@ class BlockManager:
     async def free(self, node: Node) -> None:
         """Return every block of `node` to the pool (best effort on dead servers)."""
         parts, node.partitions = node.partitions, []
-        for p in parts:
-            for ref in p.chain:
-                await self._free_ref(ref)
+        await self.free_partitions(parts)
         node.epoch += 1
 
-    async def _free_ref(self, ref: BlockRef) -> None:
+    async def free_partitions(self, parts: list[Partition]) -> None:
+        for p in parts:
+            for ref in p.chain:
+                await self.free_ref(ref)
+
+    async def free_ref(self, ref: BlockRef) -> None:
         self.owner.pop(ref.alloc, None)
         srv = self.alloc.servers.get(ref.server_id)
-        if srv is None or not srv.alive:
-            return
-        self.alloc.release(ref.server_id)
+        if srv is not None and srv.alive:  # a joining server's blocks are freed when it reports
+            await self.free_block(srv, ref.alloc)
+
+    async def free_block(self, srv: ServerInfo, alloc: int) -> None:
+        self.alloc.release(srv.server_id)
         try:
-            await srv.peer.call(Op.FREE_BLOCK, codec.pack_json({"alloc": ref.alloc}))
+            await srv.peer.call(Op.FREE_BLOCK, codec.pack_json({"alloc": alloc}))
         except errors.StateError as e:
-            log.warning("freeing block %d on %s failed: %s", ref.alloc, srv.address, e)
+            log.warning("freeing block %d on %s failed: %s", alloc, srv.address, e)
+
+    async def command(self, ref: BlockRef, op: int, args: dict) -> None:
+        """One block command, logged if it fails (recovery's repairs: the block stays usable)."""
+        try:
+            await self._server(ref).peer.call(op, codec.pack_json(args))
+        except errors.StateError as e:
+            log.warning("%s of block %d failed: %s", codec.op_name(op), ref.alloc, e)
+
+    def index(self, node: Node) -> None:
+        """Record who owns `node`'s blocks (a structure restored from the catalog)."""
+        for p in node.partitions:
+            for r in p.chain:
+                self.owner[r.alloc] = node.struct_id
 
     def locate(self, alloc: int) -> tuple[Node, int]:
         node = self.ns.by_id.get(self.owner.get(alloc, -1))
@@ -146,14 +187,14 @@ class BlockManager:
             return None
         return node.partitions[i].chain[0].server_id
 
-    def _claim(self, node: Node) -> None:
+    def claim(self, node: Node) -> None:
         if node.busy:
             raise errors.StateUnavailableError(f"{node.path} is already being repartitioned")
         node.busy = True
 
     async def split(self, alloc: int, at: int) -> None:
         node, i = self.locate(alloc)
-        self._claim(node)
+        self.claim(node)
         try:
             p = node.partitions[i]
             if not p.lo < at < p.hi:
@@ -166,12 +207,14 @@ class BlockManager:
             node.epoch += 1
             req = {"alloc": alloc, "at": at, "target": tgt.address, "target_alloc": newp.chain[0].alloc}
             try:
+                await self.save(node)  # the target is listed before any key moves into it
                 await src.peer.call(Op.SPLIT, codec.pack_json(req))
             except Exception:
                 p.hi = old_hi
                 node.partitions.remove(newp)
                 node.epoch += 1
-                await self._free_ref(newp.chain[0])
+                await self.free_ref(newp.chain[0])
+                await self._save_quietly(node)
                 raise
         finally:
             node.busy = False
@@ -180,7 +223,7 @@ class BlockManager:
         node, i = self.locate(alloc)
         if node.kind != "hash_table" or len(node.partitions) < 2:
             raise errors.StateProtocolError("nothing to merge with")
-        self._claim(node)
+        self.claim(node)
         try:
             j = i - 1 if i > 0 else i + 1  # the neighbour whose slot range touches ours
             p, q = node.partitions[i], node.partitions[j]
@@ -192,7 +235,8 @@ class BlockManager:
             node.epoch += 1
             req = {"alloc": alloc, "target": tgt.address, "target_alloc": q.chain[0].alloc}
             await src.peer.call(Op.MERGE_OUT, codec.pack_json(req))
-            await self._free_ref(p.chain[0])
+            await self.save(node)  # only now is the source empty: until here the record lists it
+            await self.free_ref(p.chain[0])
         finally:
             node.busy = False
 
@@ -201,15 +245,17 @@ class BlockManager:
         node, i = self.locate(alloc)
         if i != len(node.partitions) - 1:
             return
-        self._claim(node)
+        self.claim(node)
         try:
             tail = node.partitions[i]
             src = self._server(tail.chain[0])
             newp = await self.new_partition(node, 0, 0)
             try:
+                await self.save(node, extra=newp)  # a sealed tail must never be the last one listed
                 await src.peer.call(Op.LINK_NEXT, codec.pack_json({"alloc": alloc}))
             except Exception:
-                await self._free_ref(newp.chain[0])
+                await self.free_ref(newp.chain[0])
+                await self._save_quietly(node)
                 raise
             ref = newp.chain[0]
             try:  # LINK_NEXT was awaited: a subscription may have come meanwhile
@@ -228,12 +274,20 @@ class BlockManager:
             return
         p = node.partitions.pop(i)
         node.epoch += 1
-        await self._free_ref(p.chain[0])
+        await self.save(node)
+        await self.free_ref(p.chain[0])
 
-    async def extend_file(self, node: Node, until: int) -> None:
+    async def _save_quietly(self, node: Node) -> None:
+        """Write a rolled-back map; if the store fails again, recovery reconciles instead."""
+        try:
+            await self.save(node)
+        except errors.StateError as e:
+            log.warning("saving %s after a rollback failed: %s", node.path, e)
+
+    async def extend_file(self, node: Node, until: int, persist: bool = True) -> None:
         """Allocate extents until the file's blocks cover byte offset `until - 1`: all of them
         or none (a grow the pool cannot serve is refused before taking any block)."""
-        self._claim(node)
+        self.claim(node)
         added: list[Partition] = []
         try:
             end = node.partitions[-1].hi if node.partitions else 0
@@ -247,10 +301,12 @@ class BlockManager:
                 p = await self.new_partition(node, lo, None)
                 node.partitions.append(p)
                 added.append(p)
+            if added and persist:
+                await self.save(node)
         except BaseException:
             for p in added:  # a refused grow leaves the file as it was
                 node.partitions.remove(p)
-                await self._free_ref(p.chain[0])
+                await self.free_ref(p.chain[0])
             raise
         finally:
             if added:
@@ -271,10 +327,9 @@ class BlockManager:
         srv = self._server(p.chain[0])
         await srv.peer.call(Op.IMPORT, [pack_u64(p.chain[0].alloc), *records])
 
-    def server_lost(self, server_id: int) -> list[Node]:
+    def server_lost(self, server_id: int, how: str = "died") -> list[Node]:
         """Mark every partition on a dead server lost; return the structures hit."""
         srv = self.alloc.servers[server_id]
-        srv.alive = False
         hit = []
         for node in list(self.ns.by_id.values()):
             lost = [p for p in node.partitions if any(r.server_id == server_id for r in p.chain)]
@@ -282,7 +337,7 @@ class BlockManager:
                 continue
             for p in lost:
                 p.lost = True
-            node.lost_reason = f"memory server {srv.address} died holding {len(lost)} of its blocks"
+            node.lost_reason = f"memory server {srv.address} {how} holding {len(lost)} of its blocks"
             if node.state is NodeState.ACTIVE:
                 node.set_state(NodeState.LOST)
             node.epoch += 1
@@ -310,7 +365,7 @@ class BlockManager:
                     await srv.peer.call(Op.LINK_NEXT, codec.pack_json({"alloc": p.chain[0].alloc}))
             else:
                 data = b"".join(records)
-                await self.extend_file(node, max(len(data), 1))
+                await self.extend_file(node, max(len(data), 1), persist=False)
                 for p in node.partitions:
                     await self.import_into(p, [data[p.lo : p.hi]])
         except Exception:

@@ -38,9 +38,12 @@ def controller_limits() -> FrameLimits:
 
 def registered_server_limits(block_size: int) -> FrameLimits:
     """A registered memory server's link to the controller: EXPORT replies and NOTIFY events
-    (a key or an item) carry block data; everything else is JSON."""
+    (a key or an item) carry block data; a DESCRIBE reply lists up to every block it has;
+    everything else is JSON (a REPORT is cut to fit CONTROL_MAX)."""
     n = data_max(block_size)
-    return FrameLimits(CONTROL_MAX, {(OK, Op.EXPORT): n, (EVENT, Op.NOTIFY): n})
+    return FrameLimits(
+        CONTROL_MAX, {(OK, Op.EXPORT): n, (EVENT, Op.NOTIFY): n, (OK, Op.DESCRIBE): COMMAND_MAX}
+    )
 
 
 def memory_server_limits(block_size: int) -> FrameLimits:

@@ -17,14 +17,18 @@ from taureau.state.blocks import (
     BlockState,
     HashBlock,
     QueueBlock,
+    slot_of,
 )
 from taureau.state.codec import STALE, Frame, Op, Redirect, pack_u64
-from taureau.state.limits import CONTROL_MAX, MAX_BLOCK_SIZE, controller_link_limits, memory_server_limits
+from taureau.state.ctl_link import ControllerLink
+from taureau.state.limits import CONTROL_MAX, MAX_BLOCK_SIZE, memory_server_limits
 from taureau.state.rpc import Peer, connect, split_address
 
 log = logging.getLogger(__name__)
 
 MERGE_RETRY_S = 1.0  # after a refused merge, a block waits this long before asking again
+REJOIN_S = 60.0  # how long a memory server linked by address waits for its controller to return
+IMPORT_TIMEOUT_S = 30.0  # a split or merge's IMPORT to another memory server
 _FIRST_MGMT_OP = Op.NEW_BLOCK
 
 
@@ -46,15 +50,13 @@ class MemoryServer:
         port: int = 0,
         exit_on_controller_loss: bool = True,
         advertised_host: str | None = None,
+        rejoin_s: float | None = REJOIN_S,
     ) -> None:
         if not 1024 <= block_size <= MAX_BLOCK_SIZE or num_blocks < 1:
             raise ValueError(
                 f"a memory server needs 1024 <= block_size <= {MAX_BLOCK_SIZE} and num_blocks >= 1"
             )
-        if (controller is None) == (controller_sock is None):
-            raise ValueError("a memory server needs a controller address or a connected controller socket")
-        self.controller = controller  # host:port we dial, or None when linked by controller_sock
-        self.controller_sock = controller_sock  # a socketpair end from the process running the controller
+        self.link = ControllerLink(self, controller, controller_sock, rejoin_s)
         self.block_size = block_size
         self.num_blocks = num_blocks
         self.host, self.port = host, port
@@ -62,7 +64,6 @@ class MemoryServer:
         self.advertised_host = advertised_host or host
         self.exit_on_controller_loss = exit_on_controller_loss
         self.blocks: dict[bytes, Block] = {}  # packed u64 alloc id -> block (packed: no unpack per op)
-        self.ctl: Peer | None = None  # our registration link; the controller commands us through it
         self.peers: dict[str, Peer] = {}  # links to other memory servers, for split/merge imports
         self.clients: set[Peer] = set()  # accepted connections (closed with the server)
         self.server: asyncio.AbstractServer | None = None
@@ -80,6 +81,8 @@ class MemoryServer:
             Op.EXPORT: self._export,
             Op.LINK_NEXT: self._link_next,
             Op.WATCH: self._watch,
+            Op.RESET_RANGE: self._reset_range,
+            Op.DESCRIBE: self._describe,
         }
 
     def _accept(self) -> Peer:
@@ -95,39 +98,32 @@ class MemoryServer:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(self._accept, self.host, self.port)
         self.port = self.server.sockets[0].getsockname()[1]
-        limits = controller_link_limits(self.block_size)
-        if self.controller_sock is not None:
-            _, self.ctl = await loop.create_connection(
-                lambda: Peer(self._command, self._controller_lost, limits=limits), sock=self.controller_sock
-            )
-        else:
-            assert self.controller is not None
-            chost, cport = split_address(self.controller)
-            self.ctl = await connect(chost, cport, self._command, self._controller_lost, limits)
-        reg = {"address": self.address, "block_size": self.block_size, "num_blocks": self.num_blocks}
-        await self._link().call(Op.REGISTER, codec.pack_json(reg))
+        try:
+            await self.link.join()
+        except BaseException:
+            self.server.close()
+            raise
         log.info("memory server %s: %d x %d-byte blocks", self.address, self.num_blocks, self.block_size)
 
     async def close(self) -> None:
+        self.link.close()
         if self.server is not None:
             self.server.close()
-        for p in [self.ctl, *self.peers.values(), *self.clients]:
-            if p is not None:
-                p.close()
+        for p in [*self.peers.values(), *self.clients]:
+            p.close()
         self.blocks.clear()
         for t in list(self._tasks):
             t.cancel()
         self.stopped.set()
 
-    def _controller_lost(self, _peer: Peer) -> None:
+    def controller_gone(self) -> None:
+        """No controller any more (and none will come back in time)."""
         if self.exit_on_controller_loss and not self.stopped.is_set():
-            log.warning("memory server %s: controller link lost, stopping", self.address)
+            log.warning("memory server %s: stopping without a controller", self.address)
             self._spawn(self.close())
 
-    def _link(self) -> Peer:
-        if self.ctl is None:
-            raise errors.StateUnavailableError("not linked to a controller")
-        return self.ctl
+    def block_reports(self) -> list[dict[str, Any]]:
+        return [b.report() for b in self.blocks.values()]
 
     def _spawn(self, coro) -> None:
         t = asyncio.ensure_future(coro)
@@ -153,7 +149,7 @@ class MemoryServer:
             raise errors.StateProtocolError(f"{codec.op_name(op)} is taken from the controller only")
         raise errors.StateProtocolError(f"memory server does not serve op {op}")
 
-    def _command(self, peer: Peer, fr: Frame) -> Any:
+    def command(self, peer: Peer, fr: Frame) -> Any:
         """The link to our controller: block commands (and anything a client may send)."""
         fn = self._mgmt.get(fr.op)
         if fn is None:
@@ -194,6 +190,24 @@ class MemoryServer:
             blk = self.blocks.get(pack_u64(alloc))
             if blk is not None:
                 blk.watch = frozenset(a["ops"])
+        return []
+
+    def _describe(self, f: list[bytes]) -> list[bytes]:
+        """Fresh reports of some blocks (the controller reconciling after a restart)."""
+        allocs = codec.unpack_json(f)["allocs"]
+        found = [self.blocks.get(pack_u64(a)) for a in allocs]
+        return codec.pack_json({"blocks": [b.report() for b in found if b is not None]})
+
+    def _reset_range(self, f: list[bytes]) -> list[bytes]:
+        """Undo an EXPECT whose merge never moved anything (the controller restarted between)."""
+        a = codec.unpack_json(f)
+        blk = self._block(a["alloc"])
+        lo, hi = a["lo"], a["hi"]
+        if not isinstance(blk, HashBlock) or blk.importing is None or not blk.lo <= lo < hi <= blk.hi:
+            raise errors.StateProtocolError(f"block {a['alloc']} has no merge to undo to [{lo}, {hi})")
+        if any(not lo <= slot_of(k) < hi for k in blk.data):
+            raise errors.StateProtocolError(f"block {a['alloc']} holds keys outside [{lo}, {hi})")
+        blk.lo, blk.hi, blk.importing = lo, hi, None
         return []
 
     def _expect(self, f: list[bytes]) -> list[bytes]:
@@ -287,7 +301,11 @@ class MemoryServer:
         if peer is None or peer.closed:
             host, port = split_address(target)
             peer = self.peers[target] = await connect(host, port, limits=CONTROL_MAX)
-        await peer.call(Op.IMPORT, [pack_u64(alloc), *fields])
+        try:  # bounded: a rejoin waits for this to end before reporting our blocks
+            await asyncio.wait_for(peer.call(Op.IMPORT, [pack_u64(alloc), *fields]), IMPORT_TIMEOUT_S)
+        except TimeoutError:
+            peer.close()
+            raise errors.StateUnavailableError(f"memory server {target} took no import in time") from None
 
     # -- BlockHost: requests from blocks to the controller ------------------------------------
 
@@ -300,11 +318,9 @@ class MemoryServer:
                 at = block.split_point()
                 if at is None:
                     raise errors.OutOfMemoryError("every key is in one slot; cannot split")
-                await self._link().call(
-                    Op.SPLIT_REQUEST, codec.pack_json({"alloc": block.alloc_id, "at": at})
-                )
+                await self.link.call(Op.SPLIT_REQUEST, {"alloc": block.alloc_id, "at": at})
             else:
-                await self._link().call(Op.APPEND_REQUEST, codec.pack_json({"alloc": block.alloc_id}))
+                await self.link.call(Op.APPEND_REQUEST, {"alloc": block.alloc_id})
             block.grow_oom = False
         except Exception as e:  # noqa: BLE001 - the block keeps serving; full writes get REDO/OOM
             log.debug("growth of block %d refused: %s", block.alloc_id, e)
@@ -324,9 +340,7 @@ class MemoryServer:
 
     async def _merge(self, block: Block) -> None:
         try:
-            await self._link().call(
-                Op.MERGE_REQUEST, codec.pack_json({"alloc": block.alloc_id, "used": block.used})
-            )
+            await self.link.call(Op.MERGE_REQUEST, {"alloc": block.alloc_id, "used": block.used})
         except Exception as e:  # noqa: BLE001 - merging is an optimisation; refusal is normal
             log.debug("merge of block %d refused: %s", block.alloc_id, e)
             self._merge_refused_at[block.alloc_id] = time.monotonic()
@@ -334,12 +348,10 @@ class MemoryServer:
             block.merge_pending = False
 
     def drained(self, block: Block) -> None:
-        if self.ctl is not None:
-            self.ctl.send_event(Op.DRAINED, codec.pack_json({"alloc": block.alloc_id}))
+        self.link.send_event(Op.DRAINED, codec.pack_json({"alloc": block.alloc_id}))
 
     def notify(self, block: Block, op: str, data: bytes) -> None:
-        if self.ctl is not None:
-            self.ctl.send_event(Op.NOTIFY, [pack_u64(block.struct_id), op.encode(), data])
+        self.link.send_event(Op.NOTIFY, [pack_u64(block.struct_id), op.encode(), data])
 
 
 async def run_memory_server(**kwargs: Any) -> None:

@@ -56,6 +56,10 @@ class Partition:
     lost: bool = False
 
 
+def partition_record(p: Partition) -> dict[str, Any]:
+    return {"lo": p.lo, "hi": p.hi, "lost": p.lost, "chain": [[r.server_id, r.alloc] for r in p.chain]}
+
+
 @dataclass(eq=False)
 class Node:
     name: str
@@ -91,6 +95,20 @@ class Node:
         yield self
         for c in list(self.children.values()):
             yield from c.walk()
+
+    def record(self) -> dict[str, Any]:
+        """What the catalog keeps of a structure (no lease deadline, no busy flag)."""
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "pinned": self.pinned,
+            "mapped": self.mapped,
+            "backing": self.backing,
+            "state": self.state.value,
+            "lost_reason": self.lost_reason,
+            "epoch": self.epoch,
+            "partitions": [partition_record(p) for p in self.partitions],
+        }
 
     def block_map(self, servers: dict[int, tuple[str, int]]) -> dict[str, Any]:
         """The map clients cache; `servers` maps server id -> (address, block size)."""
@@ -135,7 +153,6 @@ class Namespace:
     def __init__(self) -> None:
         self.root = Node("", None, "dir", float("inf"))
         self.by_id: dict[int, Node] = {}  # struct_id -> structure node
-        self._next_id = 1
 
     def lookup(self, path: str) -> Node:
         node = self.root
@@ -161,20 +178,52 @@ class Namespace:
             return False
         return True
 
-    def create(self, path: str, kind: str, lease_until: float, **flags: Any) -> Node:
-        """Create a structure (and missing parent directories). No blocks yet."""
+    def check_new(self, path: str, kind: str) -> None:
+        """Raise what create() would, without changing anything (it may be awaited after)."""
         if kind not in STRUCTURE_KINDS:
             raise errors.StateProtocolError(f"unknown structure kind {kind!r}")
         parts = split_path(path)
         if not parts:
             raise errors.InvalidPathError("the root cannot be a structure")
-        parent = self._make_dirs(parts[:-1], lease_until)
-        if parts[-1] in parent.children:
+        node = self.root
+        for p in parts[:-1]:
+            nxt = node.children.get(p)
+            if nxt is None:
+                return
+            if nxt.kind != "dir":
+                raise errors.WrongTypeError(f"{nxt.path} is a {nxt.kind}, not a directory")
+            node = nxt
+        if parts[-1] in node.children:
             raise errors.PathExistsError(f"path exists: {path}")
-        node = Node(parts[-1], parent, kind, lease_until, struct_id=self._next_id, **flags)
-        self._next_id += 1
+
+    def create(self, path: str, kind: str, lease_until: float, struct_id: int, **flags: Any) -> Node:
+        """Create a structure (and missing parent directories). No blocks yet."""
+        self.check_new(path, kind)
+        parts = split_path(path)
+        parent = self._make_dirs(parts[:-1], lease_until)
+        node = Node(parts[-1], parent, kind, lease_until, struct_id=struct_id, **flags)
         parent.children[node.name] = node
         self.by_id[node.struct_id] = node
+        return node
+
+    def restore(self, struct_id: int, rec: dict[str, Any], lease_until: float) -> Node:
+        """Put back a structure from its catalog record (a controller restart)."""
+        node = self.create(
+            rec["path"],
+            rec["kind"],
+            lease_until,
+            struct_id,
+            pinned=rec["pinned"],
+            mapped=rec["mapped"],
+            backing=rec["backing"],
+            state=NodeState(rec["state"]),
+            lost_reason=rec["lost_reason"],
+            epoch=rec["epoch"],
+        )
+        node.partitions = [
+            Partition(p["lo"], p["hi"], [BlockRef(sid, alloc) for sid, alloc in p["chain"]], p["lost"])
+            for p in rec["partitions"]
+        ]
         return node
 
     def _make_dirs(self, parts: list[str], lease_until: float) -> Node:

@@ -174,6 +174,17 @@ class Peer(asyncio.Protocol):
         elif fr.kind == REQUEST:  # every request gets a reply, even from a handler meant for events
             out.append(codec.encode(OK, fr.op, fr.req_id, res or []))
 
+    def cancel_work(self) -> None:
+        """Cancel the requests being served (the server is going away)."""
+        for t in list(self._slow):
+            t.cancel()
+
+    async def settle(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) for the requests this peer is still serving to finish,
+        even if the connection is gone: their work (a split moving keys) goes on."""
+        if self._slow:
+            await asyncio.wait(list(self._slow), timeout=timeout)
+
     def _slow_done(self, task: asyncio.Future[Any]) -> None:
         self._slow.discard(task)
         if self._backlog or not self._reading:

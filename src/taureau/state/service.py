@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import signal
 import socket
 import sys
+from pathlib import Path
+from typing import IO
 
 from taureau.common import errors
+from taureau.metadata.factory import open_metadata_store
+from taureau.metadata.store import MetadataStore
 from taureau.state.controller import Controller
 from taureau.state.memory_server import MemoryServer
 from taureau.state.persist import make_private_dirs
@@ -49,6 +55,7 @@ async def start_state_services(
     data_dir: str,
     memory_server_process: bool = True,
     advertised_host: str | None = None,
+    store: MetadataStore | None = None,
 ) -> StateServices:
     """Start the controller on this loop and one memory server, then open the client port.
 
@@ -59,9 +66,11 @@ async def start_state_services(
     By default the memory server runs in a child process: its data path then gets a core
     and a GIL of its own instead of sharing the broker's (docs/state.md has the numbers).
     `memory_server_process=False` runs it on this loop (tests, single-core boxes).
+    With a metadata `store`, the namespace survives restarts (the memory server does not: it
+    lives and dies with this process, so what it held comes back as lost).
     """
     make_private_dirs(data_dir)
-    ctl = Controller(lease_ms=lease_ms, data_dir=data_dir)
+    ctl = Controller(lease_ms=lease_ms, data_dir=data_dir, store=store)
     await ctl.start()
     ours, theirs = socket.socketpair()
     try:
@@ -108,3 +117,38 @@ async def _wait_registered(ctl: Controller, proc) -> None:
     finally:
         waiter.cancel()
         exited.cancel()
+
+
+async def serve_controller(*, host: str, port: int, data_dir: str, lease_ms: int, rejoin_ms: int) -> None:
+    """Run a controller alone until SIGINT/SIGTERM (`taureau state-controller`): its namespace
+    in an embedded metadata store under `data_dir`, memory servers joining over the network.
+    Its port opens at once: the memory servers it waits for come in through it."""
+    root = make_private_dirs(data_dir)
+    lock = _lock_dir(root)
+    store = await open_metadata_store(None, str(root))
+    ctl = Controller(lease_ms=lease_ms, data_dir=str(root), store=store, rejoin_ms=rejoin_ms)
+    try:
+        await ctl.start()
+        await ctl.listen(host, port)
+        print(f"state controller on {ctl.address}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await ctl.close()
+        await store.close()
+        lock.close()
+
+
+def _lock_dir(root: Path) -> IO[str]:
+    """Hold an exclusive lock on the data directory: two controllers writing one metadata log
+    would corrupt it (the catalog's ownership node only guards one store)."""
+    f = open(root / "LOCK", "a+")  # noqa: SIM115 - held open while the controller runs
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise errors.StateUnavailableError(f"{root} is in use by another controller") from None
+    return f
