@@ -11,6 +11,9 @@ import threading
 import time
 
 from taureau.state import StateClient
+from taureau.state.child import running
+from tests.e2e.harness import Standalone
+from tests.state.test_durable import check, fill
 
 CMD = [sys.executable, "-m", "taureau.cli.state_cmd"]
 
@@ -106,3 +109,26 @@ def test_a_second_controller_on_the_same_data_directory_is_refused(tmp_path):
     finally:
         first.terminate()
         first.wait(10)
+
+
+def test_kill_9_of_standalone_then_a_restart_has_every_structure_and_its_data(tmp_path):
+    server = Standalone(tmp_path / "data", "--no-functions", "--state-block-size", "256KiB", state=True)
+    server.start()
+    pidfile = tmp_path / "data" / "state" / "memory-server.pid"
+    try:
+        c = StateClient(f"127.0.0.1:{server.state_port}")
+        fill(c)
+        child = int(pidfile.read_text())
+        server.kill()  # the standalone process only: its memory server child keeps the blocks
+        os.kill(child, 0)
+        server.restart()
+        assert int(pidfile.read_text()) == child  # adopted, not replaced
+        check(c)  # the same client, reconnected
+        c.disconnect()
+    finally:
+        assert server.stop() == 0
+    assert not pidfile.exists()
+    deadline = time.monotonic() + 10
+    while running(child):  # a clean stop ends the child (ephemeral state ends with it)
+        assert time.monotonic() < deadline
+        time.sleep(0.05)

@@ -46,12 +46,17 @@ class ServerInfo:
     used: int = 0  # blocks handed out on this server
     state: ServerState = ServerState.REPORTING
     peer: Any = None  # the rpc.Peer of its registration link (commands go through it)
-    rejoin: bool = True  # False when linked by a socketpair: it cannot come back after a restart
+    link: str = "tcp"  # how it dials us: tcp, unix (a local socket), pair (a socketpair: no way back)
 
     def set_state(self, new: ServerState) -> None:
         if new not in _ALLOWED[self.state]:
             raise errors.StateError(f"memory server {self.address}: illegal transition {self.state} -> {new}")
         self.state = new
+
+    @property
+    def can_rejoin(self) -> bool:
+        """A server linked by a socketpair cannot reach a controller restarted in a new process."""
+        return self.link != "pair"
 
     @property
     def alive(self) -> bool:
@@ -68,7 +73,7 @@ class ServerInfo:
             "address": self.address,
             "block_size": self.block_size,
             "num_blocks": self.num_blocks,
-            "rejoin": self.rejoin,
+            "link": self.link,
         }
 
 

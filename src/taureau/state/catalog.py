@@ -21,7 +21,7 @@ T = TypeVar("T")
 #   <root>/controller        ephemeral: the address of the controller that owns this namespace
 #   <root>/ids               {"struct": n, "alloc": n, "server": n}: ids below these may have
 #                            been handed out; a restarted controller starts there (never reuses)
-#   <root>/servers/<id>      {"address", "block_size", "num_blocks", "rejoin"}
+#   <root>/servers/<id>      {"address", "block_size", "num_blocks", "link"}
 #   <root>/structures/<id>   namespace.Node.record(): path, kind, flags, state, block map
 #   <root>/quotas/<n>        {"path", "blocks"}: a block quota on a directory
 #   <root>/renames/<n>       {"src", "dst"}: a rename of several structures in progress

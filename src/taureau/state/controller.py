@@ -81,6 +81,7 @@ class Controller:
         self.backings = Backings(data_dir)
         self.subs = Subscriptions()
         self.server: asyncio.AbstractServer | None = None
+        self.unix_server: asyncio.AbstractServer | None = None
         self.address = ""
         self.peers: set[Peer] = set()  # every accepted connection
         self._making: dict[int, asyncio.Future[None]] = {}  # struct id -> its create/load finishing
@@ -166,6 +167,14 @@ class Controller:
         self.address = f"{host}:{self.server.sockets[0].getsockname()[1]}"
         log.info("state controller on %s", self.address)
 
+    async def listen_unix(self, path: str) -> None:
+        """Take memory servers of this host on a local socket (owner-only), before the client
+        port opens; the path stays the same across restarts, so they can rejoin through it."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # left by a controller that died: the data directory is locked to us
+        self.unix_server = await asyncio.get_running_loop().create_unix_server(self._accept, path)
+        os.chmod(path, 0o600)
+
     async def attach(self, sock: socket.socket) -> None:
         """Serve one end of a connected socket (a socketpair to a memory server this process
         starts) as if it had been accepted on the client port, which need not be open yet."""
@@ -190,8 +199,9 @@ class Controller:
         if self._expiry_task is not None:
             self._expiry_task.cancel()
         self.members.close()
-        if self.server is not None:
-            self.server.close()
+        for srv in (self.server, self.unix_server):
+            if srv is not None:
+                srv.close()
         for peer in list(self.peers):
             peer.close()
             peer.cancel_work()

@@ -13,7 +13,7 @@ from taureau.common import errors
 from taureau.state import codec
 from taureau.state.codec import Frame, Op
 from taureau.state.limits import controller_link_limits
-from taureau.state.rpc import Peer, connect, split_address
+from taureau.state.rpc import Peer, connect_address
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +70,18 @@ class ControllerLink:
             )
         else:
             assert self.address is not None
-            host, port = split_address(self.address)
-            peer = await connect(host, port, self.owner.command, self._lost, limits)
+            peer = await connect_address(self.address, self.owner.command, self._lost, limits)
         try:
             reg = {
                 "address": self.owner.address,
                 "block_size": self.owner.block_size,
                 "num_blocks": self.owner.num_blocks,
                 "server_id": self.server_id,
-                "rejoin": self.address is not None,
+                "link": "pair"
+                if self.address is None
+                else "unix"
+                if self.address.startswith("unix:")
+                else "tcp",
             }
             self.server_id = codec.unpack_json(await peer.call(Op.REGISTER, codec.pack_json(reg)))[
                 "server_id"

@@ -22,6 +22,8 @@ from taureau.state.rpc import Peer
 
 log = logging.getLogger(__name__)
 
+LINKS = ("tcp", "unix", "pair")
+
 # After a restart every server in the catalog is JOINING and every structure with blocks is
 # *unsettled* (busy: no split, merge or expiry) until each server holding its blocks has
 # reported or been declared dead; then its map is reconciled with fresh reports (DESCRIBE)
@@ -60,7 +62,7 @@ class Membership:
         """Known servers from the catalog, JOINING; structures with blocks, unsettled."""
         for sid, rec in servers.items():
             info = ServerInfo(sid, rec["address"], rec["block_size"], rec["num_blocks"])
-            info.state, info.rejoin = ServerState.JOINING, bool(rec.get("rejoin", True))
+            info.state, info.link = ServerState.JOINING, str(rec.get("link", "tcp"))
             self.alloc.add_server(info)
         for node in self.ns.by_id.values():
             if node.partitions:
@@ -71,7 +73,7 @@ class Membership:
         """Declare dead what cannot rejoin (servers linked by a socketpair), settle what can
         be, and give the rest `rejoin_s`."""
         for srv in list(self.alloc.servers.values()):
-            if srv.state is ServerState.JOINING and not srv.rejoin:
+            if srv.state is ServerState.JOINING and not srv.can_rejoin:
                 await self._dead(srv, "was linked to the previous controller's process")
         await self._settle_ready()
         if any(s.state is ServerState.JOINING for s in self.alloc.servers.values()):
@@ -83,6 +85,13 @@ class Membership:
         for srv in list(self.alloc.servers.values()):
             if srv.state is ServerState.JOINING:
                 await self._dead(srv, f"did not rejoin within {self.rejoin_s:g}s of a controller restart")
+
+    async def forget(self, link: str, how: str) -> None:
+        """Declare dead every known server linked by `link` that has not come back (the
+        process that started it knows it is gone: no need to wait for the rejoin window)."""
+        for srv in list(self.alloc.servers.values()):
+            if srv.state is ServerState.JOINING and srv.link == link:
+                await self._dead(srv, how)
 
     # -- registration ---------------------------------------------------------------------------
 
@@ -109,7 +118,8 @@ class Membership:
             info = ServerInfo(await self.catalog.next_id("server"), address, block_size, num_blocks)
             info.state = ServerState.JOINING
             self.alloc.add_server(info)
-        info.rejoin = bool(a.get("rejoin", True))
+        link = a.get("link", "tcp")
+        info.link = link if link in LINKS else "tcp"
         info.set_state(ServerState.REPORTING)
         info.peer = peer
         peer.info["server_id"] = info.server_id
@@ -163,7 +173,7 @@ class Membership:
         if srv is None or srv.peer is not peer:
             return
         rejoining = asyncio.get_running_loop().time() < self._rejoin_until
-        if srv.state is ServerState.REPORTING and srv.rejoin and rejoining:
+        if srv.state is ServerState.REPORTING and srv.can_rejoin and rejoining:
             self.reports.pop(srv.server_id, None)
             srv.set_state(ServerState.JOINING)  # it may try again until the rejoin deadline
             return

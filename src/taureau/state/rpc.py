@@ -260,6 +260,26 @@ async def connect(
     return peer
 
 
+async def connect_address(
+    address: str,
+    handler: Handler | None = None,
+    on_close: Callable[[Peer], None] | None = None,
+    limits: codec.FrameLimits | int = codec.DEFAULT_MAX_FRAME,
+) -> Peer:
+    """Dial `host:port`, or `unix:/path` (a local socket, for a controller's own memory server)."""
+    if not address.startswith("unix:"):
+        host, port = split_address(address)
+        return await connect(host, port, handler, on_close, limits)
+    loop = asyncio.get_running_loop()
+    try:
+        _, peer = await loop.create_unix_connection(
+            lambda: Peer(handler, on_close, limits=limits), address[5:]
+        )
+    except OSError as e:
+        raise errors.StateUnavailableError(f"cannot connect to {address}: {e}") from None
+    return peer
+
+
 def split_address(addr: str) -> tuple[str, int]:
     """'host:port' -> (host, port); StateProtocolError if it is not one."""
     host, sep, port = addr.rpartition(":")

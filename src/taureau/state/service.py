@@ -4,29 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import signal
 import socket
-import sys
 from pathlib import Path
 from typing import IO
 
 from taureau.common import errors
 from taureau.metadata.factory import open_metadata_store
 from taureau.metadata.store import MetadataStore
+from taureau.state.child import MemoryServerChild
 from taureau.state.controller import Controller
 from taureau.state.memory_server import MemoryServer
 from taureau.state.persist import make_private_dirs
 
 REGISTER_TIMEOUT_S = 30.0
+ADOPT_TIMEOUT_S = 10.0  # for a memory server left by a killed predecessor to rejoin
+
+log = logging.getLogger(__name__)
 
 
 class StateServices:
     """A running controller plus its first memory server (in-process or a child process)."""
 
-    def __init__(self, controller: Controller, memory_server: MemoryServer | None, proc=None) -> None:
+    def __init__(
+        self,
+        controller: Controller,
+        memory_server: MemoryServer | None,
+        child: MemoryServerChild | None = None,
+    ) -> None:
         self.controller = controller
         self.memory_server = memory_server  # set when it runs in this event loop
-        self.proc = proc  # asyncio subprocess when it runs in a child process
+        self.child = child  # set when it runs in a child process
+
+    @property
+    def proc(self) -> asyncio.subprocess.Process | None:
+        return self.child.proc if self.child is not None else None
 
     @property
     def controller_address(self) -> str:
@@ -36,13 +49,8 @@ class StateServices:
         await self.controller.close()  # first, so the memory server's leaving is not a "loss"
         if self.memory_server is not None:
             await self.memory_server.close()
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 5)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        if self.child is not None:
+            await self.child.stop()
 
 
 async def start_state_services(
@@ -59,64 +67,79 @@ async def start_state_services(
 ) -> StateServices:
     """Start the controller on this loop and one memory server, then open the client port.
 
-    The memory server is linked to the controller through a socketpair, so it registers its
-    pool before the client port exists: once that port accepts, a create can be served (a
-    script or probe that connects the moment it opens must not get OutOfMemoryError).
+    The memory server registers its pool before the client port exists: once that port
+    accepts, a create can be served (a script or probe that connects the moment it opens
+    must not get OutOfMemoryError).
 
-    By default the memory server runs in a child process: its data path then gets a core
-    and a GIL of its own instead of sharing the broker's (docs/state.md has the numbers).
-    `memory_server_process=False` runs it on this loop (tests, single-core boxes).
-    With a metadata `store`, the namespace survives restarts (the memory server does not: it
-    lives and dies with this process, so what it held comes back as lost).
+    By default the memory server runs in a child process (its data path then gets a core
+    and a GIL of its own instead of sharing the broker's; docs/state.md has the numbers),
+    linked by a local socket in `data_dir`: if this process is killed, the child keeps its
+    blocks and the next start adopts it (child.py), so with a metadata `store` a restart
+    loses no structure. `memory_server_process=False` runs it on this loop, linked by a
+    socketpair (tests, single-core boxes).
     """
     make_private_dirs(data_dir)
     ctl = Controller(lease_ms=lease_ms, data_dir=data_dir, store=store)
     await ctl.start()
-    ours, theirs = socket.socketpair()
     try:
-        await ctl.attach(ours)
-        if not memory_server_process:
+        if memory_server_process:
+            child = MemoryServerChild(data_dir)
+            services = StateServices(ctl, None, child)
+            await _start_child(ctl, child, host, advertised_host or host, block_size, num_blocks)
+        else:
+            ours, theirs = socket.socketpair()
+            await ctl.attach(ours)
             ms = MemoryServer(
                 controller_sock=theirs, block_size=block_size, num_blocks=num_blocks, host=host,
                 exit_on_controller_loss=False, advertised_host=advertised_host,
             )  # fmt: skip
             await ms.start()
             services = StateServices(ctl, ms)
-        else:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "taureau.cli.state_cmd", "memory-server",
-                "--controller-fd", str(theirs.fileno()), "--host", host, "--port", "0",
-                "--advertised-address", advertised_host or host,
-                "--block-size", str(block_size), "--blocks", str(num_blocks),
-                pass_fds=(theirs.fileno(),),
-            )  # fmt: skip
-            theirs.close()  # the child has its copy; ours must not keep the link open if it dies
-            services = StateServices(ctl, None, proc)
-            await _wait_registered(ctl, proc)
         await ctl.listen(host, controller_port)
         return services
     except BaseException:
-        theirs.close()
         await ctl.close()
         raise
 
 
-async def _wait_registered(ctl: Controller, proc) -> None:
-    """Wait for the child's registration; fail early if it exits, kill it if it is too slow."""
-    waiter = asyncio.ensure_future(ctl.wait_for_servers(1, REGISTER_TIMEOUT_S))
-    exited = asyncio.ensure_future(proc.wait())
+async def _start_child(
+    ctl: Controller, child: MemoryServerChild, host: str, advertised: str, block_size: int, num_blocks: int
+) -> None:
+    """Adopt the memory server a killed predecessor left, or start one; return once it serves."""
+    args = ["--host", host, "--port", "0", "--advertised-address", advertised]
+    args += ["--block-size", str(block_size), "--blocks", str(num_blocks)]
+    if not child.local_socket:
+        ours, theirs = socket.socketpair()
+        try:
+            await ctl.attach(ours)
+            await child.spawn([*args, "--controller-fd", str(theirs.fileno())], pass_fd=theirs.fileno())
+        finally:
+            theirs.close()  # the child has its copy; ours must not keep the link open if it dies
+        await child.wait_registered(_serving(ctl, REGISTER_TIMEOUT_S))
+        return
+    await ctl.listen_unix(child.socket_path)
+    orphan = child.orphan()
+    if orphan is not None:
+        child.adopt(orphan)
+        try:
+            await child.wait_registered(_serving(ctl, ADOPT_TIMEOUT_S))
+            log.info("adopted memory server pid %d left by the previous run", orphan)
+            return
+        except errors.StateUnavailableError as e:
+            log.warning("memory server pid %d left by the previous run did not rejoin: %s", orphan, e)
+            child.kill()
+    # Whatever an earlier child held is gone with it: no need to wait out the rejoin window.
+    await ctl.members.forget("unix", "stopped with the process that ran it")
     try:
-        await asyncio.wait([waiter, exited], return_when=asyncio.FIRST_COMPLETED)
-        if not waiter.done():
-            raise errors.StateUnavailableError(f"memory server exited with code {proc.returncode}")
-        waiter.result()  # StateUnavailableError if it did not register in time
+        await child.spawn([*args, "--controller", f"unix:{child.socket_path}"])
+        await child.wait_registered(_serving(ctl, REGISTER_TIMEOUT_S))
     except BaseException:
-        if proc.returncode is None:
-            proc.kill()
+        child.kill()
         raise
-    finally:
-        waiter.cancel()
-        exited.cancel()
+
+
+def _serving(ctl: Controller, timeout: float) -> asyncio.Future[None]:
+    return asyncio.ensure_future(ctl.wait_for_servers(1, timeout))
 
 
 async def serve_controller(*, host: str, port: int, data_dir: str, lease_ms: int, rejoin_ms: int) -> None:
