@@ -9,7 +9,7 @@ import time
 import pytest
 
 from taureau.common import errors
-from taureau.state import codec
+from taureau.state import codec, kinds
 from taureau.state.blocks import NUM_SLOTS
 from taureau.state.codec import Op
 from taureau.state.conn import Conn
@@ -32,35 +32,39 @@ def reports(*rs: BlockReport) -> dict[int, BlockReport]:
     return {r.alloc: r for r in rs}
 
 
+def fix(n: Node, reps: dict[int, BlockReport]):
+    return reconcile(n, reps, kinds.get(n.kind).layout)
+
+
 def spans(parts: list[Partition]) -> list[tuple[int, int, int, bool]]:
     return [(p.lo, p.hi, p.chain[0].alloc, p.lost) for p in parts]
 
 
 def test_split_that_never_moved_its_keys_frees_the_target():
     n = node("hash_table", (0, 100, 1), (100, NUM_SLOTS, 2))  # saved: source cut at 100
-    r = reconcile(n, reports(rep(1, 0, NUM_SLOTS), rep(2, 100, NUM_SLOTS, "importing")))
+    r = fix(n, reports(rep(1, 0, NUM_SLOTS), rep(2, 100, NUM_SLOTS, "importing")))
     assert spans(r.partitions) == [(0, NUM_SLOTS, 1, False)] and [b.alloc for b in r.free] == [2]
     assert r.lost == 0
 
 
 def test_split_that_finished_keeps_both_halves():
     n = node("hash_table", (0, 100, 1), (100, NUM_SLOTS, 2))
-    r = reconcile(n, reports(rep(1, 0, 100), rep(2, 100, NUM_SLOTS)))
+    r = fix(n, reports(rep(1, 0, 100), rep(2, 100, NUM_SLOTS)))
     assert spans(r.partitions) == [(0, 100, 1, False), (100, NUM_SLOTS, 2, False)] and not r.free
 
 
 def test_split_target_whose_source_died_is_lost():
     n = node("hash_table", (0, 100, 1), (100, NUM_SLOTS, 2))
-    r = reconcile(n, reports(rep(2, 100, NUM_SLOTS, "importing")))  # block 1's server is gone
+    r = fix(n, reports(rep(2, 100, NUM_SLOTS, "importing")))  # block 1's server is gone
     assert spans(r.partitions) == [(0, 100, 1, True), (100, NUM_SLOTS, 2, True)] and r.lost == 2
 
 
 def test_merge_that_never_moved_narrows_the_target_back():
     n = node("hash_table", (0, 100, 1), (100, NUM_SLOTS, 2))  # 1 was merging into 2
-    r = reconcile(n, reports(rep(1, 0, 100), rep(2, 0, NUM_SLOTS, importing=(0, 100))))
+    r = fix(n, reports(rep(1, 0, 100), rep(2, 0, NUM_SLOTS, importing=(0, 100))))
     assert spans(r.partitions) == [(0, 100, 1, False), (100, NUM_SLOTS, 2, False)]
     assert [(b.alloc, lo, hi) for b, lo, hi in r.narrow] == [(2, 100, NUM_SLOTS)]
-    r = reconcile(
+    r = fix(
         node("hash_table", (0, 100, 2), (100, 200, 1)),
         reports(rep(2, 0, 200, importing=(100, 200)), rep(1, 100, 200)),
     )
@@ -69,15 +73,15 @@ def test_merge_that_never_moved_narrows_the_target_back():
 
 def test_merge_that_moved_drops_the_forwarded_source():
     n = node("hash_table", (0, 100, 1), (100, NUM_SLOTS, 2))
-    r = reconcile(n, reports(rep(1, 0, 100, "forwarded"), rep(2, 0, NUM_SLOTS)))
+    r = fix(n, reports(rep(1, 0, 100, "forwarded"), rep(2, 0, NUM_SLOTS)))
     assert spans(r.partitions) == [(0, NUM_SLOTS, 2, False)] and [b.alloc for b in r.free] == [1]
-    r = reconcile(n, reports(rep(2, 0, NUM_SLOTS, importing=(0, 100))))  # the source died mid-move
+    r = fix(n, reports(rep(2, 0, NUM_SLOTS, importing=(0, 100))))  # the source died mid-move
     assert spans(r.partitions) == [(0, 100, 1, True), (0, NUM_SLOTS, 2, True)]
 
 
 def test_queue_segments_are_sealed_dropped_or_given_a_tail():
     q = node("queue", (0, 0, 1), (0, 0, 2), (0, 0, 3))
-    r = reconcile(
+    r = fix(
         q,
         reports(
             rep(1, 0, 0, "sealed", empty=True, kind="queue"),
@@ -87,15 +91,13 @@ def test_queue_segments_are_sealed_dropped_or_given_a_tail():
     )
     assert [p.chain[0].alloc for p in r.partitions] == [2, 3]
     assert [b.alloc for b in r.free] == [1] and [b.alloc for b in r.seal] == [2] and not r.needs_tail
-    r = reconcile(q, reports(*(rep(a, 0, 0, "sealed", kind="queue") for a in (1, 2, 3))))
+    r = fix(q, reports(*(rep(a, 0, 0, "sealed", kind="queue") for a in (1, 2, 3))))
     assert r.needs_tail and not r.seal and not r.free
 
 
 def test_a_block_of_another_kind_or_structure_is_not_taken():
     f = node("file", (0, 10, 1), (10, 20, 2))
-    r = reconcile(
-        f, reports(rep(1, 0, 10, kind="file"), BlockReport(2, 8, "file", 10, 20, "active", None, False))
-    )
+    r = fix(f, reports(rep(1, 0, 10, kind="file"), BlockReport(2, 8, "file", 10, 20, "active", None, False)))
     assert spans(r.partitions) == [(0, 10, 1, False), (10, 20, 2, True)]
 
 

@@ -77,12 +77,11 @@ def register(subparsers) -> None:
 
 
 def _structure(client, path: str):
+    from taureau.state import kinds
     from taureau.state.codec import Op
-    from taureau.state.structures import File, HashTable, Queue
 
     m = client.control(Op.BLOCK_MAP, {"path": path})  # no open: inspecting must not renew leases
-    cls = {"hash_table": HashTable, "queue": Queue, "file": File}[m["kind"]]
-    return cls(client, path, m)
+    return kinds.get(m["kind"]).handle(client, path, m)
 
 
 def state_handler(args: argparse.Namespace) -> int:
@@ -106,28 +105,9 @@ def _run_state(c, args: argparse.Namespace) -> int:
     elif cmd == "rm":
         c.remove(args.path)
     elif cmd == "get":
-        s = _structure(c, args.path)
-        if s.kind == "hash_table":
-            if args.key is None:
-                print("error: get on a hash table needs a key", file=sys.stderr)
-                return 2
-            sys.stdout.buffer.write(s.get(args.key.encode()) + b"\n")
-        elif s.kind == "queue":
-            print(len(s))
-        else:
-            sys.stdout.buffer.write(s.read())
+        sys.stdout.buffer.write(_structure(c, args.path).cli_get(args.key))
     else:  # put
-        s = _structure(c, args.path)
-        if s.kind == "hash_table":
-            if args.value is None:
-                print("error: put on a hash table needs a key and a value", file=sys.stderr)
-                return 2
-            s.upsert(args.key.encode(), args.value.encode())
-        elif s.kind == "queue":
-            s.enqueue(args.key.encode())
-        else:
-            s.seek(0, 2)
-            s.write(args.key.encode())
+        _structure(c, args.path).cli_put(args.key, args.value)
     return 0
 
 

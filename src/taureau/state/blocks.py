@@ -1,30 +1,31 @@
-"""Blocks and the data-structure operators a memory server runs next to their data."""
+"""Blocks: the base every structure kind's block builds on, and the keyed block (a range of a
+key-position space, split and merged) that hash tables, counters and sorted maps share."""
 
 from __future__ import annotations
 
 import time
 from binascii import crc_hqx
-from collections import deque
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, Protocol
 
 from taureau.common import errors
-from taureau.state.codec import REDO, STALE, Op, Redirect, pack_u64, unpack_u64
+from taureau.state.codec import REDO, STALE, Op, Redirect, pack_u64
 
 # Theory of operation.
-# A block is a fixed-capacity unit of one structure (hash table partition, queue segment or
-# file extent). Capacity is an accounting limit on the bytes held (plus ENTRY_OVERHEAD per
-# hash entry or queue item), so a block costs memory only for what it stores.
+# A block is a fixed-capacity unit of one structure (a partition of a keyed structure, a
+# queue segment or a file extent). Capacity is an accounting limit on the bytes held (plus
+# ENTRY_OVERHEAD per entry or item), so a block costs memory only for what it stores.
 #
 #   IMPORTING --import--> ACTIVE --link_next--> SEALED     (queue: a successor took the tail)
-#                         ACTIVE --merge_out--> FORWARDED  (hash: every slot went to a neighbour)
+#                         ACTIVE --merge_out--> FORWARDED  (keyed: every key went to a neighbour)
 #   any state --free--> FREED
 #
 # IMPORTING answers REDO (the data it will serve is in flight); SEALED refuses enqueues and,
-# once empty, dequeues with STALE; FORWARDED answers STALE to everything. A hash block serves
-# the slot range [lo, hi) of CRC16 (XMODEM, as Redis Cluster) over 65536 slots; a key outside
-# it is STALE, so a client with an old block map refreshes it instead of failing.
+# once empty, dequeues with STALE; FORWARDED answers STALE to everything. A keyed block
+# serves the positions [lo, hi) of its kind's key space (a hash table: CRC16 XMODEM slots as
+# Redis Cluster, 65536 of them); a key outside it is STALE, so a client with an old block map
+# refreshes it instead of failing. Each kind's block is in taureau.state.kinds.<kind>.
 
 NUM_SLOTS = 65536
 ENTRY_OVERHEAD = 48  # bytes charged per hash entry / queue item on top of key and value
@@ -85,6 +86,7 @@ class Block:
     """State shared by every block kind. Owned by one MemoryServer; only it mutates."""
 
     kind = ""
+    growth = ""  # what a full block asks the controller for: "split", "append" or nothing
 
     def __init__(self, host: BlockHost, alloc_id: int, struct_id: int, capacity: int, lo: int, hi: int):
         self.host = host
@@ -144,8 +146,12 @@ class Block:
         return self.used == 0
 
     def incoming(self) -> tuple[int, int] | None:
-        """A slot range whose data is still on its way here (a merge target), if any."""
+        """A key range whose data is still on its way here (a merge target), if any."""
         return None
+
+    def link_next(self) -> None:
+        """A successor takes over (queue segments only)."""
+        raise errors.WrongTypeError(f"a {self.kind} block has no successor")
 
     def report(self) -> dict[str, Any]:
         """What the controller needs to know about this block after it restarted."""
@@ -161,15 +167,19 @@ class Block:
         }
 
 
-class HashBlock(Block):
-    """One slot-range partition of a hash table."""
+class KeyedBlock(Block):
+    """One partition of a keyed structure: the entries whose key position is in [lo, hi).
 
-    kind = "hash_table"
+    A kind sets `position` (key -> int in [0, KEY_SPACE)), and may add ops to `self.ops`."""
+
+    growth = "split"
+    KEY_SPACE = NUM_SLOTS
+    position: Callable[[bytes], int] = staticmethod(slot_of)
 
     def __init__(self, *a, **kw) -> None:
         super().__init__(*a, **kw)
         self.data: dict[bytes, bytes] = {}
-        self.importing: tuple[int, int] | None = None  # slot range whose data is still in flight
+        self.importing: tuple[int, int] | None = None  # key range whose data is still in flight
         self.ops = {
             Op.GET: self.get,
             Op.PUT: self.put,
@@ -185,11 +195,11 @@ class HashBlock(Block):
     def _route(self, key: bytes) -> None:
         if self.state is not BlockState.ACTIVE:
             self.check_live()
-        s = crc_hqx(key, 0)
+        s = self.position(key)
         if not self.lo <= s < self.hi:
-            raise Redirect(STALE, f"slot {s} is not in [{self.lo}, {self.hi})")
+            raise Redirect(STALE, f"position {s} is not in [{self.lo}, {self.hi})")
         if self.importing is not None and self.importing[0] <= s < self.importing[1]:
-            raise Redirect(REDO, "slot is importing")
+            raise Redirect(REDO, "key range is importing")
 
     def get(self, f: list[bytes]) -> list[bytes]:
         key = f[1]
@@ -253,7 +263,7 @@ class HashBlock(Block):
         self.used -= len(key) + len(old) + ENTRY_OVERHEAD
         if "remove" in self.watch:
             self.host.notify(self, "remove", key)
-        if self.used < self.capacity * LOW_WATERMARK and (self.lo, self.hi) != (0, NUM_SLOTS):
+        if self.used < self.capacity * LOW_WATERMARK and (self.lo, self.hi) != (0, self.KEY_SPACE):
             self.host.request_merge(self)
         return []
 
@@ -276,6 +286,10 @@ class HashBlock(Block):
         if len(f) % 2 != 1:
             raise errors.StateProtocolError("multi_put takes key/value pairs")
         batch = dict(zip(f[1::2], f[2::2], strict=True))  # a key given twice is stored (and charged) once
+        self._put_batch(batch, "upsert")
+        return []
+
+    def _put_batch(self, batch: dict[bytes, bytes], op: str) -> None:
         data = self.data
         grow = 0
         for k, v in batch.items():
@@ -287,10 +301,9 @@ class HashBlock(Block):
         data.update(batch)
         self.used += grow
         self._after_write()
-        if "upsert" in self.watch:
+        if op in self.watch:
             for k in batch:
-                self.host.notify(self, "upsert", k)
-        return []
+                self.host.notify(self, op, k)
 
     def incoming(self) -> tuple[int, int] | None:
         return self.importing
@@ -299,24 +312,26 @@ class HashBlock(Block):
         return not self.data
 
     def split_point(self) -> int | None:
-        """The slot that halves this block's keys, or None if they all share one slot."""
-        slots = sorted(crc_hqx(k, 0) for k in self.data)
+        """The position that halves this block's keys, or None if they all share one."""
+        position = self.position
+        slots = sorted(position(k) for k in self.data)
         if not slots:
             return (self.lo + self.hi) // 2 if self.hi - self.lo > 1 else None
         mid = slots[len(slots) // 2]
-        if mid == self.lo:  # the lower half is all one slot: split just above it
+        if mid == self.lo:  # the lower half is all one position: split just above it
             nxt = next((s for s in slots if s > self.lo), None)
             if nxt is None and self.hi - self.lo > 1:
-                # Every key is in slot lo (often: one large value). Split off the empty rest of
-                # the range; the write that found us full goes there unless it shares slot lo.
+                # Every key is at position lo (often: one large value). Split off the empty rest
+                # of the range; the write that found us full goes there unless it shares lo.
                 nxt = self.lo + 1
             return nxt
         return mid
 
     def extract(self, lo: int, hi: int) -> list[bytes]:
-        """Remove and return (as key, value, key, value...) every entry whose slot is in [lo, hi)."""
+        """Remove and return (as key, value, key, value...) every entry positioned in [lo, hi)."""
         out: list[bytes] = []
-        moved = [k for k in self.data if lo <= crc_hqx(k, 0) < hi]
+        position = self.position
+        moved = [k for k in self.data if lo <= position(k) < hi]
         pop = self.data.pop
         for k in moved:
             v = pop(k)
@@ -330,132 +345,8 @@ class HashBlock(Block):
 
     def import_(self, fields: list[bytes]) -> None:
         if len(fields) % 2:
-            raise errors.StateProtocolError("hash import takes key/value pairs")
+            raise errors.StateProtocolError("keyed import takes key/value pairs")
         for k, v in zip(fields[::2], fields[1::2], strict=True):
             old = self.data.get(k)
             self.used += len(v) - len(old) if old is not None else len(k) + len(v) + ENTRY_OVERHEAD
             self.data[k] = v
-
-
-class QueueBlock(Block):
-    """One segment of a FIFO queue; the tail segment takes enqueues, the head serves dequeues."""
-
-    kind = "queue"
-
-    def __init__(self, *a, **kw) -> None:
-        super().__init__(*a, **kw)
-        self.items: deque[bytes] = deque()
-        self.ops = {
-            Op.ENQUEUE: self.enqueue,
-            Op.MULTI_ENQUEUE: self.multi_enqueue,
-            Op.DEQUEUE: self.dequeue,
-            Op.QUEUE_LENGTH: self.length,
-        }
-
-    def _admit(self, size: int) -> None:
-        if self.state is BlockState.SEALED:
-            raise Redirect(STALE, "queue segment is sealed; the tail moved on")
-        self.check_live()
-        self._need_room(size)
-
-    def enqueue(self, f: list[bytes]) -> list[bytes]:
-        if len(f) != 2:
-            raise errors.StateProtocolError("enqueue takes one item")
-        item = f[1]
-        self._admit(len(item) + ENTRY_OVERHEAD)
-        self.items.append(item)
-        self.used += len(item) + ENTRY_OVERHEAD
-        self._after_write()
-        if "enqueue" in self.watch:
-            self.host.notify(self, "enqueue", item)
-        return []
-
-    def multi_enqueue(self, f: list[bytes]) -> list[bytes]:
-        items = f[1:]
-        size = sum(len(i) for i in items) + ENTRY_OVERHEAD * len(items)
-        self._admit(size)
-        self.items.extend(items)
-        self.used += size
-        self._after_write()
-        if "enqueue" in self.watch:
-            for i in items:
-                self.host.notify(self, "enqueue", i)
-        return []
-
-    def dequeue(self, f: list[bytes]) -> list[bytes]:
-        self.check_live()
-        if not self.items:
-            if self.state is BlockState.SEALED:
-                raise Redirect(STALE, "queue segment drained; the head moved on")
-            raise errors.QueueEmptyError("queue is empty")
-        item = self.items.popleft()
-        self.used -= len(item) + ENTRY_OVERHEAD
-        if not self.items and self.state is BlockState.SEALED:
-            self.host.drained(self)
-        if "dequeue" in self.watch:
-            self.host.notify(self, "dequeue", item)
-        return [item]
-
-    def length(self, f: list[bytes]) -> list[bytes]:
-        return [pack_u64(len(self.items))]
-
-    def is_empty(self) -> bool:
-        return not self.items
-
-    def export(self) -> list[bytes]:
-        return list(self.items)
-
-    def import_(self, fields: list[bytes]) -> None:
-        self.items.extend(fields)
-        self.used += sum(len(i) for i in fields) + ENTRY_OVERHEAD * len(fields)
-
-
-class FileBlock(Block):
-    """The bytes [lo, hi) of a file; hi - lo equals the capacity."""
-
-    kind = "file"
-
-    def __init__(self, *a, **kw) -> None:
-        super().__init__(*a, **kw)
-        self.data = bytearray()
-        self.ops = {Op.WRITE: self.write, Op.READ: self.read, Op.FILE_SIZE: self.size}
-
-    def write(self, f: list[bytes]) -> list[bytes]:
-        """fields: offset (u64, absolute in the file), data. Reply: this block's extent."""
-        self.check_live()
-        if len(f) != 3:
-            raise errors.StateProtocolError("write takes an offset and data")
-        rel = unpack_u64(f[1]) - self.lo
-        data = f[2]
-        if rel < 0 or rel + len(data) > self.hi - self.lo:
-            raise Redirect(STALE, f"write outside [{self.lo}, {self.hi})")
-        if rel > len(self.data):  # a write after a seek past the end leaves a zero-filled hole
-            self.data.extend(bytes(rel - len(self.data)))
-        self.data[rel : rel + len(data)] = data
-        self.used = len(self.data)
-        if "write" in self.watch:
-            self.host.notify(self, "write", f[1])
-        return [pack_u64(len(self.data))]
-
-    def read(self, f: list[bytes]) -> list[bytes]:
-        """fields: offset (u64, absolute), length (u64). Reply: up to `length` bytes."""
-        self.check_live()
-        if len(f) != 3:
-            raise errors.StateProtocolError("read takes an offset and a length")
-        rel = unpack_u64(f[1]) - self.lo
-        if rel < 0 or rel >= self.hi - self.lo:
-            raise Redirect(STALE, f"read outside [{self.lo}, {self.hi})")
-        return [bytes(self.data[rel : rel + unpack_u64(f[2])])]
-
-    def size(self, f: list[bytes]) -> list[bytes]:
-        return [pack_u64(len(self.data))]
-
-    def export(self) -> list[bytes]:
-        return [bytes(self.data)]
-
-    def import_(self, fields: list[bytes]) -> None:
-        self.data = bytearray(b"".join(fields))
-        self.used = len(self.data)
-
-
-BLOCK_KINDS: dict[str, type[Block]] = {c.kind: c for c in (HashBlock, QueueBlock, FileBlock)}

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from taureau.common import errors
 from taureau.state import codec
 from taureau.state.codec import EVENT, Frame, Op
 from taureau.state.conn import Conn
 from taureau.state.limits import CONTROL_MAX
-from taureau.state.structures import File, HashTable, Queue
+from taureau.state.structures import File, HashTable, Queue, Structure
+
+S = TypeVar("S", bound=Structure)
 
 # Threads: control calls share one controller connection under a lock (they are rare);
 # data calls use one connection per (thread, memory server), so threads never wait on each
@@ -238,7 +240,24 @@ class StateClient:
 
     # -- structures -----------------------------------------------------------------------------
 
-    def _structure(self, cls, op: int, path: str, **args: Any):
+    def create(self, path: str, kind: type[S], num_blocks: int = 1, *, backing_path: str | None = None,
+               pinned: bool = False, mapped: bool = False) -> S:  # fmt: skip
+        """Create a structure of any kind, e.g. `create("/jobs/j1/hits", Counter)`."""
+        return self._structure(
+            kind, Op.CREATE, path, **self._create_args(num_blocks, backing_path, pinned, mapped)
+        )
+
+    def open(self, path: str, kind: type[S]) -> S:
+        """Open an existing structure (WrongTypeError if it is of another kind)."""
+        return self._structure(kind, Op.OPEN, path)
+
+    def open_or_create(self, path: str, kind: type[S], num_blocks: int = 1, *, backing_path: str | None = None,
+                       pinned: bool = False, mapped: bool = False) -> S:  # fmt: skip
+        """Open `path`, creating it as a `kind` if it does not exist."""
+        args = self._create_args(num_blocks, backing_path, pinned, mapped)
+        return self._structure(kind, Op.CREATE, path, exist_ok=True, **args)
+
+    def _structure(self, cls: type[S], op: int, path: str, **args: Any) -> S:
         m = self.control(op, {"path": path, "kind": cls.kind, **args})
         self._opened(path)
         return cls(self, path, m)
@@ -246,45 +265,33 @@ class StateClient:
     def _create_args(self, num_blocks: int, backing_path: str | None, pinned: bool, mapped: bool) -> dict:
         return {"num_blocks": num_blocks, "backing": backing_path, "pinned": pinned, "mapped": mapped}
 
-    def create_hash_table(self, path: str, num_blocks: int = 1, *, backing_path: str | None = None,
-                          pinned: bool = False, mapped: bool = False) -> HashTable:  # fmt: skip
-        return self._structure(
-            HashTable, Op.CREATE, path, **self._create_args(num_blocks, backing_path, pinned, mapped)
-        )
+    # The three original kinds keep their named methods (functions/ephemeral.py uses them).
+    def create_hash_table(self, path: str, num_blocks: int = 1, **flags: Any) -> HashTable:
+        return self.create(path, HashTable, num_blocks, **flags)
 
     def open_hash_table(self, path: str) -> HashTable:
-        return self._structure(HashTable, Op.OPEN, path)
+        return self.open(path, HashTable)
 
-    def open_or_create_hash_table(self, path: str, num_blocks: int = 1, *, backing_path: str | None = None,
-                                  pinned: bool = False, mapped: bool = False) -> HashTable:  # fmt: skip
-        args = self._create_args(num_blocks, backing_path, pinned, mapped)
-        return self._structure(HashTable, Op.CREATE, path, exist_ok=True, **args)
+    def open_or_create_hash_table(self, path: str, num_blocks: int = 1, **flags: Any) -> HashTable:
+        return self.open_or_create(path, HashTable, num_blocks, **flags)
 
-    def create_queue(self, path: str, *, backing_path: str | None = None, pinned: bool = False,
-                     mapped: bool = False) -> Queue:  # fmt: skip
-        return self._structure(Queue, Op.CREATE, path, **self._create_args(1, backing_path, pinned, mapped))
+    def create_queue(self, path: str, **flags: Any) -> Queue:
+        return self.create(path, Queue, 1, **flags)
 
     def open_queue(self, path: str) -> Queue:
-        return self._structure(Queue, Op.OPEN, path)
+        return self.open(path, Queue)
 
-    def open_or_create_queue(self, path: str, *, backing_path: str | None = None, pinned: bool = False,
-                             mapped: bool = False) -> Queue:  # fmt: skip
-        args = self._create_args(1, backing_path, pinned, mapped)
-        return self._structure(Queue, Op.CREATE, path, exist_ok=True, **args)
+    def open_or_create_queue(self, path: str, **flags: Any) -> Queue:
+        return self.open_or_create(path, Queue, 1, **flags)
 
-    def create_file(self, path: str, num_blocks: int = 1, *, backing_path: str | None = None,
-                    pinned: bool = False, mapped: bool = False) -> File:  # fmt: skip
-        return self._structure(
-            File, Op.CREATE, path, **self._create_args(num_blocks, backing_path, pinned, mapped)
-        )
+    def create_file(self, path: str, num_blocks: int = 1, **flags: Any) -> File:
+        return self.create(path, File, num_blocks, **flags)
 
     def open_file(self, path: str) -> File:
-        return self._structure(File, Op.OPEN, path)
+        return self.open(path, File)
 
-    def open_or_create_file(self, path: str, num_blocks: int = 1, *, backing_path: str | None = None,
-                            pinned: bool = False, mapped: bool = False) -> File:  # fmt: skip
-        args = self._create_args(num_blocks, backing_path, pinned, mapped)
-        return self._structure(File, Op.CREATE, path, exist_ok=True, **args)
+    def open_or_create_file(self, path: str, num_blocks: int = 1, **flags: Any) -> File:
+        return self.open_or_create(path, File, num_blocks, **flags)
 
     # -- namespace ------------------------------------------------------------------------------
 

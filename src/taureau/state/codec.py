@@ -159,11 +159,22 @@ class FrameLimits:
         return self.table[kind << 8 | op]
 
 
+_KIND_OPS: dict[int, str] = {}  # data ops a structure kind added (kinds/<kind>.py)
+
+
+def data_op(number: int, name: str) -> int:
+    """Claim a data op number (below NEW_BLOCK) for a structure kind's own operator."""
+    if not 0 < number < Op.NEW_BLOCK or number in Op._value2member_map_ or number in _KIND_OPS:
+        raise ValueError(f"data op {number} ({name}) is taken or out of range")
+    _KIND_OPS[number] = name
+    return number
+
+
 def op_name(op: int) -> str:
     try:
         return Op(op).name
     except ValueError:
-        return f"op {op}"
+        return _KIND_OPS.get(op, f"op {op}")
 
 
 class Frame(NamedTuple):

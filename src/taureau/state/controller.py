@@ -15,14 +15,14 @@ from typing import Any
 from taureau.common import errors
 from taureau.metadata.embedded import EmbeddedMetadataStore
 from taureau.metadata.store import MetadataStore
-from taureau.state import codec
+from taureau.state import codec, kinds
 from taureau.state.allocator import Allocator, ServerState
 from taureau.state.catalog import Catalog, Loaded
 from taureau.state.codec import Frame, Op
 from taureau.state.elastic import BlockManager
 from taureau.state.limits import controller_limits
 from taureau.state.membership import Membership
-from taureau.state.namespace import STRUCTURE_KINDS, Namespace, Node, NodeState
+from taureau.state.namespace import Namespace, Node, NodeState
 from taureau.state.notify import Subscriptions
 from taureau.state.persist import Backings, decode_dump, encode_dump
 from taureau.state.rpc import Peer
@@ -246,9 +246,7 @@ class Controller:
         return {"lease_ms": int(self.lease_s * 1000), "version": 1}
 
     async def _create(self, peer: Peer, a: dict) -> dict:
-        path, kind = _str(a, "path"), _str(a, "kind")
-        if kind not in STRUCTURE_KINDS:
-            raise errors.StateProtocolError(f"unknown structure kind {kind!r}")
+        path, kind = _str(a, "path"), kinds.get(a.get("kind")).name
         if a.get("exist_ok") and self.ns.exists(path):
             return await self._open(peer, {"path": path, "kind": kind})
         num_blocks = a.get("num_blocks", 1)
@@ -409,7 +407,9 @@ class Controller:
         return st
 
     async def _grow(self, peer: Peer, a: dict) -> dict:
-        node = self.ns.structure(_str(a, "path"), "file")
+        node = self.ns.structure(_str(a, "path"))
+        if not kinds.get(node.kind).layout.extends:
+            raise errors.WrongTypeError(f"{node.path} is a {node.kind}; only files grow by offset")
         until = a.get("until")
         if not isinstance(until, int) or until < 0:
             raise errors.StateProtocolError("grow takes a non-negative integer 'until'")

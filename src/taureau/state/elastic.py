@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from bisect import bisect_right
 from collections.abc import Callable
+from typing import Any
 
 from taureau.common import errors
-from taureau.state import codec
+from taureau.state import codec, kinds
 from taureau.state.allocator import Allocator, ServerInfo, ServerState
-from taureau.state.blocks import ENTRY_OVERHEAD, NUM_SLOTS, fit_batches, slot_of
+from taureau.state.blocks import NUM_SLOTS
 from taureau.state.catalog import Catalog
 from taureau.state.codec import Op, pack_u64
 from taureau.state.namespace import BlockRef, Namespace, Node, NodeState, Partition, partition_record
@@ -113,22 +113,13 @@ class BlockManager:
                 log.warning("watch update for %s failed: %s", node.path, res)
 
     async def populate(self, node: Node, num_blocks: int) -> None:
-        """Give a new structure its first blocks (hash: even slot ranges; file: extents)."""
+        """Give a new structure its first blocks, laid out as its kind says (layouts.py)."""
         num_blocks = max(1, min(num_blocks, NUM_SLOTS))
         free = self.alloc.free_blocks()
         if num_blocks > free:  # refuse before taking any: blocks would only be taken and given back
             raise errors.OutOfMemoryError(f"{node.path} needs {num_blocks} blocks; the pool has {free} free")
         try:
-            if node.kind == "hash_table":
-                bounds = [NUM_SLOTS * i // num_blocks for i in range(num_blocks + 1)]
-                for lo, hi in zip(bounds, bounds[1:], strict=False):
-                    node.partitions.append(await self.new_partition(node, lo, hi))
-            elif node.kind == "file":
-                for _ in range(num_blocks):
-                    lo = node.partitions[-1].hi if node.partitions else 0
-                    node.partitions.append(await self.new_partition(node, lo, None))
-            else:
-                node.partitions.append(await self.new_partition(node, 0, 0))
+            await kinds.get(node.kind).layout.populate(self, node, num_blocks)
         except Exception:
             await self.free(node)
             raise
@@ -157,10 +148,14 @@ class BlockManager:
         except errors.StateError as e:
             log.warning("freeing block %d on %s failed: %s", alloc, srv.address, e)
 
-    async def command(self, ref: BlockRef, op: int, args: dict) -> None:
+    async def send(self, ref: BlockRef, op: int, args: dict[str, Any]) -> None:
+        """One command to the memory server holding `ref`; its error is raised."""
+        await self._server(ref).peer.call(op, codec.pack_json(args))
+
+    async def command(self, ref: BlockRef, op: int, args: dict[str, Any]) -> None:
         """One block command, logged if it fails (recovery's repairs: the block stays usable)."""
         try:
-            await self._server(ref).peer.call(op, codec.pack_json(args))
+            await self.send(ref, op, args)
         except errors.StateError as e:
             log.warning("%s of block %d failed: %s", codec.op_name(op), ref.alloc, e)
 
@@ -221,7 +216,7 @@ class BlockManager:
 
     async def merge(self, alloc: int, used: int) -> None:
         node, i = self.locate(alloc)
-        if node.kind != "hash_table" or len(node.partitions) < 2:
+        if not kinds.get(node.kind).layout.merges or len(node.partitions) < 2:
             raise errors.StateProtocolError("nothing to merge with")
         self.claim(node)
         try:
@@ -350,40 +345,9 @@ class BlockManager:
         block = min((s.block_size for s in self.alloc.servers.values() if s.alive), default=0)
         if not block:
             raise errors.OutOfMemoryError("no memory server registered")
-        budget = block // 2
         try:
-            if node.kind == "hash_table":
-                await self._load_hash(node, records, budget)
-            elif node.kind == "queue":
-                groups = fit_batches(records, budget) or [[]]
-                for g in groups:
-                    p = await self.new_partition(node, 0, 0)
-                    node.partitions.append(p)
-                    await self.import_into(p, g)
-                for p in node.partitions[:-1]:  # every segment but the tail is sealed
-                    srv = self._server(p.chain[0])
-                    await srv.peer.call(Op.LINK_NEXT, codec.pack_json({"alloc": p.chain[0].alloc}))
-            else:
-                data = b"".join(records)
-                await self.extend_file(node, max(len(data), 1), persist=False)
-                for p in node.partitions:
-                    await self.import_into(p, [data[p.lo : p.hi]])
+            await kinds.get(node.kind).layout.load(self, node, records, block // 2)
         except Exception:
             await self.free(node)
             raise
         node.epoch += 1
-
-    async def _load_hash(self, node: Node, records: list[bytes], budget: int) -> None:
-        if len(records) % 2:
-            raise errors.BackingStoreError("hash table dump has an odd number of records")
-        total = sum(len(r) for r in records) + ENTRY_OVERHEAD * (len(records) // 2)
-        n = max(1, -(-total // budget))
-        await self.populate(node, n)
-        buckets: list[list[bytes]] = [[] for _ in node.partitions]
-        los = [p.lo for p in node.partitions]
-        for k, v in zip(records[::2], records[1::2], strict=True):
-            b = buckets[bisect_right(los, slot_of(k)) - 1]
-            b.append(k)
-            b.append(v)
-        for p, b in zip(node.partitions, buckets, strict=True):
-            await self.import_into(p, b)

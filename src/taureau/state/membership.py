@@ -10,7 +10,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from taureau.common import errors
-from taureau.state import codec
+from taureau.state import codec, kinds
 from taureau.state.allocator import Allocator, ServerInfo, ServerState
 from taureau.state.catalog import Catalog
 from taureau.state.codec import Op
@@ -215,7 +215,7 @@ class Membership:
     async def _repair(self, node: Node) -> None:
         try:
             reports = await self._describe(node)
-            rep = reconcile(node, reports)
+            rep = reconcile(node, reports, kinds.get(node.kind).layout)
             for ref in rep.free:
                 await self.blocks.free_ref(ref)
             for ref in rep.seal:

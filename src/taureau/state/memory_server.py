@@ -10,15 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from taureau.common import errors
-from taureau.state import codec
-from taureau.state.blocks import (
-    BLOCK_KINDS,
-    Block,
-    BlockState,
-    HashBlock,
-    QueueBlock,
-    slot_of,
-)
+from taureau.state import codec, kinds
+from taureau.state.blocks import Block, BlockState, KeyedBlock
 from taureau.state.codec import STALE, Frame, Op, Redirect, pack_u64
 from taureau.state.ctl_link import ControllerLink
 from taureau.state.limits import CONTROL_MAX, MAX_BLOCK_SIZE, memory_server_limits
@@ -168,9 +161,7 @@ class MemoryServer:
         a = codec.unpack_json(f)
         if len(self.blocks) >= self.num_blocks:
             raise errors.OutOfMemoryError(f"memory server {self.address} has no free block")
-        cls = BLOCK_KINDS.get(a["kind"])
-        if cls is None:
-            raise errors.StateProtocolError(f"unknown block kind {a['kind']!r}")
+        cls = kinds.get(a["kind"]).block
         blk = cls(self, a["alloc"], a["struct"], self.block_size, a["lo"], a["hi"])
         blk.watch = frozenset(a.get("watch", ()))
         if a.get("importing"):
@@ -203,9 +194,9 @@ class MemoryServer:
         a = codec.unpack_json(f)
         blk = self._block(a["alloc"])
         lo, hi = a["lo"], a["hi"]
-        if not isinstance(blk, HashBlock) or blk.importing is None or not blk.lo <= lo < hi <= blk.hi:
+        if not isinstance(blk, KeyedBlock) or blk.importing is None or not blk.lo <= lo < hi <= blk.hi:
             raise errors.StateProtocolError(f"block {a['alloc']} has no merge to undo to [{lo}, {hi})")
-        if any(not lo <= slot_of(k) < hi for k in blk.data):
+        if any(not lo <= blk.position(k) < hi for k in blk.data):
             raise errors.StateProtocolError(f"block {a['alloc']} holds keys outside [{lo}, {hi})")
         blk.lo, blk.hi, blk.importing = lo, hi, None
         return []
@@ -214,8 +205,8 @@ class MemoryServer:
         """A merge target widens its range now and answers REDO for the part still in flight."""
         a = codec.unpack_json(f)
         blk = self._block(a["alloc"])
-        if not isinstance(blk, HashBlock):
-            raise errors.WrongTypeError("only hash blocks merge")
+        if not isinstance(blk, KeyedBlock):
+            raise errors.WrongTypeError("only keyed blocks merge")
         if blk.used + a["bytes"] > blk.capacity * 0.5:
             raise errors.OutOfMemoryError("merge target too full")
         blk.importing = (a["lo"], a["hi"])
@@ -225,7 +216,7 @@ class MemoryServer:
     async def _split(self, f: list[bytes]) -> list[bytes]:
         a = codec.unpack_json(f)
         blk = self._block(a["alloc"])
-        if not isinstance(blk, HashBlock) or not blk.lo < a["at"] < blk.hi:
+        if not isinstance(blk, KeyedBlock) or not blk.lo < a["at"] < blk.hi:
             raise errors.StateProtocolError(f"cannot split block {a['alloc']} at {a['at']}")
         # One synchronous step: from here on the moved slots answer STALE here, REDO there.
         old_hi = blk.hi
@@ -244,8 +235,8 @@ class MemoryServer:
     async def _merge_out(self, f: list[bytes]) -> list[bytes]:
         a = codec.unpack_json(f)
         blk = self._block(a["alloc"])
-        if not isinstance(blk, HashBlock):
-            raise errors.WrongTypeError("only hash blocks merge")
+        if not isinstance(blk, KeyedBlock):
+            raise errors.WrongTypeError("only keyed blocks merge")
         moved = blk.extract(blk.lo, blk.hi)
         blk.set_state(BlockState.FORWARDED)
         await self._send_import(a["target"], a["target_alloc"], moved)
@@ -264,7 +255,7 @@ class MemoryServer:
         blk = self.blocks.get(f[0]) if f else None
         if blk is None:
             raise errors.StateError("import into a block that does not exist")
-        expecting = blk.state is BlockState.IMPORTING or (isinstance(blk, HashBlock) and blk.importing)
+        expecting = blk.state is BlockState.IMPORTING or (isinstance(blk, KeyedBlock) and blk.importing)
         if not expecting:
             raise errors.StateProtocolError(f"block {blk.alloc_id} is not expecting an import")
         self._import_into(blk, f[1:])
@@ -275,7 +266,7 @@ class MemoryServer:
         blk.import_(fields)
         if blk.state is BlockState.IMPORTING:
             blk.set_state(BlockState.ACTIVE)
-        if isinstance(blk, HashBlock):
+        if isinstance(blk, KeyedBlock):
             blk.importing = None
 
     def _export(self, f: list[bytes]) -> list[bytes]:
@@ -285,12 +276,7 @@ class MemoryServer:
         return blk.export()
 
     def _link_next(self, f: list[bytes]) -> list[bytes]:
-        blk = self._block(codec.unpack_json(f)["alloc"])
-        if not isinstance(blk, QueueBlock):
-            raise errors.WrongTypeError("only queue blocks link")
-        blk.set_state(BlockState.SEALED)
-        if not blk.items:
-            self.drained(blk)
+        self._block(codec.unpack_json(f)["alloc"]).link_next()
         return []
 
     async def _send_import(self, target: str, alloc: int, fields: list[bytes]) -> None:
@@ -314,13 +300,15 @@ class MemoryServer:
 
     async def _grow(self, block: Block) -> None:
         try:
-            if isinstance(block, HashBlock):
+            if isinstance(block, KeyedBlock):
                 at = block.split_point()
                 if at is None:
-                    raise errors.OutOfMemoryError("every key is in one slot; cannot split")
+                    raise errors.OutOfMemoryError("every key is in one slot (key position); cannot split")
                 await self.link.call(Op.SPLIT_REQUEST, {"alloc": block.alloc_id, "at": at})
-            else:
+            elif block.growth == "append":
                 await self.link.call(Op.APPEND_REQUEST, {"alloc": block.alloc_id})
+            else:
+                raise errors.OutOfMemoryError(f"a {block.kind} block does not grow by itself")
             block.grow_oom = False
         except Exception as e:  # noqa: BLE001 - the block keeps serving; full writes get REDO/OOM
             log.debug("growth of block %d refused: %s", block.alloc_id, e)

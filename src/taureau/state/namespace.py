@@ -26,7 +26,6 @@ from taureau.common import errors
 # This module does no I/O: the controller asks it what to do, then does it.
 
 MAX_PATH = 1024
-STRUCTURE_KINDS = ("hash_table", "queue", "file")
 
 
 class NodeState(Enum):
@@ -64,7 +63,7 @@ def partition_record(p: Partition) -> dict[str, Any]:
 class Node:
     name: str
     parent: Node | None
-    kind: str  # "dir" or one of STRUCTURE_KINDS
+    kind: str  # "dir" or a structure kind's name (taureau.state.kinds)
     lease_until: float  # monotonic seconds; expiry happens at lease_until + grace
     children: dict[str, Node] = field(default_factory=dict)
     struct_id: int = 0
@@ -179,9 +178,8 @@ class Namespace:
         return True
 
     def check_new(self, path: str, kind: str) -> None:
-        """Raise what create() would, without changing anything (it may be awaited after)."""
-        if kind not in STRUCTURE_KINDS:
-            raise errors.StateProtocolError(f"unknown structure kind {kind!r}")
+        """Raise what create() would, without changing anything (it may be awaited after).
+        `kind` is the caller's to check (the registry of kinds is above this module)."""
         parts = split_path(path)
         if not parts:
             raise errors.InvalidPathError("the root cannot be a structure")

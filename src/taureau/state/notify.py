@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taureau.common import errors
+from taureau.state import kinds
 from taureau.state.codec import Op
 from taureau.state.namespace import split_path
 from taureau.state.rpc import Peer
@@ -15,7 +16,7 @@ from taureau.state.rpc import Peer
 # (Jiffy's main use of notifications: a consumer waits for a producer's output to appear).
 # Matching is by a structure's *current* path, so renames move structures in and out of it.
 
-NOTIFY_OPS = frozenset({"put", "upsert", "update", "remove", "enqueue", "dequeue", "write"})
+NOTIFY_OPS = kinds.notify_ops()  # every op some structure kind notifies about
 MAX_PER_CONNECTION = 64  # subscriptions one connection may hold (each is a little controller memory)
 
 

@@ -4,17 +4,20 @@ servers report they hold (pure: decides, the caller sends the commands)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taureau.common import errors
 from taureau.state.namespace import BlockRef, Node, Partition
 
+if TYPE_CHECKING:
+    from taureau.state.layouts import Layout
+
 # The catalog says which blocks a structure owns and in what order; the memory servers say
 # what each block is now (its range, state, whether data is still moving in). A crash of the
 # controller between two steps of an elastic operation (elastic.py lists them) leaves one of
-# a few shapes, and each has one safe reading:
+# a few shapes, and each has one safe reading (per layout, in layouts.py):
 #
-#   hash (slot ranges)
+#   key ranges
 #     a FORWARDED block       a merge moved everything out: drop and free it
 #     an IMPORTING block whose range an ACTIVE block still covers
 #                             the split never moved the keys: drop and free the target
@@ -25,10 +28,10 @@ from taureau.state.namespace import BlockRef, Node, Partition
 #     an ACTIVE block importing a range no other block serves
 #                             the merge source died with those keys: lost
 #     otherwise               the block's reported range is its partition
-#   queue (segments in order) every segment but the last must be sealed (LINK_NEXT); a sealed,
+#   segments (in order)       every segment but the last must be sealed (LINK_NEXT); a sealed,
 #                             empty one before the last lost its DRAINED event: drop and free;
 #                             a sealed last one needs a new tail
-#   file (extents)            nothing moves between extents
+#   extents                   nothing moves between extents
 # In every kind, a block that is not reported (its server is dead) is a lost partition.
 # The reports must be fresh and final: they are asked for (DESCRIBE) once every server
 # holding the structure has finished whatever split or merge it was running (memory servers
@@ -78,9 +81,10 @@ class Repair:
     lost: int = 0  # partitions whose block is gone
 
 
-def reconcile(node: Node, reports: dict[int, BlockReport]) -> Repair:
+def reconcile(node: Node, reports: dict[int, BlockReport], layout: Layout) -> Repair:
     """What to do so that `node`'s map matches its blocks; `reports` holds every reported
-    block of a server still alive (a block of a dead server is absent)."""
+    block of a server still alive (a block of a dead server is absent); `layout` is its
+    kind's (layouts.py holds the rules of each)."""
     found: list[tuple[Partition, BlockReport]] = []
     lost: list[Partition] = []
     for p in node.partitions:
@@ -89,66 +93,6 @@ def reconcile(node: Node, reports: dict[int, BlockReport]) -> Repair:
             lost.append(Partition(p.lo, p.hi, p.chain, lost=True))
         else:
             found.append((p, r))
-    if node.kind == "queue":
-        rep = _queue(node, found, lost)
-    elif node.kind == "file":
-        rep = Repair(sorted([p for p, _ in found] + lost, key=lambda p: p.lo))
-    else:
-        rep = _ranges(found, lost)
-    rep.lost = len(lost)
-    return rep
-
-
-def _ranges(found: list[tuple[Partition, BlockReport]], lost: list[Partition]) -> Repair:
-    rep = Repair([])
-    live = []
-    for p, r in found:
-        if r.state == "forwarded":
-            rep.free.append(p.chain[0])
-        else:
-            live.append((p, r))
-    active = [(p, r) for p, r in live if r.state == "active"]
-    keep = list(lost)
-    for p, r in live:
-        others = [(o.lo, o.hi) for q, o in active if q is not p]
-        if r.state == "importing":
-            if any(lo <= r.lo and r.hi <= hi for lo, hi in others):
-                rep.free.append(p.chain[0])
-            else:
-                lost.append(Partition(r.lo, r.hi, p.chain, lost=True))
-                keep.append(lost[-1])
-            continue
-        lo, hi = r.lo, r.hi
-        if r.importing is not None:
-            a, b = r.importing
-            if not any(x < b and a < y for x, y in others):
-                lost.append(Partition(lo, hi, p.chain, lost=True))
-                keep.append(lost[-1])
-                continue
-            lo, hi = (b, hi) if a <= lo else (lo, a)  # merges join neighbours: it is at one end
-            rep.narrow.append((p.chain[0], lo, hi))
-        keep.append(Partition(lo, hi, p.chain))
-    rep.partitions = sorted(keep, key=lambda p: p.lo)
-    return rep
-
-
-def _queue(node: Node, found: list[tuple[Partition, BlockReport]], lost: list[Partition]) -> Repair:
-    by_alloc = {p.chain[0].alloc: r for p, r in found}
-    lost_allocs = {p.chain[0].alloc for p in lost}
-    rep = Repair([])
-    last = len(node.partitions) - 1
-    for i, p in enumerate(node.partitions):
-        a = p.chain[0].alloc
-        if a in lost_allocs:
-            rep.partitions.append(Partition(p.lo, p.hi, p.chain, lost=True))
-            continue
-        r = by_alloc[a]
-        if i < last and r.state == "sealed" and r.empty:
-            rep.free.append(p.chain[0])
-            continue
-        if i < last and r.state == "active":
-            rep.seal.append(p.chain[0])
-        if i == last and r.state == "sealed":
-            rep.needs_tail = True
-        rep.partitions.append(p)
+    rep = layout.reconcile(node, found, lost)
+    rep.lost = sum(p.lost for p in rep.partitions)
     return rep
