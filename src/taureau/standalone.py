@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from taureau.broker.admin import build_admin_app
 from taureau.broker.config import BrokerConfig
@@ -21,6 +22,9 @@ from taureau.net.server import install_fast_event_loop, start_tcp_server
 from taureau.storage.ledger.local import open_local_ledger_client
 from taureau.storage.managed_ledger.factory import ManagedLedgerFactory
 from taureau.web import WebServer
+
+if TYPE_CHECKING:
+    from taureau.state.service import StateServices
 
 log = logging.getLogger("taureau.standalone")
 
@@ -58,6 +62,7 @@ class Standalone:
         self.broker_port = 0
         self.web_port = 0
         self.state_address: str | None = None
+        self.state_services: StateServices | None = None  # when the state layer runs
         self._closers: list = []  # async callables, run in reverse order on stop
 
     async def start(self) -> None:
@@ -103,6 +108,10 @@ class Standalone:
         if broker.web_port == 0:
             broker.web_port = web.port
         worker = self._functions_worker(app, data_dir, store, factory) if self.config.functions.enabled else None
+        if self.state_services is not None:  # the state layer's series on the same /metrics
+            sources = list(getattr(app.state, "metrics_sources", []))
+            sources.append(self.state_services.controller.prometheus_lines)
+            app.state.metrics_sources = sources
         await web.start()
         self._closers.append(web.stop)
         if worker is not None:
@@ -170,6 +179,7 @@ class Standalone:
             data_dir=os.path.join(data_dir, "state"),
             store=store,  # the namespace outlives a restart (docs/state.md)
         )
+        self.state_services = services
         port = services.controller_address.rsplit(":", 1)[1]
         self.state_address = f"{self.config.broker.advertised_address}:{port}"
         self._closers.append(services.close)

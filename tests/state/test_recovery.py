@@ -10,7 +10,7 @@ import pytest
 
 from taureau.common import errors
 from taureau.state import codec, kinds
-from taureau.state.blocks import NUM_SLOTS
+from taureau.state.blocks import NUM_SLOTS, entry_cost, item_cost
 from taureau.state.codec import Op
 from taureau.state.conn import Conn
 from taureau.state.limits import CONTROL_MAX
@@ -155,7 +155,8 @@ def test_crash_after_a_split_was_saved_but_before_it_moved_keys(durable_cluster)
     c = cl.client()
     ht = c.open_or_create_hash_table("/jobs/s/ht")
     hold(cl, Op.SPLIT)
-    data = {b"k%03d" % i: b"v" * 120 for i in range(350)}  # past the 90% watermark, within the block
+    n = int(0.95 * (64 << 10) / entry_cost(4, 120))  # past the 90% watermark, within the block
+    data = {b"k%03d" % i: b"v" * 120 for i in range(n)}
     ht.multi_put(data)
     wait_for(lambda: c.status("/jobs/s/ht")["blocks"] == 2)  # target allocated and saved
     assert held_blocks(cl) == 2
@@ -173,7 +174,8 @@ def test_crash_after_a_queue_tail_was_saved_but_before_the_old_one_was_sealed(du
     c = cl.client()
     q = c.open_or_create_queue("/jobs/q/q")
     hold(cl, Op.LINK_NEXT)
-    items = [b"i%03d" % i + b"x" * 100 for i in range(400)]  # past the 90% watermark
+    n = int(0.95 * (64 << 10) / item_cost(104))  # past the 90% watermark, within the block
+    items = [b"i%03d" % i + b"x" * 100 for i in range(n)]
     q.multi_enqueue(items)
     wait_for(lambda: held_blocks(cl) == 2)  # the new tail exists (and is in the saved map)
     cl.restart_controller()
@@ -182,7 +184,7 @@ def test_crash_after_a_queue_tail_was_saved_but_before_the_old_one_was_sealed(du
     assert c.status("/jobs/q/q")["blocks"] == 2
     q.refresh()
     q.enqueue(b"after")  # goes to the new tail: the old one was sealed by the repair
-    assert [q.dequeue() for _ in range(401)] == [*items, b"after"]
+    assert [q.dequeue() for _ in range(n + 1)] == [*items, b"after"]
     with pytest.raises(errors.QueueEmptyError):
         q.dequeue()
 

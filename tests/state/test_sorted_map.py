@@ -124,7 +124,7 @@ def test_range_bad_input_and_stale_maps(cluster):
 def test_dump_and_load_keep_the_order(cluster):
     c = cluster.client()
     sm = c.open_or_create("/jobs/s/d", SortedMap)
-    data = {b"%05d" % i: b"v%d" % i for i in range(2000)}
+    data = {b"%05d" % i: b"v%d" % i for i in range(1000)}
     sm.multi_put(data)
     c.dump("/jobs/s/d", "local://sm.dump")
     c.load("/jobs/s/copy", "local://sm.dump")

@@ -53,6 +53,11 @@ def register(subparsers) -> None:
     ms.add_argument("--block-size", default="32MiB", help="bytes per block (e.g. 32MiB)")
     ms.add_argument("--blocks", type=int, default=64, help="number of blocks in this server's pool")
     ms.add_argument(
+        "--memory-budget",
+        default=None,
+        help="memory the blocks' data may take, measured (default: every block full, blocks x size)",
+    )
+    ms.add_argument(
         "--rejoin-s",
         type=float,
         default=60.0,
@@ -116,13 +121,14 @@ def memory_server_handler(args: argparse.Namespace) -> int:
 
     try:
         block_size = parse_size(args.block_size)
+        budget = parse_size(args.memory_budget) if args.memory_budget is not None else None
     except ValueError as e:
-        print(f"error: --block-size: {e}", file=sys.stderr)
+        print(f"error: --block-size/--memory-budget: {e}", file=sys.stderr)
         return 2
     kwargs = dict(
         controller=args.controller, host=args.host, port=args.port, block_size=block_size,
         advertised_host=args.advertised_address,
-        num_blocks=args.blocks, rejoin_s=args.rejoin_s,
+        num_blocks=args.blocks, rejoin_s=args.rejoin_s, memory_budget=budget,
     )  # fmt: skip
     try:
         if args.controller_fd is not None:

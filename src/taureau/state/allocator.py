@@ -46,6 +46,8 @@ class ServerInfo:
     used: int = 0  # blocks handed out on this server
     state: ServerState = ServerState.REPORTING
     peer: Any = None  # the rpc.Peer of its registration link (commands go through it)
+    used_bytes: int = 0  # memory its blocks' data takes, as it last said (Op.USAGE)
+    budget_bytes: int = 0  # what it may take
     link: str = "tcp"  # how it dials us: tcp, unix (a local socket), pair (a socketpair: no way back)
 
     def set_state(self, new: ServerState) -> None:

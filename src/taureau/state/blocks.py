@@ -3,6 +3,7 @@ key-position space, split and merged) that hash tables, counters and sorted maps
 
 from __future__ import annotations
 
+import sys
 import time
 from binascii import crc_hqx
 from collections.abc import Callable
@@ -14,8 +15,10 @@ from taureau.state.codec import REDO, STALE, Op, Redirect, pack_u64
 
 # Theory of operation.
 # A block is a fixed-capacity unit of one structure (a partition of a keyed structure, a
-# queue segment or a file extent). Capacity is an accounting limit on the bytes held (plus
-# ENTRY_OVERHEAD per entry or item), so a block costs memory only for what it stores.
+# queue segment or a file extent). Capacity is a limit on the memory the block's data takes
+# in this process, measured (see "What memory costs" below), so a block costs memory only
+# for what it stores and a full block is a block-size worth of RAM, not of payload. Every
+# block also charges the memory server's Pool, which refuses what would pass its budget.
 #
 #   IMPORTING --import--> ACTIVE --link_next--> SEALED     (queue: a successor took the tail)
 #                         ACTIVE --merge_out--> FORWARDED  (keyed: every key went to a neighbour)
@@ -28,7 +31,6 @@ from taureau.state.codec import REDO, STALE, Op, Redirect, pack_u64
 # refreshes it instead of failing. Each kind's block is in taureau.state.kinds.<kind>.
 
 NUM_SLOTS = 65536
-ENTRY_OVERHEAD = 48  # bytes charged per hash entry / queue item on top of key and value
 HIGH_WATERMARK = 0.9  # fraction of capacity that asks the controller to split / append
 LOW_WATERMARK = 0.1  # fraction under which a hash partition asks to merge with a neighbour
 GROW_RETRY_S = 0.25  # after the pool said no (OutOfMemory), wait this long before asking again
@@ -55,6 +57,8 @@ _ALLOWED = {
 class BlockHost(Protocol):
     """What a block needs from the memory server that owns it."""
 
+    pool: Pool
+
     def request_growth(self, block: Block) -> None: ...
     def request_merge(self, block: Block) -> None: ...
     def drained(self, block: Block) -> None: ...
@@ -65,6 +69,55 @@ def slot_of(key: bytes) -> int:
     return crc_hqx(key, 0)
 
 
+# What memory costs (64-bit CPython, measured against tracemalloc and RSS in
+# tests/state/test_memory.py). A bytes object is a 33-byte header plus its bytes; pymalloc
+# serves objects up to 512 bytes from 16-byte size classes, larger ones come from malloc with
+# a 16-byte header. A dict entry's share of the dict's tables is at most 60 bytes (a table
+# just grown is a third full: 24 bytes of entry and 4-8 of index per slot); a deque or list
+# slot is a pointer plus spare room. Every cost is the worst case, so a server stays under
+# its budget whatever the dicts' fill.
+BYTES_HEADER = sys.getsizeof(b"")
+SMALL_OBJECT = 512
+DICT_SLOT = 60
+SEQ_SLOT = 9
+
+
+ENTRY_EXTRA = 2 * (BYTES_HEADER + 16) + DICT_SLOT + SEQ_SLOT  # the most an entry costs beyond its bytes
+
+
+def bytes_cost(n: int) -> int:
+    """The memory behind a bytes object of `n` bytes."""
+    size = BYTES_HEADER + n
+    return (size + 15) & ~15 if size <= SMALL_OBJECT else size + 16
+
+
+def entry_cost(key_len: int, value_len: int) -> int:
+    """A key and its value in a dict."""
+    return bytes_cost(key_len) + bytes_cost(value_len) + DICT_SLOT
+
+
+def item_cost(n: int) -> int:
+    """A queue item in a deque."""
+    return bytes_cost(n) + SEQ_SLOT
+
+
+class Pool:
+    """The memory one server's blocks hold, against its budget; the server owns it, its blocks
+    charge it as they grow and shrink."""
+
+    __slots__ = ("used", "budget")
+
+    def __init__(self, budget: int) -> None:
+        self.used = 0
+        self.budget = budget
+
+    def check(self, size: int) -> None:
+        if self.used + size > self.budget:
+            raise errors.OutOfMemoryError(
+                f"memory server at its budget: {self.used} of {self.budget} bytes used, {size} more asked"
+            )
+
+
 def fit_batches(items: list[bytes], budget: int) -> list[list[bytes]]:
     """Cut queue items (in order) into batches a block charges at most `budget` bytes for; an
     item over the budget goes alone."""
@@ -72,11 +125,12 @@ def fit_batches(items: list[bytes], budget: int) -> list[list[bytes]]:
     cur: list[bytes] = []
     size = 0
     for it in items:
-        if cur and size + len(it) + ENTRY_OVERHEAD > budget:
+        cost = item_cost(len(it))
+        if cur and size + cost > budget:
             out.append(cur)
             cur, size = [], 0
         cur.append(it)
-        size += len(it) + ENTRY_OVERHEAD
+        size += cost
     if cur:
         out.append(cur)
     return out
@@ -94,7 +148,8 @@ class Block:
         self.struct_id = struct_id  # the controller's id of the structure this block belongs to
         self.capacity = capacity
         self.lo, self.hi = lo, hi  # slot range (hash) or byte offsets (file) this block serves
-        self.used = 0  # bytes charged against capacity
+        self.used = 0  # bytes of memory its data takes (charged to the server's pool too)
+        self.pool = host.pool
         self.state = BlockState.ACTIVE
         self.watch: frozenset[str] = frozenset()  # op names someone subscribed to
         self.grow_pending = False  # a split/append request is with the controller
@@ -110,7 +165,8 @@ class Block:
         self.state = new
 
     def _need_room(self, size: int) -> None:
-        """Raise unless `size` more bytes fit; ask for growth when over the high watermark."""
+        """Raise unless `size` more bytes fit the block and the server's budget; ask for
+        growth when the block is full."""
         if size > self.capacity:
             raise errors.ValueTooLargeError(f"{size} bytes do not fit in a {self.capacity}-byte block")
         if self.used + size > self.capacity:
@@ -118,6 +174,16 @@ class Block:
             if self.grow_pending or not self.grow_oom:
                 raise Redirect(REDO, "block is full and growing")
             raise errors.OutOfMemoryError(f"block is full and cannot grow: {self.grow_refusal}")
+        self.pool.check(size)
+
+    def _charge(self, delta: int) -> None:
+        self.used += delta
+        self.pool.used += delta
+
+    def release(self) -> None:
+        """The block is freed: give its memory back to the pool."""
+        self.pool.used -= self.used
+        self.used = 0
 
     def _ask_growth(self) -> None:
         wait = GROW_RETRY_S if self.grow_oom else BUSY_RETRY_S
@@ -174,6 +240,7 @@ class KeyedBlock(Block):
 
     growth = "split"
     KEY_SPACE = NUM_SLOTS
+    SLOT = DICT_SLOT  # memory an entry takes beyond its key and value objects
     position: Callable[[bytes], int] = staticmethod(slot_of)
 
     def __init__(self, *a, **kw) -> None:
@@ -191,6 +258,9 @@ class KeyedBlock(Block):
             Op.MULTI_PUT: self.multi_put,
             Op.COUNT: self.count,
         }
+
+    def _entry(self, key_len: int, value_len: int) -> int:
+        return bytes_cost(key_len) + bytes_cost(value_len) + self.SLOT
 
     def _route(self, key: bytes) -> None:
         if self.state is not BlockState.ACTIVE:
@@ -218,11 +288,12 @@ class KeyedBlock(Block):
         return [pack_u64(len(self.data))]
 
     def _store(self, key: bytes, value: bytes, old: bytes | None, op: str) -> list[bytes]:
-        delta = len(value) - len(old) if old is not None else len(key) + len(value) + ENTRY_OVERHEAD
+        cost = bytes_cost(len(value))
+        delta = cost - bytes_cost(len(old)) if old is not None else cost + bytes_cost(len(key)) + self.SLOT
         if delta > 0:
             self._need_room(delta)
         self.data[key] = value
-        self.used += delta
+        self._charge(delta)
         self._after_write()
         if op in self.watch:
             self.host.notify(self, op, key)
@@ -260,7 +331,7 @@ class KeyedBlock(Block):
         old = self.data.pop(key, None)
         if old is None:
             raise errors.KeyNotFoundError(f"key not found: {key[:64]!r}")
-        self.used -= len(key) + len(old) + ENTRY_OVERHEAD
+        self._charge(-self._entry(len(key), len(old)))
         if "remove" in self.watch:
             self.host.notify(self, "remove", key)
         if self.used < self.capacity * LOW_WATERMARK and (self.lo, self.hi) != (0, self.KEY_SPACE):
@@ -295,11 +366,12 @@ class KeyedBlock(Block):
         for k, v in batch.items():
             self._route(k)
             old = data.get(k)
-            grow += len(v) - len(old) if old is not None else len(k) + len(v) + ENTRY_OVERHEAD
+            cost = bytes_cost(len(v))
+            grow += cost - bytes_cost(len(old)) if old is not None else cost + bytes_cost(len(k)) + self.SLOT
         if grow > 0:
             self._need_room(grow)
         data.update(batch)
-        self.used += grow
+        self._charge(grow)
         self._after_write()
         if op in self.watch:
             for k in batch:
@@ -337,7 +409,7 @@ class KeyedBlock(Block):
             v = pop(k)
             out.append(k)
             out.append(v)
-            self.used -= len(k) + len(v) + ENTRY_OVERHEAD
+            self._charge(-self._entry(len(k), len(v)))
         return out
 
     def export(self) -> list[bytes]:
@@ -346,7 +418,13 @@ class KeyedBlock(Block):
     def import_(self, fields: list[bytes]) -> None:
         if len(fields) % 2:
             raise errors.StateProtocolError("keyed import takes key/value pairs")
-        for k, v in zip(fields[::2], fields[1::2], strict=True):
-            old = self.data.get(k)
-            self.used += len(v) - len(old) if old is not None else len(k) + len(v) + ENTRY_OVERHEAD
-            self.data[k] = v
+        pairs = list(zip(fields[::2], fields[1::2], strict=True))
+        data = self.data
+        self.pool.check(sum(self._entry(len(k), len(v)) for k, v in pairs if k not in data))
+        for k, v in pairs:
+            old = data.get(k)
+            cost = bytes_cost(len(v))
+            self._charge(
+                cost - bytes_cost(len(old)) if old is not None else cost + bytes_cost(len(k)) + self.SLOT
+            )
+            data[k] = v

@@ -99,6 +99,7 @@ class Op(IntEnum):
     DRAINED = 100
     NOTIFY = 101
     REPORT = 102
+    USAGE = 103
 
 
 # Codes for error replies that are not exceptions but instructions to the client.

@@ -15,10 +15,10 @@ from typing import Any
 from taureau.common import errors
 from taureau.metadata.embedded import EmbeddedMetadataStore
 from taureau.metadata.store import MetadataStore
-from taureau.state import codec, kinds
+from taureau.state import codec, kinds, metrics
 from taureau.state.allocator import Allocator, ServerState
 from taureau.state.catalog import Catalog, Loaded
-from taureau.state.codec import Frame, Op
+from taureau.state.codec import EVENT, Frame, Op
 from taureau.state.elastic import BlockManager
 from taureau.state.limits import controller_limits
 from taureau.state.membership import Membership
@@ -69,7 +69,8 @@ class Controller:
         self.catalog = Catalog(store if store is not None else EmbeddedMetadataStore(None))
         self.ns = Namespace()
         self.alloc = Allocator()
-        self.blocks = BlockManager(self.ns, self.alloc, self.catalog, self._watch_ops)
+        self.counters = metrics.Counters()
+        self.blocks = BlockManager(self.ns, self.alloc, self.catalog, self._watch_ops, self.counters)
         self.members = Membership(
             self.ns,
             self.alloc,
@@ -213,10 +214,15 @@ class Controller:
     # -- dispatch ------------------------------------------------------------------------------
 
     def _handle(self, peer: Peer, fr: Frame) -> Any:
-        if fr.op == Op.NOTIFY:
-            if "server_id" not in peer.info:
-                raise errors.StateProtocolError("only a registered memory server sends notifications")
-            self._fan_out(fr.fields)
+        if fr.op in (Op.NOTIFY, Op.USAGE):
+            if "server_id" not in peer.info or fr.kind != EVENT:
+                raise errors.StateProtocolError(
+                    f"only a registered memory server sends {codec.op_name(fr.op)}"
+                )
+            if fr.op == Op.NOTIFY:
+                self._fan_out(fr.fields)
+            else:
+                self.members.usage(peer, codec.unpack_json(fr.fields))
             return None
         fn = self._handlers.get(fr.op)
         if fn is None:
@@ -397,14 +403,20 @@ class Controller:
                 missing.append(p)
         return {"missing": missing, "lease_ms": int(self.lease_s * 1000)}
 
-    def _stats(self, peer: Peer, a: dict) -> dict:
-        st = self.alloc.stats()
-        st["structures"] = len(self.ns.by_id)
+    def stats(self) -> dict[str, Any]:
+        st = metrics.stats(self.alloc, self.ns, self.counters)
         st["subscriptions"] = len(self.subs)
         st["servers_joining"] = sum(
             s.state in (ServerState.JOINING, ServerState.REPORTING) for s in self.alloc.servers.values()
         )
         return st
+
+    def _stats(self, peer: Peer, a: dict) -> dict:
+        return self.stats()
+
+    def prometheus_lines(self) -> list[str]:
+        """The state layer's metrics, for a /metrics page (standalone's admin app)."""
+        return metrics.prometheus_lines(self.stats(), {})
 
     async def _grow(self, peer: Peer, a: dict) -> dict:
         node = self.ns.structure(_str(a, "path"))
@@ -495,6 +507,7 @@ class Controller:
             if node.kind != "dir" and node.mapped and node.state is NodeState.ACTIVE:
                 await self._flush(node)
                 continue
+            self.counters.lease_expiries += sum(n.kind != "dir" for n in node.walk())
             await self._reclaim(node)
             log.info("lease expired: %s reclaimed", node.path)
 
@@ -518,6 +531,8 @@ class Controller:
             return
         await self.blocks.free_partitions(parts)
         node.epoch += 1
+        self.counters.flushes += 1
+        self.counters.lease_expiries += 1
         log.info("lease expired: %s flushed to %s", node.path, node.backing)
 
     # -- notifications -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from taureau.state.allocator import Allocator, ServerInfo, ServerState
 from taureau.state.blocks import NUM_SLOTS
 from taureau.state.catalog import Catalog
 from taureau.state.codec import Op, pack_u64
+from taureau.state.metrics import Counters
 from taureau.state.namespace import BlockRef, Namespace, Node, NodeState, Partition, partition_record
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,18 @@ class BlockManager:
     """Owns the alloc-id -> structure index and every NEW/FREE/SPLIT/MERGE command sent."""
 
     def __init__(
-        self, ns: Namespace, allocator: Allocator, catalog: Catalog, watch_ops: Callable[[Node], list[str]]
+        self,
+        ns: Namespace,
+        allocator: Allocator,
+        catalog: Catalog,
+        watch_ops: Callable[[Node], list[str]],
+        counters: Counters,
     ) -> None:
         self.ns = ns
         self.alloc = allocator
         self.catalog = catalog
         self.watch_ops = watch_ops
+        self.counters = counters
         self.owner: dict[int, int] = {}  # alloc id -> struct id
 
     async def save(self, node: Node, extra: Partition | None = None) -> None:
@@ -204,6 +211,7 @@ class BlockManager:
             try:
                 await self.save(node)  # the target is listed before any key moves into it
                 await src.peer.call(Op.SPLIT, codec.pack_json(req))
+                self.counters.splits += 1
             except Exception:
                 p.hi = old_hi
                 node.partitions.remove(newp)
@@ -232,6 +240,7 @@ class BlockManager:
             await src.peer.call(Op.MERGE_OUT, codec.pack_json(req))
             await self.save(node)  # only now is the source empty: until here the record lists it
             await self.free_ref(p.chain[0])
+            self.counters.merges += 1
         finally:
             node.busy = False
 
@@ -259,6 +268,7 @@ class BlockManager:
                 log.warning("watch update for %s failed: %s", node.path, e)
             node.partitions.append(newp)
             node.epoch += 1
+            self.counters.appends += 1
         finally:
             node.busy = False
 
@@ -271,6 +281,7 @@ class BlockManager:
         node.epoch += 1
         await self.save(node)
         await self.free_ref(p.chain[0])
+        self.counters.drains += 1
 
     async def _save_quietly(self, node: Node) -> None:
         """Write a rolled-back map; if the store fails again, recovery reconciles instead."""

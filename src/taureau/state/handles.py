@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from taureau.common import errors
-from taureau.state.blocks import ENTRY_OVERHEAD, slot_of
+from taureau.state.blocks import ENTRY_EXTRA, entry_cost, slot_of
 from taureau.state.codec import STALE, Op, Redirect, pack_u64, unpack_u64
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class KeyedHandle(Structure):
     def _op(self, op: int, key: bytes, *rest: bytes, retry_unavailable: bool = True) -> list[bytes]:
         """One keyed request. Redirects are retried (the block did nothing); a broken
         connection is retried only if `retry_unavailable` (the op is safe to apply twice)."""
-        check_fits(len(key) + sum(map(len, rest)) + ENTRY_OVERHEAD, self._part(key).cap)
+        check_fits(entry_cost(len(key), sum(map(len, rest))), self._part(key).cap)
 
         def attempt() -> list[bytes]:
             p = self._part(key)
@@ -146,10 +146,10 @@ class KeyedHandle(Structure):
     def _check_entries(self, keys: list[bytes], values: list[bytes] | None, size: int) -> None:
         """ValueTooLargeError if an entry cannot fit its block. `size` is the batch's bytes: if
         the whole batch fits the smallest block, so does each entry (the hot path stops here)."""
-        if size + ENTRY_OVERHEAD <= min(p.cap for p in self._parts):
+        if size + ENTRY_EXTRA <= min(p.cap for p in self._parts):
             return
         for i, k in enumerate(keys):
-            check_fits(len(k) + (len(values[i]) if values else 0) + ENTRY_OVERHEAD, self._part(k).cap)
+            check_fits(entry_cost(len(k), len(values[i]) if values else 0), self._part(k).cap)
 
     def _one_block(self, count: int, size: int) -> Part | None:
         """The only block, if the table has one and a batch of `count` entries and `size`

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from taureau.common import errors
-from taureau.state.blocks import ENTRY_OVERHEAD, fit_batches
+from taureau.state.blocks import entry_cost, fit_batches
 from taureau.state.codec import Op
 from taureau.state.namespace import Node, Partition
 from taureau.state.recovery import BlockReport, Repair
@@ -55,7 +55,7 @@ class Ranges(Layout):
     async def load(self, bm: BlockManager, node: Node, records: list[bytes], budget: int) -> None:
         if len(records) % 2:
             raise errors.BackingStoreError(f"a {node.kind} dump has an odd number of records")
-        total = sum(len(r) for r in records) + ENTRY_OVERHEAD * (len(records) // 2)
+        total = sum(entry_cost(len(k), len(v)) for k, v in zip(records[::2], records[1::2], strict=True))
         await bm.populate(node, max(1, -(-total // budget)))
         buckets: list[list[bytes]] = [[] for _ in node.partitions]
         los = [p.lo for p in node.partitions]

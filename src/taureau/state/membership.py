@@ -165,6 +165,13 @@ class Membership:
         self.changed.set()
         await self._settle_ready()
 
+    def usage(self, peer: Peer, a: dict[str, Any]) -> None:
+        """A memory server says how much memory its blocks take (every second)."""
+        srv = self.alloc.servers.get(peer.info.get("server_id", -1))
+        used, budget = a.get("used_bytes"), a.get("budget_bytes")
+        if srv is not None and srv.peer is peer and isinstance(used, int) and isinstance(budget, int):
+            srv.used_bytes, srv.budget_bytes = used, budget
+
     # -- losing servers -----------------------------------------------------------------------
 
     def link_lost(self, peer: Peer) -> None:
@@ -182,6 +189,7 @@ class Membership:
 
     async def _dead(self, srv: ServerInfo, how: str) -> None:
         srv.set_state(ServerState.DEAD)
+        self.blocks.counters.servers_lost += 1
         self.reports.pop(srv.server_id, None)
         hit = self.blocks.server_lost(srv.server_id, how)
         log.warning("memory server %s %s; %d structure(s) lost blocks", srv.address, how, len(hit))

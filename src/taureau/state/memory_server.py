@@ -11,7 +11,7 @@ from typing import Any
 
 from taureau.common import errors
 from taureau.state import codec, kinds
-from taureau.state.blocks import Block, BlockState, KeyedBlock
+from taureau.state.blocks import Block, BlockState, KeyedBlock, Pool
 from taureau.state.codec import STALE, Frame, Op, Redirect, pack_u64
 from taureau.state.ctl_link import ControllerLink
 from taureau.state.limits import CONTROL_MAX, MAX_BLOCK_SIZE, memory_server_limits
@@ -20,6 +20,7 @@ from taureau.state.rpc import Peer, connect, split_address
 log = logging.getLogger(__name__)
 
 MERGE_RETRY_S = 1.0  # after a refused merge, a block waits this long before asking again
+USAGE_PERIOD_S = 1.0  # how often the memory use is sent to the controller
 REJOIN_S = 60.0  # how long a memory server linked by address waits for its controller to return
 IMPORT_TIMEOUT_S = 30.0  # a split or merge's IMPORT to another memory server
 _FIRST_MGMT_OP = Op.NEW_BLOCK
@@ -44,11 +45,17 @@ class MemoryServer:
         exit_on_controller_loss: bool = True,
         advertised_host: str | None = None,
         rejoin_s: float | None = REJOIN_S,
+        memory_budget: int | None = None,
     ) -> None:
         if not 1024 <= block_size <= MAX_BLOCK_SIZE or num_blocks < 1:
             raise ValueError(
                 f"a memory server needs 1024 <= block_size <= {MAX_BLOCK_SIZE} and num_blocks >= 1"
             )
+        if memory_budget is not None and memory_budget < block_size:
+            raise ValueError("a memory server's budget must hold at least one block")
+        # The memory its blocks' data may take; by default every block full. A smaller budget
+        # lets more blocks be handed out than could all be full at once (they rarely are).
+        self.pool = Pool(memory_budget if memory_budget is not None else block_size * num_blocks)
         self.link = ControllerLink(self, controller, controller_sock, rejoin_s)
         self.block_size = block_size
         self.num_blocks = num_blocks
@@ -96,7 +103,17 @@ class MemoryServer:
         except BaseException:
             self.server.close()
             raise
+        self._spawn(self._report_usage())
         log.info("memory server %s: %d x %d-byte blocks", self.address, self.num_blocks, self.block_size)
+
+    async def _report_usage(self) -> None:
+        """Tell the controller what the blocks take, every period (for stats and metrics)."""
+        while True:
+            self.link.send_event(Op.USAGE, codec.pack_json(self.usage()))
+            await asyncio.sleep(USAGE_PERIOD_S)
+
+    def usage(self) -> dict[str, int]:
+        return {"used_bytes": self.pool.used, "budget_bytes": self.pool.budget, "blocks": len(self.blocks)}
 
     async def close(self) -> None:
         self.link.close()
@@ -173,6 +190,7 @@ class MemoryServer:
         blk = self.blocks.pop(pack_u64(codec.unpack_json(f)["alloc"]), None)
         if blk is not None:
             blk.set_state(BlockState.FREED)
+            blk.release()
         return []
 
     def _watch(self, f: list[bytes]) -> list[bytes]:

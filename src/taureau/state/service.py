@@ -64,6 +64,7 @@ async def start_state_services(
     memory_server_process: bool = True,
     advertised_host: str | None = None,
     store: MetadataStore | None = None,
+    memory_budget: int | None = None,
 ) -> StateServices:
     """Start the controller on this loop and one memory server, then open the client port.
 
@@ -85,13 +86,17 @@ async def start_state_services(
         if memory_server_process:
             child = MemoryServerChild(data_dir)
             services = StateServices(ctl, None, child)
-            await _start_child(ctl, child, host, advertised_host or host, block_size, num_blocks)
+            args = ["--host", host, "--port", "0", "--advertised-address", advertised_host or host]
+            args += ["--block-size", str(block_size), "--blocks", str(num_blocks)]
+            if memory_budget is not None:
+                args += ["--memory-budget", str(memory_budget)]
+            await _start_child(ctl, child, args)
         else:
             ours, theirs = socket.socketpair()
             await ctl.attach(ours)
             ms = MemoryServer(
                 controller_sock=theirs, block_size=block_size, num_blocks=num_blocks, host=host,
-                exit_on_controller_loss=False, advertised_host=advertised_host,
+                exit_on_controller_loss=False, advertised_host=advertised_host, memory_budget=memory_budget,
             )  # fmt: skip
             await ms.start()
             services = StateServices(ctl, ms)
@@ -102,12 +107,8 @@ async def start_state_services(
         raise
 
 
-async def _start_child(
-    ctl: Controller, child: MemoryServerChild, host: str, advertised: str, block_size: int, num_blocks: int
-) -> None:
+async def _start_child(ctl: Controller, child: MemoryServerChild, args: list[str]) -> None:
     """Adopt the memory server a killed predecessor left, or start one; return once it serves."""
-    args = ["--host", host, "--port", "0", "--advertised-address", advertised]
-    args += ["--block-size", str(block_size), "--blocks", str(num_blocks)]
     if not child.local_socket:
         ours, theirs = socket.socketpair()
         try:

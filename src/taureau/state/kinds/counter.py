@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 
 from taureau.common import errors
 from taureau.state import codec
-from taureau.state.blocks import ENTRY_OVERHEAD, NUM_SLOTS, KeyedBlock, slot_of
+from taureau.state.blocks import NUM_SLOTS, KeyedBlock, slot_of
 from taureau.state.codec import Op
 from taureau.state.handles import KeyedHandle, as_pairs
 from taureau.state.kinds import Kind, register
@@ -73,11 +73,11 @@ class CounterBlock(KeyedBlock):
 
     def _apply(self, new: dict[bytes, bytes]) -> None:
         data = self.data
-        grow = sum(len(k) + 8 + ENTRY_OVERHEAD for k in new if k not in data)
+        grow = sum(self._entry(len(k), 8) for k in new if k not in data)
         if grow:
             self._need_room(grow)
         data.update(new)
-        self.used += grow
+        self._charge(grow)
         self._after_write()
         if "incr" in self.watch:
             for k in new:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_right
 from typing import Any
 
@@ -32,10 +33,13 @@ class FileBlock(Block):
         data = f[2]
         if rel < 0 or rel + len(data) > self.hi - self.lo:
             raise Redirect(STALE, f"write outside [{self.lo}, {self.hi})")
+        grow = rel + len(data) - len(self.data)
+        if grow > 0:  # a bytearray may keep an eighth more than it holds
+            self.pool.check(grow + (grow >> 3) + 64)
         if rel > len(self.data):  # a write after a seek past the end leaves a zero-filled hole
             self.data.extend(bytes(rel - len(self.data)))
         self.data[rel : rel + len(data)] = data
-        self.used = len(self.data)
+        self._charge(sys.getsizeof(self.data) - self.used)
         if "write" in self.watch:
             self.host.notify(self, "write", f[1])
         return [pack_u64(len(self.data))]
@@ -57,8 +61,10 @@ class FileBlock(Block):
         return [bytes(self.data)]
 
     def import_(self, fields: list[bytes]) -> None:
-        self.data = bytearray(b"".join(fields))
-        self.used = len(self.data)
+        data = bytearray(b"".join(fields))
+        self.pool.check(sys.getsizeof(data) - self.used)
+        self.data = data
+        self._charge(sys.getsizeof(data) - self.used)
 
 
 class File(Structure):

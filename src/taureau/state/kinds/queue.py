@@ -6,7 +6,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from taureau.common import errors
-from taureau.state.blocks import ENTRY_OVERHEAD, Block, BlockState, fit_batches
+from taureau.state.blocks import Block, BlockState, fit_batches, item_cost
 from taureau.state.codec import STALE, Op, Redirect, pack_u64, unpack_u64
 from taureau.state.handles import Structure, check_fits
 from taureau.state.kinds import Kind, register
@@ -43,9 +43,10 @@ class QueueBlock(Block):
         if len(f) != 2:
             raise errors.StateProtocolError("enqueue takes one item")
         item = f[1]
-        self._admit(len(item) + ENTRY_OVERHEAD)
+        cost = item_cost(len(item))
+        self._admit(cost)
         self.items.append(item)
-        self.used += len(item) + ENTRY_OVERHEAD
+        self._charge(cost)
         self._after_write()
         if "enqueue" in self.watch:
             self.host.notify(self, "enqueue", item)
@@ -53,10 +54,10 @@ class QueueBlock(Block):
 
     def multi_enqueue(self, f: list[bytes]) -> list[bytes]:
         items = f[1:]
-        size = sum(len(i) for i in items) + ENTRY_OVERHEAD * len(items)
+        size = sum(item_cost(len(i)) for i in items)
         self._admit(size)
         self.items.extend(items)
-        self.used += size
+        self._charge(size)
         self._after_write()
         if "enqueue" in self.watch:
             for i in items:
@@ -70,7 +71,7 @@ class QueueBlock(Block):
                 raise Redirect(STALE, "queue segment drained; the head moved on")
             raise errors.QueueEmptyError("queue is empty")
         item = self.items.popleft()
-        self.used -= len(item) + ENTRY_OVERHEAD
+        self._charge(-item_cost(len(item)))
         if not self.items and self.state is BlockState.SEALED:
             self.host.drained(self)
         if "dequeue" in self.watch:
@@ -92,8 +93,10 @@ class QueueBlock(Block):
         return list(self.items)
 
     def import_(self, fields: list[bytes]) -> None:
+        size = sum(item_cost(len(i)) for i in fields)
+        self.pool.check(size)
         self.items.extend(fields)
-        self.used += sum(len(i) for i in fields) + ENTRY_OVERHEAD * len(fields)
+        self._charge(size)
 
 
 class Queue(Structure):
@@ -109,7 +112,7 @@ class Queue(Structure):
         return self._retry(attempt)
 
     def enqueue(self, item: bytes) -> None:
-        check_fits(len(item) + ENTRY_OVERHEAD, self._parts[-1].cap)
+        check_fits(item_cost(len(item)), self._parts[-1].cap)
         self._at(-1, Op.ENQUEUE, [item])
 
     put = enqueue
@@ -122,7 +125,7 @@ class Queue(Structure):
         items = list(items)
         cap = self._parts[-1].cap
         for it in items:
-            check_fits(len(it) + ENTRY_OVERHEAD, cap)
+            check_fits(item_cost(len(it)), cap)
         done = 0
         for batch in fit_batches(items, cap):
             try:

@@ -6,7 +6,7 @@ from bisect import bisect_left
 
 from taureau.common import errors
 from taureau.state import codec
-from taureau.state.blocks import KeyedBlock
+from taureau.state.blocks import DICT_SLOT, SEQ_SLOT, KeyedBlock
 from taureau.state.codec import REDO, STALE, Redirect, pack_u64, unpack_u64
 from taureau.state.handles import KeyValueHandle
 from taureau.state.kinds import Kind, register
@@ -47,6 +47,7 @@ class SortedMapBlock(KeyedBlock):
 
     kind = "sorted_map"
     KEY_SPACE = KEY_SPACE
+    SLOT = DICT_SLOT + SEQ_SLOT  # a dict entry and a slot in the sorted index
     position = staticmethod(position)
 
     def __init__(self, *a, **kw) -> None:
