@@ -126,6 +126,7 @@ CONTROL_ARGS: dict[int, st.SearchStrategy[dict]] = {
         ops=st.one_of(st.lists(st.sampled_from([*sorted(NOTIFY_OPS), "x"]), max_size=3), _junk),
     ),
     Op.GROW: _args(path=_paths, until=_ints),
+    Op.QUOTA: _args(path=_paths, blocks=st.one_of(_ints, st.none(), _junk)),
     # memory server -> controller: must be refused from anyone else, whatever block they name
     Op.SPLIT_REQUEST: _args(alloc=_owner_alloc, at=_ints),
     Op.MERGE_REQUEST: _args(alloc=_owner_alloc, used=_ints),
@@ -341,6 +342,8 @@ def _exchange(address: str, frames: list[Frame]) -> None:
 def _reset_fuzz(st_: FuzzState) -> None:
     """Put /fuzz back to its three structures (the fuzzer removes, renames and grows them)."""
     h = st_.harness
+    for path in h.stats()["quotas"]:  # a quota the fuzzer set could stop the resets below
+        h.set_quota(path, None)
     if h.stats()["blocks_free"] < NUM_BLOCKS // 2:
         h.remove("/fuzz")
     if h.exists("/fuzz"):

@@ -104,7 +104,7 @@ class Subscription:
 # Control ops a client may send again when it cannot tell whether the first one arrived.
 _REPEATABLE = frozenset(
     {Op.HELLO, Op.OPEN, Op.EXISTS_PATH, Op.LIST, Op.STATUS, Op.BLOCK_MAP, Op.RENEW, Op.CLOSE, Op.STATS,
-     Op.GROW}
+     Op.GROW, Op.QUOTA}
 )  # fmt: skip
 RETRY_MIN_S, RETRY_MAX_S = 0.05, 1.0
 
@@ -337,6 +337,15 @@ class StateClient:
         missing = self.control(Op.RENEW, {"paths": [path]})["missing"]
         if missing:
             raise errors.PathNotFoundError(f"path not found: {path}")
+
+    def set_quota(self, path: str, blocks: int | None) -> dict[str, Any]:
+        """Limit the blocks held at or under `path` (a job's or tenant's directory; it need not
+        exist yet); None drops the quota. Returns {"path", "blocks", "used"}."""
+        return self.control(Op.QUOTA, {"path": path, "blocks": blocks})
+
+    def quota(self, path: str) -> dict[str, Any]:
+        """{"path", "blocks" (None: no quota), "used"} of a directory."""
+        return self.control(Op.QUOTA, {"path": path})
 
     def stats(self) -> dict[str, Any]:
         return self.control(Op.STATS, {})

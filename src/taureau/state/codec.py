@@ -91,6 +91,7 @@ class Op(IntEnum):
     STATS = 77
     SUBSCRIBE = 78
     GROW = 79
+    QUOTA = 80
     # memory server -> controller
     REGISTER = 96
     SPLIT_REQUEST = 97

@@ -22,9 +22,10 @@ from taureau.state.codec import EVENT, Frame, Op
 from taureau.state.elastic import BlockManager
 from taureau.state.limits import controller_limits
 from taureau.state.membership import Membership
-from taureau.state.namespace import Namespace, Node, NodeState
+from taureau.state.namespace import Namespace, Node, NodeState, split_path
 from taureau.state.notify import Subscriptions
 from taureau.state.persist import Backings, decode_dump, encode_dump
+from taureau.state.quotas import Quotas
 from taureau.state.rpc import Peer
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,10 @@ class Controller:
         self.ns = Namespace()
         self.alloc = Allocator()
         self.counters = metrics.Counters()
-        self.blocks = BlockManager(self.ns, self.alloc, self.catalog, self._watch_ops, self.counters)
+        self.quotas = Quotas(self.ns, self.catalog, self.counters, owner={})
+        self.blocks = BlockManager(
+            self.ns, self.alloc, self.catalog, self._watch_ops, self.counters, self.quotas
+        )
         self.members = Membership(
             self.ns,
             self.alloc,
@@ -111,6 +115,7 @@ class Controller:
             Op.APPEND_REQUEST: lambda peer, a: self.blocks.append(self._own_block(peer, a)),
             Op.DRAINED: lambda peer, a: self.blocks.drained(self._own_block(peer, a)),
             Op.GROW: self._grow,
+            Op.QUOTA: self._quota,
         }
 
     async def start(self) -> None:
@@ -147,6 +152,7 @@ class Controller:
                 await self.blocks.save(node)
         for n in loaded.renames:
             await self.catalog.delete_rename(n)
+        self.quotas.restore(loaded.quotas)
         self.members.restore(loaded.servers)
         await self.members.start()
         if loaded.structures or loaded.servers:
@@ -337,6 +343,9 @@ class Controller:
 
     async def _rename(self, peer: Peer, a: dict) -> dict:
         src, dst = _str(a, "src"), _str(a, "dst")
+        moving = self.ns.lookup(src)
+        split_path(dst)
+        self.quotas.check(dst, sum(len(p.chain) for n in moving.walk() for p in n.partitions), moving)
         self.ns.rename(src, dst)
         top = self.ns.lookup(dst)
         moved = [n for n in top.walk() if n.kind != "dir"]
@@ -405,6 +414,7 @@ class Controller:
 
     def stats(self) -> dict[str, Any]:
         st = metrics.stats(self.alloc, self.ns, self.counters)
+        st["quotas"] = self.quotas.report()
         st["subscriptions"] = len(self.subs)
         st["servers_joining"] = sum(
             s.state in (ServerState.JOINING, ServerState.REPORTING) for s in self.alloc.servers.values()
@@ -416,7 +426,16 @@ class Controller:
 
     def prometheus_lines(self) -> list[str]:
         """The state layer's metrics, for a /metrics page (standalone's admin app)."""
-        return metrics.prometheus_lines(self.stats(), {})
+        st = self.stats()
+        return metrics.prometheus_lines(st, st["quotas"])
+
+    async def _quota(self, peer: Peer, a: dict) -> dict:
+        """Set (`blocks`: n, or null to drop) and/or read the block quota of a directory."""
+        path = _str(a, "path")
+        if "blocks" in a:
+            await self.quotas.set(path, a["blocks"])
+        q = self.quotas.by_path.get(path)
+        return {"path": path, "blocks": q.blocks if q else None, "used": self.quotas.used(path)}
 
     async def _grow(self, peer: Peer, a: dict) -> dict:
         node = self.ns.structure(_str(a, "path"))

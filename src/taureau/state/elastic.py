@@ -15,6 +15,7 @@ from taureau.state.catalog import Catalog
 from taureau.state.codec import Op, pack_u64
 from taureau.state.metrics import Counters
 from taureau.state.namespace import BlockRef, Namespace, Node, NodeState, Partition, partition_record
+from taureau.state.quotas import Quotas
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,15 @@ class BlockManager:
         catalog: Catalog,
         watch_ops: Callable[[Node], list[str]],
         counters: Counters,
+        quotas: Quotas,
     ) -> None:
         self.ns = ns
         self.alloc = allocator
         self.catalog = catalog
         self.watch_ops = watch_ops
         self.counters = counters
-        self.owner: dict[int, int] = {}  # alloc id -> struct id
+        self.quotas = quotas
+        self.owner = quotas.owner  # alloc id -> struct id (ours to write; quotas count it)
 
     async def save(self, node: Node, extra: Partition | None = None) -> None:
         """Write `node`'s record (with `extra` listed after its partitions, not yet published)."""
@@ -69,6 +72,13 @@ class BlockManager:
 
     async def new_partition(self, node: Node, lo: int, hi: int | None, importing: bool = False) -> Partition:
         """Allocate one block for `node` serving [lo, hi) (hi=None: lo + that server's block size)."""
+        self.quotas.take(node, 1)
+        try:
+            return await self._new_partition(node, lo, hi, importing)
+        finally:  # the block is in the owner index by now (or was never made)
+            self.quotas.give_back(node, 1)
+
+    async def _new_partition(self, node: Node, lo: int, hi: int | None, importing: bool) -> Partition:
         (srv,) = self.alloc.pick()
         try:
             aid = await self.catalog.next_id("alloc")
@@ -125,6 +135,7 @@ class BlockManager:
         free = self.alloc.free_blocks()
         if num_blocks > free:  # refuse before taking any: blocks would only be taken and given back
             raise errors.OutOfMemoryError(f"{node.path} needs {num_blocks} blocks; the pool has {free} free")
+        self.quotas.check(node.path, num_blocks)
         try:
             await kinds.get(node.kind).layout.populate(self, node, num_blocks)
         except Exception:
