@@ -419,6 +419,7 @@ class Controller:
         st["servers_joining"] = sum(
             s.state in (ServerState.JOINING, ServerState.REPORTING) for s in self.alloc.servers.values()
         )
+        st["unsettled"] = len(self.members.unsettled)  # structures waiting for a restart's reports
         return st
 
     def _stats(self, peer: Peer, a: dict) -> dict:

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 REPORT_CHUNK = 200  # blocks per REPORT frame (~30 KB of JSON, under the controller's 64 KiB)
 SETTLE_S = 30.0  # how long a rejoin waits for splits/merges the old link started to finish
-RETRY_MIN_S, RETRY_MAX_S = 0.05, 1.0
+RETRY_MIN_S, RETRY_MAX_S = 0.02, 0.25  # a restarted controller gets its servers back fast
 
 # Joining, as the memory server does it:
 #   connect -> REGISTER {address, shape, server_id if we had one} -> REPORT chunks of every
