@@ -175,6 +175,9 @@ DATA_FIELDS: dict[int, st.SearchStrategy[list[bytes]]] = {
     INCR: st.tuples(_keys, _deltas).map(list),
     MULTI_INCR: st.lists(st.tuples(_keys, _deltas), max_size=8).map(lambda kd: [x for p in kd for x in p]),
     RANGE: st.tuples(_positions, _positions, _keys, _keys, st.binary(min_size=1, max_size=2), _u64).map(list),
+    # from peers in a replica chain; the fuzzer's blocks are in none: refused, never applied
+    Op.CHAIN_WRITE: st.tuples(st.binary(max_size=2), _keys, _values).map(list),
+    Op.INSTALL: st.tuples(st.binary(max_size=40), _keys, _values).map(list),
 }
 _KIND_OF = {op: "queue" for op in (Op.ENQUEUE, Op.DEQUEUE, Op.QUEUE_LENGTH, Op.MULTI_ENQUEUE)}
 _KIND_OF.update({op: "file" for op in (Op.WRITE, Op.READ, Op.FILE_SIZE)})
@@ -194,6 +197,8 @@ COMMAND_FIELDS: dict[int, st.SearchStrategy[list[bytes]]] = {
         Op.MERGE_OUT: _args(alloc=_any_alloc, target=_addr, target_alloc=_any_alloc),
         Op.EXPECT: _args(alloc=_any_alloc, lo=_ints, hi=_ints, bytes=_ints),
         Op.LINK_NEXT: _args(alloc=_any_alloc),
+        Op.CHAIN: _args(alloc=_any_alloc, next=_junk, head=_flags, tail=_flags, frozen=_flags),
+        Op.SYNC: _args(alloc=_any_alloc, to=_junk),
         Op.WATCH: _args(
             allocs=st.lists(_any_alloc, max_size=4), ops=st.lists(st.sampled_from(sorted(NOTIFY_OPS)))
         ),

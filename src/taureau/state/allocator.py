@@ -100,20 +100,24 @@ class Allocator:
         self.servers[info.server_id] = info
         return info
 
-    def pick(self, chain_length: int = 1, avoid: set[int] | None = None) -> list[ServerInfo]:
-        """Servers for one replica chain: distinct servers, most free blocks first (this spreads a
-        structure's partitions over servers and keeps every pool equally usable)."""
+    def pick(
+        self, chain_length: int = 1, avoid: set[int] | None = None, block_size: int | None = None
+    ) -> list[ServerInfo]:
+        """Servers for one replica chain: distinct servers with blocks of one size, most free
+        blocks first (this spreads a structure's partitions over servers and keeps every pool
+        equally usable). `avoid`: servers that must not be picked (a chain's other members)."""
         avoid = avoid or set()
         cands = sorted(
-            (s for s in self.servers.values() if s.free > 0),
-            key=lambda s: (s.server_id in avoid, -s.free, s.server_id),
+            (s for s in self.servers.values() if s.free > 0 and s.server_id not in avoid),
+            key=lambda s: (-s.free, s.server_id),
         )
-        if len(cands) < chain_length:
+        size = block_size if block_size is not None else cands[0].block_size if cands else 0
+        chosen = [s for s in cands if s.block_size == size][:chain_length]
+        if len(chosen) < chain_length:
             free = self.free_blocks()
             raise errors.OutOfMemoryError(
                 f"memory pool exhausted: need {chain_length} block(s) on distinct servers, {free} free"
             )
-        chosen = cands[:chain_length]
         for s in chosen:
             s.used += 1
         return chosen

@@ -141,6 +141,7 @@ class Block:
 
     kind = ""
     growth = ""  # what a full block asks the controller for: "split", "append" or nothing
+    writes: frozenset[int] = frozenset()  # ops that change its data (forwarded along a chain)
 
     def __init__(self, host: BlockHost, alloc_id: int, struct_id: int, capacity: int, lo: int, hi: int):
         self.host = host
@@ -150,6 +151,8 @@ class Block:
         self.lo, self.hi = lo, hi  # slot range (hash) or byte offsets (file) this block serves
         self.used = 0  # bytes of memory its data takes (charged to the server's pool too)
         self.pool = host.pool
+        self.chain: Any = None  # replica.ChainRole when its structure is replicated
+        self.follower = False  # a replica behind the head: it applies what it is sent, unchecked
         self.state = BlockState.ACTIVE
         self.watch: frozenset[str] = frozenset()  # op names someone subscribed to
         self.grow_pending = False  # a split/append request is with the controller
@@ -167,6 +170,8 @@ class Block:
     def _need_room(self, size: int) -> None:
         """Raise unless `size` more bytes fit the block and the server's budget; ask for
         growth when the block is full."""
+        if self.follower:  # the head checked: a replica holds what its head holds
+            return
         if size > self.capacity:
             raise errors.ValueTooLargeError(f"{size} bytes do not fit in a {self.capacity}-byte block")
         if self.used + size > self.capacity:
@@ -175,6 +180,10 @@ class Block:
                 raise Redirect(REDO, "block is full and growing")
             raise errors.OutOfMemoryError(f"block is full and cannot grow: {self.grow_refusal}")
         self.pool.check(size)
+
+    def _check_pool(self, size: int) -> None:
+        if not self.follower:
+            self.pool.check(size)
 
     def _charge(self, delta: int) -> None:
         self.used += delta
@@ -185,7 +194,17 @@ class Block:
         self.pool.used -= self.used
         self.used = 0
 
+    def clear(self) -> None:
+        """Drop every entry (a replica about to be given its head's state)."""
+        self.release()
+
+    def set_installed(self, state: BlockState, importing: Any) -> None:
+        """Take the state its chain's head had (a replacement, not a transition)."""
+        self.state = state
+
     def _ask_growth(self) -> None:
+        if self.follower:  # only a chain's head asks to grow
+            return
         wait = GROW_RETRY_S if self.grow_oom else BUSY_RETRY_S
         if self.grow_pending or time.monotonic() - self.grow_failed_at < wait:
             return
@@ -239,6 +258,7 @@ class KeyedBlock(Block):
     A kind sets `position` (key -> int in [0, KEY_SPACE)), and may add ops to `self.ops`."""
 
     growth = "split"
+    writes = frozenset({Op.PUT, Op.UPSERT, Op.UPDATE, Op.REMOVE, Op.MULTI_PUT})
     KEY_SPACE = NUM_SLOTS
     SLOT = DICT_SLOT  # memory an entry takes beyond its key and value objects
     position: Callable[[bytes], int] = staticmethod(slot_of)
@@ -383,6 +403,15 @@ class KeyedBlock(Block):
     def is_empty(self) -> bool:
         return not self.data
 
+    def clear(self) -> None:
+        super().clear()
+        self.data.clear()
+        self.importing = None
+
+    def set_installed(self, state: BlockState, importing: Any) -> None:
+        super().set_installed(state, importing)
+        self.importing = (int(importing[0]), int(importing[1])) if importing else None
+
     def split_point(self) -> int | None:
         """The position that halves this block's keys, or None if they all share one."""
         position = self.position
@@ -420,7 +449,7 @@ class KeyedBlock(Block):
             raise errors.StateProtocolError("keyed import takes key/value pairs")
         pairs = list(zip(fields[::2], fields[1::2], strict=True))
         data = self.data
-        self.pool.check(sum(self._entry(len(k), len(v)) for k, v in pairs if k not in data))
+        self._check_pool(sum(self._entry(len(k), len(v)) for k, v in pairs if k not in data))
         for k, v in pairs:
             old = data.get(k)
             cost = bytes_cost(len(v))

@@ -241,20 +241,21 @@ class StateClient:
     # -- structures -----------------------------------------------------------------------------
 
     def create(self, path: str, kind: type[S], num_blocks: int = 1, *, backing_path: str | None = None,
-               pinned: bool = False, mapped: bool = False) -> S:  # fmt: skip
-        """Create a structure of any kind, e.g. `create("/jobs/j1/hits", Counter)`."""
-        return self._structure(
-            kind, Op.CREATE, path, **self._create_args(num_blocks, backing_path, pinned, mapped)
-        )
+               pinned: bool = False, mapped: bool = False, replicas: int = 1) -> S:  # fmt: skip
+        """Create a structure of any kind, e.g. `create("/jobs/j1/hits", Counter)`. `replicas`:
+        every block is kept on that many memory servers (a chain: writes through its head,
+        reads from its tail); losing one of them loses nothing."""
+        args = self._create_args(num_blocks, backing_path, pinned, mapped, replicas)
+        return self._structure(kind, Op.CREATE, path, **args)
 
     def open(self, path: str, kind: type[S]) -> S:
         """Open an existing structure (WrongTypeError if it is of another kind)."""
         return self._structure(kind, Op.OPEN, path)
 
     def open_or_create(self, path: str, kind: type[S], num_blocks: int = 1, *, backing_path: str | None = None,
-                       pinned: bool = False, mapped: bool = False) -> S:  # fmt: skip
+                       pinned: bool = False, mapped: bool = False, replicas: int = 1) -> S:  # fmt: skip
         """Open `path`, creating it as a `kind` if it does not exist."""
-        args = self._create_args(num_blocks, backing_path, pinned, mapped)
+        args = self._create_args(num_blocks, backing_path, pinned, mapped, replicas)
         return self._structure(kind, Op.CREATE, path, exist_ok=True, **args)
 
     def _structure(self, cls: type[S], op: int, path: str, **args: Any) -> S:
@@ -262,8 +263,13 @@ class StateClient:
         self._opened(path)
         return cls(self, path, m)
 
-    def _create_args(self, num_blocks: int, backing_path: str | None, pinned: bool, mapped: bool) -> dict:
-        return {"num_blocks": num_blocks, "backing": backing_path, "pinned": pinned, "mapped": mapped}
+    def _create_args(
+        self, num_blocks: int, backing_path: str | None, pinned: bool, mapped: bool, replicas: int = 1
+    ) -> dict:
+        return {
+            "num_blocks": num_blocks, "backing": backing_path, "pinned": pinned, "mapped": mapped,
+            "replicas": replicas,
+        }  # fmt: skip
 
     # The three original kinds keep their named methods (functions/ephemeral.py uses them).
     def create_hash_table(self, path: str, num_blocks: int = 1, **flags: Any) -> HashTable:

@@ -74,6 +74,10 @@ class Op(IntEnum):
     WATCH = 48
     RESET_RANGE = 49
     DESCRIBE = 50
+    CHAIN = 51  # a block's place in its replica chain
+    SYNC = 52  # a chain's head copies its state to the other members
+    INSTALL = 53  # (memory server -> memory server) that copy
+    CHAIN_WRITE = 54  # (memory server -> memory server) a write forwarded along a chain
     # control plane (client -> controller)
     HELLO = 64
     CREATE = 65

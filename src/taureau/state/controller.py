@@ -30,6 +30,8 @@ from taureau.state.rpc import Peer
 
 log = logging.getLogger(__name__)
 
+MAX_REPLICAS = 8  # blocks per chain: a chain needs that many memory servers
+
 
 def _str(a: dict[str, Any], key: str) -> str:
     v = a.get(key)
@@ -264,13 +266,16 @@ class Controller:
         num_blocks = a.get("num_blocks", 1)
         if not isinstance(num_blocks, int) or not 1 <= num_blocks <= 4096:
             raise errors.StateProtocolError("num_blocks must be an integer in [1, 4096]")
+        replicas = a.get("replicas", 1)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= MAX_REPLICAS:
+            raise errors.StateProtocolError(f"replicas must be an integer in [1, {MAX_REPLICAS}]")
         backing = a.get("backing")
         if a.get("mapped") and not backing:
             raise errors.StateProtocolError("a mapped structure needs a backing path")
         if backing is not None:
             self.backings.resolve(backing)  # reject unknown schemes before allocating anything
         self.ns.check_new(path, kind)
-        await self.members.wait_capacity(num_blocks)  # a known memory server may be joining
+        await self.members.wait_capacity(num_blocks * replicas)  # a known memory server may be joining
         struct_id = await self.catalog.next_id("struct")
         if a.get("exist_ok") and self.ns.exists(path):  # made by someone else while we waited
             return await self._open(peer, {"path": path, "kind": kind})
@@ -279,6 +284,7 @@ class Controller:
             kind,
             time.monotonic() + self.lease_s,
             struct_id,
+            replicas=replicas,
             pinned=bool(a.get("pinned")),
             mapped=bool(a.get("mapped")),
             backing=backing,
@@ -389,6 +395,7 @@ class Controller:
                 mapped=node.mapped,
                 backing=node.backing,
                 blocks=len(node.partitions),
+                replicas=node.replicas,
                 epoch=node.epoch,
                 lost_reason=node.lost_reason,
             )

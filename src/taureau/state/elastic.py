@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from taureau.common import errors
@@ -71,39 +71,94 @@ class BlockManager:
         return s
 
     async def new_partition(self, node: Node, lo: int, hi: int | None, importing: bool = False) -> Partition:
-        """Allocate one block for `node` serving [lo, hi) (hi=None: lo + that server's block size)."""
-        self.quotas.take(node, 1)
+        """Allocate a chain of `node.replicas` blocks on distinct servers serving [lo, hi)
+        (hi=None: lo + the block size). A replicated chain is configured, frozen if it is
+        `importing` (a split target: its followers get the head's state after the split)."""
+        r = node.replicas
+        self.quotas.take(node, r)
         try:
-            return await self._new_partition(node, lo, hi, importing)
-        finally:  # the block is in the owner index by now (or was never made)
-            self.quotas.give_back(node, 1)
+            servers = self.alloc.pick(r)
+            p = Partition(lo, lo + servers[0].block_size if hi is None else hi, [])
+            try:
+                for i, srv in enumerate(servers):
+                    p.chain.append(await self._new_block(node, srv, p, importing, head=i == 0))
+                if r > 1:
+                    await self.configure(p, frozen=importing)
+            except BaseException:
+                for srv in servers[len(p.chain) + 1 :]:  # (_new_block gave back the one that failed)
+                    self.alloc.release(srv.server_id)
+                await self.free_partitions([p])
+                raise
+            return p
+        finally:  # the blocks are in the owner index by now (or were never made)
+            self.quotas.give_back(node, r)
 
-    async def _new_partition(self, node: Node, lo: int, hi: int | None, importing: bool) -> Partition:
-        (srv,) = self.alloc.pick()
+    async def _new_block(
+        self, node: Node, srv: ServerInfo, p: Partition, importing: bool, head: bool
+    ) -> BlockRef:
         try:
             aid = await self.catalog.next_id("alloc")
         except BaseException:
             self.alloc.release(srv.server_id)
             raise
-        hi = lo + srv.block_size if hi is None else hi
-        watch = self.watch_ops(node)
+        watch = self.watch_ops(node) if head else []  # a chain's head notifies, nobody else
         req = {
             "alloc": aid,
             "struct": node.struct_id,
             "kind": node.kind,
-            "lo": lo,
-            "hi": hi,
+            "lo": p.lo,
+            "hi": p.hi,
             "importing": importing,
             "watch": watch,
         }
         try:
             await srv.peer.call(Op.NEW_BLOCK, codec.pack_json(req))
-            await self.settle_watch(node, srv, aid, watch)
+            if head:
+                await self.settle_watch(node, srv, aid, watch)
         except Exception:
             self.alloc.release(srv.server_id)
             raise
         self.owner[aid] = node.struct_id
-        return Partition(lo, hi, [BlockRef(srv.server_id, aid)])
+        return BlockRef(srv.server_id, aid)
+
+    # -- replica chains (replica.py has the memory servers' side) ------------------------------
+
+    async def configure(self, p: Partition, frozen: bool) -> None:
+        """Tell each block of a chain its successor and role; `frozen`: writes at the head and
+        reads at the tail answer REDO until configured again unfrozen."""
+        chain = p.chain
+        for i in reversed(range(len(chain))):  # tail first: a head never forwards to a stale role
+            nxt = chain[i + 1] if i + 1 < len(chain) else None
+            args = {
+                "alloc": chain[i].alloc,
+                "next": [self.alloc.servers[nxt.server_id].address, nxt.alloc] if nxt else None,
+                "head": i == 0,
+                "tail": i == len(chain) - 1,
+                "frozen": frozen,
+            }
+            await self.send(chain[i], Op.CHAIN, args)
+
+    async def resync(self, p: Partition) -> None:
+        """The head's whole state to every other block of its (frozen) chain."""
+        if len(p.chain) > 1:
+            to = [[self.alloc.servers[r.server_id].address, r.alloc] for r in p.chain[1:]]
+            await self.send(p.chain[0], Op.SYNC, {"alloc": p.chain[0].alloc, "to": to})
+
+    async def restructure(self, p: Partition, step: Callable[[], Awaitable[Any]]) -> None:
+        """Run `step` (a split, merge, seal or import at the chain's head) and carry its result
+        to the followers: freeze, step, resync, unfreeze. If the resync fails the chain stays
+        frozen (a follower's server is failing: the chain's repair resyncs it)."""
+        if len(p.chain) == 1:
+            await step()
+            return
+        await self.configure(p, frozen=True)
+        try:
+            await step()
+        except BaseException:
+            await self.configure(p, frozen=False)  # the head undid it: the followers still match
+            raise
+        await self.resync(p)
+        await self.configure(p, frozen=False)
 
     async def settle_watch(self, node: Node, srv: ServerInfo, alloc: int, sent: list[str] | None) -> None:
         """Bring a block that is in no map yet up to date with the subscriptions: one that came
@@ -117,9 +172,8 @@ class BlockManager:
         """Tell every memory server holding `node`'s blocks which ops are watched now."""
         ops = self.watch_ops(node)
         by_server: dict[int, list[int]] = {}
-        for p in node.partitions:
-            for r in p.chain:
-                by_server.setdefault(r.server_id, []).append(r.alloc)
+        for p in node.partitions:  # a chain's head notifies, nobody else
+            by_server.setdefault(p.chain[0].server_id, []).append(p.chain[0].alloc)
         calls = []
         for sid, allocs in by_server.items():
             srv = self.alloc.servers[sid]
@@ -132,10 +186,10 @@ class BlockManager:
     async def populate(self, node: Node, num_blocks: int) -> None:
         """Give a new structure its first blocks, laid out as its kind says (layouts.py)."""
         num_blocks = max(1, min(num_blocks, NUM_SLOTS))
-        free = self.alloc.free_blocks()
-        if num_blocks > free:  # refuse before taking any: blocks would only be taken and given back
-            raise errors.OutOfMemoryError(f"{node.path} needs {num_blocks} blocks; the pool has {free} free")
-        self.quotas.check(node.path, num_blocks)
+        free, need = self.alloc.free_blocks(), num_blocks * node.replicas
+        if need > free:  # refuse before taking any: blocks would only be taken and given back
+            raise errors.OutOfMemoryError(f"{node.path} needs {need} blocks; the pool has {free} free")
+        self.quotas.check(node.path, need)
         try:
             await kinds.get(node.kind).layout.populate(self, node, num_blocks)
         except Exception:
@@ -221,15 +275,18 @@ class BlockManager:
             req = {"alloc": alloc, "at": at, "target": tgt.address, "target_alloc": newp.chain[0].alloc}
             try:
                 await self.save(node)  # the target is listed before any key moves into it
-                await src.peer.call(Op.SPLIT, codec.pack_json(req))
+                await self.restructure(p, lambda: src.peer.call(Op.SPLIT, codec.pack_json(req)))
                 self.counters.splits += 1
             except Exception:
                 p.hi = old_hi
                 node.partitions.remove(newp)
                 node.epoch += 1
-                await self.free_ref(newp.chain[0])
+                await self.free_partitions([newp])
                 await self._save_quietly(node)
                 raise
+            if len(newp.chain) > 1:  # the target's head has the keys: its followers get them
+                await self.resync(newp)
+                await self.configure(newp, frozen=False)
         finally:
             node.busy = False
 
@@ -242,15 +299,26 @@ class BlockManager:
             j = i - 1 if i > 0 else i + 1  # the neighbour whose slot range touches ours
             p, q = node.partitions[i], node.partitions[j]
             src, tgt = self._server(p.chain[0]), self._server(q.chain[0])
-            expect = {"alloc": q.chain[0].alloc, "lo": p.lo, "hi": p.hi, "bytes": used}
-            await tgt.peer.call(Op.EXPECT, codec.pack_json(expect))  # may refuse: target too full
-            q.lo, q.hi = min(p.lo, q.lo), max(p.hi, q.hi)
-            node.partitions.remove(p)
-            node.epoch += 1
-            req = {"alloc": alloc, "target": tgt.address, "target_alloc": q.chain[0].alloc}
-            await src.peer.call(Op.MERGE_OUT, codec.pack_json(req))
-            await self.save(node)  # only now is the source empty: until here the record lists it
-            await self.free_ref(p.chain[0])
+
+            async def merge_into_q() -> None:
+                expect = {"alloc": q.chain[0].alloc, "lo": p.lo, "hi": p.hi, "bytes": used}
+                await tgt.peer.call(Op.EXPECT, codec.pack_json(expect))  # may refuse: target too full
+                q.lo, q.hi = min(p.lo, q.lo), max(p.hi, q.hi)
+                node.partitions.remove(p)
+                node.epoch += 1
+                req = {"alloc": alloc, "target": tgt.address, "target_alloc": q.chain[0].alloc}
+                await src.peer.call(Op.MERGE_OUT, codec.pack_json(req))
+                await self.save(node)  # only now is the source empty: until here the record lists it
+
+            if len(p.chain) > 1:  # nobody reads the source's tail while its keys move out
+                await self.configure(p, frozen=True)
+            try:
+                await self.restructure(q, merge_into_q)
+            except BaseException:
+                if p in node.partitions and len(p.chain) > 1:
+                    await self.configure(p, frozen=False)
+                raise
+            await self.free_partitions([p])
             self.counters.merges += 1
         finally:
             node.busy = False
@@ -267,9 +335,11 @@ class BlockManager:
             newp = await self.new_partition(node, 0, 0)
             try:
                 await self.save(node, extra=newp)  # a sealed tail must never be the last one listed
-                await src.peer.call(Op.LINK_NEXT, codec.pack_json({"alloc": alloc}))
+                await self.restructure(
+                    tail, lambda: src.peer.call(Op.LINK_NEXT, codec.pack_json({"alloc": alloc}))
+                )
             except Exception:
-                await self.free_ref(newp.chain[0])
+                await self.free_partitions([newp])
                 await self._save_quietly(node)
                 raise
             ref = newp.chain[0]
@@ -291,7 +361,7 @@ class BlockManager:
         p = node.partitions.pop(i)
         node.epoch += 1
         await self.save(node)
-        await self.free_ref(p.chain[0])
+        await self.free_partitions([p])
         self.counters.drains += 1
 
     async def _save_quietly(self, node: Node) -> None:
@@ -323,7 +393,7 @@ class BlockManager:
         except BaseException:
             for p in added:  # a refused grow leaves the file as it was
                 node.partitions.remove(p)
-                await self.free_ref(p.chain[0])
+            await self.free_partitions(added)
             raise
         finally:
             if added:
@@ -336,20 +406,36 @@ class BlockManager:
         for p in node.partitions:
             if p.lost:
                 raise errors.BlockLostError(f"{node.path}: {node.lost_reason or 'a block is lost'}")
-            srv = self._server(p.chain[0])
-            out.extend(await srv.peer.call(Op.EXPORT, [pack_u64(p.chain[0].alloc)]))
+            tail = p.chain[-1]  # what the tail holds is on every replica
+            out.extend(await self._server(tail).peer.call(Op.EXPORT, [pack_u64(tail.alloc)]))
         return out
 
     async def import_into(self, p: Partition, records: list[bytes]) -> None:
         srv = self._server(p.chain[0])
-        await srv.peer.call(Op.IMPORT, [pack_u64(p.chain[0].alloc), *records])
+        await self.restructure(p, lambda: srv.peer.call(Op.IMPORT, [pack_u64(p.chain[0].alloc), *records]))
 
-    def server_lost(self, server_id: int, how: str = "died") -> list[Node]:
-        """Mark every partition on a dead server lost; return the structures hit."""
+    async def seal(self, p: Partition) -> None:
+        """A queue segment stops taking enqueues (on every replica)."""
+        await self.restructure(p, lambda: self.send(p.chain[0], Op.LINK_NEXT, {"alloc": p.chain[0].alloc}))
+
+    def server_lost(
+        self, server_id: int, how: str = "died"
+    ) -> tuple[list[Node], list[tuple[Node, Partition]]]:
+        """A server is dead: a partition whose chain has live blocks left is to be mended
+        (returned), one with none is lost. Returns (structures that lost data, to mend)."""
         srv = self.alloc.servers[server_id]
         hit = []
+        mend: list[tuple[Node, Partition]] = []
         for node in list(self.ns.by_id.values()):
-            lost = [p for p in node.partitions if any(r.server_id == server_id for r in p.chain)]
+            lost = []
+            for p in node.partitions:
+                if any(r.server_id == server_id for r in p.chain):
+                    if any(
+                        r.server_id != server_id and self.alloc.servers[r.server_id].alive for r in p.chain
+                    ):
+                        mend.append((node, p))
+                    else:
+                        lost.append(p)
             if not lost:
                 continue
             for p in lost:
@@ -359,7 +445,38 @@ class BlockManager:
                 node.set_state(NodeState.LOST)
             node.epoch += 1
             hit.append(node)
-        return hit
+        return hit, mend
+
+    async def mend(self, node: Node, p: Partition) -> None:
+        """Drop the dead blocks of a partition's chain, put new ones on other servers (a free
+        block of the same size each, as far as the pool has them), give them the head's state
+        and let the chain serve again. Writes the head held meanwhile are answered then."""
+        live = [r for r in p.chain if self.alloc.servers[r.server_id].alive]
+        for r in p.chain:
+            if r not in live:
+                self.owner.pop(r.alloc, None)
+        p.chain = live
+        node.epoch += 1
+        head = self.alloc.servers[live[0].server_id]
+        avoid = {r.server_id for r in live}
+        while len(p.chain) < node.replicas:
+            try:
+                (srv,) = self.alloc.pick(1, avoid=avoid, block_size=head.block_size)
+            except errors.OutOfMemoryError:
+                log.warning("%s: no server for a replica; its chain stays %d long", node.path, len(p.chain))
+                break
+            p.chain.append(await self._new_block(node, srv, p, importing=False, head=False))
+            avoid.add(srv.server_id)
+        await self.configure(p, frozen=True)
+        if len(p.chain) > 1:
+            await self.resync(p)
+        else:  # alone now: no copy to make, but the writes it held are safe on it
+            await self.send(p.chain[0], Op.SYNC, {"alloc": p.chain[0].alloc, "to": []})
+        await self.configure(p, frozen=False)
+        node.epoch += 1
+        await self.save(node)
+        await self.push_watch(node)  # the head may be another block now
+        self.counters.repairs += 1
 
     async def load_records(self, node: Node, records: list[bytes]) -> None:
         """Build a structure's blocks from dumped records, filling blocks to half capacity so

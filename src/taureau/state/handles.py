@@ -32,10 +32,12 @@ def check_fits(size: int, cap: int) -> None:
 class Part(NamedTuple):
     lo: int
     hi: int
-    addr: str
+    addr: str  # the chain's head: writes go here
     alloc: bytes  # packed u64, sent as the first field of every data request
     cap: int  # the block's capacity in bytes (batches are cut to fit)
     lost: bool
+    raddr: str  # the chain's tail: reads go here (the head too, unreplicated)
+    ralloc: bytes
 
 
 class Structure:
@@ -49,9 +51,18 @@ class Structure:
     def _set_map(self, m: dict[str, Any]) -> None:
         parts = []
         for p in m["partitions"]:
-            head = p["chain"][0]
+            head, tail = p["chain"][0], p["chain"][-1]
             parts.append(
-                Part(p["lo"], p["hi"], head["addr"], pack_u64(head["alloc"]), head["cap"], p["lost"])
+                Part(
+                    p["lo"],
+                    p["hi"],
+                    head["addr"],
+                    pack_u64(head["alloc"]),
+                    head["cap"],
+                    p["lost"],
+                    tail["addr"],
+                    pack_u64(tail["alloc"]),
+                )  # fmt: skip
             )
         if not parts and m["state"] != "active":
             raise errors.BlockLostError(f"{self.path} is {m['state']}: {m['lost_reason']}")
@@ -116,13 +127,18 @@ class KeyedHandle(Structure):
         p = parts[0] if len(parts) == 1 else parts[bisect_right(self._los, self.position(key)) - 1]
         return p if not p.lost else self._check(p)
 
-    def _op(self, op: int, key: bytes, *rest: bytes, retry_unavailable: bool = True) -> list[bytes]:
-        """One keyed request. Redirects are retried (the block did nothing); a broken
-        connection is retried only if `retry_unavailable` (the op is safe to apply twice)."""
+    def _op(
+        self, op: int, key: bytes, *rest: bytes, read: bool = False, retry_unavailable: bool = True
+    ) -> list[bytes]:
+        """One keyed request, to the chain's tail if a `read`, else its head. Redirects are
+        retried (the block did nothing); a broken connection is retried only if
+        `retry_unavailable` (the op is safe to apply twice)."""
         check_fits(entry_cost(len(key), sum(map(len, rest))), self._part(key).cap)
 
         def attempt() -> list[bytes]:
             p = self._part(key)
+            if read:
+                return self._c.conn(p.raddr).call(op, [p.ralloc, key, *rest])
             return self._c.conn(p.addr).call(op, [p.alloc, key, *rest])
 
         try:
@@ -138,10 +154,10 @@ class KeyedHandle(Structure):
         self._op(Op.REMOVE, key)
 
     def exists(self, key: bytes) -> bool:
-        return self._op(Op.EXISTS, key)[0] == b"\x01"
+        return self._op(Op.EXISTS, key, read=True)[0] == b"\x01"
 
     def __len__(self) -> int:
-        return sum(unpack_u64(self._c.conn(p.addr).call(Op.COUNT, [p.alloc])[0]) for p in self._parts)
+        return sum(unpack_u64(self._c.conn(p.raddr).call(Op.COUNT, [p.ralloc])[0]) for p in self._parts)
 
     def _check_entries(self, keys: list[bytes], values: list[bytes] | None, size: int) -> None:
         """ValueTooLargeError if an entry cannot fit its block. `size` is the batch's bytes: if
@@ -179,7 +195,7 @@ class KeyedHandle(Structure):
 
     def _run_batches(self, op: int, keys: list[bytes], fields: Callable[[list[int]], list[bytes]],
                      payload: Callable[[int], int], done: Callable[[list[int], list[bytes]], None],
-                     retry_unavailable: bool = True) -> None:  # fmt: skip
+                     retry_unavailable: bool = True, read: bool = False) -> None:  # fmt: skip
         todo = list(range(len(keys)))
         deadline = time.monotonic() + self._c.timeout
         while todo:
@@ -187,10 +203,11 @@ class KeyedHandle(Structure):
             by_addr: dict[str, list[tuple[Part, list[int]]]] = {}
             for p, idx_groups in self._batches(keys, todo, payload).items():
                 for g in idx_groups:
-                    by_addr.setdefault(p.addr, []).append((p, g))
+                    by_addr.setdefault(p.raddr if read else p.addr, []).append((p, g))
             for addr, reqs in by_addr.items():
                 try:
-                    replies = self._c.conn(addr).pipeline([(op, [p.alloc, *fields(ix)]) for p, ix in reqs])
+                    reqs_ = [(op, [p.ralloc if read else p.alloc, *fields(ix)]) for p, ix in reqs]
+                    replies = self._c.conn(addr).pipeline(reqs_)
                 except errors.StateUnavailableError:
                     replies = [errors.StateUnavailableError(addr)] * len(reqs)
                 for (_, ix), r in zip(reqs, replies, strict=True):
@@ -221,7 +238,7 @@ class KeyedHandle(Structure):
         fast = self._one_block(len(keys), size)
         if fast is not None:  # common case: a small batch on a one-block table, one round trip
             try:
-                r = self._c.conn(fast.addr).call(Op.MULTI_GET, [fast.alloc, *keys])
+                r = self._c.conn(fast.raddr).call(Op.MULTI_GET, [fast.ralloc, *keys])
                 return [v if f else None for f, v in zip(r[0], r[1:], strict=True)]
             except (Redirect, errors.StateUnavailableError):
                 pass  # fall through to the general path, which refreshes and retries
@@ -233,7 +250,7 @@ class KeyedHandle(Structure):
                 if flags[n]:
                     out[i] = r[n + 1]
 
-        self._run_batches(Op.MULTI_GET, keys, lambda ix: [keys[i] for i in ix], lambda i: 0, done)
+        self._run_batches(Op.MULTI_GET, keys, lambda ix: [keys[i] for i in ix], lambda i: 0, done, read=True)
         return out
 
     def _multi_pairs(
@@ -276,7 +293,7 @@ class KeyValueHandle(KeyedHandle):
     update needs the key (KeyNotFoundError), multi_put upserts a batch."""
 
     def get(self, key: bytes) -> bytes:
-        return self._op(Op.GET, key)[0]
+        return self._op(Op.GET, key, read=True)[0]
 
     def put(self, key: bytes, value: bytes) -> None:
         self._op(Op.PUT, key, value)

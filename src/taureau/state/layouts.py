@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from taureau.common import errors
 from taureau.state.blocks import entry_cost, fit_batches
-from taureau.state.codec import Op
 from taureau.state.namespace import Node, Partition
 from taureau.state.recovery import BlockReport, Repair
 
@@ -73,7 +72,7 @@ class Ranges(Layout):
         live = []
         for p, r in found:
             if r.state == "forwarded":
-                rep.free.append(p.chain[0])
+                rep.free.extend(p.chain)
             else:
                 live.append((p, r))
         active = [(p, r) for p, r in live if r.state == "active"]
@@ -82,7 +81,7 @@ class Ranges(Layout):
             others = [(o.lo, o.hi) for q, o in active if q is not p]
             if r.state == "importing":
                 if any(lo <= r.lo and r.hi <= hi for lo, hi in others):
-                    rep.free.append(p.chain[0])
+                    rep.free.extend(p.chain)
                 else:
                     lost.append(Partition(r.lo, r.hi, p.chain, lost=True))
                     keep.append(lost[-1])
@@ -114,7 +113,7 @@ class Segments(Layout):
             node.partitions.append(p)
             await bm.import_into(p, g)
         for p in node.partitions[:-1]:  # every segment but the tail is sealed
-            await bm.send(p.chain[0], Op.LINK_NEXT, {"alloc": p.chain[0].alloc})
+            await bm.seal(p)
 
     def reconcile(
         self, node: Node, found: list[tuple[Partition, BlockReport]], lost: list[Partition]
@@ -128,7 +127,7 @@ class Segments(Layout):
                 rep.partitions.append(Partition(p.lo, p.hi, p.chain, lost=True))
                 continue
             if i < last and r.state == "sealed" and r.empty:
-                rep.free.append(p.chain[0])
+                rep.free.extend(p.chain)
                 continue
             if i < last and r.state == "active":
                 rep.seal.append(p.chain[0])

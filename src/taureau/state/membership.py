@@ -16,13 +16,14 @@ from taureau.state.catalog import Catalog
 from taureau.state.codec import Op
 from taureau.state.elastic import BlockManager
 from taureau.state.limits import registered_server_limits
-from taureau.state.namespace import Namespace, Node, NodeState
+from taureau.state.namespace import Namespace, Node, NodeState, Partition
 from taureau.state.recovery import BlockReport, reconcile
 from taureau.state.rpc import Peer
 
 log = logging.getLogger(__name__)
 
 LINKS = ("tcp", "unix", "pair")
+MEND_WAIT_S = 30.0  # how long a chain's mending waits for its structure's split or merge
 
 # After a restart every server in the catalog is JOINING and every structure with blocks is
 # *unsettled* (busy: no split, merge or expiry) until each server holding its blocks has
@@ -191,15 +192,40 @@ class Membership:
         srv.set_state(ServerState.DEAD)
         self.blocks.counters.servers_lost += 1
         self.reports.pop(srv.server_id, None)
-        hit = self.blocks.server_lost(srv.server_id, how)
-        log.warning("memory server %s %s; %d structure(s) lost blocks", srv.address, how, len(hit))
+        hit, mend = self.blocks.server_lost(srv.server_id, how)
+        log.warning(
+            "memory server %s %s; %d structure(s) lost blocks, %d chain(s) to mend",
+            srv.address, how, len(hit), len(mend),
+        )  # fmt: skip
         for node in hit:
             if node.struct_id not in self.unsettled:
                 await self._save_quietly(node)
         with contextlib.suppress(errors.StateError):
             await self.catalog.delete_server(srv.server_id)
         self.changed.set()  # a create waiting for it stops waiting
+        for node, p in mend:
+            if node.struct_id not in self.unsettled:  # (an unsettled one is mended once reconciled)
+                await self._mend(node, p)
         await self._settle_ready()
+
+    async def _mend(self, node: Node, p: Partition) -> None:
+        """Mend one chain, once no split or merge of its structure runs (they fail fast when a
+        server died: waiting for them is bounded)."""
+        deadline = asyncio.get_running_loop().time() + MEND_WAIT_S
+        while node.busy and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        if p not in node.partitions or self.ns.by_id.get(node.struct_id) is not node:
+            return  # removed, or undone by the split that was running
+        if node.busy:
+            log.error("%s: chain not mended, its structure stayed busy", node.path)
+            return
+        node.busy = True
+        try:
+            await self.blocks.mend(node, p)
+        except errors.StateError as e:
+            log.error("mending a chain of %s failed: %s", node.path, e)
+        finally:
+            node.busy = False
 
     async def _save_quietly(self, node: Node) -> None:
         try:
@@ -223,6 +249,13 @@ class Membership:
     async def _repair(self, node: Node) -> None:
         try:
             reports = await self._describe(node)
+            for p in node.partitions:  # a chain goes on with the blocks that came back
+                live = [r for r in p.chain if r.alloc in reports]
+                if live and len(live) < len(p.chain):
+                    for r in p.chain:
+                        if r not in live:
+                            self.blocks.owner.pop(r.alloc, None)
+                    p.chain = live
             rep = reconcile(node, reports, kinds.get(node.kind).layout)
             for ref in rep.free:
                 await self.blocks.free_ref(ref)
@@ -241,6 +274,9 @@ class Membership:
                 node.partitions.append(await self.blocks.new_partition(node, 0, 0))
             node.epoch += 1
             await self.blocks.save(node)
+            if node.replicas > 1 and node.state is NodeState.ACTIVE:
+                for p in list(node.partitions):  # followers get the head's state, lost ones replaced
+                    await self.blocks.mend(node, p)
             log.info("%s reconciled after a restart (%d lost)", node.path, rep.lost)
         except errors.StateError as e:
             log.error("reconciling %s failed: %s", node.path, e)

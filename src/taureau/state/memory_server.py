@@ -15,6 +15,7 @@ from taureau.state.blocks import Block, BlockState, KeyedBlock, Pool
 from taureau.state.codec import STALE, Frame, Op, Redirect, pack_u64
 from taureau.state.ctl_link import ControllerLink
 from taureau.state.limits import CONTROL_MAX, MAX_BLOCK_SIZE, memory_server_limits
+from taureau.state.replica import Replication
 from taureau.state.rpc import Peer, connect, split_address
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,10 @@ class MemoryServer:
             Op.WATCH: self._watch,
             Op.RESET_RANGE: self._reset_range,
             Op.DESCRIBE: self._describe,
+            Op.CHAIN: self._chain,
+            Op.SYNC: self._sync,
         }
+        self.replication = Replication(self.blocks, self._open_peer)
 
     def _accept(self) -> Peer:
         peer = Peer(self._handle, self.clients.discard, limits=self._limits, flow_control=True)
@@ -152,9 +156,15 @@ class MemoryServer:
             fn = blk.ops.get(op)
             if fn is None:
                 raise errors.WrongTypeError(f"op {codec.op_name(op)} does not apply to a {blk.kind}")
-            return fn(fr.fields)
+            if blk.chain is None:  # unreplicated: the hot path, no more to it
+                return fn(fr.fields)
+            return self.replication.serve(blk, op, fn, fr.fields)
         if op == Op.IMPORT:
             return self._import_expected(fr.fields)
+        if op == Op.CHAIN_WRITE:
+            return self.replication.follow(fr.fields)
+        if op == Op.INSTALL:
+            return self.replication.install(fr.fields)
         if op in self._mgmt:
             raise errors.StateProtocolError(f"{codec.op_name(op)} is taken from the controller only")
         raise errors.StateProtocolError(f"memory server does not serve op {op}")
@@ -191,6 +201,8 @@ class MemoryServer:
         if blk is not None:
             blk.set_state(BlockState.FREED)
             blk.release()
+            if blk.chain is not None:
+                self.replication.dropped(blk)
         return []
 
     def _watch(self, f: list[bytes]) -> list[bytes]:
@@ -297,14 +309,37 @@ class MemoryServer:
         self._block(codec.unpack_json(f)["alloc"]).link_next()
         return []
 
+    def _open_peer(self, addr: str) -> Peer | None:
+        peer = self.peers.get(addr)
+        return peer if peer is not None and not peer.closed else None
+
+    async def _peer(self, addr: str) -> Peer:
+        """Our link to another memory server (dialled once, again if it broke)."""
+        peer = self._open_peer(addr)
+        if peer is None:
+            host, port = split_address(addr)
+            peer = self.peers[addr] = await connect(host, port, limits=CONTROL_MAX)
+        return peer
+
+    async def _chain(self, f: list[bytes]) -> list[bytes]:
+        a = codec.unpack_json(f)
+        blk = self._block(a["alloc"])
+        if a.get("next"):  # dial the successor now: forwards are sent without waiting
+            await self._peer(str(a["next"][0]))
+        self.replication.configure(blk, a)
+        return []
+
+    async def _sync(self, f: list[bytes]) -> list[bytes]:
+        a = codec.unpack_json(f)
+        targets = [(str(addr), int(alloc)) for addr, alloc in a["to"]]
+        await self.replication.sync(self._block(a["alloc"]), targets, self._peer)
+        return []
+
     async def _send_import(self, target: str, alloc: int, fields: list[bytes]) -> None:
         if target == self.address:
             self._import_into(self._block(alloc), fields)
             return
-        peer = self.peers.get(target)
-        if peer is None or peer.closed:
-            host, port = split_address(target)
-            peer = self.peers[target] = await connect(host, port, limits=CONTROL_MAX)
+        peer = await self._peer(target)
         try:  # bounded: a rejoin waits for this to end before reporting our blocks
             await asyncio.wait_for(peer.call(Op.IMPORT, [pack_u64(alloc), *fields]), IMPORT_TIMEOUT_S)
         except TimeoutError:
@@ -337,7 +372,7 @@ class MemoryServer:
             block.grow_pending = False
 
     def request_merge(self, block: Block) -> None:
-        if block.merge_pending:
+        if block.merge_pending or block.follower:
             return
         if time.monotonic() - self._merge_refused_at.get(block.alloc_id, 0.0) < MERGE_RETRY_S:
             return
@@ -354,6 +389,8 @@ class MemoryServer:
             block.merge_pending = False
 
     def drained(self, block: Block) -> None:
+        if block.follower:
+            return
         self.link.send_event(Op.DRAINED, codec.pack_json({"alloc": block.alloc_id}))
 
     def notify(self, block: Block, op: str, data: bytes) -> None:

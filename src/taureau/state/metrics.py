@@ -22,6 +22,7 @@ class Counters:
     lease_expiries: int = 0  # structures reclaimed or flushed because nobody renewed them
     flushes: int = 0  # mapped structures written to their backing path on expiry
     servers_lost: int = 0
+    repairs: int = 0  # replica chains mended after a memory server died
     quota_refusals: int = 0  # allocations refused because a directory was at its block quota
 
 

@@ -13,7 +13,7 @@ from taureau.common import errors
 # The namespace is a tree of directories whose leaves are structures (hash table, queue,
 # file). A structure owns a list of partitions; a partition is a key range (hash slots, file
 # offsets, or a queue segment's place in line) served by a chain of blocks, the first being
-# the head of a replica chain (length 1 today; the list is where replicas go).
+# the head of a replica chain and the last its tail (`replicas` long; replica.py).
 #
 # Every node carries a lease deadline. Renewing a path pushes the deadline of the node, all
 # its ancestors and all its descendants; a job's directory is thus kept alive by any task
@@ -68,6 +68,7 @@ class Node:
     children: dict[str, Node] = field(default_factory=dict)
     struct_id: int = 0
     partitions: list[Partition] = field(default_factory=list)
+    replicas: int = 1  # blocks per partition chain (chain replication)
     pinned: bool = False  # never expires
     mapped: bool = False  # flushed to `backing` on expiry instead of being freed
     backing: str | None = None
@@ -100,6 +101,7 @@ class Node:
         return {
             "path": self.path,
             "kind": self.kind,
+            "replicas": self.replicas,
             "pinned": self.pinned,
             "mapped": self.mapped,
             "backing": self.backing,
@@ -211,6 +213,7 @@ class Namespace:
             rec["kind"],
             lease_until,
             struct_id,
+            replicas=rec.get("replicas", 1),
             pinned=rec["pinned"],
             mapped=rec["mapped"],
             backing=rec["backing"],

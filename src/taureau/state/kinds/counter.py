@@ -46,6 +46,7 @@ class CounterBlock(KeyedBlock):
     """One slot-range partition of a counter table."""
 
     kind = "counter"
+    writes = frozenset({Op.UPSERT, Op.REMOVE, INCR, MULTI_INCR})
 
     def __init__(self, *a, **kw) -> None:
         super().__init__(*a, **kw)
@@ -107,6 +108,7 @@ class Counter(KeyedHandle):
     """
 
     kind = "counter"
+    writes = frozenset({Op.UPSERT, Op.REMOVE, INCR, MULTI_INCR})
 
     def incr(self, key: bytes, delta: int = 1) -> int:
         """Add `delta` (may be negative) and return the new value; a new counter starts at 0."""
@@ -114,7 +116,7 @@ class Counter(KeyedHandle):
         return unpack_i64(r[0])
 
     def get(self, key: bytes) -> int:
-        return unpack_i64(self._op(Op.GET, key)[0])
+        return unpack_i64(self._op(Op.GET, key, read=True)[0])
 
     def set(self, key: bytes, value: int) -> None:
         self._op(Op.UPSERT, key, pack_i64(value))

@@ -18,6 +18,7 @@ class FileBlock(Block):
     """The bytes [lo, hi) of a file; hi - lo equals the capacity."""
 
     kind = "file"
+    writes = frozenset({Op.WRITE})
 
     def __init__(self, *a, **kw) -> None:
         super().__init__(*a, **kw)
@@ -35,7 +36,7 @@ class FileBlock(Block):
             raise Redirect(STALE, f"write outside [{self.lo}, {self.hi})")
         grow = rel + len(data) - len(self.data)
         if grow > 0:  # a bytearray may keep an eighth more than it holds
-            self.pool.check(grow + (grow >> 3) + 64)
+            self._check_pool(grow + (grow >> 3) + 64)
         if rel > len(self.data):  # a write after a seek past the end leaves a zero-filled hole
             self.data.extend(bytes(rel - len(self.data)))
         self.data[rel : rel + len(data)] = data
@@ -60,9 +61,13 @@ class FileBlock(Block):
     def export(self) -> list[bytes]:
         return [bytes(self.data)]
 
+    def clear(self) -> None:
+        super().clear()
+        self.data = bytearray()
+
     def import_(self, fields: list[bytes]) -> None:
         data = bytearray(b"".join(fields))
-        self.pool.check(sys.getsizeof(data) - self.used)
+        self._check_pool(sys.getsizeof(data) - self.used)
         self.data = data
         self._charge(sys.getsizeof(data) - self.used)
 
@@ -71,6 +76,7 @@ class File(Structure):
     """A byte file that grows block by block; read/write/seek like a Python file."""
 
     kind = "file"
+    writes = frozenset({Op.WRITE})
 
     def __init__(self, *a: Any) -> None:
         super().__init__(*a)
@@ -118,7 +124,7 @@ class File(Structure):
         def attempt() -> bytes:
             chunks = []
             for p, a, b in self._spans(start, end):
-                chunk = self._c.conn(p.addr).call(Op.READ, [p.alloc, pack_u64(a), pack_u64(b - a)])[0]
+                chunk = self._c.conn(p.raddr).call(Op.READ, [p.ralloc, pack_u64(a), pack_u64(b - a)])[0]
                 chunks.append(chunk)
                 if len(chunk) < b - a:
                     break  # end of the written data
@@ -132,7 +138,7 @@ class File(Structure):
         def attempt() -> int:
             size = 0
             for p in self._parts:
-                extent = unpack_u64(self._c.conn(self._check(p).addr).call(Op.FILE_SIZE, [p.alloc])[0])
+                extent = unpack_u64(self._c.conn(self._check(p).raddr).call(Op.FILE_SIZE, [p.ralloc])[0])
                 if extent:
                     size = p.lo + extent
             return size

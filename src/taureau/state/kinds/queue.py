@@ -22,6 +22,7 @@ class QueueBlock(Block):
 
     kind = "queue"
     growth = "append"
+    writes = frozenset({Op.ENQUEUE, Op.MULTI_ENQUEUE, Op.DEQUEUE})
 
     def __init__(self, *a, **kw) -> None:
         super().__init__(*a, **kw)
@@ -89,12 +90,16 @@ class QueueBlock(Block):
     def is_empty(self) -> bool:
         return not self.items
 
+    def clear(self) -> None:
+        super().clear()
+        self.items.clear()
+
     def export(self) -> list[bytes]:
         return list(self.items)
 
     def import_(self, fields: list[bytes]) -> None:
         size = sum(item_cost(len(i)) for i in fields)
-        self.pool.check(size)
+        self._check_pool(size)
         self.items.extend(fields)
         self._charge(size)
 
@@ -143,7 +148,9 @@ class Queue(Structure):
     get = dequeue
 
     def __len__(self) -> int:
-        return sum(unpack_u64(self._c.conn(p.addr).call(Op.QUEUE_LENGTH, [p.alloc])[0]) for p in self._parts)
+        return sum(
+            unpack_u64(self._c.conn(p.raddr).call(Op.QUEUE_LENGTH, [p.ralloc])[0]) for p in self._parts
+        )
 
     def cli_get(self, key: str | None) -> bytes:
         return b"%d\n" % len(self)

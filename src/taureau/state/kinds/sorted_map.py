@@ -104,6 +104,10 @@ class SortedMapBlock(KeyedBlock):
         for k in new:
             self._add(k)
 
+    def clear(self) -> None:
+        super().clear()
+        self._sorted, self._added, self._gone = [], [], set()
+
     # -- scans ------------------------------------------------------------------------------------
 
     def range(self, f: list[bytes]) -> list[bytes]:
@@ -165,8 +169,8 @@ class SortedMap(KeyValueHandle):
             parts = [p for p in self._parts if p.hi > first and p.lo <= last]
             for p in reversed(parts) if reverse else parts:
                 want = 0 if limit is None else limit - len(out)
-                req = [p.alloc, _pos_bytes(p.lo), _pos_bytes(p.hi), start, end or b"", flags, pack_u64(want)]
-                r = self._c.conn(self._check(p).addr).call(RANGE, req)
+                req = [p.ralloc, _pos_bytes(p.lo), _pos_bytes(p.hi), start, end or b"", flags, pack_u64(want)]
+                r = self._c.conn(self._check(p).raddr).call(RANGE, req)
                 out.extend(zip(r[::2], r[1::2], strict=True))
                 if limit is not None and len(out) >= limit:
                     break
