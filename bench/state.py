@@ -1,14 +1,16 @@
 """Benchmark taureau.state against Redis (Debian's redis-server, redis-py) on loopback.
 
 Run: python bench/state.py [--seconds 1.5] [--no-redis] [--only throughput,split,multiplexing,
-     transports,restart,jobmix] [--plot docs/state-multiplexing.png]
+     transports,replication,restart,jobmix] [--plot docs/state-multiplexing.png]
 Prints ops/s for get/put of 64 B and 4 KiB values, single and batched (100 per request,
 redis-py pipelines and MGET/MSET for Redis), 1 and 8 client threads, with the ratio to
 Redis; then the time to split a full 32 MiB block, memory multiplexing across two jobs,
 the two client transports (plain sockets vs an event-loop thread); a controller restart
 (kill -9) to its first served requests against a cold start of the same deployment; and a
 job-mix simulation (many short jobs with overlapping lifetimes) reporting the pool's peak
-blocks against the sum of the jobs' peaks, with a plot.
+blocks against the sum of the jobs' peaks, with a plot; throughput with chains of 2
+replicas against unreplicated tables, and the time to mend the chains of a killed memory
+server.
 """
 
 from __future__ import annotations
@@ -383,6 +385,71 @@ def controller_restart(structures: int = 40) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# -- replication ----------------------------------------------------------------------------------
+
+
+def _chains(c: StateClient, path: str) -> list[list[str]]:
+    from taureau.state.codec import Op
+
+    return [[b["addr"] for b in p["chain"]] for p in c.control(Op.BLOCK_MAP, {"path": path})["partitions"]]
+
+
+def replication(seconds: float) -> None:
+    """Throughput with chains of 2 against unreplicated tables (same servers, same run), and
+    the time to mend every chain of a table after one of its memory servers is killed."""
+    print("\n== replication: chains of 2 against 1, and repair after kill -9 of a memory server ==")
+    work = tempfile.mkdtemp(prefix="taureau-bench-repl-")
+    port = free_port()
+    cmd = [*STATE_CMD, "memory-server", "--controller", f"127.0.0.1:{port}", "--block-size", "32MiB"]
+    procs = [_controller(port, f"{work}/ctl")]
+    by_addr: dict[str, subprocess.Popen] = {}
+    for _ in range(3):
+        ms_port = free_port()
+        by_addr[f"127.0.0.1:{ms_port}"] = subprocess.Popen([*cmd, "--blocks", "24", "--port", str(ms_port)])
+    procs += by_addr.values()
+    try:
+        c = StateClient(f"127.0.0.1:{port}")
+        _until(lambda: _serving(c, 3))
+        print(f"{'workload':<28}{'replicas=1':>12}{'replicas=2':>12}{'ratio':>8}")
+        for op, batched in (("put", False), ("get", False), ("put", True), ("get", True)):
+            rates = []
+            for r in (1, 2):
+                path = f"/bench/repl/{op}{int(batched)}r{r}"
+                ht = c.open_or_create_hash_table(path, replicas=r)
+                work_ = kv_worker(ht.get, ht.upsert, ht.multi_get, ht.multi_put, op, 64, batched)
+                rates.append(timed(1, seconds, work_))
+                c.remove(path)
+            name = f"{op} 64B {'batch' if batched else 'single'} x1t"
+            print(f"{name:<28}{rates[0]:>12,.0f}{rates[1]:>12,.0f}{rates[1] / rates[0]:>7.2f}x")
+        ht = c.open_or_create_hash_table("/bench/repl/big", replicas=2)
+        for i in range(0, 400_000, 10_000):  # ~120 MB of entries: several 32 MiB blocks per server
+            ht.multi_put({b"k%07d" % j: b"v" * 200 for j in range(i, i + 10_000)})
+        before = _chains(c, "/bench/repl/big")
+        victim_addr = next(
+            a for s in c.stats()["memory_servers"] for a in [s["address"]] if any(a in ch for ch in before)
+        )
+        hit = sum(victim_addr in ch for ch in before)
+        used = {s["address"]: s["used_bytes"] for s in c.stats()["memory_servers"]}
+        victim = procs[1 + [s["address"] for s in c.stats()["memory_servers"]].index(victim_addr)]
+        t0 = time.perf_counter()
+        os.kill(victim.pid, signal.SIGKILL)
+        _until(lambda: all(victim_addr not in ch and len(ch) == 2 for ch in _chains(c, "/bench/repl/big")))
+        mend = time.perf_counter() - t0
+        assert ht.get(b"k0000000") == b"v" * 200
+        print(
+            f"repair: {hit} of {len(before)} chains had a block on the killed server "
+            f"({used[victim_addr] / (1 << 20):.0f} MiB of its memory); all mended onto the other "
+            f"servers in {mend * 1000:.0f} ms ({mend * 1000 / max(hit, 1):.0f} ms a chain)"
+        )
+        c.disconnect()
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # -- job mix: multiplexing the pool ------------------------------------------------------------------
 
 
@@ -474,7 +541,7 @@ def _plot(samples: list[tuple[float, int, int]], total: int, peak: int, jobs: in
     print(f"plot saved to {path}")
 
 
-SECTIONS = ("throughput", "split", "multiplexing", "transports", "restart", "jobmix")
+SECTIONS = ("throughput", "split", "multiplexing", "transports", "replication", "restart", "jobmix")
 
 
 def main() -> None:
@@ -511,6 +578,8 @@ def main() -> None:
             if redis_proc is not None:
                 redis_proc.terminate()
                 redis_proc.wait()
+    if "replication" in only:
+        replication(args.seconds)
     if "restart" in only:
         controller_restart()
     if "jobmix" in only:
