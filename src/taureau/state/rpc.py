@@ -194,6 +194,8 @@ class Peer(asyncio.Protocol):
         try:
             fields = await aw
             msg = codec.encode(OK, fr.op, fr.req_id, fields)
+        except asyncio.CancelledError:
+            raise  # the server is going away (cancel_work): no reply, and nothing failed
         except BaseException as e:  # noqa: BLE001
             msg = exception_reply(fr.op, fr.req_id, e)
         if not self.closed:
