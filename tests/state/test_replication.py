@@ -226,3 +226,19 @@ def test_kill_9_of_a_memory_server_in_the_middle_of_writes(durable_cluster):
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_a_short_chain_is_refilled_when_a_server_joins(durable_cluster):
+    cl = durable_cluster(servers=2)
+    c = cl.client()
+    ht = c.open_or_create_hash_table("/h/ht", replicas=2)
+    ht.multi_put({b"k%d" % i: b"v" * 50 for i in range(500)})
+    gone = cl.memory_servers[0]
+    cl.run(gone.close())
+    cl.memory_servers.remove(gone)
+    wait_for(lambda: all(len(ch) == 1 for ch in chains(c, "/h/ht")))
+    ht.multi_put({b"n%d" % i: b"w" for i in range(100)})  # written while the chains are short
+    joined = cl.add_memory_server()
+    wait_for(lambda: all(len(ch) == 2 and joined.address in ch for ch in chains(c, "/h/ht")))
+    replicas_match(cl, c, "/h/ht")
+    assert ht.multi_get([b"n%d" % i for i in range(100)]) == [b"w"] * 100

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import socket
 import sys
@@ -78,6 +79,7 @@ def register(subparsers) -> None:
         default=30_000,
         help="after a restart, how long known memory servers have to come back (default 30000)",
     )
+    sc.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sc.set_defaults(func=controller_handler)
 
 
@@ -145,6 +147,8 @@ def memory_server_handler(args: argparse.Namespace) -> int:
 def controller_handler(args: argparse.Namespace) -> int:
     from taureau.state.service import serve_controller
 
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         _run(
             serve_controller(

@@ -523,8 +523,9 @@ class Controller:
             await asyncio.sleep(tick)
             try:
                 await self.expire_now()
+                await self.members.heal_chains()
             except Exception:  # noqa: BLE001 - one bad sweep must not stop lease expiry
-                log.exception("lease expiry sweep failed")
+                log.exception("lease expiry sweep or chain healing failed")
 
     async def expire_now(self) -> None:
         """One lease sweep: flush mapped structures, free the rest, drop empty directories."""

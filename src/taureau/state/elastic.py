@@ -255,7 +255,7 @@ class BlockManager:
         return node.partitions[i].chain[0].server_id
 
     def claim(self, node: Node) -> None:
-        if node.busy:
+        if node.busy or node.mending:  # a chain to mend goes first: no new split starts before it
             raise errors.StateUnavailableError(f"{node.path} is already being repartitioned")
         node.busy = True
 
@@ -285,8 +285,11 @@ class BlockManager:
                 await self._save_quietly(node)
                 raise
             if len(newp.chain) > 1:  # the target's head has the keys: its followers get them
-                await self.resync(newp)
-                await self.configure(newp, frozen=False)
+                try:
+                    await self.resync(newp)
+                    await self.configure(newp, frozen=False)
+                except errors.StateError as e:  # a follower's server died: heal_chains mends it
+                    log.warning("%s: a new chain could not be synced yet: %s", node.path, e)
         finally:
             node.busy = False
 

@@ -203,29 +203,64 @@ class Membership:
         with contextlib.suppress(errors.StateError):
             await self.catalog.delete_server(srv.server_id)
         self.changed.set()  # a create waiting for it stops waiting
+        by_node: dict[int, tuple[Node, list[Partition]]] = {}
         for node, p in mend:
             if node.struct_id not in self.unsettled:  # (an unsettled one is mended once reconciled)
-                await self._mend(node, p)
+                by_node.setdefault(node.struct_id, (node, []))[1].append(p)
+        for node, parts in by_node.values():
+            await self._mend(node, parts)
         await self._settle_ready()
 
-    async def _mend(self, node: Node, p: Partition) -> None:
-        """Mend one chain, once no split or merge of its structure runs (they fail fast when a
-        server died: waiting for them is bounded)."""
-        deadline = asyncio.get_running_loop().time() + MEND_WAIT_S
-        while node.busy and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
-        if p not in node.partitions or self.ns.by_id.get(node.struct_id) is not node:
-            return  # removed, or undone by the split that was running
+    async def _mend(self, node: Node, parts: list[Partition]) -> None:
+        """Mend chains of one structure once the split or merge running on it ends (they fail
+        fast when a server died); none starts meanwhile (`mending`), so the wait is short."""
+        node.mending += 1
+        try:
+            deadline = asyncio.get_running_loop().time() + MEND_WAIT_S
+            while node.busy and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+        finally:
+            node.mending -= 1
+        if self.ns.by_id.get(node.struct_id) is not node:
+            return  # removed meanwhile
         if node.busy:
-            log.error("%s: chain not mended, its structure stayed busy", node.path)
+            log.error("%s: chains not mended, the structure stayed busy", node.path)
             return
         node.busy = True
         try:
-            await self.blocks.mend(node, p)
+            for p in parts:
+                if p in node.partitions:  # (not undone by the split that was running)
+                    await self.blocks.mend(node, p)
         except errors.StateError as e:
             log.error("mending a chain of %s failed: %s", node.path, e)
         finally:
             node.busy = False
+
+    async def heal_chains(self) -> None:
+        """Mend every replicated chain that names a dead server or is shorter than it should be
+        while a server could take a block (the controller runs this every lease tick). A chain
+        made while a server died (a split's target) is missed by that death's mending; a chain
+        left short gets refilled once a server joins."""
+        for node in list(self.ns.by_id.values()):
+            if node.replicas == 1 or node.busy or node.mending or node.state is not NodeState.ACTIVE:
+                continue
+            if node.struct_id in self.unsettled:
+                continue
+            broken = [p for p in node.partitions if not p.lost and self._needs_mending(node, p)]
+            if broken:
+                await self._mend(node, broken)
+
+    def _needs_mending(self, node: Node, p: Partition) -> bool:
+        servers = self.alloc.servers
+        if not any(servers[r.server_id].alive for r in p.chain):
+            return False  # nothing to mend from (lost when its server's death was handled)
+        if any(not servers[r.server_id].alive for r in p.chain):
+            return True
+        if len(p.chain) >= node.replicas:
+            return False
+        size = servers[p.chain[0].server_id].block_size
+        members = {r.server_id for r in p.chain}
+        return any(s.free > 0 and s.block_size == size and s.server_id not in members for s in servers.values())
 
     async def _save_quietly(self, node: Node) -> None:
         try:

@@ -75,6 +75,7 @@ class Node:
     state: NodeState = NodeState.ACTIVE
     epoch: int = 0  # bumped on every block-map change, so clients can tell maps apart
     busy: bool = False  # a split/merge/append/flush is in progress (one at a time)
+    mending: int = 0  # chain repairs waiting for `busy` to clear (no new split may start)
     lost_reason: str = ""
 
     def set_state(self, new: NodeState) -> None:
