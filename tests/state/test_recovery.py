@@ -11,7 +11,7 @@ import pytest
 from taureau.common import errors
 from taureau.state import codec, kinds
 from taureau.state.blocks import NUM_SLOTS, entry_cost, item_cost
-from taureau.state.codec import Op
+from taureau.state.codec import Op, pack_u64
 from taureau.state.conn import Conn
 from taureau.state.limits import CONTROL_MAX
 from taureau.state.namespace import BlockRef, Node, Partition
@@ -277,3 +277,56 @@ def test_block_commands_from_a_client_are_refused_by_memory_servers(durable_clus
     with pytest.raises(errors.StateError, match="no block") as e:
         cl.call(ms._reset_range, codec.pack_json({"alloc": 10**6, "lo": 0, "hi": 1}))
     assert type(e.value) is errors.StateError
+
+
+def test_a_structure_removed_while_it_splits_is_not_written_back(durable_cluster):
+    cl = durable_cluster(servers=1)
+    c = cl.client()
+    ht = c.open_or_create_hash_table("/jobs/rm/ht")
+    held: list[asyncio.Future] = []
+
+    def install() -> None:
+        srv = next(iter(cl.controller.alloc.servers.values()))
+        real = srv.peer.call
+
+        def call(o, fields):
+            if o == Op.SPLIT:
+                held.append(asyncio.get_running_loop().create_future())
+                return held[-1]
+            return real(o, fields)
+
+        srv.peer.call = call
+
+    cl.call(install)
+    n = int(0.95 * (64 << 10) / entry_cost(4, 120))
+    ht.multi_put({b"k%03d" % i: b"v" * 120 for i in range(n)})  # asks for a split, which is held
+    wait_for(lambda: cl.call(lambda: bool(held)))
+    c.remove("/jobs/rm")  # while the split waits
+    cl.call(lambda: held[0].set_exception(errors.StateUnavailableError("the split failed")))
+    wait_for(lambda: cl.call(lambda: not cl.memory_servers[0].blocks))  # every block freed
+    cat = cl.controller.catalog
+    assert cl.run(cat.store.children(f"{cat.root}/structures")) == []  # and no record came back
+    cl.restart_controller()
+    cl.wait_serving(1)
+    assert not c.exists("/jobs/rm") and c.stats()["blocks_used"] == 0
+
+
+def test_a_segment_drained_while_its_queue_is_busy_is_dropped_after(durable_cluster):
+    cl = durable_cluster(servers=1)
+    c = cl.client()
+    q = c.open_or_create_queue("/jobs/dq/q")
+    n = int(0.95 * (64 << 10) / item_cost(104))
+    q.multi_enqueue([b"i%03d" % i + b"x" * 100 for i in range(2 * n)])  # two segments or more
+    segments = c.status("/jobs/dq/q")["blocks"]
+    assert segments >= 2
+    node = cl.call(lambda: cl.controller.ns.lookup("/jobs/dq/q"))
+    first = cl.call(lambda: cl.memory_servers[0].blocks[pack_u64(node.partitions[0].chain[0].alloc)])
+    in_first = cl.call(lambda: len(first.items))
+    cl.call(lambda: setattr(node, "busy", True))  # as while a restart reconciles it
+    for _ in range(in_first):  # empties the first, sealed segment: its DRAINED waits for the map
+        q.dequeue()
+    time.sleep(0.3)
+    assert c.status("/jobs/dq/q")["blocks"] == segments
+    cl.call(lambda: setattr(node, "busy", False))
+    wait_for(lambda: c.status("/jobs/dq/q")["blocks"] == segments - 1)
+    assert q.dequeue() == b"i%03d" % in_first + b"x" * 100

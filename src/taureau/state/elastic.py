@@ -19,6 +19,8 @@ from taureau.state.quotas import Quotas
 
 log = logging.getLogger(__name__)
 
+DRAIN_WAIT_S = 30.0  # a drained segment waits this long for its queue's map to be free
+
 # Order of steps, chosen so that no client ever sees a key vanish, and so that the catalog
 # (persisted) never lacks a block that holds data a client was told is stored:
 #   split:  NEW_BLOCK(importing) -> publish map -> save -> SPLIT at source (moves keys, source
@@ -53,8 +55,15 @@ class BlockManager:
         self.quotas = quotas
         self.owner = quotas.owner  # alloc id -> struct id (ours to write; quotas count it)
 
+    def attached(self, node: Node) -> bool:
+        """Still in the namespace (not removed or expired while we awaited something)."""
+        return self.ns.by_id.get(node.struct_id) is node
+
     async def save(self, node: Node, extra: Partition | None = None) -> None:
-        """Write `node`'s record (with `extra` listed after its partitions, not yet published)."""
+        """Write `node`'s record (with `extra` listed after its partitions, not yet published).
+        A structure removed meanwhile is not written back: its record is gone for good."""
+        if not self.attached(node):
+            return
         rec = node.record()
         if extra is not None:
             rec["partitions"].append(partition_record(extra))
@@ -268,6 +277,9 @@ class BlockManager:
                 raise errors.StateProtocolError(f"split point {at} outside ({p.lo}, {p.hi})")
             src = self._server(p.chain[0])
             newp = await self.new_partition(node, at, p.hi, importing=True)
+            if not self.attached(node):  # removed while the target was made: nothing to split
+                await self.free_partitions([newp])
+                return
             tgt = self._server(newp.chain[0])
             old_hi, p.hi = p.hi, at
             node.partitions.insert(i + 1, newp)
@@ -279,7 +291,8 @@ class BlockManager:
                 self.counters.splits += 1
             except Exception:
                 p.hi = old_hi
-                node.partitions.remove(newp)
+                if newp in node.partitions:  # (a remove meanwhile took every partition)
+                    node.partitions.remove(newp)
                 node.epoch += 1
                 await self.free_partitions([newp])
                 await self._save_quietly(node)
@@ -336,6 +349,9 @@ class BlockManager:
             tail = node.partitions[i]
             src = self._server(tail.chain[0])
             newp = await self.new_partition(node, 0, 0)
+            if not self.attached(node):
+                await self.free_partitions([newp])
+                return
             try:
                 await self.save(node, extra=newp)  # a sealed tail must never be the last one listed
                 await self.restructure(
@@ -357,7 +373,12 @@ class BlockManager:
             node.busy = False
 
     async def drained(self, alloc: int) -> None:
-        """A sealed queue segment emptied: drop it from the map and free it."""
+        """A sealed queue segment emptied: drop it from the map and free it (after whatever
+        else changes the queue's map, such as a restart's reconciling, is done)."""
+        node, i = self.locate(alloc)
+        deadline = asyncio.get_running_loop().time() + DRAIN_WAIT_S
+        while node.busy and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
         node, i = self.locate(alloc)
         if i == len(node.partitions) - 1:
             return
@@ -391,11 +412,14 @@ class BlockManager:
                 p = await self.new_partition(node, lo, None)
                 node.partitions.append(p)
                 added.append(p)
+                if not self.attached(node):
+                    raise errors.PathNotFoundError(f"{node.path} was removed while it grew")
             if added and persist:
                 await self.save(node)
         except BaseException:
             for p in added:  # a refused grow leaves the file as it was
-                node.partitions.remove(p)
+                if p in node.partitions:
+                    node.partitions.remove(p)
             await self.free_partitions(added)
             raise
         finally:
@@ -470,6 +494,10 @@ class BlockManager:
                 break
             p.chain.append(await self._new_block(node, srv, p, importing=False, head=False))
             avoid.add(srv.server_id)
+        if not self.attached(node):  # removed meanwhile: the blocks just made are nobody's
+            for r in p.chain[len(live) :]:
+                await self.free_ref(r)
+            return
         await self.configure(p, frozen=True)
         if len(p.chain) > 1:
             await self.resync(p)

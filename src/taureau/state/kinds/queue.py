@@ -69,6 +69,7 @@ class QueueBlock(Block):
         self.check_live()
         if not self.items:
             if self.state is BlockState.SEALED:
+                self.host.drained(self)  # again: the first word may have been lost with a link
                 raise Redirect(STALE, "queue segment drained; the head moved on")
             raise errors.QueueEmptyError("queue is empty")
         item = self.items.popleft()
