@@ -137,3 +137,10 @@ def test_kill_9_of_standalone_then_a_restart_has_every_structure_and_its_data(tm
     while running(child):  # a clean stop ends the child (ephemeral state ends with it)
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    server.restart()  # after a clean stop the namespace is empty again: no `lost` leftovers
+    try:
+        with StateClient(f"127.0.0.1:{server.state_port}") as c:
+            assert not c.exists("/jobs/a")
+            c.open_or_create_hash_table("/jobs/a/ht").put(b"fresh", b"1")
+    finally:
+        assert server.stop() == 0

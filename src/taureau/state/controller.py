@@ -340,6 +340,22 @@ class Controller:
         await self._reclaim(node)
         return {}
 
+    async def forget_held_by(self, links: set[str]) -> int:
+        """Drop from the namespace every structure with blocks on servers linked by `links`
+        (the memory server a process is about to stop with it: its data ends there, and a
+        `lost` entry would only stand in the way of the next run's open_or_create). Flushed
+        structures have no blocks and stay. Returns how many were dropped."""
+        held = {s.server_id for s in self.alloc.servers.values() if s.link in links}
+        gone = [
+            n for n in list(self.ns.by_id.values())
+            if any(r.server_id in held for p in n.partitions for r in p.chain)
+        ]  # fmt: skip
+        for n in gone:
+            if self.ns.by_id.get(n.struct_id) is n:
+                self.ns.detach(n)
+                await self.catalog.delete_structure(n.struct_id)
+        return len(gone)
+
     async def _reclaim(self, node: Node) -> None:
         """Unlink a subtree and free its blocks; records go first, so a crash in between
         leaves blocks no record lists (freed when their servers report), never the reverse."""

@@ -260,7 +260,9 @@ class Membership:
             return False
         size = servers[p.chain[0].server_id].block_size
         members = {r.server_id for r in p.chain}
-        return any(s.free > 0 and s.block_size == size and s.server_id not in members for s in servers.values())
+        return any(
+            s.free > 0 and s.block_size == size and s.server_id not in members for s in servers.values()
+        )
 
     async def _save_quietly(self, node: Node) -> None:
         try:

@@ -46,6 +46,12 @@ class StateServices:
         return self.controller.address
 
     async def close(self) -> None:
+        """A clean stop: the memory server ends with us, so does the state it held (a killed
+        process leaves its child running instead, and the next start adopts it)."""
+        try:
+            await self.controller.forget_held_by({"unix", "pair"})
+        except errors.StateError as e:  # the metadata store is failing: the next start marks them lost
+            log.warning("state held by the stopping memory server not dropped: %s", e)
         await self.controller.close()  # first, so the memory server's leaving is not a "loss"
         if self.memory_server is not None:
             await self.memory_server.close()
