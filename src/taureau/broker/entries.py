@@ -44,8 +44,8 @@ def entry_info(data: bytes) -> tuple[int, bytes | None]:
     if has("ordering_key"):
         key = meta.ordering_key
     elif has("partition_key"):
-        key = meta.partition_key
-        key = key.encode() if type(key) is str else key
+        raw = meta.partition_key  # upb hands back bytes for a string that is not UTF-8
+        key = raw.encode() if isinstance(raw, str) else raw
     else:
         key = None
     return messages, key

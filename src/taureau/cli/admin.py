@@ -50,7 +50,7 @@ def _topic_path(topic: str) -> str:
     return f"/admin/v2/{name.domain}/{name.tenant}/{name.namespace}/{name.local}"
 
 
-def _duration_minutes(text: str) -> int:
+def _duration_minutes(text: str) -> float:
     """'-1', '0', '90' (minutes), '10m', '2h', '3d', '1w' -> minutes."""
     match = re.fullmatch(r"(-1|\d+)([smhdw]?)", text.strip())
     if not match:

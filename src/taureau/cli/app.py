@@ -176,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     try:
         from taureau.cli import state_cmd
     except ImportError:
-        state_cmd = None
-    if state_cmd is not None:
+        pass
+    else:
         state_cmd.register(sub)
     return parser
 

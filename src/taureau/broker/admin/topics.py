@@ -198,15 +198,15 @@ async def partitioned_stats(request: Request, tenant: str, namespace: str, topic
     partitions = await service.resources.get_partitions(name)
     if not partitions:
         raise ResourceNotFoundError(f"partitioned topic {name} does not exist")
-    total = {"msgInCounter": 0, "bytesInCounter": 0, "msgOutCounter": 0, "storageSize": 0, "partitions": {}}
+    sums = dict.fromkeys(("msgInCounter", "bytesInCounter", "msgOutCounter", "storageSize"), 0)
+    per_partition: dict[str, dict] = {}
     for partition in await service.stored_partitions(name):
         stats = (await service.get_topic(partition, create=False)).stats()
-        total["partitions"][str(partition)] = stats
-        for key in ("msgInCounter", "bytesInCounter", "msgOutCounter", "storageSize"):
-            total[key] += stats[key]
+        per_partition[str(partition)] = stats
+        for key in sums:
+            sums[key] += stats[key]
         await asyncio.sleep(0)  # a loaded topic completes without yielding: one per loop turn
-    total["metadata"] = {"partitions": partitions}
-    return total
+    return {**sums, "partitions": per_partition, "metadata": {"partitions": partitions}}
 
 
 # -- subscriptions ----------------------------------------------------------------------------
