@@ -43,12 +43,10 @@ class CursorState(Enum):
 def _position(value: object) -> Position:
     if isinstance(value, Position):
         return value
-    try:
-        ledger_id, entry_id = value  # type: ignore[misc]
+    if isinstance(value, tuple | list) and len(value) == 2:
+        ledger_id, entry_id = value
         if type(ledger_id) is int and type(entry_id) is int:
             return Position(ledger_id, entry_id)
-    except (TypeError, ValueError):
-        pass
     raise StorageArgumentError(f"not a position: {value!r}")
 
 
