@@ -72,15 +72,16 @@ class Subscription:
     async def add_consumer(self, consumer: Consumer, sub_type: SubType, sticky: bool = False) -> None:
         if self.dispatcher is not None and self.dispatcher.consumers:
             if sub_type != self.sub_type:
+                current = self.sub_type.name if self.sub_type is not None else "of another type"
                 raise ConsumerBusyError(
-                    f"subscription {self.name} is {self.sub_type.name}, cannot attach a {sub_type.name} consumer"
+                    f"subscription {self.name} is {current}, cannot attach a {sub_type.name} consumer"
                 )
         elif self.dispatcher is None or sub_type != self.sub_type or sub_type == SubType.KEY_SHARED:
             previous = self.dispatcher
             self.dispatcher = self._make_dispatcher(sub_type, sticky)
             if previous is not None:
                 await previous.close()
-                self.dispatcher.redelivery_counts = previous.redelivery_counts
+                self.dispatcher.adopt_redelivery_counts(previous)
             self.sub_type = sub_type
         self.dispatcher.add_consumer(consumer)
 

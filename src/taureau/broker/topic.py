@@ -48,7 +48,7 @@ class PublishItem(NamedTuple):
 
 
 class SubscriptionBusyError(BrokerError):
-    server_error = 5  # ConsumerBusy: Pulsar refuses to drop a subscription with consumers
+    """A subscription with consumers connected cannot be dropped without force."""
 
 
 class PersistentTopic:
@@ -66,7 +66,6 @@ class PersistentTopic:
         self.producers: dict[str, Producer] = {}  # by producer name; owned here
         self.subscriptions: dict[str, Subscription] = {}  # by name; owned here
         self.dedup: Deduplication | None = None  # set while de-duplication is enabled
-        self._last_add_done: asyncio.Future | None = None  # completes with the newest add
         self.msg_in = 0
         self.bytes_in = 0
         self.closed = False
@@ -126,11 +125,14 @@ class PersistentTopic:
     ) -> Position | None:
         """Store one entry; its position, or None for a duplicate that is already stored."""
         dedup = self.dedup
+        position: Position | None
         try:
             if dedup is None:
                 position = await self.ledger.add_entry(data)
             else:
-                position = await self._publish_deduplicated(producer, data, sequence_id, highest_sequence_id)
+                position = await dedup.add(
+                    producer.name, sequence_id, highest_sequence_id, lambda: self.ledger.add_entry(data)
+                )
                 if position is None:
                     return None
         except StorageError as exc:
@@ -155,7 +157,9 @@ class PersistentTopic:
                 )
             )  # fmt: skip
         try:
-            positions = await self.ledger.add_entries([item.data for item in items])
+            positions: list[Position | None] = list(
+                await self.ledger.add_entries([item.data for item in items])
+            )
         except StorageError as exc:
             self._write_failed(exc)
             raise
@@ -172,37 +176,6 @@ class PersistentTopic:
     def _write_failed(self, exc: Exception) -> None:
         self._write_error = exc
         self._write_failed_at = time.monotonic()
-
-    async def _publish_deduplicated(
-        self, producer: Producer, data: bytes, sequence_id: int, highest_sequence_id: int
-    ) -> Position | None:
-        dedup = self.dedup
-        name = producer.name
-        # A duplicate only if the whole entry is: a batch that reaches past what is stored
-        # (re-batched differently on a resend) is stored again rather than partly dropped.
-        if dedup.is_duplicate(name, highest_sequence_id):
-            # A resend: answer once the original is durable (it may still be in flight).
-            while not dedup.is_persisted(name, highest_sequence_id) and self._last_add_done is not None:
-                await asyncio.shield(self._last_add_done)
-            if not dedup.is_persisted(name, highest_sequence_id):
-                raise BrokerError(f"the original of sequence id {sequence_id} was not stored; resend it")
-            return None
-        dedup.pushed(name, highest_sequence_id)
-        done = asyncio.get_running_loop().create_future()
-        self._last_add_done = done
-        try:
-            position = await self.ledger.add_entry(data)
-        except BaseException:
-            # Not stored: let the producer's resend through.
-            dedup.highest_pushed[name] = dedup.highest_persisted.get(name, -1)
-            raise
-        finally:
-            done.set_result(None)
-            if self._last_add_done is done:
-                self._last_add_done = None
-        if dedup.persisted(name, highest_sequence_id, position):
-            asyncio.get_running_loop().create_task(dedup.snapshot())
-        return position
 
     # -- subscriptions -----------------------------------------------------------------------
 

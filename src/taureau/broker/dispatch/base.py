@@ -127,6 +127,16 @@ class Dispatcher:
             self.redelivery_counts[position] = self.redelivery_counts.get(position, 0) + 1
             self.replay.add(position)
 
+    def adopt_redelivery_counts(self, previous: Dispatcher) -> None:
+        """Take over the counts of the dispatcher this one replaces (the subscription type
+        changed), so a message's redelivery count keeps growing across the change."""
+        self.redelivery_counts = previous.release_redelivery_counts()
+
+    def release_redelivery_counts(self) -> dict[Position, int]:
+        """Hand the counts to a successor (this dispatcher is closed) and forget them."""
+        counts, self.redelivery_counts = self.redelivery_counts, {}
+        return counts
+
     def acked(self, consumer: Consumer, positions: list[Position]) -> None:
         """Individual acks: forget the positions everywhere."""
         for position in positions:

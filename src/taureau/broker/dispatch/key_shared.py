@@ -29,7 +29,7 @@ RING_POINTS = 100
 
 
 class ConsumerAssignError(BrokerError):
-    server_error = 19
+    """A STICKY consumer's hash ranges are missing, out of range or overlap another's."""
 
 
 def key_hash(key: bytes | None) -> int:
