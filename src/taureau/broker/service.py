@@ -110,6 +110,7 @@ class BrokerService:
             self.config.max_unacked_messages_per_consumer, self.config.max_unacked_messages_per_subscription
         )
         topic = PersistentTopic(name, ledger, self.store, limits)
+        topic.restore_subscriptions()
         await topic.load_validation_mark()
         await topic.set_deduplication(await self._deduplication(name, policies))
         log.info("loaded topic %s", name)

@@ -209,6 +209,13 @@ class PersistentTopic:
             raise
         return sub
 
+    def restore_subscriptions(self) -> None:
+        """Take back every durable subscription the ledger's cursors remember (the topic just
+        loaded): admin calls, stats and backlogs must see them before any consumer returns."""
+        for name, cursor in self.ledger.cursors.items():
+            if cursor.durable and name not in self.subscriptions:
+                self._new_subscription(name, cursor, durable=True)
+
     def _new_subscription(self, name: str, cursor: ManagedCursor, durable: bool) -> Subscription:
         sub = Subscription(
             name,
