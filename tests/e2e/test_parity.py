@@ -3,6 +3,12 @@ official Python client and the admin REST API, each test a regression test of on
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import time
+
 import httpx
 import pulsar
 import pytest
@@ -53,3 +59,138 @@ def test_subscriptions_are_restored_when_a_topic_loads_after_a_restart(tmp_path)
             assert admin.get(f"{path}/subscriptions").json() == []
     finally:
         server.kill()
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+def taureau(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "taureau.cli.main", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _one_clear_line(result: subprocess.CompletedProcess, code: int, expected: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert expected in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["admin", "topics", "stats", "my topic"], "invalid topic name"),
+        (["admin", "topics", "create-subscription", "a/b/c/d/e", "-s", "s"], "invalid topic name"),
+        (["admin", "topics", "subscriptions", "persistent://a/b"], "invalid topic name"),
+        (["admin", "namespaces", "create", "acme"], "e.g. public/default"),
+        (["client", "--service-url", "localhost:6650", "produce", "t", "-m", "x"], "invalid service URL"),
+        (["client", "produce", "my topic", "-m", "x"], "invalid topic name"),
+        (["client", "consume", "-s", "s", "bad topic"], "invalid topic name"),
+    ],
+)
+def test_cli_checks_names_before_connecting(argv, expected):
+    # Nothing listens on port 1: an answer within seconds proves nothing tried to connect.
+    started = time.monotonic()
+    if argv[0] == "admin":
+        argv = [argv[0], "--admin-url", "http://127.0.0.1:1", *argv[1:]]
+    elif "--service-url" not in argv:
+        argv = [argv[0], "--service-url", "pulsar://127.0.0.1:1", *argv[1:]]
+    result = taureau(*argv)
+    _one_clear_line(result, 2, expected)
+    assert time.monotonic() - started < 10
+
+
+def test_cli_help_lists_groups_and_verbs():
+    groups = taureau("admin", "--help")
+    assert groups.returncode == 0
+    for group in ("tenants", "namespaces", "topics"):
+        assert f"    {group}" in groups.stdout
+    verbs = taureau("admin", "topics", "--help")
+    assert verbs.returncode == 0
+    for verb in ("create-subscription", "peek-messages", "stats", "unsubscribe", "create-partitioned-topic"):
+        assert f"    {verb}" in verbs.stdout
+
+
+def test_cli_version():
+    result = taureau("--version")
+    assert result.returncode == 0 and result.stdout.strip() == "taureau 0.1.0"
+
+
+def test_cli_urls_after_the_verb(standalone, topic):
+    listed = taureau("admin", "tenants", "list", "--admin-url", standalone.admin_url)
+    assert listed.returncode == 0, listed.stderr
+    assert "public" in json.loads(listed.stdout)
+    produced = taureau("client", "produce", topic, "-m", "x", "--service-url", standalone.service_url)
+    assert produced.returncode == 0, produced.stderr
+
+
+def test_set_retention_reads_sizes_as_binary_units(standalone):
+    admin = ["admin", "--admin-url", standalone.admin_url, "namespaces"]
+    assert taureau(*admin, "create", "public/retention").returncode == 0
+    for size, mb in (("1G", 1024), ("512M", 512), ("2048k", 2), ("1t", 1024 * 1024), ("-1", -1)):
+        result = taureau(*admin, "set-retention", "public/retention", "--time", "1h", "--size", size)
+        assert result.returncode == 0, result.stderr
+        policy = json.loads(taureau(*admin, "get-retention", "public/retention").stdout)
+        assert policy == {"retentionTimeInMinutes": 60, "retentionSizeInMB": mb}
+
+
+def test_consume_n_0_consumes_until_interrupted(standalone, client, topic):
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "taureau.cli.main", "client", "--service-url", standalone.service_url,
+         "consume", topic, "-s", "forever", "-n", "0", "--timeout", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=standalone.admin_url, timeout=10) as admin:
+            deadline = time.monotonic() + 30
+            while "forever" not in admin.get(f"{_rest(topic)}/subscriptions").json():
+                assert time.monotonic() < deadline, "the consumer never subscribed"
+                time.sleep(0.1)
+        time.sleep(2.5)  # longer than --timeout: -n 0 must not give up
+        assert consumer.poll() is None
+        producer = client.create_producer(topic)
+        for body in (b"one", b"two"):
+            producer.send(body)
+        time.sleep(1.5)
+        consumer.send_signal(signal.SIGINT)
+        out, err = consumer.communicate(timeout=20)
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+            consumer.wait()
+    assert consumer.returncode == 0, err
+    assert "content:one" in out and "content:two" in out
+    assert "2 messages successfully consumed" in out
+
+
+# -- stats and listings ------------------------------------------------------------------------
+
+
+def test_backlog_size_counts_what_the_slowest_subscription_has_not_acknowledged(standalone, client, topic):
+    with httpx.Client(base_url=standalone.admin_url, timeout=10) as admin:
+        producer = client.create_producer(topic, batching_enabled=False)
+        producer.send(b"x" * 100)
+        assert admin.get(f"{_rest(topic)}/stats").json()["backlogSize"] == 0  # no subscription
+        consumer = client.subscribe(topic, "slow", initial_position=pulsar.InitialPosition.Earliest)
+        for _ in range(3):
+            producer.send(b"x" * 100)
+        stats = admin.get(f"{_rest(topic)}/stats").json()
+        assert stats["backlogSize"] == stats["storageSize"] > 0
+        for _ in range(2):
+            consumer.acknowledge(consumer.receive(5000))
+        deadline = time.monotonic() + 10
+        while (stats := admin.get(f"{_rest(topic)}/stats").json())["backlogSize"] == stats["storageSize"]:
+            assert time.monotonic() < deadline, "the acks never showed"
+            time.sleep(0.05)
+        assert stats["backlogSize"] == stats["storageSize"] // 2
+
+
+def test_topics_list_includes_partitions_right_after_creation(standalone):
+    with httpx.Client(base_url=standalone.admin_url, timeout=10) as admin:
+        assert (
+            admin.put("/admin/v2/persistent/public/default/fresh-parts/partitions", json=3).status_code == 204
+        )
+        listed = admin.get("/admin/v2/persistent/public/default").json()
+    assert {f"persistent://public/default/fresh-parts-partition-{i}" for i in range(3)} <= set(listed)
+    cli = taureau("admin", "--admin-url", standalone.admin_url, "topics", "list", "public/default")
+    assert "persistent://public/default/fresh-parts-partition-2" in json.loads(cli.stdout)

@@ -326,7 +326,7 @@ class PersistentTopic:
             "bytesInCounter": self.bytes_in,
             "msgOutCounter": sum(s.msg_out for s in self.subscriptions.values()),
             "storageSize": self.ledger.total_size,
-            "backlogSize": self.ledger.total_size,
+            "backlogSize": self.ledger.estimated_backlog_size,
             "entriesCount": self.ledger.entries_count,
             "publishers": [p.stats() for p in self.producers.values()],
             "subscriptions": {name: s.stats() for name, s in self.subscriptions.items()},

@@ -160,12 +160,22 @@ def _run_standalone(args: argparse.Namespace) -> int:
     return _serve("taureau standalone", args.verbose, lambda: run(config))
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("taureau")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from taureau.cli import admin, client, functions
 
     parser = argparse.ArgumentParser(
         prog="taureau", description="Taureau: a serverless platform for real-time data"
     )
+    parser.add_argument("--version", action="version", version=f"taureau {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _standalone_parser(sub)

@@ -150,6 +150,12 @@ class ManagedLedger(abc.ABC):
 
     @property
     @abc.abstractmethod
+    def estimated_backlog_size(self) -> int:
+        """Bytes after the slowest durable cursor's mark-delete position (0 without one),
+        estimated within a ledger by its average entry size, as Pulsar's backlogSize."""
+
+    @property
+    @abc.abstractmethod
     def cursors(self) -> Mapping[str, ManagedCursor]:
         """Open cursors by name (durable and non-durable)."""
 

@@ -197,6 +197,11 @@ class ManagedLedgerImpl(ManagedLedger):
     def total_size(self) -> int:
         return self.ledgers.total_size
 
+    @property
+    def estimated_backlog_size(self) -> int:
+        durable = [c.mark_delete_position for c in self._cursors.values() if c.durable]
+        return self.ledgers.size_after(min(durable)) if durable else 0
+
     def resolve(self, position: Position) -> Position:
         """EARLIEST / LATEST / any position -> the stored entry at or after it (or the end)."""
         if position == EARLIEST:
