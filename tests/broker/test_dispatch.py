@@ -370,3 +370,13 @@ async def test_consumer_unacked_limit_is_not_applied_to_exclusive_subscriptions(
         sub.flow(c, 100)
         await settle()
         assert len(sink.messages) == 5 and not c.blocked and c.unacked_messages == 5
+
+
+def test_key_hash_is_murmur3_as_pulsar():
+    from taureau.broker.dispatch.key_shared import key_hash
+
+    # Reference vectors of Murmur3 x86 32-bit, seed 0, reduced as Pulsar does (mod 65536).
+    assert key_hash(b"") == 0
+    assert key_hash(b"hello") == 0x248BFA47 % 65536
+    assert key_hash(b"The quick brown fox jumps over the lazy dog") == 0x2E4FF723 % 65536
+    assert key_hash(None) == key_hash(b"NONE_KEY")  # a message without a key, as Pulsar

@@ -10,6 +10,7 @@ import sys
 import time
 
 import httpx
+import mmh3
 import pulsar
 import pytest
 
@@ -194,3 +195,40 @@ def test_topics_list_includes_partitions_right_after_creation(standalone):
     assert {f"persistent://public/default/fresh-parts-partition-{i}" for i in range(3)} <= set(listed)
     cli = taureau("admin", "--admin-url", standalone.admin_url, "topics", "list", "public/default")
     assert "persistent://public/default/fresh-parts-partition-2" in json.loads(cli.stdout)
+
+
+# -- Key_Shared hashing ------------------------------------------------------------------------
+
+
+def test_key_shared_sticky_ranges_hold_the_keys_pulsar_puts_there(client, topic):
+    # Pulsar hashes a key with Murmur3 (x86, 32 bit, seed 0) mod 65536: a range a client
+    # chooses must name the same keys here.
+    ranges = {"low": (0, 32767), "high": (32768, 65535)}
+    consumers = {
+        name: client.subscribe(
+            topic,
+            "sticky",
+            consumer_type=pulsar.ConsumerType.KeyShared,
+            key_shared_policy=pulsar.ConsumerKeySharedPolicy(
+                pulsar.KeySharedMode.Sticky, sticky_ranges=[span]
+            ),
+        )
+        for name, span in ranges.items()
+    }
+    producer = client.create_producer(topic, batching_enabled=False)
+    keys = [f"key-{i}" for i in range(100)]
+    for key in keys:
+        producer.send(key.encode(), partition_key=key)
+    seen = {}
+    for name, consumer in consumers.items():
+        while True:
+            try:
+                msg = consumer.receive(1000)
+            except pulsar.Timeout:
+                break
+            seen[msg.partition_key()] = name
+            consumer.acknowledge(msg)
+    assert sorted(seen) == sorted(keys)
+    for key, name in seen.items():
+        low, high = ranges[name]
+        assert low <= mmh3.hash(key.encode(), 0, signed=False) % 65536 <= high, key
