@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -232,3 +233,61 @@ def test_key_shared_sticky_ranges_hold_the_keys_pulsar_puts_there(client, topic)
     for key, name in seen.items():
         low, high = ranges[name]
         assert low <= mmh3.hash(key.encode(), 0, signed=False) % 65536 <= high, key
+
+
+# -- exclusive producers -----------------------------------------------------------------------
+
+
+def _epoch(standalone, topic) -> int:
+    return httpx.get(f"{standalone.admin_url}{_rest(topic)}/stats", timeout=10).json()["topicEpoch"]
+
+
+def test_a_second_exclusive_producer_is_fenced_and_a_shared_one_busy(standalone, client, topic):
+    first = client.create_producer(topic, access_mode=pulsar.ProducerAccessMode.Exclusive)
+    with pytest.raises(pulsar.ProducerFenced):
+        client.create_producer(topic, access_mode=pulsar.ProducerAccessMode.Exclusive)
+    with pytest.raises(pulsar.ProducerBusy):
+        client.create_producer(topic)
+    epoch = _epoch(standalone, topic)
+    first.send(b"still mine")
+    first.close()
+    second = client.create_producer(topic, access_mode=pulsar.ProducerAccessMode.Exclusive)
+    assert _epoch(standalone, topic) == epoch + 1  # each exclusive holder gets a new epoch
+    second.send(b"ok")
+
+
+def test_exclusive_with_fencing_takes_over(standalone, client, topic):
+    old = client.create_producer(
+        topic, access_mode=pulsar.ProducerAccessMode.Exclusive, send_timeout_millis=5000
+    )
+    old.send(b"before")
+    new = client.create_producer(topic, access_mode=pulsar.ProducerAccessMode.ExclusiveWithFencing)
+    new.send(b"after")
+    # The fenced producer's reconnection presents an older epoch: refused, for good.
+    with pytest.raises(pulsar.ProducerFenced):
+        old.send(b"too late")
+    reader = client.create_reader(topic, pulsar.MessageId.earliest)
+    bodies = [reader.read_next(5000).data() for _ in range(2)]
+    assert bodies == [b"before", b"after"]
+    with pytest.raises(pulsar.Timeout):
+        reader.read_next(500)
+
+
+def test_wait_for_exclusive_waits_until_the_holder_leaves(client, topic):
+    holder = client.create_producer(topic, access_mode=pulsar.ProducerAccessMode.Exclusive)
+    waited: list = []
+    thread = threading.Thread(
+        target=lambda: waited.append(
+            client.create_producer(topic, access_mode=pulsar.ProducerAccessMode.WaitForExclusive)
+        )
+    )
+    thread.start()
+    thread.join(2.0)
+    assert thread.is_alive() and not waited  # queued behind the holder
+    holder.send(b"first")
+    holder.close()
+    thread.join(10.0)
+    assert waited, "the waiting producer never got the topic"
+    waited[0].send(b"second")
+    reader = client.create_reader(topic, pulsar.MessageId.earliest)
+    assert [reader.read_next(5000).data() for _ in range(2)] == [b"first", b"second"]

@@ -303,7 +303,7 @@ class ServerConnection(asyncio.Protocol):
     def _on_send(self, send: pb.CommandSend, payload: bytes | None, checksum_ok: bool) -> None:
         found = self.session.producer(send.producer_id)
         sequence_id = send.sequence_id
-        if found is None or payload is None:
+        if found is None or payload is None or not found.producer.ready:
             self.write(
                 replies.send_error(
                     send.producer_id, sequence_id, ServerError.NotAllowedError, "producer is not ready"

@@ -9,14 +9,18 @@ those request ids).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 
+from taureau.broker.access import Admitted
 from taureau.broker.consumer import Consumer
 from taureau.broker.error_codes import ServerError, server_error
 from taureau.broker.producer import Producer, generate_producer_name
 from taureau.broker.session import ConsumerBinding, Session
 from taureau.broker.subscription import SubType
+from taureau.broker.topic import PersistentTopic
 from taureau.common.errors import ConsumerBusyError, TaureauError
 from taureau.common.names import NamespaceName, TopicName
 from taureau.protocol import pb, replies
@@ -164,16 +168,45 @@ async def producer(session: Session, cmd: pb.BaseCommand) -> None:
             metadata={kv.key: kv.value for kv in req.metadata},
             access_mode=req.producer_access_mode,
         )
-        # Everything that can fail happens before the producer is registered anywhere.
-        reply = replies.producer_success(req.request_id, new.name, topic.last_sequence_id(new.name))
         if session.closed:  # the client left while the topic loaded
             return
-        topic.add_producer(new)
         new.disconnect = lambda: session.disconnect_producer(req.producer_id)
+        requested_epoch = req.topic_epoch if req.HasField("topic_epoch") else None
+        # Everything that can fail happens in add_producer, before anything is registered.
+        admission = await topic.add_producer(new, requested_epoch)
+        if session.closed:  # the client left while the topic epoch was stored
+            topic.remove_producer(new)
+            return
         session.add_producer(req.producer_id, new, topic)
-        session.write(reply)
+        if isinstance(admission, Admitted):
+            last = topic.last_sequence_id(new.name)
+            session.write(replies.producer_success(req.request_id, new.name, last, topic_epoch=admission.epoch))
+            return
+        # WaitForExclusive behind another producer: "queued" now, "ready" once it holds the topic.
+        new.ready = False
+        session.write(replies.producer_success(req.request_id, new.name, -1, producer_ready=False))
+        admission.ready.add_done_callback(partial(_exclusive_ready, session, req.request_id, new, topic))
 
     await _generic(session, req.request_id, work)
+
+
+def _exclusive_ready(
+    session: Session, request_id: int, producer: Producer, topic: PersistentTopic, ready: asyncio.Future[int]
+) -> None:
+    """A queued WaitForExclusive producer got the topic, or was fenced out while waiting."""
+    if ready.cancelled():
+        return  # it gave up (closed, or its connection went): nothing waits for an answer
+    error = ready.exception()
+    if error is not None:
+        session.remove_producer(producer.producer_id)
+        session.write(replies.error(request_id, server_error(error), str(error)))
+        return
+    if session.closed:
+        topic.remove_producer(producer)
+        return
+    producer.ready = True
+    last = topic.last_sequence_id(producer.name)
+    session.write(replies.producer_success(request_id, producer.name, last, topic_epoch=ready.result()))
 
 
 @_handles(T.CLOSE_PRODUCER)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from taureau.broker.access import ProducerFencedError
 from taureau.broker.dispatch.key_shared import ConsumerAssignError
 from taureau.broker.resources import PartitionLimitError, ResourceNotFoundError
 from taureau.broker.topic import SubscriptionBusyError
@@ -67,6 +68,7 @@ _TABLE: dict[type[BaseException], ServerError] = {
     PartitionLimitError: ServerError.NotAllowedError,
     SubscriptionBusyError: ServerError.ConsumerBusy,  # Pulsar refuses to drop a subscription with consumers
     ConsumerAssignError: ServerError.ConsumerAssignError,
+    ProducerFencedError: ServerError.ProducerFenced,
 }
 
 

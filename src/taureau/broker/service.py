@@ -111,6 +111,7 @@ class BrokerService:
         )
         topic = PersistentTopic(name, ledger, self.store, limits)
         topic.restore_subscriptions()
+        await topic.access.load()
         await topic.load_validation_mark()
         await topic.set_deduplication(await self._deduplication(name, policies))
         log.info("loaded topic %s", name)
@@ -180,6 +181,7 @@ class BrokerService:
         if topic.dedup is not None:
             await topic.dedup.delete()
         await topic.forget_validation_mark()
+        await topic.access.forget()
         await self.factory.delete(name.storage_name)
 
     async def partitioned_metadata(self, name: TopicName) -> int:

@@ -8,6 +8,7 @@ import time
 from typing import NamedTuple
 
 from taureau.broker import validated
+from taureau.broker.access import Admitted, ProducerAccess, Queued
 from taureau.broker.consumer import Consumer
 from taureau.broker.dedup import Deduplication
 from taureau.broker.dispatch.base import DispatchLimits
@@ -64,6 +65,7 @@ class PersistentTopic:
         self.ledger = ledger  # the topic's log; owned here
         self.store = store
         self.producers: dict[str, Producer] = {}  # by producer name; owned here
+        self.access = ProducerAccess(store, ledger.name)  # exclusive producers and the topic epoch
         self.subscriptions: dict[str, Subscription] = {}  # by name; owned here
         self.dedup: Deduplication | None = None  # set while de-duplication is enabled
         self.msg_in = 0
@@ -103,19 +105,41 @@ class PersistentTopic:
         elif not enabled and self.dedup is not None:
             self.dedup = None
 
-    def add_producer(self, producer: Producer) -> None:
+    def check_producer(self, producer: Producer, requested_epoch: int | None = None) -> None:
+        """Raise if `producer` could not be added now; changes nothing."""
         if self._write_error is not None and time.monotonic() - self._write_failed_at < WRITE_FAILURE_HOLD_S:
             raise ServiceNotReadyError(f"topic {self.name} cannot store messages now: {self._write_error}")
         if producer.name in self.producers:
             raise ProducerBusyError(f"producer {producer.name!r} is already connected to {self.name}")
-        exclusive = [p for p in self.producers.values() if p.access_mode != 0]
-        if exclusive or (producer.access_mode != 0 and self.producers):
-            raise ProducerBusyError(f"topic {self.name} has an exclusive producer")
-        self.producers[producer.name] = producer
+        self.access.check(producer, self.producers, requested_epoch)
+
+    async def add_producer(self, producer: Producer, requested_epoch: int | None = None) -> Admitted | Queued:
+        """Add a producer by its access mode: Admitted (with the topic epoch for an exclusive
+        one), or Queued (WaitForExclusive) with a future that resolves once it holds the topic
+        (it is added then). Producers an ExclusiveWithFencing one fences out are dropped and
+        told to reconnect, which their epoch then refuses."""
+        self.check_producer(producer, requested_epoch)
+        admission, fenced = await self.access.admit(producer, self.producers, requested_epoch)
+        for old in fenced:
+            if self.producers.get(old.name) is old:
+                del self.producers[old.name]
+            if old.disconnect is not None:
+                old.disconnect()
+        if isinstance(admission, Admitted):
+            self.producers[producer.name] = producer
+        return admission
 
     def remove_producer(self, producer: Producer) -> None:
         if self.producers.get(producer.name) is producer:
             del self.producers[producer.name]
+        self.access.release(producer)
+        if self.access.has_waiting and not self.producers:
+            asyncio.get_running_loop().create_task(self._promote_waiting())
+
+    async def _promote_waiting(self) -> None:
+        promoted = await self.access.promote(self.producers)
+        if promoted is not None:
+            self.producers[promoted.name] = promoted
 
     def last_sequence_id(self, producer_name: str) -> int:
         return self.dedup.last_sequence_id(producer_name) if self.dedup is not None else -1
@@ -331,4 +355,5 @@ class PersistentTopic:
             "publishers": [p.stats() for p in self.producers.values()],
             "subscriptions": {name: s.stats() for name, s in self.subscriptions.items()},
             "deduplicationEnabled": self.dedup is not None,
+            **({"topicEpoch": self.access.epoch} if self.access.epoch >= 0 else {}),
         }

@@ -76,10 +76,14 @@ def producer_success(
     last_sequence_id: int,
     schema_version: bytes | None = None,
     topic_epoch: int | None = None,
+    producer_ready: bool = True,
 ) -> bytes:
+    """PRODUCER_SUCCESS; producer_ready=False: queued (WaitForExclusive), a second one follows."""
     body = pb.CommandProducerSuccess(
         request_id=request_id & _U64, producer_name=producer_name, last_sequence_id=last_sequence_id
     )
+    if not producer_ready:
+        body.producer_ready = False
     if schema_version is not None:
         body.schema_version = schema_version
     if topic_epoch is not None:
