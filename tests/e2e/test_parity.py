@@ -15,7 +15,9 @@ import mmh3
 import pulsar
 import pytest
 
+from taureau.protocol import pb
 from tests.e2e.harness import Standalone
+from tests.e2e.raw import RawClient, T, command
 
 
 def _client(server: Standalone) -> pulsar.Client:
@@ -291,3 +293,71 @@ def test_wait_for_exclusive_waits_until_the_holder_leaves(client, topic):
     waited[0].send(b"second")
     reader = client.create_reader(topic, pulsar.MessageId.earliest)
     assert [reader.read_next(5000).data() for _ in range(2)] == [b"first", b"second"]
+
+
+# -- advertised listeners ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_listeners(tmp_path_factory):
+    server = Standalone(tmp_path_factory.mktemp("listeners"))
+    port = server.broker_port
+    server.extra += [
+        "--advertised-listeners",
+        f"internal:pulsar://127.0.0.1:{port},external:pulsar://localhost:{port}",
+    ]
+    server.start()
+    yield server
+    server.stop()
+
+
+def _lookup(server: Standalone, listener: str | None) -> pb.CommandLookupTopicResponse:
+    session = RawClient(server.broker_port)
+    extra = {} if listener is None else {"advertised_listener_name": listener}
+    session.send(
+        command(T.LOOKUP, "lookupTopic", topic="persistent://public/default/l", request_id=7, **extra)
+    )
+    return session.expect(T.LOOKUP_RESPONSE).lookupTopicResponse
+
+
+def test_lookups_answer_per_listener(with_listeners):
+    port = with_listeners.broker_port
+    assert _lookup(with_listeners, "external").brokerServiceUrl == f"pulsar://localhost:{port}"
+    assert _lookup(with_listeners, "internal").brokerServiceUrl == f"pulsar://127.0.0.1:{port}"
+    assert _lookup(with_listeners, None).brokerServiceUrl == with_listeners.service_url
+    unknown = _lookup(with_listeners, "nope")
+    assert unknown.response == pb.CommandLookupTopicResponse.Failed
+    assert unknown.error == pb.ServiceNotReady and "nope" in unknown.message
+
+
+def test_the_official_client_uses_its_listener(with_listeners):
+    topic = "persistent://public/default/through-a-listener"
+    client = pulsar.Client(
+        with_listeners.service_url,
+        listener_name="external",
+        logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn),
+    )
+    try:
+        consumer = client.subscribe(topic, "s")
+        client.create_producer(topic).send(b"via external")
+        assert consumer.receive(5000).data() == b"via external"
+    finally:
+        client.close()
+    lost = pulsar.Client(
+        with_listeners.service_url,
+        listener_name="nope",
+        operation_timeout_seconds=3,
+        logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error),
+    )
+    try:
+        # As on Pulsar, the lookup fails with ServiceNotReady, which the client retries (logging
+        # the reason) until its operation timeout.
+        with pytest.raises(pulsar.Timeout):
+            lost.create_producer(topic)
+    finally:
+        lost.close()
+
+
+def test_advertised_listeners_are_checked_at_startup():
+    result = taureau("standalone", "--advertised-listeners", "internal=pulsar://x:1")
+    _one_clear_line(result, 2, "is not name:pulsar://host:port")

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 T = pb.BaseCommand.Type
 _U64 = 2**64
 _NOT_ALLOWED = ServerError.NotAllowedError  # a request the broker will never accept as sent
-_LOOKUP_FAILED = 2  # CommandLookupTopicResponse.Failed
+_LOOKUP_CONNECT, _LOOKUP_FAILED = 1, 2  # CommandLookupTopicResponse.LookupType
 Handler = Callable[[Session, pb.BaseCommand], Awaitable[None]]
 _HANDLERS: dict[int, Handler] = {}
 
@@ -112,10 +112,9 @@ async def lookup(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.lookupTopic
     try:
         name = TopicName.parse(req.topic)
+        url = session.service.config.listener_url(req.advertised_listener_name)
         await session.service.resources.get_policies(name.namespace_name)
-        session.write(
-            replies.lookup_response(req.request_id, session.service.config.service_url, 1, True, False)
-        )
+        session.write(replies.lookup_response(req.request_id, url, _LOOKUP_CONNECT, True, False))
     except Exception as exc:
         session.write(
             replies.lookup_response(

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from taureau.cli import args as checked
 from taureau.common.sizes import parse_size
 
 # Standalone flags that set a BrokerConfig bound of the same name: (flag, field, type, help).
@@ -50,6 +51,12 @@ def _standalone_parser(sub) -> None:
     p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument(
         "--advertised-address", default="localhost", help="host name clients are told to connect to"
+    )
+    p.add_argument(
+        "--advertised-listeners",
+        type=checked.listeners,
+        default={},
+        help="name:pulsar://host:port,... : the URL a client naming that listener is sent to",
     )
     p.add_argument(
         "--no-journal-fsync",
@@ -139,6 +146,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
             broker_port=args.broker_port,
             web_port=args.web_port,
             advertised_address=args.advertised_address,
+            advertised_listeners=args.advertised_listeners,
             data_dir=args.data_dir,
             journal_fsync=not args.no_journal_fsync,
             **{field: getattr(args, field) for _, field, _, _ in _BOUND_FLAGS},

@@ -11,6 +11,7 @@ from taureau.common.names import NamespaceName, TopicName, check_name_part
 
 # pulsar://host:port or pulsar+ssl://, a comma-separated host list allowed, as the clients take.
 _SERVICE_URL = re.compile(r"pulsar(\+ssl)?://[^/:,\s]+(:\d+)?(,[^/:,\s]+(:\d+)?)*/?")
+_LISTENER = re.compile(r"([A-Za-z0-9_.\-]+):(\S+)")
 _HTTP_URL = re.compile(r"https?://[^/\s]+(/\S*)?")
 
 
@@ -44,6 +45,23 @@ def service_url(text: str) -> str:
             f"invalid service URL {text!r}: expected pulsar://host:port (or pulsar+ssl://)"
         )
     return text
+
+
+def listeners(text: str) -> dict[str, str]:
+    """Pulsar's advertisedListeners: 'name:pulsar://host:port,...' -> {name: url}."""
+    found: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        match = _LISTENER.fullmatch(item)
+        if match is None:
+            raise argparse.ArgumentTypeError(f"listener {item!r} is not name:pulsar://host:port")
+        name, url = match.groups()
+        if url.startswith("pulsar+ssl://"):
+            raise argparse.ArgumentTypeError(f"listener {name!r}: TLS is not supported yet")
+        service_url(url)
+        if name in found:
+            raise argparse.ArgumentTypeError(f"listener {name!r} is given twice")
+        found[name] = url
+    return found
 
 
 def http_url(text: str) -> str:
