@@ -361,3 +361,32 @@ def test_the_official_client_uses_its_listener(with_listeners):
 def test_advertised_listeners_are_checked_at_startup():
     result = taureau("standalone", "--advertised-listeners", "internal=pulsar://x:1")
     _one_clear_line(result, 2, "is not name:pulsar://host:port")
+
+
+# -- chunked messages --------------------------------------------------------------------------
+
+BIG = bytes(range(256)) * (20 * 1024 * 1024 // 256)  # 20 MiB: four times the 5 MiB message limit
+
+
+@pytest.mark.parametrize("sub_type", [pulsar.ConsumerType.Exclusive, pulsar.ConsumerType.Shared])
+def test_a_20_mib_message_travels_in_chunks(client, topic, sub_type):
+    consumer = client.subscribe(topic, "chunks", consumer_type=sub_type)
+    producer = client.create_producer(topic, chunking_enabled=True, batching_enabled=False)
+    producer.send(BIG)
+    producer.send(b"small after big")
+    msg = consumer.receive(30000)
+    assert msg.data() == BIG
+    consumer.acknowledge(msg)
+    assert consumer.receive(10000).data() == b"small after big"
+
+
+def test_chunks_survive_a_consumer_restart_in_the_middle(client, topic):
+    consumer = client.subscribe(topic, "chunks", receiver_queue_size=2)  # holds 2 of the 5 chunks
+    producer = client.create_producer(topic, chunking_enabled=True, batching_enabled=False)
+    producer.send(BIG)
+    time.sleep(1)  # the first chunks reach the consumer's queue; the rest wait for permits
+    consumer.close()
+    again = client.subscribe(topic, "chunks")
+    msg = again.receive(30000)
+    assert msg.data() == BIG
+    again.acknowledge(msg)

@@ -58,6 +58,9 @@ MAX_INFLIGHT_PUBLISHES = 10_000
 # CONNECT carries a client version and perhaps an auth token: a few KiB. Until it arrives a
 # peer is unknown, so it may not make the broker buffer a 5 MiB frame.
 MAX_FRAME_BEFORE_CONNECT = 64 * 1024
+# After CONNECT a frame may exceed the largest message by this much (command and metadata), as
+# Pulsar's MESSAGE_SIZE_FRAME_PADDING: 10 KiB.
+FRAME_SLACK = 10 * 1024
 # Why reading is paused (bits): SENDs in flight over their bounds / replies not read by the peer.
 _PAUSE_PUBLISHES = 1
 _PAUSE_REPLIES = 2
@@ -268,7 +271,7 @@ class ServerConnection(asyncio.Protocol):
             self.close()
             return
         config = self.service.config
-        self.decoder.max_frame_size = config.max_message_size + 64 * 1024
+        self.decoder.max_frame_size = config.max_message_size + FRAME_SLACK
         if self._timer is not None:
             self._timer.cancel()
         if config.keep_alive_interval_s > 0:
@@ -315,7 +318,10 @@ class ServerConnection(asyncio.Protocol):
             self._refuse(topic, send, "checksum mismatch")
             return
         max_size = self.service.config.max_message_size
-        if len(payload) > max_size:
+        # A chunk is not size-checked, as Pulsar: the C++ client sizes chunks a few dozen bytes
+        # over the limit (it measures the metadata before adding the chunk fields); the frame
+        # limit (max_message_size + FRAME_SLACK) still bounds it.
+        if len(payload) > max_size and not send.is_chunk:
             self._refuse(topic, send, f"message of {len(payload)} bytes exceeds the maximum {max_size}")
             return
         try:
