@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 
 import httpx
 import mmh3
@@ -390,3 +391,35 @@ def test_chunks_survive_a_consumer_restart_in_the_middle(client, topic):
     msg = again.receive(30000)
     assert msg.data() == BIG
     again.acknowledge(msg)
+
+
+# -- delayed delivery --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sub_type", [pulsar.ConsumerType.Shared, pulsar.ConsumerType.KeyShared])
+def test_delayed_messages_wait_on_shared_and_key_shared(client, topic, sub_type):
+    consumer = client.subscribe(topic, "later", consumer_type=sub_type)
+    producer = client.create_producer(topic, batching_enabled=False)
+    sent = time.monotonic()
+    producer.send(b"after 2 s", partition_key="k", deliver_after=timedelta(seconds=2))
+    producer.send(b"at +1 s", partition_key="k", deliver_at=int(time.time() * 1000) + 1000)
+    producer.send(b"now", partition_key="k")
+    arrivals = []
+    for _ in range(3):
+        msg = consumer.receive(10000)
+        arrivals.append((msg.data(), time.monotonic() - sent))
+        consumer.acknowledge(msg)
+    assert [body for body, _ in arrivals] == [b"now", b"at +1 s", b"after 2 s"]
+    assert arrivals[0][1] < 0.9
+    assert 0.9 <= arrivals[1][1] < 1.9
+    assert arrivals[2][1] >= 1.9
+
+
+def test_exclusive_subscriptions_deliver_delayed_messages_at_once(client, topic):
+    # As on Pulsar: a delay applies to Shared and Key_Shared subscriptions only.
+    consumer = client.subscribe(topic, "now", consumer_type=pulsar.ConsumerType.Exclusive)
+    producer = client.create_producer(topic, batching_enabled=False)
+    sent = time.monotonic()
+    producer.send(b"delayed", deliver_after=timedelta(seconds=5))
+    assert consumer.receive(3000).data() == b"delayed"
+    assert time.monotonic() - sent < 3

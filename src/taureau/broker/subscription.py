@@ -6,7 +6,7 @@ import logging
 from enum import IntEnum
 
 from taureau.broker.consumer import Consumer
-from taureau.broker.dispatch.base import Dispatcher, DispatchLimits, EntryInfo
+from taureau.broker.dispatch.base import Dispatcher, DispatchLimits, EntryInfoFn
 from taureau.broker.dispatch.key_shared import KeySharedDispatcher
 from taureau.broker.dispatch.shared import SharedDispatcher
 from taureau.broker.dispatch.single import SingleActiveDispatcher
@@ -35,7 +35,7 @@ class Subscription:
         name: str,
         ledger: ManagedLedger,
         cursor: ManagedCursor,
-        entry_info: EntryInfo,
+        entry_info: EntryInfoFn,
         *,
         durable: bool,
         partition: int = -1,
@@ -170,6 +170,7 @@ class Subscription:
             "type": self.sub_type.name.title() if self.sub_type is not None else "None",
             "msgBacklog": self.cursor.backlog,
             "unackedMessages": sum(c.unacked_messages for c in consumers),
+            "msgDelayed": len(self.dispatcher.delayed) if self.dispatcher else 0,
             "blockedSubscriptionOnUnackedMsgs": self.dispatcher.blocked if self.dispatcher else False,
             "msgOutCounter": self.msg_out,
             "isDurable": self.durable,

@@ -13,6 +13,7 @@ from taureau.broker.consumer import Consumer
 from taureau.broker.dedup import Deduplication
 from taureau.broker.dispatch.base import DispatchLimits
 from taureau.broker.entries import (
+    EntryInfo,
     batch_index_of_last,
     checked_entry_info,
     entry_info,
@@ -89,8 +90,8 @@ class PersistentTopic:
     async def forget_validation_mark(self) -> None:
         await validated.forget(self.store, self.ledger)
 
-    def dispatch_info(self, entry: Entry) -> tuple[int, bytes | None]:
-        """(messages, key) of a stored entry for dispatch; 0 messages: skip it."""
+    def dispatch_info(self, entry: Entry) -> EntryInfo:
+        """What dispatch reads from a stored entry (0 messages: skip it)."""
         if entry.position <= self.unchecked_until:
             return checked_entry_info(entry.data)
         return entry_info(entry.data)

@@ -42,6 +42,7 @@ def key_hash(key: bytes | None) -> int:
 
 class KeySharedDispatcher(Dispatcher):
     tracks_unacked = True
+    delays_delivery = True
 
     def __init__(self, *args: Any, sticky: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # Dispatcher's: ledger, cursor, entry_info, limits
