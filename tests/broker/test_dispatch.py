@@ -30,7 +30,7 @@ class Sink:
         self.closed = []
         self.active = []
 
-    def send_message(self, consumer_id, position, partition, redelivery_count, data):
+    def send_message(self, consumer_id, position, partition, redelivery_count, data, ack_set=()):
         self.messages.append((consumer_id, position, redelivery_count, data))
 
     def send_close_consumer(self, consumer_id):

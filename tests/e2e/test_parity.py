@@ -423,3 +423,64 @@ def test_exclusive_subscriptions_deliver_delayed_messages_at_once(client, topic)
     producer.send(b"delayed", deliver_after=timedelta(seconds=5))
     assert consumer.receive(3000).data() == b"delayed"
     assert time.monotonic() - sent < 3
+
+
+# -- batch-index acknowledgements --------------------------------------------------------------
+
+
+def _one_batch_of_five(client, topic) -> None:
+    producer = client.create_producer(
+        topic, batching_enabled=True, batching_max_messages=5, batching_max_publish_delay_ms=60_000
+    )
+    for i in range(5):
+        producer.send_async(f"m{i}".encode(), None)
+    producer.flush()
+    producer.close()
+
+
+def _ack_two_of_five(client, topic) -> None:
+    consumer = client.subscribe(
+        topic, "partial", consumer_type=pulsar.ConsumerType.Shared, batch_index_ack_enabled=True
+    )
+    _one_batch_of_five(client, topic)
+    received = [consumer.receive(5000) for _ in range(5)]
+    assert [m.data() for m in received] == [f"m{i}".encode() for i in range(5)]
+    assert len({(m.message_id().ledger_id(), m.message_id().entry_id()) for m in received}) == 1  # one entry
+    for msg in received[:2]:
+        consumer.acknowledge(msg)
+    consumer.close()  # flushes the grouped acks
+
+
+def _the_rest(client, topic) -> list[bytes]:
+    consumer = client.subscribe(
+        topic, "partial", consumer_type=pulsar.ConsumerType.Shared, batch_index_ack_enabled=True
+    )
+    bodies = []
+    while True:
+        try:
+            msg = consumer.receive(1500)
+        except pulsar.Timeout:
+            return bodies
+        bodies.append(msg.data())
+
+
+def test_batch_index_acks_are_kept_and_sent_with_redeliveries(client, topic):
+    _ack_two_of_five(client, topic)
+    assert _the_rest(client, topic) == [b"m2", b"m3", b"m4"]
+
+
+def test_batch_index_acks_survive_a_restart(tmp_path):
+    topic = "persistent://public/default/partial-restart"
+    server = Standalone(tmp_path / "data").start()
+    try:
+        client = _client(server)
+        _ack_two_of_five(client, topic)
+        time.sleep(0.5)  # the cursor saves within its persist interval
+        client.close()
+        assert server.stop() == 0
+        server.restart()
+        client = _client(server)
+        assert _the_rest(client, topic) == [b"m2", b"m3", b"m4"]
+        client.close()
+    finally:
+        server.kill()

@@ -229,11 +229,17 @@ class ServerConnection(asyncio.Protocol):
         self._writer.write(frame)
 
     def write_message(
-        self, consumer_id: int, position: Position, partition: int, redelivery_count: int, data: bytes
+        self,
+        consumer_id: int,
+        position: Position,
+        partition: int,
+        redelivery_count: int,
+        data: bytes,
+        ack_set: tuple[int, ...],
     ) -> None:
         writer = self._writer
         append_message(
-            writer.buffer, consumer_id, position[0], position[1], partition, redelivery_count, data
+            writer.buffer, consumer_id, position[0], position[1], partition, redelivery_count, data, ack_set
         )
         writer.schedule()
 

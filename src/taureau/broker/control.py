@@ -266,9 +266,17 @@ async def subscribe(session: Session, cmd: pb.BaseCommand) -> None:
     await _generic(session, req.request_id, work)
 
 
-def _acked_positions(message_ids) -> list[Position]:
-    """Entries fully acknowledged: a non-empty ack_set with bits left means part of a batch."""
-    return [Position(m.ledgerId, m.entryId) for m in message_ids if not any(word for word in m.ack_set)]
+def _split_acks(message_ids) -> tuple[list[Position], list[tuple[Position, list[int]]]]:
+    """(entries acknowledged whole, [(entry, its messages still unacked)]): an ack_set with
+    bits left acknowledges part of a batch (a batch-index ack)."""
+    whole, partial = [], []
+    for mid in message_ids:
+        position = Position(mid.ledgerId, mid.entryId)
+        if any(word for word in mid.ack_set):
+            partial.append((position, list(mid.ack_set)))
+        else:
+            whole.append(position)
+    return whole, partial
 
 
 @_handles(T.ACK)
@@ -282,12 +290,17 @@ async def ack(session: Session, cmd: pb.BaseCommand) -> None:
                 mid = req.message_id[0]
                 position = Position(mid.ledgerId, mid.entryId)
                 if any(word for word in mid.ack_set):
-                    position = Position(mid.ledgerId, mid.entryId - 1)  # that batch is partly acked
-                await sub.ack_cumulative(consumer, position)
+                    # Everything before this batch, and the part of it the ack set leaves out.
+                    await sub.ack_cumulative(consumer, Position(mid.ledgerId, mid.entryId - 1))
+                    await sub.ack_batch(consumer, position, list(mid.ack_set))
+                else:
+                    await sub.ack_cumulative(consumer, position)
         else:
-            positions = _acked_positions(req.message_id)
-            if positions:
-                await sub.ack_individual(consumer, positions)
+            whole, partial = _split_acks(req.message_id)
+            if whole:
+                await sub.ack_individual(consumer, whole)
+            for position, unacked in partial:
+                await sub.ack_batch(consumer, position, unacked)
     except Exception as exc:
         error = exc
         log.info("ack from %s failed: %s", session.remote_address, exc)

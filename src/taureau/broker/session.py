@@ -49,7 +49,13 @@ class Link(Protocol):
     def write(self, frame: bytes) -> None: ...
 
     def write_message(
-        self, consumer_id: int, position: Position, partition: int, redelivery_count: int, data: bytes
+        self,
+        consumer_id: int,
+        position: Position,
+        partition: int,
+        redelivery_count: int,
+        data: bytes,
+        ack_set: tuple[int, ...],
     ) -> None: ...
 
 
@@ -157,9 +163,15 @@ class Session:
         self.link.write(frame)
 
     def send_message(
-        self, consumer_id: int, position: Position, partition: int, redelivery_count: int, data: bytes
+        self,
+        consumer_id: int,
+        position: Position,
+        partition: int,
+        redelivery_count: int,
+        data: bytes,
+        ack_set: tuple[int, ...] = (),
     ) -> None:
-        self.link.write_message(consumer_id, position, partition, redelivery_count, data)
+        self.link.write_message(consumer_id, position, partition, redelivery_count, data, ack_set)
 
     def send_close_consumer(self, consumer_id: int) -> None:
         self._consumers.pop(consumer_id, None)

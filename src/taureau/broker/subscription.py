@@ -104,6 +104,14 @@ class Subscription:
         consumer.msg_acked += len(positions)
         await self.cursor.delete(positions)
 
+    async def ack_batch(self, consumer: Consumer, position: Position, unacked: list[int]) -> None:
+        """A batch-index ack: `unacked` are the batch's messages still not acknowledged."""
+        await self.cursor.ack_batch_indexes(position, unacked)
+        if self.cursor.is_acked(position):  # that was its last message
+            if self.dispatcher is not None:
+                self.dispatcher.acked(consumer, [position])
+            consumer.msg_acked += 1
+
     async def ack_cumulative(self, consumer: Consumer, position: Position) -> None:
         if self.sub_type in (SubType.SHARED, SubType.KEY_SHARED):
             raise NotAllowedError("cumulative ack is not allowed on Shared or Key_Shared subscriptions")

@@ -351,6 +351,11 @@ class Dispatcher:
         return items
 
     def _deliver(self, consumer: Consumer, item: DispatchItem) -> None:
+        position = item.entry.position
         consumer.deliver(
-            item.entry.position, item.entry.data, item.messages, self._delivery_count(item.entry.position)
+            position,
+            item.entry.data,
+            item.messages,
+            self._delivery_count(position),
+            self.cursor.batch_unacked(position) or (),
         )

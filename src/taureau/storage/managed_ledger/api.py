@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -93,6 +93,15 @@ class ManagedCursor(abc.ABC):
     async def delete(self, positions: list[Position]) -> None:
         """Individual acknowledgement; the mark-delete position advances over any
         contiguous run of acknowledged entries."""
+
+    @abc.abstractmethod
+    async def ack_batch_indexes(self, position: Position, unacked: Sequence[int]) -> None:
+        """Acknowledge part of a batch entry: `unacked` is the bit set (64-bit words, as Pulsar
+        sends them) of its messages still not acknowledged; all zero acknowledges the entry."""
+
+    @abc.abstractmethod
+    def batch_unacked(self, position: Position) -> tuple[int, ...] | None:
+        """The bit set of a partly acknowledged entry's unacknowledged messages, or None."""
 
     @abc.abstractmethod
     def seek(self, read_position: Position) -> None:
