@@ -204,7 +204,8 @@ def test_topics_list_includes_partitions_right_after_creation(standalone):
 # -- Key_Shared hashing ------------------------------------------------------------------------
 
 
-def test_key_shared_sticky_ranges_hold_the_keys_pulsar_puts_there(client, topic):
+@pytest.mark.parametrize("batching", ["none", "key_based"])
+def test_key_shared_sticky_ranges_hold_the_keys_pulsar_puts_there(client, topic, batching):
     # Pulsar hashes a key with Murmur3 (x86, 32 bit, seed 0) mod 65536: a range a client
     # chooses must name the same keys here.
     ranges = {"low": (0, 32767), "high": (32768, 65535)}
@@ -219,22 +220,33 @@ def test_key_shared_sticky_ranges_hold_the_keys_pulsar_puts_there(client, topic)
         )
         for name, span in ranges.items()
     }
-    producer = client.create_producer(topic, batching_enabled=False)
+    if batching == "none":
+        producer = client.create_producer(topic, batching_enabled=False)
+    else:  # one key per batch: a batch goes whole to the consumer of its key
+        producer = client.create_producer(
+            topic, batching_enabled=True, batching_type=pulsar.BatchingType.KeyBased, batching_max_messages=10
+        )
     keys = [f"key-{i}" for i in range(100)]
-    for key in keys:
-        producer.send(key.encode(), partition_key=key)
-    seen = {}
+    for _ in range(3):
+        for key in keys:
+            producer.send_async(key.encode(), None, partition_key=key)
+    producer.flush()
+    seen: dict[str, set[str]] = {}
+    received = 0
     for name, consumer in consumers.items():
         while True:
             try:
                 msg = consumer.receive(1000)
             except pulsar.Timeout:
                 break
-            seen[msg.partition_key()] = name
+            seen.setdefault(msg.partition_key(), set()).add(name)
+            received += 1
             consumer.acknowledge(msg)
+    assert received == 3 * len(keys)
     assert sorted(seen) == sorted(keys)
-    for key, name in seen.items():
-        low, high = ranges[name]
+    for key, names in seen.items():
+        assert len(names) == 1, key
+        low, high = ranges[names.pop()]
         assert low <= mmh3.hash(key.encode(), 0, signed=False) % 65536 <= high, key
 
 
