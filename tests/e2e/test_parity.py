@@ -496,3 +496,38 @@ def test_batch_index_acks_survive_a_restart(tmp_path):
         client.close()
     finally:
         server.kill()
+
+
+# -- HTTP lookup -------------------------------------------------------------------------------
+
+
+def test_an_http_service_url_works(standalone, topic):
+    with httpx.Client(base_url=standalone.admin_url, timeout=10) as admin:
+        assert admin.put(f"{_rest(topic)}-parts/partitions", json=2).status_code == 204
+        assert admin.get("/admin/v2/clusters").json() == ["standalone"]
+        cluster = admin.get("/admin/v2/clusters/standalone").json()
+        assert cluster["brokerServiceUrl"] == standalone.service_url
+        looked_up = admin.get("/lookup/v2/topic/" + topic.replace("://", "/")).json()
+        assert looked_up["brokerUrl"] == standalone.service_url
+        assert looked_up["httpUrl"] == standalone.admin_url
+    client = pulsar.Client(standalone.admin_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+    try:
+        for name in (topic, f"{topic}-parts"):
+            consumer = client.subscribe(name, "over-http")
+            producer = client.create_producer(name, batching_enabled=False)
+            for i in range(4):
+                producer.send(f"{i}".encode())
+            assert sorted(consumer.receive(5000).data() for _ in range(4)) == [b"0", b"1", b"2", b"3"]
+    finally:
+        client.close()
+
+
+def test_http_lookups_answer_per_listener(with_listeners):
+    path = "/lookup/v2/topic/persistent/public/default/l"
+    with httpx.Client(base_url=with_listeners.admin_url, timeout=10) as admin:
+        by_query = admin.get(path, params={"listenerName": "external"}).json()
+        assert by_query["brokerUrl"] == f"pulsar://localhost:{with_listeners.broker_port}"
+        by_header = admin.get(path, headers={"X-Pulsar-ListenerName": "internal"}).json()
+        assert by_header["brokerUrl"] == f"pulsar://127.0.0.1:{with_listeners.broker_port}"
+        unknown = admin.get(path, params={"listenerName": "nope"})
+        assert unknown.status_code == 503 and "nope" in unknown.json()["reason"]

@@ -172,9 +172,19 @@ async def update_partitioned(
 
 
 @router.get("/{tenant}/{namespace}/{topic}/partitions")
-async def get_partitioned(request: Request, tenant: str, namespace: str, topic: str) -> dict:
-    partitions = await _service(request).resources.get_partitions(_topic_name(tenant, namespace, topic))
-    return {"partitions": partitions}
+async def get_partitioned(
+    request: Request,
+    tenant: str,
+    namespace: str,
+    topic: str,
+    checkAllowAutoCreation: bool = False,  # noqa: N803 - Pulsar's query parameter
+) -> dict:
+    name = _topic_name(tenant, namespace, topic)
+    service = _service(request)
+    if checkAllowAutoCreation:
+        # A client's HTTP lookup: as its binary PARTITIONED_METADATA, may auto-create the topic.
+        return {"partitions": await service.partitioned_metadata(name)}
+    return {"partitions": await service.resources.get_partitions(name)}
 
 
 @router.delete("/{tenant}/{namespace}/{topic}/partitions", status_code=204)
