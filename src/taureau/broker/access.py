@@ -28,6 +28,9 @@ from taureau.common.errors import BrokerError, ProducerBusyError
 from taureau.metadata.store import MetadataStore
 
 ROOT = "/topic-epochs"
+# WaitForExclusive producers queued per topic at most; more are refused (ProducerBusy, which
+# clients retry), so no client can make a topic hold an endless queue.
+MAX_WAITING = 1000
 
 
 class AccessMode(IntEnum):
@@ -101,6 +104,8 @@ class ProducerAccess:
         if mode == AccessMode.WAIT_FOR_EXCLUSIVE and (
             self.exclusive is not None or producers or self._waiting
         ):
+            if len(self._waiting) >= MAX_WAITING:
+                raise ProducerBusyError(f"{MAX_WAITING} producers already wait for exclusive access")
             ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             self._waiting.append((producer, ready))
             return Queued(ready), []
