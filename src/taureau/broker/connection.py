@@ -235,7 +235,7 @@ class ServerConnection(asyncio.Protocol):
         partition: int,
         redelivery_count: int,
         data: bytes,
-        ack_set: tuple[int, ...],
+        ack_set: tuple[int, ...] = (),
     ) -> None:
         writer = self._writer
         append_message(

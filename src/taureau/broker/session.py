@@ -55,7 +55,7 @@ class Link(Protocol):
         partition: int,
         redelivery_count: int,
         data: bytes,
-        ack_set: tuple[int, ...],
+        ack_set: tuple[int, ...] = (),
     ) -> None: ...
 
 
@@ -78,6 +78,8 @@ class Session:
         self.protocol_version = 0
         self._producers: dict[int, ProducerBinding] = {}  # by the client's producer_id
         self._consumers: dict[int, ConsumerBinding] = {}  # by the client's consumer_id
+        # ConsumerSink.send_message, the dispatch hot path: straight to the connection's writer.
+        self.send_message = link.write_message
 
     # -- handshake ---------------------------------------------------------------------------
 
@@ -161,17 +163,6 @@ class Session:
 
     def write(self, frame: bytes) -> None:
         self.link.write(frame)
-
-    def send_message(
-        self,
-        consumer_id: int,
-        position: Position,
-        partition: int,
-        redelivery_count: int,
-        data: bytes,
-        ack_set: tuple[int, ...] = (),
-    ) -> None:
-        self.link.write_message(consumer_id, position, partition, redelivery_count, data, ack_set)
 
     def send_close_consumer(self, consumer_id: int) -> None:
         self._consumers.pop(consumer_id, None)
