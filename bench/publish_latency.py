@@ -86,6 +86,43 @@ async def probe(host: str, port: int, rate: int, seconds: float, size: int) -> l
     return latencies
 
 
+def loop_report(admin_url: str) -> str:
+    """The broker's own view of the run: event-loop lag and collector pauses (from /metrics)."""
+    import httpx
+
+    text = httpx.get(f"{admin_url}/metrics", timeout=10).text
+    buckets: dict[str, list[tuple[float, int]]] = {}
+    stalls: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith(("taureau_event_loop_lag_seconds_bucket", "taureau_gc_pause_seconds_bucket")):
+            name = line.split("_bucket")[0]
+            labels, value = line.rsplit(" ", 1)
+            bound = labels.split('le="')[1].split('"')[0]
+            gen = labels.split('generation="')[1].split('"')[0] if "generation" in labels else ""
+            key = f"{name}{'/gen' + gen if gen else ''}"
+            buckets.setdefault(key, []).append((float("inf") if bound == "+Inf" else float(bound), int(value)))
+        elif line.startswith("taureau_event_loop_stalls{"):
+            stalls[line.split('cause="')[1].split('"')[0]] = line.rsplit(" ", 1)[1]
+
+    def quantile(rows: list[tuple[float, int]], q: float) -> str:
+        total = rows[-1][1]
+        if total == 0:
+            return "-"
+        for bound, count in rows:
+            if count >= q * total:
+                return "<=%gms" % (bound * 1000) if bound != float("inf") else ">1s"
+        return "-"
+
+    parts = []
+    for key, rows in sorted(buckets.items()):
+        total = rows[-1][1]
+        parts.append(f"{key.replace('taureau_', '')}: n={total} p50 {quantile(rows, 0.5)} p99 {quantile(rows, 0.99)} "
+                     f"max {quantile(rows, 1.0)}")
+    parts.append("stalls over 5 ms (the last 100) by cause: "
+                 + ", ".join(f"{cause} {n}" for cause, n in sorted(stalls.items())))
+    return "\n  ".join(parts)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
@@ -94,12 +131,14 @@ def percentile(values: list[float], p: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="host:port of a running broker (default: start one)")
+    parser.add_argument("--admin-url", help="its admin URL, for the loop-lag report (default: none with --url)")
     parser.add_argument("--rate", type=int, default=10_000, help="messages per second (default 10000)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--size", type=int, default=100, help="payload bytes (default 100)")
     parser.add_argument("--no-fsync", action="store_true", help="start the broker with --no-journal-fsync")
     args = parser.parse_args()
     server = None
+    admin_url = args.admin_url
     if args.url:
         host, port = args.url.rsplit(":", 1)
     else:
@@ -108,8 +147,10 @@ def main() -> int:
         extra = ["--no-journal-fsync"] if args.no_fsync else []
         server = Standalone(Path(tempfile.mkdtemp(prefix="taureau-latency-")), *extra).start()
         host, port = "127.0.0.1", str(server.broker_port)
+        admin_url = server.admin_url
     try:
         latencies = asyncio.run(probe(host, int(port), args.rate, args.seconds, args.size))
+        report = loop_report(admin_url) if admin_url else None
     finally:
         if server is not None:
             server.stop()
@@ -120,6 +161,8 @@ def main() -> int:
         f"p50 {statistics.median(latencies):.2f} ms, p99 {percentile(latencies, 99):.2f} ms, "
         f"max {max(latencies):.2f} ms"
     )
+    if report:
+        print("  broker: " + report)
     return 0
 
 

@@ -17,6 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "taureau"
 # The layer order: a package may only ever be allowed packages of a lower rank.
 RANK = {
     "common": 0,
+    "auth": 0.5,  # tokens and passwords: above common, below everything that authenticates
     "metadata": 1,
     "storage": 2,
     "protocol": 3,
@@ -24,6 +25,7 @@ RANK = {
     "broker": 5,
     "state": 6,
     "functions": 7,
+    "sketches": 7.5,  # sketch functions run on the functions worker
     "testing": 8,
     "web": 9,
     "node": 10,
@@ -35,6 +37,7 @@ RANK = {
 # package -> the other taureau packages it may import.
 ALLOWED = {
     "common": set(),
+    "auth": {"common"},
     "metadata": {"common"},
     "storage": {"common", "metadata"},
     "protocol": {"common"},
@@ -42,12 +45,13 @@ ALLOWED = {
     "broker": {"common", "metadata", "storage", "protocol", "net"},
     "state": {"common"},
     "functions": {"common", "metadata", "storage", "state"},
+    "sketches": {"common", "functions"},
     "testing": {"common", "storage"},
     "web": set(),
     "node": {"common", "metadata", "storage"},
-    "standalone": {"broker", "functions", "net", "node", "state", "web"},
+    "standalone": {"broker", "functions", "net", "node", "sketches", "state", "web"},
     "functions_worker": {"broker", "functions", "net", "node", "storage", "web"},
-    "cli": {"broker", "common", "functions", "functions_worker", "standalone", "state"},
+    "cli": {"auth", "broker", "common", "functions", "functions_worker", "sketches", "standalone", "state"},
 }
 
 

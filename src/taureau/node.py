@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -104,9 +105,23 @@ def _tighten(data_dir: str) -> None:
         os.chmod(data_dir, DIR_MODE)
 
 
+# Collector thresholds for a server: young collections ten times rarer than Python's default
+# (700), and a full collection only after 100 middle ones. With the default, full collections
+# of a broker's heap (topics, cursors, cached entries) paused the loop for 46-600 ms.
+GC_THRESHOLDS = (10_000, 20, 100)
+
+
+def tune_collector() -> None:
+    """After start: what exists now lives as long as the process, so take it out of the
+    collector's scans (gc.freeze), and use thresholds that fit a server."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def run_until_signalled(name: str, node: Node, start: Callable[[], Awaitable[str]]) -> None:
-    """Start, print `<name> ready in Xs: <what start returned>`, run until SIGINT/SIGTERM,
-    stop within STOP_DEADLINE_S."""
+    """Start, tune the collector, print `<name> ready in Xs: <what start returned>`, run until
+    SIGINT/SIGTERM, stop within STOP_DEADLINE_S."""
     started = time.monotonic()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -123,6 +138,7 @@ async def run_until_signalled(name: str, node: Node, start: Callable[[], Awaitab
     except BaseException:
         await node.stop()
         raise
+    tune_collector()
     print(f"{name} ready in {time.monotonic() - started:.2f}s: {details}", flush=True)
     await stop.wait()
     print(f"{name} shutting down", flush=True)

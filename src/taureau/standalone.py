@@ -13,6 +13,7 @@ from taureau.broker.admin import build_admin_app
 from taureau.broker.config import BrokerConfig
 from taureau.broker.connection import ServerConnection
 from taureau.broker.service import BrokerService
+from taureau.net.loop_probe import LoopProbe
 from taureau.net.server import install_fast_event_loop, start_tcp_server
 from taureau.node import Node, run_until_signalled
 from taureau.web import WebServer
@@ -80,6 +81,10 @@ class Standalone(Node):
         if self.config.state.enabled:
             await self._start_state(data_dir)
         app = build_admin_app(service)
+        probe = LoopProbe()
+        probe.start()
+        self.on_stop(_stopper(probe.stop))
+        app.state.metrics_sources = [probe.prometheus_lines]
         web = WebServer(app, broker.bind_address, broker.web_port)
         self.web_port = web.port
         if broker.web_port == 0:
@@ -107,6 +112,9 @@ class Standalone(Node):
             secrets_provider=opts.secrets_provider,
         )
         self.functions = mount_worker(app, config, store, factory)
+        from taureau.sketches.rest import install as install_sketches
+
+        install_sketches(app, self.functions)
         return self.functions
 
     async def _start_state(self, data_dir: str) -> None:
@@ -125,6 +133,13 @@ class Standalone(Node):
         port = services.controller_address.rsplit(":", 1)[1]
         self.state_address = f"{self.config.broker.advertised_address}:{port}"
         self.on_stop(services.close)
+
+
+def _stopper(stop) -> Any:
+    async def closer() -> None:
+        stop()
+
+    return closer
 
 
 async def serve(config: StandaloneConfig) -> None:

@@ -164,6 +164,9 @@ def test_openapi_and_metrics(admin, client, topic):
     metrics = admin.get("/metrics").text
     assert f'topic="{topic}"' in metrics
     assert "pulsar_storage_size" in metrics and "pulsar_rate_in" in metrics
+    lag_count = next(line for line in metrics.splitlines() if line.startswith("taureau_event_loop_lag_seconds_count"))
+    assert int(lag_count.rsplit(" ", 1)[1]) > 0  # the loop probe has been sampling
+    assert 'taureau_gc_pause_seconds_bucket{generation="2",le="+Inf"}' in metrics
 
 
 def run_cli(standalone, *args):

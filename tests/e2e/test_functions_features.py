@@ -245,3 +245,71 @@ def test_requirements_are_installed_per_function_and_shared(standalone, client, 
         z.writestr("m/requirements.txt", "--no-index\nno-such-package-anywhere==9.9\n")
     code, _, err = taureau(standalone, "create", "--name", "m", "--py", str(missing), "--classname", "m")
     assert code == 1 and "installing requirements failed" in err
+
+
+def test_topics_pattern_takes_every_matching_topic(standalone, client, tmp_path):
+    create(standalone, "pattern", EXAMPLES / "exclamation_function.py", "exclamation_function.ExclamationFunction",
+           "--topics-pattern", "persistent://public/default/pat-.*", "--output", "pattern-out")
+    for topic in ("pat-a", "pat-b"):  # created before the function subscribes
+        client.create_producer(topic).close()
+    wait_running(standalone, "pattern")
+    out = _earliest(client, "pattern-out")
+    time.sleep(0.5)
+    client.create_producer("pat-a").send(b"a")
+    client.create_producer("pat-b").send(b"b")
+    client.create_producer("other-c").send(b"c")
+    assert sorted(m.data() for m in receive_all(out, 2)) == [b"a!", b"b!"]
+    assert_nothing_more(out)
+
+
+def test_a_wheel_package(standalone, client, tmp_path):
+    wheel = _wheel(tmp_path, "taureau-test-wheelfn", "wheelfn", "def process(x):\n    return 'wheel:' + x\n")
+    create(standalone, "wheeled", wheel, "wheelfn", "--inputs", "wh-in", "--output", "wh-out")
+    wait_running(standalone, "wheeled")
+    out = _earliest(client, "wh-out")
+    client.create_producer("wh-in").send(b"x")
+    assert receive_all(out, 1)[0].data() == b"wheel:x"
+
+
+def test_retain_key_ordering_keeps_each_key_in_order_across_instances(standalone, client, tmp_path):
+    (tmp_path / "keyed.py").write_text(
+        "import time\n\ndef process(x, context):\n    time.sleep(0.001)\n"
+        "    return f'{context.get_message_key()}:{x}:{context.get_instance_id()}'\n")
+    create(standalone, "keyed", tmp_path / "keyed.py", "keyed", "--inputs", "key-in", "--output", "key-out",
+           "--retain-key-ordering", "--parallelism", "2")
+    wait_running(standalone, "keyed", 2)
+    out = _earliest(client, "key-out")
+    producer = client.create_producer("key-in", batching_enabled=False)
+    for i in range(200):
+        producer.send(b"%d" % i, partition_key=f"k{i % 8}")
+    seen: dict[str, list[int]] = {}
+    instances: dict[str, set[str]] = {}
+    for message in receive_all(out, 200):
+        key, value, instance = message.data().decode().split(":")
+        seen.setdefault(key, []).append(int(value))
+        instances.setdefault(key, set()).add(instance)
+    assert all(values == sorted(values) for values in seen.values())  # per-key order kept
+    assert all(len(ids) == 1 for ids in instances.values())  # a key stays on one instance
+
+
+def test_user_metrics_on_the_metrics_endpoint(standalone, client, tmp_path):
+    (tmp_path / "metered.py").write_text(
+        "def process(x, context):\n    context.record_metric('size', len(x))\n    return x\n")
+    create(standalone, "metered", tmp_path / "metered.py", "metered", "--inputs", "met-in", "--output", "met-out")
+    wait_running(standalone, "metered")
+    out = _earliest(client, "met-out")
+    producer = client.create_producer("met-in")
+    for value in (b"ab", b"abcd"):
+        producer.send(value)
+    receive_all(out, 2)
+
+    def series():
+        text = httpx.get(f"{standalone.admin_url}/metrics").text
+        return [line for line in text.splitlines() if 'fqfn="public/default/metered"' in line]
+
+    lines = wait_for(lambda: (s := series()) and any(line.startswith("pulsar_function_user_metric_size_count") for line in s)
+                     and s, what="the user metric")
+    assert any(line.startswith("pulsar_function_user_metric_size_sum") and line.endswith(" 6.0") for line in lines)
+    assert any(line.startswith("pulsar_function_received_total") and line.endswith(" 2") for line in lines)
+    assert any(line.startswith('pulsar_function_process_latency_ms_bucket') and 'le="+Inf"' in line
+               and line.endswith(" 2") for line in lines)

@@ -214,3 +214,72 @@ def test_kill_9_of_standalone_brings_every_function_back(tmp_path):
         client.close()
     finally:
         server.stop()
+
+
+def test_a_segfaulting_instance_is_restarted_and_loses_nothing(standalone, client, tmp_path):
+    (tmp_path / "crasher.py").write_text(
+        "import ctypes, os\n\nCRASHED = '/tmp/taureau-test-crashed-%d' % os.getppid()\n\n"
+        "def process(x):\n"
+        "    if x == 'crash' and not os.path.exists(CRASHED):\n"
+        "        open(CRASHED, 'w').close()\n"
+        "        ctypes.string_at(0)\n"
+        "    return x\n")
+    create(standalone, "crasher", tmp_path / "crasher.py", "crasher", "--inputs", "cr-in", "--output", "cr-out")
+    wait_running(standalone, "crasher")
+    out = client.subscribe("cr-out", "check", initial_position=pulsar.InitialPosition.Earliest)
+    producer = client.create_producer("cr-in", batching_enabled=False)
+    for value in (b"before", b"crash", b"after"):
+        producer.send(value)
+    got = _drain(out, 3000)
+    assert set(got) >= {b"before", b"crash", b"after"}  # the crashing input is processed on the retry
+    instance = status(standalone, "crasher")["instances"][0]["status"]
+    assert instance["numRestarts"] == 1 and "code -11" in instance["error"]
+
+
+def test_cpu_limit_caps_an_instance(standalone, client, tmp_path):
+    (tmp_path / "burn.py").write_text(
+        "import os, time\n\ndef process(x):\n    t = time.time()\n    while time.time() - t < 1.5:\n        pass\n"
+        "    c = os.times()\n    return '%.3f' % (c.user + c.system)\n")
+    create(standalone, "burn", tmp_path / "burn.py", "burn", "--inputs", "burn-in", "--output", "burn-out",
+           "--cpu", "0.2")
+    instance = wait_running(standalone, "burn")["instances"][0]["status"]
+    if instance["limits"]["cpu"] != "cgroup":
+        pytest.skip(f"no writable cgroup here: {instance['limits']['cpu']}")
+    out = client.subscribe("burn-out", "check", initial_position=pulsar.InitialPosition.Earliest)
+    client.create_producer("burn-in").send(b"go")
+    first = float(out.receive(20_000).data())
+    client.create_producer("burn-in").send(b"go")
+    second = float(out.receive(20_000).data())
+    used = second - first  # CPU seconds the second 1.5 s busy loop got
+    assert used < 1.5 * 0.2 * 1.5  # about a fifth of a core, with room for the CFS period
+
+
+def test_kill_9_of_standalone_mid_stream_with_effectively_once(tmp_path):
+    """The whole platform dies while a function is half way through a stream; after the restart
+    every input has exactly one output."""
+    server = Standalone(tmp_path / "data").start()
+    try:
+        (tmp_path / "slow_eo.py").write_text(SLOW_ECHO)
+        create(server, "eo9", tmp_path / "slow_eo.py", "slow_eo", "--inputs", "eo9-in", "--output", "eo9-out",
+               "--processing-guarantees", "EFFECTIVELY_ONCE")
+        wait_running(server, "eo9")
+        client = pulsar.Client(server.service_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+        out = client.subscribe("eo9-out", "check", initial_position=pulsar.InitialPosition.Earliest)
+        producer = client.create_producer("eo9-in", batching_enabled=False)
+        for i in range(400):
+            producer.send_async(b"%d" % i, None)
+        producer.flush()  # every input is stored before the kill
+        wait_for(lambda: status(server, "eo9")["instances"][0]["status"]["numReceived"] > 100,
+                 what="part of the stream to be processed")
+        client.close()
+        server.kill()
+        server.start()
+        client = pulsar.Client(server.service_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+        out = client.subscribe("eo9-out", "check")
+        got = _drain(out, 4000)
+        client.close()
+    finally:
+        server.stop()
+    counts = Counter(got)
+    assert set(counts) == {b"%d" % i for i in range(400)}
+    assert max(counts.values()) == 1

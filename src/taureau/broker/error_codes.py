@@ -64,6 +64,8 @@ _TABLE: dict[type[BaseException], ServerError] = {
     e.NotAllowedError: ServerError.NotAllowedError,
     e.TopicTerminatedError: ServerError.TopicTerminatedError,
     e.ChecksumError: ServerError.ChecksumError,
+    e.AuthenticationError: ServerError.AuthenticationError,
+    e.AuthorizationError: ServerError.AuthorizationError,
     ResourceNotFoundError: ServerError.TopicNotFound,
     PartitionLimitError: ServerError.NotAllowedError,
     SubscriptionBusyError: ServerError.ConsumerBusy,  # Pulsar refuses to drop a subscription with consumers

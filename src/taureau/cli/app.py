@@ -178,7 +178,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from taureau.cli import admin, client, functions
+    from taureau.cli import admin, client, demo, functions, sketches, tokens
 
     parser = argparse.ArgumentParser(
         prog="taureau", description="Taureau: a serverless platform for real-time data"
@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     admin.register(sub)
     client.register(sub)
     functions.register(sub)
+    tokens.register(sub)
+    sketches.register(sub)
+    demo.register(sub)
     try:
         from taureau.cli import state_cmd
     except ImportError:

@@ -84,6 +84,14 @@ class BrokerError(TaureauError):
     """Base of the broker's errors."""
 
 
+class AuthenticationError(BrokerError):
+    """Credentials missing, malformed, expired or not matching (Pulsar's AuthenticationError)."""
+
+
+class AuthorizationError(BrokerError):
+    """An authenticated role without the permission asked for (Pulsar's AuthorizationError)."""
+
+
 class InvalidTopicNameError(BrokerError):
     """A topic name that does not parse or breaks the naming rules."""
 

@@ -186,6 +186,11 @@ class ContextImpl(pulsar.Context):
     def ack(self, msgid, topic):
         self._acker(msgid, topic)
 
+    def get_pulsar_client(self):
+        """The instance's `pulsar.Client` (Java's Context.getPulsarClient): for producers a
+        function manages itself, e.g. one with a fixed name and its own sequence ids."""
+        return self._publisher.client
+
     # -- durable state ----------------------------------------------------------------------
 
     def incr_counter(self, key, amount):

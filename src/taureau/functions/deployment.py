@@ -89,8 +89,10 @@ class Deployment:
                 await self._ctx.broker.enable_deduplication(c.output)
             except BrokerAdminError as exc:
                 log.warning("%s: %s", c.fqfn, exc)
-        if c.autoscaled:
-            await self._ensure_subscriptions()
+        # The subscription exists from the moment the function does: messages published right
+        # after `functions create` wait for the instances (which start a moment later), and an
+        # autoscaled function at zero instances accumulates a backlog that wakes it.
+        await self._ensure_subscriptions()
         self.target = 0 if self.record.all_stopped else c.initial_instances
         await self._reconcile()
         if c.autoscaled:

@@ -40,6 +40,10 @@ class Publisher:
         self._producers: dict[tuple[str, str | None], pulsar.Producer] = {}  # guarded by _lock
         self._lock = threading.Lock()
 
+    @property
+    def client(self) -> pulsar.Client:
+        return self._client
+
     def producer(self, topic: str, *, name: str | None = None, batching: bool = True,
                  compression: pulsar.CompressionType | None = None) -> pulsar.Producer:
         key = (topic, name)

@@ -3,7 +3,8 @@
 The rules, in order:
 1. Nothing running and work waiting (a backlog, an invocation): wake to max(min, 1).
 2. A backlog that the running instances would take more than TARGET_DRAIN_S to clear at
-   their measured rate: scale up in proportion, at most to max.
+   their measured rate: scale up in proportion, at most to max. More invocations waiting than
+   instances (each serves one at a time): one instance per waiting invocation, at most max.
 3. No backlog and nothing received for the idle timeout: scale down to min (zero if min is 0).
 4. No backlog for the idle timeout but some traffic: one instance fewer (never below 1).
 Up-scaling waits UP_COOLDOWN_S after a change (new instances need a moment to show their
@@ -48,11 +49,15 @@ def decide(s: ScaleInput) -> Decision | None:
             what = f"backlog {s.backlog}" if s.backlog else f"{s.pending_invocations} invocation(s) waiting"
             return Decision(max(floor, 1), f"woke up: {what}")
         return None
-    if s.backlog > 0 and s.running > 0 and s.rate > 0 and s.since_change_s >= UP_COOLDOWN_S:
-        drain_s = s.backlog / s.rate
-        if drain_s > TARGET_DRAIN_S and s.current < s.maximum:
-            target = min(s.maximum, max(s.current + 1, math.ceil(s.current * drain_s / TARGET_DRAIN_S)))
-            return Decision(target, f"backlog {s.backlog} at {s.rate:.0f} msg/s would take {drain_s:.1f}s")
+    if s.current < s.maximum and s.since_change_s >= UP_COOLDOWN_S:
+        if s.backlog > 0 and s.running > 0 and s.rate > 0:
+            drain_s = s.backlog / s.rate
+            if drain_s > TARGET_DRAIN_S:
+                target = min(s.maximum, max(s.current + 1, math.ceil(s.current * drain_s / TARGET_DRAIN_S)))
+                return Decision(target, f"backlog {s.backlog} at {s.rate:.0f} msg/s would take {drain_s:.1f}s")
+        if s.pending_invocations > s.current:
+            return Decision(min(s.maximum, s.pending_invocations),
+                            f"{s.pending_invocations} invocations waiting for {s.current} instance(s)")
     if s.backlog == 0 and s.pending_invocations == 0 and s.idle_s >= s.idle_timeout_s \
             and s.since_change_s >= s.idle_timeout_s:
         if s.quiet_s >= s.idle_timeout_s and s.current > floor:

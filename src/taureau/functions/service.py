@@ -15,8 +15,7 @@ def mount_worker(app: Any, config: WorkerConfig, store: MetadataStore,
                  ledgers: ManagedLedgerFactoryBase) -> FunctionWorker:
     worker = FunctionWorker(config, store, ledgers)
     rest.install(app, worker)
-    sources = getattr(app.state, "metrics_sources", None)
-    if sources is None:
-        sources = app.state.metrics_sources = []
-    sources.append(lambda: prometheus_lines(list(worker.deployments.values())))
+    if getattr(app.state, "metrics_sources", None) is None:
+        app.state.metrics_sources = []
+    app.state.metrics_sources.append(lambda: prometheus_lines(list(worker.deployments.values())))
     return worker

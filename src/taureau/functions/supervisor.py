@@ -160,8 +160,7 @@ class InstanceSupervisor:
                 host.kill()
                 await host.wait()
                 return False
-            self.error = ""
-            self.started_at = time.monotonic()
+            self.started_at = time.monotonic()  # `error` keeps the last failure for status
             self._set_state(InstanceState.RUNNING)
             watcher = asyncio.ensure_future(self._watch(host))
             code = await host.wait()
@@ -208,6 +207,15 @@ class InstanceSupervisor:
                     host.kill()
                     return
             _trim_log(self.log_file)
+
+    def limits_in_force(self) -> dict[str, str]:
+        """How --cpu / --ram are enforced on this instance (for status)."""
+        if self.host is None or self.host.pid is None:
+            return {"cpu": "none (thread runtime)", "memory": "none (thread runtime)"}
+        return {
+            "cpu": "cgroup" if self._limiter.enforces_cpu else "not enforced (no writable cgroup)",
+            "memory": "cgroup" if self._limiter.enforces_memory_in_kernel else "resident memory watched",
+        }
 
     def _fold_totals(self) -> None:
         for key in ("received", "processedOk", "userExceptions", "systemExceptions"):

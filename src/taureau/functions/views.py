@@ -44,6 +44,7 @@ def instance_status(s: InstanceSupervisor, worker_id: str) -> dict[str, Any]:
         "lastInvocationTime": st.get("lastInvocationMs", 0),
         "workerId": worker_id,
         "pid": s.host.pid if s.host is not None else None,
+        "limits": s.limits_in_force(),
     }
 
 

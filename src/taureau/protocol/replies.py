@@ -66,7 +66,7 @@ def success(request_id: int) -> bytes:
 
 
 def error(request_id: int, error: int, message: str) -> bytes:
-    """ERROR for generic requests; `error` is a ServerError value (TaureauError.server_error)."""
+    """ERROR for generic requests; `error` is a ServerError value (broker.error_codes)."""
     return _frame(_T.ERROR, "error", request_id=request_id & _U64, error=error, message=message)
 
 
