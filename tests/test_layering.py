@@ -43,7 +43,7 @@ ALLOWED = {
     "protocol": {"common"},
     "net": set(),
     "broker": {"common", "metadata", "storage", "protocol", "net"},
-    "state": {"common"},
+    "state": {"common", "metadata"},
     "functions": {"common", "metadata", "storage", "state"},
     "sketches": {"common", "functions"},
     "testing": {"common", "storage"},
