@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from taureau.broker.schemas.compatibility import Strategy
 from taureau.common.errors import (
     BadVersionError,
     BrokerError,
@@ -75,6 +76,12 @@ class NamespacePolicies:
     retention_policies: RetentionPolicies = field(default_factory=RetentionPolicies)
     autoTopicCreationOverride: AutoTopicCreation = field(default_factory=AutoTopicCreation)  # noqa: N815
     deduplicationEnabled: bool = False  # noqa: N815
+    # Schema policies, under Pulsar's JSON names: how a topic's schema may change (a
+    # compatibility strategy name; UNDEFINED means FULL), whether producers without a schema
+    # are refused on a topic that has one, and whether producers may register new versions.
+    schema_compatibility_strategy: str = "UNDEFINED"
+    schema_validation_enforced: bool = False
+    is_allow_auto_update_schema: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +95,13 @@ class NamespacePolicies:
             policies.autoTopicCreationOverride = _build(AutoTopicCreation, data["autoTopicCreationOverride"])
         if "deduplicationEnabled" in data:
             policies.deduplicationEnabled = bool(data["deduplicationEnabled"])
+        if data.get("schema_compatibility_strategy") is not None:
+            policies.schema_compatibility_strategy = Strategy.parse(data["schema_compatibility_strategy"]).value
+        for flag in ("schema_validation_enforced", "is_allow_auto_update_schema"):
+            if data.get(flag) is not None:
+                if not isinstance(data[flag], bool):
+                    raise ValueError(f"{flag} must be true or false")
+                setattr(policies, flag, data[flag])
         return policies
 
 
@@ -259,23 +273,38 @@ class Resources:
     def _topic_policies_path(topic: TopicName) -> str:
         return f"{TOPIC_POLICIES}/{topic.tenant}/{topic.namespace}/{topic.domain}/{topic.local_name}"
 
-    async def get_topic_deduplication(self, topic: TopicName) -> bool | None:
-        """The topic's own de-duplication setting (a partition: its topic's); None if unset."""
+    async def get_topic_policy(self, topic: TopicName, name: str) -> Any:
+        """One of the topic's own policies (a partition: its topic's); None if unset."""
         found = await self.store.get(self._topic_policies_path(topic))
-        if not found:
-            return None
-        value = json.loads(found[0]).get("deduplicationEnabled")
+        return json.loads(found[0]).get(name) if found else None
+
+    async def set_topic_policy(self, topic: TopicName, name: str, value: Any) -> None:
+        """Set (None: remove) one of the topic's own policies, keeping the others."""
+        path = self._topic_policies_path(topic)
+        for _ in range(10):
+            found = await self.store.get(path)
+            policies = json.loads(found[0]) if found else {}
+            if value is None:
+                policies.pop(name, None)
+            else:
+                policies[name] = value
+            try:
+                if not policies:
+                    if found:
+                        await self.store.delete(path, found[1].version)
+                    return
+                await self.store.put(path, _dump(policies), found[1].version if found else -1)
+                return
+            except (BadVersionError, NodeExistsError, NotFoundError):
+                continue
+        raise BrokerError(f"topic {topic} policies changed concurrently, try again")
+
+    async def get_topic_deduplication(self, topic: TopicName) -> bool | None:
+        value = await self.get_topic_policy(topic, "deduplicationEnabled")
         return bool(value) if value is not None else None
 
     async def set_topic_deduplication(self, topic: TopicName, enabled: bool | None) -> None:
-        path = self._topic_policies_path(topic)
-        if enabled is None:
-            try:
-                await self.store.delete(path)
-            except NotFoundError:
-                pass
-            return
-        await self.store.put(path, _dump({"deduplicationEnabled": enabled}))
+        await self.set_topic_policy(topic, "deduplicationEnabled", enabled)
 
     async def list_partitioned_topics(self, ns: NamespaceName, domain: str = "persistent") -> list[str]:
         names = await self.store.children(f"{PARTITIONED}/{ns}/{domain}")

@@ -17,6 +17,9 @@ from taureau.broker.resources import (
     Resources,
     check_partition_count,
 )
+from taureau.broker.schemas.model import schema_id
+from taureau.broker.schemas.registry import SchemaRegistry
+from taureau.broker.schemas.topics import TopicSchemas
 from taureau.broker.topic import PersistentTopic
 from taureau.common.errors import NotAllowedError, TopicNotFoundError
 from taureau.common.memory import HeapTrimmer
@@ -37,6 +40,7 @@ class BrokerService:
         self.store = store
         self.factory = factory
         self.resources = Resources(store, config.max_num_partitions_per_partitioned_topic)
+        self.schemas = TopicSchemas(SchemaRegistry(store), self.resources)
         self.connections = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
         self.heap_trimmer = HeapTrimmer()  # connections ask for a trim when they close
         self._topics: dict[str, asyncio.Task[PersistentTopic]] = {}  # name -> loading/loaded topic
@@ -183,6 +187,8 @@ class BrokerService:
         await topic.forget_validation_mark()
         await topic.access.forget()
         await self.factory.delete(name.storage_name)
+        if name.partition < 0:  # a partition's schema is its topic's, dropped with the topic
+            await self.schemas.registry.drop(schema_id(name))
 
     async def partitioned_metadata(self, name: TopicName) -> int:
         """Partition count for a lookup; may auto-create a partitioned topic per policy."""

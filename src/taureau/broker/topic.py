@@ -106,6 +106,11 @@ class PersistentTopic:
         elif not enabled and self.dedup is not None:
             self.dedup = None
 
+    def is_idle(self) -> bool:
+        """No producer, no consumer, nothing stored: a consumer's schema may become the topic's."""
+        busy = self.producers or any(s.consumers for s in self.subscriptions.values())
+        return not busy and self.ledger.total_size == 0
+
     def check_producer(self, producer: Producer, requested_epoch: int | None = None) -> None:
         """Raise if `producer` could not be added now; changes nothing."""
         if self._write_error is not None and time.monotonic() - self._write_failed_at < WRITE_FAILURE_HOLD_S:

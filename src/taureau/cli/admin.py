@@ -1,4 +1,4 @@
-"""`taureau admin`: the verbs of `pulsar-admin` for tenants, namespaces and topics, over REST."""
+"""`taureau admin`: the verbs of `pulsar-admin` for tenants, namespaces, topics and schemas, over REST."""
 
 from __future__ import annotations
 
@@ -325,9 +325,102 @@ def _(c, a):
     return out
 
 
+# -- schemas ----------------------------------------------------------------------------------
+
+STRATEGIES = ["UNDEFINED", "ALWAYS_INCOMPATIBLE", "ALWAYS_COMPATIBLE", "BACKWARD", "FORWARD", "FULL",
+              "BACKWARD_TRANSITIVE", "FORWARD_TRANSITIVE", "FULL_TRANSITIVE"]
+
+
+def _schema_path(topic: str) -> str:
+    name = TopicName.parse(topic)
+    return f"/admin/v2/schemas/{name.tenant}/{name.namespace}/{name.local_name}"
+
+
+def _schema_file(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as exc:
+        raise AdminError(f"cannot read the schema file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise AdminError(f"the schema file {path} is not JSON: {exc}") from None
+
+
+SCHEMA_FILE = arg("-f", "--filename", required=True,
+                  help='JSON file: {"type": "AVRO", "schema": "<definition>", "properties": {}}')
+
+
+@verb("schemas", "get", TOPIC, arg("-v", "--version", type=int, help="a version (default: the latest)"),
+      arg("-a", "--all-version", action="store_true", help="every version"))
+def _(c, a):
+    if a.all_version:
+        return c.call("GET", _schema_path(a.topic) + "/schemas")["getSchemaResponses"]
+    suffix = "" if a.version is None else f"/{a.version}"
+    return c.call("GET", _schema_path(a.topic) + "/schema" + suffix)
+
+
+@verb("schemas", "upload", TOPIC, SCHEMA_FILE)
+def _(c, a):
+    return c.call("POST", _schema_path(a.topic) + "/schema", _schema_file(a.filename))
+
+
+@verb("schemas", "delete", TOPIC)
+def _(c, a):
+    return c.call("DELETE", _schema_path(a.topic) + "/schema")
+
+
+@verb("schemas", "compatibility", TOPIC, SCHEMA_FILE)
+def _(c, a):
+    return c.call("POST", _schema_path(a.topic) + "/compatibility", _schema_file(a.filename))
+
+
+def _on_off(a) -> bool:
+    if a.enable == a.disable:
+        raise AdminError("give exactly one of --enable or --disable")
+    return bool(a.enable)
+
+
+ON_OFF = (arg("--enable", action="store_true"), arg("--disable", action="store_true"))
+
+for _flag, _field in (("schema-validation-enforce", "schemaValidationEnforced"),
+                      ("is-allow-auto-update-schema", "isAllowAutoUpdateSchema")):
+    verb("namespaces", f"get-{_flag}", NAMESPACE)(
+        lambda c, a, field=_field: c.call("GET", f"/admin/v2/namespaces/{a.namespace}/{field}"))
+    verb("namespaces", f"set-{_flag}", NAMESPACE, *ON_OFF)(
+        lambda c, a, field=_field: c.call("POST", f"/admin/v2/namespaces/{a.namespace}/{field}", _on_off(a)))
+
+
+@verb("namespaces", "get-schema-compatibility-strategy", NAMESPACE)
+def _(c, a):
+    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/schemaCompatibilityStrategy")
+
+
+@verb("namespaces", "set-schema-compatibility-strategy", NAMESPACE,
+      arg("-c", "--compatibility", required=True, type=str.upper, choices=STRATEGIES))
+def _(c, a):
+    return c.call("PUT", f"/admin/v2/namespaces/{a.namespace}/schemaCompatibilityStrategy", a.compatibility)
+
+
+@verb("topics", "get-schema-compatibility-strategy", TOPIC)
+def _(c, a):
+    return c.call("GET", _topic_path(a.topic) + "/schemaCompatibilityStrategy")
+
+
+@verb("topics", "set-schema-compatibility-strategy", TOPIC,
+      arg("-s", "--strategy", required=True, type=str.upper, choices=STRATEGIES))
+def _(c, a):
+    return c.call("PUT", _topic_path(a.topic) + "/schemaCompatibilityStrategy", a.strategy)
+
+
+@verb("topics", "remove-schema-compatibility-strategy", TOPIC)
+def _(c, a):
+    return c.call("DELETE", _topic_path(a.topic) + "/schemaCompatibilityStrategy")
+
+
 GROUP_HELP = {
     "tenants": "create, list, update and delete tenants",
-    "namespaces": "namespaces and their policies (retention, auto topic creation, de-duplication)",
+    "namespaces": "namespaces and their policies (retention, auto topic creation, de-duplication, schemas)",
+    "schemas": "a topic's schema versions: get, upload, delete, test compatibility",
     "topics": "topics, partitioned topics, subscriptions, stats and messages",
 }
 
@@ -362,6 +455,15 @@ VERB_HELP = {
     "skip": "skip messages of a subscription",
     "reset-cursor": "move a subscription to a time or message id",
     "peek-messages": "show a subscription's next messages without consuming them",
+    "upload": "store a schema (a new version if it differs and fits the strategy)",
+    "compatibility": "test whether a schema would be accepted",
+    "get-schema-compatibility-strategy": "show how a schema may change",
+    "set-schema-compatibility-strategy": "set how a schema may change",
+    "remove-schema-compatibility-strategy": "drop the topic's own strategy (its namespace's applies)",
+    "get-schema-validation-enforce": "show whether producers must send a schema",
+    "set-schema-validation-enforce": "require producers to send a schema on topics that have one",
+    "get-is-allow-auto-update-schema": "show whether producers may register new schema versions",
+    "set-is-allow-auto-update-schema": "let producers register new schema versions, or not",
 }
 
 

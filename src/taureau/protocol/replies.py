@@ -202,15 +202,28 @@ def get_schema_response(
 ) -> bytes:
     """GET_SCHEMA_RESPONSE: an error (e.g. TopicNotFound=11) or a schema; never a generic ERROR."""
     body = pb.CommandGetSchemaResponse(request_id=request_id & _U64)
+    _schema_answer(body, error_code, message, schema_version)
+    if schema is not None:
+        body.schema.CopyFrom(schema)
+    return encode_command(pb.BaseCommand(type=_T.GET_SCHEMA_RESPONSE, getSchemaResponse=body))
+
+
+def _schema_answer(body: Any, error_code: int | None, message: str | None, schema_version: bytes | None) -> None:
     if error_code is not None:
         body.error_code = _enum(error_code)
     if message is not None:
         body.error_message = message
-    if schema is not None:
-        body.schema.CopyFrom(schema)
     if schema_version is not None:
         body.schema_version = schema_version
-    return encode_command(pb.BaseCommand(type=_T.GET_SCHEMA_RESPONSE, getSchemaResponse=body))
+
+
+def get_or_create_schema_response(
+    request_id: int, error_code: int | None, message: str | None, schema_version: bytes | None
+) -> bytes:
+    """GET_OR_CREATE_SCHEMA_RESPONSE: the version of the schema, or why it was refused."""
+    body = pb.CommandGetOrCreateSchemaResponse(request_id=request_id & _U64)
+    _schema_answer(body, error_code, message, schema_version)
+    return encode_command(pb.BaseCommand(type=_T.GET_OR_CREATE_SCHEMA_RESPONSE, getOrCreateSchemaResponse=body))
 
 
 def ack_response(

@@ -1,4 +1,4 @@
-"""/admin/v2/namespaces: namespaces and their retention, auto-creation and dedup policies."""
+"""/admin/v2/namespaces: namespaces and their retention, auto-creation, dedup and schema policies."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from taureau.broker.resources import (
     _build,
     check_partition_count,
 )
+from taureau.broker.schemas.compatibility import Strategy
 from taureau.common.names import NamespaceName
 
 router = APIRouter(prefix="/admin/v2/namespaces", tags=["namespaces"])
@@ -127,3 +128,44 @@ async def set_deduplication(request: Request, tenant: str, namespace: str, body:
     if not isinstance(body, bool):
         raise ValueError("deduplication body must be true or false")
     return await _set_policy(request, tenant, namespace, "deduplicationEnabled", body)
+
+
+# -- schema policies --------------------------------------------------------------------------
+
+
+@router.get("/{tenant}/{namespace}/schemaCompatibilityStrategy")
+async def get_schema_compatibility_strategy(request: Request, tenant: str, namespace: str) -> str:
+    return (await get_policies(request, tenant, namespace))["schema_compatibility_strategy"]
+
+
+@router.post("/{tenant}/{namespace}/schemaCompatibilityStrategy", status_code=204)
+@router.put("/{tenant}/{namespace}/schemaCompatibilityStrategy", status_code=204)
+async def set_schema_compatibility_strategy(
+    request: Request, tenant: str, namespace: str, body: Any = Body(...)
+) -> Response:
+    strategy = Strategy.parse(body).value if isinstance(body, str) else _not_a_strategy(body)
+    return await _set_policy(request, tenant, namespace, "schema_compatibility_strategy", strategy)
+
+
+def _not_a_strategy(body: Any) -> str:
+    raise ValueError(f"the body must be a strategy name as a JSON string, got {body!r}")
+
+
+def _flag_routes(path: str, field: str) -> None:
+    """GET and POST of one boolean namespace policy."""
+
+    async def get_flag(request: Request, tenant: str, namespace: str) -> bool:
+        return (await get_policies(request, tenant, namespace))[field]
+
+    async def set_flag(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
+        if not isinstance(body, bool):
+            raise ValueError(f"{field} must be true or false")
+        return await _set_policy(request, tenant, namespace, field, body)
+
+    router.add_api_route(f"/{{tenant}}/{{namespace}}/{path}", get_flag, methods=["GET"], name=f"get_{field}")
+    router.add_api_route(f"/{{tenant}}/{{namespace}}/{path}", set_flag, methods=["POST"], status_code=204,
+                         name=f"set_{field}")
+
+
+_flag_routes("schemaValidationEnforced", "schema_validation_enforced")
+_flag_routes("isAllowAutoUpdateSchema", "is_allow_auto_update_schema")

@@ -10,6 +10,9 @@ from fastapi import APIRouter, Body, Request, Response
 from taureau.broker.admin import paths  # noqa: F401 - registers the `subname` path convertor
 from taureau.broker.admin.headers import peek_headers
 from taureau.broker.resources import ResourceNotFoundError
+from taureau.broker.schemas.compatibility import Strategy
+from taureau.broker.schemas.model import schema_id
+from taureau.broker.schemas.topics import TOPIC_STRATEGY
 from taureau.common.names import NamespaceName, TopicName
 from taureau.protocol import parse_metadata, split_batch
 from taureau.storage.position import EARLIEST, LATEST, Position
@@ -141,6 +144,28 @@ async def remove_topic_deduplication(request: Request, tenant: str, namespace: s
     return Response(status_code=204)
 
 
+@router.get("/{tenant}/{namespace}/{topic}/schemaCompatibilityStrategy")
+async def get_topic_schema_strategy(request: Request, tenant: str, namespace: str, topic: str) -> str | None:
+    return await _service(request).resources.get_topic_policy(_topic_name(tenant, namespace, topic), TOPIC_STRATEGY)
+
+
+@router.put("/{tenant}/{namespace}/{topic}/schemaCompatibilityStrategy", status_code=204)
+@router.post("/{tenant}/{namespace}/{topic}/schemaCompatibilityStrategy", status_code=204)
+async def set_topic_schema_strategy(request: Request, tenant: str, namespace: str, topic: str,
+                                    body: Any = Body(...)) -> Response:
+    if not isinstance(body, str):
+        raise ValueError("the body must be a strategy name as a JSON string")
+    name = _topic_name(tenant, namespace, topic)
+    await _service(request).resources.set_topic_policy(name, TOPIC_STRATEGY, Strategy.parse(body).value)
+    return Response(status_code=204)
+
+
+@router.delete("/{tenant}/{namespace}/{topic}/schemaCompatibilityStrategy", status_code=204)
+async def remove_topic_schema_strategy(request: Request, tenant: str, namespace: str, topic: str) -> Response:
+    await _service(request).resources.set_topic_policy(_topic_name(tenant, namespace, topic), TOPIC_STRATEGY, None)
+    return Response(status_code=204)
+
+
 # -- partitioned topics -----------------------------------------------------------------------
 
 
@@ -198,6 +223,7 @@ async def delete_partitioned(
     for partition in await service.stored_partitions(name):
         await service.delete_topic(partition, force=force)
     await service.resources.delete_partitioned_topic(name)
+    await service.schemas.registry.drop(schema_id(name))
     return Response(status_code=204)
 
 
