@@ -258,6 +258,15 @@ async def close_producer(session: Session, cmd: pb.BaseCommand) -> None:
 # -- consumers --------------------------------------------------------------------------------
 
 
+def _from_earliest(req: pb.CommandSubscribe) -> bool:
+    """Whether the consumer asked for the topic from its very beginning: a reader started at
+    the earliest message id, or a durable subscription whose initial position is Earliest."""
+    if req.HasField("start_message_id"):
+        mid = req.start_message_id
+        return _signed(mid.ledgerId) < 0 and _signed(mid.entryId) < 0
+    return req.durable and req.initialPosition == pb.CommandSubscribe.Earliest
+
+
 @_handles(T.SUBSCRIBE)
 async def subscribe(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.subscribe
@@ -296,6 +305,8 @@ async def subscribe(session: Session, cmd: pb.BaseCommand) -> None:
             initial_position=InitialPosition(req.initialPosition),
             start_position=start,
             sticky=sticky,
+            read_compacted=req.read_compacted,
+            from_earliest=_from_earliest(req),
         )
         if session.closed:  # the client left while the topic loaded
             await topic.remove_consumer(sub, consumer)
@@ -419,7 +430,7 @@ async def last_message_id(session: Session, cmd: pb.BaseCommand) -> None:
 
     async def work() -> None:
         _, sub, topic = session.consumer(req.consumer_id)
-        position, batch_index = await topic.last_message_id()
+        position, batch_index = await topic.last_message_id(compacted=sub.read_compacted)
         mark_delete = sub.cursor.mark_delete_position
         session.write(
             replies.get_last_message_id_response(

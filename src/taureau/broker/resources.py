@@ -82,6 +82,7 @@ class NamespacePolicies:
     schema_compatibility_strategy: str = "UNDEFINED"
     schema_validation_enforced: bool = False
     is_allow_auto_update_schema: bool = True
+    compaction_threshold: int = 0  # bytes added since the last compaction that start one; 0: never
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,12 +98,20 @@ class NamespacePolicies:
             policies.deduplicationEnabled = bool(data["deduplicationEnabled"])
         if data.get("schema_compatibility_strategy") is not None:
             policies.schema_compatibility_strategy = Strategy.parse(data["schema_compatibility_strategy"]).value
+        if data.get("compaction_threshold") is not None:
+            policies.compaction_threshold = _non_negative_int(data["compaction_threshold"], "compaction_threshold")
         for flag in ("schema_validation_enforced", "is_allow_auto_update_schema"):
             if data.get(flag) is not None:
                 if not isinstance(data[flag], bool):
                     raise ValueError(f"{flag} must be true or false")
                 setattr(policies, flag, data[flag])
         return policies
+
+
+def _non_negative_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
 
 
 def _build(cls: type, data: dict[str, Any]) -> Any:

@@ -8,6 +8,7 @@ import logging
 import time
 
 from taureau.broker.admission import ConnectionLimits
+from taureau.broker.compaction.topic_compaction import TopicCompaction
 from taureau.broker.config import BrokerConfig
 from taureau.broker.dispatch.base import DispatchLimits
 from taureau.broker.resources import (
@@ -41,6 +42,7 @@ class BrokerService:
         self.factory = factory
         self.resources = Resources(store, config.max_num_partitions_per_partitioned_topic)
         self.schemas = TopicSchemas(SchemaRegistry(store), self.resources)
+        self._compacting = asyncio.Semaphore(1)  # compactions at once: CPU work on this event loop
         self.connections = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
         self.heap_trimmer = HeapTrimmer()  # connections ask for a trim when they close
         self._topics: dict[str, asyncio.Task[PersistentTopic]] = {}  # name -> loading/loaded topic
@@ -114,6 +116,9 @@ class BrokerService:
             self.config.max_unacked_messages_per_consumer, self.config.max_unacked_messages_per_subscription
         )
         topic = PersistentTopic(name, ledger, self.store, limits)
+        topic.compaction = TopicCompaction(name.storage_name, ledger, self.factory, self.store, self._compacting)
+        await topic.compaction.load()
+        topic.compaction_threshold = policies.compaction_threshold
         topic.restore_subscriptions()
         await topic.access.load()
         await topic.load_validation_mark()
@@ -186,6 +191,8 @@ class BrokerService:
             await topic.dedup.delete()
         await topic.forget_validation_mark()
         await topic.access.forget()
+        if topic.compaction is not None:
+            await topic.compaction.delete()
         await self.factory.delete(name.storage_name)
         if name.partition < 0:  # a partition's schema is its topic's, dropped with the topic
             await self.schemas.registry.drop(schema_id(name))
@@ -256,6 +263,7 @@ class BrokerService:
         for topic in self.loaded_topics():
             if topic.name.namespace_name == ns:
                 topic.ledger.set_retention(config.retention_time_s, config.retention_size_bytes)
+                topic.compaction_threshold = policies.compaction_threshold
                 await topic.set_deduplication(await self._deduplication(topic.name, policies))
 
     # -- rates -------------------------------------------------------------------------------
@@ -264,6 +272,17 @@ class BrokerService:
         while True:
             await asyncio.sleep(RATE_INTERVAL_S)
             self.update_rates()
+            self._compact_over_threshold()
+
+    def _compact_over_threshold(self) -> None:
+        """Pulsar's automatic compaction: a topic whose namespace sets compactionThreshold is
+        compacted once that many bytes were added since its last compaction."""
+        for topic in self.loaded_topics():
+            compaction = topic.compaction
+            if compaction is None or topic.compaction_threshold <= 0 or not compaction.may_start_automatically():
+                continue
+            if compaction.pending_bytes() >= topic.compaction_threshold:
+                compaction.trigger()
 
     def update_rates(self) -> None:
         now = time.monotonic()

@@ -66,16 +66,20 @@ def _duration_minutes(text: str) -> float:
 _BINARY_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
-def _size_mb(text: str) -> int:
-    """A pulsar-admin size as whole MiB: '-1' (unlimited), bytes, or a number with k, m, g or t,
+def _size_bytes(text: str) -> int:
+    """A pulsar-admin size in bytes: '-1' (unlimited), bytes, or a number with k, m, g or t,
     which pulsar-admin reads as binary units (1G = 1024 MiB)."""
     match = re.fullmatch(r"(-1|\d+)([kKmMgGtT]?)", text.strip())
     if not match:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 100M, 10G, -1)")
     value, unit = int(match.group(1)), match.group(2).lower()
-    if value < 0:
-        return -1
-    return value * _BINARY_UNITS[unit] // (1024 * 1024)
+    return -1 if value < 0 else value * _BINARY_UNITS[unit]
+
+
+def _size_mb(text: str) -> int:
+    """A pulsar-admin size as whole MiB (-1 stays -1)."""
+    size = _size_bytes(text)
+    return -1 if size < 0 else size // (1024 * 1024)
 
 
 def _message_id(text: str) -> dict:
@@ -144,6 +148,21 @@ SIMPLE_VERBS = {
     ("topics", "partitioned-stats"): ("GET", "{topic}/partitioned-stats", [TOPIC]),
     ("topics", "subscriptions"): ("GET", "{topic}/subscriptions", [TOPIC]),
     ("topics", "clear-backlog"): ("POST", "{topic}/subscription/{subscription}/skip_all", [TOPIC, SUB]),
+    ("topics", "get-deduplication"): ("GET", "{topic}/deduplication", [TOPIC]),
+    ("topics", "remove-deduplication"): ("DELETE", "{topic}/deduplication", [TOPIC]),
+    ("topics", "compact"): ("PUT", "{topic}/compaction", [TOPIC]),
+    ("topics", "compaction-status"): ("GET", "{topic}/compaction", [TOPIC]),
+    ("topics", "get-schema-compatibility-strategy"): ("GET", "{topic}/schemaCompatibilityStrategy", [TOPIC]),
+    ("topics", "remove-schema-compatibility-strategy"): ("DELETE", "{topic}/schemaCompatibilityStrategy", [TOPIC]),
+    ("namespaces", "get-compaction-threshold"): (
+        "GET", "/admin/v2/namespaces/{namespace}/compactionThreshold", [NAMESPACE]
+    ),
+    ("namespaces", "remove-compaction-threshold"): (
+        "DELETE", "/admin/v2/namespaces/{namespace}/compactionThreshold", [NAMESPACE]
+    ),
+    ("namespaces", "get-schema-compatibility-strategy"): (
+        "GET", "/admin/v2/namespaces/{namespace}/schemaCompatibilityStrategy", [NAMESPACE]
+    ),
 }  # fmt: skip
 
 
@@ -231,16 +250,6 @@ def _(c, a):
     if a.enable == a.disable:
         raise AdminError("give exactly one of --enable or --disable")
     return c.call("POST", _topic_path(a.topic) + "/deduplication", a.enable)
-
-
-@verb("topics", "get-deduplication", TOPIC)
-def _(c, a):
-    return c.call("GET", _topic_path(a.topic) + "/deduplication")
-
-
-@verb("topics", "remove-deduplication", TOPIC)
-def _(c, a):
-    return c.call("DELETE", _topic_path(a.topic) + "/deduplication")
 
 
 @verb("topics", "delete", TOPIC, arg("-f", "--force", action="store_true"))
@@ -390,20 +399,10 @@ for _flag, _field in (("schema-validation-enforce", "schemaValidationEnforced"),
         lambda c, a, field=_field: c.call("POST", f"/admin/v2/namespaces/{a.namespace}/{field}", _on_off(a)))
 
 
-@verb("namespaces", "get-schema-compatibility-strategy", NAMESPACE)
-def _(c, a):
-    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/schemaCompatibilityStrategy")
-
-
 @verb("namespaces", "set-schema-compatibility-strategy", NAMESPACE,
       arg("-c", "--compatibility", required=True, type=str.upper, choices=STRATEGIES))
 def _(c, a):
     return c.call("PUT", f"/admin/v2/namespaces/{a.namespace}/schemaCompatibilityStrategy", a.compatibility)
-
-
-@verb("topics", "get-schema-compatibility-strategy", TOPIC)
-def _(c, a):
-    return c.call("GET", _topic_path(a.topic) + "/schemaCompatibilityStrategy")
 
 
 @verb("topics", "set-schema-compatibility-strategy", TOPIC,
@@ -412,14 +411,20 @@ def _(c, a):
     return c.call("PUT", _topic_path(a.topic) + "/schemaCompatibilityStrategy", a.strategy)
 
 
-@verb("topics", "remove-schema-compatibility-strategy", TOPIC)
+# -- compaction -------------------------------------------------------------------------------
+
+
+@verb("namespaces", "set-compaction-threshold", NAMESPACE,
+      arg("-t", "--threshold", type=_size_bytes, required=True, help="bytes added that start a compaction: 10M, 1G; 0 never"))
 def _(c, a):
-    return c.call("DELETE", _topic_path(a.topic) + "/schemaCompatibilityStrategy")
+    if a.threshold < 0:
+        raise AdminError("the threshold must be 0 (never) or a size")
+    return c.call("PUT", f"/admin/v2/namespaces/{a.namespace}/compactionThreshold", a.threshold)
 
 
 GROUP_HELP = {
     "tenants": "create, list, update and delete tenants",
-    "namespaces": "namespaces and their policies (retention, auto topic creation, de-duplication, schemas)",
+    "namespaces": "namespaces and their policies (retention, auto topic creation, de-duplication, schemas, compaction)",
     "schemas": "a topic's schema versions: get, upload, delete, test compatibility",
     "topics": "topics, partitioned topics, subscriptions, stats and messages",
 }
@@ -455,6 +460,11 @@ VERB_HELP = {
     "skip": "skip messages of a subscription",
     "reset-cursor": "move a subscription to a time or message id",
     "peek-messages": "show a subscription's next messages without consuming them",
+    "compact": "start a compaction: keep the latest message of each key for compacted readers",
+    "compaction-status": "show how the last compaction went",
+    "set-compaction-threshold": "compact topics automatically once this many bytes were added",
+    "get-compaction-threshold": "show the automatic compaction threshold",
+    "remove-compaction-threshold": "stop compacting automatically",
     "upload": "store a schema (a new version if it differs and fits the strategy)",
     "compatibility": "test whether a schema would be accepted",
     "get-schema-compatibility-strategy": "show how a schema may change",

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from taureau.broker.admin import lookup, metrics, namespaces, schemas, tenants, topics
 from taureau.broker.admin.body_limit import BodyLimit
 from taureau.broker.admin.paths import KeepEncodedSlashes
+from taureau.broker.compaction.topic_compaction import CompactionInProgressError
 from taureau.broker.resources import (
     ConflictError,
     PartitionLimitError,
@@ -37,6 +38,7 @@ _STATUS = [
     (TopicNotFoundError, 404),
     (SubscriptionNotFoundError, 404),
     (ConflictError, 409),
+    (CompactionInProgressError, 409),
     (PreconditionFailedError, 412),
     (SubscriptionBusyError, 412),
     # Pulsar answers 412 for an invalid name; Taureau answers 400, a bad request (issue 7).

@@ -11,6 +11,7 @@ from taureau.broker.resources import (
     NamespacePolicies,
     RetentionPolicies,
     _build,
+    _non_negative_int,
     check_partition_count,
 )
 from taureau.broker.schemas.compatibility import Strategy
@@ -169,3 +170,23 @@ def _flag_routes(path: str, field: str) -> None:
 
 _flag_routes("schemaValidationEnforced", "schema_validation_enforced")
 _flag_routes("isAllowAutoUpdateSchema", "is_allow_auto_update_schema")
+
+
+# -- compaction -------------------------------------------------------------------------------
+
+
+@router.get("/{tenant}/{namespace}/compactionThreshold")
+async def get_compaction_threshold(request: Request, tenant: str, namespace: str) -> int:
+    return (await get_policies(request, tenant, namespace))["compaction_threshold"]
+
+
+@router.put("/{tenant}/{namespace}/compactionThreshold", status_code=204)
+@router.post("/{tenant}/{namespace}/compactionThreshold", status_code=204)
+async def set_compaction_threshold(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
+    threshold = _non_negative_int(body, "compactionThreshold")
+    return await _set_policy(request, tenant, namespace, "compaction_threshold", threshold)
+
+
+@router.delete("/{tenant}/{namespace}/compactionThreshold", status_code=204)
+async def remove_compaction_threshold(request: Request, tenant: str, namespace: str) -> Response:
+    return await _set_policy(request, tenant, namespace, "compaction_threshold", 0)

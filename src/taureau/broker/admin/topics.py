@@ -166,6 +166,26 @@ async def remove_topic_schema_strategy(request: Request, tenant: str, namespace:
     return Response(status_code=204)
 
 
+@router.put("/{tenant}/{namespace}/{topic}/compaction", status_code=204)
+async def compact(request: Request, tenant: str, namespace: str, topic: str) -> Response:
+    """Start a compaction (every partition's, for a partitioned topic); 409 while one runs."""
+    service = _service(request)
+    name = _topic_name(tenant, namespace, topic)
+    targets = await service.stored_partitions(name) if await service.resources.get_partitions(name) else [name]
+    for target in targets:
+        loaded = await service.get_topic(target, create=False)
+        assert loaded.compaction is not None
+        loaded.compaction.trigger()
+    return Response(status_code=204)
+
+
+@router.get("/{tenant}/{namespace}/{topic}/compaction")
+async def compaction_status(request: Request, tenant: str, namespace: str, topic: str) -> dict:
+    loaded = await _service(request).get_topic(_topic_name(tenant, namespace, topic), create=False)
+    assert loaded.compaction is not None
+    return {"status": loaded.compaction.status, "lastError": loaded.compaction.last_error}
+
+
 # -- partitioned topics -----------------------------------------------------------------------
 
 
