@@ -17,6 +17,7 @@ from functools import partial
 from taureau.broker.access import Admitted
 from taureau.broker.consumer import Consumer
 from taureau.broker.error_codes import ServerError, server_error
+from taureau.broker.policies import check_producer_quota
 from taureau.broker.producer import Producer, generate_producer_name
 from taureau.broker.schemas.model import SchemaNotFoundError, decode_version, encode_version, schema_id
 from taureau.broker.schemas.topics import from_wire, to_wire
@@ -201,6 +202,7 @@ async def producer(session: Session, cmd: pb.BaseCommand) -> None:
         requested_epoch = req.topic_epoch if req.HasField("topic_epoch") else None
         # A producer that will be refused registers no schema version: check its access first.
         topic.check_producer(new, requested_epoch)
+        check_producer_quota(topic, await session.service.resources.get_policies(name.namespace_name))
         schema = from_wire(req.schema) if req.HasField("schema") else None
         new.schema_version = await session.service.schemas.for_producer(name, schema)
         # Everything that can fail happens in add_producer, before anything is registered.

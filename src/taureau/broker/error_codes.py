@@ -12,6 +12,7 @@ from enum import IntEnum
 
 from taureau.broker.access import ProducerFencedError
 from taureau.broker.dispatch.key_shared import ConsumerAssignError
+from taureau.broker.policies import ProducerBlockedQuotaExceededError, ProducerBlockedQuotaExceededException
 from taureau.broker.resources import PartitionLimitError, ResourceNotFoundError
 from taureau.broker.schemas.model import IncompatibleSchemaError, SchemaNotFoundError
 from taureau.broker.topic import SubscriptionBusyError
@@ -73,6 +74,8 @@ _TABLE: dict[type[BaseException], ServerError] = {
     ConsumerAssignError: ServerError.ConsumerAssignError,
     ProducerFencedError: ServerError.ProducerFenced,
     IncompatibleSchemaError: ServerError.IncompatibleSchema,
+    ProducerBlockedQuotaExceededError: ServerError.ProducerBlockedQuotaExceededError,
+    ProducerBlockedQuotaExceededException: ServerError.ProducerBlockedQuotaExceededException,
     SchemaNotFoundError: ServerError.TopicNotFound,
 }
 

@@ -83,6 +83,9 @@ class NamespacePolicies:
     schema_validation_enforced: bool = False
     is_allow_auto_update_schema: bool = True
     compaction_threshold: int = 0  # bytes added since the last compaction that start one; 0: never
+    message_ttl_in_seconds: int = 0  # unacknowledged messages older than this are acknowledged; 0: never
+    # Pulsar's backlogQuotaMap: {"destination_storage": {"limitSize", "limitTime", "policy"}}.
+    backlog_quota_map: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,12 +103,41 @@ class NamespacePolicies:
             policies.schema_compatibility_strategy = Strategy.parse(data["schema_compatibility_strategy"]).value
         if data.get("compaction_threshold") is not None:
             policies.compaction_threshold = _non_negative_int(data["compaction_threshold"], "compaction_threshold")
+        if data.get("message_ttl_in_seconds") is not None:
+            policies.message_ttl_in_seconds = _non_negative_int(data["message_ttl_in_seconds"], "message_ttl_in_seconds")
+        if isinstance(data.get("backlog_quota_map"), dict):
+            policies.backlog_quota_map = {
+                kind: parse_backlog_quota(quota) for kind, quota in data["backlog_quota_map"].items()
+            }
         for flag in ("schema_validation_enforced", "is_allow_auto_update_schema"):
             if data.get(flag) is not None:
                 if not isinstance(data[flag], bool):
                     raise ValueError(f"{flag} must be true or false")
                 setattr(policies, flag, data[flag])
         return policies
+
+
+BACKLOG_QUOTA_POLICIES = ("producer_request_hold", "producer_exception", "consumer_backlog_eviction")
+
+
+def parse_backlog_quota(data: Any) -> dict[str, Any]:
+    """A BacklogQuota as Pulsar's JSON has it: limitSize bytes (-1: none), limitTime seconds
+    (only -1, none, is supported), and what happens past the limit."""
+    if not isinstance(data, dict):
+        raise ValueError("a backlog quota is a JSON object")
+    unknown = set(data) - {"limitSize", "limitTime", "policy", "limit"}
+    if unknown:
+        raise ValueError(f"unknown backlog quota field(s) {sorted(unknown)}")
+    size = data.get("limitSize", data.get("limit", -1))
+    if isinstance(size, bool) or not isinstance(size, int) or size < -1:
+        raise ValueError("limitSize must be a number of bytes, or -1")
+    limit_time = data.get("limitTime", -1)
+    if limit_time != -1:
+        raise ValueError("time-based backlog quotas (limitTime) are not supported; give limitTime -1")
+    policy = data.get("policy", "producer_request_hold")
+    if policy not in BACKLOG_QUOTA_POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(BACKLOG_QUOTA_POLICIES)}")
+    return {"limitSize": size, "limitTime": -1, "policy": policy}
 
 
 def _non_negative_int(value: Any, name: str) -> int:

@@ -11,6 +11,7 @@ from taureau.broker.admission import ConnectionLimits
 from taureau.broker.compaction.topic_compaction import TopicCompaction
 from taureau.broker.config import BrokerConfig
 from taureau.broker.dispatch.base import DispatchLimits
+from taureau.broker.policies import PolicyEnforcer
 from taureau.broker.resources import (
     ConflictError,
     NamespacePolicies,
@@ -48,16 +49,20 @@ class BrokerService:
         self._topics: dict[str, asyncio.Task[PersistentTopic]] = {}  # name -> loading/loaded topic
         self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
         self._rate_task: asyncio.Task | None = None
+        self._policy_task: asyncio.Task | None = None
+        self.policies = PolicyEnforcer(self.resources)
         self._last_counters: dict[str, tuple[float, int, int, int, int]] = {}
 
     async def start(self) -> None:
         await self.resources.bootstrap()
         self._rate_task = asyncio.get_running_loop().create_task(self._rate_loop())
+        self._policy_task = asyncio.get_running_loop().create_task(self._policy_loop())
 
     async def close(self) -> None:
         self.heap_trimmer.close()
-        if self._rate_task is not None:
-            self._rate_task.cancel()
+        for task in (self._rate_task, self._policy_task):
+            if task is not None:
+                task.cancel()
         for name in list(self._topics):
             topic = await self._loaded(name)
             if topic is not None:
@@ -273,6 +278,14 @@ class BrokerService:
             await asyncio.sleep(RATE_INTERVAL_S)
             self.update_rates()
             self._compact_over_threshold()
+
+    async def _policy_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.policy_check_interval_s)
+            try:
+                await self.policies.check(self.loaded_topics())
+            except Exception:
+                log.exception("applying message TTLs and backlog quotas failed")
 
     def _compact_over_threshold(self) -> None:
         """Pulsar's automatic compaction: a topic whose namespace sets compactionThreshold is

@@ -164,6 +164,12 @@ class Subscription:
                 dispatcher.reset()
                 dispatcher.resume()
 
+    async def expire_to(self, position: Position) -> None:
+        """Acknowledge everything up to `position` (message TTL): as a cumulative ack."""
+        await self.cursor.mark_delete(position)
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
     async def skip(self, count: int) -> None:
         await self.cursor.skip_entries(count)
         if self.dispatcher is not None:

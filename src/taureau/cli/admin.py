@@ -160,6 +160,12 @@ SIMPLE_VERBS = {
     ("namespaces", "remove-compaction-threshold"): (
         "DELETE", "/admin/v2/namespaces/{namespace}/compactionThreshold", [NAMESPACE]
     ),
+    ("namespaces", "get-message-ttl"): ("GET", "/admin/v2/namespaces/{namespace}/messageTTL", [NAMESPACE]),
+    ("namespaces", "remove-message-ttl"): ("DELETE", "/admin/v2/namespaces/{namespace}/messageTTL", [NAMESPACE]),
+    ("namespaces", "get-backlog-quotas"): ("GET", "/admin/v2/namespaces/{namespace}/backlogQuotaMap", [NAMESPACE]),
+    ("namespaces", "remove-backlog-quota"): ("DELETE", "/admin/v2/namespaces/{namespace}/backlogQuota", [NAMESPACE]),
+    ("topics", "get-message-ttl"): ("GET", "{topic}/messageTTL", [TOPIC]),
+    ("topics", "remove-message-ttl"): ("DELETE", "{topic}/messageTTL", [TOPIC]),
     ("namespaces", "get-schema-compatibility-strategy"): (
         "GET", "/admin/v2/namespaces/{namespace}/schemaCompatibilityStrategy", [NAMESPACE]
     ),
@@ -422,9 +428,33 @@ def _(c, a):
     return c.call("PUT", f"/admin/v2/namespaces/{a.namespace}/compactionThreshold", a.threshold)
 
 
+# -- message TTL and backlog quotas -----------------------------------------------------------
+
+TTL = arg("-ttl", "--messageTTL", dest="ttl", type=int, required=True, help="seconds; 0 keeps messages")
+
+
+@verb("namespaces", "set-message-ttl", NAMESPACE, TTL)
+def _(c, a):
+    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/messageTTL", a.ttl)
+
+
+@verb("topics", "set-message-ttl", TOPIC, TTL)
+def _(c, a):
+    return c.call("POST", _topic_path(a.topic) + "/messageTTL", params={"messageTTL": a.ttl})
+
+
+@verb("namespaces", "set-backlog-quota", NAMESPACE,
+      arg("-l", "--limit", type=_size_bytes, required=True, help="backlog size: 10M, 2G"),
+      arg("-p", "--policy", required=True,
+          choices=["producer_request_hold", "producer_exception", "consumer_backlog_eviction"]))
+def _(c, a):
+    body = {"limitSize": a.limit, "limitTime": -1, "policy": a.policy}
+    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/backlogQuota", body)
+
+
 GROUP_HELP = {
     "tenants": "create, list, update and delete tenants",
-    "namespaces": "namespaces and their policies (retention, auto topic creation, de-duplication, schemas, compaction)",
+    "namespaces": "namespaces and their policies (retention, TTL, backlog quota, auto topic creation, de-duplication, schemas, compaction)",
     "schemas": "a topic's schema versions: get, upload, delete, test compatibility",
     "topics": "topics, partitioned topics, subscriptions, stats and messages",
 }
@@ -465,6 +495,12 @@ VERB_HELP = {
     "set-compaction-threshold": "compact topics automatically once this many bytes were added",
     "get-compaction-threshold": "show the automatic compaction threshold",
     "remove-compaction-threshold": "stop compacting automatically",
+    "set-message-ttl": "acknowledge messages older than this many seconds, for every subscription",
+    "get-message-ttl": "show the message TTL",
+    "remove-message-ttl": "keep messages until acknowledged",
+    "set-backlog-quota": "limit the backlog size: hold or refuse producers, or evict the slowest readers",
+    "get-backlog-quotas": "show the backlog quotas",
+    "remove-backlog-quota": "drop the backlog quota",
     "upload": "store a schema (a new version if it differs and fits the strategy)",
     "compatibility": "test whether a schema would be accepted",
     "get-schema-compatibility-strategy": "show how a schema may change",

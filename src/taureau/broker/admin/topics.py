@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Request, Response
 
 from taureau.broker.admin import paths  # noqa: F401 - registers the `subname` path convertor
 from taureau.broker.admin.headers import peek_headers
+from taureau.broker.policies import TOPIC_TTL
 from taureau.broker.resources import ResourceNotFoundError
 from taureau.broker.schemas.compatibility import Strategy
 from taureau.broker.schemas.model import schema_id
@@ -163,6 +164,26 @@ async def set_topic_schema_strategy(request: Request, tenant: str, namespace: st
 @router.delete("/{tenant}/{namespace}/{topic}/schemaCompatibilityStrategy", status_code=204)
 async def remove_topic_schema_strategy(request: Request, tenant: str, namespace: str, topic: str) -> Response:
     await _service(request).resources.set_topic_policy(_topic_name(tenant, namespace, topic), TOPIC_STRATEGY, None)
+    return Response(status_code=204)
+
+
+@router.get("/{tenant}/{namespace}/{topic}/messageTTL")
+async def get_topic_message_ttl(request: Request, tenant: str, namespace: str, topic: str) -> int | None:
+    return await _service(request).resources.get_topic_policy(_topic_name(tenant, namespace, topic), TOPIC_TTL)
+
+
+@router.post("/{tenant}/{namespace}/{topic}/messageTTL", status_code=204)
+async def set_topic_message_ttl(request: Request, tenant: str, namespace: str, topic: str,
+                                messageTTL: int) -> Response:  # noqa: N803 - Pulsar's query parameter
+    if messageTTL < 0:
+        raise ValueError("messageTTL must be >= 0 seconds")
+    await _service(request).resources.set_topic_policy(_topic_name(tenant, namespace, topic), TOPIC_TTL, messageTTL)
+    return Response(status_code=204)
+
+
+@router.delete("/{tenant}/{namespace}/{topic}/messageTTL", status_code=204)
+async def remove_topic_message_ttl(request: Request, tenant: str, namespace: str, topic: str) -> Response:
+    await _service(request).resources.set_topic_policy(_topic_name(tenant, namespace, topic), TOPIC_TTL, None)
     return Response(status_code=204)
 
 
