@@ -72,7 +72,10 @@ def bad_code(tmp_path):
 ])
 def test_create_refuses_bad_input_and_registers_nothing(standalone, bad_code, flags, message):
     flags = [f.replace("{tmp}", str(bad_code)) for f in flags]
+    packages = standalone.data_dir / "functions" / "packages"
+    stored = sorted(os.listdir(packages))
     code, out, err = taureau(standalone, "create", "--name", "bad", "--inputs", "bad-in", *flags)
+    assert sorted(os.listdir(packages)) == stored  # no package left behind either
     assert code == 1
     assert message in err
     assert err.count("\n") == 1 and err.startswith("error: ")  # one line, never a traceback

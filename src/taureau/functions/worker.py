@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import logging
 import os
@@ -94,6 +95,8 @@ class FunctionWorker:
         self.broker = BrokerAdmin(config.admin_url)
         self.deployments: dict[str, Deployment] = {}  # fqfn -> what runs it
         self._locks: dict[str, asyncio.Lock] = {}  # fqfn -> serialises operations on it
+        # Packages of creates and updates in progress (a count each: two may share a package).
+        self._pending_shas: collections.Counter[str] = collections.Counter()
         self._tasks: list[asyncio.Task] = []
         self._pulsar: Any = None  # the worker's own client, for trigger
         self._state_client: Any = None
@@ -193,14 +196,31 @@ class FunctionWorker:
         if found is None:
             raise FunctionConfigError(f"namespace {config.tenant}/{config.namespace} does not exist")
 
-    async def _prepare(self, config: FunctionConfig, upload: Upload) -> tuple[PackageRef, PackageRef | None, list[str]]:
+    @contextlib.contextmanager
+    def _holding(self, refs: list[PackageRef]):
+        """Keep these packages from collection while an operation that stored them runs; then
+        collect whatever no function uses (a refused upload leaves nothing behind)."""
+        shas = [r.sha for r in refs]
+        self._pending_shas.update(shas)
+        try:
+            yield
+        finally:
+            self._pending_shas.subtract(shas)
+            self._pending_shas += collections.Counter()  # drop the zero counts
+            self._collect_packages()
+
+    def _store_upload(self, upload: Upload) -> tuple[PackageRef, PackageRef | None]:
         package = self.packages.put(upload.filename, upload.data)
         requirements = self.packages.put_requirements(upload.requirements) if upload.requirements else None
+        return package, requirements
+
+    async def _prepare(self, config: FunctionConfig, package: PackageRef,
+                       requirements: PackageRef | None) -> list[str]:
+        """The stored package's code paths, once its code is known to load."""
         config.py = package.filename
-        probe = FunctionRecord(config, package, requirements)
-        code_paths = await self._code_paths(probe)
+        code_paths = await self._code_paths(FunctionRecord(config, package, requirements))
         await self._check_code(config, code_paths)
-        return package, requirements, code_paths
+        return code_paths
 
     # -- the API -------------------------------------------------------------------------------
 
@@ -210,11 +230,24 @@ class FunctionWorker:
             if await self.registry.get(config.fqfn) is not None:
                 raise FunctionExistsError(f"function {config.fqfn} already exists")
             await self._check_namespace(config)
-            package, requirements, code_paths = await self._prepare(config, upload)
-            record = FunctionRecord(config, package, requirements)
-            await self.registry.create(record)
-            await self._deploy(record, code_paths)
-            return record
+            package, requirements = self._store_upload(upload)
+            with self._holding([package, *filter(None, [requirements])]):
+                code_paths = await self._prepare(config, package, requirements)
+                record = FunctionRecord(config, package, requirements)
+                await self.registry.create(record)
+                try:
+                    await self._deploy(record, code_paths)
+                except Exception as exc:  # refused: nothing of it may stay behind
+                    await self._undeploy(record)
+                    raise FunctionError(f"cannot start function {record.fqfn}: {exc}") from exc
+                return record
+
+    async def _undeploy(self, record: FunctionRecord) -> None:
+        deployment = self.deployments.pop(record.fqfn, None)
+        if deployment is not None:
+            await deployment.close()
+        with contextlib.suppress(FunctionNotFoundError):
+            await self.registry.delete(record.fqfn)
 
     async def update(self, fqfn: str, changes: dict[str, Any], upload: Upload | None) -> FunctionRecord:
         async with self._lock(fqfn):
@@ -223,22 +256,19 @@ class FunctionWorker:
             merged.update({k: v for k, v in changes.items() if v is not None})
             config = FunctionConfig.from_dict(merged)
             record.config.check_update(config)
-            if upload is not None:
-                package, requirements, code_paths = await self._prepare(config, upload)
-                record.package, record.requirements = package, requirements or record.requirements
-            else:
-                config.py = record.config.py
-                code_paths = await self._code_paths(FunctionRecord(config, record.package, record.requirements))
-                await self._check_code(config, code_paths)
-            record.config = config
-            record.version += 1
-            await self.registry.save(record)
-            old = self.deployments.pop(fqfn, None)
-            if old is not None:
-                await old.close()
-            await self._deploy(record, code_paths)
-            self._collect_packages()
-            return record
+            package, requirements = self._store_upload(upload) if upload is not None else (record.package, None)
+            with self._holding([package, *filter(None, [requirements])]):
+                requirements = requirements or record.requirements
+                code_paths = await self._prepare(config, package, requirements)
+                record.package, record.requirements = package, requirements
+                record.config = config
+                record.version += 1
+                await self.registry.save(record)
+                old = self.deployments.pop(fqfn, None)
+                if old is not None:
+                    await old.close()
+                await self._deploy(record, code_paths)
+                return record
 
     async def delete(self, fqfn: str) -> None:
         async with self._lock(fqfn):
@@ -261,13 +291,13 @@ class FunctionWorker:
             self._collect_packages()
 
     def _collect_packages(self) -> None:
-        keep = set()
+        """Remove stored packages no function uses (nor a create or update in progress)."""
+        keep = set(self._pending_shas)
         for deployment in self.deployments.values():
             keep.add(deployment.record.package.sha)
             if deployment.record.requirements:
                 keep.add(deployment.record.requirements.sha)
-        if not any(lock.locked() for fq, lock in self._locks.items() if fq not in self.deployments):
-            self.packages.remove_unreferenced(keep)
+        self.packages.remove_unreferenced(keep)
 
     async def _record(self, fqfn: str) -> FunctionRecord:
         record = await self.registry.get(fqfn)
