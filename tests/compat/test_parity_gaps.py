@@ -1,7 +1,7 @@
-"""Behaviours issue 8 lists as missing in Taureau, asserted as Apache Pulsar behaves.
+"""Behaviours issue 8 listed as missing in Taureau, asserted as Apache Pulsar behaves.
 
-Each is a strict xfail against Taureau (taureau_gap) and must pass against Apache Pulsar; when
-Taureau gains the behaviour the xfail turns into an XPASS failure and its mark must go.
+Each was a strict xfail against Taureau (taureau_gap) until the parity work landed; all must pass
+against both brokers.
 """
 
 import datetime
@@ -14,7 +14,6 @@ from pulsar import ConsumerType, InitialPosition, ProducerAccessMode
 from tests.compat.helpers import drain, receive, texts
 
 
-@pytest.mark.taureau_gap("delayed delivery is ignored: the deliver_after(3 s) message arrives first, at once")
 def test_delayed_delivery_holds_a_message_back_on_a_shared_subscription(client, topic):
     consumer = client.subscribe(topic, "sub", consumer_type=ConsumerType.Shared)
     producer = client.create_producer(topic, batching_enabled=False)
@@ -26,16 +25,12 @@ def test_delayed_delivery_holds_a_message_back_on_a_shared_subscription(client, 
     assert time.monotonic() - sent >= 2.5
 
 
-@pytest.mark.taureau_gap(
-    "a second Exclusive producer fails with ProducerBusy, not ProducerFenced", raises=pulsar.ProducerBusy
-)
 def test_a_second_exclusive_producer_is_fenced(client, topic):
     client.create_producer(topic, access_mode=ProducerAccessMode.Exclusive)
     with pytest.raises(pulsar.ProducerFenced):
         client.create_producer(topic, access_mode=ProducerAccessMode.Exclusive)
 
 
-@pytest.mark.taureau_gap("batch-index acks are dropped: after acking 0 and 1, all of 0..4 come back")
 def test_batch_index_acks_keep_the_acknowledged_half_of_a_batch(client, topic):
     producer = client.create_producer(
         topic, batching_enabled=True, batching_max_messages=5, batching_max_publish_delay_ms=100
