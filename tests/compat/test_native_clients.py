@@ -10,12 +10,6 @@ import pytest
 
 from tests.compat import native
 
-JAVA_GAP = (
-    "the Java client never gets a producer: Taureau's PRODUCER_SUCCESS has no schema_version, which"
-    " pulsar-client 4.0.7 reads unconditionally (IllegalStateException: Field 'schema_version' is not set),"
-    " closes the connection and retries for ever"
-)
-
 
 def results_of(language: str, broker) -> dict[str, str]:
     why = native.missing(language)
@@ -41,9 +35,7 @@ def verdict(results: dict[str, str], check: str) -> str:
 
 
 @pytest.mark.timeout(900)  # the first run builds the program (Maven downloads)
-@pytest.mark.parametrize(
-    "check", [pytest.param(c, marks=pytest.mark.taureau_gap(JAVA_GAP)) for c in native.CHECKS]
-)
+@pytest.mark.parametrize("check", native.CHECKS)
 def test_java_client(java_results, check):
     assert verdict(java_results, check) == "ok"
 
