@@ -4,6 +4,10 @@ Everything lands under one cache directory, TAUREAU_CACHE (default ~/.cache/taur
 .ci/run, pytest and the benchmarks share it and a second run builds nothing: Maven's repository
 (m2/), Go's module and build caches (go/), and each build's output in build/<name>-<hash>/, where
 the hash covers the build's own source files. A build that fails leaves no output behind.
+
+A failed build raises BuildError, or RegistryUnreachable (a BuildError) when the registry it
+downloads from (Maven Central, the Go module proxy) cannot be reached: callers skip on that one
+only, and fail on any other.
 """
 
 from __future__ import annotations
@@ -15,14 +19,50 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import httpx
+
 CACHE = Path(os.environ.get("TAUREAU_CACHE", Path.home() / ".cache" / "taureau"))
+BUILDS = CACHE / "build"
 # Pulsar's poms name repositories beyond Maven Central that this network does not reach.
 MAVEN_SETTINGS = Path(__file__).with_name("pulsar_standalone") / "settings.xml"
+# The one repository settings.xml lets Maven use.
+MAVEN_CENTRAL = "https://repo.maven.apache.org/maven2/"
 BUILD_TIMEOUT = 1200  # seconds; a first build downloads a few hundred MB of dependencies
+PROBE_TIMEOUT = 10.0  # seconds for the registry check after a failed build
 
 
 class BuildError(RuntimeError):
     """A build failed; the message ends with the tool's last output lines."""
+
+
+class RegistryUnreachable(BuildError):
+    """A build failed and the registry it downloads from does not answer."""
+
+
+def reachable(url: str) -> bool:
+    """Whether `url` answers HTTP at all (any status: only a network failure counts)."""
+    try:
+        httpx.head(url, timeout=PROBE_TIMEOUT)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def go_proxy() -> str | None:
+    """The first module proxy Go would use (GOPROXY), None if it uses none (off, direct)."""
+    first = os.environ.get("GOPROXY", "https://proxy.golang.org").split(",")[0].split("|")[0].strip()
+    return first if first.startswith(("http://", "https://")) else None
+
+
+def _blame_registry(registry: str | None, build) -> None:
+    """Run `build`; a BuildError while `registry` is unreachable becomes RegistryUnreachable."""
+    try:
+        build()
+    except BuildError as exc:
+        if registry is not None and not reachable(registry):
+            first = str(exc).splitlines()[0]
+            raise RegistryUnreachable(f"{registry} is unreachable, so {first}") from exc
+        raise
 
 
 def missing_tools(*tools: str) -> str | None:
@@ -44,7 +84,7 @@ def source_hash(directory: Path) -> str:
 
 def _build(name: str, source: Path, steps) -> Path:
     """Run `steps(tmp_out)` unless build/<name>-<hash> exists; publish its output atomically."""
-    out = CACHE / "build" / f"{name}-{source_hash(source)}"
+    out = BUILDS / f"{name}-{source_hash(source)}"
     if out.is_dir():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -62,9 +102,12 @@ def _build(name: str, source: Path, steps) -> Path:
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
-    proc = subprocess.run(
-        cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=BUILD_TIMEOUT
-    )
+    try:
+        proc = subprocess.run(
+            cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=BUILD_TIMEOUT
+        )
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{' '.join(cmd[:3])} ... in {cwd} took over {BUILD_TIMEOUT} s") from None
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
         raise BuildError(f"{' '.join(cmd[:3])} ... in {cwd} exited {proc.returncode}:\n{tail}")
@@ -77,7 +120,7 @@ def maven_package(project: Path, name: str) -> Path:
     def steps(out: Path) -> None:
         repo = CACHE / "m2"
         cmd = ["mvn", "-B", "-q", "-s", str(MAVEN_SETTINGS), f"-Dmaven.repo.local={repo}"]
-        _run([*cmd, f"-Dtaureau.out={out}", "package"], project)
+        _blame_registry(MAVEN_CENTRAL, lambda: _run([*cmd, f"-Dtaureau.out={out}", "package"], project))
 
     return _build(name, project, steps)
 
@@ -87,7 +130,7 @@ def go_build(module: Path, package: str, name: str) -> Path:
 
     def steps(out: Path) -> None:
         env = {"GOMODCACHE": str(CACHE / "go" / "mod"), "GOCACHE": str(CACHE / "go" / "build")}
-        _run(["go", "build", "-o", str(out / name), package], module, env)
+        _blame_registry(go_proxy(), lambda: _run(["go", "build", "-o", str(out / name), package], module, env))
 
     return _build(name, module, steps) / name
 

@@ -2,13 +2,16 @@
 
 Each program takes SERVICE_URL TOPIC_PREFIX [CHECK...] and prints "CHECK name ok" or
 "CHECK name FAIL why" per check. `python -m tests.compat.native` builds both ahead of the
-tests (.ci/run does, so that first-time downloads happen outside pytest's time limits).
+tests (.ci/run does, so that first-time downloads happen outside pytest's time limits): it exits
+1 when a toolchain is missing or a build fails, and skips a program (exit 0, saying why) only
+when its build failed because the registry it downloads from is unreachable.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bench.peers import pulsar_toolchain
@@ -67,10 +70,26 @@ def run(language: str, service_url: str, topic_prefix: str) -> tuple[dict[str, s
 
 
 def main() -> int:
+    failed = False
     for language in TOOLS:
         why = missing(language)
-        print(f"{language}: {'skipped, ' + why if why else ' '.join(command(language))}", flush=True)
-    return 0
+        if why:
+            print(f"{language}: FAILED, {why}", file=sys.stderr, flush=True)
+            failed = True
+            continue
+        started = time.monotonic()
+        try:
+            line = " ".join(command(language))
+        except pulsar_toolchain.RegistryUnreachable as exc:
+            # The tests skip too (they meet the same error), saying the same.
+            print(f"{language}: skipped, {str(exc).splitlines()[0]}", flush=True)
+            continue
+        except pulsar_toolchain.BuildError as exc:
+            print(f"{language}: build FAILED: {exc}", file=sys.stderr, flush=True)
+            failed = True
+            continue
+        print(f"{language}: ready in {time.monotonic() - started:.1f} s: {line}", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
