@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -50,11 +51,12 @@ def reachable(url: str) -> bool:
 
 def go_proxy() -> str | None:
     """The first module proxy Go would use (GOPROXY), None if it uses none (off, direct)."""
-    first = os.environ.get("GOPROXY", "https://proxy.golang.org").split(",")[0].split("|")[0].strip()
+    proxies = os.environ.get("GOPROXY") or "https://proxy.golang.org"  # Go's default when unset or empty
+    first = proxies.split(",")[0].split("|")[0].strip()
     return first if first.startswith(("http://", "https://")) else None
 
 
-def _blame_registry(registry: str | None, build) -> None:
+def _blame_registry(registry: str | None, build: Callable[[], None]) -> None:
     """Run `build`; a BuildError while `registry` is unreachable becomes RegistryUnreachable."""
     try:
         build()
