@@ -74,18 +74,23 @@ def producer_success(
     request_id: int,
     producer_name: str,
     last_sequence_id: int,
-    schema_version: bytes | None = None,
+    schema_version: bytes = b"",
     topic_epoch: int | None = None,
     producer_ready: bool = True,
 ) -> bytes:
-    """PRODUCER_SUCCESS; producer_ready=False: queued (WaitForExclusive), a second one follows."""
+    """PRODUCER_SUCCESS; producer_ready=False: queued (WaitForExclusive), a second one follows.
+
+    schema_version is always set, empty for a topic without a schema, as Pulsar sends it
+    (SchemaVersion.Empty): the Java client reads the field unconditionally and drops the
+    connection when it is absent."""
     body = pb.CommandProducerSuccess(
-        request_id=request_id & _U64, producer_name=producer_name, last_sequence_id=last_sequence_id
+        request_id=request_id & _U64,
+        producer_name=producer_name,
+        last_sequence_id=last_sequence_id,
+        schema_version=schema_version,
     )
     if not producer_ready:
         body.producer_ready = False
-    if schema_version is not None:
-        body.schema_version = schema_version
     if topic_epoch is not None:
         body.topic_epoch = topic_epoch & _U64
     return encode_command(pb.BaseCommand(type=_T.PRODUCER_SUCCESS, producer_success=body))
