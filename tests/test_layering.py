@@ -42,7 +42,7 @@ ALLOWED = {
     "storage": {"common", "metadata"},
     "protocol": {"common"},
     "net": set(),
-    "broker": {"common", "metadata", "storage", "protocol", "net"},
+    "broker": {"auth", "common", "metadata", "storage", "protocol", "net"},
     "state": {"common", "metadata"},
     "functions": {"common", "metadata", "storage", "state"},
     "sketches": {"common", "functions"},

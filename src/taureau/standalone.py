@@ -62,6 +62,7 @@ class Standalone(Node):
 
     async def start(self) -> None:
         broker = self.config.broker
+        _check_exposure(broker)
         data_dir = self.prepare_data_dir(broker.data_dir)
         store, factory = await self.open_storage(
             data_dir, self.config.metadata_url, fsync=broker.journal_fsync, config=broker.managed_ledger,
@@ -118,6 +119,7 @@ class Standalone(Node):
             default_runtime=opts.runtime,
             warm_pool_size=opts.warm_pool_size,
             secrets_provider=opts.secrets_provider,
+            admin_token=broker.auth.internal_token() if broker.auth.enabled else None,
         )
         self.functions = mount_worker(app, config, store, factory)
         from taureau.sketches.rest import install as install_sketches
@@ -143,6 +145,19 @@ class Standalone(Node):
         port = services.controller_address.rsplit(":", 1)[1]
         self.state_address = f"{self.config.broker.advertised_address}:{port}"
         self.on_stop(services.close)
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _check_exposure(broker: BrokerConfig) -> None:
+    """Say so when every port is open to the network with no authentication."""
+    if not broker.auth.enabled and broker.bind_address not in LOOPBACK:
+        log.warning(
+            "listening on %s with authentication off: anyone who can reach ports %d, %d and the state "
+            "port can read, write and delete everything (use --auth, or --bind-address 127.0.0.1)",
+            broker.bind_address, broker.broker_port, broker.web_port,
+        )
 
 
 def _stopper(stop) -> Any:

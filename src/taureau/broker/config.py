@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from taureau.auth.config import AuthConfig
 from taureau.common.errors import ServiceNotReadyError
 from taureau.storage.managed_ledger.api import ManagedLedgerConfig
 
 
 @dataclass(slots=True)
 class BrokerConfig:
-    bind_address: str = "0.0.0.0"
+    # Loopback: with authentication off nothing else should reach the ports (the CLI binds
+    # 0.0.0.0 by default only when --auth is given).
+    bind_address: str = "127.0.0.1"
     broker_port: int = 6650
     web_port: int = 8080
     advertised_address: str = "localhost"
@@ -50,6 +53,8 @@ class BrokerConfig:
     # Pulsar's advertisedListeners: listener name -> the URL a lookup naming it answers with.
     # A client that names no listener gets service_url; one naming an unknown listener, an error.
     advertised_listeners: dict[str, str] = field(default_factory=dict)
+    # Authentication and superusers (off by default: then standalone listens on loopback).
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property
     def service_url(self) -> str:

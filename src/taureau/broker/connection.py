@@ -83,6 +83,7 @@ class ServerConnection(asyncio.Protocol):
         self.session = Session(service, self)
         self.decoder = FrameDecoder(MAX_FRAME_BEFORE_CONNECT)
         self.remote_address = "?"
+        self.peer_common_name: str | None = None  # the CN of a verified TLS client certificate
         self._transport: asyncio.Transport | None = None
         self._writer: CoalescingWriter  # set by connection_made, before anything is written
         self._control: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
@@ -275,7 +276,10 @@ class ServerConnection(asyncio.Protocol):
         if not self.session.connect(connect):
             log.warning("closing %s: second CONNECT", self.remote_address)
             self.close()
-            return
+
+    def session_connected(self) -> None:
+        """The session sent CONNECTED (its credentials held): lift the pre-CONNECT frame
+        limit and start the keep-alive instead of the CONNECT deadline."""
         config = self.service.config
         self.decoder.max_frame_size = config.max_message_size + FRAME_SLACK
         if self._timer is not None:

@@ -94,6 +94,11 @@ async def _generic(session: Session, request_id: int, work: Callable[[], Awaitab
         session.write(replies.error(request_id, server_error(exc), str(exc) or type(exc).__name__))
 
 
+@_handles(T.AUTH_RESPONSE)
+async def auth_response(session: Session, cmd: pb.BaseCommand) -> None:
+    await session.auth_response(cmd.authResponse)
+
+
 # -- lookup -----------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import time
 
+from taureau.auth.config import build_authentication
 from taureau.broker.admission import ConnectionLimits
 from taureau.broker.config import BrokerConfig
 from taureau.broker.dispatch.base import DispatchLimits
@@ -39,6 +40,8 @@ class BrokerService:
         self.resources = Resources(store, config.max_num_partitions_per_partitioned_topic)
         self.connections = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
         self.heap_trimmer = HeapTrimmer()  # connections ask for a trim when they close
+        # None while authentication is off; a bad configuration fails here, before any port opens.
+        self.authentication = build_authentication(config.auth)
         self._topics: dict[str, asyncio.Task[PersistentTopic]] = {}  # name -> loading/loaded topic
         self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
         self._rate_task: asyncio.Task | None = None

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from taureau.cli import args as checked
+from taureau.cli import credentials
 from taureau.common.errors import TaureauError
 from taureau.common.names import TopicName
 
@@ -24,8 +25,9 @@ class AdminError(Exception):
 class AdminClient:
     """A thin synchronous client for the /admin/v2 API."""
 
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=30.0)
+    def __init__(self, url: str, auth: credentials.ClientAuth | None = None) -> None:
+        options = auth.http_options() if auth is not None else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=30.0, **options)
 
     def call(self, method: str, path: str, body: Any = None, params: dict | None = None, *,
              files: dict | None = None, form: dict | None = None, content: bytes | None = None) -> Any:
@@ -377,6 +379,7 @@ def _admin_url_option(parser: argparse.ArgumentParser, default: Any) -> None:
 def register(sub) -> None:
     admin = sub.add_parser("admin", help="administer tenants, namespaces and topics (pulsar-admin verbs)")
     _admin_url_option(admin, os.environ.get("TAUREAU_ADMIN_URL", "http://localhost:8080"))
+    credentials.add_options(admin)
     groups = admin.add_subparsers(dest="group", metavar="GROUP", title="groups")
     groups.required = True
     parsers: dict[str, Any] = {}
@@ -390,13 +393,14 @@ def register(sub) -> None:
             p.add_argument(*names, **kwargs)
         # Also after the verb, as pulsar-admin users type it; given there, it wins.
         _admin_url_option(p, argparse.SUPPRESS)
+        credentials.add_options(p, after_verb=True)
         p.set_defaults(func=run_verb(fn))
 
 
 def run_verb(fn):
     def run(args: argparse.Namespace) -> int:
         try:
-            result = fn(AdminClient(args.admin_url), args)
+            result = fn(AdminClient(args.admin_url, credentials.from_args(args)), args)
         except (AdminError, TaureauError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

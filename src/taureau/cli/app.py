@@ -48,7 +48,8 @@ def _standalone_parser(sub) -> None:
     p.add_argument("--data-dir", default="./data", help="where topics and metadata live (default ./data)")
     p.add_argument("--broker-port", type=int, default=6650, help="Pulsar protocol port (default 6650)")
     p.add_argument("--web-port", type=int, default=8080, help="admin REST port (default 8080)")
-    p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--bind-address", default=None,
+                   help="address to listen on (default 127.0.0.1, or 0.0.0.0 with --auth)")
     p.add_argument(
         "--advertised-address", default="localhost", help="host name clients are told to connect to"
     )
@@ -66,6 +67,7 @@ def _standalone_parser(sub) -> None:
     for flag, field, kind, text in _BOUND_FLAGS:
         default = getattr(d, field)
         p.add_argument(flag, dest=field, type=kind, default=default, help=f"{text} (default {default})")
+    _security_flags(p)
     p.add_argument("--state-port", type=int, default=9090, help="state controller port (default 9090)")
     p.add_argument("--state-block-size", type=parse_size, default="32MiB", help="memory block size")
     p.add_argument("--state-blocks", type=int, default=64, help="memory blocks in the pool (default 64)")
@@ -75,6 +77,46 @@ def _standalone_parser(sub) -> None:
     _functions_flags(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_run_standalone)
+
+
+def _security_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("security")
+    g.add_argument("--auth", action="append", default=[], metavar="METHODS",
+                   help="authentication methods, comma-separated or repeated: token, basic, tls")
+    g.add_argument("--token-secret-key", metavar="FILE", help="HS256 secret key file (taureau tokens create-secret-key)")
+    g.add_argument("--token-public-key", metavar="FILE", help="RS256/ES256 public key file (PEM or DER)")
+    g.add_argument("--basic-auth-file", metavar="FILE", help="htpasswd file (bcrypt or apr1) for --auth basic")
+    g.add_argument("--superuser-roles", type=_roles, default=(), metavar="A,B",
+                   help="roles allowed everything (Pulsar's superUserRoles)")
+    g.add_argument("--auth-refresh-check", type=float, default=60.0, metavar="S",
+                   help="seconds an expired connection has to answer AUTH_CHALLENGE (default 60)")
+
+
+def _roles(text: str) -> tuple[str, ...]:
+    return tuple(r.strip() for r in text.split(",") if r.strip())
+
+
+def _auth_config(args: argparse.Namespace):
+    from taureau.auth.config import AuthConfig
+
+    methods = tuple(dict.fromkeys(m for item in args.auth for m in _roles(item)))
+    config = AuthConfig(
+        methods=methods,
+        token_secret_key_file=args.token_secret_key,
+        token_public_key_file=args.token_public_key,
+        basic_auth_file=args.basic_auth_file,
+        superuser_roles=args.superuser_roles,
+        refresh_check_s=args.auth_refresh_check,
+    )
+    if config.enabled:
+        from taureau.auth.config import build_authentication, warn_if_readable
+
+        build_authentication(config)  # unreadable or malformed key files fail before anything starts
+        for path in (config.token_secret_key_file, config.basic_auth_file):
+            warning = warn_if_readable(path) if path else None
+            if warning:
+                print(f"taureau standalone: warning: {warning}", file=sys.stderr)
+    return config
 
 
 def _functions_flags(p: argparse.ArgumentParser) -> None:
@@ -140,9 +182,16 @@ def _run_standalone(args: argparse.Namespace) -> int:
     from taureau.broker.config import BrokerConfig
     from taureau.standalone import FunctionsOptions, StandaloneConfig, StateOptions, run
 
+    try:
+        auth = _auth_config(args)
+    except ValueError as exc:
+        print(f"taureau standalone: {exc}", file=sys.stderr)
+        return 2
+    bind = args.bind_address or ("0.0.0.0" if auth.enabled else "127.0.0.1")
     config = StandaloneConfig(
         broker=BrokerConfig(
-            bind_address=args.bind_address,
+            bind_address=bind,
+            auth=auth,
             broker_port=args.broker_port,
             web_port=args.web_port,
             advertised_address=args.advertised_address,

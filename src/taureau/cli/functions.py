@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from taureau.cli import credentials
 from taureau.cli.admin import AdminClient, AdminError, run_verb
 from taureau.common.errors import InvalidTopicNameError
 from taureau.common.names import check_name_part
@@ -307,6 +308,7 @@ def register(sub) -> None:
     p = sub.add_parser("functions", help="deploy and manage functions (pulsar-admin functions verbs)")
     p.add_argument("--admin-url", default=os.environ.get("TAUREAU_ADMIN_URL", "http://localhost:8080"),
                    help="admin REST URL (env TAUREAU_ADMIN_URL, default http://localhost:8080)")
+    credentials.add_options(p)
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     for name, (help_text, extra, handler) in VERBS.items():

@@ -62,6 +62,8 @@ class WorkerConfig:
     warm_pool_size: int = 1
     secrets_provider: str = "env"
     worker_id: str = "standalone"
+    # With authentication on: the token the worker calls the broker's admin API with.
+    admin_token: str | None = None
 
 
 @dataclass(slots=True)
@@ -92,7 +94,7 @@ class FunctionWorker:
         self._runtimes: dict[str, Runtime] = {"process": self.process_runtime,
                                               "thread": ThreadRuntime(socket_path)}
         self.limiter = ResourceLimiter(f"taureau-{os.getpid()}")
-        self.broker = BrokerAdmin(config.admin_url)
+        self.broker = BrokerAdmin(config.admin_url, config.admin_token)
         self.deployments: dict[str, Deployment] = {}  # fqfn -> what runs it
         self._locks: dict[str, asyncio.Lock] = {}  # fqfn -> serialises operations on it
         # Packages of creates and updates in progress (a count each: two may share a package).

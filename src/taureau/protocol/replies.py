@@ -53,6 +53,15 @@ def connected(server_version: str, protocol_version: int, max_message_size: int)
     )
 
 
+def auth_challenge(server_version: str, protocol_version: int, method: str, data: bytes) -> bytes:
+    """AUTH_CHALLENGE: the broker asks for fresh credentials (Pulsar's refresh sends
+    `PulsarAuthRefresh` as the data)."""
+    body = pb.CommandAuthChallenge(server_version=server_version, protocol_version=protocol_version)
+    body.challenge.auth_method_name = method
+    body.challenge.auth_data = data
+    return encode_command(pb.BaseCommand(type=_T.AUTH_CHALLENGE, authChallenge=body))
+
+
 def ping() -> bytes:
     return _frame(_T.PING, "ping")
 

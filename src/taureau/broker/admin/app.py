@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from taureau.broker.admin import lookup, metrics, namespaces, tenants, topics
+from taureau.broker.admin.authn import Authenticate
 from taureau.broker.admin.body_limit import BodyLimit
 from taureau.broker.admin.paths import KeepEncodedSlashes
 from taureau.broker.resources import (
@@ -81,5 +82,8 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     app.include_router(topics.router)
     app.include_router(metrics.router)
     app.include_router(lookup.router)
+    if service.authentication is not None:
+        # Inside KeepEncodedSlashes, outside the body limit: a refused request reads no body.
+        app.add_middleware(Authenticate, service=service.authentication)
     app.add_middleware(KeepEncodedSlashes)
     return app
