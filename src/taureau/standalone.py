@@ -15,6 +15,7 @@ from taureau.broker.connection import ServerConnection
 from taureau.broker.service import BrokerService
 from taureau.net.loop_probe import LoopProbe
 from taureau.net.server import install_fast_event_loop, start_tcp_server
+from taureau.net.tls import ReloadingContext
 from taureau.node import Node, run_until_signalled
 from taureau.web import WebServer
 
@@ -57,6 +58,9 @@ class Standalone(Node):
         self.config = config
         self.broker_port = 0
         self.web_port = 0
+        self.broker_port_tls = 0
+        self.web_port_tls = 0
+        self.tls: ReloadingContext | None = None
         self.state_address: str | None = None
         self.state_services: StateServices | None = None  # when the state layer runs
 
@@ -73,16 +77,7 @@ class Standalone(Node):
         self.on_stop(service.close)
         self.service = service
 
-        server, self.broker_port = await start_tcp_server(
-            lambda: ServerConnection(service), broker.bind_address, broker.broker_port
-        )
-        if broker.broker_port == 0:
-            broker.broker_port = self.broker_port  # lookups must answer the real port
-
-        async def stop_broker_server() -> None:
-            server.close()
-
-        self.on_stop(stop_broker_server)
+        await self._start_broker_servers(service)
         if self.config.state.enabled:
             await self._start_state(data_dir, store)
         app = build_admin_app(service)
@@ -90,20 +85,50 @@ class Standalone(Node):
         probe.start()
         self.on_stop(_stopper(probe.stop))
         app.state.metrics_sources = [probe.prometheus_lines]
-        web = WebServer(app, broker.bind_address, broker.web_port)
-        self.web_port = web.port
-        if broker.web_port == 0:
-            broker.web_port = web.port
+        webs = self._web_servers(app)
         worker = self._functions_worker(app, data_dir, store, factory) if self.config.functions.enabled else None
         if self.state_services is not None:  # the state layer's series on the same /metrics
             sources = list(getattr(app.state, "metrics_sources", []))
             sources.append(self.state_services.controller.prometheus_lines)
             app.state.metrics_sources = sources
-        await web.start()
-        self.on_stop(web.stop)
+        for web in webs:
+            await web.start()
+            self.on_stop(web.stop)
         if worker is not None:
             await worker.start()
             self.on_stop(worker.close)
+
+    async def _start_broker_servers(self, service: BrokerService) -> None:
+        broker = self.config.broker
+        if broker.tls is not None:
+            self.tls = ReloadingContext(broker.tls)
+            self.tls.start()
+            self.on_stop(self.tls.stop)
+            server, self.broker_port_tls = await start_tcp_server(
+                lambda: ServerConnection(service), broker.bind_address, broker.broker_port_tls, self.tls.context
+            )
+            broker.broker_port_tls = self.broker_port_tls  # lookups must answer the real port
+            self.on_stop(_stopper(server.close))
+        if broker.plain_ports:
+            server, self.broker_port = await start_tcp_server(
+                lambda: ServerConnection(service), broker.bind_address, broker.broker_port
+            )
+            broker.broker_port = self.broker_port
+            self.on_stop(_stopper(server.close))
+
+    def _web_servers(self, app: Any) -> list[WebServer]:
+        broker = self.config.broker
+        webs = []
+        if self.tls is not None:
+            web = WebServer(app, broker.bind_address, broker.web_port_tls, self.tls.context,
+                            peer_names=app.state.tls_peer_names)
+            self.web_port_tls = broker.web_port_tls = web.port
+            webs.append(web)
+        if broker.plain_ports:
+            web = WebServer(app, broker.bind_address, broker.web_port)
+            self.web_port = broker.web_port = web.port
+            webs.append(web)
+        return webs
 
     def _functions_worker(self, app: Any, data_dir: str, store: Any, factory: Any) -> Any:
         from taureau.functions.service import mount_worker
@@ -175,8 +200,14 @@ async def serve(config: StandaloneConfig) -> None:
         await standalone.start()
         broker = config.broker
         state = f", state controller {standalone.state_address}" if standalone.state_address else ""
-        return (f"broker pulsar://{broker.advertised_address}:{standalone.broker_port}, "
-                f"admin http://{broker.advertised_address}:{standalone.web_port}{state}, "
+        host = broker.advertised_address
+        urls = []
+        if broker.plain_ports:
+            urls += [f"broker pulsar://{host}:{standalone.broker_port}", f"admin http://{host}:{standalone.web_port}"]
+        if broker.tls is not None:
+            urls += [f"broker pulsar+ssl://{host}:{standalone.broker_port_tls}",
+                     f"admin https://{host}:{standalone.web_port_tls}"]
+        return (f"{', '.join(urls)}{state}, "
                 f"data in {os.path.abspath(broker.data_dir)}")
 
     await run_until_signalled("Taureau standalone", standalone, start)

@@ -64,3 +64,15 @@ def rest(server: Standalone, token: str | None = None, **options) -> httpx.Clien
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "taureau.cli.main", *args], capture_output=True, text=True,
                           timeout=60, env={**os.environ, **(env or {})})
+
+
+def round_trip(c: pulsar.Client, topic: str) -> bytes:
+    """Subscribe, send the topic's name, receive it back; closes the client."""
+    try:
+        consumer = c.subscribe(topic, "s")
+        c.create_producer(topic).send(topic.encode())
+        msg = consumer.receive(5000)
+        consumer.acknowledge(msg)
+        return msg.data()
+    finally:
+        c.close()

@@ -12,7 +12,7 @@ import pytest
 
 from taureau.broker.error_codes import ServerError
 from tests.e2e.raw import RawClient, T, command
-from tests.security.helpers import Keys, cli, client, rest, start
+from tests.security.helpers import Keys, cli, client, rest, round_trip, start
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +27,9 @@ def server(tmp_path_factory, keys):
     s.stop()
 
 
-def _round_trip(server, auth, topic: str) -> bytes:
-    c = client(server, auth)
-    try:
-        consumer = c.subscribe(topic, "s")
-        c.create_producer(topic).send(b"hello")
-        msg = consumer.receive(5000)
-        consumer.acknowledge(msg)
-        return msg.data()
-    finally:
-        c.close()
-
-
 def test_token_and_basic_clients_connect(server, keys):
-    assert _round_trip(server, pulsar.AuthenticationToken(keys.token("admin")), "tok-ok") == b"hello"
-    assert _round_trip(server, pulsar.AuthenticationBasic("alice", "wonder"), "basic-ok") == b"hello"
+    assert round_trip(client(server, pulsar.AuthenticationToken(keys.token("admin"))), "tok-ok") == b"tok-ok"
+    assert round_trip(client(server, pulsar.AuthenticationBasic("alice", "wonder")), "basic-ok") == b"basic-ok"
 
 
 def _bad_tokens(keys: Keys) -> dict[str, str]:

@@ -35,6 +35,7 @@ from taureau.broker.session import Session
 from taureau.broker.topic import PersistentTopic, PublishItem
 from taureau.common.errors import TaureauError
 from taureau.net.server import CoalescingWriter, tune_socket
+from taureau.net.tls import peer_common_name
 from taureau.protocol import (
     Frame,
     FrameDecoder,
@@ -119,6 +120,7 @@ class ServerConnection(asyncio.Protocol):
             transport.close()
             return
         self._admitted_ip = ip
+        self.peer_common_name = peer_common_name(transport)
         tune_socket(transport)
         self._writer = CoalescingWriter(transport)
         transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)

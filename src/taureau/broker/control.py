@@ -117,9 +117,13 @@ async def lookup(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.lookupTopic
     try:
         name = TopicName.parse(req.topic)
-        url = session.service.config.listener_url(req.advertised_listener_name)
+        config = session.service.config
+        url = config.listener_url(req.advertised_listener_name)
+        # A client on pulsar+ssl:// takes the TLS URL (none for a named listener: plain only).
+        tls_url = None if req.advertised_listener_name else config.service_url_tls
         await session.service.resources.get_policies(name.namespace_name)
-        session.write(replies.lookup_response(req.request_id, url, _LOOKUP_CONNECT, True, False))
+        session.write(replies.lookup_response(req.request_id, url, _LOOKUP_CONNECT, True, False,
+                                              broker_url_tls=tls_url))
     except Exception as exc:
         session.write(
             replies.lookup_response(

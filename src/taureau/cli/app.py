@@ -90,6 +90,41 @@ def _security_flags(p: argparse.ArgumentParser) -> None:
                    help="roles allowed everything (Pulsar's superUserRoles)")
     g.add_argument("--auth-refresh-check", type=float, default=60.0, metavar="S",
                    help="seconds an expired connection has to answer AUTH_CHALLENGE (default 60)")
+    g.add_argument("--tls-cert-file", metavar="FILE", help="server certificate (PEM): serve pulsar+ssl:// and https://")
+    g.add_argument("--tls-key-file", metavar="FILE", help="the certificate's private key (PEM)")
+    g.add_argument("--tls-trust-certs-file", metavar="FILE",
+                   help="CA certificates that sign client certificates (mutual TLS, --auth tls)")
+    g.add_argument("--tls-require-trusted-client-cert", action="store_true",
+                   help="refuse TLS clients without a certificate the trust file signed")
+    g.add_argument("--broker-port-tls", type=int, default=6651, help="pulsar+ssl:// port (default 6651)")
+    g.add_argument("--web-port-tls", type=int, default=8443, help="https:// admin port (default 8443)")
+    g.add_argument("--no-plain-ports", action="store_true", help="serve only the TLS ports")
+    g.add_argument("--tls-cert-refresh-check", type=float, default=300.0, metavar="S",
+                   help="seconds between checks for a renewed certificate (default 300)")
+
+
+def _tls_files(args: argparse.Namespace):
+    import ssl
+
+    from taureau.net.tls import ReloadingContext, TlsFiles
+
+    if not args.tls_cert_file and not args.tls_key_file:
+        if args.no_plain_ports:
+            raise ValueError("--no-plain-ports needs --tls-cert-file and --tls-key-file")
+        if args.tls_trust_certs_file:
+            raise ValueError("--tls-trust-certs-file needs --tls-cert-file and --tls-key-file")
+        return None
+    if not (args.tls_cert_file and args.tls_key_file):
+        raise ValueError("TLS needs both --tls-cert-file and --tls-key-file")
+    if args.no_plain_ports and not args.no_functions:
+        raise ValueError("--no-plain-ports needs --no-functions (function instances connect over the plain port)")
+    files = TlsFiles(args.tls_cert_file, args.tls_key_file, args.tls_trust_certs_file,
+                     args.tls_require_trusted_client_cert, args.tls_cert_refresh_check)
+    try:
+        ReloadingContext(files)  # files that do not load fail before anything starts
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load the TLS certificate: {exc}") from None
+    return files
 
 
 def _roles(text: str) -> tuple[str, ...]:
@@ -184,6 +219,9 @@ def _run_standalone(args: argparse.Namespace) -> int:
 
     try:
         auth = _auth_config(args)
+        tls = _tls_files(args)
+        if "tls" in auth.methods and (tls is None or not tls.trust_file):
+            raise ValueError("--auth tls needs --tls-cert-file, --tls-key-file and --tls-trust-certs-file")
     except ValueError as exc:
         print(f"taureau standalone: {exc}", file=sys.stderr)
         return 2
@@ -192,6 +230,10 @@ def _run_standalone(args: argparse.Namespace) -> int:
         broker=BrokerConfig(
             bind_address=bind,
             auth=auth,
+            tls=tls,
+            broker_port_tls=args.broker_port_tls,
+            web_port_tls=args.web_port_tls,
+            plain_ports=not args.no_plain_ports,
             broker_port=args.broker_port,
             web_port=args.web_port,
             advertised_address=args.advertised_address,

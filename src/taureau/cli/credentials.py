@@ -12,6 +12,7 @@ import argparse
 import base64
 import json
 import os
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,10 +51,11 @@ class ClientAuth:
     def http_options(self) -> dict[str, Any]:
         """httpx.Client keyword arguments: headers, the client certificate, the trusted CA."""
         options: dict[str, Any] = {"headers": self.http_headers()}
-        if self.method == "tls":
-            options["cert"] = (self.cert_file, self.key_file)
-        if self.trust_file:
-            options["verify"] = self.trust_file
+        if self.method == "tls" or self.trust_file:
+            context = ssl.create_default_context(cafile=self.trust_file)
+            if self.method == "tls":
+                context.load_cert_chain(str(self.cert_file), str(self.key_file))
+            options["verify"] = context
         return options
 
     def pulsar_options(self) -> dict[str, Any]:

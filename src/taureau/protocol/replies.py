@@ -120,6 +120,7 @@ def lookup_response(
     proxy_through_service_url: bool,
     error: int | None = None,
     message: str | None = None,
+    broker_url_tls: str | None = None,
 ) -> bytes:
     """LOOKUP_RESPONSE; `response` is Redirect=0, Connect=1 or Failed=2 and always present."""
     body = pb.CommandLookupTopicResponse(
@@ -130,6 +131,8 @@ def lookup_response(
     )
     if broker_url is not None:
         body.brokerServiceUrl = broker_url
+    if broker_url_tls is not None:
+        body.brokerServiceUrlTls = broker_url_tls
     if error is not None:
         body.error = _enum(error)
     if message is not None:

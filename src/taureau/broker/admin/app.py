@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -82,8 +84,12 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     app.include_router(topics.router)
     app.include_router(metrics.router)
     app.include_router(lookup.router)
+    # Filled by the HTTPS server: a TLS connection's client address -> its certificate's CN.
+    peers: dict[Any, str] = {}
+    app.state.tls_peer_names = peers
     if service.authentication is not None:
         # Inside KeepEncodedSlashes, outside the body limit: a refused request reads no body.
-        app.add_middleware(Authenticate, service=service.authentication)
+        app.add_middleware(Authenticate, service=service.authentication,
+                           peer_name=lambda scope: peers.get(tuple(scope.get("client") or ())))
     app.add_middleware(KeepEncodedSlashes)
     return app
