@@ -46,7 +46,7 @@ def start(root: Path, keys: Keys, *extra: str, state: bool = False) -> Standalon
     data = root / "data"
     return Standalone(
         data, "--auth", "token,basic", "--token-secret-key", str(keys.secret_file),
-        "--basic-auth-file", str(keys.htpasswd), "--superuser-roles", "admin", "--no-functions", *extra,
+        "--basic-auth-file", str(keys.htpasswd), "--superuser-roles", "admin,alice", "--no-functions", *extra,
         state=state,
     ).start()
 

@@ -85,12 +85,18 @@ def test_token_over_tls(server, pki):
 def test_mutual_tls_role_is_the_common_name(server, pki):
     root, ca, _ = pki
     cert, key = ca.issue("app1")
+    with _https(ca.cert_file) as http:
+        granted = http.post(f"{server.https_url}/admin/v2/namespaces/public/default/permissions/app1",
+                            json=["produce", "consume"],
+                            headers={"Authorization": f"Bearer {server.keys.token('admin')}"})
+        assert granted.status_code == 204, granted.text
     auth = pulsar.AuthenticationTLS(str(cert), str(key))
     assert round_trip(_client(server, ca.cert_file, auth), "tls-mutual") == b"tls-mutual"
     with _https(ca.cert_file, cert, key) as http:
-        # The role the certificate proved, as the REST API saw it.
+        # The role the certificate proved, as the REST API saw it (not a superuser).
         response = http.get(f"{server.https_url}/admin/v2/tenants")
-        assert response.status_code == 200, response.text
+        assert response.status_code == 403, response.text
+        assert response.json()["reason"] == "role app1 is not a superuser"
 
 
 @pytest.mark.parametrize("which", ["other CA", "expired"])

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 from taureau.broker.access import Admitted
+from taureau.broker.authorization import LOOKUP
 from taureau.broker.consumer import Consumer
 from taureau.broker.error_codes import ServerError, server_error
 from taureau.broker.producer import Producer, generate_producer_name
@@ -106,7 +107,9 @@ async def auth_response(session: Session, cmd: pb.BaseCommand) -> None:
 async def partitioned_metadata(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.partitionMetadata
     try:
-        partitions = await session.service.partitioned_metadata(TopicName.parse(req.topic))
+        name = TopicName.parse(req.topic)
+        await session.service.authorization.check_topic(session.role, name, LOOKUP)
+        partitions = await session.service.partitioned_metadata(name)
         session.write(replies.partitioned_metadata_response(req.request_id, partitions))
     except Exception as exc:
         session.write(replies.partitioned_metadata_response(req.request_id, 0, server_error(exc), str(exc)))
@@ -117,6 +120,7 @@ async def lookup(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.lookupTopic
     try:
         name = TopicName.parse(req.topic)
+        await session.service.authorization.check_topic(session.role, name, LOOKUP)
         config = session.service.config
         url = config.listener_url(req.advertised_listener_name)
         # A client on pulsar+ssl:// takes the TLS URL (none for a named listener: plain only).
@@ -137,7 +141,9 @@ async def topics_of_namespace(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.getTopicsOfNamespace
 
     async def work() -> None:
-        topics = await session.service.topics_of_namespace(NamespaceName.parse(req.namespace))
+        ns = NamespaceName.parse(req.namespace)
+        await session.service.authorization.check_namespace(session.role, ns, LOOKUP)
+        topics = await session.service.topics_of_namespace(ns)
         session.write(replies.get_topics_of_namespace_response(req.request_id, topics))
 
     await _generic(session, req.request_id, work)
@@ -166,7 +172,10 @@ async def producer(session: Session, cmd: pb.BaseCommand) -> None:
         if existing is not None:
             session.write(replies.producer_success(req.request_id, existing.producer.name, -1))
             return
-        topic = await session.service.get_topic(TopicName.parse(req.topic))
+        name = TopicName.parse(req.topic)
+        # Refused before the topic is loaded or created: a refusal leaves nothing behind.
+        await session.service.authorization.check_topic(session.role, name, "produce")
+        topic = await session.service.get_topic(name)
         user_named = req.HasField("producer_name") and bool(req.producer_name)
         new = Producer(
             producer_id=req.producer_id,
@@ -237,6 +246,7 @@ async def subscribe(session: Session, cmd: pb.BaseCommand) -> None:
         if session.has_consumer(req.consumer_id):
             raise ConsumerBusyError(f"consumer id {req.consumer_id} is already in use on this connection")
         name = TopicName.parse(req.topic)
+        await session.service.authorization.check_topic(session.role, name, "consume", req.subscription)
         topic = await session.service.get_topic(name, create=True)
         sticky = False
         ranges = None

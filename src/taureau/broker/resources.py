@@ -70,11 +70,67 @@ class RetentionPolicies:
     retentionSizeInMB: int = 0  # noqa: N815 - -1 keeps forever
 
 
+# Pulsar's AuthAction values: what a namespace or topic permission may grant.
+AUTH_ACTIONS = ("produce", "consume", "functions", "sources", "sinks", "packages")
+
+
+@dataclass(slots=True)
+class AuthPolicies:
+    """Pulsar's `auth_policies` of a namespace: role -> actions on the namespace, topic ->
+    role -> actions, subscription -> the only roles that may use it."""
+
+    namespace_auth: dict[str, list[str]] = field(default_factory=dict)
+    destination_auth: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    subscription_auth_roles: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Any) -> AuthPolicies:
+        if not isinstance(data, dict):
+            raise ValueError("auth_policies must be a JSON object")
+        unknown = set(data) - {"namespace_auth", "destination_auth", "subscription_auth_roles"}
+        if unknown:
+            raise ValueError(f"unknown field(s) {sorted(unknown)} for auth_policies")
+        topics = data.get("destination_auth") or {}
+        if not isinstance(topics, dict):
+            raise ValueError("auth_policies.destination_auth must be a JSON object")
+        return cls(
+            namespace_auth=check_grants(data.get("namespace_auth") or {}, actions=True),
+            destination_auth={str(t): check_grants(g, actions=True) for t, g in topics.items()},
+            subscription_auth_roles=check_grants(data.get("subscription_auth_roles") or {}, actions=False),
+        )
+
+
+def check_actions(actions: Any) -> list[str]:
+    """A permission's actions: a list of Pulsar's AuthAction names, deduplicated, sorted."""
+    if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+        raise ValueError(f"actions must be a list of {', '.join(AUTH_ACTIONS)}")
+    unknown = sorted(set(actions) - set(AUTH_ACTIONS))
+    if unknown:
+        raise ValueError(f"unknown action(s) {unknown}; known: {', '.join(AUTH_ACTIONS)}")
+    return sorted(set(actions))
+
+
+def check_grants(grants: Any, actions: bool) -> dict[str, list[str]]:
+    """name -> list of actions (or of roles), checked."""
+    if not isinstance(grants, dict):
+        raise ValueError("grants must be a JSON object")
+    out = {}
+    for name, values in grants.items():
+        if actions:
+            out[str(name)] = check_actions(values)
+        elif isinstance(values, list) and all(isinstance(v, str) for v in values):
+            out[str(name)] = sorted(set(values))
+        else:
+            raise ValueError("subscription roles must be a list of strings")
+    return out
+
+
 @dataclass(slots=True)
 class NamespacePolicies:
     retention_policies: RetentionPolicies = field(default_factory=RetentionPolicies)
     autoTopicCreationOverride: AutoTopicCreation = field(default_factory=AutoTopicCreation)  # noqa: N815
     deduplicationEnabled: bool = False  # noqa: N815
+    auth_policies: AuthPolicies = field(default_factory=AuthPolicies)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +144,8 @@ class NamespacePolicies:
             policies.autoTopicCreationOverride = _build(AutoTopicCreation, data["autoTopicCreationOverride"])
         if "deduplicationEnabled" in data:
             policies.deduplicationEnabled = bool(data["deduplicationEnabled"])
+        if "auth_policies" in data:
+            policies.auth_policies = AuthPolicies.from_json(data["auth_policies"])
         return policies
 
 

@@ -9,6 +9,7 @@ import time
 
 from taureau.auth.config import build_authentication
 from taureau.broker.admission import ConnectionLimits
+from taureau.broker.authorization import AuthorizationService
 from taureau.broker.config import BrokerConfig
 from taureau.broker.dispatch.base import DispatchLimits
 from taureau.broker.resources import (
@@ -42,6 +43,7 @@ class BrokerService:
         self.heap_trimmer = HeapTrimmer()  # connections ask for a trim when they close
         # None while authentication is off; a bad configuration fails here, before any port opens.
         self.authentication = build_authentication(config.auth)
+        self.authorization = AuthorizationService(config.auth, self.resources)
         self._topics: dict[str, asyncio.Task[PersistentTopic]] = {}  # name -> loading/loaded topic
         self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
         self._rate_task: asyncio.Task | None = None

@@ -9,6 +9,7 @@ import re
 import sys
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -235,6 +236,57 @@ def _(c, a):
     return c.call("POST", _topic_path(a.topic) + "/deduplication", a.enable)
 
 
+def _role_path(role: str) -> str:
+    return quote(role, safe="")  # a function's role holds `/`
+
+
+ROLE = arg("--role", type=checked.role, required=True, help="the role (a token's subject, a user, a certificate's CN)")
+ACTIONS = arg("--actions", type=checked.actions, required=True, help="produce,consume,functions,packages,sources,sinks")
+
+
+@verb("namespaces", "permissions", NAMESPACE)
+def _(c, a):
+    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/permissions")
+
+
+@verb("namespaces", "grant-permission", NAMESPACE, ROLE, ACTIONS)
+def _(c, a):
+    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/permissions/{_role_path(a.role)}", a.actions)
+
+
+@verb("namespaces", "revoke-permission", NAMESPACE, ROLE)
+def _(c, a):
+    return c.call("DELETE", f"/admin/v2/namespaces/{a.namespace}/permissions/{_role_path(a.role)}")
+
+
+@verb("namespaces", "grant-subscription-permission", NAMESPACE, SUB,
+      arg("--roles", type=checked.roles, required=True, help="the only roles that may use the subscription"))
+def _(c, a):
+    path = f"/admin/v2/namespaces/{a.namespace}/permissions/subscription/{quote(a.subscription, safe='')}"
+    return c.call("POST", path, a.roles)
+
+
+@verb("namespaces", "revoke-subscription-permission", NAMESPACE, SUB, ROLE)
+def _(c, a):
+    path = f"/admin/v2/namespaces/{a.namespace}/permissions/{quote(a.subscription, safe='')}/{_role_path(a.role)}"
+    return c.call("DELETE", path)
+
+
+@verb("topics", "permissions", TOPIC)
+def _(c, a):
+    return c.call("GET", _topic_path(a.topic) + "/permissions")
+
+
+@verb("topics", "grant-permission", TOPIC, ROLE, ACTIONS)
+def _(c, a):
+    return c.call("POST", f"{_topic_path(a.topic)}/permissions/{_role_path(a.role)}", a.actions)
+
+
+@verb("topics", "revoke-permission", TOPIC, ROLE)
+def _(c, a):
+    return c.call("DELETE", f"{_topic_path(a.topic)}/permissions/{_role_path(a.role)}")
+
+
 @verb("topics", "get-deduplication", TOPIC)
 def _(c, a):
     return c.call("GET", _topic_path(a.topic) + "/deduplication")
@@ -364,6 +416,11 @@ VERB_HELP = {
     "skip": "skip messages of a subscription",
     "reset-cursor": "move a subscription to a time or message id",
     "peek-messages": "show a subscription's next messages without consuming them",
+    "permissions": "show the roles' permissions",
+    "grant-permission": "grant a role actions (produce, consume, functions, packages...)",
+    "revoke-permission": "revoke a role's permission",
+    "grant-subscription-permission": "limit a subscription to some roles",
+    "revoke-subscription-permission": "take a role off a subscription's roles",
 }
 
 

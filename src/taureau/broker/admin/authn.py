@@ -64,14 +64,15 @@ class Authenticate:
             client = scope.get("client") or ("?", 0)
             log.warning("%s:%s: %s %s refused: %s", client[0], client[1], scope.get("method"),
                         scope.get("path"), exc)
-            await _answer(send, 401, str(exc))
+            await answer(send, 401, str(exc))
             return
         state: dict[str, Any] = scope.setdefault("state", {})
         state["role"] = identity.role
         await self.app(scope, receive, send)
 
 
-async def _answer(send: Send, status: int, reason: str) -> None:
+async def answer(send: Send, status: int, reason: str) -> None:
+    """A refusal before any handler ran: JSON {"reason": ...}, as the API's other errors."""
     body = json.dumps({"reason": reason}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
