@@ -66,7 +66,7 @@ class Standalone(Node):
 
     async def start(self) -> None:
         broker = self.config.broker
-        _check_exposure(broker)
+        _check_exposure(broker, self.config.state)
         data_dir = self.prepare_data_dir(broker.data_dir)
         store, factory = await self.open_storage(
             data_dir, self.config.metadata_url, fsync=broker.journal_fsync, config=broker.managed_ledger,
@@ -175,8 +175,13 @@ class Standalone(Node):
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-def _check_exposure(broker: BrokerConfig) -> None:
+def _check_exposure(broker: BrokerConfig, state: StateOptions) -> None:
     """Say so when every port is open to the network with no authentication."""
+    if broker.auth.enabled and state.enabled and broker.bind_address not in LOOPBACK:
+        # The state store authenticates its memory servers, not its clients (docs/security.md).
+        log.warning("state port %d on %s does not authenticate clients: anyone who can reach it can "
+                    "read and write state (use --no-state, or --bind-address 127.0.0.1)",
+                    state.port, broker.bind_address)
     if not broker.auth.enabled and broker.bind_address not in LOOPBACK:
         log.warning(
             "listening on %s with authentication off: anyone who can reach ports %d, %d and the state "

@@ -195,3 +195,17 @@ def test_wider_bind_without_auth_says_so(tmp_path):
         assert any("with authentication off" in line for line in s.output)
     finally:
         assert s.stop() == 0
+
+
+def test_state_port_open_to_the_network_with_auth_says_so(monkeypatch, keys, caplog):
+    import taureau.standalone
+
+    config = _config_of(monkeypatch, "--auth", "token", "--token-secret-key", str(keys.secret_file))
+    with caplog.at_level("WARNING", logger="taureau.standalone"):
+        taureau.standalone._check_exposure(config.broker, config.state)
+    assert "state port 9090 on 0.0.0.0 does not authenticate clients" in caplog.text
+    caplog.clear()
+    config.state.enabled = False
+    with caplog.at_level("WARNING", logger="taureau.standalone"):
+        taureau.standalone._check_exposure(config.broker, config.state)
+    assert caplog.text == ""
