@@ -126,11 +126,49 @@ def check_grants(grants: Any, actions: bool) -> dict[str, list[str]]:
 
 
 @dataclass(slots=True)
+class PublishRate:
+    """Pulsar's PublishRate: what each topic of a namespace may take per second (-1: no limit)."""
+
+    publishThrottlingRateInMsg: int = -1  # noqa: N815
+    publishThrottlingRateInByte: int = -1  # noqa: N815
+
+    @classmethod
+    def from_json(cls, data: Any) -> PublishRate:
+        if not isinstance(data, dict):
+            raise ValueError("publish rate must be a JSON object")
+        rate = _build(cls, data)
+        if rate.publishThrottlingRateInMsg < -1 or rate.publishThrottlingRateInByte < -1:
+            raise ValueError("publish rates must be >= -1 (-1: no limit)")
+        return rate
+
+    @property
+    def limited(self) -> bool:
+        return self.publishThrottlingRateInMsg > 0 or self.publishThrottlingRateInByte > 0
+
+
+# The namespace limits one tenant sets so as not to starve the others (Pulsar's names).
+LIMIT_FIELDS = ("max_producers_per_topic", "max_consumers_per_topic", "max_topics_per_namespace")
+
+
+def check_limit(value: Any, what: str) -> int | None:
+    """A count limit: a non-negative int (0: no limit), or None to fall back to none."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be an integer >= 0 (0: no limit), got {value!r}")
+    return value
+
+
+@dataclass(slots=True)
 class NamespacePolicies:
     retention_policies: RetentionPolicies = field(default_factory=RetentionPolicies)
     autoTopicCreationOverride: AutoTopicCreation = field(default_factory=AutoTopicCreation)  # noqa: N815
     deduplicationEnabled: bool = False  # noqa: N815
     auth_policies: AuthPolicies = field(default_factory=AuthPolicies)
+    max_producers_per_topic: int | None = None
+    max_consumers_per_topic: int | None = None
+    max_topics_per_namespace: int | None = None
+    publishMaxMessageRate: PublishRate | None = None  # noqa: N815
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,6 +184,10 @@ class NamespacePolicies:
             policies.deduplicationEnabled = bool(data["deduplicationEnabled"])
         if "auth_policies" in data:
             policies.auth_policies = AuthPolicies.from_json(data["auth_policies"])
+        for name in LIMIT_FIELDS:
+            setattr(policies, name, check_limit(data.get(name), name))
+        if data.get("publishMaxMessageRate") is not None:
+            policies.publishMaxMessageRate = PublishRate.from_json(data["publishMaxMessageRate"])
         return policies
 
 

@@ -164,6 +164,66 @@ for (_group, _name), (_method, _path, _arguments) in SIMPLE_VERBS.items():
     verb(_group, _name, *_arguments)(_simple(_method, _path))
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: an integer >= 0 (0: no limit)")
+    return value
+
+
+def _rate(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -2
+    if value < -1:
+        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: an integer >= -1 (-1: no limit)")
+    return value
+
+
+# pulsar-admin's namespace limits: (verb suffix, REST path, option flags)
+NAMESPACE_LIMITS = [
+    ("max-producers-per-topic", "maxProducersPerTopic", ("-p", "--max-producers-per-topic")),
+    ("max-consumers-per-topic", "maxConsumersPerTopic", ("-c", "--max-consumers-per-topic")),
+    ("max-topics-per-namespace", "maxTopicsPerNamespace", ("-t", "--max-topics-per-namespace")),
+]
+
+
+def _limit_verbs(suffix: str, path: str, flags: tuple[str, str]) -> None:
+    url = "/admin/v2/namespaces/{ns}/" + path
+    dest = flags[1][2:].replace("-", "_")
+    verb("namespaces", f"get-{suffix}", NAMESPACE)(lambda c, a: c.call("GET", url.format(ns=a.namespace)))
+    verb("namespaces", f"set-{suffix}", NAMESPACE, arg(*flags, type=_count, required=True))(
+        lambda c, a: c.call("POST", url.format(ns=a.namespace), getattr(a, dest))
+    )
+    verb("namespaces", f"remove-{suffix}", NAMESPACE)(lambda c, a: c.call("DELETE", url.format(ns=a.namespace)))
+
+
+for _suffix, _limit_path, _flags in NAMESPACE_LIMITS:
+    _limit_verbs(_suffix, _limit_path, _flags)
+
+
+@verb("namespaces", "set-publish-rate", NAMESPACE,
+      arg("-m", "--msg-publish-rate", type=_rate, default=-1, help="messages per second per topic (-1: no limit)"),
+      arg("-b", "--byte-publish-rate", type=_rate, default=-1, help="bytes per second per topic (-1: no limit)"))
+def _(c, a):
+    body = {"publishThrottlingRateInMsg": a.msg_publish_rate, "publishThrottlingRateInByte": a.byte_publish_rate}
+    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/publishRate", body)
+
+
+@verb("namespaces", "get-publish-rate", NAMESPACE)
+def _(c, a):
+    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/publishRate")
+
+
+@verb("namespaces", "remove-publish-rate", NAMESPACE)
+def _(c, a):
+    return c.call("DELETE", f"/admin/v2/namespaces/{a.namespace}/publishRate")
+
+
 def _tenant_body(a) -> dict:
     return {
         "adminRoles": [r for r in (a.admin_roles or "").split(",") if r],
@@ -421,6 +481,12 @@ VERB_HELP = {
     "revoke-permission": "revoke a role's permission",
     "grant-subscription-permission": "limit a subscription to some roles",
     "revoke-subscription-permission": "take a role off a subscription's roles",
+    **{f"{how}-{suffix}": f"{what} the namespace's {suffix.replace('-', ' ')} (0: no limit)"
+       for suffix, _, _ in NAMESPACE_LIMITS
+       for how, what in (("get", "show"), ("set", "set"), ("remove", "drop"))},
+    "set-publish-rate": "limit what each topic of the namespace may publish per second",
+    "get-publish-rate": "show the namespace's publish rate",
+    "remove-publish-rate": "drop the namespace's publish rate",
 }
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from taureau.broker.admin import lookup, metrics, namespaces, permissions, tenants, topics
+from taureau.broker.admin import limits, lookup, metrics, namespaces, permissions, tenants, topics
 from taureau.broker.admin.authn import Authenticate
 from taureau.broker.admin.authz import Authorize
 from taureau.broker.admin.body_limit import BodyLimit
@@ -89,6 +89,7 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     app.include_router(permissions.topics)
     app.include_router(tenants.router)
     app.include_router(namespaces.router)
+    app.include_router(limits.router)
     app.include_router(topics.router)
     app.include_router(metrics.router)
     app.include_router(lookup.router)

@@ -66,7 +66,7 @@ async def namespace_topics(request: Request, tenant: str, namespace: str) -> lis
     return await service.topics_of_namespace(ns)
 
 
-async def _set_policy(request: Request, tenant: str, namespace: str, field: str, value: Any) -> Response:
+async def set_policy(request: Request, tenant: str, namespace: str, field: str, value: Any) -> Response:
     """Set one field of the namespace's policies (compare-and-set) and push it to its topics."""
     service = _service(request)
     ns = NamespaceName.parse(f"{tenant}/{namespace}")
@@ -85,12 +85,12 @@ async def set_retention(request: Request, tenant: str, namespace: str, body: Any
     retention = _build(RetentionPolicies, _object(body, "retention"))
     if retention.retentionTimeInMinutes < -1 or retention.retentionSizeInMB < -1:
         raise ValueError("retention values must be >= -1 (-1 keeps forever)")
-    return await _set_policy(request, tenant, namespace, "retention_policies", retention)
+    return await set_policy(request, tenant, namespace, "retention_policies", retention)
 
 
 @router.delete("/{tenant}/{namespace}/retention", status_code=204)
 async def remove_retention(request: Request, tenant: str, namespace: str) -> Response:
-    return await _set_policy(request, tenant, namespace, "retention_policies", RetentionPolicies())
+    return await set_policy(request, tenant, namespace, "retention_policies", RetentionPolicies())
 
 
 @router.get("/{tenant}/{namespace}/autoTopicCreation")
@@ -109,12 +109,12 @@ async def set_auto_topic_creation(
         raise ValueError("defaultNumPartitions must be >= 1")
     if auto.topicType == "partitioned":
         check_partition_count(auto.defaultNumPartitions, _service(request).resources.max_partitions)
-    return await _set_policy(request, tenant, namespace, "autoTopicCreationOverride", auto)
+    return await set_policy(request, tenant, namespace, "autoTopicCreationOverride", auto)
 
 
 @router.delete("/{tenant}/{namespace}/autoTopicCreation", status_code=204)
 async def remove_auto_topic_creation(request: Request, tenant: str, namespace: str) -> Response:
-    return await _set_policy(request, tenant, namespace, "autoTopicCreationOverride", AutoTopicCreation())
+    return await set_policy(request, tenant, namespace, "autoTopicCreationOverride", AutoTopicCreation())
 
 
 @router.get("/{tenant}/{namespace}/deduplication")
@@ -126,4 +126,4 @@ async def get_deduplication(request: Request, tenant: str, namespace: str) -> bo
 async def set_deduplication(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
     if not isinstance(body, bool):
         raise ValueError("deduplication body must be true or false")
-    return await _set_policy(request, tenant, namespace, "deduplicationEnabled", body)
+    return await set_policy(request, tenant, namespace, "deduplicationEnabled", body)
