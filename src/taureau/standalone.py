@@ -39,7 +39,8 @@ class FunctionsOptions:
     enabled: bool = True
     runtime: str = "process"  # or "thread": where instances run unless a function says otherwise
     warm_pool_size: int = 1  # instance processes kept started ahead of need
-    secrets_provider: str = "env"  # or "cleartext"
+    secrets_provider: str = "env"  # or "cleartext", "file"
+    secrets_dir: str | None = None  # for "file"
 
 
 @dataclass(slots=True)
@@ -144,7 +145,9 @@ class Standalone(Node):
             default_runtime=opts.runtime,
             warm_pool_size=opts.warm_pool_size,
             secrets_provider=opts.secrets_provider,
+            secrets_dir=opts.secrets_dir,
             admin_token=broker.auth.internal_token() if broker.auth.enabled else None,
+            token_for=_function_tokens(broker.auth) if broker.auth.enabled else None,
         )
         self.functions = mount_worker(app, config, store, factory)
         from taureau.sketches.rest import install as install_sketches
@@ -170,6 +173,14 @@ class Standalone(Node):
         port = services.controller_address.rsplit(":", 1)[1]
         self.state_address = f"{self.config.broker.advertised_address}:{port}"
         self.on_stop(services.close)
+
+
+def _function_tokens(auth: Any) -> Any:
+    """Each function's instances connect as the function's own role (function:t/ns/name),
+    with a token signed by the server's internal key: what they may do is what that role may."""
+    from taureau.broker.authorization import function_role
+
+    return lambda tenant, namespace, name: auth.internal_token(function_role(tenant, namespace, name))
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

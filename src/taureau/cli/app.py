@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from taureau.cli import args as checked
@@ -154,13 +155,28 @@ def _auth_config(args: argparse.Namespace):
     return config
 
 
+def _secrets_dir(args: argparse.Namespace) -> str | None:
+    """--secrets-dir, checked: the file provider needs an existing directory, others none."""
+    if args.secrets_provider != "file":
+        if args.secrets_dir:
+            raise ValueError("--secrets-dir is for --secrets-provider file")
+        return None
+    if not args.secrets_dir:
+        raise ValueError("--secrets-provider file needs --secrets-dir")
+    if not os.path.isdir(args.secrets_dir):
+        raise ValueError(f"--secrets-dir {args.secrets_dir} is not a directory")
+    return os.path.abspath(args.secrets_dir)
+
+
 def _functions_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--functions-runtime", choices=["process", "thread"], default="process",
                    help="where function instances run by default (default: a process each)")
     p.add_argument("--functions-warm-pool", type=int, default=1,
                    help="instance processes kept started ahead of need (default 1)")
-    p.add_argument("--secrets-provider", choices=["env", "cleartext"], default="env",
+    p.add_argument("--secrets-provider", choices=["env", "cleartext", "file"], default="env",
                    help="how context.get_secret resolves (default: the environment variable)")
+    p.add_argument("--secrets-dir", default=None, metavar="DIR",
+                   help="--secrets-provider file: each function reads DIR/tenant/namespace/name/FILE")
 
 
 def _functions_worker_parser(sub) -> None:
@@ -180,6 +196,11 @@ def _functions_worker_parser(sub) -> None:
 def _run_functions_worker(args: argparse.Namespace) -> int:
     from taureau.functions_worker import FunctionsWorkerConfig, run
 
+    try:
+        secrets_dir = _secrets_dir(args)
+    except ValueError as exc:
+        print(f"taureau functions-worker: {exc}", file=sys.stderr)
+        return 2
     config = FunctionsWorkerConfig(
         broker_service_url=args.broker_service_url,
         broker_admin_url=args.broker_admin_url,
@@ -190,6 +211,7 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
         runtime=args.functions_runtime,
         warm_pool_size=max(args.functions_warm_pool, 0),
         secrets_provider=args.secrets_provider,
+        secrets_dir=secrets_dir,
         journal_fsync=not args.no_journal_fsync,
     )
     return _serve("taureau functions-worker", args.verbose, lambda: run(config))
@@ -222,6 +244,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
         tls = _tls_files(args)
         if "tls" in auth.methods and (tls is None or not tls.trust_file):
             raise ValueError("--auth tls needs --tls-cert-file, --tls-key-file and --tls-trust-certs-file")
+        secrets_dir = _secrets_dir(args)
     except ValueError as exc:
         print(f"taureau standalone: {exc}", file=sys.stderr)
         return 2
@@ -254,6 +277,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
             runtime=args.functions_runtime,
             warm_pool_size=max(args.functions_warm_pool, 0),
             secrets_provider=args.secrets_provider,
+            secrets_dir=secrets_dir,
         ),
     )
     return _serve("taureau standalone", args.verbose, lambda: run(config))
