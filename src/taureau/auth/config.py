@@ -20,6 +20,7 @@ from taureau.auth.providers import (
     TokenProvider,
 )
 from taureau.auth.tokens import TokenVerifier, create_secret_key, create_token, read_secret_key
+from taureau.common.files import read_file
 
 METHODS = ("token", "basic", "tls")
 # The role the server's own components act as; always a superuser.
@@ -60,13 +61,6 @@ class AuthConfig:
         return create_token(role, secret_key=self.internal_key, expires_in_s=expires_in_s)
 
 
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-
 
 def build_authentication(config: AuthConfig) -> AuthenticationService | None:
     """The service for `config`, or None when authentication is off."""
@@ -77,14 +71,14 @@ def build_authentication(config: AuthConfig) -> AuthenticationService | None:
     internal = TokenVerifier(secret_key=config.internal_key)
     if "token" in config.methods:
         if config.token_secret_key_file is not None:
-            operator = TokenVerifier(secret_key=read_secret_key(_read(config.token_secret_key_file)))
+            operator = TokenVerifier(secret_key=read_secret_key(read_file(config.token_secret_key_file)))
         else:
-            operator = TokenVerifier(public_key=_read(config.token_public_key_file or ""))
+            operator = TokenVerifier(public_key=read_file(config.token_public_key_file or ""))
         providers.append(TokenProvider(operator, internal))
     else:
         providers.append(TokenProvider(internal))
     if "basic" in config.methods:
-        text = _read(config.basic_auth_file or "").decode("utf-8", errors="replace")
+        text = read_file(config.basic_auth_file or "").decode("utf-8", errors="replace")
         providers.append(BasicProvider.from_htpasswd(text))
     if "tls" in config.methods:
         providers.append(TlsProvider())

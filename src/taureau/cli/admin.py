@@ -304,19 +304,23 @@ ROLE = arg("--role", type=checked.role, required=True, help="the role (a token's
 ACTIONS = arg("--actions", type=checked.actions, required=True, help="produce,consume,functions,packages,sources,sinks")
 
 
-@verb("namespaces", "permissions", NAMESPACE)
-def _(c, a):
-    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/permissions")
+def _permission_verbs(group: str, target: tuple[list[str], dict], base) -> None:
+    """permissions, grant-permission and revoke-permission on a namespace or a topic: the
+    same REST shape under the namespace's or the topic's path."""
+    def url(a) -> str:
+        return f"{base(a)}/permissions"
+
+    verb(group, "permissions", target)(lambda c, a: c.call("GET", url(a)))
+    verb(group, "grant-permission", target, ROLE, ACTIONS)(
+        lambda c, a: c.call("POST", f"{url(a)}/{_role_path(a.role)}", a.actions)
+    )
+    verb(group, "revoke-permission", target, ROLE)(
+        lambda c, a: c.call("DELETE", f"{url(a)}/{_role_path(a.role)}")
+    )
 
 
-@verb("namespaces", "grant-permission", NAMESPACE, ROLE, ACTIONS)
-def _(c, a):
-    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/permissions/{_role_path(a.role)}", a.actions)
-
-
-@verb("namespaces", "revoke-permission", NAMESPACE, ROLE)
-def _(c, a):
-    return c.call("DELETE", f"/admin/v2/namespaces/{a.namespace}/permissions/{_role_path(a.role)}")
+_permission_verbs("namespaces", NAMESPACE, lambda a: f"/admin/v2/namespaces/{a.namespace}")
+_permission_verbs("topics", TOPIC, lambda a: _topic_path(a.topic))
 
 
 @verb("namespaces", "grant-subscription-permission", NAMESPACE, SUB,
@@ -330,21 +334,6 @@ def _(c, a):
 def _(c, a):
     path = f"/admin/v2/namespaces/{a.namespace}/permissions/{quote(a.subscription, safe='')}/{_role_path(a.role)}"
     return c.call("DELETE", path)
-
-
-@verb("topics", "permissions", TOPIC)
-def _(c, a):
-    return c.call("GET", _topic_path(a.topic) + "/permissions")
-
-
-@verb("topics", "grant-permission", TOPIC, ROLE, ACTIONS)
-def _(c, a):
-    return c.call("POST", f"{_topic_path(a.topic)}/permissions/{_role_path(a.role)}", a.actions)
-
-
-@verb("topics", "revoke-permission", TOPIC, ROLE)
-def _(c, a):
-    return c.call("DELETE", f"{_topic_path(a.topic)}/permissions/{_role_path(a.role)}")
 
 
 @verb("topics", "get-deduplication", TOPIC)

@@ -32,6 +32,15 @@ async def _policies(request: Request, ns: NamespaceName) -> NamespacePolicies:
     return await request.app.state.service.resources.get_policies(ns)
 
 
+async def _grant(request: Request, ns: NamespaceName, grants: str, key: str, value: list[str]) -> Response:
+    """Set one entry of the namespace's `auth_policies.<grants>` map."""
+
+    def change(policies: NamespacePolicies) -> None:
+        getattr(policies.auth_policies, grants)[key] = value
+
+    return await _change(request, ns, change)
+
+
 def _roles(body: Any) -> list[str]:
     if not isinstance(body, list) or not all(isinstance(r, str) and r for r in body):
         raise ValueError("roles must be a list of role names")
@@ -51,12 +60,7 @@ async def subscription_permissions(request: Request, tenant: str, namespace: str
 @namespaces.post("/{tenant}/{namespace}/permissions/subscription/{subscription:subname}", status_code=204)
 async def grant_subscription(request: Request, tenant: str, namespace: str, subscription: str,
                              body: Any = Body(...)) -> Response:
-    roles = _roles(body)
-
-    def change(policies: NamespacePolicies) -> None:
-        policies.auth_policies.subscription_auth_roles[subscription] = roles
-
-    return await _change(request, _ns(tenant, namespace), change)
+    return await _grant(request, _ns(tenant, namespace), "subscription_auth_roles", subscription, _roles(body))
 
 
 @namespaces.delete("/{tenant}/{namespace}/permissions/{subscription:subname}/{role:subname}", status_code=204)
@@ -76,12 +80,7 @@ async def revoke_subscription(request: Request, tenant: str, namespace: str, sub
 @namespaces.post("/{tenant}/{namespace}/permissions/{role:subname}", status_code=204)
 async def grant_namespace(request: Request, tenant: str, namespace: str, role: str,
                           body: Any = Body(...)) -> Response:
-    actions = check_actions(body)
-
-    def change(policies: NamespacePolicies) -> None:
-        policies.auth_policies.namespace_auth[role] = actions
-
-    return await _change(request, _ns(tenant, namespace), change)
+    return await _grant(request, _ns(tenant, namespace), "namespace_auth", role, check_actions(body))
 
 
 @namespaces.delete("/{tenant}/{namespace}/permissions/{role:subname}", status_code=204)
