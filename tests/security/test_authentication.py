@@ -106,6 +106,20 @@ def test_rest_needs_credentials(server, keys):
         assert response.status_code == 401 and response.json()["reason"] == "token expired"
 
 
+@pytest.mark.parametrize("role", ["taureau-internal", "function:public/default/f"])
+def test_an_operator_token_cannot_claim_a_reserved_role(server, keys, role):
+    reason = f"role {role} is reserved for the server's own components"
+    with rest(server, keys.token(role)) as http:
+        response = http.get("/admin/v2/tenants")
+        assert response.status_code == 401 and response.json()["reason"] == reason
+    raw = RawClient(server.broker_port, connect=False)
+    raw.send(command(T.CONNECT, "connect", client_version="raw", protocol_version=20,
+                     auth_method_name="token", auth_data=keys.token(role).encode()))
+    (refused,) = raw.until_closed(5)
+    assert refused.command.error.error == ServerError.AuthenticationError
+    assert refused.command.error.message == reason
+
+
 def test_cli_sends_credentials(server, keys):
     url = server.admin_url
     refused = cli("admin", "--admin-url", url, "tenants", "list")

@@ -19,12 +19,11 @@ from taureau.auth.providers import (
     TlsProvider,
     TokenProvider,
 )
+from taureau.auth.roles import INTERNAL_ROLE
 from taureau.auth.tokens import TokenVerifier, create_secret_key, create_token, read_secret_key
 from taureau.common.files import read_file
 
 METHODS = ("token", "basic", "tls")
-# The role the server's own components act as; always a superuser.
-INTERNAL_ROLE = "taureau-internal"
 
 
 @dataclass(slots=True)
@@ -74,9 +73,9 @@ def build_authentication(config: AuthConfig) -> AuthenticationService | None:
             operator = TokenVerifier(secret_key=read_secret_key(read_file(config.token_secret_key_file)))
         else:
             operator = TokenVerifier(public_key=read_file(config.token_public_key_file or ""))
-        providers.append(TokenProvider(operator, internal))
+        providers.append(TokenProvider(operator, internal, internal=internal))
     else:
-        providers.append(TokenProvider(internal))
+        providers.append(TokenProvider(internal, internal=internal))
     if "basic" in config.methods:
         text = read_file(config.basic_auth_file or "").decode("utf-8", errors="replace")
         providers.append(BasicProvider.from_htpasswd(text))

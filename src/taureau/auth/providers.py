@@ -8,6 +8,7 @@ from typing import Protocol
 
 import bcrypt
 
+from taureau.auth.roles import is_reserved, reserved_error_text
 from taureau.auth.tokens import TokenVerifier
 from taureau.common.errors import AuthenticationError
 
@@ -48,10 +49,11 @@ class TokenProvider:
 
     method = "token"
 
-    def __init__(self, *verifiers: TokenVerifier) -> None:
+    def __init__(self, *verifiers: TokenVerifier, internal: TokenVerifier | None = None) -> None:
         if not verifiers:
             raise ValueError("token authentication needs a key")
         self.verifiers = verifiers
+        self.internal = internal  # the only key whose tokens may carry a reserved role (roles.py)
 
     @property
     def verifier(self) -> TokenVerifier:
@@ -72,6 +74,8 @@ class TokenProvider:
             except AuthenticationError as exc:
                 errors.append(exc)
                 continue
+            if is_reserved(role) and verifier is not self.internal:
+                raise AuthenticationError(reserved_error_text(role))
             return Identity(role, expires_at)
         # The most telling reason: one where the signature matched (expired, no subject).
         telling = [e for e in errors if "signature does not match" not in str(e)]
@@ -149,4 +153,7 @@ class AuthenticationService:
             raise AuthenticationError(
                 f"authentication method {credentials.method or 'none'!r} is not accepted "
                 f"(accepted: {', '.join(self.methods)})")
-        return identify(provider, credentials)
+        identity = identify(provider, credentials)
+        if provider.method != "token" and is_reserved(identity.role):  # tokens checked their key
+            raise AuthenticationError(reserved_error_text(identity.role))
+        return identity

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 
 from taureau.auth.config import AuthConfig
+from taureau.auth.roles import FUNCTION_ROLE_PREFIX, function_role
 from taureau.broker.resources import AuthPolicies, ResourceNotFoundError, Resources
 from taureau.common.errors import AuthorizationError
 from taureau.common.names import NamespaceName, TopicName
@@ -23,14 +24,12 @@ from taureau.common.names import NamespaceName, TopicName
 log = logging.getLogger("taureau.broker.auth")
 
 LOOKUP = "lookup"  # produce or consume
-# A function's instances act as `function:tenant/namespace/name`: they may produce and consume
-# within their function's namespace (its submitter had `functions` there), and elsewhere
-# only what is granted to that role.
-FUNCTION_ROLE_PREFIX = "function:"
+# A function's instances act as `function:tenant/namespace/name` (auth.roles): they may
+# produce and consume within their function's namespace (its submitter had `functions`
+# there), and elsewhere only what is granted to that role.
 
 
-def function_role(tenant: str, namespace: str, name: str) -> str:
-    return f"{FUNCTION_ROLE_PREFIX}{tenant}/{namespace}/{name}"
+__all__ = ["LOOKUP", "AuthorizationService", "function_role"]
 
 
 class AuthorizationService:
