@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 from taureau.broker.access import Admitted
+from taureau.broker.authorization import LOOKUP
 from taureau.broker.consumer import Consumer
 from taureau.broker.error_codes import ServerError, server_error
 from taureau.broker.policies import check_producer_quota
@@ -97,6 +98,11 @@ async def _generic(session: Session, request_id: int, work: Callable[[], Awaitab
         session.write(replies.error(request_id, server_error(exc), str(exc) or type(exc).__name__))
 
 
+@_handles(T.AUTH_RESPONSE)
+async def auth_response(session: Session, cmd: pb.BaseCommand) -> None:
+    await session.auth_response(cmd.authResponse)
+
+
 # -- lookup -----------------------------------------------------------------------------------
 
 
@@ -104,7 +110,9 @@ async def _generic(session: Session, request_id: int, work: Callable[[], Awaitab
 async def partitioned_metadata(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.partitionMetadata
     try:
-        partitions = await session.service.partitioned_metadata(TopicName.parse(req.topic))
+        name = TopicName.parse(req.topic)
+        await session.service.authorization.check_topic(session.role, name, LOOKUP)
+        partitions = await session.service.partitioned_metadata(name)
         session.write(replies.partitioned_metadata_response(req.request_id, partitions))
     except Exception as exc:
         session.write(replies.partitioned_metadata_response(req.request_id, 0, server_error(exc), str(exc)))
@@ -115,9 +123,14 @@ async def lookup(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.lookupTopic
     try:
         name = TopicName.parse(req.topic)
-        url = session.service.config.listener_url(req.advertised_listener_name)
+        await session.service.authorization.check_topic(session.role, name, LOOKUP)
+        config = session.service.config
+        url = config.listener_url(req.advertised_listener_name)
+        # A client on pulsar+ssl:// takes the TLS URL (none for a named listener: plain only).
+        tls_url = None if req.advertised_listener_name else config.service_url_tls
         await session.service.resources.get_policies(name.namespace_name)
-        session.write(replies.lookup_response(req.request_id, url, _LOOKUP_CONNECT, True, False))
+        session.write(replies.lookup_response(req.request_id, url, _LOOKUP_CONNECT, True, False,
+                                              broker_url_tls=tls_url))
     except Exception as exc:
         session.write(
             replies.lookup_response(
@@ -131,7 +144,9 @@ async def topics_of_namespace(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.getTopicsOfNamespace
 
     async def work() -> None:
-        topics = await session.service.topics_of_namespace(NamespaceName.parse(req.namespace))
+        ns = NamespaceName.parse(req.namespace)
+        await session.service.authorization.check_namespace(session.role, ns, LOOKUP)
+        topics = await session.service.topics_of_namespace(ns)
         session.write(replies.get_topics_of_namespace_response(req.request_id, topics))
 
     await _generic(session, req.request_id, work)
@@ -141,7 +156,9 @@ async def topics_of_namespace(session: Session, cmd: pb.BaseCommand) -> None:
 async def get_schema(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.getSchema
     try:
-        sid = schema_id(TopicName.parse(req.topic))
+        name = TopicName.parse(req.topic)
+        await session.service.authorization.check_topic(session.role, name, LOOKUP)
+        sid = schema_id(name)
         registry = session.service.schemas.registry
         if req.HasField("schema_version"):
             stored = await registry.get(sid, decode_version(req.schema_version))
@@ -161,7 +178,9 @@ async def get_schema(session: Session, cmd: pb.BaseCommand) -> None:
 async def get_or_create_schema(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.getOrCreateSchema
     try:
-        version = await session.service.schemas.for_producer(TopicName.parse(req.topic), from_wire(req.schema))
+        name = TopicName.parse(req.topic)
+        await session.service.authorization.check_topic(session.role, name, "produce")
+        version = await session.service.schemas.for_producer(name, from_wire(req.schema))
         session.write(replies.get_or_create_schema_response(req.request_id, None, None, version))
     except Exception as exc:
         if not isinstance(exc, TaureauError):
@@ -186,6 +205,8 @@ async def producer(session: Session, cmd: pb.BaseCommand) -> None:
             ))
             return
         name = TopicName.parse(req.topic)
+        # Refused before the topic is loaded or created: a refusal leaves nothing behind.
+        await session.service.authorization.check_topic(session.role, name, "produce")
         topic = await session.service.get_topic(name)
         user_named = req.HasField("producer_name") and bool(req.producer_name)
         new = Producer(
@@ -277,6 +298,7 @@ async def subscribe(session: Session, cmd: pb.BaseCommand) -> None:
         if session.has_consumer(req.consumer_id):
             raise ConsumerBusyError(f"consumer id {req.consumer_id} is already in use on this connection")
         name = TopicName.parse(req.topic)
+        await session.service.authorization.check_topic(session.role, name, "consume", req.subscription)
         topic = await session.service.get_topic(name, create=True)
         if req.HasField("schema"):
             await session.service.schemas.for_consumer(name, from_wire(req.schema), topic.is_idle())

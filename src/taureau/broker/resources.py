@@ -71,6 +71,95 @@ class RetentionPolicies:
     retentionSizeInMB: int = 0  # noqa: N815 - -1 keeps forever
 
 
+# Pulsar's AuthAction values: what a namespace or topic permission may grant.
+AUTH_ACTIONS = ("produce", "consume", "functions", "sources", "sinks", "packages")
+
+
+@dataclass(slots=True)
+class AuthPolicies:
+    """Pulsar's `auth_policies` of a namespace: role -> actions on the namespace, topic ->
+    role -> actions, subscription -> the only roles that may use it."""
+
+    namespace_auth: dict[str, list[str]] = field(default_factory=dict)
+    destination_auth: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    subscription_auth_roles: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Any) -> AuthPolicies:
+        if not isinstance(data, dict):
+            raise ValueError("auth_policies must be a JSON object")
+        unknown = set(data) - {"namespace_auth", "destination_auth", "subscription_auth_roles"}
+        if unknown:
+            raise ValueError(f"unknown field(s) {sorted(unknown)} for auth_policies")
+        topics = data.get("destination_auth") or {}
+        if not isinstance(topics, dict):
+            raise ValueError("auth_policies.destination_auth must be a JSON object")
+        return cls(
+            namespace_auth=check_grants(data.get("namespace_auth") or {}, actions=True),
+            destination_auth={str(t): check_grants(g, actions=True) for t, g in topics.items()},
+            subscription_auth_roles=check_grants(data.get("subscription_auth_roles") or {}, actions=False),
+        )
+
+
+def check_actions(actions: Any) -> list[str]:
+    """A permission's actions: a list of Pulsar's AuthAction names, deduplicated, sorted."""
+    if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+        raise ValueError(f"actions must be a list of {', '.join(AUTH_ACTIONS)}")
+    unknown = sorted(set(actions) - set(AUTH_ACTIONS))
+    if unknown:
+        raise ValueError(f"unknown action(s) {unknown}; known: {', '.join(AUTH_ACTIONS)}")
+    return sorted(set(actions))
+
+
+def check_grants(grants: Any, actions: bool) -> dict[str, list[str]]:
+    """name -> list of actions (or of roles), checked."""
+    if not isinstance(grants, dict):
+        raise ValueError("grants must be a JSON object")
+    out = {}
+    for name, values in grants.items():
+        if actions:
+            out[str(name)] = check_actions(values)
+        elif isinstance(values, list) and all(isinstance(v, str) for v in values):
+            out[str(name)] = sorted(set(values))
+        else:
+            raise ValueError("subscription roles must be a list of strings")
+    return out
+
+
+@dataclass(slots=True)
+class PublishRate:
+    """Pulsar's PublishRate: what each topic of a namespace may take per second (-1: no limit)."""
+
+    publishThrottlingRateInMsg: int = -1  # noqa: N815
+    publishThrottlingRateInByte: int = -1  # noqa: N815
+
+    @classmethod
+    def from_json(cls, data: Any) -> PublishRate:
+        if not isinstance(data, dict):
+            raise ValueError("publish rate must be a JSON object")
+        rate = _build(cls, data)
+        if rate.publishThrottlingRateInMsg < -1 or rate.publishThrottlingRateInByte < -1:
+            raise ValueError("publish rates must be >= -1 (-1: no limit)")
+        return rate
+
+    @property
+    def limited(self) -> bool:
+        return self.publishThrottlingRateInMsg > 0 or self.publishThrottlingRateInByte > 0
+
+
+# The namespace limits one tenant sets so as not to starve the others (Pulsar's names).
+LIMIT_FIELDS = ("max_producers_per_topic", "max_consumers_per_topic", "max_topics_per_namespace")
+
+
+def check_limit(value: Any, what: str) -> int | None:
+    """A count limit: a non-negative int (0: no limit), or None to fall back to none."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be an integer >= 0 (0: no limit), got {value!r}")
+    return value
+
+
 @dataclass(slots=True)
 class NamespacePolicies:
     retention_policies: RetentionPolicies = field(default_factory=RetentionPolicies)
@@ -86,6 +175,11 @@ class NamespacePolicies:
     message_ttl_in_seconds: int = 0  # unacknowledged messages older than this are acknowledged; 0: never
     # Pulsar's backlogQuotaMap: {"destination_storage": {"limitSize", "limitTime", "policy"}}.
     backlog_quota_map: dict[str, dict[str, Any]] = field(default_factory=dict)
+    auth_policies: AuthPolicies = field(default_factory=AuthPolicies)
+    max_producers_per_topic: int | None = None
+    max_consumers_per_topic: int | None = None
+    max_topics_per_namespace: int | None = None
+    publishMaxMessageRate: PublishRate | None = None  # noqa: N815
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,6 +208,12 @@ class NamespacePolicies:
                 if not isinstance(data[flag], bool):
                     raise ValueError(f"{flag} must be true or false")
                 setattr(policies, flag, data[flag])
+        if "auth_policies" in data:
+            policies.auth_policies = AuthPolicies.from_json(data["auth_policies"])
+        for name in LIMIT_FIELDS:
+            setattr(policies, name, check_limit(data.get(name), name))
+        if data.get("publishMaxMessageRate") is not None:
+            policies.publishMaxMessageRate = PublishRate.from_json(data["publishMaxMessageRate"])
         return policies
 
 

@@ -7,14 +7,18 @@ import dataclasses
 import logging
 import time
 
+from taureau.auth.config import build_authentication
 from taureau.broker.admission import ConnectionLimits
+from taureau.broker.authorization import AuthorizationService
 from taureau.broker.compaction.topic_compaction import TopicCompaction
 from taureau.broker.config import BrokerConfig
 from taureau.broker.dispatch.base import DispatchLimits
 from taureau.broker.policies import PolicyEnforcer
+from taureau.broker.rate_limit import PublishRateLimiter
 from taureau.broker.resources import (
     ConflictError,
     NamespacePolicies,
+    PreconditionFailedError,
     ResourceNotFoundError,
     Resources,
     check_partition_count,
@@ -46,6 +50,9 @@ class BrokerService:
         self._compacting = asyncio.Semaphore(1)  # compactions at once: CPU work on this event loop
         self.connections = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
         self.heap_trimmer = HeapTrimmer()  # connections ask for a trim when they close
+        # None while authentication is off; a bad configuration fails here, before any port opens.
+        self.authentication = build_authentication(config.auth)
+        self.authorization = AuthorizationService(config.auth, self.resources)
         self._topics: dict[str, asyncio.Task[PersistentTopic]] = {}  # name -> loading/loaded topic
         self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
         self._rate_task: asyncio.Task | None = None
@@ -116,6 +123,7 @@ class BrokerService:
                 raise TopicNotFoundError(f"topic {name} does not exist")
             if not explicit and not await self._may_create(name, policies):
                 raise TopicNotFoundError(f"topic {name} does not exist and auto-creation is disabled")
+            await self._check_topic_count(name.namespace_name, policies, 1, explicit, creating=name)
         ledger = await self.factory.open(name.storage_name, self._ledger_config(policies))
         limits = DispatchLimits(
             self.config.max_unacked_messages_per_consumer, self.config.max_unacked_messages_per_subscription
@@ -128,8 +136,27 @@ class BrokerService:
         await topic.access.load()
         await topic.load_validation_mark()
         await topic.set_deduplication(await self._deduplication(name, policies))
+        apply_limits(topic, policies)
         log.info("loaded topic %s", name)
         return topic
+
+    async def check_room_for_topics(self, ns: NamespaceName, adding: int) -> None:
+        """An admin adding `adding` topics (or partitions) to `ns`: 412 past its limit."""
+        await self._check_topic_count(ns, await self.resources.get_policies(ns), adding, explicit=True)
+
+    async def _check_topic_count(self, ns: NamespaceName, policies: NamespacePolicies, adding: int,
+                                 explicit: bool, creating: TopicName | None = None) -> None:
+        """Refuse topics past the namespace's max_topics_per_namespace (partitions count one
+        each, as in Pulsar): 412 for an admin's create, NotAllowedError for an auto-creation.
+        Checked before creating, not under a lock: concurrent creations may pass it together."""
+        limit = policies.max_topics_per_namespace
+        if not limit:
+            return
+        # The topic being created is listed already (loading): it is not held yet.
+        held = sum(1 for topic in await self.list_topics(ns) if topic != str(creating))
+        if held + adding > limit:
+            reason = f"Exceed maximum number of topics in namespace {ns}: {held} of {limit}"
+            raise PreconditionFailedError(reason) if explicit else NotAllowedError(reason)
 
     async def _deduplication(self, name: TopicName, policies: NamespacePolicies) -> bool:
         """The topic's own setting wins over its namespace's."""
@@ -182,8 +209,6 @@ class BrokerService:
         topic = await self.get_topic(name, create=False)
         busy = topic.producers or any(s.consumers for s in topic.subscriptions.values())
         if busy and not force:
-            from taureau.broker.resources import PreconditionFailedError
-
             raise PreconditionFailedError(f"topic {name} has active producers or consumers")
         for producer in list(topic.producers.values()):
             if producer.disconnect is not None:
@@ -216,6 +241,7 @@ class BrokerService:
         ):
             # A policy stored before the limit existed may ask for more: refuse, do not clamp.
             check_partition_count(auto.defaultNumPartitions, self.resources.max_partitions)
+            await self._check_topic_count(name.namespace_name, policies, auto.defaultNumPartitions, False)
             try:
                 await self.resources.create_partitioned_topic(name, auto.defaultNumPartitions)
             except ConflictError:  # created concurrently by another lookup
@@ -270,6 +296,7 @@ class BrokerService:
                 topic.ledger.set_retention(config.retention_time_s, config.retention_size_bytes)
                 topic.compaction_threshold = policies.compaction_threshold
                 await topic.set_deduplication(await self._deduplication(topic.name, policies))
+                apply_limits(topic, policies)
 
     # -- rates -------------------------------------------------------------------------------
 
@@ -315,3 +342,20 @@ class BrokerService:
                 "msgRateOut": max(current[3] - previous[3], 0) / elapsed,
                 "msgThroughputOut": max(current[4] - previous[4], 0) / elapsed,
             }
+
+
+def apply_limits(topic: PersistentTopic, policies: NamespacePolicies) -> None:
+    """The namespace's producer and consumer caps and publish rate, onto one of its topics.
+    Producers and consumers already over a lowered cap stay (as in Pulsar); new ones wait."""
+    topic.max_producers = policies.max_producers_per_topic or 0
+    topic.max_consumers = policies.max_consumers_per_topic or 0
+    rate = policies.publishMaxMessageRate
+    if rate is None or not rate.limited:
+        topic.publish_limiter = None
+        return
+    limiter = topic.publish_limiter
+    wanted = (rate.publishThrottlingRateInMsg, rate.publishThrottlingRateInByte)
+    if limiter is None:
+        topic.publish_limiter = PublishRateLimiter(*wanted)
+    elif (limiter.max_messages, limiter.max_bytes) != wanted:
+        limiter.set_rates(*wanted)

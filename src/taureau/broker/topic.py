@@ -23,9 +23,11 @@ from taureau.broker.entries import (
     publish_time,
 )
 from taureau.broker.producer import Producer
+from taureau.broker.rate_limit import PublishRateLimiter
 from taureau.broker.subscription import Subscription, SubType
 from taureau.common.errors import (
     BrokerError,
+    ConsumerBusyError,
     ProducerBusyError,
     ServiceNotReadyError,
     StorageError,
@@ -73,6 +75,10 @@ class PersistentTopic:
         self.dedup: Deduplication | None = None  # set while de-duplication is enabled
         self.compaction: TopicCompaction | None = None  # set by the broker when it loads the topic
         self.compaction_threshold = 0  # bytes added since the last compaction that start one (0: never)
+        # The namespace's limits (0: none) and publish throttle, set by the broker service.
+        self.max_producers = 0
+        self.max_consumers = 0
+        self.publish_limiter: PublishRateLimiter | None = None
         self.msg_in = 0
         self.bytes_in = 0
         self.closed = False
@@ -124,6 +130,9 @@ class PersistentTopic:
             raise ServiceNotReadyError(f"topic {self.name} cannot store messages now: {self._write_error}")
         if producer.name in self.producers:
             raise ProducerBusyError(f"producer {producer.name!r} is already connected to {self.name}")
+        if self.max_producers and len(self.producers) >= self.max_producers:
+            # Pulsar's words, which clients and operators search for.
+            raise ProducerBusyError(f"Topic reached max producers limit ({self.max_producers}): {self.name}")
         self.access.check(producer, self.producers, requested_epoch)
 
     async def add_producer(self, producer: Producer, requested_epoch: int | None = None) -> Admitted | Queued:
@@ -229,6 +238,8 @@ class PersistentTopic:
         read_compacted: bool = False,
         from_earliest: bool = False,
     ) -> Subscription:
+        if self.max_consumers and self.consumer_count() >= self.max_consumers:
+            raise ConsumerBusyError(f"Topic reached max consumers limit ({self.max_consumers}): {self.name}")
         sub = self.subscriptions.get(subscription)
         created = False
         if sub is None:
@@ -247,6 +258,9 @@ class PersistentTopic:
                 await self._drop_new_subscription(sub)
             raise
         return sub
+
+    def consumer_count(self) -> int:
+        return sum(len(sub.consumers) for sub in self.subscriptions.values())
 
     def restore_subscriptions(self) -> None:
         """Take back every durable subscription the ledger's cursors remember (the topic just

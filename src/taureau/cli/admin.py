@@ -9,10 +9,12 @@ import re
 import sys
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from taureau.cli import args as checked
+from taureau.cli import credentials
 from taureau.common.errors import TaureauError
 from taureau.common.names import TopicName
 
@@ -24,8 +26,9 @@ class AdminError(Exception):
 class AdminClient:
     """A thin synchronous client for the /admin/v2 API."""
 
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=30.0)
+    def __init__(self, url: str, auth: credentials.ClientAuth | None = None) -> None:
+        options = auth.http_options() if auth is not None else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=30.0, **options)
 
     def call(self, method: str, path: str, body: Any = None, params: dict | None = None, *,
              files: dict | None = None, form: dict | None = None, content: bytes | None = None) -> Any:
@@ -186,6 +189,66 @@ for (_group, _name), (_method, _path, _arguments) in SIMPLE_VERBS.items():
     verb(_group, _name, *_arguments)(_simple(_method, _path))
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: an integer >= 0 (0: no limit)")
+    return value
+
+
+def _rate(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -2
+    if value < -1:
+        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: an integer >= -1 (-1: no limit)")
+    return value
+
+
+# pulsar-admin's namespace limits: (verb suffix, REST path, option flags)
+NAMESPACE_LIMITS = [
+    ("max-producers-per-topic", "maxProducersPerTopic", ("-p", "--max-producers-per-topic")),
+    ("max-consumers-per-topic", "maxConsumersPerTopic", ("-c", "--max-consumers-per-topic")),
+    ("max-topics-per-namespace", "maxTopicsPerNamespace", ("-t", "--max-topics-per-namespace")),
+]
+
+
+def _limit_verbs(suffix: str, path: str, flags: tuple[str, str]) -> None:
+    url = "/admin/v2/namespaces/{ns}/" + path
+    dest = flags[1][2:].replace("-", "_")
+    verb("namespaces", f"get-{suffix}", NAMESPACE)(lambda c, a: c.call("GET", url.format(ns=a.namespace)))
+    verb("namespaces", f"set-{suffix}", NAMESPACE, arg(*flags, type=_count, required=True))(
+        lambda c, a: c.call("POST", url.format(ns=a.namespace), getattr(a, dest))
+    )
+    verb("namespaces", f"remove-{suffix}", NAMESPACE)(lambda c, a: c.call("DELETE", url.format(ns=a.namespace)))
+
+
+for _suffix, _limit_path, _flags in NAMESPACE_LIMITS:
+    _limit_verbs(_suffix, _limit_path, _flags)
+
+
+@verb("namespaces", "set-publish-rate", NAMESPACE,
+      arg("-m", "--msg-publish-rate", type=_rate, default=-1, help="messages per second per topic (-1: no limit)"),
+      arg("-b", "--byte-publish-rate", type=_rate, default=-1, help="bytes per second per topic (-1: no limit)"))
+def _(c, a):
+    body = {"publishThrottlingRateInMsg": a.msg_publish_rate, "publishThrottlingRateInByte": a.byte_publish_rate}
+    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/publishRate", body)
+
+
+@verb("namespaces", "get-publish-rate", NAMESPACE)
+def _(c, a):
+    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/publishRate")
+
+
+@verb("namespaces", "remove-publish-rate", NAMESPACE)
+def _(c, a):
+    return c.call("DELETE", f"/admin/v2/namespaces/{a.namespace}/publishRate")
+
+
 def _tenant_body(a) -> dict:
     return {
         "adminRoles": [r for r in (a.admin_roles or "").split(",") if r],
@@ -256,6 +319,46 @@ def _(c, a):
     if a.enable == a.disable:
         raise AdminError("give exactly one of --enable or --disable")
     return c.call("POST", _topic_path(a.topic) + "/deduplication", a.enable)
+
+
+def _role_path(role: str) -> str:
+    return quote(role, safe="")  # a function's role holds `/`
+
+
+ROLE = arg("--role", type=checked.role, required=True, help="the role (a token's subject, a user, a certificate's CN)")
+ACTIONS = arg("--actions", type=checked.actions, required=True, help="produce,consume,functions,packages,sources,sinks")
+
+
+def _permission_verbs(group: str, target: tuple[list[str], dict], base) -> None:
+    """permissions, grant-permission and revoke-permission on a namespace or a topic: the
+    same REST shape under the namespace's or the topic's path."""
+    def url(a) -> str:
+        return f"{base(a)}/permissions"
+
+    verb(group, "permissions", target)(lambda c, a: c.call("GET", url(a)))
+    verb(group, "grant-permission", target, ROLE, ACTIONS)(
+        lambda c, a: c.call("POST", f"{url(a)}/{_role_path(a.role)}", a.actions)
+    )
+    verb(group, "revoke-permission", target, ROLE)(
+        lambda c, a: c.call("DELETE", f"{url(a)}/{_role_path(a.role)}")
+    )
+
+
+_permission_verbs("namespaces", NAMESPACE, lambda a: f"/admin/v2/namespaces/{a.namespace}")
+_permission_verbs("topics", TOPIC, lambda a: _topic_path(a.topic))
+
+
+@verb("namespaces", "grant-subscription-permission", NAMESPACE, SUB,
+      arg("--roles", type=checked.roles, required=True, help="the only roles that may use the subscription"))
+def _(c, a):
+    path = f"/admin/v2/namespaces/{a.namespace}/permissions/subscription/{quote(a.subscription, safe='')}"
+    return c.call("POST", path, a.roles)
+
+
+@verb("namespaces", "revoke-subscription-permission", NAMESPACE, SUB, ROLE)
+def _(c, a):
+    path = f"/admin/v2/namespaces/{a.namespace}/permissions/{quote(a.subscription, safe='')}/{_role_path(a.role)}"
+    return c.call("DELETE", path)
 
 
 @verb("topics", "delete", TOPIC, arg("-f", "--force", action="store_true"))
@@ -510,6 +613,17 @@ VERB_HELP = {
     "set-schema-validation-enforce": "require producers to send a schema on topics that have one",
     "get-is-allow-auto-update-schema": "show whether producers may register new schema versions",
     "set-is-allow-auto-update-schema": "let producers register new schema versions, or not",
+    "permissions": "show the roles' permissions",
+    "grant-permission": "grant a role actions (produce, consume, functions, packages...)",
+    "revoke-permission": "revoke a role's permission",
+    "grant-subscription-permission": "limit a subscription to some roles",
+    "revoke-subscription-permission": "take a role off a subscription's roles",
+    **{f"{how}-{suffix}": f"{what} the namespace's {suffix.replace('-', ' ')} (0: no limit)"
+       for suffix, _, _ in NAMESPACE_LIMITS
+       for how, what in (("get", "show"), ("set", "set"), ("remove", "drop"))},
+    "set-publish-rate": "limit what each topic of the namespace may publish per second",
+    "get-publish-rate": "show the namespace's publish rate",
+    "remove-publish-rate": "drop the namespace's publish rate",
 }
 
 
@@ -525,6 +639,7 @@ def _admin_url_option(parser: argparse.ArgumentParser, default: Any) -> None:
 def register(sub) -> None:
     admin = sub.add_parser("admin", help="administer tenants, namespaces and topics (pulsar-admin verbs)")
     _admin_url_option(admin, os.environ.get("TAUREAU_ADMIN_URL", "http://localhost:8080"))
+    credentials.add_options(admin)
     groups = admin.add_subparsers(dest="group", metavar="GROUP", title="groups")
     groups.required = True
     parsers: dict[str, Any] = {}
@@ -538,13 +653,14 @@ def register(sub) -> None:
             p.add_argument(*names, **kwargs)
         # Also after the verb, as pulsar-admin users type it; given there, it wins.
         _admin_url_option(p, argparse.SUPPRESS)
+        credentials.add_options(p, after_verb=True)
         p.set_defaults(func=run_verb(fn))
 
 
 def run_verb(fn):
     def run(args: argparse.Namespace) -> int:
         try:
-            result = fn(AdminClient(args.admin_url), args)
+            result = fn(AdminClient(args.admin_url, credentials.from_args(args)), args)
         except (AdminError, TaureauError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -53,6 +53,15 @@ def connected(server_version: str, protocol_version: int, max_message_size: int)
     )
 
 
+def auth_challenge(server_version: str, protocol_version: int, method: str, data: bytes) -> bytes:
+    """AUTH_CHALLENGE: the broker asks for fresh credentials (Pulsar's refresh sends
+    `PulsarAuthRefresh` as the data)."""
+    body = pb.CommandAuthChallenge(server_version=server_version, protocol_version=protocol_version)
+    body.challenge.auth_method_name = method
+    body.challenge.auth_data = data
+    return encode_command(pb.BaseCommand(type=_T.AUTH_CHALLENGE, authChallenge=body))
+
+
 def ping() -> bytes:
     return _frame(_T.PING, "ping")
 
@@ -116,6 +125,7 @@ def lookup_response(
     proxy_through_service_url: bool,
     error: int | None = None,
     message: str | None = None,
+    broker_url_tls: str | None = None,
 ) -> bytes:
     """LOOKUP_RESPONSE; `response` is Redirect=0, Connect=1 or Failed=2 and always present."""
     body = pb.CommandLookupTopicResponse(
@@ -126,6 +136,8 @@ def lookup_response(
     )
     if broker_url is not None:
         body.brokerServiceUrl = broker_url
+    if broker_url_tls is not None:
+        body.brokerServiceUrlTls = broker_url_tls
     if error is not None:
         body.error = _enum(error)
     if message is not None:

@@ -69,7 +69,7 @@ async def namespace_topics(request: Request, tenant: str, namespace: str) -> lis
     return await service.topics_of_namespace(ns)
 
 
-async def _set_policy(request: Request, tenant: str, namespace: str, field: str, value: Any) -> Response:
+async def set_policy(request: Request, tenant: str, namespace: str, field: str, value: Any) -> Response:
     """Set one field of the namespace's policies (compare-and-set) and push it to its topics."""
     service = _service(request)
     ns = NamespaceName.parse(f"{tenant}/{namespace}")
@@ -88,12 +88,12 @@ async def set_retention(request: Request, tenant: str, namespace: str, body: Any
     retention = _build(RetentionPolicies, _object(body, "retention"))
     if retention.retentionTimeInMinutes < -1 or retention.retentionSizeInMB < -1:
         raise ValueError("retention values must be >= -1 (-1 keeps forever)")
-    return await _set_policy(request, tenant, namespace, "retention_policies", retention)
+    return await set_policy(request, tenant, namespace, "retention_policies", retention)
 
 
 @router.delete("/{tenant}/{namespace}/retention", status_code=204)
 async def remove_retention(request: Request, tenant: str, namespace: str) -> Response:
-    return await _set_policy(request, tenant, namespace, "retention_policies", RetentionPolicies())
+    return await set_policy(request, tenant, namespace, "retention_policies", RetentionPolicies())
 
 
 @router.get("/{tenant}/{namespace}/autoTopicCreation")
@@ -112,12 +112,12 @@ async def set_auto_topic_creation(
         raise ValueError("defaultNumPartitions must be >= 1")
     if auto.topicType == "partitioned":
         check_partition_count(auto.defaultNumPartitions, _service(request).resources.max_partitions)
-    return await _set_policy(request, tenant, namespace, "autoTopicCreationOverride", auto)
+    return await set_policy(request, tenant, namespace, "autoTopicCreationOverride", auto)
 
 
 @router.delete("/{tenant}/{namespace}/autoTopicCreation", status_code=204)
 async def remove_auto_topic_creation(request: Request, tenant: str, namespace: str) -> Response:
-    return await _set_policy(request, tenant, namespace, "autoTopicCreationOverride", AutoTopicCreation())
+    return await set_policy(request, tenant, namespace, "autoTopicCreationOverride", AutoTopicCreation())
 
 
 @router.get("/{tenant}/{namespace}/deduplication")
@@ -129,7 +129,7 @@ async def get_deduplication(request: Request, tenant: str, namespace: str) -> bo
 async def set_deduplication(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
     if not isinstance(body, bool):
         raise ValueError("deduplication body must be true or false")
-    return await _set_policy(request, tenant, namespace, "deduplicationEnabled", body)
+    return await set_policy(request, tenant, namespace, "deduplicationEnabled", body)
 
 
 # -- schema policies --------------------------------------------------------------------------
@@ -146,7 +146,7 @@ async def set_schema_compatibility_strategy(
     request: Request, tenant: str, namespace: str, body: Any = Body(...)
 ) -> Response:
     strategy = Strategy.parse(body).value if isinstance(body, str) else _not_a_strategy(body)
-    return await _set_policy(request, tenant, namespace, "schema_compatibility_strategy", strategy)
+    return await set_policy(request, tenant, namespace, "schema_compatibility_strategy", strategy)
 
 
 def _not_a_strategy(body: Any) -> str:
@@ -162,7 +162,7 @@ def _flag_routes(path: str, field: str) -> None:
     async def set_flag(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
         if not isinstance(body, bool):
             raise ValueError(f"{field} must be true or false")
-        return await _set_policy(request, tenant, namespace, field, body)
+        return await set_policy(request, tenant, namespace, field, body)
 
     router.add_api_route(f"/{{tenant}}/{{namespace}}/{path}", get_flag, methods=["GET"], name=f"get_{field}")
     router.add_api_route(f"/{{tenant}}/{{namespace}}/{path}", set_flag, methods=["POST"], status_code=204,
@@ -183,10 +183,10 @@ def _count_routes(path: str, field: str) -> None:
         return (await get_policies(request, tenant, namespace))[field]
 
     async def set_count(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
-        return await _set_policy(request, tenant, namespace, field, _non_negative_int(body, path))
+        return await set_policy(request, tenant, namespace, field, _non_negative_int(body, path))
 
     async def remove_count(request: Request, tenant: str, namespace: str) -> Response:
-        return await _set_policy(request, tenant, namespace, field, 0)
+        return await set_policy(request, tenant, namespace, field, 0)
 
     route = f"/{{tenant}}/{{namespace}}/{path}"
     router.add_api_route(route, get_count, methods=["GET"], name=f"get_{field}")

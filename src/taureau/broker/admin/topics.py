@@ -223,6 +223,7 @@ async def create_partitioned(
         from taureau.broker.resources import ConflictError
 
         raise ConflictError(f"a non-partitioned topic {name} already exists")
+    await service.check_room_for_topics(name.namespace_name, body)
     await service.resources.create_partitioned_topic(name, body)
     return Response(status_code=204)
 
@@ -233,7 +234,11 @@ async def update_partitioned(
 ) -> Response:
     if not isinstance(body, int) or isinstance(body, bool):
         raise ValueError("the body must be the new number of partitions")
-    await _service(request).resources.update_partitions(_topic_name(tenant, namespace, topic), body)
+    service, name = _service(request), _topic_name(tenant, namespace, topic)
+    current = await service.resources.get_partitions(name)
+    if current and body > current:
+        await service.check_room_for_topics(name.namespace_name, body - current)
+    await service.resources.update_partitions(name, body)
     return Response(status_code=204)
 
 
