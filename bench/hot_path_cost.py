@@ -131,6 +131,7 @@ async def run(topics: int, rounds: int, messages: int, per_read: int, fsync: boo
     store, factory = await node.open_storage(
         data_dir, None, fsync=fsync, config=config.managed_ledger,
         cache_budget_bytes=config.managed_ledger_cache_size_bytes,
+        cursor_save_interval_s=config.cursor_save_interval_s,
     )  # fmt: skip
     service = BrokerService(config, store, factory)
     await service.start()

@@ -85,14 +85,16 @@ class Node:
 
     async def open_storage(
         self, data_dir: str, metadata_url: str | None, *, fsync: bool, config: ManagedLedgerConfig,
-        cache_budget_bytes: int | None = None,
+        cache_budget_bytes: int | None = None, cursor_save_interval_s: float = 1.0,
     ) -> tuple[MetadataStore, ManagedLedgerFactory]:
         """The metadata store, one local bookie and a managed-ledger factory over them."""
         store = await open_metadata_store(metadata_url, data_dir, fsync=fsync)
         self.on_stop(store.close)
         ledgers = await open_local_ledger_client(data_dir, store, num_bookies=1, journal_fsync=fsync)
         self.on_stop(ledgers.close)
-        factory = ManagedLedgerFactory(store, ledgers, config, cache_budget_bytes=cache_budget_bytes)
+        factory = ManagedLedgerFactory(
+            store, ledgers, config, cache_budget_bytes=cache_budget_bytes, cursor_persist_interval_s=cursor_save_interval_s
+        )
         self.on_stop(factory.close)
         return store, factory
 

@@ -66,6 +66,7 @@ class Standalone(Node):
         store, factory = await self.open_storage(
             data_dir, self.config.metadata_url, fsync=broker.journal_fsync, config=broker.managed_ledger,
             cache_budget_bytes=broker.managed_ledger_cache_size_bytes,
+            cursor_save_interval_s=broker.cursor_save_interval_s,
         )
         service = BrokerService(broker, store, factory)
         await service.start()

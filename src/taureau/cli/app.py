@@ -37,6 +37,18 @@ _BOUND_FLAGS = [
         "seconds between keep-alive pings; a peer silent for one more is closed",
     ),
     ("--connect-timeout", "connect_timeout_s", float, "seconds a new connection has to send CONNECT"),
+    (
+        "--idle-topic-unload",
+        "idle_topic_unload_s",
+        checked.seconds,
+        "seconds a topic without producers or consumers stays loaded, 0 to keep every topic loaded",
+    ),
+    (
+        "--cursor-save-interval",
+        "cursor_save_interval_s",
+        checked.seconds,
+        "seconds between saves of a subscription's acknowledged position",
+    ),
 ]
 
 
