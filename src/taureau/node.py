@@ -35,9 +35,18 @@ class Node:
 
     def __init__(self) -> None:
         self._closers: list[Closer] = []
+        self._ready_hooks: list[Callable[[], None]] = []
 
     def on_stop(self, closer: Closer) -> None:
         self._closers.append(closer)
+
+    def on_ready(self, hook: Callable[[], None]) -> None:
+        """`hook()` runs once the process is started and its collector tuned."""
+        self._ready_hooks.append(hook)
+
+    def ready(self) -> None:
+        for hook in self._ready_hooks:
+            hook()
 
     async def stop(self) -> None:
         while self._closers:
@@ -141,6 +150,7 @@ async def run_until_signalled(name: str, node: Node, start: Callable[[], Awaitab
         await node.stop()
         raise
     tune_collector()
+    node.ready()
     print(f"{name} ready in {time.monotonic() - started:.2f}s: {details}", flush=True)
     await stop.wait()
     print(f"{name} shutting down", flush=True)

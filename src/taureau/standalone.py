@@ -89,6 +89,7 @@ class Standalone(Node):
         probe = LoopProbe()
         probe.start()
         self.on_stop(_stopper(probe.stop))
+        self.on_ready(probe.reset)  # report serving, not start-up
         app.state.metrics_sources = [probe.prometheus_lines]
         web = WebServer(app, broker.bind_address, broker.web_port)
         self.web_port = web.port
