@@ -82,7 +82,7 @@ class Dispatcher:
         self.replay: set[Position] = set()  # positions to send again before fresh entries
         self.redelivery_counts: dict[Position, int] = {}  # position -> times redelivered
         self._woken = False  # wake() was called since the current round began
-        self._started = False  # a consumer came: wakes may start the task
+        self._loop: asyncio.AbstractEventLoop | None = None  # looked up once (a getpid call each)
         self._epoch = 0  # bumped by every rewind; see theory of operation
         self._avg_messages = 1.0  # running average of messages per entry, sizes reads
         self._task: asyncio.Task | None = None
@@ -97,7 +97,7 @@ class Dispatcher:
     def add_consumer(self, consumer: Consumer) -> None:
         consumer.max_unacked = self.limits.per_consumer if self.tracks_unacked else 0
         self.consumers.append(consumer)
-        self._started = True
+        self._loop = asyncio.get_running_loop()
         self.wake()
 
     def remove_consumer(self, consumer: Consumer) -> None:
@@ -175,8 +175,8 @@ class Dispatcher:
 
     def wake(self) -> None:
         self._woken = True
-        if self._task is None and self._started and not self._closed:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="dispatcher")
+        if self._task is None and self._loop is not None and not self._closed:
+            self._task = self._loop.create_task(self._run(), name="dispatcher")
 
     async def pause(self) -> None:
         """Stop dispatching and wait for a round in progress (a cursor read) to finish, so
@@ -241,8 +241,9 @@ class Dispatcher:
                 if not progressed and not self._woken:
                     return  # nothing to do: the next wake() starts a task again
         finally:
-            if self._task is asyncio.current_task():
-                self._task = None
+            # wake() starts a task only while none is set, and close() cancels this one: the
+            # task set is this one, or None already.
+            self._task = None
 
     async def _dispatch_once(self) -> bool:
         available = self._available_permits()
