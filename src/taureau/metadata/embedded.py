@@ -270,10 +270,17 @@ class EmbeddedMetadataStore(MetadataStore):
         node.value, node.version = record.value, record.version
         node.created_ms, node.modified_ms = record.created_ms, record.modified_ms
 
-    def _snapshot_payloads(self) -> list[bytes]:
-        # Sorted paths put every parent before its children ("/a" < "/a/b").
-        return [
-            records.encode_put(path, n.value, n.version, n.created_ms, n.modified_ms)
-            for path, n in sorted(self._nodes.items())
+    def _snapshot_payloads(self) -> Callable[[], list[bytes]]:
+        # The copy (a tuple per node: nodes change in place) is all the loop pays; sorting
+        # and encoding run in the snapshot's thread.
+        rows = [
+            (path, n.value, n.version, n.created_ms, n.modified_ms)
+            for path, n in self._nodes.items()
             if not n.ephemeral
         ]
+
+        def encode() -> list[bytes]:
+            rows.sort(key=lambda row: row[0])  # every parent before its children ("/a" < "/a/b")
+            return [records.encode_put(*row) for row in rows]
+
+        return encode
