@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from itertools import count
 
+from taureau.common.bytes_like import BYTES_LIKE
 from taureau.common.errors import (
     BadVersionError,
     InvalidMetadataPathError,
@@ -108,7 +109,7 @@ class EmbeddedMetadataStore(MetadataStore):
     ) -> Stat:
         self._check_open()
         check_path(path)
-        if not isinstance(value, bytes | bytearray | memoryview):
+        if not isinstance(value, BYTES_LIKE):
             raise TypeError(f"metadata value must be bytes, not {type(value).__name__}")
         if len(value) > self.max_value_bytes:
             raise MetadataValueTooLargeError(

@@ -26,6 +26,7 @@ import os
 import sqlite3
 from enum import Enum
 
+from taureau.common.bytes_like import BYTES_LIKE
 from taureau.common.errors import (
     CorruptedDataError,
     DiskFullError,
@@ -203,7 +204,7 @@ class Bookie:
             raise self._not_writable()
         _check_ids(ledger_id, first_entry_id)
         for data in datas:
-            if not isinstance(data, bytes | bytearray | memoryview):
+            if not isinstance(data, BYTES_LIKE):
                 raise TypeError(f"entry data must be bytes, not {type(data).__name__}")
         assert self._index is not None
         info = self._index.info(ledger_id)
