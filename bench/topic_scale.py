@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from publish_latency import loop_report  # noqa: E402
+from publish_latency import loop_report, machine_note, run_queue_wait_s  # noqa: E402
 
 from taureau.protocol import FrameDecoder, encode_command, encode_payload_command, pb  # noqa: E402
 from taureau.protocol.metadata import encode_entry  # noqa: E402
@@ -80,6 +80,7 @@ class Point:
     publish_ms: dict[str, float] = field(default_factory=dict)
     e2e_ms: dict[str, float] = field(default_factory=dict)
     loop: str = ""
+    machine: str = ""  # how starved the broker was while busy
 
 
 class Conn:
@@ -277,9 +278,10 @@ async def measure(
 
         profiler = Profiler(pid, seconds)
         profiler.start()
-    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    cpu0, t0, waited = cpu_seconds(pid), time.perf_counter(), run_queue_wait_s(pid)
     await client.run(rate, seconds, seq)
     cpu, wall = cpu_seconds(pid) - cpu0, time.perf_counter() - t0
+    point.machine = machine_note(run_queue_wait_s(pid) - waited, wall)
     if profiler is not None:
         print(profiler.finish(f"{topics} topics at {rate:,.0f}/s").render(), flush=True)
     client.measuring = False
@@ -301,7 +303,8 @@ def print_point(p: Point) -> None:
         f"{p.topics:>5} topics, {p.rate:,.0f}/s offered, {p.received:,.0f}/s received: broker "
         f"{p.us_per_msg:.1f} us/msg ({p.busy_cpu:.0f}% busy, {p.idle_cpu:.1f}% idle), RSS {p.rss_mib:.0f} MiB\n"
         f"      publish p50/p99/p99.9/max {fmt(p.publish_ms)} ms; end to end {fmt(p.e2e_ms)} ms"
-        + (f"\n      broker: {p.loop}" if p.loop else ""),
+        + (f"\n      broker: {p.loop}" if p.loop else "")
+        + (f"\n      machine: {p.machine}" if p.machine else ""),
         flush=True,
     )
 
