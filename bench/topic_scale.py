@@ -15,6 +15,7 @@ between runs. It measures, per topic count:
 
     python bench/topic_scale.py                              # 1, 100, 1000, 5000 topics
     python bench/topic_scale.py --topics 1000 --rate 10000   # one point, the latency target
+    python bench/topic_scale.py --topics 1,5000 --unload-after 5 # and what is left once clients leave
     python bench/topic_scale.py --json run.json --plot docs/topic-scale.png
     python bench/topic_scale.py --from-json run.json --plot docs/topic-scale.png
 """
@@ -81,6 +82,10 @@ class Point:
     e2e_ms: dict[str, float] = field(default_factory=dict)
     loop: str = ""
     machine: str = ""  # how starved the broker was while busy
+    # With --unload-after: once every client has left and the broker had time to unload
+    left_loaded: int = -1  # topics still loaded
+    left_cpu: float = 0.0  # broker CPU then, % of one core
+    left_rss_mib: float = 0.0
 
 
 class Conn:
@@ -99,6 +104,11 @@ class Conn:
 
     def send(self, data: bytes) -> None:
         self.writer.write(data)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+        self.task.cancel()
 
 
 class Client:
@@ -259,6 +269,8 @@ async def measure(
     seconds: float,
     idle: float,
     profile: bool = False,
+    unload_after: float = 0.0,
+    admin_url: str = "",
 ) -> Point:
     point = Point(topics, rate)
     client = Client(host, port, topics)
@@ -291,7 +303,25 @@ async def measure(
     point.rss_mib = rss_mib(pid)
     point.publish_ms = percentiles(client.publish)
     point.e2e_ms = percentiles(client.e2e)
+    if unload_after > 0:
+        for conn in client.producers + client.consumers:
+            await conn.close()
+        await asyncio.sleep(unload_after * 1.5 + 2)  # the sweep runs every quarter period
+        cpu0 = cpu_seconds(pid)
+        await asyncio.sleep(idle)
+        point.left_cpu = 100 * (cpu_seconds(pid) - cpu0) / idle
+        point.left_rss_mib = rss_mib(pid)
+        point.left_loaded = loaded_topics(admin_url)
     return point
+
+
+def loaded_topics(admin_url: str) -> int:
+    import httpx
+
+    for line in httpx.get(f"{admin_url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("pulsar_topics_count "):
+            return int(float(line.split()[1]))
+    return -1
 
 
 def fmt(p: dict[str, float]) -> str:
@@ -304,7 +334,13 @@ def print_point(p: Point) -> None:
         f"{p.us_per_msg:.1f} us/msg ({p.busy_cpu:.0f}% busy, {p.idle_cpu:.1f}% idle), RSS {p.rss_mib:.0f} MiB\n"
         f"      publish p50/p99/p99.9/max {fmt(p.publish_ms)} ms; end to end {fmt(p.e2e_ms)} ms"
         + (f"\n      broker: {p.loop}" if p.loop else "")
-        + (f"\n      machine: {p.machine}" if p.machine else ""),
+        + (f"\n      machine: {p.machine}" if p.machine else "")
+        + (
+            f"\n      clients gone: {p.left_loaded} topics still loaded, broker {p.left_cpu:.1f}% CPU, "
+            f"RSS {p.left_rss_mib:.0f} MiB"
+            if p.left_loaded >= 0
+            else ""
+        ),
         flush=True,
     )
 
@@ -364,6 +400,13 @@ def main() -> int:
     ap.add_argument("--idle", type=float, default=5.0, help="seconds of idle measurement")
     ap.add_argument("--no-fsync", action="store_true")
     ap.add_argument(
+        "--unload-after",
+        type=float,
+        default=0.0,
+        help="start the broker with --idle-topic-unload S; at the end every client leaves and the "
+        "broker's loaded topics, CPU and RSS are measured once it had time to unload them",
+    )
+    ap.add_argument(
         "--profile", action="store_true", help="py-spy the broker while busy (pip install py-spy)"
     )
     ap.add_argument("--json", type=Path)
@@ -378,6 +421,8 @@ def main() -> int:
         points = []
         for topics in [int(n) for n in args.topics.split(",")]:
             extra = ["--no-journal-fsync"] if args.no_fsync else []
+            if args.unload_after > 0:
+                extra += ["--idle-topic-unload", str(args.unload_after)]
             server = Standalone(Path(tempfile.mkdtemp(prefix="taureau-scale-")), *extra).start()
             try:
                 assert server.proc is not None
@@ -391,6 +436,8 @@ def main() -> int:
                         args.seconds,
                         args.idle,
                         args.profile,
+                        args.unload_after,
+                        server.admin_url,
                     )
                 )
                 point.loop = loop_report(server.admin_url)
