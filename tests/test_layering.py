@@ -19,6 +19,7 @@ RANK = {
     "state": 6,
     "functions": 7,
     "sketches": 7.5,  # sketch functions run on the functions worker
+    "analytics": 7.5,  # tasks run on warm workers with data in state
     "testing": 8,
     "web": 9,
     "node": 10,

@@ -1,0 +1,177 @@
+"""The executor's API (Lithops' FunctionExecutor) and its faults, on the embedded backend."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from taureau.analytics import (
+    ALL_COMPLETED,
+    ALWAYS,
+    ANY_COMPLETED,
+    Executor,
+    ExecutorClosedError,
+    TaskError,
+    UnpicklableError,
+    progress,
+)
+from tests.analytics import helpers
+
+
+def test_map_returns_results_in_order(ex):
+    assert ex.get_result(ex.map(helpers.square, range(50))) == [x * x for x in range(50)]
+
+
+def test_call_async_spreads_tuples_and_passes_dicts_as_keywords(ex):
+    assert ex.call_async(helpers.add, (1, 2)).result() == 3
+    assert ex.call_async(helpers.add, {"a": 1, "b": 2, "c": 3}).result() == 6
+    assert ex.get_result(ex.map(helpers.add, [1, 2], extra_args=(10,))) == [11, 12]
+    assert ex.call_async(lambda: "no arguments", ()).result() == "no arguments"
+    assert ex.call_async(len, "abcd").result() == 4  # one parameter: the element is the argument
+
+
+def test_a_raising_call_reaches_the_caller_with_its_remote_traceback_and_the_others_go_on(ex):
+    fs = ex.map(helpers.fail_on, range(8), extra_args=(3,))
+    done, not_done = ex.wait(fs, throw_except=False)
+    assert not not_done
+    assert [f.success for f in fs] == [x != 3 for x in range(8)]
+    with pytest.raises(TaskError) as info:
+        fs[3].result()
+    err = info.value
+    assert err.type_name == "ValueError"
+    assert isinstance(err.cause, ValueError) and str(err.cause) == "bad input 3"
+    assert "in fail_on" in err.remote_traceback and 'raise ValueError(f"bad input {x}")' in err.remote_traceback
+    assert "remote traceback" in str(err)
+    assert ex.get_result(fs, throw_except=False) == [0, 1, 2, None, 4, 5, 6, 7]
+    with pytest.raises(TaskError):
+        ex.get_result(fs)
+
+
+def test_failures_are_retried_the_configured_number_of_times(ex, tmp_path):
+    marker = str(tmp_path / "always")
+    with pytest.raises(TaskError) as info:
+        ex.call_async(helpers.record_then_fail, marker).result()
+    assert info.value.attempts == 3
+    assert len(Path(marker).read_text().splitlines()) == 3  # retries=2: three runs in all
+    flaky = str(tmp_path / "flaky")
+    f = ex.call_async(helpers.fail_first_attempts, (flaky, 2))
+    assert f.result() == 3 and f.stats["attempts"] == 3
+
+
+def test_retries_zero_runs_a_failing_call_once(tmp_path):
+    marker = str(tmp_path / "once")
+    with Executor(workers=1, retries=0, progress=False) as ex1, pytest.raises(TaskError) as info:
+        ex1.call_async(helpers.record_then_fail, marker).result()
+    assert info.value.attempts == 1
+    assert len(Path(marker).read_text().splitlines()) == 1
+
+
+def test_an_unpicklable_argument_is_an_error_before_anything_runs(ex, tmp_path):
+    marker = str(tmp_path / "ran")
+    items = [(marker, 1), (marker, 2), (marker, threading.Lock())]
+    with pytest.raises(UnpicklableError) as info:
+        ex.map(helpers.touch, items)
+    assert "call 2" in str(info.value) and "positional argument 1, a lock" in str(info.value)
+    time.sleep(0.3)
+    assert not os.path.exists(marker)  # the good calls were not started either
+    with pytest.raises(UnpicklableError, match="not callable"):
+        ex.call_async(42, 1)
+
+
+def test_a_worker_killed_mid_call_is_retried_elsewhere(ex, tmp_path):
+    marker = tmp_path / "pid"
+    f = ex.call_async(helpers.pid_then_sleep, (str(marker), 30))
+    deadline = time.monotonic() + 20
+    while not marker.exists() or not marker.read_text():
+        assert time.monotonic() < deadline, "the call never started"
+        time.sleep(0.02)
+    victim = int(marker.read_text())
+    os.kill(victim, signal.SIGKILL)
+    assert f.result(timeout=30) != victim
+    assert f.stats["attempts"] == 2
+    assert len(ex.backend.workers()) == 2  # the pool replaced the dead worker
+    assert victim not in [pid for _, pid in ex.backend.workers()]
+
+
+def test_a_straggler_is_reexecuted_speculatively(ex, tmp_path):
+    started = time.monotonic()
+    fs = ex.map(helpers.slow_first_time, range(8), extra_args=(str(tmp_path), 7, 20.0), chunksize=1)
+    assert ex.get_result(fs, timeout=15) == list(range(8))
+    assert time.monotonic() - started < 10  # the first copy still sleeps; the second won
+    assert fs[7].stats["speculative_copy"] is True
+    assert not any(f.stats["speculative_copy"] for f in fs[:7])
+
+
+def test_without_speculation_the_straggler_is_waited_for(tmp_path):
+    with Executor(workers=2, speculation=False, progress=False) as ex2:
+        fs = ex2.map(helpers.slow_first_time, range(4), extra_args=(str(tmp_path), 3, 1.0), chunksize=1)
+        started = time.monotonic()
+        assert ex2.get_result(fs) == [0, 1, 2, 3]
+        assert time.monotonic() - started >= 0.9
+        assert fs[3].stats["speculative_copy"] is False
+
+
+def test_wait_return_when(ex):
+    fs = ex.map(helpers.sleep_then, [(0.0, 0.0), (1, 1.5)], chunksize=1)
+    done, not_done = ex.wait(fs, return_when=ALWAYS)
+    assert len(done) + len(not_done) == 2 and fs[1] in not_done
+    done, not_done = ex.wait(fs, return_when=ANY_COMPLETED)
+    assert fs[0] in done and fs[1] in not_done
+    done, not_done = ex.wait(fs, return_when=ALL_COMPLETED)
+    assert done == fs and not_done == []
+
+
+def test_wait_and_get_result_time_out(ex):
+    f = ex.call_async(helpers.sleep_then, (1, 1.0))
+    done, not_done = ex.wait([f], timeout=0.1)
+    assert not_done == [f]
+    with pytest.raises(TimeoutError):
+        ex.get_result([f], timeout=0.1)
+    with pytest.raises(TimeoutError):
+        f.result(timeout=0.05)
+    assert f.result(timeout=10) == 1
+
+
+def test_progress_bar_counts_calls_on_a_terminal():
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=80)
+    with progress.bar(10, True, console) as update:
+        update(4)
+        update(10)
+    assert "10/10" in out.getvalue()
+    quiet = io.StringIO()
+    with progress.bar(10, False, Console(file=quiet)) as update:
+        update(10)
+    assert quiet.getvalue() == ""
+
+
+def test_get_result_shows_progress_when_asked(ex, capsys):
+    ex.get_result(ex.map(helpers.square, range(12)), show_progressbar=True)
+    assert "12/12" in capsys.readouterr().err
+
+
+def test_plot_draws_the_timeline(ex, tmp_path):
+    fs = ex.map(helpers.sleep_then, [(i, 0.01) for i in range(10)])
+    ex.get_result(fs)
+    path = ex.plot(fs, dst=str(tmp_path / "timeline.png"))
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert {f.stats["worker"] for f in fs} <= {name for name, _ in ex.backend.workers()} | {"local-0", "local-1"}
+
+
+def test_a_closed_executor_refuses_work_and_fails_unfinished_calls():
+    ex3 = Executor(workers=1, progress=False)
+    f = ex3.call_async(helpers.sleep_then, (1, 5.0))
+    ex3.close()
+    assert f.error
+    with pytest.raises(ExecutorClosedError):
+        f.result()
+    with pytest.raises(ExecutorClosedError):
+        ex3.map(helpers.square, [1])
