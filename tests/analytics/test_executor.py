@@ -107,6 +107,8 @@ def test_a_straggler_is_reexecuted_speculatively(ex, tmp_path):
     assert time.monotonic() - started < 10  # the first copy still sleeps; the second won
     assert fs[7].stats["speculative_copy"] is True
     assert not any(f.stats["speculative_copy"] for f in fs[:7])
+    # The losing copy's worker was stopped: nothing queues behind a 20 s sleep.
+    assert ex.get_result(ex.map(helpers.square, range(8), chunksize=1), timeout=5) == [x * x for x in range(8)]
 
 
 def test_without_speculation_the_straggler_is_waited_for(tmp_path):

@@ -92,6 +92,7 @@ class Scheduler:
         self._per_worker: dict[str, deque[int]] = {}  # batches in the order the worker runs them
         self._worker_event: dict[str, float] = {}  # last time a batch of the worker moved
         self._early_reducers = 0
+        self._cancelled: set[str] = set()  # workers whose batches were cancelled (killed)
         self._batch_ids = itertools.count(1)
         self._jobs: list[Job] = []
         self.actions: deque[tuple[str, Any]] = deque()  # state work for the monitor thread
@@ -210,9 +211,14 @@ class Scheduler:
             self._worker_event[info.worker] = time.time()
             if info.early_reducer:
                 self._early_reducers -= 1
+            cancelled = info.worker in self._cancelled
+            if cancelled and not queue:
+                self._cancelled.discard(info.worker)
             for task in info.tasks.values():
                 task.copies -= 1
-                if not task.finished:
+                if cancelled and not task.finished and task.copies == 0:
+                    self._ready.appendleft(task)  # queued behind a cancelled batch: not its failure
+                elif not task.finished:
                     why = lost or WorkerLostError(f"batch {batch_id} ended without reporting call {task.call_id}")
                     self._failed(task, why, None)
             self._pump()
@@ -235,6 +241,8 @@ class Scheduler:
                 self.actions.append(("stored", (job, task.call_id, o.value_ref[1])))
                 fetch = _bind(job.fetch, task.call_id)
             f._succeed(o.value, o.value_ref, fetch)
+            if task.copies:
+                self._cancel_losers(task)
             if job.kind == "map" and job.reducers is not None:
                 self._release_reducers()
             return
@@ -255,6 +263,17 @@ class Scheduler:
                 self.actions.append(("spill", None))
             return
         self._failed(task, exc, o)
+
+    def _cancel_losers(self, task: Task) -> None:
+        """A speculated call finished: a batch left with nothing but finished calls is cancelled
+        (a local worker is killed), so it holds up neither its worker nor what queues behind it."""
+        cancel = getattr(self.backend, "cancel", None)
+        if cancel is None:
+            return
+        for info in list(self._inflight.values()):
+            mine = info.tasks.get(task.call_id) is task
+            if mine and all(t.finished for t in info.tasks.values()) and cancel(info.batch.batch_id):
+                self._cancelled.add(info.worker)
 
     def _failed(self, task: Task, exc: BaseException, o: Outcome | None) -> None:
         task.failures += 1
@@ -301,12 +320,13 @@ class Scheduler:
                 running_for = now - max(info.sent, self._worker_event.get(worker, info.sent))
                 if running_for < max(p.speculation_min_s, p.speculation_multiplier * statistics.median(job.durations)):
                     continue
-                task = next(iter(info.tasks.values()))  # the worker runs a batch in order: this one now
-                if task.speculated or task.finished:
-                    continue
-                if self._send(job, [task], avoid=worker):
-                    task.speculated = True
-                    started += 1
+                # The worker runs a batch in order: the first unreported call is the straggler,
+                # and the rest of its batch waits behind it, so all of them get a copy.
+                tasks = [t for t in info.tasks.values() if not (t.speculated or t.finished)]
+                if tasks and self._send(job, tasks, avoid=worker):
+                    for t in tasks:
+                        t.speculated = True
+                    started += len(tasks)
         return started
 
     # -- spills ---------------------------------------------------------------------------------

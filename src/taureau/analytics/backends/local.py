@@ -106,6 +106,17 @@ class LocalBackend:
             best.exclusive = exclusive
             return best.name
 
+    def cancel(self, batch_id: int) -> bool:
+        """Stop a batch whose calls all finished elsewhere (the losers of speculation): its
+        worker is killed if it runs the batch now; its other batches are reported lost and run
+        again elsewhere. A batch still waiting in a worker is left: it will run quickly."""
+        with self._lock:
+            for w in self._workers:
+                if not w.dead and w.batches and next(iter(w.batches)) == batch_id:
+                    w.proc.kill()
+                    return True
+        return False
+
     def _io_loop(self) -> None:
         sink = self._sink
         assert sink is not None
