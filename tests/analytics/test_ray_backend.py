@@ -1,0 +1,57 @@
+"""Executor(backend="ray"): the same jobs as Ray tasks on a local Ray instance."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from taureau.analytics import Executor, TaskError
+from tests.analytics import helpers
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def rx():
+    with Executor(backend="ray", workers=2, progress=False) as executor:
+        yield executor
+
+
+def test_map_and_call_async_run_as_ray_tasks(rx):
+    fs = rx.map(helpers.square, range(30))
+    assert rx.get_result(fs) == [x * x for x in range(30)]
+    pids = {int(f.stats["worker"].rsplit(":", 1)[1]) for f in fs}
+    assert os.getpid() not in pids  # Ray's worker processes, not the driver
+    assert rx.backend.name == "ray" and ray.is_initialized()
+
+
+def test_errors_and_large_results(rx):
+    with pytest.raises(TaskError, match="bad input 1") as info:
+        rx.call_async(helpers.fail_on, (1, 1)).result()
+    assert info.value.attempts == 3 and "helpers.py" in info.value.remote_traceback
+    assert rx.call_async(helpers.blob, 1_500_000).result() == b"x" * 1_500_000
+
+
+def test_map_reduce_with_early_reducers(rx):
+    fs = rx.map_reduce(helpers.sleep_then, [(i, 0.3) for i in range(6)], sum, spawn_reducer=0, chunksize=1)
+    assert rx.get_result(fs) == 15
+    assert fs[0].stats["worker_start_tstamp"] < max(f.stats["worker_end_tstamp"] for f in fs.map_futures)
+    lines = ["x y", "y z", "z"] * 5
+    counts = rx.get_result(rx.map_reduce(helpers.words, lines, helpers.count, reduce_by_key=True))
+    assert counts == {"x": 5, "y": 10, "z": 10}
+
+
+def test_a_killed_ray_worker_is_retried(rx, tmp_path):
+    marker = tmp_path / "pid"
+    f = rx.call_async(helpers.pid_then_sleep, (str(marker), 30))
+    deadline = time.monotonic() + 30
+    while not marker.exists() or not marker.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    victim = int(marker.read_text())
+    os.kill(victim, signal.SIGKILL)
+    assert f.result(timeout=60) != victim
+    assert f.stats["attempts"] == 2

@@ -1,0 +1,64 @@
+"""Executor("host:port"): calls on a running standalone's function workers, data in its state."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from taureau.analytics import Executor, TaskError
+from tests.analytics import helpers
+from tests.e2e.harness import Standalone
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory):
+    server = Standalone(tmp_path_factory.mktemp("data"), state=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def sx(standalone):
+    with Executor(f"127.0.0.1:{standalone.state_port}", admin_url=standalone.admin_url, workers=2,
+                  progress=False) as executor:  # fmt: skip
+        yield executor
+
+
+def test_calls_run_on_the_standalones_function_instances(standalone, sx):
+    assert sx.get_result(sx.map(helpers.square, range(40))) == [x * x for x in range(40)]
+    status = httpx.get(f"{standalone.admin_url}/admin/v3/functions/public/default/taureau-analytics/status").json()
+    assert status["numRunning"] == 2
+    fs = sx.map(helpers.sleep_then, [(None, 0.3)] * 4, chunksize=1)
+    sx.wait(fs)
+    workers = {f.stats["worker"] for f in fs}
+    assert len(workers) == 2  # both instances ran calls at once
+    pids = {int(w.rsplit(":", 1)[1]) for w in workers}
+    assert os.getpid() not in pids and standalone.proc.pid not in pids
+
+
+def test_errors_large_results_and_map_reduce(sx):
+    with pytest.raises(TaskError, match="bad input 2") as info:
+        sx.call_async(helpers.fail_on, (2, 2)).result()
+    assert "helpers.py" in info.value.remote_traceback
+    assert sx.call_async(helpers.blob, 2_000_000).result() == b"x" * 2_000_000
+    fs = sx.map_reduce(helpers.words, ["a b", "b c", "c"], helpers.count, reduce_by_key=True, spawn_reducer=0)
+    assert sx.get_result(fs) == {"a": 1, "b": 2, "c": 2}
+    # Reducers start after all mappers: an instance may queue a call behind a waiting reducer.
+    assert fs[0].stats["worker_start_tstamp"] >= max(f.stats["worker_end_tstamp"] for f in fs.map_futures)
+
+
+def test_a_killed_instance_is_retried(sx, tmp_path):
+    marker = tmp_path / "pid"
+    f = sx.call_async(helpers.pid_then_sleep, (str(marker), 30))
+    deadline = time.monotonic() + 20
+    while not marker.exists() or not marker.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    victim = int(marker.read_text())
+    os.kill(victim, signal.SIGKILL)
+    assert f.result(timeout=60) != victim
+    assert f.stats["attempts"] == 2
