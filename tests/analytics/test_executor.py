@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import threading
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from taureau.analytics import (
     UnpicklableError,
     progress,
 )
-from tests.analytics import helpers
+from tests.analytics import faults, helpers
 
 
 def test_map_returns_results_in_order(ex):
@@ -86,14 +85,7 @@ def test_an_unpicklable_argument_is_an_error_before_anything_runs(ex, tmp_path):
 
 
 def test_a_worker_killed_mid_call_is_retried_elsewhere(ex, tmp_path):
-    marker = tmp_path / "pid"
-    f = ex.call_async(helpers.pid_then_sleep, (str(marker), 30))
-    deadline = time.monotonic() + 20
-    while not marker.exists() or not marker.read_text():
-        assert time.monotonic() < deadline, "the call never started"
-        time.sleep(0.02)
-    victim = int(marker.read_text())
-    os.kill(victim, signal.SIGKILL)
+    f, victim = faults.kill_first_attempt(ex, tmp_path)
     assert f.result(timeout=30) != victim
     assert f.stats["attempts"] == 2
     assert len(ex.backend.workers()) == 2  # the pool replaced the dead worker

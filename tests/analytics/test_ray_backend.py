@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
-import time
 
 import pytest
 
 from taureau.analytics import Executor, TaskError
-from tests.analytics import helpers
+from tests.analytics import faults, helpers
 
 ray = pytest.importorskip("ray")
 
@@ -38,6 +36,7 @@ def test_errors_and_large_results(rx):
 def test_map_reduce_with_early_reducers(rx):
     fs = rx.map_reduce(helpers.sleep_then, [(i, 0.3) for i in range(6)], sum, spawn_reducer=0, chunksize=1)
     assert rx.get_result(fs) == 15
+    rx.wait(fs.map_futures)  # the reducer can finish before the mappers' outcomes arrive
     assert fs[0].stats["worker_start_tstamp"] < max(f.stats["worker_end_tstamp"] for f in fs.map_futures)
     lines = ["x y", "y z", "z"] * 5
     counts = rx.get_result(rx.map_reduce(helpers.words, lines, helpers.count, reduce_by_key=True))
@@ -45,13 +44,6 @@ def test_map_reduce_with_early_reducers(rx):
 
 
 def test_a_killed_ray_worker_is_retried(rx, tmp_path):
-    marker = tmp_path / "pid"
-    f = rx.call_async(helpers.pid_then_sleep, (str(marker), 30))
-    deadline = time.monotonic() + 30
-    while not marker.exists() or not marker.read_text():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    victim = int(marker.read_text())
-    os.kill(victim, signal.SIGKILL)
+    f, victim = faults.kill_first_attempt(rx, tmp_path)
     assert f.result(timeout=60) != victim
     assert f.stats["attempts"] == 2

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
-import time
 
 import httpx
 import pytest
 
 from taureau.analytics import Executor, TaskError
-from tests.analytics import helpers
+from tests.analytics import faults, helpers
 from tests.e2e.harness import Standalone
 
 
@@ -47,18 +45,12 @@ def test_errors_large_results_and_map_reduce(sx):
     assert sx.call_async(helpers.blob, 2_000_000).result() == b"x" * 2_000_000
     fs = sx.map_reduce(helpers.words, ["a b", "b c", "c"], helpers.count, reduce_by_key=True, spawn_reducer=0)
     assert sx.get_result(fs) == {"a": 1, "b": 2, "c": 2}
+    sx.wait(fs.map_futures)  # the reducer can finish before the mappers' outcomes arrive
     # Reducers start after all mappers: an instance may queue a call behind a waiting reducer.
     assert fs[0].stats["worker_start_tstamp"] >= max(f.stats["worker_end_tstamp"] for f in fs.map_futures)
 
 
 def test_a_killed_instance_is_retried(sx, tmp_path):
-    marker = tmp_path / "pid"
-    f = sx.call_async(helpers.pid_then_sleep, (str(marker), 30))
-    deadline = time.monotonic() + 20
-    while not marker.exists() or not marker.read_text():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    victim = int(marker.read_text())
-    os.kill(victim, signal.SIGKILL)
+    f, victim = faults.kill_first_attempt(sx, tmp_path)
     assert f.result(timeout=60) != victim
     assert f.stats["attempts"] == 2

@@ -65,6 +65,7 @@ def test_a_custom_partitioner_places_keys(ex):
 def test_early_reducers_wait_for_their_partitions_through_notifications(ex):
     fs = ex.map_reduce(helpers.sleep_then, [(i, 0.3) for i in range(6)], sum, spawn_reducer=0, chunksize=1)
     assert ex.get_result(fs) == 15
+    ex.wait(fs.map_futures)  # the reducer can finish before the mappers' outcomes arrive
     reducer = fs[0].stats
     last_map_end = max(f.stats["worker_end_tstamp"] for f in fs.map_futures)
     # The reducer was running (waiting on the `done` table's notifications) before the last mapper ended.
