@@ -26,26 +26,39 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_large_arguments_and_results_travel_through_state(ex):
     big = os.urandom(1_500_000)
-    f = ex.call_async(len, big)  # 1.5 MB argument: stored in the job's data table, not sent inline
-    assert f.result() == len(big)
-    g = ex.call_async(helpers.blob, 3_000_000)  # 3 MB result: chunked into the job's results table
-    assert g.result() == b"x" * 3_000_000
-    table = ex.client.open_hash_table(results_path(f"{ex.dir}/jobs/{g.job_id}", 0))
-    assert len(table) == 4  # a head and three 1 MiB chunks
-    data = ex.client.open_hash_table(f"{ex.dir}/jobs/{f.job_id}/data")
-    assert data.get(f"args-{f.job_id}-0".encode())[:1] == b"C"  # the argument, chunked
+    f = ex.call_async(helpers.sleep_then, (big, 1.0))  # 1.5 MB argument and result
+    data = f"{ex.dir}/jobs/{f.job_id}/data"
+    head = ex.client.open_hash_table(data).get(f"args-{f.job_id}-0".encode())
+    assert head[:1] == b"C"  # the argument is in the job's data table, in chunks, not in the batch
+    ex.wait([f])
+    segment = results_path(f"{ex.dir}/jobs/{f.job_id}", 0)
+    assert len(ex.client.open_hash_table(segment)) == 3  # the result: a head and two 1 MiB chunks
+    assert f.result() == big
+    assert not ex.client.exists(segment)  # every result of a finished segment read: freed
+    deadline = time.monotonic() + 5
+    while ex.client.exists(data):  # the finished job's inputs are freed too
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
 
 
 def test_map_reduce_by_key_shuffles_through_hash_tables(ex):
     lines = ["the cat sat", "on the mat", "the end", "a cat"] * 25
-    fs = ex.map_reduce(helpers.words, lines, helpers.count, reduce_by_key=True, num_reducers=3)
-    assert len(fs) == 3
-    expected = collections.Counter(w for line in lines for w in line.split())
-    assert ex.get_result(fs) == dict(expected)
-    job_dir = f"{ex.dir}/jobs/{fs.map_futures[0].job_id}"
-    for r in range(3):
-        assert len(ex.client.open_hash_table(f"{job_dir}/shuffle/{r}")) == len(lines)  # one entry per mapper
-    assert len(ex.client.open_hash_table(f"{job_dir}/done")) == len(lines)
+    with ex.client.listen(f"{ex.dir}/jobs", ops=["upsert"]) as sub:
+        fs = ex.map_reduce(helpers.words, lines, helpers.count, reduce_by_key=True, num_reducers=3)
+        assert len(fs) == 3
+        expected = collections.Counter(w for line in lines for w in line.split())
+        assert ex.get_result(fs) == dict(expected)
+        job_dir = f"{ex.dir}/jobs/{fs.map_futures[0].job_id}"
+        seen = collections.Counter()
+        while (n := sub.get_notification(timeout=0.5)) is not None:
+            seen[n.path.removeprefix(job_dir + "/")] += 1
+    # Every mapper wrote one entry to each partition's table, then marked itself done (and the
+    # driver stored the map and reduce functions).
+    assert seen == {"shuffle/0": 100, "shuffle/1": 100, "shuffle/2": 100, "done": 100, "data": 2}
+    deadline = time.monotonic() + 5
+    while ex.client.exists(f"{job_dir}/shuffle") or ex.client.exists(f"{job_dir}/done"):
+        assert time.monotonic() < deadline, "the finished shuffle was not freed"
+        time.sleep(0.02)
 
 
 def test_map_reduce_without_key_reduces_the_list_of_map_results(ex):

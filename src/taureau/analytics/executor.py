@@ -48,7 +48,7 @@ class Executor:
 
     def __init__(self, address: str | None = None, *, backend: str | None = None, workers: int | None = None,
                  retries: int = 2, speculation: bool = True, state_budget: int | None = None,
-                 lease_ms: int = 10_000, block_size: int = 32 << 20, blocks: int = 64,
+                 lease_ms: int = 10_000, block_size: int = 8 << 20, blocks: int = 256,
                  progress: bool | None = None, admin_url: str | None = None, ray_address: str | None = None,
                  policy: Policy | None = None) -> None:  # fmt: skip
         name = backend or ("standalone" if address else "local")
@@ -76,7 +76,7 @@ class Executor:
                                           ray_address=ray_address)  # fmt: skip
             self.policy = policy or Policy(retries=retries, speculation=speculation)
             self.scheduler = Scheduler(self.backend, self.policy, address, self.dir)
-            self.results = ResultStore(self.client, self.executor_id, state_budget)
+            self.results = ResultStore(self.client, self.executor_id, state_budget, self._segment_finished)
             self.backend.start(self.scheduler, address)
         except BaseException:
             self._close_state()
@@ -186,7 +186,11 @@ class Executor:
         return fs, job, tasks
 
     def _fetcher(self, jdir: str) -> Callable[[int, tuple[str, int]], bytes]:
-        return lambda call_id, ref: self.results.read(jdir, call_id, ref[0])
+        def fetch(call_id: int, ref: tuple[str, int]) -> bytes:
+            self._run_actions()  # account results the monitor has not seen yet, so reads free segments
+            return self.results.read(jdir, call_id, ref[0])
+
+        return fetch
 
     # -- waiting ------------------------------------------------------------------------------
 
@@ -295,11 +299,25 @@ class Executor:
             elif what == "spill":
                 spill = True
                 self._spill(force=True)
+            elif what == "finished":
+                self._drop_inputs(arg)
             elif what == "abort":
                 done = open_unrenewed(self.client, self.client.open_or_create_hash_table, done_path(arg.dir))
                 done.upsert(ABORT, (arg.aborted or "a mapper failed").encode())
         if spill:
             self._spill(force=False)
+
+    def _drop_inputs(self, job: Job) -> None:
+        """A finished job's function, arguments and shuffle leave the pool (results stay until
+        read or clean()); a map job's go with its reducers, which read them."""
+        paths = [f"{job.dir}/data"]
+        if job.kind == "reduce":
+            paths += [f"{job.dir}/shuffle", done_path(job.dir)]
+        for path in paths:
+            try:
+                self.client.remove(path)
+            except errors.PathNotFoundError:
+                pass
 
     def _spill(self, *, force: bool) -> None:
         budget = self.results.budget
@@ -314,19 +332,15 @@ class Executor:
                 "the state pool is full and no finished results are left to spill"))  # fmt: skip
 
     def _finished_segments(self) -> dict[str, bool]:
-        out: dict[str, bool] = {}
+        return {path: self._segment_finished(path) for path in self.results.segments()}
+
+    def _segment_finished(self, path: str) -> bool:
+        """Is every call whose result may go to this results segment over?"""
+        jdir = path.rsplit("/results/", 1)[0]
+        calls = segment_calls(path)
         with self._lock:
-            jobs = list(self._jobs.values())
-        by_dir: dict[str, list[tuple[Job, list[ResponseFuture]]]] = {}
-        for job, futures in jobs:
-            by_dir.setdefault(job.dir, []).append((job, futures))
-        for path in self.results.segments():
-            jdir = path.rsplit("/results/", 1)[0]
-            calls = segment_calls(path)
-            out[path] = all(
-                all(f.done for f in futures[calls.start : calls.stop]) for job, futures in by_dir.get(jdir, [])
-            )
-        return out
+            jobs = [futures for job, futures in self._jobs.values() if job.dir == jdir]
+        return all(f.done for futures in jobs for f in futures[calls.start : calls.stop])
 
     # -- closing ----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from taureau.analytics.space import SEGMENT_CALLS, get_blob, results_path, segment_of
@@ -20,12 +21,16 @@ class _Segment:
     path: str
     dump: str
     size: int = 0
+    stored: int = 0  # results written to it
+    read: int = 0  # results fetched from it (each once: a future keeps its value)
     spilled: bool = False  # its dump is the only copy
     dumped: bool = False  # a dump exists (a segment loaded back need not be written again)
 
 
 class ResultStore:
-    def __init__(self, client: StateClient, executor_id: str, budget: int | None) -> None:
+    def __init__(self, client: StateClient, executor_id: str, budget: int | None,
+                 finished: Callable[[str], bool]) -> None:  # fmt: skip
+        self.finished = finished  # is every call of this segment over?
         self.client = client
         self.executor_id = executor_id
         self.budget = budget
@@ -44,6 +49,7 @@ class ResultStore:
                 dump = f"local://analytics/{self.executor_id}/{job_id}/results-{seg}.dump"
                 s = self._segments[path] = _Segment(path, dump)
             s.size += size
+            s.stored += 1
             self.in_memory += size
 
     def over_budget(self) -> bool:
@@ -80,7 +86,14 @@ class ResultStore:
                 self.in_memory += s.size
             table = self.client.open_hash_table(path)
             self.client.close(path)  # the executor directory's lease keeps it, not this handle
-            return get_blob(table, key)
+            data = get_blob(table, key)
+            if s is not None:
+                s.read += 1
+                if s.read >= s.stored and self.finished(path):  # all read, none to come: free it
+                    self.client.remove(path)
+                    del self._segments[path]
+                    self.in_memory -= s.size
+            return data
 
     def segments(self) -> list[str]:
         with self._lock:

@@ -234,6 +234,7 @@ class Scheduler:
             job.done += 1
             job.success[task.call_id] = True
             job.durations.append(o.end - o.start)
+            self._check_finished(job)
             f.stats.update(worker=o.worker, worker_start_tstamp=o.start, worker_end_tstamp=o.end,
                            attempts=task.attempt + 1, speculative_copy=o.attempt != task.attempt or task.speculated)
             fetch = None
@@ -264,6 +265,11 @@ class Scheduler:
             return
         self._failed(task, exc, o)
 
+    def _check_finished(self, job: Job) -> None:
+        """Every call of the job is over: its inputs (and a shuffle's partitions) can go."""
+        if job.done >= job.size and job.kind != "map":
+            self.actions.append(("finished", job))
+
     def _cancel_losers(self, task: Task) -> None:
         """A speculated call finished: a batch left with nothing but finished calls is cancelled
         (a local worker is killed), so it holds up neither its worker nor what queues behind it."""
@@ -289,6 +295,7 @@ class Scheduler:
         task.future._fail(exc)
         job = task.job
         job.done += 1
+        self._check_finished(job)
         if job.kind == "map" and job.reducers is not None and not job.aborted:
             job.aborted = f"mapper {task.call_id} failed: {exc}".splitlines()[0][:500]
             self.actions.append(("abort", job))
@@ -299,6 +306,7 @@ class Scheduler:
                 r.future._fail(JobAbortedError(f"reducer {r.future.id} not run: {job.aborted}"))
                 reducers.done += 1
             reducers.held.clear()
+            self._check_finished(reducers)
 
     # -- stragglers -------------------------------------------------------------------------------
 

@@ -88,11 +88,15 @@ def get_blob(table: HashTable, key: str) -> bytes:
     return bytes(out)
 
 
-def blob_keys(key: str, data_size: int) -> list[bytes]:
-    """Every hash-table key `put_blob` used for a blob of `data_size` bytes."""
+def delete_blob(table: HashTable, key: str) -> None:
+    """Remove the value under `key` and its chunks (KeyNotFoundError if absent)."""
     k = key.encode()
-    n = 0 if data_size <= CHUNK else -(-data_size // CHUNK)
-    return [k] + [k + b"#%d" % i for i in range(n)]
+    head = table.get(k)
+    table.remove(k)  # first: a reader never finds a head whose chunks are gone
+    if head[:1] == b"C":
+        count, _ = _HEAD.unpack(head[1:])
+        for i in range(count):
+            table.remove(k + b"#%d" % i)
 
 
 # -- handles that do not keep a lease alive ----------------------------------------------------
@@ -177,7 +181,10 @@ class JobSpace:
         return self._handle("queue", name, self.client.open_or_create_queue)
 
     def file(self, name: str) -> File:
-        return self._handle("file", name, self.client.open_or_create_file)
+        """The file, positioned at its start (a handle is shared by the calls of a worker)."""
+        f = self._handle("file", name, self.client.open_or_create_file)
+        f.seek(0)
+        return f
 
     def put(self, name: str, obj: Any) -> None:
         """Store a Python object (pickled with cloudpickle) under `name`."""
@@ -186,6 +193,10 @@ class JobSpace:
     def get(self, name: str) -> Any:
         """The object stored under `name` (KeyNotFoundError if there is none)."""
         return pickle.loads(get_blob(self.hash_table("objects"), name))
+
+    def delete(self, name: str) -> None:
+        """Forget the object stored under `name` (KeyNotFoundError if there is none)."""
+        delete_blob(self.hash_table("objects"), name)
 
     def listen(self, name: str = "", ops: list[str] | None = None) -> Subscription:
         """Notifications for `ops` on every structure under `name` (the whole space by default)."""
