@@ -28,6 +28,7 @@ log = logging.getLogger("taureau.analytics")
 ALL_COMPLETED, ANY_COMPLETED, ALWAYS = 1, 2, 3  # Lithops' values
 MAX_CALLS_PER_JOB = 1_000_000  # every call holds a future and its pickled arguments
 MONITOR_TICK_S = 0.05
+MAX_AUTO_CHUNK = 256  # calls per batch at most unless chunksize says otherwise (Pool.map's rule, capped)
 JOB_PREFIX = {"call": "A", "map": "M", "reduce": "R"}  # job ids as Lithops names them (A000, M001)
 
 
@@ -156,10 +157,8 @@ class Executor:
         # Everything is pickled before anything is stored or sent: a bad argument is an error
         # with nothing started.
         fn_blob = wire.dumps_function(fn, partitioner)
-        payloads = []
-        for i, item in enumerate(items):
-            args, kwargs = item if raw_args else wire.call_convention(fn, item, extra_args)
-            payloads.append(wire.dumps_args(i, args, kwargs))
+        convention = wire.CallConvention(fn, extra_args)
+        payloads = wire.dumps_args(items if raw_args else [convention(item) for item in items])
         with self._lock:
             job_id = f"{JOB_PREFIX[kind]}{self._job_count:03d}"
             self._job_count += 1
@@ -169,7 +168,7 @@ class Executor:
         put_blob(data, fn_key, fn_blob)
         if kind == "map":
             open_unrenewed(self.client, self.client.open_or_create_hash_table, done_path(jdir))
-        chunk = chunksize or max(1, min(64, math.ceil(len(items) / (self.backend.slots * 4))))
+        chunk = chunksize or max(1, min(MAX_AUTO_CHUNK, math.ceil(len(items) / (self.backend.slots * 4))))
         job = Job(job_id, jdir, fn_key, kind, len(items), chunk, self._fetcher(jdir))
         tasks = []
         for i, raw in enumerate(payloads):
@@ -201,9 +200,11 @@ class Executor:
         futures = self._resolve(fs)
         deadline = None if timeout is None else time.monotonic() + timeout
         show = self._show_progress(show_progressbar, return_when, futures)
+        pending = futures
         with progress.bar(len(futures), show) as bar, self.scheduler.changed:
             while True:
-                done = sum(1 for f in futures if f.done)
+                pending = [f for f in pending if not f.done]  # only these can change
+                done = len(futures) - len(pending)
                 bar(done)
                 if (return_when == ALWAYS or (return_when == ANY_COMPLETED and done)
                         or done == len(futures) or self._closed):  # fmt: skip

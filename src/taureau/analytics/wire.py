@@ -123,12 +123,24 @@ def dumps_function(fn: Any, partitioner: Any = None) -> bytes:
                                f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
 
 
-def dumps_args(index: int, args: tuple, kwargs: dict) -> bytes:
-    try:
-        return cloudpickle.dumps((args, kwargs), protocol=PROTOCOL)
-    except Exception as exc:
-        raise UnpicklableError(f"argument of call {index} cannot be pickled ({_culprit(args, kwargs)}): "
-                               f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+def dumps_args(calls: list[tuple[tuple, dict]]) -> list[bytes]:
+    """Pickle each call's (args, kwargs); UnpicklableError names the first call that fails.
+    One pickler serves the whole job: building a cloudpickle Pickler costs more than pickling
+    a small argument."""
+    buf = io.BytesIO()
+    pickler = cloudpickle.Pickler(buf, protocol=PROTOCOL)
+    out = []
+    for index, (args, kwargs) in enumerate(calls):
+        buf.seek(0)
+        buf.truncate()
+        pickler.clear_memo()
+        try:
+            pickler.dump((args, kwargs))
+        except Exception as exc:
+            raise UnpicklableError(f"argument of call {index} cannot be pickled ({_culprit(args, kwargs)}): "
+                                   f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+        out.append(buf.getvalue())
+    return out
 
 
 def _culprit(args: tuple, kwargs: dict) -> str:
@@ -149,24 +161,30 @@ def _picklable(obj: Any) -> bool:
         return False
 
 
-def call_convention(fn: Any, item: Any, extra_args: Any) -> tuple[tuple, dict]:
+class CallConvention:
     """Lithops' rule for one element of map_iterdata: a dict whose keys all name parameters is
     passed as keywords, a tuple or list is spread over a function of several positional
     parameters (or none: `()` calls a function without any), anything else is the single
-    argument; extra_args (a tuple or dict) follow."""
-    params = _parameters(fn)
-    if isinstance(item, dict) and item and params is not None and set(item) <= params[1]:
-        args: tuple = ()
-        kwargs = dict(item)
-    elif isinstance(item, (tuple, list)) and params is not None and params[0] != 1:
-        args, kwargs = tuple(item), {}
-    else:
-        args, kwargs = (item,), {}
-    if isinstance(extra_args, dict):
-        kwargs.update(extra_args)
-    elif extra_args is not None:
-        args += tuple(extra_args)
-    return args, kwargs
+    argument; extra_args (a tuple or dict) follow. The signature is read once per job."""
+
+    def __init__(self, fn: Any, extra_args: Any = None) -> None:
+        self.params = _parameters(fn)
+        self.extra_args = extra_args
+
+    def __call__(self, item: Any) -> tuple[tuple, dict]:
+        params, extra_args = self.params, self.extra_args
+        if isinstance(item, dict) and item and params is not None and set(item) <= params[1]:
+            args: tuple = ()
+            kwargs = dict(item)
+        elif isinstance(item, (tuple, list)) and params is not None and params[0] != 1:
+            args, kwargs = tuple(item), {}
+        else:
+            args, kwargs = (item,), {}
+        if isinstance(extra_args, dict):
+            kwargs.update(extra_args)
+        elif extra_args is not None:
+            args += tuple(extra_args)
+        return args, kwargs
 
 
 def _parameters(fn: Any) -> tuple[int, set[str]] | None:
