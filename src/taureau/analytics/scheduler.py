@@ -318,6 +318,8 @@ class Scheduler:
         started = 0
         now = time.time()
         with self.changed:
+            if self._ready:
+                return 0  # work is waiting: a copy would take a worker from it (Spark waits too)
             for worker, queue in list(self._per_worker.items()):
                 info = self._inflight.get(queue[0]) if queue else None
                 if info is None or not info.tasks or info.batch.tasks[0].kind == "reduce":
@@ -331,7 +333,7 @@ class Scheduler:
                 # The worker runs a batch in order: the first unreported call is the straggler,
                 # and the rest of its batch waits behind it, so all of them get a copy.
                 tasks = [t for t in info.tasks.values() if not (t.speculated or t.finished)]
-                if tasks and self._send(job, tasks, avoid=worker):
+                if tasks and self._send(job, tasks, exclusive=True, avoid=worker):  # an idle worker only
                     for t in tasks:
                         t.speculated = True
                     started += len(tasks)

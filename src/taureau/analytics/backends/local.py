@@ -38,6 +38,7 @@ class _Worker:
     batches: dict[int, int] = field(default_factory=dict)  # batch id -> calls not reported yet
     exclusive: bool = False
     dead: bool = False
+    cancelled: bool = False  # killed on purpose (the losers of speculation)
 
 
 class LocalBackend:
@@ -113,6 +114,7 @@ class LocalBackend:
         with self._lock:
             for w in self._workers:
                 if not w.dead and w.batches and next(iter(w.batches)) == batch_id:
+                    w.cancelled = True
                     w.proc.kill()
                     return True
         return False
@@ -168,7 +170,9 @@ class LocalBackend:
                 self._workers.append(self._spawn())  # joins when its READY arrives
         w.conn.close()
         code = w.proc.wait()
-        if not self._closing:
+        if w.cancelled:
+            log.debug("worker %s stopped: it ran only calls finished elsewhere", w.name)
+        elif not self._closing:
             log.warning("worker %s died (exit code %s); %d batches go elsewhere", w.name, code, len(lost))
         for batch_id in lost:
             sink.batch_done(batch_id, WorkerLostError(f"worker {w.name} died (exit code {code}) while running it"))
