@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import collections
 import os
-import random
 import sys
 import tempfile
+
+import numpy as np
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -57,10 +58,11 @@ def run(ex, paths: list[str], chunk: int = CHUNK, reducers: int | None = None) -
 
 
 def generate(directory: str, megabytes: float, files: int = 4, seed: int = 1) -> list[str]:
-    """Zipf-like text: a vocabulary of 5,000 words, a few very common."""
-    rng = random.Random(seed)
-    vocab = [f"w{i}" for i in range(5000)]
-    weights = [1 / (i + 1) for i in range(len(vocab))]
+    """Zipf-like text: a vocabulary of 5,000 words, a few very common, 12 words a line."""
+    rng = np.random.default_rng(seed)
+    vocab = np.array([f"w{i}" for i in range(5000)])
+    weights = 1 / np.arange(1, len(vocab) + 1)
+    weights /= weights.sum()
     paths = []
     per_file = int(megabytes * (1 << 20) / files)
     for n in range(files):
@@ -68,9 +70,10 @@ def generate(directory: str, megabytes: float, files: int = 4, seed: int = 1) ->
         with open(path, "w") as f:
             written = 0
             while written < per_file:
-                line = " ".join(rng.choices(vocab, weights, k=12)) + "\n"
-                f.write(line)
-                written += len(line)
+                words = vocab[rng.choice(len(vocab), size=(4096, 12), p=weights)]
+                text = "\n".join(" ".join(line) for line in words) + "\n"
+                f.write(text)
+                written += len(text)
         paths.append(path)
     return paths
 
