@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate src/taureau/protocol/pulsar_api_pb2.py from our PulsarApi.proto.
+# Regenerate src/taureau/protocol/pulsar_api_pb2.py (and its type stub) from our PulsarApi.proto.
 #
 # The generated module is committed. protoc stamps the gencode with its own protobuf version and
 # the runtime refuses gencode newer than itself, so we lower the stamp to the oldest runtime the
@@ -13,8 +13,12 @@ MIN_MAJOR=6
 MIN_MINOR=33
 MIN_PATCH=0
 OUT=src/taureau/protocol
-"$PY" -m grpc_tools.protoc -I"$OUT" --python_out="$OUT" "$OUT/PulsarApi.proto"
+"$PY" -m grpc_tools.protoc -I"$OUT" --python_out="$OUT" --pyi_out="$OUT" "$OUT/PulsarApi.proto"
 mv "$OUT/PulsarApi_pb2.py" "$OUT/pulsar_api_pb2.py"
+# The stub types the codec for mypy. Two values of Schema.Type are dropped from it: None (a
+# syntax error there) and KeyValue (it shadows the KeyValue message in Schema's own fields).
+grep -vE '^ +(None|KeyValue): (_ClassVar\[)?Schema\.Type' "$OUT/PulsarApi_pb2.pyi" >"$OUT/pulsar_api_pb2.pyi"
+rm "$OUT/PulsarApi_pb2.pyi"
 "$PY" - "$OUT/pulsar_api_pb2.py" "$MIN_MAJOR" "$MIN_MINOR" "$MIN_PATCH" <<'PYEOF'
 import re
 import sys

@@ -1,4 +1,11 @@
-"""Imports point down the layer list of DESIGN.md, and the protocol codec stays sans-IO."""
+"""Who may import whom: a per-package allow-list, and the protocol codec stays sans-IO.
+
+Each package of src/taureau lists the packages it may import. The lists are exactly what each
+package imports today, so a new dependency is a decision made here, in review: sibling
+packages (functions, state, and later sketches or analytics) cannot import each other by
+accident, and a new package fails test_every_package_has_an_allow_list until it declares its
+own. The lists must also point down the layer order of DESIGN.md (RANK), so no cycle can form.
+"""
 
 import ast
 from pathlib import Path
@@ -7,10 +14,10 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "taureau"
 
-# Higher ranks may import lower ranks (and themselves), never the other way round.
+# The layer order: a package may only ever be allowed packages of a lower rank.
 RANK = {
     "common": 0,
-    "auth": 0,
+    "auth": 0.5,  # tokens and passwords: above common, below everything that authenticates
     "metadata": 1,
     "storage": 2,
     "protocol": 3,
@@ -26,6 +33,26 @@ RANK = {
     "standalone": 11,
     "functions_worker": 11,
     "cli": 12,
+}
+
+# package -> the other taureau packages it may import.
+ALLOWED = {
+    "common": set(),
+    "auth": {"common"},
+    "metadata": {"common"},
+    "storage": {"common", "metadata"},
+    "protocol": {"common"},
+    "net": set(),
+    "broker": {"common", "metadata", "storage", "protocol", "net"},
+    "state": {"common", "metadata"},
+    "functions": {"common", "metadata", "storage", "state"},
+    "sketches": {"common", "functions"},
+    "testing": {"common", "storage"},
+    "web": set(),
+    "node": {"common", "metadata", "storage"},
+    "standalone": {"broker", "functions", "net", "node", "sketches", "state", "web"},
+    "functions_worker": {"broker", "functions", "net", "node", "storage", "web"},
+    "cli": {"auth", "broker", "common", "functions", "functions_worker", "sketches", "standalone", "state"},
 }
 
 
@@ -53,17 +80,36 @@ def source_files():
             continue
         rel = path.relative_to(SRC)
         layer = rel.parts[0].removesuffix(".py")
-        if layer in RANK:
-            yield layer, path
+        yield layer, path
+
+
+def packages() -> set[str]:
+    return {
+        p.name.removesuffix(".py")
+        for p in SRC.iterdir()
+        if p.name != "__init__.py" and (p.suffix == ".py" or (p / "__init__.py").exists())
+    }
+
+
+def test_every_package_has_an_allow_list():
+    assert packages() == set(ALLOWED), f"declare these in ALLOWED: {sorted(packages() ^ set(ALLOWED))}"
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_allow_lists_point_down(layer):
+    for target in ALLOWED[layer]:
+        assert RANK[target] < RANK[layer], f"{layer} may import {target}, which is not below it"
 
 
 @pytest.mark.parametrize("layer,path", list(source_files()), ids=lambda v: str(v).split("taureau/")[-1])
-def test_imports_point_down(layer, path):
+def test_imports_are_allowed(layer, path):
     for module in imports(path):
         target = layer_of(module)
-        if target is None or target not in RANK:
+        if target is None or target == layer:
             continue
-        assert RANK[target] <= RANK[layer], f"{path.relative_to(SRC)} ({layer}) imports {module} ({target})"
+        assert target in ALLOWED.get(layer, set()), (
+            f"{path.relative_to(SRC)} ({layer}) imports {module}: {target} is not in ALLOWED[{layer!r}]"
+        )
 
 
 def test_protocol_imports_no_io():

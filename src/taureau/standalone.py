@@ -7,7 +7,7 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taureau.broker.admin import build_admin_app
 from taureau.broker.config import BrokerConfig
@@ -17,6 +17,9 @@ from taureau.net.loop_probe import LoopProbe
 from taureau.net.server import install_fast_event_loop, start_tcp_server
 from taureau.node import Node, run_until_signalled
 from taureau.web import WebServer
+
+if TYPE_CHECKING:
+    from taureau.state.service import StateServices
 
 log = logging.getLogger("taureau.standalone")
 
@@ -55,6 +58,7 @@ class Standalone(Node):
         self.broker_port = 0
         self.web_port = 0
         self.state_address: str | None = None
+        self.state_services: StateServices | None = None  # when the state layer runs
 
     async def start(self) -> None:
         broker = self.config.broker
@@ -79,7 +83,7 @@ class Standalone(Node):
 
         self.on_stop(stop_broker_server)
         if self.config.state.enabled:
-            await self._start_state(data_dir)
+            await self._start_state(data_dir, store)
         app = build_admin_app(service)
         probe = LoopProbe()
         probe.start()
@@ -90,6 +94,10 @@ class Standalone(Node):
         if broker.web_port == 0:
             broker.web_port = web.port
         worker = self._functions_worker(app, data_dir, store, factory) if self.config.functions.enabled else None
+        if self.state_services is not None:  # the state layer's series on the same /metrics
+            sources = list(getattr(app.state, "metrics_sources", []))
+            sources.append(self.state_services.controller.prometheus_lines)
+            app.state.metrics_sources = sources
         await web.start()
         self.on_stop(web.stop)
         if worker is not None:
@@ -117,7 +125,7 @@ class Standalone(Node):
         install_sketches(app, self.functions)
         return self.functions
 
-    async def _start_state(self, data_dir: str) -> None:
+    async def _start_state(self, data_dir: str, store: Any) -> None:
         from taureau.state.service import start_state_services
 
         opts = self.config.state
@@ -129,7 +137,9 @@ class Standalone(Node):
             num_blocks=opts.blocks,
             lease_ms=opts.lease_ms,
             data_dir=os.path.join(data_dir, "state"),
+            store=store,  # the namespace outlives a restart (docs/state.md)
         )
+        self.state_services = services
         port = services.controller_address.rsplit(":", 1)[1]
         self.state_address = f"{self.config.broker.advertised_address}:{port}"
         self.on_stop(services.close)

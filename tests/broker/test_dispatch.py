@@ -30,7 +30,7 @@ class Sink:
         self.closed = []
         self.active = []
 
-    def send_message(self, consumer_id, position, partition, redelivery_count, data):
+    def send_message(self, consumer_id, position, partition, redelivery_count, data, ack_set=()):
         self.messages.append((consumer_id, position, redelivery_count, data))
 
     def send_close_consumer(self, consumer_id):
@@ -370,3 +370,33 @@ async def test_consumer_unacked_limit_is_not_applied_to_exclusive_subscriptions(
         sub.flow(c, 100)
         await settle()
         assert len(sink.messages) == 5 and not c.blocked and c.unacked_messages == 5
+
+
+def test_key_hash_is_murmur3_as_pulsar():
+    from taureau.broker.dispatch.key_shared import key_hash
+
+    # Reference vectors of Murmur3 x86 32-bit, seed 0, reduced as Pulsar does (mod 65536).
+    assert key_hash(b"") == 0
+    assert key_hash(b"hello") == 0x248BFA47 % 65536
+    assert key_hash(b"The quick brown fox jumps over the lazy dog") == 0x2E4FF723 % 65536
+    assert key_hash(None) == key_hash(b"NONE_KEY")  # a message without a key, as Pulsar
+
+
+async def test_delayed_deliveries_come_due_in_time_order_and_are_bounded():
+    from taureau.broker.dispatch.delayed import DelayedDeliveries, now_ms
+    from taureau.storage.position import Position
+
+    woken = asyncio.Event()
+    delayed = DelayedDeliveries(woken.set, limit=3)
+    start = now_ms()
+    delayed.add(Position(1, 2), start + 200)
+    delayed.add(Position(1, 1), start + 100)
+    assert not delayed.full and delayed.pop_due(start) == []
+    delayed.add(Position(1, 3), start + 60_000)
+    assert delayed.full  # the dispatcher reads no fresh entries now
+    await asyncio.wait_for(woken.wait(), 2)  # the timer fires for the earliest
+    assert now_ms() >= start + 100
+    assert delayed.pop_due(start + 250) == [Position(1, 1), Position(1, 2)]
+    assert len(delayed) == 1 and not delayed.full
+    delayed.clear()
+    assert len(delayed) == 0

@@ -162,8 +162,8 @@ def test_every_stored_message_can_be_peeked_with_encoded_headers(tmp_path):
         producer.send(b"cjk", properties={"lang": "中文"}, partition_key="键")
         client.close()
         with httpx.Client(base_url=server.admin_url, timeout=10) as admin:
-            # The stored cursor "s" becomes a subscription again (not dispatched: no consumer).
-            assert admin.put(f"{_path(topic)}/subscription/s").status_code == 204
+            # The stored cursor "s" is a subscription again as the topic loads (no consumer).
+            assert admin.get(f"{_path(topic)}/subscriptions").json() == ["s"]
             path = f"{_path(topic)}/subscription/s/position"
             legacy = admin.get(f"{path}/1")
             assert legacy.status_code == 200 and legacy.content == b"legacy"

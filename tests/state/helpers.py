@@ -12,9 +12,11 @@ class ServerProcess:
     """Controller + memory server in a child process (tests/state/server_proc.py), so that
     /proc/<pid>/status is the servers' memory alone."""
 
-    def __init__(self, data_dir, *, block_size: int = 64 << 10, num_blocks: int = 16, lease_ms: int = 60000):
+    def __init__(self, data_dir, *, block_size: int = 64 << 10, num_blocks: int = 16, lease_ms: int = 60000,
+                 memory_budget: int = 0):  # fmt: skip
         script = Path(__file__).with_name("server_proc.py")
         args = [sys.executable, str(script), str(data_dir), str(block_size), str(num_blocks), str(lease_ms)]
+        args.append(str(memory_budget))  # 0: the default (every block full)
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().split()
         if len(line) != 2:

@@ -1,7 +1,7 @@
 """A state controller and memory server alone in a process, for tests that measure the
 servers' own memory apart from the test's. Prints both addresses, serves until stdin closes.
 
-    python tests/state/server_proc.py DATA_DIR BLOCK_SIZE NUM_BLOCKS LEASE_MS
+    python tests/state/server_proc.py DATA_DIR BLOCK_SIZE NUM_BLOCKS LEASE_MS [MEMORY_BUDGET]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from taureau.state.service import start_state_services
 
 
-async def main(data_dir: str, block_size: int, num_blocks: int, lease_ms: int) -> None:
+async def main(data_dir: str, block_size: int, num_blocks: int, lease_ms: int, budget: int) -> None:
     services = await start_state_services(
         controller_port=0,
         block_size=block_size,
@@ -20,6 +20,7 @@ async def main(data_dir: str, block_size: int, num_blocks: int, lease_ms: int) -
         lease_ms=lease_ms,
         data_dir=data_dir,
         memory_server_process=False,
+        memory_budget=budget or None,
     )
     assert services.memory_server is not None
     print(services.controller_address, services.memory_server.address, flush=True)
@@ -28,4 +29,5 @@ async def main(data_dir: str, block_size: int, num_blocks: int, lease_ms: int) -
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
+    budget = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), budget))

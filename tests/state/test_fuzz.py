@@ -30,8 +30,10 @@ from hypothesis import strategies as st
 from taureau.common import errors
 from taureau.state import StateClient, codec
 from taureau.state.codec import ERROR, EVENT, OK, REDO, REQUEST, STALE, FrameDecoder, Op, pack_u64
-from taureau.state.controller import NOTIFY_OPS
+from taureau.state.kinds.counter import INCR, MULTI_INCR, pack_i64
+from taureau.state.kinds.sorted_map import RANGE
 from taureau.state.limits import controller_limits, memory_server_limits
+from taureau.state.notify import NOTIFY_OPS
 from tests.state.helpers import ServerProcess, raw_socket
 
 EXAMPLES = int(os.environ.get("TAUREAU_STATE_FUZZ_EXAMPLES", "1500"))
@@ -40,7 +42,8 @@ NUM_BLOCKS = 128
 RSS_GROWTH_MB = 32  # pool 8 MiB, good data ~2 MB, one connection at a time (~1 MiB each)
 GOOD_OPS = 3000  # the well-behaved client's writes during the fuzzing, at most
 REPLY_TIMEOUT = 10.0  # no answer (or no close of a broken stream) by then: the server hung
-BASE = {"ht": "hash_table", "q": "queue", "f": "file"}  # the fuzzer's own structures, under /fuzz
+# the fuzzer's own structures, under /fuzz: one of each kind
+BASE = {"ht": "hash_table", "q": "queue", "f": "file", "c": "counter", "sm": "sorted_map"}
 KNOWN_CODES = {cls.code for cls in codec._ERROR_CLASSES.values()} | {STALE, REDO}
 
 
@@ -67,9 +70,9 @@ _ints = _weighted(
     (1, st.sampled_from([4096, 4097, 2**31, 2**40, 2**63, 2**64, -(2**63)])),
     (1, st.integers()),
 )
-_kinds = _weighted((6, st.sampled_from(["hash_table", "queue", "file"])), (1, st.just("dir")), (1, _junk))
+_kinds = _weighted((6, st.sampled_from(sorted(BASE.values()))), (1, st.just("dir")), (1, _junk))
 _fuzz_paths = _weighted(
-    (3, st.sampled_from(["/fuzz/ht", "/fuzz/q", "/fuzz/f"])),  # the fuzzer's structures
+    (3, st.sampled_from(["/fuzz/" + n for n in sorted(BASE)])),  # the fuzzer's structures
     (3, st.sampled_from(["/fuzz/n", "/fuzz/m", "/fuzz/d/n", "/fuzz/d"])),  # new ones
     (1, st.just("/fuzz")),
     (1, st.text(max_size=12).map(lambda t: "/fuzz/" + t)),  # any characters: '/', '..', NUL, emoji...
@@ -123,6 +126,7 @@ CONTROL_ARGS: dict[int, st.SearchStrategy[dict]] = {
         ops=st.one_of(st.lists(st.sampled_from([*sorted(NOTIFY_OPS), "x"]), max_size=3), _junk),
     ),
     Op.GROW: _args(path=_paths, until=_ints),
+    Op.QUOTA: _args(path=_paths, blocks=st.one_of(_ints, st.none(), _junk)),
     # memory server -> controller: must be refused from anyone else, whatever block they name
     Op.SPLIT_REQUEST: _args(alloc=_owner_alloc, at=_ints),
     Op.MERGE_REQUEST: _args(alloc=_owner_alloc, used=_ints),
@@ -143,6 +147,14 @@ _u64 = _weighted(
     (1, st.sampled_from([2**63, 2**64 - 1]).map(pack_u64)),
     (1, st.binary(max_size=9)),
 )
+_deltas = _weighted(
+    (6, st.integers(-(2**63), 2**63 - 1).map(pack_i64)),
+    (1, st.binary(max_size=9)),  # not a 64-bit value
+)
+_positions = _weighted(  # a sorted-map block's range bounds, mostly the whole space
+    (4, st.sampled_from([b"\x00", (1 << 128).to_bytes(17, "big")])),
+    (1, st.binary(max_size=18)),
+)
 DATA_FIELDS: dict[int, st.SearchStrategy[list[bytes]]] = {
     Op.GET: st.tuples(_keys).map(list),
     Op.PUT: st.tuples(_keys, _values).map(list),
@@ -160,9 +172,16 @@ DATA_FIELDS: dict[int, st.SearchStrategy[list[bytes]]] = {
     Op.WRITE: st.tuples(_u64, _values).map(list),
     Op.READ: st.tuples(_u64, _u64).map(list),
     Op.FILE_SIZE: st.just([]),
+    INCR: st.tuples(_keys, _deltas).map(list),
+    MULTI_INCR: st.lists(st.tuples(_keys, _deltas), max_size=8).map(lambda kd: [x for p in kd for x in p]),
+    RANGE: st.tuples(_positions, _positions, _keys, _keys, st.binary(min_size=1, max_size=2), _u64).map(list),
+    # from peers in a replica chain; the fuzzer's blocks are in none: refused, never applied
+    Op.CHAIN_WRITE: st.tuples(st.binary(max_size=2), _keys, _values).map(list),
+    Op.INSTALL: st.tuples(st.binary(max_size=40), _keys, _values).map(list),
 }
 _KIND_OF = {op: "queue" for op in (Op.ENQUEUE, Op.DEQUEUE, Op.QUEUE_LENGTH, Op.MULTI_ENQUEUE)}
 _KIND_OF.update({op: "file" for op in (Op.WRITE, Op.READ, Op.FILE_SIZE)})
+_KIND_OF.update({INCR: "counter", MULTI_INCR: "counter", RANGE: "sorted_map"})
 # Block commands name any block, the well-behaved client's included: a memory server must
 # take them from its controller only.
 _any_alloc = st.integers(0, 300)
@@ -178,6 +197,8 @@ COMMAND_FIELDS: dict[int, st.SearchStrategy[list[bytes]]] = {
         Op.MERGE_OUT: _args(alloc=_any_alloc, target=_addr, target_alloc=_any_alloc),
         Op.EXPECT: _args(alloc=_any_alloc, lo=_ints, hi=_ints, bytes=_ints),
         Op.LINK_NEXT: _args(alloc=_any_alloc),
+        Op.CHAIN: _args(alloc=_any_alloc, next=_junk, head=_flags, tail=_flags, frozen=_flags),
+        Op.SYNC: _args(alloc=_any_alloc, to=_junk),
         Op.WATCH: _args(
             allocs=st.lists(_any_alloc, max_size=4), ops=st.lists(st.sampled_from(sorted(NOTIFY_OPS)))
         ),
@@ -326,6 +347,8 @@ def _exchange(address: str, frames: list[Frame]) -> None:
 def _reset_fuzz(st_: FuzzState) -> None:
     """Put /fuzz back to its three structures (the fuzzer removes, renames and grows them)."""
     h = st_.harness
+    for path in h.stats()["quotas"]:  # a quota the fuzzer set could stop the resets below
+        h.set_quota(path, None)
     if h.stats()["blocks_free"] < NUM_BLOCKS // 2:
         h.remove("/fuzz")
     if h.exists("/fuzz"):

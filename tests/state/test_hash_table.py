@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from taureau.common import errors
-from taureau.state.blocks import ENTRY_OVERHEAD, slot_of
+from taureau.state.blocks import entry_cost, slot_of
 
 
 def test_put_get_and_typed_errors(cluster):
@@ -183,4 +183,4 @@ def test_multi_put_charges_a_repeated_key_once(cluster):
     ht.multi_put([(b"k", b"v" * 100)] * 50 + [(b"k", b"w")])
     assert ht.get(b"k") == b"w"
     (blk,) = cluster.call(lambda: list(cluster.memory_servers[0].blocks.values()))
-    assert blk.used == len(b"k") + len(b"w") + ENTRY_OVERHEAD
+    assert blk.used == entry_cost(len(b"k"), len(b"w"))

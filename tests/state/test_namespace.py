@@ -18,12 +18,12 @@ def test_invalid_paths(bad):
 
 def test_create_rename_detach():
     ns = Namespace()
-    ht = ns.create("/jobs/j1/t1/ht", "hash_table", 10.0)
+    ht = ns.create("/jobs/j1/t1/ht", "hash_table", 10.0, 1)
     assert ns.lookup("/jobs/j1/t1").kind == "dir" and ht.path == "/jobs/j1/t1/ht"
     with pytest.raises(errors.PathExistsError):
-        ns.create("/jobs/j1/t1/ht", "queue", 10.0)
+        ns.create("/jobs/j1/t1/ht", "queue", 10.0, 2)
     with pytest.raises(errors.WrongTypeError):
-        ns.create("/jobs/j1/t1/ht/x", "queue", 10.0)
+        ns.create("/jobs/j1/t1/ht/x", "queue", 10.0, 3)
     with pytest.raises(errors.InvalidPathError):
         ns.rename("/jobs/j1", "/jobs/j1/inner")
     ns.rename("/jobs/j1/t1", "/jobs/j2/t1")
@@ -36,11 +36,11 @@ def test_create_rename_detach():
 
 def test_expiry_decisions():
     ns = Namespace()
-    ns.create("/a/live", "hash_table", 100.0)
-    ns.create("/a/dead", "queue", 1.0)
-    ns.create("/b/pinned", "file", 1.0, pinned=True)
-    ns.create("/c/dead", "file", 1.0)
-    m = ns.create("/d/mapped", "hash_table", 1.0, mapped=True, backing="local://m")
+    ns.create("/a/live", "hash_table", 100.0, 4)
+    ns.create("/a/dead", "queue", 1.0, 5)
+    ns.create("/b/pinned", "file", 1.0, 6, pinned=True)
+    ns.create("/c/dead", "file", 1.0, 7)
+    m = ns.create("/d/mapped", "hash_table", 1.0, 8, mapped=True, backing="local://m")
     for d in ("/a", "/b", "/c", "/d"):
         ns.lookup(d).lease_until = 1.0
     gone = {n.path for n in ns.expired(now=5.0, grace=2.0)}
@@ -54,8 +54,8 @@ def test_expiry_decisions():
 
 def test_renew_reaches_ancestors_and_descendants():
     ns = Namespace()
-    leaf = ns.create("/j/t/leaf", "hash_table", 1.0)
-    other = ns.create("/k/x", "hash_table", 1.0)
+    leaf = ns.create("/j/t/leaf", "hash_table", 1.0, 9)
+    other = ns.create("/k/x", "hash_table", 1.0, 10)
     ns.renew("/j/t", 50.0)
     assert leaf.lease_until == 50.0 and ns.lookup("/j").lease_until == 50.0
     assert other.lease_until == 1.0

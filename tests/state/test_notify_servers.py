@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from taureau.common import errors
+from taureau.state.codec import Op
+from taureau.state.notify import MAX_PER_CONNECTION
 
 
 def test_notifications_keep_flowing_across_a_split(cluster):
@@ -31,11 +33,25 @@ def test_notifications_keep_flowing_across_a_split(cluster):
 
 def test_subscribe_bad_input(cluster):
     c = cluster.client()
-    with pytest.raises(errors.PathNotFoundError):
-        c.listen("/nope")
-    c.open_or_create_hash_table("/s/ht")
+    for bad in ("nope", "/a//b", "/a/../b", "/a/"):
+        with pytest.raises(errors.InvalidPathError):
+            c.listen(bad)
     with pytest.raises(errors.StateProtocolError):
         c.listen("/s", ops=["explode"])
+    for ops in ("put", [1], {"put": 1}):
+        with pytest.raises(errors.StateProtocolError):
+            c.control(Op.SUBSCRIBE, {"path": "/s", "ops": ops})
+    with pytest.raises(errors.StateProtocolError):
+        c.control(Op.SUBSCRIBE, {"path": 7})
+
+
+def test_one_connection_holds_a_bounded_number_of_subscriptions(cluster):
+    c = cluster.client()
+    for i in range(MAX_PER_CONNECTION):
+        c.control(Op.SUBSCRIBE, {"path": f"/s{i}"})
+    with pytest.raises(errors.StateProtocolError, match="at most"):
+        c.control(Op.SUBSCRIBE, {"path": "/one-more"})
+    assert c.stats()["subscriptions"] == MAX_PER_CONNECTION
 
 
 def test_two_memory_servers_share_one_structure(cluster):

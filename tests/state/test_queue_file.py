@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from taureau.common import errors
-from taureau.state.blocks import QueueBlock
 from taureau.state.codec import pack_u64
+from taureau.state.kinds.queue import QueueBlock
 
 
 def test_queue_order_with_several_producers_across_segments(cluster):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from taureau.common.errors import ServiceNotReadyError
 from taureau.storage.managed_ledger.api import ManagedLedgerConfig
 
 
@@ -46,10 +47,22 @@ class BrokerConfig:
     # Records in the metadata store are bounded separately (1 MiB, metadata/embedded.py).
     max_http_request_bytes: int = 5 * 1024 * 1024
     managed_ledger: ManagedLedgerConfig = field(default_factory=ManagedLedgerConfig)
+    # Pulsar's advertisedListeners: listener name -> the URL a lookup naming it answers with.
+    # A client that names no listener gets service_url; one naming an unknown listener, an error.
+    advertised_listeners: dict[str, str] = field(default_factory=dict)
 
     @property
     def service_url(self) -> str:
         return f"pulsar://{self.advertised_address}:{self.broker_port}"
+
+    def listener_url(self, name: str) -> str:
+        """The URL a lookup through listener `name` answers ("": no listener named)."""
+        if not name:
+            return self.service_url
+        url = self.advertised_listeners.get(name)
+        if url is None:
+            raise ServiceNotReadyError(f"the broker has no listener named {name!r}")
+        return url
 
     @property
     def web_service_url(self) -> str:

@@ -1,7 +1,9 @@
-"""ServerConnection: one client TCP connection speaking the Pulsar binary protocol.
+"""ServerConnection: the asyncio glue between one client TCP connection and its Session.
 
 Theory of operation:
-- States: AWAITING_CONNECT -> CONNECTED -> CLOSED, changed only through `_set_state`.
+- The Pulsar session (handshake state, producer and consumer ids) is a `Session`
+  (broker/session.py); this object owns the socket side: the frame decoder, what is in
+  flight to storage, read pausing, the keep-alive and the coalesced writes.
   Before CONNECT any other command closes the connection (the client does the same).
 - `data_received` decodes frames (taureau.protocol, sans-IO). SEND, FLOW and PING are
   handled inline: they are the hot path and need no await before their effect. Every
@@ -23,19 +25,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from enum import Enum
 from functools import partial
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
-from taureau.broker.consumer import Consumer
 from taureau.broker.control import handler_for
-from taureau.broker.producer import Producer
+from taureau.broker.error_codes import ServerError, server_error
 from taureau.broker.service import BrokerService
-from taureau.broker.subscription import Subscription
+from taureau.broker.session import Session
 from taureau.broker.topic import PersistentTopic, PublishItem
 from taureau.common.errors import TaureauError
 from taureau.net.server import CoalescingWriter, tune_socket
 from taureau.protocol import (
+    Frame,
     FrameDecoder,
     ProtocolError,
     append_message,
@@ -57,14 +58,14 @@ MAX_INFLIGHT_PUBLISHES = 10_000
 # CONNECT carries a client version and perhaps an auth token: a few KiB. Until it arrives a
 # peer is unknown, so it may not make the broker buffer a 5 MiB frame.
 MAX_FRAME_BEFORE_CONNECT = 64 * 1024
+# After CONNECT a frame may exceed the largest message by this much (command and metadata), as
+# Pulsar's MESSAGE_SIZE_FRAME_PADDING: 10 KiB.
+FRAME_SLACK = 10 * 1024
 # Why reading is paused (bits): SENDs in flight over their bounds / replies not read by the peer.
 _PAUSE_PUBLISHES = 1
 _PAUSE_REPLIES = 2
-_CHECKSUM_ERROR = 9  # ServerError.ChecksumError
 # Dispatch to a consumer stops while this many bytes wait in its socket's send buffer.
 WRITE_BUFFER_HIGH = 4 * 1024 * 1024
-SERVER_VERSION = "Taureau-0.1.0"
-MAX_PROTOCOL_VERSION = 20
 
 
 class Refusal(NamedTuple):
@@ -76,32 +77,16 @@ class Refusal(NamedTuple):
     reason: str
 
 
-class ConnectionState(Enum):
-    AWAITING_CONNECT = "awaiting_connect"
-    CONNECTED = "connected"
-    CLOSED = "closed"
-
-
-_TRANSITIONS = {
-    ConnectionState.AWAITING_CONNECT: {ConnectionState.CONNECTED, ConnectionState.CLOSED},
-    ConnectionState.CONNECTED: {ConnectionState.CLOSED},
-    ConnectionState.CLOSED: set(),
-}
-
-
 class ServerConnection(asyncio.Protocol):
     def __init__(self, service: BrokerService) -> None:
         self.service = service
-        self.state = ConnectionState.AWAITING_CONNECT
+        self.session = Session(service, self)
         self.decoder = FrameDecoder(MAX_FRAME_BEFORE_CONNECT)
-        self.protocol_version = 0
         self.remote_address = "?"
-        self.producers: dict[int, tuple[Producer, PersistentTopic]] = {}  # by client producer_id
-        self.consumers: dict[int, tuple[Consumer, Subscription, PersistentTopic]] = {}  # by consumer_id
         self._transport: asyncio.Transport | None = None
-        self._writer: CoalescingWriter | None = None
+        self._writer: CoalescingWriter  # set by connection_made, before anything is written
         self._control: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
-        self._control_task: asyncio.Task | None = None
+        self._control_task: asyncio.Task[None] | None = None
         self._inflight = 0  # SENDs handed to storage and not answered yet
         self._inflight_bytes = 0  # their bytes
         self._paused = 0  # _PAUSE_* bits; reading is paused while any is set
@@ -114,23 +99,17 @@ class ServerConnection(asyncio.Protocol):
         # when the read is done (see _flush_sends).
         self._sends: dict[PersistentTopic, list[PublishItem | Refusal]] = {}
         # The newest publish task per topic: the next one writes its replies after it.
-        self._publish_tails: dict[PersistentTopic, asyncio.Task] = {}
-
-    # -- state -------------------------------------------------------------------------------
-
-    def _set_state(self, new: ConnectionState) -> None:
-        if new not in _TRANSITIONS[self.state]:
-            raise RuntimeError(f"connection cannot go from {self.state.value} to {new.value}")
-        self.state = new
+        self._publish_tails: dict[PersistentTopic, asyncio.Task[None]] = {}
 
     @property
     def closed(self) -> bool:
-        return self.state is ConnectionState.CLOSED
+        return self.session.closed
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        transport = cast(asyncio.Transport, transport)  # a stream transport (uvloop's is no subclass)
+        self._transport = transport
         peer = transport.get_extra_info("peername")
         self.remote_address = f"{peer[0]}:{peer[1]}" if peer else "?"
         ip = peer[0] if peer else "?"
@@ -140,8 +119,8 @@ class ServerConnection(asyncio.Protocol):
             return
         self._admitted_ip = ip
         tune_socket(transport)
-        self._writer = CoalescingWriter(self._transport)
-        self._transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        self._writer = CoalescingWriter(transport)
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         loop = asyncio.get_running_loop()
         self._control_task = loop.create_task(self._run_control())
         self._timer = loop.call_later(self.service.config.connect_timeout_s, self._connect_timed_out)
@@ -175,13 +154,12 @@ class ServerConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.writable = True
         self._resume(_PAUSE_REPLIES)
-        for _, sub, _ in self.consumers.values():
+        for sub in self.session.subscriptions():
             if sub.dispatcher is not None:
                 sub.dispatcher.wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.state is not ConnectionState.CLOSED:
-            self._set_state(ConnectionState.CLOSED)
+        self.session.end()
         if self._admitted_ip is None:
             return  # refused at connection_made: nothing was set up
         self.service.connections.release(self._admitted_ip)
@@ -191,10 +169,9 @@ class ServerConnection(asyncio.Protocol):
         # Free what this peer made us buffer now, not whenever the last task lets go of us.
         self.decoder.clear()
         self._drop_sends()
-        if self._writer is not None:
-            self._writer.buffer = bytearray()
+        self._writer.buffer = bytearray()
         self.service.heap_trimmer.request()  # what it made us allocate may sit in the heap
-        self._control.put_nowait(self._cleanup)
+        self._control.put_nowait(self.session.cleanup)
         self._control.put_nowait(None)
 
     def _drop_sends(self) -> None:
@@ -219,7 +196,7 @@ class ServerConnection(asyncio.Protocol):
                 self._transport.resume_reading()
 
     def _connect_timed_out(self) -> None:
-        if self.state is ConnectionState.AWAITING_CONNECT and not self._closing:
+        if not self.session.connected and not self.session.closed and not self._closing:
             log.warning(
                 "closing %s: no CONNECT within %ss",
                 self.remote_address,
@@ -244,32 +221,46 @@ class ServerConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self._closing = True
-        if self._writer is not None:
-            self._writer.flush()
+        self._writer.flush()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
     def write(self, frame: bytes) -> None:
         self._writer.write(frame)
 
+    def write_message(
+        self,
+        consumer_id: int,
+        position: Position,
+        partition: int,
+        redelivery_count: int,
+        data: bytes,
+        ack_set: tuple[int, ...] = (),
+    ) -> None:
+        writer = self._writer
+        append_message(
+            writer.buffer, consumer_id, position[0], position[1], partition, redelivery_count, data, ack_set
+        )
+        writer.schedule()
+
     # -- frame dispatch ----------------------------------------------------------------------
 
-    def _handle(self, frame) -> None:
+    def _handle(self, frame: Frame) -> None:
         cmd = frame.command
         kind = cmd.type
         if kind == _SEND:
             self._on_send(cmd.send, frame.payload, frame.checksum_ok)
         elif kind == _FLOW:
-            found = self.consumers.get(cmd.flow.consumer_id)
+            found = self.session.find_consumer(cmd.flow.consumer_id)
             if found is not None:
-                found[1].flow(found[0], cmd.flow.messagePermits)
+                found.subscription.flow(found.consumer, cmd.flow.messagePermits)
         elif kind == _PING:
             self.write(pong())
         elif kind == _PONG:
             pass
         elif kind == _CONNECT:
             self._on_connect(cmd.connect)
-        elif self.state is not ConnectionState.CONNECTED:
+        elif not self.session.connected:
             log.warning("closing %s: %s before CONNECT", self.remote_address, T.Name(kind))
             self.close()
         else:
@@ -277,34 +268,34 @@ class ServerConnection(asyncio.Protocol):
             if handler is None:
                 self._unsupported(cmd)
             else:
-                self._control.put_nowait(lambda: handler(self, cmd))
+                session = self.session
+                self._control.put_nowait(lambda: handler(session, cmd))
 
-    def _on_connect(self, connect) -> None:
-        if self.state is not ConnectionState.AWAITING_CONNECT:
+    def _on_connect(self, connect: pb.CommandConnect) -> None:
+        if not self.session.connect(connect):
             log.warning("closing %s: second CONNECT", self.remote_address)
             self.close()
             return
-        self._set_state(ConnectionState.CONNECTED)
         config = self.service.config
-        self.decoder.max_frame_size = config.max_message_size + 64 * 1024
+        self.decoder.max_frame_size = config.max_message_size + FRAME_SLACK
         if self._timer is not None:
             self._timer.cancel()
         if config.keep_alive_interval_s > 0:
             self._timer = asyncio.get_running_loop().call_later(
                 config.keep_alive_interval_s, self._keep_alive
             )
-        self.protocol_version = min(connect.protocol_version, MAX_PROTOCOL_VERSION)
-        self.write(
-            replies.connected(SERVER_VERSION, self.protocol_version, self.service.config.max_message_size)
-        )
 
-    def _unsupported(self, cmd) -> None:
+    def _unsupported(self, cmd: pb.BaseCommand) -> None:
         name = T.Name(cmd.type)
         log.info("%s sent unsupported command %s", self.remote_address, name)
         body = getattr(cmd, cmd.DESCRIPTOR.fields_by_number[cmd.type].name, None)
         request_id = getattr(body, "request_id", None)
-        if request_id is not None and body.HasField("request_id"):
-            self.write(replies.error(request_id, 22, f"{name} is not supported by this broker"))
+        if body is not None and request_id is not None and body.HasField("request_id"):
+            self.write(
+                replies.error(
+                    request_id, ServerError.NotAllowedError, f"{name} is not supported by this broker"
+                )
+            )
 
     async def _run_control(self) -> None:
         while True:
@@ -318,18 +309,25 @@ class ServerConnection(asyncio.Protocol):
 
     # -- publish hot path --------------------------------------------------------------------
 
-    def _on_send(self, send, payload: bytes | None, checksum_ok: bool) -> None:
-        found = self.producers.get(send.producer_id)
+    def _on_send(self, send: pb.CommandSend, payload: bytes | None, checksum_ok: bool) -> None:
+        found = self.session.producer(send.producer_id)
         sequence_id = send.sequence_id
-        if found is None or payload is None:
-            self.write(replies.send_error(send.producer_id, sequence_id, 22, "producer is not ready"))
+        if found is None or payload is None or not found.producer.ready:
+            self.write(
+                replies.send_error(
+                    send.producer_id, sequence_id, ServerError.NotAllowedError, "producer is not ready"
+                )
+            )
             return
         producer, topic = found
         if not checksum_ok:
             self._refuse(topic, send, "checksum mismatch")
             return
         max_size = self.service.config.max_message_size
-        if len(payload) > max_size:
+        # A chunk is not size-checked, as Pulsar: the C++ client sizes chunks a few dozen bytes
+        # over the limit (it measures the metadata before adding the chunk fields); the frame
+        # limit (max_message_size + FRAME_SLACK) still bounds it.
+        if len(payload) > max_size and not send.is_chunk:
             self._refuse(topic, send, f"message of {len(payload)} bytes exceeds the maximum {max_size}")
             return
         try:
@@ -354,14 +352,16 @@ class ServerConnection(asyncio.Protocol):
             self._pause(_PAUSE_PUBLISHES)
         self._queue_send(topic, PublishItem(producer, payload, sequence_id, highest, messages))
 
-    def _refuse(self, topic: PersistentTopic, send, reason: str) -> None:
+    def _refuse(self, topic: PersistentTopic, send: pb.CommandSend, reason: str) -> None:
         """Answer SEND_ERROR for one message, in order with the receipts of the SENDs before it.
 
         ChecksumError is the one send error Pulsar clients take as "this message is bad": they
         fail that message alone and keep the producer (any other code makes them drop the
         connection and resend it, forever). Nothing of the message is stored.
         """
-        self._queue_send(topic, Refusal(send.producer_id, send.sequence_id, _CHECKSUM_ERROR, reason))
+        self._queue_send(
+            topic, Refusal(send.producer_id, send.sequence_id, ServerError.ChecksumError, reason)
+        )
 
     def _queue_send(self, topic: PersistentTopic, item: PublishItem | Refusal) -> None:
         group = self._sends.get(topic)
@@ -381,12 +381,12 @@ class ServerConnection(asyncio.Protocol):
             tails[topic] = task
             task.add_done_callback(partial(self._forget_tail, topic))
 
-    def _forget_tail(self, topic: PersistentTopic, task: asyncio.Task) -> None:
+    def _forget_tail(self, topic: PersistentTopic, task: asyncio.Task[None]) -> None:
         if self._publish_tails.get(topic) is task:
             del self._publish_tails[topic]
 
     async def _publish(
-        self, topic: PersistentTopic, items: list[PublishItem | Refusal], previous: asyncio.Task | None
+        self, topic: PersistentTopic, items: list[PublishItem | Refusal], previous: asyncio.Task[None] | None
     ) -> None:
         stored = [item for item in items if isinstance(item, PublishItem)]
         try:
@@ -398,7 +398,7 @@ class ServerConnection(asyncio.Protocol):
                 log.warning("publish to %s failed: %s", topic.name, exc)
             else:
                 log.exception("publish to %s failed", topic.name)
-            code = exc.server_error if isinstance(exc, TaureauError) else 2
+            code = server_error(exc, default=ServerError.PersistenceError)
             first = items[0]
             producer_id = first.producer.producer_id if isinstance(first, PublishItem) else first.producer_id
             self.write(replies.send_error(producer_id, first.sequence_id, code, str(exc)))
@@ -435,35 +435,3 @@ class ServerConnection(asyncio.Protocol):
                 entry_id,
             )
         writer.schedule()
-
-    # -- ConsumerSink ------------------------------------------------------------------------
-
-    def send_message(
-        self, consumer_id: int, position: Position, partition: int, redelivery_count: int, data: bytes
-    ) -> None:
-        writer = self._writer
-        append_message(
-            writer.buffer, consumer_id, position[0], position[1], partition, redelivery_count, data
-        )
-        writer.schedule()
-
-    def send_close_consumer(self, consumer_id: int) -> None:
-        self.consumers.pop(consumer_id, None)
-        self.write(replies.close_consumer(consumer_id))
-
-    def send_active_consumer_change(self, consumer_id: int, is_active: bool) -> None:
-        self.write(replies.active_consumer_change(consumer_id, is_active))
-
-    def disconnect_producer(self, producer_id: int) -> None:
-        self.producers.pop(producer_id, None)
-        self.write(replies.close_producer(producer_id))
-
-    # -- teardown ----------------------------------------------------------------------------
-
-    async def _cleanup(self) -> None:
-        for producer, topic in self.producers.values():
-            topic.remove_producer(producer)
-        self.producers.clear()
-        for consumer, sub, topic in list(self.consumers.values()):
-            await topic.remove_consumer(sub, consumer)
-        self.consumers.clear()

@@ -12,7 +12,13 @@ class ConsumerSink(Protocol):
     """What a consumer needs from its connection: the broker never touches a socket itself."""
 
     def send_message(
-        self, consumer_id: int, position: Position, partition: int, redelivery_count: int, data: bytes
+        self,
+        consumer_id: int,
+        position: Position,
+        partition: int,
+        redelivery_count: int,
+        data: bytes,
+        ack_set: tuple[int, ...] = (),
     ) -> None: ...
 
     def send_close_consumer(self, consumer_id: int) -> None: ...
@@ -75,8 +81,11 @@ class Consumer:
         pile up 5 GB in a slow client's send buffer)."""
         return self.permits > 0 and self.sink.writable and not self.blocked
 
-    def deliver(self, position: Position, data: bytes, messages: int, redelivery_count: int) -> None:
-        """Hand one entry to the client and record it as pending."""
+    def deliver(
+        self, position: Position, data: bytes, messages: int, redelivery_count: int, ack_set: tuple[int, ...] = ()
+    ) -> None:
+        """Hand one entry to the client and record it as pending; `ack_set`: the messages of a
+        partly acknowledged batch still due."""
         self.permits -= messages
         self.unacked_messages += messages - self.pending.get(position, 0)
         self.pending[position] = messages
@@ -84,7 +93,7 @@ class Consumer:
             self.blocked = True
         self.msg_out += messages
         self.bytes_out += len(data)
-        self.sink.send_message(self.consumer_id, position, self.partition, redelivery_count, data)
+        self.sink.send_message(self.consumer_id, position, self.partition, redelivery_count, data, ack_set)
 
     def settle(self, position: Position) -> bool:
         """Forget one pending entry (acked, or going back for redelivery); False if not pending."""

@@ -1,20 +1,27 @@
 """Handlers for the control commands of a connection (everything but SEND, FLOW and PING).
 
-Each handler is `async def handler(conn, cmd)` and runs on the connection's control task,
-one at a time in arrival order. Errors become typed replies: ERROR for generic requests,
-the Failed form of the response for LOOKUP and PARTITIONED_METADATA (the client matches
-nothing else to those request ids).
+Each handler is `async def handler(session, cmd)` and runs on the connection's control task,
+one at a time in arrival order; it changes the session only through the session's methods.
+Errors become typed replies (codes from error_codes): ERROR for generic requests, the Failed
+form of the response for LOOKUP and PARTITIONED_METADATA (the client matches nothing else to
+those request ids).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 
+from taureau.broker.access import Admitted
 from taureau.broker.consumer import Consumer
+from taureau.broker.error_codes import ServerError, server_error
 from taureau.broker.producer import Producer, generate_producer_name
+from taureau.broker.session import ConsumerBinding, Session
 from taureau.broker.subscription import SubType
-from taureau.common.errors import ConsumerBusyError, ConsumerNotFoundError, TaureauError
+from taureau.broker.topic import PersistentTopic
+from taureau.common.errors import ConsumerBusyError, TaureauError
 from taureau.common.names import NamespaceName, TopicName
 from taureau.protocol import pb, replies
 from taureau.protocol.validate import non_utf8_field
@@ -25,8 +32,9 @@ log = logging.getLogger(__name__)
 
 T = pb.BaseCommand.Type
 _U64 = 2**64
-_NOT_ALLOWED = 22  # ServerError.NotAllowedError: a request the broker will never accept as sent
-Handler = Callable[..., Awaitable[None]]
+_NOT_ALLOWED = ServerError.NotAllowedError  # a request the broker will never accept as sent
+_LOOKUP_CONNECT, _LOOKUP_FAILED = 1, 2  # CommandLookupTopicResponse.LookupType
+Handler = Callable[[Session, pb.BaseCommand], Awaitable[None]]
 _HANDLERS: dict[int, Handler] = {}
 
 
@@ -36,7 +44,7 @@ def handler_for(kind: int) -> Handler | None:
 
 def _handles(kind: int) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
-        async def checked(conn, cmd) -> None:
+        async def checked(session: Session, cmd: pb.BaseCommand) -> None:
             # A refused command must leave nothing behind, so it is refused before its
             # handler runs: upb hands back bytes for a proto2 string that is not UTF-8, and
             # such a name would break every later reader of it (stats, replies, dedup).
@@ -44,9 +52,9 @@ def _handles(kind: int) -> Callable[[Handler], Handler]:
             body = getattr(cmd, field)
             bad = non_utf8_field(body)
             if bad is None:
-                await fn(conn, cmd)
+                await fn(session, cmd)
             else:
-                _refuse(conn, kind, body, f"{field}.{bad} is not valid UTF-8")
+                _refuse(session, kind, body, f"{field}.{bad} is not valid UTF-8")
 
         _HANDLERS[kind] = checked
         return fn
@@ -54,19 +62,21 @@ def _handles(kind: int) -> Callable[[Handler], Handler]:
     return register
 
 
-def _refuse(conn, kind: int, body, reason: str) -> None:
+def _refuse(session: Session, kind: int, body, reason: str) -> None:
     """Answer a command refused before it ran, in the reply form its client waits for."""
-    log.warning("refusing %s from %s: %s", T.Name(kind), conn.remote_address, reason)
+    log.warning("refusing %s from %s: %s", T.Name(kind), session.remote_address, reason)
     has_id = "request_id" in body.DESCRIPTOR.fields_by_name and body.HasField("request_id")
     request_id = body.request_id if has_id else None
     if request_id is None:
         return  # nothing waits for an answer (ACK without request id, REDELIVER...)
     if kind == T.LOOKUP:
-        conn.write(replies.lookup_response(request_id, None, 2, False, False, _NOT_ALLOWED, reason))
+        session.write(
+            replies.lookup_response(request_id, None, _LOOKUP_FAILED, False, False, _NOT_ALLOWED, reason)
+        )
     elif kind == T.PARTITIONED_METADATA:
-        conn.write(replies.partitioned_metadata_response(request_id, 0, _NOT_ALLOWED, reason))
+        session.write(replies.partitioned_metadata_response(request_id, 0, _NOT_ALLOWED, reason))
     else:
-        conn.write(replies.error(request_id, _NOT_ALLOWED, reason))
+        session.write(replies.error(request_id, _NOT_ALLOWED, reason))
 
 
 def _signed(value: int) -> int:
@@ -74,117 +84,151 @@ def _signed(value: int) -> int:
     return value - _U64 if value >= 2**63 else value
 
 
-def _error_code(exc: Exception) -> int:
-    return exc.server_error if isinstance(exc, TaureauError) else 0
-
-
-async def _generic(conn, request_id: int, work: Callable[[], Awaitable[None]]) -> None:
+async def _generic(session: Session, request_id: int, work: Callable[[], Awaitable[None]]) -> None:
     """Run `work`; on failure answer ERROR(request_id) with the typed server error."""
     try:
         await work()
     except Exception as exc:
         if not isinstance(exc, TaureauError):
-            log.exception("request %d from %s failed", request_id, conn.remote_address)
-        conn.write(replies.error(request_id, _error_code(exc), str(exc) or type(exc).__name__))
+            log.exception("request %d from %s failed", request_id, session.remote_address)
+        session.write(replies.error(request_id, server_error(exc), str(exc) or type(exc).__name__))
 
 
 # -- lookup -----------------------------------------------------------------------------------
 
 
 @_handles(T.PARTITIONED_METADATA)
-async def partitioned_metadata(conn, cmd) -> None:
+async def partitioned_metadata(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.partitionMetadata
     try:
-        partitions = await conn.service.partitioned_metadata(TopicName.parse(req.topic))
-        conn.write(replies.partitioned_metadata_response(req.request_id, partitions))
+        partitions = await session.service.partitioned_metadata(TopicName.parse(req.topic))
+        session.write(replies.partitioned_metadata_response(req.request_id, partitions))
     except Exception as exc:
-        conn.write(replies.partitioned_metadata_response(req.request_id, 0, _error_code(exc), str(exc)))
+        session.write(replies.partitioned_metadata_response(req.request_id, 0, server_error(exc), str(exc)))
 
 
 @_handles(T.LOOKUP)
-async def lookup(conn, cmd) -> None:
+async def lookup(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.lookupTopic
     try:
         name = TopicName.parse(req.topic)
-        await conn.service.resources.get_policies(name.namespace_name)
-        conn.write(replies.lookup_response(req.request_id, conn.service.config.service_url, 1, True, False))
+        url = session.service.config.listener_url(req.advertised_listener_name)
+        await session.service.resources.get_policies(name.namespace_name)
+        session.write(replies.lookup_response(req.request_id, url, _LOOKUP_CONNECT, True, False))
     except Exception as exc:
-        conn.write(replies.lookup_response(req.request_id, None, 2, False, False, _error_code(exc), str(exc)))
+        session.write(
+            replies.lookup_response(
+                req.request_id, None, _LOOKUP_FAILED, False, False, server_error(exc), str(exc)
+            )
+        )
 
 
 @_handles(T.GET_TOPICS_OF_NAMESPACE)
-async def topics_of_namespace(conn, cmd) -> None:
+async def topics_of_namespace(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.getTopicsOfNamespace
 
     async def work() -> None:
-        topics = await conn.service.topics_of_namespace(NamespaceName.parse(req.namespace))
-        conn.write(replies.get_topics_of_namespace_response(req.request_id, topics))
+        topics = await session.service.topics_of_namespace(NamespaceName.parse(req.namespace))
+        session.write(replies.get_topics_of_namespace_response(req.request_id, topics))
 
-    await _generic(conn, req.request_id, work)
+    await _generic(session, req.request_id, work)
 
 
 @_handles(T.GET_SCHEMA)
-async def get_schema(conn, cmd) -> None:
+async def get_schema(session: Session, cmd: pb.BaseCommand) -> None:
     # No schema registry yet: TopicNotFound makes clients fall back to their own schema.
     req = cmd.getSchema
-    conn.write(replies.get_schema_response(req.request_id, 11, "no schema is stored for this topic"))
+    session.write(
+        replies.get_schema_response(
+            req.request_id, ServerError.TopicNotFound, "no schema is stored for this topic"
+        )
+    )
 
 
 # -- producers --------------------------------------------------------------------------------
 
 
 @_handles(T.PRODUCER)
-async def producer(conn, cmd) -> None:
+async def producer(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.producer
 
     async def work() -> None:
-        if req.producer_id in conn.producers:
-            existing, _ = conn.producers[req.producer_id]
-            conn.write(replies.producer_success(req.request_id, existing.name, -1))
+        existing = session.producer(req.producer_id)
+        if existing is not None:
+            session.write(replies.producer_success(req.request_id, existing.producer.name, -1))
             return
-        topic = await conn.service.get_topic(TopicName.parse(req.topic))
+        topic = await session.service.get_topic(TopicName.parse(req.topic))
         user_named = req.HasField("producer_name") and bool(req.producer_name)
         new = Producer(
             producer_id=req.producer_id,
             name=req.producer_name if user_named else generate_producer_name(),
             user_provided_name=req.user_provided_producer_name,
-            remote_address=conn.remote_address,
+            remote_address=session.remote_address,
             metadata={kv.key: kv.value for kv in req.metadata},
             access_mode=req.producer_access_mode,
         )
-        # Everything that can fail happens before the producer is registered anywhere.
-        reply = replies.producer_success(req.request_id, new.name, topic.last_sequence_id(new.name))
-        if conn.closed:  # the client left while the topic loaded
+        if session.closed:  # the client left while the topic loaded
             return
-        topic.add_producer(new)
-        new.disconnect = lambda: conn.disconnect_producer(req.producer_id)
-        conn.producers[req.producer_id] = (new, topic)
-        conn.write(reply)
+        new.disconnect = lambda: session.disconnect_producer(req.producer_id)
+        requested_epoch = req.topic_epoch if req.HasField("topic_epoch") else None
+        # Everything that can fail happens in add_producer, before anything is registered.
+        admission = await topic.add_producer(new, requested_epoch)
+        if session.closed:  # the client left while the topic epoch was stored
+            topic.remove_producer(new)
+            return
+        session.add_producer(req.producer_id, new, topic)
+        if isinstance(admission, Admitted):
+            last = topic.last_sequence_id(new.name)
+            session.write(replies.producer_success(req.request_id, new.name, last, topic_epoch=admission.epoch))
+            return
+        # WaitForExclusive behind another producer: "queued" now, "ready" once it holds the topic.
+        new.ready = False
+        session.write(replies.producer_success(req.request_id, new.name, -1, producer_ready=False))
+        admission.ready.add_done_callback(partial(_exclusive_ready, session, req.request_id, new, topic))
 
-    await _generic(conn, req.request_id, work)
+    await _generic(session, req.request_id, work)
+
+
+def _exclusive_ready(
+    session: Session, request_id: int, producer: Producer, topic: PersistentTopic, ready: asyncio.Future[int]
+) -> None:
+    """A queued WaitForExclusive producer got the topic, or was fenced out while waiting."""
+    if ready.cancelled():
+        return  # it gave up (closed, or its connection went): nothing waits for an answer
+    error = ready.exception()
+    if error is not None:
+        session.remove_producer(producer.producer_id)
+        session.write(replies.error(request_id, server_error(error), str(error)))
+        return
+    if session.closed:
+        topic.remove_producer(producer)
+        return
+    producer.ready = True
+    last = topic.last_sequence_id(producer.name)
+    session.write(replies.producer_success(request_id, producer.name, last, topic_epoch=ready.result()))
 
 
 @_handles(T.CLOSE_PRODUCER)
-async def close_producer(conn, cmd) -> None:
+async def close_producer(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.close_producer
-    found = conn.producers.pop(req.producer_id, None)
+    found = session.remove_producer(req.producer_id)
     if found is not None:
-        found[1].remove_producer(found[0])
-    conn.write(replies.success(req.request_id))
+        found.topic.remove_producer(found.producer)
+    session.write(replies.success(req.request_id))
 
 
 # -- consumers --------------------------------------------------------------------------------
 
 
 @_handles(T.SUBSCRIBE)
-async def subscribe(conn, cmd) -> None:
+async def subscribe(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.subscribe
 
     async def work() -> None:
-        if req.consumer_id in conn.consumers:
+        if session.has_consumer(req.consumer_id):
             raise ConsumerBusyError(f"consumer id {req.consumer_id} is already in use on this connection")
         name = TopicName.parse(req.topic)
-        topic = await conn.service.get_topic(name, create=True)
+        topic = await session.service.get_topic(name, create=True)
         sticky = False
         ranges = None
         if req.HasField("keySharedMeta"):
@@ -194,7 +238,7 @@ async def subscribe(conn, cmd) -> None:
         consumer = Consumer(
             consumer_id=req.consumer_id,
             name=req.consumer_name,
-            sink=conn,
+            sink=session,
             partition=name.partition,
             priority=req.priority_level,
             metadata={kv.key: kv.value for kv in req.metadata},
@@ -213,62 +257,68 @@ async def subscribe(conn, cmd) -> None:
             start_position=start,
             sticky=sticky,
         )
-        if conn.closed:  # the client left while the topic loaded
+        if session.closed:  # the client left while the topic loaded
             await topic.remove_consumer(sub, consumer)
             return
-        conn.consumers[req.consumer_id] = (consumer, sub, topic)
-        conn.write(replies.success(req.request_id))
+        session.add_consumer(req.consumer_id, ConsumerBinding(consumer, sub, topic))
+        session.write(replies.success(req.request_id))
 
-    await _generic(conn, req.request_id, work)
-
-
-def _consumer(conn, consumer_id: int):
-    found = conn.consumers.get(consumer_id)
-    if found is None:
-        raise ConsumerNotFoundError(f"consumer {consumer_id} is not connected")
-    return found
+    await _generic(session, req.request_id, work)
 
 
-def _acked_positions(message_ids) -> list[Position]:
-    """Entries fully acknowledged: a non-empty ack_set with bits left means part of a batch."""
-    return [Position(m.ledgerId, m.entryId) for m in message_ids if not any(word for word in m.ack_set)]
+def _split_acks(message_ids) -> tuple[list[Position], list[tuple[Position, list[int]]]]:
+    """(entries acknowledged whole, [(entry, its messages still unacked)]): an ack_set with
+    bits left acknowledges part of a batch (a batch-index ack)."""
+    whole, partial = [], []
+    for mid in message_ids:
+        position = Position(mid.ledgerId, mid.entryId)
+        if any(word for word in mid.ack_set):
+            partial.append((position, list(mid.ack_set)))
+        else:
+            whole.append(position)
+    return whole, partial
 
 
 @_handles(T.ACK)
-async def ack(conn, cmd) -> None:
+async def ack(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.ack
     error = None
     try:
-        consumer, sub, _ = _consumer(conn, req.consumer_id)
+        consumer, sub, _ = session.consumer(req.consumer_id)
         if req.ack_type == pb.CommandAck.Cumulative:
             if req.message_id:
                 mid = req.message_id[0]
                 position = Position(mid.ledgerId, mid.entryId)
                 if any(word for word in mid.ack_set):
-                    position = Position(mid.ledgerId, mid.entryId - 1)  # that batch is partly acked
-                await sub.ack_cumulative(consumer, position)
+                    # Everything before this batch, and the part of it the ack set leaves out.
+                    await sub.ack_cumulative(consumer, Position(mid.ledgerId, mid.entryId - 1))
+                    await sub.ack_batch(consumer, position, list(mid.ack_set))
+                else:
+                    await sub.ack_cumulative(consumer, position)
         else:
-            positions = _acked_positions(req.message_id)
-            if positions:
-                await sub.ack_individual(consumer, positions)
+            whole, partial = _split_acks(req.message_id)
+            if whole:
+                await sub.ack_individual(consumer, whole)
+            for position, unacked in partial:
+                await sub.ack_batch(consumer, position, unacked)
     except Exception as exc:
         error = exc
-        log.info("ack from %s failed: %s", conn.remote_address, exc)
+        log.info("ack from %s failed: %s", session.remote_address, exc)
     if req.HasField("request_id"):
-        conn.write(
+        session.write(
             replies.ack_response(
                 req.consumer_id,
                 req.request_id,
-                _error_code(error) if error else None,
+                server_error(error) if error else None,
                 str(error) if error else None,
             )
         )
 
 
 @_handles(T.REDELIVER_UNACKNOWLEDGED_MESSAGES)
-async def redeliver(conn, cmd) -> None:
+async def redeliver(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.redeliverUnacknowledgedMessages
-    found = conn.consumers.get(req.consumer_id)
+    found = session.find_consumer(req.consumer_id)
     if found is None:
         return
     consumer, sub, _ = found
@@ -277,39 +327,39 @@ async def redeliver(conn, cmd) -> None:
 
 
 @_handles(T.CLOSE_CONSUMER)
-async def close_consumer(conn, cmd) -> None:
+async def close_consumer(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.close_consumer
-    found = conn.consumers.pop(req.consumer_id, None)
+    found = session.remove_consumer(req.consumer_id)
     try:
         if found is not None:
             consumer, sub, topic = found
             await topic.remove_consumer(sub, consumer)
     finally:
         # The consumer is gone from this connection whatever cleanup did: confirm it.
-        conn.write(replies.success(req.request_id))
+        session.write(replies.success(req.request_id))
 
 
 @_handles(T.UNSUBSCRIBE)
-async def unsubscribe(conn, cmd) -> None:
+async def unsubscribe(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.unsubscribe
 
     async def work() -> None:
-        consumer, sub, topic = _consumer(conn, req.consumer_id)
+        consumer, sub, topic = session.consumer(req.consumer_id)
         topic.check_unsubscribe(sub.name, requester=consumer, force=req.force)
         sub.remove_consumer(consumer)
-        conn.consumers.pop(req.consumer_id, None)
+        session.remove_consumer(req.consumer_id)
         await topic.unsubscribe(sub.name, force=req.force)
-        conn.write(replies.success(req.request_id))
+        session.write(replies.success(req.request_id))
 
-    await _generic(conn, req.request_id, work)
+    await _generic(session, req.request_id, work)
 
 
 @_handles(T.SEEK)
-async def seek(conn, cmd) -> None:
+async def seek(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.seek
 
     async def work() -> None:
-        _, sub, topic = _consumer(conn, req.consumer_id)
+        _, sub, topic = session.consumer(req.consumer_id)
         if req.HasField("message_publish_time"):
             position = await topic.position_for_time(req.message_publish_time)
         else:
@@ -318,20 +368,20 @@ async def seek(conn, cmd) -> None:
         # Pulsar disconnects the subscription's consumers so they come back with fresh permits;
         # the client expects CLOSE_CONSUMER before the SUCCESS of its seek.
         await sub.reset_to(position)
-        conn.write(replies.success(req.request_id))
+        session.write(replies.success(req.request_id))
 
-    await _generic(conn, req.request_id, work)
+    await _generic(session, req.request_id, work)
 
 
 @_handles(T.GET_LAST_MESSAGE_ID)
-async def last_message_id(conn, cmd) -> None:
+async def last_message_id(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.getLastMessageId
 
     async def work() -> None:
-        _, sub, topic = _consumer(conn, req.consumer_id)
+        _, sub, topic = session.consumer(req.consumer_id)
         position, batch_index = await topic.last_message_id()
         mark_delete = sub.cursor.mark_delete_position
-        conn.write(
+        session.write(
             replies.get_last_message_id_response(
                 req.request_id,
                 position.ledger_id,
@@ -343,4 +393,4 @@ async def last_message_id(conn, cmd) -> None:
             )
         )
 
-    await _generic(conn, req.request_id, work)
+    await _generic(session, req.request_id, work)

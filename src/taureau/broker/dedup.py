@@ -14,10 +14,12 @@ Theory of operation (Pulsar's MessageDeduplication, simplified):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from taureau.common.errors import BrokerError
 from taureau.metadata.store import MetadataStore
 from taureau.storage.managed_ledger.api import ManagedLedger
 from taureau.storage.position import Position
@@ -41,6 +43,7 @@ class Deduplication:
         # Position of the newest add whose completion was recorded: a snapshot covers exactly
         # the entries up to here (adds complete in order), never one still resuming.
         self._covered: Position | None = None
+        self._last_add_done: asyncio.Future[None] | None = None  # completes with the newest add
 
     async def load(self) -> None:
         """Rebuild the maps from the last snapshot plus the entries written after it."""
@@ -75,8 +78,41 @@ class Deduplication:
     def is_persisted(self, producer_name: str, sequence_id: int) -> bool:
         return sequence_id <= self.highest_persisted.get(producer_name, -1)
 
-    def pushed(self, producer_name: str, highest_sequence_id: int) -> None:
-        self.highest_pushed[producer_name] = highest_sequence_id
+    async def add(
+        self,
+        producer_name: str,
+        sequence_id: int,
+        highest_sequence_id: int,
+        store: Callable[[], Awaitable[Position]],
+    ) -> Position | None:
+        """Store an entry through `store` unless it is a duplicate; None for a duplicate that
+        is stored (answered once the original is durable: it may still be in flight)."""
+        name = producer_name
+        # A duplicate only if the whole entry is: a batch that reaches past what is stored
+        # (re-batched differently on a resend) is stored again rather than partly dropped.
+        if self.is_duplicate(name, highest_sequence_id):
+            while not self.is_persisted(name, highest_sequence_id) and self._last_add_done is not None:
+                await asyncio.shield(self._last_add_done)
+            if not self.is_persisted(name, highest_sequence_id):
+                raise BrokerError(f"the original of sequence id {sequence_id} was not stored; resend it")
+            return None
+        self.highest_pushed[name] = highest_sequence_id
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._last_add_done = done
+        try:
+            position = await store()
+        except BaseException:
+            # Not stored: let the producer's resend through.
+            self.highest_pushed[name] = self.highest_persisted.get(name, -1)
+            raise
+        finally:
+            done.set_result(None)
+            if self._last_add_done is done:
+                self._last_add_done = None
+        if self.persisted(name, highest_sequence_id, position):
+            loop.create_task(self.snapshot())
+        return position
 
     def persisted(self, producer_name: str, highest_sequence_id: int, position: Position) -> bool:
         """Record a completed add; True when a snapshot is due."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 from google.protobuf.message import DecodeError
 
@@ -18,7 +19,18 @@ _U32 = struct.Struct(">I")
 _MIN_RECORD = 6
 
 
-def entry_info(data: bytes) -> tuple[int, bytes | None]:
+class EntryInfo(NamedTuple):
+    """What dispatch needs of a stored entry."""
+
+    messages: int  # 0: no consumer could read it, do not dispatch it
+    key: bytes | None  # ordering or partition key (Key_Shared routing)
+    deliver_at: int  # deliver_at_time in ms since the epoch; 0: at once
+
+
+_SKIP = EntryInfo(0, None, 0)
+
+
+def entry_info(data: bytes) -> EntryInfo:
     """(messages in the entry, routing key) for dispatch; 0 messages: do not dispatch it.
 
     Runs once per dispatched entry, so it skips parse_entry's required-field check: entries
@@ -32,31 +44,31 @@ def entry_info(data: bytes) -> tuple[int, bytes | None]:
         size = _U32.unpack_from(data, start)[0]
         meta = pb.MessageMetadata.FromString(data[start + 4 : start + 4 + size])
     except (struct.error, DecodeError):
-        return 0, None
+        return _SKIP
     has = meta.HasField
     if has("num_messages_in_batch"):
         messages = meta.num_messages_in_batch
         room = meta.uncompressed_size if meta.compression else len(data) - start - 4 - size
         if messages < 1 or messages * _MIN_RECORD > room:
-            return 0, None
+            return _SKIP
     else:
         messages = 1
     if has("ordering_key"):
         key = meta.ordering_key
     elif has("partition_key"):
-        key = meta.partition_key
-        key = key.encode() if type(key) is str else key
+        raw = meta.partition_key  # upb hands back bytes for a string that is not UTF-8
+        key = raw.encode() if isinstance(raw, str) else raw
     else:
         key = None
-    return messages, key
+    return EntryInfo(messages, key, meta.deliver_at_time if has("deliver_at_time") else 0)
 
 
-def checked_entry_info(data: bytes) -> tuple[int, bytes | None]:
+def checked_entry_info(data: bytes) -> EntryInfo:
     """entry_info after the full publish-time check, for entries stored without it."""
     try:
         check_entry(data, MAX_UNCOMPRESSED_SIZE)
     except ProtocolError:
-        return 0, None
+        return _SKIP
     return entry_info(data)
 
 

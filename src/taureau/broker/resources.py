@@ -35,8 +35,6 @@ class ConflictError(BrokerError):
 class ResourceNotFoundError(BrokerError):
     """The tenant, namespace or topic does not exist (REST 404)."""
 
-    server_error = 11
-
 
 class PreconditionFailedError(BrokerError):
     """The resource is in a state that forbids the change, e.g. not empty (REST 412)."""
@@ -44,8 +42,6 @@ class PreconditionFailedError(BrokerError):
 
 class PartitionLimitError(BrokerError):
     """More partitions than maxNumPartitionsPerPartitionedTopic allows (REST 406, as Pulsar)."""
-
-    server_error = 22  # NotAllowedError
 
 
 def check_partition_count(partitions: int, limit: int) -> int:

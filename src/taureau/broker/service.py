@@ -110,6 +110,8 @@ class BrokerService:
             self.config.max_unacked_messages_per_consumer, self.config.max_unacked_messages_per_subscription
         )
         topic = PersistentTopic(name, ledger, self.store, limits)
+        topic.restore_subscriptions()
+        await topic.access.load()
         await topic.load_validation_mark()
         await topic.set_deduplication(await self._deduplication(name, policies))
         log.info("loaded topic %s", name)
@@ -179,6 +181,7 @@ class BrokerService:
         if topic.dedup is not None:
             await topic.dedup.delete()
         await topic.forget_validation_mark()
+        await topic.access.forget()
         await self.factory.delete(name.storage_name)
 
     async def partitioned_metadata(self, name: TopicName) -> int:
@@ -220,16 +223,13 @@ class BrokerService:
         return [name.partition_name(index) for index in sorted(found)]
 
     async def list_topics(self, ns: NamespaceName) -> list[str]:
-        """Non-partitioned topics and partitions stored in namespace `ns`."""
+        """The topics of namespace `ns` as Pulsar lists them: stored and loaded topics plus
+        every partition of its partitioned topics, stored yet or not (Pulsar creates them
+        with the partitioned topic; here they are stored on first use). At most the partition
+        limit per topic, whatever an old record says."""
         prefix = f"{ns}/persistent/"
         names = {f"persistent://{ns}/{n[len(prefix) :]}" for n in await self.factory.list(prefix)}
         names.update(str(TopicName.parse(k)) for k in self._topics if k.startswith(f"persistent://{ns}/"))
-        return sorted(names)
-
-    async def topics_of_namespace(self, ns: NamespaceName) -> list[str]:
-        """Every topic name a regex consumer may match: stored topics plus all partitions
-        (at most the partition limit per topic, whatever an old record says)."""
-        names = set(await self.list_topics(ns))
         limit = self.resources.max_partitions
         for base in await self.resources.list_partitioned_topics(ns):
             parsed = TopicName.parse(base)
@@ -238,6 +238,10 @@ class BrokerService:
                 names.add(str(parsed.partition_name(index)))
             await asyncio.sleep(0)  # one topic's names per loop turn
         return sorted(names)
+
+    async def topics_of_namespace(self, ns: NamespaceName) -> list[str]:
+        """Every topic name a regex consumer may match."""
+        return await self.list_topics(ns)
 
     async def apply_policies(self, ns: NamespaceName) -> None:
         """Push changed namespace policies (retention, de-duplication) into loaded topics."""

@@ -6,7 +6,7 @@ import logging
 from enum import IntEnum
 
 from taureau.broker.consumer import Consumer
-from taureau.broker.dispatch.base import Dispatcher, DispatchLimits, EntryInfo
+from taureau.broker.dispatch.base import Dispatcher, DispatchLimits, EntryInfoFn
 from taureau.broker.dispatch.key_shared import KeySharedDispatcher
 from taureau.broker.dispatch.shared import SharedDispatcher
 from taureau.broker.dispatch.single import SingleActiveDispatcher
@@ -35,7 +35,7 @@ class Subscription:
         name: str,
         ledger: ManagedLedger,
         cursor: ManagedCursor,
-        entry_info: EntryInfo,
+        entry_info: EntryInfoFn,
         *,
         durable: bool,
         partition: int = -1,
@@ -72,15 +72,16 @@ class Subscription:
     async def add_consumer(self, consumer: Consumer, sub_type: SubType, sticky: bool = False) -> None:
         if self.dispatcher is not None and self.dispatcher.consumers:
             if sub_type != self.sub_type:
+                current = self.sub_type.name if self.sub_type is not None else "of another type"
                 raise ConsumerBusyError(
-                    f"subscription {self.name} is {self.sub_type.name}, cannot attach a {sub_type.name} consumer"
+                    f"subscription {self.name} is {current}, cannot attach a {sub_type.name} consumer"
                 )
         elif self.dispatcher is None or sub_type != self.sub_type or sub_type == SubType.KEY_SHARED:
             previous = self.dispatcher
             self.dispatcher = self._make_dispatcher(sub_type, sticky)
             if previous is not None:
                 await previous.close()
-                self.dispatcher.redelivery_counts = previous.redelivery_counts
+                self.dispatcher.adopt_redelivery_counts(previous)
             self.sub_type = sub_type
         self.dispatcher.add_consumer(consumer)
 
@@ -102,6 +103,14 @@ class Subscription:
             self.dispatcher.acked(consumer, positions)
         consumer.msg_acked += len(positions)
         await self.cursor.delete(positions)
+
+    async def ack_batch(self, consumer: Consumer, position: Position, unacked: list[int]) -> None:
+        """A batch-index ack: `unacked` are the batch's messages still not acknowledged."""
+        await self.cursor.ack_batch_indexes(position, unacked)
+        if self.cursor.is_acked(position):  # that was its last message
+            if self.dispatcher is not None:
+                self.dispatcher.acked(consumer, [position])
+            consumer.msg_acked += 1
 
     async def ack_cumulative(self, consumer: Consumer, position: Position) -> None:
         if self.sub_type in (SubType.SHARED, SubType.KEY_SHARED):
@@ -169,6 +178,7 @@ class Subscription:
             "type": self.sub_type.name.title() if self.sub_type is not None else "None",
             "msgBacklog": self.cursor.backlog,
             "unackedMessages": sum(c.unacked_messages for c in consumers),
+            "msgDelayed": len(self.dispatcher.delayed) if self.dispatcher else 0,
             "blockedSubscriptionOnUnackedMsgs": self.dispatcher.blocked if self.dispatcher else False,
             "msgOutCounter": self.msg_out,
             "isDurable": self.durable,

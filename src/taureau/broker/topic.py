@@ -8,10 +8,12 @@ import time
 from typing import NamedTuple
 
 from taureau.broker import validated
+from taureau.broker.access import Admitted, ProducerAccess, Queued
 from taureau.broker.consumer import Consumer
 from taureau.broker.dedup import Deduplication
 from taureau.broker.dispatch.base import DispatchLimits
 from taureau.broker.entries import (
+    EntryInfo,
     batch_index_of_last,
     checked_entry_info,
     entry_info,
@@ -48,7 +50,7 @@ class PublishItem(NamedTuple):
 
 
 class SubscriptionBusyError(BrokerError):
-    server_error = 5  # ConsumerBusy: Pulsar refuses to drop a subscription with consumers
+    """A subscription with consumers connected cannot be dropped without force."""
 
 
 class PersistentTopic:
@@ -64,9 +66,9 @@ class PersistentTopic:
         self.ledger = ledger  # the topic's log; owned here
         self.store = store
         self.producers: dict[str, Producer] = {}  # by producer name; owned here
+        self.access = ProducerAccess(store, ledger.name)  # exclusive producers and the topic epoch
         self.subscriptions: dict[str, Subscription] = {}  # by name; owned here
         self.dedup: Deduplication | None = None  # set while de-duplication is enabled
-        self._last_add_done: asyncio.Future | None = None  # completes with the newest add
         self.msg_in = 0
         self.bytes_in = 0
         self.closed = False
@@ -88,8 +90,8 @@ class PersistentTopic:
     async def forget_validation_mark(self) -> None:
         await validated.forget(self.store, self.ledger)
 
-    def dispatch_info(self, entry: Entry) -> tuple[int, bytes | None]:
-        """(messages, key) of a stored entry for dispatch; 0 messages: skip it."""
+    def dispatch_info(self, entry: Entry) -> EntryInfo:
+        """What dispatch reads from a stored entry (0 messages: skip it)."""
         if entry.position <= self.unchecked_until:
             return checked_entry_info(entry.data)
         return entry_info(entry.data)
@@ -104,19 +106,41 @@ class PersistentTopic:
         elif not enabled and self.dedup is not None:
             self.dedup = None
 
-    def add_producer(self, producer: Producer) -> None:
+    def check_producer(self, producer: Producer, requested_epoch: int | None = None) -> None:
+        """Raise if `producer` could not be added now; changes nothing."""
         if self._write_error is not None and time.monotonic() - self._write_failed_at < WRITE_FAILURE_HOLD_S:
             raise ServiceNotReadyError(f"topic {self.name} cannot store messages now: {self._write_error}")
         if producer.name in self.producers:
             raise ProducerBusyError(f"producer {producer.name!r} is already connected to {self.name}")
-        exclusive = [p for p in self.producers.values() if p.access_mode != 0]
-        if exclusive or (producer.access_mode != 0 and self.producers):
-            raise ProducerBusyError(f"topic {self.name} has an exclusive producer")
-        self.producers[producer.name] = producer
+        self.access.check(producer, self.producers, requested_epoch)
+
+    async def add_producer(self, producer: Producer, requested_epoch: int | None = None) -> Admitted | Queued:
+        """Add a producer by its access mode: Admitted (with the topic epoch for an exclusive
+        one), or Queued (WaitForExclusive) with a future that resolves once it holds the topic
+        (it is added then). Producers an ExclusiveWithFencing one fences out are dropped and
+        told to reconnect, which their epoch then refuses."""
+        self.check_producer(producer, requested_epoch)
+        admission, fenced = await self.access.admit(producer, self.producers, requested_epoch)
+        for old in fenced:
+            if self.producers.get(old.name) is old:
+                del self.producers[old.name]
+            if old.disconnect is not None:
+                old.disconnect()
+        if isinstance(admission, Admitted):
+            self.producers[producer.name] = producer
+        return admission
 
     def remove_producer(self, producer: Producer) -> None:
         if self.producers.get(producer.name) is producer:
             del self.producers[producer.name]
+        self.access.release(producer)
+        if self.access.has_waiting and not self.producers:
+            asyncio.get_running_loop().create_task(self._promote_waiting())
+
+    async def _promote_waiting(self) -> None:
+        promoted = await self.access.promote(self.producers)
+        if promoted is not None:
+            self.producers[promoted.name] = promoted
 
     def last_sequence_id(self, producer_name: str) -> int:
         return self.dedup.last_sequence_id(producer_name) if self.dedup is not None else -1
@@ -126,11 +150,14 @@ class PersistentTopic:
     ) -> Position | None:
         """Store one entry; its position, or None for a duplicate that is already stored."""
         dedup = self.dedup
+        position: Position | None
         try:
             if dedup is None:
                 position = await self.ledger.add_entry(data)
             else:
-                position = await self._publish_deduplicated(producer, data, sequence_id, highest_sequence_id)
+                position = await dedup.add(
+                    producer.name, sequence_id, highest_sequence_id, lambda: self.ledger.add_entry(data)
+                )
                 if position is None:
                     return None
         except StorageError as exc:
@@ -155,7 +182,9 @@ class PersistentTopic:
                 )
             )  # fmt: skip
         try:
-            positions = await self.ledger.add_entries([item.data for item in items])
+            positions: list[Position | None] = list(
+                await self.ledger.add_entries([item.data for item in items])
+            )
         except StorageError as exc:
             self._write_failed(exc)
             raise
@@ -172,37 +201,6 @@ class PersistentTopic:
     def _write_failed(self, exc: Exception) -> None:
         self._write_error = exc
         self._write_failed_at = time.monotonic()
-
-    async def _publish_deduplicated(
-        self, producer: Producer, data: bytes, sequence_id: int, highest_sequence_id: int
-    ) -> Position | None:
-        dedup = self.dedup
-        name = producer.name
-        # A duplicate only if the whole entry is: a batch that reaches past what is stored
-        # (re-batched differently on a resend) is stored again rather than partly dropped.
-        if dedup.is_duplicate(name, highest_sequence_id):
-            # A resend: answer once the original is durable (it may still be in flight).
-            while not dedup.is_persisted(name, highest_sequence_id) and self._last_add_done is not None:
-                await asyncio.shield(self._last_add_done)
-            if not dedup.is_persisted(name, highest_sequence_id):
-                raise BrokerError(f"the original of sequence id {sequence_id} was not stored; resend it")
-            return None
-        dedup.pushed(name, highest_sequence_id)
-        done = asyncio.get_running_loop().create_future()
-        self._last_add_done = done
-        try:
-            position = await self.ledger.add_entry(data)
-        except BaseException:
-            # Not stored: let the producer's resend through.
-            dedup.highest_pushed[name] = dedup.highest_persisted.get(name, -1)
-            raise
-        finally:
-            done.set_result(None)
-            if self._last_add_done is done:
-                self._last_add_done = None
-        if dedup.persisted(name, highest_sequence_id, position):
-            asyncio.get_running_loop().create_task(dedup.snapshot())
-        return position
 
     # -- subscriptions -----------------------------------------------------------------------
 
@@ -235,6 +233,13 @@ class PersistentTopic:
                 await self._drop_new_subscription(sub)
             raise
         return sub
+
+    def restore_subscriptions(self) -> None:
+        """Take back every durable subscription the ledger's cursors remember (the topic just
+        loaded): admin calls, stats and backlogs must see them before any consumer returns."""
+        for name, cursor in self.ledger.cursors.items():
+            if cursor.durable and name not in self.subscriptions:
+                self._new_subscription(name, cursor, durable=True)
 
     def _new_subscription(self, name: str, cursor: ManagedCursor, durable: bool) -> Subscription:
         sub = Subscription(
@@ -346,9 +351,10 @@ class PersistentTopic:
             "bytesInCounter": self.bytes_in,
             "msgOutCounter": sum(s.msg_out for s in self.subscriptions.values()),
             "storageSize": self.ledger.total_size,
-            "backlogSize": self.ledger.total_size,
+            "backlogSize": self.ledger.estimated_backlog_size,
             "entriesCount": self.ledger.entries_count,
             "publishers": [p.stats() for p in self.producers.values()],
             "subscriptions": {name: s.stats() for name, s in self.subscriptions.items()},
             "deduplicationEnabled": self.dedup is not None,
+            **({"topicEpoch": self.access.epoch} if self.access.epoch >= 0 else {}),
         }

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from taureau.cli import args as checked
+from taureau.common.errors import TaureauError
 from taureau.common.names import TopicName
 
 
@@ -50,7 +52,7 @@ def _topic_path(topic: str) -> str:
     return f"/admin/v2/{name.domain}/{name.tenant}/{name.namespace}/{name.local}"
 
 
-def _duration_minutes(text: str) -> int:
+def _duration_minutes(text: str) -> float:
     """'-1', '0', '90' (minutes), '10m', '2h', '3d', '1w' -> minutes."""
     match = re.fullmatch(r"(-1|\d+)([smhdw]?)", text.strip())
     if not match:
@@ -61,15 +63,19 @@ def _duration_minutes(text: str) -> int:
     return value * {"s": 1 / 60, "m": 1, "h": 60, "d": 1440, "w": 10080}[unit]
 
 
-def _size_mb(text: str) -> int:
-    if text.strip() == "-1":
-        return -1
-    from taureau.common.sizes import parse_size
+_BINARY_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
-    try:
-        return parse_size(text if not text.strip().isdigit() else f"{text}MiB") // (1024 * 1024)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+
+def _size_mb(text: str) -> int:
+    """A pulsar-admin size as whole MiB: '-1' (unlimited), bytes, or a number with k, m, g or t,
+    which pulsar-admin reads as binary units (1G = 1024 MiB)."""
+    match = re.fullmatch(r"(-1|\d+)([kKmMgGtT]?)", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 100M, 10G, -1)")
+    value, unit = int(match.group(1)), match.group(2).lower()
+    if value < 0:
+        return -1
+    return value * _BINARY_UNITS[unit] // (1024 * 1024)
 
 
 def _message_id(text: str) -> dict:
@@ -106,9 +112,9 @@ def arg(*names: str, **kwargs) -> tuple[list[str], dict]:
     return list(names), kwargs
 
 
-TENANT = arg("tenant")
-NAMESPACE = arg("namespace", help="tenant/namespace")
-TOPIC = arg("topic")
+TENANT = arg("tenant", type=checked.tenant)
+NAMESPACE = arg("namespace", type=checked.namespace, help="tenant/namespace")
+TOPIC = arg("topic", type=checked.topic, help="e.g. persistent://public/default/my-topic, or my-topic")
 SUB = arg("-s", "--subscription", required=True)
 
 
@@ -319,23 +325,71 @@ def _(c, a):
     return out
 
 
-def register(sub) -> None:
-    admin = sub.add_parser("admin", help="administer tenants, namespaces and topics (pulsar-admin verbs)")
-    admin.add_argument(
+GROUP_HELP = {
+    "tenants": "create, list, update and delete tenants",
+    "namespaces": "namespaces and their policies (retention, auto topic creation, de-duplication)",
+    "topics": "topics, partitioned topics, subscriptions, stats and messages",
+}
+
+VERB_HELP = {
+    "list": "list them",
+    "get": "show one",
+    "create": "create one",
+    "update": "change one",
+    "delete": "delete one",
+    "policies": "show a namespace's policies",
+    "topics": "list a namespace's topics",
+    "get-retention": "show the retention policy",
+    "set-retention": "set the retention policy (--time, --size)",
+    "get-auto-topic-creation": "show the auto topic creation policy",
+    "set-auto-topic-creation": "set the auto topic creation policy",
+    "get-deduplication": "show whether de-duplication is on",
+    "set-deduplication": "turn de-duplication on or off",
+    "remove-deduplication": "drop the topic's own de-duplication setting",
+    "list-partitioned-topics": "list a namespace's partitioned topics",
+    "stats": "show a topic's stats",
+    "stats-internal": "show a topic's storage stats",
+    "last-message-id": "show the id of a topic's last message",
+    "get-partitioned-topic-metadata": "show a partitioned topic's partition count",
+    "partitioned-stats": "show a partitioned topic's stats, summed and per partition",
+    "subscriptions": "list a topic's subscriptions",
+    "clear-backlog": "acknowledge everything a subscription has not read",
+    "create-partitioned-topic": "create a partitioned topic",
+    "update-partitioned-topic": "add partitions to a partitioned topic",
+    "delete-partitioned-topic": "delete a partitioned topic and its partitions",
+    "create-subscription": "create a durable subscription",
+    "unsubscribe": "delete a subscription",
+    "skip": "skip messages of a subscription",
+    "reset-cursor": "move a subscription to a time or message id",
+    "peek-messages": "show a subscription's next messages without consuming them",
+}
+
+
+def _admin_url_option(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
         "--admin-url",
-        default=os.environ.get("TAUREAU_ADMIN_URL", "http://localhost:8080"),
+        type=checked.http_url,
+        default=default,
         help="admin REST URL (env TAUREAU_ADMIN_URL, default http://localhost:8080)",
     )
-    groups = admin.add_subparsers(dest="group", metavar="GROUP")
+
+
+def register(sub) -> None:
+    admin = sub.add_parser("admin", help="administer tenants, namespaces and topics (pulsar-admin verbs)")
+    _admin_url_option(admin, os.environ.get("TAUREAU_ADMIN_URL", "http://localhost:8080"))
+    groups = admin.add_subparsers(dest="group", metavar="GROUP", title="groups")
     groups.required = True
     parsers: dict[str, Any] = {}
     for (group, name), (arguments, fn) in VERBS.items():
         if group not in parsers:
-            parsers[group] = groups.add_parser(group).add_subparsers(dest="verb", metavar="VERB")
+            group_parser = groups.add_parser(group, help=GROUP_HELP[group], description=GROUP_HELP[group])
+            parsers[group] = group_parser.add_subparsers(dest="verb", metavar="VERB", title="verbs")
             parsers[group].required = True
-        p = parsers[group].add_parser(name)
+        p = parsers[group].add_parser(name, help=VERB_HELP[name], description=VERB_HELP[name])
         for names, kwargs in arguments:
             p.add_argument(*names, **kwargs)
+        # Also after the verb, as pulsar-admin users type it; given there, it wins.
+        _admin_url_option(p, argparse.SUPPRESS)
         p.set_defaults(func=run_verb(fn))
 
 
@@ -343,7 +397,7 @@ def run_verb(fn):
     def run(args: argparse.Namespace) -> int:
         try:
             result = fn(AdminClient(args.admin_url), args)
-        except (AdminError, ValueError) as exc:
+        except (AdminError, TaureauError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         if result is not None:

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from taureau.cli import args as checked
 from taureau.common.sizes import parse_size
 
 # Standalone flags that set a BrokerConfig bound of the same name: (flag, field, type, help).
@@ -50,6 +51,12 @@ def _standalone_parser(sub) -> None:
     p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument(
         "--advertised-address", default="localhost", help="host name clients are told to connect to"
+    )
+    p.add_argument(
+        "--advertised-listeners",
+        type=checked.listeners,
+        default={},
+        help="name:pulsar://host:port,... : the URL a client naming that listener is sent to",
     )
     p.add_argument(
         "--no-journal-fsync",
@@ -139,6 +146,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
             broker_port=args.broker_port,
             web_port=args.web_port,
             advertised_address=args.advertised_address,
+            advertised_listeners=args.advertised_listeners,
             data_dir=args.data_dir,
             journal_fsync=not args.no_journal_fsync,
             **{field: getattr(args, field) for _, field, _, _ in _BOUND_FLAGS},
@@ -160,12 +168,22 @@ def _run_standalone(args: argparse.Namespace) -> int:
     return _serve("taureau standalone", args.verbose, lambda: run(config))
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("taureau")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from taureau.cli import admin, client, demo, functions, sketches, tokens
 
     parser = argparse.ArgumentParser(
         prog="taureau", description="Taureau: a serverless platform for real-time data"
     )
+    parser.add_argument("--version", action="version", version=f"taureau {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _standalone_parser(sub)
@@ -179,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     try:
         from taureau.cli import state_cmd
     except ImportError:
-        state_cmd = None
-    if state_cmd is not None:
+        pass
+    else:
         state_cmd.register(sub)
     return parser
 

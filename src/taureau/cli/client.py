@@ -6,19 +6,27 @@ import argparse
 import os
 import sys
 
+from taureau.cli import args as checked
+
+
+def _service_url_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--service-url",
+        type=checked.service_url,
+        default=default,
+        help="broker URL (env TAUREAU_SERVICE_URL, default pulsar://localhost:6650)",
+    )
+
 
 def register(sub) -> None:
     client = sub.add_parser("client", help="produce and consume messages (like pulsar-client)")
-    client.add_argument(
-        "--service-url",
-        default=os.environ.get("TAUREAU_SERVICE_URL", "pulsar://localhost:6650"),
-        help="broker URL (env TAUREAU_SERVICE_URL, default pulsar://localhost:6650)",
-    )
-    verbs = client.add_subparsers(dest="verb", metavar="VERB")
+    _service_url_option(client, os.environ.get("TAUREAU_SERVICE_URL", "pulsar://localhost:6650"))
+    verbs = client.add_subparsers(dest="verb", metavar="VERB", title="verbs")
     verbs.required = True
 
     produce = verbs.add_parser("produce", help="send messages to a topic")
-    produce.add_argument("topic")
+    _service_url_option(produce, argparse.SUPPRESS)  # also after the verb; given there, it wins
+    produce.add_argument("topic", type=checked.topic)
     produce.add_argument("-m", "--messages", action="append", required=True, help="message body (repeatable)")
     produce.add_argument("-n", "--num-produce", type=int, default=1, help="times to send each message")
     produce.add_argument("-k", "--key", default=None, help="partition key")
@@ -26,7 +34,8 @@ def register(sub) -> None:
     produce.set_defaults(func=_produce)
 
     consume = verbs.add_parser("consume", help="receive messages from a topic")
-    consume.add_argument("topic")
+    _service_url_option(consume, argparse.SUPPRESS)
+    consume.add_argument("topic", type=checked.topic)
     consume.add_argument("-s", "--subscription-name", required=True)
     consume.add_argument("-n", "--num-messages", type=int, default=1, help="0 consumes forever")
     consume.add_argument(
@@ -36,7 +45,9 @@ def register(sub) -> None:
         choices=["Exclusive", "Shared", "Failover", "Key_Shared"],
     )
     consume.add_argument("-p", "--subscription-position", default="Latest", choices=["Latest", "Earliest"])
-    consume.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each message")
+    consume.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for each message (not with -n 0)"
+    )
     consume.set_defaults(func=_consume)
 
 
@@ -80,10 +91,14 @@ def _consume(args: argparse.Namespace) -> int:
             consumer_type=getattr(pulsar.ConsumerType, args.subscription_type.replace("_", "")),
             initial_position=getattr(pulsar.InitialPosition, args.subscription_position),
         )
-        while args.num_messages == 0 or received < args.num_messages:
+        forever = args.num_messages == 0  # as pulsar-client: consume until interrupted
+        while forever or received < args.num_messages:
             try:
-                msg = consumer.receive(timeout_millis=int(args.timeout * 1000))
+                # Forever still wakes every second, so Ctrl-C is seen between waits.
+                msg = consumer.receive(timeout_millis=1000 if forever else int(args.timeout * 1000))
             except pulsar.Timeout:
+                if forever:
+                    continue
                 print(f"error: no message within {args.timeout}s", file=sys.stderr)
                 return 1
             data = msg.data()

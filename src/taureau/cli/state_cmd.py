@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
+import socket
 import sys
 
 from taureau.common import errors
@@ -39,22 +41,54 @@ def register(subparsers) -> None:
     st.set_defaults(func=state_handler)
 
     ms = subparsers.add_parser("memory-server", help="run a memory server that joins a state controller")
-    ms.add_argument("--controller", required=True, help="state controller HOST:PORT")
+    link = ms.add_mutually_exclusive_group(required=True)
+    link.add_argument("--controller", help="state controller HOST:PORT")
+    link.add_argument(
+        "--controller-fd",
+        type=int,
+        help="a connected socket to the controller (set by the process that starts it)",
+    )
     ms.add_argument("--host", default="127.0.0.1", help="address to listen on")
     ms.add_argument("--advertised-address", default=None, help="address clients dial (default: --host)")
     ms.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     ms.add_argument("--block-size", default="32MiB", help="bytes per block (e.g. 32MiB)")
     ms.add_argument("--blocks", type=int, default=64, help="number of blocks in this server's pool")
+    ms.add_argument(
+        "--memory-budget",
+        default=None,
+        help="memory the blocks' data may take, measured (default: every block full, blocks x size)",
+    )
+    ms.add_argument(
+        "--rejoin-s",
+        type=float,
+        default=60.0,
+        help="how long to keep serving and rejoining when the controller goes away (default 60)",
+    )
     ms.set_defaults(func=memory_server_handler)
+
+    sc = subparsers.add_parser(
+        "state-controller", help="run a state controller alone (memory servers join it with memory-server)"
+    )
+    sc.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sc.add_argument("--port", type=int, default=9090, help="port to listen on (default 9090)")
+    sc.add_argument("--data-dir", default="./state-data", help="namespace (metadata) and dumps live here")
+    sc.add_argument("--lease-ms", type=int, default=10_000, help="lease period and grace (default 10000)")
+    sc.add_argument(
+        "--rejoin-ms",
+        type=int,
+        default=30_000,
+        help="after a restart, how long known memory servers have to come back (default 30000)",
+    )
+    sc.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sc.set_defaults(func=controller_handler)
 
 
 def _structure(client, path: str):
+    from taureau.state import kinds
     from taureau.state.codec import Op
-    from taureau.state.structures import File, HashTable, Queue
 
     m = client.control(Op.BLOCK_MAP, {"path": path})  # no open: inspecting must not renew leases
-    cls = {"hash_table": HashTable, "queue": Queue, "file": File}[m["kind"]]
-    return cls(client, path, m)
+    return kinds.get(m["kind"]).handle(client, path, m)
 
 
 def state_handler(args: argparse.Namespace) -> int:
@@ -78,28 +112,9 @@ def _run_state(c, args: argparse.Namespace) -> int:
     elif cmd == "rm":
         c.remove(args.path)
     elif cmd == "get":
-        s = _structure(c, args.path)
-        if s.kind == "hash_table":
-            if args.key is None:
-                print("error: get on a hash table needs a key", file=sys.stderr)
-                return 2
-            sys.stdout.buffer.write(s.get(args.key.encode()) + b"\n")
-        elif s.kind == "queue":
-            print(len(s))
-        else:
-            sys.stdout.buffer.write(s.read())
+        sys.stdout.buffer.write(_structure(c, args.path).cli_get(args.key))
     else:  # put
-        s = _structure(c, args.path)
-        if s.kind == "hash_table":
-            if args.value is None:
-                print("error: put on a hash table needs a key and a value", file=sys.stderr)
-                return 2
-            s.upsert(args.key.encode(), args.value.encode())
-        elif s.kind == "queue":
-            s.enqueue(args.key.encode())
-        else:
-            s.seek(0, 2)
-            s.write(args.key.encode())
+        _structure(c, args.path).cli_put(args.key, args.value)
     return 0
 
 
@@ -108,17 +123,43 @@ def memory_server_handler(args: argparse.Namespace) -> int:
 
     try:
         block_size = parse_size(args.block_size)
+        budget = parse_size(args.memory_budget) if args.memory_budget is not None else None
     except ValueError as e:
-        print(f"error: --block-size: {e}", file=sys.stderr)
+        print(f"error: --block-size/--memory-budget: {e}", file=sys.stderr)
         return 2
     kwargs = dict(
         controller=args.controller, host=args.host, port=args.port, block_size=block_size,
         advertised_host=args.advertised_address,
-        num_blocks=args.blocks,
+        num_blocks=args.blocks, rejoin_s=args.rejoin_s, memory_budget=budget,
     )  # fmt: skip
     try:
+        if args.controller_fd is not None:
+            kwargs["controller_sock"] = socket.socket(fileno=args.controller_fd)
         _run(run_memory_server(**kwargs))
-    except (errors.StateError, ValueError) as e:
+    except (errors.StateError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def controller_handler(args: argparse.Namespace) -> int:
+    from taureau.state.service import serve_controller
+
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        _run(
+            serve_controller(
+                host=args.host,
+                port=args.port,
+                data_dir=args.data_dir,
+                lease_ms=args.lease_ms,
+                rejoin_ms=args.rejoin_ms,
+            )  # fmt: skip
+        )
+    except (errors.TaureauError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,7 +1,7 @@
 """The exception tree shared by every layer.
 
-Each broker-facing error carries the Pulsar `ServerError` it maps to on the wire, so the
-session can turn any exception into a typed ERROR reply without a lookup table of its own.
+The Pulsar `ServerError` each one is answered with on the wire is listed in one table,
+taureau.broker.error_codes.
 """
 
 from __future__ import annotations
@@ -10,15 +10,12 @@ from __future__ import annotations
 class TaureauError(Exception):
     """Base of every error Taureau raises on purpose."""
 
-    # Pulsar ServerError enum value sent to clients (UnknownError = 0).
-    server_error: int = 0
-
 
 # -- metadata store -------------------------------------------------------------------------
 
 
 class MetadataError(TaureauError):
-    server_error = 1
+    """Base of the metadata store's errors."""
 
 
 class NotFoundError(MetadataError):
@@ -45,7 +42,7 @@ class SessionExpiredError(MetadataError):
 
 
 class StorageError(TaureauError):
-    server_error = 2  # PersistenceError
+    """Base of the storage layers' errors (bookie, ledger, managed ledger)."""
 
 
 class LedgerFencedError(StorageError):
@@ -84,59 +81,55 @@ class DiskFullError(StorageError):
 
 
 class BrokerError(TaureauError):
-    server_error = 0
+    """Base of the broker's errors."""
 
 
 class AuthenticationError(BrokerError):
     """Credentials missing, malformed, expired or not matching (Pulsar's AuthenticationError)."""
 
-    server_error = 3
-
 
 class AuthorizationError(BrokerError):
     """An authenticated role without the permission asked for (Pulsar's AuthorizationError)."""
 
-    server_error = 4
-
 
 class InvalidTopicNameError(BrokerError):
-    server_error = 17
+    """A topic name that does not parse or breaks the naming rules."""
 
 
 class TopicNotFoundError(BrokerError):
-    server_error = 11
+    """No such topic (and it may not be created here)."""
 
 
 class ConsumerBusyError(BrokerError):
-    server_error = 5
+    """The subscription or consumer id is taken, or of another type."""
 
 
 class ProducerBusyError(BrokerError):
-    server_error = 16
+    """A producer of that name, or an exclusive one, is connected already."""
 
 
 class SubscriptionNotFoundError(BrokerError):
-    server_error = 12
+    """No such subscription on the topic."""
 
 
 class ConsumerNotFoundError(BrokerError):
-    server_error = 13
+    """No consumer of that id on this connection."""
 
 
 class ServiceNotReadyError(BrokerError):
-    server_error = 6
+    """The topic cannot take this now; the client should retry."""
 
 
 class NotAllowedError(BrokerError):
-    server_error = 22
+    """A request the broker will never accept as sent."""
 
 
 class TopicTerminatedError(BrokerError):
-    server_error = 15
+    """The topic was terminated: it takes no more messages."""
 
 
 class ChecksumError(BrokerError):
-    server_error = 9
+    """A message whose checksum does not match its bytes."""
 
 
 # -- metadata store (appended) --------------------------------------------------------------
@@ -266,13 +259,9 @@ class ManagedLedgerFencedError(StorageError):
 class ManagedLedgerNotFoundError(StorageError):
     """No managed ledger of that name exists."""
 
-    server_error = 11  # TopicNotFound
-
 
 class CursorNotFoundError(StorageError):
     """The managed ledger has no cursor of that name."""
-
-    server_error = 12  # SubscriptionNotFound
 
 
 class StorageArgumentError(StorageError, ValueError):

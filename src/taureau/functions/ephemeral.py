@@ -8,12 +8,15 @@ the function exists and removes it when the function is deleted.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from taureau.common.errors import BlockLostError
 from taureau.state.client import StateClient, Subscription
 from taureau.state.structures import File, HashTable, Queue
 
 ROOT = "/functions"
+T = TypeVar("T")
 
 
 def space_path(fqfn: str) -> str:
@@ -38,14 +41,25 @@ class EphemeralState:
             raise ValueError(f"{name!r} leaves the function's space")
         return f"{self.root}/{name}" if name else self.root
 
+    def _open(self, name: str, opener: Callable[[str], T]) -> T:
+        """Open or create; a structure whose memory server died (all of it lost) is made
+        afresh, since its data is gone anyway and the worker keeps its lease alive. A structure
+        only partly lost opens, and raises BlockLostError on the lost part: `remove` it."""
+        path = self.path(name)
+        try:
+            return opener(path)
+        except BlockLostError:
+            self.client.remove(path)
+            return opener(path)
+
     def hash_table(self, name: str, num_blocks: int = 1) -> HashTable:
-        return self.client.open_or_create_hash_table(self.path(name), num_blocks)
+        return self._open(name, lambda p: self.client.open_or_create_hash_table(p, num_blocks))
 
     def queue(self, name: str) -> Queue:
-        return self.client.open_or_create_queue(self.path(name))
+        return self._open(name, self.client.open_or_create_queue)
 
     def file(self, name: str, num_blocks: int = 1) -> File:
-        return self.client.open_or_create_file(self.path(name), num_blocks)
+        return self._open(name, lambda p: self.client.open_or_create_file(p, num_blocks))
 
     def listen(self, name: str = "", ops: list[str] | None = None) -> Subscription:
         return self.client.listen(self.path(name), ops)

@@ -69,9 +69,9 @@ class MetadataLog:
                 break
         payloads.extend(self._open_log())
         for name in os.listdir(self._dir):
-            gen = _generation(name, "snapshot")
-            gen = _generation(name, "log") if gen is None else gen
-            if gen is not None and gen != self._generation:
+            found = _generation(name, "snapshot")
+            found = _generation(name, "log") if found is None else found
+            if found is not None and found != self._generation:
                 os.remove(os.path.join(self._dir, name))
         return payloads
 

@@ -121,7 +121,7 @@ def walk_batch(payload: bytes, start: int, count: int | None, records: list | No
             smm_end = pos + 4 + unpack(view, pos)[0]
             if smm_end > size:
                 raise ProtocolError(f"batch message {seen} metadata overruns the payload")
-            smm = parse(view[pos + 4 : smm_end])
+            smm = parse(view[pos + 4 : smm_end])  # type: ignore[arg-type]  # upb parses any buffer
             body_end = smm_end + smm.payload_size
             if body_end <= smm_end and (body_end < smm_end or not smm.HasField("payload_size")):
                 raise ProtocolError(f"batch message {seen} lacks a valid payload_size")

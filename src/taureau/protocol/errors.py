@@ -12,8 +12,6 @@ class ProtocolError(TaureauError):
     session can still act on them (e.g. answer a SEND that preceded the garbage) before closing.
     """
 
-    server_error = 0  # UnknownError: the connection is closed, no typed reply is expected
-
     def __init__(self, message: str, frames: list | None = None) -> None:
         super().__init__(message)
         self.frames: list = frames if frames is not None else []

@@ -59,7 +59,12 @@ def uvarint(value: int) -> bytes:
 
 
 def _message_command(
-    consumer_id: int, ledger_id: int, entry_id: int, partition: int, redelivery: int
+    consumer_id: int,
+    ledger_id: int,
+    entry_id: int,
+    partition: int,
+    redelivery: int,
+    ack_set: tuple[int, ...] = (),
 ) -> bytes:
     mid = b"\x08" + uvarint(ledger_id) + b"\x10" + uvarint(entry_id)
     if partition >= 0:
@@ -67,6 +72,10 @@ def _message_command(
     msg = b"\x08" + uvarint(consumer_id) + b"\x12" + _SMALL[len(mid)] + mid
     if redelivery > 0:
         msg += b"\x18" + uvarint(redelivery)
+    if ack_set:
+        # CommandMessage.ack_set (field 4, repeated int64): the batch indexes not acked yet.
+        msg += b"".join(b"\x20" + uvarint(word) for word in ack_set)
+        return b"\x08\x09\x4a" + uvarint(len(msg)) + msg
     return b"\x08\x09\x4a" + _SMALL[len(msg)] + msg
 
 
@@ -86,9 +95,11 @@ def append_message(
     partition: int,
     redelivery_count: int,
     entry: bytes,
+    ack_set: tuple[int, ...] = (),
 ) -> None:
-    """Append a MESSAGE frame to `buf`, so many frames leave in one socket write."""
-    cmd = _message_command(consumer_id, ledger_id, entry_id, partition, redelivery_count)
+    """Append a MESSAGE frame to `buf`, so many frames leave in one socket write; `ack_set`
+    (a partly acknowledged batch) tells the client which of its messages are still due."""
+    cmd = _message_command(consumer_id, ledger_id, entry_id, partition, redelivery_count, ack_set)
     buf += _pack_sizes(4 + len(cmd) + len(entry), len(cmd))
     buf += cmd
     buf += entry

@@ -54,13 +54,14 @@ def parse_metadata(entry: bytes | bytearray | memoryview) -> tuple[pb.MessageMet
     if end > size:
         raise ProtocolError(f"metadata size overruns the entry ({end} > {size} bytes)")
     try:
-        meta = _from_string(entry[pos + 4 : end])
+        meta = _from_string(entry[pos + 4 : end])  # type: ignore[arg-type]  # upb parses any buffer
     except DecodeError as exc:
         raise ProtocolError(f"unparseable MessageMetadata: {exc}") from None
     # upb does not enforce proto2 `required` on parse, and a client that cannot parse a stored
     # entry drops its connection: refuse such entries here (IsInitialized also walks properties).
     if not meta.IsInitialized():
-        raise ProtocolError(f"MessageMetadata is missing {', '.join(meta.FindInitializationErrors())}")
+        missing = ", ".join(meta.FindInitializationErrors())  # type: ignore[attr-defined]  # upb has it
+        raise ProtocolError(f"MessageMetadata is missing {missing}")
     return meta, end
 
 
@@ -81,10 +82,10 @@ def parse_entry(entry: bytes | bytearray | memoryview) -> EntryMeta:
     highest = meta.highest_sequence_id  # 0 = unset (proto default); C++ clients never set it
     if highest <= sequence_id:
         highest = sequence_id + (count - 1 if count > 1 else 0)
-    partition_key = meta.partition_key
+    partition_key: str | None = meta.partition_key
     if not partition_key and not meta.HasField("partition_key"):
         partition_key = None
-    ordering_key = meta.ordering_key
+    ordering_key: bytes | None = meta.ordering_key
     if not ordering_key and not meta.HasField("ordering_key"):
         ordering_key = None
     return _new_tuple(

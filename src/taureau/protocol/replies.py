@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, cast
 
 from taureau.protocol import pulsar_api_pb2 as pb
 from taureau.protocol.commands import encode_command
@@ -16,8 +17,13 @@ _U64 = 0xFFFFFFFFFFFFFFFF
 _T = pb.BaseCommand
 
 
+def _enum(value: int) -> Any:
+    """Enum fields take the plain ints Pulsar numbers them by; the stubs want the enum type."""
+    return cast(Any, value)
+
+
 def _frame(kind: int, field: str, **values) -> bytes:
-    command = pb.BaseCommand(type=kind)
+    command = pb.BaseCommand(type=_enum(kind))
     body = getattr(command, field)
     body.SetInParent()  # empty bodies (PING/PONG) must still be present
     for name, value in values.items():
@@ -60,7 +66,7 @@ def success(request_id: int) -> bytes:
 
 
 def error(request_id: int, error: int, message: str) -> bytes:
-    """ERROR for generic requests; `error` is a ServerError value (TaureauError.server_error)."""
+    """ERROR for generic requests; `error` is a ServerError value (broker.error_codes)."""
     return _frame(_T.ERROR, "error", request_id=request_id & _U64, error=error, message=message)
 
 
@@ -70,10 +76,14 @@ def producer_success(
     last_sequence_id: int,
     schema_version: bytes | None = None,
     topic_epoch: int | None = None,
+    producer_ready: bool = True,
 ) -> bytes:
+    """PRODUCER_SUCCESS; producer_ready=False: queued (WaitForExclusive), a second one follows."""
     body = pb.CommandProducerSuccess(
         request_id=request_id & _U64, producer_name=producer_name, last_sequence_id=last_sequence_id
     )
+    if not producer_ready:
+        body.producer_ready = False
     if schema_version is not None:
         body.schema_version = schema_version
     if topic_epoch is not None:
@@ -105,14 +115,14 @@ def lookup_response(
     """LOOKUP_RESPONSE; `response` is Redirect=0, Connect=1 or Failed=2 and always present."""
     body = pb.CommandLookupTopicResponse(
         request_id=request_id & _U64,
-        response=response,
+        response=_enum(response),
         authoritative=authoritative,
         proxy_through_service_url=proxy_through_service_url,
     )
     if broker_url is not None:
         body.brokerServiceUrl = broker_url
     if error is not None:
-        body.error = error
+        body.error = _enum(error)
     if message is not None:
         body.message = message
     return encode_command(pb.BaseCommand(type=_T.LOOKUP_RESPONSE, lookupTopicResponse=body))
@@ -128,7 +138,7 @@ def partitioned_metadata_response(
         body.partitions = partitions
     else:
         body.response = pb.CommandPartitionedTopicMetadataResponse.Failed
-        body.error = error
+        body.error = _enum(error)
         if message is not None:
             body.message = message
     return encode_command(
@@ -193,7 +203,7 @@ def get_schema_response(
     """GET_SCHEMA_RESPONSE: an error (e.g. TopicNotFound=11) or a schema; never a generic ERROR."""
     body = pb.CommandGetSchemaResponse(request_id=request_id & _U64)
     if error_code is not None:
-        body.error_code = error_code
+        body.error_code = _enum(error_code)
     if message is not None:
         body.error_message = message
     if schema is not None:
@@ -208,7 +218,7 @@ def ack_response(
 ) -> bytes:
     body = pb.CommandAckResponse(consumer_id=consumer_id & _U64, request_id=request_id & _U64)
     if error is not None:
-        body.error = error
+        body.error = _enum(error)
     if message is not None:
         body.message = message
     return encode_command(pb.BaseCommand(type=_T.ACK_RESPONSE, ackResponse=body))

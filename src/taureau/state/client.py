@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, NamedTuple
+import time
+from typing import Any, NamedTuple, TypeVar
 
 from taureau.common import errors
 from taureau.state import codec
-from taureau.state.codec import EVENT, Op
+from taureau.state.codec import EVENT, Frame, Op
 from taureau.state.conn import Conn
 from taureau.state.limits import CONTROL_MAX
-from taureau.state.structures import File, HashTable, Queue
+from taureau.state.structures import File, HashTable, Queue, Structure
+
+S = TypeVar("S", bound=Structure)
 
 # Threads: control calls share one controller connection under a lock (they are rare);
 # data calls use one connection per (thread, memory server), so threads never wait on each
@@ -25,23 +28,62 @@ class Notification(NamedTuple):
     data: bytes  # the key (hash ops), the item (queue ops) or the u64 offset (write)
 
 
+RECONNECTED = "reconnected"  # Notification.op after a subscription had to be made again
+
+
 class Subscription:
     """Notifications for operations under one path, on a connection of its own.
 
     >>> sub = client.listen("/jobs/j1", ops=["put"])
     >>> n = sub.get_notification(timeout=5)   # None if nothing came in time
+
+    If the controller restarts, the subscription is made again on a new connection (for up
+    to the client's timeout) and the next notification is `Notification("reconnected",
+    path, b"")`: events between the loss and that one may be missing, so re-read the state
+    you wait for.
     """
 
     def __init__(self, address: str, path: str, ops: list[str] | None, timeout: float) -> None:
-        self._conn = Conn(address, timeout, CONTROL_MAX)
-        self._conn.call(Op.SUBSCRIBE, codec.pack_json({"path": path, "ops": ops}))
+        self._address, self._path, self._ops, self._timeout = address, path, ops, timeout
+        self._closed = False
+        self._conn = self._connect(first=True)
+
+    def _subscribe(self) -> Conn:
+        conn = Conn(self._address, self._timeout, CONTROL_MAX)
+        try:
+            conn.call(Op.SUBSCRIBE, codec.pack_json({"path": self._path, "ops": self._ops}))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connect(self, first: bool) -> Conn:
+        deadline = time.monotonic() + self._timeout
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                conn = self._subscribe()
+                if not first:
+                    conn.events.append(
+                        Frame(EVENT, Op.NOTIFY, 0, [RECONNECTED.encode(), self._path.encode(), b""])
+                    )
+                return conn
+            except errors.StateUnavailableError:
+                if self._closed or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
 
     def get_notification(self, timeout: float | None = None) -> Notification | None:
         c = self._conn
         while not c.events:
-            if c.broken:
-                raise errors.StateUnavailableError("subscription connection is closed")
-            frames = c.read_frames(timeout if timeout is not None else 3600.0)
+            if self._closed:
+                raise errors.StateUnavailableError("subscription is closed")
+            try:
+                frames = c.read_frames(timeout if timeout is not None else 3600.0)
+            except errors.StateUnavailableError:
+                c = self._conn = self._connect(first=False)
+                continue
             if not frames and timeout is not None:
                 return None
             c.events.extend(f for f in frames if f.kind == EVENT)
@@ -49,6 +91,7 @@ class Subscription:
         return Notification(f.fields[0].decode(), f.fields[1].decode(), f.fields[2])
 
     def close(self) -> None:
+        self._closed = True
         self._conn.close()
 
     def __enter__(self) -> Subscription:
@@ -56,6 +99,18 @@ class Subscription:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# Control ops a client may send again when it cannot tell whether the first one arrived.
+_REPEATABLE = frozenset(
+    {Op.HELLO, Op.OPEN, Op.EXISTS_PATH, Op.LIST, Op.STATUS, Op.BLOCK_MAP, Op.RENEW, Op.CLOSE, Op.STATS,
+     Op.GROW, Op.QUOTA}
+)  # fmt: skip
+RETRY_MIN_S, RETRY_MAX_S = 0.05, 1.0
+
+
+def _repeatable(op: int, args: dict[str, Any]) -> bool:
+    return op in _REPEATABLE or (op == Op.CREATE and bool(args.get("exist_ok")))
 
 
 def _renew_groups(paths: list[str]) -> list[list[str]]:
@@ -89,7 +144,8 @@ class StateClient:
     def _setup(self) -> None:
         self._pid = os.getpid()
         self._ctl_lock = threading.Lock()
-        self._ctl = Conn(self.address, self.timeout, CONTROL_MAX)
+        self._ctl: Conn | None = None  # dialled on first use, and again after it breaks
+        self._reached = False  # some request got a reply: an unreachable controller is restarting
         self._local = threading.local()
         self._all_conns: list[Conn] = []  # every data connection, to close them all
         self._open_lock = threading.Lock()
@@ -109,13 +165,37 @@ class StateClient:
     # -- plumbing -------------------------------------------------------------------------------
 
     def control(self, op: int, args: dict[str, Any]) -> dict[str, Any]:
-        """One controller request; returns its JSON reply or raises the typed error."""
+        """One controller request; returns its JSON reply or raises the typed error.
+
+        While a controller this client has reached before cannot be reached (it is
+        restarting), the request is tried again for up to the client's timeout, if it was never
+        sent or is safe to repeat; a request that may have been applied before its connection
+        broke raises StateUnavailableError.
+        """
         self._check_fork()
-        with self._ctl_lock:
-            if self._ctl.broken:
-                self._ctl = Conn(self.address, self.timeout, CONTROL_MAX)
-            fields = self._ctl.call(op, codec.pack_json(args))
-        return codec.unpack_json(fields)
+        deadline = time.monotonic() + self.timeout
+        delay = RETRY_MIN_S
+        frame = codec.pack_json(args)
+        while True:
+            try:
+                with self._ctl_lock:
+                    sent = False
+                    if self._ctl is None or self._ctl.broken or self._ctl.stale():
+                        if self._ctl is not None:
+                            self._ctl.close()
+                        self._ctl = None
+                        self._ctl = Conn(self.address, self.timeout, CONTROL_MAX)
+                    sent = True
+                    fields = self._ctl.call(op, frame)
+                    self._reached = True
+                return codec.unpack_json(fields)
+            except errors.StateUnavailableError:
+                if not self._reached:  # never reached: a wrong address, not a restart
+                    raise
+                if sent and not _repeatable(op, args) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
 
     def conn(self, address: str) -> Conn:
         """This thread's connection to a memory server."""
@@ -160,53 +240,64 @@ class StateClient:
 
     # -- structures -----------------------------------------------------------------------------
 
-    def _structure(self, cls, op: int, path: str, **args: Any):
+    def create(self, path: str, kind: type[S], num_blocks: int = 1, *, backing_path: str | None = None,
+               pinned: bool = False, mapped: bool = False, replicas: int = 1) -> S:  # fmt: skip
+        """Create a structure of any kind, e.g. `create("/jobs/j1/hits", Counter)`. `replicas`:
+        every block is kept on that many memory servers (a chain: writes through its head,
+        reads from its tail); losing one of them loses nothing."""
+        args = self._create_args(num_blocks, backing_path, pinned, mapped, replicas)
+        return self._structure(kind, Op.CREATE, path, **args)
+
+    def open(self, path: str, kind: type[S]) -> S:
+        """Open an existing structure (WrongTypeError if it is of another kind)."""
+        return self._structure(kind, Op.OPEN, path)
+
+    def open_or_create(self, path: str, kind: type[S], num_blocks: int = 1, *, backing_path: str | None = None,
+                       pinned: bool = False, mapped: bool = False, replicas: int = 1) -> S:  # fmt: skip
+        """Open `path`, creating it as a `kind` if it does not exist."""
+        args = self._create_args(num_blocks, backing_path, pinned, mapped, replicas)
+        return self._structure(kind, Op.CREATE, path, exist_ok=True, **args)
+
+    def _structure(self, cls: type[S], op: int, path: str, **args: Any) -> S:
         m = self.control(op, {"path": path, "kind": cls.kind, **args})
         self._opened(path)
         return cls(self, path, m)
 
-    def _create_args(self, num_blocks: int, backing_path: str | None, pinned: bool, mapped: bool) -> dict:
-        return {"num_blocks": num_blocks, "backing": backing_path, "pinned": pinned, "mapped": mapped}
+    def _create_args(
+        self, num_blocks: int, backing_path: str | None, pinned: bool, mapped: bool, replicas: int = 1
+    ) -> dict:
+        return {
+            "num_blocks": num_blocks, "backing": backing_path, "pinned": pinned, "mapped": mapped,
+            "replicas": replicas,
+        }  # fmt: skip
 
-    def create_hash_table(self, path: str, num_blocks: int = 1, *, backing_path: str | None = None,
-                          pinned: bool = False, mapped: bool = False) -> HashTable:  # fmt: skip
-        return self._structure(
-            HashTable, Op.CREATE, path, **self._create_args(num_blocks, backing_path, pinned, mapped)
-        )
+    # The three original kinds keep their named methods (functions/ephemeral.py uses them).
+    def create_hash_table(self, path: str, num_blocks: int = 1, **flags: Any) -> HashTable:
+        return self.create(path, HashTable, num_blocks, **flags)
 
     def open_hash_table(self, path: str) -> HashTable:
-        return self._structure(HashTable, Op.OPEN, path)
+        return self.open(path, HashTable)
 
-    def open_or_create_hash_table(self, path: str, num_blocks: int = 1, *, backing_path: str | None = None,
-                                  pinned: bool = False, mapped: bool = False) -> HashTable:  # fmt: skip
-        args = self._create_args(num_blocks, backing_path, pinned, mapped)
-        return self._structure(HashTable, Op.CREATE, path, exist_ok=True, **args)
+    def open_or_create_hash_table(self, path: str, num_blocks: int = 1, **flags: Any) -> HashTable:
+        return self.open_or_create(path, HashTable, num_blocks, **flags)
 
-    def create_queue(self, path: str, *, backing_path: str | None = None, pinned: bool = False,
-                     mapped: bool = False) -> Queue:  # fmt: skip
-        return self._structure(Queue, Op.CREATE, path, **self._create_args(1, backing_path, pinned, mapped))
+    def create_queue(self, path: str, **flags: Any) -> Queue:
+        return self.create(path, Queue, 1, **flags)
 
     def open_queue(self, path: str) -> Queue:
-        return self._structure(Queue, Op.OPEN, path)
+        return self.open(path, Queue)
 
-    def open_or_create_queue(self, path: str, *, backing_path: str | None = None, pinned: bool = False,
-                             mapped: bool = False) -> Queue:  # fmt: skip
-        args = self._create_args(1, backing_path, pinned, mapped)
-        return self._structure(Queue, Op.CREATE, path, exist_ok=True, **args)
+    def open_or_create_queue(self, path: str, **flags: Any) -> Queue:
+        return self.open_or_create(path, Queue, 1, **flags)
 
-    def create_file(self, path: str, num_blocks: int = 1, *, backing_path: str | None = None,
-                    pinned: bool = False, mapped: bool = False) -> File:  # fmt: skip
-        return self._structure(
-            File, Op.CREATE, path, **self._create_args(num_blocks, backing_path, pinned, mapped)
-        )
+    def create_file(self, path: str, num_blocks: int = 1, **flags: Any) -> File:
+        return self.create(path, File, num_blocks, **flags)
 
     def open_file(self, path: str) -> File:
-        return self._structure(File, Op.OPEN, path)
+        return self.open(path, File)
 
-    def open_or_create_file(self, path: str, num_blocks: int = 1, *, backing_path: str | None = None,
-                            pinned: bool = False, mapped: bool = False) -> File:  # fmt: skip
-        args = self._create_args(num_blocks, backing_path, pinned, mapped)
-        return self._structure(File, Op.CREATE, path, exist_ok=True, **args)
+    def open_or_create_file(self, path: str, num_blocks: int = 1, **flags: Any) -> File:
+        return self.open_or_create(path, File, num_blocks, **flags)
 
     # -- namespace ------------------------------------------------------------------------------
 
@@ -253,6 +344,15 @@ class StateClient:
         if missing:
             raise errors.PathNotFoundError(f"path not found: {path}")
 
+    def set_quota(self, path: str, blocks: int | None) -> dict[str, Any]:
+        """Limit the blocks held at or under `path` (a job's or tenant's directory; it need not
+        exist yet); None drops the quota. Returns {"path", "blocks", "used"}."""
+        return self.control(Op.QUOTA, {"path": path, "blocks": blocks})
+
+    def quota(self, path: str) -> dict[str, Any]:
+        """{"path", "blocks" (None: no quota), "used"} of a directory."""
+        return self.control(Op.QUOTA, {"path": path})
+
     def stats(self) -> dict[str, Any]:
         return self.control(Op.STATS, {})
 
@@ -260,7 +360,8 @@ class StateClient:
         """Stop renewing and close every connection (leases then run out on their own)."""
         self._stop.set()
         for c in [self._ctl, *self._all_conns]:
-            c.close()
+            if c is not None:
+                c.close()
 
     def __enter__(self) -> StateClient:
         return self

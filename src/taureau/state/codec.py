@@ -72,6 +72,12 @@ class Op(IntEnum):
     EXPORT = 46
     LINK_NEXT = 47
     WATCH = 48
+    RESET_RANGE = 49
+    DESCRIBE = 50
+    CHAIN = 51  # a block's place in its replica chain
+    SYNC = 52  # a chain's head copies its state to the other members
+    INSTALL = 53  # (memory server -> memory server) that copy
+    CHAIN_WRITE = 54  # (memory server -> memory server) a write forwarded along a chain
     # control plane (client -> controller)
     HELLO = 64
     CREATE = 65
@@ -89,6 +95,7 @@ class Op(IntEnum):
     STATS = 77
     SUBSCRIBE = 78
     GROW = 79
+    QUOTA = 80
     # memory server -> controller
     REGISTER = 96
     SPLIT_REQUEST = 97
@@ -96,6 +103,8 @@ class Op(IntEnum):
     APPEND_REQUEST = 99
     DRAINED = 100
     NOTIFY = 101
+    REPORT = 102
+    USAGE = 103
 
 
 # Codes for error replies that are not exceptions but instructions to the client.
@@ -156,11 +165,22 @@ class FrameLimits:
         return self.table[kind << 8 | op]
 
 
+_KIND_OPS: dict[int, str] = {}  # data ops a structure kind added (kinds/<kind>.py)
+
+
+def data_op(number: int, name: str) -> int:
+    """Claim a data op number (below NEW_BLOCK) for a structure kind's own operator."""
+    if not 0 < number < Op.NEW_BLOCK or number in Op._value2member_map_ or number in _KIND_OPS:
+        raise ValueError(f"data op {number} ({name}) is taken or out of range")
+    _KIND_OPS[number] = name
+    return number
+
+
 def op_name(op: int) -> str:
     try:
         return Op(op).name
     except ValueError:
-        return f"op {op}"
+        return _KIND_OPS.get(op, f"op {op}")
 
 
 class Frame(NamedTuple):

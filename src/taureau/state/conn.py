@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 
 from taureau.common import errors
@@ -38,6 +39,17 @@ class Conn:
     def close(self) -> None:
         self.broken = True
         self.sock.close()
+
+    def stale(self) -> bool:
+        """True if the server has closed this idle connection (e.g. it restarted): better to
+        dial again than to send a request that cannot be known to have arrived."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+            if not readable:
+                return False
+            return self.sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def send(self, op: int, fields: list[bytes]) -> int:
         req_id = self.next_id

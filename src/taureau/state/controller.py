@@ -3,37 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import os
+import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from taureau.common import errors
-from taureau.state import codec
-from taureau.state.allocator import Allocator
-from taureau.state.codec import Frame, Op
+from taureau.metadata.embedded import EmbeddedMetadataStore
+from taureau.metadata.store import MetadataStore
+from taureau.state import codec, kinds, metrics
+from taureau.state.allocator import Allocator, ServerState
+from taureau.state.catalog import Catalog, Loaded
+from taureau.state.codec import EVENT, Frame, Op
 from taureau.state.elastic import BlockManager
-from taureau.state.limits import controller_limits, registered_server_limits
-from taureau.state.namespace import STRUCTURE_KINDS, Namespace, Node, NodeState
+from taureau.state.limits import controller_limits
+from taureau.state.membership import Membership
+from taureau.state.namespace import Namespace, Node, NodeState, split_path
+from taureau.state.notify import Subscriptions
 from taureau.state.persist import Backings, decode_dump, encode_dump
+from taureau.state.quotas import Quotas
 from taureau.state.rpc import Peer
 
 log = logging.getLogger(__name__)
 
-NOTIFY_OPS = frozenset({"put", "upsert", "update", "remove", "enqueue", "dequeue", "write"})
-
-
-@dataclass(eq=False)
-class Subscription:
-    peer: Peer  # the subscriber's connection; events go out on it
-    prefix: str
-    ops: frozenset[str]
-
-    def covers(self, path: str) -> bool:
-        p = self.prefix
-        return p == "/" or path == p or path.startswith(p + "/")
+MAX_REPLICAS = 8  # blocks per chain: a chain needs that many memory servers
 
 
 def _str(a: dict[str, Any], key: str) -> str:
@@ -46,24 +43,56 @@ def _str(a: dict[str, Any], key: str) -> str:
 class Controller:
     """One per deployment. Runs on the caller's event loop.
 
-    >>> c = Controller(lease_ms=10000, data_dir="/tmp/state")
-    >>> await c.start("127.0.0.1", 9090)
+    >>> c = Controller(lease_ms=10000, data_dir="/tmp/state", store=metadata_store)
+    >>> await c.start()                      # owns and loads the durable namespace; no port yet
+    >>> await c.attach(sock)                 # a memory server linked through a socketpair
+    >>> await c.wait_for_servers(1, 30)      # ...registers its pool
+    >>> await c.listen("127.0.0.1", 9090)    # clients can connect: the pool can serve
+
+    The client port opens last on purpose: scripts, probes and harnesses take an accepting
+    port to mean "ready", so it must not accept before a create can be served.
+    The namespace lives in `store` (catalog.py), so a restarted controller (even after
+    kill -9) has every structure back; without a store it lives in memory only.
     """
 
-    def __init__(self, *, lease_ms: int, data_dir: str) -> None:
+    def __init__(
+        self,
+        *,
+        lease_ms: int,
+        data_dir: str,
+        store: MetadataStore | None = None,
+        rejoin_ms: int = 30_000,
+        join_wait_ms: int = 5_000,
+    ) -> None:
         if lease_ms < 10:
             raise ValueError("lease_ms must be at least 10")
         self.lease_s = lease_ms / 1000
         self.grace_s = lease_ms / 1000  # the issue's "lease period and grace each"
+        self._own_store = store is None
+        self.catalog = Catalog(store if store is not None else EmbeddedMetadataStore(None))
         self.ns = Namespace()
         self.alloc = Allocator()
-        self.blocks = BlockManager(self.ns, self.alloc, self._watch_ops)
+        self.counters = metrics.Counters()
+        self.quotas = Quotas(self.ns, self.catalog, self.counters, owner={})
+        self.blocks = BlockManager(
+            self.ns, self.alloc, self.catalog, self._watch_ops, self.counters, self.quotas
+        )
+        self.members = Membership(
+            self.ns,
+            self.alloc,
+            self.blocks,
+            self.catalog,
+            rejoin_s=rejoin_ms / 1000,
+            join_wait_s=join_wait_ms / 1000,
+        )
         self.backings = Backings(data_dir)
-        self.subs: list[Subscription] = []
+        self.subs = Subscriptions()
         self.server: asyncio.AbstractServer | None = None
+        self.unix_server: asyncio.AbstractServer | None = None
         self.address = ""
+        self.peers: set[Peer] = set()  # every accepted connection
+        self._making: dict[int, asyncio.Future[None]] = {}  # struct id -> its create/load finishing
         self._expiry_task: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
         self.closing = False  # set by close(): peers dropping then is expected, not a loss
         self._handlers: dict[int, Callable[[Peer, dict], Any]] = {
             Op.HELLO: self._hello,
@@ -81,43 +110,127 @@ class Controller:
             Op.LOAD: self._load,
             Op.STATS: self._stats,
             Op.SUBSCRIBE: self._subscribe,
-            Op.REGISTER: self._register,
+            Op.REGISTER: self.members.register,
+            Op.REPORT: self.members.report,
             Op.SPLIT_REQUEST: lambda peer, a: self.blocks.split(self._own_block(peer, a), a["at"]),
             Op.MERGE_REQUEST: lambda peer, a: self.blocks.merge(self._own_block(peer, a), a["used"]),
             Op.APPEND_REQUEST: lambda peer, a: self.blocks.append(self._own_block(peer, a)),
             Op.DRAINED: lambda peer, a: self.blocks.drained(self._own_block(peer, a)),
             Op.GROW: self._grow,
+            Op.QUOTA: self._quota,
         }
 
-    async def start(self, host: str = "127.0.0.1", port: int = 9090) -> None:
-        loop = asyncio.get_running_loop()
-        limits = controller_limits()
-        self.server = await loop.create_server(
-            lambda: Peer(self._handle, self._peer_closed, limits=limits, flow_control=True), host, port
-        )
-        self.address = f"{host}:{self.server.sockets[0].getsockname()[1]}"
+    async def start(self) -> None:
+        """Own the namespace (one controller per catalog), load it, and start lease sweeps.
+        Memory servers can be attached from now on; clients only after listen()."""
+        await self.catalog.claim(f"controller pid {os.getpid()}")
+        try:
+            loaded = await self.catalog.load()
+            await self._restore(loaded)
+        except BaseException:
+            await self.catalog.release()
+            raise
         self._expiry_task = asyncio.ensure_future(self._expiry_loop())
+
+    async def _restore(self, loaded: Loaded) -> None:
+        """Rebuild the namespace from the catalog: structures get a fresh lease (deadlines are
+        not stored), known memory servers get `rejoin_ms` to come back and report."""
+        moved: set[int] = set()
+        for _, rename in sorted(loaded.renames.items()):  # finish renames a crash cut short
+            src, dst = rename["src"], rename["dst"]
+            for sid, rec in loaded.structures.items():
+                if rec["path"] == src or rec["path"].startswith(src + "/"):
+                    rec["path"] = dst + rec["path"][len(src) :]
+                    moved.add(sid)
+        until = time.monotonic() + self.lease_s
+        for sid, rec in sorted(loaded.structures.items()):
+            try:
+                node = self.ns.restore(sid, rec, until)
+            except errors.StateError as e:  # its blocks are freed when their servers report
+                log.error("structure %d (%s) not restored: %s", sid, rec.get("path"), e)
+                continue
+            self.blocks.index(node)
+            if sid in moved:
+                await self.blocks.save(node)
+        for n in loaded.renames:
+            await self.catalog.delete_rename(n)
+        self.quotas.restore(loaded.quotas)
+        self.members.restore(loaded.servers)
+        await self.members.start()
+        if loaded.structures or loaded.servers:
+            log.info(
+                "state namespace restored: %d structure(s), %d memory server(s) to rejoin",
+                len(self.ns.by_id),
+                len(loaded.servers),
+            )
+
+    def _accept(self) -> Peer:
+        peer = Peer(self._handle, self._peer_closed, limits=controller_limits(), flow_control=True)
+        self.peers.add(peer)
+        return peer
+
+    async def listen(self, host: str = "127.0.0.1", port: int = 9090) -> None:
+        """Open the client port (memory servers may register through it too)."""
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(self._accept, host, port)
+        self.address = f"{host}:{self.server.sockets[0].getsockname()[1]}"
         log.info("state controller on %s", self.address)
 
+    async def listen_unix(self, path: str) -> None:
+        """Take memory servers of this host on a local socket (owner-only), before the client
+        port opens; the path stays the same across restarts, so they can rejoin through it."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # left by a controller that died: the data directory is locked to us
+        self.unix_server = await asyncio.get_running_loop().create_unix_server(self._accept, path)
+        os.chmod(path, 0o600)
+
+    async def attach(self, sock: socket.socket) -> None:
+        """Serve one end of a connected socket (a socketpair to a memory server this process
+        starts) as if it had been accepted on the client port, which need not be open yet."""
+        await asyncio.get_running_loop().connect_accepted_socket(self._accept, sock)
+
+    async def wait_for_servers(self, count: int, timeout: float) -> None:
+        """Return once `count` memory servers serve; StateUnavailableError after `timeout` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while sum(s.state is ServerState.SERVING for s in self.alloc.servers.values()) < count:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise errors.StateUnavailableError(f"{count} memory server(s) did not register in time")
+            self.members.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.members.changed.wait(), remaining)
+
     async def close(self) -> None:
+        """Stop serving. Work in flight is cancelled as a crash would cut it: every step of it
+        is ordered so that the next controller can finish or undo it (elastic.py)."""
         self.closing = True
         if self._expiry_task is not None:
             self._expiry_task.cancel()
-        if self.server is not None:
-            self.server.close()
-        for s in self.alloc.servers.values():
-            if s.peer is not None:
-                s.peer.close()
-        for sub in self.subs:
-            sub.peer.close()
+        self.members.close()
+        for srv in (self.server, self.unix_server):
+            if srv is not None:
+                srv.close()
+        for peer in list(self.peers):
+            peer.close()
+            peer.cancel_work()
+        self.subs.close()
+        await self.catalog.release()
+        if self._own_store:
+            await self.catalog.store.close()
 
     # -- dispatch ------------------------------------------------------------------------------
 
     def _handle(self, peer: Peer, fr: Frame) -> Any:
-        if fr.op == Op.NOTIFY:
-            if "server_id" not in peer.info:
-                raise errors.StateProtocolError("only a registered memory server sends notifications")
-            self._fan_out(fr.fields)
+        if fr.op in (Op.NOTIFY, Op.USAGE):
+            if "server_id" not in peer.info or fr.kind != EVENT:
+                raise errors.StateProtocolError(
+                    f"only a registered memory server sends {codec.op_name(fr.op)}"
+                )
+            if fr.op == Op.NOTIFY:
+                self._fan_out(fr.fields)
+            else:
+                self.members.usage(peer, codec.unpack_json(fr.fields))
             return None
         fn = self._handlers.get(fr.op)
         if fn is None:
@@ -133,11 +246,10 @@ class Controller:
         return codec.pack_json(res if res is not None else {})
 
     def _peer_closed(self, peer: Peer) -> None:
-        sid = peer.info.get("server_id")
-        if sid is not None and not self.closing:
-            hit = self.blocks.server_lost(sid)
-            log.warning("memory server %d lost; %d structure(s) lost blocks", sid, len(hit))
-        self.subs = [s for s in self.subs if s.peer is not peer]
+        self.peers.discard(peer)
+        if "server_id" in peer.info and not self.closing:
+            self.members.link_lost(peer)
+        self.subs.drop_peer(peer)
 
     def _map(self, node: Node) -> dict[str, Any]:
         return node.block_map(self.alloc.addresses())
@@ -148,36 +260,71 @@ class Controller:
         return {"lease_ms": int(self.lease_s * 1000), "version": 1}
 
     async def _create(self, peer: Peer, a: dict) -> dict:
-        path, kind = _str(a, "path"), _str(a, "kind")
-        if kind not in STRUCTURE_KINDS:
-            raise errors.StateProtocolError(f"unknown structure kind {kind!r}")
+        path, kind = _str(a, "path"), kinds.get(a.get("kind")).name
         if a.get("exist_ok") and self.ns.exists(path):
             return await self._open(peer, {"path": path, "kind": kind})
         num_blocks = a.get("num_blocks", 1)
         if not isinstance(num_blocks, int) or not 1 <= num_blocks <= 4096:
             raise errors.StateProtocolError("num_blocks must be an integer in [1, 4096]")
+        replicas = a.get("replicas", 1)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= MAX_REPLICAS:
+            raise errors.StateProtocolError(f"replicas must be an integer in [1, {MAX_REPLICAS}]")
         backing = a.get("backing")
         if a.get("mapped") and not backing:
             raise errors.StateProtocolError("a mapped structure needs a backing path")
         if backing is not None:
             self.backings.resolve(backing)  # reject unknown schemes before allocating anything
+        self.ns.check_new(path, kind)
+        await self.members.wait_capacity(num_blocks * replicas)  # a known memory server may be joining
+        struct_id = await self.catalog.next_id("struct")
+        if a.get("exist_ok") and self.ns.exists(path):  # made by someone else while we waited
+            return await self._open(peer, {"path": path, "kind": kind})
         node = self.ns.create(
             path,
             kind,
             time.monotonic() + self.lease_s,
+            struct_id,
+            replicas=replicas,
             pinned=bool(a.get("pinned")),
             mapped=bool(a.get("mapped")),
             backing=backing,
         )
-        try:
-            await self.blocks.populate(node, num_blocks)
-        except Exception:
-            self.ns.detach(node)
-            raise
+        await self._fill(node, self.blocks.populate(node, num_blocks))
         return self._map(node)
 
+    async def _fill(self, node: Node, filling: Coroutine[Any, Any, None]) -> None:
+        """Give a new structure its blocks and save it, or leave nothing behind. Until then
+        opens of it wait (_ready): a map without its blocks is no use to anyone."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._making[node.struct_id] = done
+        try:
+            await filling
+            self._check_attached(node)
+            await self.blocks.save(node)
+            self._check_attached(node)  # removed meanwhile: its remover deleted the record
+        except BaseException:
+            if self.ns.by_id.get(node.struct_id) is node:
+                self.ns.detach(node)
+            await self.blocks.free(node)
+            raise
+        finally:
+            del self._making[node.struct_id]
+            done.set_result(None)
+
+    def _check_attached(self, node: Node) -> None:
+        if self.ns.by_id.get(node.struct_id) is not node:
+            raise errors.PathNotFoundError(f"{node.path} was removed while it was being made")
+
+    async def _ready(self, path: str, kind: str | None = None) -> Node:
+        """The structure at `path`, once any create, load or reload of it has finished."""
+        node = self.ns.structure(path, kind)
+        while (making := self._making.get(node.struct_id)) is not None:
+            await making
+            node = self.ns.structure(path, kind)
+        return node
+
     async def _open(self, peer: Peer, a: dict) -> dict:
-        node = self.ns.structure(_str(a, "path"), a.get("kind"))
+        node = await self._ready(_str(a, "path"), a.get("kind"))
         if node.state is NodeState.FLUSHED:
             await self._reload(node, node.backing)
         node.lease_until = max(node.lease_until, time.monotonic() + self.lease_s)
@@ -190,16 +337,55 @@ class Controller:
         node = self.ns.lookup(_str(a, "path"))
         if node.kind == "dir" and node.children and not a.get("recursive", True):
             raise errors.StateNotEmptyError(f"{node.path} is not empty")
-        for n in self.ns.detach(node):
-            await self.blocks.free(n)
+        await self._reclaim(node)
         return {}
 
-    def _rename(self, peer: Peer, a: dict) -> dict:
-        self.ns.rename(_str(a, "src"), _str(a, "dst"))
-        node = self.ns.lookup(a["dst"])
-        for n in node.walk():
-            if n.kind != "dir":
-                self._push_watch(n)
+    async def forget_held_by(self, links: set[str]) -> int:
+        """Drop from the namespace every structure with blocks on servers linked by `links`
+        (the memory server a process is about to stop with it: its data ends there, and a
+        `lost` entry would only stand in the way of the next run's open_or_create). Flushed
+        structures have no blocks and stay. Returns how many were dropped."""
+        held = {s.server_id for s in self.alloc.servers.values() if s.link in links}
+        gone = [
+            n for n in list(self.ns.by_id.values())
+            if any(r.server_id in held for p in n.partitions for r in p.chain)
+        ]  # fmt: skip
+        for n in gone:
+            if self.ns.by_id.get(n.struct_id) is n:
+                self.ns.detach(n)
+                await self.catalog.delete_structure(n.struct_id)
+        return len(gone)
+
+    async def _reclaim(self, node: Node) -> None:
+        """Unlink a subtree and free its blocks; records go first, so a crash in between
+        leaves blocks no record lists (freed when their servers report), never the reverse."""
+        for n in self.ns.detach(node):
+            await self.catalog.delete_structure(n.struct_id)
+            await self.blocks.free(n)
+
+    async def _rename(self, peer: Peer, a: dict) -> dict:
+        src, dst = _str(a, "src"), _str(a, "dst")
+        moving = self.ns.lookup(src)
+        split_path(dst)
+        self.quotas.check(dst, sum(len(p.chain) for n in moving.walk() for p in n.partitions), moving)
+        self.ns.rename(src, dst)
+        top = self.ns.lookup(dst)
+        moved = [n for n in top.walk() if n.kind != "dir"]
+
+        async def save_moved() -> None:
+            for n in moved:
+                await self.blocks.save(n)
+
+        try:
+            if len(moved) > 1:
+                await self.catalog.bracket_rename(src, dst, save_moved)
+            else:
+                await save_moved()
+        except errors.StateError:
+            self.ns.rename(dst, src)  # not durable: undo (a recorded rename is redone on restart)
+            raise
+        # Moved structures are watched for what covers their new path from the reply on.
+        await self._push_watches(top)
         return {}
 
     def _list(self, peer: Peer, a: dict) -> dict:
@@ -225,6 +411,7 @@ class Controller:
                 mapped=node.mapped,
                 backing=node.backing,
                 blocks=len(node.partitions),
+                replicas=node.replicas,
                 epoch=node.epoch,
                 lost_reason=node.lost_reason,
             )
@@ -232,8 +419,8 @@ class Controller:
             out["children"] = len(node.children)
         return out
 
-    def _block_map(self, peer: Peer, a: dict) -> dict:
-        return self._map(self.ns.structure(_str(a, "path")))
+    async def _block_map(self, peer: Peer, a: dict) -> dict:
+        return self._map(await self._ready(_str(a, "path")))
 
     def _renew(self, peer: Peer, a: dict) -> dict:
         paths = a.get("paths")
@@ -248,14 +435,36 @@ class Controller:
                 missing.append(p)
         return {"missing": missing, "lease_ms": int(self.lease_s * 1000)}
 
-    def _stats(self, peer: Peer, a: dict) -> dict:
-        st = self.alloc.stats()
-        st["structures"] = len(self.ns.by_id)
+    def stats(self) -> dict[str, Any]:
+        st = metrics.stats(self.alloc, self.ns, self.counters)
+        st["quotas"] = self.quotas.report()
         st["subscriptions"] = len(self.subs)
+        st["servers_joining"] = sum(
+            s.state in (ServerState.JOINING, ServerState.REPORTING) for s in self.alloc.servers.values()
+        )
+        st["unsettled"] = len(self.members.unsettled)  # structures waiting for a restart's reports
         return st
 
+    def _stats(self, peer: Peer, a: dict) -> dict:
+        return self.stats()
+
+    def prometheus_lines(self) -> list[str]:
+        """The state layer's metrics, for a /metrics page (standalone's admin app)."""
+        st = self.stats()
+        return metrics.prometheus_lines(st, st["quotas"])
+
+    async def _quota(self, peer: Peer, a: dict) -> dict:
+        """Set (`blocks`: n, or null to drop) and/or read the block quota of a directory."""
+        path = _str(a, "path")
+        if "blocks" in a:
+            await self.quotas.set(path, a["blocks"])
+        q = self.quotas.by_path.get(path)
+        return {"path": path, "blocks": q.blocks if q else None, "used": self.quotas.used(path)}
+
     async def _grow(self, peer: Peer, a: dict) -> dict:
-        node = self.ns.structure(_str(a, "path"), "file")
+        node = self.ns.structure(_str(a, "path"))
+        if not kinds.get(node.kind).layout.extends:
+            raise errors.WrongTypeError(f"{node.path} is a {node.kind}; only files grow by offset")
         until = a.get("until")
         if not isinstance(until, int) or until < 0:
             raise errors.StateProtocolError("grow takes a non-negative integer 'until'")
@@ -263,19 +472,6 @@ class Controller:
         return self._map(node)
 
     # -- memory servers -------------------------------------------------------------------------
-
-    def _register(self, peer: Peer, a: dict) -> dict:
-        if "server_id" in peer.info:
-            raise errors.StateProtocolError("this connection already registered a memory server")
-        block_size, num_blocks = a.get("block_size"), a.get("num_blocks")
-        if not isinstance(block_size, int) or not isinstance(num_blocks, int):
-            raise errors.StateProtocolError("register takes integer block_size and num_blocks")
-        info = self.alloc.add_server(_str(a, "address"), block_size, num_blocks, peer)
-        peer.info["server_id"] = info.server_id
-        # From now on this link also carries block data (EXPORT replies, notifications).
-        peer.decoder.set_limits(registered_server_limits(block_size))
-        log.info("memory server %s registered (%d blocks)", info.address, info.num_blocks)
-        return {"server_id": info.server_id}
 
     def _own_block(self, peer: Peer, a: dict) -> int:
         """The alloc id of a block-lifecycle request, which only the memory server holding that
@@ -306,27 +502,36 @@ class Controller:
             await self._reload(node, src)
             return self._map(node)
         kind, records = decode_dump(await asyncio.to_thread(self.backings.read, src))
-        node = self.ns.create(path, kind, time.monotonic() + self.lease_s)
-        try:
-            await self.blocks.load_records(node, records)
-        except Exception:
-            self.ns.detach(node)
-            raise
+        self.ns.check_new(path, kind)
+        struct_id = await self.catalog.next_id("struct")
+        node = self.ns.create(path, kind, time.monotonic() + self.lease_s, struct_id)
+        await self._fill(node, self.blocks.load_records(node, records))
         return self._map(node)
 
     async def _reload(self, node: Node, src: str | None) -> None:
+        """Load a flushed structure back into blocks; opens meanwhile wait for it (_ready)."""
         if not src:
             raise errors.BackingStoreError(f"{node.path} has no backing path to load from")
-        kind, records = decode_dump(await asyncio.to_thread(self.backings.read, src))
-        if kind != node.kind:
-            raise errors.WrongTypeError(f"{src} holds a {kind}, {node.path} is a {node.kind}")
-        self.blocks._claim(node)
+        self.blocks.claim(node)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._making[node.struct_id] = done
         try:
+            kind, records = decode_dump(await asyncio.to_thread(self.backings.read, src))
+            if kind != node.kind:
+                raise errors.WrongTypeError(f"{src} holds a {kind}, {node.path} is a {node.kind}")
             await self.blocks.load_records(node, records)
             node.set_state(NodeState.ACTIVE)
+            try:
+                await self.blocks.save(node)
+            except BaseException:
+                node.set_state(NodeState.FLUSHED)
+                await self.blocks.free(node)
+                raise
             node.lease_until = time.monotonic() + self.lease_s
         finally:
             node.busy = False
+            del self._making[node.struct_id]
+            done.set_result(None)
 
     async def _expiry_loop(self) -> None:
         tick = max(0.01, min(self.lease_s / 4, 1.0))
@@ -334,8 +539,9 @@ class Controller:
             await asyncio.sleep(tick)
             try:
                 await self.expire_now()
+                await self.members.heal_chains()
             except Exception:  # noqa: BLE001 - one bad sweep must not stop lease expiry
-                log.exception("lease expiry sweep failed")
+                log.exception("lease expiry sweep or chain healing failed")
 
     async def expire_now(self) -> None:
         """One lease sweep: flush mapped structures, free the rest, drop empty directories."""
@@ -345,11 +551,12 @@ class Controller:
             if node.kind != "dir" and node.mapped and node.state is NodeState.ACTIVE:
                 await self._flush(node)
                 continue
-            for n in self.ns.detach(node):
-                await self.blocks.free(n)
+            self.counters.lease_expiries += sum(n.kind != "dir" for n in node.walk())
+            await self._reclaim(node)
             log.info("lease expired: %s reclaimed", node.path)
 
     async def _flush(self, node: Node) -> None:
+        assert node.backing is not None  # only mapped structures are flushed; they have one
         try:
             records = await self.blocks.export(node)
             data = encode_dump(node.kind, records)
@@ -357,53 +564,40 @@ class Controller:
         except errors.StateError as e:
             log.error("flush of %s to %s failed, data kept in memory: %s", node.path, node.backing, e)
             return
-        await self.blocks.free(node)
+        parts, node.partitions = node.partitions, []
         node.set_state(NodeState.FLUSHED)
+        try:
+            await self.blocks.save(node)  # flushed with no blocks, before they are freed
+        except errors.StateError as e:
+            node.partitions = parts
+            node.set_state(NodeState.ACTIVE)
+            log.error("flush of %s not recorded, data kept in memory: %s", node.path, e)
+            return
+        await self.blocks.free_partitions(parts)
+        node.epoch += 1
+        self.counters.flushes += 1
+        self.counters.lease_expiries += 1
         log.info("lease expired: %s flushed to %s", node.path, node.backing)
 
     # -- notifications -------------------------------------------------------------------------
 
-    def _subscribe(self, peer: Peer, a: dict) -> dict:
-        prefix = _str(a, "path")
-        self.ns.lookup(prefix)  # PathNotFound for a typo rather than a silent dead subscription
-        ops = a.get("ops") or sorted(NOTIFY_OPS)
-        if not isinstance(ops, list) or not set(ops) <= NOTIFY_OPS:
-            raise errors.StateProtocolError(f"ops must be a list drawn from {sorted(NOTIFY_OPS)}")
-        sub = Subscription(peer, prefix, frozenset(ops))
-        self.subs.append(sub)
-        for n in self.ns.lookup(prefix).walk():
-            if n.kind != "dir":
-                self._push_watch(n)
+    async def _subscribe(self, peer: Peer, a: dict) -> dict:
+        sub = self.subs.add(peer, a.get("path"), a.get("ops"))
+        # Structures already there are watched before the reply: an op after it is notified.
+        # Structures created, moved in or grown later get the watch with their new blocks.
+        if self.ns.exists(sub.prefix):
+            await self._push_watches(self.ns.lookup(sub.prefix))
         return {}
 
     def _watch_ops(self, node: Node) -> list[str]:
-        path = node.path
-        return sorted({op for s in self.subs if s.covers(path) for op in s.ops})
+        return self.subs.ops_for(node.path)
 
-    def _push_watch(self, node: Node) -> None:
-        ops = self._watch_ops(node)
-        by_server: dict[int, list[int]] = {}
-        for p in node.partitions:
-            for r in p.chain:
-                by_server.setdefault(r.server_id, []).append(r.alloc)
-        for sid, allocs in by_server.items():
-            srv = self.alloc.servers[sid]
-            if srv.alive:
-                self._spawn(srv.peer.call(Op.WATCH, codec.pack_json({"allocs": allocs, "ops": ops})))
-
-    def _spawn(self, aw) -> None:
-        t = asyncio.ensure_future(aw)
-        self._tasks.add(t)
-        t.add_done_callback(lambda t: (self._tasks.discard(t), t.cancelled() or t.exception()))
+    async def _push_watches(self, top: Node) -> None:
+        await asyncio.gather(*(self.blocks.push_watch(n) for n in top.walk() if n.kind != "dir"))
 
     def _fan_out(self, fields: list[bytes]) -> None:
         if len(fields) != 3:
             return
         node = self.ns.by_id.get(codec.unpack_u64(fields[0]))
-        if node is None:
-            return
-        path = node.path
-        op = fields[1].decode(errors="replace")
-        for s in self.subs:
-            if op in s.ops and s.covers(path):
-                s.peer.send_event(Op.NOTIFY, [fields[1], path.encode(), fields[2]])
+        if node is not None:
+            self.subs.fan_out(node.path, fields[1], fields[2])

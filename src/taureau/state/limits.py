@@ -21,7 +21,7 @@ COMMAND_MAX = 16 << 20
 FRAME_SLACK = 1 << 10
 MAX_BLOCK_SIZE = 1 << 30  # a memory server offering larger blocks is refused at registration
 
-_DATA_OPS = [op for op in Op if op < Op.NEW_BLOCK]
+_DATA_OPS = range(1, Op.NEW_BLOCK)  # kinds may claim numbers here (codec.data_op)
 _COMMANDS = [op for op in Op if Op.NEW_BLOCK <= op < Op.HELLO]
 
 
@@ -38,9 +38,12 @@ def controller_limits() -> FrameLimits:
 
 def registered_server_limits(block_size: int) -> FrameLimits:
     """A registered memory server's link to the controller: EXPORT replies and NOTIFY events
-    (a key or an item) carry block data; everything else is JSON."""
+    (a key or an item) carry block data; a DESCRIBE reply lists up to every block it has;
+    everything else is JSON (a REPORT is cut to fit CONTROL_MAX)."""
     n = data_max(block_size)
-    return FrameLimits(CONTROL_MAX, {(OK, Op.EXPORT): n, (EVENT, Op.NOTIFY): n})
+    return FrameLimits(
+        CONTROL_MAX, {(OK, Op.EXPORT): n, (EVENT, Op.NOTIFY): n, (OK, Op.DESCRIBE): COMMAND_MAX}
+    )
 
 
 def memory_server_limits(block_size: int) -> FrameLimits:
@@ -48,7 +51,8 @@ def memory_server_limits(block_size: int) -> FrameLimits:
     (a split or merge moving part of a block) carry at most a block."""
     n = data_max(block_size)
     over: dict[tuple[int, int], int] = {(REQUEST, op): n for op in _DATA_OPS}
-    over[(REQUEST, Op.IMPORT)] = n
+    for op in (Op.IMPORT, Op.INSTALL, Op.CHAIN_WRITE):  # from peers: a block's worth at most
+        over[(REQUEST, op)] = n
     return FrameLimits(CONTROL_MAX, over)
 
 

@@ -13,7 +13,7 @@ from taureau.common import errors
 # The namespace is a tree of directories whose leaves are structures (hash table, queue,
 # file). A structure owns a list of partitions; a partition is a key range (hash slots, file
 # offsets, or a queue segment's place in line) served by a chain of blocks, the first being
-# the head of a replica chain (length 1 today; the list is where replicas go).
+# the head of a replica chain and the last its tail (`replicas` long; replica.py).
 #
 # Every node carries a lease deadline. Renewing a path pushes the deadline of the node, all
 # its ancestors and all its descendants; a job's directory is thus kept alive by any task
@@ -26,7 +26,6 @@ from taureau.common import errors
 # This module does no I/O: the controller asks it what to do, then does it.
 
 MAX_PATH = 1024
-STRUCTURE_KINDS = ("hash_table", "queue", "file")
 
 
 class NodeState(Enum):
@@ -56,21 +55,27 @@ class Partition:
     lost: bool = False
 
 
+def partition_record(p: Partition) -> dict[str, Any]:
+    return {"lo": p.lo, "hi": p.hi, "lost": p.lost, "chain": [[r.server_id, r.alloc] for r in p.chain]}
+
+
 @dataclass(eq=False)
 class Node:
     name: str
     parent: Node | None
-    kind: str  # "dir" or one of STRUCTURE_KINDS
+    kind: str  # "dir" or a structure kind's name (taureau.state.kinds)
     lease_until: float  # monotonic seconds; expiry happens at lease_until + grace
     children: dict[str, Node] = field(default_factory=dict)
     struct_id: int = 0
     partitions: list[Partition] = field(default_factory=list)
+    replicas: int = 1  # blocks per partition chain (chain replication)
     pinned: bool = False  # never expires
     mapped: bool = False  # flushed to `backing` on expiry instead of being freed
     backing: str | None = None
     state: NodeState = NodeState.ACTIVE
     epoch: int = 0  # bumped on every block-map change, so clients can tell maps apart
     busy: bool = False  # a split/merge/append/flush is in progress (one at a time)
+    mending: int = 0  # chain repairs waiting for `busy` to clear (no new split may start)
     lost_reason: str = ""
 
     def set_state(self, new: NodeState) -> None:
@@ -91,6 +96,21 @@ class Node:
         yield self
         for c in list(self.children.values()):
             yield from c.walk()
+
+    def record(self) -> dict[str, Any]:
+        """What the catalog keeps of a structure (no lease deadline, no busy flag)."""
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "replicas": self.replicas,
+            "pinned": self.pinned,
+            "mapped": self.mapped,
+            "backing": self.backing,
+            "state": self.state.value,
+            "lost_reason": self.lost_reason,
+            "epoch": self.epoch,
+            "partitions": [partition_record(p) for p in self.partitions],
+        }
 
     def block_map(self, servers: dict[int, tuple[str, int]]) -> dict[str, Any]:
         """The map clients cache; `servers` maps server id -> (address, block size)."""
@@ -135,7 +155,6 @@ class Namespace:
     def __init__(self) -> None:
         self.root = Node("", None, "dir", float("inf"))
         self.by_id: dict[int, Node] = {}  # struct_id -> structure node
-        self._next_id = 1
 
     def lookup(self, path: str) -> Node:
         node = self.root
@@ -161,20 +180,52 @@ class Namespace:
             return False
         return True
 
-    def create(self, path: str, kind: str, lease_until: float, **flags: Any) -> Node:
-        """Create a structure (and missing parent directories). No blocks yet."""
-        if kind not in STRUCTURE_KINDS:
-            raise errors.StateProtocolError(f"unknown structure kind {kind!r}")
+    def check_new(self, path: str, kind: str) -> None:
+        """Raise what create() would, without changing anything (it may be awaited after).
+        `kind` is the caller's to check (the registry of kinds is above this module)."""
         parts = split_path(path)
         if not parts:
             raise errors.InvalidPathError("the root cannot be a structure")
-        parent = self._make_dirs(parts[:-1], lease_until)
-        if parts[-1] in parent.children:
+        node = self.root
+        for p in parts[:-1]:
+            nxt = node.children.get(p)
+            if nxt is None:
+                return
+            if nxt.kind != "dir":
+                raise errors.WrongTypeError(f"{nxt.path} is a {nxt.kind}, not a directory")
+            node = nxt
+        if parts[-1] in node.children:
             raise errors.PathExistsError(f"path exists: {path}")
-        node = Node(parts[-1], parent, kind, lease_until, struct_id=self._next_id, **flags)
-        self._next_id += 1
+
+    def create(self, path: str, kind: str, lease_until: float, struct_id: int, **flags: Any) -> Node:
+        """Create a structure (and missing parent directories). No blocks yet."""
+        self.check_new(path, kind)
+        parts = split_path(path)
+        parent = self._make_dirs(parts[:-1], lease_until)
+        node = Node(parts[-1], parent, kind, lease_until, struct_id=struct_id, **flags)
         parent.children[node.name] = node
         self.by_id[node.struct_id] = node
+        return node
+
+    def restore(self, struct_id: int, rec: dict[str, Any], lease_until: float) -> Node:
+        """Put back a structure from its catalog record (a controller restart)."""
+        node = self.create(
+            rec["path"],
+            rec["kind"],
+            lease_until,
+            struct_id,
+            replicas=rec.get("replicas", 1),
+            pinned=rec["pinned"],
+            mapped=rec["mapped"],
+            backing=rec["backing"],
+            state=NodeState(rec["state"]),
+            lost_reason=rec["lost_reason"],
+            epoch=rec["epoch"],
+        )
+        node.partitions = [
+            Partition(p["lo"], p["hi"], [BlockRef(sid, alloc) for sid, alloc in p["chain"]], p["lost"])
+            for p in rec["partitions"]
+        ]
         return node
 
     def _make_dirs(self, parts: list[str], lease_until: float) -> Node:

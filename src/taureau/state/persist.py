@@ -9,13 +9,14 @@ from pathlib import Path
 import crc32c
 
 from taureau.common import errors
+from taureau.state import kinds
 
 # Dump file, version 1 (integers big-endian):
 #
 #   dump    := magic "TAUS" version:u8 kind:u8 count:u64 record{count} crc:u32
 #   record  := len:u32 byte{len}
-#   kind    := 1 hash_table (records alternate key, value) | 2 queue (items, FIFO order)
-#            | 3 file (extents in offset order; the file is their concatenation)
+#   kind    := the structure kind's dump code (its module in taureau.state.kinds says what its
+#              records are: 1 hash_table, 2 queue, 3 file, 4 counter, 5 sorted_map)
 #   crc     := CRC32C of every byte before it
 #
 # Written to a temporary name, fsynced, then renamed (and the directory fsynced), so a crash
@@ -24,15 +25,13 @@ from taureau.common import errors
 
 MAGIC = b"TAUS"
 VERSION = 1
-KINDS = {"hash_table": 1, "queue": 2, "file": 3}
-_KIND_NAMES = {v: k for k, v in KINDS.items()}
 _HEAD = struct.Struct(">4sBBQ")
 _LEN = struct.Struct(">I")
 _CRC = struct.Struct(">I")
 
 
 def encode_dump(kind: str, records: list[bytes]) -> bytes:
-    parts = [_HEAD.pack(MAGIC, VERSION, KINDS[kind], len(records))]
+    parts = [_HEAD.pack(MAGIC, VERSION, kinds.get(kind).dump_code, len(records))]
     for r in records:
         parts.append(_LEN.pack(len(r)))
         parts.append(r)
@@ -45,8 +44,9 @@ def decode_dump(data: bytes) -> tuple[str, list[bytes]]:
     if len(data) < _HEAD.size + _CRC.size:
         raise errors.BackingStoreError("dump is truncated (shorter than its header)")
     magic, version, kind, count = _HEAD.unpack_from(data, 0)
-    if magic != MAGIC or version != VERSION or kind not in _KIND_NAMES:
-        raise errors.BackingStoreError("not a taureau state dump (bad magic, version or kind)")
+    if magic != MAGIC or version != VERSION:
+        raise errors.BackingStoreError("not a taureau state dump (bad magic or version)")
+    name = kinds.by_code(kind).name
     body, (crc,) = data[: -_CRC.size], _CRC.unpack_from(data, len(data) - _CRC.size)
     if crc32c.crc32c(body) != crc:
         raise errors.BackingStoreError("dump checksum mismatch (corrupt or truncated)")
@@ -61,7 +61,7 @@ def decode_dump(data: bytes) -> tuple[str, list[bytes]]:
         off += n
     if off != len(body):
         raise errors.BackingStoreError("dump has trailing bytes")
-    return _KIND_NAMES[kind], records
+    return name, records
 
 
 FILE_MODE = 0o600

@@ -174,6 +174,17 @@ class Peer(asyncio.Protocol):
         elif fr.kind == REQUEST:  # every request gets a reply, even from a handler meant for events
             out.append(codec.encode(OK, fr.op, fr.req_id, res or []))
 
+    def cancel_work(self) -> None:
+        """Cancel the requests being served (the server is going away)."""
+        for t in list(self._slow):
+            t.cancel()
+
+    async def settle(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) for the requests this peer is still serving to finish,
+        even if the connection is gone: their work (a split moving keys) goes on."""
+        if self._slow:
+            await asyncio.wait(list(self._slow), timeout=timeout)
+
     def _slow_done(self, task: asyncio.Future[Any]) -> None:
         self._slow.discard(task)
         if self._backlog or not self._reading:
@@ -183,6 +194,8 @@ class Peer(asyncio.Protocol):
         try:
             fields = await aw
             msg = codec.encode(OK, fr.op, fr.req_id, fields)
+        except asyncio.CancelledError:
+            raise  # the server is going away (cancel_work): no reply, and nothing failed
         except BaseException as e:  # noqa: BLE001
             msg = exception_reply(fr.op, fr.req_id, e)
         if not self.closed:
@@ -246,6 +259,26 @@ async def connect(
         _, peer = await loop.create_connection(lambda: Peer(handler, on_close, limits=limits), host, port)
     except OSError as e:
         raise errors.StateUnavailableError(f"cannot connect to {host}:{port}: {e}") from None
+    return peer
+
+
+async def connect_address(
+    address: str,
+    handler: Handler | None = None,
+    on_close: Callable[[Peer], None] | None = None,
+    limits: codec.FrameLimits | int = codec.DEFAULT_MAX_FRAME,
+) -> Peer:
+    """Dial `host:port`, or `unix:/path` (a local socket, for a controller's own memory server)."""
+    if not address.startswith("unix:"):
+        host, port = split_address(address)
+        return await connect(host, port, handler, on_close, limits)
+    loop = asyncio.get_running_loop()
+    try:
+        _, peer = await loop.create_unix_connection(
+            lambda: Peer(handler, on_close, limits=limits), address[5:]
+        )
+    except OSError as e:
+        raise errors.StateUnavailableError(f"cannot connect to {address}: {e}") from None
     return peer
 
 

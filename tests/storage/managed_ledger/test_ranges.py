@@ -142,7 +142,11 @@ def test_a_cursor_record_keeps_the_first_ranges_and_fits_a_metadata_value():
     ranges = RangeSet()
     for entry in range(0, 6 * MAX_PERSISTED_RANGES, 2):  # every other entry acked: 3x too many ranges
         ranges.add(P(2**40, 10**12 + entry))
-    data = encode_cursor_info(P(2**40, 10**12 - 1), ranges)
+    # And a batch-index ack set for many entries, each of a 1,000-message batch (16 words).
+    batches = {P(2**40, 10**13 + entry): (-(2**63),) * 16 for entry in range(100_000)}
+    data = encode_cursor_info(P(2**40, 10**12 - 1), ranges, batches)
     assert len(data) < MAX_VALUE_BYTES
-    _, kept = decode_cursor_info(data)
+    _, kept, kept_batches = decode_cursor_info(data)
     assert kept.ranges() == ranges.ranges()[:MAX_PERSISTED_RANGES]
+    assert 0 < len(kept_batches) < len(batches)
+    assert all(kept_batches[p] == batches[p] for p in kept_batches)

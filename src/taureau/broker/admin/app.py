@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from taureau.broker.admin import metrics, namespaces, tenants, topics
+from taureau.broker.admin import lookup, metrics, namespaces, tenants, topics
 from taureau.broker.admin.body_limit import BodyLimit
 from taureau.broker.admin.paths import KeepEncodedSlashes
 from taureau.broker.resources import (
@@ -20,6 +20,7 @@ from taureau.common.errors import (
     InvalidTopicNameError,
     MetadataValueTooLargeError,
     NotAllowedError,
+    ServiceNotReadyError,
     SubscriptionNotFoundError,
     TaureauError,
     TopicNotFoundError,
@@ -38,6 +39,7 @@ _STATUS = [
     (InvalidTopicNameError, 400),
     (PartitionLimitError, 406),
     (NotAllowedError, 405),
+    (ServiceNotReadyError, 503),
 ]
 
 
@@ -78,5 +80,6 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     app.include_router(namespaces.router)
     app.include_router(topics.router)
     app.include_router(metrics.router)
+    app.include_router(lookup.router)
     app.add_middleware(KeepEncodedSlashes)
     return app

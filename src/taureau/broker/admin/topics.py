@@ -172,9 +172,19 @@ async def update_partitioned(
 
 
 @router.get("/{tenant}/{namespace}/{topic}/partitions")
-async def get_partitioned(request: Request, tenant: str, namespace: str, topic: str) -> dict:
-    partitions = await _service(request).resources.get_partitions(_topic_name(tenant, namespace, topic))
-    return {"partitions": partitions}
+async def get_partitioned(
+    request: Request,
+    tenant: str,
+    namespace: str,
+    topic: str,
+    checkAllowAutoCreation: bool = False,  # noqa: N803 - Pulsar's query parameter
+) -> dict:
+    name = _topic_name(tenant, namespace, topic)
+    service = _service(request)
+    if checkAllowAutoCreation:
+        # A client's HTTP lookup: as its binary PARTITIONED_METADATA, may auto-create the topic.
+        return {"partitions": await service.partitioned_metadata(name)}
+    return {"partitions": await service.resources.get_partitions(name)}
 
 
 @router.delete("/{tenant}/{namespace}/{topic}/partitions", status_code=204)
@@ -198,15 +208,15 @@ async def partitioned_stats(request: Request, tenant: str, namespace: str, topic
     partitions = await service.resources.get_partitions(name)
     if not partitions:
         raise ResourceNotFoundError(f"partitioned topic {name} does not exist")
-    total = {"msgInCounter": 0, "bytesInCounter": 0, "msgOutCounter": 0, "storageSize": 0, "partitions": {}}
+    sums = dict.fromkeys(("msgInCounter", "bytesInCounter", "msgOutCounter", "storageSize"), 0)
+    per_partition: dict[str, dict] = {}
     for partition in await service.stored_partitions(name):
         stats = (await service.get_topic(partition, create=False)).stats()
-        total["partitions"][str(partition)] = stats
-        for key in ("msgInCounter", "bytesInCounter", "msgOutCounter", "storageSize"):
-            total[key] += stats[key]
+        per_partition[str(partition)] = stats
+        for key in sums:
+            sums[key] += stats[key]
         await asyncio.sleep(0)  # a loaded topic completes without yielding: one per loop turn
-    total["metadata"] = {"partitions": partitions}
-    return total
+    return {**sums, "partitions": per_partition, "metadata": {"partitions": partitions}}
 
 
 # -- subscriptions ----------------------------------------------------------------------------

@@ -23,15 +23,16 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from taureau.broker.consumer import Consumer
+from taureau.broker.dispatch.delayed import DelayedDeliveries, now_ms
+from taureau.broker.entries import EntryInfo
 from taureau.common.errors import TaureauError
 from taureau.storage.managed_ledger.api import ManagedCursor, ManagedLedger
 from taureau.storage.position import Entry, Position
 
 log = logging.getLogger(__name__)
 
-# (num_messages, key) of a stored entry; key is the ordering or partition key, or None.
-# 0 messages: no consumer could read the entry, skip it.
-EntryInfo = Callable[[Entry], tuple[int, bytes | None]]
+# What dispatch reads from a stored entry (messages, key, deliver_at); see broker.entries.
+EntryInfoFn = Callable[[Entry], EntryInfo]
 
 MAX_ENTRIES_PER_READ = 256
 
@@ -61,12 +62,13 @@ class Dispatcher:
     """Base dispatcher; owns the consumer list, the replay set and redelivery counts."""
 
     tracks_unacked = False  # whether DispatchLimits apply (Shared, Key_Shared)
+    delays_delivery = False  # whether deliver_at_time holds entries back (Shared, Key_Shared)
 
     def __init__(
         self,
         ledger: ManagedLedger,
         cursor: ManagedCursor,
-        entry_info: EntryInfo,
+        entry_info: EntryInfoFn,
         limits: DispatchLimits = DispatchLimits(),
     ) -> None:
         self.ledger = ledger
@@ -85,6 +87,7 @@ class Dispatcher:
         self._paused = False  # set while the cursor is being reset under the dispatcher
         self._idle = asyncio.Event()  # set whenever no dispatch round is in progress
         self._idle.set()
+        self.delayed = DelayedDeliveries(self.wake)  # entries read before their delivery time
 
     # -- consumer lifecycle (called by the subscription) ---------------------------------------
 
@@ -106,6 +109,7 @@ class Dispatcher:
             # consumer may come with another subscription type, hence another dispatcher.
             self._epoch += 1
             self.replay.clear()
+            self.delayed.clear()
             try:
                 self.cursor.rewind()
             except TaureauError:
@@ -126,6 +130,16 @@ class Dispatcher:
         for position in positions:
             self.redelivery_counts[position] = self.redelivery_counts.get(position, 0) + 1
             self.replay.add(position)
+
+    def adopt_redelivery_counts(self, previous: Dispatcher) -> None:
+        """Take over the counts of the dispatcher this one replaces (the subscription type
+        changed), so a message's redelivery count keeps growing across the change."""
+        self.redelivery_counts = previous.release_redelivery_counts()
+
+    def release_redelivery_counts(self) -> dict[Position, int]:
+        """Hand the counts to a successor (this dispatcher is closed) and forget them."""
+        counts, self.redelivery_counts = self.redelivery_counts, {}
+        return counts
 
     def acked(self, consumer: Consumer, positions: list[Position]) -> None:
         """Individual acks: forget the positions everywhere."""
@@ -149,6 +163,7 @@ class Dispatcher:
         """The cursor was reset (seek): forget everything in flight."""
         self._epoch += 1
         self.replay.clear()
+        self.delayed.clear()
         self.redelivery_counts.clear()
         for consumer in self.consumers:
             consumer.settle_all()
@@ -171,6 +186,7 @@ class Dispatcher:
 
     async def close(self) -> None:
         self._closed = True
+        self.delayed.clear()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -226,6 +242,8 @@ class Dispatcher:
         available = self._available_permits()
         if available <= 0 or not self.consumers or self._over_unacked_limit():
             return False
+        if len(self.delayed):
+            self.replay.update(self.delayed.pop_due(now_ms()))
         self._begin_round()
         if self.replay:
             delivered, examined_all = await self._dispatch_replay(available)
@@ -235,7 +253,7 @@ class Dispatcher:
                 # Older entries wait beyond what this round looked at: reading fresh ones now
                 # could overtake them (Key_Shared order), so wait for acks or permits.
                 return False
-        if not self.cursor.has_more_entries() or self._available_permits() <= 0:
+        if not self.cursor.has_more_entries() or self._available_permits() <= 0 or self.delayed.full:
             return False
         room = self._unacked_room()
         count = max(1, min(MAX_ENTRIES_PER_READ, int(min(available, room) / self._avg_messages)))
@@ -306,10 +324,14 @@ class Dispatcher:
         items = []
         skipped = []
         total = 0
+        now = now_ms() if self.delays_delivery else 0
         for entry in entries:
-            messages, key = self.entry_info(entry)
+            messages, key, deliver_at = self.entry_info(entry)
             if messages == 0:
                 skipped.append(entry.position)
+                continue
+            if deliver_at > now and self.delays_delivery:
+                self.delayed.add(entry.position, deliver_at)
                 continue
             total += messages
             items.append(DispatchItem(entry, messages, key))
@@ -329,6 +351,11 @@ class Dispatcher:
         return items
 
     def _deliver(self, consumer: Consumer, item: DispatchItem) -> None:
+        position = item.entry.position
         consumer.deliver(
-            item.entry.position, item.entry.data, item.messages, self._delivery_count(item.entry.position)
+            position,
+            item.entry.data,
+            item.messages,
+            self._delivery_count(position),
+            self.cursor.batch_unacked(position) or (),
         )

@@ -1,7 +1,8 @@
 """Key_Shared subscriptions: entries with the same key go to the same consumer, in order.
 
-A key's hash is crc32(key) mod 65536 (Pulsar uses Murmur3 here; only the broker hashes,
-so clients are unaffected, except that STICKY ranges cover other keys than on Pulsar).
+A key's hash is Murmur3 (x86, 32 bit, seed 0) of the key's bytes, mod 65536, as Pulsar's
+(a message without a key hashes as b"NONE_KEY", as there), so STICKY ranges a client chooses
+cover the same keys on both.
 AUTO_SPLIT places consumers on a consistent-hash ring (100 points each) so a joining or
 leaving consumer moves few keys. STICKY consumers bring their own hash ranges, which must
 not overlap.
@@ -17,8 +18,9 @@ is held too, so per-key order survives permits running out.
 from __future__ import annotations
 
 import bisect
-import zlib
 from typing import Any
+
+import mmh3
 
 from taureau.broker.consumer import Consumer
 from taureau.broker.dispatch.base import Dispatcher, DispatchItem
@@ -26,18 +28,21 @@ from taureau.common.errors import BrokerError
 
 HASH_RANGE = 65536
 RING_POINTS = 100
+NONE_KEY = b"NONE_KEY"  # what Pulsar hashes for a message without a key
 
 
 class ConsumerAssignError(BrokerError):
-    server_error = 19
+    """A STICKY consumer's hash ranges are missing, out of range or overlap another's."""
 
 
 def key_hash(key: bytes | None) -> int:
-    return zlib.crc32(key or b"") % HASH_RANGE
+    # Pulsar masks the sign bit, then takes the hash mod 65536: the low 16 bits.
+    return mmh3.hash(NONE_KEY if key is None else key, 0, signed=False) % HASH_RANGE
 
 
 class KeySharedDispatcher(Dispatcher):
     tracks_unacked = True
+    delays_delivery = True
 
     def __init__(self, *args: Any, sticky: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # Dispatcher's: ledger, cursor, entry_info, limits

@@ -9,6 +9,7 @@ class SharedDispatcher(Dispatcher):
     """Round-robin over the consumers of the best (lowest) priority level that has permits."""
 
     tracks_unacked = True
+    delays_delivery = True
 
     _next = 0  # round-robin cursor into the consumer list
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from taureau.broker.consumer import Consumer
-from taureau.broker.dispatch.base import Dispatcher, DispatchItem, EntryInfo
+from taureau.broker.dispatch.base import Dispatcher, DispatchItem, EntryInfoFn
 from taureau.common.errors import ConsumerBusyError
 from taureau.storage.managed_ledger.api import ManagedCursor, ManagedLedger
 
@@ -22,7 +22,7 @@ class SingleActiveDispatcher(Dispatcher):
         self,
         ledger: ManagedLedger,
         cursor: ManagedCursor,
-        entry_info: EntryInfo,
+        entry_info: EntryInfoFn,
         *,
         exclusive: bool,
         partition: int = -1,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -95,6 +95,15 @@ class ManagedCursor(abc.ABC):
         contiguous run of acknowledged entries."""
 
     @abc.abstractmethod
+    async def ack_batch_indexes(self, position: Position, unacked: Sequence[int]) -> None:
+        """Acknowledge part of a batch entry: `unacked` is the bit set (64-bit words, as Pulsar
+        sends them) of its messages still not acknowledged; all zero acknowledges the entry."""
+
+    @abc.abstractmethod
+    def batch_unacked(self, position: Position) -> tuple[int, ...] | None:
+        """The bit set of a partly acknowledged entry's unacknowledged messages, or None."""
+
+    @abc.abstractmethod
     def seek(self, read_position: Position) -> None:
         """Move the read position only (used to rewind for redelivery)."""
 
@@ -147,6 +156,12 @@ class ManagedLedger(abc.ABC):
     @abc.abstractmethod
     def total_size(self) -> int:
         """Retained bytes in all ledgers."""
+
+    @property
+    @abc.abstractmethod
+    def estimated_backlog_size(self) -> int:
+        """Bytes after the slowest durable cursor's mark-delete position (0 without one),
+        estimated within a ledger by its average entry size, as Pulsar's backlogSize."""
 
     @property
     @abc.abstractmethod

@@ -1,8 +1,9 @@
 """ManagedCursorImpl: a consumer's place in a managed ledger, durable (persisted) or not.
 
 Theory of operation: the cursor owns its mark-delete position (everything at or before it
-is acknowledged), the RangeSet of entries acknowledged after it, and its read position
-(the next entry to hand out). Acks change memory and ask the SerialWriter to save within
+is acknowledged), the RangeSet of entries acknowledged after it, the bit sets of batch
+entries acknowledged in part (Pulsar's batch-index acks: which of their messages are still
+due), and its read position (the next entry to hand out). Acks change memory and ask the SerialWriter to save within
 `cursor_persist_interval_s`; close and reset save at once. After a crash the saved state is
 at most one interval old: some acks come back (redelivered), nothing unacked is skipped,
 because only acknowledged positions are ever saved. States: OPEN -> CLOSED, via `_set_state`.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -34,6 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Partly acknowledged batch entries a cursor keeps at most; past this a partial ack is not
+# recorded, and the entry comes back whole (at least once, never lost).
+MAX_BATCH_ACKS = 100_000
+
 
 class CursorState(Enum):
     OPEN = "open"
@@ -43,12 +49,10 @@ class CursorState(Enum):
 def _position(value: object) -> Position:
     if isinstance(value, Position):
         return value
-    try:
-        ledger_id, entry_id = value  # type: ignore[misc]
+    if isinstance(value, tuple | list) and len(value) == 2:
+        ledger_id, entry_id = value
         if type(ledger_id) is int and type(entry_id) is int:
             return Position(ledger_id, entry_id)
-    except (TypeError, ValueError):
-        pass
     raise StorageArgumentError(f"not a position: {value!r}")
 
 
@@ -67,6 +71,7 @@ class ManagedCursorImpl(ManagedCursor):
         mark_delete: Position,
         ranges: RangeSet | None = None,
         version: int = -1,
+        batches: meta.BatchAcks | None = None,
     ) -> None:
         self.name = name
         self.durable = durable
@@ -75,6 +80,8 @@ class ManagedCursorImpl(ManagedCursor):
         self._state = CursorState.OPEN
         self._md = mark_delete  # mark-delete position; only this cursor changes it
         self._ranges = ranges if ranges is not None else RangeSet()  # acked after _md
+        # Partly acknowledged batch entries after _md (not in _ranges) -> unacked bit set.
+        self._batches: meta.BatchAcks = batches if batches is not None else {}
         self._read = self._ledgers.next_after(mark_delete)  # next entry to hand out
         self._moves = 0  # bumped by seek/rewind/reset so a read in flight does not undo them
         self._waiter: asyncio.Future | None = None  # the pending read_entries_or_wait
@@ -104,13 +111,13 @@ class ManagedCursorImpl(ManagedCursor):
         found = await ml.store.get(meta.cursor_path(ml.name, name))
         if found is None:
             raise NotFoundError(f"cursor {name!r} vanished while loading")
-        md, ranges = meta.decode_cursor_info(found[0])
-        cursor = cls(ml, name, True, md, ranges, found[1].version)
+        md, ranges, batches = meta.decode_cursor_info(found[0])
+        cursor = cls(ml, name, True, md, ranges, found[1].version, batches)
         cursor.on_trimmed(ml.first_position)
         return cursor
 
     async def _save(self) -> None:
-        data = meta.encode_cursor_info(self._md, self._ranges)
+        data = meta.encode_cursor_info(self._md, self._ranges, self._batches)
         stat = await self._ml.store.put(self._path, data, self._version)
         self._version = stat.version
 
@@ -232,8 +239,42 @@ class ManagedCursorImpl(ManagedCursor):
         for p in checked:
             if p > self._md and self._ranges.add(p):
                 self.messages_consumed += 1
+                if self._batches:
+                    self._batches.pop(p, None)
         self._advance()
         self._changed(old)
+
+    async def ack_batch_indexes(self, position: Position, unacked: Sequence[int]) -> None:
+        position = _position(position)
+        self._check_open()
+        if self.is_acked(position):
+            return
+        if not self._ledgers.contains(position) or position > self._ml.last_confirmed:
+            raise NoSuchEntryError(f"cannot acknowledge {position}: no such entry in {self._ml.name}")
+        words = tuple(unacked)
+        known = self._batches.get(position)
+        if known is not None:  # both are "still unacked" sets: what neither acked is left
+            width = max(len(words), len(known))
+            words = tuple(
+                (words[i] if i < len(words) else 0) & (known[i] if i < len(known) else 0) for i in range(width)
+            )
+        if not any(words):
+            self._batches.pop(position, None)
+            await self.delete([position])
+            return
+        if known is None and len(self._batches) >= MAX_BATCH_ACKS:
+            return  # bounded: this entry comes back whole (at least once), never lost
+        self._batches[position] = words
+        if self._writer is not None:
+            self._writer.request()
+
+    def batch_unacked(self, position: Position) -> tuple[int, ...] | None:
+        return self._batches.get(position) if self._batches else None
+
+    def _forget_batches(self) -> None:
+        """Drop the bit sets of entries acknowledged whole since."""
+        if self._batches:
+            self._batches = {p: w for p, w in self._batches.items() if not self.is_acked(p)}
 
     def _move_mark_delete(self, position: Position) -> None:
         old = self._md
@@ -253,6 +294,8 @@ class ManagedCursorImpl(ManagedCursor):
             self._md = end
 
     def _changed(self, old_md: Position) -> None:
+        if self._batches and self._md != old_md:
+            self._forget_batches()
         if self._read <= self._md:
             self._read = self._ledgers.next_after(self._md)
         if self._writer is not None:
@@ -314,6 +357,7 @@ class ManagedCursorImpl(ManagedCursor):
         old = self._md
         self._md = self._ledgers.previous(target)
         self._ranges.clear()
+        self._batches.clear()
         self._read = target
         self._moves += 1
         if self._writer is not None:
@@ -327,6 +371,7 @@ class ManagedCursorImpl(ManagedCursor):
             self._md = floor
             self._ranges.remove_up_to(floor)
             self._advance()
+            self._forget_batches()
         if self._read < first:
             self._read = first
 

@@ -1,11 +1,11 @@
 """ManagedLedgerImpl: a named log over a chain of ledgers, with rollover, recovery and trimming.
 
-Theory of operation (states in MLState, changed only by `_set_state`):
+Theory of operation (states in MLState, changed only by `set_state`):
 - INITIALIZING -> OPEN once `open()` recovered the chain: the last ledger, left OPEN by a
   crashed owner, is opened with recovery (fenced and sealed at its last durable entry), an
   empty last ledger is dropped, a new current ledger is created and the ledger list is
   written with compare-and-set, so two owners cannot both extend the chain.
-- OPEN: `add_entry` goes straight to the current ledger handle (the handle assigns entry
+- OPEN: `add_entry` goes straight to the current ledger handle (appends.py, `Appender`) (the handle assigns entry
   ids in call order and confirms in that order). The add that fills the ledger (entries,
   bytes or age) moves the state to ROLLING.
 - ROLLING: new adds wait in `_queued`, in arrival order. The rollover waits for the adds in
@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 from taureau.common.errors import (
@@ -36,10 +34,10 @@ from taureau.common.errors import (
     StorageError,
 )
 from taureau.metadata.store import MetadataStore
-from taureau.storage.ledger.api import LedgerClient, LedgerHandle
+from taureau.storage.ledger.api import LedgerClient
 from taureau.storage.managed_ledger import meta
 from taureau.storage.managed_ledger.api import InitialPosition, ManagedLedger, ManagedLedgerConfig
-from taureau.storage.managed_ledger.appends import AppendPath
+from taureau.storage.managed_ledger.appends import Appender
 from taureau.storage.managed_ledger.budget import CacheBudget
 from taureau.storage.managed_ledger.cache import EntryCache
 from taureau.storage.managed_ledger.cursor import ManagedCursorImpl
@@ -54,7 +52,7 @@ from taureau.storage.position import EARLIEST, LATEST, Entry, Position
 log = logging.getLogger(__name__)
 
 
-class ManagedLedgerImpl(AppendPath, ManagedLedger):
+class ManagedLedgerImpl(ManagedLedger):
     """Use `await ManagedLedgerImpl.open(...)` (or the factory), not the constructor."""
 
     def __init__(
@@ -80,21 +78,14 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
         self._state = MLState.INITIALIZING
         self.ledgers = LedgerList([])  # the chain; cursors read it, only this object changes it
         self._version = -1  # metadata version of our ledger-list record
-        self._handle: LedgerHandle | None = None  # the current ledger's write handle
-        self._issued = 0  # adds issued to the current ledger
-        self._issued_bytes = 0
-        self._ledger_started = 0.0  # monotonic time the current ledger was created
-        self._broken = False  # the current ledger failed an add: roll over on the next one
-        self._inflight = 0  # adds issued and not yet completed
-        self._drained: asyncio.Future | None = None  # set when _inflight drops to 0
-        self._queued: deque[tuple[bytes, asyncio.Future]] = deque()  # adds waiting for a rollover
-        self._rollover: asyncio.Task | None = None
-        self._entries_added = 0
+        # The current ledger, its adds and rollovers (appends.py); it changes our state only
+        # through set_state, and the ledger list only at its tail.
+        self._appender = Appender(self, client)
         self.cache = EntryCache(config.cache_size_bytes, cache_budget)
-        self._reader = EntryReader(client, self.ledgers, self.cache, lambda: self._handle)
+        self._reader = EntryReader(client, self.ledgers, self.cache, lambda: self._appender.handle)
         self._cursors: dict[str, ManagedCursorImpl] = {}
         self._opening_cursors: dict[str, asyncio.Future[ManagedCursorImpl]] = {}  # creates in flight
-        self._waiters: set[asyncio.Future] = set()  # readers waiting for the next add
+        self._waiters: set[asyncio.Future[None]] = set()  # readers waiting for the next add
         self._info_writer = SerialWriter(self._save_info, on_error=self._on_save_error)
         self._trimmer = SerialWriter(self._trim_once, on_error=lambda e: log.warning("%s: trim: %r", name, e))
         self._trim_timer: asyncio.TimerHandle | None = None
@@ -105,7 +96,7 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
     def state(self) -> MLState:
         return self._state
 
-    def _set_state(self, new: MLState) -> None:
+    def set_state(self, new: MLState) -> None:
         if new not in _ALLOWED[self._state]:
             raise StorageError(
                 f"managed ledger {self.name}: illegal transition {self._state.name} -> {new.name}"
@@ -119,15 +110,15 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
             raise ManagedLedgerFencedError(f"managed ledger {self.name} was taken over by another owner")
         raise ManagedLedgerClosedError(f"managed ledger {self.name} is {self._state.value}")
 
-    def _fence(self, why: str) -> None:
+    def fence(self, why: str) -> None:
         if self._state in (MLState.OPEN, MLState.ROLLING, MLState.INITIALIZING):
             log.warning("managed ledger %s fenced: %s", self.name, why)
-            self._set_state(MLState.FENCED)
-        self._fail_queued(ManagedLedgerFencedError(f"managed ledger {self.name} fenced: {why}"))
+            self.set_state(MLState.FENCED)
+        self._appender.fail_queued(ManagedLedgerFencedError(f"managed ledger {self.name} fenced: {why}"))
 
     def _on_save_error(self, exc: BaseException) -> None:
         if isinstance(exc, BadVersionError):
-            self._fence("its metadata was changed by another owner")
+            self.fence("its metadata was changed by another owner")
 
     # -- open / recovery --------------------------------------------------------------------
 
@@ -143,32 +134,46 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
         infos, self._version = await load_chain(self.store, self._client, self.name)
         for info in infos:
             self.ledgers.append(info)
-        await self._start_ledger()
+        await self._appender.start_ledger()
         try:
             await self._info_writer.flush()
         except BadVersionError:
-            await self._delete_ledger_quietly(self.ledgers.current.ledger_id)
+            await self.delete_ledger_quietly(self.ledgers.current.ledger_id)
             raise ManagedLedgerFencedError(
                 f"managed ledger {self.name} was opened by another owner"
             ) from None
         for child in await self.store.children(self.path):
             cursor = await ManagedCursorImpl.load(self, meta.decode_name(child))
             self._cursors[cursor.name] = cursor
-        self._set_state(MLState.OPEN)
+        self.set_state(MLState.OPEN)
         self._schedule_trim_timer()
         # Opening rolled over to a new ledger: ledgers consumed before the restart may go now.
         self._trimmer.request()
 
-    async def _start_ledger(self) -> None:
-        cfg = self.config
-        handle = await self._client.create_ledger(
-            cfg.ensemble_size, cfg.write_quorum, cfg.ack_quorum, custom={"managed-ledger": self.name}
-        )
-        self.ledgers.append(meta.LedgerInfo(handle.ledger_id))
-        self._handle = handle
-        self._issued = self._issued_bytes = 0
-        self._ledger_started = time.monotonic()
-        self._broken = False
+    # -- the add path (appends.py) and what it asks of us (AppendHost) ---------------------
+
+    async def add_entry(self, data: bytes) -> Position:
+        return await self._appender.add_entry(data)
+
+    async def add_entries(self, datas: list[bytes]) -> list[Position]:
+        return await self._appender.add_entries(datas)
+
+    def entries_added(self, positions: list[Position], datas: Sequence[bytes]) -> None:
+        if self._cursors:  # as Pulsar: with nobody to read them soon, caching only holds memory
+            insert = self.cache.insert
+            for position, data in zip(positions, datas, strict=True):
+                insert(Entry(position, bytes(data)))
+        if self._waiters:
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._waiters.clear()
+
+    def rolled_over(self) -> None:
+        self._trimmer.request()
+
+    async def save_ledger_list(self) -> None:
+        await self._info_writer.flush()
 
     async def _save_info(self) -> None:
         stat = await self.store.put(self.path, meta.encode_ledger_info(self.ledgers.infos), self._version)
@@ -191,6 +196,11 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
     @property
     def total_size(self) -> int:
         return self.ledgers.total_size
+
+    @property
+    def estimated_backlog_size(self) -> int:
+        durable = [c.mark_delete_position for c in self._cursors.values() if c.durable]
+        return self.ledgers.size_after(min(durable)) if durable else 0
 
     def resolve(self, position: Position) -> Position:
         """EARLIEST / LATEST / any position -> the stored entry at or after it (or the end)."""
@@ -238,13 +248,13 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
                 lo = mid + 1
         return None if lo == total else self.ledgers.position_at(lo)
 
-    def wait_for_entries(self) -> asyncio.Future:
+    def wait_for_entries(self) -> asyncio.Future[None]:
         """A future resolved by the next completed add (ManagedLedgerClosedError on close)."""
-        fut = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.add(fut)
         return fut
 
-    def discard_waiter(self, fut: asyncio.Future) -> None:
+    def discard_waiter(self, fut: asyncio.Future[None]) -> None:
         self._waiters.discard(fut)
 
     def evict_read_entries(self) -> None:
@@ -273,7 +283,9 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
         opening = self._opening_cursors.get(name)
         if opening is None:
             start = self.first_position if initial_position is InitialPosition.EARLIEST else self.ledgers.end
-            opening = asyncio.ensure_future(ManagedCursorImpl.create(self, name, self.ledgers.previous(start)))
+            opening = asyncio.ensure_future(
+                ManagedCursorImpl.create(self, name, self.ledgers.previous(start))
+            )
             self._opening_cursors[name] = opening
             opening.add_done_callback(lambda _: self._opening_cursors.pop(name, None))
         cursor = await asyncio.shield(opening)
@@ -351,31 +363,28 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
             cursor.on_trimmed(first)
         for ledger_id in doomed:
             self._reader.forget(ledger_id)
-            await self._delete_ledger_quietly(ledger_id)
+            await self.delete_ledger_quietly(ledger_id)
 
-    async def _delete_ledger_quietly(self, ledger_id: int) -> None:
+    async def delete_ledger_quietly(self, ledger_id: int) -> None:
         await delete_ledger_quietly(self._client, ledger_id, self.name)
 
     # -- stats, close, delete ---------------------------------------------------------------
 
     def internal_stats(self) -> dict:
-        return ledger_stats(self, self._entries_added, self._state.value)
+        return ledger_stats(self, self._appender.entries_added, self._state.value)
 
     async def close(self) -> None:
         if self._state in (MLState.CLOSED, MLState.DELETED):
             return
         if self._state is not MLState.INITIALIZING:
-            await self._wait_idle()
+            await self._appender.wait_idle()
         for cursor in list(self._cursors.values()):
             await cursor.close()
         was_fenced = self._state is MLState.FENCED
         self._shutdown(MLState.CLOSED)
         try:
-            if self._handle is not None and not was_fenced:
-                await self._handle.close()
-                current = self.ledgers.current  # the sealed count includes adds whose caller gave up
-                current.entries = max(current.entries, self._handle.last_add_confirmed + 1)
-                current.timestamp_ms = _now_ms()
+            if self._appender.handle is not None and not was_fenced:
+                await self._appender.seal()
                 await self._info_writer.flush()
             await self._reader.close()
         finally:
@@ -384,29 +393,28 @@ class ManagedLedgerImpl(AppendPath, ManagedLedger):
 
     async def delete(self) -> None:
         self.check_usable()
-        await self._wait_idle()
+        await self._appender.wait_idle()
         for cursor in list(self._cursors.values()):
             await cursor.remove()
         self._shutdown(MLState.DELETED)
         try:
-            if self._handle is not None:
-                await self._handle.close()  # seal before delete, so no client holds it open
+            await self._appender.seal()  # seal before delete, so no client holds it open
             await self._reader.close()
             for info in list(self.ledgers.infos):
-                await self._delete_ledger_quietly(info.ledger_id)
+                await self.delete_ledger_quietly(info.ledger_id)
             await self.store.delete_recursive(self.path)
         finally:
             if self._on_closed is not None:
                 self._on_closed(self)
 
     def _shutdown(self, state: MLState) -> None:
-        self._set_state(state)
+        self.set_state(state)
         self.cache.close()
         if self._trim_timer is not None:
             self._trim_timer.cancel()
         self._trimmer.stop()
         error = ManagedLedgerClosedError(f"managed ledger {self.name} is {state.value}")
-        self._fail_queued(error)
+        self._appender.fail_queued(error)
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(error)

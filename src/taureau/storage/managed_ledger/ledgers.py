@@ -124,6 +124,19 @@ class LedgerList:
                 index -= info.entries
         raise IndexError("entry index out of range")
 
+    def size_after(self, after: Position) -> int:
+        """Bytes of the entries after `after`; within its own ledger, estimated from that
+        ledger's average entry size (entries are not sized one by one)."""
+        total = 0
+        for info in self.infos:
+            if info.ledger_id > after.ledger_id:
+                total += info.size
+            elif info.ledger_id == after.ledger_id and info.entries > 0:
+                remaining = info.entries - (after.entry_id + 1)
+                if remaining > 0:
+                    total += info.size * remaining // info.entries
+        return total
+
     @property
     def total_entries(self) -> int:
         return sum(i.entries for i in self.infos)

@@ -1,0 +1,55 @@
+"""HTTP lookup (/lookup/v2/topic/...) and the cluster list: what clients given an http://
+service URL ask before they open a binary connection to the broker."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Header, Request
+
+from taureau.broker.resources import ResourceNotFoundError
+from taureau.broker.service import BrokerService
+from taureau.common.names import TopicName
+
+router = APIRouter()
+
+
+def _service(request: Request) -> BrokerService:
+    return request.app.state.service
+
+
+@router.get("/lookup/v2/topic/{domain}/{tenant}/{namespace}/{topic}")
+async def lookup(
+    request: Request,
+    domain: str,
+    tenant: str,
+    namespace: str,
+    topic: str,
+    listenerName: str | None = None,  # noqa: N803 - Pulsar's query parameter
+    x_pulsar_listenername: str | None = Header(default=None),
+) -> dict:
+    """Where the topic is served, as Pulsar's LookupData; a listener (query or header) picks
+    the broker URL of that advertised listener, as a binary LOOKUP does."""
+    service = _service(request)
+    name = TopicName.parse(f"{domain}://{tenant}/{namespace}/{topic}")
+    config = service.config
+    url = config.listener_url(listenerName or x_pulsar_listenername or "")
+    await service.resources.get_policies(name.namespace_name)
+    return {
+        "brokerUrl": url,
+        "brokerUrlTls": "",
+        "httpUrl": config.web_service_url,
+        "httpUrlTls": "",
+        "nativeUrl": url,
+    }
+
+
+@router.get("/admin/v2/clusters")
+async def clusters(request: Request) -> list[str]:
+    return [_service(request).config.cluster_name]
+
+
+@router.get("/admin/v2/clusters/{cluster}")
+async def cluster(request: Request, cluster: str) -> dict:
+    config = _service(request).config
+    if cluster != config.cluster_name:
+        raise ResourceNotFoundError(f"cluster {cluster} does not exist")
+    return {"serviceUrl": config.web_service_url, "brokerServiceUrl": config.service_url}

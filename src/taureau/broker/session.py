@@ -1,0 +1,183 @@
+"""Session: the Pulsar session of one connection, apart from the socket that carries it.
+
+It owns the handshake state (one enum, changed only by `_set_state`) and the maps from the
+client's producer and consumer ids to broker objects; only its own methods change them, the
+command handlers (control.py) and the connection (connection.py) call those methods. It is
+the `ConsumerSink` the dispatchers write to, and reaches its socket only through `Link`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from enum import Enum
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from taureau.broker.consumer import Consumer
+from taureau.broker.producer import Producer
+from taureau.broker.service import BrokerService
+from taureau.broker.subscription import Subscription
+from taureau.common.errors import ConsumerNotFoundError
+from taureau.protocol import pb, replies
+from taureau.storage.position import Position
+
+if TYPE_CHECKING:
+    from taureau.broker.topic import PersistentTopic
+
+SERVER_VERSION = "Taureau-0.1.0"
+MAX_PROTOCOL_VERSION = 20
+
+
+class SessionState(Enum):
+    AWAITING_CONNECT = "awaiting_connect"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+_TRANSITIONS = {
+    SessionState.AWAITING_CONNECT: {SessionState.CONNECTED, SessionState.CLOSED},
+    SessionState.CONNECTED: {SessionState.CLOSED},
+    SessionState.CLOSED: set(),
+}
+
+
+class Link(Protocol):
+    """What a session needs of the connection that carries it."""
+
+    remote_address: str
+    writable: bool  # False while the socket's send buffer is over its high-water mark
+
+    def write(self, frame: bytes) -> None: ...
+
+    def write_message(
+        self,
+        consumer_id: int,
+        position: Position,
+        partition: int,
+        redelivery_count: int,
+        data: bytes,
+        ack_set: tuple[int, ...] = (),
+    ) -> None: ...
+
+
+class ProducerBinding(NamedTuple):
+    producer: Producer
+    topic: PersistentTopic
+
+
+class ConsumerBinding(NamedTuple):
+    consumer: Consumer
+    subscription: Subscription
+    topic: PersistentTopic
+
+
+class Session:
+    def __init__(self, service: BrokerService, link: Link) -> None:
+        self.service = service
+        self.link = link
+        self.state = SessionState.AWAITING_CONNECT
+        self.protocol_version = 0
+        self._producers: dict[int, ProducerBinding] = {}  # by the client's producer_id
+        self._consumers: dict[int, ConsumerBinding] = {}  # by the client's consumer_id
+        # ConsumerSink.send_message, the dispatch hot path: straight to the connection's writer.
+        self.send_message = link.write_message
+
+    # -- handshake ---------------------------------------------------------------------------
+
+    def _set_state(self, new: SessionState) -> None:
+        if new not in _TRANSITIONS[self.state]:
+            raise RuntimeError(f"session cannot go from {self.state.value} to {new.value}")
+        self.state = new
+
+    @property
+    def connected(self) -> bool:
+        return self.state is SessionState.CONNECTED
+
+    @property
+    def closed(self) -> bool:
+        return self.state is SessionState.CLOSED
+
+    def connect(self, connect: pb.CommandConnect) -> bool:
+        """Answer CONNECT; False if this session was connected already (a protocol breach)."""
+        if self.state is not SessionState.AWAITING_CONNECT:
+            return False
+        self._set_state(SessionState.CONNECTED)
+        self.protocol_version = min(connect.protocol_version, MAX_PROTOCOL_VERSION)
+        self.write(
+            replies.connected(SERVER_VERSION, self.protocol_version, self.service.config.max_message_size)
+        )
+        return True
+
+    def end(self) -> None:
+        """The connection is gone: nothing more is handled; `cleanup` detaches what is left."""
+        if self.state is not SessionState.CLOSED:
+            self._set_state(SessionState.CLOSED)
+
+    # -- producers ---------------------------------------------------------------------------
+
+    def producer(self, producer_id: int) -> ProducerBinding | None:
+        return self._producers.get(producer_id)
+
+    def add_producer(self, producer_id: int, producer: Producer, topic: PersistentTopic) -> None:
+        self._producers[producer_id] = ProducerBinding(producer, topic)
+
+    def remove_producer(self, producer_id: int) -> ProducerBinding | None:
+        return self._producers.pop(producer_id, None)
+
+    def disconnect_producer(self, producer_id: int) -> None:
+        """The broker drops this producer (its topic is going away): the client re-creates it."""
+        self._producers.pop(producer_id, None)
+        self.write(replies.close_producer(producer_id))
+
+    # -- consumers ---------------------------------------------------------------------------
+
+    def find_consumer(self, consumer_id: int) -> ConsumerBinding | None:
+        return self._consumers.get(consumer_id)
+
+    def consumer(self, consumer_id: int) -> ConsumerBinding:
+        found = self._consumers.get(consumer_id)
+        if found is None:
+            raise ConsumerNotFoundError(f"consumer {consumer_id} is not connected")
+        return found
+
+    def has_consumer(self, consumer_id: int) -> bool:
+        return consumer_id in self._consumers
+
+    def add_consumer(self, consumer_id: int, binding: ConsumerBinding) -> None:
+        self._consumers[consumer_id] = binding
+
+    def remove_consumer(self, consumer_id: int) -> ConsumerBinding | None:
+        return self._consumers.pop(consumer_id, None)
+
+    def subscriptions(self) -> Iterator[Subscription]:
+        return (binding.subscription for binding in self._consumers.values())
+
+    # -- ConsumerSink ------------------------------------------------------------------------
+
+    @property
+    def remote_address(self) -> str:
+        return self.link.remote_address
+
+    @property
+    def writable(self) -> bool:
+        return self.link.writable
+
+    def write(self, frame: bytes) -> None:
+        self.link.write(frame)
+
+    def send_close_consumer(self, consumer_id: int) -> None:
+        self._consumers.pop(consumer_id, None)
+        self.write(replies.close_consumer(consumer_id))
+
+    def send_active_consumer_change(self, consumer_id: int, is_active: bool) -> None:
+        self.write(replies.active_consumer_change(consumer_id, is_active))
+
+    # -- teardown ----------------------------------------------------------------------------
+
+    async def cleanup(self) -> None:
+        """Detach every producer and consumer of this session from its topic."""
+        producers, self._producers = self._producers, {}
+        for producer, topic in producers.values():
+            topic.remove_producer(producer)
+        consumers, self._consumers = self._consumers, {}
+        for consumer, sub, topic in consumers.values():
+            await topic.remove_consumer(sub, consumer)
