@@ -47,6 +47,7 @@ ALLOWED = {
     "state": {"common", "metadata"},
     "functions": {"common", "metadata", "storage", "state"},
     "sketches": {"common", "functions"},
+    "analytics": {"common", "state"},
     "testing": {"common", "storage"},
     "web": set(),
     "node": {"common", "metadata", "storage"},
