@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from taureau.analytics import (
     ALL_COMPLETED,
     ALWAYS,
     ANY_COMPLETED,
+    BackendError,
     Executor,
     ExecutorClosedError,
     TaskError,
@@ -169,3 +171,16 @@ def test_a_closed_executor_refuses_work_and_fails_unfinished_calls():
         f.result()
     with pytest.raises(ExecutorClosedError):
         ex3.map(helpers.square, [1])
+
+
+def test_bad_options_are_clear_errors_and_leave_the_executor_serving(ex, monkeypatch):
+    with pytest.raises(BackendError, match="unknown backend 'lambda'"):
+        Executor(backend="lambda", progress=False)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as on a machine without Ray: import ray fails
+    with pytest.raises(BackendError, match=r"pip install 'taureau\[ray\]'"):
+        Executor(backend="ray", progress=False)
+    with pytest.raises(ValueError, match="spawn_reducer"):
+        ex.map_reduce(helpers.words, ["a"], helpers.count, spawn_reducer=101)
+    with pytest.raises(ValueError, match="num_reducers"):
+        ex.map_reduce(helpers.words, ["a"], helpers.count, reduce_by_key=True, num_reducers=-1)
+    assert ex.get_result(ex.map(helpers.square, range(3))) == [0, 1, 4]

@@ -16,7 +16,6 @@ import contextvars
 import pickle
 import struct
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -117,24 +116,8 @@ def client_for(address: str) -> StateClient:
 def open_unrenewed(client: StateClient, opener: Callable[[str], S], path: str) -> S:
     """Open (or create) a structure without keeping its lease: the driver's renewal of the
     executor directory is what keeps it, so it dies with the driver."""
-    handle = _populated(opener(path))
+    handle = opener(path)
     client.close(path)  # a no-op at the controller; stops this client's renewer for the path
-    return handle
-
-
-POPULATE_WAIT_S = 5.0
-
-
-def _populated(handle: S) -> S:
-    """Wait until the handle's block map has blocks. Two workers creating the same table at
-    once: the controller answers the second's open_or_create while the first's blocks are
-    still being allocated, with an empty map (an operation on it would fail)."""
-    deadline = time.monotonic() + POPULATE_WAIT_S
-    while not handle._parts:  # noqa: SLF001 - the client has no public "is populated" yet
-        if time.monotonic() > deadline:
-            raise errors.StateUnavailableError(f"{handle.path} has no blocks after {POPULATE_WAIT_S}s")
-        time.sleep(0.005)
-        handle.refresh()
     return handle
 
 
@@ -169,7 +152,7 @@ class JobSpace:
         if h is not None:
             return h
         path = self.path(name)
-        h = _populated(opener(path, **create)) if self._renew else open_unrenewed(self.client, lambda p: opener(p, **create), path)
+        h = opener(path, **create) if self._renew else open_unrenewed(self.client, lambda p: opener(p, **create), path)
         with self._lock:
             self._handles[key] = h
         return h
