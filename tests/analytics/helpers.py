@@ -75,3 +75,7 @@ def count(_key, values):
 
 def blob(n: int, fill: int = 120):
     return bytes([fill % 256]) * n
+
+
+def env(name: str):
+    return os.environ.get(name)

@@ -122,6 +122,46 @@ def test_wait_return_when(ex):
     assert fs[0] in done and fs[1] in not_done
     done, not_done = ex.wait(fs, return_when=ALL_COMPLETED)
     assert done == fs and not_done == []
+    assert (ALWAYS, ANY_COMPLETED, ALL_COMPLETED) == (0, -1, 100)  # Lithops' values
+
+
+def test_wait_for_a_percentage_of_the_calls(ex):
+    fs = ex.map(helpers.sleep_then, [(0, 0.0), (1, 0.0), (2, 0.0), (3, 3.0)], chunksize=1)
+    done, not_done = ex.wait(fs, return_when=50)  # Lithops: return_when is a percentage
+    assert len(done) >= 2 and fs[3] in not_done
+    with pytest.raises(ValueError, match="percentage"):
+        ex.wait(fs, return_when=101)
+    ex.wait(fs)
+
+
+def test_positional_parameters_follow_lithops(ex):
+    fs = ex.map(helpers.add, [1, 2, 3], 1, (10,))  # map(function, iterdata, chunksize, extra_args)
+    assert ex.get_result(fs) == [11, 12, 13]
+    counts = ex.get_result(ex.map_reduce(helpers.words, ["a b", "b"], helpers.count, 1, reduce_by_key=True))
+    assert counts == {"a": 1, "b": 2}
+
+
+def test_extra_env_is_set_for_the_calls_of_its_job_only(ex, monkeypatch):
+    monkeypatch.delenv("TAUREAU_TEST_VAR", raising=False)
+    assert ex.call_async(helpers.env, "TAUREAU_TEST_VAR", {"TAUREAU_TEST_VAR": "one"}).result() == "one"
+    fs = ex.map(helpers.env, ["TAUREAU_TEST_VAR"] * 6, extra_env={"TAUREAU_TEST_VAR": "two"})
+    assert ex.get_result(fs) == ["two"] * 6
+    assert ex.get_result(ex.map(helpers.env, ["TAUREAU_TEST_VAR"] * 6)) == [None] * 6  # restored after
+    reducer = ex.map_reduce(helpers.square, [1, 2], lambda xs: (sum(xs), os.environ["TAUREAU_TEST_VAR"]),
+                            extra_env={"TAUREAU_TEST_VAR": "three"})  # fmt: skip
+    assert ex.get_result(reducer) == (5, "three")
+
+
+def test_a_bad_extra_env_is_an_error_before_anything_runs(ex):
+    with pytest.raises(TypeError, match="dict of str to str"):
+        ex.map(helpers.square, [1], extra_env=["A=1"])
+    with pytest.raises(TypeError, match="strings"):
+        ex.call_async(helpers.square, 1, {"A": 1})
+    with pytest.raises(ValueError, match="not a valid environment variable name"):
+        ex.call_async(helpers.square, 1, {"A=B": "1"})
+    with pytest.raises(ValueError, match="at most"):
+        ex.call_async(helpers.square, 1, {"BIG": "x" * 70_000})
+    assert ex.call_async(helpers.square, 3).result() == 9
 
 
 def test_wait_and_get_result_time_out(ex):

@@ -25,7 +25,8 @@ from taureau.state import StateClient
 
 log = logging.getLogger("taureau.analytics")
 
-ALL_COMPLETED, ANY_COMPLETED, ALWAYS = 1, 2, 3  # Lithops' values
+# Lithops' values: wait's return_when is also a percentage of the futures (1-100) to wait for.
+ALWAYS, ANY_COMPLETED, ALL_COMPLETED = 0, -1, 100
 MAX_CALLS_PER_JOB = 1_000_000  # every call holds a future and its pickled arguments
 MONITOR_TICK_S = 0.05
 MAX_AUTO_CHUNK = 256  # calls per batch at most unless chunksize says otherwise (Pool.map's rule, capped)
@@ -88,21 +89,27 @@ class Executor:
 
     # -- submitting ---------------------------------------------------------------------------
 
-    def call_async(self, func: Callable[..., Any], data: Any, extra_args: Any = None) -> ResponseFuture:
-        """Run func on data (a tuple/list spreads over several parameters, a dict of parameter
-        names is passed as keywords) and return its future."""
-        return self._submit(func, [data], extra_args=extra_args)[0]
+    # Positional parameters are in Lithops' order, so Lithops code calls these unchanged.
 
-    def map(self, map_function: Callable[..., Any], map_iterdata: Iterable[Any], extra_args: Any = None,
-            chunksize: int | None = None) -> FuturesList:  # fmt: skip
+    def call_async(self, func: Callable[..., Any], data: Any, extra_env: dict[str, str] | None = None, *,
+                   extra_args: Any = None) -> ResponseFuture:  # fmt: skip
+        """Run func on data (a tuple/list spreads over several parameters, a dict of parameter
+        names is passed as keywords) and return its future. `extra_env`: environment
+        variables set on the worker while the call runs."""
+        return self._submit(func, [data], extra_args=extra_args, extra_env=extra_env)[0]
+
+    def map(self, map_function: Callable[..., Any], map_iterdata: Iterable[Any], chunksize: int | None = None,
+            extra_args: Any = None, extra_env: dict[str, str] | None = None) -> FuturesList:  # fmt: skip
         """One call of map_function per element of map_iterdata. `chunksize` calls travel
         together to a worker (default: enough batches to keep every worker busy twice over)."""
-        return self._submit(map_function, map_iterdata, extra_args=extra_args, chunksize=chunksize)
+        return self._submit(map_function, map_iterdata, extra_args=extra_args, chunksize=chunksize,
+                            extra_env=extra_env)  # fmt: skip
 
     def map_reduce(self, map_function: Callable[..., Any], map_iterdata: Iterable[Any],
-                   reduce_function: Callable[..., Any], extra_args: Any = None, chunksize: int | None = None,
-                   reduce_by_key: bool = False, num_reducers: int | None = None,
-                   partitioner: Callable[[Any, int], int] | None = None, spawn_reducer: int = 20) -> FuturesList:  # fmt: skip
+                   reduce_function: Callable[..., Any], chunksize: int | None = None, extra_args: Any = None,
+                   extra_env: dict[str, str] | None = None, *, reduce_by_key: bool = False,
+                   num_reducers: int | None = None, partitioner: Callable[[Any, int], int] | None = None,
+                   spawn_reducer: int = 20) -> FuturesList:  # fmt: skip
         """Map, shuffle through the state store, reduce.
 
         Without reduce_by_key, one reducer gets the list of map results (in order).
@@ -118,9 +125,9 @@ class Executor:
             raise ValueError("num_reducers must be at least 1")
         maps, map_job, map_tasks = self._prepare(
             map_function, map_iterdata, extra_args=extra_args, chunksize=chunksize, kind="map",
-            extra=(partitions, reduce_by_key), partitioner=partitioner)  # fmt: skip
+            extra=(partitions, reduce_by_key), partitioner=partitioner, extra_env=extra_env)  # fmt: skip
         reducers, red_job, red_tasks = self._prepare(
-            reduce_function, [((), {})] * partitions, kind="reduce", raw_args=True,
+            reduce_function, [((), {})] * partitions, kind="reduce", raw_args=True, extra_env=extra_env,
             extras=[(r, len(maps), reduce_by_key) for r in range(partitions)], share_dir=map_job)  # fmt: skip
         assert red_job is not None
         if map_job is None:  # nothing to map: the reducers see empty input at once
@@ -144,7 +151,7 @@ class Executor:
     def _prepare(self, fn: Callable[..., Any], items: Iterable[Any], *, extra_args: Any = None,
                  chunksize: int | None = None, kind: str = "call", extra: Any = None,
                  extras: list[Any] | None = None, partitioner: Any = None, raw_args: bool = False,
-                 share_dir: Job | None = None) -> tuple[FuturesList, Job | None, list[Task]]:  # fmt: skip
+                 share_dir: Job | None = None, extra_env: dict[str, str] | None = None) -> tuple[FuturesList, Job | None, list[Task]]:  # fmt: skip
         if self._closed:
             raise ExecutorClosedError("the executor is closed")
         items = list(items)
@@ -156,7 +163,7 @@ class Executor:
             return fs, None, []
         # Everything is pickled before anything is stored or sent: a bad argument is an error
         # with nothing started.
-        fn_blob = wire.dumps_function(fn, partitioner)
+        fn_blob = wire.dumps_function(fn, partitioner, wire.check_env(extra_env))
         convention = wire.CallConvention(fn, extra_args)
         payloads = wire.dumps_args(items if raw_args else [convention(item) for item in items])
         with self._lock:
@@ -196,8 +203,12 @@ class Executor:
     def wait(self, fs: Any = None, throw_except: bool = True, return_when: int = ALL_COMPLETED,
              timeout: float | None = None, show_progressbar: bool | None = None) -> tuple[list[ResponseFuture], list[ResponseFuture]]:  # fmt: skip
         """(done, not_done) once return_when holds (ALWAYS: now; ANY_COMPLETED: one done;
-        ALL_COMPLETED: all done) or timeout passes. With throw_except, a failed call raises."""
+        ALL_COMPLETED: all done; a number 1-100: that percentage done) or timeout passes. With
+        throw_except, a failed call raises."""
+        if not (return_when == ANY_COMPLETED or 0 <= return_when <= 100):
+            raise ValueError(f"return_when is ALWAYS, ANY_COMPLETED, ALL_COMPLETED or a percentage, not {return_when!r}")
         futures = self._resolve(fs)
+        wanted = math.ceil(return_when * len(futures) / 100) if return_when > 0 else 1
         deadline = None if timeout is None else time.monotonic() + timeout
         show = self._show_progress(show_progressbar, return_when, futures)
         pending = futures
@@ -206,8 +217,7 @@ class Executor:
                 pending = [f for f in pending if not f.done]  # only these can change
                 done = len(futures) - len(pending)
                 bar(done)
-                if (return_when == ALWAYS or (return_when == ANY_COMPLETED and done)
-                        or done == len(futures) or self._closed):  # fmt: skip
+                if return_when == ALWAYS or done >= wanted or done == len(futures) or self._closed:
                     break
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:

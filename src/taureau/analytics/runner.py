@@ -41,7 +41,7 @@ class Runner:
 
     def __init__(self, worker: str | None = None) -> None:
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
-        self._functions: OrderedDict[tuple[str, str], tuple[Any, Any]] = OrderedDict()
+        self._functions: OrderedDict[tuple[str, str], tuple[Any, Any, dict[str, str] | None]] = OrderedDict()
         self._tables: OrderedDict[str, Any] = OrderedDict()
         self._spaces: dict[str, JobSpace] = {}
 
@@ -67,14 +67,17 @@ class Runner:
         client = client_for(batch.state_address)
         jdir = batch.job_dir
         try:
-            fn, partitioner = self._function(client, jdir, batch.fn_key)
+            fn, partitioner, env = self._function(client, jdir, batch.fn_key)
             raw = task.args if task.args is not None else get_blob(self._table(client, f"{jdir}/data"), task.args_key or "")
             args, kwargs = pickle.loads(raw)
             token = set_current(self._space(client, batch.executor_dir))
+            saved = _set_env(env) if env else None
             try:
                 value = self._call(client, jdir, task, fn, partitioner, args, kwargs)
             finally:
                 token.var.reset(token)
+                if saved is not None:
+                    _restore_env(saved)
             data = cloudpickle.dumps(value, protocol=wire.PROTOCOL)
             if len(data) <= wire.INLINE_RESULT_MAX:
                 return Outcome(batch.batch_id, task.call_id, task.attempt, OK, data, None, None, self.worker, start, time.time())
@@ -114,17 +117,17 @@ class Runner:
         return Outcome(batch.batch_id, task.call_id, task.attempt, status, None, None, error, self.worker, start,
                        time.time())  # fmt: skip
 
-    def _function(self, client: Any, jdir: str, fn_key: str) -> tuple[Any, Any]:
+    def _function(self, client: Any, jdir: str, fn_key: str) -> tuple[Any, Any, dict[str, str] | None]:
         key = (jdir, fn_key)
         cached = self._functions.get(key)
         if cached is not None:
             self._functions.move_to_end(key)
             return cached
-        fn, partitioner = pickle.loads(get_blob(self._table(client, f"{jdir}/data"), fn_key))
-        self._functions[key] = (fn, partitioner)
+        loaded = pickle.loads(get_blob(self._table(client, f"{jdir}/data"), fn_key))
+        self._functions[key] = loaded
         if len(self._functions) > CACHE_FUNCTIONS:
             self._functions.popitem(last=False)
-        return fn, partitioner
+        return loaded
 
     def _table(self, client: Any, path: str) -> Any:
         t = self._tables.get(path)
@@ -141,6 +144,22 @@ class Runner:
                 self._spaces.clear()
             space = self._spaces[executor_dir] = JobSpace(client, f"{executor_dir}/shared", renew=False)
         return space
+
+
+def _set_env(env: dict[str, str]) -> dict[str, str | None]:
+    """Set a job's extra_env for one call; returns what to put back (a worker runs one call at
+    a time, so the next call, maybe of another job, sees the worker's own environment)."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    return saved
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 _runner: Runner | None = None

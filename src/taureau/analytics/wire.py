@@ -110,14 +110,35 @@ def _ship_module_by_value(fn: Any) -> None:
     _SHIPPED_BY_VALUE.add(name)
 
 
-def dumps_function(fn: Any, partitioner: Any = None) -> bytes:
-    """The pickled pair (fn, partitioner) a job's workers load once."""
+ENV_BYTES_MAX = 64 << 10  # a job's extra_env, names and values together
+
+
+def check_env(env: Any) -> dict[str, str] | None:
+    """A job's extra_env (Lithops'): variable names and values, all strings."""
+    if env is None:
+        return None
+    if not isinstance(env, dict):
+        raise TypeError(f"extra_env is a dict of str to str, not {type(env).__name__}")
+    size = 0
+    for name, value in env.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"extra_env: {name!r}: names and values are strings")
+        if not name or "=" in name or "\0" in name or "\0" in value:
+            raise ValueError(f"extra_env: {name!r} is not a valid environment variable name")
+        size += len(name.encode()) + len(value.encode())
+    if size > ENV_BYTES_MAX:
+        raise ValueError(f"extra_env holds {size} bytes; at most {ENV_BYTES_MAX}")
+    return dict(env) or None
+
+
+def dumps_function(fn: Any, partitioner: Any = None, env: dict[str, str] | None = None) -> bytes:
+    """The pickled (fn, partitioner, env) a job's workers load once."""
     for f in (fn, partitioner):
         if f is not None and not callable(f):
             raise UnpicklableError(f"{f!r} is not callable")
         _ship_module_by_value(f)
     try:
-        return cloudpickle.dumps((fn, partitioner), protocol=PROTOCOL)
+        return cloudpickle.dumps((fn, partitioner, env), protocol=PROTOCOL)
     except Exception as exc:
         raise UnpicklableError(f"cannot pickle the function {getattr(fn, '__qualname__', fn)!r}: "
                                f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
