@@ -125,6 +125,14 @@ def test_wait_return_when(ex):
     assert (ALWAYS, ANY_COMPLETED, ALL_COMPLETED) == (0, -1, 100)  # Lithops' values
 
 
+def test_a_finished_call_is_reported_while_the_next_in_its_batch_runs(ex):
+    fs = ex.map(helpers.sleep_then, [(0, 0.0), (1, 3.0)], chunksize=2)  # one batch, one worker
+    done, not_done = ex.wait(fs, return_when=ANY_COMPLETED)
+    assert done == [fs[0]] and not_done == [fs[1]]  # not held back until the slow call ends
+    assert ex.get_result(fs) == [0, 1]
+    assert fs[0].stats["worker"] == fs[1].stats["worker"]  # the same batch
+
+
 def test_wait_for_a_percentage_of_the_calls(ex):
     fs = ex.map(helpers.sleep_then, [(0, 0.0), (1, 0.0), (2, 0.0), (3, 3.0)], chunksize=1)
     done, not_done = ex.wait(fs, return_when=50)  # Lithops: return_when is a percentage

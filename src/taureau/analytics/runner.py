@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import threading
 import time
 import traceback
 from collections import OrderedDict
@@ -36,6 +37,57 @@ CACHE_FUNCTIONS = 16
 CACHE_TABLES = 256
 
 
+class Outbox:
+    """Outcomes on their way to the driver, sent in groups (one message per FLUSH_S, or per half
+    a message of bytes). With `background`, a thread sends a group once it is FLUSH_S old, so a
+    finished call is reported while the next one runs, however long that takes."""
+
+    def __init__(self, send: Callable[[list[Outcome]], None], *, background: bool) -> None:
+        self._send = send
+        self._cond = threading.Condition()
+        self._pending: list[Outcome] = []
+        self._size = 0
+        self._first = 0.0
+        self._broken = False
+        if background:
+            threading.Thread(target=self._flush_when_due, name="outcomes", daemon=True).start()
+
+    def add(self, o: Outcome) -> None:
+        with self._cond:
+            now = time.monotonic()
+            if not self._pending:
+                self._first = now
+                self._cond.notify()  # the flusher starts timing this group
+            self._pending.append(o)
+            self._size += len(o.value or b"") + (len(o.error[2]) if o.error else 0)
+            if self._size > wire.OUTCOMES_BYTES_MAX // 2 or now - self._first > FLUSH_S:
+                self._flush_locked()
+
+    def flush(self) -> None:
+        with self._cond:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if self._pending and not self._broken:
+            group, self._pending, self._size = self._pending, [], 0
+            self._send(group)
+
+    def _flush_when_due(self) -> None:
+        with self._cond:
+            while not self._broken:
+                if not self._pending:
+                    self._cond.wait()
+                    continue
+                due = self._first + FLUSH_S - time.monotonic()
+                if due > 0:
+                    self._cond.wait(due)
+                    continue
+                try:
+                    self._flush_locked()
+                except OSError:
+                    self._broken = True  # the driver hung up; the main thread finds out on its own send
+
+
 class Runner:
     """Runs batches in one worker process (a pool worker, a function instance or a Ray worker)."""
 
@@ -45,22 +97,11 @@ class Runner:
         self._tables: OrderedDict[str, Any] = OrderedDict()
         self._spaces: dict[str, JobSpace] = {}
 
-    def run_batch(self, batch: Batch, emit: Callable[[list[Outcome]], None]) -> None:
-        """Run every task of `batch`, calling `emit` with outcomes as they accumulate."""
-        pending: list[Outcome] = []
-        size = 0
-        first = 0.0
+    def run_batch(self, batch: Batch, outbox: Outbox) -> None:
+        """Run every task of `batch`, handing each outcome to `outbox`; flushed at the end."""
         for task in batch.tasks:
-            o = self.run_task(batch, task)
-            if not pending:
-                first = o.end
-            pending.append(o)
-            size += len(o.value or b"") + (len(o.error[2]) if o.error else 0)
-            if size > wire.OUTCOMES_BYTES_MAX // 2 or o.end - first > FLUSH_S:
-                emit(pending)
-                pending, size = [], 0
-        if pending:
-            emit(pending)
+            outbox.add(self.run_task(batch, task))
+        outbox.flush()
 
     def run_task(self, batch: Batch, task: TaskSpec) -> Outcome:
         start = time.time()
@@ -171,5 +212,5 @@ def run_batch_bytes(data: bytes) -> bytes:
     if _runner is None:
         _runner = Runner()
     outcomes: list[Outcome] = []
-    _runner.run_batch(wire.decode_batch(data), outcomes.extend)
+    _runner.run_batch(wire.decode_batch(data), Outbox(outcomes.extend, background=False))
     return wire.encode_outcomes(outcomes)

@@ -13,7 +13,7 @@ import threading
 from multiprocessing.connection import Connection
 
 from taureau.analytics import wire
-from taureau.analytics.runner import Runner
+from taureau.analytics.runner import Outbox, Runner
 
 READY = b"ready"
 
@@ -34,12 +34,13 @@ def main(fd: int, name: str) -> None:
     runner = Runner(name)
     conn.send_bytes(READY)
 
-    def emit(outcomes: list[wire.Outcome]) -> None:
+    def send(outcomes: list[wire.Outcome]) -> None:
         conn.send_bytes(wire.encode_outcomes(outcomes))
 
+    outbox = Outbox(send, background=True)
     try:
         while (data := inbox.get()) is not None:
-            runner.run_batch(wire.decode_batch(data), emit)
+            runner.run_batch(wire.decode_batch(data), outbox)
     except OSError:
         pass  # the driver closed the socket while outcomes were on their way: it wants none
 
