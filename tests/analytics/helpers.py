@@ -38,6 +38,14 @@ def fail_first_attempts(marker: str, failures: int):
     return attempts
 
 
+def record_then_sleep(marker: str, seconds: float, x):
+    """Append a line per attempt, then sleep."""
+    with open(marker, "a") as f:
+        f.write("attempt\n")
+    time.sleep(seconds)
+    return x
+
+
 def touch(marker: str, x):
     Path(marker).write_text("ran")
     return x

@@ -17,6 +17,7 @@ from taureau.analytics import (
     ALWAYS,
     ANY_COMPLETED,
     BackendError,
+    CallTimeoutError,
     Executor,
     ExecutorClosedError,
     TaskError,
@@ -131,6 +132,22 @@ def test_a_finished_call_is_reported_while_the_next_in_its_batch_runs(ex):
     assert done == [fs[0]] and not_done == [fs[1]]  # not held back until the slow call ends
     assert ex.get_result(fs) == [0, 1]
     assert fs[0].stats["worker"] == fs[1].stats["worker"]  # the same batch
+
+
+def test_a_call_over_its_timeout_fails_and_the_calls_behind_it_run_elsewhere(ex, tmp_path):
+    marker = str(tmp_path / "attempts")
+    fs = ex.map(helpers.record_then_sleep, [(marker, 0.0, 0), (marker, 60.0, 1), (marker, 0.0, 2)], chunksize=3,
+                timeout=1.0)  # one batch  # fmt: skip
+    with pytest.raises(CallTimeoutError, match="ran longer than its timeout of 1 s"):
+        fs[1].result(timeout=30)  # a plain TimeoutError here would mean the limit was not enforced
+    assert ex.get_result([fs[0], fs[2]], timeout=30) == [0, 2]
+    # The worker sleeping through the call was stopped and replaced: both workers serve.
+    more = ex.map(helpers.sleep_then, [(i, 0.2) for i in range(4)], chunksize=1)
+    assert ex.get_result(more, timeout=30) == [0, 1, 2, 3]
+    assert len(Path(marker).read_text().splitlines()) == 3  # the timed-out call was not retried
+    for bad in (0, -1, float("inf"), "5"):
+        with pytest.raises(ValueError, match="timeout is a positive number"):
+            ex.call_async(helpers.square, 1, timeout=bad)
 
 
 def test_wait_for_a_percentage_of_the_calls(ex):

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from taureau.analytics import Executor, TaskError
+from taureau.analytics import CallTimeoutError, Executor, TaskError
 from tests.analytics import faults, helpers
 
 if not os.environ.get("TAUREAU_TEST_RAY"):
@@ -48,6 +48,14 @@ def test_map_reduce_with_early_reducers(rx):
     lines = ["x y", "y z", "z"] * 5
     counts = rx.get_result(rx.map_reduce(helpers.words, lines, helpers.count, reduce_by_key=True))
     assert counts == {"x": 5, "y": 10, "z": 10}
+
+
+def test_calls_over_their_timeout_fail_and_are_cancelled(rx):
+    fs = rx.map(helpers.sleep_then, [(0, 0.0), (1, 60.0), (2, 0.0)], timeout=2.0)  # one call per Ray task
+    with pytest.raises(CallTimeoutError, match="timeout of 2 s"):
+        fs[1].result(timeout=30)
+    assert rx.get_result([fs[0], fs[2]], timeout=30) == [0, 2]
+    assert rx.get_result(rx.map(helpers.square, range(4)), timeout=30) == [0, 1, 4, 9]
 
 
 def test_a_killed_ray_worker_is_retried(rx, tmp_path):

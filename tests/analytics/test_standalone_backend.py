@@ -7,7 +7,7 @@ import os
 import httpx
 import pytest
 
-from taureau.analytics import Executor, TaskError
+from taureau.analytics import CallTimeoutError, Executor, TaskError
 from tests.analytics import faults, helpers
 from tests.e2e.harness import Standalone
 
@@ -48,6 +48,14 @@ def test_errors_large_results_and_map_reduce(sx):
     sx.wait(fs.map_futures)  # the reducer can finish before the mappers' outcomes arrive
     # Reducers start after all mappers: an instance may queue a call behind a waiting reducer.
     assert fs[0].stats["worker_start_tstamp"] >= max(f.stats["worker_end_tstamp"] for f in fs.map_futures)
+
+
+def test_a_call_over_its_timeout_fails(sx):
+    # The standalone cannot stop an invocation: the instance sleeps on, its result is dropped.
+    f = sx.call_async(helpers.sleep_then, (1, 5.0), timeout=1.0)
+    with pytest.raises(CallTimeoutError, match="timeout of 1 s"):
+        f.result(timeout=4)
+    assert sx.get_result(sx.map(helpers.square, range(4), timeout=30)) == [0, 1, 4, 9]
 
 
 def test_a_killed_instance_is_retried(sx, tmp_path):

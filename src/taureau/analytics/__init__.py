@@ -4,6 +4,7 @@ and shuffles in the ephemeral state store (docs/analytics.md)."""
 from taureau.analytics.errors import (
     AnalyticsError,
     BackendError,
+    CallTimeoutError,
     ExecutorClosedError,
     JobAbortedError,
     TaskError,
@@ -18,7 +19,7 @@ from taureau.analytics.space import JobSpace, job_state
 FunctionExecutor = Executor  # Lithops' name
 
 __all__ = [
-    "ALL_COMPLETED", "ALWAYS", "ANY_COMPLETED", "AnalyticsError", "BackendError", "Executor",
+    "ALL_COMPLETED", "ALWAYS", "ANY_COMPLETED", "AnalyticsError", "BackendError", "CallTimeoutError", "Executor",
     "ExecutorClosedError", "FunctionExecutor", "FuturesList", "JobAbortedError", "JobSpace", "Policy",
     "ResponseFuture", "TaskError", "UnpicklableError", "WorkerLostError", "job_state",
 ]  # fmt: skip

@@ -35,6 +35,10 @@ class WorkerLostError(AnalyticsError):
     """The worker running a task died (or its backend lost it) as many times as retries allow."""
 
 
+class CallTimeoutError(AnalyticsError, TimeoutError):
+    """A call ran longer than its job's `timeout` (Lithops' per-call limit); it is not retried."""
+
+
 class JobAbortedError(AnalyticsError):
     """A task depended on another that failed (a reducer whose mapper failed)."""
 

@@ -92,24 +92,26 @@ class Executor:
     # Positional parameters are in Lithops' order, so Lithops code calls these unchanged.
 
     def call_async(self, func: Callable[..., Any], data: Any, extra_env: dict[str, str] | None = None, *,
-                   extra_args: Any = None) -> ResponseFuture:  # fmt: skip
+                   extra_args: Any = None, timeout: float | None = None) -> ResponseFuture:  # fmt: skip
         """Run func on data (a tuple/list spreads over several parameters, a dict of parameter
         names is passed as keywords) and return its future. `extra_env`: environment
-        variables set on the worker while the call runs."""
-        return self._submit(func, [data], extra_args=extra_args, extra_env=extra_env)[0]
+        variables set on the worker while the call runs. `timeout`: seconds the call may run
+        before it fails with CallTimeoutError (not retried)."""
+        return self._submit(func, [data], extra_args=extra_args, extra_env=extra_env, timeout=timeout)[0]
 
     def map(self, map_function: Callable[..., Any], map_iterdata: Iterable[Any], chunksize: int | None = None,
-            extra_args: Any = None, extra_env: dict[str, str] | None = None) -> FuturesList:  # fmt: skip
+            extra_args: Any = None, extra_env: dict[str, str] | None = None, *,
+            timeout: float | None = None) -> FuturesList:  # fmt: skip
         """One call of map_function per element of map_iterdata. `chunksize` calls travel
         together to a worker (default: enough batches to keep every worker busy twice over)."""
         return self._submit(map_function, map_iterdata, extra_args=extra_args, chunksize=chunksize,
-                            extra_env=extra_env)  # fmt: skip
+                            extra_env=extra_env, timeout=timeout)  # fmt: skip
 
     def map_reduce(self, map_function: Callable[..., Any], map_iterdata: Iterable[Any],
                    reduce_function: Callable[..., Any], chunksize: int | None = None, extra_args: Any = None,
                    extra_env: dict[str, str] | None = None, *, reduce_by_key: bool = False,
                    num_reducers: int | None = None, partitioner: Callable[[Any, int], int] | None = None,
-                   spawn_reducer: int = 20) -> FuturesList:  # fmt: skip
+                   spawn_reducer: int = 20, timeout: float | None = None) -> FuturesList:  # fmt: skip
         """Map, shuffle through the state store, reduce.
 
         Without reduce_by_key, one reducer gets the list of map results (in order).
@@ -117,7 +119,8 @@ class Executor:
         key (partitioner(key, n), default a stable hash) over num_reducers reducers, each
         calling reduce_function(key, values) per key; get_result gives one dict of all keys.
         Reducers start once spawn_reducer percent of the map calls are done and wait for the
-        rest through notifications on the job's namespace."""
+        rest through notifications on the job's namespace. `timeout` limits each map and
+        each reduce call (a reducer's wait for its mappers counts)."""
         if not 0 <= spawn_reducer <= 100:
             raise ValueError("spawn_reducer is a percentage (0-100)")
         partitions = (num_reducers or self.backend.slots) if reduce_by_key else 1
@@ -125,9 +128,10 @@ class Executor:
             raise ValueError("num_reducers must be at least 1")
         maps, map_job, map_tasks = self._prepare(
             map_function, map_iterdata, extra_args=extra_args, chunksize=chunksize, kind="map",
-            extra=(partitions, reduce_by_key), partitioner=partitioner, extra_env=extra_env)  # fmt: skip
+            extra=(partitions, reduce_by_key), partitioner=partitioner, extra_env=extra_env,
+            timeout=timeout)  # fmt: skip
         reducers, red_job, red_tasks = self._prepare(
-            reduce_function, [((), {})] * partitions, kind="reduce", raw_args=True, extra_env=extra_env,
+            reduce_function, [((), {})] * partitions, kind="reduce", raw_args=True, extra_env=extra_env, timeout=timeout,
             extras=[(r, len(maps), reduce_by_key) for r in range(partitions)], share_dir=map_job)  # fmt: skip
         assert red_job is not None
         if map_job is None:  # nothing to map: the reducers see empty input at once
@@ -151,9 +155,12 @@ class Executor:
     def _prepare(self, fn: Callable[..., Any], items: Iterable[Any], *, extra_args: Any = None,
                  chunksize: int | None = None, kind: str = "call", extra: Any = None,
                  extras: list[Any] | None = None, partitioner: Any = None, raw_args: bool = False,
-                 share_dir: Job | None = None, extra_env: dict[str, str] | None = None) -> tuple[FuturesList, Job | None, list[Task]]:  # fmt: skip
+                 share_dir: Job | None = None, extra_env: dict[str, str] | None = None,
+                 timeout: float | None = None) -> tuple[FuturesList, Job | None, list[Task]]:  # fmt: skip
         if self._closed:
             raise ExecutorClosedError("the executor is closed")
+        if timeout is not None and not (isinstance(timeout, int | float) and 0 < timeout < math.inf):
+            raise ValueError(f"timeout is a positive number of seconds, not {timeout!r}")
         items = list(items)
         if len(items) > MAX_CALLS_PER_JOB:
             raise ValueError(f"{len(items)} calls in one job; at most {MAX_CALLS_PER_JOB}")
@@ -176,7 +183,9 @@ class Executor:
         if kind == "map":
             open_unrenewed(self.client, self.client.open_or_create_hash_table, done_path(jdir))
         chunk = chunksize or max(1, min(MAX_AUTO_CHUNK, math.ceil(len(items) / (self.backend.slots * 4))))
-        job = Job(job_id, jdir, fn_key, kind, len(items), chunk, self._fetcher(jdir))
+        if timeout is not None and not self.backend.streams_outcomes:
+            chunk = 1  # its batches report at their end: one call each, so a batch's time is its call's
+        job = Job(job_id, jdir, fn_key, kind, len(items), chunk, self._fetcher(jdir), timeout=timeout)
         tasks = []
         for i, raw in enumerate(payloads):
             f = ResponseFuture(self.executor_id, job_id, i, self._wait_one)
@@ -293,6 +302,7 @@ class Executor:
                     log.warning("renewing %s failed: %s", self.dir, exc)
                     next_renew = now + 0.5
             try:
+                self.scheduler.enforce_timeouts()
                 self.scheduler.speculate()
                 self._run_actions()
             except errors.StateError as exc:

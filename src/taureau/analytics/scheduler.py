@@ -17,7 +17,7 @@ import cloudpickle
 
 from taureau.analytics import wire
 from taureau.analytics.backends.base import Backend
-from taureau.analytics.errors import JobAbortedError, TaskError, WorkerLostError
+from taureau.analytics.errors import CallTimeoutError, JobAbortedError, TaskError, WorkerLostError
 from taureau.analytics.futures import RUNNING, ResponseFuture
 from taureau.analytics.wire import OK, STATE_FULL, Batch, Outcome, TaskSpec
 
@@ -49,6 +49,7 @@ class Job:
     held: list[Task] = field(default_factory=list)  # reducers not yet released
     aborted: str | None = None
     success: list[bool] = field(default_factory=list)  # per call, True once it succeeded
+    timeout: float | None = None  # seconds a call may run (Lithops' timeout); None: no limit
 
 
 @dataclass(eq=False, slots=True)
@@ -78,6 +79,7 @@ class InFlight:
     sent: float
     exclusive: bool
     early_reducer: bool
+    expired: bool = False  # a call of it timed out: the rest of it is not timed from that start
 
 
 class Scheduler:
@@ -289,9 +291,13 @@ class Scheduler:
             task.attempt += 1
             self._ready.appendleft(task)  # retries go first: they hold up their job's end
             return
-        task.finished = True
         if isinstance(exc, WorkerLostError) and task.failures > 1:
             exc = WorkerLostError(f"call {task.future.id}: {exc} (lost {task.failures} times)")
+        self._give_up(task, exc)
+
+    def _give_up(self, task: Task, exc: BaseException) -> None:
+        """The call failed for good: its future holds `exc`; a failed mapper stops its reducers."""
+        task.finished = True
         task.future._fail(exc)
         job = task.job
         job.done += 1
@@ -338,6 +344,42 @@ class Scheduler:
                         t.speculated = True
                     started += len(tasks)
         return started
+
+    # -- timeouts -------------------------------------------------------------------------------
+
+    def enforce_timeouts(self) -> int:
+        """Fail each call running longer than its job's timeout, and stop its batch (a local
+        worker is killed, a Ray task cancelled) so the calls behind it run again elsewhere.
+        A backend that cannot cancel (standalone) runs the call to its end; its result is
+        dropped. Returns how many calls timed out."""
+        cancel = getattr(self.backend, "cancel", None)
+        expired = 0
+        now = time.time()
+        with self.changed:
+            for worker, queue in list(self._per_worker.items()):
+                info = self._inflight.get(queue[0]) if queue else None
+                if info is None or info.expired:
+                    continue
+                running = next((t for t in info.tasks.values() if not t.finished), None)
+                if running is None or running.job.timeout is None:
+                    continue
+                # A worker reports each call within FLUSH_S of its end, so its latest report
+                # (or the batch's start) is when the running call began.
+                running_for = now - max(info.sent, self._worker_event.get(worker, info.sent))
+                if running_for <= running.job.timeout:
+                    continue
+                f = running.future
+                self._give_up(running, CallTimeoutError(
+                    f"call {f.id} ran longer than its timeout of {running.job.timeout:g} s"))  # fmt: skip
+                expired += 1
+                info.expired = True
+                if cancel is not None and cancel(info.batch.batch_id):
+                    self._cancelled.add(worker)  # the calls queued behind it run again
+                if running.copies > 1:
+                    self._cancel_losers(running)  # a speculative copy of it elsewhere
+            if expired:
+                self.changed.notify_all()
+        return expired
 
     # -- spills ---------------------------------------------------------------------------------
 

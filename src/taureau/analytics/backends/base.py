@@ -24,6 +24,7 @@ class Backend(Protocol):
     name: str
     slots: int  # batches it runs at once
     waiting_tasks_ok: bool  # may a task block until others finish (an early reducer) without deadlock
+    streams_outcomes: bool  # does a batch report each call as it ends (else all at the batch's end)
 
     def start(self, sink: BackendSink, state_address: str) -> None: ...
 

@@ -44,6 +44,7 @@ class _Worker:
 class LocalBackend:
     name = "local"
     waiting_tasks_ok = True
+    streams_outcomes = True
 
     def __init__(self, workers: int | None = None, depth: int = 2, **_: object) -> None:
         self.slots = workers or os.cpu_count() or 1

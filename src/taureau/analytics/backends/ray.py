@@ -23,6 +23,7 @@ def _run(data: bytes) -> bytes:
 class RayBackend:
     name = "ray"
     waiting_tasks_ok = True  # Ray runs at most `slots` batches: an early reducer holds only its own CPU
+    streams_outcomes = False  # a task returns its batch's outcomes at once
 
     def __init__(self, workers: int | None = None, ray_address: str | None = None, **_: object) -> None:
         try:

@@ -39,6 +39,7 @@ START_TIMEOUT_S = 60.0
 class StandaloneBackend:
     name = "standalone"
     waiting_tasks_ok = False
+    streams_outcomes = False  # an invocation answers with its batch's outcomes at once
 
     def __init__(self, workers: int | None = None, admin_url: str | None = None, state_address: str | None = None,
                  **_: object) -> None:  # fmt: skip
