@@ -22,6 +22,7 @@ from taureau.analytics.shuffle import ABORT, done_path
 from taureau.analytics.space import JobSpace, executor_dir, job_dir, open_unrenewed, put_blob
 from taureau.common import errors
 from taureau.state import StateClient
+from taureau.state.blocks import GROW_RETRY_S
 
 log = logging.getLogger("taureau.analytics")
 
@@ -70,6 +71,7 @@ class Executor:
         self._futures: list[ResponseFuture] = []
         self._jobs: dict[str, tuple[Job, list[ResponseFuture]]] = {}
         self._stop = threading.Event()
+        self._resume_at: float | None = None  # when calls refused by a full pool run again
         try:
             self.client = StateClient(address)
             meta = open_unrenewed(self.client, self.client.create_hash_table, f"{self.dir}/meta")
@@ -301,6 +303,9 @@ class Executor:
                 except errors.StateError as exc:
                     log.warning("renewing %s failed: %s", self.dir, exc)
                     next_renew = now + 0.5
+            if self._resume_at is not None and now >= self._resume_at:
+                self._resume_at = None
+                self.scheduler.resume_after_spill()
             try:
                 self.scheduler.enforce_timeouts()
                 self.scheduler.speculate()
@@ -346,8 +351,12 @@ class Executor:
         freed = self.results.spill(self._finished_segments(), target)
         if not force:
             return
-        if freed or not self.scheduler.spill_waiting:
-            self.scheduler.resume_after_spill()
+        if freed or self._resume_at is not None or not self.scheduler.spill_waiting:
+            # A full block keeps refusing to grow for GROW_RETRY_S after the pool said no, even
+            # once a spill made room: calls run again only after that, or they would use up
+            # their retries on refusals the spill already answered.
+            if self._resume_at is None:
+                self._resume_at = time.monotonic() + GROW_RETRY_S
         else:
             self.scheduler.fail_waiting_spills(errors.OutOfMemoryError(
                 "the state pool is full and no finished results are left to spill"))  # fmt: skip

@@ -32,7 +32,10 @@ def main(fd: int, name: str) -> None:
 
     threading.Thread(target=read, name="batches", daemon=True).start()
     runner = Runner(name)
-    conn.send_bytes(READY)
+    try:
+        conn.send_bytes(READY)
+    except OSError:
+        return  # a replacement started as its executor closed: nobody wants it
 
     def send(outcomes: list[wire.Outcome]) -> None:
         conn.send_bytes(wire.encode_outcomes(outcomes))
