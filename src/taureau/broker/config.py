@@ -46,6 +46,9 @@ class BrokerConfig:
     # Largest admin REST request body (Pulsar: httpMaxRequestSize); larger ones get 413.
     # Records in the metadata store are bounded separately (1 MiB, metadata/embedded.py).
     max_http_request_bytes: int = 5 * 1024 * 1024
+    # How often message TTLs are applied and backlog quotas checked (Pulsar checks TTLs every
+    # messageExpiryCheckIntervalInMinutes = 5 and quotas every backlogQuotaCheckIntervalInSeconds = 60).
+    policy_check_interval_s: float = 60.0
     managed_ledger: ManagedLedgerConfig = field(default_factory=ManagedLedgerConfig)
     # Pulsar's advertisedListeners: listener name -> the URL a lookup naming it answers with.
     # A client that names no listener gets service_url; one naming an unknown listener, an error.

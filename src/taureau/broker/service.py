@@ -8,8 +8,10 @@ import logging
 import time
 
 from taureau.broker.admission import ConnectionLimits
+from taureau.broker.compaction.topic_compaction import TopicCompaction
 from taureau.broker.config import BrokerConfig
 from taureau.broker.dispatch.base import DispatchLimits
+from taureau.broker.policies import PolicyEnforcer
 from taureau.broker.resources import (
     ConflictError,
     NamespacePolicies,
@@ -17,6 +19,9 @@ from taureau.broker.resources import (
     Resources,
     check_partition_count,
 )
+from taureau.broker.schemas.model import schema_id
+from taureau.broker.schemas.registry import SchemaRegistry
+from taureau.broker.schemas.topics import TopicSchemas
 from taureau.broker.topic import PersistentTopic
 from taureau.common.errors import NotAllowedError, TopicNotFoundError
 from taureau.common.memory import HeapTrimmer
@@ -37,21 +42,27 @@ class BrokerService:
         self.store = store
         self.factory = factory
         self.resources = Resources(store, config.max_num_partitions_per_partitioned_topic)
+        self.schemas = TopicSchemas(SchemaRegistry(store), self.resources)
+        self._compacting = asyncio.Semaphore(1)  # compactions at once: CPU work on this event loop
         self.connections = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
         self.heap_trimmer = HeapTrimmer()  # connections ask for a trim when they close
         self._topics: dict[str, asyncio.Task[PersistentTopic]] = {}  # name -> loading/loaded topic
         self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
         self._rate_task: asyncio.Task | None = None
+        self._policy_task: asyncio.Task | None = None
+        self.policies = PolicyEnforcer(self.resources)
         self._last_counters: dict[str, tuple[float, int, int, int, int]] = {}
 
     async def start(self) -> None:
         await self.resources.bootstrap()
         self._rate_task = asyncio.get_running_loop().create_task(self._rate_loop())
+        self._policy_task = asyncio.get_running_loop().create_task(self._policy_loop())
 
     async def close(self) -> None:
         self.heap_trimmer.close()
-        if self._rate_task is not None:
-            self._rate_task.cancel()
+        for task in (self._rate_task, self._policy_task):
+            if task is not None:
+                task.cancel()
         for name in list(self._topics):
             topic = await self._loaded(name)
             if topic is not None:
@@ -110,6 +121,9 @@ class BrokerService:
             self.config.max_unacked_messages_per_consumer, self.config.max_unacked_messages_per_subscription
         )
         topic = PersistentTopic(name, ledger, self.store, limits)
+        topic.compaction = TopicCompaction(name.storage_name, ledger, self.factory, self.store, self._compacting)
+        await topic.compaction.load()
+        topic.compaction_threshold = policies.compaction_threshold
         topic.restore_subscriptions()
         await topic.access.load()
         await topic.load_validation_mark()
@@ -182,7 +196,11 @@ class BrokerService:
             await topic.dedup.delete()
         await topic.forget_validation_mark()
         await topic.access.forget()
+        if topic.compaction is not None:
+            await topic.compaction.delete()
         await self.factory.delete(name.storage_name)
+        if name.partition < 0:  # a partition's schema is its topic's, dropped with the topic
+            await self.schemas.registry.drop(schema_id(name))
 
     async def partitioned_metadata(self, name: TopicName) -> int:
         """Partition count for a lookup; may auto-create a partitioned topic per policy."""
@@ -250,6 +268,7 @@ class BrokerService:
         for topic in self.loaded_topics():
             if topic.name.namespace_name == ns:
                 topic.ledger.set_retention(config.retention_time_s, config.retention_size_bytes)
+                topic.compaction_threshold = policies.compaction_threshold
                 await topic.set_deduplication(await self._deduplication(topic.name, policies))
 
     # -- rates -------------------------------------------------------------------------------
@@ -258,6 +277,25 @@ class BrokerService:
         while True:
             await asyncio.sleep(RATE_INTERVAL_S)
             self.update_rates()
+            self._compact_over_threshold()
+
+    async def _policy_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.policy_check_interval_s)
+            try:
+                await self.policies.check(self.loaded_topics())
+            except Exception:
+                log.exception("applying message TTLs and backlog quotas failed")
+
+    def _compact_over_threshold(self) -> None:
+        """Pulsar's automatic compaction: a topic whose namespace sets compactionThreshold is
+        compacted once that many bytes were added since its last compaction."""
+        for topic in self.loaded_topics():
+            compaction = topic.compaction
+            if compaction is None or topic.compaction_threshold <= 0 or not compaction.may_start_automatically():
+                continue
+            if compaction.pending_bytes() >= topic.compaction_threshold:
+                compaction.trigger()
 
     def update_rates(self) -> None:
         now = time.monotonic()

@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 from taureau.broker import validated
 from taureau.broker.access import Admitted, ProducerAccess, Queued
+from taureau.broker.compaction.topic_compaction import TopicCompaction
+from taureau.broker.compaction.view import CompactedView, unwrap
 from taureau.broker.consumer import Consumer
 from taureau.broker.dedup import Deduplication
 from taureau.broker.dispatch.base import DispatchLimits
@@ -69,6 +71,8 @@ class PersistentTopic:
         self.access = ProducerAccess(store, ledger.name)  # exclusive producers and the topic epoch
         self.subscriptions: dict[str, Subscription] = {}  # by name; owned here
         self.dedup: Deduplication | None = None  # set while de-duplication is enabled
+        self.compaction: TopicCompaction | None = None  # set by the broker when it loads the topic
+        self.compaction_threshold = 0  # bytes added since the last compaction that start one (0: never)
         self.msg_in = 0
         self.bytes_in = 0
         self.closed = False
@@ -79,6 +83,9 @@ class PersistentTopic:
         self._write_failed_at = 0.0
         # Entries up to here were stored without publish-time validation (broker.validated).
         self.unchecked_until = EARLIEST
+
+    def _compacted_view(self) -> CompactedView | None:
+        return self.compaction.view if self.compaction is not None else None
 
     @property
     def partition(self) -> int:
@@ -105,6 +112,11 @@ class PersistentTopic:
             self.dedup = dedup
         elif not enabled and self.dedup is not None:
             self.dedup = None
+
+    def is_idle(self) -> bool:
+        """No producer, no consumer, nothing stored: a consumer's schema may become the topic's."""
+        busy = self.producers or any(s.consumers for s in self.subscriptions.values())
+        return not busy and self.ledger.total_size == 0
 
     def check_producer(self, producer: Producer, requested_epoch: int | None = None) -> None:
         """Raise if `producer` could not be added now; changes nothing."""
@@ -214,6 +226,8 @@ class PersistentTopic:
         initial_position: InitialPosition = InitialPosition.LATEST,
         start_position: Position | None = None,
         sticky: bool = False,
+        read_compacted: bool = False,
+        from_earliest: bool = False,
     ) -> Subscription:
         sub = self.subscriptions.get(subscription)
         created = False
@@ -227,7 +241,7 @@ class PersistentTopic:
                 sub = self._new_subscription(subscription, cursor, durable)
                 created = True
         try:
-            await sub.add_consumer(consumer, sub_type, sticky)
+            await sub.add_consumer(consumer, sub_type, sticky, read_compacted, from_earliest)
         except BaseException:
             if created and not sub.consumers:
                 await self._drop_new_subscription(sub)
@@ -250,6 +264,7 @@ class PersistentTopic:
             durable=durable,
             partition=self.partition,
             limits=self.limits,
+            compacted_view=self._compacted_view,
         )
         self.subscriptions[name] = sub
         return sub
@@ -324,9 +339,18 @@ class PersistentTopic:
         found = await self.ledger.find_position(lambda entry: publish_time(entry.data) >= timestamp_ms)
         return found if found is not None else self.ledger.last_confirmed.next()
 
-    async def last_message_id(self) -> tuple[Position, int]:
-        """(position, batch index) of the last message; entry id -1 when empty."""
+    async def last_message_id(self, compacted: bool = False) -> tuple[Position, int]:
+        """(position, batch index) of the last message; entry id -1 when empty. A compacted
+        reader whose view covers the whole topic is told the compacted view's last message
+        (else it would wait for messages compaction removed)."""
         last = self.ledger.last_confirmed
+        view = self._compacted_view() if compacted else None
+        if view is not None and (last <= view.horizon or self.ledger.count_entries(view.horizon, last) == 0):
+            kept = view.ledger.last_confirmed
+            if kept.entry_id < 0 or view.ledger.entries_count == 0:
+                return Position(last.ledger_id, -1), -1
+            original = unwrap(await view.ledger.read_entry(kept))
+            return original.position, batch_index_of_last(original.data)
         if last.entry_id < 0 or self.ledger.entries_count == 0:
             return Position(last.ledger_id, -1), -1
         entry = await self.ledger.read_entry(last)
@@ -336,6 +360,8 @@ class PersistentTopic:
 
     async def close(self) -> None:
         self.closed = True
+        if self.compaction is not None:
+            await self.compaction.close()
         for sub in list(self.subscriptions.values()):
             await sub.close()
         if self.dedup is not None:

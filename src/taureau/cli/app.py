@@ -37,6 +37,12 @@ _BOUND_FLAGS = [
         "seconds between keep-alive pings; a peer silent for one more is closed",
     ),
     ("--connect-timeout", "connect_timeout_s", float, "seconds a new connection has to send CONNECT"),
+    (
+        "--policy-check-interval",
+        "policy_check_interval_s",
+        float,
+        "seconds between applying message TTLs and checking backlog quotas",
+    ),
 ]
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from taureau.broker.admin import lookup, metrics, namespaces, tenants, topics
+from taureau.broker.admin import lookup, metrics, namespaces, schemas, tenants, topics
 from taureau.broker.admin.body_limit import BodyLimit
 from taureau.broker.admin.paths import KeepEncodedSlashes
+from taureau.broker.compaction.topic_compaction import CompactionInProgressError
 from taureau.broker.resources import (
     ConflictError,
     PartitionLimitError,
     PreconditionFailedError,
     ResourceNotFoundError,
 )
+from taureau.broker.schemas.model import IncompatibleSchemaError, InvalidSchemaError, SchemaNotFoundError
 from taureau.broker.service import BrokerService
 from taureau.broker.topic import SubscriptionBusyError
 from taureau.common.errors import (
@@ -29,10 +31,14 @@ from taureau.protocol import ProtocolError
 
 _STATUS = [
     (MetadataValueTooLargeError, 413),
+    (SchemaNotFoundError, 404),
+    (InvalidSchemaError, 422),  # before its parent: a definition nobody can read
+    (IncompatibleSchemaError, 409),
     (ResourceNotFoundError, 404),
     (TopicNotFoundError, 404),
     (SubscriptionNotFoundError, 404),
     (ConflictError, 409),
+    (CompactionInProgressError, 409),
     (PreconditionFailedError, 412),
     (SubscriptionBusyError, 412),
     # Pulsar answers 412 for an invalid name; Taureau answers 400, a bad request (issue 7).
@@ -79,6 +85,7 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     app.include_router(tenants.router)
     app.include_router(namespaces.router)
     app.include_router(topics.router)
+    app.include_router(schemas.router)
     app.include_router(metrics.router)
     app.include_router(lookup.router)
     app.add_middleware(KeepEncodedSlashes)
