@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import httpx
 import pytest
@@ -48,6 +49,17 @@ def test_errors_large_results_and_map_reduce(sx):
     sx.wait(fs.map_futures)  # the reducer can finish before the mappers' outcomes arrive
     # Reducers start after all mappers: an instance may queue a call behind a waiting reducer.
     assert fs[0].stats["worker_start_tstamp"] >= max(f.stats["worker_end_tstamp"] for f in fs.map_futures)
+
+
+@pytest.mark.parametrize("body,reason", [
+    (b"not a pickle", "TypeError: not a task batch: str"),
+    (b"\x80\x05garbage", "UnpicklingError"),
+    (pickle.dumps({"not": "a batch"}), "TypeError: not a task batch: dict"),
+])  # fmt: skip
+def test_a_bad_batch_is_refused_and_the_instances_keep_serving(standalone, sx, body, reason):
+    r = httpx.post(f"{standalone.admin_url}/functions/public/default/taureau-analytics", content=body, timeout=30)
+    assert r.status_code == 500 and r.json()["reason"].startswith(reason)
+    assert sx.get_result(sx.map(helpers.square, range(6))) == [x * x for x in range(6)]
 
 
 def test_a_call_over_its_timeout_fails(sx):

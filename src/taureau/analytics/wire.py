@@ -73,6 +73,8 @@ def encode_batch(batch: Batch) -> bytes:
 
 
 def decode_batch(data: bytes) -> Batch:
+    if not isinstance(data, bytes | bytearray):  # a function invoked with text gets a str
+        raise TypeError(f"not a task batch: {type(data).__name__} (a batch is a pickle, sent as bytes)")
     batch = pickle.loads(data)
     if not isinstance(batch, Batch):
         raise TypeError(f"not a task batch: {type(batch).__name__}")
