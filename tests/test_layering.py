@@ -51,7 +51,8 @@ ALLOWED = {
     "node": {"common", "metadata", "storage"},
     "standalone": {"broker", "functions", "net", "node", "sketches", "state", "web"},
     "functions_worker": {"broker", "functions", "net", "node", "storage", "web"},
-    "cli": {"auth", "broker", "common", "functions", "functions_worker", "sketches", "standalone", "state"},
+    "cli": {"auth", "broker", "common", "functions", "functions_worker", "metadata", "sketches", "standalone",
+            "state"},
 }
 
 

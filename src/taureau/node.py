@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 
-from taureau.common.errors import StorageError
+from taureau.common.errors import StorageError, TaureauError
 from taureau.common.private_files import DIR_MODE, make_private_dirs, open_private
 from taureau.metadata.factory import open_metadata_store
 from taureau.metadata.store import MetadataStore
@@ -35,6 +35,14 @@ class Node:
 
     def __init__(self) -> None:
         self._closers: list[Closer] = []
+        self.fatal: str | None = None  # why the node stopped itself, if it did
+
+    def stop_for(self, reason: str) -> None:
+        """Stop the process as SIGTERM would, then exit non-zero with `reason`."""
+        if self.fatal is None:
+            self.fatal = reason
+            log.error("stopping: %s", reason)
+            signal.raise_signal(signal.SIGTERM)
 
     def on_stop(self, closer: Closer) -> None:
         self._closers.append(closer)
@@ -85,11 +93,16 @@ class Node:
 
     async def open_storage(
         self, data_dir: str, metadata_url: str | None, *, fsync: bool, config: ManagedLedgerConfig,
-        cache_budget_bytes: int | None = None,
+        cache_budget_bytes: int | None = None, metadata_session_timeout_s: float = 10.0,
     ) -> tuple[MetadataStore, ManagedLedgerFactory]:
         """The metadata store, one local bookie and a managed-ledger factory over them."""
-        store = await open_metadata_store(metadata_url, data_dir, fsync=fsync)
+        store = await open_metadata_store(
+            metadata_url, data_dir, fsync=fsync, session_timeout_s=metadata_session_timeout_s
+        )
         self.on_stop(store.close)
+        # As Pulsar's default zookeeperSessionExpiredPolicy (shutdown): what the session
+        # registered is gone and others may have taken over, so this node must not go on.
+        store.on_session_expired(lambda: self.stop_for(f"metadata store session expired ({metadata_url})"))
         ledgers = await open_local_ledger_client(data_dir, store, num_bookies=1, journal_fsync=fsync)
         self.on_stop(ledgers.close)
         factory = ManagedLedgerFactory(store, ledgers, config, cache_budget_bytes=cache_budget_bytes)
@@ -143,6 +156,8 @@ async def run_until_signalled(name: str, node: Node, start: Callable[[], Awaitab
     await stop.wait()
     print(f"{name} shutting down", flush=True)
     await node.stop()
+    if node.fatal is not None:
+        raise TaureauError(node.fatal)
 
 
 def _exit_if_not_stopped_within(name: str, seconds: float) -> None:

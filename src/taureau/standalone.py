@@ -45,6 +45,7 @@ class FunctionsOptions:
 class StandaloneConfig:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     metadata_url: str | None = None
+    metadata_session_timeout_s: float = 10.0  # ZooKeeper only (Pulsar: metadataStoreSessionTimeoutMillis)
     state: StateOptions = field(default_factory=StateOptions)
     functions: FunctionsOptions = field(default_factory=FunctionsOptions)
 
@@ -66,6 +67,7 @@ class Standalone(Node):
         store, factory = await self.open_storage(
             data_dir, self.config.metadata_url, fsync=broker.journal_fsync, config=broker.managed_ledger,
             cache_budget_bytes=broker.managed_ledger_cache_size_bytes,
+            metadata_session_timeout_s=self.config.metadata_session_timeout_s,
         )
         service = BrokerService(broker, store, factory)
         await service.start()

@@ -42,10 +42,23 @@ _BOUND_FLAGS = [
 
 def _standalone_parser(sub) -> None:
     from taureau.broker.config import BrokerConfig
+    from taureau.cli.cluster_cmd import metadata_url
 
     d = BrokerConfig()  # the defaults the flags below show and keep
     p = sub.add_parser("standalone", help="run broker, storage, admin API and state in one process")
     p.add_argument("--data-dir", default="./data", help="where topics and metadata live (default ./data)")
+    p.add_argument(
+        "--metadata-store",
+        type=metadata_url,
+        default=None,
+        help="embedded (default: in --data-dir) or zk://host:port[,host:port...][/chroot]",
+    )
+    p.add_argument(
+        "--metadata-session-timeout",
+        type=float,
+        default=10.0,
+        help="seconds ZooKeeper keeps the session of a silent process (default 10); on expiry it stops",
+    )
     p.add_argument("--broker-port", type=int, default=6650, help="Pulsar protocol port (default 6650)")
     p.add_argument("--web-port", type=int, default=8080, help="admin REST port (default 8080)")
     p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
@@ -151,6 +164,8 @@ def _run_standalone(args: argparse.Namespace) -> int:
             journal_fsync=not args.no_journal_fsync,
             **{field: getattr(args, field) for _, field, _, _ in _BOUND_FLAGS},
         ),
+        metadata_url=args.metadata_store,
+        metadata_session_timeout_s=args.metadata_session_timeout,
         state=StateOptions(
             enabled=not args.no_state,
             port=args.state_port,
@@ -178,7 +193,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from taureau.cli import admin, client, demo, functions, sketches, tokens
+    from taureau.cli import admin, client, cluster_cmd, demo, functions, sketches, tokens
 
     parser = argparse.ArgumentParser(
         prog="taureau", description="Taureau: a serverless platform for real-time data"
@@ -188,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _standalone_parser(sub)
     _functions_worker_parser(sub)
+    cluster_cmd.register(sub)
     admin.register(sub)
     client.register(sub)
     functions.register(sub)

@@ -23,14 +23,18 @@ def check_metadata_url(url: str | None) -> str | None:
 
 
 async def open_metadata_store(
-    url: str | None, data_dir: str | os.PathLike[str] | None, *, fsync: bool = True
+    url: str | None,
+    data_dir: str | os.PathLike[str] | None,
+    *,
+    fsync: bool = True,
+    session_timeout_s: float = 10.0,
 ) -> MetadataStore:
     """Open the store `url` names.
 
     None / "embedded" / "embedded://": file-backed under `data_dir`/metadata (in memory
     when data_dir is None). "memory" / "memory://": in memory only.
     "zk://host:port[,host:port...][/chroot]": a ZooKeeper ensemble (MetadataConnectionError
-    if none of its servers answers).
+    if none of its servers answers), with a session of session_timeout_s.
 
     >>> store = await open_metadata_store(None, "/var/lib/taureau")
     """
@@ -43,4 +47,4 @@ async def open_metadata_store(
         return EmbeddedMetadataStore(None, fsync)
     from taureau.metadata.zookeeper import ZooKeeperMetadataStore  # kazoo only when asked for
 
-    return await ZooKeeperMetadataStore.open(url)
+    return await ZooKeeperMetadataStore.open(url, session_timeout_s=session_timeout_s)

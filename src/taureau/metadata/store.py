@@ -99,6 +99,11 @@ class MetadataStore(abc.ABC):
         """Call `callback` on every change of `path` or of its set of children until the
         returned function is called. Persistent (unlike ZooKeeper's one-shot watches)."""
 
+    def on_session_expired(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the loop, once) if this store's session expires. The embedded
+        store's session is the process, so it never expires and never calls it."""
+        return None
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Flush and release; ephemeral nodes of this session are removed."""

@@ -118,6 +118,7 @@ class ZooKeeperMetadataStore(MetadataStore):
         self._closed = False
         self._expired = False
         self._stopping: asyncio.Future[None] | None = None
+        self._expiry_callbacks: list[Callable[[], None]] = []
         client.add_listener(self._on_state)
 
     @classmethod
@@ -358,9 +359,14 @@ class ZooKeeperMetadataStore(MetadataStore):
         for path, entry in watches.items():
             for callback in list(entry.callbacks.values()):
                 self._loop.call_soon(callback, WatchEvent.SESSION_EXPIRED, path)
+        for told in self._expiry_callbacks:
+            self._loop.call_soon(told)
         # kazoo would open a fresh session; a store whose ephemerals vanished must not
         # carry on as if nothing happened, so the client stops here.
         self._stopping = asyncio.ensure_future(asyncio.to_thread(_stop_quietly, self._client))
+
+    def on_session_expired(self, callback: Callable[[], None]) -> None:
+        self._expiry_callbacks.append(callback)
 
     @property
     def expired(self) -> bool:
