@@ -31,6 +31,7 @@ RANK = {
     "node": 10,
     "standalone": 11,
     "functions_worker": 11,
+    "bookie_server": 11,
     "cli": 12,
 }
 
@@ -51,8 +52,9 @@ ALLOWED = {
     "node": {"common", "metadata", "storage"},
     "standalone": {"broker", "functions", "net", "node", "sketches", "state", "web"},
     "functions_worker": {"broker", "functions", "net", "node", "storage", "web"},
-    "cli": {"auth", "broker", "common", "functions", "functions_worker", "metadata", "sketches", "standalone",
-            "state"},
+    "bookie_server": {"metadata", "net", "node", "storage"},
+    "cli": {"auth", "bookie_server", "broker", "common", "functions", "functions_worker", "metadata", "sketches",
+            "standalone", "state"},
 }
 
 

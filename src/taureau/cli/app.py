@@ -128,10 +128,10 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
         secrets_provider=args.secrets_provider,
         journal_fsync=not args.no_journal_fsync,
     )
-    return _serve("taureau functions-worker", args.verbose, lambda: run(config))
+    return serve("taureau functions-worker", args.verbose, lambda: run(config))
 
 
-def _serve(name: str, verbose: bool, run) -> int:
+def serve(name: str, verbose: bool, run) -> int:
     """Run a server command: one line on stderr for an error it can name, exit code 1."""
     from taureau.common.errors import TaureauError
 
@@ -180,7 +180,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
             secrets_provider=args.secrets_provider,
         ),
     )
-    return _serve("taureau standalone", args.verbose, lambda: run(config))
+    return serve("taureau standalone", args.verbose, lambda: run(config))
 
 
 def _version() -> str:
@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     _standalone_parser(sub)
     _functions_worker_parser(sub)
     cluster_cmd.register(sub)
+    cluster_cmd.register_bookie_verb(sub)
     admin.register(sub)
     client.register(sub)
     functions.register(sub)

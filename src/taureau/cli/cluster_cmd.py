@@ -60,6 +60,33 @@ def register(sub) -> None:
     p.set_defaults(func=lambda a: _run("initialize-cluster-metadata", _initialize(a)))
 
 
+def register_bookie_verb(sub) -> None:
+    p = sub.add_parser("bookie", help="run a bookie: entries over TCP, registered in a ZooKeeper metadata store")
+    p.add_argument("--metadata-store", required=True, type=zk_url, help="zk://host:port[/chroot]")
+    p.add_argument("--data-dir", default="./bookie-data", help="journal, entry logs, index (default ./bookie-data)")
+    p.add_argument("--port", type=int, default=3181, help="bookie protocol port (default 3181, 0: any free)")
+    p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--advertised-address", default="127.0.0.1",
+                   help="host others reach this bookie at; with the port it is the bookie's id")
+    p.add_argument("--no-journal-fsync", action="store_true", help="acknowledge before fsync (faster, unsafe)")
+    p.add_argument("--metadata-session-timeout", type=float, default=10.0,
+                   help="seconds ZooKeeper keeps a silent bookie registered (default 10)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p.set_defaults(func=_run_bookie)
+
+
+def _run_bookie(a: argparse.Namespace) -> int:
+    from taureau.bookie_server import BookieConfig, run
+    from taureau.cli.app import serve
+
+    config = BookieConfig(
+        metadata_url=a.metadata_store, data_dir=a.data_dir, port=a.port, bind_address=a.bind_address,
+        advertised_address=a.advertised_address, journal_fsync=not a.no_journal_fsync,
+        metadata_session_timeout_s=a.metadata_session_timeout,
+    )
+    return serve("taureau bookie", a.verbose, lambda: run(config))
+
+
 def _run(verb: str, work) -> int:
     try:
         print(asyncio.run(work))

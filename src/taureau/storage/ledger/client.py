@@ -66,8 +66,12 @@ class BookKeeperClient(LedgerClient):
                 continue  # another client took an id at the same time
         raise StorageError("could not allocate a ledger id: the counter kept changing")
 
+    def _candidates(self) -> list[str]:
+        """The bookies a new ledger's ensemble may use, in a stable order."""
+        return sorted(self.bookies)
+
     def _choose_ensemble(self, size: int) -> list[str]:
-        ids = sorted(self.bookies)
+        ids = self._candidates()
         if size > len(ids):
             raise NotEnoughBookiesError(
                 f"ensemble of {size} needs more bookies than the {len(ids)} available"
@@ -106,7 +110,13 @@ class BookKeeperClient(LedgerClient):
         found = await self._store.get(fmt.ledger_path(ledger_id))
         if found is None:
             raise NoSuchLedgerError(f"ledger {ledger_id} does not exist")
-        return fmt.decode_metadata(found[0]), found[1].version
+        md = fmt.decode_metadata(found[0])
+        self._reach(md.ensemble)
+        return md, found[1].version
+
+    def _reach(self, bookie_ids: list[str]) -> None:
+        """Make sure the bookies of a ledger can be talked to (a client of fixed, local
+        bookies has them all already)."""
 
     async def get_metadata(self, ledger_id: int) -> LedgerMetadata:
         self._check_open()

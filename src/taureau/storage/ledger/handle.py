@@ -68,13 +68,32 @@ class ReadHandle(LedgerHandle):
             raise NoSuchEntryError(
                 f"entry {self.ledger_id}:{last} is beyond the last-add-confirmed {self._lac}"
             )
-        out = []
-        for entry_id in range(first, last + 1):
+        out = await self._read_ranged(first, last)
+        for entry_id in range(first + len(out), last + 1):
             stored, _ = await read_stored(self._bookies, self.metadata, entry_id)
             if stored is None:
                 raise NoSuchEntryError(f"entry {self.ledger_id}:{entry_id} is on none of its bookies")
             out.append(fmt.decode_entry(stored)[2])
         return out
+
+    async def _read_ranged(self, first: int, last: int) -> list[bytes]:
+        """As many of first..last as one bookie gives in ranged reads (one round trip per
+        8 MiB over the wire), when every bookie of the ensemble holds every entry (E = W);
+        the caller reads the rest entry by entry from each entry's write set."""
+        md = self.metadata
+        if len(md.ensemble) != md.write_quorum or last == first:
+            return []
+        for bookie_id in md.ensemble:
+            bookie = self._bookies.get(bookie_id)
+            if bookie is None:
+                continue
+            try:
+                stored = await bookie.read_entries(self.ledger_id, first, last)
+            except StorageError as exc:
+                log.debug("ranged read of ledger %d from %s failed: %s", self.ledger_id, bookie_id, exc)
+                continue
+            return [fmt.decode_entry(s)[2] for s in stored]
+        return []
 
     async def close(self) -> None:
         pass
