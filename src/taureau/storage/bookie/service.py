@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 from taureau.common.errors import StorageError
 from taureau.storage.bookie import wire
@@ -55,7 +56,8 @@ class BookieConnection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         if len(self._server.connections) >= self._server.max_connections:
             log.warning("refusing a bookie connection: %d open already", len(self._server.connections))

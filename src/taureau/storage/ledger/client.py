@@ -70,6 +70,10 @@ class BookKeeperClient(LedgerClient):
         """The bookies a new ledger's ensemble may use, in a stable order."""
         return sorted(self.bookies)
 
+    def _spare(self, exclude: set[str]) -> str | None:
+        """A bookie that can replace a failed one: a candidate not in `exclude`."""
+        return next((b for b in self._candidates() if b not in exclude), None)
+
     def _choose_ensemble(self, size: int) -> list[str]:
         ids = self._candidates()
         if size > len(ids):
@@ -111,7 +115,7 @@ class BookKeeperClient(LedgerClient):
         if found is None:
             raise NoSuchLedgerError(f"ledger {ledger_id} does not exist")
         md = fmt.decode_metadata(found[0])
-        self._reach(md.ensemble)
+        self._reach(md.all_bookies())
         return md, found[1].version
 
     def _reach(self, bookie_ids: list[str]) -> None:
@@ -133,7 +137,7 @@ class BookKeeperClient(LedgerClient):
             if not recovery:
                 return await self._open_no_recovery(md)
             try:
-                md = await recover_ledger(self._store, self.bookies, md, version)
+                md = await recover_ledger(self._store, self.bookies, md, version, spare=self._spare)
             except BadVersionError:
                 continue  # the metadata moved under us: look again
             return ReadHandle(self.bookies, md, md.last_entry_id, md.length)
@@ -160,7 +164,7 @@ class BookKeeperClient(LedgerClient):
         self._check_open()
         md, version = await self._read_metadata(ledger_id)
         await self._store.delete(fmt.ledger_path(ledger_id), version)
-        for bookie_id in dict.fromkeys(md.ensemble):
+        for bookie_id in md.all_bookies():
             bookie = self.bookies.get(bookie_id)
             if bookie is None:
                 continue

@@ -1,7 +1,7 @@
 """ClusterLedgerClient: ledgers on `taureau bookie` processes found in the metadata store.
 
-New ensembles are chosen among the bookies registered as available (looked up again for
-each new ledger); any bookie a ledger's metadata names is reached by its id, which is its
+New ensembles, and spares that replace a failed bookie during recovery, are chosen among
+the bookies registered as available (looked up again for each new ledger and recovery); any bookie a ledger's metadata names is reached by its id, which is its
 address, so ledgers written before a bookie left can still be read from the others.
 """
 
@@ -29,9 +29,17 @@ class ClusterLedgerClient(BookKeeperClient):
         ack_quorum: int = 1,
         custom: dict[str, str] | None = None,
     ):
+        await self._refresh()
+        return await super().create_ledger(ensemble_size, write_quorum, ack_quorum, custom)
+
+    async def open_ledger(self, ledger_id: int, recovery: bool = True):
+        if recovery:
+            await self._refresh()  # a recovery may need a spare bookie
+        return await super().open_ledger(ledger_id, recovery)
+
+    async def _refresh(self) -> None:
         self._available = await available_bookies(self._store)
         self._reach(self._available)
-        return await super().create_ledger(ensemble_size, write_quorum, ack_quorum, custom)
 
     def _candidates(self) -> list[str]:
         return sorted(self._available)

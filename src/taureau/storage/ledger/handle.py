@@ -81,7 +81,7 @@ class ReadHandle(LedgerHandle):
         8 MiB over the wire), when every bookie of the ensemble holds every entry (E = W);
         the caller reads the rest entry by entry from each entry's write set."""
         md = self.metadata
-        if len(md.ensemble) != md.write_quorum or last == first:
+        if len(md.ensembles) != 1 or len(md.ensemble) != md.write_quorum or last == first:
             return []
         for bookie_id in md.ensemble:
             bookie = self._bookies.get(bookie_id)
@@ -294,7 +294,7 @@ class WriteHandle(ReadHandle):
         md = self.metadata
         closed = LedgerMetadata(
             md.ledger_id, md.ensemble, md.write_quorum, md.ack_quorum, LedgerState.CLOSED,
-            self._lac, self._length, md.created_ms, md.custom,
+            self._lac, self._length, md.created_ms, md.custom, md.ensembles,
         )  # fmt: skip
         try:
             await self._store.put(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from itertools import count
+from typing import cast
 
 from taureau.common.errors import StorageError
 from taureau.storage.bookie import wire
@@ -38,7 +39,8 @@ class _Connection(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:

@@ -1,0 +1,55 @@
+"""A recovery that loses a bookie re-replicates the tail onto a spare (an ensemble change)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+
+import pytest
+
+from taureau.common.errors import StorageError
+from taureau.storage.ledger import LedgerMetadata
+from taureau.storage.ledger import format as fmt
+
+pytestmark = pytest.mark.anyio
+
+
+def test_segments_pick_the_write_set_and_survive_encoding():
+    md = LedgerMetadata(4, ["a", "b"], 2, 2)
+    assert md.ensembles == [(0, ["a", "b"])]
+    md.change_ensemble(10, "b", "c")
+    md.change_ensemble(10, "a", "d")  # same first entry: the segment is amended, not added
+    md.change_ensemble(20, "c", "e")
+    assert md.ensembles == [(0, ["a", "b"]), (10, ["d", "c"]), (20, ["d", "e"])]
+    assert md.ensemble == ["d", "e"]
+    assert fmt.write_set(md, 9) == ["b", "a"] and fmt.write_set(md, 10) == ["d", "c"]
+    assert fmt.write_set(md, 25) == ["e", "d"]
+    assert md.all_bookies() == ["a", "b", "d", "c", "e"]
+    again = fmt.decode_metadata(fmt.encode_metadata(md))
+    assert again.ensembles == md.ensembles and again.ensemble == md.ensemble
+    old = fmt.decode_metadata(b'{"ledger_id":1,"ensemble":["x"],"write_quorum":1,"ack_quorum":1,'
+                              b'"state":"open","last_entry_id":-1,"length":0,"created_ms":0}')
+    assert old.ensembles == [(0, ["x"])]  # metadata written before segments existed
+
+
+async def test_recovery_replaces_a_failed_bookie_with_a_spare_and_records_it(cluster_of):
+    cluster = await cluster_of(3)
+    writer = cluster.client()
+    ledger = await writer.create_ledger(2, 2, 2)
+    assert ledger.metadata.ensemble == ["bookie-0", "bookie-1"]
+    for i in range(10):
+        await ledger.add_entry(b"ok%d" % i)
+    cluster.files["bookie-1"].inject("append", errno.ENOSPC, times=None)
+    results = await asyncio.gather(*(ledger.add_entry(b"more%d" % i) for i in range(5)), return_exceptions=True)
+    assert all(isinstance(r, StorageError) for r in results)  # W2 A2 cannot ack with one bookie
+    recovered = await cluster.client().open_ledger(ledger.ledger_id)
+    md = await cluster.client().get_metadata(ledger.ledger_id)
+    assert md.ensembles[0] == (0, ["bookie-0", "bookie-1"])
+    assert len(md.ensembles) == 2 and md.ensembles[1][1] == ["bookie-0", "bookie-2"]
+    first_moved = md.ensembles[1][0]
+    assert first_moved <= recovered.last_add_confirmed
+    assert await recovered.read_entries(0, 9) == [b"ok%d" % i for i in range(10)]
+    # The spare holds what was re-written to it.
+    for entry_id in range(first_moved, recovered.last_add_confirmed + 1):
+        stored = await cluster.bookies["bookie-2"].read_entry(ledger.ledger_id, entry_id)
+        assert fmt.decode_entry(stored)[2] == (await recovered.read_entries(entry_id, entry_id))[0]
