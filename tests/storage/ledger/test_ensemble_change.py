@@ -8,7 +8,7 @@ import errno
 import pytest
 
 from taureau.common.errors import StorageError
-from taureau.storage.ledger import LedgerMetadata
+from taureau.storage.ledger import BookKeeperClient, LedgerMetadata
 from taureau.storage.ledger import format as fmt
 
 pytestmark = pytest.mark.anyio
@@ -34,7 +34,8 @@ def test_segments_pick_the_write_set_and_survive_encoding():
 
 async def test_recovery_replaces_a_failed_bookie_with_a_spare_and_records_it(cluster_of):
     cluster = await cluster_of(3)
-    writer = cluster.client()
+    # The writer knows two bookies only, so it has no spare and cannot change its ensemble.
+    writer = BookKeeperClient(cluster.store, {b: cluster.bookies[b] for b in ("bookie-0", "bookie-1")})
     ledger = await writer.create_ledger(2, 2, 2)
     assert ledger.metadata.ensemble == ["bookie-0", "bookie-1"]
     for i in range(10):
@@ -53,3 +54,26 @@ async def test_recovery_replaces_a_failed_bookie_with_a_spare_and_records_it(clu
     for entry_id in range(first_moved, recovered.last_add_confirmed + 1):
         stored = await cluster.bookies["bookie-2"].read_entry(ledger.ledger_id, entry_id)
         assert fmt.decode_entry(stored)[2] == (await recovered.read_entries(entry_id, entry_id))[0]
+
+
+async def test_a_writer_replaces_a_failed_bookie_and_goes_on(cluster_of):
+    cluster = await cluster_of(3)
+    ledger = await cluster.client().create_ledger(2, 2, 2)
+    assert ledger.metadata.ensemble == ["bookie-0", "bookie-1"]
+    for i in range(10):
+        await ledger.add_entry(b"before%d" % i)
+    cluster.files["bookie-1"].inject("append", errno.ENOSPC, times=None)
+    ids = await asyncio.gather(*(ledger.add_entry(b"after%d" % i) for i in range(40)))
+    assert ids == list(range(10, 50))  # every add acknowledged, in order
+    md = await cluster.client().get_metadata(ledger.ledger_id)
+    assert md.ensembles == [(0, ["bookie-0", "bookie-1"]), (10, ["bookie-0", "bookie-2"])]
+    for entry_id in range(10, 50):  # what the failed bookie could not take, the spare has
+        assert fmt.decode_entry(await cluster.bookies["bookie-2"].read_entry(ledger.ledger_id, entry_id))[2] == (
+            b"after%d" % (entry_id - 10)
+        )
+    await ledger.close()
+    reader = await cluster.client().open_ledger(ledger.ledger_id)
+    assert reader.last_add_confirmed == 49
+    assert await reader.read_entries(0, 49) == [b"before%d" % i for i in range(10)] + [
+        b"after%d" % i for i in range(40)
+    ]

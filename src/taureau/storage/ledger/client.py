@@ -104,7 +104,7 @@ class BookKeeperClient(LedgerClient):
             custom=dict(custom or {}),
         )
         stat = await self._store.put(fmt.ledger_path(ledger_id), fmt.encode_metadata(md), -1)
-        handle = WriteHandle(self.bookies, md, self._store, stat.version)
+        handle = WriteHandle(self.bookies, md, self._store, stat.version, spare=self._spare)
         self._writers.add(handle)
         return handle
 

@@ -5,10 +5,12 @@ suspends, stores `lac + length + data` on the entry's write set (ensemble[(e+i) 
 i < write_quorum) and counts acks. An entry is confirmed once ack_quorum bookies acked it
 *and* every earlier entry is confirmed: `_pending` holds the unconfirmed entries in id
 order, and `_drain` confirms from its head, so completions and the LAC move in entry
-order. A bookie that fails is dropped from the write set while the others can still form
-an ack quorum; when they cannot, or a bookie says the ledger is fenced, the handle fails
-every pending and later add with that error (BookKeeper would change the ensemble; this
-client does not yet).
+order. A bookie that fails is dropped from the write set; when the client can name a spare
+bookie, an ensemble change replaces it (a new segment in the ledger metadata from the first
+unconfirmed entry, written before anything more is confirmed; then the unconfirmed entries
+are re-sent to the spare). Without a spare, adds go on while the others still form an ack
+quorum; when they cannot, or a bookie says the ledger is fenced, the handle fails every
+pending and later add with that error.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from taureau.common.errors import (
     BadVersionError,
@@ -102,11 +105,13 @@ class ReadHandle(LedgerHandle):
 class _Pending:
     """One add in flight."""
 
-    __slots__ = ("entry_id", "size", "acks", "outstanding", "ready", "done", "error", "waiter")
+    __slots__ = ("entry_id", "size", "acks", "outstanding", "ready", "done", "error", "waiter", "stored", "sent_to")
 
-    def __init__(self, entry_id: int, size: int, outstanding: int) -> None:
+    def __init__(self, entry_id: int, size: int, outstanding: int, stored: bytes = b"") -> None:
         self.entry_id = entry_id
         self.size = size
+        self.stored = stored  # kept while unconfirmed: an ensemble change re-sends it
+        self.sent_to: set[str] = set()
         self.acks = 0  # bookies that made it durable
         self.outstanding = outstanding  # bookies that have not answered yet
         self.ready = False  # reached ack quorum (but maybe waits for earlier entries)
@@ -124,8 +129,13 @@ class WriteHandle(ReadHandle):
         md: LedgerMetadata,
         metadata: MetadataStore,
         md_version: int,
+        spare: Callable[[set[str]], str | None] | None = None,
     ) -> None:
         super().__init__(bookies, md, -1, 0)
+        self._spare = spare  # names a bookie to replace a failed one; None: no ensemble change
+        self._changing = 0  # ensemble changes in progress: nothing is confirmed meanwhile
+        self._change_lock = asyncio.Lock()  # one change at a time: each writes the next version
+        self._last_failure: BaseException | None = None  # what the last failed bookie said
         self._store = metadata
         self._md_version = md_version  # version of /ledgers/<id> this handle last wrote
         self._next_entry_id = 0
@@ -152,9 +162,10 @@ class WriteHandle(ReadHandle):
         self._sent_length += len(data)
         stored = fmt.encode_entry(self._lac, self._sent_length, data)
         targets = [b for b in fmt.write_set(self.metadata, entry_id) if b not in self._failed_bookies]
-        pending = _Pending(entry_id, len(data), len(targets))
+        pending = _Pending(entry_id, len(data), len(targets), stored)
+        pending.sent_to.update(targets)
         self._pending.append(pending)
-        if len(targets) < self.metadata.ack_quorum:
+        if len(targets) < self.metadata.ack_quorum and not self._changing:
             self._fail_all(self._quorum_lost(entry_id))
         elif len(targets) == 1:
             # The common case (standalone, E1 W1 A1): no task, await the bookie directly.
@@ -231,12 +242,15 @@ class WriteHandle(ReadHandle):
             self._drain()
 
     def _drain(self) -> None:
+        if self._changing:
+            return  # entries wait until the metadata names the bookies that hold them
         queue = self._pending
         while queue and queue[0].ready:
             head = queue.popleft()
             self._lac = head.entry_id
             self._length += head.size
             head.done = True
+            head.stored = b""
             if head.waiter is not None and not head.waiter.done():
                 head.waiter.set_result(None)
 
@@ -247,17 +261,86 @@ class WriteHandle(ReadHandle):
                 LedgerFencedError(f"ledger {self.ledger_id} was fenced by a recovery (bookie {bookie_id})")
             )
             return
+        self._last_failure = exc
         if bookie_id not in self._failed_bookies:
             log.warning(
                 "ledger %d: dropping bookie %s from the write set: %r", self.ledger_id, bookie_id, exc
             )
             self._failed_bookies.add(bookie_id)
+            if self._spare is not None and self._error is None:
+                self._changing += 1
+                task = asyncio.ensure_future(self._change_ensemble(bookie_id, exc))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        if self._changing:
+            return  # the change re-sends what this bookie had, or fails everything
         if (
             not pending.done
             and not pending.ready
             and pending.acks + pending.outstanding < self.metadata.ack_quorum
         ):
             self._fail_all(self._quorum_lost(pending.entry_id, exc))
+
+    async def _change_ensemble(self, failed: str, cause: BaseException) -> None:
+        """Replace `failed` by a spare bookie for every entry not yet confirmed (BookKeeper's
+        ensemble change): record the new segment in the ledger metadata first, then re-send
+        the unconfirmed entries of its write sets to the spare."""
+        try:
+            async with self._change_lock:
+                await self._record_change(failed, cause)
+        except StorageError as exc:
+            self._changing -= 1
+            self._fail_all(exc)
+            return
+        except BaseException:
+            self._changing -= 1
+            raise
+        self._changing -= 1
+        for pending in list(self._pending):
+            self._resend(pending)
+        self._fail_short_of_quorum()
+        self._drain()
+
+    async def _record_change(self, failed: str, cause: BaseException) -> None:
+        md = self.metadata
+        replacement = self._spare(set(md.all_bookies()) | self._failed_bookies) if self._spare else None
+        if replacement is None or replacement not in self._bookies:
+            # No spare: go on without the bookie while the others still make an ack quorum.
+            log.warning("ledger %d: no spare bookie to replace %s (%r)", self.ledger_id, failed, cause)
+            return
+        changed = replace(md, ensemble=list(md.ensemble), ensembles=list(md.ensembles))
+        changed.change_ensemble(self._lac + 1, failed, replacement)
+        try:
+            stat = await self._store.put(
+                fmt.ledger_path(self.ledger_id), fmt.encode_metadata(changed), self._md_version
+            )
+        except BadVersionError:
+            raise LedgerFencedError(
+                f"ledger {self.ledger_id}: its metadata changed under the writer (a recovery)"
+            ) from None
+        self.metadata, self._md_version = changed, stat.version
+        log.warning("ledger %d: entries from %d go to %s instead of %s",
+                    self.ledger_id, self._lac + 1, replacement, failed)  # fmt: skip
+
+    def _resend(self, pending: _Pending) -> None:
+        if pending.done:
+            return
+        for bookie_id in fmt.write_set(self.metadata, pending.entry_id):
+            if bookie_id in pending.sent_to or bookie_id in self._failed_bookies:
+                continue
+            pending.sent_to.add(bookie_id)
+            pending.outstanding += 1
+            task = asyncio.ensure_future(self._send(pending, bookie_id, pending.stored))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _fail_short_of_quorum(self) -> None:
+        if self._changing:
+            return
+        for pending in self._pending:
+            if not pending.ready and pending.acks + pending.outstanding < self.metadata.ack_quorum:
+                self._fail_all(self._quorum_lost(pending.entry_id, self._last_failure))
+                return
 
     def _quorum_lost(self, entry_id: int, cause: BaseException | None = None) -> StorageError:
         msg = (
