@@ -18,6 +18,8 @@ from taureau.common.errors import StorageError, TaureauError
 from taureau.common.private_files import DIR_MODE, make_private_dirs, open_private
 from taureau.metadata.factory import open_metadata_store
 from taureau.metadata.store import MetadataStore
+from taureau.storage.ledger.client import BookKeeperClient
+from taureau.storage.ledger.cluster import ClusterLedgerClient
 from taureau.storage.ledger.local import open_local_ledger_client
 from taureau.storage.managed_ledger.api import ManagedLedgerConfig
 from taureau.storage.managed_ledger.factory import ManagedLedgerFactory
@@ -94,8 +96,10 @@ class Node:
     async def open_storage(
         self, data_dir: str, metadata_url: str | None, *, fsync: bool, config: ManagedLedgerConfig,
         cache_budget_bytes: int | None = None, metadata_session_timeout_s: float = 10.0,
+        remote_bookies: bool = False,
     ) -> tuple[MetadataStore, ManagedLedgerFactory]:
-        """The metadata store, one local bookie and a managed-ledger factory over them."""
+        """The metadata store, the bookies (one in this process, or with remote_bookies the
+        `taureau bookie` processes registered in the store) and a managed-ledger factory."""
         store = await open_metadata_store(
             metadata_url, data_dir, fsync=fsync, session_timeout_s=metadata_session_timeout_s
         )
@@ -103,7 +107,11 @@ class Node:
         # As Pulsar's default zookeeperSessionExpiredPolicy (shutdown): what the session
         # registered is gone and others may have taken over, so this node must not go on.
         store.on_session_expired(lambda: self.stop_for(f"metadata store session expired ({metadata_url})"))
-        ledgers = await open_local_ledger_client(data_dir, store, num_bookies=1, journal_fsync=fsync)
+        ledgers: BookKeeperClient
+        if remote_bookies:
+            ledgers = ClusterLedgerClient(store)
+        else:
+            ledgers = await open_local_ledger_client(data_dir, store, num_bookies=1, journal_fsync=fsync)
         self.on_stop(ledgers.close)
         factory = ManagedLedgerFactory(store, ledgers, config, cache_budget_bytes=cache_budget_bytes)
         self.on_stop(factory.close)

@@ -126,3 +126,60 @@ def test_bookie_verb_validates_its_arguments_before_connecting(tmp_path):
             capture_output=True, text=True, timeout=30,
         )
         assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr
+
+
+def _ensemble_of_newest_ledger(zk_url: str) -> list[str]:
+    async def read() -> list[str]:
+        import json
+
+        store = await ZooKeeperMetadataStore.open(zk_url)
+        try:
+            newest = max(int(n) for n in await store.children("/ledgers"))
+            return json.loads((await store.get(f"/ledgers/{newest}"))[0])["ensemble"]
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_a_broker_on_remote_bookies_survives_kill_9_of_one_with_nothing_acked_lost(tmp_path, zk_url):
+    import pulsar
+
+    from tests.e2e.harness import Standalone
+
+    procs = [BookieProcess(tmp_path / f"bookie-{i}", zk_url).start() for i in range(3)]
+    server = Standalone(tmp_path / "broker", "--metadata-store", zk_url, "--remote-bookies", "--no-functions")
+    try:
+        server.start()
+        client = pulsar.Client(server.service_url, operation_timeout_seconds=30,
+                               logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+        topic = "persistent://public/default/on-remote-bookies"
+        consumer = client.subscribe(topic, "check")
+        producer = client.create_producer(topic, batching_enabled=False)
+        sent = []
+        for i in range(1500):
+            if i == 300:  # kill -9 a bookie that holds the topic's current ledger
+                victim = _ensemble_of_newest_ledger(zk_url)[0]
+                next(b for b in procs if b.bookie_id == victim).kill()
+            producer.send(b"m%d" % i)  # raises if the broker could not store it
+            sent.append(b"m%d" % i)
+        received = []
+        for _ in range(len(sent)):
+            msg = consumer.receive(10_000)
+            received.append(msg.data())
+            consumer.acknowledge(msg)
+        assert received == sent  # every acknowledged message, once, in order
+        client.close()
+        assert victim not in _ensemble_of_newest_ledger(zk_url)
+    finally:
+        server.stop()
+        for b in procs:
+            b.kill()
+
+
+def test_remote_bookies_need_a_zookeeper_store(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "taureau.cli.main", "standalone", "--data-dir", str(tmp_path), "--remote-bookies"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 2 and "--remote-bookies needs --metadata-store zk://" in out.stderr

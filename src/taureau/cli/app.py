@@ -59,6 +59,18 @@ def _standalone_parser(sub) -> None:
         default=10.0,
         help="seconds ZooKeeper keeps the session of a silent process (default 10); on expiry it stops",
     )
+    p.add_argument(
+        "--remote-bookies",
+        action="store_true",
+        help="store entries on the `taureau bookie` processes registered in --metadata-store (zk:// only)",
+    )
+    for flag, field, text in (
+        ("--ensemble-size", "ensemble_size", "bookies each ledger is spread over"),
+        ("--write-quorum", "write_quorum", "bookies each entry is written to"),
+        ("--ack-quorum", "ack_quorum", "bookies that must store an entry before it is acknowledged"),
+    ):
+        p.add_argument(flag, dest=field, type=int, default=None,
+                       help=f"{text} (default 2 with --remote-bookies, else 1)")
     p.add_argument("--broker-port", type=int, default=6650, help="Pulsar protocol port (default 6650)")
     p.add_argument("--web-port", type=int, default=8080, help="admin REST port (default 8080)")
     p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
@@ -153,6 +165,16 @@ def _run_standalone(args: argparse.Namespace) -> int:
     from taureau.broker.config import BrokerConfig
     from taureau.standalone import FunctionsOptions, StandaloneConfig, StateOptions, run
 
+    if args.remote_bookies and not (args.metadata_store or "").startswith("zk://"):
+        print("taureau standalone: --remote-bookies needs --metadata-store zk://...", file=sys.stderr)
+        return 2
+    default_quorum = 2 if args.remote_bookies else 1
+    e, w, a = (getattr(args, f) or default_quorum for f in ("ensemble_size", "write_quorum", "ack_quorum"))
+    if not 1 <= a <= w <= e:
+        print(f"taureau standalone: need 1 <= ack quorum ({a}) <= write quorum ({w}) <= ensemble size ({e})",
+              file=sys.stderr)
+        return 2
+
     config = StandaloneConfig(
         broker=BrokerConfig(
             bind_address=args.bind_address,
@@ -166,6 +188,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
         ),
         metadata_url=args.metadata_store,
         metadata_session_timeout_s=args.metadata_session_timeout,
+        remote_bookies=args.remote_bookies,
         state=StateOptions(
             enabled=not args.no_state,
             port=args.state_port,
@@ -180,6 +203,8 @@ def _run_standalone(args: argparse.Namespace) -> int:
             secrets_provider=args.secrets_provider,
         ),
     )
+    ledgers = config.broker.managed_ledger
+    ledgers.ensemble_size, ledgers.write_quorum, ledgers.ack_quorum = e, w, a
     return serve("taureau standalone", args.verbose, lambda: run(config))
 
 
