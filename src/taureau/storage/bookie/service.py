@@ -16,6 +16,7 @@ import logging
 from typing import cast
 
 from taureau.common.errors import StorageError
+from taureau.common.sockets import no_delay
 from taureau.storage.bookie import wire
 from taureau.storage.bookie.bookie import Bookie
 
@@ -59,6 +60,7 @@ class BookieConnection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
+        no_delay(transport)
         if len(self._server.connections) >= self._server.max_connections:
             log.warning("refusing a bookie connection: %d open already", len(self._server.connections))
             transport.abort()

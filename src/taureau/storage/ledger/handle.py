@@ -185,40 +185,39 @@ class WriteHandle(ReadHandle):
     async def add_entries(self, datas: list[bytes]) -> int:
         """Append entries in order; the first one's id once all are confirmed.
 
-        With a single bookie per entry (E = W = A = 1, standalone) the whole list goes to the
-        bookie in one call and waits on one journal batch; otherwise each entry is added as
-        add_entry would (quorum bookkeeping per entry).
+        When every bookie of the ensemble stores every entry (E = W: standalone's 1/1/1, a
+        cluster's 2/2/2) the whole list goes to each bookie in one call and waits on one
+        journal batch there; otherwise (striping, a bookie lost, an ensemble change under
+        way) each entry is added as add_entry would.
         """
         md = self.metadata
-        if len(md.ensemble) != 1 or md.write_quorum != 1 or self._failed_bookies or not datas:
+        if len(md.ensemble) != md.write_quorum or self._failed_bookies or self._changing or not datas:
             return await super().add_entries(datas)
         if self._closed:
             raise LedgerClosedError(f"ledger {self.ledger_id} is closed")
         if self._error is not None:
             raise self._error
-        first = self._next_entry_id
-        stored, batch = [], []
         for data in datas:
             if not isinstance(data, bytes | bytearray | memoryview):
                 raise TypeError(f"entry data must be bytes, not {type(data).__name__}")
+        first = self._next_entry_id
+        stored, batch = [], []
         for data in datas:
             self._sent_length += len(data)
-            stored.append(fmt.encode_entry(self._lac, self._sent_length, data))
-            pending = _Pending(self._next_entry_id, len(data), 1)
+            encoded = fmt.encode_entry(self._lac, self._sent_length, data)
+            stored.append(encoded)
+            pending = _Pending(self._next_entry_id, len(data), len(md.ensemble), encoded)
+            pending.sent_to.update(md.ensemble)
             self._next_entry_id += 1
             self._pending.append(pending)
             batch.append(pending)
-        bookie_id = md.ensemble[0]
-        try:
-            await self._bookies[bookie_id].add_entries(self.ledger_id, first, stored)
-        except BaseException as exc:
-            self._bookie_failed(batch[0], bookie_id, exc)
-            if not isinstance(exc, Exception):
-                raise
+        if len(md.ensemble) == 1:
+            await self._send_batch(batch, md.ensemble[0], stored)  # no task for the common case
         else:
-            for pending in batch:
-                pending.outstanding, pending.acks, pending.ready = 0, 1, True
-            self._drain()
+            for bookie_id in md.ensemble:
+                task = asyncio.ensure_future(self._send_batch(batch, bookie_id, stored))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         last = batch[-1]
         if not last.done:
             last.waiter = asyncio.get_running_loop().create_future()
@@ -226,6 +225,23 @@ class WriteHandle(ReadHandle):
         if last.error is not None:
             raise last.error
         return first
+
+    async def _send_batch(self, batch: list[_Pending], bookie_id: str, stored: list[bytes]) -> None:
+        try:
+            await self._bookies[bookie_id].add_entries(self.ledger_id, batch[0].entry_id, stored)
+        except BaseException as exc:
+            for pending in batch:
+                self._bookie_failed(pending, bookie_id, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        quorum = self.metadata.ack_quorum
+        for pending in batch:
+            pending.outstanding -= 1
+            pending.acks += 1
+            if pending.acks >= quorum:
+                pending.ready = True
+        self._drain()
 
     async def _send(self, pending: _Pending, bookie_id: str, stored: bytes) -> None:
         try:

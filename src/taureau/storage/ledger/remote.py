@@ -16,6 +16,7 @@ from itertools import count
 from typing import cast
 
 from taureau.common.errors import StorageError
+from taureau.common.sockets import no_delay
 from taureau.storage.bookie import wire
 from taureau.storage.bookie.wire import BookieUnavailableError
 
@@ -42,6 +43,7 @@ class _Connection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
+        no_delay(transport)
 
     def data_received(self, data: bytes) -> None:
         try:
