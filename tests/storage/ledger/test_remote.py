@@ -156,3 +156,20 @@ async def test_bad_input_gets_a_clear_answer_stores_nothing_and_the_bookie_keeps
     await remote.add_entry(9, 0, b"fine")  # and the bookie still serves
     assert await remote.read_entry(9, 0) == b"fine"
     await remote.close()
+
+
+async def test_connections_over_the_limit_are_refused_and_the_others_go_on(tmp_path):
+    s = await Served(tmp_path / "b").start()
+    s.service.max_connections = 2
+    try:
+        first, second = RemoteBookie(s.address), RemoteBookie(s.address)
+        await first.add_entry(1, 0, b"a")
+        await second.add_entry(1, 1, b"b")
+        third = RemoteBookie(s.address)
+        with pytest.raises(BookieUnavailableError):
+            await third.read_entry(1, 0)
+        assert await first.read_entries(1, 0, 1) == [b"a", b"b"]
+        for r in (first, second, third):
+            await r.close()
+    finally:
+        await s.stop()
