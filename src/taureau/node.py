@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from taureau.common.errors import StorageError, TaureauError
 from taureau.common.private_files import DIR_MODE, make_private_dirs, open_private
+from taureau.metadata.claims import claim_ephemeral
 from taureau.metadata.factory import open_metadata_store
 from taureau.metadata.store import MetadataStore
 from taureau.storage.ledger.client import BookKeeperClient
@@ -25,6 +27,9 @@ from taureau.storage.managed_ledger.api import ManagedLedgerConfig
 from taureau.storage.managed_ledger.factory import ManagedLedgerFactory
 
 log = logging.getLogger("taureau.node")
+
+# The ephemeral node of the one broker a ZooKeeper metadata store may have for now.
+BROKER_CLAIM = "/brokers/exclusive"
 
 # After SIGINT/SIGTERM the process is gone within this, stopped cleanly or not.
 STOP_DEADLINE_S = 10.0
@@ -107,6 +112,13 @@ class Node:
         # As Pulsar's default zookeeperSessionExpiredPolicy (shutdown): what the session
         # registered is gone and others may have taken over, so this node must not go on.
         store.on_session_expired(lambda: self.stop_for(f"metadata store session expired ({metadata_url})"))
+        if metadata_url is not None and metadata_url.startswith("zk://"):
+            # One broker per metadata store until bundle ownership exists: two would both
+            # serve every topic (split brain).
+            await claim_ephemeral(
+                store, BROKER_CLAIM, f"pid {os.getpid()} on {socket.gethostname()}".encode(),
+                wait_s=metadata_session_timeout_s + 5, what="the broker role of this metadata store",
+            )
         ledgers: BookKeeperClient
         if remote_bookies:
             ledgers = ClusterLedgerClient(store)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pulsar
@@ -82,3 +84,26 @@ def test_an_expired_session_stops_the_standalone_with_one_clear_line(tmp_path, z
     assert code == 1, output
     assert "metadata store session expired" in output
     assert "Traceback" not in output
+
+
+def test_one_broker_per_metadata_store_and_a_killed_one_is_replaced(tmp_path, zk_url):
+    first = Standalone(tmp_path / "one", "--metadata-store", zk_url, "--metadata-session-timeout", "1",
+                       "--no-functions").start()
+    second = subprocess.run(
+        [sys.executable, "-m", "taureau.cli.main", "standalone", "--data-dir", str(tmp_path / "two"),
+         "--metadata-store", zk_url, "--metadata-session-timeout", "1", "--no-functions", "--no-state",
+         "--broker-port", "0", "--web-port", "0"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert second.returncode == 1
+    lines = [line for line in second.stderr.splitlines() if line.startswith("taureau standalone:")]
+    assert len(lines) == 1 and "held by another live process" in lines[0], second.stderr[-2000:]
+    # kill -9: the claim goes with the dead process's session, so a restart takes over.
+    first.kill()
+    first.restart()
+    try:
+        client = _client(first)
+        client.create_producer("persistent://public/default/after-takeover").send(b"x")
+        client.close()
+    finally:
+        assert first.stop() == 0

@@ -6,12 +6,11 @@ expires) leaves the list by itself; new ledgers choose their ensembles from that
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 
-from taureau.common.errors import NodeExistsError, StorageError
+from taureau.metadata.claims import claim_ephemeral
 from taureau.metadata.store import MetadataStore
 from taureau.storage.ledger.remote import parse_address
 
@@ -23,25 +22,10 @@ AVAILABLE = "/bookies/available"
 async def register_bookie(
     store: MetadataStore, bookie_id: str, info: dict[str, object], *, wait_s: float = 30.0
 ) -> None:
-    """Add `bookie_id` to the available bookies for the life of `store`'s session.
-
-    A node left by this bookie's previous process stays until that session expires; wait
-    for it up to `wait_s` (StorageError after: another live process uses this id).
-    """
-    path = f"{AVAILABLE}/{bookie_id}"
+    """Add `bookie_id` to the available bookies for the life of `store`'s session (waits up
+    to `wait_s` for the node of this bookie's previous process to expire)."""
     body = json.dumps({**info, "registered_ms": int(time.time() * 1000)}).encode()
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            await store.put(path, body, -1, ephemeral=True)
-            return
-        except NodeExistsError:
-            if time.monotonic() >= deadline:
-                raise StorageError(
-                    f"bookie {bookie_id} is registered by another live process (its node {path} "
-                    f"did not go away within {wait_s:g}s)"
-                ) from None
-            await asyncio.sleep(0.5)
+    await claim_ephemeral(store, f"{AVAILABLE}/{bookie_id}", body, wait_s=wait_s, what=f"bookie id {bookie_id}")
 
 
 async def available_bookies(store: MetadataStore) -> list[str]:
