@@ -110,3 +110,27 @@ async def test_a_server_killed_mid_session_fails_calls_with_a_connection_error(t
         await store.close()
     finally:
         server.kill()
+
+
+@pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
+async def test_watches_and_ephemerals_survive_a_server_restart_within_the_session(tmp_path):
+    server = ZooKeeperServer(str(tmp_path / "zk"))
+    await asyncio.to_thread(server.start)
+    try:
+        store = await ZooKeeperMetadataStore.open(server.url, session_timeout_s=20.0)
+        await store.put("/w", b"1")
+        await store.put("/mine", b"e", ephemeral=True)
+        seen: list[WatchEvent] = []
+        store.watch("/w", lambda e, p: seen.append(e))
+        await asyncio.sleep(0.2)
+        server.stop()
+        await asyncio.to_thread(server.start)  # same port, same data: the session lives on
+        other = await ZooKeeperMetadataStore.open(server.url)
+        await other.put("/w", b"2")
+        await eventually(lambda: WatchEvent.MODIFIED in seen)
+        assert (await other.get("/mine"))[1].ephemeral  # still held by the first session
+        assert not store.expired and (await store.get("/w"))[0] == b"2"
+        await other.close()
+        await store.close()
+    finally:
+        server.kill()

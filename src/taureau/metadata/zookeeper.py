@@ -278,6 +278,8 @@ class ZooKeeperMetadataStore(MetadataStore):
 
     def _on_fire(self, event: Any) -> None:
         """kazoo's callback thread: a one-shot watch fired; re-read on the loop."""
+        if event.path is None:
+            return  # kazoo dropped its watches with the connection: _rearm_all sets them again
         path = self._unzk(event.path)
         try:
             self._loop.call_soon_threadsafe(self._fired, path)
@@ -318,7 +320,10 @@ class ZooKeeperMetadataStore(MetadataStore):
             except MetadataError as exc:
                 entry.busy = False
                 if not (self._closed or self._expired):
-                    log.warning("watch on %s could not re-read the node: %s", path, exc)
+                    # A read lost with the connection may not have armed its watches: try
+                    # again shortly, or the watch would go silent.
+                    log.warning("watch on %s could not re-read the node (retrying in 1 s): %s", path, exc)
+                    self._loop.call_later(1.0, self._fired, path)
                 return
             if self._watches.get(path) is not entry:
                 return
@@ -348,7 +353,19 @@ class ZooKeeperMetadataStore(MetadataStore):
                 pass
         elif state == KazooState.SUSPENDED:
             log.warning("ZooKeeper connection to %s lost; reconnecting", self.url.connect_string)
+        elif state == KazooState.CONNECTED:
+            # kazoo forgets every watch when a connection drops (it tells each watcher with a
+            # path-less event): re-arm them all once connected again; each re-read reports
+            # what changed meanwhile.
+            try:
+                self._loop.call_soon_threadsafe(self._rearm_all)
+            except RuntimeError:
+                pass
         return None
+
+    def _rearm_all(self) -> None:
+        for path in list(self._watches):
+            self._fired(path)
 
     def _session_lost(self) -> None:
         if self._closed or self._expired:
