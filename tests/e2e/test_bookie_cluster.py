@@ -187,3 +187,31 @@ def test_remote_bookies_need_a_zookeeper_store(tmp_path):
         capture_output=True, text=True, timeout=30,
     )
     assert out.returncode == 2 and "--remote-bookies needs --metadata-store zk://" in out.stderr
+
+
+def test_a_bookie_whose_session_expires_exits_with_one_line(tmp_path, zk_url):
+    import signal
+
+    bookie = BookieProcess(tmp_path / "b", zk_url, session_timeout_s=1.0).start()
+    proc = bookie.proc
+    assert proc is not None
+    proc.send_signal(signal.SIGSTOP)  # frozen past its session: ZooKeeper expires it
+    time.sleep(4)
+    proc.send_signal(signal.SIGCONT)
+    code = proc.wait(30)
+    bookie.proc = None
+    output = "".join(bookie.output)
+    assert code == 1, output
+    assert "taureau bookie: metadata store session expired" in output and "Traceback" not in output
+
+
+async def test_names_under_the_registry_that_are_not_addresses_are_ignored():
+    from taureau.metadata import EmbeddedMetadataStore
+    from taureau.storage.ledger.registry import AVAILABLE
+
+    store = EmbeddedMetadataStore()
+    await store.put(f"{AVAILABLE}/10.0.0.1:3181", b"{}")
+    await store.put(f"{AVAILABLE}/not-an-address", b"{}")
+    await store.put(f"{AVAILABLE}/host:99999", b"{}")
+    assert await available_bookies(store) == ["10.0.0.1:3181"]
+    await store.close()
