@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -21,6 +22,7 @@ def test_help_lists_the_cluster_verbs():
     out = taureau("--help")
     assert out.returncode == 0
     assert "zookeeper-check" in out.stdout and "initialize-cluster-metadata" in out.stdout
+    assert re.search(r"^\s+bookie\s+run a bookie", out.stdout, re.M)
 
 
 def test_zookeeper_check_passes_on_a_live_server(zk_url):
