@@ -7,7 +7,7 @@ import errno
 
 import pytest
 
-from taureau.common.errors import StorageError
+from taureau.common.errors import NotEnoughBookiesError, StorageError
 from taureau.storage.ledger import BookKeeperClient, LedgerMetadata
 from taureau.storage.ledger import format as fmt
 
@@ -77,3 +77,43 @@ async def test_a_writer_replaces_a_failed_bookie_and_goes_on(cluster_of):
     assert await reader.read_entries(0, 49) == [b"before%d" % i for i in range(10)] + [
         b"after%d" % i for i in range(40)
     ]
+
+
+async def test_two_failures_in_turn_are_two_ensemble_changes(cluster_of):
+    cluster = await cluster_of(4)
+    ledger = await cluster.client().create_ledger(2, 2, 2)
+    assert ledger.metadata.ensemble == ["bookie-0", "bookie-1"]
+    ids = []
+    for round_ in range(3):
+        if round_ == 1:
+            cluster.files["bookie-1"].inject("append", errno.ENOSPC, times=None)
+        if round_ == 2:
+            cluster.files["bookie-0"].inject("append", errno.ENOSPC, times=None)
+        ids += await asyncio.gather(*(ledger.add_entry(b"r%d-%d" % (round_, i)) for i in range(20)))
+    assert ids == list(range(60))
+    md = await cluster.client().get_metadata(ledger.ledger_id)
+    assert [first for first, _ in md.ensembles] == [0, 20, 40]
+    assert md.ensembles[-1][1] == ["bookie-3", "bookie-2"]
+    await ledger.close()
+    reader = await cluster.client().open_ledger(ledger.ledger_id)
+    assert await reader.read_entries(0, 59) == [b"r%d-%d" % (r, i) for r in range(3) for i in range(20)]
+
+
+async def test_failures_at_once_with_too_few_spares_fail_adds_clearly(cluster_of):
+    cluster = await cluster_of(3)
+    ledger = await cluster.client().create_ledger(2, 2, 2)
+    await ledger.add_entry(b"first")
+    cluster.files["bookie-0"].inject("append", errno.ENOSPC, times=None)
+    cluster.files["bookie-1"].inject("append", errno.ENOSPC, times=None)
+    results = await asyncio.gather(*(ledger.add_entry(b"x%d" % i) for i in range(10)), return_exceptions=True)
+    # One spare replaces one bookie; the second failure leaves no ack quorum of two.
+    assert all(isinstance(r, StorageError) for r in results)
+    # Recovery fences the last segment (bookie-2 can be fenced) but has no spare to re-write
+    # onto either: it refuses rather than close the ledger on one copy.
+    with pytest.raises(NotEnoughBookiesError):
+        await cluster.client().open_ledger(ledger.ledger_id)
+    for bookie_id in ("bookie-0", "bookie-1"):  # space back: writable again
+        cluster.files[bookie_id].clear()
+        await cluster.bookies[bookie_id].checkpoint()
+    reader = await cluster.client().open_ledger(ledger.ledger_id)
+    assert (await reader.read_entries(0, 0)) == [b"first"]

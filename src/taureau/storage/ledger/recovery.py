@@ -35,8 +35,9 @@ async def _fence(bookies: Mapping[str, BookieClient], md: LedgerMetadata) -> dic
     )
     fenced = {b: r for b, r in zip(ids, results, strict=True) if isinstance(r, int)}
     need = md.write_quorum - md.ack_quorum + 1
-    for first in range(len(md.ensemble)):
-        members = fmt.write_set(md, first)
+    start = md.ensembles[-1][0]  # only the last segment is still written to
+    for offset in range(len(md.ensemble)):
+        members = fmt.write_set(md, start + offset)
         if sum(1 for b in members if b in fenced) < need:
             errors = {b: r for b, r in zip(ids, results, strict=True) if not isinstance(r, int)}
             raise NotEnoughBookiesError(
