@@ -152,7 +152,8 @@ def test_a_broker_on_remote_bookies_survives_kill_9_of_one_with_nothing_acked_lo
     from tests.e2e.harness import Standalone
 
     procs = [BookieProcess(tmp_path / f"bookie-{i}", zk_url).start() for i in range(3)]
-    server = Standalone(tmp_path / "broker", "--metadata-store", zk_url, "--remote-bookies", "--no-functions")
+    server = Standalone(tmp_path / "broker", "--metadata-store", zk_url, "--remote-bookies", "--no-functions",
+                        "--metadata-session-timeout", "2")
     try:
         server.start()
         client = pulsar.Client(server.service_url, operation_timeout_seconds=30,
@@ -175,6 +176,15 @@ def test_a_broker_on_remote_bookies_survives_kill_9_of_one_with_nothing_acked_lo
         assert received == sent  # every acknowledged message, once, in order
         client.close()
         assert victim not in _ensemble_of_newest_ledger(zk_url)
+        # kill -9 of the broker too: its restart recovers the open ledger from the bookies left.
+        server.kill()
+        server.restart()
+        client = pulsar.Client(server.service_url, operation_timeout_seconds=30,
+                               logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+        reader = client.subscribe(topic, "after-restart", initial_position=pulsar.InitialPosition.Earliest)
+        again = [reader.receive(10_000).data() for _ in range(len(sent))]
+        assert again == sent
+        client.close()
     finally:
         server.stop()
         for b in procs:
