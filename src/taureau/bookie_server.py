@@ -17,7 +17,9 @@ from taureau.net.server import install_fast_event_loop, start_tcp_server
 from taureau.node import Node, run_until_signalled
 from taureau.storage.bookie import Bookie
 from taureau.storage.bookie.service import BookieServer
+from taureau.storage.ledger.cluster import ClusterLedgerClient
 from taureau.storage.ledger.registry import register_bookie
+from taureau.storage.ledger.rereplicate import Copied
 
 
 @dataclass(slots=True)
@@ -58,6 +60,17 @@ class BookieNode(Node):
         # Registered last: a bookie others can see is one that answers.
         await register_bookie(store, bookie_id, {"data_dir": data_dir, "pid": os.getpid()})
         return f"bookie {bookie_id} registered in {c.metadata_url}, data in {data_dir}"
+
+
+async def recover_bookies(metadata_url: str) -> tuple[list[Copied], list[str]]:
+    """`taureau recover-bookies`: re-replicate, once, what bookies no longer registered held."""
+    store = await open_metadata_store(metadata_url, None)
+    client = ClusterLedgerClient(store)
+    try:
+        return await client.rereplicate()
+    finally:
+        await client.close()
+        await store.close()
 
 
 def run(config: BookieConfig) -> None:

@@ -225,3 +225,40 @@ async def test_names_under_the_registry_that_are_not_addresses_are_ignored():
     await store.put(f"{AVAILABLE}/host:99999", b"{}")
     assert await available_bookies(store) == ["10.0.0.1:3181"]
     await store.close()
+
+
+async def test_recover_bookies_copies_a_lost_bookies_entries_onto_another(bookies, zk_url):
+    procs = await asyncio.to_thread(bookies, 3)
+    store = await ZooKeeperMetadataStore.open(zk_url)
+    client = ClusterLedgerClient(store, request_timeout_s=10)
+    ledger = await client.create_ledger(2, 2, 2)
+    await ledger.add_entries([b"e%d" % i for i in range(200)])
+    await ledger.close()
+    await client.close()
+    first, second = (next(b for b in procs if b.bookie_id == i) for i in ledger.metadata.ensemble)
+    spare = next(b for b in procs if b not in (first, second))
+
+    async def left(proc: BookieProcess) -> bool:
+        return proc.bookie_id not in await available_bookies(store)
+
+    def recover() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "taureau.cli.main", "recover-bookies", "--metadata-store", zk_url],
+                              capture_output=True, text=True, timeout=120)
+
+    first.kill()
+    await _until(lambda: left(first))
+    out = await asyncio.to_thread(recover)
+    assert out.returncode == 0, out.stderr
+    assert f"200 entries of lost bookie {first.bookie_id} copied to {spare.bookie_id}" in out.stdout
+    # The original copies are both gone now; the re-replicated one serves every entry.
+    second.kill()
+    await _until(lambda: left(second))
+    reader_client = ClusterLedgerClient(store, request_timeout_s=10)
+    reader = await reader_client.open_ledger(ledger.ledger_id)
+    assert await reader.read_entries(0, 199) == [b"e%d" % i for i in range(200)]
+    await reader_client.close()
+    # With one bookie left there is nothing to copy onto: one clear line, exit 1.
+    out = await asyncio.to_thread(recover)
+    assert out.returncode == 1
+    assert f"no bookie can replace {second.bookie_id}" in out.stderr and "Traceback" not in out.stderr
+    await store.close()

@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     _functions_worker_parser(sub)
     cluster_cmd.register(sub)
     cluster_cmd.register_bookie_verb(sub)
+    cluster_cmd.register_recover_verb(sub)
     admin.register(sub)
     client.register(sub)
     functions.register(sub)

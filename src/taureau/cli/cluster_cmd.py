@@ -75,6 +75,32 @@ def register_bookie_verb(sub) -> None:
     p.set_defaults(func=_run_bookie)
 
 
+def register_recover_verb(sub) -> None:
+    p = sub.add_parser(
+        "recover-bookies",
+        help="copy what lost bookies held onto the registered ones, for every closed ledger (once)",
+    )
+    p.add_argument("--metadata-store", required=True, type=zk_url, help="zk://host:port[/chroot]")
+    p.set_defaults(func=_run_recover)
+
+
+def _run_recover(a: argparse.Namespace) -> int:
+    try:
+        from taureau.bookie_server import recover_bookies
+
+        copied, problems = asyncio.run(recover_bookies(a.metadata_store))
+    except (TaureauError, OSError) as exc:
+        print(f"taureau recover-bookies: {exc}", file=sys.stderr)
+        return 1
+    for c in copied:
+        print(f"ledger {c.ledger_id}: {c.entries} entries of lost bookie {c.lost} copied to {c.replacement}")
+    for problem in problems:
+        print(f"taureau recover-bookies: {problem}", file=sys.stderr)
+    if not copied and not problems:
+        print("nothing to recover: every closed ledger's bookies are registered")
+    return 1 if problems else 0
+
+
 def _run_bookie(a: argparse.Namespace) -> int:
     from taureau.bookie_server import BookieConfig, run
     from taureau.cli.app import serve

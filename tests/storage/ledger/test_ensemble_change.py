@@ -117,3 +117,34 @@ async def test_failures_at_once_with_too_few_spares_fail_adds_clearly(cluster_of
         await cluster.bookies[bookie_id].checkpoint()
     reader = await cluster.client().open_ledger(ledger.ledger_id)
     assert (await reader.read_entries(0, 0)) == [b"first"]
+
+
+async def test_rereplication_copies_a_lost_bookies_entries_of_closed_ledgers(cluster_of):
+    from taureau.storage.ledger.rereplicate import rereplicate_all
+
+    cluster = await cluster_of(4)
+    client = BookKeeperClient(cluster.store, {b: cluster.bookies[b] for b in ("bookie-0", "bookie-1", "bookie-2")})
+    striped = await client.create_ledger(3, 2, 2)  # bookie-0, 1, 2: each entry on two of them
+    for i in range(30):
+        await striped.add_entry(b"s%d" % i)
+    await striped.close()
+    still_open = await client.create_ledger(2, 2, 2)
+    await still_open.add_entry(b"open")
+    available = ["bookie-0", "bookie-2", "bookie-3"]  # bookie-1 is gone
+    copied, problems = await rereplicate_all(cluster.store, cluster.bookies, available)
+    assert problems == []
+    assert [(c.ledger_id, c.lost, c.replacement, c.entries) for c in copied] == [
+        (striped.ledger_id, "bookie-1", "bookie-3", 20)  # entries whose write set had bookie-1
+    ]
+    md = await cluster.client().get_metadata(striped.ledger_id)
+    assert md.ensembles == [(0, ["bookie-0", "bookie-3", "bookie-2"])]
+    # Every entry now has both copies on registered bookies: drop bookie-1 and read all.
+    survivors = {b: cluster.bookies[b] for b in available}
+    reader = await BookKeeperClient(cluster.store, survivors).open_ledger(striped.ledger_id)
+    assert await reader.read_entries(0, 29) == [b"s%d" % i for i in range(30)]
+    for entry_id in range(30):
+        holders = [b for b in fmt.write_set(md, entry_id)]
+        for b in holders:
+            await cluster.bookies[b].read_entry(striped.ledger_id, entry_id)  # raises if absent
+    again, _ = await rereplicate_all(cluster.store, cluster.bookies, available)
+    assert again == []  # nothing left to do; the open ledger is its writer's business

@@ -11,6 +11,7 @@ from taureau.metadata.store import MetadataStore
 from taureau.storage.ledger.client import BookKeeperClient
 from taureau.storage.ledger.registry import available_bookies
 from taureau.storage.ledger.remote import RemoteBookie
+from taureau.storage.ledger.rereplicate import Copied, rereplicate_all
 
 
 class ClusterLedgerClient(BookKeeperClient):
@@ -40,6 +41,11 @@ class ClusterLedgerClient(BookKeeperClient):
     async def _refresh(self) -> None:
         self._available = await available_bookies(self._store)
         self._reach(self._available)
+
+    async def rereplicate(self) -> tuple[list[Copied], list[str]]:
+        """Copy what bookies no longer registered held onto the others (closed ledgers)."""
+        await self._refresh()
+        return await rereplicate_all(self._store, self.bookies, sorted(self._available))
 
     def _candidates(self) -> list[str]:
         return sorted(self._available)
