@@ -86,3 +86,15 @@ def test_initialize_cluster_metadata_writes_the_cluster_and_is_idempotent(zk_url
 def test_initialize_cluster_metadata_validates_before_connecting(args):
     out = taureau("initialize-cluster-metadata", *args, timeout=20)
     assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("url", ["embedded", "zk://h:0", "zk://nohost"])
+def test_recover_bookies_validates_its_store_before_connecting(url):
+    out = taureau("recover-bookies", "--metadata-store", url, timeout=20)
+    assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_recover_bookies_with_nothing_lost_says_so(zk_url):
+    out = taureau("recover-bookies", "--metadata-store", zk_url)
+    assert out.returncode == 0, out.stderr
+    assert "nothing to recover" in out.stdout
