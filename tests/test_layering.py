@@ -27,6 +27,7 @@ RANK = {
     "functions": 7,
     "sketches": 7.5,  # sketch functions run on the functions worker
     "testing": 8,
+    "dashboard": 8.5,  # the web page and its live stream, above what it shows
     "web": 9,
     "node": 10,
     "standalone": 11,
@@ -47,9 +48,10 @@ ALLOWED = {
     "functions": {"common", "metadata", "storage", "state"},
     "sketches": {"common", "functions"},
     "testing": {"common", "storage"},
+    "dashboard": {"broker", "functions"},
     "web": set(),
     "node": {"common", "metadata", "storage"},
-    "standalone": {"broker", "functions", "net", "node", "sketches", "state", "web"},
+    "standalone": {"broker", "dashboard", "functions", "net", "node", "sketches", "state", "web"},
     "functions_worker": {"broker", "functions", "net", "node", "storage", "web"},
     "cli": {"auth", "broker", "common", "functions", "functions_worker", "sketches", "standalone", "state"},
 }

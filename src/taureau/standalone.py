@@ -47,6 +47,7 @@ class StandaloneConfig:
     metadata_url: str | None = None
     state: StateOptions = field(default_factory=StateOptions)
     functions: FunctionsOptions = field(default_factory=FunctionsOptions)
+    dashboard: bool = True  # the web dashboard at / of the web port, and its live stream
 
 
 class Standalone(Node):
@@ -98,8 +99,16 @@ class Standalone(Node):
             sources = list(getattr(app.state, "metrics_sources", []))
             sources.append(self.state_services.controller.prometheus_lines)
             app.state.metrics_sources = sources
+        hub = None
+        if self.config.dashboard:
+            from taureau.dashboard import install_dashboard
+
+            hub = install_dashboard(app, service, worker)
         await web.start()
         self.on_stop(web.stop)
+        if hub is not None:  # stopped before the web server, so open streams end at once
+            hub.start()
+            self.on_stop(hub.stop)
         if worker is not None:
             await worker.start()
             self.on_stop(worker.close)

@@ -1,0 +1,53 @@
+"""Mount the dashboard on the admin app: the page at `/`, its files under `/dashboard/`, and
+the live stream at `GET /admin/taureau/live`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from taureau.dashboard import assets
+from taureau.dashboard.hub import HubFullError, LiveHub
+from taureau.dashboard.samples import FunctionRates, combined
+from taureau.dashboard.stream import EventStream
+
+if TYPE_CHECKING:
+    from taureau.broker.service import BrokerService
+    from taureau.functions.worker import FunctionWorker
+
+router = APIRouter(tags=["dashboard"])
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> Response:
+    absent = assets.missing()
+    if absent:
+        return HTMLResponse(assets.not_built_page(absent), status_code=503)
+    return FileResponse(assets.STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/admin/taureau/live")
+async def live(request: Request) -> Response:
+    """Server-sent events: first `history` (the totals of the last 15 minutes), then a
+    `sample` every second (per-topic and per-function rates, backlog, storage)."""
+    hub: LiveHub = request.app.state.live_hub
+    try:
+        subscriber = hub.subscribe()
+    except HubFullError as exc:
+        return JSONResponse({"reason": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+    return EventStream(hub, subscriber)
+
+
+def install_dashboard(app: FastAPI, service: BrokerService, functions: FunctionWorker | None = None,
+                      **hub_options: Any) -> LiveHub:
+    """Mount the routes; the caller starts and stops the returned hub."""
+    function_rates: Callable[[], dict[str, Any]] | None = FunctionRates(functions) if functions else None
+    hub = LiveHub(combined(service, function_rates), **hub_options)
+    app.state.live_hub = hub
+    app.include_router(router)
+    app.mount("/dashboard", StaticFiles(directory=assets.STATIC, check_dir=False), name="dashboard")
+    return hub
