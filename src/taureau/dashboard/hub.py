@@ -51,9 +51,10 @@ class Subscriber:
 
 class LiveHub:
     def __init__(self, sampler: Sampler, interval: float = 1.0, history: int = 900, max_clients: int = 32,
-                 queue_size: int = 8) -> None:
+                 queue_size: int = 8, send_timeout: float = 10.0) -> None:
         self._sampler = sampler
         self.interval = interval
+        self.send_timeout = send_timeout  # a write to a client must finish within it (stream.py)
         self.max_clients = max_clients
         self.queue_size = queue_size
         self._subscribers: set[Subscriber] = set()

@@ -4,6 +4,7 @@ the live stream at `GET /admin/taureau/live`."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -23,11 +24,12 @@ router = APIRouter(tags=["dashboard"])
 
 
 @router.get("/", include_in_schema=False)
-async def index() -> Response:
-    absent = assets.missing()
-    if absent:
+async def index(request: Request) -> Response:
+    static: Path = request.app.state.dashboard_static
+    absent = assets.missing(static)
+    if absent:  # say how to build them, rather than serve a page that cannot work
         return HTMLResponse(assets.not_built_page(absent), status_code=503)
-    return FileResponse(assets.STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    return FileResponse(static / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/admin/taureau/live")
@@ -39,15 +41,22 @@ async def live(request: Request) -> Response:
         subscriber = hub.subscribe()
     except HubFullError as exc:
         return JSONResponse({"reason": str(exc)}, status_code=503, headers={"Retry-After": "5"})
-    return EventStream(hub, subscriber)
+    return EventStream(hub, subscriber, hub.send_timeout)
+
+
+def mount(app: FastAPI, hub: LiveHub, static: Path = assets.STATIC) -> None:
+    """The page, its files and the live stream of `hub` on `app`."""
+    app.state.live_hub = hub
+    app.state.dashboard_static = static
+    app.include_router(router)
+    app.mount("/dashboard", StaticFiles(directory=static, check_dir=False), name="dashboard")
 
 
 def install_dashboard(app: FastAPI, service: BrokerService, functions: FunctionWorker | None = None,
                       **hub_options: Any) -> LiveHub:
-    """Mount the routes; the caller starts and stops the returned hub."""
+    """Mount the dashboard of a broker (and functions worker); the caller starts and stops
+    the returned hub."""
     function_rates: Callable[[], dict[str, Any]] | None = FunctionRates(functions) if functions else None
     hub = LiveHub(combined(service, function_rates), **hub_options)
-    app.state.live_hub = hub
-    app.include_router(router)
-    app.mount("/dashboard", StaticFiles(directory=assets.STATIC, check_dir=False), name="dashboard")
+    mount(app, hub)
     return hub

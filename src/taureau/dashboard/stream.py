@@ -14,12 +14,11 @@ from starlette.types import Receive, Scope, Send
 
 from taureau.dashboard.hub import LiveHub, Subscriber
 
-SEND_TIMEOUT_S = 10.0
 RETRY_MS = 2000  # EventSource reconnects this long after a stream ends
 
 
 class EventStream(Response):
-    def __init__(self, hub: LiveHub, subscriber: Subscriber, send_timeout: float = SEND_TIMEOUT_S) -> None:
+    def __init__(self, hub: LiveHub, subscriber: Subscriber, send_timeout: float) -> None:
         super().__init__(media_type="text/event-stream")
         self._hub = hub
         self._subscriber = subscriber
