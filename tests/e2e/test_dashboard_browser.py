@@ -13,10 +13,12 @@ import pulsar
 import pytest
 
 from taureau.dashboard import assets
+from taureau.sketches.client import SketchesClient, SketchesClientError
 from tests.e2e.browser import launch, require_browser
-from tests.e2e.functions_helpers import EXAMPLES, create, wait_running
+from tests.e2e.functions_helpers import EXAMPLES, create, wait_for, wait_running
 
-STANDALONE = {"args": ["--functions-runtime", "thread", "--functions-warm-pool", "0"]}
+# State on: sketch functions merge their windows through it.
+STANDALONE = {"state": True, "args": ["--functions-runtime", "thread", "--functions-warm-pool", "0"]}
 TOPIC = "persistent://public/default/dash-orders"
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
 VIEWPORT = {"width": 1280, "height": 900}
@@ -132,3 +134,36 @@ def test_functions_page_shows_a_deployed_function_running(page, standalone):
     card.get_by_test_id("running").filter(has_text="1 of 1 running").wait_for(timeout=10_000)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(SHOTS / "dashboard-functions.png"), full_page=True)
+
+
+def _merged(sketches: SketchesClient, name: str, **query) -> bool:
+    try:
+        return sketches.query(name, **query)["n"] > 0
+    except SketchesClientError:  # no window merged yet
+        return False
+
+
+def test_sketches_page_shows_a_top_k_table_and_a_quantile_chart(page, standalone):
+    sketches = SketchesClient(standalone.admin_url)
+    events = "persistent://public/default/dash-events"
+    sketches.create("dash-users", "frequent-items", [events], key_field="user", window_ms=1000, grace_ms=200)
+    sketches.create("dash-latency", "kll", [events], value_field="ms", window_ms=1000, grace_ms=200)
+    wait_running(standalone, "dash-users")
+    wait_running(standalone, "dash-latency")
+    client = pulsar.Client(standalone.service_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+    producer = client.create_producer(events)
+    for i in range(300):  # alice 3 in 6, bob 2 in 6, carol 1 in 6
+        user = ["alice", "alice", "alice", "bob", "bob", "carol"][i % 6]
+        producer.send_async(f'{{"user": "{user}", "ms": {i % 100}}}'.encode(), None)
+    producer.flush()
+    client.close()
+    wait_for(lambda: _merged(sketches, "dash-users", top=3) and _merged(sketches, "dash-latency", quantiles=[0.5]),
+             timeout=20, what="both sketches to merge a window")
+    page.goto("/#/sketches")
+    users = page.locator('section[data-sketch="public/default/dash-users"]')
+    users.locator("tr.top-item").first.wait_for(timeout=10_000)
+    assert users.locator("tr.top-item td").first.inner_text() == "alice"
+    latency = page.locator('section[data-sketch="public/default/dash-latency"]')
+    latency.locator("canvas").first.wait_for(timeout=10_000)
+    assert "p50" in latency.get_by_test_id("answer").inner_text()
+    page.screenshot(path=str(SHOTS / "dashboard-sketches.png"), full_page=True)

@@ -46,3 +46,27 @@ export class RateChart {
     this.plot.destroy();
   }
 }
+
+// A sketch's quantile function: value (y) at each rank (x) of the newest window.
+export class QuantileChart {
+  private readonly plot: uPlot;
+
+  constructor(parent: HTMLElement) {
+    const options: uPlot.Options = {
+      width: Math.max(parent.clientWidth - 8, 320),
+      height: 180,
+      scales: { x: { time: false, range: [0, 1] } },
+      series: [{ label: "rank" }, { label: "value", stroke: "#2f7ed8", width: 2, points: { show: true } }],
+      axes: [{ label: "rank" }, { size: 70 }],
+    };
+    this.plot = new uPlot(options, [[], []], parent);
+  }
+
+  update(ranks: number[], values: number[]): void {
+    this.plot.setData([ranks, values]);
+  }
+
+  destroy(): void {
+    this.plot.destroy();
+  }
+}

@@ -4,6 +4,7 @@ import { h, replace } from "./dom";
 import { live } from "./live";
 import { functions } from "./pages/functions";
 import { overview } from "./pages/overview";
+import { sketches } from "./pages/sketches";
 import { topic } from "./pages/topic";
 
 const indicator = h("span", { class: "live off", "data-testid": "live" }, "connecting");
@@ -11,7 +12,7 @@ const main = h("main", {});
 document.body.append(
   h("header", {},
     h("h1", {}, "Taureau"),
-    h("nav", {}, h("a", { href: "#/" }, "Overview"), h("a", { href: "#/functions" }, "Functions")),
+    h("nav", {}, h("a", { href: "#/" }, "Overview"), h("a", { href: "#/functions" }, "Functions"), h("a", { href: "#/sketches" }, "Sketches")),
     indicator),
   main,
 );
@@ -24,6 +25,7 @@ function route(): void {
   const hash = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
   if (hash.startsWith("topic/")) cleanup = topic(main, hash.slice("topic/".length));
   else if (hash === "functions") cleanup = functions(main);
+  else if (hash === "sketches") cleanup = sketches(main);
   else cleanup = overview(main);
 }
 
