@@ -103,7 +103,8 @@ class Standalone(Node):
         if self.config.dashboard:
             from taureau.dashboard import install_dashboard
 
-            hub = install_dashboard(app, service, worker)
+            state = self.state_services.controller.stats if self.state_services is not None else None
+            hub = install_dashboard(app, service, worker, state)
         await web.start()
         self.on_stop(web.stop)
         if hub is not None:  # stopped before the web server, so open streams end at once

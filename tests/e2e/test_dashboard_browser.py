@@ -167,3 +167,18 @@ def test_sketches_page_shows_a_top_k_table_and_a_quantile_chart(page, standalone
     latency.locator("canvas").first.wait_for(timeout=10_000)
     assert "p50" in latency.get_by_test_id("answer").inner_text()
     page.screenshot(path=str(SHOTS / "dashboard-sketches.png"), full_page=True)
+
+
+def test_state_page_maps_each_memory_servers_blocks(page, standalone):
+    page.goto("/#/state")
+    server = page.locator("section[data-server]")
+    server.first.wait_for(timeout=10_000)
+    assert server.count() == 1  # standalone's own memory server
+    used, total = (int(v.replace(",", "")) for v in page.get_by_test_id("blocks").inner_text().split(" / "))
+    assert total == 64  # --state-blocks' default
+    squares = server.first.locator(".block")
+    assert squares.count() == 64
+    assert server.first.locator(".block.used").count() == used
+    assert int(page.get_by_test_id("structures").inner_text()) >= 0
+    page.locator("td", has_text="splits").first.wait_for()
+    page.screenshot(path=str(SHOTS / "dashboard-state.png"), full_page=True)

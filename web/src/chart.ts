@@ -9,17 +9,17 @@ export class RateChart {
   private readonly plot: uPlot;
   private readonly onResize = () => this.plot.setSize({ width: this.width(), height: 220 });
 
-  constructor(private readonly parent: HTMLElement, labels: [string, string]) {
+  constructor(private readonly parent: HTMLElement, labels: [string, string], format: (v: number) => string = rate) {
     const options: uPlot.Options = {
       width: this.width(),
       height: 220,
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(max * 1.1, 1)] } },
       series: [
         {},
-        { label: labels[0], stroke: "#2f7ed8", width: 2, value: (_u, v) => (v == null ? "–" : rate(v)) },
-        { label: labels[1], stroke: "#e4572e", width: 2, value: (_u, v) => (v == null ? "–" : rate(v)) },
+        { label: labels[0], stroke: "#2f7ed8", width: 2, value: (_u, v) => (v == null ? "–" : format(v)) },
+        { label: labels[1], stroke: "#e4572e", width: 2, value: (_u, v) => (v == null ? "–" : format(v)) },
       ],
-      axes: [{}, { values: (_u, ticks) => ticks.map((v) => rate(v)), size: 70 }],
+      axes: [{}, { values: (_u, ticks) => ticks.map((v) => format(v)), size: 70 }],
     };
     this.plot = new uPlot(options, [[], [], []], parent);
     window.addEventListener("resize", this.onResize);

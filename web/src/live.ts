@@ -26,12 +26,31 @@ export interface FunctionRow {
   backlog: number;
 }
 
+export interface MemoryServer {
+  address: string;
+  state: string;
+  block_size: number;
+  blocks: number;
+  used: number;
+  free: number;
+  used_bytes: number;
+  budget_bytes: number;
+}
+
+export interface StateSample {
+  servers: MemoryServer[];
+  namespaces: { path: string; blocks: number; quota: number | null }[];
+  structures: number;
+  counters: Record<string, number>;
+}
+
 export interface Sample {
   t: number;
   totals: Totals;
   topics: TopicRow[];
   topicCount: number;
   functions?: FunctionRow[];
+  state?: StateSample;
 }
 
 const POINTS = 900; // 15 minutes at one sample a second
@@ -70,6 +89,7 @@ class Live {
   readonly totals = new Series();
   readonly topics = new Map<string, Series>();
   readonly functions = new Map<string, Series>();
+  readonly stateEvents = new Series(); // splits and merges since start, one point a sample
   private readonly listeners = new Set<Listener>();
   private statusListener: (connected: boolean) => void = () => {};
 
@@ -93,6 +113,7 @@ class Live {
     for (const row of sample.functions ?? []) {
       track(this.functions, row.fqfn).push(sample.t, row.processedRate, row.failedRate);
     }
+    if (sample.state) this.stateEvents.push(sample.t, sample.state.counters.splits ?? 0, sample.state.counters.merges ?? 0);
     for (const listener of this.listeners) listener(sample);
   }
 

@@ -5,6 +5,7 @@ import { live } from "./live";
 import { functions } from "./pages/functions";
 import { overview } from "./pages/overview";
 import { sketches } from "./pages/sketches";
+import { state } from "./pages/state";
 import { topic } from "./pages/topic";
 
 const indicator = h("span", { class: "live off", "data-testid": "live" }, "connecting");
@@ -12,7 +13,7 @@ const main = h("main", {});
 document.body.append(
   h("header", {},
     h("h1", {}, "Taureau"),
-    h("nav", {}, h("a", { href: "#/" }, "Overview"), h("a", { href: "#/functions" }, "Functions"), h("a", { href: "#/sketches" }, "Sketches")),
+    h("nav", {}, h("a", { href: "#/" }, "Overview"), h("a", { href: "#/functions" }, "Functions"), h("a", { href: "#/sketches" }, "Sketches"), h("a", { href: "#/state" }, "State")),
     indicator),
   main,
 );
@@ -26,6 +27,7 @@ function route(): void {
   if (hash.startsWith("topic/")) cleanup = topic(main, hash.slice("topic/".length));
   else if (hash === "functions") cleanup = functions(main);
   else if (hash === "sketches") cleanup = sketches(main);
+  else if (hash === "state") cleanup = state(main);
   else cleanup = overview(main);
 }
 

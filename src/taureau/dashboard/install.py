@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from taureau.dashboard import assets
 from taureau.dashboard.hub import HubFullError, LiveHub
-from taureau.dashboard.samples import FunctionRates, combined
+from taureau.dashboard.samples import FunctionRates, combined, state_sample
 from taureau.dashboard.stream import EventStream
 
 if TYPE_CHECKING:
@@ -53,10 +53,15 @@ def mount(app: FastAPI, hub: LiveHub, static: Path = assets.STATIC) -> None:
 
 
 def install_dashboard(app: FastAPI, service: BrokerService, functions: FunctionWorker | None = None,
-                      **hub_options: Any) -> LiveHub:
-    """Mount the dashboard of a broker (and functions worker); the caller starts and stops
-    the returned hub."""
-    function_rates: Callable[[], dict[str, Any]] | None = FunctionRates(functions) if functions else None
-    hub = LiveHub(combined(service, function_rates), **hub_options)
+                      state_stats: Callable[[], dict[str, Any]] | None = None, **hub_options: Any) -> LiveHub:
+    """Mount the dashboard of a broker, and of the functions worker and state controller
+    beside it (`state_stats`: the controller's `stats`); the caller starts and stops the
+    returned hub."""
+    sources: list[Callable[[], dict[str, Any]]] = []
+    if functions is not None:
+        sources.append(FunctionRates(functions))
+    if state_stats is not None:
+        sources.append(state_sample(state_stats))
+    hub = LiveHub(combined(service, sources), **hub_options)
     mount(app, hub)
     return hub

@@ -77,11 +77,38 @@ class FunctionRates:
         return {"functions": rows}
 
 
-def combined(service: BrokerService, functions: Callable[[], dict[str, Any]] | None) -> Callable[[], dict]:
+MAX_SERVERS = 100
+MAX_STATE_NAMESPACES = 100
+_SERVER_KEYS = ("address", "state", "block_size", "blocks", "used", "free", "used_bytes", "budget_bytes")
+
+
+def state_sample(stats: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """The state layer from its controller's `stats()` (what `/metrics` shows of it): memory
+    servers and their blocks, blocks held per top-level directory and its quota, structures,
+    and the counters of splits, merges, lease expiries... since start."""
+
+    def sample() -> dict[str, Any]:
+        st = stats()
+        quotas = st.get("quotas", {})
+        namespaces = sorted(st["namespaces"].items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_STATE_NAMESPACES]
+        return {"state": {
+            "servers": [{k: s[k] for k in _SERVER_KEYS} for s in st["memory_servers"][:MAX_SERVERS]],
+            "namespaces": [{"path": path, "blocks": blocks, "quota": quotas.get(path, {}).get("blocks")}
+                           for path, blocks in namespaces],
+            "structures": st["structures"],
+            "counters": st["counters"],
+        }}
+
+    return sample
+
+
+def combined(service: BrokerService, sources: list[Callable[[], dict[str, Any]]]) -> Callable[[], dict]:
+    """One sample: the broker's topics, then what each source adds under its own key."""
+
     def sample() -> dict[str, Any]:
         out = {"t": int(time.time() * 1000), **topics_sample(service)}
-        if functions is not None:
-            out.update(functions())
+        for source in sources:
+            out.update(source())
         return out
 
     return sample
