@@ -136,6 +136,18 @@ def test_no_dashboard_serves_neither_the_page_nor_the_stream(tmp_path):
         assert server.stop() == 0
 
 
+def test_an_open_live_stream_does_not_hold_up_a_stop(tmp_path):
+    server = Standalone(tmp_path, "--no-functions").start()
+    with httpx.stream("GET", f"{server.admin_url}/admin/taureau/live", timeout=30) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("retry:")
+        started = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - started < 5  # the stream ends first; no graceful-shutdown wait
+        rest = list(lines)  # the server ended the response: iteration stops, no hang
+    assert any(line.startswith("event: ") for line in rest)
+
+
 def test_standalone_help_lists_no_dashboard():
     done = subprocess.run([sys.executable, "-m", "taureau.cli.main", "standalone", "--help"],
                           capture_output=True, text=True, timeout=60)
