@@ -119,21 +119,45 @@ def test_topic_page_peeks_and_skips_behind_a_confirmation(page, traffic):
     assert backlog < 100  # emptied; the producer adds ~50 a second since
 
 
-def test_functions_page_shows_a_deployed_function_running(page, standalone):
+def test_functions_page_shows_a_deployed_function_running_and_stops_and_starts_it(page, standalone):
     create(standalone, "dash-exclaim", EXAMPLES / "exclamation_function.py",
            "exclamation_function.ExclamationFunction", "--inputs", "dash-in", "--output", "dash-out")
     wait_running(standalone, "dash-exclaim")
     client = pulsar.Client(standalone.service_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
     producer = client.create_producer("persistent://public/default/dash-in")
-    for i in range(20):
-        producer.send(f"hello {i}".encode())
-    client.close()
-    page.goto("/#/functions")
-    card = page.locator('section[data-function="public/default/dash-exclaim"]')
-    card.get_by_test_id("instance-state").filter(has_text="running").wait_for(timeout=15_000)
-    card.get_by_test_id("running").filter(has_text="1 of 1 running").wait_for(timeout=10_000)
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(SHOTS / "dashboard-functions.png"), full_page=True)
+    stop = threading.Event()
+
+    def publish() -> None:
+        n = 0
+        while not stop.wait(0.02):
+            producer.send(f"hello {n}".encode())
+            n += 1
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        page.goto("/#/functions")
+        card = page.locator('section[data-function="public/default/dash-exclaim"]')
+        card.get_by_test_id("instance-state").filter(has_text="running").wait_for(timeout=15_000)
+        card.get_by_test_id("running").filter(has_text="1 of 1 running").wait_for(timeout=10_000)
+        page.wait_for_function(
+            """sel => /processed [1-9]/.test(document.querySelector(sel)?.textContent ?? "")""",
+            arg='section[data-function="public/default/dash-exclaim"] .summary', timeout=15_000,
+        )
+        page.wait_for_timeout(2500)  # a few points on the chart, the instance's counters read again
+        page.screenshot(path=str(SHOTS / "dashboard-functions.png"), full_page=True)
+
+        card.get_by_test_id("stop").click()
+        page.get_by_test_id("confirm-ok").click()
+        card.locator(".status").filter(has_text="stop public/default/dash-exclaim: done").wait_for(timeout=10_000)
+        card.get_by_test_id("running").filter(has_text="0 of").wait_for(timeout=10_000)
+        card.get_by_test_id("start").click()  # starting needs no confirmation
+        card.locator(".status").filter(has_text="start public/default/dash-exclaim: done").wait_for(timeout=10_000)
+        card.get_by_test_id("running").filter(has_text="1 of 1 running").wait_for(timeout=15_000)
+    finally:
+        stop.set()
+        thread.join(5)
+        client.close()
 
 
 def _merged(sketches: SketchesClient, name: str, **query) -> bool:

@@ -115,7 +115,7 @@ class FunctionCard {
       h("span", { "data-testid": "running" }, `${row?.running ?? 0} of ${row?.instances ?? 0} running`),
       ` · processed ${rate(row?.processedRate ?? 0)} · failed ${rate(row?.failedRate ?? 0)} · backlog ${count(row?.backlog ?? 0)}`);
     this.chart.update(live.functions.get(this.fqfn));
-    const summary = row ? `${row.running}/${row.instances}/${row.failed}` : "";
+    const summary = row ? `${row.running}/${row.instances}/${row.processed}/${row.failed}` : "";
     if (summary !== this.shown && Date.now() - this.fetchedAt > 2000) {
       this.shown = summary;
       void this.refresh();
