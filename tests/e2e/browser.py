@@ -24,6 +24,7 @@ OFFLINE_FLAGS = [
     "--disable-client-side-phishing-detection",
     "--no-first-run",
     "--no-pings",
+    "--disable-dev-shm-usage",  # a small /dev/shm (containers) would crash the renderer
     "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
 ]
 

@@ -71,6 +71,15 @@ def page(browser, standalone):
     assert errors == [], f"the page raised: {errors}"
 
 
+def test_the_browser_resolves_no_host_name(page, standalone):
+    from playwright.sync_api import Error
+
+    # Even `localhost`, which the system resolves without any network, and which would reach
+    # the standalone: only the literal 127.0.0.1 is let through.
+    with pytest.raises(Error, match="ERR_NAME_NOT_RESOLVED"):
+        page.goto(f"http://localhost:{standalone.web_port}/")
+
+
 def _number(text: str) -> float:
     value = text.split("/")[0].strip()
     scale = {"k": 1e3, "M": 1e6}.get(value[-1:], 1)
