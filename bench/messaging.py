@@ -1,13 +1,15 @@
-"""Messaging benchmark: Taureau standalone against Redis Streams and NATS JetStream on loopback.
+"""Messaging benchmark: Taureau standalone against Apache Pulsar, Redis Streams and NATS JetStream.
 
-Run: /work/venv/bin/python bench/messaging.py [--duration 5] [--only taureau|redis|nats]
+Run: /work/venv/bin/python bench/messaging.py [--duration 5] [--only taureau,pulsar,redis,nats]
      [--quick] [--procs 1,2] [--no-fsync] [--profile] [--plot] [--json out.json]
 
 For each system, with 100-byte messages and the client's batching on and off, it measures
 produce throughput (acknowledged msgs/s), end-to-end throughput (msgs/s received by consumers
 while producers run) and publish latency p50/p99 at an offered 10k msgs/s, prints them with
-each server's CPU% and Taureau's ratio to each peer. Servers come from Debian's packages
-(redis-server, nats-server); this script installs nothing. Not a test: pytest never collects it.
+each server's CPU% and Taureau's ratio to each peer. Redis and NATS come from Debian's packages
+(redis-server, nats-server); this script installs nothing. Apache Pulsar standalone is built from
+Maven Central jars on first use (bench/peers/pulsar_server.py, needs java and mvn) and is driven
+by the same official Python client as Taureau. Not a test: pytest never collects it.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `peers` for this process and workers
 
-from peers import nats_jetstream, redis_streams, taureau  # noqa: E402
+from peers import nats_jetstream, pulsar, redis_streams, taureau  # noqa: E402
 from peers.base import LATENCY_RATE  # noqa: E402
 from peers.profile import Profiler  # noqa: E402
 from peers.runner import CellResult, Job, best, run_jobs, summarize  # noqa: E402
 
-PEERS = {"taureau": taureau, "redis": redis_streams, "nats": nats_jetstream}
+PEERS = {"taureau": taureau, "pulsar": pulsar, "redis": redis_streams, "nats": nats_jetstream}
 WORKLOADS = ("produce", "e2e", "latency")
 LATENCY_PROCS = 2  # the offered rate is split over this many producer processes
 console = Console()
@@ -41,7 +43,7 @@ console = Console()
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per cell (default 5)")
-    ap.add_argument("--only", choices=sorted(PEERS), help="run one system only")
+    ap.add_argument("--only", help=f"comma-separated systems to run, of {','.join(PEERS)} (default: all)")
     ap.add_argument("--quick", action="store_true", help="2 s cells, one process count")
     ap.add_argument("--procs", default="1,2,4", help="producer processes to try per throughput cell")
     ap.add_argument("--no-fsync", action="store_true", help="also run Taureau with --no-journal-fsync")
@@ -51,6 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--from-json", type=Path, help="print the table (and --plot) of a saved run; run nothing")
     args = ap.parse_args(argv)
     args.procs = [int(p) for p in args.procs.split(",")]
+    args.only = args.only.split(",") if args.only else list(PEERS)
+    unknown = set(args.only) - set(PEERS)
+    if unknown:
+        ap.error(f"--only: unknown system(s) {', '.join(sorted(unknown))}")
     if args.quick:
         args.duration, args.procs = min(args.duration, 2.0), args.procs[-1:]
     return args
@@ -182,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         results = [CellResult(**d) for d in json.loads(args.from_json.read_text())]
         return report(results, [], args)
-    names = check_binaries([args.only] if args.only else list(PEERS))
+    names = check_binaries(args.only)
     console.print(f"{os.cpu_count()} cores, {args.duration:g} s per cell, producer processes {args.procs}")
     results: list[CellResult] = []
     profiles: list = []

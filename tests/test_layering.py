@@ -43,17 +43,17 @@ ALLOWED = {
     "storage": {"common", "metadata"},
     "protocol": {"common"},
     "net": set(),
-    "broker": {"common", "metadata", "storage", "protocol", "net"},
+    "broker": {"auth", "common", "metadata", "storage", "protocol", "net"},
     "state": {"common", "metadata"},
     "functions": {"common", "metadata", "storage", "state"},
     "sketches": {"common", "functions"},
     "testing": {"common", "storage"},
     "dashboard": {"broker", "functions"},
-    "web": set(),
+    "web": {"net"},
     "node": {"common", "metadata", "storage"},
     "standalone": {"broker", "dashboard", "functions", "net", "node", "sketches", "state", "web"},
     "functions_worker": {"broker", "functions", "net", "node", "storage", "web"},
-    "cli": {"auth", "broker", "common", "functions", "functions_worker", "sketches", "standalone", "state"},
+    "cli": {"auth", "broker", "common", "functions", "functions_worker", "net", "sketches", "standalone", "state"},
 }
 
 

@@ -153,3 +153,24 @@ def test_standalone_help_lists_no_dashboard():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "--no-dashboard" in done.stdout
+
+
+def test_with_auth_on_the_stream_is_a_superusers_and_the_page_asks_for_credentials(tmp_path):
+    from tests.security.helpers import Keys, rest, start
+
+    (tmp_path / "keys").mkdir()
+    keys = Keys(tmp_path / "keys")
+    server = start(tmp_path, keys)
+    try:
+        with rest(server) as anonymous:
+            assert anonymous.get("/").status_code == 401
+            refused = anonymous.get("/admin/taureau/live")
+            assert refused.status_code == 401 and "authentication required" in refused.json()["reason"]
+        with rest(server, keys.token("bob")) as bob:  # authenticated, not a superuser
+            assert bob.get("/admin/taureau/live").status_code == 403
+            assert bob.get(f"{BASE}/anything/examinemessage").status_code == 403
+        with rest(server, keys.token("admin")) as admin, admin.stream("GET", "/admin/taureau/live") as stream:
+            assert stream.status_code == 200
+            assert next(stream.iter_lines()).startswith("retry:")
+    finally:
+        assert server.stop() == 0

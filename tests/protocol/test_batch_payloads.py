@@ -106,6 +106,24 @@ def test_wrong_uncompressed_size_raises_protocol_error(compression):
         decompress(compression, COMPRESSORS[compression](data), len(data) - 1)
 
 
+def java_zlib(data: bytes) -> bytes:
+    """As the Java client deflates (CompressionCodecZLib): SYNC_FLUSH, the stream never finished."""
+    deflater = zlib.compressobj()
+    return deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
+
+
+def test_a_sync_flushed_zlib_stream_without_its_end_decompresses():
+    data = b"0-1-abc-2-abcabc" * 300
+    assert decompress(pb.ZLIB, java_zlib(data), len(data)) == data
+
+
+@pytest.mark.parametrize("claimed_delta,message", [(-1, "inflates past"), (1, "inflated to")])
+def test_a_sync_flushed_zlib_stream_of_another_size_is_refused(claimed_delta, message):
+    data = b"abcdefgh" * 100
+    with pytest.raises(ProtocolError, match=message):
+        decompress(pb.ZLIB, java_zlib(data), len(data) + claimed_delta)
+
+
 def test_unknown_codec_and_absurd_sizes_are_refused():
     with pytest.raises(UnsupportedCompressionError):
         decompress(9, b"abc", 3)

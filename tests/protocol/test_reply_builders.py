@@ -60,7 +60,9 @@ def test_producer_success_optional_fields():
     plain = _one(producer_success(1, "standalone-0-3", -1)).producer_success
     assert plain.producer_name == "standalone-0-3" and plain.last_sequence_id == -1
     assert plain.HasField("last_sequence_id")
-    assert not plain.HasField("schema_version") and not plain.HasField("topic_epoch")
+    assert not plain.HasField("topic_epoch")
+    # An empty schema version is sent, not left out: the Java client requires the field.
+    assert plain.HasField("schema_version") and plain.schema_version == b""
     full = _one(producer_success(1, "p", 41, schema_version=b"\x00" * 8, topic_epoch=3)).producer_success
     assert full.schema_version == b"\x00" * 8 and full.topic_epoch == 3 and full.last_sequence_id == 41
 

@@ -7,16 +7,25 @@ import dataclasses
 import logging
 import time
 
+from taureau.auth.config import build_authentication
 from taureau.broker.admission import ConnectionLimits
+from taureau.broker.authorization import AuthorizationService
+from taureau.broker.compaction.topic_compaction import TopicCompaction
 from taureau.broker.config import BrokerConfig
 from taureau.broker.dispatch.base import DispatchLimits
+from taureau.broker.policies import PolicyEnforcer
+from taureau.broker.rate_limit import PublishRateLimiter
 from taureau.broker.resources import (
     ConflictError,
     NamespacePolicies,
+    PreconditionFailedError,
     ResourceNotFoundError,
     Resources,
     check_partition_count,
 )
+from taureau.broker.schemas.model import schema_id
+from taureau.broker.schemas.registry import SchemaRegistry
+from taureau.broker.schemas.topics import TopicSchemas
 from taureau.broker.topic import PersistentTopic
 from taureau.common.errors import NotAllowedError, TopicNotFoundError
 from taureau.common.memory import HeapTrimmer
@@ -37,21 +46,30 @@ class BrokerService:
         self.store = store
         self.factory = factory
         self.resources = Resources(store, config.max_num_partitions_per_partitioned_topic)
+        self.schemas = TopicSchemas(SchemaRegistry(store), self.resources)
+        self._compacting = asyncio.Semaphore(1)  # compactions at once: CPU work on this event loop
         self.connections = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
         self.heap_trimmer = HeapTrimmer()  # connections ask for a trim when they close
+        # None while authentication is off; a bad configuration fails here, before any port opens.
+        self.authentication = build_authentication(config.auth)
+        self.authorization = AuthorizationService(config.auth, self.resources)
         self._topics: dict[str, asyncio.Task[PersistentTopic]] = {}  # name -> loading/loaded topic
         self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
         self._rate_task: asyncio.Task | None = None
+        self._policy_task: asyncio.Task | None = None
+        self.policies = PolicyEnforcer(self.resources)
         self._last_counters: dict[str, tuple[float, int, int, int, int]] = {}
 
     async def start(self) -> None:
         await self.resources.bootstrap()
         self._rate_task = asyncio.get_running_loop().create_task(self._rate_loop())
+        self._policy_task = asyncio.get_running_loop().create_task(self._policy_loop())
 
     async def close(self) -> None:
         self.heap_trimmer.close()
-        if self._rate_task is not None:
-            self._rate_task.cancel()
+        for task in (self._rate_task, self._policy_task):
+            if task is not None:
+                task.cancel()
         for name in list(self._topics):
             topic = await self._loaded(name)
             if topic is not None:
@@ -105,17 +123,40 @@ class BrokerService:
                 raise TopicNotFoundError(f"topic {name} does not exist")
             if not explicit and not await self._may_create(name, policies):
                 raise TopicNotFoundError(f"topic {name} does not exist and auto-creation is disabled")
+            await self._check_topic_count(name.namespace_name, policies, 1, explicit, creating=name)
         ledger = await self.factory.open(name.storage_name, self._ledger_config(policies))
         limits = DispatchLimits(
             self.config.max_unacked_messages_per_consumer, self.config.max_unacked_messages_per_subscription
         )
         topic = PersistentTopic(name, ledger, self.store, limits)
+        topic.compaction = TopicCompaction(name.storage_name, ledger, self.factory, self.store, self._compacting)
+        await topic.compaction.load()
+        topic.compaction_threshold = policies.compaction_threshold
         topic.restore_subscriptions()
         await topic.access.load()
         await topic.load_validation_mark()
         await topic.set_deduplication(await self._deduplication(name, policies))
+        apply_limits(topic, policies)
         log.info("loaded topic %s", name)
         return topic
+
+    async def check_room_for_topics(self, ns: NamespaceName, adding: int) -> None:
+        """An admin adding `adding` topics (or partitions) to `ns`: 412 past its limit."""
+        await self._check_topic_count(ns, await self.resources.get_policies(ns), adding, explicit=True)
+
+    async def _check_topic_count(self, ns: NamespaceName, policies: NamespacePolicies, adding: int,
+                                 explicit: bool, creating: TopicName | None = None) -> None:
+        """Refuse topics past the namespace's max_topics_per_namespace (partitions count one
+        each, as in Pulsar): 412 for an admin's create, NotAllowedError for an auto-creation.
+        Checked before creating, not under a lock: concurrent creations may pass it together."""
+        limit = policies.max_topics_per_namespace
+        if not limit:
+            return
+        # The topic being created is listed already (loading): it is not held yet.
+        held = sum(1 for topic in await self.list_topics(ns) if topic != str(creating))
+        if held + adding > limit:
+            reason = f"Exceed maximum number of topics in namespace {ns}: {held} of {limit}"
+            raise PreconditionFailedError(reason) if explicit else NotAllowedError(reason)
 
     async def _deduplication(self, name: TopicName, policies: NamespacePolicies) -> bool:
         """The topic's own setting wins over its namespace's."""
@@ -168,8 +209,6 @@ class BrokerService:
         topic = await self.get_topic(name, create=False)
         busy = topic.producers or any(s.consumers for s in topic.subscriptions.values())
         if busy and not force:
-            from taureau.broker.resources import PreconditionFailedError
-
             raise PreconditionFailedError(f"topic {name} has active producers or consumers")
         for producer in list(topic.producers.values()):
             if producer.disconnect is not None:
@@ -182,7 +221,11 @@ class BrokerService:
             await topic.dedup.delete()
         await topic.forget_validation_mark()
         await topic.access.forget()
+        if topic.compaction is not None:
+            await topic.compaction.delete()
         await self.factory.delete(name.storage_name)
+        if name.partition < 0:  # a partition's schema is its topic's, dropped with the topic
+            await self.schemas.registry.drop(schema_id(name))
 
     async def partitioned_metadata(self, name: TopicName) -> int:
         """Partition count for a lookup; may auto-create a partitioned topic per policy."""
@@ -198,6 +241,7 @@ class BrokerService:
         ):
             # A policy stored before the limit existed may ask for more: refuse, do not clamp.
             check_partition_count(auto.defaultNumPartitions, self.resources.max_partitions)
+            await self._check_topic_count(name.namespace_name, policies, auto.defaultNumPartitions, False)
             try:
                 await self.resources.create_partitioned_topic(name, auto.defaultNumPartitions)
             except ConflictError:  # created concurrently by another lookup
@@ -250,7 +294,9 @@ class BrokerService:
         for topic in self.loaded_topics():
             if topic.name.namespace_name == ns:
                 topic.ledger.set_retention(config.retention_time_s, config.retention_size_bytes)
+                topic.compaction_threshold = policies.compaction_threshold
                 await topic.set_deduplication(await self._deduplication(topic.name, policies))
+                apply_limits(topic, policies)
 
     # -- rates -------------------------------------------------------------------------------
 
@@ -258,6 +304,25 @@ class BrokerService:
         while True:
             await asyncio.sleep(RATE_INTERVAL_S)
             self.update_rates()
+            self._compact_over_threshold()
+
+    async def _policy_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.policy_check_interval_s)
+            try:
+                await self.policies.check(self.loaded_topics())
+            except Exception:
+                log.exception("applying message TTLs and backlog quotas failed")
+
+    def _compact_over_threshold(self) -> None:
+        """Pulsar's automatic compaction: a topic whose namespace sets compactionThreshold is
+        compacted once that many bytes were added since its last compaction."""
+        for topic in self.loaded_topics():
+            compaction = topic.compaction
+            if compaction is None or topic.compaction_threshold <= 0 or not compaction.may_start_automatically():
+                continue
+            if compaction.pending_bytes() >= topic.compaction_threshold:
+                compaction.trigger()
 
     def update_rates(self) -> None:
         now = time.monotonic()
@@ -277,3 +342,20 @@ class BrokerService:
                 "msgRateOut": max(current[3] - previous[3], 0) / elapsed,
                 "msgThroughputOut": max(current[4] - previous[4], 0) / elapsed,
             }
+
+
+def apply_limits(topic: PersistentTopic, policies: NamespacePolicies) -> None:
+    """The namespace's producer and consumer caps and publish rate, onto one of its topics.
+    Producers and consumers already over a lowered cap stay (as in Pulsar); new ones wait."""
+    topic.max_producers = policies.max_producers_per_topic or 0
+    topic.max_consumers = policies.max_consumers_per_topic or 0
+    rate = policies.publishMaxMessageRate
+    if rate is None or not rate.limited:
+        topic.publish_limiter = None
+        return
+    limiter = topic.publish_limiter
+    wanted = (rate.publishThrottlingRateInMsg, rate.publishThrottlingRateInByte)
+    if limiter is None:
+        topic.publish_limiter = PublishRateLimiter(*wanted)
+    elif (limiter.max_messages, limiter.max_bytes) != wanted:
+        limiter.set_rates(*wanted)

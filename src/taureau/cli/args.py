@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from taureau.broker.resources import check_actions
 from taureau.common.errors import TaureauError
 from taureau.common.names import NamespaceName, TopicName, check_name_part
 
@@ -37,6 +38,25 @@ def tenant(text: str) -> str:
     except TaureauError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def role(text: str) -> str:
+    if not text.strip() or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"invalid role {text!r}: a role is a non-empty name without spaces")
+    return text
+
+
+def roles(text: str) -> list[str]:
+    """A comma-separated list of roles."""
+    return [role(part.strip()) for part in text.split(",")]
+
+
+def actions(text: str) -> list[str]:
+    """A comma-separated list of permission actions, as pulsar-admin's --actions."""
+    try:
+        return check_actions([part.strip() for part in text.split(",") if part.strip()] or [""])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def service_url(text: str) -> str:

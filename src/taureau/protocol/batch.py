@@ -20,7 +20,7 @@ from taureau.protocol.metadata import parse_metadata
 #
 # Compression applies to the whole payload (batch or single message); `uncompressed_size` in
 # MessageMetadata gives the exact output size. LZ4 is the raw LZ4 block format with no size
-# prefix; ZLIB is a zlib stream (with header); ZSTD a zstd frame; SNAPPY raw snappy.
+# prefix; ZLIB is a zlib stream (with header; the Java client's is sync-flushed, not finished); ZSTD a zstd frame; SNAPPY raw snappy.
 
 _U32 = struct.Struct(">I")
 # Refuse to inflate past this: peek must not be a decompression bomb.
@@ -52,8 +52,11 @@ def decompress(compression: int, data: bytes, uncompressed_size: int) -> bytes:
         elif compression == pb.ZLIB:
             inflater = zlib.decompressobj()
             out = inflater.decompress(data, uncompressed_size)
-            if not inflater.eof:  # truncated, or longer than the metadata claims
-                raise ProtocolError(f"ZLIB payload does not end at {uncompressed_size} bytes")
+            # The Java client deflates with SYNC_FLUSH and never finishes the stream, so a
+            # stream without its end marker is valid (the size check below catches a
+            # truncated one); one with more output than the metadata claims is not.
+            if not inflater.eof and inflater.decompress(inflater.unconsumed_tail, 1):
+                raise ProtocolError(f"ZLIB payload inflates past {uncompressed_size} bytes")
         elif compression == pb.ZSTD:
             out = (
                 _need("zstandard", "zstandard")

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import NamedTuple
 
+from taureau.broker.compaction.reader import CompactedReader
 from taureau.broker.consumer import Consumer
 from taureau.broker.dispatch.delayed import DelayedDeliveries, now_ms
 from taureau.broker.entries import EntryInfo
@@ -62,6 +63,7 @@ class Dispatcher:
     """Base dispatcher; owns the consumer list, the replay set and redelivery counts."""
 
     tracks_unacked = False  # whether DispatchLimits apply (Shared, Key_Shared)
+    compacted: CompactedReader | None = None  # a read_compacted subscription reads through it
     delays_delivery = False  # whether deliver_at_time holds entries back (Shared, Key_Shared)
 
     def __init__(
@@ -253,12 +255,17 @@ class Dispatcher:
                 # Older entries wait beyond what this round looked at: reading fresh ones now
                 # could overtake them (Key_Shared order), so wait for acks or permits.
                 return False
-        if not self.cursor.has_more_entries() or self._available_permits() <= 0 or self.delayed.full:
+        compacted = self.compacted
+        has_more = compacted.has_more(self.cursor) if compacted is not None else self.cursor.has_more_entries()
+        if not has_more or self._available_permits() <= 0 or self.delayed.full:
             return False
         room = self._unacked_room()
         count = max(1, min(MAX_ENTRIES_PER_READ, int(min(available, room) / self._avg_messages)))
         epoch = self._epoch
-        entries = await self.cursor.read_entries(count)
+        if compacted is not None:
+            entries = await compacted.read(self.cursor, count)
+        else:
+            entries = await self.cursor.read_entries(count)
         if epoch != self._epoch or not entries:
             return bool(entries)
         items = await self._dispatchable(entries)
