@@ -51,6 +51,7 @@ class StandaloneConfig:
     remote_bookies: bool = False  # entries on the `taureau bookie` processes registered in the store
     state: StateOptions = field(default_factory=StateOptions)
     functions: FunctionsOptions = field(default_factory=FunctionsOptions)
+    dashboard: bool = True  # the web dashboard at / of the web port, and its live stream
 
 
 class Standalone(Node):
@@ -98,9 +99,18 @@ class Standalone(Node):
             sources = list(getattr(app.state, "metrics_sources", []))
             sources.append(self.state_services.controller.prometheus_lines)
             app.state.metrics_sources = sources
+        hub = None
+        if self.config.dashboard:
+            from taureau.dashboard import install_dashboard
+
+            state = self.state_services.controller.stats if self.state_services is not None else None
+            hub = install_dashboard(app, service, worker, state)
         for web in webs:
             await web.start()
             self.on_stop(web.stop)
+        if hub is not None:  # stopped before the web servers, so open streams end at once
+            hub.start()
+            self.on_stop(hub.stop)
         if worker is not None:
             await worker.start()
             self.on_stop(worker.close)

@@ -118,6 +118,8 @@ def _standalone_parser(sub) -> None:
     p.add_argument("--state-lease-ms", type=int, default=10_000, help="state lease period and grace")
     p.add_argument("--no-state", action="store_true", help="do not run the state controller")
     p.add_argument("--no-functions", action="store_true", help="do not run the functions worker")
+    p.add_argument("--no-dashboard", action="store_true",
+                   help="do not serve the web dashboard at / of the web port (nor its live stream)")
     _functions_flags(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_run_standalone)
@@ -335,6 +337,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
             secrets_provider=args.secrets_provider,
             secrets_dir=secrets_dir,
         ),
+        dashboard=not args.no_dashboard,
     )
     ledgers = config.broker.managed_ledger
     ledgers.ensemble_size, ledgers.write_quorum, ledgers.ack_quorum = e, w, a
