@@ -28,6 +28,7 @@ import asyncio
 import gc
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -216,6 +217,7 @@ async def run(topics: int, rounds: int, messages: int, per_read: int, fsync: boo
     )
     await service.close()
     await node.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def instructions(argv: list[str]) -> int:

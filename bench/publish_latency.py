@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -159,7 +160,7 @@ def main() -> int:
         from tests.e2e.harness import Standalone
 
         extra = ["--no-journal-fsync"] if args.no_fsync else []
-        server = Standalone(Path(tempfile.mkdtemp(prefix="taureau-latency-")), *extra).start()
+        server = Standalone(workdir := Path(tempfile.mkdtemp(prefix="taureau-latency-")), *extra).start()
         host, port = "127.0.0.1", str(server.broker_port)
         admin_url = server.admin_url
     pid = server.proc.pid if server is not None and server.proc is not None else None
@@ -171,6 +172,7 @@ def main() -> int:
     finally:
         if server is not None:
             server.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
     achieved = len(latencies) / args.seconds
     print(
         f"{len(latencies)} receipts, {achieved:,.0f} msgs/s offered {args.rate:,}/s, "

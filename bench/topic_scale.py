@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -423,7 +424,7 @@ def main() -> int:
             extra = ["--no-journal-fsync"] if args.no_fsync else []
             if args.unload_after > 0:
                 extra += ["--idle-topic-unload", str(args.unload_after)]
-            server = Standalone(Path(tempfile.mkdtemp(prefix="taureau-scale-")), *extra).start()
+            server = Standalone(workdir := Path(tempfile.mkdtemp(prefix="taureau-scale-")), *extra).start()
             try:
                 assert server.proc is not None
                 point = asyncio.run(
@@ -443,6 +444,7 @@ def main() -> int:
                 point.loop = loop_report(server.admin_url)
             finally:
                 server.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
             points.append(point)
             print_point(point)
         if args.json:
