@@ -224,6 +224,9 @@ def test_plot_draws_the_timeline(ex, tmp_path):
     path = ex.plot(fs, dst=str(tmp_path / "timeline.png"))
     data = Path(path).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert int.from_bytes(data[16:20], "big") == 1300  # IHDR width: 13 inches at 100 dpi
+    small = Path(ex.plot(fs, dst=str(tmp_path / "small.png"), figsize=(6, 3))).read_bytes()
+    assert (int.from_bytes(small[16:20], "big"), int.from_bytes(small[20:24], "big")) == (600, 300)
     assert {f.stats["worker"] for f in fs} <= {name for name, _ in ex.backend.workers()} | {"local-0", "local-1"}
 
 

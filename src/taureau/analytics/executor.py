@@ -284,10 +284,11 @@ class Executor:
 
     # -- timeline ---------------------------------------------------------------------------
 
-    def plot(self, fs: Any = None, dst: str | None = None) -> str:
-        """Draw the calls' timeline (per call, and per worker) to a PNG; returns its path."""
+    def plot(self, fs: Any = None, dst: str | None = None, figsize: tuple[float, float] = (13, 5)) -> str:
+        """Draw the calls' timeline (per call, and per worker) to a PNG of `figsize` inches at
+        100 dpi; returns its path."""
         futures = [f for f in self._resolve(fs) if f.done]
-        return timeline.plot(futures, dst or os.path.join(os.getcwd(), f"{self.executor_id}-timeline.png"))
+        return timeline.plot(futures, dst or os.path.join(os.getcwd(), f"{self.executor_id}-timeline.png"), figsize)
 
     # -- background work --------------------------------------------------------------------
 

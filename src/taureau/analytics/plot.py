@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def plot(futures: list[Any], dst: str) -> str:
+def plot(futures: list[Any], dst: str, figsize: tuple[float, float] = (13, 5)) -> str:
     import matplotlib  # only plotting needs it: the executor works without
 
     matplotlib.use("Agg")  # files only: no display needed, none assumed
@@ -16,7 +16,7 @@ def plot(futures: list[Any], dst: str) -> str:
     if not rows:
         raise ValueError("no finished calls to plot")
     t0 = min(min(r.get("host_submit_tstamp", r["worker_start_tstamp"]), r["worker_start_tstamp"]) for r in rows)
-    fig, (ax_calls, ax_workers) = plt.subplots(1, 2, figsize=(13, 5))
+    fig, (ax_calls, ax_workers) = plt.subplots(1, 2, figsize=figsize)
     for i, r in enumerate(rows):
         submit = r.get("host_submit_tstamp", r["worker_start_tstamp"]) - t0
         start, end = r["worker_start_tstamp"] - t0, r["worker_end_tstamp"] - t0
