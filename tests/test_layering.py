@@ -26,6 +26,7 @@ RANK = {
     "state": 6,
     "functions": 7,
     "sketches": 7.5,  # sketch functions run on the functions worker
+    "analytics": 7.5,  # tasks run on warm workers with data in state
     "testing": 8,
     "dashboard": 8.5,  # the web page and its live stream, above what it shows
     "web": 9,
@@ -47,6 +48,7 @@ ALLOWED = {
     "state": {"common", "metadata"},
     "functions": {"common", "metadata", "storage", "state"},
     "sketches": {"common", "functions"},
+    "analytics": {"common", "state"},
     "testing": {"common", "storage"},
     "dashboard": {"broker", "functions"},
     "web": {"net"},

@@ -73,6 +73,7 @@ class Standalone(Node):
         store, factory = await self.open_storage(
             data_dir, self.config.metadata_url, fsync=broker.journal_fsync, config=broker.managed_ledger,
             cache_budget_bytes=broker.managed_ledger_cache_size_bytes,
+            cursor_save_interval_s=broker.cursor_save_interval_s,
         )
         service = BrokerService(broker, store, factory)
         await service.start()
@@ -86,6 +87,7 @@ class Standalone(Node):
         probe = LoopProbe()
         probe.start()
         self.on_stop(_stopper(probe.stop))
+        self.on_ready(probe.reset)  # report serving, not start-up
         app.state.metrics_sources = [probe.prometheus_lines]
         webs = self._web_servers(app)
         worker = self._functions_worker(app, data_dir, store, factory) if self.config.functions.enabled else None

@@ -90,6 +90,7 @@ class ServerConnection(asyncio.Protocol):
         self._writer: CoalescingWriter  # set by connection_made, before anything is written
         self._control: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
         self._control_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by connection_made
         self._inflight = 0  # SENDs handed to storage and not answered yet
         self._inflight_bytes = 0  # their bytes
         self._paused = 0  # _PAUSE_* bits; reading is paused while any is set
@@ -126,7 +127,7 @@ class ServerConnection(asyncio.Protocol):
         tune_socket(transport)
         self._writer = CoalescingWriter(transport)
         transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()  # once: each lookup is a getpid call
         self._control_task = loop.create_task(self._run_control())
         self._timer = loop.call_later(self.service.config.connect_timeout_s, self._connect_timed_out)
 
@@ -403,7 +404,7 @@ class ServerConnection(asyncio.Protocol):
         """One publish task per topic for everything this read carried: the entries travel
         to the bookie as one batch, and receipts go back in one write."""
         sends, self._sends = self._sends, {}
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         tails = self._publish_tails
         for topic, items in sends.items():
             task = loop.create_task(self._publish(topic, items, tails.get(topic)))

@@ -36,6 +36,14 @@ from taureau.storage.managed_ledger.api import ManagedLedgerConfig, ManagedLedge
 log = logging.getLogger(__name__)
 
 RATE_INTERVAL_S = 1.0
+RATE_SLICE = 200  # topics whose rates are updated per loop turn
+
+
+def _ready(task: asyncio.Task[PersistentTopic]) -> PersistentTopic | None:
+    """The topic a load task made, if it is done and did not fail."""
+    if task.done() and not task.cancelled() and task.exception() is None:
+        return task.result()
+    return None
 
 
 class BrokerService:
@@ -54,6 +62,9 @@ class BrokerService:
         self.authentication = build_authentication(config.auth)
         self.authorization = AuthorizationService(config.auth, self.resources)
         self._topics: dict[str, asyncio.Task[PersistentTopic]] = {}  # name -> loading/loaded topic
+        self._unloading: dict[str, asyncio.Task[None]] = {}  # name -> close of an idle topic
+        self._idle_task: asyncio.Task | None = None
+        self.unloaded = 0  # idle topics unloaded so far (stats, tests)
         self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
         self._rate_task: asyncio.Task | None = None
         self._policy_task: asyncio.Task | None = None
@@ -63,13 +74,18 @@ class BrokerService:
     async def start(self) -> None:
         await self.resources.bootstrap()
         self._rate_task = asyncio.get_running_loop().create_task(self._rate_loop())
-        self._policy_task = asyncio.get_running_loop().create_task(self._policy_loop())
+        if self.config.policy_check_interval_s > 0:
+            self._policy_task = asyncio.get_running_loop().create_task(self._policy_loop())
+        if self.config.idle_topic_unload_s > 0:
+            self._idle_task = asyncio.get_running_loop().create_task(self._unload_idle_loop())
 
     async def close(self) -> None:
         self.heap_trimmer.close()
-        for task in (self._rate_task, self._policy_task):
+        for task in (self._rate_task, self._policy_task, self._idle_task):
             if task is not None:
                 task.cancel()
+        if self._unloading:
+            await asyncio.wait(list(self._unloading.values()))
         for name in list(self._topics):
             topic = await self._loaded(name)
             if topic is not None:
@@ -91,7 +107,7 @@ class BrokerService:
             return None
 
     def loaded_topics(self) -> list[PersistentTopic]:
-        return [t.result() for t in self._topics.values() if t.done() and not t.exception()]
+        return [topic for task in self._topics.values() if (topic := _ready(task)) is not None]
 
     async def get_topic(
         self, name: TopicName, create: bool = True, explicit: bool = False
@@ -100,6 +116,10 @@ class BrokerService:
         auto-creation; explicit: an admin creates it whatever that policy says."""
         key = str(name)
         task = self._topics.get(key)
+        topic = _ready(task) if task is not None else None
+        if topic is not None:
+            topic.last_used = time.monotonic()  # an attach may follow: not idle yet
+            return topic
         if task is None:
             task = asyncio.get_running_loop().create_task(self._load_topic(name, create, explicit))
             self._topics[key] = task
@@ -115,6 +135,9 @@ class BrokerService:
     async def _load_topic(self, name: TopicName, create: bool, explicit: bool) -> PersistentTopic:
         if not name.persistent:
             raise NotAllowedError("non-persistent topics are not supported yet")
+        unloading = self._unloading.get(str(name))
+        if unloading is not None:  # its cursors and ledger must be saved and closed first
+            await asyncio.wait([unloading])
         policies = await self._policies_for(name)
         if name.partition < 0 and await self.resources.get_partitions(name) > 0:
             raise NotAllowedError(f"{name} is a partitioned topic: use its partitions")
@@ -298,12 +321,53 @@ class BrokerService:
                 await topic.set_deduplication(await self._deduplication(topic.name, policies))
                 apply_limits(topic, policies)
 
+    # -- idle topics -------------------------------------------------------------------------
+
+    async def _unload_idle_loop(self) -> None:
+        """A few times per idle period, one sliced pass over the loaded topics."""
+        idle_s = self.config.idle_topic_unload_s
+        while True:
+            await asyncio.sleep(max(idle_s / 4, 0.05))
+            now = time.monotonic()
+            for i, (key, task) in enumerate(list(self._topics.items())):
+                topic = _ready(task)
+                if topic is not None and topic.idle_for(now) >= idle_s:
+                    self._unload(key, task)
+                if i % RATE_SLICE == RATE_SLICE - 1:
+                    await asyncio.sleep(0)
+
+    def _unload(self, key: str, task: asyncio.Task[PersistentTopic]) -> None:
+        if self._topics.get(key) is not task:
+            return
+        del self._topics[key]  # the next get_topic loads it again, after this close
+        closing = asyncio.get_running_loop().create_task(self._close_unloaded(key, task.result()))
+        self._unloading[key] = closing
+
+    async def _close_unloaded(self, key: str, topic: PersistentTopic) -> None:
+        try:
+            await topic.close()
+            self.unloaded += 1
+            log.info("unloaded idle topic %s", topic.name)
+        except Exception:
+            log.exception("unloading idle topic %s failed", topic.name)
+        finally:
+            if self._unloading.get(key) is asyncio.current_task():
+                del self._unloading[key]
+
     # -- rates -------------------------------------------------------------------------------
 
     async def _rate_loop(self) -> None:
+        """Every second, a slice of topics per loop turn: 5,000 topics in one callback held
+        the loop for milliseconds each second."""
         while True:
             await asyncio.sleep(RATE_INTERVAL_S)
-            self.update_rates()
+            now = time.monotonic()
+            topics = self.loaded_topics()
+            for i, topic in enumerate(topics):
+                self._update_rate(topic, now)
+                if i % RATE_SLICE == RATE_SLICE - 1:
+                    await asyncio.sleep(0)
+            self._forget_rates_of_unloaded(topics)
             self._compact_over_threshold()
 
     async def _policy_loop(self) -> None:
@@ -326,22 +390,38 @@ class BrokerService:
 
     def update_rates(self) -> None:
         now = time.monotonic()
-        for topic in self.loaded_topics():
-            key = str(topic.name)
-            msg_out = sum(s.msg_out for s in topic.subscriptions.values())
-            bytes_out = sum(c.bytes_out for s in topic.subscriptions.values() for c in s.consumers)
-            current = (now, topic.msg_in, topic.bytes_in, msg_out, bytes_out)
-            previous = self._last_counters.get(key)
-            self._last_counters[key] = current
-            if previous is None:
-                continue
-            elapsed = max(now - previous[0], 1e-6)
-            self.rates[key] = {
-                "msgRateIn": (current[1] - previous[1]) / elapsed,
-                "msgThroughputIn": (current[2] - previous[2]) / elapsed,
-                "msgRateOut": max(current[3] - previous[3], 0) / elapsed,
-                "msgThroughputOut": max(current[4] - previous[4], 0) / elapsed,
-            }
+        topics = self.loaded_topics()
+        for topic in topics:
+            self._update_rate(topic, now)
+        self._forget_rates_of_unloaded(topics)
+
+    def _forget_rates_of_unloaded(self, loaded: list[PersistentTopic]) -> None:
+        if len(self._last_counters) > len(loaded):
+            keep = {str(t.name) for t in loaded}
+            for key in [k for k in self._last_counters if k not in keep]:
+                del self._last_counters[key]
+                self.rates.pop(key, None)
+
+    def _update_rate(self, topic: PersistentTopic, now: float) -> None:
+        key = str(topic.name)
+        subscriptions = topic.subscriptions.values()
+        msg_out = sum(s.msg_out for s in subscriptions)
+        bytes_out = sum(c.bytes_out for s in subscriptions for c in s.consumers)
+        current = (now, topic.msg_in, topic.bytes_in, msg_out, bytes_out)
+        previous = self._last_counters.get(key)
+        self._last_counters[key] = current
+        if previous is None:
+            return
+        if previous[1:] == current[1:]:
+            self.rates.pop(key, None)  # idle: absent reads as zero, and holds no dict per topic
+            return
+        elapsed = max(now - previous[0], 1e-6)
+        self.rates[key] = {
+            "msgRateIn": (current[1] - previous[1]) / elapsed,
+            "msgThroughputIn": (current[2] - previous[2]) / elapsed,
+            "msgRateOut": max(current[3] - previous[3], 0) / elapsed,
+            "msgThroughputOut": max(current[4] - previous[4], 0) / elapsed,
+        }
 
 
 def apply_limits(topic: PersistentTopic, policies: NamespacePolicies) -> None:

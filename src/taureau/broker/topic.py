@@ -82,6 +82,10 @@ class PersistentTopic:
         self.msg_in = 0
         self.bytes_in = 0
         self.closed = False
+        # Idle-topic unloading (service.py): when the broker last handed this topic out, and
+        # since when a sweep has seen it without producers or consumers.
+        self.last_used = time.monotonic()
+        self._idle_from: float | None = None
         # The last storage failure and when it happened: for a while after one, new
         # producers are refused with a retryable error, so clients back off instead of
         # reconnecting and resending in a tight loop (their send timeouts then fire).
@@ -371,6 +375,19 @@ class PersistentTopic:
         return last, batch_index_of_last(entry.data)
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def idle_for(self, now: float) -> float:
+        """Seconds without a producer (active or waiting), a consumer or a compaction running,
+        as far as the sweeps calling this can tell, and since the last request for the topic;
+        0 while in use."""
+        compacting = self.compaction is not None and self.compaction.running
+        if (self.producers or self.access.has_waiting or compacting
+                or any(s.consumers for s in self.subscriptions.values())):
+            self._idle_from = None
+            return 0.0
+        if self._idle_from is None:
+            self._idle_from = now
+        return now - max(self._idle_from, self.last_used)
 
     async def close(self) -> None:
         self.closed = True

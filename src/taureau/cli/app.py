@@ -41,8 +41,20 @@ _BOUND_FLAGS = [
     (
         "--policy-check-interval",
         "policy_check_interval_s",
-        float,
-        "seconds between applying message TTLs and checking backlog quotas",
+        checked.seconds,
+        "seconds between applying message TTLs and checking backlog quotas, 0 never",
+    ),
+    (
+        "--idle-topic-unload",
+        "idle_topic_unload_s",
+        checked.seconds,
+        "seconds a topic without producers or consumers stays loaded, 0 to keep every topic loaded",
+    ),
+    (
+        "--cursor-save-interval",
+        "cursor_save_interval_s",
+        checked.seconds,
+        "seconds between saves of a subscription's acknowledged position",
     ),
 ]
 

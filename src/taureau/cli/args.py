@@ -16,6 +16,17 @@ _LISTENER = re.compile(r"([A-Za-z0-9_.\-]+):(\S+)")
 _HTTP_URL = re.compile(r"https?://[^/\s]+(/\S*)?")
 
 
+def seconds(text: str) -> float:
+    """A duration in seconds, 0 or more (0 where a flag says so means off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be 0 or more and finite")
+    return value
+
+
 def topic(text: str) -> str:
     try:
         TopicName.parse(text)
