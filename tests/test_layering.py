@@ -33,6 +33,7 @@ RANK = {
     "node": 10,
     "standalone": 11,
     "functions_worker": 11,
+    "bookie_server": 11,
     "cli": 12,
 }
 
@@ -55,7 +56,9 @@ ALLOWED = {
     "node": {"common", "metadata", "storage"},
     "standalone": {"broker", "dashboard", "functions", "net", "node", "sketches", "state", "web"},
     "functions_worker": {"broker", "functions", "net", "node", "storage", "web"},
-    "cli": {"auth", "broker", "common", "functions", "functions_worker", "net", "sketches", "standalone", "state"},
+    "bookie_server": {"metadata", "net", "node", "storage"},
+    "cli": {"auth", "bookie_server", "broker", "common", "functions", "functions_worker", "metadata", "net",
+            "sketches", "standalone", "state"},
 }
 
 
