@@ -1,10 +1,12 @@
 """The dashboard in a real browser: a standalone with traffic and a function, the overview
 showing the topic's live rate, a topic page peeking a message and skipping its backlog behind
-a confirmation, the functions page showing the function running. Screenshots go to docs/img/
-(the README shows them)."""
+a confirmation, the functions page stopping and starting a function, the sketches and state
+pages. Screenshots are taken on every run; TAUREAU_DASHBOARD_SCREENSHOTS=1 writes them to
+docs/img/ (the README shows them), otherwise they go to a temporary folder."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from tests.e2e.functions_helpers import EXAMPLES, create, wait_for, wait_running
 # State on: sketch functions merge their windows through it.
 STANDALONE = {"state": True, "args": ["--functions-runtime", "thread", "--functions-warm-pool", "0"]}
 TOPIC = "persistent://public/default/dash-orders"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 VIEWPORT = {"width": 1280, "height": 900}
 
 
@@ -35,6 +37,13 @@ def browser():
         b = launch(p)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    if os.environ.get("TAUREAU_DASHBOARD_SCREENSHOTS") == "1":
+        return DOCS_IMG
+    return tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +95,7 @@ def _number(text: str) -> float:
     return float(value.rstrip("kM")) * scale
 
 
-def test_overview_shows_the_topic_with_a_live_rate(page, traffic):
+def test_overview_shows_the_topic_with_a_live_rate(page, shots, traffic):
     page.goto("/")
     page.get_by_test_id("live").filter(has_text="live").wait_for(timeout=10_000)
     rate = page.locator(f'tr[data-topic="{TOPIC}"] td.rate-in')
@@ -99,10 +108,10 @@ def test_overview_shows_the_topic_with_a_live_rate(page, traffic):
     assert _number(page.get_by_test_id("total-rate-in").inner_text()) > 0
     assert int(page.locator(f'tr[data-topic="{TOPIC}"] td.subscriptions').inner_text()) == 1
     page.wait_for_timeout(2500)  # a few more points on the chart for the screenshot
-    page.screenshot(path=str(SHOTS / "dashboard-overview.png"), full_page=True)
+    page.screenshot(path=str(shots / "dashboard-overview.png"), full_page=True)
 
 
-def test_topic_page_peeks_and_skips_behind_a_confirmation(page, traffic):
+def test_topic_page_peeks_and_skips_behind_a_confirmation(page, shots, traffic):
     page.goto("/")
     page.locator(f'tr[data-topic="{TOPIC}"] a').click()
     assert page.get_by_test_id("topic-name").inner_text() == TOPIC
@@ -114,7 +123,7 @@ def test_topic_page_peeks_and_skips_behind_a_confirmation(page, traffic):
     assert '"item": "widget"' in first.locator("td.payload").inner_text()
     assert first.locator("td").nth(2).inner_text().startswith("customer-")
     assert page.locator("tr.message").count() == 10
-    page.screenshot(path=str(SHOTS / "dashboard-topic.png"), full_page=True)
+    page.screenshot(path=str(shots / "dashboard-topic.png"), full_page=True)
 
     # Cancel changes nothing; confirm acknowledges the backlog.
     row.get_by_test_id("skip-all").click()
@@ -128,7 +137,7 @@ def test_topic_page_peeks_and_skips_behind_a_confirmation(page, traffic):
     assert backlog < 100  # emptied; the producer adds ~50 a second since
 
 
-def test_functions_page_shows_a_deployed_function_running_and_stops_and_starts_it(page, standalone):
+def test_functions_page_shows_a_deployed_function_running_and_stops_and_starts_it(page, shots, standalone):
     create(standalone, "dash-exclaim", EXAMPLES / "exclamation_function.py",
            "exclamation_function.ExclamationFunction", "--inputs", "dash-in", "--output", "dash-out")
     wait_running(standalone, "dash-exclaim")
@@ -154,7 +163,7 @@ def test_functions_page_shows_a_deployed_function_running_and_stops_and_starts_i
             arg='section[data-function="public/default/dash-exclaim"] .summary', timeout=15_000,
         )
         page.wait_for_timeout(2500)  # a few points on the chart, the instance's counters read again
-        page.screenshot(path=str(SHOTS / "dashboard-functions.png"), full_page=True)
+        page.screenshot(path=str(shots / "dashboard-functions.png"), full_page=True)
 
         card.get_by_test_id("stop").click()
         page.get_by_test_id("confirm-ok").click()
@@ -176,7 +185,7 @@ def _merged(sketches: SketchesClient, name: str, **query) -> bool:
         return False
 
 
-def test_sketches_page_shows_a_top_k_table_and_a_quantile_chart(page, standalone):
+def test_sketches_page_shows_a_top_k_table_and_a_quantile_chart(page, shots, standalone):
     sketches = SketchesClient(standalone.admin_url)
     events = "persistent://public/default/dash-events"
     sketches.create("dash-users", "frequent-items", [events], key_field="user", window_ms=1000, grace_ms=200)
@@ -199,10 +208,10 @@ def test_sketches_page_shows_a_top_k_table_and_a_quantile_chart(page, standalone
     latency = page.locator('section[data-sketch="public/default/dash-latency"]')
     latency.locator("canvas").first.wait_for(timeout=10_000)
     assert "p50" in latency.get_by_test_id("answer").inner_text()
-    page.screenshot(path=str(SHOTS / "dashboard-sketches.png"), full_page=True)
+    page.screenshot(path=str(shots / "dashboard-sketches.png"), full_page=True)
 
 
-def test_state_page_maps_each_memory_servers_blocks(page, standalone):
+def test_state_page_maps_each_memory_servers_blocks(page, shots, standalone):
     page.goto("/#/state")
     server = page.locator("section[data-server]")
     server.first.wait_for(timeout=10_000)
@@ -214,4 +223,4 @@ def test_state_page_maps_each_memory_servers_blocks(page, standalone):
     assert server.first.locator(".block.used").count() == used
     assert int(page.get_by_test_id("structures").inner_text()) >= 0
     page.locator("td", has_text="splits").first.wait_for()
-    page.screenshot(path=str(SHOTS / "dashboard-state.png"), full_page=True)
+    page.screenshot(path=str(shots / "dashboard-state.png"), full_page=True)
