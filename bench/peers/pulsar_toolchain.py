@@ -73,9 +73,10 @@ def missing_tools(*tools: str) -> str | None:
     return f"{', '.join(absent)} not on PATH" if absent else None
 
 
-def source_hash(directory: Path) -> str:
-    """A digest of every file under `directory` (names and contents), build outputs excluded."""
-    digest = hashlib.sha256()
+def source_hash(directory: Path, settings: str = "") -> str:
+    """A digest of every file under `directory` (names and contents), build outputs excluded,
+    and of the build's `settings`."""
+    digest = hashlib.sha256(settings.encode() + b"\0")
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         rel = path.relative_to(directory)
         if rel.parts[0] in ("target", "__pycache__"):
@@ -84,9 +85,9 @@ def source_hash(directory: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def _build(name: str, source: Path, steps) -> Path:
+def _build(name: str, source: Path, steps, settings: str = "") -> Path:
     """Run `steps(tmp_out)` unless build/<name>-<hash> exists; publish its output atomically."""
-    out = BUILDS / f"{name}-{source_hash(source)}"
+    out = BUILDS / f"{name}-{source_hash(source, settings)}"
     if out.is_dir():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -130,11 +131,14 @@ def maven_package(project: Path, name: str) -> Path:
 def go_build(module: Path, package: str, name: str) -> Path:
     """`go build` of `package` inside the Go module at `module`; returns the binary's path."""
 
+    # Without cgo: pulsar-client-go then uses its pure-Go zstd instead of compiling DataDog's C
+    # zstd, which more than halves a first build (2.5 instead of 7 minutes on a busy 2-core machine).
+    env = {"GOMODCACHE": str(CACHE / "go" / "mod"), "GOCACHE": str(CACHE / "go" / "build"), "CGO_ENABLED": "0"}
+
     def steps(out: Path) -> None:
-        env = {"GOMODCACHE": str(CACHE / "go" / "mod"), "GOCACHE": str(CACHE / "go" / "build")}
         _blame_registry(go_proxy(), lambda: _run(["go", "build", "-o", str(out / name), package], module, env))
 
-    return _build(name, module, steps) / name
+    return _build(name, module, steps, settings="CGO_ENABLED=0") / name
 
 
 def java_classpath(out: Path) -> str:
