@@ -45,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per cell (default 5)")
     ap.add_argument("--only", help=f"comma-separated systems to run, of {','.join(PEERS)} (default: all)")
     ap.add_argument("--quick", action="store_true", help="2 s cells, one process count")
+    ap.add_argument("--latency-only", action="store_true", help="only the latency cells (batched and unbatched)")
     ap.add_argument("--procs", default="1,2,4", help="producer processes to try per throughput cell")
     ap.add_argument("--no-fsync", action="store_true", help="also run Taureau with --no-journal-fsync")
     ap.add_argument("--profile", action="store_true", help="py-spy the broker during the e2e cells")
@@ -78,8 +79,9 @@ def plan(args: argparse.Namespace) -> list[tuple[str, bool, int]]:
     """The cells run against each server: (workload, batched, producer processes)."""
     cells = []
     for batched in (True, False):
-        cells += [("produce", batched, n) for n in args.procs]
-        cells += [("e2e", batched, n) for n in args.procs]
+        if not args.latency_only:
+            cells += [("produce", batched, n) for n in args.procs]
+            cells += [("e2e", batched, n) for n in args.procs]
         cells.append(("latency", batched, LATENCY_PROCS))
     return cells
 

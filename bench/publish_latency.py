@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -123,6 +124,19 @@ def loop_report(admin_url: str) -> str:
     return "\n  ".join(parts)
 
 
+def run_queue_wait_s(pid: int) -> float:
+    """Seconds the process's main thread (the event loop's) has spent ready to run but waiting
+    for a CPU (/proc/<pid>/schedstat): on a shared machine, latency the broker did not cause."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
+def machine_note(wait_s: float, wall_s: float) -> str:
+    """How starved the broker was: what to read every latency figure of a run against."""
+    load = Path("/proc/loadavg").read_text().split()[0]
+    return (f"the broker's loop waited for a CPU {100 * wait_s / wall_s:.0f}% of the run; "
+            f"load average {load} on {os.cpu_count()} CPUs")
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
@@ -148,8 +162,11 @@ def main() -> int:
         server = Standalone(Path(tempfile.mkdtemp(prefix="taureau-latency-")), *extra).start()
         host, port = "127.0.0.1", str(server.broker_port)
         admin_url = server.admin_url
+    pid = server.proc.pid if server is not None and server.proc is not None else None
     try:
+        waited, began = run_queue_wait_s(pid) if pid else 0.0, time.perf_counter()
         latencies = asyncio.run(probe(host, int(port), args.rate, args.seconds, args.size))
+        note = machine_note(run_queue_wait_s(pid) - waited, time.perf_counter() - began) if pid else None
         report = loop_report(admin_url) if admin_url else None
     finally:
         if server is not None:
@@ -163,6 +180,8 @@ def main() -> int:
     )
     if report:
         print("  broker: " + report)
+    if note:
+        print("  machine: " + note)
     return 0
 
 

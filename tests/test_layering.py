@@ -26,6 +26,7 @@ RANK = {
     "state": 6,
     "functions": 7,
     "sketches": 7.5,  # sketch functions run on the functions worker
+    "analytics": 7.5,  # tasks run on warm workers with data in state
     "testing": 8,
     "web": 9,
     "node": 10,
@@ -42,16 +43,17 @@ ALLOWED = {
     "storage": {"common", "metadata"},
     "protocol": {"common"},
     "net": set(),
-    "broker": {"common", "metadata", "storage", "protocol", "net"},
+    "broker": {"auth", "common", "metadata", "storage", "protocol", "net"},
     "state": {"common", "metadata"},
     "functions": {"common", "metadata", "storage", "state"},
     "sketches": {"common", "functions"},
+    "analytics": {"common", "state"},
     "testing": {"common", "storage"},
-    "web": set(),
+    "web": {"net"},
     "node": {"common", "metadata", "storage"},
     "standalone": {"broker", "functions", "net", "node", "sketches", "state", "web"},
     "functions_worker": {"broker", "functions", "net", "node", "storage", "web"},
-    "cli": {"auth", "broker", "common", "functions", "functions_worker", "sketches", "standalone", "state"},
+    "cli": {"auth", "broker", "common", "functions", "functions_worker", "net", "sketches", "standalone", "state"},
 }
 
 

@@ -34,6 +34,7 @@ class FunctionsWorkerConfig:
     runtime: str = "process"
     warm_pool_size: int = 1
     secrets_provider: str = "env"
+    secrets_dir: str | None = None
     journal_fsync: bool = True
 
 
@@ -70,7 +71,7 @@ class FunctionsWorkerNode(Node):
         worker = mount_worker(app, WorkerConfig(
             data_dir=data_dir, service_url=c.broker_service_url, admin_url=c.broker_admin_url,
             state_address=c.state_address, default_runtime=c.runtime, warm_pool_size=c.warm_pool_size,
-            secrets_provider=c.secrets_provider, worker_id=f"worker-{web.port}",
+            secrets_provider=c.secrets_provider, secrets_dir=c.secrets_dir, worker_id=f"worker-{web.port}",
         ), store, factory)
         await web.start()
         self.on_stop(web.stop)

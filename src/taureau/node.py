@@ -35,9 +35,18 @@ class Node:
 
     def __init__(self) -> None:
         self._closers: list[Closer] = []
+        self._ready_hooks: list[Callable[[], None]] = []
 
     def on_stop(self, closer: Closer) -> None:
         self._closers.append(closer)
+
+    def on_ready(self, hook: Callable[[], None]) -> None:
+        """`hook()` runs once the process is started and its collector tuned."""
+        self._ready_hooks.append(hook)
+
+    def ready(self) -> None:
+        for hook in self._ready_hooks:
+            hook()
 
     async def stop(self) -> None:
         while self._closers:
@@ -85,14 +94,16 @@ class Node:
 
     async def open_storage(
         self, data_dir: str, metadata_url: str | None, *, fsync: bool, config: ManagedLedgerConfig,
-        cache_budget_bytes: int | None = None,
+        cache_budget_bytes: int | None = None, cursor_save_interval_s: float = 1.0,
     ) -> tuple[MetadataStore, ManagedLedgerFactory]:
         """The metadata store, one local bookie and a managed-ledger factory over them."""
         store = await open_metadata_store(metadata_url, data_dir, fsync=fsync)
         self.on_stop(store.close)
         ledgers = await open_local_ledger_client(data_dir, store, num_bookies=1, journal_fsync=fsync)
         self.on_stop(ledgers.close)
-        factory = ManagedLedgerFactory(store, ledgers, config, cache_budget_bytes=cache_budget_bytes)
+        factory = ManagedLedgerFactory(
+            store, ledgers, config, cache_budget_bytes=cache_budget_bytes, cursor_persist_interval_s=cursor_save_interval_s
+        )
         self.on_stop(factory.close)
         return store, factory
 
@@ -139,6 +150,7 @@ async def run_until_signalled(name: str, node: Node, start: Callable[[], Awaitab
         await node.stop()
         raise
     tune_collector()
+    node.ready()
     print(f"{name} ready in {time.monotonic() - started:.2f}s: {details}", flush=True)
     await stop.wait()
     print(f"{name} shutting down", flush=True)

@@ -15,6 +15,7 @@ from taureau.broker.connection import ServerConnection
 from taureau.broker.service import BrokerService
 from taureau.net.loop_probe import LoopProbe
 from taureau.net.server import install_fast_event_loop, start_tcp_server
+from taureau.net.tls import ReloadingContext
 from taureau.node import Node, run_until_signalled
 from taureau.web import WebServer
 
@@ -38,7 +39,8 @@ class FunctionsOptions:
     enabled: bool = True
     runtime: str = "process"  # or "thread": where instances run unless a function says otherwise
     warm_pool_size: int = 1  # instance processes kept started ahead of need
-    secrets_provider: str = "env"  # or "cleartext"
+    secrets_provider: str = "env"  # or "cleartext", "file"
+    secrets_dir: str | None = None  # for "file"
 
 
 @dataclass(slots=True)
@@ -57,52 +59,79 @@ class Standalone(Node):
         self.config = config
         self.broker_port = 0
         self.web_port = 0
+        self.broker_port_tls = 0
+        self.web_port_tls = 0
+        self.tls: ReloadingContext | None = None
         self.state_address: str | None = None
         self.state_services: StateServices | None = None  # when the state layer runs
 
     async def start(self) -> None:
         broker = self.config.broker
+        _check_exposure(broker, self.config.state)
         data_dir = self.prepare_data_dir(broker.data_dir)
         store, factory = await self.open_storage(
             data_dir, self.config.metadata_url, fsync=broker.journal_fsync, config=broker.managed_ledger,
             cache_budget_bytes=broker.managed_ledger_cache_size_bytes,
+            cursor_save_interval_s=broker.cursor_save_interval_s,
         )
         service = BrokerService(broker, store, factory)
         await service.start()
         self.on_stop(service.close)
         self.service = service
 
-        server, self.broker_port = await start_tcp_server(
-            lambda: ServerConnection(service), broker.bind_address, broker.broker_port
-        )
-        if broker.broker_port == 0:
-            broker.broker_port = self.broker_port  # lookups must answer the real port
-
-        async def stop_broker_server() -> None:
-            server.close()
-
-        self.on_stop(stop_broker_server)
+        await self._start_broker_servers(service)
         if self.config.state.enabled:
             await self._start_state(data_dir, store)
         app = build_admin_app(service)
         probe = LoopProbe()
         probe.start()
         self.on_stop(_stopper(probe.stop))
+        self.on_ready(probe.reset)  # report serving, not start-up
         app.state.metrics_sources = [probe.prometheus_lines]
-        web = WebServer(app, broker.bind_address, broker.web_port)
-        self.web_port = web.port
-        if broker.web_port == 0:
-            broker.web_port = web.port
+        webs = self._web_servers(app)
         worker = self._functions_worker(app, data_dir, store, factory) if self.config.functions.enabled else None
         if self.state_services is not None:  # the state layer's series on the same /metrics
             sources = list(getattr(app.state, "metrics_sources", []))
             sources.append(self.state_services.controller.prometheus_lines)
             app.state.metrics_sources = sources
-        await web.start()
-        self.on_stop(web.stop)
+        for web in webs:
+            await web.start()
+            self.on_stop(web.stop)
         if worker is not None:
             await worker.start()
             self.on_stop(worker.close)
+
+    async def _start_broker_servers(self, service: BrokerService) -> None:
+        broker = self.config.broker
+        if broker.tls is not None:
+            self.tls = ReloadingContext(broker.tls)
+            self.tls.start()
+            self.on_stop(self.tls.stop)
+            server, self.broker_port_tls = await start_tcp_server(
+                lambda: ServerConnection(service), broker.bind_address, broker.broker_port_tls, self.tls.context
+            )
+            broker.broker_port_tls = self.broker_port_tls  # lookups must answer the real port
+            self.on_stop(_stopper(server.close))
+        if broker.plain_ports:
+            server, self.broker_port = await start_tcp_server(
+                lambda: ServerConnection(service), broker.bind_address, broker.broker_port
+            )
+            broker.broker_port = self.broker_port
+            self.on_stop(_stopper(server.close))
+
+    def _web_servers(self, app: Any) -> list[WebServer]:
+        broker = self.config.broker
+        webs = []
+        if self.tls is not None:
+            web = WebServer(app, broker.bind_address, broker.web_port_tls, self.tls.context,
+                            peer_names=app.state.tls_peer_names)
+            self.web_port_tls = broker.web_port_tls = web.port
+            webs.append(web)
+        if broker.plain_ports:
+            web = WebServer(app, broker.bind_address, broker.web_port)
+            self.web_port = broker.web_port = web.port
+            webs.append(web)
+        return webs
 
     def _functions_worker(self, app: Any, data_dir: str, store: Any, factory: Any) -> Any:
         from taureau.functions.service import mount_worker
@@ -118,6 +147,9 @@ class Standalone(Node):
             default_runtime=opts.runtime,
             warm_pool_size=opts.warm_pool_size,
             secrets_provider=opts.secrets_provider,
+            secrets_dir=opts.secrets_dir,
+            admin_token=broker.auth.internal_token() if broker.auth.enabled else None,
+            token_for=_function_tokens(broker.auth) if broker.auth.enabled else None,
         )
         self.functions = mount_worker(app, config, store, factory)
         from taureau.sketches.rest import install as install_sketches
@@ -145,6 +177,32 @@ class Standalone(Node):
         self.on_stop(services.close)
 
 
+def _function_tokens(auth: Any) -> Any:
+    """Each function's instances connect as the function's own role (function:t/ns/name),
+    with a token signed by the server's internal key: what they may do is what that role may."""
+    from taureau.broker.authorization import function_role
+
+    return lambda tenant, namespace, name: auth.internal_token(function_role(tenant, namespace, name))
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _check_exposure(broker: BrokerConfig, state: StateOptions) -> None:
+    """Say so when every port is open to the network with no authentication."""
+    if broker.auth.enabled and state.enabled and broker.bind_address not in LOOPBACK:
+        # The state store authenticates its memory servers, not its clients (docs/security.md).
+        log.warning("state port %d on %s does not authenticate clients: anyone who can reach it can "
+                    "read and write state (use --no-state, or --bind-address 127.0.0.1)",
+                    state.port, broker.bind_address)
+    if not broker.auth.enabled and broker.bind_address not in LOOPBACK:
+        log.warning(
+            "listening on %s with authentication off: anyone who can reach ports %d, %d and the state "
+            "port can read, write and delete everything (use --auth, or --bind-address 127.0.0.1)",
+            broker.bind_address, broker.broker_port, broker.web_port,
+        )
+
+
 def _stopper(stop) -> Any:
     async def closer() -> None:
         stop()
@@ -160,8 +218,14 @@ async def serve(config: StandaloneConfig) -> None:
         await standalone.start()
         broker = config.broker
         state = f", state controller {standalone.state_address}" if standalone.state_address else ""
-        return (f"broker pulsar://{broker.advertised_address}:{standalone.broker_port}, "
-                f"admin http://{broker.advertised_address}:{standalone.web_port}{state}, "
+        host = broker.advertised_address
+        urls = []
+        if broker.plain_ports:
+            urls += [f"broker pulsar://{host}:{standalone.broker_port}", f"admin http://{host}:{standalone.web_port}"]
+        if broker.tls is not None:
+            urls += [f"broker pulsar+ssl://{host}:{standalone.broker_port_tls}",
+                     f"admin https://{host}:{standalone.web_port_tls}"]
+        return (f"{', '.join(urls)}{state}, "
                 f"data in {os.path.abspath(broker.data_dir)}")
 
     await run_until_signalled("Taureau standalone", standalone, start)

@@ -96,6 +96,30 @@ def test_service_picks_the_provider_by_method():
         service.authenticate(Credentials(""))
 
 
+@pytest.mark.parametrize("role", ["taureau-internal", "function:acme/ns/f"])
+def test_reserved_roles_only_from_the_internal_key(role):
+    operator, internal = tokens.create_secret_key(), tokens.create_secret_key()
+    # An htpasswd user name cannot hold ':', so only the internal role can be named there.
+    users = f"taureau-internal:{bcrypt.hashpw(b'pw', bcrypt.gensalt(4)).decode()}\n"
+    service = AuthenticationService([
+        TokenProvider(tokens.TokenVerifier(secret_key=operator), tokens.TokenVerifier(secret_key=internal),
+                      internal=None),
+        BasicProvider.from_htpasswd(users), TlsProvider(),
+    ])
+    reserved = f"role {role} is reserved for the server's own components"
+    for credentials in (Credentials("token", tokens.create_token(role, secret_key=operator).encode()),
+                        Credentials("tls", peer_common_name=role)):
+        with pytest.raises(AuthenticationError, match=reserved):
+            service.authenticate(credentials)
+    with pytest.raises(AuthenticationError, match="role taureau-internal is reserved"):
+        service.authenticate(Credentials("basic", b"taureau-internal:pw"))
+    trusted_key = tokens.TokenVerifier(secret_key=internal)
+    trusted = TokenProvider(tokens.TokenVerifier(secret_key=operator), trusted_key, internal=trusted_key)
+    assert trusted.authenticate(Credentials("token", tokens.create_token(role, secret_key=internal).encode())) == role
+    with pytest.raises(AuthenticationError, match=reserved):
+        trusted.authenticate(Credentials("token", tokens.create_token(role, secret_key=operator).encode()))
+
+
 def _tokens(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

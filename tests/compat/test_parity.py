@@ -1,7 +1,7 @@
 """Issue 8's parity behaviours, asserted as Apache Pulsar behaves: producer access modes, sticky
 Key_Shared ranges, chunks, delayed delivery on Exclusive, HTTP service URLs, backlogSize and
-topic listings; then what Taureau does not have yet (schemas, non-persistent topics, compaction),
-each a strict xfail on Taureau naming the gap."""
+topic listings, schemas and compaction; then what Taureau does not have yet (non-persistent
+topics), a strict xfail on Taureau naming the gap."""
 
 import datetime
 import threading
@@ -195,10 +195,6 @@ class Reading(Record):
     sensor = String()
 
 
-@pytest.mark.taureau_gap(
-    "no schema registry: a JSON producer is accepted on a topic whose schema is STRING",
-    raises=pytest.fail.Exception,
-)
 def test_a_producer_with_an_incompatible_schema_is_refused(client, topic):
     client.create_producer(topic, schema=StringSchema()).send("text")
     with pytest.raises(pulsar.IncompatibleSchema):
@@ -224,7 +220,6 @@ def _compaction(admin, topic: str) -> Compaction:
     return Compaction(body.get("status", "?"), body.get("lastError"))
 
 
-@pytest.mark.taureau_gap("no topic compaction: PUT .../compaction is not served")
 def test_a_compacted_read_sees_the_latest_value_of_each_key(client, admin, topic):
     producer = client.create_producer(topic, batching_enabled=False)
     for key, value in [("a", "1"), ("b", "1"), ("a", "2"), ("b", "2"), ("a", "3")]:

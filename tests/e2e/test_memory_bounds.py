@@ -37,6 +37,18 @@ def bounded(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def patient(tmp_path_factory):
+    """The same bounds with pings a minute apart: a test that pipelines hundreds of MiB without
+    reading answers no ping meanwhile, and on a loaded machine that takes longer than the
+    1 s keep-alive `bounded` uses to test closing silent peers."""
+    flags = list(FLAGS)
+    flags[flags.index("--keepalive-interval") + 1] = "60"
+    server = Standalone(tmp_path_factory.mktemp("patient"), *flags).start()
+    yield server
+    server.stop()
+
+
 def _closed_within(sock: socket.socket, seconds: float) -> bool:
     """True if the peer closes `sock` within `seconds` (whatever it sent before)."""
     deadline = time.monotonic() + seconds
@@ -125,7 +137,8 @@ def test_connections_per_ip_are_capped_and_freed_on_close(bounded):
 # -- publish and reply buffers --------------------------------------------------------------------
 
 
-def test_pipelined_large_sends_hold_bounded_memory_and_release_it(bounded, topic):
+def test_pipelined_large_sends_hold_bounded_memory_and_release_it(patient, topic):
+    bounded = patient
     raw = RawClient(bounded.broker_port, timeout=60)
     assert raw.producer(topic).type == T.PRODUCER_SUCCESS
     base = bounded.rss_mib()

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from taureau.common.errors import CorruptedDataError, MetadataStoreClosedError
-from taureau.metadata import EmbeddedMetadataStore
+from taureau.metadata import EmbeddedMetadataStore, records
 from taureau.metadata import oplog as oplog_module
 from taureau.metadata.oplog import MetadataLog
 
@@ -141,6 +141,24 @@ async def test_snapshot_and_log_truncation(tmp_path, fsync):
     before.pop("/eph")
     assert await _dump(again) == before
     await again.close()
+
+
+async def test_a_snapshot_is_the_tree_when_it_was_taken_though_encoded_later(tmp_path):
+    # The loop only copies the tree; the encoding runs afterwards in a thread, while puts go on.
+    store = EmbeddedMetadataStore(str(tmp_path), fsync=False)
+    await store.put("/b", b"old")
+    await store.put("/a", b"1")
+    await store.put("/a/c", b"2")
+    encode = store._snapshot_payloads()
+    await store.put("/b", b"new")
+    await store.put("/d", b"later")
+    found = [records.decode(payload) for payload in encode()]
+    assert [(r.path, r.value, r.version) for r in found if r.path != "/"] == [
+        ("/a", b"1", 0),
+        ("/a/c", b"2", 0),
+        ("/b", b"old", 0),
+    ]
+    await store.close()
 
 
 async def test_incomplete_snapshot_is_ignored(tmp_path):

@@ -27,11 +27,28 @@ async def _probe_run(action) -> LoopProbe:
     return probe
 
 
-def test_a_long_callback_is_a_callback_stall():
-    probe = asyncio.run(_probe_run(lambda: _busy(0.03)))
-    causes = [s.cause for s in probe.stalls]
-    assert "callback" in causes and probe.stalls[-1].lag_ms >= 25
+def _busy_cpu(seconds: float) -> None:
+    """Spin for `seconds` of this thread's CPU time (however long a busy machine makes that)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_a_long_callback_is_a_stall_that_used_the_cpu():
+    probe = asyncio.run(_probe_run(lambda: _busy_cpu(0.03)))
+    stall = max(probe.stalls, key=lambda s: s.cpu_ms)
+    # The CPU is what the callback took, whatever else ran on the machine meanwhile; which
+    # cause that makes depends on the wall time too (see the next test).
+    assert stall.cpu_ms >= 25 and stall.lag_ms >= 25
     assert probe.lag.n > 10
+
+
+def test_a_stall_is_blamed_on_what_took_at_least_half_of_it():
+    from taureau.net.loop_probe import Stall
+
+    assert Stall(0, lag_ms=40, gc_ms=30, cpu_ms=40, generations=[2]).cause == "collector"
+    assert Stall(0, lag_ms=40, gc_ms=0, cpu_ms=30, generations=[]).cause == "callback"
+    assert Stall(0, lag_ms=40, gc_ms=0, cpu_ms=5, generations=[]).cause == "starved"
 
 
 def test_a_sleeping_thread_is_a_starved_stall():
@@ -58,3 +75,24 @@ def test_a_full_collection_is_a_collector_stall_and_is_timed():
     collector = next(line for line in lines if line.startswith('taureau_event_loop_stalls{cause="collector"}'))
     assert int(collector.rsplit(" ", 1)[1]) >= 1
     assert any(line.startswith('taureau_gc_pause_seconds_count{generation="2"}') for line in lines)
+
+
+def test_reset_forgets_start_up():
+    async def run() -> LoopProbe:
+        probe = LoopProbe()
+        probe.start()
+        try:
+            await asyncio.sleep(0.01)
+            _busy(0.03)
+            gc.collect()
+            await asyncio.sleep(0.01)
+            assert probe.stalls and probe.gc_pauses[2].n >= 1
+            probe.reset()
+            await asyncio.sleep(0.02)  # the probe keeps sampling after a reset
+        finally:
+            probe.stop()
+        return probe
+
+    probe = asyncio.run(run())
+    assert probe.gc_pauses[2].n == 0 and not [s for s in probe.stalls if s.lag_ms >= 25]
+    assert probe.lag.n >= 1

@@ -11,6 +11,7 @@ import pytest
 from taureau.metadata.embedded import EmbeddedMetadataStore
 from taureau.state import StateClient
 from taureau.state.controller import Controller
+from taureau.state.internal_auth import create_secret
 from taureau.state.memory_server import MemoryServer
 from taureau.state.service import start_state_services
 from tests.state.helpers import ServerProcess
@@ -74,6 +75,7 @@ class Cluster(_OnLoop):
             block_size=block_size,
             num_blocks=num_blocks,
             exit_on_controller_loss=False,
+            internal_secret=self.controller.internal_secret,
         )
         self.run(ms.start())
         self.memory_servers.append(ms)
@@ -133,6 +135,10 @@ class DurableCluster(_OnLoop):
         self.tmp_path = tmp_path
         self.lease_ms, self.rejoin_ms, self.join_wait_ms = lease_ms, rejoin_ms, join_wait_ms
         self.block_size, self.num_blocks = block_size, num_blocks
+        self.secret = create_secret()  # the controller's, kept across its restarts
+        self.secret_file = tmp_path / "internal.key"  # for memory servers in other processes
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        self.secret_file.write_text(self.secret.hex())
         super().__init__()
         self.store = self.run(self._open_store())
         with socket.socket() as s:
@@ -150,7 +156,7 @@ class DurableCluster(_OnLoop):
     async def _start_controller(self) -> Controller:
         ctl = Controller(
             lease_ms=self.lease_ms, data_dir=str(self.tmp_path / "state"), store=self.store,
-            rejoin_ms=self.rejoin_ms, join_wait_ms=self.join_wait_ms,
+            rejoin_ms=self.rejoin_ms, join_wait_ms=self.join_wait_ms, internal_secret=self.secret,
         )  # fmt: skip
         await ctl.start()
         await ctl.listen("127.0.0.1", self.port)
@@ -159,7 +165,7 @@ class DurableCluster(_OnLoop):
     def add_memory_server(self) -> MemoryServer:
         ms = MemoryServer(
             controller=self.address, block_size=self.block_size, num_blocks=self.num_blocks,
-            exit_on_controller_loss=False, rejoin_s=None,
+            exit_on_controller_loss=False, rejoin_s=None, internal_secret=self.secret,
         )  # fmt: skip
         self.run(ms.start())
         self.memory_servers.append(ms)

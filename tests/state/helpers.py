@@ -47,3 +47,13 @@ def raw_socket(address: str, timeout: float = 5) -> socket.socket:
     """A plain TCP connection, for speaking the wire protocol by hand."""
     host, _, port = address.rpartition(":")
     return socket.create_connection((host, int(port)), timeout=timeout)
+
+
+def prove(conn, secret: bytes) -> None:
+    """Prove the internal secret on a blocking state connection, as a memory server does."""
+    from taureau.state import codec
+    from taureau.state.codec import Op
+    from taureau.state.internal_auth import proof
+
+    issued = bytes.fromhex(codec.unpack_json(conn.call(Op.CHALLENGE, codec.pack_json({})))["challenge"])
+    conn.call(Op.PROVE, codec.pack_json({"proof": proof(secret, issued).hex()}))

@@ -48,12 +48,12 @@ def test_cli_unreachable_controller_is_an_error_not_a_traceback(capsys):
     assert code == 1 and "StateUnavailableError" in err
 
 
-def test_memory_server_command_joins_and_bad_size_is_refused(cluster, capsys):
+def test_memory_server_command_joins_and_bad_size_is_refused(cluster, capsys, tmp_path):
     code, _, err = run_cli(capsys, "memory-server", "--controller", cluster.address, "--block-size", "lots")
     assert code == 2 and "block-size" in err
     proc = subprocess.Popen(
         [sys.executable, "-m", "taureau.cli.state_cmd", "memory-server", "--controller", cluster.address,
-         "--block-size", "128KiB", "--blocks", "4"]
+         "--block-size", "128KiB", "--blocks", "4", "--internal-secret-file", str(tmp_path / "state" / "internal.key")]
     )  # fmt: skip
     try:
         c = cluster.client()

@@ -35,15 +35,16 @@ def start_controller(port: int, data_dir) -> subprocess.Popen:
     return proc
 
 
-def start_memory_server(port: int) -> subprocess.Popen:
-    args = ["--controller", f"127.0.0.1:{port}", "--block-size", "64KiB", "--blocks", "32"]
+def start_memory_server(port: int, data_dir) -> subprocess.Popen:
+    args = ["--controller", f"127.0.0.1:{port}", "--block-size", "64KiB", "--blocks", "32",
+            "--internal-secret-file", str(data_dir / "internal.key")]
     return subprocess.Popen([*CMD, "memory-server", *args])
 
 
 def test_kill_9_of_the_controller_mid_job_loses_nothing(tmp_path):
     port = free_port()
     procs = [start_controller(port, tmp_path / "ctl")]
-    procs += [start_memory_server(port) for _ in range(2)]
+    procs += [start_memory_server(port, tmp_path / "ctl") for _ in range(2)]
     try:
         c = StateClient(f"127.0.0.1:{port}")
         deadline = time.monotonic() + 20

@@ -157,10 +157,10 @@ def test_block_commands_are_taken_only_from_their_owner(cluster):
     for op, fields in (
         (Op.FREE_BLOCK, codec.pack_json({"alloc": codec.unpack_u64(alloc)})),
         (Op.EXPORT, [alloc]),
-        (Op.IMPORT, [alloc, b"injected", b"x"]),  # a live block expects no import
+        (Op.IMPORT, [alloc, b"injected", b"x"]),  # only another memory server imports
     ):
         ms.sendall(codec.encode(REQUEST, op, 1, fields))
-        assert type(_reply(ms)) is errors.StateProtocolError
+        assert type(_reply(ms)) is errors.StateAuthError
     ms.close()
     ctl = raw_socket(cluster.address)
     qalloc = codec.unpack_u64(q._parts[0].alloc)

@@ -16,6 +16,7 @@ from taureau.state.conn import Conn
 from taureau.state.limits import CONTROL_MAX
 from taureau.state.namespace import BlockRef, Node, Partition
 from taureau.state.recovery import BlockReport, reconcile
+from tests.state.helpers import prove
 
 
 def node(kind: str, *parts: tuple[int, int, int]) -> Node:
@@ -215,7 +216,10 @@ def test_crash_after_a_merge_target_widened_but_before_anything_moved(durable_cl
 
 
 def raw(cl) -> Conn:
-    return Conn(cl.address, 5, CONTROL_MAX)
+    """A connection to the controller that proved the internal secret (a memory server's)."""
+    conn = Conn(cl.address, 5, CONTROL_MAX)
+    prove(conn, cl.secret)
+    return conn
 
 
 def register(conn: Conn, **over):

@@ -172,7 +172,8 @@ def test_chain_roles_are_enforced_on_the_wire(durable_cluster):
 def test_kill_9_of_a_memory_server_in_the_middle_of_writes(durable_cluster):
     """Three memory server processes, chains of two; one is killed while three writers run."""
     cl = durable_cluster(servers=0)
-    cmd = [sys.executable, "-m", "taureau.cli.state_cmd", "memory-server", "--controller", cl.address]
+    cmd = [sys.executable, "-m", "taureau.cli.state_cmd", "memory-server", "--controller", cl.address,
+           "--internal-secret-file", str(cl.secret_file)]
     procs = [subprocess.Popen([*cmd, "--block-size", "64KiB", "--blocks", "64"]) for _ in range(3)]
     try:
         cl.wait_serving(3)

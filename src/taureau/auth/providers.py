@@ -8,6 +8,7 @@ from typing import Protocol
 
 import bcrypt
 
+from taureau.auth.roles import is_reserved, reserved_error_text
 from taureau.auth.tokens import TokenVerifier
 from taureau.common.errors import AuthenticationError
 
@@ -19,23 +20,66 @@ class Credentials:
     peer_common_name: str | None = None  # the CN of a verified client certificate
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a client proved to be, and until when (a token's `exp`; None: for good)."""
+
+    role: str
+    expires_at: float | None = None
+
+
 class AuthenticationProvider(Protocol):
-    method: str
+    @property
+    def method(self) -> str: ...
 
     def authenticate(self, credentials: Credentials) -> str: ...
 
 
-@dataclass(frozen=True, slots=True)
+def identify(provider: AuthenticationProvider, credentials: Credentials) -> Identity:
+    """The provider's `identify` when it knows an expiry, else its role for good."""
+    method = getattr(provider, "identify", None)
+    if method is not None:
+        return method(credentials)
+    return Identity(provider.authenticate(credentials))
+
+
 class TokenProvider:
-    verifier: TokenVerifier
-    method: str = "token"
+    """Tokens signed by any of `verifiers` (the operator's key, and the process's internal
+    key its own components and functions are minted tokens with)."""
+
+    method = "token"
+
+    def __init__(self, *verifiers: TokenVerifier, internal: TokenVerifier | None = None) -> None:
+        if not verifiers:
+            raise ValueError("token authentication needs a key")
+        self.verifiers = verifiers
+        self.internal = internal  # the only key whose tokens may carry a reserved role (roles.py)
+
+    @property
+    def verifier(self) -> TokenVerifier:
+        return self.verifiers[0]
 
     def authenticate(self, credentials: Credentials) -> str:
+        return self.identify(credentials).role
+
+    def identify(self, credentials: Credentials) -> Identity:
         token = credentials.data.decode("utf-8", errors="replace").strip()
         token = token.removeprefix("Bearer ").strip()
         if not token:
             raise AuthenticationError("no token given")
-        return self.verifier.role(token)
+        errors: list[AuthenticationError] = []
+        for verifier in self.verifiers:
+            try:
+                role, expires_at = verifier.identity(token)
+            except AuthenticationError as exc:
+                errors.append(exc)
+                continue
+            if is_reserved(role) and verifier is not self.internal:
+                raise AuthenticationError(reserved_error_text(role))
+            return Identity(role, expires_at)
+        # The most telling reason: one where the signature matched (expired, no subject).
+        telling = [e for e in errors if "signature does not match" not in str(e)]
+        raise (telling or errors)[0]
 
 
 @dataclass(slots=True)
@@ -101,9 +145,15 @@ class AuthenticationService:
         return sorted(self._providers)
 
     def authenticate(self, credentials: Credentials) -> str:
+        return self.identify(credentials).role
+
+    def identify(self, credentials: Credentials) -> Identity:
         provider = self._providers.get(credentials.method)
         if provider is None:
             raise AuthenticationError(
                 f"authentication method {credentials.method or 'none'!r} is not accepted "
                 f"(accepted: {', '.join(self.methods)})")
-        return provider.authenticate(credentials)
+        identity = identify(provider, credentials)
+        if provider.method != "token" and is_reserved(identity.role):  # tokens checked their key
+            raise AuthenticationError(reserved_error_text(identity.role))
+        return identity

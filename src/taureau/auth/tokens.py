@@ -111,6 +111,10 @@ class TokenVerifier:
     public_key: bytes | None = None
 
     def role(self, token: str) -> str:
+        return self.identity(token)[0]
+
+    def identity(self, token: str) -> tuple[str, float | None]:
+        """(role, expiry as a Unix time or None) of a token whose signature and expiry hold."""
         if self.secret_key is not None:
             key, algorithms = self.secret_key, ["HS256"]
         elif self.public_key is not None:
@@ -129,7 +133,8 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise AuthenticationError("token has no subject")
-        return subject
+        expiry = claims.get("exp")
+        return subject, float(expiry) if isinstance(expiry, int | float) else None
 
 
 def unverified_claims(token: str) -> dict:

@@ -35,6 +35,7 @@ from taureau.broker.session import Session
 from taureau.broker.topic import PersistentTopic, PublishItem
 from taureau.common.errors import TaureauError
 from taureau.net.server import CoalescingWriter, tune_socket
+from taureau.net.tls import peer_common_name
 from taureau.protocol import (
     Frame,
     FrameDecoder,
@@ -64,6 +65,7 @@ FRAME_SLACK = 10 * 1024
 # Why reading is paused (bits): SENDs in flight over their bounds / replies not read by the peer.
 _PAUSE_PUBLISHES = 1
 _PAUSE_REPLIES = 2
+_PAUSE_RATE = 4  # a topic it publishes to is over its namespace's publish rate this second
 # Dispatch to a consumer stops while this many bytes wait in its socket's send buffer.
 WRITE_BUFFER_HIGH = 4 * 1024 * 1024
 
@@ -83,13 +85,16 @@ class ServerConnection(asyncio.Protocol):
         self.session = Session(service, self)
         self.decoder = FrameDecoder(MAX_FRAME_BEFORE_CONNECT)
         self.remote_address = "?"
+        self.peer_common_name: str | None = None  # the CN of a verified TLS client certificate
         self._transport: asyncio.Transport | None = None
         self._writer: CoalescingWriter  # set by connection_made, before anything is written
         self._control: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
         self._control_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by connection_made
         self._inflight = 0  # SENDs handed to storage and not answered yet
         self._inflight_bytes = 0  # their bytes
         self._paused = 0  # _PAUSE_* bits; reading is paused while any is set
+        self._throttled_until = 0.0  # loop time: reading stays paused for a publish rate until then
         self._admitted_ip: str | None = None  # counted in service.connections while set
         self._awaiting_pong = False  # a keep-alive ping went out and nothing came back since
         self._timer: asyncio.TimerHandle | None = None  # CONNECT deadline, then keep-alive
@@ -118,10 +123,11 @@ class ServerConnection(asyncio.Protocol):
             transport.close()
             return
         self._admitted_ip = ip
+        self.peer_common_name = peer_common_name(transport)
         tune_socket(transport)
         self._writer = CoalescingWriter(transport)
         transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()  # once: each lookup is a getpid call
         self._control_task = loop.create_task(self._run_control())
         self._timer = loop.call_later(self.service.config.connect_timeout_s, self._connect_timed_out)
 
@@ -206,12 +212,13 @@ class ServerConnection(asyncio.Protocol):
 
     def _keep_alive(self) -> None:
         """Every keep_alive_interval_s: close the peer if the last ping is unanswered, else
-        ping it. Not while we stopped reading for our own storage (its PONG may be waiting in
-        the socket); when it stopped reading what we send, it counts as unanswered."""
+        ping it. Not while we stopped reading for our own storage or a publish rate (its PONG
+        may be waiting in the socket); when it stopped reading what we send, it counts as
+        unanswered."""
         if self._closing or self.closed:
             return
         interval = self.service.config.keep_alive_interval_s
-        if self._awaiting_pong and not self._paused & _PAUSE_PUBLISHES:
+        if self._awaiting_pong and not self._paused & (_PAUSE_PUBLISHES | _PAUSE_RATE):
             log.warning("closing %s: keep-alive ping unanswered for %ss", self.remote_address, interval)
             self.close()
             return
@@ -275,7 +282,10 @@ class ServerConnection(asyncio.Protocol):
         if not self.session.connect(connect):
             log.warning("closing %s: second CONNECT", self.remote_address)
             self.close()
-            return
+
+    def session_connected(self) -> None:
+        """The session sent CONNECTED (its credentials held): lift the pre-CONNECT frame
+        limit and start the keep-alive instead of the CONNECT deadline."""
         config = self.service.config
         self.decoder.max_frame_size = config.max_message_size + FRAME_SLACK
         if self._timer is not None:
@@ -351,6 +361,26 @@ class ServerConnection(asyncio.Protocol):
         ):
             self._pause(_PAUSE_PUBLISHES)
         self._queue_send(topic, PublishItem(producer, payload, sequence_id, highest, messages))
+        if topic.publish_limiter is not None:
+            self._throttle(topic.publish_limiter.record(messages, len(payload)))
+
+    def _throttle(self, wait_s: float) -> None:
+        """Stop reading until the topic's publish debt is paid (what was read is still stored);
+        a later SEND of the same read may push the end further."""
+        if wait_s <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        self._throttled_until = max(self._throttled_until, loop.time() + wait_s)
+        if not self._paused & _PAUSE_RATE:
+            self._pause(_PAUSE_RATE)
+            loop.call_at(self._throttled_until, self._end_throttle)
+
+    def _end_throttle(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._throttled_until:
+            loop.call_at(self._throttled_until, self._end_throttle)
+        else:
+            self._resume(_PAUSE_RATE)
 
     def _refuse(self, topic: PersistentTopic, send: pb.CommandSend, reason: str) -> None:
         """Answer SEND_ERROR for one message, in order with the receipts of the SENDs before it.
@@ -374,7 +404,7 @@ class ServerConnection(asyncio.Protocol):
         """One publish task per topic for everything this read carried: the entries travel
         to the bookie as one batch, and receipts go back in one write."""
         sends, self._sends = self._sends, {}
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         tails = self._publish_tails
         for topic, items in sends.items():
             task = loop.create_task(self._publish(topic, items, tails.get(topic)))

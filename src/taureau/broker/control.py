@@ -15,9 +15,13 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 from taureau.broker.access import Admitted
+from taureau.broker.authorization import LOOKUP
 from taureau.broker.consumer import Consumer
 from taureau.broker.error_codes import ServerError, server_error
+from taureau.broker.policies import check_producer_quota
 from taureau.broker.producer import Producer, generate_producer_name
+from taureau.broker.schemas.model import SchemaNotFoundError, decode_version, encode_version, schema_id
+from taureau.broker.schemas.topics import from_wire, to_wire
 from taureau.broker.session import ConsumerBinding, Session
 from taureau.broker.subscription import SubType
 from taureau.broker.topic import PersistentTopic
@@ -94,6 +98,11 @@ async def _generic(session: Session, request_id: int, work: Callable[[], Awaitab
         session.write(replies.error(request_id, server_error(exc), str(exc) or type(exc).__name__))
 
 
+@_handles(T.AUTH_RESPONSE)
+async def auth_response(session: Session, cmd: pb.BaseCommand) -> None:
+    await session.auth_response(cmd.authResponse)
+
+
 # -- lookup -----------------------------------------------------------------------------------
 
 
@@ -101,7 +110,9 @@ async def _generic(session: Session, request_id: int, work: Callable[[], Awaitab
 async def partitioned_metadata(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.partitionMetadata
     try:
-        partitions = await session.service.partitioned_metadata(TopicName.parse(req.topic))
+        name = TopicName.parse(req.topic)
+        await session.service.authorization.check_topic(session.role, name, LOOKUP)
+        partitions = await session.service.partitioned_metadata(name)
         session.write(replies.partitioned_metadata_response(req.request_id, partitions))
     except Exception as exc:
         session.write(replies.partitioned_metadata_response(req.request_id, 0, server_error(exc), str(exc)))
@@ -112,9 +123,14 @@ async def lookup(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.lookupTopic
     try:
         name = TopicName.parse(req.topic)
-        url = session.service.config.listener_url(req.advertised_listener_name)
+        await session.service.authorization.check_topic(session.role, name, LOOKUP)
+        config = session.service.config
+        url = config.listener_url(req.advertised_listener_name)
+        # A client on pulsar+ssl:// takes the TLS URL (none for a named listener: plain only).
+        tls_url = None if req.advertised_listener_name else config.service_url_tls
         await session.service.resources.get_policies(name.namespace_name)
-        session.write(replies.lookup_response(req.request_id, url, _LOOKUP_CONNECT, True, False))
+        session.write(replies.lookup_response(req.request_id, url, _LOOKUP_CONNECT, True, False,
+                                              broker_url_tls=tls_url))
     except Exception as exc:
         session.write(
             replies.lookup_response(
@@ -128,7 +144,9 @@ async def topics_of_namespace(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.getTopicsOfNamespace
 
     async def work() -> None:
-        topics = await session.service.topics_of_namespace(NamespaceName.parse(req.namespace))
+        ns = NamespaceName.parse(req.namespace)
+        await session.service.authorization.check_namespace(session.role, ns, LOOKUP)
+        topics = await session.service.topics_of_namespace(ns)
         session.write(replies.get_topics_of_namespace_response(req.request_id, topics))
 
     await _generic(session, req.request_id, work)
@@ -136,13 +154,40 @@ async def topics_of_namespace(session: Session, cmd: pb.BaseCommand) -> None:
 
 @_handles(T.GET_SCHEMA)
 async def get_schema(session: Session, cmd: pb.BaseCommand) -> None:
-    # No schema registry yet: TopicNotFound makes clients fall back to their own schema.
     req = cmd.getSchema
-    session.write(
-        replies.get_schema_response(
-            req.request_id, ServerError.TopicNotFound, "no schema is stored for this topic"
-        )
-    )
+    try:
+        name = TopicName.parse(req.topic)
+        await session.service.authorization.check_topic(session.role, name, LOOKUP)
+        sid = schema_id(name)
+        registry = session.service.schemas.registry
+        if req.HasField("schema_version"):
+            stored = await registry.get(sid, decode_version(req.schema_version))
+        else:
+            stored = await registry.latest(sid)
+        assert stored.schema is not None
+        session.write(replies.get_schema_response(
+            req.request_id, None, None, schema=to_wire(stored.schema, sid), schema_version=encode_version(stored.version)
+        ))
+    except Exception as exc:
+        # A missing schema is TopicNotFound, as Pulsar answers: clients then use their own.
+        code = ServerError.TopicNotFound if isinstance(exc, SchemaNotFoundError) else server_error(exc)
+        session.write(replies.get_schema_response(req.request_id, code, str(exc) or type(exc).__name__))
+
+
+@_handles(T.GET_OR_CREATE_SCHEMA)
+async def get_or_create_schema(session: Session, cmd: pb.BaseCommand) -> None:
+    req = cmd.getOrCreateSchema
+    try:
+        name = TopicName.parse(req.topic)
+        await session.service.authorization.check_topic(session.role, name, "produce")
+        version = await session.service.schemas.for_producer(name, from_wire(req.schema))
+        session.write(replies.get_or_create_schema_response(req.request_id, None, None, version))
+    except Exception as exc:
+        if not isinstance(exc, TaureauError):
+            log.exception("schema request %d from %s failed", req.request_id, session.remote_address)
+        session.write(replies.get_or_create_schema_response(
+            req.request_id, server_error(exc), str(exc) or type(exc).__name__, None
+        ))
 
 
 # -- producers --------------------------------------------------------------------------------
@@ -155,9 +200,14 @@ async def producer(session: Session, cmd: pb.BaseCommand) -> None:
     async def work() -> None:
         existing = session.producer(req.producer_id)
         if existing is not None:
-            session.write(replies.producer_success(req.request_id, existing.producer.name, -1))
+            session.write(replies.producer_success(
+                req.request_id, existing.producer.name, -1, schema_version=existing.producer.schema_version
+            ))
             return
-        topic = await session.service.get_topic(TopicName.parse(req.topic))
+        name = TopicName.parse(req.topic)
+        # Refused before the topic is loaded or created: a refusal leaves nothing behind.
+        await session.service.authorization.check_topic(session.role, name, "produce")
+        topic = await session.service.get_topic(name)
         user_named = req.HasField("producer_name") and bool(req.producer_name)
         new = Producer(
             producer_id=req.producer_id,
@@ -171,6 +221,11 @@ async def producer(session: Session, cmd: pb.BaseCommand) -> None:
             return
         new.disconnect = lambda: session.disconnect_producer(req.producer_id)
         requested_epoch = req.topic_epoch if req.HasField("topic_epoch") else None
+        # A producer that will be refused registers no schema version: check its access first.
+        topic.check_producer(new, requested_epoch)
+        check_producer_quota(topic, await session.service.resources.get_policies(name.namespace_name))
+        schema = from_wire(req.schema) if req.HasField("schema") else None
+        new.schema_version = await session.service.schemas.for_producer(name, schema)
         # Everything that can fail happens in add_producer, before anything is registered.
         admission = await topic.add_producer(new, requested_epoch)
         if session.closed:  # the client left while the topic epoch was stored
@@ -179,11 +234,15 @@ async def producer(session: Session, cmd: pb.BaseCommand) -> None:
         session.add_producer(req.producer_id, new, topic)
         if isinstance(admission, Admitted):
             last = topic.last_sequence_id(new.name)
-            session.write(replies.producer_success(req.request_id, new.name, last, topic_epoch=admission.epoch))
+            session.write(replies.producer_success(
+                req.request_id, new.name, last, new.schema_version, topic_epoch=admission.epoch
+            ))
             return
         # WaitForExclusive behind another producer: "queued" now, "ready" once it holds the topic.
         new.ready = False
-        session.write(replies.producer_success(req.request_id, new.name, -1, producer_ready=False))
+        session.write(replies.producer_success(
+            req.request_id, new.name, -1, new.schema_version, producer_ready=False
+        ))
         admission.ready.add_done_callback(partial(_exclusive_ready, session, req.request_id, new, topic))
 
     await _generic(session, req.request_id, work)
@@ -205,7 +264,9 @@ def _exclusive_ready(
         return
     producer.ready = True
     last = topic.last_sequence_id(producer.name)
-    session.write(replies.producer_success(request_id, producer.name, last, topic_epoch=ready.result()))
+    session.write(replies.producer_success(
+        request_id, producer.name, last, producer.schema_version, topic_epoch=ready.result()
+    ))
 
 
 @_handles(T.CLOSE_PRODUCER)
@@ -220,6 +281,15 @@ async def close_producer(session: Session, cmd: pb.BaseCommand) -> None:
 # -- consumers --------------------------------------------------------------------------------
 
 
+def _from_earliest(req: pb.CommandSubscribe) -> bool:
+    """Whether the consumer asked for the topic from its very beginning: a reader started at
+    the earliest message id, or a durable subscription whose initial position is Earliest."""
+    if req.HasField("start_message_id"):
+        mid = req.start_message_id
+        return _signed(mid.ledgerId) < 0 and _signed(mid.entryId) < 0
+    return req.durable and req.initialPosition == pb.CommandSubscribe.Earliest
+
+
 @_handles(T.SUBSCRIBE)
 async def subscribe(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.subscribe
@@ -228,7 +298,10 @@ async def subscribe(session: Session, cmd: pb.BaseCommand) -> None:
         if session.has_consumer(req.consumer_id):
             raise ConsumerBusyError(f"consumer id {req.consumer_id} is already in use on this connection")
         name = TopicName.parse(req.topic)
+        await session.service.authorization.check_topic(session.role, name, "consume", req.subscription)
         topic = await session.service.get_topic(name, create=True)
+        if req.HasField("schema"):
+            await session.service.schemas.for_consumer(name, from_wire(req.schema), topic.is_idle())
         sticky = False
         ranges = None
         if req.HasField("keySharedMeta"):
@@ -256,6 +329,8 @@ async def subscribe(session: Session, cmd: pb.BaseCommand) -> None:
             initial_position=InitialPosition(req.initialPosition),
             start_position=start,
             sticky=sticky,
+            read_compacted=req.read_compacted,
+            from_earliest=_from_earliest(req),
         )
         if session.closed:  # the client left while the topic loaded
             await topic.remove_consumer(sub, consumer)
@@ -379,7 +454,7 @@ async def last_message_id(session: Session, cmd: pb.BaseCommand) -> None:
 
     async def work() -> None:
         _, sub, topic = session.consumer(req.consumer_id)
-        position, batch_index = await topic.last_message_id()
+        position, batch_index = await topic.last_message_id(compacted=sub.read_compacted)
         mark_delete = sub.cursor.mark_delete_position
         session.write(
             replies.get_last_message_id_response(

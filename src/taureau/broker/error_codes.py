@@ -12,7 +12,9 @@ from enum import IntEnum
 
 from taureau.broker.access import ProducerFencedError
 from taureau.broker.dispatch.key_shared import ConsumerAssignError
+from taureau.broker.policies import ProducerBlockedQuotaExceededError, ProducerBlockedQuotaExceededException
 from taureau.broker.resources import PartitionLimitError, ResourceNotFoundError
+from taureau.broker.schemas.model import IncompatibleSchemaError, SchemaNotFoundError
 from taureau.broker.topic import SubscriptionBusyError
 from taureau.common import errors as e
 
@@ -71,6 +73,10 @@ _TABLE: dict[type[BaseException], ServerError] = {
     SubscriptionBusyError: ServerError.ConsumerBusy,  # Pulsar refuses to drop a subscription with consumers
     ConsumerAssignError: ServerError.ConsumerAssignError,
     ProducerFencedError: ServerError.ProducerFenced,
+    IncompatibleSchemaError: ServerError.IncompatibleSchema,
+    ProducerBlockedQuotaExceededError: ServerError.ProducerBlockedQuotaExceededError,
+    ProducerBlockedQuotaExceededException: ServerError.ProducerBlockedQuotaExceededException,
+    SchemaNotFoundError: ServerError.TopicNotFound,
 }
 
 

@@ -34,6 +34,7 @@ class Producer:
         self.remote_address = remote_address
         self.metadata = metadata or {}
         self.access_mode = access_mode  # 0 Shared, 1 Exclusive, 2 WaitForExclusive, 3 ExclusiveWithFencing
+        self.schema_version = b""  # of the schema it registered; b"": it sent none
         self.ready = True  # False while it waits for exclusive access: its SENDs are refused
         self.connected_since = time.time()
         self.msg_in = 0

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from taureau.broker.schemas.compatibility import Strategy
 from taureau.common.errors import (
     BadVersionError,
     BrokerError,
@@ -70,11 +71,115 @@ class RetentionPolicies:
     retentionSizeInMB: int = 0  # noqa: N815 - -1 keeps forever
 
 
+# Pulsar's AuthAction values: what a namespace or topic permission may grant.
+AUTH_ACTIONS = ("produce", "consume", "functions", "sources", "sinks", "packages")
+
+
+@dataclass(slots=True)
+class AuthPolicies:
+    """Pulsar's `auth_policies` of a namespace: role -> actions on the namespace, topic ->
+    role -> actions, subscription -> the only roles that may use it."""
+
+    namespace_auth: dict[str, list[str]] = field(default_factory=dict)
+    destination_auth: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    subscription_auth_roles: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Any) -> AuthPolicies:
+        if not isinstance(data, dict):
+            raise ValueError("auth_policies must be a JSON object")
+        unknown = set(data) - {"namespace_auth", "destination_auth", "subscription_auth_roles"}
+        if unknown:
+            raise ValueError(f"unknown field(s) {sorted(unknown)} for auth_policies")
+        topics = data.get("destination_auth") or {}
+        if not isinstance(topics, dict):
+            raise ValueError("auth_policies.destination_auth must be a JSON object")
+        return cls(
+            namespace_auth=check_grants(data.get("namespace_auth") or {}, actions=True),
+            destination_auth={str(t): check_grants(g, actions=True) for t, g in topics.items()},
+            subscription_auth_roles=check_grants(data.get("subscription_auth_roles") or {}, actions=False),
+        )
+
+
+def check_actions(actions: Any) -> list[str]:
+    """A permission's actions: a list of Pulsar's AuthAction names, deduplicated, sorted."""
+    if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+        raise ValueError(f"actions must be a list of {', '.join(AUTH_ACTIONS)}")
+    unknown = sorted(set(actions) - set(AUTH_ACTIONS))
+    if unknown:
+        raise ValueError(f"unknown action(s) {unknown}; known: {', '.join(AUTH_ACTIONS)}")
+    return sorted(set(actions))
+
+
+def check_grants(grants: Any, actions: bool) -> dict[str, list[str]]:
+    """name -> list of actions (or of roles), checked."""
+    if not isinstance(grants, dict):
+        raise ValueError("grants must be a JSON object")
+    out = {}
+    for name, values in grants.items():
+        if actions:
+            out[str(name)] = check_actions(values)
+        elif isinstance(values, list) and all(isinstance(v, str) for v in values):
+            out[str(name)] = sorted(set(values))
+        else:
+            raise ValueError("subscription roles must be a list of strings")
+    return out
+
+
+@dataclass(slots=True)
+class PublishRate:
+    """Pulsar's PublishRate: what each topic of a namespace may take per second (-1: no limit)."""
+
+    publishThrottlingRateInMsg: int = -1  # noqa: N815
+    publishThrottlingRateInByte: int = -1  # noqa: N815
+
+    @classmethod
+    def from_json(cls, data: Any) -> PublishRate:
+        if not isinstance(data, dict):
+            raise ValueError("publish rate must be a JSON object")
+        rate = _build(cls, data)
+        if rate.publishThrottlingRateInMsg < -1 or rate.publishThrottlingRateInByte < -1:
+            raise ValueError("publish rates must be >= -1 (-1: no limit)")
+        return rate
+
+    @property
+    def limited(self) -> bool:
+        return self.publishThrottlingRateInMsg > 0 or self.publishThrottlingRateInByte > 0
+
+
+# The namespace limits one tenant sets so as not to starve the others (Pulsar's names).
+LIMIT_FIELDS = ("max_producers_per_topic", "max_consumers_per_topic", "max_topics_per_namespace")
+
+
+def check_limit(value: Any, what: str) -> int | None:
+    """A count limit: a non-negative int (0: no limit), or None to fall back to none."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be an integer >= 0 (0: no limit), got {value!r}")
+    return value
+
+
 @dataclass(slots=True)
 class NamespacePolicies:
     retention_policies: RetentionPolicies = field(default_factory=RetentionPolicies)
     autoTopicCreationOverride: AutoTopicCreation = field(default_factory=AutoTopicCreation)  # noqa: N815
     deduplicationEnabled: bool = False  # noqa: N815
+    # Schema policies, under Pulsar's JSON names: how a topic's schema may change (a
+    # compatibility strategy name; UNDEFINED means FULL), whether producers without a schema
+    # are refused on a topic that has one, and whether producers may register new versions.
+    schema_compatibility_strategy: str = "UNDEFINED"
+    schema_validation_enforced: bool = False
+    is_allow_auto_update_schema: bool = True
+    compaction_threshold: int = 0  # bytes added since the last compaction that start one; 0: never
+    message_ttl_in_seconds: int = 0  # unacknowledged messages older than this are acknowledged; 0: never
+    # Pulsar's backlogQuotaMap: {"destination_storage": {"limitSize", "limitTime", "policy"}}.
+    backlog_quota_map: dict[str, dict[str, Any]] = field(default_factory=dict)
+    auth_policies: AuthPolicies = field(default_factory=AuthPolicies)
+    max_producers_per_topic: int | None = None
+    max_consumers_per_topic: int | None = None
+    max_topics_per_namespace: int | None = None
+    publishMaxMessageRate: PublishRate | None = None  # noqa: N815
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +193,57 @@ class NamespacePolicies:
             policies.autoTopicCreationOverride = _build(AutoTopicCreation, data["autoTopicCreationOverride"])
         if "deduplicationEnabled" in data:
             policies.deduplicationEnabled = bool(data["deduplicationEnabled"])
+        if data.get("schema_compatibility_strategy") is not None:
+            policies.schema_compatibility_strategy = Strategy.parse(data["schema_compatibility_strategy"]).value
+        if data.get("compaction_threshold") is not None:
+            policies.compaction_threshold = _non_negative_int(data["compaction_threshold"], "compaction_threshold")
+        if data.get("message_ttl_in_seconds") is not None:
+            policies.message_ttl_in_seconds = _non_negative_int(data["message_ttl_in_seconds"], "message_ttl_in_seconds")
+        if isinstance(data.get("backlog_quota_map"), dict):
+            policies.backlog_quota_map = {
+                kind: parse_backlog_quota(quota) for kind, quota in data["backlog_quota_map"].items()
+            }
+        for flag in ("schema_validation_enforced", "is_allow_auto_update_schema"):
+            if data.get(flag) is not None:
+                if not isinstance(data[flag], bool):
+                    raise ValueError(f"{flag} must be true or false")
+                setattr(policies, flag, data[flag])
+        if "auth_policies" in data:
+            policies.auth_policies = AuthPolicies.from_json(data["auth_policies"])
+        for name in LIMIT_FIELDS:
+            setattr(policies, name, check_limit(data.get(name), name))
+        if data.get("publishMaxMessageRate") is not None:
+            policies.publishMaxMessageRate = PublishRate.from_json(data["publishMaxMessageRate"])
         return policies
+
+
+BACKLOG_QUOTA_POLICIES = ("producer_request_hold", "producer_exception", "consumer_backlog_eviction")
+
+
+def parse_backlog_quota(data: Any) -> dict[str, Any]:
+    """A BacklogQuota as Pulsar's JSON has it: limitSize bytes (-1: none), limitTime seconds
+    (only -1, none, is supported), and what happens past the limit."""
+    if not isinstance(data, dict):
+        raise ValueError("a backlog quota is a JSON object")
+    unknown = set(data) - {"limitSize", "limitTime", "policy", "limit"}
+    if unknown:
+        raise ValueError(f"unknown backlog quota field(s) {sorted(unknown)}")
+    size = data.get("limitSize", data.get("limit", -1))
+    if isinstance(size, bool) or not isinstance(size, int) or size < -1:
+        raise ValueError("limitSize must be a number of bytes, or -1")
+    limit_time = data.get("limitTime", -1)
+    if limit_time != -1:
+        raise ValueError("time-based backlog quotas (limitTime) are not supported; give limitTime -1")
+    policy = data.get("policy", "producer_request_hold")
+    if policy not in BACKLOG_QUOTA_POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(BACKLOG_QUOTA_POLICIES)}")
+    return {"limitSize": size, "limitTime": -1, "policy": policy}
+
+
+def _non_negative_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
 
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
@@ -259,23 +414,38 @@ class Resources:
     def _topic_policies_path(topic: TopicName) -> str:
         return f"{TOPIC_POLICIES}/{topic.tenant}/{topic.namespace}/{topic.domain}/{topic.local_name}"
 
-    async def get_topic_deduplication(self, topic: TopicName) -> bool | None:
-        """The topic's own de-duplication setting (a partition: its topic's); None if unset."""
+    async def get_topic_policy(self, topic: TopicName, name: str) -> Any:
+        """One of the topic's own policies (a partition: its topic's); None if unset."""
         found = await self.store.get(self._topic_policies_path(topic))
-        if not found:
-            return None
-        value = json.loads(found[0]).get("deduplicationEnabled")
+        return json.loads(found[0]).get(name) if found else None
+
+    async def set_topic_policy(self, topic: TopicName, name: str, value: Any) -> None:
+        """Set (None: remove) one of the topic's own policies, keeping the others."""
+        path = self._topic_policies_path(topic)
+        for _ in range(10):
+            found = await self.store.get(path)
+            policies = json.loads(found[0]) if found else {}
+            if value is None:
+                policies.pop(name, None)
+            else:
+                policies[name] = value
+            try:
+                if not policies:
+                    if found:
+                        await self.store.delete(path, found[1].version)
+                    return
+                await self.store.put(path, _dump(policies), found[1].version if found else -1)
+                return
+            except (BadVersionError, NodeExistsError, NotFoundError):
+                continue
+        raise BrokerError(f"topic {topic} policies changed concurrently, try again")
+
+    async def get_topic_deduplication(self, topic: TopicName) -> bool | None:
+        value = await self.get_topic_policy(topic, "deduplicationEnabled")
         return bool(value) if value is not None else None
 
     async def set_topic_deduplication(self, topic: TopicName, enabled: bool | None) -> None:
-        path = self._topic_policies_path(topic)
-        if enabled is None:
-            try:
-                await self.store.delete(path)
-            except NotFoundError:
-                pass
-            return
-        await self.store.put(path, _dump({"deduplicationEnabled": enabled}))
+        await self.set_topic_policy(topic, "deduplicationEnabled", enabled)
 
     async def list_partitioned_topics(self, ns: NamespaceName, domain: str = "persistent") -> list[str]:
         names = await self.store.children(f"{PARTITIONED}/{ns}/{domain}")

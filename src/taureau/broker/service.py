@@ -7,16 +7,25 @@ import dataclasses
 import logging
 import time
 
+from taureau.auth.config import build_authentication
 from taureau.broker.admission import ConnectionLimits
+from taureau.broker.authorization import AuthorizationService
+from taureau.broker.compaction.topic_compaction import TopicCompaction
 from taureau.broker.config import BrokerConfig
 from taureau.broker.dispatch.base import DispatchLimits
+from taureau.broker.policies import PolicyEnforcer
+from taureau.broker.rate_limit import PublishRateLimiter
 from taureau.broker.resources import (
     ConflictError,
     NamespacePolicies,
+    PreconditionFailedError,
     ResourceNotFoundError,
     Resources,
     check_partition_count,
 )
+from taureau.broker.schemas.model import schema_id
+from taureau.broker.schemas.registry import SchemaRegistry
+from taureau.broker.schemas.topics import TopicSchemas
 from taureau.broker.topic import PersistentTopic
 from taureau.common.errors import NotAllowedError, TopicNotFoundError
 from taureau.common.memory import HeapTrimmer
@@ -27,6 +36,14 @@ from taureau.storage.managed_ledger.api import ManagedLedgerConfig, ManagedLedge
 log = logging.getLogger(__name__)
 
 RATE_INTERVAL_S = 1.0
+RATE_SLICE = 200  # topics whose rates are updated per loop turn
+
+
+def _ready(task: asyncio.Task[PersistentTopic]) -> PersistentTopic | None:
+    """The topic a load task made, if it is done and did not fail."""
+    if task.done() and not task.cancelled() and task.exception() is None:
+        return task.result()
+    return None
 
 
 class BrokerService:
@@ -37,21 +54,38 @@ class BrokerService:
         self.store = store
         self.factory = factory
         self.resources = Resources(store, config.max_num_partitions_per_partitioned_topic)
+        self.schemas = TopicSchemas(SchemaRegistry(store), self.resources)
+        self._compacting = asyncio.Semaphore(1)  # compactions at once: CPU work on this event loop
         self.connections = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
         self.heap_trimmer = HeapTrimmer()  # connections ask for a trim when they close
+        # None while authentication is off; a bad configuration fails here, before any port opens.
+        self.authentication = build_authentication(config.auth)
+        self.authorization = AuthorizationService(config.auth, self.resources)
         self._topics: dict[str, asyncio.Task[PersistentTopic]] = {}  # name -> loading/loaded topic
+        self._unloading: dict[str, asyncio.Task[None]] = {}  # name -> close of an idle topic
+        self._idle_task: asyncio.Task | None = None
+        self.unloaded = 0  # idle topics unloaded so far (stats, tests)
         self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
         self._rate_task: asyncio.Task | None = None
+        self._policy_task: asyncio.Task | None = None
+        self.policies = PolicyEnforcer(self.resources)
         self._last_counters: dict[str, tuple[float, int, int, int, int]] = {}
 
     async def start(self) -> None:
         await self.resources.bootstrap()
         self._rate_task = asyncio.get_running_loop().create_task(self._rate_loop())
+        if self.config.policy_check_interval_s > 0:
+            self._policy_task = asyncio.get_running_loop().create_task(self._policy_loop())
+        if self.config.idle_topic_unload_s > 0:
+            self._idle_task = asyncio.get_running_loop().create_task(self._unload_idle_loop())
 
     async def close(self) -> None:
         self.heap_trimmer.close()
-        if self._rate_task is not None:
-            self._rate_task.cancel()
+        for task in (self._rate_task, self._policy_task, self._idle_task):
+            if task is not None:
+                task.cancel()
+        if self._unloading:
+            await asyncio.wait(list(self._unloading.values()))
         for name in list(self._topics):
             topic = await self._loaded(name)
             if topic is not None:
@@ -73,7 +107,7 @@ class BrokerService:
             return None
 
     def loaded_topics(self) -> list[PersistentTopic]:
-        return [t.result() for t in self._topics.values() if t.done() and not t.exception()]
+        return [topic for task in self._topics.values() if (topic := _ready(task)) is not None]
 
     async def get_topic(
         self, name: TopicName, create: bool = True, explicit: bool = False
@@ -82,6 +116,10 @@ class BrokerService:
         auto-creation; explicit: an admin creates it whatever that policy says."""
         key = str(name)
         task = self._topics.get(key)
+        topic = _ready(task) if task is not None else None
+        if topic is not None:
+            topic.last_used = time.monotonic()  # an attach may follow: not idle yet
+            return topic
         if task is None:
             task = asyncio.get_running_loop().create_task(self._load_topic(name, create, explicit))
             self._topics[key] = task
@@ -97,6 +135,9 @@ class BrokerService:
     async def _load_topic(self, name: TopicName, create: bool, explicit: bool) -> PersistentTopic:
         if not name.persistent:
             raise NotAllowedError("non-persistent topics are not supported yet")
+        unloading = self._unloading.get(str(name))
+        if unloading is not None:  # its cursors and ledger must be saved and closed first
+            await asyncio.wait([unloading])
         policies = await self._policies_for(name)
         if name.partition < 0 and await self.resources.get_partitions(name) > 0:
             raise NotAllowedError(f"{name} is a partitioned topic: use its partitions")
@@ -105,17 +146,40 @@ class BrokerService:
                 raise TopicNotFoundError(f"topic {name} does not exist")
             if not explicit and not await self._may_create(name, policies):
                 raise TopicNotFoundError(f"topic {name} does not exist and auto-creation is disabled")
+            await self._check_topic_count(name.namespace_name, policies, 1, explicit, creating=name)
         ledger = await self.factory.open(name.storage_name, self._ledger_config(policies))
         limits = DispatchLimits(
             self.config.max_unacked_messages_per_consumer, self.config.max_unacked_messages_per_subscription
         )
         topic = PersistentTopic(name, ledger, self.store, limits)
+        topic.compaction = TopicCompaction(name.storage_name, ledger, self.factory, self.store, self._compacting)
+        await topic.compaction.load()
+        topic.compaction_threshold = policies.compaction_threshold
         topic.restore_subscriptions()
         await topic.access.load()
         await topic.load_validation_mark()
         await topic.set_deduplication(await self._deduplication(name, policies))
+        apply_limits(topic, policies)
         log.info("loaded topic %s", name)
         return topic
+
+    async def check_room_for_topics(self, ns: NamespaceName, adding: int) -> None:
+        """An admin adding `adding` topics (or partitions) to `ns`: 412 past its limit."""
+        await self._check_topic_count(ns, await self.resources.get_policies(ns), adding, explicit=True)
+
+    async def _check_topic_count(self, ns: NamespaceName, policies: NamespacePolicies, adding: int,
+                                 explicit: bool, creating: TopicName | None = None) -> None:
+        """Refuse topics past the namespace's max_topics_per_namespace (partitions count one
+        each, as in Pulsar): 412 for an admin's create, NotAllowedError for an auto-creation.
+        Checked before creating, not under a lock: concurrent creations may pass it together."""
+        limit = policies.max_topics_per_namespace
+        if not limit:
+            return
+        # The topic being created is listed already (loading): it is not held yet.
+        held = sum(1 for topic in await self.list_topics(ns) if topic != str(creating))
+        if held + adding > limit:
+            reason = f"Exceed maximum number of topics in namespace {ns}: {held} of {limit}"
+            raise PreconditionFailedError(reason) if explicit else NotAllowedError(reason)
 
     async def _deduplication(self, name: TopicName, policies: NamespacePolicies) -> bool:
         """The topic's own setting wins over its namespace's."""
@@ -168,8 +232,6 @@ class BrokerService:
         topic = await self.get_topic(name, create=False)
         busy = topic.producers or any(s.consumers for s in topic.subscriptions.values())
         if busy and not force:
-            from taureau.broker.resources import PreconditionFailedError
-
             raise PreconditionFailedError(f"topic {name} has active producers or consumers")
         for producer in list(topic.producers.values()):
             if producer.disconnect is not None:
@@ -182,7 +244,11 @@ class BrokerService:
             await topic.dedup.delete()
         await topic.forget_validation_mark()
         await topic.access.forget()
+        if topic.compaction is not None:
+            await topic.compaction.delete()
         await self.factory.delete(name.storage_name)
+        if name.partition < 0:  # a partition's schema is its topic's, dropped with the topic
+            await self.schemas.registry.drop(schema_id(name))
 
     async def partitioned_metadata(self, name: TopicName) -> int:
         """Partition count for a lookup; may auto-create a partitioned topic per policy."""
@@ -198,6 +264,7 @@ class BrokerService:
         ):
             # A policy stored before the limit existed may ask for more: refuse, do not clamp.
             check_partition_count(auto.defaultNumPartitions, self.resources.max_partitions)
+            await self._check_topic_count(name.namespace_name, policies, auto.defaultNumPartitions, False)
             try:
                 await self.resources.create_partitioned_topic(name, auto.defaultNumPartitions)
             except ConflictError:  # created concurrently by another lookup
@@ -250,30 +317,125 @@ class BrokerService:
         for topic in self.loaded_topics():
             if topic.name.namespace_name == ns:
                 topic.ledger.set_retention(config.retention_time_s, config.retention_size_bytes)
+                topic.compaction_threshold = policies.compaction_threshold
                 await topic.set_deduplication(await self._deduplication(topic.name, policies))
+                apply_limits(topic, policies)
+
+    # -- idle topics -------------------------------------------------------------------------
+
+    async def _unload_idle_loop(self) -> None:
+        """A few times per idle period, one sliced pass over the loaded topics."""
+        idle_s = self.config.idle_topic_unload_s
+        while True:
+            await asyncio.sleep(max(idle_s / 4, 0.05))
+            now = time.monotonic()
+            for i, (key, task) in enumerate(list(self._topics.items())):
+                topic = _ready(task)
+                if topic is not None and topic.idle_for(now) >= idle_s:
+                    self._unload(key, task)
+                if i % RATE_SLICE == RATE_SLICE - 1:
+                    await asyncio.sleep(0)
+
+    def _unload(self, key: str, task: asyncio.Task[PersistentTopic]) -> None:
+        if self._topics.get(key) is not task:
+            return
+        del self._topics[key]  # the next get_topic loads it again, after this close
+        closing = asyncio.get_running_loop().create_task(self._close_unloaded(key, task.result()))
+        self._unloading[key] = closing
+
+    async def _close_unloaded(self, key: str, topic: PersistentTopic) -> None:
+        try:
+            await topic.close()
+            self.unloaded += 1
+            log.info("unloaded idle topic %s", topic.name)
+        except Exception:
+            log.exception("unloading idle topic %s failed", topic.name)
+        finally:
+            if self._unloading.get(key) is asyncio.current_task():
+                del self._unloading[key]
 
     # -- rates -------------------------------------------------------------------------------
 
     async def _rate_loop(self) -> None:
+        """Every second, a slice of topics per loop turn: 5,000 topics in one callback held
+        the loop for milliseconds each second."""
         while True:
             await asyncio.sleep(RATE_INTERVAL_S)
-            self.update_rates()
+            now = time.monotonic()
+            topics = self.loaded_topics()
+            for i, topic in enumerate(topics):
+                self._update_rate(topic, now)
+                if i % RATE_SLICE == RATE_SLICE - 1:
+                    await asyncio.sleep(0)
+            self._forget_rates_of_unloaded(topics)
+            self._compact_over_threshold()
+
+    async def _policy_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.policy_check_interval_s)
+            try:
+                await self.policies.check(self.loaded_topics())
+            except Exception:
+                log.exception("applying message TTLs and backlog quotas failed")
+
+    def _compact_over_threshold(self) -> None:
+        """Pulsar's automatic compaction: a topic whose namespace sets compactionThreshold is
+        compacted once that many bytes were added since its last compaction."""
+        for topic in self.loaded_topics():
+            compaction = topic.compaction
+            if compaction is None or topic.compaction_threshold <= 0 or not compaction.may_start_automatically():
+                continue
+            if compaction.pending_bytes() >= topic.compaction_threshold:
+                compaction.trigger()
 
     def update_rates(self) -> None:
         now = time.monotonic()
-        for topic in self.loaded_topics():
-            key = str(topic.name)
-            msg_out = sum(s.msg_out for s in topic.subscriptions.values())
-            bytes_out = sum(c.bytes_out for s in topic.subscriptions.values() for c in s.consumers)
-            current = (now, topic.msg_in, topic.bytes_in, msg_out, bytes_out)
-            previous = self._last_counters.get(key)
-            self._last_counters[key] = current
-            if previous is None:
-                continue
-            elapsed = max(now - previous[0], 1e-6)
-            self.rates[key] = {
-                "msgRateIn": (current[1] - previous[1]) / elapsed,
-                "msgThroughputIn": (current[2] - previous[2]) / elapsed,
-                "msgRateOut": max(current[3] - previous[3], 0) / elapsed,
-                "msgThroughputOut": max(current[4] - previous[4], 0) / elapsed,
-            }
+        topics = self.loaded_topics()
+        for topic in topics:
+            self._update_rate(topic, now)
+        self._forget_rates_of_unloaded(topics)
+
+    def _forget_rates_of_unloaded(self, loaded: list[PersistentTopic]) -> None:
+        if len(self._last_counters) > len(loaded):
+            keep = {str(t.name) for t in loaded}
+            for key in [k for k in self._last_counters if k not in keep]:
+                del self._last_counters[key]
+                self.rates.pop(key, None)
+
+    def _update_rate(self, topic: PersistentTopic, now: float) -> None:
+        key = str(topic.name)
+        subscriptions = topic.subscriptions.values()
+        msg_out = sum(s.msg_out for s in subscriptions)
+        bytes_out = sum(c.bytes_out for s in subscriptions for c in s.consumers)
+        current = (now, topic.msg_in, topic.bytes_in, msg_out, bytes_out)
+        previous = self._last_counters.get(key)
+        self._last_counters[key] = current
+        if previous is None:
+            return
+        if previous[1:] == current[1:]:
+            self.rates.pop(key, None)  # idle: absent reads as zero, and holds no dict per topic
+            return
+        elapsed = max(now - previous[0], 1e-6)
+        self.rates[key] = {
+            "msgRateIn": (current[1] - previous[1]) / elapsed,
+            "msgThroughputIn": (current[2] - previous[2]) / elapsed,
+            "msgRateOut": max(current[3] - previous[3], 0) / elapsed,
+            "msgThroughputOut": max(current[4] - previous[4], 0) / elapsed,
+        }
+
+
+def apply_limits(topic: PersistentTopic, policies: NamespacePolicies) -> None:
+    """The namespace's producer and consumer caps and publish rate, onto one of its topics.
+    Producers and consumers already over a lowered cap stay (as in Pulsar); new ones wait."""
+    topic.max_producers = policies.max_producers_per_topic or 0
+    topic.max_consumers = policies.max_consumers_per_topic or 0
+    rate = policies.publishMaxMessageRate
+    if rate is None or not rate.limited:
+        topic.publish_limiter = None
+        return
+    limiter = topic.publish_limiter
+    wanted = (rate.publishThrottlingRateInMsg, rate.publishThrottlingRateInByte)
+    if limiter is None:
+        topic.publish_limiter = PublishRateLimiter(*wanted)
+    elif (limiter.max_messages, limiter.max_bytes) != wanted:
+        limiter.set_rates(*wanted)

@@ -8,20 +8,27 @@ the `ConsumerSink` the dispatchers write to, and reaches its socket only through
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterator
 from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from taureau.auth.providers import Credentials
 from taureau.broker.consumer import Consumer
+from taureau.broker.error_codes import ServerError
 from taureau.broker.producer import Producer
 from taureau.broker.service import BrokerService
+from taureau.broker.session_auth import REFRESH_DATA, Refresher, identify
 from taureau.broker.subscription import Subscription
-from taureau.common.errors import ConsumerNotFoundError
+from taureau.common.errors import AuthenticationError, ConsumerNotFoundError
 from taureau.protocol import pb, replies
 from taureau.storage.position import Position
 
 if TYPE_CHECKING:
     from taureau.broker.topic import PersistentTopic
+
+log = logging.getLogger("taureau.broker.auth")
 
 SERVER_VERSION = "Taureau-0.1.0"
 MAX_PROTOCOL_VERSION = 20
@@ -29,12 +36,14 @@ MAX_PROTOCOL_VERSION = 20
 
 class SessionState(Enum):
     AWAITING_CONNECT = "awaiting_connect"
+    AUTHENTICATING = "authenticating"  # CONNECT came; its credentials are being checked
     CONNECTED = "connected"
     CLOSED = "closed"
 
 
 _TRANSITIONS = {
-    SessionState.AWAITING_CONNECT: {SessionState.CONNECTED, SessionState.CLOSED},
+    SessionState.AWAITING_CONNECT: {SessionState.AUTHENTICATING, SessionState.CONNECTED, SessionState.CLOSED},
+    SessionState.AUTHENTICATING: {SessionState.CONNECTED, SessionState.CLOSED},
     SessionState.CONNECTED: {SessionState.CLOSED},
     SessionState.CLOSED: set(),
 }
@@ -45,8 +54,14 @@ class Link(Protocol):
 
     remote_address: str
     writable: bool  # False while the socket's send buffer is over its high-water mark
+    peer_common_name: str | None  # the CN of a verified TLS client certificate
 
     def write(self, frame: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def session_connected(self) -> None:
+        """CONNECTED was sent: the peer is known, its frames may be as large as messages."""
 
     def write_message(
         self,
@@ -76,6 +91,9 @@ class Session:
         self.link = link
         self.state = SessionState.AWAITING_CONNECT
         self.protocol_version = 0
+        self.role: str | None = None  # who the peer proved to be (None: authentication is off)
+        self._auth_task: asyncio.Task[None] | None = None
+        self._refresher: Refresher | None = None
         self._producers: dict[int, ProducerBinding] = {}  # by the client's producer_id
         self._consumers: dict[int, ConsumerBinding] = {}  # by the client's consumer_id
         # ConsumerSink.send_message, the dispatch hot path: straight to the connection's writer.
@@ -97,18 +115,72 @@ class Session:
         return self.state is SessionState.CLOSED
 
     def connect(self, connect: pb.CommandConnect) -> bool:
-        """Answer CONNECT; False if this session was connected already (a protocol breach)."""
+        """Answer CONNECT (at once, or once its credentials are checked); False if this
+        session had a CONNECT already (a protocol breach)."""
         if self.state is not SessionState.AWAITING_CONNECT:
             return False
-        self._set_state(SessionState.CONNECTED)
         self.protocol_version = min(connect.protocol_version, MAX_PROTOCOL_VERSION)
+        auth = self.service.authentication
+        if auth is None:
+            self._accept()
+            return True
+        self._set_state(SessionState.AUTHENTICATING)
+        credentials = Credentials(connect.auth_method_name, connect.auth_data, self.link.peer_common_name)
+        can_refresh = connect.feature_flags.supports_auth_refresh
+        self._auth_task = asyncio.get_running_loop().create_task(self._authenticate(credentials, can_refresh))
+        return True
+
+    async def _authenticate(self, credentials: Credentials, can_refresh: bool) -> None:
+        auth = self.service.authentication
+        assert auth is not None
+        try:
+            identity = await identify(auth, credentials)
+        except AuthenticationError as exc:
+            self._refuse_credentials(f"CONNECT refused: {exc}", exc)
+            return
+        if self.state is not SessionState.AUTHENTICATING:
+            return  # the peer left meanwhile
+        self.role = identity.role
+        self._refresher = Refresher(auth, self.service.config.auth.refresh_check_s, self.remote_address,
+                                    self._challenge, self.link.close)
+        self._refresher.watch(credentials.method, identity, can_refresh)
+        self._accept()
+
+    def _accept(self) -> None:
+        self._set_state(SessionState.CONNECTED)
         self.write(
             replies.connected(SERVER_VERSION, self.protocol_version, self.service.config.max_message_size)
         )
-        return True
+        self.link.session_connected()
+
+    def _refuse_credentials(self, reason: str, exc: AuthenticationError) -> None:
+        """Pulsar answers ERROR(AuthenticationError) with no request id, then closes."""
+        log.warning("%s: %s", self.remote_address, reason)
+        if not self.closed:
+            self.write(replies.error(-1, ServerError.AuthenticationError, str(exc)))
+            self.link.close()
+
+    def _challenge(self, method: str) -> None:
+        if self.connected:
+            self.write(replies.auth_challenge(SERVER_VERSION, self.protocol_version, method, REFRESH_DATA))
+
+    async def auth_response(self, response: pb.CommandAuthResponse) -> None:
+        """The client's answer to AUTH_CHALLENGE: the same role, freshly proven, or closed."""
+        if self._refresher is None:
+            return
+        data = response.response
+        credentials = Credentials(data.auth_method_name, data.auth_data, self.link.peer_common_name)
+        refused = await self._refresher.answer(credentials)
+        if refused is not None and not self.closed:
+            self.write(replies.error(-1, ServerError.AuthenticationError, str(refused)))
+            self.link.close()
 
     def end(self) -> None:
         """The connection is gone: nothing more is handled; `cleanup` detaches what is left."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+        if self._auth_task is not None and not self._auth_task.done():
+            self._auth_task.cancel()
         if self.state is not SessionState.CLOSED:
             self._set_state(SessionState.CLOSED)
 

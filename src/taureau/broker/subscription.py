@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from enum import IntEnum
 
+from taureau.broker.compaction.reader import CompactedReader
+from taureau.broker.compaction.view import CompactedView
 from taureau.broker.consumer import Consumer
 from taureau.broker.dispatch.base import Dispatcher, DispatchLimits, EntryInfoFn
 from taureau.broker.dispatch.key_shared import KeySharedDispatcher
@@ -40,8 +43,11 @@ class Subscription:
         durable: bool,
         partition: int = -1,
         limits: DispatchLimits = DispatchLimits(),
+        compacted_view: Callable[[], CompactedView | None] | None = None,
     ) -> None:
         self.limits = limits
+        self._compacted_view = compacted_view  # the topic's current compacted view, if it has one
+        self.read_compacted = False  # whether the current dispatcher reads the compacted view
         self.name = name
         self.ledger = ledger
         self.cursor = cursor  # the durable (or reader's non-durable) position; owned here
@@ -56,29 +62,45 @@ class Subscription:
     def consumers(self) -> list[Consumer]:
         return self.dispatcher.consumers if self.dispatcher else []
 
-    def _make_dispatcher(self, sub_type: SubType, sticky: bool) -> Dispatcher:
+    def _make_dispatcher(self, sub_type: SubType, sticky: bool, read_compacted: bool,
+                         from_earliest: bool = False) -> Dispatcher:
         if sub_type in (SubType.EXCLUSIVE, SubType.FAILOVER):
+            compacted = None
+            if read_compacted and self._compacted_view is not None:
+                # From the compacted view's start, even when the topic's own entries up to
+                # the horizon are gone (Pulsar's readFromEarliest): a durable subscription
+                # only while it has acknowledged nothing.
+                untouched = not self.durable or self.cursor.mark_delete_position < self.ledger.first_position
+                compacted = CompactedReader(self._compacted_view, from_start=from_earliest and untouched)
             return SingleActiveDispatcher(
                 self.ledger,
                 self.cursor,
                 self.entry_info,
                 exclusive=sub_type == SubType.EXCLUSIVE,
                 partition=self.partition,
+                compacted=compacted,
             )
         if sub_type == SubType.SHARED:
             return SharedDispatcher(self.ledger, self.cursor, self.entry_info, self.limits)
         return KeySharedDispatcher(self.ledger, self.cursor, self.entry_info, self.limits, sticky=sticky)
 
-    async def add_consumer(self, consumer: Consumer, sub_type: SubType, sticky: bool = False) -> None:
+    async def add_consumer(
+        self, consumer: Consumer, sub_type: SubType, sticky: bool = False, read_compacted: bool = False,
+        from_earliest: bool = False,
+    ) -> None:
+        if read_compacted and sub_type not in (SubType.EXCLUSIVE, SubType.FAILOVER):
+            raise NotAllowedError("read_compacted is only allowed on Exclusive and Failover subscriptions")
         if self.dispatcher is not None and self.dispatcher.consumers:
             if sub_type != self.sub_type:
                 current = self.sub_type.name if self.sub_type is not None else "of another type"
                 raise ConsumerBusyError(
                     f"subscription {self.name} is {current}, cannot attach a {sub_type.name} consumer"
                 )
-        elif self.dispatcher is None or sub_type != self.sub_type or sub_type == SubType.KEY_SHARED:
+        elif (self.dispatcher is None or sub_type != self.sub_type or sub_type == SubType.KEY_SHARED
+              or read_compacted != self.read_compacted):
             previous = self.dispatcher
-            self.dispatcher = self._make_dispatcher(sub_type, sticky)
+            self.dispatcher = self._make_dispatcher(sub_type, sticky, read_compacted, from_earliest)
+            self.read_compacted = read_compacted
             if previous is not None:
                 await previous.close()
                 self.dispatcher.adopt_redelivery_counts(previous)
@@ -141,6 +163,12 @@ class Subscription:
             if dispatcher is not None:
                 dispatcher.reset()
                 dispatcher.resume()
+
+    async def expire_to(self, position: Position) -> None:
+        """Acknowledge everything up to `position` (message TTL): as a cumulative ack."""
+        await self.cursor.mark_delete(position)
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
 
     async def skip(self, count: int) -> None:
         await self.cursor.skip_entries(count)

@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 from taureau.broker import validated
 from taureau.broker.access import Admitted, ProducerAccess, Queued
+from taureau.broker.compaction.topic_compaction import TopicCompaction
+from taureau.broker.compaction.view import CompactedView, unwrap
 from taureau.broker.consumer import Consumer
 from taureau.broker.dedup import Deduplication
 from taureau.broker.dispatch.base import DispatchLimits
@@ -21,9 +23,11 @@ from taureau.broker.entries import (
     publish_time,
 )
 from taureau.broker.producer import Producer
+from taureau.broker.rate_limit import PublishRateLimiter
 from taureau.broker.subscription import Subscription, SubType
 from taureau.common.errors import (
     BrokerError,
+    ConsumerBusyError,
     ProducerBusyError,
     ServiceNotReadyError,
     StorageError,
@@ -69,9 +73,19 @@ class PersistentTopic:
         self.access = ProducerAccess(store, ledger.name)  # exclusive producers and the topic epoch
         self.subscriptions: dict[str, Subscription] = {}  # by name; owned here
         self.dedup: Deduplication | None = None  # set while de-duplication is enabled
+        self.compaction: TopicCompaction | None = None  # set by the broker when it loads the topic
+        self.compaction_threshold = 0  # bytes added since the last compaction that start one (0: never)
+        # The namespace's limits (0: none) and publish throttle, set by the broker service.
+        self.max_producers = 0
+        self.max_consumers = 0
+        self.publish_limiter: PublishRateLimiter | None = None
         self.msg_in = 0
         self.bytes_in = 0
         self.closed = False
+        # Idle-topic unloading (service.py): when the broker last handed this topic out, and
+        # since when a sweep has seen it without producers or consumers.
+        self.last_used = time.monotonic()
+        self._idle_from: float | None = None
         # The last storage failure and when it happened: for a while after one, new
         # producers are refused with a retryable error, so clients back off instead of
         # reconnecting and resending in a tight loop (their send timeouts then fire).
@@ -79,6 +93,9 @@ class PersistentTopic:
         self._write_failed_at = 0.0
         # Entries up to here were stored without publish-time validation (broker.validated).
         self.unchecked_until = EARLIEST
+
+    def _compacted_view(self) -> CompactedView | None:
+        return self.compaction.view if self.compaction is not None else None
 
     @property
     def partition(self) -> int:
@@ -106,12 +123,20 @@ class PersistentTopic:
         elif not enabled and self.dedup is not None:
             self.dedup = None
 
+    def is_idle(self) -> bool:
+        """No producer, no consumer, nothing stored: a consumer's schema may become the topic's."""
+        busy = self.producers or any(s.consumers for s in self.subscriptions.values())
+        return not busy and self.ledger.total_size == 0
+
     def check_producer(self, producer: Producer, requested_epoch: int | None = None) -> None:
         """Raise if `producer` could not be added now; changes nothing."""
         if self._write_error is not None and time.monotonic() - self._write_failed_at < WRITE_FAILURE_HOLD_S:
             raise ServiceNotReadyError(f"topic {self.name} cannot store messages now: {self._write_error}")
         if producer.name in self.producers:
             raise ProducerBusyError(f"producer {producer.name!r} is already connected to {self.name}")
+        if self.max_producers and len(self.producers) >= self.max_producers:
+            # Pulsar's words, which clients and operators search for.
+            raise ProducerBusyError(f"Topic reached max producers limit ({self.max_producers}): {self.name}")
         self.access.check(producer, self.producers, requested_epoch)
 
     async def add_producer(self, producer: Producer, requested_epoch: int | None = None) -> Admitted | Queued:
@@ -214,7 +239,11 @@ class PersistentTopic:
         initial_position: InitialPosition = InitialPosition.LATEST,
         start_position: Position | None = None,
         sticky: bool = False,
+        read_compacted: bool = False,
+        from_earliest: bool = False,
     ) -> Subscription:
+        if self.max_consumers and self.consumer_count() >= self.max_consumers:
+            raise ConsumerBusyError(f"Topic reached max consumers limit ({self.max_consumers}): {self.name}")
         sub = self.subscriptions.get(subscription)
         created = False
         if sub is None:
@@ -227,12 +256,15 @@ class PersistentTopic:
                 sub = self._new_subscription(subscription, cursor, durable)
                 created = True
         try:
-            await sub.add_consumer(consumer, sub_type, sticky)
+            await sub.add_consumer(consumer, sub_type, sticky, read_compacted, from_earliest)
         except BaseException:
             if created and not sub.consumers:
                 await self._drop_new_subscription(sub)
             raise
         return sub
+
+    def consumer_count(self) -> int:
+        return sum(len(sub.consumers) for sub in self.subscriptions.values())
 
     def restore_subscriptions(self) -> None:
         """Take back every durable subscription the ledger's cursors remember (the topic just
@@ -250,6 +282,7 @@ class PersistentTopic:
             durable=durable,
             partition=self.partition,
             limits=self.limits,
+            compacted_view=self._compacted_view,
         )
         self.subscriptions[name] = sub
         return sub
@@ -324,9 +357,18 @@ class PersistentTopic:
         found = await self.ledger.find_position(lambda entry: publish_time(entry.data) >= timestamp_ms)
         return found if found is not None else self.ledger.last_confirmed.next()
 
-    async def last_message_id(self) -> tuple[Position, int]:
-        """(position, batch index) of the last message; entry id -1 when empty."""
+    async def last_message_id(self, compacted: bool = False) -> tuple[Position, int]:
+        """(position, batch index) of the last message; entry id -1 when empty. A compacted
+        reader whose view covers the whole topic is told the compacted view's last message
+        (else it would wait for messages compaction removed)."""
         last = self.ledger.last_confirmed
+        view = self._compacted_view() if compacted else None
+        if view is not None and (last <= view.horizon or self.ledger.count_entries(view.horizon, last) == 0):
+            kept = view.ledger.last_confirmed
+            if kept.entry_id < 0 or view.ledger.entries_count == 0:
+                return Position(last.ledger_id, -1), -1
+            original = unwrap(await view.ledger.read_entry(kept))
+            return original.position, batch_index_of_last(original.data)
         if last.entry_id < 0 or self.ledger.entries_count == 0:
             return Position(last.ledger_id, -1), -1
         entry = await self.ledger.read_entry(last)
@@ -334,8 +376,23 @@ class PersistentTopic:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def idle_for(self, now: float) -> float:
+        """Seconds without a producer (active or waiting), a consumer or a compaction running,
+        as far as the sweeps calling this can tell, and since the last request for the topic;
+        0 while in use."""
+        compacting = self.compaction is not None and self.compaction.running
+        if (self.producers or self.access.has_waiting or compacting
+                or any(s.consumers for s in self.subscriptions.values())):
+            self._idle_from = None
+            return 0.0
+        if self._idle_from is None:
+            self._idle_from = now
+        return now - max(self._idle_from, self.last_used)
+
     async def close(self) -> None:
         self.closed = True
+        if self.compaction is not None:
+            await self.compaction.close()
         for sub in list(self.subscriptions.values()):
             await sub.close()
         if self.dedup is not None:

@@ -1,4 +1,4 @@
-"""`taureau admin`: the verbs of `pulsar-admin` for tenants, namespaces and topics, over REST."""
+"""`taureau admin`: the verbs of `pulsar-admin` for tenants, namespaces, topics and schemas, over REST."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import re
 import sys
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from taureau.cli import args as checked
+from taureau.cli import credentials
 from taureau.common.errors import TaureauError
 from taureau.common.names import TopicName
 
@@ -24,8 +26,9 @@ class AdminError(Exception):
 class AdminClient:
     """A thin synchronous client for the /admin/v2 API."""
 
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=30.0)
+    def __init__(self, url: str, auth: credentials.ClientAuth | None = None) -> None:
+        options = auth.http_options() if auth is not None else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=30.0, **options)
 
     def call(self, method: str, path: str, body: Any = None, params: dict | None = None, *,
              files: dict | None = None, form: dict | None = None, content: bytes | None = None) -> Any:
@@ -66,16 +69,20 @@ def _duration_minutes(text: str) -> float:
 _BINARY_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
-def _size_mb(text: str) -> int:
-    """A pulsar-admin size as whole MiB: '-1' (unlimited), bytes, or a number with k, m, g or t,
+def _size_bytes(text: str) -> int:
+    """A pulsar-admin size in bytes: '-1' (unlimited), bytes, or a number with k, m, g or t,
     which pulsar-admin reads as binary units (1G = 1024 MiB)."""
     match = re.fullmatch(r"(-1|\d+)([kKmMgGtT]?)", text.strip())
     if not match:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 100M, 10G, -1)")
     value, unit = int(match.group(1)), match.group(2).lower()
-    if value < 0:
-        return -1
-    return value * _BINARY_UNITS[unit] // (1024 * 1024)
+    return -1 if value < 0 else value * _BINARY_UNITS[unit]
+
+
+def _size_mb(text: str) -> int:
+    """A pulsar-admin size as whole MiB (-1 stays -1)."""
+    size = _size_bytes(text)
+    return -1 if size < 0 else size // (1024 * 1024)
 
 
 def _message_id(text: str) -> dict:
@@ -144,6 +151,27 @@ SIMPLE_VERBS = {
     ("topics", "partitioned-stats"): ("GET", "{topic}/partitioned-stats", [TOPIC]),
     ("topics", "subscriptions"): ("GET", "{topic}/subscriptions", [TOPIC]),
     ("topics", "clear-backlog"): ("POST", "{topic}/subscription/{subscription}/skip_all", [TOPIC, SUB]),
+    ("topics", "get-deduplication"): ("GET", "{topic}/deduplication", [TOPIC]),
+    ("topics", "remove-deduplication"): ("DELETE", "{topic}/deduplication", [TOPIC]),
+    ("topics", "compact"): ("PUT", "{topic}/compaction", [TOPIC]),
+    ("topics", "compaction-status"): ("GET", "{topic}/compaction", [TOPIC]),
+    ("topics", "get-schema-compatibility-strategy"): ("GET", "{topic}/schemaCompatibilityStrategy", [TOPIC]),
+    ("topics", "remove-schema-compatibility-strategy"): ("DELETE", "{topic}/schemaCompatibilityStrategy", [TOPIC]),
+    ("namespaces", "get-compaction-threshold"): (
+        "GET", "/admin/v2/namespaces/{namespace}/compactionThreshold", [NAMESPACE]
+    ),
+    ("namespaces", "remove-compaction-threshold"): (
+        "DELETE", "/admin/v2/namespaces/{namespace}/compactionThreshold", [NAMESPACE]
+    ),
+    ("namespaces", "get-message-ttl"): ("GET", "/admin/v2/namespaces/{namespace}/messageTTL", [NAMESPACE]),
+    ("namespaces", "remove-message-ttl"): ("DELETE", "/admin/v2/namespaces/{namespace}/messageTTL", [NAMESPACE]),
+    ("namespaces", "get-backlog-quotas"): ("GET", "/admin/v2/namespaces/{namespace}/backlogQuotaMap", [NAMESPACE]),
+    ("namespaces", "remove-backlog-quota"): ("DELETE", "/admin/v2/namespaces/{namespace}/backlogQuota", [NAMESPACE]),
+    ("topics", "get-message-ttl"): ("GET", "{topic}/messageTTL", [TOPIC]),
+    ("topics", "remove-message-ttl"): ("DELETE", "{topic}/messageTTL", [TOPIC]),
+    ("namespaces", "get-schema-compatibility-strategy"): (
+        "GET", "/admin/v2/namespaces/{namespace}/schemaCompatibilityStrategy", [NAMESPACE]
+    ),
 }  # fmt: skip
 
 
@@ -159,6 +187,66 @@ def _simple(method: str, path: str):
 
 for (_group, _name), (_method, _path, _arguments) in SIMPLE_VERBS.items():
     verb(_group, _name, *_arguments)(_simple(_method, _path))
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: an integer >= 0 (0: no limit)")
+    return value
+
+
+def _rate(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -2
+    if value < -1:
+        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: an integer >= -1 (-1: no limit)")
+    return value
+
+
+# pulsar-admin's namespace limits: (verb suffix, REST path, option flags)
+NAMESPACE_LIMITS = [
+    ("max-producers-per-topic", "maxProducersPerTopic", ("-p", "--max-producers-per-topic")),
+    ("max-consumers-per-topic", "maxConsumersPerTopic", ("-c", "--max-consumers-per-topic")),
+    ("max-topics-per-namespace", "maxTopicsPerNamespace", ("-t", "--max-topics-per-namespace")),
+]
+
+
+def _limit_verbs(suffix: str, path: str, flags: tuple[str, str]) -> None:
+    url = "/admin/v2/namespaces/{ns}/" + path
+    dest = flags[1][2:].replace("-", "_")
+    verb("namespaces", f"get-{suffix}", NAMESPACE)(lambda c, a: c.call("GET", url.format(ns=a.namespace)))
+    verb("namespaces", f"set-{suffix}", NAMESPACE, arg(*flags, type=_count, required=True))(
+        lambda c, a: c.call("POST", url.format(ns=a.namespace), getattr(a, dest))
+    )
+    verb("namespaces", f"remove-{suffix}", NAMESPACE)(lambda c, a: c.call("DELETE", url.format(ns=a.namespace)))
+
+
+for _suffix, _limit_path, _flags in NAMESPACE_LIMITS:
+    _limit_verbs(_suffix, _limit_path, _flags)
+
+
+@verb("namespaces", "set-publish-rate", NAMESPACE,
+      arg("-m", "--msg-publish-rate", type=_rate, default=-1, help="messages per second per topic (-1: no limit)"),
+      arg("-b", "--byte-publish-rate", type=_rate, default=-1, help="bytes per second per topic (-1: no limit)"))
+def _(c, a):
+    body = {"publishThrottlingRateInMsg": a.msg_publish_rate, "publishThrottlingRateInByte": a.byte_publish_rate}
+    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/publishRate", body)
+
+
+@verb("namespaces", "get-publish-rate", NAMESPACE)
+def _(c, a):
+    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/publishRate")
+
+
+@verb("namespaces", "remove-publish-rate", NAMESPACE)
+def _(c, a):
+    return c.call("DELETE", f"/admin/v2/namespaces/{a.namespace}/publishRate")
 
 
 def _tenant_body(a) -> dict:
@@ -233,14 +321,44 @@ def _(c, a):
     return c.call("POST", _topic_path(a.topic) + "/deduplication", a.enable)
 
 
-@verb("topics", "get-deduplication", TOPIC)
-def _(c, a):
-    return c.call("GET", _topic_path(a.topic) + "/deduplication")
+def _role_path(role: str) -> str:
+    return quote(role, safe="")  # a function's role holds `/`
 
 
-@verb("topics", "remove-deduplication", TOPIC)
+ROLE = arg("--role", type=checked.role, required=True, help="the role (a token's subject, a user, a certificate's CN)")
+ACTIONS = arg("--actions", type=checked.actions, required=True, help="produce,consume,functions,packages,sources,sinks")
+
+
+def _permission_verbs(group: str, target: tuple[list[str], dict], base) -> None:
+    """permissions, grant-permission and revoke-permission on a namespace or a topic: the
+    same REST shape under the namespace's or the topic's path."""
+    def url(a) -> str:
+        return f"{base(a)}/permissions"
+
+    verb(group, "permissions", target)(lambda c, a: c.call("GET", url(a)))
+    verb(group, "grant-permission", target, ROLE, ACTIONS)(
+        lambda c, a: c.call("POST", f"{url(a)}/{_role_path(a.role)}", a.actions)
+    )
+    verb(group, "revoke-permission", target, ROLE)(
+        lambda c, a: c.call("DELETE", f"{url(a)}/{_role_path(a.role)}")
+    )
+
+
+_permission_verbs("namespaces", NAMESPACE, lambda a: f"/admin/v2/namespaces/{a.namespace}")
+_permission_verbs("topics", TOPIC, lambda a: _topic_path(a.topic))
+
+
+@verb("namespaces", "grant-subscription-permission", NAMESPACE, SUB,
+      arg("--roles", type=checked.roles, required=True, help="the only roles that may use the subscription"))
 def _(c, a):
-    return c.call("DELETE", _topic_path(a.topic) + "/deduplication")
+    path = f"/admin/v2/namespaces/{a.namespace}/permissions/subscription/{quote(a.subscription, safe='')}"
+    return c.call("POST", path, a.roles)
+
+
+@verb("namespaces", "revoke-subscription-permission", NAMESPACE, SUB, ROLE)
+def _(c, a):
+    path = f"/admin/v2/namespaces/{a.namespace}/permissions/{quote(a.subscription, safe='')}/{_role_path(a.role)}"
+    return c.call("DELETE", path)
 
 
 @verb("topics", "delete", TOPIC, arg("-f", "--force", action="store_true"))
@@ -325,9 +443,122 @@ def _(c, a):
     return out
 
 
+# -- schemas ----------------------------------------------------------------------------------
+
+STRATEGIES = ["UNDEFINED", "ALWAYS_INCOMPATIBLE", "ALWAYS_COMPATIBLE", "BACKWARD", "FORWARD", "FULL",
+              "BACKWARD_TRANSITIVE", "FORWARD_TRANSITIVE", "FULL_TRANSITIVE"]
+
+
+def _schema_path(topic: str) -> str:
+    name = TopicName.parse(topic)
+    return f"/admin/v2/schemas/{name.tenant}/{name.namespace}/{name.local_name}"
+
+
+def _schema_file(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as exc:
+        raise AdminError(f"cannot read the schema file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise AdminError(f"the schema file {path} is not JSON: {exc}") from None
+
+
+SCHEMA_FILE = arg("-f", "--filename", required=True,
+                  help='JSON file: {"type": "AVRO", "schema": "<definition>", "properties": {}}')
+
+
+@verb("schemas", "get", TOPIC, arg("-v", "--version", type=int, help="a version (default: the latest)"),
+      arg("-a", "--all-version", action="store_true", help="every version"))
+def _(c, a):
+    if a.all_version:
+        return c.call("GET", _schema_path(a.topic) + "/schemas")["getSchemaResponses"]
+    suffix = "" if a.version is None else f"/{a.version}"
+    return c.call("GET", _schema_path(a.topic) + "/schema" + suffix)
+
+
+@verb("schemas", "upload", TOPIC, SCHEMA_FILE)
+def _(c, a):
+    return c.call("POST", _schema_path(a.topic) + "/schema", _schema_file(a.filename))
+
+
+@verb("schemas", "delete", TOPIC)
+def _(c, a):
+    return c.call("DELETE", _schema_path(a.topic) + "/schema")
+
+
+@verb("schemas", "compatibility", TOPIC, SCHEMA_FILE)
+def _(c, a):
+    return c.call("POST", _schema_path(a.topic) + "/compatibility", _schema_file(a.filename))
+
+
+def _on_off(a) -> bool:
+    if a.enable == a.disable:
+        raise AdminError("give exactly one of --enable or --disable")
+    return bool(a.enable)
+
+
+ON_OFF = (arg("--enable", action="store_true"), arg("--disable", action="store_true"))
+
+for _flag, _field in (("schema-validation-enforce", "schemaValidationEnforced"),
+                      ("is-allow-auto-update-schema", "isAllowAutoUpdateSchema")):
+    verb("namespaces", f"get-{_flag}", NAMESPACE)(
+        lambda c, a, field=_field: c.call("GET", f"/admin/v2/namespaces/{a.namespace}/{field}"))
+    verb("namespaces", f"set-{_flag}", NAMESPACE, *ON_OFF)(
+        lambda c, a, field=_field: c.call("POST", f"/admin/v2/namespaces/{a.namespace}/{field}", _on_off(a)))
+
+
+@verb("namespaces", "set-schema-compatibility-strategy", NAMESPACE,
+      arg("-c", "--compatibility", required=True, type=str.upper, choices=STRATEGIES))
+def _(c, a):
+    return c.call("PUT", f"/admin/v2/namespaces/{a.namespace}/schemaCompatibilityStrategy", a.compatibility)
+
+
+@verb("topics", "set-schema-compatibility-strategy", TOPIC,
+      arg("-s", "--strategy", required=True, type=str.upper, choices=STRATEGIES))
+def _(c, a):
+    return c.call("PUT", _topic_path(a.topic) + "/schemaCompatibilityStrategy", a.strategy)
+
+
+# -- compaction -------------------------------------------------------------------------------
+
+
+@verb("namespaces", "set-compaction-threshold", NAMESPACE,
+      arg("-t", "--threshold", type=_size_bytes, required=True, help="bytes added that start a compaction: 10M, 1G; 0 never"))
+def _(c, a):
+    if a.threshold < 0:
+        raise AdminError("the threshold must be 0 (never) or a size")
+    return c.call("PUT", f"/admin/v2/namespaces/{a.namespace}/compactionThreshold", a.threshold)
+
+
+# -- message TTL and backlog quotas -----------------------------------------------------------
+
+TTL = arg("-ttl", "--messageTTL", dest="ttl", type=int, required=True, help="seconds; 0 keeps messages")
+
+
+@verb("namespaces", "set-message-ttl", NAMESPACE, TTL)
+def _(c, a):
+    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/messageTTL", a.ttl)
+
+
+@verb("topics", "set-message-ttl", TOPIC, TTL)
+def _(c, a):
+    return c.call("POST", _topic_path(a.topic) + "/messageTTL", params={"messageTTL": a.ttl})
+
+
+@verb("namespaces", "set-backlog-quota", NAMESPACE,
+      arg("-l", "--limit", type=_size_bytes, required=True, help="backlog size: 10M, 2G"),
+      arg("-p", "--policy", required=True,
+          choices=["producer_request_hold", "producer_exception", "consumer_backlog_eviction"]))
+def _(c, a):
+    body = {"limitSize": a.limit, "limitTime": -1, "policy": a.policy}
+    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/backlogQuota", body)
+
+
 GROUP_HELP = {
     "tenants": "create, list, update and delete tenants",
-    "namespaces": "namespaces and their policies (retention, auto topic creation, de-duplication)",
+    "namespaces": "namespaces and their policies (retention, TTL, backlog quota, auto topic creation, de-duplication, schemas, compaction)",
+    "schemas": "a topic's schema versions: get, upload, delete, test compatibility",
     "topics": "topics, partitioned topics, subscriptions, stats and messages",
 }
 
@@ -362,6 +593,37 @@ VERB_HELP = {
     "skip": "skip messages of a subscription",
     "reset-cursor": "move a subscription to a time or message id",
     "peek-messages": "show a subscription's next messages without consuming them",
+    "compact": "start a compaction: keep the latest message of each key for compacted readers",
+    "compaction-status": "show how the last compaction went",
+    "set-compaction-threshold": "compact topics automatically once this many bytes were added",
+    "get-compaction-threshold": "show the automatic compaction threshold",
+    "remove-compaction-threshold": "stop compacting automatically",
+    "set-message-ttl": "acknowledge messages older than this many seconds, for every subscription",
+    "get-message-ttl": "show the message TTL",
+    "remove-message-ttl": "keep messages until acknowledged",
+    "set-backlog-quota": "limit the backlog size: hold or refuse producers, or evict the slowest readers",
+    "get-backlog-quotas": "show the backlog quotas",
+    "remove-backlog-quota": "drop the backlog quota",
+    "upload": "store a schema (a new version if it differs and fits the strategy)",
+    "compatibility": "test whether a schema would be accepted",
+    "get-schema-compatibility-strategy": "show how a schema may change",
+    "set-schema-compatibility-strategy": "set how a schema may change",
+    "remove-schema-compatibility-strategy": "drop the topic's own strategy (its namespace's applies)",
+    "get-schema-validation-enforce": "show whether producers must send a schema",
+    "set-schema-validation-enforce": "require producers to send a schema on topics that have one",
+    "get-is-allow-auto-update-schema": "show whether producers may register new schema versions",
+    "set-is-allow-auto-update-schema": "let producers register new schema versions, or not",
+    "permissions": "show the roles' permissions",
+    "grant-permission": "grant a role actions (produce, consume, functions, packages...)",
+    "revoke-permission": "revoke a role's permission",
+    "grant-subscription-permission": "limit a subscription to some roles",
+    "revoke-subscription-permission": "take a role off a subscription's roles",
+    **{f"{how}-{suffix}": f"{what} the namespace's {suffix.replace('-', ' ')} (0: no limit)"
+       for suffix, _, _ in NAMESPACE_LIMITS
+       for how, what in (("get", "show"), ("set", "set"), ("remove", "drop"))},
+    "set-publish-rate": "limit what each topic of the namespace may publish per second",
+    "get-publish-rate": "show the namespace's publish rate",
+    "remove-publish-rate": "drop the namespace's publish rate",
 }
 
 
@@ -377,6 +639,7 @@ def _admin_url_option(parser: argparse.ArgumentParser, default: Any) -> None:
 def register(sub) -> None:
     admin = sub.add_parser("admin", help="administer tenants, namespaces and topics (pulsar-admin verbs)")
     _admin_url_option(admin, os.environ.get("TAUREAU_ADMIN_URL", "http://localhost:8080"))
+    credentials.add_options(admin)
     groups = admin.add_subparsers(dest="group", metavar="GROUP", title="groups")
     groups.required = True
     parsers: dict[str, Any] = {}
@@ -390,13 +653,14 @@ def register(sub) -> None:
             p.add_argument(*names, **kwargs)
         # Also after the verb, as pulsar-admin users type it; given there, it wins.
         _admin_url_option(p, argparse.SUPPRESS)
+        credentials.add_options(p, after_verb=True)
         p.set_defaults(func=run_verb(fn))
 
 
 def run_verb(fn):
     def run(args: argparse.Namespace) -> int:
         try:
-            result = fn(AdminClient(args.admin_url), args)
+            result = fn(AdminClient(args.admin_url, credentials.from_args(args)), args)
         except (AdminError, TaureauError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from taureau.cli import args as checked
@@ -37,6 +38,24 @@ _BOUND_FLAGS = [
         "seconds between keep-alive pings; a peer silent for one more is closed",
     ),
     ("--connect-timeout", "connect_timeout_s", float, "seconds a new connection has to send CONNECT"),
+    (
+        "--policy-check-interval",
+        "policy_check_interval_s",
+        checked.seconds,
+        "seconds between applying message TTLs and checking backlog quotas, 0 never",
+    ),
+    (
+        "--idle-topic-unload",
+        "idle_topic_unload_s",
+        checked.seconds,
+        "seconds a topic without producers or consumers stays loaded, 0 to keep every topic loaded",
+    ),
+    (
+        "--cursor-save-interval",
+        "cursor_save_interval_s",
+        checked.seconds,
+        "seconds between saves of a subscription's acknowledged position",
+    ),
 ]
 
 
@@ -48,7 +67,8 @@ def _standalone_parser(sub) -> None:
     p.add_argument("--data-dir", default="./data", help="where topics and metadata live (default ./data)")
     p.add_argument("--broker-port", type=int, default=6650, help="Pulsar protocol port (default 6650)")
     p.add_argument("--web-port", type=int, default=8080, help="admin REST port (default 8080)")
-    p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--bind-address", default=None,
+                   help="address to listen on (default 127.0.0.1, or 0.0.0.0 with --auth)")
     p.add_argument(
         "--advertised-address", default="localhost", help="host name clients are told to connect to"
     )
@@ -66,6 +86,7 @@ def _standalone_parser(sub) -> None:
     for flag, field, kind, text in _BOUND_FLAGS:
         default = getattr(d, field)
         p.add_argument(flag, dest=field, type=kind, default=default, help=f"{text} (default {default})")
+    _security_flags(p)
     p.add_argument("--state-port", type=int, default=9090, help="state controller port (default 9090)")
     p.add_argument("--state-block-size", type=parse_size, default="32MiB", help="memory block size")
     p.add_argument("--state-blocks", type=int, default=64, help="memory blocks in the pool (default 64)")
@@ -77,13 +98,103 @@ def _standalone_parser(sub) -> None:
     p.set_defaults(func=_run_standalone)
 
 
+def _security_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("security")
+    g.add_argument("--auth", action="append", default=[], metavar="METHODS",
+                   help="authentication methods, comma-separated or repeated: token, basic, tls")
+    g.add_argument("--token-secret-key", metavar="FILE", help="HS256 secret key file (taureau tokens create-secret-key)")
+    g.add_argument("--token-public-key", metavar="FILE", help="RS256/ES256 public key file (PEM or DER)")
+    g.add_argument("--basic-auth-file", metavar="FILE", help="htpasswd file (bcrypt or apr1) for --auth basic")
+    g.add_argument("--superuser-roles", type=_roles, default=(), metavar="A,B",
+                   help="roles allowed everything (Pulsar's superUserRoles)")
+    g.add_argument("--auth-refresh-check", type=float, default=60.0, metavar="S",
+                   help="seconds an expired connection has to answer AUTH_CHALLENGE (default 60)")
+    g.add_argument("--tls-cert-file", metavar="FILE", help="server certificate (PEM): serve pulsar+ssl:// and https://")
+    g.add_argument("--tls-key-file", metavar="FILE", help="the certificate's private key (PEM)")
+    g.add_argument("--tls-trust-certs-file", metavar="FILE",
+                   help="CA certificates that sign client certificates (mutual TLS, --auth tls)")
+    g.add_argument("--tls-require-trusted-client-cert", action="store_true",
+                   help="refuse TLS clients without a certificate the trust file signed")
+    g.add_argument("--broker-port-tls", type=int, default=6651, help="pulsar+ssl:// port (default 6651)")
+    g.add_argument("--web-port-tls", type=int, default=8443, help="https:// admin port (default 8443)")
+    g.add_argument("--no-plain-ports", action="store_true", help="serve only the TLS ports")
+    g.add_argument("--tls-cert-refresh-check", type=float, default=300.0, metavar="S",
+                   help="seconds between checks for a renewed certificate (default 300)")
+
+
+def _tls_files(args: argparse.Namespace):
+    import ssl
+
+    from taureau.net.tls import ReloadingContext, TlsFiles
+
+    if not args.tls_cert_file and not args.tls_key_file:
+        if args.no_plain_ports:
+            raise ValueError("--no-plain-ports needs --tls-cert-file and --tls-key-file")
+        if args.tls_trust_certs_file:
+            raise ValueError("--tls-trust-certs-file needs --tls-cert-file and --tls-key-file")
+        return None
+    if not (args.tls_cert_file and args.tls_key_file):
+        raise ValueError("TLS needs both --tls-cert-file and --tls-key-file")
+    if args.no_plain_ports and not args.no_functions:
+        raise ValueError("--no-plain-ports needs --no-functions (function instances connect over the plain port)")
+    files = TlsFiles(args.tls_cert_file, args.tls_key_file, args.tls_trust_certs_file,
+                     args.tls_require_trusted_client_cert, args.tls_cert_refresh_check)
+    try:
+        ReloadingContext(files)  # files that do not load fail before anything starts
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load the TLS certificate: {exc}") from None
+    return files
+
+
+def _roles(text: str) -> tuple[str, ...]:
+    return tuple(r.strip() for r in text.split(",") if r.strip())
+
+
+def _auth_config(args: argparse.Namespace):
+    from taureau.auth.config import AuthConfig
+
+    methods = tuple(dict.fromkeys(m for item in args.auth for m in _roles(item)))
+    config = AuthConfig(
+        methods=methods,
+        token_secret_key_file=args.token_secret_key,
+        token_public_key_file=args.token_public_key,
+        basic_auth_file=args.basic_auth_file,
+        superuser_roles=args.superuser_roles,
+        refresh_check_s=args.auth_refresh_check,
+    )
+    if config.enabled:
+        from taureau.auth.config import build_authentication, warn_if_readable
+
+        build_authentication(config)  # unreadable or malformed key files fail before anything starts
+        for path in (config.token_secret_key_file, config.basic_auth_file):
+            warning = warn_if_readable(path) if path else None
+            if warning:
+                print(f"taureau standalone: warning: {warning}", file=sys.stderr)
+    return config
+
+
+def _secrets_dir(args: argparse.Namespace) -> str | None:
+    """--secrets-dir, checked: the file provider needs an existing directory, others none."""
+    if args.secrets_provider != "file":
+        if args.secrets_dir:
+            raise ValueError("--secrets-dir is for --secrets-provider file")
+        return None
+    if not args.secrets_dir:
+        raise ValueError("--secrets-provider file needs --secrets-dir")
+    if not os.path.isdir(args.secrets_dir):
+        raise ValueError(f"--secrets-dir {args.secrets_dir} is not a directory")
+    return os.path.abspath(args.secrets_dir)
+
+
 def _functions_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--functions-runtime", choices=["process", "thread"], default="process",
                    help="where function instances run by default (default: a process each)")
     p.add_argument("--functions-warm-pool", type=int, default=1,
                    help="instance processes kept started ahead of need (default 1)")
-    p.add_argument("--secrets-provider", choices=["env", "cleartext"], default="env",
+    p.add_argument("--secrets-provider", choices=["env", "cleartext", "file"], default="env",
                    help="how context.get_secret resolves (default: the environment variable)")
+    p.add_argument("--secrets-dir", default=None, metavar="DIR",
+                   help="--secrets-provider file: each function reads DIR/tenant/namespace/name/FILE")
 
 
 def _functions_worker_parser(sub) -> None:
@@ -103,6 +214,11 @@ def _functions_worker_parser(sub) -> None:
 def _run_functions_worker(args: argparse.Namespace) -> int:
     from taureau.functions_worker import FunctionsWorkerConfig, run
 
+    try:
+        secrets_dir = _secrets_dir(args)
+    except ValueError as exc:
+        print(f"taureau functions-worker: {exc}", file=sys.stderr)
+        return 2
     config = FunctionsWorkerConfig(
         broker_service_url=args.broker_service_url,
         broker_admin_url=args.broker_admin_url,
@@ -113,6 +229,7 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
         runtime=args.functions_runtime,
         warm_pool_size=max(args.functions_warm_pool, 0),
         secrets_provider=args.secrets_provider,
+        secrets_dir=secrets_dir,
         journal_fsync=not args.no_journal_fsync,
     )
     return _serve("taureau functions-worker", args.verbose, lambda: run(config))
@@ -140,9 +257,24 @@ def _run_standalone(args: argparse.Namespace) -> int:
     from taureau.broker.config import BrokerConfig
     from taureau.standalone import FunctionsOptions, StandaloneConfig, StateOptions, run
 
+    try:
+        auth = _auth_config(args)
+        tls = _tls_files(args)
+        if "tls" in auth.methods and (tls is None or not tls.trust_file):
+            raise ValueError("--auth tls needs --tls-cert-file, --tls-key-file and --tls-trust-certs-file")
+        secrets_dir = _secrets_dir(args)
+    except ValueError as exc:
+        print(f"taureau standalone: {exc}", file=sys.stderr)
+        return 2
+    bind = args.bind_address or ("0.0.0.0" if auth.enabled else "127.0.0.1")
     config = StandaloneConfig(
         broker=BrokerConfig(
-            bind_address=args.bind_address,
+            bind_address=bind,
+            auth=auth,
+            tls=tls,
+            broker_port_tls=args.broker_port_tls,
+            web_port_tls=args.web_port_tls,
+            plain_ports=not args.no_plain_ports,
             broker_port=args.broker_port,
             web_port=args.web_port,
             advertised_address=args.advertised_address,
@@ -163,6 +295,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
             runtime=args.functions_runtime,
             warm_pool_size=max(args.functions_warm_pool, 0),
             secrets_provider=args.secrets_provider,
+            secrets_dir=secrets_dir,
         ),
     )
     return _serve("taureau standalone", args.verbose, lambda: run(config))

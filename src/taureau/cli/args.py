@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from taureau.broker.resources import check_actions
 from taureau.common.errors import TaureauError
 from taureau.common.names import NamespaceName, TopicName, check_name_part
 
@@ -13,6 +14,17 @@ from taureau.common.names import NamespaceName, TopicName, check_name_part
 _SERVICE_URL = re.compile(r"pulsar(\+ssl)?://[^/:,\s]+(:\d+)?(,[^/:,\s]+(:\d+)?)*/?")
 _LISTENER = re.compile(r"([A-Za-z0-9_.\-]+):(\S+)")
 _HTTP_URL = re.compile(r"https?://[^/\s]+(/\S*)?")
+
+
+def seconds(text: str) -> float:
+    """A duration in seconds, 0 or more (0 where a flag says so means off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be 0 or more and finite")
+    return value
 
 
 def topic(text: str) -> str:
@@ -37,6 +49,25 @@ def tenant(text: str) -> str:
     except TaureauError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def role(text: str) -> str:
+    if not text.strip() or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"invalid role {text!r}: a role is a non-empty name without spaces")
+    return text
+
+
+def roles(text: str) -> list[str]:
+    """A comma-separated list of roles."""
+    return [role(part.strip()) for part in text.split(",")]
+
+
+def actions(text: str) -> list[str]:
+    """A comma-separated list of permission actions, as pulsar-admin's --actions."""
+    try:
+        return check_actions([part.strip() for part in text.split(",") if part.strip()] or [""])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def service_url(text: str) -> str:

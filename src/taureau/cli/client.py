@@ -7,6 +7,7 @@ import os
 import sys
 
 from taureau.cli import args as checked
+from taureau.cli import credentials
 
 
 def _service_url_option(parser: argparse.ArgumentParser, default: str) -> None:
@@ -21,11 +22,13 @@ def _service_url_option(parser: argparse.ArgumentParser, default: str) -> None:
 def register(sub) -> None:
     client = sub.add_parser("client", help="produce and consume messages (like pulsar-client)")
     _service_url_option(client, os.environ.get("TAUREAU_SERVICE_URL", "pulsar://localhost:6650"))
+    credentials.add_options(client)
     verbs = client.add_subparsers(dest="verb", metavar="VERB", title="verbs")
     verbs.required = True
 
     produce = verbs.add_parser("produce", help="send messages to a topic")
     _service_url_option(produce, argparse.SUPPRESS)  # also after the verb; given there, it wins
+    credentials.add_options(produce, after_verb=True)
     produce.add_argument("topic", type=checked.topic)
     produce.add_argument("-m", "--messages", action="append", required=True, help="message body (repeatable)")
     produce.add_argument("-n", "--num-produce", type=int, default=1, help="times to send each message")
@@ -35,6 +38,7 @@ def register(sub) -> None:
 
     consume = verbs.add_parser("consume", help="receive messages from a topic")
     _service_url_option(consume, argparse.SUPPRESS)
+    credentials.add_options(consume, after_verb=True)
     consume.add_argument("topic", type=checked.topic)
     consume.add_argument("-s", "--subscription-name", required=True)
     consume.add_argument("-n", "--num-messages", type=int, default=1, help="0 consumes forever")
@@ -52,7 +56,6 @@ def register(sub) -> None:
 
 
 def _produce(args: argparse.Namespace) -> int:
-    import pulsar
 
     properties = {}
     for item in args.property:
@@ -61,7 +64,9 @@ def _produce(args: argparse.Namespace) -> int:
             print(f"error: property {item!r} is not KEY=VALUE", file=sys.stderr)
             return 1
         properties[key] = value
-    client = pulsar.Client(args.service_url, logger=_quiet_logger())
+    client = _open_client(args)
+    if client is None:
+        return 1
     try:
         producer = client.create_producer(args.topic)
         sent = 0
@@ -82,7 +87,9 @@ def _produce(args: argparse.Namespace) -> int:
 def _consume(args: argparse.Namespace) -> int:
     import pulsar
 
-    client = pulsar.Client(args.service_url, logger=_quiet_logger())
+    client = _open_client(args)
+    if client is None:
+        return 1
     received = 0
     try:
         consumer = client.subscribe(
@@ -121,6 +128,18 @@ def _consume(args: argparse.Namespace) -> int:
         client.close()
     print(f"{received} messages successfully consumed")
     return 0
+
+
+def _open_client(args: argparse.Namespace):
+    """The official client with the credentials the options name; None (said why) if they are bad."""
+    import pulsar
+
+    try:
+        auth = credentials.from_args(args)
+    except credentials.CredentialsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return pulsar.Client(args.service_url, logger=_quiet_logger(), **auth.pulsar_options())
 
 
 def _quiet_logger():

@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
+from taureau.cli import credentials
 from taureau.cli.admin import AdminClient, AdminError, run_verb
 from taureau.common.errors import InvalidTopicNameError
+from taureau.common.files import read_file
 from taureau.common.names import check_name_part
 from taureau.common.sizes import parse_size
 from taureau.functions.config import FunctionConfig
@@ -172,13 +174,6 @@ def _fqfn(a: argparse.Namespace) -> str:
     return f"{raw['tenant']}/{raw['namespace']}/{raw['name']}"
 
 
-def _read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise AdminError(f"cannot read {path}: {exc.strerror}") from None
-
 
 def _files(a: argparse.Namespace) -> dict[str, Any]:
     files: dict[str, Any] = {}
@@ -186,13 +181,13 @@ def _files(a: argparse.Namespace) -> dict[str, Any]:
         return files
     if not a.py.endswith((".py", ".zip", ".whl")):
         raise AdminError(f"--py must be a .py, .zip or .whl file, not {a.py!r}")
-    files["data"] = (os.path.basename(a.py), _read_file(a.py), "application/octet-stream")
+    files["data"] = (os.path.basename(a.py), read_file(a.py, AdminError), "application/octet-stream")
     requirements = a.requirements
     beside = os.path.join(os.path.dirname(os.path.abspath(a.py)), "requirements.txt")
     if requirements is None and a.py.endswith(".py") and os.path.isfile(beside):
         requirements = beside
     if requirements:
-        files["requirements"] = ("requirements.txt", _read_file(requirements), "text/plain")
+        files["requirements"] = ("requirements.txt", read_file(requirements, AdminError), "text/plain")
     return files
 
 
@@ -249,7 +244,7 @@ def _trigger(c: AdminClient, a: argparse.Namespace) -> str:
         raise AdminError("give exactly one of --trigger-value or --trigger-file")
     form = {"topic": a.topic} if a.topic else {}
     if a.trigger_file:
-        files = {"dataStream": ("data", _read_file(a.trigger_file), "application/octet-stream")}
+        files = {"dataStream": ("data", read_file(a.trigger_file, AdminError), "application/octet-stream")}
         return _text(c.call("POST", f"{BASE}/{fqfn}/trigger", files=files, form=form))
     return _text(c.call("POST", f"{BASE}/{fqfn}/trigger", form={**form, "data": a.trigger_value}))
 
@@ -258,7 +253,7 @@ def _invoke(c: AdminClient, a: argparse.Namespace) -> str:
     fqfn = _fqfn(a)
     if (a.data is None) == (a.data_file is None):
         raise AdminError("give exactly one of --data or --data-file")
-    payload = a.data.encode() if a.data is not None else _read_file(a.data_file)
+    payload = a.data.encode() if a.data is not None else read_file(a.data_file, AdminError)
     return _text(c.call("POST", f"/functions/{fqfn}", content=payload))
 
 
@@ -307,6 +302,7 @@ def register(sub) -> None:
     p = sub.add_parser("functions", help="deploy and manage functions (pulsar-admin functions verbs)")
     p.add_argument("--admin-url", default=os.environ.get("TAUREAU_ADMIN_URL", "http://localhost:8080"),
                    help="admin REST URL (env TAUREAU_ADMIN_URL, default http://localhost:8080)")
+    credentials.add_options(p)
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     for name, (help_text, extra, handler) in VERBS.items():

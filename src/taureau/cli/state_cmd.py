@@ -59,6 +59,11 @@ def register(subparsers) -> None:
         help="memory the blocks' data may take, measured (default: every block full, blocks x size)",
     )
     ms.add_argument(
+        "--internal-secret-file",
+        default=None,
+        help="the controller's internal secret (its DATA_DIR/internal.key): needed to join over TCP",
+    )
+    ms.add_argument(
         "--rejoin-s",
         type=float,
         default=60.0,
@@ -119,6 +124,7 @@ def _run_state(c, args: argparse.Namespace) -> int:
 
 
 def memory_server_handler(args: argparse.Namespace) -> int:
+    from taureau.state.internal_auth import read_secret
     from taureau.state.memory_server import run_memory_server
 
     try:
@@ -127,9 +133,14 @@ def memory_server_handler(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: --block-size/--memory-budget: {e}", file=sys.stderr)
         return 2
+    try:
+        secret = read_secret(args.internal_secret_file) if args.internal_secret_file else None
+    except ValueError as e:
+        print(f"error: --internal-secret-file: {e}", file=sys.stderr)
+        return 2
     kwargs = dict(
         controller=args.controller, host=args.host, port=args.port, block_size=block_size,
-        advertised_host=args.advertised_address,
+        advertised_host=args.advertised_address, internal_secret=secret,
         num_blocks=args.blocks, rejoin_s=args.rejoin_s, memory_budget=budget,
     )  # fmt: skip
     try:

@@ -11,6 +11,7 @@ from typing import Any
 
 from taureau.auth import tokens
 from taureau.common.errors import AuthenticationError
+from taureau.common.files import read_file
 
 
 class TokenCommandError(Exception):
@@ -28,11 +29,7 @@ def _write_private(path: str, data: bytes) -> None:
 
 
 def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise TokenCommandError(f"cannot read {path}: {exc.strerror}") from None
+    return read_file(path, TokenCommandError)
 
 
 def _secret_key(a: argparse.Namespace) -> str | None:

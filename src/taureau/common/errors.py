@@ -249,6 +249,14 @@ class FrameTooLargeError(StateProtocolError):
     code = 16
 
 
+class StateAuthError(StateProtocolError):
+    """An internal operation (a controller's block command, a memory server's registration,
+    import or chain write) from a connection that has not proved the internal secret, or a
+    proof that does not match it."""
+
+    code = 17
+
+
 # -- managed ledger (appended) --------------------------------------------------------------
 
 

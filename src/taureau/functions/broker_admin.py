@@ -33,8 +33,10 @@ def pattern_namespace(pattern: str) -> tuple[str, str]:
 
 
 class BrokerAdmin:
-    def __init__(self, admin_url: str) -> None:
-        self._http = httpx.AsyncClient(base_url=admin_url.rstrip("/"), timeout=10.0)
+    def __init__(self, admin_url: str, token: str | None = None) -> None:
+        # With authentication on, the worker acts as the broker's internal role.
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._http = httpx.AsyncClient(base_url=admin_url.rstrip("/"), timeout=10.0, headers=headers)
 
     async def close(self) -> None:
         await self._http.aclose()

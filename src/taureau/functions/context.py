@@ -8,7 +8,6 @@ own namespace in the state store).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import pulsar
 from taureau.functions.config import FunctionConfig
 from taureau.functions.loader import load_serde
 from taureau.functions.publisher import Publisher, compression_named
+from taureau.functions.secrets import SecretsProvider
 from taureau.functions.state_ops import FunctionState
 
 
@@ -54,19 +54,6 @@ class UserMetrics:
     def snapshot(self) -> dict[str, dict[str, float]]:
         with self.lock:
             return {k: {"count": v[0], "sum": v[1], "last": v[2]} for k, v in self.values.items()}
-
-
-class SecretsProvider:
-    """Pulsar's EnvironmentBasedSecretsProvider: a secret is the environment variable of its
-    name. `cleartext` (ClearTextSecretsProvider) returns the value in the secrets map."""
-
-    def __init__(self, kind: str = "env") -> None:
-        self.kind = kind
-
-    def provide_secret(self, secret_name: str, path_to_secret: Any) -> Any:
-        if self.kind == "cleartext":
-            return path_to_secret
-        return os.environ.get(secret_name)
 
 
 class ContextImpl(pulsar.Context):

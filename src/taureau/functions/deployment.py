@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from taureau.functions.registry import FunctionRecord
 from taureau.functions.runtime.base import Runtime
 from taureau.functions.runtime.limits import ResourceLimiter
 from taureau.functions.scaler import Decision, ScaleInput, decide
+from taureau.functions.secrets import function_secrets_dir
 from taureau.functions.state_table import StateTable
 from taureau.functions.supervisor import InstanceState, InstanceSupervisor
 
@@ -48,6 +50,9 @@ class DeploymentContext:
     state_address: str | None
     secrets_provider: str
     log_dir: str
+    secrets_dir: str | None = None  # the file provider's root: a directory per function under it
+    # With authentication on: (tenant, namespace, name) -> a token for that function's role.
+    token_for: Callable[[str, str, str], str] | None = None
 
 
 @dataclass(slots=True)
@@ -134,7 +139,18 @@ class Deployment:
             code_paths=self.code_paths,
             state_address=self._ctx.state_address,
             secrets_provider=self._ctx.secrets_provider,
+            secrets_dir=self._secrets_dir(),
+            auth_token=self._token(),
         )
+
+    def _secrets_dir(self) -> str | None:
+        root, c = self._ctx.secrets_dir, self.config
+        return function_secrets_dir(root, c.tenant, c.namespace, c.name) if root else None
+
+    def _token(self) -> str | None:
+        mint = self._ctx.token_for
+        c = self.config
+        return mint(c.tenant, c.namespace, c.name) if mint is not None else None
 
     def _runtime(self) -> Runtime:
         kind = self.config.runtime_kind or self._ctx.default_runtime

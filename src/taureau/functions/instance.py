@@ -37,12 +37,13 @@ import pulsar
 from taureau.common.names import TopicName
 from taureau.functions.channel import InstanceChannel, Message
 from taureau.functions.config import FunctionConfig, ProcessingGuarantees, SubscriptionPosition
-from taureau.functions.context import ContextImpl, FunctionIdentity, SecretsProvider, UserMetrics
+from taureau.functions.context import ContextImpl, FunctionIdentity, UserMetrics
 from taureau.functions.deadline import Deadline
 from taureau.functions.errors import FunctionCodeError
 from taureau.functions.loader import add_code_paths, load_function, load_serde, resolve
 from taureau.functions.logs import LogTopicHandler, StdoutRouter
 from taureau.functions.publisher import Publisher, send_fast
+from taureau.functions.secrets import SecretsProvider
 from taureau.functions.state_ops import FunctionState
 from taureau.functions.stats import InstanceStats
 from taureau.functions.windows import Fired, Record, Windower
@@ -68,7 +69,11 @@ class InstanceSpec:
     code_paths: list[str] = field(default_factory=list)
     state_address: str | None = None
     secrets_provider: str = "env"
+    secrets_dir: str | None = None  # the function's own directory, for the file provider
     limits: dict[str, Any] = field(default_factory=dict)
+    # With authentication on: a token for the function's own role, minted by the worker.
+    # Sent over the worker's private channel only, never logged (repr=False).
+    auth_token: str | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,7 +85,9 @@ class InstanceSpec:
             "codePaths": self.code_paths,
             "stateAddress": self.state_address,
             "secretsProvider": self.secrets_provider,
+            "secretsDir": self.secrets_dir,
             "limits": self.limits,
+            "authToken": self.auth_token,
         }
 
     @classmethod
@@ -94,7 +101,9 @@ class InstanceSpec:
             code_paths=list(data.get("codePaths", [])),
             state_address=data.get("stateAddress"),
             secrets_provider=data.get("secretsProvider", "env"),
+            secrets_dir=data.get("secretsDir"),
             limits=dict(data.get("limits", {})),
+            auth_token=data.get("authToken"),
         )
 
     @property
@@ -168,14 +177,15 @@ class FunctionInstance:
         self._deadline = Deadline()
         self._timeout_s = c.timeout_ms / 1000 if c.timeout_ms else None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.client = pulsar.Client(spec.service_url, operation_timeout_seconds=30,
+        auth = pulsar.AuthenticationToken(spec.auth_token) if spec.auth_token else None
+        self.client = pulsar.Client(spec.service_url, authentication=auth, operation_timeout_seconds=30,
                                     logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
         properties = {"function": c.fqfn, "instance_id": str(spec.instance_id)}
         self.publisher = Publisher(self.client, c.producer_config, properties)
         self.logger = self._make_logger()
         self.context = ContextImpl(
             spec.identity, c, self.logger, self.publisher, self.state, self.metrics, self._ack,
-            SecretsProvider(spec.secrets_provider), self._ephemeral,
+            SecretsProvider(spec.secrets_provider, spec.secrets_dir), self._ephemeral,
         )
         self._windower: Windower | None = None
         self._extract_time: Any = None

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,12 @@ class WorkerConfig:
     default_runtime: str = "process"
     warm_pool_size: int = 1
     secrets_provider: str = "env"
+    secrets_dir: str | None = None  # for the file provider
     worker_id: str = "standalone"
+    # With authentication on: the token the worker calls the broker's admin API (and
+    # connects its own client) with, and what mints each function's token for its own role.
+    admin_token: str | None = None
+    token_for: Callable[[str, str, str], str] | None = None
 
 
 @dataclass(slots=True)
@@ -92,7 +98,7 @@ class FunctionWorker:
         self._runtimes: dict[str, Runtime] = {"process": self.process_runtime,
                                               "thread": ThreadRuntime(socket_path)}
         self.limiter = ResourceLimiter(f"taureau-{os.getpid()}")
-        self.broker = BrokerAdmin(config.admin_url)
+        self.broker = BrokerAdmin(config.admin_url, config.admin_token)
         self.deployments: dict[str, Deployment] = {}  # fqfn -> what runs it
         self._locks: dict[str, asyncio.Lock] = {}  # fqfn -> serialises operations on it
         # Packages of creates and updates in progress (a count each: two may share a package).
@@ -154,7 +160,9 @@ class FunctionWorker:
             service_url=self.config.service_url,
             state_address=self.config.state_address,
             secrets_provider=self.config.secrets_provider,
+            secrets_dir=self.config.secrets_dir,
             log_dir=self.log_dir,
+            token_for=self.config.token_for,
         )
 
     async def _deploy(self, record: FunctionRecord, code_paths: list[str] | None = None) -> Deployment:
@@ -371,8 +379,10 @@ class FunctionWorker:
         if self._pulsar is None:
             import pulsar
 
+            token = self.config.admin_token
             self._pulsar = await asyncio.to_thread(
                 pulsar.Client, self.config.service_url, operation_timeout_seconds=10,
+                authentication=pulsar.AuthenticationToken(token) if token else None,
                 logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error),
             )
         return self._pulsar

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from itertools import count
 
+from taureau.common.bytes_like import BYTES_LIKE
 from taureau.common.errors import (
     BadVersionError,
     InvalidMetadataPathError,
@@ -108,7 +109,7 @@ class EmbeddedMetadataStore(MetadataStore):
     ) -> Stat:
         self._check_open()
         check_path(path)
-        if not isinstance(value, bytes | bytearray | memoryview):
+        if not isinstance(value, BYTES_LIKE):
             raise TypeError(f"metadata value must be bytes, not {type(value).__name__}")
         if len(value) > self.max_value_bytes:
             raise MetadataValueTooLargeError(
@@ -270,10 +271,17 @@ class EmbeddedMetadataStore(MetadataStore):
         node.value, node.version = record.value, record.version
         node.created_ms, node.modified_ms = record.created_ms, record.modified_ms
 
-    def _snapshot_payloads(self) -> list[bytes]:
-        # Sorted paths put every parent before its children ("/a" < "/a/b").
-        return [
-            records.encode_put(path, n.value, n.version, n.created_ms, n.modified_ms)
-            for path, n in sorted(self._nodes.items())
+    def _snapshot_payloads(self) -> Callable[[], list[bytes]]:
+        # The copy (a tuple per node: nodes change in place) is all the loop pays; sorting
+        # and encoding run in the snapshot's thread.
+        rows = [
+            (path, n.value, n.version, n.created_ms, n.modified_ms)
+            for path, n in self._nodes.items()
             if not n.ephemeral
         ]
+
+        def encode() -> list[bytes]:
+            rows.sort(key=lambda row: row[0])  # every parent before its children ("/a" < "/a/b")
+            return [records.encode_put(*row) for row in rows]
+
+        return encode

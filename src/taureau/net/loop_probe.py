@@ -75,6 +75,14 @@ class LoopProbe:
         self._gc_started: float | None = None
         self._task: asyncio.Task | None = None
 
+    def reset(self) -> None:
+        """Forget what was seen so far: start-up (imports, recovery, the collection that
+        precedes gc.freeze) is not serving, and would show as the worst pauses of every run."""
+        self.lag = Histogram()
+        self.gc_pauses = [Histogram() for _ in range(3)]
+        self.stalls.clear()
+        self._recent_gc.clear()
+
     def start(self) -> None:
         gc.callbacks.append(self._on_gc)
         self._task = asyncio.get_running_loop().create_task(self._run())

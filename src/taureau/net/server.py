@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl as ssl_module
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -21,11 +22,13 @@ def install_fast_event_loop() -> str:
 
 
 async def start_tcp_server(
-    factory: Callable[[], asyncio.Protocol], host: str, port: int
+    factory: Callable[[], asyncio.Protocol], host: str, port: int, ssl: ssl_module.SSLContext | None = None
 ) -> tuple[asyncio.Server, int]:
-    """Listen on host:port (port 0 picks a free one); returns the server and its port."""
+    """Listen on host:port (port 0 picks a free one), with TLS if `ssl` is given; returns the
+    server and its port."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+    server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024, ssl=ssl,
+                                      ssl_handshake_timeout=10.0 if ssl is not None else None)
     bound = server.sockets[0].getsockname()[1]
     return server, bound
 

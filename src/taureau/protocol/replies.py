@@ -53,6 +53,15 @@ def connected(server_version: str, protocol_version: int, max_message_size: int)
     )
 
 
+def auth_challenge(server_version: str, protocol_version: int, method: str, data: bytes) -> bytes:
+    """AUTH_CHALLENGE: the broker asks for fresh credentials (Pulsar's refresh sends
+    `PulsarAuthRefresh` as the data)."""
+    body = pb.CommandAuthChallenge(server_version=server_version, protocol_version=protocol_version)
+    body.challenge.auth_method_name = method
+    body.challenge.auth_data = data
+    return encode_command(pb.BaseCommand(type=_T.AUTH_CHALLENGE, authChallenge=body))
+
+
 def ping() -> bytes:
     return _frame(_T.PING, "ping")
 
@@ -116,6 +125,7 @@ def lookup_response(
     proxy_through_service_url: bool,
     error: int | None = None,
     message: str | None = None,
+    broker_url_tls: str | None = None,
 ) -> bytes:
     """LOOKUP_RESPONSE; `response` is Redirect=0, Connect=1 or Failed=2 and always present."""
     body = pb.CommandLookupTopicResponse(
@@ -126,6 +136,8 @@ def lookup_response(
     )
     if broker_url is not None:
         body.brokerServiceUrl = broker_url
+    if broker_url_tls is not None:
+        body.brokerServiceUrlTls = broker_url_tls
     if error is not None:
         body.error = _enum(error)
     if message is not None:
@@ -207,15 +219,28 @@ def get_schema_response(
 ) -> bytes:
     """GET_SCHEMA_RESPONSE: an error (e.g. TopicNotFound=11) or a schema; never a generic ERROR."""
     body = pb.CommandGetSchemaResponse(request_id=request_id & _U64)
+    _schema_answer(body, error_code, message, schema_version)
+    if schema is not None:
+        body.schema.CopyFrom(schema)
+    return encode_command(pb.BaseCommand(type=_T.GET_SCHEMA_RESPONSE, getSchemaResponse=body))
+
+
+def _schema_answer(body: Any, error_code: int | None, message: str | None, schema_version: bytes | None) -> None:
     if error_code is not None:
         body.error_code = _enum(error_code)
     if message is not None:
         body.error_message = message
-    if schema is not None:
-        body.schema.CopyFrom(schema)
     if schema_version is not None:
         body.schema_version = schema_version
-    return encode_command(pb.BaseCommand(type=_T.GET_SCHEMA_RESPONSE, getSchemaResponse=body))
+
+
+def get_or_create_schema_response(
+    request_id: int, error_code: int | None, message: str | None, schema_version: bytes | None
+) -> bytes:
+    """GET_OR_CREATE_SCHEMA_RESPONSE: the version of the schema, or why it was refused."""
+    body = pb.CommandGetOrCreateSchemaResponse(request_id=request_id & _U64)
+    _schema_answer(body, error_code, message, schema_version)
+    return encode_command(pb.BaseCommand(type=_T.GET_OR_CREATE_SCHEMA_RESPONSE, getOrCreateSchemaResponse=body))
 
 
 def ack_response(

@@ -105,6 +105,9 @@ class Op(IntEnum):
     NOTIFY = 101
     REPORT = 102
     USAGE = 103
+    # internal authentication (memory server -> controller or another memory server)
+    CHALLENGE = 104
+    PROVE = 105
 
 
 # Codes for error replies that are not exceptions but instructions to the client.
@@ -130,6 +133,7 @@ _ERROR_CLASSES: dict[int, type[errors.StateError]] = {
         errors.BackingStoreError,
         errors.StateUnavailableError,
         errors.FrameTooLargeError,
+        errors.StateAuthError,
     )
 }
 

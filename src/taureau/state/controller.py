@@ -15,7 +15,7 @@ from typing import Any
 from taureau.common import errors
 from taureau.metadata.embedded import EmbeddedMetadataStore
 from taureau.metadata.store import MetadataStore
-from taureau.state import codec, kinds, metrics
+from taureau.state import codec, internal_auth, kinds, metrics
 from taureau.state.allocator import Allocator, ServerState
 from taureau.state.catalog import Catalog, Loaded
 from taureau.state.codec import EVENT, Frame, Op
@@ -63,10 +63,13 @@ class Controller:
         store: MetadataStore | None = None,
         rejoin_ms: int = 30_000,
         join_wait_ms: int = 5_000,
+        internal_secret: bytes | None = None,
     ) -> None:
         if lease_ms < 10:
             raise ValueError("lease_ms must be at least 10")
         self.lease_s = lease_ms / 1000
+        # What memory servers joining over TCP prove they hold (internal_auth.py).
+        self.internal_secret = internal_secret if internal_secret is not None else internal_auth.create_secret()
         self.grace_s = lease_ms / 1000  # the issue's "lease period and grace each"
         self._own_store = store is None
         self.catalog = Catalog(store if store is not None else EmbeddedMetadataStore(None))
@@ -110,7 +113,9 @@ class Controller:
             Op.LOAD: self._load,
             Op.STATS: self._stats,
             Op.SUBSCRIBE: self._subscribe,
-            Op.REGISTER: self.members.register,
+            Op.CHALLENGE: lambda peer, a: internal_auth.challenge(peer.info),
+            Op.PROVE: lambda peer, a: internal_auth.prove(peer.info, self.internal_secret, a),
+            Op.REGISTER: self._register,
             Op.REPORT: self.members.report,
             Op.SPLIT_REQUEST: lambda peer, a: self.blocks.split(self._own_block(peer, a), a["at"]),
             Op.MERGE_REQUEST: lambda peer, a: self.blocks.merge(self._own_block(peer, a), a["used"]),
@@ -164,10 +169,16 @@ class Controller:
                 len(loaded.servers),
             )
 
-    def _accept(self) -> Peer:
+    def _accept(self, local: bool = False) -> Peer:
+        """A connection: `local` ones (our socketpair, our owner-only Unix socket) are trusted
+        for internal operations as they are; TCP ones must prove the internal secret first."""
         peer = Peer(self._handle, self._peer_closed, limits=controller_limits(), flow_control=True)
+        peer.info["local"] = peer.info[internal_auth.PROVEN] = local
         self.peers.add(peer)
         return peer
+
+    def _accept_local(self) -> Peer:
+        return self._accept(local=True)
 
     async def listen(self, host: str = "127.0.0.1", port: int = 9090) -> None:
         """Open the client port (memory servers may register through it too)."""
@@ -181,13 +192,13 @@ class Controller:
         port opens; the path stays the same across restarts, so they can rejoin through it."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # left by a controller that died: the data directory is locked to us
-        self.unix_server = await asyncio.get_running_loop().create_unix_server(self._accept, path)
+        self.unix_server = await asyncio.get_running_loop().create_unix_server(self._accept_local, path)
         os.chmod(path, 0o600)
 
     async def attach(self, sock: socket.socket) -> None:
         """Serve one end of a connected socket (a socketpair to a memory server this process
         starts) as if it had been accepted on the client port, which need not be open yet."""
-        await asyncio.get_running_loop().connect_accepted_socket(self._accept, sock)
+        await asyncio.get_running_loop().connect_accepted_socket(self._accept_local, sock)
 
     async def wait_for_servers(self, count: int, timeout: float) -> None:
         """Return once `count` memory servers serve; StateUnavailableError after `timeout` s."""
@@ -255,6 +266,15 @@ class Controller:
         return node.block_map(self.alloc.addresses())
 
     # -- namespace API ------------------------------------------------------------------------
+
+    async def _register(self, peer: Peer, a: dict) -> dict:
+        """A memory server joins: over TCP only once it proved the internal secret. A local
+        one is told the secret, to prove itself to the other memory servers."""
+        internal_auth.require(peer.info, "REGISTER")
+        reply = await self.members.register(peer, a)
+        if peer.info.get("local"):
+            reply["secret"] = self.internal_secret.hex()
+        return reply
 
     def _hello(self, peer: Peer, a: dict) -> dict:
         return {"lease_ms": int(self.lease_s * 1000), "version": 1}

@@ -10,7 +10,7 @@ import time
 from typing import Any, Protocol
 
 from taureau.common import errors
-from taureau.state import codec
+from taureau.state import codec, internal_auth
 from taureau.state.codec import Frame, Op
 from taureau.state.limits import controller_link_limits
 from taureau.state.rpc import Peer, connect_address
@@ -35,6 +35,7 @@ class LinkOwner(Protocol):
 
     block_size: int
     num_blocks: int
+    internal_secret: bytes | None
 
     @property
     def address(self) -> str: ...
@@ -71,7 +72,15 @@ class ControllerLink:
         else:
             assert self.address is not None
             peer = await connect_address(self.address, self.owner.command, self._lost, limits)
+        peer.info[internal_auth.PROVEN] = True  # our controller: its block commands are served
+        tcp = self.address is not None and not self.address.startswith("unix:")
         try:
+            if tcp:  # a local link is trusted by the controller; TCP proves the secret first
+                if self.owner.internal_secret is None:
+                    raise errors.StateAuthError(
+                        f"joining {self.address} over TCP needs the internal secret (--internal-secret-file)"
+                    )
+                await internal_auth.authenticate(peer, self.owner.internal_secret)
             reg = {
                 "address": self.owner.address,
                 "block_size": self.owner.block_size,
@@ -83,9 +92,10 @@ class ControllerLink:
                 if self.address.startswith("unix:")
                 else "tcp",
             }
-            self.server_id = codec.unpack_json(await peer.call(Op.REGISTER, codec.pack_json(reg)))[
-                "server_id"
-            ]
+            joined = codec.unpack_json(await peer.call(Op.REGISTER, codec.pack_json(reg)))
+            self.server_id = joined["server_id"]
+            if self.owner.internal_secret is None and isinstance(joined.get("secret"), str):
+                self.owner.internal_secret = bytes.fromhex(joined["secret"])
             blocks = self.owner.block_reports()
             chunks = [blocks[i : i + REPORT_CHUNK] for i in range(0, len(blocks), REPORT_CHUNK)] or [[]]
             for n, chunk in enumerate(chunks):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from taureau.common import errors
-from taureau.state import codec, kinds
+from taureau.state import codec, internal_auth, kinds
 from taureau.state.blocks import Block, BlockState, KeyedBlock, Pool
 from taureau.state.codec import STALE, Frame, Op, Redirect, pack_u64
 from taureau.state.ctl_link import ControllerLink
@@ -25,6 +25,7 @@ USAGE_PERIOD_S = 1.0  # how often the memory use is sent to the controller
 REJOIN_S = 60.0  # how long a memory server linked by address waits for its controller to return
 IMPORT_TIMEOUT_S = 30.0  # a split or merge's IMPORT to another memory server
 _FIRST_MGMT_OP = Op.NEW_BLOCK
+_FROM_PEERS = (Op.IMPORT, Op.CHAIN_WRITE, Op.INSTALL)
 
 
 class MemoryServer:
@@ -47,6 +48,7 @@ class MemoryServer:
         advertised_host: str | None = None,
         rejoin_s: float | None = REJOIN_S,
         memory_budget: int | None = None,
+        internal_secret: bytes | None = None,
     ) -> None:
         if not 1024 <= block_size <= MAX_BLOCK_SIZE or num_blocks < 1:
             raise ValueError(
@@ -56,6 +58,9 @@ class MemoryServer:
             raise ValueError("a memory server's budget must hold at least one block")
         # The memory its blocks' data may take; by default every block full. A smaller budget
         # lets more blocks be handed out than could all be full at once (they rarely are).
+        # Proves us to a controller over TCP and to other memory servers; one linked locally
+        # is told it by its controller when it registers.
+        self.internal_secret = internal_secret
         self.pool = Pool(memory_budget if memory_budget is not None else block_size * num_blocks)
         self.link = ControllerLink(self, controller, controller_sock, rejoin_s)
         self.block_size = block_size
@@ -159,14 +164,20 @@ class MemoryServer:
             if blk.chain is None:  # unreplicated: the hot path, no more to it
                 return fn(fr.fields)
             return self.replication.serve(blk, op, fn, fr.fields)
-        if op == Op.IMPORT:
-            return self._import_expected(fr.fields)
-        if op == Op.CHAIN_WRITE:
-            return self.replication.follow(fr.fields)
-        if op == Op.INSTALL:
+        if op in _FROM_PEERS:
+            # Another memory server moving data in: only over a connection that proved the secret.
+            internal_auth.require(peer.info, codec.op_name(op))
+            if op == Op.IMPORT:
+                return self._import_expected(fr.fields)
+            if op == Op.CHAIN_WRITE:
+                return self.replication.follow(fr.fields)
             return self.replication.install(fr.fields)
+        if op == Op.CHALLENGE:
+            return codec.pack_json(internal_auth.challenge(peer.info))
+        if op == Op.PROVE:
+            return codec.pack_json(internal_auth.prove(peer.info, self.internal_secret, codec.unpack_json(fr.fields)))
         if op in self._mgmt:
-            raise errors.StateProtocolError(f"{codec.op_name(op)} is taken from the controller only")
+            raise errors.StateAuthError(f"{codec.op_name(op)} is taken from the controller only")
         raise errors.StateProtocolError(f"memory server does not serve op {op}")
 
     def command(self, peer: Peer, fr: Frame) -> Any:
@@ -317,8 +328,16 @@ class MemoryServer:
         """Our link to another memory server (dialled once, again if it broke)."""
         peer = self._open_peer(addr)
         if peer is None:
+            if self.internal_secret is None:
+                raise errors.StateAuthError(f"no internal secret to prove to memory server {addr}")
             host, port = split_address(addr)
-            peer = self.peers[addr] = await connect(host, port, limits=CONTROL_MAX)
+            peer = await connect(host, port, limits=CONTROL_MAX)
+            try:
+                await internal_auth.authenticate(peer, self.internal_secret)
+            except BaseException:
+                peer.close()
+                raise
+            self.peers[addr] = peer
         return peer
 
     async def _chain(self, f: list[bytes]) -> list[bytes]:

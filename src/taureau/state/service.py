@@ -15,6 +15,7 @@ from taureau.metadata.factory import open_metadata_store
 from taureau.metadata.store import MetadataStore
 from taureau.state.child import MemoryServerChild
 from taureau.state.controller import Controller
+from taureau.state.internal_auth import SECRET_FILE, load_or_create_secret
 from taureau.state.memory_server import MemoryServer
 from taureau.state.persist import make_private_dirs
 
@@ -86,7 +87,9 @@ async def start_state_services(
     socketpair (tests, single-core boxes).
     """
     make_private_dirs(data_dir)
-    ctl = Controller(lease_ms=lease_ms, data_dir=data_dir, store=store)
+    # Memory servers started elsewhere join over TCP with a copy of this file.
+    secret = load_or_create_secret(data_dir)
+    ctl = Controller(lease_ms=lease_ms, data_dir=data_dir, store=store, internal_secret=secret)
     await ctl.start()
     try:
         if memory_server_process:
@@ -156,11 +159,13 @@ async def serve_controller(*, host: str, port: int, data_dir: str, lease_ms: int
     root = make_private_dirs(data_dir)
     lock = _lock_dir(root)
     store = await open_metadata_store(None, str(root))
-    ctl = Controller(lease_ms=lease_ms, data_dir=str(root), store=store, rejoin_ms=rejoin_ms)
+    secret = load_or_create_secret(str(root))
+    ctl = Controller(lease_ms=lease_ms, data_dir=str(root), store=store, rejoin_ms=rejoin_ms, internal_secret=secret)
     try:
         await ctl.start()
         await ctl.listen(host, port)
         print(f"state controller on {ctl.address}", flush=True)
+        print(f"memory servers join with --internal-secret-file {root / SECRET_FILE}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -160,3 +160,44 @@ async def test_unusable_data_dir(tmp_path):
         await bookie.start()
     with pytest.raises(StorageError, match="new"):
         await bookie.add_entry(1, 0, b"x")
+
+
+async def test_a_cancelled_checkpoint_finishes_before_the_next_one_starts(tmp_path, monkeypatch):
+    # Cancelling the task that awaits a checkpoint (close cancels the timer's) cannot stop the
+    # index commit running in a thread: the next checkpoint must wait for it, not commit too.
+    import threading
+    import time
+
+    bookie = await _bookie(tmp_path)
+    await bookie.add_entry(1, 0, b"x")
+    index = bookie._index
+    commit = index.commit
+    inside, most, lock, entered = [0], [0], threading.Lock(), threading.Event()
+
+    def slow_commit(cut):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        entered.set()
+        time.sleep(0.2)
+        try:
+            commit(cut)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(index, "commit", slow_commit)
+    first = asyncio.get_running_loop().create_task(bookie.checkpoint())
+    while not entered.is_set():
+        await asyncio.sleep(0.005)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await bookie.add_entry(1, 1, b"y")
+    await bookie.checkpoint()
+    assert most[0] == 1
+    assert bookie.state is BookieState.RUNNING
+    await bookie.close()
+    again = await _bookie(tmp_path)
+    assert await again.read_entry(1, 1) == b"y"
+    await again.close()

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from taureau.broker.admin import lookup, metrics, namespaces, tenants, topics
+from taureau.broker.admin import limits, lookup, metrics, namespaces, permissions, schemas, tenants, topics
+from taureau.broker.admin.authn import Authenticate
+from taureau.broker.admin.authz import Authorize
 from taureau.broker.admin.body_limit import BodyLimit
 from taureau.broker.admin.paths import KeepEncodedSlashes
+from taureau.broker.compaction.topic_compaction import CompactionInProgressError
 from taureau.broker.resources import (
     ConflictError,
     PartitionLimitError,
     PreconditionFailedError,
     ResourceNotFoundError,
 )
+from taureau.broker.schemas.model import IncompatibleSchemaError, InvalidSchemaError, SchemaNotFoundError
 from taureau.broker.service import BrokerService
 from taureau.broker.topic import SubscriptionBusyError
 from taureau.common.errors import (
+    AuthenticationError,
+    AuthorizationError,
     InvalidTopicNameError,
     MetadataValueTooLargeError,
     NotAllowedError,
@@ -29,16 +37,22 @@ from taureau.protocol import ProtocolError
 
 _STATUS = [
     (MetadataValueTooLargeError, 413),
+    (SchemaNotFoundError, 404),
+    (InvalidSchemaError, 422),  # before its parent: a definition nobody can read
+    (IncompatibleSchemaError, 409),
     (ResourceNotFoundError, 404),
     (TopicNotFoundError, 404),
     (SubscriptionNotFoundError, 404),
     (ConflictError, 409),
+    (CompactionInProgressError, 409),
     (PreconditionFailedError, 412),
     (SubscriptionBusyError, 412),
     # Pulsar answers 412 for an invalid name; Taureau answers 400, a bad request (issue 7).
     (InvalidTopicNameError, 400),
     (PartitionLimitError, 406),
     (NotAllowedError, 405),
+    (AuthenticationError, 401),
+    (AuthorizationError, 403),
     (ServiceNotReadyError, 503),
 ]
 
@@ -76,10 +90,23 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     async def value_error(_: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse({"reason": str(exc)}, status_code=400)
 
+    # Before the topic routes: /{topic}/permissions must not be taken for a subscription path.
+    app.include_router(permissions.namespaces)
+    app.include_router(permissions.topics)
     app.include_router(tenants.router)
     app.include_router(namespaces.router)
+    app.include_router(limits.router)
     app.include_router(topics.router)
+    app.include_router(schemas.router)
     app.include_router(metrics.router)
     app.include_router(lookup.router)
+    # Filled by the HTTPS server: a TLS connection's client address -> its certificate's CN.
+    peers: dict[Any, str] = {}
+    app.state.tls_peer_names = peers
+    if service.authentication is not None:
+        # Inside KeepEncodedSlashes, outside the body limit: a refused request reads no body.
+        app.add_middleware(Authorize, authorization=service.authorization)
+        app.add_middleware(Authenticate, service=service.authentication,
+                           peer_name=lambda scope: peers.get(tuple(scope.get("client") or ())))
     app.add_middleware(KeepEncodedSlashes)
     return app

@@ -1,4 +1,4 @@
-"""/admin/v2/namespaces: namespaces and their retention, auto-creation and dedup policies."""
+"""/admin/v2/namespaces: namespaces and their retention, auto-creation, dedup and schema policies."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from taureau.broker.resources import (
     NamespacePolicies,
     RetentionPolicies,
     _build,
+    _non_negative_int,
     check_partition_count,
+    parse_backlog_quota,
 )
+from taureau.broker.schemas.compatibility import Strategy
 from taureau.common.names import NamespaceName
 
 router = APIRouter(prefix="/admin/v2/namespaces", tags=["namespaces"])
@@ -66,7 +69,7 @@ async def namespace_topics(request: Request, tenant: str, namespace: str) -> lis
     return await service.topics_of_namespace(ns)
 
 
-async def _set_policy(request: Request, tenant: str, namespace: str, field: str, value: Any) -> Response:
+async def set_policy(request: Request, tenant: str, namespace: str, field: str, value: Any) -> Response:
     """Set one field of the namespace's policies (compare-and-set) and push it to its topics."""
     service = _service(request)
     ns = NamespaceName.parse(f"{tenant}/{namespace}")
@@ -85,12 +88,12 @@ async def set_retention(request: Request, tenant: str, namespace: str, body: Any
     retention = _build(RetentionPolicies, _object(body, "retention"))
     if retention.retentionTimeInMinutes < -1 or retention.retentionSizeInMB < -1:
         raise ValueError("retention values must be >= -1 (-1 keeps forever)")
-    return await _set_policy(request, tenant, namespace, "retention_policies", retention)
+    return await set_policy(request, tenant, namespace, "retention_policies", retention)
 
 
 @router.delete("/{tenant}/{namespace}/retention", status_code=204)
 async def remove_retention(request: Request, tenant: str, namespace: str) -> Response:
-    return await _set_policy(request, tenant, namespace, "retention_policies", RetentionPolicies())
+    return await set_policy(request, tenant, namespace, "retention_policies", RetentionPolicies())
 
 
 @router.get("/{tenant}/{namespace}/autoTopicCreation")
@@ -109,12 +112,12 @@ async def set_auto_topic_creation(
         raise ValueError("defaultNumPartitions must be >= 1")
     if auto.topicType == "partitioned":
         check_partition_count(auto.defaultNumPartitions, _service(request).resources.max_partitions)
-    return await _set_policy(request, tenant, namespace, "autoTopicCreationOverride", auto)
+    return await set_policy(request, tenant, namespace, "autoTopicCreationOverride", auto)
 
 
 @router.delete("/{tenant}/{namespace}/autoTopicCreation", status_code=204)
 async def remove_auto_topic_creation(request: Request, tenant: str, namespace: str) -> Response:
-    return await _set_policy(request, tenant, namespace, "autoTopicCreationOverride", AutoTopicCreation())
+    return await set_policy(request, tenant, namespace, "autoTopicCreationOverride", AutoTopicCreation())
 
 
 @router.get("/{tenant}/{namespace}/deduplication")
@@ -126,4 +129,103 @@ async def get_deduplication(request: Request, tenant: str, namespace: str) -> bo
 async def set_deduplication(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
     if not isinstance(body, bool):
         raise ValueError("deduplication body must be true or false")
-    return await _set_policy(request, tenant, namespace, "deduplicationEnabled", body)
+    return await set_policy(request, tenant, namespace, "deduplicationEnabled", body)
+
+
+# -- schema policies --------------------------------------------------------------------------
+
+
+@router.get("/{tenant}/{namespace}/schemaCompatibilityStrategy")
+async def get_schema_compatibility_strategy(request: Request, tenant: str, namespace: str) -> str:
+    return (await get_policies(request, tenant, namespace))["schema_compatibility_strategy"]
+
+
+@router.post("/{tenant}/{namespace}/schemaCompatibilityStrategy", status_code=204)
+@router.put("/{tenant}/{namespace}/schemaCompatibilityStrategy", status_code=204)
+async def set_schema_compatibility_strategy(
+    request: Request, tenant: str, namespace: str, body: Any = Body(...)
+) -> Response:
+    strategy = Strategy.parse(body).value if isinstance(body, str) else _not_a_strategy(body)
+    return await set_policy(request, tenant, namespace, "schema_compatibility_strategy", strategy)
+
+
+def _not_a_strategy(body: Any) -> str:
+    raise ValueError(f"the body must be a strategy name as a JSON string, got {body!r}")
+
+
+def _flag_routes(path: str, field: str) -> None:
+    """GET and POST of one boolean namespace policy."""
+
+    async def get_flag(request: Request, tenant: str, namespace: str) -> bool:
+        return (await get_policies(request, tenant, namespace))[field]
+
+    async def set_flag(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
+        if not isinstance(body, bool):
+            raise ValueError(f"{field} must be true or false")
+        return await set_policy(request, tenant, namespace, field, body)
+
+    router.add_api_route(f"/{{tenant}}/{{namespace}}/{path}", get_flag, methods=["GET"], name=f"get_{field}")
+    router.add_api_route(f"/{{tenant}}/{{namespace}}/{path}", set_flag, methods=["POST"], status_code=204,
+                         name=f"set_{field}")
+
+
+_flag_routes("schemaValidationEnforced", "schema_validation_enforced")
+_flag_routes("isAllowAutoUpdateSchema", "is_allow_auto_update_schema")
+
+
+# -- compaction -------------------------------------------------------------------------------
+
+
+def _count_routes(path: str, field: str) -> None:
+    """GET, set (PUT or POST) and DELETE (back to 0) of one non-negative integer policy."""
+
+    async def get_count(request: Request, tenant: str, namespace: str) -> int:
+        return (await get_policies(request, tenant, namespace))[field]
+
+    async def set_count(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
+        return await set_policy(request, tenant, namespace, field, _non_negative_int(body, path))
+
+    async def remove_count(request: Request, tenant: str, namespace: str) -> Response:
+        return await set_policy(request, tenant, namespace, field, 0)
+
+    route = f"/{{tenant}}/{{namespace}}/{path}"
+    router.add_api_route(route, get_count, methods=["GET"], name=f"get_{field}")
+    router.add_api_route(route, set_count, methods=["PUT", "POST"], status_code=204, name=f"set_{field}")
+    router.add_api_route(route, remove_count, methods=["DELETE"], status_code=204, name=f"remove_{field}")
+
+
+_count_routes("compactionThreshold", "compaction_threshold")
+_count_routes("messageTTL", "message_ttl_in_seconds")
+
+
+# -- message TTL and backlog quotas -----------------------------------------------------------
+
+
+def _quota_type(backlogQuotaType: str) -> str:  # noqa: N803 - Pulsar's query parameter
+    if backlogQuotaType != "destination_storage":
+        raise ValueError("only the destination_storage backlog quota type is supported")
+    return backlogQuotaType
+
+
+@router.get("/{tenant}/{namespace}/backlogQuotaMap")
+async def get_backlog_quota_map(request: Request, tenant: str, namespace: str) -> dict:
+    return (await get_policies(request, tenant, namespace))["backlog_quota_map"]
+
+
+@router.post("/{tenant}/{namespace}/backlogQuota", status_code=204)
+async def set_backlog_quota(request: Request, tenant: str, namespace: str, body: Any = Body(...),
+                            backlogQuotaType: str = "destination_storage") -> Response:  # noqa: N803
+    kind, quota = _quota_type(backlogQuotaType), parse_backlog_quota(body)
+    service = _service(request)
+    ns = NamespaceName.parse(f"{tenant}/{namespace}")
+    await service.resources.update_policies(ns, lambda p: p.backlog_quota_map.__setitem__(kind, quota))
+    return Response(status_code=204)
+
+
+@router.delete("/{tenant}/{namespace}/backlogQuota", status_code=204)
+async def remove_backlog_quota(request: Request, tenant: str, namespace: str,
+                               backlogQuotaType: str = "destination_storage") -> Response:  # noqa: N803
+    kind = _quota_type(backlogQuotaType)
+    ns = NamespaceName.parse(f"{tenant}/{namespace}")
+    await _service(request).resources.update_policies(ns, lambda p: p.backlog_quota_map.pop(kind, None))
+    return Response(status_code=204)

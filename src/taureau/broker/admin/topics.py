@@ -9,7 +9,11 @@ from fastapi import APIRouter, Body, Request, Response
 
 from taureau.broker.admin import paths  # noqa: F401 - registers the `subname` path convertor
 from taureau.broker.admin.headers import peek_headers
+from taureau.broker.policies import TOPIC_TTL
 from taureau.broker.resources import ResourceNotFoundError
+from taureau.broker.schemas.compatibility import Strategy
+from taureau.broker.schemas.model import schema_id
+from taureau.broker.schemas.topics import TOPIC_STRATEGY
 from taureau.common.names import NamespaceName, TopicName
 from taureau.protocol import parse_metadata, split_batch
 from taureau.storage.position import EARLIEST, LATEST, Position
@@ -141,6 +145,68 @@ async def remove_topic_deduplication(request: Request, tenant: str, namespace: s
     return Response(status_code=204)
 
 
+@router.get("/{tenant}/{namespace}/{topic}/schemaCompatibilityStrategy")
+async def get_topic_schema_strategy(request: Request, tenant: str, namespace: str, topic: str) -> str | None:
+    return await _service(request).resources.get_topic_policy(_topic_name(tenant, namespace, topic), TOPIC_STRATEGY)
+
+
+@router.put("/{tenant}/{namespace}/{topic}/schemaCompatibilityStrategy", status_code=204)
+@router.post("/{tenant}/{namespace}/{topic}/schemaCompatibilityStrategy", status_code=204)
+async def set_topic_schema_strategy(request: Request, tenant: str, namespace: str, topic: str,
+                                    body: Any = Body(...)) -> Response:
+    if not isinstance(body, str):
+        raise ValueError("the body must be a strategy name as a JSON string")
+    name = _topic_name(tenant, namespace, topic)
+    await _service(request).resources.set_topic_policy(name, TOPIC_STRATEGY, Strategy.parse(body).value)
+    return Response(status_code=204)
+
+
+@router.delete("/{tenant}/{namespace}/{topic}/schemaCompatibilityStrategy", status_code=204)
+async def remove_topic_schema_strategy(request: Request, tenant: str, namespace: str, topic: str) -> Response:
+    await _service(request).resources.set_topic_policy(_topic_name(tenant, namespace, topic), TOPIC_STRATEGY, None)
+    return Response(status_code=204)
+
+
+@router.get("/{tenant}/{namespace}/{topic}/messageTTL")
+async def get_topic_message_ttl(request: Request, tenant: str, namespace: str, topic: str) -> int | None:
+    return await _service(request).resources.get_topic_policy(_topic_name(tenant, namespace, topic), TOPIC_TTL)
+
+
+@router.post("/{tenant}/{namespace}/{topic}/messageTTL", status_code=204)
+async def set_topic_message_ttl(request: Request, tenant: str, namespace: str, topic: str,
+                                messageTTL: int) -> Response:  # noqa: N803 - Pulsar's query parameter
+    if messageTTL < 0:
+        raise ValueError("messageTTL must be >= 0 seconds")
+    await _service(request).resources.set_topic_policy(_topic_name(tenant, namespace, topic), TOPIC_TTL, messageTTL)
+    return Response(status_code=204)
+
+
+@router.delete("/{tenant}/{namespace}/{topic}/messageTTL", status_code=204)
+async def remove_topic_message_ttl(request: Request, tenant: str, namespace: str, topic: str) -> Response:
+    await _service(request).resources.set_topic_policy(_topic_name(tenant, namespace, topic), TOPIC_TTL, None)
+    return Response(status_code=204)
+
+
+@router.put("/{tenant}/{namespace}/{topic}/compaction", status_code=204)
+async def compact(request: Request, tenant: str, namespace: str, topic: str) -> Response:
+    """Start a compaction (every partition's, for a partitioned topic); 409 while one runs."""
+    service = _service(request)
+    name = _topic_name(tenant, namespace, topic)
+    targets = await service.stored_partitions(name) if await service.resources.get_partitions(name) else [name]
+    for target in targets:
+        loaded = await service.get_topic(target, create=False)
+        assert loaded.compaction is not None
+        loaded.compaction.trigger()
+    return Response(status_code=204)
+
+
+@router.get("/{tenant}/{namespace}/{topic}/compaction")
+async def compaction_status(request: Request, tenant: str, namespace: str, topic: str) -> dict:
+    loaded = await _service(request).get_topic(_topic_name(tenant, namespace, topic), create=False)
+    assert loaded.compaction is not None
+    return {"status": loaded.compaction.status, "lastError": loaded.compaction.last_error}
+
+
 # -- partitioned topics -----------------------------------------------------------------------
 
 
@@ -157,6 +223,7 @@ async def create_partitioned(
         from taureau.broker.resources import ConflictError
 
         raise ConflictError(f"a non-partitioned topic {name} already exists")
+    await service.check_room_for_topics(name.namespace_name, body)
     await service.resources.create_partitioned_topic(name, body)
     return Response(status_code=204)
 
@@ -167,7 +234,11 @@ async def update_partitioned(
 ) -> Response:
     if not isinstance(body, int) or isinstance(body, bool):
         raise ValueError("the body must be the new number of partitions")
-    await _service(request).resources.update_partitions(_topic_name(tenant, namespace, topic), body)
+    service, name = _service(request), _topic_name(tenant, namespace, topic)
+    current = await service.resources.get_partitions(name)
+    if current and body > current:
+        await service.check_room_for_topics(name.namespace_name, body - current)
+    await service.resources.update_partitions(name, body)
     return Response(status_code=204)
 
 
@@ -198,6 +269,7 @@ async def delete_partitioned(
     for partition in await service.stored_partitions(name):
         await service.delete_topic(partition, force=force)
     await service.resources.delete_partitioned_topic(name)
+    await service.schemas.registry.drop(schema_id(name))
     return Response(status_code=204)
 
 

@@ -1,9 +1,11 @@
 """The read loop shared by every dispatcher: permits, the replay set and redelivery counts.
 
 Theory of operation:
-- One dispatcher per subscription, one asyncio task running `_run`. The task sleeps on
-  `_wakeup` and is woken by: a FLOW (permits), a new consumer, a redelivery request, an
-  ack (Key_Shared ordering may unblock), or the topic announcing new entries.
+- One dispatcher per subscription; an asyncio task runs `_run` only while there is work.
+  `wake()` starts it (or marks a running one to go round again) on: a FLOW (permits), a
+  new consumer, a redelivery request, an ack (Key_Shared ordering may unblock), or the topic
+  announcing new entries. A round that delivers nothing and saw no wake ends the task, so an
+  idle subscription holds no task (5,000 subscriptions were 5,000 parked tasks).
 - Each round first re-sends positions in the replay set (negative acks, ack timeouts,
   consumers that left), oldest first, then reads fresh entries from the cursor. Fresh reads
   are sized from the permits and the average messages per entry, so batched entries do
@@ -22,6 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import NamedTuple
 
+from taureau.broker.compaction.reader import CompactedReader
 from taureau.broker.consumer import Consumer
 from taureau.broker.dispatch.delayed import DelayedDeliveries, now_ms
 from taureau.broker.entries import EntryInfo
@@ -62,6 +65,7 @@ class Dispatcher:
     """Base dispatcher; owns the consumer list, the replay set and redelivery counts."""
 
     tracks_unacked = False  # whether DispatchLimits apply (Shared, Key_Shared)
+    compacted: CompactedReader | None = None  # a read_compacted subscription reads through it
     delays_delivery = False  # whether deliver_at_time holds entries back (Shared, Key_Shared)
 
     def __init__(
@@ -79,7 +83,8 @@ class Dispatcher:
         self.consumers: list[Consumer] = []  # attach order; owned here
         self.replay: set[Position] = set()  # positions to send again before fresh entries
         self.redelivery_counts: dict[Position, int] = {}  # position -> times redelivered
-        self._wakeup = asyncio.Event()
+        self._woken = False  # wake() was called since the current round began
+        self._loop: asyncio.AbstractEventLoop | None = None  # looked up once (a getpid call each)
         self._epoch = 0  # bumped by every rewind; see theory of operation
         self._avg_messages = 1.0  # running average of messages per entry, sizes reads
         self._task: asyncio.Task | None = None
@@ -94,7 +99,7 @@ class Dispatcher:
     def add_consumer(self, consumer: Consumer) -> None:
         consumer.max_unacked = self.limits.per_consumer if self.tracks_unacked else 0
         self.consumers.append(consumer)
-        self._start()
+        self._loop = asyncio.get_running_loop()
         self.wake()
 
     def remove_consumer(self, consumer: Consumer) -> None:
@@ -154,7 +159,8 @@ class Dispatcher:
 
     def acked_cumulative(self, consumer: Consumer, position: Position) -> None:
         consumer.settle_up_to(position)
-        self.replay = {p for p in self.replay if p > position}
+        if self.replay:
+            self.replay = {p for p in self.replay if p > position}
         if self.redelivery_counts:
             self.redelivery_counts = {p: n for p, n in self.redelivery_counts.items() if p > position}
         self.wake()
@@ -170,7 +176,9 @@ class Dispatcher:
         self.wake()
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._woken = True
+        if self._task is None and self._loop is not None and not self._closed:
+            self._task = self._loop.create_task(self._run(), name="dispatcher")
 
     async def pause(self) -> None:
         """Stop dispatching and wait for a round in progress (a cursor read) to finish, so
@@ -209,34 +217,35 @@ class Dispatcher:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _start(self) -> None:
-        if self._task is None and not self._closed:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="dispatcher")
-
     async def _run(self) -> None:
         backoff = 0.05
-        while not self._closed:
-            self._wakeup.clear()
-            self._idle.clear()
-            try:
-                progressed = False if self._paused else await self._dispatch_once()
-                backoff = 0.05
-            except asyncio.CancelledError:
-                raise
-            except TaureauError as exc:
-                log.warning("dispatch on %s failed, retrying: %s", self.cursor.name, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                continue
-            except Exception:
-                log.exception("dispatch on %s failed, retrying", self.cursor.name)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                continue
-            finally:
-                self._idle.set()
-            if not progressed:
-                await self._wakeup.wait()
+        try:
+            while not self._closed:
+                self._woken = False
+                self._idle.clear()
+                try:
+                    progressed = False if self._paused else await self._dispatch_once()
+                    backoff = 0.05
+                except asyncio.CancelledError:
+                    raise
+                except TaureauError as exc:
+                    log.warning("dispatch on %s failed, retrying: %s", self.cursor.name, exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                except Exception:
+                    log.exception("dispatch on %s failed, retrying", self.cursor.name)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                finally:
+                    self._idle.set()
+                if not progressed and not self._woken:
+                    return  # nothing to do: the next wake() starts a task again
+        finally:
+            # wake() starts a task only while none is set, and close() cancels this one: the
+            # task set is this one, or None already.
+            self._task = None
 
     async def _dispatch_once(self) -> bool:
         available = self._available_permits()
@@ -253,12 +262,17 @@ class Dispatcher:
                 # Older entries wait beyond what this round looked at: reading fresh ones now
                 # could overtake them (Key_Shared order), so wait for acks or permits.
                 return False
-        if not self.cursor.has_more_entries() or self._available_permits() <= 0 or self.delayed.full:
+        compacted = self.compacted
+        has_more = compacted.has_more(self.cursor) if compacted is not None else self.cursor.has_more_entries()
+        if not has_more or self._available_permits() <= 0 or self.delayed.full:
             return False
         room = self._unacked_room()
         count = max(1, min(MAX_ENTRIES_PER_READ, int(min(available, room) / self._avg_messages)))
         epoch = self._epoch
-        entries = await self.cursor.read_entries(count)
+        if compacted is not None:
+            entries = await compacted.read(self.cursor, count)
+        else:
+            entries = await self.cursor.read_entries(count)
         if epoch != self._epoch or not entries:
             return bool(entries)
         items = await self._dispatchable(entries)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from taureau.broker.compaction.reader import CompactedReader
 from taureau.broker.consumer import Consumer
 from taureau.broker.dispatch.base import Dispatcher, DispatchItem, EntryInfoFn
 from taureau.common.errors import ConsumerBusyError
@@ -26,8 +27,10 @@ class SingleActiveDispatcher(Dispatcher):
         *,
         exclusive: bool,
         partition: int = -1,
+        compacted: CompactedReader | None = None,
     ) -> None:
         super().__init__(ledger, cursor, entry_info)
+        self.compacted = compacted
         self.exclusive = exclusive
         self.partition = partition
         self.active: Consumer | None = None  # the one consumer that receives; owned here

@@ -26,6 +26,7 @@ import os
 import sqlite3
 from enum import Enum
 
+from taureau.common.bytes_like import BYTES_LIKE
 from taureau.common.errors import (
     CorruptedDataError,
     DiskFullError,
@@ -105,7 +106,7 @@ class Bookie:
         self._checkpoint_interval_s = checkpoint_interval_s
         self._checkpoint_entries = checkpoint_entries
         self._adds_since_checkpoint = 0
-        self._checkpoint_running: asyncio.Future[None] | None = None  # done when the running one ends
+        self._checkpoint_running: asyncio.Task[None] | None = None  # the checkpoint in progress
         self._timer: asyncio.Task[None] | None = None
 
     @property
@@ -203,7 +204,7 @@ class Bookie:
             raise self._not_writable()
         _check_ids(ledger_id, first_entry_id)
         for data in datas:
-            if not isinstance(data, bytes | bytearray | memoryview):
+            if not isinstance(data, BYTES_LIKE):
                 raise TypeError(f"entry data must be bytes, not {type(data).__name__}")
         assert self._index is not None
         info = self._index.info(ledger_id)
@@ -299,12 +300,19 @@ class Bookie:
         while self._checkpoint_running is not None:
             with contextlib.suppress(StorageError):
                 await asyncio.shield(self._checkpoint_running)
-        done = self._checkpoint_running = asyncio.get_running_loop().create_future()
-        try:
-            await self._checkpoint_once()
-        finally:
+        # A task of its own, shielded: cancelling a caller (close cancels the timer's) cannot
+        # stop the threads it runs, so the checkpoint stays "running" until they are done and
+        # the next one waits (two commits at once on the index's sqlite connection failed
+        # with "cannot start a transaction within a transaction", and once crashed the process).
+        task = self._checkpoint_running = asyncio.get_running_loop().create_task(self._checkpoint_once())
+        task.add_done_callback(self._checkpoint_ended)
+        await asyncio.shield(task)
+
+    def _checkpoint_ended(self, task: asyncio.Task[None]) -> None:
+        if self._checkpoint_running is task:
             self._checkpoint_running = None
-            done.set_result(None)
+        if not task.cancelled():
+            task.exception()  # raised to whoever awaited it; not "never retrieved" if nobody did
 
     async def _checkpoint_once(self) -> None:
         assert self._index is not None

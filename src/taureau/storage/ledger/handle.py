@@ -18,6 +18,7 @@ import logging
 from collections import deque
 from collections.abc import Mapping
 
+from taureau.common.bytes_like import BYTES_LIKE
 from taureau.common.errors import (
     BadVersionError,
     LedgerClosedError,
@@ -126,7 +127,7 @@ class WriteHandle(ReadHandle):
             raise LedgerClosedError(f"ledger {self.ledger_id} is closed")
         if self._error is not None:
             raise self._error
-        if not isinstance(data, bytes | bytearray | memoryview):
+        if not isinstance(data, BYTES_LIKE):
             raise TypeError(f"entry data must be bytes, not {type(data).__name__}")
         entry_id = self._next_entry_id
         self._next_entry_id += 1
@@ -169,7 +170,7 @@ class WriteHandle(ReadHandle):
         first = self._next_entry_id
         stored, batch = [], []
         for data in datas:
-            if not isinstance(data, bytes | bytearray | memoryview):
+            if not isinstance(data, BYTES_LIKE):
                 raise TypeError(f"entry data must be bytes, not {type(data).__name__}")
         for data in datas:
             self._sent_length += len(data)

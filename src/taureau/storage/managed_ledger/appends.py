@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
+from taureau.common.bytes_like import BYTES_LIKE
 from taureau.common.errors import (
     BadVersionError,
     LedgerFencedError,
@@ -66,7 +67,7 @@ class AppendHost(Protocol):
 
 
 def _check_data(data: object) -> None:
-    if not isinstance(data, bytes | bytearray | memoryview):
+    if not isinstance(data, BYTES_LIKE):
         raise StorageArgumentError(f"entry data must be bytes, not {type(data).__name__}")
 
 

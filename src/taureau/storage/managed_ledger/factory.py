@@ -13,6 +13,8 @@ from taureau.storage.managed_ledger.api import ManagedLedgerConfig, ManagedLedge
 from taureau.storage.managed_ledger.budget import CacheBudget
 from taureau.storage.managed_ledger.ledger import ManagedLedgerImpl
 
+SWEEP_SLICE = 200  # managed ledgers visited per loop turn by a periodic sweep
+
 
 def check_config(config: ManagedLedgerConfig) -> ManagedLedgerConfig:
     """Return config if its limits make sense, else raise StorageArgumentError."""
@@ -61,9 +63,10 @@ class ManagedLedgerFactory(ManagedLedgerFactoryBase):
         self.cache_budget = CacheBudget(cache_budget_bytes) if cache_budget_bytes is not None else None
         self._ml_options = {
             "cursor_persist_interval_s": cursor_persist_interval_s,
-            "trim_interval_s": trim_interval_s,
             "cache_budget": self.cache_budget,
         }
+        self._trim_interval_s = trim_interval_s
+        self._trim_sweep: asyncio.Task | None = None  # started with the first open
         self._opened: dict[str, ManagedLedgerImpl] = {}  # open managed ledgers by name
         self._opening: dict[str, asyncio.Task] = {}  # opens in progress, shared by callers
         self._closed = False
@@ -91,9 +94,21 @@ class ManagedLedgerFactory(ManagedLedgerFactoryBase):
                 name, config, self._store, self._client, on_closed=self._forget, **self._ml_options
             )
             self._opened[name] = ml
+            if self._trim_sweep is None:
+                self._trim_sweep = asyncio.get_running_loop().create_task(self._sweep_trims())
             return ml
         finally:
             del self._opening[name]
+
+    async def _sweep_trims(self) -> None:
+        """One task for every managed ledger's periodic trim (a timer per ledger was 5,000
+        timers for 5,000 topics); a slice of ledgers per loop turn."""
+        while True:
+            await asyncio.sleep(self._trim_interval_s)
+            for i, ml in enumerate(list(self._opened.values())):
+                ml.periodic_trim()
+                if i % SWEEP_SLICE == SWEEP_SLICE - 1:
+                    await asyncio.sleep(0)
 
     def _forget(self, ml: ManagedLedgerImpl) -> None:
         if self._opened.get(ml.name) is ml:
@@ -119,6 +134,8 @@ class ManagedLedgerFactory(ManagedLedgerFactoryBase):
         if self._closed:
             return
         self._closed = True
+        if self._trim_sweep is not None:
+            self._trim_sweep.cancel()
         for task in list(self._opening.values()):
             await asyncio.wait([task])
         for ml in list(self._opened.values()):
@@ -127,6 +144,8 @@ class ManagedLedgerFactory(ManagedLedgerFactoryBase):
     def abandon(self) -> None:
         """Drop every managed ledger without closing or saving anything: a simulated crash."""
         self._closed = True
+        if self._trim_sweep is not None:
+            self._trim_sweep.cancel()
         for ml in list(self._opened.values()):
             ml.abandon()
         self._opened.clear()

@@ -63,7 +63,6 @@ class ManagedLedgerImpl(ManagedLedger):
         client: LedgerClient,
         *,
         cursor_persist_interval_s: float = 0.1,
-        trim_interval_s: float = 60.0,
         on_closed: Callable[[ManagedLedgerImpl], None] | None = None,
         cache_budget: CacheBudget | None = None,
     ) -> None:
@@ -73,7 +72,6 @@ class ManagedLedgerImpl(ManagedLedger):
         self.path = meta.ledger_path(name)
         self.cursor_persist_interval_s = cursor_persist_interval_s
         self._client = client
-        self._trim_interval_s = trim_interval_s
         self._on_closed = on_closed
         self._state = MLState.INITIALIZING
         self.ledgers = LedgerList([])  # the chain; cursors read it, only this object changes it
@@ -88,7 +86,6 @@ class ManagedLedgerImpl(ManagedLedger):
         self._waiters: set[asyncio.Future[None]] = set()  # readers waiting for the next add
         self._info_writer = SerialWriter(self._save_info, on_error=self._on_save_error)
         self._trimmer = SerialWriter(self._trim_once, on_error=lambda e: log.warning("%s: trim: %r", name, e))
-        self._trim_timer: asyncio.TimerHandle | None = None
 
     # -- state ------------------------------------------------------------------------------
 
@@ -146,7 +143,6 @@ class ManagedLedgerImpl(ManagedLedger):
             cursor = await ManagedCursorImpl.load(self, meta.decode_name(child))
             self._cursors[cursor.name] = cursor
         self.set_state(MLState.OPEN)
-        self._schedule_trim_timer()
         # Opening rolled over to a new ledger: ledgers consumed before the restart may go now.
         self._trimmer.request()
 
@@ -335,13 +331,12 @@ class ManagedLedgerImpl(ManagedLedger):
         self.check_usable()
         await self._trimmer.flush()
 
-    def _schedule_trim_timer(self) -> None:
-        def tick() -> None:
-            if self._state in (MLState.OPEN, MLState.ROLLING):
-                self._trimmer.request()
-                self._schedule_trim_timer()
-
-        self._trim_timer = asyncio.get_running_loop().call_later(self._trim_interval_s, tick)
+    def periodic_trim(self) -> None:
+        """The factory's sweep (every trim_interval_s, one pass over every open ledger, no
+        timer per ledger): retention by time frees ledgers with nothing else happening. A
+        managed ledger of one ledger has nothing to trim and costs nothing here."""
+        if self._state in (MLState.OPEN, MLState.ROLLING) and len(self.ledgers) >= 2:
+            self._trimmer.request()
 
     async def _trim_once(self) -> None:
         if self._state not in (MLState.OPEN, MLState.ROLLING) or len(self.ledgers) < 2:
@@ -410,8 +405,6 @@ class ManagedLedgerImpl(ManagedLedger):
     def _shutdown(self, state: MLState) -> None:
         self.set_state(state)
         self.cache.close()
-        if self._trim_timer is not None:
-            self._trim_timer.cancel()
         self._trimmer.stop()
         error = ManagedLedgerClosedError(f"managed ledger {self.name} is {state.value}")
         self._appender.fail_queued(error)

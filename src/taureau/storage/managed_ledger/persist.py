@@ -38,6 +38,14 @@ class SerialWriter:
         self._last_start = float("-inf")  # loop time of the last save's start
         self.error: BaseException | None = None  # set once a save failed; no save runs after
         self.saves = 0  # how many saves ran (for tests and stats)
+        # Looked up once: asyncio.get_running_loop() and current_task() make a getpid system
+        # call each, and a broker with 1,000 acking topics ran them ~10 times per message.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     @property
     def pending(self) -> bool:
@@ -58,7 +66,7 @@ class SerialWriter:
             self._timer.cancel()
             self._timer = None
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = self._get_loop().create_task(self._run())
         while self._task is not None:
             await asyncio.shield(self._task)
         if self.error is not None:
@@ -75,7 +83,7 @@ class SerialWriter:
             self._task = None
 
     def _schedule(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._get_loop()
         delay = self._last_start + self._interval - loop.time()
         if delay > 0:
             self._timer = loop.call_later(delay, self._on_timer)
@@ -85,10 +93,11 @@ class SerialWriter:
     def _on_timer(self) -> None:
         self._timer = None
         if self._task is None and self._dirty:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = self._get_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._get_loop()
+        task = self._task  # this run (set by whoever created it, before it started)
         try:
             while self._dirty:
                 if not self._force and loop.time() < self._last_start + self._interval:
@@ -105,7 +114,7 @@ class SerialWriter:
             if self._on_error is not None:
                 self._on_error(exc)
         finally:
-            if self._task is asyncio.current_task():
+            if self._task is task:
                 self._task = None
             if self._dirty and self.error is None and self._timer is None and self._task is None:
                 self._schedule()

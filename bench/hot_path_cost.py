@@ -1,0 +1,298 @@
+"""The broker's cost per message, counted in instructions: repeatable on a busy machine.
+
+Wall-clock and even CPU-time figures move by tens of percent on a shared 2-core machine; an
+instruction count does not. This drives the real broker objects in one process (BrokerService,
+ServerConnection, the bookie with its journal thread, fsync off by default) with frames fed
+straight into `data_received` and writes collected by a fake transport, so no socket, no
+client process enters the count. A round is `--messages` unbatched SENDs (at least one per
+topic) spread round-robin over the topics, each its own read (`--per-read` to put several in
+one), fed in one loop turn as a busy broker receives them; the loop runs until every receipt
+and MESSAGE is out, then each consumer acknowledges cumulatively and tops up its permits.
+
+    python bench/hot_path_cost.py                                     # 1, 100, 1000 topics: CPU per message
+    python bench/hot_path_cost.py --topics 1,1000 --callgrind --rounds 2   # instructions per message
+
+With --callgrind it runs itself twice under `valgrind --tool=callgrind` (R and 2R rounds) and
+prints (I(2R) - I(R)) / (R x messages per round): the instructions of one more message, set-up
+excluded. Timers still fire (cursor saves, rates), as in a broker: under valgrind a round takes
+~50x longer, so time-driven work weighs more than at full speed.
+It also prints the objects the collector tracks per topic once everything is set up. Every
+topic count runs in a fresh process; the first count (1 topic by default) is the peer the
+others are compared with, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from taureau.broker.config import BrokerConfig  # noqa: E402
+from taureau.broker.connection import ServerConnection  # noqa: E402
+from taureau.broker.service import BrokerService  # noqa: E402
+from taureau.net.server import install_fast_event_loop  # noqa: E402
+from taureau.node import Node, tune_collector  # noqa: E402
+from taureau.protocol import encode_command, encode_payload_command, pb  # noqa: E402
+from taureau.protocol.metadata import encode_entry  # noqa: E402
+
+T = pb.BaseCommand.Type
+CONNECTIONS = 8
+# Under callgrind everything runs ~50x slower: set-up of 1,000 topics alone takes minutes.
+SLOWDOWN = float(os.environ.get("HOT_PATH_SLOWDOWN", "1"))
+_MESSAGE, _RECEIPT = T.MESSAGE, T.SEND_RECEIPT
+
+
+def _cmd(kind: int, name: str, **values) -> bytes:
+    return encode_command(pb.BaseCommand(type=kind, **{name: values}))
+
+
+class Totals:
+    """Frames written by type over every fake transport; wakes a waiter at a target (no
+    spinning: a busy wait would count its own instructions)."""
+
+    def __init__(self) -> None:
+        self.counts = {_MESSAGE: 0, _RECEIPT: 0}
+        self.target = 0
+        self.reached: asyncio.Future[None] | None = None
+
+    async def wait(self, target: int) -> None:
+        self.target = target
+        if min(self.counts.values()) < target:
+            self.reached = asyncio.get_running_loop().create_future()
+            await asyncio.wait_for(self.reached, 120 * SLOWDOWN)
+
+    def add(self, kind: int) -> None:
+        self.counts[kind] += 1
+        reached = self.reached
+        if reached is not None and not reached.done() and min(self.counts.values()) >= self.target:
+            reached.set_result(None)
+
+
+class FakeTransport:
+    """What ServerConnection needs of a transport; counts the frames written by type."""
+
+    def __init__(self, totals: Totals) -> None:
+        self.totals = totals
+        self.counts = totals.counts
+        self.other: list[bytes] = []
+        self.closing = False
+
+    def get_extra_info(self, name: str, default=None):
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def write(self, data) -> None:
+        data = bytes(data)
+        pos, end = 0, len(data)
+        while pos < end:  # frames the fast-path encoders wrote start 08 <type> after the sizes
+            total = int.from_bytes(data[pos : pos + 4], "big")
+            kind = data[pos + 9]
+            if kind in self.counts:
+                self.totals.add(kind)
+            else:
+                self.other.append(data[pos : pos + 4 + total])
+            pos += 4 + total
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closing = True
+
+
+async def wait_until(predicate, what: str, timeout: float = 120.0) -> None:
+    """Set-up only (it polls)."""
+    deadline = time.monotonic() + timeout * SLOWDOWN
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.001)
+
+
+async def run(topics: int, rounds: int, messages: int, per_read: int, fsync: bool) -> None:
+    data_dir = tempfile.mkdtemp(prefix="taureau-cost-")
+    config = BrokerConfig(data_dir=data_dir, journal_fsync=fsync)
+    node = Node()
+    store, factory = await node.open_storage(
+        data_dir, None, fsync=fsync, config=config.managed_ledger,
+        cache_budget_bytes=config.managed_ledger_cache_size_bytes,
+        cursor_save_interval_s=config.cursor_save_interval_s,
+    )  # fmt: skip
+    service = BrokerService(config, store, factory)
+    await service.start()
+    # As a server does once it is ready: topics come later, so the collector sees them.
+    tune_collector()
+    n_conns = min(CONNECTIONS, topics)
+    totals = Totals()
+
+    def connect() -> tuple[ServerConnection, FakeTransport]:
+        conn, transport = ServerConnection(service), FakeTransport(totals)
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(_cmd(T.CONNECT, "connect", client_version="cost", protocol_version=20))
+        return conn, transport
+
+    producers = [connect() for _ in range(n_conns)]
+    consumers = [connect() for _ in range(n_conns)]
+    stamp = time.time_ns()
+    for t in range(topics):
+        topic = f"persistent://public/default/cost-{stamp}-{t}"
+        consumers[t % n_conns][0].data_received(
+            _cmd(T.SUBSCRIBE, "subscribe", topic=topic, subscription="s", subType=0, consumer_id=t,
+                 request_id=t, consumer_name=f"c{t}", initialPosition=0)
+        )  # fmt: skip
+        producers[t % n_conns][0].data_received(
+            _cmd(T.PRODUCER, "producer", topic=topic, producer_id=t, request_id=t)
+        )
+    await wait_until(
+        lambda: sum(len(tr.other) for _, tr in producers) >= 2 * n_conns + topics - n_conns, "producers"
+    )
+    await wait_until(lambda: sum(len(tr.other) for _, tr in consumers) >= n_conns + topics, "subscriptions")
+    sends = []
+    for t in range(topics):
+        meta = pb.MessageMetadata(producer_name=f"p{t}", sequence_id=0, publish_time=int(time.time() * 1000))
+        send = pb.BaseCommand(type=T.SEND, send=pb.CommandSend(producer_id=t, sequence_id=0))
+        sends.append(encode_payload_command(send, encode_entry(meta, b"x" * 100)))
+    per_round = max(messages, topics)
+    # Message i of a round goes to topic i % topics; `per_read` consecutive SENDs of one
+    # connection arrive in one read.
+    by_conn: list[list[bytes]] = [[] for _ in range(n_conns)]
+    for i in range(per_round):
+        by_conn[i % topics % n_conns].append(sends[i % topics])
+    reads = [(conn, b"".join(frames[i : i + per_read]))
+             for (conn, _), frames in zip(producers, by_conn, strict=True)
+             for i in range(0, len(frames), per_read)]  # fmt: skip
+    for t in range(topics):  # one round's messages of each topic, and its top-up after each round
+        consumers[t % n_conns][0].data_received(
+            _cmd(T.FLOW, "flow", consumer_id=t, messagePermits=2 * len(range(t, per_round, topics)))
+        )
+    flows = [
+        b"".join(
+            _cmd(T.FLOW, "flow", consumer_id=t, messagePermits=len(range(t, per_round, topics)))
+            for t in range(c, topics, n_conns)
+        )
+        for c in range(n_conns)
+    ]
+    tracked = len(gc.get_objects())  # not the frozen start-up heap
+    cpu0 = time.process_time()
+    for r in range(rounds):
+        for conn, chunk in reads:
+            conn.data_received(chunk)
+        await totals.wait((r + 1) * per_round)
+        for c, (conn, _) in enumerate(consumers):
+            frames = []
+            for t in range(c, topics, n_conns):
+                binding = conn.session.find_consumer(t)
+                assert binding is not None
+                last = binding.topic.ledger.last_confirmed
+                ack = pb.CommandAck(consumer_id=t, ack_type=pb.CommandAck.Cumulative)
+                ack.message_id.add(ledgerId=last.ledger_id, entryId=last.entry_id)
+                frames.append(encode_command(pb.BaseCommand(type=T.ACK, ack=ack)))
+            conn.data_received(b"".join(frames) + flows[c])
+        await asyncio.sleep(0)
+    cpu = time.process_time() - cpu0
+    total = rounds * per_round
+    print(
+        f"{topics} topics x {rounds} rounds of {per_round} messages, {per_read} SEND(s) per read: "
+        f"{1e6 * cpu / total:.1f} us CPU per message (this process, all threads); "
+        f"collector tracks {tracked:,} objects ({tracked / topics:,.1f} per topic)",
+        flush=True,
+    )
+    await service.close()
+    await node.stop()
+
+
+def instructions(argv: list[str]) -> int:
+    out = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            __file__,
+            *argv,
+            "--one",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0", "HOT_PATH_SLOWDOWN": "100"},
+    )
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if found is None or out.returncode != 0:  # a failed run counts instructions too
+        raise SystemExit(f"callgrind failed:\n{out.stderr[-2000:]}")
+    print("   " + out.stdout.strip().replace("\n", "\n   "), flush=True)
+    return int(found[1])
+
+
+def one_count(topics: int, args: argparse.Namespace) -> float:
+    """Run one topic count in a fresh process (its own collector state); its cost per message
+    (us of CPU, or instructions with --callgrind)."""
+    base = ["--topics", str(topics), "--messages", str(args.messages), "--per-read", str(args.per_read)]
+    base += ["--fsync"] if args.fsync else []
+    if args.callgrind:
+        one = instructions([*base, "--rounds", str(args.rounds)])
+        two = instructions([*base, "--rounds", str(2 * args.rounds)])
+        per = (two - one) / (args.rounds * max(args.messages, topics))
+        print(
+            f"{topics} topics: {per:,.0f} instructions per message (callgrind, {args.rounds} extra rounds)",
+            flush=True,
+        )
+        return per
+    out = subprocess.run([sys.executable, __file__, *base, "--rounds", str(args.rounds), "--one"],
+                         capture_output=True, text=True)  # fmt: skip
+    if out.returncode != 0:
+        raise SystemExit(f"{topics} topics failed:\n{out.stderr[-2000:]}")
+    print(out.stdout.strip(), flush=True)
+    found = re.search(r"([0-9.]+) us CPU per message", out.stdout)
+    if found is None:
+        raise SystemExit(f"no figure in:\n{out.stdout}")
+    return float(found[1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--topics",
+        default="1,100,1000",
+        help="topic counts, each in a fresh process; "
+        "the first is the baseline the others are compared with (default 1,100,1000)",
+    )
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--messages", type=int, default=1000, help="messages per round (at least one per topic)")
+    ap.add_argument("--per-read", type=int, default=1, help="SENDs per connection read (default 1)")
+    ap.add_argument("--fsync", action="store_true", help="fsync the journal (default off: CPU only)")
+    ap.add_argument(
+        "--callgrind", action="store_true", help="count instructions (valgrind) at R and 2R rounds"
+    )
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child: one count, in-process
+    args = ap.parse_args()
+    counts = [int(n) for n in args.topics.split(",")]
+    if args.one:
+        install_fast_event_loop()  # as the server does
+        asyncio.run(run(counts[0], args.rounds, args.messages, args.per_read, args.fsync))
+        return 0
+    costs = [one_count(n, args) for n in counts]
+    unit = "instructions" if args.callgrind else "CPU"
+    for n, cost in zip(counts[1:], costs[1:], strict=True):
+        print(f"{n} topics against {counts[0]} in this run: {cost / costs[0]:.2f}x the {unit} per message")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

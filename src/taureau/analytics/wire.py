@@ -1,0 +1,266 @@
+"""What travels between the driver and workers: functions and arguments (cloudpickle), task
+batches and their outcomes (plain pickle of builtins), each bounded in size.
+
+Batches and outcomes are NamedTuples of builtins (both sides import this module), so
+decoding one never runs user code; user code is unpickled only in `runner`, with cloudpickle."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import io
+import linecache
+import os
+import pickle
+import re
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import cloudpickle
+
+from taureau.analytics.errors import UnpicklableError
+
+PROTOCOL = 5
+# Why these numbers: a pipe or HTTP message must stay far under the invoke limit (5 MiB) and
+# small enough that one worker's backlog does not hold the driver's memory; anything larger
+# goes through the state store, where blocks bound it instead.
+INLINE_ARGS_MAX = 64 << 10  # pickled arguments above this go through state
+INLINE_RESULT_MAX = 64 << 10  # pickled results above this go through state
+BATCH_BYTES_MAX = 1 << 20  # a batch is cut before its inline arguments pass this
+OUTCOMES_BYTES_MAX = 1 << 20  # a worker flushes its outcomes before they pass this
+TRACEBACK_MAX = 16 << 10  # characters of a remote traceback kept
+
+
+class TaskSpec(NamedTuple):
+    call_id: int  # index of the call in its job
+    attempt: int
+    kind: str  # "call", "map" (map side of map_reduce) or "reduce"
+    args: bytes | None  # pickled (args, kwargs), inline
+    args_key: str | None  # or their key in the job's data table
+    extra: Any  # per-kind builtins: (partitions, by_key) for "map", (partition, mappers, by_key) for "reduce"
+
+
+class Batch(NamedTuple):
+    batch_id: int
+    executor_dir: str  # /analytics/<executor id>
+    job_dir: str  # the job's directory (a map_reduce's reducers share their mappers')
+    fn_key: str  # the function's key in the job's data table
+    state_address: str
+    tasks: list[TaskSpec]
+
+
+OK, ERROR, STATE_FULL = 0, 1, 2
+
+
+class Outcome(NamedTuple):
+    batch_id: int
+    call_id: int
+    attempt: int
+    status: int  # OK, ERROR or STATE_FULL (the result did not fit the state pool)
+    value: bytes | None  # pickled result, inline
+    value_ref: tuple[str, int] | None  # or (its key in the job's results, size)
+    error: tuple[str, str, str, bytes | None] | None  # type name, message, traceback, pickled exception
+    worker: str
+    start: float  # wall-clock seconds on the worker
+    end: float
+
+
+def encode_batch(batch: Batch) -> bytes:
+    return pickle.dumps(batch, protocol=PROTOCOL)
+
+
+def decode_batch(data: bytes) -> Batch:
+    if not isinstance(data, bytes | bytearray):  # a function invoked with text gets a str
+        raise TypeError(f"not a task batch: {type(data).__name__} (a batch is a pickle, sent as bytes)")
+    batch = pickle.loads(data)
+    if not isinstance(batch, Batch):
+        raise TypeError(f"not a task batch: {type(batch).__name__}")
+    return batch
+
+
+def encode_outcomes(outcomes: list[Outcome]) -> bytes:
+    return pickle.dumps(outcomes, protocol=PROTOCOL)
+
+
+def decode_outcomes(data: bytes) -> list[Outcome]:
+    return pickle.loads(data)
+
+
+# -- user code and data -----------------------------------------------------------------------
+
+_SHIPPED_BY_VALUE: set[str] = set()
+_INSTALLED = tuple(
+    os.path.realpath(p) + os.sep
+    for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], sysconfig.get_paths()["stdlib"]}
+)
+
+
+def _ship_module_by_value(fn: Any) -> None:
+    """Pickle the module of `fn` by value when a worker may not be able to import it (a
+    script, a test module, an example): installed packages and taureau itself go by name."""
+    name = getattr(fn, "__module__", None)
+    if not name or name == "__main__" or name in _SHIPPED_BY_VALUE or name.startswith("taureau."):
+        return
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None)
+    if module is None or path is None or os.path.realpath(path).startswith(_INSTALLED):
+        return
+    cloudpickle.register_pickle_by_value(module)
+    _SHIPPED_BY_VALUE.add(name)
+
+
+ENV_BYTES_MAX = 64 << 10  # a job's extra_env, names and values together
+
+
+def check_env(env: Any) -> dict[str, str] | None:
+    """A job's extra_env (Lithops'): variable names and values, all strings."""
+    if env is None:
+        return None
+    if not isinstance(env, dict):
+        raise TypeError(f"extra_env is a dict of str to str, not {type(env).__name__}")
+    size = 0
+    for name, value in env.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"extra_env: {name!r}: names and values are strings")
+        if not name or "=" in name or "\0" in name or "\0" in value:
+            raise ValueError(f"extra_env: {name!r} is not a valid environment variable name")
+        size += len(name.encode()) + len(value.encode())
+    if size > ENV_BYTES_MAX:
+        raise ValueError(f"extra_env holds {size} bytes; at most {ENV_BYTES_MAX}")
+    return dict(env) or None
+
+
+def dumps_function(fn: Any, partitioner: Any = None, env: dict[str, str] | None = None) -> bytes:
+    """The pickled (fn, partitioner, env) a job's workers load once."""
+    for f in (fn, partitioner):
+        if f is not None and not callable(f):
+            raise UnpicklableError(f"{f!r} is not callable")
+        _ship_module_by_value(f)
+    try:
+        return cloudpickle.dumps((fn, partitioner, env), protocol=PROTOCOL)
+    except Exception as exc:
+        raise UnpicklableError(f"cannot pickle the function {getattr(fn, '__qualname__', fn)!r}: "
+                               f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+
+
+def dumps_args(calls: list[tuple[tuple, dict]]) -> list[bytes]:
+    """Pickle each call's (args, kwargs); UnpicklableError names the first call that fails.
+    One pickler serves the whole job: building a cloudpickle Pickler costs more than pickling
+    a small argument."""
+    buf = io.BytesIO()
+    pickler = cloudpickle.Pickler(buf, protocol=PROTOCOL)
+    out = []
+    for index, (args, kwargs) in enumerate(calls):
+        buf.seek(0)
+        buf.truncate()
+        pickler.clear_memo()
+        try:
+            pickler.dump((args, kwargs))
+        except Exception as exc:
+            raise UnpicklableError(f"argument of call {index} cannot be pickled ({_culprit(args, kwargs)}): "
+                                   f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+        out.append(buf.getvalue())
+    return out
+
+
+def _culprit(args: tuple, kwargs: dict) -> str:
+    for i, a in enumerate(args):
+        if not _picklable(a):
+            return f"positional argument {i}, a {type(a).__name__}"
+    for k, v in kwargs.items():
+        if not _picklable(v):
+            return f"keyword argument {k!r}, a {type(v).__name__}"
+    return "unknown part"
+
+
+def _picklable(obj: Any) -> bool:
+    try:
+        cloudpickle.dump(obj, io.BytesIO(), protocol=PROTOCOL)
+        return True
+    except Exception:
+        return False
+
+
+class CallConvention:
+    """Lithops' rule for one element of map_iterdata: a dict whose keys all name parameters is
+    passed as keywords, a tuple or list is spread over a function of several positional
+    parameters (or none: `()` calls a function without any), anything else is the single
+    argument; extra_args (a tuple or dict) follow. The signature is read once per job."""
+
+    def __init__(self, fn: Any, extra_args: Any = None) -> None:
+        self.params = _parameters(fn)
+        self.extra_args = extra_args
+
+    def __call__(self, item: Any) -> tuple[tuple, dict]:
+        params, extra_args = self.params, self.extra_args
+        if isinstance(item, dict) and item and params is not None and set(item) <= params[1]:
+            args: tuple = ()
+            kwargs = dict(item)
+        elif isinstance(item, (tuple, list)) and params is not None and params[0] != 1:
+            args, kwargs = tuple(item), {}
+        else:
+            args, kwargs = (item,), {}
+        if isinstance(extra_args, dict):
+            kwargs.update(extra_args)
+        elif extra_args is not None:
+            args += tuple(extra_args)
+        return args, kwargs
+
+
+def _parameters(fn: Any) -> tuple[int, set[str]] | None:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    positional = [p for p in sig.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]  # fmt: skip
+    names = {p.name for p in sig.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    many = any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
+    return (2 if many else len(positional)), names
+
+
+# -- remote tracebacks ----------------------------------------------------------------------
+
+_FRAME = re.compile(r'^  File "<dynamic-code>", line (\d+), in (\S+)$', re.MULTILINE)
+
+
+def localize_traceback(tb: str) -> str:
+    """Name the driver's files in a remote traceback: cloudpickle ships code by value as
+    "<dynamic-code>", which would leave the user's own frames without file or source line."""
+    if "<dynamic-code>" not in tb:
+        return tb
+    files = [f for f in (getattr(sys.modules.get(m), "__file__", None) for m in ("__main__", *_SHIPPED_BY_VALUE)) if f]
+
+    def frame(m: re.Match) -> str:
+        line, name = int(m.group(1)), m.group(2)
+        for path in files:
+            if _defines(path, name, line):
+                source = linecache.getline(path, line).strip()
+                return f'  File "{path}", line {line}, in {name}' + (f"\n    {source}" if source else "")
+        return m.group(0)
+
+    return _FRAME.sub(frame, tb)
+
+
+@functools.lru_cache(maxsize=64)
+def _spans(path: str) -> dict[str, list[tuple[int, int]]]:
+    try:
+        tree = ast.parse(Path(path).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return {}
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            spans.setdefault(node.name, []).append((node.lineno, node.end_lineno or node.lineno))
+        elif isinstance(node, ast.Lambda):
+            spans.setdefault("<lambda>", []).append((node.lineno, node.end_lineno or node.lineno))
+        elif isinstance(node, ast.Module):
+            spans.setdefault("<module>", []).append((1, 10**9))
+    return spans
+
+
+def _defines(path: str, name: str, line: int) -> bool:
+    return any(lo <= line <= hi for lo, hi in _spans(path).get(name, ()))

@@ -1,0 +1,52 @@
+"""A warm pool worker: `python -m taureau.analytics.worker_main FD NAME`.
+
+Reads batches from the socket FD (a reader thread drains it at once, so the driver's sends
+never wait on a running task), runs them in order, writes outcomes back. Exits when the
+driver closes the socket, which includes the driver dying."""
+
+from __future__ import annotations
+
+import queue
+import signal
+import sys
+import threading
+from multiprocessing.connection import Connection
+
+from taureau.analytics import wire
+from taureau.analytics.runner import Outbox, Runner
+
+READY = b"ready"
+
+
+def main(fd: int, name: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the driver's terminal is the driver's
+    conn = Connection(fd)
+    inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def read() -> None:
+        try:
+            while True:
+                inbox.put(conn.recv_bytes())
+        except (EOFError, OSError):
+            inbox.put(None)
+
+    threading.Thread(target=read, name="batches", daemon=True).start()
+    runner = Runner(name)
+    try:
+        conn.send_bytes(READY)
+    except OSError:
+        return  # a replacement started as its executor closed: nobody wants it
+
+    def send(outcomes: list[wire.Outcome]) -> None:
+        conn.send_bytes(wire.encode_outcomes(outcomes))
+
+    outbox = Outbox(send, background=True)
+    try:
+        while (data := inbox.get()) is not None:
+            runner.run_batch(wire.decode_batch(data), outbox)
+    except OSError:
+        pass  # the driver closed the socket while outcomes were on their way: it wants none
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), sys.argv[2])

@@ -1,0 +1,56 @@
+"""Namespace limits on Pulsar's REST paths, so that one tenant cannot starve the others:
+`maxProducersPerTopic`, `maxConsumersPerTopic`, `maxTopicsPerNamespace` (an integer, 0 for no
+limit) and `publishRate` (Pulsar's PublishRate, applied to each topic of the namespace)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Request, Response
+
+from taureau.broker.admin.namespaces import get_policies, set_policy
+from taureau.broker.resources import PublishRate, check_limit
+
+router = APIRouter(prefix="/admin/v2/namespaces", tags=["namespaces"])
+
+# REST path -> policy field
+_COUNTS = {
+    "maxProducersPerTopic": "max_producers_per_topic",
+    "maxConsumersPerTopic": "max_consumers_per_topic",
+    "maxTopicsPerNamespace": "max_topics_per_namespace",
+}
+
+
+def _count_routes(path: str, field: str) -> None:
+    async def get_limit(request: Request, tenant: str, namespace: str) -> int | None:
+        return (await get_policies(request, tenant, namespace))[field]
+
+    async def set_limit(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
+        return await set_policy(request, tenant, namespace, field, check_limit(body, path))
+
+    async def remove_limit(request: Request, tenant: str, namespace: str) -> Response:
+        return await set_policy(request, tenant, namespace, field, None)
+
+    route = f"/{{tenant}}/{{namespace}}/{path}"
+    router.add_api_route(route, get_limit, methods=["GET"], name=f"get_{field}")
+    router.add_api_route(route, set_limit, methods=["POST"], status_code=204, name=f"set_{field}")
+    router.add_api_route(route, remove_limit, methods=["DELETE"], status_code=204, name=f"remove_{field}")
+
+
+for _path, _field in _COUNTS.items():
+    _count_routes(_path, _field)
+
+
+@router.get("/{tenant}/{namespace}/publishRate")
+async def get_publish_rate(request: Request, tenant: str, namespace: str) -> dict | None:
+    return (await get_policies(request, tenant, namespace))["publishMaxMessageRate"]
+
+
+@router.post("/{tenant}/{namespace}/publishRate", status_code=204)
+async def set_publish_rate(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
+    return await set_policy(request, tenant, namespace, "publishMaxMessageRate", PublishRate.from_json(body))
+
+
+@router.delete("/{tenant}/{namespace}/publishRate", status_code=204)
+async def remove_publish_rate(request: Request, tenant: str, namespace: str) -> Response:
+    return await set_policy(request, tenant, namespace, "publishMaxMessageRate", None)

@@ -1,0 +1,108 @@
+"""Namespace policies the broker enforces on a timer: message TTL and backlog quotas.
+
+- Message TTL (`message_ttl_in_seconds`, or a topic's own `messageTTL`): every subscription
+  acknowledges the messages published longer ago than the TTL, as Pulsar's expiry monitor
+  does (consumers holding them get no redelivery of them).
+- Backlog quota (`backlog_quota_map["destination_storage"]`): when the backlog of the slowest
+  subscription is larger than `limitSize` bytes, `producer_request_hold` and
+  `producer_exception` disconnect the topic's producers and refuse new ones (with
+  ProducerBlockedQuotaExceededError, which clients retry, or ...Exception, which they do not)
+  until consumers catch up; `consumer_backlog_eviction` moves the slowest subscriptions
+  forward until the backlog fits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from taureau.broker.compaction.topic_compaction import CURSOR as COMPACTION_CURSOR
+from taureau.broker.resources import NamespacePolicies, Resources
+from taureau.broker.topic import PersistentTopic
+from taureau.common.errors import BrokerError
+from taureau.storage.position import Position
+
+log = logging.getLogger(__name__)
+
+TOPIC_TTL = "messageTTLInSeconds"  # the topic-level override, Pulsar's field name
+EVICTION_ROUNDS = 8  # slowest subscriptions moved per check, at most
+
+
+class ProducerBlockedQuotaExceededError(BrokerError):
+    """The backlog quota holds producers back (producer_request_hold): clients retry."""
+
+
+class ProducerBlockedQuotaExceededException(BrokerError):
+    """The backlog quota refuses producers (producer_exception): clients give up."""
+
+
+def quota_of(policies: NamespacePolicies) -> dict | None:
+    quota = policies.backlog_quota_map.get("destination_storage")
+    return quota if quota and quota.get("limitSize", -1) >= 0 else None
+
+
+def check_producer_quota(topic: PersistentTopic, policies: NamespacePolicies) -> None:
+    """Refuse a new producer while the topic's backlog is over a producer-blocking quota."""
+    quota = quota_of(policies)
+    if quota is None or quota["policy"] == "consumer_backlog_eviction":
+        return
+    backlog = topic.ledger.estimated_backlog_size
+    if backlog <= quota["limitSize"]:
+        return
+    reason = f"the backlog of {topic.name} ({backlog} bytes) is over its quota of {quota['limitSize']} bytes"
+    if quota["policy"] == "producer_exception":
+        raise ProducerBlockedQuotaExceededException(reason)
+    raise ProducerBlockedQuotaExceededError(reason)
+
+
+class PolicyEnforcer:
+    def __init__(self, resources: Resources) -> None:
+        self._resources = resources
+
+    async def check(self, topics: list[PersistentTopic]) -> None:
+        by_namespace: dict[str, NamespacePolicies] = {}
+        for topic in topics:
+            if topic.closed:
+                continue
+            ns = str(topic.name.namespace_name)
+            if ns not in by_namespace:
+                by_namespace[ns] = await self._resources.get_policies(topic.name.namespace_name)
+            policies = by_namespace[ns]
+            try:
+                await self._expire(topic, policies)
+                await self._enforce_quota(topic, policies)
+            except BrokerError as exc:
+                log.warning("policies of %s not applied: %s", topic.name, exc)
+
+    async def _expire(self, topic: PersistentTopic, policies: NamespacePolicies) -> None:
+        own = await self._resources.get_topic_policy(topic.name, TOPIC_TTL)
+        ttl = policies.message_ttl_in_seconds if own is None else int(own)
+        if ttl <= 0 or topic.ledger.entries_count == 0:
+            return
+        first_live = await topic.position_for_time(int(time.time() * 1000) - ttl * 1000)
+        expired = Position(first_live.ledger_id, first_live.entry_id - 1)  # just before it
+        for sub in list(topic.subscriptions.values()):
+            if sub.name != COMPACTION_CURSOR and sub.cursor.mark_delete_position < expired:
+                await sub.expire_to(expired)
+
+    async def _enforce_quota(self, topic: PersistentTopic, policies: NamespacePolicies) -> None:
+        quota = quota_of(policies)
+        if quota is None or topic.ledger.estimated_backlog_size <= quota["limitSize"]:
+            return
+        if quota["policy"] != "consumer_backlog_eviction":
+            for producer in list(topic.producers.values()):
+                topic.remove_producer(producer)
+                if producer.disconnect is not None:
+                    producer.disconnect()  # they come back and are refused until it fits
+            return
+        for _ in range(EVICTION_ROUNDS):
+            ledger = topic.ledger
+            excess = ledger.estimated_backlog_size - quota["limitSize"]
+            durable = [s for s in topic.subscriptions.values() if s.durable and s.name != COMPACTION_CURSOR]
+            if excess <= 0 or not durable or ledger.entries_count == 0:
+                return
+            slowest = min(durable, key=lambda s: s.cursor.mark_delete_position)
+            average = max(ledger.total_size // ledger.entries_count, 1)
+            skip = max(1, -(-excess // average))
+            log.info("backlog quota of %s: evicting %d entries from subscription %s", topic.name, skip, slowest.name)
+            await slowest.skip(min(skip, max(slowest.cursor.backlog, 1)))

@@ -1,0 +1,1 @@
+"""The schema registry: schemas stored per topic with versions, and compatibility checks."""
