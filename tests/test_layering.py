@@ -28,10 +28,12 @@ RANK = {
     "sketches": 7.5,  # sketch functions run on the functions worker
     "analytics": 7.5,  # tasks run on warm workers with data in state
     "testing": 8,
+    "dashboard": 8.5,  # the web page and its live stream, above what it shows
     "web": 9,
     "node": 10,
     "standalone": 11,
     "functions_worker": 11,
+    "bookie_server": 11,
     "cli": 12,
 }
 
@@ -49,11 +51,14 @@ ALLOWED = {
     "sketches": {"common", "functions"},
     "analytics": {"common", "state"},
     "testing": {"common", "storage"},
+    "dashboard": {"broker", "functions"},
     "web": {"net"},
     "node": {"common", "metadata", "storage"},
-    "standalone": {"broker", "functions", "net", "node", "sketches", "state", "web"},
+    "standalone": {"broker", "dashboard", "functions", "net", "node", "sketches", "state", "web"},
     "functions_worker": {"broker", "functions", "net", "node", "storage", "web"},
-    "cli": {"auth", "broker", "common", "functions", "functions_worker", "net", "sketches", "standalone", "state"},
+    "bookie_server": {"metadata", "net", "node", "storage"},
+    "cli": {"auth", "bookie_server", "broker", "common", "functions", "functions_worker", "metadata", "net",
+            "sketches", "standalone", "state"},
 }
 
 

@@ -9,20 +9,27 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
 
-from taureau.common.errors import StorageError
+from taureau.common.errors import StorageError, TaureauError
 from taureau.common.private_files import DIR_MODE, make_private_dirs, open_private
+from taureau.metadata.claims import claim_ephemeral
 from taureau.metadata.factory import open_metadata_store
 from taureau.metadata.store import MetadataStore
+from taureau.storage.ledger.client import BookKeeperClient
+from taureau.storage.ledger.cluster import ClusterLedgerClient
 from taureau.storage.ledger.local import open_local_ledger_client
 from taureau.storage.managed_ledger.api import ManagedLedgerConfig
 from taureau.storage.managed_ledger.factory import ManagedLedgerFactory
 
 log = logging.getLogger("taureau.node")
+
+# The ephemeral node of the one broker a ZooKeeper metadata store may have for now.
+BROKER_CLAIM = "/brokers/exclusive"
 
 # After SIGINT/SIGTERM the process is gone within this, stopped cleanly or not.
 STOP_DEADLINE_S = 10.0
@@ -36,6 +43,14 @@ class Node:
     def __init__(self) -> None:
         self._closers: list[Closer] = []
         self._ready_hooks: list[Callable[[], None]] = []
+        self.fatal: str | None = None  # why the node stopped itself, if it did
+
+    def stop_for(self, reason: str) -> None:
+        """Stop the process as SIGTERM would, then exit non-zero with `reason`."""
+        if self.fatal is None:
+            self.fatal = reason
+            log.error("stopping: %s", reason)
+            signal.raise_signal(signal.SIGTERM)
 
     def on_stop(self, closer: Closer) -> None:
         self._closers.append(closer)
@@ -95,11 +110,29 @@ class Node:
     async def open_storage(
         self, data_dir: str, metadata_url: str | None, *, fsync: bool, config: ManagedLedgerConfig,
         cache_budget_bytes: int | None = None, cursor_save_interval_s: float = 1.0,
+        metadata_session_timeout_s: float = 10.0, remote_bookies: bool = False,
     ) -> tuple[MetadataStore, ManagedLedgerFactory]:
-        """The metadata store, one local bookie and a managed-ledger factory over them."""
-        store = await open_metadata_store(metadata_url, data_dir, fsync=fsync)
+        """The metadata store, the bookies (one in this process, or with remote_bookies the
+        `taureau bookie` processes registered in the store) and a managed-ledger factory."""
+        store = await open_metadata_store(
+            metadata_url, data_dir, fsync=fsync, session_timeout_s=metadata_session_timeout_s
+        )
         self.on_stop(store.close)
-        ledgers = await open_local_ledger_client(data_dir, store, num_bookies=1, journal_fsync=fsync)
+        # As Pulsar's default zookeeperSessionExpiredPolicy (shutdown): what the session
+        # registered is gone and others may have taken over, so this node must not go on.
+        store.on_session_expired(lambda: self.stop_for(f"metadata store session expired ({metadata_url})"))
+        if metadata_url is not None and metadata_url.startswith("zk://"):
+            # One broker per metadata store until bundle ownership exists: two would both
+            # serve every topic (split brain).
+            await claim_ephemeral(
+                store, BROKER_CLAIM, f"pid {os.getpid()} on {socket.gethostname()}".encode(),
+                wait_s=metadata_session_timeout_s + 5, what="the broker role of this metadata store",
+            )
+        ledgers: BookKeeperClient
+        if remote_bookies:
+            ledgers = ClusterLedgerClient(store)
+        else:
+            ledgers = await open_local_ledger_client(data_dir, store, num_bookies=1, journal_fsync=fsync)
         self.on_stop(ledgers.close)
         factory = ManagedLedgerFactory(
             store, ledgers, config, cache_budget_bytes=cache_budget_bytes, cursor_persist_interval_s=cursor_save_interval_s
@@ -155,6 +188,8 @@ async def run_until_signalled(name: str, node: Node, start: Callable[[], Awaitab
     await stop.wait()
     print(f"{name} shutting down", flush=True)
     await node.stop()
+    if node.fatal is not None:
+        raise TaureauError(node.fatal)
 
 
 def _exit_if_not_stopped_within(name: str, seconds: float) -> None:

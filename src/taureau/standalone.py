@@ -47,8 +47,11 @@ class FunctionsOptions:
 class StandaloneConfig:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     metadata_url: str | None = None
+    metadata_session_timeout_s: float = 10.0  # ZooKeeper only (Pulsar: metadataStoreSessionTimeoutMillis)
+    remote_bookies: bool = False  # entries on the `taureau bookie` processes registered in the store
     state: StateOptions = field(default_factory=StateOptions)
     functions: FunctionsOptions = field(default_factory=FunctionsOptions)
+    dashboard: bool = True  # the web dashboard at / of the web port, and its live stream
 
 
 class Standalone(Node):
@@ -73,6 +76,8 @@ class Standalone(Node):
             data_dir, self.config.metadata_url, fsync=broker.journal_fsync, config=broker.managed_ledger,
             cache_budget_bytes=broker.managed_ledger_cache_size_bytes,
             cursor_save_interval_s=broker.cursor_save_interval_s,
+            metadata_session_timeout_s=self.config.metadata_session_timeout_s,
+            remote_bookies=self.config.remote_bookies,
         )
         service = BrokerService(broker, store, factory)
         await service.start()
@@ -94,9 +99,18 @@ class Standalone(Node):
             sources = list(getattr(app.state, "metrics_sources", []))
             sources.append(self.state_services.controller.prometheus_lines)
             app.state.metrics_sources = sources
+        hub = None
+        if self.config.dashboard:
+            from taureau.dashboard import install_dashboard
+
+            state = self.state_services.controller.stats if self.state_services is not None else None
+            hub = install_dashboard(app, service, worker, state)
         for web in webs:
             await web.start()
             self.on_stop(web.stop)
+        if hub is not None:  # stopped before the web servers, so open streams end at once
+            hub.start()
+            self.on_stop(hub.stop)
         if worker is not None:
             await worker.start()
             self.on_stop(worker.close)

@@ -61,10 +61,35 @@ _BOUND_FLAGS = [
 
 def _standalone_parser(sub) -> None:
     from taureau.broker.config import BrokerConfig
+    from taureau.cli.cluster_cmd import metadata_url
 
     d = BrokerConfig()  # the defaults the flags below show and keep
     p = sub.add_parser("standalone", help="run broker, storage, admin API and state in one process")
     p.add_argument("--data-dir", default="./data", help="where topics and metadata live (default ./data)")
+    p.add_argument(
+        "--metadata-store",
+        type=metadata_url,
+        default=None,
+        help="embedded (default: in --data-dir) or zk://host:port[,host:port...][/chroot]",
+    )
+    p.add_argument(
+        "--metadata-session-timeout",
+        type=float,
+        default=10.0,
+        help="seconds ZooKeeper keeps the session of a silent process (default 10); on expiry it stops",
+    )
+    p.add_argument(
+        "--remote-bookies",
+        action="store_true",
+        help="store entries on the `taureau bookie` processes registered in --metadata-store (zk:// only)",
+    )
+    for flag, field, text in (
+        ("--ensemble-size", "ensemble_size", "bookies each ledger is spread over"),
+        ("--write-quorum", "write_quorum", "bookies each entry is written to"),
+        ("--ack-quorum", "ack_quorum", "bookies that must store an entry before it is acknowledged"),
+    ):
+        p.add_argument(flag, dest=field, type=int, default=None,
+                       help=f"{text} (default 2 with --remote-bookies, else 1)")
     p.add_argument("--broker-port", type=int, default=6650, help="Pulsar protocol port (default 6650)")
     p.add_argument("--web-port", type=int, default=8080, help="admin REST port (default 8080)")
     p.add_argument("--bind-address", default=None,
@@ -93,6 +118,8 @@ def _standalone_parser(sub) -> None:
     p.add_argument("--state-lease-ms", type=int, default=10_000, help="state lease period and grace")
     p.add_argument("--no-state", action="store_true", help="do not run the state controller")
     p.add_argument("--no-functions", action="store_true", help="do not run the functions worker")
+    p.add_argument("--no-dashboard", action="store_true",
+                   help="do not serve the web dashboard at / of the web port (nor its live stream)")
     _functions_flags(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_run_standalone)
@@ -232,10 +259,10 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
         secrets_dir=secrets_dir,
         journal_fsync=not args.no_journal_fsync,
     )
-    return _serve("taureau functions-worker", args.verbose, lambda: run(config))
+    return serve("taureau functions-worker", args.verbose, lambda: run(config))
 
 
-def _serve(name: str, verbose: bool, run) -> int:
+def serve(name: str, verbose: bool, run) -> int:
     """Run a server command: one line on stderr for an error it can name, exit code 1."""
     from taureau.common.errors import TaureauError
 
@@ -256,6 +283,16 @@ def _serve(name: str, verbose: bool, run) -> int:
 def _run_standalone(args: argparse.Namespace) -> int:
     from taureau.broker.config import BrokerConfig
     from taureau.standalone import FunctionsOptions, StandaloneConfig, StateOptions, run
+
+    if args.remote_bookies and not (args.metadata_store or "").startswith("zk://"):
+        print("taureau standalone: --remote-bookies needs --metadata-store zk://...", file=sys.stderr)
+        return 2
+    default_quorum = 2 if args.remote_bookies else 1
+    e, w, a = (getattr(args, f) or default_quorum for f in ("ensemble_size", "write_quorum", "ack_quorum"))
+    if not 1 <= a <= w <= e:
+        print(f"taureau standalone: need 1 <= ack quorum ({a}) <= write quorum ({w}) <= ensemble size ({e})",
+              file=sys.stderr)
+        return 2
 
     try:
         auth = _auth_config(args)
@@ -283,6 +320,9 @@ def _run_standalone(args: argparse.Namespace) -> int:
             journal_fsync=not args.no_journal_fsync,
             **{field: getattr(args, field) for _, field, _, _ in _BOUND_FLAGS},
         ),
+        metadata_url=args.metadata_store,
+        metadata_session_timeout_s=args.metadata_session_timeout,
+        remote_bookies=args.remote_bookies,
         state=StateOptions(
             enabled=not args.no_state,
             port=args.state_port,
@@ -297,8 +337,11 @@ def _run_standalone(args: argparse.Namespace) -> int:
             secrets_provider=args.secrets_provider,
             secrets_dir=secrets_dir,
         ),
+        dashboard=not args.no_dashboard,
     )
-    return _serve("taureau standalone", args.verbose, lambda: run(config))
+    ledgers = config.broker.managed_ledger
+    ledgers.ensemble_size, ledgers.write_quorum, ledgers.ack_quorum = e, w, a
+    return serve("taureau standalone", args.verbose, lambda: run(config))
 
 
 def _version() -> str:
@@ -311,7 +354,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from taureau.cli import admin, client, demo, functions, sketches, tokens
+    from taureau.cli import admin, client, cluster_cmd, demo, functions, sketches, tokens
 
     parser = argparse.ArgumentParser(
         prog="taureau", description="Taureau: a serverless platform for real-time data"
@@ -321,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _standalone_parser(sub)
     _functions_worker_parser(sub)
+    cluster_cmd.register(sub)
+    cluster_cmd.register_bookie_verb(sub)
+    cluster_cmd.register_recover_verb(sub)
     admin.register(sub)
     client.register(sub)
     functions.register(sub)

@@ -35,7 +35,13 @@ class NotEmptyError(MetadataError):
 
 
 class SessionExpiredError(MetadataError):
-    """The session that owned an ephemeral node is gone."""
+    """The store's coordination session expired (ZooKeeper): its ephemeral nodes are gone and
+    the store answers nothing more; the process must open a new one (and re-register)."""
+
+
+class MetadataConnectionError(MetadataError):
+    """The metadata store could not be reached in time. A change may or may not have been
+    applied: read before retrying it."""
 
 
 # -- storage --------------------------------------------------------------------------------

@@ -1,14 +1,16 @@
 """The coordination store: versioned key/value tree with watches and ephemeral nodes."""
 
 from taureau.metadata.embedded import EmbeddedMetadataStore
-from taureau.metadata.factory import ZooKeeperNotAvailableError, open_metadata_store
+from taureau.metadata.factory import check_metadata_url, open_metadata_store
 from taureau.metadata.store import MetadataStore, Stat, WatchEvent
+from taureau.metadata.zk_url import InvalidMetadataStoreUrlError
 
 __all__ = [
     "EmbeddedMetadataStore",
+    "InvalidMetadataStoreUrlError",
     "MetadataStore",
     "Stat",
     "WatchEvent",
-    "ZooKeeperNotAvailableError",
+    "check_metadata_url",
     "open_metadata_store",
 ]

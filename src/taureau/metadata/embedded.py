@@ -15,13 +15,11 @@ import time
 from collections.abc import Callable
 from itertools import count
 
-from taureau.common.bytes_like import BYTES_LIKE
 from taureau.common.errors import (
     BadVersionError,
     InvalidMetadataPathError,
     MetadataError,
     MetadataStoreClosedError,
-    MetadataValueTooLargeError,
     NodeExistsError,
     NotEmptyError,
     NotFoundError,
@@ -29,7 +27,7 @@ from taureau.common.errors import (
 from taureau.metadata import records
 from taureau.metadata.oplog import MetadataLog
 from taureau.metadata.paths import ROOT, ancestors, check_path, join, name_of, parent_of
-from taureau.metadata.store import MetadataStore, Stat, WatchCallback, WatchEvent
+from taureau.metadata.store import MetadataStore, Stat, WatchCallback, WatchEvent, check_put
 
 # Every record is held in memory and written to the log (and each snapshot): bound it as
 # ZooKeeper does (jute.maxbuffer, 1 MiB), which is what Pulsar's metadata lives with.
@@ -108,15 +106,7 @@ class EmbeddedMetadataStore(MetadataStore):
         ephemeral: bool = False,
     ) -> Stat:
         self._check_open()
-        check_path(path)
-        if not isinstance(value, BYTES_LIKE):
-            raise TypeError(f"metadata value must be bytes, not {type(value).__name__}")
-        if len(value) > self.max_value_bytes:
-            raise MetadataValueTooLargeError(
-                f"{path}: a value of {len(value)} bytes exceeds the {self.max_value_bytes} a record may hold"
-            )
-        if expected_version is not None and (type(expected_version) is not int or expected_version < -1):
-            raise ValueError(f"expected_version must be None, -1 or >= 0, not {expected_version!r}")
+        check_put(path, value, expected_version, self.max_value_bytes)
         node = self._nodes.get(path)
         if expected_version == -1 and node is not None:
             raise NodeExistsError(f"{path} exists already (version {node.version})")

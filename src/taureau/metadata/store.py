@@ -13,6 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from taureau.common.bytes_like import BYTES_LIKE
+from taureau.common.errors import MetadataValueTooLargeError
+from taureau.metadata.paths import check_path
+
 
 @dataclass(frozen=True, slots=True)
 class Stat:
@@ -27,6 +31,23 @@ class WatchEvent(Enum):
     MODIFIED = "modified"
     DELETED = "deleted"
     CHILDREN_CHANGED = "children_changed"
+    # The store's session ended (ZooKeeper session expiry): this watch is gone, so are the
+    # session's ephemeral nodes, and every later call raises SessionExpiredError.
+    SESSION_EXPIRED = "session_expired"
+
+
+def check_put(path: str, value: object, expected_version: int | None, max_value_bytes: int) -> None:
+    """What every store refuses before it changes anything: a bad path, a value that is not
+    bytes or is over the record limit, an expected_version that is not None, -1 or >= 0."""
+    check_path(path)
+    if not isinstance(value, BYTES_LIKE):
+        raise TypeError(f"metadata value must be bytes, not {type(value).__name__}")
+    if len(value) > max_value_bytes:
+        raise MetadataValueTooLargeError(
+            f"{path}: a value of {len(value)} bytes exceeds the {max_value_bytes} a record may hold"
+        )
+    if expected_version is not None and (type(expected_version) is not int or expected_version < -1):
+        raise ValueError(f"expected_version must be None, -1 or >= 0, not {expected_version!r}")
 
 
 # A watch callback gets (event, path). It runs on the store's event loop and must not block.
@@ -78,6 +99,11 @@ class MetadataStore(abc.ABC):
     def watch(self, path: str, callback: WatchCallback) -> Callable[[], None]:
         """Call `callback` on every change of `path` or of its set of children until the
         returned function is called. Persistent (unlike ZooKeeper's one-shot watches)."""
+
+    def on_session_expired(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the loop, once) if this store's session expires. The embedded
+        store's session is the process, so it never expires and never calls it."""
+        return None
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -373,12 +373,39 @@ async def peek(
         if seen + len(messages) < n:
             seen += len(messages)
             continue
-        meta, _ = parse_metadata(entry.data)
-        index = n - seen - 1
-        properties, key, payload = messages[index]
-        return Response(
-            content=payload,
-            media_type="application/octet-stream",
-            headers=peek_headers(entry.position, meta, index, properties, key),
-        )
+        return _message_response(entry, messages, n - seen - 1)
     raise ResourceNotFoundError(f"subscription {subscription} has fewer than {n} messages in its backlog")
+
+
+def _message_response(entry, messages: list, index: int) -> Response:
+    """Message `index` of a stored entry (split into `messages`): payload, metadata in headers."""
+    meta, _ = parse_metadata(entry.data)
+    properties, key, payload = messages[index]
+    headers = peek_headers(entry.position, meta, index, properties, key)
+    if meta.HasField("num_messages_in_batch"):
+        headers["X-Pulsar-num-batch-message"] = str(len(messages))
+    return Response(content=payload, media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/{tenant}/{namespace}/{topic}/examinemessage")
+async def examine_message(
+    request: Request,
+    tenant: str,
+    namespace: str,
+    topic: str,
+    initialPosition: str = "latest",  # noqa: N803 - Pulsar's query parameters
+    messagePosition: int = 1,  # noqa: N803
+) -> Response:
+    """The messagePosition-th stored entry counted from the latest (1 = the last) or the
+    earliest (1 = the first), whatever the subscriptions acknowledged; its first message."""
+    if initialPosition not in ("latest", "earliest"):
+        raise ValueError("initialPosition must be latest or earliest")
+    if messagePosition < 1:
+        raise ValueError("messagePosition must be >= 1")
+    ledger = (await _topic(request, tenant, namespace, topic)).ledger
+    count = ledger.entries_count
+    if messagePosition > count:
+        raise ResourceNotFoundError(f"the topic holds {count} entries, fewer than {messagePosition}")
+    index = count - messagePosition if initialPosition == "latest" else messagePosition - 1
+    entry = await ledger.read_entry(ledger.position_at(index))
+    return _message_response(entry, split_batch(entry.data), 0)

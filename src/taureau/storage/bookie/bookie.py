@@ -259,6 +259,28 @@ class Bookie:
             raise CorruptedDataError(f"index points {ledger_id}:{entry_id} at {found_ledger}:{found_entry}")
         return data
 
+    async def read_entries(
+        self, ledger_id: int, first: int, last: int, max_bytes: int = 8 * 1024 * 1024
+    ) -> list[bytes]:
+        """Entries first..last as stored here, stopping early at the first one absent or
+        once `max_bytes` are taken (never fewer than one: NoSuchEntryError if `first` is absent)."""
+        if type(first) is not int or type(last) is not int or first > last:
+            raise ValueError(f"bad entry range [{first!r}, {last!r}]")
+        entries: list[bytes] = []
+        total = 0
+        for entry_id in range(first, last + 1):
+            try:
+                data = await self.read_entry(ledger_id, entry_id)
+            except NoSuchEntryError:
+                if not entries:
+                    raise
+                break
+            if entries and total + len(data) > max_bytes:
+                break
+            entries.append(data)
+            total += len(data)
+        return entries
+
     async def read_last_entry_id(self, ledger_id: int) -> int:
         """Highest entry id stored for the ledger; -1 if none (or never heard of)."""
         self._check_readable()

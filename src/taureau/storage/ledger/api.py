@@ -9,7 +9,7 @@ Theory of operation:
 - `open_ledger(recovery=True)` on a ledger still OPEN fences it on the bookies (the old
   writer's next add fails with LedgerFencedError), recovers the last entry that reached
   ack quorum, and closes it. Readers then see a stable ledger.
-- Ledger metadata (ensemble, write/ack quorum, state, last entry id, length, custom
+- Ledger metadata (ensembles, write/ack quorum, state, last entry id, length, custom
   metadata) lives in the metadata store under /ledgers/<id>.
 """
 
@@ -38,6 +38,28 @@ class LedgerMetadata:
     length: int = 0  # total bytes once CLOSED
     created_ms: int = 0
     custom: dict[str, str] = field(default_factory=dict)
+    # (first entry id, bookies) per segment, in entry order: a recovery that loses a bookie
+    # writes the entries it re-replicates from there on to a replacement (an ensemble change).
+    # `ensemble` is the last segment's bookies.
+    ensembles: list[tuple[int, list[str]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.ensembles:
+            self.ensembles = [(0, list(self.ensemble))]
+
+    def all_bookies(self) -> list[str]:
+        """Every bookie any segment names, each once."""
+        return list(dict.fromkeys(b for _, bookies in self.ensembles for b in bookies))
+
+    def change_ensemble(self, from_entry: int, failed: str, replacement: str) -> None:
+        """Entries from `from_entry` on go to `replacement` where they went to `failed`."""
+        first, current = self.ensembles[-1]
+        changed = [replacement if b == failed else b for b in current]
+        if first == from_entry:
+            self.ensembles[-1] = (first, changed)
+        else:
+            self.ensembles.append((from_entry, changed))
+        self.ensemble = changed
 
 
 def check_create_args(

@@ -66,8 +66,16 @@ class BookKeeperClient(LedgerClient):
                 continue  # another client took an id at the same time
         raise StorageError("could not allocate a ledger id: the counter kept changing")
 
+    def _candidates(self) -> list[str]:
+        """The bookies a new ledger's ensemble may use, in a stable order."""
+        return sorted(self.bookies)
+
+    def _spare(self, exclude: set[str]) -> str | None:
+        """A bookie that can replace a failed one: a candidate not in `exclude`."""
+        return next((b for b in self._candidates() if b not in exclude), None)
+
     def _choose_ensemble(self, size: int) -> list[str]:
-        ids = sorted(self.bookies)
+        ids = self._candidates()
         if size > len(ids):
             raise NotEnoughBookiesError(
                 f"ensemble of {size} needs more bookies than the {len(ids)} available"
@@ -96,7 +104,7 @@ class BookKeeperClient(LedgerClient):
             custom=dict(custom or {}),
         )
         stat = await self._store.put(fmt.ledger_path(ledger_id), fmt.encode_metadata(md), -1)
-        handle = WriteHandle(self.bookies, md, self._store, stat.version)
+        handle = WriteHandle(self.bookies, md, self._store, stat.version, spare=self._spare)
         self._writers.add(handle)
         return handle
 
@@ -106,7 +114,13 @@ class BookKeeperClient(LedgerClient):
         found = await self._store.get(fmt.ledger_path(ledger_id))
         if found is None:
             raise NoSuchLedgerError(f"ledger {ledger_id} does not exist")
-        return fmt.decode_metadata(found[0]), found[1].version
+        md = fmt.decode_metadata(found[0])
+        self._reach(md.all_bookies())
+        return md, found[1].version
+
+    def _reach(self, bookie_ids: list[str]) -> None:
+        """Make sure the bookies of a ledger can be talked to (a client of fixed, local
+        bookies has them all already)."""
 
     async def get_metadata(self, ledger_id: int) -> LedgerMetadata:
         self._check_open()
@@ -123,7 +137,7 @@ class BookKeeperClient(LedgerClient):
             if not recovery:
                 return await self._open_no_recovery(md)
             try:
-                md = await recover_ledger(self._store, self.bookies, md, version)
+                md = await recover_ledger(self._store, self.bookies, md, version, spare=self._spare)
             except BadVersionError:
                 continue  # the metadata moved under us: look again
             return ReadHandle(self.bookies, md, md.last_entry_id, md.length)
@@ -150,7 +164,7 @@ class BookKeeperClient(LedgerClient):
         self._check_open()
         md, version = await self._read_metadata(ledger_id)
         await self._store.delete(fmt.ledger_path(ledger_id), version)
-        for bookie_id in dict.fromkeys(md.ensemble):
+        for bookie_id in md.all_bookies():
             bookie = self.bookies.get(bookie_id)
             if bookie is None:
                 continue

@@ -47,6 +47,7 @@ def encode_metadata(md: LedgerMetadata) -> bytes:
             "length": md.length,
             "created_ms": md.created_ms,
             "custom": md.custom,
+            "ensembles": [[first, bookies] for first, bookies in md.ensembles],
         },
         separators=(",", ":"),
     ).encode()
@@ -65,12 +66,19 @@ def decode_metadata(raw: bytes) -> LedgerMetadata:
             length=int(doc["length"]),
             created_ms=int(doc["created_ms"]),
             custom={str(k): str(v) for k, v in doc.get("custom", {}).items()},
+            ensembles=[(int(first), [str(b) for b in bookies]) for first, bookies in doc.get("ensembles", [])],
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptedDataError(f"unreadable ledger metadata: {exc}") from exc
 
 
 def write_set(md: LedgerMetadata, entry_id: int) -> list[str]:
-    """The bookies that store entry_id: ensemble[(e + i) % E] for i < write_quorum."""
-    size = len(md.ensemble)
-    return [md.ensemble[(entry_id + i) % size] for i in range(md.write_quorum)]
+    """The bookies that store entry_id: ensemble[(e + i) % E] for i < write_quorum, of the
+    last segment that starts at or before entry_id."""
+    ensemble = md.ensembles[0][1]
+    for first, bookies in md.ensembles:
+        if first > entry_id:
+            break
+        ensemble = bookies
+    size = len(ensemble)
+    return [ensemble[(entry_id + i) % size] for i in range(md.write_quorum)]

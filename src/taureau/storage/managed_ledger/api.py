@@ -157,6 +157,10 @@ class ManagedLedger(abc.ABC):
     def total_size(self) -> int:
         """Retained bytes in all ledgers."""
 
+    @abc.abstractmethod
+    def position_at(self, index: int) -> Position:
+        """The index-th retained entry (0 = the first); IndexError past the last."""
+
     @property
     @abc.abstractmethod
     def estimated_backlog_size(self) -> int:

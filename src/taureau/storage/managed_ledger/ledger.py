@@ -209,6 +209,9 @@ class ManagedLedgerImpl(ManagedLedger):
     def count_entries(self, after: Position, up_to: Position) -> int:
         return self.ledgers.count(after, up_to)
 
+    def position_at(self, index: int) -> Position:
+        return self.ledgers.position_at(index)
+
     # -- reads ------------------------------------------------------------------------------
 
     async def read_entry(self, position: Position) -> Entry:

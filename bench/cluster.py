@@ -1,0 +1,135 @@
+"""Cluster storage: publish throughput on remote bookies against the standalone's in-process
+bookie, and how long producers wait when a bookie is killed.
+
+Each run starts a private ZooKeeper (Debian's `zookeeper` package), the bookie processes and
+one `taureau standalone --remote-bookies` per configuration, and publishes with the official
+client (async sends, batching on, 1 KiB messages). The peer is the plain standalone (one
+bookie in the broker's process), measured in the same run. Failover: a producer sends one
+message at a time; a bookie of the current ledger is killed with SIGKILL; the gap is from the
+last receipt before the kill to the first after it.
+
+    python bench/cluster.py                   # 20,000 messages per configuration
+    python bench/cluster.py --messages 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pulsar  # noqa: E402
+
+from taureau.metadata.zookeeper import ZooKeeperMetadataStore  # noqa: E402
+from taureau.testing.zookeeper import ZooKeeperServer  # noqa: E402
+from tests.e2e.bookies import BookieProcess  # noqa: E402
+from tests.e2e.harness import Standalone  # noqa: E402
+
+CONFIGS = [  # (label, bookies, E, Qw, Qa)
+    ("1 bookie  E1 Qw1 Qa1", 1, 1, 1, 1),
+    ("2 bookies E2 Qw2 Qa2", 2, 2, 2, 2),
+    ("3 bookies E3 Qw2 Qa2", 3, 3, 2, 2),
+]
+
+
+def _client(server: Standalone) -> pulsar.Client:
+    return pulsar.Client(server.service_url, operation_timeout_seconds=30,
+                         logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+
+
+def throughput(server: Standalone, messages: int, size: int) -> float:
+    """Messages per second acknowledged to one producer sending asynchronously."""
+    client = _client(server)
+    producer = client.create_producer(f"persistent://public/default/bench-{time.monotonic_ns()}",
+                                      block_if_queue_full=True, max_pending_messages=5000)
+    payload = b"x" * size
+    done = threading.Event()
+    acked = [0]
+
+    def on_ack(result, _msg_id) -> None:
+        acked[0] += 1
+        if acked[0] == messages:
+            done.set()
+
+    started = time.perf_counter()
+    for _ in range(messages):
+        producer.send_async(payload, on_ack)
+    producer.flush()
+    done.wait(120)
+    elapsed = time.perf_counter() - started
+    client.close()
+    return messages / elapsed
+
+
+def _newest_ensemble(url: str) -> list[str]:
+    async def read() -> list[str]:
+        store = await ZooKeeperMetadataStore.open(url)
+        try:
+            newest = max(int(n) for n in await store.children("/ledgers"))
+            return json.loads((await store.get(f"/ledgers/{newest}"))[0])["ensemble"]
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def failover_ms(server: Standalone, bookies: list[BookieProcess], url: str, messages: int = 600) -> float:
+    """Longest gap between two receipts of a synchronous producer around a bookie's SIGKILL."""
+    client = _client(server)
+    producer = client.create_producer("persistent://public/default/bench-failover", batching_enabled=False)
+    receipts = []
+    for i in range(messages):
+        if i == messages // 2:
+            victim = _newest_ensemble(url)[0]
+            next(b for b in bookies if b.bookie_id == victim).kill()
+        producer.send(b"m")
+        receipts.append(time.perf_counter())
+    client.close()
+    kill_at = messages // 2
+    return (receipts[kill_at] - receipts[kill_at - 1]) * 1000
+
+
+def run(messages: int, size: int) -> None:
+    root = Path(tempfile.mkdtemp(prefix="taureau-cluster-bench-"))
+    zk = ZooKeeperServer(str(root / "zk"))
+    zk.start()
+    try:
+        peer = Standalone(root / "standalone", "--no-functions").start()
+        base = throughput(peer, messages, size)
+        peer.stop()
+        print(f"{'standalone (in-process bookie)':34s} {base:10.0f} msg/s   1.00x")
+        for n, (label, count, e, w, a) in enumerate(CONFIGS):
+            url = f"{zk.url}/bench{n}"
+            bookies = [BookieProcess(root / f"c{n}-bookie-{i}", url).start() for i in range(count + 1)]
+            server = Standalone(root / f"c{n}-broker", "--metadata-store", url, "--remote-bookies", "--no-functions",
+                                "--ensemble-size", str(e), "--write-quorum", str(w), "--ack-quorum", str(a)).start()
+            rate = throughput(server, messages, size)
+            print(f"{'remote, ' + label:34s} {rate:10.0f} msg/s   {rate / base:.2f}x")
+            if count > 1:
+                gap = failover_ms(server, bookies, url)
+                print(f"{'  bookie kill -9, receipt gap':34s} {gap:10.1f} ms")
+            server.stop()
+            for b in bookies:
+                b.kill()
+    finally:
+        zk.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--size", type=int, default=1024)
+    args = parser.parse_args()
+    run(args.messages, args.size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""ClusterLedgerClient: ledgers on `taureau bookie` processes found in the metadata store.
+
+New ensembles, and spares that replace a failed bookie during recovery, are chosen among
+the bookies registered as available (looked up again for each new ledger and recovery); any bookie a ledger's metadata names is reached by its id, which is its
+address, so ledgers written before a bookie left can still be read from the others.
+"""
+
+from __future__ import annotations
+
+from taureau.metadata.store import MetadataStore
+from taureau.storage.ledger.client import BookKeeperClient
+from taureau.storage.ledger.registry import available_bookies
+from taureau.storage.ledger.remote import RemoteBookie
+from taureau.storage.ledger.rereplicate import Copied, rereplicate_all
+
+
+class ClusterLedgerClient(BookKeeperClient):
+    """>>> client = ClusterLedgerClient(store); ledger = await client.create_ledger(2, 2, 2)"""
+
+    def __init__(self, metadata: MetadataStore, *, request_timeout_s: float = 30.0) -> None:
+        super().__init__(metadata, {})
+        self._request_timeout_s = request_timeout_s
+        self._available: list[str] = []
+        self._remotes: dict[str, RemoteBookie] = {}
+
+    async def create_ledger(
+        self,
+        ensemble_size: int = 1,
+        write_quorum: int = 1,
+        ack_quorum: int = 1,
+        custom: dict[str, str] | None = None,
+    ):
+        await self._refresh()
+        return await super().create_ledger(ensemble_size, write_quorum, ack_quorum, custom)
+
+    async def open_ledger(self, ledger_id: int, recovery: bool = True):
+        if recovery:
+            await self._refresh()  # a recovery may need a spare bookie
+        return await super().open_ledger(ledger_id, recovery)
+
+    async def _refresh(self) -> None:
+        self._available = await available_bookies(self._store)
+        self._reach(self._available)
+
+    async def rereplicate(self) -> tuple[list[Copied], list[str]]:
+        """Copy what bookies no longer registered held onto the others (closed ledgers)."""
+        await self._refresh()
+        return await rereplicate_all(self._store, self.bookies, sorted(self._available))
+
+    def _candidates(self) -> list[str]:
+        return sorted(self._available)
+
+    def _reach(self, bookie_ids: list[str]) -> None:
+        for bookie_id in bookie_ids:
+            if bookie_id not in self._remotes:
+                remote = RemoteBookie(bookie_id, request_timeout_s=self._request_timeout_s)
+                self._remotes[bookie_id] = remote
+                self.bookies[bookie_id] = remote
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            for remote in self._remotes.values():
+                await remote.close()

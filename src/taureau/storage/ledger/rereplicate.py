@@ -1,0 +1,98 @@
+"""Re-replication: copy what a lost bookie held onto another, so closed ledgers regain their copies.
+
+A bookie that is gone (not registered as available) leaves every entry it stored with one
+copy fewer. For each CLOSED ledger naming it in a segment, this reads those entries from the
+other members of their write sets, writes them to a replacement bookie that is not in that
+segment yet, and records the replacement in the ledger metadata (compare-and-set; a ledger
+changed meanwhile is left for the next run). OPEN ledgers are their writer's (ensemble
+change) or their recovery's business, and are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from taureau.common.errors import BadVersionError, NoSuchEntryError, NotEnoughBookiesError, StorageError
+from taureau.metadata.store import MetadataStore
+from taureau.storage.ledger import format as fmt
+from taureau.storage.ledger.api import LedgerMetadata, LedgerState
+from taureau.storage.ledger.reads import BookieClient, read_stored
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Copied:
+    ledger_id: int
+    lost: str
+    replacement: str
+    entries: int
+
+
+async def rereplicate_ledger(
+    store: MetadataStore, bookies: Mapping[str, BookieClient], ledger_id: int, available: list[str]
+) -> list[Copied]:
+    """Re-replicate one ledger's entries held by bookies not in `available`; what was copied."""
+    found = await store.get(fmt.ledger_path(ledger_id))
+    if found is None:
+        return []
+    md, version = fmt.decode_metadata(found[0]), found[1].version
+    if md.state is not LedgerState.CLOSED:
+        return []
+    up = set(available)
+    alive = {b: client for b, client in bookies.items() if b in up}  # never wait on a lost one
+    done: list[Copied] = []
+    for index, (first, members) in enumerate(md.ensembles):
+        end = md.ensembles[index + 1][0] - 1 if index + 1 < len(md.ensembles) else md.last_entry_id
+        for lost in [b for b in dict.fromkeys(members) if b not in up]:
+            spare = next((b for b in available if b not in members and b in alive), None)
+            if spare is None:
+                raise NotEnoughBookiesError(f"ledger {ledger_id}: no bookie can replace {lost}")
+            count = await _copy(alive, md, lost, spare, first, end)
+            members = [spare if b == lost else b for b in members]
+            md.ensembles[index] = (first, members)
+            done.append(Copied(ledger_id, lost, spare, count))
+    if not done:
+        return []
+    md.ensemble = md.ensembles[-1][1]
+    try:
+        await store.put(fmt.ledger_path(ledger_id), fmt.encode_metadata(md), version)
+    except BadVersionError:
+        log.warning("ledger %d changed while it was re-replicated; it is left for the next run", ledger_id)
+        return []
+    return done
+
+
+async def _copy(
+    bookies: Mapping[str, BookieClient], md: LedgerMetadata, lost: str, spare: str, first: int, end: int
+) -> int:
+    count = 0
+    target = bookies[spare]
+    for entry_id in range(first, end + 1):
+        if lost not in fmt.write_set(md, entry_id):
+            continue
+        stored, _ = await read_stored(bookies, md, entry_id)
+        if stored is None:
+            raise NoSuchEntryError(f"entry {md.ledger_id}:{entry_id} is on none of its remaining bookies")
+        # The spare never saw this ledger, but a recovery add is what re-replication is.
+        await target.add_entry(md.ledger_id, entry_id, stored, recovery_add=True)
+        count += 1
+    return count
+
+
+async def rereplicate_all(
+    store: MetadataStore, bookies: Mapping[str, BookieClient], available: list[str]
+) -> tuple[list[Copied], list[str]]:
+    """Every ledger under /ledgers: (what was copied, one line per ledger that could not be)."""
+    copied: list[Copied] = []
+    problems: list[str] = []
+    for name in await store.children(fmt.LEDGERS_PATH):
+        if not name.isdigit():
+            continue
+        try:
+            copied += await rereplicate_ledger(store, bookies, int(name), available)
+        except StorageError as exc:
+            problems.append(f"ledger {name}: {exc}")
+    return copied, problems

@@ -1,0 +1,66 @@
+"""Start and kill real `taureau bookie` processes for cluster tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tests.e2e.harness import free_port
+
+READY = "Taureau bookie ready"
+
+
+class BookieProcess:
+    def __init__(self, data_dir: Path, metadata_url: str, *extra: str, session_timeout_s: float = 2.0) -> None:
+        self.data_dir = data_dir
+        self.metadata_url = metadata_url
+        self.port = free_port()
+        self.extra = [*extra, "--metadata-session-timeout", str(session_timeout_s)]
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    @property
+    def bookie_id(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> BookieProcess:
+        args = [
+            sys.executable, "-m", "taureau.cli.main", "bookie", "--metadata-store", self.metadata_url,
+            "--data-dir", str(self.data_dir), "--port", str(self.port), "--bind-address", "127.0.0.1",
+            "--advertised-address", "127.0.0.1", *self.extra,
+        ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        ready = threading.Event()
+
+        def pump(stream) -> None:
+            for line in stream:
+                self.output.append(line)
+                if READY in line:
+                    ready.set()
+
+        threading.Thread(target=pump, args=(self.proc.stdout,), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError("bookie did not start:\n" + "".join(self.output[-30:]))
+        return self
+
+    def kill(self) -> None:
+        """kill -9."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def stop(self) -> int:
+        if self.proc is None:
+            return 0
+        self.proc.terminate()
+        try:
+            return self.proc.wait(20)
+        finally:
+            self.proc = None

@@ -1,0 +1,176 @@
+"""The dashboard's endpoints over plain HTTP against a real standalone: the page at `/`,
+`examinemessage` (the last messages of a topic, whatever was acknowledged), the live stream of
+rates, and `--no-dashboard`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from taureau.dashboard import assets
+from tests.e2e.harness import Standalone
+
+BASE = "/admin/v2/persistent/public/default"
+
+
+def _examine(standalone, topic: str, **params) -> httpx.Response:
+    return httpx.get(f"{standalone.admin_url}{BASE}/{topic}/examinemessage", params=params)
+
+
+def test_the_page_is_served_at_the_root(standalone):
+    page = httpx.get(f"{standalone.admin_url}/")
+    if assets.missing():  # never built here: the page says how, rather than half-working
+        assert page.status_code == 503
+        assert assets.BUILD_COMMAND in page.text
+        return
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<script src="/dashboard/app.js"' in page.text
+    script = httpx.get(f"{standalone.admin_url}/dashboard/app.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert httpx.get(f"{standalone.admin_url}/dashboard/nothing.js").status_code == 404
+
+
+def test_examinemessage_reads_from_either_end_whatever_was_acknowledged(standalone, client):
+    topic = "dash-examine"
+    consumer = client.subscribe(f"persistent://public/default/{topic}", "reader")
+    producer = client.create_producer(f"persistent://public/default/{topic}", batching_enabled=False)
+    for i in range(3):
+        producer.send(f"single-{i}".encode(), partition_key=f"k{i}", properties={"n": str(i)})
+    for _ in range(3):
+        consumer.acknowledge(consumer.receive(5000))  # acknowledged: examine still reads them
+    batched = client.create_producer(f"persistent://public/default/{topic}", batching_enabled=True,
+                                     batching_max_messages=5, batching_max_publish_delay_ms=1000)
+    for i in range(5):
+        batched.send_async(f"batched-{i}".encode(), None)
+    batched.flush()
+
+    last = _examine(standalone, topic)  # defaults: initialPosition=latest, messagePosition=1
+    assert last.status_code == 200
+    assert last.content == b"batched-0"  # the first message of the last entry, a batch of 5
+    assert last.headers["X-Pulsar-num-batch-message"] == "5"
+    assert last.headers["X-Pulsar-batch-index"] == "0"
+    second_last = _examine(standalone, topic, initialPosition="latest", messagePosition=2)
+    assert second_last.content == b"single-2"
+    assert second_last.headers["X-Pulsar-partition-key"] == "k2"
+    assert json.loads(second_last.headers["X-Pulsar-PROPERTY"]) == {"n": "2"}
+    assert "X-Pulsar-num-batch-message" not in second_last.headers
+    first = _examine(standalone, topic, initialPosition="earliest", messagePosition=1)
+    assert first.content == b"single-0"
+    ledger, entry = first.headers["X-Pulsar-Message-ID"].split(":")
+    assert int(entry) == 0 and int(ledger) >= 0
+    assert _examine(standalone, topic, initialPosition="earliest", messagePosition=4).content == b"batched-0"
+
+
+@pytest.mark.parametrize("params,status,reason", [
+    ({"initialPosition": "middle"}, 400, "initialPosition must be latest or earliest"),
+    ({"messagePosition": 0}, 400, "messagePosition must be >= 1"),
+    ({"messagePosition": -3}, 400, "messagePosition must be >= 1"),
+    ({"messagePosition": 5}, 404, "fewer than 5"),
+])
+def test_examinemessage_refuses_bad_positions(standalone, client, params, status, reason):
+    producer = client.create_producer("persistent://public/default/dash-bad-examine")
+    producer.send(b"only")
+    response = _examine(standalone, "dash-bad-examine", **params)
+    assert response.status_code == status
+    assert reason in response.json()["reason"]
+    assert _examine(standalone, "dash-bad-examine").content == b"only"  # still serving
+
+
+def test_examinemessage_of_a_missing_topic_or_a_non_number(standalone):
+    missing = _examine(standalone, "dash-never-created")
+    assert missing.status_code == 404
+    assert "does not exist" in missing.json()["reason"]
+    assert _examine(standalone, "dash-never-created", messagePosition="two").status_code == 422
+
+
+def _live_samples(standalone, count: int, timeout: float = 15.0) -> list[dict]:
+    samples: list[dict] = []
+    kind = ""
+    with httpx.stream("GET", f"{standalone.admin_url}/admin/taureau/live", timeout=timeout) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: ") and kind == "sample":
+                samples.append(json.loads(line[6:]))
+                if len(samples) == count:
+                    break
+    return samples
+
+
+def test_the_live_stream_carries_each_topics_rate_backlog_and_storage(standalone, client):
+    name = "persistent://public/default/dash-live"
+    client.subscribe(name, "behind")  # never reads: a backlog
+    producer = client.create_producer(name, batching_enabled=False)
+    deadline = time.monotonic() + 15
+    row = None
+    while row is None or row["rateIn"] == 0:
+        assert time.monotonic() < deadline, f"no rate for {name} in the live stream: {row}"
+        for _ in range(50):
+            producer.send_async(b"x" * 100, None)
+        producer.flush()
+        sample = _live_samples(standalone, 1)[0]
+        row = next((r for r in sample["topics"] if r["name"] == name), None)
+    assert row["rateIn"] > 0 and row["throughputIn"] >= row["rateIn"] * 100
+    assert row["backlog"] >= 50 and row["storage"] > 5000
+    assert row["producers"] == 1 and row["subscriptions"] == 1
+    assert sample["totals"]["rateIn"] >= row["rateIn"]
+    assert sample["topicCount"] >= 1
+    assert sample["functions"] == []  # the worker runs, no function is deployed in this module
+
+
+def test_no_dashboard_serves_neither_the_page_nor_the_stream(tmp_path):
+    server = Standalone(tmp_path, "--no-dashboard", "--no-functions").start()
+    try:
+        assert httpx.get(f"{server.admin_url}/").status_code == 404
+        assert httpx.get(f"{server.admin_url}/admin/taureau/live").status_code == 404
+        assert httpx.get(f"{server.admin_url}/admin/v2/tenants").json() == ["public"]
+    finally:
+        assert server.stop() == 0
+
+
+def test_an_open_live_stream_does_not_hold_up_a_stop(tmp_path):
+    server = Standalone(tmp_path, "--no-functions").start()
+    with httpx.stream("GET", f"{server.admin_url}/admin/taureau/live", timeout=30) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("retry:")
+        started = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - started < 5  # the stream ends first; no graceful-shutdown wait
+        rest = list(lines)  # the server ended the response: iteration stops, no hang
+    assert any(line.startswith("event: ") for line in rest)
+
+
+def test_standalone_help_lists_no_dashboard():
+    done = subprocess.run([sys.executable, "-m", "taureau.cli.main", "standalone", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "--no-dashboard" in done.stdout
+
+
+def test_with_auth_on_the_stream_is_a_superusers_and_the_page_asks_for_credentials(tmp_path):
+    from tests.security.helpers import Keys, rest, start
+
+    (tmp_path / "keys").mkdir()
+    keys = Keys(tmp_path / "keys")
+    server = start(tmp_path, keys)
+    try:
+        with rest(server) as anonymous:
+            assert anonymous.get("/").status_code == 401
+            refused = anonymous.get("/admin/taureau/live")
+            assert refused.status_code == 401 and "authentication required" in refused.json()["reason"]
+        with rest(server, keys.token("bob")) as bob:  # authenticated, not a superuser
+            assert bob.get("/admin/taureau/live").status_code == 403
+            assert bob.get(f"{BASE}/anything/examinemessage").status_code == 403
+        with rest(server, keys.token("admin")) as admin, admin.stream("GET", "/admin/taureau/live") as stream:
+            assert stream.status_code == 200
+            assert next(stream.iter_lines()).startswith("retry:")
+    finally:
+        assert server.stop() == 0

@@ -1,0 +1,136 @@
+"""What only the ZooKeeper store has: several live sessions, session expiry, lost servers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from kazoo.client import KazooClient
+
+from taureau.common.errors import MetadataConnectionError, SessionExpiredError
+from taureau.metadata import WatchEvent
+from taureau.metadata.zookeeper import ZooKeeperMetadataStore
+from taureau.testing.zookeeper import ZooKeeperServer, free_port, missing_reason
+
+pytestmark = pytest.mark.anyio
+
+
+async def eventually(predicate, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def expire(store: ZooKeeperMetadataStore, hosts: str) -> None:
+    """End `store`'s session from outside: a second client takes it over with its id and
+    password and closes it (how ZooKeeper's own tests expire a session)."""
+    thief = KazooClient(hosts=hosts, client_id=store.session_credentials)
+    thief.start(10)
+    thief.stop()
+    thief.close()
+
+
+async def test_an_ephemeral_lives_exactly_as_long_as_its_session(zk_url):
+    owner = await ZooKeeperMetadataStore.open(zk_url)
+    observer = await ZooKeeperMetadataStore.open(zk_url)
+    await owner.put("/brokers/b1", b"10.0.0.1:6650", -1, ephemeral=True)
+    value, stat = await observer.get("/brokers/b1")
+    assert value == b"10.0.0.1:6650" and stat.ephemeral
+    seen: list[WatchEvent] = []
+    observer.watch("/brokers/b1", lambda e, p: seen.append(e))
+    await asyncio.sleep(0.1)  # the watch's first read is in
+    await owner.close()
+    await eventually(lambda: seen == [WatchEvent.DELETED])
+    assert await observer.get("/brokers/b1") is None
+    await observer.close()
+
+
+async def test_session_expiry_removes_ephemerals_tells_watchers_and_fails_later_calls(zookeeper, zk_url):
+    owner = await ZooKeeperMetadataStore.open(zk_url, session_timeout_s=2.0)
+    observer = await ZooKeeperMetadataStore.open(zk_url)
+    await owner.put("/brokers/b1", b"me", ephemeral=True)
+    await owner.put("/keep", b"persistent")
+    told: list[tuple[WatchEvent, str]] = []
+    owner.watch("/keep", lambda e, p: told.append((e, p)))
+    gone: list[WatchEvent] = []
+    observer.watch("/brokers/b1", lambda e, p: gone.append(e))
+    await asyncio.sleep(0.1)
+    await asyncio.to_thread(expire, owner, zookeeper.url.removeprefix("zk://"))
+    await eventually(lambda: owner.expired)
+    await eventually(lambda: (WatchEvent.SESSION_EXPIRED, "/keep") in told)
+    with pytest.raises(SessionExpiredError, match="expired"):
+        await owner.get("/keep")
+    with pytest.raises(SessionExpiredError):
+        await owner.put("/brokers/b1", b"again", ephemeral=True)
+    await eventually(lambda: gone == [WatchEvent.DELETED])
+    assert await observer.get("/brokers/b1") is None
+    assert (await observer.get("/keep"))[0] == b"persistent"
+    await owner.close()  # closing an expired store is quiet
+    # A new session registers again, as a broker or bookie would after expiry.
+    fresh = await ZooKeeperMetadataStore.open(zk_url)
+    await fresh.put("/brokers/b1", b"me again", -1, ephemeral=True)
+    assert (await observer.get("/brokers/b1"))[0] == b"me again"
+    await fresh.close()
+    await observer.close()
+
+
+async def test_chroots_are_separate_trees(zookeeper, zk_url):
+    one = await ZooKeeperMetadataStore.open(zk_url + "/one")
+    two = await ZooKeeperMetadataStore.open(zk_url + "/two")
+    await one.put("/x", b"1")
+    assert await two.get("/x") is None and await two.children("/") == []
+    parent = await ZooKeeperMetadataStore.open(zk_url)
+    assert await parent.children("/") == ["one", "two"]
+    assert (await parent.get("/one/x"))[0] == b"1"
+    unrooted = await ZooKeeperMetadataStore.open(zookeeper.url)
+    assert "zookeeper" not in await unrooted.children("/")  # ZooKeeper's own node is hidden
+    for store in (one, two, parent, unrooted):
+        await store.close()
+
+
+async def test_no_server_is_a_clear_error_in_bounded_time():
+    started = time.monotonic()
+    with pytest.raises(MetadataConnectionError, match="did not answer within 1s"):
+        await ZooKeeperMetadataStore.open(f"zk://127.0.0.1:{free_port()}", connect_timeout_s=1.0)
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
+async def test_a_server_killed_mid_session_fails_calls_with_a_connection_error(tmp_path):
+    server = ZooKeeperServer(str(tmp_path / "zk"))
+    await asyncio.to_thread(server.start)
+    try:
+        store = await ZooKeeperMetadataStore.open(server.url, op_timeout_s=2.0, session_timeout_s=4.0)
+        await store.put("/a", b"1")
+        server.kill()
+        with pytest.raises(MetadataConnectionError):
+            await store.get("/a")
+        await store.close()
+    finally:
+        server.kill()
+
+
+@pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
+async def test_watches_and_ephemerals_survive_a_server_restart_within_the_session(tmp_path):
+    server = ZooKeeperServer(str(tmp_path / "zk"))
+    await asyncio.to_thread(server.start)
+    try:
+        store = await ZooKeeperMetadataStore.open(server.url, session_timeout_s=20.0)
+        await store.put("/w", b"1")
+        await store.put("/mine", b"e", ephemeral=True)
+        seen: list[WatchEvent] = []
+        store.watch("/w", lambda e, p: seen.append(e))
+        await asyncio.sleep(0.2)
+        server.stop()
+        await asyncio.to_thread(server.start)  # same port, same data: the session lives on
+        other = await ZooKeeperMetadataStore.open(server.url)
+        await other.put("/w", b"2")
+        await eventually(lambda: WatchEvent.MODIFIED in seen)
+        assert (await other.get("/mine"))[1].ephemeral  # still held by the first session
+        assert not store.expired and (await store.get("/w"))[0] == b"2"
+        await other.close()
+        await store.close()
+    finally:
+        server.kill()

@@ -1,0 +1,127 @@
+// The one live stream (server-sent events): the history of totals first, then a sample a
+// second. Per-topic and per-function series are kept here from the moment the page opened.
+export interface Totals {
+  rateIn: number;
+  rateOut: number;
+  throughputIn: number;
+  throughputOut: number;
+  backlog: number;
+  storage: number;
+}
+
+export interface TopicRow extends Totals {
+  name: string;
+  producers: number;
+  subscriptions: number;
+}
+
+export interface FunctionRow {
+  fqfn: string;
+  instances: number;
+  running: number;
+  processed: number;
+  failed: number;
+  processedRate: number;
+  failedRate: number;
+  backlog: number;
+}
+
+export interface MemoryServer {
+  address: string;
+  state: string;
+  block_size: number;
+  blocks: number;
+  used: number;
+  free: number;
+  used_bytes: number;
+  budget_bytes: number;
+}
+
+export interface StateSample {
+  servers: MemoryServer[];
+  namespaces: { path: string; blocks: number; quota: number | null }[];
+  structures: number;
+  counters: Record<string, number>;
+}
+
+export interface Sample {
+  t: number;
+  totals: Totals;
+  topics: TopicRow[];
+  topicCount: number;
+  functions?: FunctionRow[];
+  state?: StateSample;
+}
+
+const POINTS = 900; // 15 minutes at one sample a second
+const TRACKED = 200; // series kept per kind; the least recently seen goes first
+
+export class Series {
+  readonly t: number[] = [];
+  readonly a: number[] = [];
+  readonly b: number[] = [];
+
+  push(tMs: number, a: number, b: number): void {
+    this.t.push(tMs / 1000);
+    this.a.push(a);
+    this.b.push(b);
+    if (this.t.length > POINTS) {
+      this.t.shift();
+      this.a.shift();
+      this.b.shift();
+    }
+  }
+}
+
+function track(map: Map<string, Series>, key: string): Series {
+  let series = map.get(key);
+  if (series) map.delete(key); // re-inserted: the map's order is least recently seen first
+  else series = new Series();
+  map.set(key, series);
+  if (map.size > TRACKED) map.delete(map.keys().next().value as string);
+  return series;
+}
+
+type Listener = (sample: Sample) => void;
+
+class Live {
+  latest: Sample | null = null;
+  readonly totals = new Series();
+  readonly topics = new Map<string, Series>();
+  readonly functions = new Map<string, Series>();
+  readonly stateEvents = new Series(); // splits and merges since start, one point a sample
+  private readonly listeners = new Set<Listener>();
+  private statusListener: (connected: boolean) => void = () => {};
+
+  start(onStatus: (connected: boolean) => void): void {
+    this.statusListener = onStatus;
+    const source = new EventSource("/admin/taureau/live");
+    source.onopen = () => this.statusListener(true);
+    source.onerror = () => this.statusListener(false); // EventSource reconnects by itself
+    source.addEventListener("history", (event) => {
+      const points = JSON.parse((event as MessageEvent).data) as ({ t: number } & Totals)[];
+      if (this.totals.t.length > 0) return; // a reconnect: keep what we have
+      for (const p of points) this.totals.push(p.t, p.rateIn, p.rateOut);
+    });
+    source.addEventListener("sample", (event) => this.onSample(JSON.parse((event as MessageEvent).data) as Sample));
+  }
+
+  private onSample(sample: Sample): void {
+    this.latest = sample;
+    this.totals.push(sample.t, sample.totals.rateIn, sample.totals.rateOut);
+    for (const row of sample.topics) track(this.topics, row.name).push(sample.t, row.rateIn, row.rateOut);
+    for (const row of sample.functions ?? []) {
+      track(this.functions, row.fqfn).push(sample.t, row.processedRate, row.failedRate);
+    }
+    if (sample.state) this.stateEvents.push(sample.t, sample.state.counters.splits ?? 0, sample.state.counters.merges ?? 0);
+    for (const listener of this.listeners) listener(sample);
+  }
+
+  subscribe(listener: Listener): () => void {
+    this.listeners.add(listener);
+    if (this.latest) listener(this.latest);
+    return () => this.listeners.delete(listener);
+  }
+}
+
+export const live = new Live();
