@@ -1,6 +1,6 @@
 """Messaging benchmark: Taureau standalone against Apache Pulsar, Redis Streams and NATS JetStream.
 
-Run: /work/venv/bin/python bench/messaging.py [--duration 5] [--only taureau,pulsar,redis,nats]
+Run: python bench/messaging.py [--duration 5] [--only taureau,pulsar,redis,nats]
      [--quick] [--procs 1,2] [--no-fsync] [--profile] [--plot] [--json out.json]
 
 For each system, with 100-byte messages and the client's batching on and off, it measures
