@@ -62,6 +62,24 @@ def test_max_consumers_per_topic(standalone, client):
     client.subscribe(topic, "b").close()
 
 
+def test_max_subscriptions_per_topic(standalone, client):
+    ns = _namespace(standalone, "lim-subscriptions")
+    topic = f"persistent://{ns}/t"
+    set_ = _admin(standalone, "namespaces", "set-max-subscriptions-per-topic", ns, "-s", "2")
+    assert set_.returncode == 0, set_.stderr
+    client.subscribe(topic, "a").close()
+    client.subscribe(topic, "b").close()
+    with pytest.raises(pulsar.NotAllowedError):
+        client.subscribe(topic, "c")
+    stats = httpx.get(f"{standalone.admin_url}/admin/v2/persistent/{ns}/t/stats").json()
+    assert sorted(stats["subscriptions"]) == ["a", "b"]  # the refused one left nothing behind
+    client.subscribe(topic, "a").close()  # an existing subscription is not a new one
+    reader = client.create_reader(topic, pulsar.MessageId.earliest)  # readers are not counted
+    reader.close()
+    assert _admin(standalone, "namespaces", "remove-max-subscriptions-per-topic", ns).returncode == 0
+    client.subscribe(topic, "c").close()
+
+
 def test_max_topics_per_namespace(standalone, client):
     ns = _namespace(standalone, "lim-topics")
     assert _admin(standalone, "namespaces", "set-max-topics-per-namespace", ns, "-t", "3").returncode == 0
@@ -115,6 +133,7 @@ def test_bad_limits_are_refused_and_store_nothing(standalone):
     with httpx.Client(base_url=standalone.admin_url, timeout=10) as http:
         for path, body in [("maxProducersPerTopic", -1), ("maxProducersPerTopic", "2"),
                            ("maxConsumersPerTopic", True), ("maxTopicsPerNamespace", 1.5),
+                           ("maxSubscriptionsPerTopic", -2),
                            ("publishRate", {"publishThrottlingRateInMsg": -5}),
                            ("publishRate", {"publishThrottlingRateInMsg": "fast"}),
                            ("publishRate", {"rate": 1}), ("publishRate", [1])]:

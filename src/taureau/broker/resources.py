@@ -148,7 +148,8 @@ class PublishRate:
 
 
 # The namespace limits one tenant sets so as not to starve the others (Pulsar's names).
-LIMIT_FIELDS = ("max_producers_per_topic", "max_consumers_per_topic", "max_topics_per_namespace")
+LIMIT_FIELDS = ("max_producers_per_topic", "max_consumers_per_topic", "max_subscriptions_per_topic",
+                "max_topics_per_namespace")
 
 
 def check_limit(value: Any, what: str) -> int | None:
@@ -178,6 +179,7 @@ class NamespacePolicies:
     auth_policies: AuthPolicies = field(default_factory=AuthPolicies)
     max_producers_per_topic: int | None = None
     max_consumers_per_topic: int | None = None
+    max_subscriptions_per_topic: int | None = None
     max_topics_per_namespace: int | None = None
     publishMaxMessageRate: PublishRate | None = None  # noqa: N815
 

@@ -429,6 +429,7 @@ def apply_limits(topic: PersistentTopic, policies: NamespacePolicies) -> None:
     Producers and consumers already over a lowered cap stay (as in Pulsar); new ones wait."""
     topic.max_producers = policies.max_producers_per_topic or 0
     topic.max_consumers = policies.max_consumers_per_topic or 0
+    topic.max_subscriptions = policies.max_subscriptions_per_topic or 0
     rate = policies.publishMaxMessageRate
     if rate is None or not rate.limited:
         topic.publish_limiter = None

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from taureau.broker import validated
 from taureau.broker.access import Admitted, ProducerAccess, Queued
+from taureau.broker.compaction.topic_compaction import CURSOR as COMPACTION_CURSOR
 from taureau.broker.compaction.topic_compaction import TopicCompaction
 from taureau.broker.compaction.view import CompactedView, unwrap
 from taureau.broker.consumer import Consumer
@@ -28,6 +29,7 @@ from taureau.broker.subscription import Subscription, SubType
 from taureau.common.errors import (
     BrokerError,
     ConsumerBusyError,
+    NotAllowedError,
     ProducerBusyError,
     ServiceNotReadyError,
     StorageError,
@@ -78,6 +80,7 @@ class PersistentTopic:
         # The namespace's limits (0: none) and publish throttle, set by the broker service.
         self.max_producers = 0
         self.max_consumers = 0
+        self.max_subscriptions = 0  # durable subscriptions a topic may have (0: any number)
         self.publish_limiter: PublishRateLimiter | None = None
         self.msg_in = 0
         self.bytes_in = 0
@@ -248,6 +251,7 @@ class PersistentTopic:
         created = False
         if sub is None:
             if durable:
+                self._check_subscription_room()
                 cursor = await self.ledger.open_cursor(subscription, initial_position)
             else:
                 cursor = self.ledger.new_non_durable_cursor(subscription, start_position or LATEST)
@@ -262,6 +266,16 @@ class PersistentTopic:
                 await self._drop_new_subscription(sub)
             raise
         return sub
+
+    def _check_subscription_room(self) -> None:
+        """Pulsar's maxSubscriptionsPerTopic: durable subscriptions, compaction's own not counted."""
+        if not self.max_subscriptions:
+            return
+        durable = sum(1 for name, sub in self.subscriptions.items() if sub.durable and name != COMPACTION_CURSOR)
+        if durable >= self.max_subscriptions:
+            raise NotAllowedError(
+                f"Exceed the maximum number of subscriptions of the topic ({self.max_subscriptions}): {self.name}"
+            )
 
     def consumer_count(self) -> int:
         return sum(len(sub.consumers) for sub in self.subscriptions.values())

@@ -213,6 +213,7 @@ def _rate(text: str) -> int:
 NAMESPACE_LIMITS = [
     ("max-producers-per-topic", "maxProducersPerTopic", ("-p", "--max-producers-per-topic")),
     ("max-consumers-per-topic", "maxConsumersPerTopic", ("-c", "--max-consumers-per-topic")),
+    ("max-subscriptions-per-topic", "maxSubscriptionsPerTopic", ("-s", "--max-subscriptions-per-topic")),
     ("max-topics-per-namespace", "maxTopicsPerNamespace", ("-t", "--max-topics-per-namespace")),
 ]
 

@@ -1,5 +1,5 @@
 """Namespace limits on Pulsar's REST paths, so that one tenant cannot starve the others:
-`maxProducersPerTopic`, `maxConsumersPerTopic`, `maxTopicsPerNamespace` (an integer, 0 for no
+`maxProducersPerTopic`, `maxConsumersPerTopic`, `maxSubscriptionsPerTopic`, `maxTopicsPerNamespace` (an integer, 0 for no
 limit) and `publishRate` (Pulsar's PublishRate, applied to each topic of the namespace)."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ router = APIRouter(prefix="/admin/v2/namespaces", tags=["namespaces"])
 _COUNTS = {
     "maxProducersPerTopic": "max_producers_per_topic",
     "maxConsumersPerTopic": "max_consumers_per_topic",
+    "maxSubscriptionsPerTopic": "max_subscriptions_per_topic",
     "maxTopicsPerNamespace": "max_topics_per_namespace",
 }
 
