@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request, Response
 
-from taureau.broker.admin.namespaces import get_policies, set_policy
+from taureau.broker.admin.namespaces import count_routes, get_policies, set_policy
 from taureau.broker.resources import PublishRate, check_limit
 
 router = APIRouter(prefix="/admin/v2/namespaces", tags=["namespaces"])
@@ -22,24 +22,8 @@ _COUNTS = {
 }
 
 
-def _count_routes(path: str, field: str) -> None:
-    async def get_limit(request: Request, tenant: str, namespace: str) -> int | None:
-        return (await get_policies(request, tenant, namespace))[field]
-
-    async def set_limit(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
-        return await set_policy(request, tenant, namespace, field, check_limit(body, path))
-
-    async def remove_limit(request: Request, tenant: str, namespace: str) -> Response:
-        return await set_policy(request, tenant, namespace, field, None)
-
-    route = f"/{{tenant}}/{{namespace}}/{path}"
-    router.add_api_route(route, get_limit, methods=["GET"], name=f"get_{field}")
-    router.add_api_route(route, set_limit, methods=["POST"], status_code=204, name=f"set_{field}")
-    router.add_api_route(route, remove_limit, methods=["DELETE"], status_code=204, name=f"remove_{field}")
-
-
 for _path, _field in _COUNTS.items():
-    _count_routes(_path, _field)
+    count_routes(router, _path, _field, check_limit, None)
 
 
 @router.get("/{tenant}/{namespace}/publishRate")

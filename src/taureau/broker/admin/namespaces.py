@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Request, Response
@@ -176,26 +177,29 @@ _flag_routes("isAllowAutoUpdateSchema", "is_allow_auto_update_schema")
 # -- compaction -------------------------------------------------------------------------------
 
 
-def _count_routes(path: str, field: str) -> None:
-    """GET, set (PUT or POST) and DELETE (back to 0) of one non-negative integer policy."""
+def count_routes(
+    target: APIRouter, path: str, field: str, parse: Callable[[Any, str], Any], removed: Any
+) -> None:
+    """GET, set (PUT or POST, the body checked by `parse`) and DELETE (back to `removed`) of one
+    integer namespace policy."""
 
-    async def get_count(request: Request, tenant: str, namespace: str) -> int:
+    async def get_count(request: Request, tenant: str, namespace: str) -> int | None:
         return (await get_policies(request, tenant, namespace))[field]
 
     async def set_count(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
-        return await set_policy(request, tenant, namespace, field, _non_negative_int(body, path))
+        return await set_policy(request, tenant, namespace, field, parse(body, path))
 
     async def remove_count(request: Request, tenant: str, namespace: str) -> Response:
-        return await set_policy(request, tenant, namespace, field, 0)
+        return await set_policy(request, tenant, namespace, field, removed)
 
     route = f"/{{tenant}}/{{namespace}}/{path}"
-    router.add_api_route(route, get_count, methods=["GET"], name=f"get_{field}")
-    router.add_api_route(route, set_count, methods=["PUT", "POST"], status_code=204, name=f"set_{field}")
-    router.add_api_route(route, remove_count, methods=["DELETE"], status_code=204, name=f"remove_{field}")
+    target.add_api_route(route, get_count, methods=["GET"], name=f"get_{field}")
+    target.add_api_route(route, set_count, methods=["PUT", "POST"], status_code=204, name=f"set_{field}")
+    target.add_api_route(route, remove_count, methods=["DELETE"], status_code=204, name=f"remove_{field}")
 
 
-_count_routes("compactionThreshold", "compaction_threshold")
-_count_routes("messageTTL", "message_ttl_in_seconds")
+count_routes(router, "compactionThreshold", "compaction_threshold", _non_negative_int, 0)
+count_routes(router, "messageTTL", "message_ttl_in_seconds", _non_negative_int, 0)
 
 
 # -- message TTL and backlog quotas -----------------------------------------------------------
