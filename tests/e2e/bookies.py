@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-from tests.e2e.harness import free_port
+from tests.e2e.harness import free_port, spawn_until_ready
 
 READY = "Taureau bookie ready"
 
@@ -32,21 +30,7 @@ class BookieProcess:
             "--data-dir", str(self.data_dir), "--port", str(self.port), "--bind-address", "127.0.0.1",
             "--advertised-address", "127.0.0.1", *self.extra,
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        ready = threading.Event()
-
-        def pump(stream) -> None:
-            for line in stream:
-                self.output.append(line)
-                if READY in line:
-                    ready.set()
-
-        threading.Thread(target=pump, args=(self.proc.stdout,), daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError("bookie did not start:\n" + "".join(self.output[-30:]))
+        self.proc = spawn_until_ready(args, READY, self.output, timeout, "bookie")
         return self
 
     def kill(self) -> None:

@@ -20,6 +20,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def spawn_until_ready(args: list[str], ready_line: str, output: list[str], timeout: float, what: str,
+                      env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `args`, collecting its output lines into `output`, and return once a line holds
+    `ready_line`; kill -9 it and raise RuntimeError (with its last lines) if it exits or takes
+    longer than `timeout` seconds."""
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
+    )
+    ready = threading.Event()
+
+    def pump(stream) -> None:
+        for line in stream:
+            output.append(line)
+            if ready_line in line:
+                ready.set()
+
+    threading.Thread(target=pump, args=(proc.stdout,), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not ready.wait(0.02):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"{what} did not start:\n" + "".join(output[-50:]))
+    return proc
+
+
 class Standalone:
     """One `taureau standalone` process on free ports with its own data directory."""
 
@@ -65,23 +91,7 @@ class Standalone:
             *self.extra,
         ]
         started = time.monotonic()
-        self.proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **self.env}
-        )
-        ready = threading.Event()
-
-        def pump(stream) -> None:
-            for line in stream:
-                self.output.append(line)
-                if READY in line:
-                    ready.set()
-
-        threading.Thread(target=pump, args=(self.proc.stdout,), daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not ready.wait(0.02):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError("standalone did not start:\n" + "".join(self.output[-50:]))
+        self.proc = spawn_until_ready(args, READY, self.output, timeout, "standalone", self.env)
         self.startup_seconds = time.monotonic() - started
         return self
 

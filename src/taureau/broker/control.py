@@ -223,9 +223,10 @@ async def producer(session: Session, cmd: pb.BaseCommand) -> None:
         requested_epoch = req.topic_epoch if req.HasField("topic_epoch") else None
         # A producer that will be refused registers no schema version: check its access first.
         topic.check_producer(new, requested_epoch)
-        check_producer_quota(topic, await session.service.resources.get_policies(name.namespace_name))
+        policies = await session.service.resources.get_policies(name.namespace_name)
+        check_producer_quota(topic, policies)
         schema = from_wire(req.schema) if req.HasField("schema") else None
-        new.schema_version = await session.service.schemas.for_producer(name, schema)
+        new.schema_version = await session.service.schemas.for_producer(name, schema, policies)
         # Everything that can fail happens in add_producer, before anything is registered.
         admission = await topic.add_producer(new, requested_epoch)
         if session.closed:  # the client left while the topic epoch was stored

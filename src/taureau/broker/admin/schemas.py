@@ -129,9 +129,8 @@ async def test_compatibility(request: Request, tenant: str, namespace: str, topi
 
 @router.post("/{tenant}/{namespace}/{topic}/version")
 async def version_of(request: Request, tenant: str, namespace: str, topic: str, body: Any = Body(...)) -> dict:
-    schema = _payload(body)
     sid = schema_id(_topic(tenant, namespace, topic))
-    for stored in await _schemas(request).registry.live(sid):
-        if stored.schema is not None and stored.schema.same_definition(schema):
-            return {"version": stored.version}
-    raise SchemaNotFoundError(f"no version of the schema of {sid} is this one")
+    version = await _schemas(request).registry.version_of(sid, _payload(body))
+    if version is None:
+        raise SchemaNotFoundError(f"no version of the schema of {sid} is this one")
+    return {"version": version}

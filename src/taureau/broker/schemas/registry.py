@@ -68,10 +68,9 @@ class SchemaRegistry:
         for _ in range(_RETRIES):
             history = await self.history(schema_id)
             live = _since_delete(history)
-            for stored in live:
-                assert stored.schema is not None
-                if stored.schema.same_definition(schema):
-                    return stored.version
+            found = _version_of(live, schema)
+            if found is not None:
+                return found
             if live and not allow_update:
                 raise IncompatibleSchemaError(
                     f"the schema of {schema_id} differs from every stored version and automatic "
@@ -82,6 +81,10 @@ class SchemaRegistry:
             if version is not None:
                 return version
         raise BrokerError(f"the schema of {schema_id} changed concurrently, try again")
+
+    async def version_of(self, schema_id: str, schema: SchemaData) -> int | None:
+        """The version an identical definition has since the last delete, if any."""
+        return _version_of(await self.live(schema_id), schema)
 
     async def check(self, schema_id: str, schema: SchemaData, strategy: Strategy) -> None:
         """Would `schema` be accepted as the next version (or is it one already)?"""
@@ -129,3 +132,10 @@ class SchemaRegistry:
 def _since_delete(history: list[StoredSchema]) -> list[StoredSchema]:
     last_delete = max((i for i, s in enumerate(history) if s.schema is None), default=-1)
     return history[last_delete + 1 :]
+
+
+def _version_of(live: list[StoredSchema], schema: SchemaData) -> int | None:
+    for stored in live:
+        if stored.schema is not None and stored.schema.same_definition(schema):
+            return stored.version
+    return None

@@ -10,7 +10,7 @@ What a producer or consumer that names a schema gets, as in Pulsar:
 
 from __future__ import annotations
 
-from taureau.broker.resources import Resources
+from taureau.broker.resources import NamespacePolicies, Resources
 from taureau.broker.schemas.compatibility import Strategy
 from taureau.broker.schemas.model import (
     NOT_STORED,
@@ -46,18 +46,22 @@ class TopicSchemas:
         self.registry = registry
         self._resources = resources
 
-    async def strategy(self, topic: TopicName) -> Strategy:
-        """The topic's own strategy if set, else its namespace's."""
+    async def strategy(self, topic: TopicName, policies: NamespacePolicies | None = None) -> Strategy:
+        """The topic's own strategy if set, else its namespace's (`policies`, when the caller
+        has read them already)."""
         own = await self._resources.get_topic_policy(topic, TOPIC_STRATEGY)
         if own is not None:
             return Strategy.parse(own)
-        policies = await self._resources.get_policies(topic.namespace_name)
+        if policies is None:
+            policies = await self._resources.get_policies(topic.namespace_name)
         return Strategy.parse(policies.schema_compatibility_strategy)
 
-    async def for_producer(self, topic: TopicName, schema: SchemaData | None) -> bytes:
+    async def for_producer(self, topic: TopicName, schema: SchemaData | None,
+                           policies: NamespacePolicies | None = None) -> bytes:
         """The schema version a producer writes with (b"": none)."""
         sid = schema_id(topic)
-        policies = await self._resources.get_policies(topic.namespace_name)
+        if policies is None:
+            policies = await self._resources.get_policies(topic.namespace_name)
         if schema is None or schema.type in NOT_STORED:
             if policies.schema_validation_enforced and await self.registry.live(sid):
                 raise IncompatibleSchemaError(
@@ -65,7 +69,7 @@ class TopicSchemas:
                     "a producer must send one"
                 )
             return b""
-        version = await self.registry.add(sid, schema, await self.strategy(topic),
+        version = await self.registry.add(sid, schema, await self.strategy(topic, policies),
                                           allow_update=policies.is_allow_auto_update_schema)
         return encode_version(version)
 
