@@ -308,7 +308,7 @@ class TransactionCoordinator:
     async def end(self, txn_id: TxnId, commit: bool) -> None:
         """END_TXN: decide (durably), then apply; returns once applied."""
         txn = self._txns.get(txn_id)
-        if txn is None:
+        if txn is None or txn.meta.status in (TxnStatus.COMMITTED, TxnStatus.ABORTED):
             raise TransactionNotFoundError(f"transaction {txn_id} not found (never opened, or ended)")
         wanted = TxnStatus.COMMITTING if commit else TxnStatus.ABORTING
         async with txn.lock:
@@ -366,19 +366,19 @@ class TransactionCoordinator:
 
     async def _abort(self, txn: _Txn) -> None:
         meta = txn.meta
+        await self.buffer.drop(meta.txn)
+        await self.log.remove(meta.txn)
+        meta.status = TxnStatus.ABORTED
+        self._forget(txn)  # ended before anyone sees an effect of the abort
+        self.aborted += 1
         for key, positions in meta.acks.items():
             topic_name, _, subscription = key.partition("\x00")
             pending = self.pending.find(topic_name, subscription)
             freed = pending.release(meta.txn, positions) if pending is not None else []
             self.pending.forget_empty(topic_name, subscription)
-            sub = await self._subscription(topic_name, subscription)
-            if sub is not None and freed:
+            sub = await self._subscription(topic_name, subscription) if freed else None
+            if sub is not None:
                 sub.requeue(freed)  # redelivered, as Pulsar does on abort
-        await self.buffer.drop(meta.txn)
-        meta.status = TxnStatus.ABORTED
-        await self.log.remove(meta.txn)
-        self._forget(txn)
-        self.aborted += 1
 
     async def _apply_acks(self, meta: TxnMeta) -> None:
         for key, positions in meta.acks.items():
