@@ -51,7 +51,7 @@ def broker(request, tmp_path_factory):
     if why:
         pytest.skip(why)
     try:
-        server = pulsar_server.start(tmp_path_factory.mktemp("pulsar"))
+        server = pulsar_server.start(tmp_path_factory.mktemp("pulsar"), transactions=True)
     except pulsar_toolchain.RegistryUnreachable as exc:
         pytest.skip(str(exc).splitlines()[0])
     yield Broker("pulsar", server.service_url, server.admin_url)

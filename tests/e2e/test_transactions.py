@@ -4,11 +4,14 @@ other consumers, conflicts, timeouts, bad input, a restart, and the disabled coo
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
 from taureau.protocol import pb
 from tests.e2e.harness import Standalone
+from tests.e2e.test_admin import run_cli
 from tests.e2e.txn_raw import (
     ABORT,
     COMMIT,
@@ -179,9 +182,15 @@ def test_admin_rest_shows_the_coordinator_and_a_transaction(standalone, raw, top
     meta = httpx.get(f"{base}/transactionMetadata/{txn[0]}/{txn[1]}", timeout=10)
     assert meta.status_code == 200, meta.text
     assert meta.json()["status"] == "OPEN" and meta.json()["producedPartitions"] == [topic]
+    shown = run_cli(standalone, "admin", "transactions", "transaction-metadata", "-m", str(txn[0]), "-l", str(txn[1]))
+    assert shown.returncode == 0 and json.loads(shown.stdout)["txnId"] == f"({txn[0]},{txn[1]})"
     raw.end(txn, ABORT)
     gone = httpx.get(f"{base}/transactionMetadata/{txn[0]}/{txn[1]}", timeout=10)
     assert gone.status_code == 404 and "not found" in gone.json()["reason"]
+    missing = run_cli(standalone, "admin", "transactions", "transaction-metadata", "-m", str(txn[0]), "-l", str(txn[1]))
+    assert missing.returncode != 0 and "404" in missing.stderr
+    stats = run_cli(standalone, "admin", "transactions", "coordinator-stats")
+    assert stats.returncode == 0 and json.loads(stats.stdout)["coordinators"] == 16
 
 
 def test_a_restart_keeps_committed_and_open_transactions(tmp_path):

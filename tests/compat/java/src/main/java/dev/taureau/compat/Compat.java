@@ -323,8 +323,10 @@ public final class Compat {
         try (PulsarClient txnClient = PulsarClient.builder().serviceUrl(serviceUrl)
                 .operationTimeout(15, TimeUnit.SECONDS).enableTransaction(true).build()) {
             // A producer used in transactions must not time sends out (the client requires it).
-            Producer<byte[]> p = created(txnClient.newProducer().topic(topic).enableBatching(false)
-                    .sendTimeout(0, TimeUnit.SECONDS));
+            // Apache Pulsar recovers a topic's transaction buffer before its first producer is
+            // ready, which takes seconds: a longer bound than created() gives.
+            Producer<byte[]> p = txnClient.newProducer().topic(topic).enableBatching(false)
+                    .sendTimeout(0, TimeUnit.SECONDS).createAsync().get(30, TimeUnit.SECONDS);
             Consumer<byte[]> c = txnClient.newConsumer().topic(topic).subscriptionName("sub")
                     .subscriptionType(SubscriptionType.Shared)
                     .subscriptionInitialPosition(SubscriptionInitialPosition.Earliest).subscribe();
