@@ -19,7 +19,7 @@ from taureau.broker.transactions.model import (
     TxnStatus,
 )
 from taureau.broker.transactions.settings import TransactionConfig
-from taureau.common.errors import NotAllowedError, TopicNotFoundError
+from taureau.common.errors import AuthorizationError, NotAllowedError, TopicNotFoundError
 from taureau.common.names import TopicName
 from taureau.metadata.embedded import EmbeddedMetadataStore
 from taureau.protocol import pb
@@ -180,6 +180,24 @@ async def test_a_new_coordinator_resumes_open_and_decided_transactions(world):
     await tc.end(open_txn, commit=True)
     entries = await topic.ledger.read_entries(topic.ledger.first_position, 10)
     assert [e.data for e in entries] == [message(b"decided"), message(b"kept")]
+    await tc.close()
+
+
+async def test_only_the_owner_or_a_superuser_may_change_or_end_a_transaction(world):
+    tc = await world.coordinator()
+    tc.is_superuser = lambda role: role == "admin"
+    txn = await tc.new_txn(0, 60, role="alice")
+    with pytest.raises(AuthorizationError, match="role bob is neither the owner"):
+        await tc.add_partitions(txn, [TOPIC], role="bob")
+    with pytest.raises(AuthorizationError):
+        await tc.end(txn, commit=True, role="bob")
+    assert tc.status(txn).status is TxnStatus.OPEN and tc.status(txn).partitions == []
+    await tc.add_partitions(txn, [TOPIC], role="alice")
+    tc = await world.restart(tc)  # the owner is part of the stored record
+    tc.is_superuser = lambda role: role == "admin"
+    with pytest.raises(AuthorizationError):
+        await tc.add_subscriptions(txn, [(TOPIC, "s")], role="bob")
+    await tc.end(txn, commit=False, role="admin")
     await tc.close()
 
 

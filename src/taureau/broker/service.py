@@ -79,7 +79,7 @@ class BrokerService:
         if self.config.transactions.enabled:
             self.transactions = await start_coordinator(
                 self.config.transactions, self.resources, self.store, self.factory,
-                lambda name: self.get_topic(name, create=False),
+                lambda name: self.get_topic(name, create=False), self.authorization.is_superuser,
             )
         self._rate_task = asyncio.get_running_loop().create_task(self._rate_loop())
         if self.config.policy_check_interval_s > 0:

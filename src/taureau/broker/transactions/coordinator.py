@@ -41,7 +41,7 @@ from taureau.broker.transactions.model import (
 )
 from taureau.broker.transactions.pending_ack import PendingAckRegistry
 from taureau.broker.transactions.settings import TransactionConfig
-from taureau.common.errors import NotAllowedError, TaureauError, TopicNotFoundError
+from taureau.common.errors import AuthorizationError, NotAllowedError, TaureauError, TopicNotFoundError
 from taureau.common.names import TopicName
 from taureau.storage.position import Position
 
@@ -73,9 +73,15 @@ def _now_ms() -> int:
 
 class TransactionCoordinator:
     def __init__(
-        self, config: TransactionConfig, txn_log: TxnLog, buffer: TxnBuffer, topics: TopicSource
+        self,
+        config: TransactionConfig,
+        txn_log: TxnLog,
+        buffer: TxnBuffer,
+        topics: TopicSource,
+        is_superuser: Callable[[str | None], bool] = lambda role: False,
     ) -> None:
         self.config = config
+        self.is_superuser = is_superuser
         self.log = txn_log
         self.buffer = buffer
         self.topics = topics
@@ -132,7 +138,9 @@ class TransactionCoordinator:
                 f"transaction coordinator {tc_id} does not exist (0..{self.config.coordinators - 1})"
             )
 
-    async def new_txn(self, tc_id: int, ttl_s: int, owner: object | None = None) -> TxnId:
+    async def new_txn(
+        self, tc_id: int, ttl_s: int, owner: object | None = None, role: str | None = None
+    ) -> TxnId:
         self.check_coordinator(tc_id)
         config = self.config
         if len(self._txns) >= config.max_open:
@@ -140,7 +148,7 @@ class TransactionCoordinator:
         if owner is not None and self._per_owner.get(owner, 0) >= config.max_open_per_connection:
             raise TxnLimitError(f"this connection has {config.max_open_per_connection} open transactions")
         ttl = min(ttl_s or config.default_ttl_s, config.max_ttl_s)
-        meta = TxnMeta(await self.log.next_id(tc_id), TxnStatus.OPEN, _now_ms() + ttl * 1000)
+        meta = TxnMeta(await self.log.next_id(tc_id), TxnStatus.OPEN, _now_ms() + ttl * 1000, owner=role)
         await self.log.save(meta)
         txn = self._register(meta, owner)
         self._arm_timeout(txn)
@@ -169,19 +177,29 @@ class TransactionCoordinator:
         if self._txns.get(txn.meta.txn) is txn and txn.meta.status is TxnStatus.OPEN:
             log.info("transaction %s timed out: aborting it", txn.meta.txn)
             self.timed_out += 1
-            self._spawn(self._end_quietly(txn.meta.txn))
+            self._spawn(self._abort_quietly(txn))
 
-    async def _end_quietly(self, txn_id: TxnId) -> None:
+    async def _abort_quietly(self, txn: _Txn) -> None:
         try:
-            await self.end(txn_id, commit=False)
+            await self._decide(txn, commit=False)
         except TaureauError as exc:
-            log.info("timed-out transaction %s: %s", txn_id, exc)
+            log.info("timed-out transaction %s: %s", txn.meta.txn, exc)
 
-    def _open(self, txn_id: TxnId) -> _Txn:
-        """The transaction, which must still be OPEN."""
+    def _check_owner(self, txn: _Txn, role: str | None) -> None:
+        """As Pulsar: only the role that opened a transaction, or a superuser, may change or
+        end it (nobody is checked while authentication is off: every role is None)."""
+        owner = txn.meta.owner
+        if owner is not None and role != owner and not self.is_superuser(role):
+            raise AuthorizationError(
+                f"role {role} is neither the owner of transaction {txn.meta.txn} nor a superuser"
+            )
+
+    def _open(self, txn_id: TxnId, role: str | None = None) -> _Txn:
+        """The transaction, which must still be OPEN (and belong to `role`)."""
         txn = self._txns.get(txn_id)
         if txn is None:
             raise TransactionNotFoundError(f"transaction {txn_id} not found (never opened, or ended)")
+        self._check_owner(txn, role)
         if txn.meta.status is not TxnStatus.OPEN:
             raise InvalidTxnStatusError(
                 f"transaction {txn_id} is {txn.meta.status.value}, expected {TxnStatus.OPEN.value}"
@@ -199,11 +217,11 @@ class TransactionCoordinator:
 
     # -- what a transaction touches ------------------------------------------------------------
 
-    async def add_partitions(self, txn_id: TxnId, partitions: list[str]) -> None:
+    async def add_partitions(self, txn_id: TxnId, partitions: list[str], role: str | None = None) -> None:
         names = [str(TopicName.parse(p)) for p in partitions]  # InvalidTopicName before any change
-        txn = self._open(txn_id)
+        txn = self._open(txn_id, role)
         async with txn.lock:
-            txn = self._open(txn_id)
+            txn = self._open(txn_id, role)
             meta = txn.meta
             new = [n for n in dict.fromkeys(names) if n not in meta.partitions]
             if not new:
@@ -213,11 +231,13 @@ class TransactionCoordinator:
             meta.partitions.extend(new)
             await self._save(txn, lambda: meta.partitions.__delitem__(slice(-len(new), None)))
 
-    async def add_subscriptions(self, txn_id: TxnId, subscriptions: list[tuple[str, str]]) -> None:
+    async def add_subscriptions(
+        self, txn_id: TxnId, subscriptions: list[tuple[str, str]], role: str | None = None
+    ) -> None:
         checked = [(str(TopicName.parse(t)), s) for t, s in subscriptions]
-        txn = self._open(txn_id)
+        txn = self._open(txn_id, role)
         async with txn.lock:
-            txn = self._open(txn_id)
+            txn = self._open(txn_id, role)
             await self._add_subscriptions(txn, checked)
 
     async def _add_subscriptions(self, txn: _Txn, subscriptions: list[tuple[str, str]]) -> None:
@@ -305,14 +325,21 @@ class TransactionCoordinator:
 
     # -- ending --------------------------------------------------------------------------------
 
-    async def end(self, txn_id: TxnId, commit: bool) -> None:
+    async def end(self, txn_id: TxnId, commit: bool, role: str | None = None) -> None:
         """END_TXN: decide (durably), then apply; returns once applied."""
         txn = self._txns.get(txn_id)
         if txn is None or txn.meta.status in (TxnStatus.COMMITTED, TxnStatus.ABORTED):
             raise TransactionNotFoundError(f"transaction {txn_id} not found (never opened, or ended)")
+        self._check_owner(txn, role)
+        await self._decide(txn, commit)
+
+    async def _decide(self, txn: _Txn, commit: bool) -> None:
+        txn_id = txn.meta.txn
         wanted = TxnStatus.COMMITTING if commit else TxnStatus.ABORTING
         async with txn.lock:
             status = txn.meta.status
+            if status in (TxnStatus.COMMITTED, TxnStatus.ABORTED):  # ended while we waited
+                raise TransactionNotFoundError(f"transaction {txn_id} not found (never opened, or ended)")
             if status is TxnStatus.OPEN:
                 txn.meta.status = wanted
                 await self._save(txn, lambda: setattr(txn.meta, "status", TxnStatus.OPEN))

@@ -84,7 +84,7 @@ async def new_txn(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.newTxn
 
     async def work(tc: TransactionCoordinator) -> TxnId:
-        return await tc.new_txn(req.tc_id, req.txn_ttl_seconds, owner=session)
+        return await tc.new_txn(req.tc_id, req.txn_ttl_seconds, owner=session, role=session.role)
 
     await _answer(session, T.NEW_TXN_RESPONSE, "newTxnResponse", req.request_id, None, work)
 
@@ -94,7 +94,7 @@ async def add_partition(session: Session, cmd: pb.BaseCommand) -> None:
     txn = _txn_of(req)
 
     async def work(tc: TransactionCoordinator) -> None:
-        await tc.add_partitions(txn, list(req.partitions))
+        await tc.add_partitions(txn, list(req.partitions), session.role)
 
     await _answer(session, T.ADD_PARTITION_TO_TXN_RESPONSE, "addPartitionToTxnResponse", req.request_id, txn, work)
 
@@ -104,7 +104,7 @@ async def add_subscription(session: Session, cmd: pb.BaseCommand) -> None:
     txn = _txn_of(req)
 
     async def work(tc: TransactionCoordinator) -> None:
-        await tc.add_subscriptions(txn, [(s.topic, s.subscription) for s in req.subscription])
+        await tc.add_subscriptions(txn, [(s.topic, s.subscription) for s in req.subscription], session.role)
 
     await _answer(
         session, T.ADD_SUBSCRIPTION_TO_TXN_RESPONSE, "addSubscriptionToTxnResponse", req.request_id, txn, work
@@ -118,7 +118,7 @@ async def end_txn(session: Session, cmd: pb.BaseCommand) -> None:
     async def work(tc: TransactionCoordinator) -> None:
         if not req.HasField("txn_action"):
             raise NotAllowedError("END_TXN without txn_action")
-        await tc.end(txn, commit=req.txn_action == pb.TxnAction.Value("COMMIT"))
+        await tc.end(txn, commit=req.txn_action == pb.TxnAction.Value("COMMIT"), role=session.role)
 
     await _answer(session, T.END_TXN_RESPONSE, "endTxnResponse", req.request_id, txn, work)
 

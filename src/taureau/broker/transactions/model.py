@@ -77,6 +77,7 @@ class TxnMeta:
     subscriptions: list[tuple[str, str]] = field(default_factory=list)  # (topic, subscription)
     acks: dict[str, list[Position]] = field(default_factory=dict)  # sub_key -> pending positions
     applied: list[str] = field(default_factory=list)  # partitions whose entries a commit appended
+    owner: str | None = None  # the role that opened it (authentication on): only it, or a superuser, may use it
 
     def to_json(self) -> bytes:
         return json.dumps({
@@ -86,6 +87,7 @@ class TxnMeta:
             "subscriptions": [list(s) for s in self.subscriptions],
             "acks": {k: [list(p) for p in v] for k, v in self.acks.items()},
             "applied": self.applied,
+            "owner": self.owner,
         }, separators=(",", ":")).encode()
 
     @classmethod
@@ -99,6 +101,7 @@ class TxnMeta:
             subscriptions=[(str(t), str(s)) for t, s in raw["subscriptions"]],
             acks={k: [Position(int(le[0]), int(le[1])) for le in v] for k, v in raw["acks"].items()},
             applied=[str(p) for p in raw.get("applied", [])],
+            owner=raw.get("owner"),
         )
 
     def pending_ack_count(self) -> int:

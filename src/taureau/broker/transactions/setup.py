@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from taureau.broker.resources import ConflictError, Resources, TenantInfo
 from taureau.broker.transactions.buffer import LEDGER_NAME, TxnBuffer
@@ -46,11 +47,12 @@ async def start_coordinator(
     store: MetadataStore,
     factory: ManagedLedgerFactoryBase,
     topics: TopicSource,
+    is_superuser: Callable[[str | None], bool],
 ) -> TransactionCoordinator:
     await publish_coordinators(resources, config.coordinators)
     ledger = await factory.open(LEDGER_NAME, ManagedLedgerConfig())
     buffer = await TxnBuffer.open(ledger, config.max_buffered_bytes_per_txn, config.max_buffered_bytes_total)
-    coordinator = TransactionCoordinator(config, TxnLog(store), buffer, topics)
+    coordinator = TransactionCoordinator(config, TxnLog(store), buffer, topics, is_superuser)
     await coordinator.start()
     log.info("transaction coordinator started (%d coordinators)", config.coordinators)
     return coordinator
