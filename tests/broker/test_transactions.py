@@ -3,6 +3,7 @@ the in-memory ledger client): its bounds, and what a new coordinator recovers fr
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -199,6 +200,14 @@ async def test_only_the_owner_or_a_superuser_may_change_or_end_a_transaction(wor
         await tc.add_subscriptions(txn, [(TOPIC, "s")], role="bob")
     await tc.end(txn, commit=False, role="admin")
     await tc.close()
+
+
+async def test_ids_are_distinct_across_id_blocks_and_restarts(world):
+    txn_log = TxnLog(world.store)
+    ids = await asyncio.gather(*(txn_log.next_id(0) for _ in range(2500)))  # three blocks of 1,000
+    assert len(set(ids)) == 2500
+    again = await TxnLog(world.store).next_id(0)  # a restarted log starts past every block
+    assert again.least > max(i.least for i in ids)
 
 
 async def test_abort_while_committing_is_an_invalid_status(world):

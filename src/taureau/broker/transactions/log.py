@@ -11,6 +11,7 @@ before any of it is handed out, so a restart never reuses an id; it may skip the
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from taureau.broker.transactions.model import TxnId, TxnMeta
@@ -26,19 +27,21 @@ class TxnLog:
         self.store = store
         self._next = 0  # next id to hand out
         self._reserved = 0  # ids below this are reserved in the store
+        self._reserving = asyncio.Lock()  # one block reservation at a time: no id handed out twice
 
     @staticmethod
     def _path(txn: TxnId) -> str:
         return f"{ROOT}/txns/{txn.most}/{txn.least}"
 
     async def next_id(self, tc_id: int) -> TxnId:
-        if self._next >= self._reserved:
-            found = await self.store.get(f"{ROOT}/next-id")
-            start = max(self._next, int(json.loads(found[0])) if found else 1)  # ids start at 1
-            await self.store.put(f"{ROOT}/next-id", json.dumps(start + ID_BLOCK).encode())
-            self._next, self._reserved = start, start + ID_BLOCK
-        least = self._next
-        self._next += 1
+        async with self._reserving:
+            if self._next >= self._reserved:
+                found = await self.store.get(f"{ROOT}/next-id")
+                start = max(self._next, int(json.loads(found[0])) if found else 1)  # ids start at 1
+                await self.store.put(f"{ROOT}/next-id", json.dumps(start + ID_BLOCK).encode())
+                self._next, self._reserved = start, start + ID_BLOCK
+            least = self._next
+            self._next += 1
         return TxnId(tc_id, least)
 
     async def save(self, meta: TxnMeta) -> None:
