@@ -11,6 +11,7 @@ import pytest
 
 from taureau.protocol import pb
 from tests.e2e.harness import Standalone
+from tests.e2e.raw import bad_string
 from tests.e2e.test_admin import run_cli
 from tests.e2e.txn_raw import (
     ABORT,
@@ -121,7 +122,14 @@ def test_acknowledging_what_another_transaction_holds_is_a_conflict(raw, topic):
     raw.no_message()
 
 
-def test_bad_requests_get_pulsars_errors_and_the_connection_keeps_serving(raw, topic):
+def txn_record(standalone, txn: tuple[int, int]) -> dict:
+    reply = httpx.get(f"{standalone.admin_url}/admin/v3/transactions/transactionMetadata/{txn[0]}/{txn[1]}",
+                      timeout=10)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def test_bad_requests_get_pulsars_errors_and_the_connection_keeps_serving(standalone, raw, topic):
     unknown = (0, 987654)
     assert raw.end(unknown, COMMIT).error == TXN_NOT_FOUND
     assert raw.add_partition(unknown, topic).error == TXN_NOT_FOUND
@@ -135,12 +143,19 @@ def test_bad_requests_get_pulsars_errors_and_the_connection_keeps_serving(raw, t
     refused = raw.send_in(txn, b"x", 1)  # its topic was never added to the transaction
     assert refused.type == T.SEND_ERROR and "ADD_PARTITION_TO_TXN" in refused.send_error.message
     assert raw.add_partition(txn, "persistent://bad//name").error == 17  # InvalidTopicName
+    not_utf8 = bad_string(pb.CommandAddPartitionToTxn(
+        request_id=4, txnid_most_bits=txn[0], txnid_least_bits=txn[1]), "partitions")
+    raw.send(pb.BaseCommand(type=T.ADD_PARTITION_TO_TXN, addPartitionToTxn=not_utf8))
+    error = raw.expect(T.ERROR).error
+    assert error.request_id == 4 and error.error == NOT_ALLOWED and "not valid UTF-8" in error.message
     raw.send(pb.BaseCommand(type=T.END_TXN, endTxn=pb.CommandEndTxn(
         request_id=5, txnid_most_bits=txn[0], txnid_least_bits=txn[1])))
     assert raw.expect(T.END_TXN_RESPONSE).endTxnResponse.error == NOT_ALLOWED  # no txn_action
     raw.send(pb.BaseCommand(type=T.END_TXN_ON_PARTITION, endTxnOnPartition=pb.CommandEndTxnOnPartition(
         request_id=6, txnid_most_bits=txn[0], txnid_least_bits=txn[1], topic=topic, txn_action=0)))
     assert raw.expect(T.END_TXN_ON_PARTITION_RESPONSE).endTxnOnPartitionResponse.error == NOT_ALLOWED
+    assert raw.tc_connect(0).HasField("error") is False  # the connection kept serving
+    assert txn_record(standalone, txn)["producedPartitions"] == []  # nothing refused was stored
     raw.subscribe(topic, "s", consumer_id=1)
     assert not raw.end(txn, ABORT).HasField("error")
     assert raw.end(txn, ABORT).error == TXN_NOT_FOUND  # ended transactions are forgotten
