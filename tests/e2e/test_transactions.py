@@ -77,9 +77,11 @@ def test_commit_publishes_the_messages_and_applies_the_acks(raw, topic):
     raw.no_message()
 
 
-def test_abort_discards_the_messages_and_redelivers_the_acked_ones(raw, topic):
+@pytest.mark.parametrize("sub_type", [pb.CommandSubscribe.Shared, pb.CommandSubscribe.Exclusive,
+                                      pb.CommandSubscribe.Failover, pb.CommandSubscribe.Key_Shared])
+def test_abort_discards_the_messages_and_redelivers_the_acked_ones(raw, topic, sub_type):
     _produce_plain(raw, topic, b"m0")
-    raw.subscribe(topic, "s", consumer_id=1)
+    raw.subscribe(topic, "s", consumer_id=1, sub_type=sub_type)
     ((mid0, _),) = raw.messages(1)
     txn = raw.new_txn()
     raw.add_partition(txn, topic)

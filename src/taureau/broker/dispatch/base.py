@@ -354,9 +354,9 @@ class Dispatcher:
         skipped = []
         total = 0
         now = now_ms() if self.delays_delivery else 0
-        pending_acks = self.pending_acks
+        pending_acks = self.pending_acks or None  # empty (falsy) nearly always: no lookup per entry
         for entry in entries:
-            if entry.position in pending_acks:
+            if pending_acks is not None and entry.position in pending_acks:
                 continue  # acknowledged in an open transaction: requeued if it aborts
             messages, key, deliver_at = self.entry_info(entry)
             if messages == 0:
