@@ -27,6 +27,8 @@ from taureau.broker.schemas.model import schema_id
 from taureau.broker.schemas.registry import SchemaRegistry
 from taureau.broker.schemas.topics import TopicSchemas
 from taureau.broker.topic import PersistentTopic
+from taureau.broker.transactions.coordinator import TransactionCoordinator
+from taureau.broker.transactions.setup import start_coordinator
 from taureau.common.errors import NotAllowedError, TopicNotFoundError
 from taureau.common.memory import HeapTrimmer
 from taureau.common.names import PARTITION_SUFFIX, NamespaceName, TopicName
@@ -70,9 +72,15 @@ class BrokerService:
         self._policy_task: asyncio.Task | None = None
         self.policies = PolicyEnforcer(self.resources)
         self._last_counters: dict[str, tuple[float, int, int, int, int]] = {}
+        self.transactions: TransactionCoordinator | None = None  # while transactions are enabled
 
     async def start(self) -> None:
         await self.resources.bootstrap()
+        if self.config.transactions.enabled:
+            self.transactions = await start_coordinator(
+                self.config.transactions, self.resources, self.store, self.factory,
+                lambda name: self.get_topic(name, create=False), self.authorization.is_superuser,
+            )
         self._rate_task = asyncio.get_running_loop().create_task(self._rate_loop())
         if self.config.policy_check_interval_s > 0:
             self._policy_task = asyncio.get_running_loop().create_task(self._policy_loop())
@@ -81,6 +89,8 @@ class BrokerService:
 
     async def close(self) -> None:
         self.heap_trimmer.close()
+        if self.transactions is not None:
+            await self.transactions.close()
         for task in (self._rate_task, self._policy_task, self._idle_task):
             if task is not None:
                 task.cancel()
@@ -160,6 +170,8 @@ class BrokerService:
         await topic.load_validation_mark()
         await topic.set_deduplication(await self._deduplication(name, policies))
         apply_limits(topic, policies)
+        if self.transactions is not None:
+            self.transactions.attach(topic)  # what open transactions acknowledged stays held
         log.info("loaded topic %s", name)
         return topic
 
