@@ -137,6 +137,31 @@ def test_topic_page_peeks_and_skips_behind_a_confirmation(page, shots, traffic):
     assert backlog < 100  # emptied; the producer adds ~50 a second since
 
 
+class Reading(pulsar.schema.Record):
+    sensor = pulsar.schema.String()
+    celsius = pulsar.schema.Double()
+
+
+@pytest.mark.parametrize("codec,kind", [(pulsar.schema.JsonSchema, "JSON"), (pulsar.schema.AvroSchema, "AVRO")])
+def test_topic_page_peek_decodes_payloads_by_their_schema(page, standalone, codec, kind):
+    topic = f"persistent://public/default/dash-readings-{kind.lower()}"
+    client = pulsar.Client(standalone.service_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+    try:
+        producer = client.create_producer(topic, schema=codec(Reading), batching_enabled=False)
+        producer.send(Reading(sensor="boiler-7", celsius=81.5))
+    finally:
+        client.close()
+    page.goto("/#/topic/" + topic.removeprefix("persistent://"))
+    page.get_by_test_id("peek").click()
+    message = page.locator("tr.message").first
+    message.wait_for(timeout=10_000)
+    assert message.locator("td.schema").inner_text() == f"{kind} v0"
+    decoded = message.locator("td.payload.decoded")
+    assert '"sensor":"boiler-7"' in decoded.inner_text() and '"celsius":81.5' in decoded.inner_text()
+    if kind == "AVRO":  # binary: without the schema it would be shown as hex
+        assert "hex:" not in decoded.inner_text()
+
+
 def test_functions_page_shows_a_deployed_function_running_and_stops_and_starts_it(page, shots, standalone):
     create(standalone, "dash-exclaim", EXAMPLES / "exclamation_function.py",
            "exclamation_function.ExclamationFunction", "--inputs", "dash-in", "--output", "dash-out")
