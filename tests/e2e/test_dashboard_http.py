@@ -233,6 +233,14 @@ def test_with_auth_on_each_role_sees_only_its_own(tmp_path):
             with bob.stream("GET", "/admin/taureau/live") as stream:
                 _, sample = _first_sample(stream)
             assert sample["topics"] == [] and sample["totals"]["rateIn"] == 0
+        cluster_paths = ("/admin/v2/brokers/standalone", "/admin/v2/bookies/all", "/admin/taureau/cluster",
+                         "/admin/taureau/persistent/acme/orders/in/ledgers")
+        with rest(server, keys.token("acme-admin")) as tenant_admin:  # the cluster is the superusers'
+            for path in cluster_paths:
+                refused = tenant_admin.get(path)
+                assert refused.status_code == 403 and "not a superuser" in refused.json()["reason"]
+        with rest(server, keys.token("admin")) as admin:
+            assert all(admin.get(path).status_code == 200 for path in cluster_paths)
     finally:
         assert server.stop() == 0
 

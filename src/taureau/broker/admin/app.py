@@ -7,7 +7,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from taureau.broker.admin import limits, lookup, metrics, namespaces, permissions, schemas, tenants, topics
+from taureau.broker.admin import (
+    cluster,
+    limits,
+    lookup,
+    metrics,
+    namespaces,
+    permissions,
+    schemas,
+    tenants,
+    topics,
+)
 from taureau.broker.admin.authn import Authenticate
 from taureau.broker.admin.authz import Authorize
 from taureau.broker.admin.body_limit import BodyLimit
@@ -100,6 +110,7 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     app.include_router(schemas.router)
     app.include_router(metrics.router)
     app.include_router(lookup.router)
+    app.include_router(cluster.router)
     # Filled by the HTTPS server: a TLS connection's client address -> its certificate's CN.
     peers: dict[Any, str] = {}
     app.state.tls_peer_names = peers
