@@ -8,8 +8,7 @@ import httpx
 import pulsar
 import pytest
 
-from tests.e2e.browser import launch, require_browser
-from tests.e2e.test_dashboard_browser import VIEWPORT
+from tests.e2e.browser import VIEWPORT
 from tests.security.helpers import Keys, client, rest, start
 
 ACME = "persistent://acme/orders/in"
@@ -37,17 +36,6 @@ def secured(tmp_path_factory):
     c.close()
     yield server, keys
     assert server.stop() == 0
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -6,44 +6,19 @@ docs/img/ (the README shows them), otherwise they go to a temporary folder."""
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 
 import httpx
 import pulsar
 import pytest
 
-from taureau.dashboard import assets
 from taureau.sketches.client import SketchesClient, SketchesClientError
-from tests.e2e.browser import launch, require_browser
+from tests.e2e.browser import VIEWPORT
 from tests.e2e.functions_helpers import EXAMPLES, create, wait_for, wait_running
 
 # State on: sketch functions merge their windows through it.
 STANDALONE = {"state": True, "args": ["--functions-runtime", "thread", "--functions-warm-pool", "0"]}
 TOPIC = "persistent://public/default/dash-orders"
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
-VIEWPORT = {"width": 1280, "height": 900}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_browser()
-    if assets.missing():
-        pytest.fail(f"dashboard assets not built ({assets.missing()}): run {assets.BUILD_COMMAND}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    if os.environ.get("TAUREAU_DASHBOARD_SCREENSHOTS") == "1":
-        return DOCS_IMG
-    return tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import { reasonOf, request } from "./api";
 import { askForToken, forget, headers, identity, setIdentity, whenRefused, type Identity } from "./auth";
 import { h, replace } from "./dom";
 import { live } from "./live";
+import { cluster } from "./pages/cluster";
 import { functions } from "./pages/functions";
 import { overview } from "./pages/overview";
 import { sketches } from "./pages/sketches";
@@ -17,7 +18,7 @@ const main = h("main", {});
 document.body.append(
   h("header", {},
     h("h1", {}, "Taureau"),
-    h("nav", {}, h("a", { href: "#/" }, "Overview"), h("a", { href: "#/functions" }, "Functions"), h("a", { href: "#/sketches" }, "Sketches"), h("a", { href: "#/state" }, "State")),
+    h("nav", {}, h("a", { href: "#/" }, "Overview"), h("a", { href: "#/functions" }, "Functions"), h("a", { href: "#/sketches" }, "Sketches"), h("a", { href: "#/state" }, "State"), h("a", { href: "#/cluster" }, "Cluster")),
     indicator, who),
   main,
 );
@@ -34,6 +35,7 @@ function route(): void {
   else if (hash === "functions") cleanup = functions(main);
   else if (hash === "sketches") cleanup = sketches(main);
   else if (hash === "state") cleanup = state(main);
+  else if (hash === "cluster") cleanup = cluster(main);
   else cleanup = overview(main);
 }
 
