@@ -21,18 +21,23 @@ STANDALONE = {"state": True, "args": ["--functions-runtime", "thread", "--functi
 TOPIC = "persistent://public/default/dash-orders"
 
 
+class Order(pulsar.schema.Record):
+    order = pulsar.schema.Integer()
+    item = pulsar.schema.String()
+
+
 @pytest.fixture(scope="module")
 def traffic(standalone):
-    """A subscription, then a producer publishing ~50 messages a second until the module ends."""
+    """A subscription, then a producer publishing ~50 AVRO records a second until the module ends."""
     client = pulsar.Client(standalone.service_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
     consumer = client.subscribe(TOPIC, "audit")  # never reads: its backlog grows
-    producer = client.create_producer(TOPIC, batching_enabled=False)
+    producer = client.create_producer(TOPIC, batching_enabled=False, schema=pulsar.schema.AvroSchema(Order))
     stop = threading.Event()
 
     def publish() -> None:
         n = 0
         while not stop.wait(0.02):
-            producer.send(f'{{"order": {n}, "item": "widget"}}'.encode(), partition_key=f"customer-{n % 7}")
+            producer.send(Order(order=n, item="widget"), partition_key=f"customer-{n % 7}")
             n += 1
 
     thread = threading.Thread(target=publish, daemon=True)
@@ -95,7 +100,8 @@ def test_topic_page_peeks_and_skips_behind_a_confirmation(page, shots, traffic):
     page.get_by_test_id("peek").click()
     first = page.locator("tr.message").first
     first.wait_for(timeout=10_000)
-    assert '"item": "widget"' in first.locator("td.payload").inner_text()
+    assert '"item":"widget"' in first.locator("td.payload.decoded").inner_text()  # AVRO, decoded
+    assert first.locator("td.schema").inner_text() == "AVRO v0"
     assert first.locator("td").nth(2).inner_text().startswith("customer-")
     assert page.locator("tr.message").count() == 10
     page.screenshot(path=str(shots / "dashboard-topic.png"), full_page=True)

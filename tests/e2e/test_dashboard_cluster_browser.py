@@ -7,9 +7,8 @@ from __future__ import annotations
 import pulsar
 import pytest
 
-from tests.e2e.bookies import BookieProcess
+from tests.e2e.bookies import broker_on_bookies
 from tests.e2e.browser import VIEWPORT
-from tests.e2e.harness import Standalone
 
 TOPIC = "persistent://public/default/on-two-bookies"
 
@@ -18,9 +17,7 @@ TOPIC = "persistent://public/default/on-two-bookies"
 def cluster(tmp_path_factory, zookeeper):
     root = tmp_path_factory.mktemp("cluster")
     zk_url = f"{zookeeper.url}/t/dashboard-cluster"
-    bookies = [BookieProcess(root / f"bookie-{i}", zk_url).start() for i in range(2)]
-    server = Standalone(root / "broker", "--metadata-store", zk_url, "--remote-bookies", "--no-functions",
-                        "--metadata-session-timeout", "2")
+    server, bookies = broker_on_bookies(root, zk_url, 2)
     try:
         server.start()
         client = pulsar.Client(server.service_url, operation_timeout_seconds=30,

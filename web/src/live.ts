@@ -100,29 +100,29 @@ class Live {
   private readonly listeners = new Set<Listener>();
   private statusListener: (connected: boolean) => void = () => {};
 
-  private stopped = false;
+  private generation = 0; // a stop or a new start ends the loop of the one before
   private abort: AbortController | null = null;
 
   start(onStatus: (connected: boolean) => void): void {
     this.statusListener = onStatus;
-    this.stopped = false;
-    void this.run();
+    void this.run(++this.generation);
   }
 
   // Signed out: no reconnects until start() again.
   stop(): void {
-    this.stopped = true;
+    this.generation += 1;
     this.abort?.abort();
   }
 
-  private async run(): Promise<void> {
-    while (!this.stopped) {
+  private async run(generation: number): Promise<void> {
+    const current = () => generation === this.generation;
+    while (current()) {
       let wait = RETRY_MS;
       this.abort = new AbortController();
       try {
         const response = await fetch("/admin/taureau/live", { headers: headers({ Accept: "text/event-stream" }), signal: this.abort.signal });
         if (response.status === 401) {
-          refused(await reasonOf(response));
+          if (current()) refused(await reasonOf(response));
           return;
         }
         if (response.ok && response.body) {
@@ -134,8 +134,9 @@ class Live {
       } catch {
         // the connection failed or was aborted: retry below
       }
+      if (!current()) return;
       this.statusListener(false);
-      if (!this.stopped) await new Promise((resolve) => setTimeout(resolve, wait));
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
 
