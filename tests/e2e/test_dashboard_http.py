@@ -157,18 +157,21 @@ def test_standalone_help_lists_no_dashboard():
     assert "--no-dashboard" in done.stdout
 
 
-def _first_sample(stream) -> tuple[list, dict]:
-    """The history and the first sample of a live stream."""
-    events: dict[str, object] = {}
+def _events(stream):
+    """(event name, decoded data) of a live stream, as they come."""
     kind = ""
     for line in stream.iter_lines():
         if line.startswith("event: "):
             kind = line[7:]
         elif line.startswith("data: "):
-            events[kind] = json.loads(line[6:])
-            if kind == "sample":
-                break
-    return events["history"], events["sample"]  # type: ignore[return-value]
+            yield kind, json.loads(line[6:])
+
+
+def _first_sample(stream) -> tuple[list, dict]:
+    """The history and the first sample of a live stream."""
+    events = _events(stream)
+    (_, history), (_, sample) = next(events), next(events)
+    return history, sample
 
 
 def test_with_auth_on_each_role_sees_only_its_own(tmp_path):
@@ -224,10 +227,21 @@ def test_with_auth_on_each_role_sees_only_its_own(tmp_path):
         with rest(server, keys.token("app1")) as app1:  # a grant on one namespace, nothing else
             me = app1.get("/admin/taureau/whoami").json()
             assert me["tenants"] == [] and me["namespaces"] == ["acme/orders"]
-            with app1.stream("GET", "/admin/taureau/live") as stream:
-                _, sample = _first_sample(stream)
-            assert [row["name"] for row in sample["topics"]] == ["persistent://acme/orders/in"]
             assert app1.get(f"{BASE}/other/examinemessage").status_code == 403
+            with app1.stream("GET", "/admin/taureau/live") as stream:
+                events = _events(stream)
+                next(events)  # the history
+                _, sample = next(events)
+                assert [row["name"] for row in sample["topics"]] == ["persistent://acme/orders/in"]
+                # A revoke holds on the open stream within the view's 5 s.
+                with rest(server, keys.token("admin")) as admin:
+                    assert admin.delete("/admin/v2/namespaces/acme/orders/permissions/app1").status_code == 204
+                revoked = time.monotonic()
+                for _, sample in events:
+                    if not sample["topics"]:
+                        break
+                    assert time.monotonic() - revoked < 8, "the revoked role still sees the topic"
+            assert time.monotonic() - revoked < 8
         with rest(server, keys.token("bob")) as bob:  # authenticated, no grant at all
             assert bob.get("/admin/taureau/whoami").json()["namespaces"] == []
             with bob.stream("GET", "/admin/taureau/live") as stream:
