@@ -19,7 +19,7 @@ from taureau.dashboard.hub import Event, LiveHub, Subscriber, serialize
 # What one client may see of an event (a role's view, dashboard.access); None: all of it.
 View = Callable[[Event], Awaitable[Any]]
 
-RETRY_MS = 2000  # EventSource reconnects this long after a stream ends
+RETRY_MS = 2000  # a client reconnects this long after a stream ends (the page does, web/src/live.ts)
 
 
 class EventStream(Response):
