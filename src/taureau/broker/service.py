@@ -10,9 +10,12 @@ import time
 from taureau.auth.config import build_authentication
 from taureau.broker.admission import ConnectionLimits
 from taureau.broker.authorization import AuthorizationService
+from taureau.broker.client_topic import AnyClientTopic
 from taureau.broker.compaction.topic_compaction import TopicCompaction
 from taureau.broker.config import BrokerConfig
 from taureau.broker.dispatch.base import DispatchLimits
+from taureau.broker.nonpersistent.registry import NonPersistentTopics
+from taureau.broker.nonpersistent.topic import NonPersistentTopic
 from taureau.broker.policies import PolicyEnforcer
 from taureau.broker.rate_limit import PublishRateLimiter
 from taureau.broker.resources import (
@@ -70,9 +73,13 @@ class BrokerService:
         self._policy_task: asyncio.Task | None = None
         self.policies = PolicyEnforcer(self.resources)
         self._last_counters: dict[str, tuple[float, int, int, int, int]] = {}
+        # non-persistent:// topics: in memory only, admitted by the same checks as these.
+        self.non_persistent = NonPersistentTopics(store, self._admit_new_topic, apply_limits,
+                                                  config.idle_topic_unload_s)
 
     async def start(self) -> None:
         await self.resources.bootstrap()
+        self.non_persistent.start()
         self._rate_task = asyncio.get_running_loop().create_task(self._rate_loop())
         if self.config.policy_check_interval_s > 0:
             self._policy_task = asyncio.get_running_loop().create_task(self._policy_loop())
@@ -84,6 +91,7 @@ class BrokerService:
         for task in (self._rate_task, self._policy_task, self._idle_task):
             if task is not None:
                 task.cancel()
+        await self.non_persistent.close()
         if self._unloading:
             await asyncio.wait(list(self._unloading.values()))
         for name in list(self._topics):
@@ -109,6 +117,12 @@ class BrokerService:
     def loaded_topics(self) -> list[PersistentTopic]:
         return [topic for task in self._topics.values() if (topic := _ready(task)) is not None]
 
+    async def client_topic(self, name: TopicName) -> AnyClientTopic:
+        """The topic a producer or consumer attaches to, of either kind; may create it."""
+        if name.persistent:
+            return await self.get_topic(name)
+        return await self.non_persistent.get(name)
+
     async def get_topic(
         self, name: TopicName, create: bool = True, explicit: bool = False
     ) -> PersistentTopic:
@@ -133,20 +147,13 @@ class BrokerService:
         return await asyncio.shield(task)
 
     async def _load_topic(self, name: TopicName, create: bool, explicit: bool) -> PersistentTopic:
-        if not name.persistent:
-            raise NotAllowedError("non-persistent topics are not supported yet")
+        if not name.persistent:  # those are self.non_persistent's
+            raise NotAllowedError(f"{name} is not a persistent topic")
         unloading = self._unloading.get(str(name))
         if unloading is not None:  # its cursors and ledger must be saved and closed first
             await asyncio.wait([unloading])
-        policies = await self._policies_for(name)
-        if name.partition < 0 and await self.resources.get_partitions(name) > 0:
-            raise NotAllowedError(f"{name} is a partitioned topic: use its partitions")
-        if not await self.factory.exists(name.storage_name):
-            if not create and not explicit:
-                raise TopicNotFoundError(f"topic {name} does not exist")
-            if not explicit and not await self._may_create(name, policies):
-                raise TopicNotFoundError(f"topic {name} does not exist and auto-creation is disabled")
-            await self._check_topic_count(name.namespace_name, policies, 1, explicit, creating=name)
+        exists = await self.factory.exists(name.storage_name)
+        policies = await self._admit_topic(name, create, explicit, exists)
         ledger = await self.factory.open(name.storage_name, self._ledger_config(policies))
         limits = DispatchLimits(
             self.config.max_unacked_messages_per_consumer, self.config.max_unacked_messages_per_subscription
@@ -162,6 +169,24 @@ class BrokerService:
         apply_limits(topic, policies)
         log.info("loaded topic %s", name)
         return topic
+
+    async def _admit_new_topic(self, name: TopicName, create: bool, explicit: bool) -> NamespacePolicies:
+        return await self._admit_topic(name, create, explicit, exists=False)
+
+    async def _admit_topic(self, name: TopicName, create: bool, explicit: bool, exists: bool) -> NamespacePolicies:
+        """The checks a topic passes before it is loaded: its namespace exists, it is not the
+        base of a partitioned topic and, if it does not exist yet, it may be created (auto-
+        creation policy, topic count). Its namespace's policies."""
+        policies = await self._policies_for(name)
+        if name.partition < 0 and await self.resources.get_partitions(name) > 0:
+            raise NotAllowedError(f"{name} is a partitioned topic: use its partitions")
+        if not exists:
+            if not create and not explicit:
+                raise TopicNotFoundError(f"topic {name} does not exist")
+            if not explicit and not await self._may_create(name, policies):
+                raise TopicNotFoundError(f"topic {name} does not exist and auto-creation is disabled")
+            await self._check_topic_count(name.namespace_name, policies, 1, explicit, creating=name)
+        return policies
 
     async def check_room_for_topics(self, ns: NamespaceName, adding: int) -> None:
         """An admin adding `adding` topics (or partitions) to `ns`: 412 past its limit."""
@@ -320,6 +345,7 @@ class BrokerService:
                 topic.compaction_threshold = policies.compaction_threshold
                 await topic.set_deduplication(await self._deduplication(topic.name, policies))
                 apply_limits(topic, policies)
+        self.non_persistent.configure_namespace(ns, policies)
 
     # -- idle topics -------------------------------------------------------------------------
 
@@ -424,7 +450,7 @@ class BrokerService:
         }
 
 
-def apply_limits(topic: PersistentTopic, policies: NamespacePolicies) -> None:
+def apply_limits(topic: PersistentTopic | NonPersistentTopic, policies: NamespacePolicies) -> None:
     """The namespace's producer and consumer caps and publish rate, onto one of its topics.
     Producers and consumers already over a lowered cap stay (as in Pulsar); new ones wait."""
     topic.max_producers = policies.max_producers_per_topic or 0

@@ -7,7 +7,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from taureau.broker.admin import limits, lookup, metrics, namespaces, permissions, schemas, tenants, topics
+from taureau.broker.admin import (
+    limits,
+    lookup,
+    metrics,
+    namespaces,
+    nonpersistent,
+    permissions,
+    schemas,
+    tenants,
+    topics,
+)
 from taureau.broker.admin.authn import Authenticate
 from taureau.broker.admin.authz import Authorize
 from taureau.broker.admin.body_limit import BodyLimit
@@ -97,6 +107,7 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     app.include_router(namespaces.router)
     app.include_router(limits.router)
     app.include_router(topics.router)
+    app.include_router(nonpersistent.router)
     app.include_router(schemas.router)
     app.include_router(metrics.router)
     app.include_router(lookup.router)
