@@ -244,6 +244,8 @@ class BrokerService:
         )
 
     async def topic_exists(self, name: TopicName) -> bool:
+        if not name.persistent:  # exists while loaded: nothing of it is stored
+            return self.non_persistent.find(name) is not None
         return str(name) in self._topics or await self.factory.exists(name.storage_name)
 
     async def create_topic(self, name: TopicName) -> None:
