@@ -10,7 +10,6 @@ import json
 import time
 import uuid
 
-import httpx
 import pulsar
 import pytest
 
@@ -26,12 +25,6 @@ API = f"/admin/v2/non-persistent/{NS}"
 @pytest.fixture
 def name():
     return f"np-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def admin(standalone):
-    with httpx.Client(base_url=standalone.admin_url, timeout=10) as http:
-        yield http
 
 
 def topic_of(local: str) -> str:

@@ -10,11 +10,13 @@ only (400 otherwise, as Pulsar).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from taureau.broker.admin import paths  # noqa: F401 - registers the `subname` path convertor
+from taureau.broker.admin import (
+    partitioned,
+    paths,  # noqa: F401 - registers the `subname` path convertor
+)
 from taureau.broker.nonpersistent.registry import NonPersistentTopics
 from taureau.broker.nonpersistent.topic import NonPersistentTopic
 from taureau.broker.resources import ConflictError, PreconditionFailedError, ResourceNotFoundError
@@ -136,47 +138,7 @@ async def set_message_ttl(request: Request, tenant: str, namespace: str, topic: 
 # -- partitioned topics -----------------------------------------------------------------------
 
 
-@router.put(TOPIC + "/partitions", status_code=204)
-async def create_partitioned(
-    request: Request, tenant: str, namespace: str, topic: str, body: Any = Body(...)
-) -> Response:
-    if not isinstance(body, int) or isinstance(body, bool) or body < 1:
-        raise ValueError("the body must be the number of partitions, an integer >= 1")
-    service, name = _service(request), _name(tenant, namespace, topic)
-    await service.resources.get_policies(name.namespace_name)
-    if service.non_persistent.find(name) is not None:
-        raise ConflictError(f"a non-partitioned topic {name} already exists")
-    await service.check_room_for_topics(name.namespace_name, body)
-    await service.resources.create_partitioned_topic(name, body)
-    return Response(status_code=204)
-
-
-@router.post(TOPIC + "/partitions", status_code=204)
-async def update_partitioned(
-    request: Request, tenant: str, namespace: str, topic: str, body: Any = Body(...)
-) -> Response:
-    if not isinstance(body, int) or isinstance(body, bool):
-        raise ValueError("the body must be the new number of partitions")
-    service, name = _service(request), _name(tenant, namespace, topic)
-    current = await service.resources.get_partitions(name)
-    if current and body > current:
-        await service.check_room_for_topics(name.namespace_name, body - current)
-    await service.resources.update_partitions(name, body)
-    return Response(status_code=204)
-
-
-@router.get(TOPIC + "/partitions")
-async def get_partitioned(
-    request: Request,
-    tenant: str,
-    namespace: str,
-    topic: str,
-    checkAllowAutoCreation: bool = False,  # noqa: N803 - Pulsar's query parameter
-) -> dict:
-    service, name = _service(request), _name(tenant, namespace, topic)
-    if checkAllowAutoCreation:  # a client's HTTP lookup, as its binary PARTITIONED_METADATA
-        return {"partitions": await service.partitioned_metadata(name)}
-    return {"partitions": await service.resources.get_partitions(name)}
+partitioned.add_routes(router, "non-persistent")
 
 
 @router.delete(TOPIC + "/partitions", status_code=204)

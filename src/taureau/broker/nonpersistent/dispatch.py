@@ -22,11 +22,20 @@ class NonPersistentDispatcher:
         self.consumers: list[Consumer] = []  # attach order; owned here
 
     def add_consumer(self, consumer: Consumer) -> None:
+        self._check_new(consumer)
         self.consumers.append(consumer)
+        self._consumers_changed()
 
     def remove_consumer(self, consumer: Consumer) -> None:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
+        self._consumers_changed()
+
+    def _check_new(self, consumer: Consumer) -> None:
+        """Raise if `consumer` may not join (nothing changed then)."""
+
+    def _consumers_changed(self) -> None:
+        """Hook: a consumer joined or left."""
 
     def _pick(self, key: bytes | None) -> Consumer | None:
         raise NotImplementedError
@@ -49,16 +58,10 @@ class SingleActive(NonPersistentDispatcher):
         self.partition = partition
         self.active: Consumer | None = None
 
-    def add_consumer(self, consumer: Consumer) -> None:
+    def _check_new(self, consumer: Consumer) -> None:
         check_exclusive(self.exclusive, self.consumers)
-        super().add_consumer(consumer)
-        self._choose_active()
 
-    def remove_consumer(self, consumer: Consumer) -> None:
-        super().remove_consumer(consumer)
-        self._choose_active()
-
-    def _choose_active(self) -> None:
+    def _consumers_changed(self) -> None:
         active = choose_active(self.consumers, self.partition)
         changed = active is not self.active
         self.active = active
@@ -86,13 +89,10 @@ class KeyShared(NonPersistentDispatcher):
         super().__init__()
         self.selector = KeySelector(sticky)
 
-    def add_consumer(self, consumer: Consumer) -> None:
+    def _check_new(self, consumer: Consumer) -> None:
         self.selector.check_ranges(consumer, self.consumers)
-        super().add_consumer(consumer)
-        self.selector.rebuild(self.consumers)
 
-    def remove_consumer(self, consumer: Consumer) -> None:
-        super().remove_consumer(consumer)
+    def _consumers_changed(self) -> None:
         self.selector.rebuild(self.consumers)
 
     def _pick(self, key: bytes | None) -> Consumer | None:

@@ -3,7 +3,6 @@ entry to the consumers connected right now (nonpersistent/dispatch.py) and forge
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from taureau.broker.access import Admitted, ProducerAccess, Queued
@@ -19,7 +18,6 @@ from taureau.broker.topic import PublishItem, SubscriptionBusyError
 from taureau.common.errors import (
     ConsumerBusyError,
     NotAllowedError,
-    ProducerBusyError,
     SubscriptionNotFoundError,
 )
 from taureau.common.names import TopicName
@@ -58,35 +56,15 @@ class NonPersistentTopic:
     # -- producers ---------------------------------------------------------------------------
 
     def check_producer(self, producer: Producer, requested_epoch: int | None = None) -> None:
-        if producer.name in self.producers:
-            raise ProducerBusyError(f"producer {producer.name!r} is already connected to {self.name}")
-        if self.max_producers and len(self.producers) >= self.max_producers:
-            raise ProducerBusyError(f"Topic reached max producers limit ({self.max_producers}): {self.name}")
-        self.access.check(producer, self.producers, requested_epoch)
+        self.access.check_new(producer, self.producers, self.max_producers, str(self.name), requested_epoch)
 
     async def add_producer(self, producer: Producer, requested_epoch: int | None = None) -> Admitted | Queued:
-        """As a persistent topic's (access modes, fencing), the epoch kept in the store too."""
+        """As a persistent topic's (access modes, fencing; the epoch kept in the store too)."""
         self.check_producer(producer, requested_epoch)
-        admission, fenced = await self.access.admit(producer, self.producers, requested_epoch)
-        for old in fenced:
-            self.producers.pop(old.name, None)
-            if old.disconnect is not None:
-                old.disconnect()
-        if isinstance(admission, Admitted):
-            self.producers[producer.name] = producer
-        return admission
+        return await self.access.add(producer, self.producers, requested_epoch)
 
     def remove_producer(self, producer: Producer) -> None:
-        if self.producers.get(producer.name) is producer:
-            del self.producers[producer.name]
-        self.access.release(producer)
-        if self.access.has_waiting and not self.producers:
-            asyncio.get_running_loop().create_task(self._promote_waiting())
-
-    async def _promote_waiting(self) -> None:
-        promoted = await self.access.promote(self.producers)
-        if promoted is not None:
-            self.producers[promoted.name] = promoted
+        self.access.remove(producer, self.producers)
 
     def last_sequence_id(self, producer_name: str) -> int:
         return -1  # no de-duplication: nothing is stored to compare with
