@@ -161,3 +161,21 @@ async def test_a_flood_without_consumers_keeps_nothing():
     assert len(slow.sink.messages) == 5 and slow.pending == {}
     assert sub.dropped.count == 10_000 - 5
     assert topic.stats()["msgInCounter"] == 10_000
+
+
+async def test_publishes_that_yield_the_loop_keep_send_order():
+    """50 subscriptions x 100 entries is past YIELD_EVERY: a second read's publish, started
+    while the first one yields, must not overtake it."""
+    import asyncio
+
+    topic = make_topic()
+    consumers = [consumer(i, permits=10_000) for i in range(50)]
+    for index, c in enumerate(consumers):
+        await attach(topic, SubType.EXCLUSIVE, c, sub=f"s{index}")
+    first = asyncio.ensure_future(publish(topic, *[str(i).encode() for i in range(100)]))
+    second = asyncio.ensure_future(publish(topic, *[str(i).encode() for i in range(100, 200)]))
+    await asyncio.gather(first, second)
+    from taureau.protocol import split_batch
+
+    bodies = [int(split_batch(data)[0][2]) for data in received(consumers[-1])]
+    assert bodies == list(range(200))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import time
 import uuid
 
@@ -124,6 +125,16 @@ def test_a_reader_gets_only_what_is_published_after_it_connects(client, name):
     assert reader.read_next(5000).data() == b"new"
     with pytest.raises(pulsar.Timeout):
         reader.read_next(300)
+
+
+def test_a_regex_subscription_finds_non_persistent_topics(client, name):
+    producers = [client.create_producer(topic_of(f"{name}-{i}"), batching_enabled=False) for i in range(2)]
+    client.create_producer(f"persistent://{NS}/{name}-2")  # another domain: not matched
+    consumer = client.subscribe(re.compile(f"non-persistent://{NS}/{name}-.*"), "s",
+                                regex_subscription_mode=pulsar.RegexSubscriptionMode.NonPersistentOnly)
+    for index, producer in enumerate(producers):
+        producer.send(str(index).encode())
+    assert sorted(receive_all(consumer, 2000)) == [b"0", b"1"]
 
 
 def test_partitioned_topic_spreads_keys_and_the_consumer_gets_them_all(client, admin, name):

@@ -147,7 +147,7 @@ async def topics_of_namespace(session: Session, cmd: pb.BaseCommand) -> None:
     async def work() -> None:
         ns = NamespaceName.parse(req.namespace)
         await session.service.authorization.check_namespace(session.role, ns, LOOKUP)
-        topics = await session.service.topics_of_namespace(ns)
+        topics = await session.service.topics_of_namespace(ns, req.mode)
         session.write(replies.get_topics_of_namespace_response(req.request_id, topics))
 
     await _generic(session, req.request_id, work)

@@ -316,16 +316,20 @@ class BrokerService:
                 found.add(loaded.partition)
         return [name.partition_name(index) for index in sorted(found)]
 
-    async def list_topics(self, ns: NamespaceName) -> list[str]:
-        """The topics of namespace `ns` as Pulsar lists them: stored and loaded topics plus
-        every partition of its partitioned topics, stored yet or not (Pulsar creates them
-        with the partitioned topic; here they are stored on first use). At most the partition
-        limit per topic, whatever an old record says."""
-        prefix = f"{ns}/persistent/"
-        names = {f"persistent://{ns}/{n[len(prefix) :]}" for n in await self.factory.list(prefix)}
-        names.update(str(TopicName.parse(k)) for k in self._topics if k.startswith(f"persistent://{ns}/"))
+    async def list_topics(self, ns: NamespaceName, domain: str = "persistent") -> list[str]:
+        """The topics of namespace `ns` as Pulsar lists them: stored and loaded topics (only
+        loaded ones for non-persistent) plus every partition of its partitioned topics,
+        stored yet or not (Pulsar creates them with the partitioned topic; here they are
+        stored on first use). At most the partition limit per topic, whatever an old record
+        says."""
+        if domain == "persistent":
+            prefix = f"{ns}/persistent/"
+            names = {f"persistent://{ns}/{n[len(prefix) :]}" for n in await self.factory.list(prefix)}
+            names.update(str(TopicName.parse(k)) for k in self._topics if k.startswith(f"persistent://{ns}/"))
+        else:
+            names = set(self.non_persistent.names(ns))
         limit = self.resources.max_partitions
-        for base in await self.resources.list_partitioned_topics(ns):
+        for base in await self.resources.list_partitioned_topics(ns, domain):
             parsed = TopicName.parse(base)
             count = await self.resources.get_partitions(parsed)
             for index in range(min(count, limit) if limit > 0 else count):
@@ -333,9 +337,11 @@ class BrokerService:
             await asyncio.sleep(0)  # one topic's names per loop turn
         return sorted(names)
 
-    async def topics_of_namespace(self, ns: NamespaceName) -> list[str]:
-        """Every topic name a regex consumer may match."""
-        return await self.list_topics(ns)
+    async def topics_of_namespace(self, ns: NamespaceName, mode: int = 0) -> list[str]:
+        """Every topic name a regex consumer may match; `mode` as GET_TOPICS_OF_NAMESPACE's
+        (0 persistent, 1 non-persistent, 2 both)."""
+        domains = {0: ["persistent"], 1: ["non-persistent"]}.get(mode, ["persistent", "non-persistent"])
+        return [name for domain in domains for name in await self.list_topics(ns, domain)]
 
     async def apply_policies(self, ns: NamespaceName) -> None:
         """Push changed namespace policies (retention, de-duplication) into loaded topics."""

@@ -9,8 +9,6 @@ only (400 otherwise, as Pulsar).
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Request, Response
 
 from taureau.broker.admin import (
@@ -20,7 +18,6 @@ from taureau.broker.admin import (
 from taureau.broker.nonpersistent.registry import NonPersistentTopics
 from taureau.broker.nonpersistent.topic import NonPersistentTopic
 from taureau.broker.resources import ConflictError, PreconditionFailedError, ResourceNotFoundError
-from taureau.broker.schemas.model import schema_id
 from taureau.broker.service import BrokerService
 from taureau.common.errors import NotAllowedError
 from taureau.common.names import NamespaceName, TopicName
@@ -59,14 +56,7 @@ async def list_topics(request: Request, tenant: str, namespace: str) -> list[str
     service = _service(request)
     ns = NamespaceName.parse(f"{tenant}/{namespace}")
     await service.resources.get_policies(ns)
-    names = set(service.non_persistent.names(ns))
-    limit = service.resources.max_partitions
-    for base in await service.resources.list_partitioned_topics(ns, "non-persistent"):
-        parsed = TopicName.parse(base)
-        count = await service.resources.get_partitions(parsed)
-        names.update(str(parsed.partition_name(i)) for i in range(min(count, limit) if limit > 0 else count))
-        await asyncio.sleep(0)  # one topic's names per loop turn
-    return sorted(names)
+    return await service.list_topics(ns, "non-persistent")
 
 
 @router.get("/{tenant}/{namespace}/partitioned")
@@ -155,8 +145,8 @@ async def delete_partitioned(
                 raise PreconditionFailedError(f"partition {partition.name} has connected producers or consumers")
     for partition in partitions:
         await service.non_persistent.delete(partition.name, force=True)
+    # The schema stays: Pulsar keys it without the domain, so it may be the persistent topic's.
     await service.resources.delete_partitioned_topic(name)
-    await service.schemas.registry.drop(schema_id(name))
     return Response(status_code=204)
 
 

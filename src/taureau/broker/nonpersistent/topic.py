@@ -3,6 +3,7 @@ entry to the consumers connected right now (nonpersistent/dispatch.py) and forge
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from taureau.broker.access import Admitted, ProducerAccess, Queued
@@ -25,6 +26,8 @@ from taureau.metadata.store import MetadataStore
 from taureau.storage.managed_ledger.api import InitialPosition
 from taureau.storage.position import Position
 
+YIELD_EVERY = 2000  # deliveries between two yields to the event loop
+
 
 class NonPersistentTopic:
     def __init__(self, name: TopicName, store: MetadataStore) -> None:
@@ -42,6 +45,7 @@ class NonPersistentTopic:
         self.msg_out = Meter()  # over every subscription, those gone included
         self.bytes_out = Meter()
         self.closed = False
+        self._publishing = asyncio.Lock()  # one publish_many at a time: see there
         self.last_used = time.monotonic()  # idle unloading, as a persistent topic's
         self._idle_from: float | None = None
 
@@ -71,20 +75,28 @@ class NonPersistentTopic:
 
     async def publish_many(self, items: list[PublishItem]) -> list[Position | None]:
         """Dispatch each entry to every subscription now, and forget it. Every receipt
-        carries the same synthetic id, as Pulsar's."""
-        subscriptions = list(self.subscriptions.values())
-        keyed = any(isinstance(s.dispatcher, KeyShared) for s in subscriptions)
-        for item in items:
-            data, messages = item.data, item.messages
-            item.producer.msg_in += messages
-            item.producer.bytes_in += len(data)
-            self.msg_in.add(messages)
-            self.bytes_in.add(len(data))
-            key = entry_info(data).key if keyed else None
-            for subscription in subscriptions:
-                if subscription.dispatch(data, messages, key):
-                    self.msg_out.add(messages)
-                    self.bytes_out.add(len(data))
+        carries the same synthetic id, as Pulsar's. Many subscriptions make this long, so it
+        yields the loop now and then; the lock keeps entries in SEND order meanwhile (a
+        later read of the same producer waits behind this one)."""
+        async with self._publishing:
+            sends = 0
+            for item in items:
+                data, messages = item.data, item.messages
+                item.producer.msg_in += messages
+                item.producer.bytes_in += len(data)
+                self.msg_in.add(messages)
+                self.bytes_in.add(len(data))
+                subscriptions = list(self.subscriptions.values())
+                keyed = any(isinstance(s.dispatcher, KeyShared) for s in subscriptions)
+                key = entry_info(data).key if keyed else None
+                for subscription in subscriptions:
+                    if subscription.dispatch(data, messages, key):
+                        self.msg_out.add(messages)
+                        self.bytes_out.add(len(data))
+                sends += len(subscriptions)
+                if sends >= YIELD_EVERY:
+                    sends = 0
+                    await asyncio.sleep(0)
         return [SYNTHETIC_POSITION] * len(items)
 
     # -- subscriptions -----------------------------------------------------------------------
