@@ -103,6 +103,7 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     # Before the topic routes: /{topic}/permissions must not be taken for a subscription path.
     app.include_router(permissions.namespaces)
     app.include_router(permissions.topics)
+    app.include_router(permissions.non_persistent_topics)
     app.include_router(tenants.router)
     app.include_router(namespaces.router)
     app.include_router(limits.router)
