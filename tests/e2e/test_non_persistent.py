@@ -272,6 +272,19 @@ def test_admin_unknown_topics_and_bad_names(admin, name):
     assert admin.get(f"{API}/{name}/stats").json()["msgInCounter"] == 0
 
 
+def test_non_persistent_topics_count_toward_the_namespace_topic_limit(client, admin, name):
+    ns = f"public/{name}"
+    assert admin.put(f"/admin/v2/namespaces/{ns}").status_code == 204
+    assert admin.post(f"/admin/v2/namespaces/{ns}/maxTopicsPerNamespace", json=1).status_code == 204
+    producer = client.create_producer(f"non-persistent://{ns}/first")
+    with pytest.raises(pulsar.NotAllowedError):
+        client.create_producer(f"persistent://{ns}/second")
+    with pytest.raises(pulsar.NotAllowedError):
+        client.create_producer(f"non-persistent://{ns}/third")
+    assert admin.get(f"/admin/v2/non-persistent/{ns}").json() == [f"non-persistent://{ns}/first"]
+    producer.close()
+
+
 def test_an_idle_topic_is_unloaded(client, admin, name):
     producer = client.create_producer(topic_of(name))
     assert admin.get(f"{API}/{name}/stats").status_code == 200

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 RATE_INTERVAL_S = 1.0
 RATE_SLICE = 200  # topics whose rates are updated per loop turn
+ALL_TOPICS = 2  # GET_TOPICS_OF_NAMESPACE's mode: both domains (max_topics_per_namespace counts both)
 
 
 def _ready(task: asyncio.Task[PersistentTopic]) -> PersistentTopic | None:
@@ -201,7 +202,7 @@ class BrokerService:
         if not limit:
             return
         # The topic being created is listed already (loading): it is not held yet.
-        held = sum(1 for topic in await self.list_topics(ns) if topic != str(creating))
+        held = sum(1 for topic in await self.topics_of_namespace(ns, ALL_TOPICS) if topic != str(creating))
         if held + adding > limit:
             reason = f"Exceed maximum number of topics in namespace {ns}: {held} of {limit}"
             raise PreconditionFailedError(reason) if explicit else NotAllowedError(reason)
@@ -340,7 +341,7 @@ class BrokerService:
     async def topics_of_namespace(self, ns: NamespaceName, mode: int = 0) -> list[str]:
         """Every topic name a regex consumer may match; `mode` as GET_TOPICS_OF_NAMESPACE's
         (0 persistent, 1 non-persistent, 2 both)."""
-        domains = {0: ["persistent"], 1: ["non-persistent"]}.get(mode, ["persistent", "non-persistent"])
+        domains = {0: ["persistent"], 1: ["non-persistent"]}.get(mode, ["persistent", "non-persistent"])  # 2: ALL
         return [name for domain in domains for name in await self.list_topics(ns, domain)]
 
     async def apply_policies(self, ns: NamespaceName) -> None:
