@@ -44,7 +44,6 @@ class NonPersistentTopic:
         self.bytes_in = Meter()
         self.msg_out = Meter()  # over every subscription, those gone included
         self.bytes_out = Meter()
-        self.closed = False
         self._publishing = asyncio.Lock()  # one publish_many at a time: see there
         self.last_used = time.monotonic()  # idle unloading, as a persistent topic's
         self._idle_from: float | None = None
@@ -189,7 +188,6 @@ class NonPersistentTopic:
             sub.disconnect_consumers()
         self.producers.clear()
         self.subscriptions.clear()
-        self.closed = True
 
     def tick(self, now: float) -> None:
         for meter in (self.msg_in, self.bytes_in, self.msg_out, self.bytes_out):
