@@ -245,6 +245,8 @@ def test_non_persistent_topics_need_the_same_permissions(server, keys):
     """A non-persistent topic is authorized as a persistent one: refused before it is made,
     namespace and topic grants honoured, REST by permission."""
     live = f"non-persistent://{NS}/live"
+    with rest(server, keys.token("admin")) as http:  # run alone, this test makes the namespace
+        assert http.put(f"/admin/v2/namespaces/{NS}").status_code in (204, 409)
     _refused_producer(server, keys, "np1", live)
     _refused_consumer(server, keys, "np1", live)
     with rest(server, keys.token("admin")) as http:
