@@ -273,6 +273,20 @@ def test_admin_unknown_topics_and_bad_names(admin, name):
     assert admin.get(f"{API}/{name}/stats").json()["msgInCounter"] == 0
 
 
+def test_schemas_apply_to_non_persistent_topics(client, name):
+    from pulsar.schema import JsonSchema, Record, String, StringSchema
+
+    class Reading(Record):
+        sensor = String()
+
+    producer = client.create_producer(topic_of(name), schema=StringSchema())
+    consumer = client.subscribe(topic_of(name), "s", schema=StringSchema())
+    producer.send("text")
+    assert consumer.receive(5000).value() == "text"
+    with pytest.raises(pulsar.IncompatibleSchema):
+        client.create_producer(topic_of(name), schema=JsonSchema(Reading))
+
+
 def test_non_persistent_topics_count_toward_the_namespace_topic_limit(client, admin, name):
     ns = f"public/{name}"
     assert admin.put(f"/admin/v2/namespaces/{ns}").status_code == 204
