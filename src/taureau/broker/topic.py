@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple, Protocol, TypeVar
 
 from taureau.broker import validated
 from taureau.broker.access import Admitted, ProducerAccess, Queued
@@ -56,6 +57,31 @@ class PublishItem(NamedTuple):
 
 class SubscriptionBusyError(BrokerError):
     """A subscription with consumers connected cannot be dropped without force."""
+
+
+class _Attached(Protocol):
+    name: str
+
+    @property
+    def consumers(self) -> list[Consumer]: ...
+
+
+A = TypeVar("A", bound=_Attached)
+
+
+def subscription_named(subscriptions: Mapping[str, A], name: str, topic: TopicName) -> A:
+    """`name` of a topic's subscriptions (either kind of topic), or SubscriptionNotFoundError."""
+    sub = subscriptions.get(name)
+    if sub is None:
+        raise SubscriptionNotFoundError(f"subscription {name} does not exist on {topic}")
+    return sub
+
+
+def check_no_other_consumers(sub: _Attached, requester: Consumer | None, force: bool) -> None:
+    """Raise unless, without force, `sub` has no consumer but `requester`."""
+    others = [c for c in sub.consumers if c is not requester]
+    if others and not force:
+        raise SubscriptionBusyError(f"subscription {sub.name} has {len(others)} other consumer(s) connected")
 
 
 class PersistentTopic:
@@ -307,12 +333,7 @@ class PersistentTopic:
 
     def check_unsubscribe(self, name: str, requester: Consumer | None = None, force: bool = False) -> None:
         """Raise unless `name` exists and (without force) has no consumer but `requester`."""
-        sub = self.subscriptions.get(name)
-        if sub is None:
-            raise SubscriptionNotFoundError(f"subscription {name} does not exist on {self.name}")
-        others = [c for c in sub.consumers if c is not requester]
-        if others and not force:
-            raise SubscriptionBusyError(f"subscription {name} has {len(others)} other consumer(s) connected")
+        check_no_other_consumers(self.get_subscription(name), requester, force)
 
     async def unsubscribe(self, name: str, requester: Consumer | None = None, force: bool = False) -> None:
         self.check_unsubscribe(name, requester, force)
@@ -323,10 +344,7 @@ class PersistentTopic:
         await sub.delete()
 
     def get_subscription(self, name: str) -> Subscription:
-        sub = self.subscriptions.get(name)
-        if sub is None:
-            raise SubscriptionNotFoundError(f"subscription {name} does not exist on {self.name}")
-        return sub
+        return subscription_named(self.subscriptions, name, self.name)
 
     # -- positions ---------------------------------------------------------------------------
 

@@ -15,11 +15,10 @@ from taureau.broker.nonpersistent.subscription import SYNTHETIC_POSITION, NonPer
 from taureau.broker.producer import Producer
 from taureau.broker.rate_limit import PublishRateLimiter
 from taureau.broker.subscription import SubType
-from taureau.broker.topic import PublishItem, SubscriptionBusyError
+from taureau.broker.topic import PublishItem, check_no_other_consumers, subscription_named
 from taureau.common.errors import (
     ConsumerBusyError,
     NotAllowedError,
-    SubscriptionNotFoundError,
 )
 from taureau.common.names import TopicName
 from taureau.metadata.store import MetadataStore
@@ -139,10 +138,7 @@ class NonPersistentTopic:
             del self.subscriptions[sub.name]
 
     def check_unsubscribe(self, name: str, requester: Consumer | None = None, force: bool = False) -> None:
-        sub = self.get_subscription(name)
-        others = [c for c in sub.consumers if c is not requester]
-        if others and not force:
-            raise SubscriptionBusyError(f"subscription {name} has {len(others)} other consumer(s) connected")
+        check_no_other_consumers(self.get_subscription(name), requester, force)
 
     async def unsubscribe(self, name: str, requester: Consumer | None = None, force: bool = False) -> None:
         self.check_unsubscribe(name, requester, force)
@@ -151,10 +147,7 @@ class NonPersistentTopic:
             sub.disconnect_consumers()
 
     def get_subscription(self, name: str) -> NonPersistentSubscription:
-        sub = self.subscriptions.get(name)
-        if sub is None:
-            raise SubscriptionNotFoundError(f"subscription {name} does not exist on {self.name}")
-        return sub
+        return subscription_named(self.subscriptions, name, self.name)
 
     # -- positions: there are none -----------------------------------------------------------
 
