@@ -1,12 +1,11 @@
 """Issue 8's parity behaviours, asserted as Apache Pulsar behaves: producer access modes, sticky
 Key_Shared ranges, chunks, delayed delivery on Exclusive, HTTP service URLs, backlogSize and
-topic listings, schemas and compaction; then what Taureau does not have yet (non-persistent
-topics), a strict xfail on Taureau naming the gap."""
+topic listings, schemas and compaction. Non-persistent topics, the last gap, are
+test_non_persistent.py's."""
 
 import datetime
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 
 import mmh3
@@ -199,14 +198,6 @@ def test_a_producer_with_an_incompatible_schema_is_refused(client, topic):
     client.create_producer(topic, schema=StringSchema()).send("text")
     with pytest.raises(pulsar.IncompatibleSchema):
         client.create_producer(topic, schema=JsonSchema(Reading))
-
-
-@pytest.mark.taureau_gap("non-persistent topics are refused (NotAllowed)", raises=pulsar.NotAllowedError)
-def test_a_non_persistent_topic_carries_messages_to_a_live_consumer(client):
-    topic = f"non-persistent://public/default/compat-{uuid.uuid4().hex[:8]}"
-    consumer = client.subscribe(topic, "live")
-    send_numbered(client.create_producer(topic, batching_enabled=False), 3)
-    assert texts(receive(consumer, 3)) == ["0", "1", "2"]
 
 
 @dataclass

@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import httpx
 import pulsar
 import pytest
 
@@ -31,6 +32,13 @@ def client(standalone):
     c = pulsar.Client(standalone.service_url, operation_timeout_seconds=10, logger=logger)
     yield c
     c.close()
+
+
+@pytest.fixture
+def admin(standalone):
+    """An HTTP client on the standalone's admin API (a module may define its own)."""
+    with httpx.Client(base_url=standalone.admin_url, timeout=30) as http:
+        yield http
 
 
 @pytest.fixture

@@ -239,3 +239,37 @@ def test_schema_compaction_and_policy_paths_by_permission(server, keys):
     with rest(server, keys.token("admin")) as http:  # the refusals changed nothing
         assert http.get(f"{schemas}/schema").json()["version"] == 0
         assert http.get(f"/admin/v2/namespaces/{NS}/messageTTL").json() == 0
+
+
+def test_non_persistent_topics_need_the_same_permissions(server, keys):
+    """A non-persistent topic is authorized as a persistent one: refused before it is made,
+    namespace and topic grants honoured, REST by permission."""
+    live = f"non-persistent://{NS}/live"
+    with rest(server, keys.token("admin")) as http:  # run alone, this test makes the namespace
+        assert http.put(f"/admin/v2/namespaces/{NS}").status_code in (204, 409)
+    _refused_producer(server, keys, "np1", live)
+    _refused_consumer(server, keys, "np1", live)
+    with rest(server, keys.token("admin")) as http:
+        assert live not in http.get(f"/admin/v2/non-persistent/{NS}").json()  # the refusals made nothing
+    granted = _admin(server, keys, "tadmin", "topics", "grant-permission", live, "--role", "np1",
+                     "--actions", "produce,consume")
+    assert granted.returncode == 0, granted.stderr
+    c = _as(server, keys, "np1")
+    try:
+        consumer = c.subscribe(live, "s")
+        c.create_producer(live).send(b"hello")
+        assert consumer.receive(5000).data() == b"hello"
+        _refused_producer(server, keys, "np1", f"persistent://{NS}/live")  # that grant is the other domain's
+        base = f"/admin/v2/non-persistent/{NS}/live"
+        with rest(server, keys.token("np1")) as http:
+            assert http.get(f"{base}/stats").status_code == 200
+            assert http.delete(base).status_code == 403  # tenant admins only
+        with rest(server, keys.token("nobody")) as http:
+            assert http.get(f"{base}/stats").status_code == 403
+            assert http.delete(f"{base}/subscription/s").status_code == 403
+        shown = _admin(server, keys, "tadmin", "topics", "permissions", live)
+        assert shown.returncode == 0 and '"np1"' in shown.stdout
+    finally:
+        c.close()
+    assert _admin(server, keys, "tadmin", "topics", "revoke-permission", live, "--role", "np1").returncode == 0
+    _refused_producer(server, keys, "np1", live)

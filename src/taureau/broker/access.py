@@ -70,6 +70,49 @@ class ProducerAccess:
     async def forget(self) -> None:
         await self._store.delete_recursive(self._path)
 
+    def check_new(self, producer: Producer, producers: Mapping[str, Producer], max_producers: int,
+                  topic: str, requested_epoch: int | None) -> None:
+        """Every check a topic (of either kind) makes of a new producer: its name is free, the
+        topic is under its producer limit (0: none), and its access mode allows it now."""
+        if producer.name in producers:
+            raise ProducerBusyError(f"producer {producer.name!r} is already connected to {topic}")
+        if max_producers and len(producers) >= max_producers:
+            # Pulsar's words, which clients and operators search for.
+            raise ProducerBusyError(f"Topic reached max producers limit ({max_producers}): {topic}")
+        self.check(producer, producers, requested_epoch)
+
+    async def add(
+        self, producer: Producer, producers: dict[str, Producer], requested_epoch: int | None
+    ) -> Admitted | Queued:
+        """Admit `producer` into the topic's `producers` (checked by check_new first): Admitted
+        (with the topic epoch for an exclusive one), or Queued (WaitForExclusive) with a future
+        that resolves once it holds the topic (it is added then). Producers an
+        ExclusiveWithFencing one fences out are dropped and told to reconnect, which their
+        epoch then refuses."""
+        admission, fenced = await self.admit(producer, producers, requested_epoch)
+        for old in fenced:
+            if producers.get(old.name) is old:
+                del producers[old.name]
+            if old.disconnect is not None:
+                old.disconnect()
+        if isinstance(admission, Admitted):
+            producers[producer.name] = producer
+        return admission
+
+    def remove(self, producer: Producer, producers: dict[str, Producer]) -> None:
+        """`producer` left the topic's `producers`; the first waiting one takes the topic
+        once no producer is left."""
+        if producers.get(producer.name) is producer:
+            del producers[producer.name]
+        self.release(producer)
+        if self.has_waiting and not producers:
+            asyncio.get_running_loop().create_task(self._promote_into(producers))
+
+    async def _promote_into(self, producers: dict[str, Producer]) -> None:
+        promoted = await self.promote(producers)
+        if promoted is not None:
+            producers[promoted.name] = promoted
+
     def check(
         self, producer: Producer, producers: Mapping[str, Producer], requested_epoch: int | None
     ) -> None:

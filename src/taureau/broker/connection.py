@@ -28,11 +28,12 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import NamedTuple, cast
 
+from taureau.broker.client_topic import AnyClientTopic
 from taureau.broker.control import handler_for
 from taureau.broker.error_codes import ServerError, server_error
 from taureau.broker.service import BrokerService
 from taureau.broker.session import Session
-from taureau.broker.topic import PersistentTopic, PublishItem
+from taureau.broker.topic import PublishItem
 from taureau.broker.transactions.model import TxnId
 from taureau.broker.transactions.sends import TxnRefused, TxnSend, store
 from taureau.common.errors import TaureauError
@@ -104,9 +105,9 @@ class ServerConnection(asyncio.Protocol):
         self._closing = False  # close() was called: handle nothing more from this peer
         # SENDs decoded from the current read, by topic: published as one batch per topic
         # when the read is done (see _flush_sends).
-        self._sends: dict[PersistentTopic, list[PublishItem | TxnSend | Refusal]] = {}
+        self._sends: dict[AnyClientTopic, list[PublishItem | TxnSend | Refusal]] = {}
         # The newest publish task per topic: the next one writes its replies after it.
-        self._publish_tails: dict[PersistentTopic, asyncio.Task[None]] = {}
+        self._publish_tails: dict[AnyClientTopic, asyncio.Task[None]] = {}
 
     @property
     def closed(self) -> bool:
@@ -163,8 +164,7 @@ class ServerConnection(asyncio.Protocol):
         self.writable = True
         self._resume(_PAUSE_REPLIES)
         for sub in self.session.subscriptions():
-            if sub.dispatcher is not None:
-                sub.dispatcher.wake()
+            sub.notify_new_entries()  # wakes its dispatcher: consumers here are ready again
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.session.end()
@@ -388,7 +388,7 @@ class ServerConnection(asyncio.Protocol):
         else:
             self._resume(_PAUSE_RATE)
 
-    def _refuse(self, topic: PersistentTopic, send: pb.CommandSend, reason: str) -> None:
+    def _refuse(self, topic: AnyClientTopic, send: pb.CommandSend, reason: str) -> None:
         """Answer SEND_ERROR for one message, in order with the receipts of the SENDs before it.
 
         ChecksumError is the one send error Pulsar clients take as "this message is bad": they
@@ -399,7 +399,7 @@ class ServerConnection(asyncio.Protocol):
             topic, Refusal(send.producer_id, send.sequence_id, ServerError.ChecksumError, reason)
         )
 
-    def _queue_send(self, topic: PersistentTopic, item: PublishItem | TxnSend | Refusal) -> None:
+    def _queue_send(self, topic: AnyClientTopic, item: PublishItem | TxnSend | Refusal) -> None:
         group = self._sends.get(topic)
         if group is None:
             self._sends[topic] = [item]
@@ -417,13 +417,13 @@ class ServerConnection(asyncio.Protocol):
             tails[topic] = task
             task.add_done_callback(partial(self._forget_tail, topic))
 
-    def _forget_tail(self, topic: PersistentTopic, task: asyncio.Task[None]) -> None:
+    def _forget_tail(self, topic: AnyClientTopic, task: asyncio.Task[None]) -> None:
         if self._publish_tails.get(topic) is task:
             del self._publish_tails[topic]
 
     async def _publish(
         self,
-        topic: PersistentTopic,
+        topic: AnyClientTopic,
         items: list[PublishItem | TxnSend | Refusal],
         previous: asyncio.Task[None] | None,
     ) -> None:

@@ -86,11 +86,18 @@ class Consumer:
     ) -> None:
         """Hand one entry to the client and record it as pending; `ack_set`: the messages of a
         partly acknowledged batch still due."""
-        self.permits -= messages
         self.unacked_messages += messages - self.pending.get(position, 0)
         self.pending[position] = messages
         if self.max_unacked and self.unacked_messages >= self.max_unacked:
             self.blocked = True
+        self.send(position, data, messages, redelivery_count, ack_set)
+
+    def send(
+        self, position: Position, data: bytes, messages: int, redelivery_count: int = 0, ack_set: tuple[int, ...] = ()
+    ) -> None:
+        """Hand one entry to the client, spending permits, without recording it as pending:
+        what a non-persistent topic sends is never redelivered, so it is not remembered."""
+        self.permits -= messages
         self.msg_out += messages
         self.bytes_out += len(data)
         self.sink.send_message(self.consumer_id, position, self.partition, redelivery_count, data, ack_set)

@@ -16,6 +16,7 @@ from functools import partial
 
 from taureau.broker.access import Admitted
 from taureau.broker.authorization import LOOKUP
+from taureau.broker.client_topic import AnyClientTopic
 from taureau.broker.consumer import Consumer
 from taureau.broker.error_codes import ServerError, server_error
 from taureau.broker.policies import check_producer_quota
@@ -151,7 +152,7 @@ async def topics_of_namespace(session: Session, cmd: pb.BaseCommand) -> None:
     async def work() -> None:
         ns = NamespaceName.parse(req.namespace)
         await session.service.authorization.check_namespace(session.role, ns, LOOKUP)
-        topics = await session.service.topics_of_namespace(ns)
+        topics = await session.service.topics_of_namespace(ns, req.mode)
         session.write(replies.get_topics_of_namespace_response(req.request_id, topics))
 
     await _generic(session, req.request_id, work)
@@ -212,7 +213,7 @@ async def producer(session: Session, cmd: pb.BaseCommand) -> None:
         name = TopicName.parse(req.topic)
         # Refused before the topic is loaded or created: a refusal leaves nothing behind.
         await session.service.authorization.check_topic(session.role, name, "produce")
-        topic = await session.service.get_topic(name)
+        topic = await session.service.client_topic(name)
         user_named = req.HasField("producer_name") and bool(req.producer_name)
         new = Producer(
             producer_id=req.producer_id,
@@ -229,7 +230,8 @@ async def producer(session: Session, cmd: pb.BaseCommand) -> None:
         # A producer that will be refused registers no schema version: check its access first.
         topic.check_producer(new, requested_epoch)
         policies = await session.service.resources.get_policies(name.namespace_name)
-        check_producer_quota(topic, policies)
+        if isinstance(topic, PersistentTopic):  # a non-persistent topic has no backlog to bound
+            check_producer_quota(topic, policies)
         schema = from_wire(req.schema) if req.HasField("schema") else None
         new.schema_version = await session.service.schemas.for_producer(name, schema, policies)
         # Everything that can fail happens in add_producer, before anything is registered.
@@ -255,7 +257,7 @@ async def producer(session: Session, cmd: pb.BaseCommand) -> None:
 
 
 def _exclusive_ready(
-    session: Session, request_id: int, producer: Producer, topic: PersistentTopic, ready: asyncio.Future[int]
+    session: Session, request_id: int, producer: Producer, topic: AnyClientTopic, ready: asyncio.Future[int]
 ) -> None:
     """A queued WaitForExclusive producer got the topic, or was fenced out while waiting."""
     if ready.cancelled():
@@ -305,7 +307,7 @@ async def subscribe(session: Session, cmd: pb.BaseCommand) -> None:
             raise ConsumerBusyError(f"consumer id {req.consumer_id} is already in use on this connection")
         name = TopicName.parse(req.topic)
         await session.service.authorization.check_topic(session.role, name, "consume", req.subscription)
-        topic = await session.service.get_topic(name, create=True)
+        topic = await session.service.client_topic(name)
         if req.HasField("schema"):
             await session.service.schemas.for_consumer(name, from_wire(req.schema), topic.is_idle())
         sticky = False
@@ -464,7 +466,7 @@ async def last_message_id(session: Session, cmd: pb.BaseCommand) -> None:
     async def work() -> None:
         _, sub, topic = session.consumer(req.consumer_id)
         position, batch_index = await topic.last_message_id(compacted=sub.read_compacted)
-        mark_delete = sub.cursor.mark_delete_position
+        mark_delete = sub.mark_delete_position
         session.write(
             replies.get_last_message_id_response(
                 req.request_id,

@@ -10,9 +10,12 @@ import time
 from taureau.auth.config import build_authentication
 from taureau.broker.admission import ConnectionLimits
 from taureau.broker.authorization import AuthorizationService
+from taureau.broker.client_topic import AnyClientTopic
 from taureau.broker.compaction.topic_compaction import TopicCompaction
 from taureau.broker.config import BrokerConfig
 from taureau.broker.dispatch.base import DispatchLimits
+from taureau.broker.nonpersistent.registry import NonPersistentTopics
+from taureau.broker.nonpersistent.topic import NonPersistentTopic
 from taureau.broker.policies import PolicyEnforcer
 from taureau.broker.rate_limit import PublishRateLimiter
 from taureau.broker.resources import (
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 
 RATE_INTERVAL_S = 1.0
 RATE_SLICE = 200  # topics whose rates are updated per loop turn
+ALL_TOPICS = 2  # GET_TOPICS_OF_NAMESPACE's mode: both domains (max_topics_per_namespace counts both)
 
 
 def _ready(task: asyncio.Task[PersistentTopic]) -> PersistentTopic | None:
@@ -73,6 +77,9 @@ class BrokerService:
         self.policies = PolicyEnforcer(self.resources)
         self._last_counters: dict[str, tuple[float, int, int, int, int]] = {}
         self.transactions: TransactionCoordinator | None = None  # while transactions are enabled
+        # non-persistent:// topics: in memory only, admitted by the same checks as these.
+        self.non_persistent = NonPersistentTopics(store, self._admit_new_topic, apply_limits,
+                                                  config.idle_topic_unload_s)
 
     async def start(self) -> None:
         await self.resources.bootstrap()
@@ -81,6 +88,7 @@ class BrokerService:
                 self.config.transactions, self.resources, self.store, self.factory,
                 lambda name: self.get_topic(name, create=False), self.authorization.is_superuser,
             )
+        self.non_persistent.start()
         self._rate_task = asyncio.get_running_loop().create_task(self._rate_loop())
         if self.config.policy_check_interval_s > 0:
             self._policy_task = asyncio.get_running_loop().create_task(self._policy_loop())
@@ -94,6 +102,7 @@ class BrokerService:
         for task in (self._rate_task, self._policy_task, self._idle_task):
             if task is not None:
                 task.cancel()
+        await self.non_persistent.close()
         if self._unloading:
             await asyncio.wait(list(self._unloading.values()))
         for name in list(self._topics):
@@ -119,6 +128,12 @@ class BrokerService:
     def loaded_topics(self) -> list[PersistentTopic]:
         return [topic for task in self._topics.values() if (topic := _ready(task)) is not None]
 
+    async def client_topic(self, name: TopicName) -> AnyClientTopic:
+        """The topic a producer or consumer attaches to, of either kind; may create it."""
+        if name.persistent:
+            return await self.get_topic(name)
+        return await self.non_persistent.get(name)
+
     async def get_topic(
         self, name: TopicName, create: bool = True, explicit: bool = False
     ) -> PersistentTopic:
@@ -143,20 +158,13 @@ class BrokerService:
         return await asyncio.shield(task)
 
     async def _load_topic(self, name: TopicName, create: bool, explicit: bool) -> PersistentTopic:
-        if not name.persistent:
-            raise NotAllowedError("non-persistent topics are not supported yet")
+        if not name.persistent:  # those are self.non_persistent's
+            raise NotAllowedError(f"{name} is not a persistent topic")
         unloading = self._unloading.get(str(name))
         if unloading is not None:  # its cursors and ledger must be saved and closed first
             await asyncio.wait([unloading])
-        policies = await self._policies_for(name)
-        if name.partition < 0 and await self.resources.get_partitions(name) > 0:
-            raise NotAllowedError(f"{name} is a partitioned topic: use its partitions")
-        if not await self.factory.exists(name.storage_name):
-            if not create and not explicit:
-                raise TopicNotFoundError(f"topic {name} does not exist")
-            if not explicit and not await self._may_create(name, policies):
-                raise TopicNotFoundError(f"topic {name} does not exist and auto-creation is disabled")
-            await self._check_topic_count(name.namespace_name, policies, 1, explicit, creating=name)
+        exists = await self.factory.exists(name.storage_name)
+        policies = await self._admit_topic(name, create, explicit, exists)
         ledger = await self.factory.open(name.storage_name, self._ledger_config(policies))
         limits = DispatchLimits(
             self.config.max_unacked_messages_per_consumer, self.config.max_unacked_messages_per_subscription
@@ -175,6 +183,24 @@ class BrokerService:
         log.info("loaded topic %s", name)
         return topic
 
+    async def _admit_new_topic(self, name: TopicName, create: bool, explicit: bool) -> NamespacePolicies:
+        return await self._admit_topic(name, create, explicit, exists=False)
+
+    async def _admit_topic(self, name: TopicName, create: bool, explicit: bool, exists: bool) -> NamespacePolicies:
+        """The checks a topic passes before it is loaded: its namespace exists, it is not the
+        base of a partitioned topic and, if it does not exist yet, it may be created (auto-
+        creation policy, topic count). Its namespace's policies."""
+        policies = await self._policies_for(name)
+        if name.partition < 0 and await self.resources.get_partitions(name) > 0:
+            raise NotAllowedError(f"{name} is a partitioned topic: use its partitions")
+        if not exists:
+            if not create and not explicit:
+                raise TopicNotFoundError(f"topic {name} does not exist")
+            if not explicit and not await self._may_create(name, policies):
+                raise TopicNotFoundError(f"topic {name} does not exist and auto-creation is disabled")
+            await self._check_topic_count(name.namespace_name, policies, 1, explicit, creating=name)
+        return policies
+
     async def check_room_for_topics(self, ns: NamespaceName, adding: int) -> None:
         """An admin adding `adding` topics (or partitions) to `ns`: 412 past its limit."""
         await self._check_topic_count(ns, await self.resources.get_policies(ns), adding, explicit=True)
@@ -188,7 +214,7 @@ class BrokerService:
         if not limit:
             return
         # The topic being created is listed already (loading): it is not held yet.
-        held = sum(1 for topic in await self.list_topics(ns) if topic != str(creating))
+        held = sum(1 for topic in await self.topics_of_namespace(ns, ALL_TOPICS) if topic != str(creating))
         if held + adding > limit:
             reason = f"Exceed maximum number of topics in namespace {ns}: {held} of {limit}"
             raise PreconditionFailedError(reason) if explicit else NotAllowedError(reason)
@@ -231,6 +257,8 @@ class BrokerService:
         )
 
     async def topic_exists(self, name: TopicName) -> bool:
+        if not name.persistent:  # exists while loaded: nothing of it is stored
+            return self.non_persistent.find(name) is not None
         return str(name) in self._topics or await self.factory.exists(name.storage_name)
 
     async def create_topic(self, name: TopicName) -> None:
@@ -301,16 +329,20 @@ class BrokerService:
                 found.add(loaded.partition)
         return [name.partition_name(index) for index in sorted(found)]
 
-    async def list_topics(self, ns: NamespaceName) -> list[str]:
-        """The topics of namespace `ns` as Pulsar lists them: stored and loaded topics plus
-        every partition of its partitioned topics, stored yet or not (Pulsar creates them
-        with the partitioned topic; here they are stored on first use). At most the partition
-        limit per topic, whatever an old record says."""
-        prefix = f"{ns}/persistent/"
-        names = {f"persistent://{ns}/{n[len(prefix) :]}" for n in await self.factory.list(prefix)}
-        names.update(str(TopicName.parse(k)) for k in self._topics if k.startswith(f"persistent://{ns}/"))
+    async def list_topics(self, ns: NamespaceName, domain: str = "persistent") -> list[str]:
+        """The topics of namespace `ns` as Pulsar lists them: stored and loaded topics (only
+        loaded ones for non-persistent) plus every partition of its partitioned topics,
+        stored yet or not (Pulsar creates them with the partitioned topic; here they are
+        stored on first use). At most the partition limit per topic, whatever an old record
+        says."""
+        if domain == "persistent":
+            prefix = f"{ns}/persistent/"
+            names = {f"persistent://{ns}/{n[len(prefix) :]}" for n in await self.factory.list(prefix)}
+            names.update(str(TopicName.parse(k)) for k in self._topics if k.startswith(f"persistent://{ns}/"))
+        else:
+            names = set(self.non_persistent.names(ns))
         limit = self.resources.max_partitions
-        for base in await self.resources.list_partitioned_topics(ns):
+        for base in await self.resources.list_partitioned_topics(ns, domain):
             parsed = TopicName.parse(base)
             count = await self.resources.get_partitions(parsed)
             for index in range(min(count, limit) if limit > 0 else count):
@@ -318,9 +350,11 @@ class BrokerService:
             await asyncio.sleep(0)  # one topic's names per loop turn
         return sorted(names)
 
-    async def topics_of_namespace(self, ns: NamespaceName) -> list[str]:
-        """Every topic name a regex consumer may match."""
-        return await self.list_topics(ns)
+    async def topics_of_namespace(self, ns: NamespaceName, mode: int = 0) -> list[str]:
+        """Every topic name a regex consumer may match; `mode` as GET_TOPICS_OF_NAMESPACE's
+        (0 persistent, 1 non-persistent, 2 both)."""
+        domains = {0: ["persistent"], 1: ["non-persistent"]}.get(mode, ["persistent", "non-persistent"])  # 2: ALL
+        return [name for domain in domains for name in await self.list_topics(ns, domain)]
 
     async def apply_policies(self, ns: NamespaceName) -> None:
         """Push changed namespace policies (retention, de-duplication) into loaded topics."""
@@ -332,6 +366,7 @@ class BrokerService:
                 topic.compaction_threshold = policies.compaction_threshold
                 await topic.set_deduplication(await self._deduplication(topic.name, policies))
                 apply_limits(topic, policies)
+        self.non_persistent.configure_namespace(ns, policies)
 
     # -- idle topics -------------------------------------------------------------------------
 
@@ -436,7 +471,7 @@ class BrokerService:
         }
 
 
-def apply_limits(topic: PersistentTopic, policies: NamespacePolicies) -> None:
+def apply_limits(topic: PersistentTopic | NonPersistentTopic, policies: NamespacePolicies) -> None:
     """The namespace's producer and consumer caps and publish rate, onto one of its topics.
     Producers and consumers already over a lowered cap stay (as in Pulsar); new ones wait."""
     topic.max_producers = policies.max_producers_per_topic or 0

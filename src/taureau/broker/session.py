@@ -12,21 +12,18 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from enum import Enum
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from taureau.auth.providers import Credentials
+from taureau.broker.client_topic import AnyClientTopic, ClientSubscription
 from taureau.broker.consumer import Consumer
 from taureau.broker.error_codes import ServerError
 from taureau.broker.producer import Producer
 from taureau.broker.service import BrokerService
 from taureau.broker.session_auth import REFRESH_DATA, Refresher, identify
-from taureau.broker.subscription import Subscription
 from taureau.common.errors import AuthenticationError, ConsumerNotFoundError
 from taureau.protocol import pb, replies
 from taureau.storage.position import Position
-
-if TYPE_CHECKING:
-    from taureau.broker.topic import PersistentTopic
 
 log = logging.getLogger("taureau.broker.auth")
 
@@ -76,13 +73,13 @@ class Link(Protocol):
 
 class ProducerBinding(NamedTuple):
     producer: Producer
-    topic: PersistentTopic
+    topic: AnyClientTopic
 
 
 class ConsumerBinding(NamedTuple):
     consumer: Consumer
-    subscription: Subscription
-    topic: PersistentTopic
+    subscription: ClientSubscription
+    topic: AnyClientTopic
 
 
 class Session:
@@ -189,7 +186,7 @@ class Session:
     def producer(self, producer_id: int) -> ProducerBinding | None:
         return self._producers.get(producer_id)
 
-    def add_producer(self, producer_id: int, producer: Producer, topic: PersistentTopic) -> None:
+    def add_producer(self, producer_id: int, producer: Producer, topic: AnyClientTopic) -> None:
         self._producers[producer_id] = ProducerBinding(producer, topic)
 
     def remove_producer(self, producer_id: int) -> ProducerBinding | None:
@@ -220,7 +217,7 @@ class Session:
     def remove_consumer(self, consumer_id: int) -> ConsumerBinding | None:
         return self._consumers.pop(consumer_id, None)
 
-    def subscriptions(self) -> Iterator[Subscription]:
+    def subscriptions(self) -> Iterator[ClientSubscription]:
         return (binding.subscription for binding in self._consumers.values())
 
     # -- ConsumerSink ------------------------------------------------------------------------

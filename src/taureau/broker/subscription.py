@@ -65,6 +65,10 @@ class Subscription:
     def consumers(self) -> list[Consumer]:
         return self.dispatcher.consumers if self.dispatcher else []
 
+    @property
+    def mark_delete_position(self) -> Position:
+        return self.cursor.mark_delete_position
+
     def _make_dispatcher(self, sub_type: SubType, sticky: bool, read_compacted: bool,
                          from_earliest: bool = False) -> Dispatcher:
         if sub_type in (SubType.EXCLUSIVE, SubType.FAILOVER):

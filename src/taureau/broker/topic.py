@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple, Protocol, TypeVar
 
 from taureau.broker import validated
 from taureau.broker.access import Admitted, ProducerAccess, Queued
@@ -30,7 +31,6 @@ from taureau.common.errors import (
     BrokerError,
     ConsumerBusyError,
     NotAllowedError,
-    ProducerBusyError,
     ServiceNotReadyError,
     StorageError,
     SubscriptionNotFoundError,
@@ -57,6 +57,31 @@ class PublishItem(NamedTuple):
 
 class SubscriptionBusyError(BrokerError):
     """A subscription with consumers connected cannot be dropped without force."""
+
+
+class _Attached(Protocol):
+    name: str
+
+    @property
+    def consumers(self) -> list[Consumer]: ...
+
+
+A = TypeVar("A", bound=_Attached)
+
+
+def subscription_named(subscriptions: Mapping[str, A], name: str, topic: TopicName) -> A:
+    """`name` of a topic's subscriptions (either kind of topic), or SubscriptionNotFoundError."""
+    sub = subscriptions.get(name)
+    if sub is None:
+        raise SubscriptionNotFoundError(f"subscription {name} does not exist on {topic}")
+    return sub
+
+
+def check_no_other_consumers(sub: _Attached, requester: Consumer | None, force: bool) -> None:
+    """Raise unless, without force, `sub` has no consumer but `requester`."""
+    others = [c for c in sub.consumers if c is not requester]
+    if others and not force:
+        raise SubscriptionBusyError(f"subscription {sub.name} has {len(others)} other consumer(s) connected")
 
 
 class PersistentTopic:
@@ -135,40 +160,15 @@ class PersistentTopic:
         """Raise if `producer` could not be added now; changes nothing."""
         if self._write_error is not None and time.monotonic() - self._write_failed_at < WRITE_FAILURE_HOLD_S:
             raise ServiceNotReadyError(f"topic {self.name} cannot store messages now: {self._write_error}")
-        if producer.name in self.producers:
-            raise ProducerBusyError(f"producer {producer.name!r} is already connected to {self.name}")
-        if self.max_producers and len(self.producers) >= self.max_producers:
-            # Pulsar's words, which clients and operators search for.
-            raise ProducerBusyError(f"Topic reached max producers limit ({self.max_producers}): {self.name}")
-        self.access.check(producer, self.producers, requested_epoch)
+        self.access.check_new(producer, self.producers, self.max_producers, str(self.name), requested_epoch)
 
     async def add_producer(self, producer: Producer, requested_epoch: int | None = None) -> Admitted | Queued:
-        """Add a producer by its access mode: Admitted (with the topic epoch for an exclusive
-        one), or Queued (WaitForExclusive) with a future that resolves once it holds the topic
-        (it is added then). Producers an ExclusiveWithFencing one fences out are dropped and
-        told to reconnect, which their epoch then refuses."""
+        """Add a producer by its access mode (ProducerAccess.add)."""
         self.check_producer(producer, requested_epoch)
-        admission, fenced = await self.access.admit(producer, self.producers, requested_epoch)
-        for old in fenced:
-            if self.producers.get(old.name) is old:
-                del self.producers[old.name]
-            if old.disconnect is not None:
-                old.disconnect()
-        if isinstance(admission, Admitted):
-            self.producers[producer.name] = producer
-        return admission
+        return await self.access.add(producer, self.producers, requested_epoch)
 
     def remove_producer(self, producer: Producer) -> None:
-        if self.producers.get(producer.name) is producer:
-            del self.producers[producer.name]
-        self.access.release(producer)
-        if self.access.has_waiting and not self.producers:
-            asyncio.get_running_loop().create_task(self._promote_waiting())
-
-    async def _promote_waiting(self) -> None:
-        promoted = await self.access.promote(self.producers)
-        if promoted is not None:
-            self.producers[promoted.name] = promoted
+        self.access.remove(producer, self.producers)
 
     def last_sequence_id(self, producer_name: str) -> int:
         return self.dedup.last_sequence_id(producer_name) if self.dedup is not None else -1
@@ -342,12 +342,7 @@ class PersistentTopic:
 
     def check_unsubscribe(self, name: str, requester: Consumer | None = None, force: bool = False) -> None:
         """Raise unless `name` exists and (without force) has no consumer but `requester`."""
-        sub = self.subscriptions.get(name)
-        if sub is None:
-            raise SubscriptionNotFoundError(f"subscription {name} does not exist on {self.name}")
-        others = [c for c in sub.consumers if c is not requester]
-        if others and not force:
-            raise SubscriptionBusyError(f"subscription {name} has {len(others)} other consumer(s) connected")
+        check_no_other_consumers(self.get_subscription(name), requester, force)
 
     async def unsubscribe(self, name: str, requester: Consumer | None = None, force: bool = False) -> None:
         self.check_unsubscribe(name, requester, force)
@@ -358,10 +353,7 @@ class PersistentTopic:
         await sub.delete()
 
     def get_subscription(self, name: str) -> Subscription:
-        sub = self.subscriptions.get(name)
-        if sub is None:
-            raise SubscriptionNotFoundError(f"subscription {name} does not exist on {self.name}")
-        return sub
+        return subscription_named(self.subscriptions, name, self.name)
 
     # -- positions ---------------------------------------------------------------------------
 

@@ -143,8 +143,6 @@ SIMPLE_VERBS = {
         "GET", "/admin/v2/namespaces/{namespace}/autoTopicCreation", [NAMESPACE]
     ),
     ("namespaces", "get-deduplication"): ("GET", "/admin/v2/namespaces/{namespace}/deduplication", [NAMESPACE]),
-    ("topics", "list"): ("GET", "/admin/v2/persistent/{namespace}", [NAMESPACE]),
-    ("topics", "list-partitioned-topics"): ("GET", "/admin/v2/persistent/{namespace}/partitioned", [NAMESPACE]),
     ("topics", "create"): ("PUT", "{topic}", [TOPIC]),
     ("topics", "stats"): ("GET", "{topic}/stats", [TOPIC]),
     ("topics", "stats-internal"): ("GET", "{topic}/internalStats", [TOPIC]),
@@ -193,6 +191,20 @@ def _simple(method: str, path: str):
 
 for (_group, _name), (_method, _path, _arguments) in SIMPLE_VERBS.items():
     verb(_group, _name, *_arguments)(_simple(_method, _path))
+
+
+def _both_domains(suffix: str):
+    """pulsar-admin's topic listings: persistent and non-persistent topics, together."""
+
+    def call(c, a):
+        return [name for domain in ("persistent", "non-persistent")
+                for name in c.call("GET", f"/admin/v2/{domain}/{a.namespace}{suffix}")]
+
+    return call
+
+
+verb("topics", "list", NAMESPACE)(_both_domains(""))
+verb("topics", "list-partitioned-topics", NAMESPACE)(_both_domains("/partitioned"))
 
 
 def _count(text: str) -> int:

@@ -269,7 +269,13 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
 
 def serve(name: str, verbose: bool, run) -> int:
     """Run a server command: one line on stderr for an error it can name, exit code 1."""
+    import signal
+
     from taureau.common.errors import TaureauError
+
+    # main() restores SIGPIPE's default for `taureau ... | head`; a server must not die of it
+    # when it writes to a peer that reset its connection (it gets EPIPE and drops that peer).
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,

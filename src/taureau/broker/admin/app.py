@@ -13,6 +13,7 @@ from taureau.broker.admin import (
     lookup,
     metrics,
     namespaces,
+    nonpersistent,
     permissions,
     schemas,
     tenants,
@@ -104,10 +105,12 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     # Before the topic routes: /{topic}/permissions must not be taken for a subscription path.
     app.include_router(permissions.namespaces)
     app.include_router(permissions.topics)
+    app.include_router(permissions.non_persistent_topics)
     app.include_router(tenants.router)
     app.include_router(namespaces.router)
     app.include_router(limits.router)
     app.include_router(topics.router)
+    app.include_router(nonpersistent.router)
     app.include_router(schemas.router)
     app.include_router(metrics.router)
     app.include_router(lookup.router)

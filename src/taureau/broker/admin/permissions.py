@@ -1,6 +1,6 @@
 """Permissions, on Pulsar's REST paths: granted and revoked on a namespace
 (`/admin/v2/namespaces/{t}/{ns}/permissions/{role}`), on one topic
-(`/admin/v2/persistent/{t}/{ns}/{topic}/permissions/{role}`) and per subscription
+(`/admin/v2/persistent/{t}/{ns}/{topic}/permissions/{role}`, or `non-persistent`) and per subscription
 (`.../permissions/subscription/{sub}`). They live in the namespace's `auth_policies`, changed
 by compare-and-set like every other policy. A role may hold `/` (a function's role): send it
 as `%2F`."""
@@ -17,6 +17,7 @@ from taureau.common.names import NamespaceName, TopicName
 
 namespaces = APIRouter(prefix="/admin/v2/namespaces", tags=["permissions"])
 topics = APIRouter(prefix="/admin/v2/persistent", tags=["permissions"])
+non_persistent_topics = APIRouter(prefix="/admin/v2/non-persistent", tags=["permissions"])  # same routes
 
 
 def _ns(tenant: str, namespace: str) -> NamespaceName:
@@ -91,14 +92,16 @@ async def revoke_namespace(request: Request, tenant: str, namespace: str, role: 
     return await _change(request, _ns(tenant, namespace), change)
 
 
-def _topic(tenant: str, namespace: str, topic: str) -> TopicName:
-    return TopicName.parse(f"persistent://{tenant}/{namespace}/{topic}")
+def _topic(request: Request, tenant: str, namespace: str, topic: str) -> TopicName:
+    """The topic named by the path, of the domain of the router the request came through."""
+    domain = "non-persistent" if request.url.path.startswith(non_persistent_topics.prefix + "/") else "persistent"
+    return TopicName.parse(f"{domain}://{tenant}/{namespace}/{topic}")
 
 
 @topics.get("/{tenant}/{namespace}/{topic}/permissions")
 async def topic_permissions(request: Request, tenant: str, namespace: str, topic: str) -> dict[str, list[str]]:
     """What each role may do on the topic: its namespace's grants and the topic's own."""
-    name = _topic(tenant, namespace, topic)
+    name = _topic(request, tenant, namespace, topic)
     auth = (await _policies(request, name.namespace_name)).auth_policies
     merged = {role: set(actions) for role, actions in auth.namespace_auth.items()}
     for role, actions in auth.destination_auth.get(name.partitioned_name, {}).items():
@@ -109,7 +112,7 @@ async def topic_permissions(request: Request, tenant: str, namespace: str, topic
 @topics.post("/{tenant}/{namespace}/{topic}/permissions/{role:subname}", status_code=204)
 async def grant_topic(request: Request, tenant: str, namespace: str, topic: str, role: str,
                       body: Any = Body(...)) -> Response:
-    name = _topic(tenant, namespace, topic)
+    name = _topic(request, tenant, namespace, topic)
     actions = check_actions(body)
 
     def change(policies: NamespacePolicies) -> None:
@@ -120,7 +123,7 @@ async def grant_topic(request: Request, tenant: str, namespace: str, topic: str,
 
 @topics.delete("/{tenant}/{namespace}/{topic}/permissions/{role:subname}", status_code=204)
 async def revoke_topic(request: Request, tenant: str, namespace: str, topic: str, role: str) -> Response:
-    name = _topic(tenant, namespace, topic)
+    name = _topic(request, tenant, namespace, topic)
 
     def change(policies: NamespacePolicies) -> None:
         grants = policies.auth_policies.destination_auth.get(name.partitioned_name, {})
@@ -132,3 +135,8 @@ async def revoke_topic(request: Request, tenant: str, namespace: str, topic: str
             del policies.auth_policies.destination_auth[name.partitioned_name]
 
     return await _change(request, name.namespace_name, change)
+
+
+non_persistent_topics.get("/{tenant}/{namespace}/{topic}/permissions")(topic_permissions)
+non_persistent_topics.post("/{tenant}/{namespace}/{topic}/permissions/{role:subname}", status_code=204)(grant_topic)
+non_persistent_topics.delete("/{tenant}/{namespace}/{topic}/permissions/{role:subname}", status_code=204)(revoke_topic)

@@ -7,7 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request, Response
 
-from taureau.broker.admin import paths  # noqa: F401 - registers the `subname` path convertor
+from taureau.broker.admin import (
+    partitioned,
+    paths,  # noqa: F401 - registers the `subname` path convertor
+)
 from taureau.broker.admin.decoded import decoded_message
 from taureau.broker.admin.headers import peek_headers
 from taureau.broker.policies import TOPIC_TTL
@@ -211,52 +214,7 @@ async def compaction_status(request: Request, tenant: str, namespace: str, topic
 # -- partitioned topics -----------------------------------------------------------------------
 
 
-@router.put("/{tenant}/{namespace}/{topic}/partitions", status_code=204)
-async def create_partitioned(
-    request: Request, tenant: str, namespace: str, topic: str, body: Any = Body(...)
-) -> Response:
-    if not isinstance(body, int) or isinstance(body, bool) or body < 1:
-        raise ValueError("the body must be the number of partitions, an integer >= 1")
-    service = _service(request)
-    name = _topic_name(tenant, namespace, topic)
-    await service.resources.get_policies(name.namespace_name)
-    if await service.topic_exists(name):
-        from taureau.broker.resources import ConflictError
-
-        raise ConflictError(f"a non-partitioned topic {name} already exists")
-    await service.check_room_for_topics(name.namespace_name, body)
-    await service.resources.create_partitioned_topic(name, body)
-    return Response(status_code=204)
-
-
-@router.post("/{tenant}/{namespace}/{topic}/partitions", status_code=204)
-async def update_partitioned(
-    request: Request, tenant: str, namespace: str, topic: str, body: Any = Body(...)
-) -> Response:
-    if not isinstance(body, int) or isinstance(body, bool):
-        raise ValueError("the body must be the new number of partitions")
-    service, name = _service(request), _topic_name(tenant, namespace, topic)
-    current = await service.resources.get_partitions(name)
-    if current and body > current:
-        await service.check_room_for_topics(name.namespace_name, body - current)
-    await service.resources.update_partitions(name, body)
-    return Response(status_code=204)
-
-
-@router.get("/{tenant}/{namespace}/{topic}/partitions")
-async def get_partitioned(
-    request: Request,
-    tenant: str,
-    namespace: str,
-    topic: str,
-    checkAllowAutoCreation: bool = False,  # noqa: N803 - Pulsar's query parameter
-) -> dict:
-    name = _topic_name(tenant, namespace, topic)
-    service = _service(request)
-    if checkAllowAutoCreation:
-        # A client's HTTP lookup: as its binary PARTITIONED_METADATA, may auto-create the topic.
-        return {"partitions": await service.partitioned_metadata(name)}
-    return {"partitions": await service.resources.get_partitions(name)}
+partitioned.add_routes(router, "persistent")
 
 
 @router.delete("/{tenant}/{namespace}/{topic}/partitions", status_code=204)

@@ -40,48 +40,40 @@ def key_hash(key: bytes | None) -> int:
     return mmh3.hash(NONE_KEY if key is None else key, 0, signed=False) % HASH_RANGE
 
 
-class KeySharedDispatcher(Dispatcher):
-    tracks_unacked = True
-    delays_delivery = True
+class KeySelector:
+    """Which consumer owns a key: STICKY ranges or the AUTO_SPLIT ring (module docstring).
+    Shared by the persistent and the non-persistent Key_Shared dispatchers."""
 
-    def __init__(self, *args: Any, sticky: bool, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # Dispatcher's: ledger, cursor, entry_info, limits
+    def __init__(self, sticky: bool) -> None:
         self.sticky = sticky
         self._ring_points: list[int] = []  # sorted hash points of the AUTO_SPLIT ring
         self._ring_owners: list[Consumer] = []  # consumer at the same index as its point
-        self._blocked: set[int] = set()  # ids of consumers holding entries this round
+        self._consumers: list[Consumer] = []  # the dispatcher's list, as of the last rebuild
 
-    def add_consumer(self, consumer: Consumer) -> None:
-        if self.sticky:
-            self._check_ranges(consumer)
-        elif self.cursor.read_position > self.cursor.mark_delete_position.next():
-            consumer.max_read_position = self.cursor.read_position
-        super().add_consumer(consumer)
-        self._rebuild_ring()
-
-    def remove_consumer(self, consumer: Consumer) -> None:
-        super().remove_consumer(consumer)
-        self._rebuild_ring()
-
-    def _check_ranges(self, consumer: Consumer) -> None:
+    def check_ranges(self, consumer: Consumer, consumers: list[Consumer]) -> None:
+        """Raise unless a STICKY `consumer` brings valid ranges no one in `consumers` holds."""
+        if not self.sticky:
+            return
         ranges = consumer.hash_ranges or []
         if not ranges:
             raise ConsumerAssignError("a STICKY Key_Shared consumer must give hash ranges")
         for start, end in ranges:
             if not 0 <= start <= end < HASH_RANGE:
                 raise ConsumerAssignError(f"hash range [{start}, {end}] is outside 0..{HASH_RANGE - 1}")
-            for other in self.consumers:
+            for other in consumers:
                 for o_start, o_end in other.hash_ranges or []:
                     if start <= o_end and o_start <= end:
                         raise ConsumerAssignError(
                             f"hash range [{start}, {end}] overlaps consumer {other.name}'s [{o_start}, {o_end}]"
                         )
 
-    def _rebuild_ring(self) -> None:
+    def rebuild(self, consumers: list[Consumer]) -> None:
+        """The consumers changed: place them again."""
+        self._consumers = consumers
         if self.sticky:
             return
         points = []
-        for index, consumer in enumerate(self.consumers):
+        for index, consumer in enumerate(consumers):
             for point in range(RING_POINTS):
                 points.append((key_hash(f"{consumer.name}#{index}#{point}".encode()), id(consumer), consumer))
         points.sort(key=lambda p: (p[0], p[1]))
@@ -91,7 +83,7 @@ class KeySharedDispatcher(Dispatcher):
     def select(self, key: bytes | None) -> Consumer | None:
         h = key_hash(key)
         if self.sticky:
-            for consumer in self.consumers:
+            for consumer in self._consumers:
                 for start, end in consumer.hash_ranges or []:
                     if start <= h <= end:
                         return consumer
@@ -100,6 +92,30 @@ class KeySharedDispatcher(Dispatcher):
             return None
         index = bisect.bisect_left(self._ring_points, h)
         return self._ring_owners[index % len(self._ring_owners)]
+
+
+class KeySharedDispatcher(Dispatcher):
+    tracks_unacked = True
+    delays_delivery = True
+
+    def __init__(self, *args: Any, sticky: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # Dispatcher's: ledger, cursor, entry_info, limits
+        self.selector = KeySelector(sticky)
+        self._blocked: set[int] = set()  # ids of consumers holding entries this round
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.selector.check_ranges(consumer, self.consumers)
+        if not self.selector.sticky and self.cursor.read_position > self.cursor.mark_delete_position.next():
+            consumer.max_read_position = self.cursor.read_position
+        super().add_consumer(consumer)
+        self.selector.rebuild(self.consumers)
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        super().remove_consumer(consumer)
+        self.selector.rebuild(self.consumers)
+
+    def select(self, key: bytes | None) -> Consumer | None:
+        return self.selector.select(key)
 
     def _begin_round(self) -> None:
         self._blocked.clear()

@@ -9,6 +9,29 @@ from taureau.common.errors import ConsumerBusyError
 from taureau.storage.managed_ledger.api import ManagedCursor, ManagedLedger
 
 
+def check_exclusive(exclusive: bool, consumers: list[Consumer]) -> None:
+    """An Exclusive subscription takes one consumer at a time."""
+    if exclusive and consumers:
+        raise ConsumerBusyError("Exclusive consumer is already connected")
+
+
+def choose_active(consumers: list[Consumer], partition: int) -> Consumer | None:
+    """The consumer that receives (rules in SingleActiveDispatcher's docstring); shared with
+    the non-persistent dispatcher, so both kinds of topic pick the same one."""
+    if not consumers:
+        return None
+    if partition >= 0:
+        ordered = sorted(consumers, key=lambda c: (c.priority, c.name))
+        return ordered[partition % len(ordered)]
+    return min(consumers, key=lambda c: c.priority)
+
+
+def announce_active(consumers: list[Consumer], active: Consumer) -> None:
+    """Tell every Failover consumer whether it is the active one (ACTIVE_CONSUMER_CHANGE)."""
+    for consumer in consumers:
+        consumer.sink.send_active_consumer_change(consumer.consumer_id, consumer is active)
+
+
 class SingleActiveDispatcher(Dispatcher):
     """Exclusive: at most one consumer. Failover: many, one active at a time.
 
@@ -36,8 +59,7 @@ class SingleActiveDispatcher(Dispatcher):
         self.active: Consumer | None = None  # the one consumer that receives; owned here
 
     def add_consumer(self, consumer: Consumer) -> None:
-        if self.exclusive and self.consumers:
-            raise ConsumerBusyError("Exclusive consumer is already connected")
+        check_exclusive(self.exclusive, self.consumers)
         super().add_consumer(consumer)
         self._choose_active()
 
@@ -46,22 +68,17 @@ class SingleActiveDispatcher(Dispatcher):
         self._choose_active()
 
     def _choose_active(self) -> None:
-        if not self.consumers:
+        active = choose_active(self.consumers, self.partition)
+        if active is None:
             self.active = None
             return
-        if self.partition >= 0:
-            ordered = sorted(self.consumers, key=lambda c: (c.priority, c.name))
-            active = ordered[self.partition % len(ordered)]
-        else:
-            active = min(self.consumers, key=lambda c: c.priority)
         if active is self.active:
             return
         previous, self.active = self.active, active
         if previous is not None and previous in self.consumers:
             self._redeliver_pending(previous, previous.settle_all())
         if not self.exclusive:
-            for consumer in self.consumers:
-                consumer.sink.send_active_consumer_change(consumer.consumer_id, consumer is active)
+            announce_active(self.consumers, active)
         self.wake()
 
     def _available_permits(self) -> int:

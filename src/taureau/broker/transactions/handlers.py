@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from taureau.broker.error_codes import server_error
 from taureau.broker.session import Session
+from taureau.broker.subscription import Subscription
 from taureau.broker.transactions.coordinator import TransactionCoordinator
 from taureau.broker.transactions.model import TransactionsDisabledError, TxnId
 from taureau.common.errors import NotAllowedError, TaureauError
@@ -167,6 +168,8 @@ async def ack(session: Session, req: pb.CommandAck) -> None:
             raise NotAllowedError("cumulative acknowledgement in a transaction is not supported")
         if any(word for mid in req.message_id for word in mid.ack_set):
             raise NotAllowedError("batch-index acknowledgement in a transaction is not supported")
+        if not isinstance(sub, Subscription):
+            raise NotAllowedError("transactions are not supported on non-persistent topics")
         positions = [Position(mid.ledgerId, mid.entryId) for mid in req.message_id]
         await tc.ack(txn, str(topic.name), sub, positions)
     except Exception as exc:

@@ -21,7 +21,8 @@ from taureau.common.errors import TaureauError
 from taureau.storage.position import Position
 
 if TYPE_CHECKING:
-    from taureau.broker.topic import PersistentTopic, PublishItem
+    from taureau.broker.client_topic import AnyClientTopic
+    from taureau.broker.topic import PublishItem
     from taureau.broker.transactions.coordinator import TransactionCoordinator
 
 
@@ -45,7 +46,7 @@ Stored = Position | None | TxnRefused
 
 
 async def store(
-    topic: PersistentTopic,
+    topic: AnyClientTopic,
     items: list[PublishItem | TxnSend],
     coordinator: TransactionCoordinator | None,
 ) -> list[Stored]:
@@ -62,6 +63,12 @@ async def store(
             continue
         if coordinator is None:
             results[index] = TxnRefused(ServerError.NotAllowedError, "Transactions are not enabled.")
+            continue
+        if topic.name.domain != "persistent":
+            # As Pulsar: a transaction's messages wait in durable storage until it ends.
+            results[index] = TxnRefused(
+                ServerError.NotAllowedError, "Transactions are not supported on non-persistent topics."
+            )
             continue
         try:
             coordinator.admit_send(item.txn, name, len(item.data))
