@@ -262,3 +262,22 @@ def test_without_the_coordinator_transactions_are_refused(tmp_path):
     finally:
         assert server.stop() == 0
 
+
+
+def test_non_persistent_topics_take_no_transactional_send_or_ack(raw, topic):
+    # Pulsar keeps a transaction's messages in durable storage until it ends: a non-persistent
+    # topic has none, so its transactional SENDs and ACKs are refused and nothing is delivered.
+    np_topic = topic.replace("persistent://", "non-persistent://", 1)
+    raw.subscribe(np_topic, "s", consumer_id=1)
+    assert raw.producer(np_topic).type == T.PRODUCER_SUCCESS
+    txn = raw.new_txn()
+    raw.add_partition(txn, np_topic)
+    refused = raw.send_in(txn, b"t", 0)
+    assert refused.type == T.SEND_ERROR and refused.send_error.error == NOT_ALLOWED
+    assert "non-persistent" in refused.send_error.message
+    raw.no_message()
+    assert raw.send_in(None, b"plain", 1).type == T.SEND_RECEIPT  # the producer goes on
+    ((mid, body),) = raw.messages(1)
+    assert body == b"plain"
+    refused_ack = raw.ack(1, mid, txn)
+    assert refused_ack.error == NOT_ALLOWED and "non-persistent" in refused_ack.message
