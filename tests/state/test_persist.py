@@ -49,6 +49,24 @@ def test_bad_dumps_and_backing_paths(cluster, tmp_path):
     assert c.open_hash_table("/d/x").get(b"a") == b"b"
 
 
+def test_drop_dump_deletes_only_dumps(cluster, tmp_path):
+    c = cluster.client()
+    c.open_or_create_hash_table("/d/x").put(b"a", b"b")
+    c.dump("/d/x", "local://spills/x.dump")
+    dump = tmp_path / "state" / "spills" / "x.dump"
+    assert dump.exists()
+    c.drop_dump("local://spills/x.dump")
+    assert not dump.exists()
+    with pytest.raises(errors.BackingStoreError, match="cannot delete"):
+        c.drop_dump("local://spills/x.dump")  # already gone
+    (tmp_path / "state" / "notes").write_bytes(b"not a dump")
+    with pytest.raises(errors.BackingStoreError, match="not a dump"):
+        c.drop_dump("local://notes")  # the data directory's other files are not a client's to delete
+    assert (tmp_path / "state" / "notes").exists()
+    with pytest.raises(errors.BackingStoreError, match="escapes"):
+        c.drop_dump("local://../../escape")
+
+
 @pytest.mark.parametrize(
     "blob",
     [b"", b"TAUS", b"XXXX\x01\x01" + bytes(12), encode_dump("queue", [b"a", b"b"])[:-1] + b"\x00"],
