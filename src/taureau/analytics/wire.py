@@ -47,9 +47,10 @@ class Batch(NamedTuple):
     batch_id: int
     executor_dir: str  # /analytics/<executor id>
     job_dir: str  # the job's directory (a map_reduce's reducers share their mappers')
-    fn_key: str  # the function's key in the job's data table
+    fn_key: str  # the function's key: a worker's cache, and the data table when `fn` is None
     state_address: str
     tasks: list[TaskSpec]
+    fn: bytes | None = None  # the pickled function itself when it is small (INLINE_ARGS_MAX)
 
 
 OK, ERROR, STATE_FULL = 0, 1, 2
@@ -68,8 +69,14 @@ class Outcome(NamedTuple):
     end: float
 
 
+# Tasks and outcomes travel as plain tuples: pickle writes a tuple in C, while a NamedTuple
+# goes through copyreg's __reduce_ex__ per item (a third of a no-op call's wire cost).
+_as = tuple.__new__
+
+
 def encode_batch(batch: Batch) -> bytes:
-    return pickle.dumps(batch, protocol=PROTOCOL)
+    tasks: list[Any] = [tuple(t) for t in batch.tasks]
+    return pickle.dumps(batch._replace(tasks=tasks), protocol=PROTOCOL)
 
 
 def decode_batch(data: bytes) -> Batch:
@@ -78,15 +85,25 @@ def decode_batch(data: bytes) -> Batch:
     batch = pickle.loads(data)
     if not isinstance(batch, Batch):
         raise TypeError(f"not a task batch: {type(batch).__name__}")
-    return batch
+    return batch._replace(tasks=[_as(TaskSpec, t) for t in batch.tasks])
 
 
 def encode_outcomes(outcomes: list[Outcome]) -> bytes:
-    return pickle.dumps(outcomes, protocol=PROTOCOL)
+    return pickle.dumps([tuple(o) for o in outcomes], protocol=PROTOCOL)
 
 
 def decode_outcomes(data: bytes) -> list[Outcome]:
-    return pickle.loads(data)
+    return [_as(Outcome, o) for o in pickle.loads(data)]
+
+
+def dumps_result(value: Any) -> bytes:
+    """A call's value, pickled. The C pickler first (a fresh cloudpickle Pickler per call costs
+    more than a no-op call); cloudpickle for what only it can write (lambdas, classes made at
+    run time). pickle raises before it returns, so nothing half-written is ever used."""
+    try:
+        return pickle.dumps(value, protocol=PROTOCOL)
+    except Exception:  # noqa: BLE001 - PicklingError, TypeError, AttributeError: let cloudpickle try
+        return cloudpickle.dumps(value, protocol=PROTOCOL)
 
 
 # -- user code and data -----------------------------------------------------------------------
@@ -144,6 +161,22 @@ def dumps_function(fn: Any, partitioner: Any = None, env: dict[str, str] | None 
     except Exception as exc:
         raise UnpicklableError(f"cannot pickle the function {getattr(fn, '__qualname__', fn)!r}: "
                                f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+
+
+# Values the C pickler writes exactly as cloudpickle would (no class or function by reference,
+# so nothing a worker could fail to import): iterdata of these skips cloudpickle entirely.
+_SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
+
+
+def dumps_calls(fn: Any, items: list[Any], extra_args: Any = None) -> list[bytes]:
+    """Each element of a job's iterdata as the pickled (args, kwargs) of its call (Lithops'
+    convention, `CallConvention`); UnpicklableError names the first call that fails."""
+    if extra_args is None and {type(x) for x in items} <= _SCALARS:
+        # A scalar is always the single argument: the same bytes, at a tenth of the cost.
+        empty: dict[str, Any] = {}
+        return [pickle.dumps(((x,), empty), protocol=PROTOCOL) for x in items]
+    convention = CallConvention(fn, extra_args)
+    return dumps_args([convention(x) for x in items])
 
 
 def dumps_args(calls: list[tuple[tuple, dict]]) -> list[bytes]:
@@ -208,6 +241,24 @@ class CallConvention:
         elif extra_args is not None:
             args += tuple(extra_args)
         return args, kwargs
+
+
+class WithExtraArgs:
+    """A function called with extra arguments after its own (Lithops' extra_args_reduce: the
+    reducer's inputs come from the shuffle, the extras from the caller). Importable by
+    workers, so it pickles by reference around the user's function."""
+
+    def __init__(self, fn: Any, extra: Any) -> None:
+        if not isinstance(extra, (tuple, list, dict)):
+            raise TypeError(f"extra arguments are a tuple, list or dict, not {type(extra).__name__}")
+        _ship_module_by_value(fn)  # the wrapper is taureau's; the function inside ships as any job's
+        self.fn, self.extra = fn, extra
+        self.__name__ = self.__qualname__ = getattr(fn, "__qualname__", type(fn).__name__)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(self.extra, dict):
+            return self.fn(*args, **kwargs, **self.extra)
+        return self.fn(*args, *self.extra, **kwargs)
 
 
 def _parameters(fn: Any) -> tuple[int, set[str]] | None:
