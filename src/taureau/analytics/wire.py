@@ -33,6 +33,10 @@ BATCH_BYTES_MAX = 1 << 20  # a batch is cut before its inline arguments pass thi
 OUTCOMES_BYTES_MAX = 1 << 20  # a worker flushes its outcomes before they pass this
 TRACEBACK_MAX = 16 << 10  # characters of a remote traceback kept
 
+# Values the C pickler writes exactly as cloudpickle would (no class or function by reference,
+# so nothing to import on the other side): these skip cloudpickle, ten times slower per call.
+_SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
+
 
 class TaskSpec(NamedTuple):
     call_id: int  # index of the call in its job
@@ -97,13 +101,13 @@ def decode_outcomes(data: bytes) -> list[Outcome]:
 
 
 def dumps_result(value: Any) -> bytes:
-    """A call's value, pickled. The C pickler first (a fresh cloudpickle Pickler per call costs
-    more than a no-op call); cloudpickle for what only it can write (lambdas, classes made at
-    run time). pickle raises before it returns, so nothing half-written is ever used."""
-    try:
+    """A call's value, pickled: a scalar by the C pickler (a cloudpickle Pickler per call costs
+    more than a no-op call, and for a scalar both write the same bytes), anything else by
+    cloudpickle. Not the C pickler first for everything: writing a class by reference makes it
+    import the class's module, which on a worker may run a user module's top-level code."""
+    if type(value) in _SCALARS:
         return pickle.dumps(value, protocol=PROTOCOL)
-    except Exception:  # noqa: BLE001 - PicklingError, TypeError, AttributeError: let cloudpickle try
-        return cloudpickle.dumps(value, protocol=PROTOCOL)
+    return cloudpickle.dumps(value, protocol=PROTOCOL)
 
 
 # -- user code and data -----------------------------------------------------------------------
@@ -161,11 +165,6 @@ def dumps_function(fn: Any, partitioner: Any = None, env: dict[str, str] | None 
     except Exception as exc:
         raise UnpicklableError(f"cannot pickle the function {getattr(fn, '__qualname__', fn)!r}: "
                                f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
-
-
-# Values the C pickler writes exactly as cloudpickle would (no class or function by reference,
-# so nothing a worker could fail to import): iterdata of these skips cloudpickle entirely.
-_SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
 def dumps_calls(fn: Any, items: list[Any], extra_args: Any = None) -> list[bytes]:
