@@ -15,14 +15,14 @@ from taureau.analytics import plot as timeline
 from taureau.analytics import progress, wire
 from taureau.analytics.backends import create_backend
 from taureau.analytics.errors import ExecutorClosedError
-from taureau.analytics.futures import FuturesList, ResponseFuture
+from taureau.analytics.futures import FuturesList, ResponseFuture, summarize
 from taureau.analytics.options import refuse_unsupported
 from taureau.analytics.results import ResultStore, segment_calls
 from taureau.analytics.scheduler import Job, Policy, Scheduler, Task
 from taureau.analytics.shuffle import ABORT, done_path
-from taureau.analytics.space import JobSpace, executor_dir, job_dir, open_unrenewed, put_blob
+from taureau.analytics.space import JobSpace, LazyTable, executor_dir, job_dir, open_unrenewed, put_blob
 from taureau.common import errors
-from taureau.state import HashTable, StateClient
+from taureau.state import StateClient
 from taureau.state.blocks import GROW_RETRY_S
 
 log = logging.getLogger("taureau.analytics")
@@ -36,45 +36,12 @@ MAX_AUTO_CHUNK = 256  # calls per batch at most unless chunksize says otherwise 
 JOB_PREFIX = {"call": "A", "map": "M", "reduce": "R"}  # job ids as Lithops names them (A000, M001)
 
 
-def _summary(job: Job, futures: list[ResponseFuture]) -> dict[str, Any]:
-    stats = [f.stats for f in futures]
-    ran = [st for st in stats if "worker_end_tstamp" in st]
-    submitted = min((st["host_submit_tstamp"] for st in stats if "host_submit_tstamp" in st), default=None)
-    finished = max((st["worker_end_tstamp"] for st in ran), default=None)
-    durations = [st["worker_end_tstamp"] - st["worker_start_tstamp"] for st in ran]
-    return {
-        "job_id": job.id, "kind": job.kind, "calls": len(futures), "done": sum(f.done for f in futures),
-        "failed": sum(f.error for f in futures), "retried": sum(st.get("attempts", 1) > 1 for st in stats),
-        "speculative": sum(bool(st.get("speculative_copy")) for st in stats), "submitted": submitted,
-        "finished": finished, "wall_s": None if submitted is None or finished is None else finished - submitted,
-        "mean_call_s": sum(durations) / len(durations) if durations else None,
-    }  # fmt: skip
-
-
 def _positive(name: str, value: float | None, default: float) -> float:
     if value is None:
         return default
     if not (isinstance(value, int | float) and 0 < value < math.inf):
         raise ValueError(f"{name} is a positive number of seconds, not {value!r}")
     return float(value)
-
-
-class _DataTable:
-    """A job's data table, created on first use: a job whose function and arguments all travel
-    inline never costs a state round trip to open it (nor one to remove it)."""
-
-    def __init__(self, client: StateClient, path: str) -> None:
-        self.client, self.path = client, path
-        self._table: HashTable | None = None
-
-    @property
-    def opened(self) -> bool:
-        return self._table is not None
-
-    def table(self) -> HashTable:
-        if self._table is None:
-            self._table = open_unrenewed(self.client, self.client.open_or_create_hash_table, self.path)
-        return self._table
 
 
 class Executor:
@@ -244,7 +211,7 @@ class Executor:
             job_id = f"{JOB_PREFIX[kind]}{self._job_count:03d}"
             self._job_count += 1
         jdir = share_dir.dir if share_dir is not None else job_dir(self.dir, job_id)
-        data = _DataTable(self.client, f"{jdir}/data")  # opened only if something goes through state
+        data = LazyTable(self.client, f"{jdir}/data")  # opened only if something goes through state
         fn_key = f"fn-{job_id}"
         fn_inline = fn_blob if len(fn_blob) <= wire.INLINE_ARGS_MAX else None  # small: in every batch
         if fn_inline is None:
@@ -495,7 +462,7 @@ class Executor:
         refuse_unsupported("job_summary", cloud_objects_n=cloud_objects_n)
         with self._lock:
             jobs = list(self._jobs.values())
-        return [_summary(job, futures) for job, futures in jobs]
+        return [summarize(job.id, job.kind, futures) for job, futures in jobs]
 
     def close(self) -> None:
         if self._closed:
