@@ -67,6 +67,20 @@ def test_drop_dump_deletes_only_dumps(cluster, tmp_path):
         c.drop_dump("local://../../escape")
 
 
+def test_drop_dump_keeps_the_backing_of_a_flushed_structure(make_cluster, tmp_path):
+    c = make_cluster(lease_ms=100).client()
+    c.create_hash_table("/p/m", mapped=True, backing_path="local://flushed/m.dump").put(b"k", b"v")
+    c.close("/p/m")
+    deadline = time.monotonic() + 5
+    while c.status("/p/m")["state"] != "flushed":
+        assert time.monotonic() < deadline, "mapped structure was not flushed"
+        time.sleep(0.02)
+    with pytest.raises(errors.BackingStoreError, match="holds flushed /p/m"):
+        c.drop_dump("local://flushed/m.dump")  # its only copy
+    assert (tmp_path / "state" / "flushed" / "m.dump").exists()
+    assert c.open_hash_table("/p/m").get(b"k") == b"v"
+
+
 @pytest.mark.parametrize(
     "blob",
     [b"", b"TAUS", b"XXXX\x01\x01" + bytes(12), encode_dump("queue", [b"a", b"b"])[:-1] + b"\x00"],
