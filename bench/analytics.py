@@ -8,7 +8,7 @@
    one process's collections.Counter beside it.
 
     python bench/analytics.py [--tasks 1000] [--sort-gb 1] [--wordcount-mb 256] [--parts noop,sort,wordcount]
-        [--plot docs/analytics-benchmark.png]
+        [--peers lithops,pool,ray] [--plot docs/analytics-benchmark.png]
 
 Every figure is wall time on this machine, with the same worker count for every system.
 """
@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sort-parts", type=int, default=16)
     p.add_argument("--wordcount-mb", type=float, default=256)
     p.add_argument("--parts", default="noop,sort,wordcount")
+    p.add_argument("--peers", default="lithops,pool,ray", help="the no-op part's peers (Ray and Lithops take minutes)")
     p.add_argument("--plot", help="also draw the figures to this PNG")
     args = p.parse_args(argv)
     parts = set(args.parts.split(","))
@@ -195,10 +196,14 @@ def main(argv: list[str] | None = None) -> None:
         n = args.tasks
         print(f"\n1. {n} no-op calls (best of {args.repeats}), tasks/s", flush=True)
         figures["taureau"] = noop_taureau(n, w, args.repeats)
-        figures["pool"] = noop_pool(n, w, args.repeats)
-        figures["ray"] = attempt("ray", lambda: noop_ray(n, w, args.repeats))
+        peers = set(args.peers.split(","))
         ln = args.lithops_tasks or n
-        figures["lithops"] = attempt("lithops", lambda: noop_lithops(ln, w, 1))
+        if "pool" in peers:
+            figures["pool"] = noop_pool(n, w, args.repeats)
+        if "ray" in peers:
+            figures["ray"] = attempt("ray", lambda: noop_ray(n, w, args.repeats))
+        if "lithops" in peers:
+            figures["lithops"] = attempt("lithops", lambda: noop_lithops(ln, w, 1))
         print(f"  {'Taureau Executor()':<28}{figures['taureau']:>12,.0f}")
         for name, label, target in [("lithops", f"Lithops localhost ({ln} calls)", 100), ("pool", "multiprocessing.Pool.map", 0.5),
                                     ("ray", "Ray tasks", 1.0)]:  # fmt: skip

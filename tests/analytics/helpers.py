@@ -87,3 +87,19 @@ def blob(n: int, fill: int = 120):
 
 def env(name: str):
     return os.environ.get(name)
+
+
+def chunk_member(x, marker_dir: str, victim: int):
+    """Record each run of call x; call `victim` writes its pid and sleeps on its first run (the
+    test kills its worker there, in the middle of the chunk)."""
+    runs = Path(marker_dir, f"{x}.runs")
+    with open(runs, "a") as f:
+        f.write("run\n")
+    if x == victim and len(runs.read_text().splitlines()) == 1:
+        Path(marker_dir, "pid").write_text(str(os.getpid()))
+        time.sleep(30)
+    return x, os.getpid()
+
+
+def total_plus(values, offset, scale=1):
+    return (sum(values) + offset) * scale

@@ -22,6 +22,7 @@ from taureau.analytics import (
     ExecutorClosedError,
     TaskError,
     UnpicklableError,
+    UnsupportedOptionError,
     progress,
 )
 from tests.analytics import faults, helpers
@@ -252,3 +253,110 @@ def test_bad_options_are_clear_errors_and_leave_the_executor_serving(ex, monkeyp
     with pytest.raises(ValueError, match="num_reducers"):
         ex.map_reduce(helpers.words, ["a"], helpers.count, reduce_by_key=True, num_reducers=-1)
     assert ex.get_result(ex.map(helpers.square, range(3))) == [0, 1, 4]
+
+
+# -- chunks: many calls in one batch, each with its own outcome ---------------------------------
+
+
+def test_one_raising_call_of_a_chunk_fails_alone(ex):
+    fs = ex.map(helpers.fail_on, range(8), 8, (3,))  # chunksize 8: the whole job is one batch
+    ex.wait(fs, throw_except=False)
+    assert [f.success for f in fs] == [x != 3 for x in range(8)]
+    assert len({f.stats["worker"] for f in fs if f.success}) == 1  # they did share a batch
+    assert [f.stats["attempts"] for f in fs if f.success] == [1] * 7
+    with pytest.raises(TaskError, match="bad input 3") as info:
+        fs[3].result()
+    assert info.value.attempts == 3  # retried alone, without its chunk
+
+
+def test_a_worker_killed_mid_chunk_reruns_only_the_unreported_calls(ex, tmp_path):
+    fs = ex.map(helpers.chunk_member, range(6), 6, (str(tmp_path), 2))
+    pid = tmp_path / "pid"
+    deadline = time.monotonic() + 30
+    while not pid.exists() or not pid.read_text():
+        assert time.monotonic() < deadline, "call 2 never started"
+        time.sleep(0.02)
+    time.sleep(0.2)  # calls 0 and 1 were reported (within 5 ms of their end)
+    victim = int(pid.read_text())
+    os.kill(victim, 9)
+    results = ex.get_result(fs, timeout=60)
+    assert [x for x, _ in results] == list(range(6))
+    runs = [len((tmp_path / f"{x}.runs").read_text().splitlines()) for x in range(6)]
+    assert runs == [1, 1, 2, 1, 1, 1]  # before the victim: kept; the victim: again; after it: once, elsewhere
+    assert [p for _, p in results[:2]] == [victim, victim]
+    assert all(p != victim for _, p in results[2:])
+
+
+# -- Lithops' options -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("call", "option", "value"), [
+    ("map", "runtime_memory", 1024), ("map", "obj_chunk_size", 1 << 20), ("map", "obj_chunk_number", 4),
+    ("map", "obj_newline", None), ("map", "include_modules", ["numpy"]), ("map", "exclude_modules", ["os"]),
+    ("call_async", "runtime_memory", 512), ("map_reduce", "map_runtime_memory", 512),
+    ("map_reduce", "reduce_runtime_memory", 512), ("map_reduce", "obj_reduce_by_key", True),
+    ("wait", "threadpool_size", 64), ("get_result", "threadpool_size", 64), ("clean", "cs", ["bucket/key"]),
+    ("job_summary", "cloud_objects_n", 3),
+])  # fmt: skip
+def test_unsupported_lithops_options_are_refused_before_anything_runs(ex, call, option, value):
+    args = {"map": (helpers.square, [1]), "call_async": (helpers.square, 1),
+            "map_reduce": (helpers.square, [1], sum)}.get(call, ())  # fmt: skip
+    jobs = len(ex._jobs)
+    with pytest.raises(UnsupportedOptionError, match=f"{call}\\({option}=") as info:
+        getattr(ex, call)(*args, **{option: value})
+    assert isinstance(info.value, ValueError)
+    assert len(ex._jobs) == jobs  # nothing was submitted
+
+
+def test_lithops_defaults_of_unsupported_options_are_accepted(ex):
+    fs = ex.map(helpers.square, [3], None, None, None, None, None, None, "\n", None, [], [])
+    assert ex.get_result(fs, False, None, None, 0.05) == [9]
+
+
+def test_extra_args_reduce_follow_the_reducers_own_arguments(ex):
+    # map_reduce(map, iterdata, reduce, chunksize, extra_args, extra_args_reduce): Lithops' order
+    assert ex.get_result(ex.map_reduce(helpers.square, range(4), helpers.total_plus, None, None, (100,))) == 114
+    fs = ex.map_reduce(helpers.square, range(4), helpers.total_plus, extra_args_reduce={"offset": 1, "scale": 2})
+    assert ex.get_result(fs) == 30
+    with pytest.raises(TypeError, match="tuple, list or dict"):
+        ex.map_reduce(helpers.square, range(4), helpers.total_plus, extra_args_reduce=5)
+
+
+def test_wait_downloads_results_and_checks_its_interval(ex):
+    big = ex.call_async(helpers.blob, (200_000, 7))  # through the state store
+    done, not_done = ex.wait([big], download_results=True, wait_dur_sec=0.01)
+    assert done == [big] and not not_done
+    assert big._loaded and big.result() == b"\x07" * 200_000  # fetched by wait itself
+    with pytest.raises(ValueError, match="wait_dur_sec"):
+        ex.wait([big], wait_dur_sec=0)
+
+
+def test_clean_removes_finished_jobs_and_keeps_running_ones_unless_forced():
+    with Executor(workers=2, progress=False) as ex:
+        done = ex.map(helpers.square, range(4))
+        ex.wait(done)
+        running = ex.call_async(helpers.sleep_then, (1, 3.0))
+        assert ex.clean() == [done[0].job_id]
+        assert not ex.client.exists(f"{ex.dir}/jobs/{done[0].job_id}")
+        assert running.result(timeout=30) == 1  # kept: it was running
+        other = ex.map(helpers.square, range(2))
+        ex.wait(other)
+        assert ex.clean(fs=[running]) == [running.job_id]  # only the futures' job
+        assert [s["job_id"] for s in ex.job_summary()] == [other[0].job_id]
+        slow = ex.call_async(helpers.sleep_then, (1, 3.0))
+        assert set(ex.clean(force=True)) == {other[0].job_id, slow.job_id}
+        assert ex.job_summary() == []
+
+
+def test_job_summary_counts_each_job(ex, tmp_path):
+    fs = ex.map(helpers.fail_on, range(6), extra_args=(4,))
+    ex.wait(fs, throw_except=False)
+    flaky = ex.call_async(helpers.fail_first_attempts, (str(tmp_path / "flaky"), 1))
+    flaky.result()
+    summary = {s["job_id"]: s for s in ex.job_summary()}
+    mapped, called = summary[fs[0].job_id], summary[flaky.job_id]
+    assert (mapped["kind"], mapped["calls"], mapped["done"], mapped["failed"]) == ("call", 6, 6, 1)
+    assert mapped["retried"] == 1  # the failing call ran three times; the others once
+    assert called["retried"] == 1 and called["failed"] == 0
+    assert mapped["wall_s"] >= 0 and mapped["mean_call_s"] >= 0
+    assert mapped["submitted"] <= mapped["finished"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -74,3 +76,30 @@ def test_a_killed_instance_is_retried(sx, tmp_path):
     f, victim = faults.kill_first_attempt(sx, tmp_path)
     assert f.result(timeout=60) != victim
     assert f.stats["attempts"] == 2
+
+
+def _spill(ex: Executor, calls: int, data_dir: Path) -> tuple[list, list[Path]]:
+    """Run a job whose results pass the executor's budget, wait until they spilled, and return
+    its futures and the dump files under the standalone's data directory."""
+    fs = ex.map(helpers.blob, [(70_000, i) for i in range(calls)])
+    ex.wait(fs)
+    deadline = time.monotonic() + 20
+    while not any(s.spilled for s in ex.results._segments.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return fs, list(data_dir.rglob(f"{ex.executor_id}/{fs[0].job_id}/results-*.dump"))
+
+
+def test_spill_dumps_are_deleted_with_their_job(standalone):
+    with Executor(f"127.0.0.1:{standalone.state_port}", admin_url=standalone.admin_url, workers=2,
+                  state_budget=1 << 20, progress=False) as ex:  # fmt: skip
+        read, dumps = _spill(ex, 60, standalone.data_dir)  # 4 MB of results, one segment
+        assert len(dumps) == 1 and dumps[0].stat().st_size > 60 * 70_000
+        assert ex.get_result(read) == [bytes([i]) * 70_000 for i in range(60)]  # loaded back, then freed
+        assert not dumps[0].exists()  # every result read: the dump went with the segment
+        cleaned, dumps = _spill(ex, 60, standalone.data_dir)
+        assert len(dumps) == 1
+        ex.clean()
+        assert not dumps[0].exists()
+        closed, dumps = _spill(ex, 60, standalone.data_dir)
+        assert len(dumps) == 1
+    assert not dumps[0].exists()  # close() deletes what was never read

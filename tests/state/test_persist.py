@@ -49,6 +49,38 @@ def test_bad_dumps_and_backing_paths(cluster, tmp_path):
     assert c.open_hash_table("/d/x").get(b"a") == b"b"
 
 
+def test_drop_dump_deletes_only_dumps(cluster, tmp_path):
+    c = cluster.client()
+    c.open_or_create_hash_table("/d/x").put(b"a", b"b")
+    c.dump("/d/x", "local://spills/x.dump")
+    dump = tmp_path / "state" / "spills" / "x.dump"
+    assert dump.exists()
+    c.drop_dump("local://spills/x.dump")
+    assert not dump.exists()
+    with pytest.raises(errors.BackingStoreError, match="cannot delete"):
+        c.drop_dump("local://spills/x.dump")  # already gone
+    (tmp_path / "state" / "notes").write_bytes(b"not a dump")
+    with pytest.raises(errors.BackingStoreError, match="not a dump"):
+        c.drop_dump("local://notes")  # the data directory's other files are not a client's to delete
+    assert (tmp_path / "state" / "notes").exists()
+    with pytest.raises(errors.BackingStoreError, match="escapes"):
+        c.drop_dump("local://../../escape")
+
+
+def test_drop_dump_keeps_the_backing_of_a_flushed_structure(make_cluster, tmp_path):
+    c = make_cluster(lease_ms=100).client()
+    c.create_hash_table("/p/m", mapped=True, backing_path="local://flushed/m.dump").put(b"k", b"v")
+    c.close("/p/m")
+    deadline = time.monotonic() + 5
+    while c.status("/p/m")["state"] != "flushed":
+        assert time.monotonic() < deadline, "mapped structure was not flushed"
+        time.sleep(0.02)
+    with pytest.raises(errors.BackingStoreError, match="holds flushed /p/m"):
+        c.drop_dump("local://flushed/m.dump")  # its only copy
+    assert (tmp_path / "state" / "flushed" / "m.dump").exists()
+    assert c.open_hash_table("/p/m").get(b"k") == b"v"
+
+
 @pytest.mark.parametrize(
     "blob",
     [b"", b"TAUS", b"XXXX\x01\x01" + bytes(12), encode_dump("queue", [b"a", b"b"])[:-1] + b"\x00"],

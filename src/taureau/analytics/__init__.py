@@ -9,6 +9,7 @@ from taureau.analytics.errors import (
     JobAbortedError,
     TaskError,
     UnpicklableError,
+    UnsupportedOptionError,
     WorkerLostError,
 )
 from taureau.analytics.executor import ALL_COMPLETED, ALWAYS, ANY_COMPLETED, Executor
@@ -21,5 +22,5 @@ FunctionExecutor = Executor  # Lithops' name
 __all__ = [
     "ALL_COMPLETED", "ALWAYS", "ANY_COMPLETED", "AnalyticsError", "BackendError", "CallTimeoutError", "Executor",
     "ExecutorClosedError", "FunctionExecutor", "FuturesList", "JobAbortedError", "JobSpace", "Policy",
-    "ResponseFuture", "TaskError", "UnpicklableError", "WorkerLostError", "job_state",
+    "ResponseFuture", "TaskError", "UnpicklableError", "UnsupportedOptionError", "WorkerLostError", "job_state",
 ]  # fmt: skip

@@ -49,3 +49,8 @@ class BackendError(AnalyticsError):
 
 class ExecutorClosedError(AnalyticsError):
     """The executor was closed; its futures that had not finished never will."""
+
+
+class UnsupportedOptionError(AnalyticsError, ValueError):
+    """A Lithops option that has no meaning on Taureau (object-storage iterdata, memory sizes,
+    module lists, download thread pools); raised before anything runs, never ignored."""

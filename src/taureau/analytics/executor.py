@@ -15,11 +15,12 @@ from taureau.analytics import plot as timeline
 from taureau.analytics import progress, wire
 from taureau.analytics.backends import create_backend
 from taureau.analytics.errors import ExecutorClosedError
-from taureau.analytics.futures import FuturesList, ResponseFuture
+from taureau.analytics.futures import FuturesList, ResponseFuture, summarize
+from taureau.analytics.options import refuse_unsupported
 from taureau.analytics.results import ResultStore, segment_calls
 from taureau.analytics.scheduler import Job, Policy, Scheduler, Task
 from taureau.analytics.shuffle import ABORT, done_path
-from taureau.analytics.space import JobSpace, executor_dir, job_dir, open_unrenewed, put_blob
+from taureau.analytics.space import JobSpace, LazyTable, executor_dir, job_dir, open_unrenewed, put_blob
 from taureau.common import errors
 from taureau.state import StateClient
 from taureau.state.blocks import GROW_RETRY_S
@@ -30,8 +31,17 @@ log = logging.getLogger("taureau.analytics")
 ALWAYS, ANY_COMPLETED, ALL_COMPLETED = 0, -1, 100
 MAX_CALLS_PER_JOB = 1_000_000  # every call holds a future and its pickled arguments
 MONITOR_TICK_S = 0.05
+WAIT_TICK_S = 0.1  # a wait re-checks this often even without news (a closing executor, its timeout)
 MAX_AUTO_CHUNK = 256  # calls per batch at most unless chunksize says otherwise (Pool.map's rule, capped)
 JOB_PREFIX = {"call": "A", "map": "M", "reduce": "R"}  # job ids as Lithops names them (A000, M001)
+
+
+def _positive(name: str, value: float | None, default: float) -> float:
+    if value is None:
+        return default
+    if not (isinstance(value, int | float) and 0 < value < math.inf):
+        raise ValueError(f"{name} is a positive number of seconds, not {value!r}")
+    return float(value)
 
 
 class Executor:
@@ -91,38 +101,62 @@ class Executor:
 
     # -- submitting ---------------------------------------------------------------------------
 
-    # Positional parameters are in Lithops' order, so Lithops code calls these unchanged.
+    # Positional parameters are in Lithops' order, so Lithops code calls these unchanged; the
+    # Lithops options with no meaning here are refused at anything but their unused value
+    # (options.py says why), Taureau's own options are keyword-only after them.
 
-    def call_async(self, func: Callable[..., Any], data: Any, extra_env: dict[str, str] | None = None, *,
-                   extra_args: Any = None, timeout: float | None = None) -> ResponseFuture:  # fmt: skip
+    def call_async(self, func: Callable[..., Any], data: Any, extra_env: dict[str, str] | None = None,
+                   runtime_memory: int | None = None, timeout: float | None = None,
+                   include_modules: list[str] | None = None, exclude_modules: list[str] | None = None, *,
+                   extra_args: Any = None) -> ResponseFuture:  # fmt: skip
         """Run func on data (a tuple/list spreads over several parameters, a dict of parameter
         names is passed as keywords) and return its future. `extra_env`: environment
         variables set on the worker while the call runs. `timeout`: seconds the call may run
         before it fails with CallTimeoutError (not retried)."""
+        refuse_unsupported("call_async", runtime_memory=runtime_memory, include_modules=include_modules,
+                           exclude_modules=exclude_modules)  # fmt: skip
         return self._submit(func, [data], extra_args=extra_args, extra_env=extra_env, timeout=timeout)[0]
 
     def map(self, map_function: Callable[..., Any], map_iterdata: Iterable[Any], chunksize: int | None = None,
-            extra_args: Any = None, extra_env: dict[str, str] | None = None, *,
-            timeout: float | None = None) -> FuturesList:  # fmt: skip
+            extra_args: Any = None, extra_env: dict[str, str] | None = None, runtime_memory: int | None = None,
+            obj_chunk_size: int | None = None, obj_chunk_number: int | None = None, obj_newline: str | None = "\n",
+            timeout: float | None = None, include_modules: list[str] | None = None,
+            exclude_modules: list[str] | None = None) -> FuturesList:  # fmt: skip
         """One call of map_function per element of map_iterdata. `chunksize` calls travel
-        together to a worker (default: enough batches to keep every worker busy twice over)."""
+        together to a worker (default: four batches per worker, at most 256 calls each)."""
+        refuse_unsupported("map", runtime_memory=runtime_memory, obj_chunk_size=obj_chunk_size,
+                           obj_chunk_number=obj_chunk_number, obj_newline=obj_newline,
+                           include_modules=include_modules, exclude_modules=exclude_modules)  # fmt: skip
         return self._submit(map_function, map_iterdata, extra_args=extra_args, chunksize=chunksize,
                             extra_env=extra_env, timeout=timeout)  # fmt: skip
 
     def map_reduce(self, map_function: Callable[..., Any], map_iterdata: Iterable[Any],
                    reduce_function: Callable[..., Any], chunksize: int | None = None, extra_args: Any = None,
-                   extra_env: dict[str, str] | None = None, *, reduce_by_key: bool = False,
-                   num_reducers: int | None = None, partitioner: Callable[[Any, int], int] | None = None,
-                   spawn_reducer: int = 20, timeout: float | None = None) -> FuturesList:  # fmt: skip
+                   extra_args_reduce: Any = None, extra_env: dict[str, str] | None = None,
+                   map_runtime_memory: int | None = None, reduce_runtime_memory: int | None = None,
+                   timeout: float | None = None, obj_chunk_size: int | None = None,
+                   obj_chunk_number: int | None = None, obj_newline: str | None = "\n",
+                   obj_reduce_by_key: bool = False, spawn_reducer: int = 20,
+                   include_modules: list[str] | None = None, exclude_modules: list[str] | None = None, *,
+                   reduce_by_key: bool = False, num_reducers: int | None = None,
+                   partitioner: Callable[[Any, int], int] | None = None) -> FuturesList:  # fmt: skip
         """Map, shuffle through the state store, reduce.
 
         Without reduce_by_key, one reducer gets the list of map results (in order).
         With reduce_by_key, each map call returns (key, value) pairs; they are partitioned by
         key (partitioner(key, n), default a stable hash) over num_reducers reducers, each
         calling reduce_function(key, values) per key; get_result gives one dict of all keys.
+        `extra_args_reduce` (a tuple or dict) follows the reducer's own arguments.
         Reducers start once spawn_reducer percent of the map calls are done and wait for the
         rest through notifications on the job's namespace. `timeout` limits each map and
         each reduce call (a reducer's wait for its mappers counts)."""
+        refuse_unsupported("map_reduce", map_runtime_memory=map_runtime_memory,
+                           reduce_runtime_memory=reduce_runtime_memory, obj_chunk_size=obj_chunk_size,
+                           obj_chunk_number=obj_chunk_number, obj_newline=obj_newline,
+                           obj_reduce_by_key=obj_reduce_by_key, include_modules=include_modules,
+                           exclude_modules=exclude_modules)  # fmt: skip
+        if extra_args_reduce is not None:
+            reduce_function = wire.WithExtraArgs(reduce_function, extra_args_reduce)
         if not 0 <= spawn_reducer <= 100:
             raise ValueError("spawn_reducer is a percentage (0-100)")
         partitions = (num_reducers or self.backend.slots) if reduce_by_key else 1
@@ -161,8 +195,7 @@ class Executor:
                  timeout: float | None = None) -> tuple[FuturesList, Job | None, list[Task]]:  # fmt: skip
         if self._closed:
             raise ExecutorClosedError("the executor is closed")
-        if timeout is not None and not (isinstance(timeout, int | float) and 0 < timeout < math.inf):
-            raise ValueError(f"timeout is a positive number of seconds, not {timeout!r}")
+        _positive("timeout", timeout, 0)
         items = list(items)
         if len(items) > MAX_CALLS_PER_JOB:
             raise ValueError(f"{len(items)} calls in one job; at most {MAX_CALLS_PER_JOB}")
@@ -173,30 +206,33 @@ class Executor:
         # Everything is pickled before anything is stored or sent: a bad argument is an error
         # with nothing started.
         fn_blob = wire.dumps_function(fn, partitioner, wire.check_env(extra_env))
-        convention = wire.CallConvention(fn, extra_args)
-        payloads = wire.dumps_args(items if raw_args else [convention(item) for item in items])
+        payloads = wire.dumps_args(items) if raw_args else wire.dumps_calls(fn, items, extra_args)
         with self._lock:
             job_id = f"{JOB_PREFIX[kind]}{self._job_count:03d}"
             self._job_count += 1
         jdir = share_dir.dir if share_dir is not None else job_dir(self.dir, job_id)
-        data = open_unrenewed(self.client, self.client.open_or_create_hash_table, f"{jdir}/data")
+        data = LazyTable(self.client, f"{jdir}/data")  # opened only if something goes through state
         fn_key = f"fn-{job_id}"
-        put_blob(data, fn_key, fn_blob)
+        fn_inline = fn_blob if len(fn_blob) <= wire.INLINE_ARGS_MAX else None  # small: in every batch
+        if fn_inline is None:
+            put_blob(data.table(), fn_key, fn_blob)
         if kind == "map":
             open_unrenewed(self.client, self.client.open_or_create_hash_table, done_path(jdir))
         chunk = chunksize or max(1, min(MAX_AUTO_CHUNK, math.ceil(len(items) / (self.backend.slots * 4))))
         if timeout is not None and not self.backend.streams_outcomes:
             chunk = 1  # its batches report at their end: one call each, so a batch's time is its call's
-        job = Job(job_id, jdir, fn_key, kind, len(items), chunk, self._fetcher(jdir), timeout=timeout)
+        job = Job(job_id, jdir, fn_key, kind, len(items), chunk, self._fetcher(jdir), timeout=timeout, fn=fn_inline)
         tasks = []
+        new_future, executor_id, wait_one = ResponseFuture, self.executor_id, self._wait_one
         for i, raw in enumerate(payloads):
-            f = ResponseFuture(self.executor_id, job_id, i, self._wait_one)
+            f = new_future(executor_id, job_id, i, wait_one)
             args_key = None
             if len(raw) > wire.INLINE_ARGS_MAX:
                 args_key = f"args-{job_id}-{i}"
-                put_blob(data, args_key, raw)
+                put_blob(data.table(), args_key, raw)
             tasks.append(Task(job, i, None if args_key else raw, args_key, extras[i] if extras else extra, f))
             fs.append(f)
+        job.has_data = data.opened
         with self._lock:
             self._jobs[job_id] = (job, list(fs))
             self._futures.extend(fs)
@@ -212,12 +248,19 @@ class Executor:
     # -- waiting ------------------------------------------------------------------------------
 
     def wait(self, fs: Any = None, throw_except: bool = True, return_when: int = ALL_COMPLETED,
-             timeout: float | None = None, show_progressbar: bool | None = None) -> tuple[list[ResponseFuture], list[ResponseFuture]]:  # fmt: skip
+             download_results: bool = False, timeout: float | None = None, threadpool_size: int | None = None,
+             wait_dur_sec: float | None = None,
+             show_progressbar: bool | None = None) -> tuple[list[ResponseFuture], list[ResponseFuture]]:  # fmt: skip
         """(done, not_done) once return_when holds (ALWAYS: now; ANY_COMPLETED: one done;
         ALL_COMPLETED: all done; a number 1-100: that percentage done) or timeout passes. With
-        throw_except, a failed call raises."""
+        throw_except, a failed call raises. `download_results`: the values of the done calls
+        are loaded (those that went through the state store fetched) before it returns.
+        `wait_dur_sec`: the longest pause between checks (default 0.1 s; an outcome wakes the
+        wait at once whatever it is)."""
+        refuse_unsupported("wait", threadpool_size=threadpool_size)
         if not (return_when == ANY_COMPLETED or 0 <= return_when <= 100):
             raise ValueError(f"return_when is ALWAYS, ANY_COMPLETED, ALL_COMPLETED or a percentage, not {return_when!r}")
+        tick = _positive("wait_dur_sec", wait_dur_sec, WAIT_TICK_S)
         futures = self._resolve(fs)
         wanted = math.ceil(return_when * len(futures) / 100) if return_when > 0 else 1
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -233,21 +276,27 @@ class Executor:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
-                self.scheduler.changed.wait(0.1 if left is None else min(left, 0.1))
+                self.scheduler.changed.wait(tick if left is None else min(left, tick))
         done_fs = [f for f in futures if f.done]
         if throw_except:
             for f in done_fs:
                 if f.error:
                     f.result()
+        if download_results:
+            for f in done_fs:
+                f.result(throw_except=False)
         return done_fs, [f for f in futures if not f.done]
 
     def get_result(self, fs: Any = None, throw_except: bool = True, timeout: float | None = None,
+                   threadpool_size: int | None = None, wait_dur_sec: float | None = None,
                    show_progressbar: bool | None = None) -> Any:  # fmt: skip
         """The value of one future, or the list of values of a list (a map_reduce by key: one
         dict). TimeoutError if they are not all done within timeout."""
+        refuse_unsupported("get_result", threadpool_size=threadpool_size)
         single = isinstance(fs, ResponseFuture)
         futures = self._resolve(fs)
-        _, not_done = self.wait(futures, throw_except=False, timeout=timeout, show_progressbar=show_progressbar)
+        _, not_done = self.wait(futures, throw_except=False, timeout=timeout, wait_dur_sec=wait_dur_sec,
+                                show_progressbar=show_progressbar)  # fmt: skip
         if not_done:
             raise TimeoutError(f"{len(not_done)} of {len(futures)} calls not done after {timeout}s")
         values = [f.result(throw_except=throw_except) for f in futures]
@@ -337,7 +386,7 @@ class Executor:
     def _drop_inputs(self, job: Job) -> None:
         """A finished job's function, arguments and shuffle leave the pool (results stay until
         read or clean()); a map job's go with its reducers, which read them."""
-        paths = [f"{job.dir}/data"]
+        paths = [f"{job.dir}/data"] if job.has_data or (job.mappers is not None and job.mappers.has_data) else []
         if job.kind == "reduce":
             paths += [f"{job.dir}/shuffle", done_path(job.dir)]
         for path in paths:
@@ -375,18 +424,45 @@ class Executor:
 
     # -- closing ----------------------------------------------------------------------------
 
-    def clean(self) -> None:
-        """Remove every job's data from the state store (results not yet read are lost)."""
+    def clean(self, fs: Any = None, cs: Any = None, clean_cloudobjects: bool = True, clean_fn: bool = False,
+              force: bool = False) -> list[str]:  # fmt: skip
+        """Remove the data of finished jobs (all of them, or those of the futures `fs`) from the
+        state store: results not yet read, spill dumps, functions and arguments. A job with
+        calls still running is kept unless `force` (its calls then fail or lose their results).
+        Returns the ids of the jobs removed. `clean_cloudobjects` and `clean_fn` change
+        nothing: there are no cloud objects, and a job's function always goes with it."""
+        refuse_unsupported("clean", cs=cs)
         with self._lock:
-            jobs = list(self._jobs.values())
-            self._jobs.clear()
-            self._futures.clear()
-        for job, _ in jobs:
-            self.results.forget_job(job.dir)
+            chosen = None if fs is None else {f.job_id for f in self._resolve(fs)}
+            by_dir: dict[str, list[tuple[str, list[ResponseFuture]]]] = {}
+            for job_id, (job, futures) in self._jobs.items():
+                by_dir.setdefault(job.dir, []).append((job_id, futures))
+            # A map_reduce's map and reduce jobs share a directory: they go together or not at all.
+            dirs = [d for d, jobs in by_dir.items()
+                    if (chosen is None or any(j in chosen for j, _ in jobs))
+                    and (force or all(f.done for _, futures in jobs for f in futures))]  # fmt: skip
+            removed = [job_id for d in dirs for job_id, _ in by_dir[d]]
+            for job_id in removed:
+                del self._jobs[job_id]
+            gone = set(removed)
+            self._futures = [f for f in self._futures if f.job_id not in gone]
+        for d in dirs:
+            self.results.forget_job(d)
             try:
-                self.client.remove(job.dir)
+                self.client.remove(d)
             except errors.PathNotFoundError:
                 pass
+        return removed
+
+    def job_summary(self, cloud_objects_n: int = 0) -> list[dict[str, Any]]:
+        """One dict per job of this executor (Lithops' job summary, returned rather than written
+        to a file): its id and kind, calls, done, failed, retried (ran more than once),
+        speculative (a second copy won), submitted and finished (epoch seconds, None until a
+        call ran), wall_s and mean_call_s."""
+        refuse_unsupported("job_summary", cloud_objects_n=cloud_objects_n)
+        with self._lock:
+            jobs = list(self._jobs.values())
+        return [summarize(job.id, job.kind, futures) for job, futures in jobs]
 
     def close(self) -> None:
         if self._closed:
@@ -403,6 +479,9 @@ class Executor:
 
     def _close_state(self) -> None:
         client = getattr(self, "client", None)
+        results = getattr(self, "results", None)
+        if results is not None:
+            results.forget_all()  # spill dumps are files the directory's removal does not reach
         if client is not None:
             try:
                 client.remove(self.dir)

@@ -101,3 +101,19 @@ class FuturesList(list):
 
     def wait(self, **kwargs: Any) -> Any:
         return self.executor.wait(self, **kwargs)
+
+
+def summarize(job_id: str, kind: str, futures: list[ResponseFuture]) -> dict[str, Any]:
+    """A job's row of Executor.job_summary(), from its futures' stats."""
+    stats = [f.stats for f in futures]
+    ran = [st for st in stats if "worker_end_tstamp" in st]
+    submitted = min((st["host_submit_tstamp"] for st in stats if "host_submit_tstamp" in st), default=None)
+    finished = max((st["worker_end_tstamp"] for st in ran), default=None)
+    durations = [st["worker_end_tstamp"] - st["worker_start_tstamp"] for st in ran]
+    return {
+        "job_id": job_id, "kind": kind, "calls": len(futures), "done": sum(f.done for f in futures),
+        "failed": sum(f.error for f in futures), "retried": sum(st.get("attempts", 1) > 1 for st in stats),
+        "speculative": sum(bool(st.get("speculative_copy")) for st in stats), "submitted": submitted,
+        "finished": finished, "wall_s": None if submitted is None or finished is None else finished - submitted,
+        "mean_call_s": sum(durations) / len(durations) if durations else None,
+    }  # fmt: skip

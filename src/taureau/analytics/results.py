@@ -1,7 +1,8 @@
 """The driver's view of results kept in the state store: how many bytes each results segment
 holds, and spilling whole finished segments to durable storage (the state layer's dump to
 its backing store) when the job's budget is passed or the pool is full. A spilled segment is
-loaded back when one of its results is read."""
+loaded back when one of its results is read. Dumps are deleted with their segment: once all its
+results were read, at clean() and at close (on a standalone they would outlive the executor)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from taureau.analytics.space import SEGMENT_CALLS, get_blob, results_path, segment_of
+from taureau.common import errors
 from taureau.state import StateClient
 
 log = logging.getLogger("taureau.analytics.results")
@@ -93,6 +95,7 @@ class ResultStore:
                     self.client.remove(path)
                     del self._segments[path]
                     self.in_memory -= s.size
+                    self._drop_dump(s)
             return data
 
     def segments(self) -> list[str]:
@@ -100,11 +103,29 @@ class ResultStore:
             return list(self._segments)
 
     def forget_job(self, job_dir: str) -> None:
+        """The job's data is being removed (clean()): forget its segments, delete their dumps."""
+        self._forget(lambda path: path.startswith(job_dir + "/"))
+
+    def forget_all(self) -> None:
+        """The executor is closing: every dump it wrote goes."""
+        self._forget(lambda path: True)
+
+    def _forget(self, which: Callable[[str], bool]) -> None:
         with self._lock:
-            for path in [p for p in self._segments if p.startswith(job_dir + "/")]:
+            for path in [p for p in self._segments if which(p)]:
                 s = self._segments.pop(path)
                 if not s.spilled:
                     self.in_memory -= s.size
+                self._drop_dump(s)
+
+    def _drop_dump(self, s: _Segment) -> None:
+        if not s.dumped:
+            return
+        try:
+            self.client.drop_dump(s.dump)
+            s.dumped = False
+        except errors.StateError as exc:  # unreachable store: the file stays, the job goes on
+            log.warning("could not delete the spill %s: %s", s.dump, exc)
 
 
 def segment_calls(segment_path: str) -> range:

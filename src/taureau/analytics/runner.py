@@ -98,28 +98,31 @@ class Runner:
         self._spaces: dict[str, JobSpace] = {}
 
     def run_batch(self, batch: Batch, outbox: Outbox) -> None:
-        """Run every task of `batch`, handing each outcome to `outbox`; flushed at the end."""
-        for task in batch.tasks:
-            outbox.add(self.run_task(batch, task))
+        """Run every task of `batch`, handing each outcome to `outbox`; flushed at the end.
+        What is the same for every task (the client, the job's space) is looked up once."""
+        client = client_for(batch.state_address)
+        token = set_current(self._space(client, batch.executor_dir))
+        try:
+            for task in batch.tasks:
+                outbox.add(self.run_task(client, batch, task))
+        finally:
+            token.var.reset(token)
         outbox.flush()
 
-    def run_task(self, batch: Batch, task: TaskSpec) -> Outcome:
+    def run_task(self, client: Any, batch: Batch, task: TaskSpec) -> Outcome:
         start = time.time()
-        client = client_for(batch.state_address)
         jdir = batch.job_dir
         try:
-            fn, partitioner, env = self._function(client, jdir, batch.fn_key)
+            fn, partitioner, env = self._function(client, batch)
             raw = task.args if task.args is not None else get_blob(self._table(client, f"{jdir}/data"), task.args_key or "")
             args, kwargs = pickle.loads(raw)
-            token = set_current(self._space(client, batch.executor_dir))
             saved = _set_env(env) if env else None
             try:
                 value = self._call(client, jdir, task, fn, partitioner, args, kwargs)
             finally:
-                token.var.reset(token)
                 if saved is not None:
                     _restore_env(saved)
-            data = cloudpickle.dumps(value, protocol=wire.PROTOCOL)
+            data = wire.dumps_result(value)
             if len(data) <= wire.INLINE_RESULT_MAX:
                 return Outcome(batch.batch_id, task.call_id, task.attempt, OK, data, None, None, self.worker, start, time.time())
             key = f"{task.call_id}"
@@ -158,13 +161,16 @@ class Runner:
         return Outcome(batch.batch_id, task.call_id, task.attempt, status, None, None, error, self.worker, start,
                        time.time())  # fmt: skip
 
-    def _function(self, client: Any, jdir: str, fn_key: str) -> tuple[Any, Any, dict[str, str] | None]:
-        key = (jdir, fn_key)
+    def _function(self, client: Any, batch: Batch) -> tuple[Any, Any, dict[str, str] | None]:
+        """The job's (function, partitioner, env): from the batch when it came inline, else from
+        the job's data table; unpickled once per worker (an LRU of CACHE_FUNCTIONS)."""
+        key = (batch.job_dir, batch.fn_key)
         cached = self._functions.get(key)
         if cached is not None:
             self._functions.move_to_end(key)
             return cached
-        loaded = pickle.loads(get_blob(self._table(client, f"{jdir}/data"), fn_key))
+        blob = batch.fn if batch.fn is not None else get_blob(self._table(client, f"{batch.job_dir}/data"), batch.fn_key)
+        loaded = pickle.loads(blob)
         self._functions[key] = loaded
         if len(self._functions) > CACHE_FUNCTIONS:
             self._functions.popitem(last=False)

@@ -50,6 +50,8 @@ class Job:
     aborted: str | None = None
     success: list[bool] = field(default_factory=list)  # per call, True once it succeeded
     timeout: float | None = None  # seconds a call may run (Lithops' timeout); None: no limit
+    fn: bytes | None = None  # the pickled function, sent in every batch when it is small
+    has_data: bool = False  # its data table exists in state (a large function or argument)
 
 
 @dataclass(eq=False, slots=True)
@@ -137,7 +139,7 @@ class Scheduler:
     def _send(self, job: Job, tasks: list[Task], *, exclusive: bool = False, avoid: str | None = None,
               early_reducer: bool = False) -> bool:  # fmt: skip
         batch = Batch(next(self._batch_ids), self.executor_dir, job.dir, job.fn_key, self.state_address,
-                      [t.spec() for t in tasks])  # fmt: skip
+                      [t.spec() for t in tasks], job.fn)  # fmt: skip
         worker = self.backend.try_submit(batch, exclusive=exclusive, avoid=avoid)
         if worker is None:
             return False
@@ -298,6 +300,7 @@ class Scheduler:
     def _give_up(self, task: Task, exc: BaseException) -> None:
         """The call failed for good: its future holds `exc`; a failed mapper stops its reducers."""
         task.finished = True
+        task.future.stats["attempts"] = task.attempt + 1  # as a success records it (job_summary)
         task.future._fail(exc)
         job = task.job
         job.done += 1

@@ -121,6 +121,24 @@ def open_unrenewed(client: StateClient, opener: Callable[[str], S], path: str) -
     return handle
 
 
+class LazyTable:
+    """A hash table opened (unrenewed) on first use: a job whose function and arguments all
+    travel inline never costs a state round trip for its data table, nor one to remove it."""
+
+    def __init__(self, client: StateClient, path: str) -> None:
+        self.client, self.path = client, path
+        self._table: HashTable | None = None
+
+    @property
+    def opened(self) -> bool:
+        return self._table is not None
+
+    def table(self) -> HashTable:
+        if self._table is None:
+            self._table = open_unrenewed(self.client, self.client.open_or_create_hash_table, self.path)
+        return self._table
+
+
 # -- the space user code sees ------------------------------------------------------------------
 
 

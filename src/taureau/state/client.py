@@ -338,6 +338,10 @@ class StateClient:
         """Create `path` from a dump (or reload a structure flushed on lease expiry)."""
         self.control(Op.LOAD, {"path": path, "src": src})
 
+    def drop_dump(self, src: str) -> None:
+        """Delete a dump written by `dump` (BackingStoreError if `src` is not a dump)."""
+        self.control(Op.DROP_DUMP, {"src": src})
+
     def renew_path(self, path: str) -> None:
         """Renew one path's lease now (and its ancestors' and descendants')."""
         missing = self.control(Op.RENEW, {"paths": [path]})["missing"]

@@ -96,6 +96,7 @@ class Op(IntEnum):
     SUBSCRIBE = 78
     GROW = 79
     QUOTA = 80
+    DROP_DUMP = 81
     # memory server -> controller
     REGISTER = 96
     SPLIT_REQUEST = 97

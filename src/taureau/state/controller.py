@@ -111,6 +111,7 @@ class Controller:
             Op.CLOSE: lambda peer, a: {},
             Op.DUMP: self._dump,
             Op.LOAD: self._load,
+            Op.DROP_DUMP: self._drop_dump,
             Op.STATS: self._stats,
             Op.SUBSCRIBE: self._subscribe,
             Op.CHALLENGE: lambda peer, a: internal_auth.challenge(peer.info),
@@ -527,6 +528,16 @@ class Controller:
         node = self.ns.create(path, kind, time.monotonic() + self.lease_s, struct_id)
         await self._fill(node, self.blocks.load_records(node, records))
         return self._map(node)
+
+    async def _drop_dump(self, peer: Peer, a: dict) -> dict:
+        """Delete a dump a client wrote (a spill whose job is over). A dump that is the backing
+        of a flushed structure stays: it is that structure's only copy."""
+        src = _str(a, "src")
+        for node in self.ns.by_id.values():
+            if node.backing == src and node.state is NodeState.FLUSHED:
+                raise errors.BackingStoreError(f"{src} holds flushed {node.path}; remove the structure instead")
+        await asyncio.to_thread(self.backings.delete, src)
+        return {}
 
     async def _reload(self, node: Node, src: str | None) -> None:
         """Load a flushed structure back into blocks; opens meanwhile wait for it (_ready)."""

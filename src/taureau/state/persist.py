@@ -120,6 +120,19 @@ class LocalBacking:
         except OSError as e:
             raise errors.BackingStoreError(f"cannot read {rel!r}: {e.strerror}") from None
 
+    def delete(self, rel: str) -> None:
+        """Remove a dump. Only a file that starts like one: the data directory also holds the
+        controller's own files, which no client may delete."""
+        p = self._path(rel)
+        try:
+            with open(p, "rb") as f:
+                if f.read(len(MAGIC)) != MAGIC:
+                    raise errors.BackingStoreError(f"{rel!r} is not a dump; not deleting it")
+            p.unlink()
+            _fsync_dir(p.parent)
+        except OSError as e:
+            raise errors.BackingStoreError(f"cannot delete {rel!r}: {e.strerror}") from None
+
 
 def _fsync_dir(path: Path) -> None:
     """Make a rename in `path` durable (the dump was acknowledged once write returns)."""
@@ -155,3 +168,7 @@ class Backings:
     def read(self, url: str) -> bytes:
         store, rest = self.resolve(url)
         return store.read(rest)
+
+    def delete(self, url: str) -> None:
+        store, rest = self.resolve(url)
+        store.delete(rest)
