@@ -12,6 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from taureau.broker.dispatch.rate import DispatchRate
+from taureau.broker.inactive_topics import InactiveTopicPolicies
 from taureau.broker.schemas.compatibility import Strategy
 from taureau.common.errors import (
     BadVersionError,
@@ -182,6 +184,13 @@ class NamespacePolicies:
     max_subscriptions_per_topic: int | None = None
     max_topics_per_namespace: int | None = None
     publishMaxMessageRate: PublishRate | None = None  # noqa: N815
+    # Dispatch throttling (dispatch/rate.py): each topic as a whole, each subscription alone.
+    # Pulsar keys these by cluster; one cluster here, so the rate itself.
+    topicDispatchRate: DispatchRate | None = None  # noqa: N815
+    subscriptionDispatchRate: DispatchRate | None = None  # noqa: N815
+    # Durable subscriptions without a consumer for this long are deleted (0: never).
+    subscription_expiration_time_minutes: int = 0
+    inactive_topic_policies: InactiveTopicPolicies | None = None  # None: the broker's defaults
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -216,6 +225,14 @@ class NamespacePolicies:
             setattr(policies, name, check_limit(data.get(name), name))
         if data.get("publishMaxMessageRate") is not None:
             policies.publishMaxMessageRate = PublishRate.from_json(data["publishMaxMessageRate"])
+        for rate in ("topicDispatchRate", "subscriptionDispatchRate"):
+            if data.get(rate) is not None:
+                setattr(policies, rate, DispatchRate.from_json(data[rate]))
+        if data.get("subscription_expiration_time_minutes") is not None:
+            policies.subscription_expiration_time_minutes = _non_negative_int(
+                data["subscription_expiration_time_minutes"], "subscription_expiration_time_minutes")
+        if data.get("inactive_topic_policies") is not None:
+            policies.inactive_topic_policies = InactiveTopicPolicies.from_json(data["inactive_topic_policies"])
         return policies
 
 

@@ -13,6 +13,7 @@ from taureau.broker.authorization import AuthorizationService
 from taureau.broker.compaction.topic_compaction import TopicCompaction
 from taureau.broker.config import BrokerConfig
 from taureau.broker.dispatch.base import DispatchLimits
+from taureau.broker.dispatch_policies import apply_dispatch_rates
 from taureau.broker.policies import PolicyEnforcer
 from taureau.broker.rate_limit import PublishRateLimiter
 from taureau.broker.resources import (
@@ -160,6 +161,7 @@ class BrokerService:
         await topic.load_validation_mark()
         await topic.set_deduplication(await self._deduplication(name, policies))
         apply_limits(topic, policies)
+        await apply_dispatch_rates(self.resources, topic, policies)
         log.info("loaded topic %s", name)
         return topic
 
@@ -192,6 +194,7 @@ class BrokerService:
         for topic in self.loaded_topics():
             if topic.name.partitioned_name == name.partitioned_name:
                 await topic.set_deduplication(await self._deduplication(topic.name, policies))
+                await apply_dispatch_rates(self.resources, topic, policies)
 
     async def _policies_for(self, name: TopicName) -> NamespacePolicies:
         try:
@@ -320,6 +323,7 @@ class BrokerService:
                 topic.compaction_threshold = policies.compaction_threshold
                 await topic.set_deduplication(await self._deduplication(topic.name, policies))
                 apply_limits(topic, policies)
+                await apply_dispatch_rates(self.resources, topic, policies)
 
     # -- idle topics -------------------------------------------------------------------------
 

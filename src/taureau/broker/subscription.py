@@ -11,6 +11,7 @@ from taureau.broker.compaction.view import CompactedView
 from taureau.broker.consumer import Consumer
 from taureau.broker.dispatch.base import Dispatcher, DispatchLimits, EntryInfoFn
 from taureau.broker.dispatch.key_shared import KeySharedDispatcher
+from taureau.broker.dispatch.rate import DispatchRateLimiter
 from taureau.broker.dispatch.shared import SharedDispatcher
 from taureau.broker.dispatch.single import SingleActiveDispatcher
 from taureau.common.errors import ConsumerBusyError, NotAllowedError
@@ -44,8 +45,10 @@ class Subscription:
         partition: int = -1,
         limits: DispatchLimits = DispatchLimits(),
         compacted_view: Callable[[], CompactedView | None] | None = None,
+        rate_limiters: tuple[DispatchRateLimiter, ...] = (),
     ) -> None:
         self.limits = limits
+        self.rate_limiters = rate_limiters  # the topic's dispatch rate and this subscription's
         self._compacted_view = compacted_view  # the topic's current compacted view, if it has one
         self.read_compacted = False  # whether the current dispatcher reads the compacted view
         self.name = name
@@ -100,6 +103,7 @@ class Subscription:
               or read_compacted != self.read_compacted):
             previous = self.dispatcher
             self.dispatcher = self._make_dispatcher(sub_type, sticky, read_compacted, from_earliest)
+            self.dispatcher.throttle.limiters = self.rate_limiters
             self.read_compacted = read_compacted
             if previous is not None:
                 await previous.close()

@@ -670,3 +670,7 @@ def run_verb(fn):
         return 0
 
     return run
+
+
+# The policy verbs register themselves into VERBS and VERB_HELP (they import this module).
+from taureau.cli import admin_policies  # noqa: E402, F401

@@ -7,7 +7,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from taureau.broker.admin import limits, lookup, metrics, namespaces, permissions, schemas, tenants, topics
+from taureau.broker.admin import (
+    limits,
+    lookup,
+    metrics,
+    namespaces,
+    permissions,
+    policy_routes,
+    schemas,
+    tenants,
+    topics,
+)
 from taureau.broker.admin.authn import Authenticate
 from taureau.broker.admin.authz import Authorize
 from taureau.broker.admin.body_limit import BodyLimit
@@ -96,6 +106,8 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     app.include_router(tenants.router)
     app.include_router(namespaces.router)
     app.include_router(limits.router)
+    app.include_router(policy_routes.namespaces)
+    app.include_router(policy_routes.topics)
     app.include_router(topics.router)
     app.include_router(schemas.router)
     app.include_router(metrics.router)

@@ -181,9 +181,9 @@ def count_routes(
     target: APIRouter, path: str, field: str, parse: Callable[[Any, str], Any], removed: Any
 ) -> None:
     """GET, set (PUT or POST, the body checked by `parse`) and DELETE (back to `removed`) of one
-    integer namespace policy."""
+    namespace policy (an integer, or a JSON object `parse` builds)."""
 
-    async def get_count(request: Request, tenant: str, namespace: str) -> int | None:
+    async def get_count(request: Request, tenant: str, namespace: str) -> Any:
         return (await get_policies(request, tenant, namespace))[field]
 
     async def set_count(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:

@@ -1,0 +1,27 @@
+"""Which dispatch rates a topic runs under: its own (topic policies `dispatchRate`,
+`subscriptionDispatchRate`) or else its namespace's, as Pulsar resolves them."""
+
+from __future__ import annotations
+
+from taureau.broker.dispatch.rate import DispatchRate, DispatchRates
+from taureau.broker.resources import NamespacePolicies, Resources
+from taureau.broker.topic import PersistentTopic
+
+TOPIC_DISPATCH_RATE = "dispatchRate"  # the topic-level overrides, Pulsar's field names
+TOPIC_SUBSCRIPTION_DISPATCH_RATE = "subscriptionDispatchRate"
+
+
+async def apply_dispatch_rates(resources: Resources, topic: PersistentTopic, policies: NamespacePolicies) -> None:
+    """Set the topic's rates and wake its dispatchers, so a raised or removed limit applies
+    now rather than at the end of the current period."""
+    own_topic = await resources.get_topic_policy(topic.name, TOPIC_DISPATCH_RATE)
+    own_sub = await resources.get_topic_policy(topic.name, TOPIC_SUBSCRIPTION_DISPATCH_RATE)
+    wanted = DispatchRates(
+        topic=DispatchRate.from_json(own_topic) if own_topic is not None else policies.topicDispatchRate,
+        subscription=DispatchRate.from_json(own_sub) if own_sub is not None else policies.subscriptionDispatchRate,
+    )
+    if wanted == topic.dispatch_rates:
+        return
+    topic.dispatch_rates.topic, topic.dispatch_rates.subscription = wanted.topic, wanted.subscription
+    for sub in list(topic.subscriptions.values()):
+        sub.notify_new_entries()

@@ -1,0 +1,95 @@
+"""pulsar-admin's verbs for dispatch rates, subscription expiration and inactive-topic
+policies, namespace- and topic-level: get-X, set-X, remove-X over one REST path each."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from typing import Any
+
+from taureau.cli.admin import NAMESPACE, TOPIC, VERB_HELP, _rate, _topic_path, arg, verb
+
+Target = tuple[list[str], dict]
+
+
+def duration_seconds(text: str) -> int:
+    """pulsar-admin's relative time: seconds, or a number with s, m, h, d or w ('5m', '1h')."""
+    match = re.fullmatch(r"(\d+)([smhdw]?)", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 30s, 5m, 1h, 2d)")
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}[match.group(2)]
+
+
+def _minutes(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: a whole number of minutes >= 0 (0: never)")
+    return int(text)
+
+
+def _namespace_path(a: argparse.Namespace) -> str:
+    return f"/admin/v2/namespaces/{a.namespace}"
+
+
+def _topic_base(a: argparse.Namespace) -> str:
+    return _topic_path(a.topic)
+
+
+TARGETS: dict[str, tuple[Target, Callable[[argparse.Namespace], str]]] = {
+    "namespaces": (NAMESPACE, _namespace_path),
+    "topics": (TOPIC, _topic_base),
+}
+
+
+def policy_verbs(groups: tuple[str, ...], suffix: str, path: str, options: list[Target],
+                 body: Callable[[argparse.Namespace], Any], what: str) -> None:
+    """get-`suffix`, set-`suffix` (its `options` made into a body) and remove-`suffix` of the
+    policy at `path` under a namespace or a topic."""
+    for group in groups:
+        target, base = TARGETS[group]
+        verb(group, f"get-{suffix}", target)(lambda c, a, base=base: c.call("GET", f"{base(a)}/{path}"))
+        verb(group, f"set-{suffix}", target, *options)(
+            lambda c, a, base=base: c.call("POST", f"{base(a)}/{path}", body(a)))
+        verb(group, f"remove-{suffix}", target)(lambda c, a, base=base: c.call("DELETE", f"{base(a)}/{path}"))
+    VERB_HELP.update({f"get-{suffix}": f"show the {what}", f"set-{suffix}": f"set the {what}",
+                      f"remove-{suffix}": f"drop the {what}"})
+
+
+DISPATCH_OPTIONS = [
+    arg("-md", "--msg-dispatch-rate", type=_rate, default=-1, help="messages per period (-1: no limit)"),
+    arg("-bd", "--byte-dispatch-rate", type=_rate, default=-1, help="bytes per period (-1: no limit)"),
+    arg("-dt", "--dispatch-rate-period", type=int, default=1, help="the period in seconds (default 1)"),
+]
+
+
+def _dispatch_body(a: argparse.Namespace) -> dict:
+    return {"dispatchThrottlingRateInMsg": a.msg_dispatch_rate, "dispatchThrottlingRateInByte": a.byte_dispatch_rate,
+            "ratePeriodInSecond": a.dispatch_rate_period}
+
+
+policy_verbs(("namespaces", "topics"), "dispatch-rate", "dispatchRate", DISPATCH_OPTIONS, _dispatch_body,
+             "dispatch rate of each topic (all its subscriptions together)")
+policy_verbs(("namespaces", "topics"), "subscription-dispatch-rate", "subscriptionDispatchRate", DISPATCH_OPTIONS,
+             _dispatch_body, "dispatch rate of each subscription")
+policy_verbs(("namespaces",), "subscription-expiration-time", "subscriptionExpirationTime",
+             [arg("-t", "--time", type=_minutes, required=True, help="minutes without a consumer (0: never)")],
+             lambda a: a.time, "time after which a subscription without consumers is deleted")
+
+INACTIVE_OPTIONS = [
+    arg("-e", "--enable-delete-while-inactive", action="store_true"),
+    arg("-d", "--disable-delete-while-inactive", action="store_true"),
+    arg("-t", "--max-inactive-duration", type=duration_seconds, required=True, help="e.g. 60s, 5m, 1h"),
+    arg("-m", "--delete-mode", required=True,
+        choices=["delete_when_no_subscriptions", "delete_when_subscriptions_caught_up"]),
+]
+
+
+def _inactive_body(a: argparse.Namespace) -> dict:
+    if a.enable_delete_while_inactive == a.disable_delete_while_inactive:
+        raise ValueError("give exactly one of --enable-delete-while-inactive or --disable-delete-while-inactive")
+    return {"deleteWhileInactive": a.enable_delete_while_inactive, "maxInactiveDurationSeconds": a.max_inactive_duration,
+            "inactiveTopicDeleteMode": a.delete_mode}
+
+
+policy_verbs(("namespaces", "topics"), "inactive-topic-policies", "inactiveTopicPolicies", INACTIVE_OPTIONS,
+             _inactive_body, "inactive-topic deletion policy")
