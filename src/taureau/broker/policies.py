@@ -1,4 +1,5 @@
-"""Namespace policies the broker enforces on a timer: message TTL and backlog quotas.
+"""Namespace policies the broker enforces on a timer: message TTL, backlog quotas and
+subscription expiration (broker.subscription_expiration).
 
 - Message TTL (`message_ttl_in_seconds`, or a topic's own `messageTTL`): every subscription
   acknowledges the messages published longer ago than the TTL, as Pulsar's expiry monitor
@@ -13,11 +14,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from taureau.broker.compaction.topic_compaction import CURSOR as COMPACTION_CURSOR
 from taureau.broker.resources import NamespacePolicies, Resources
+from taureau.broker.subscription_expiration import expire_subscriptions
 from taureau.broker.topic import PersistentTopic
 from taureau.common.errors import BrokerError
 from taureau.storage.position import Position
@@ -25,6 +28,7 @@ from taureau.storage.position import Position
 log = logging.getLogger(__name__)
 
 TOPIC_TTL = "messageTTLInSeconds"  # the topic-level override, Pulsar's field name
+SLICE = 200  # topics checked per loop turn at most
 EVICTION_ROUNDS = 8  # slowest subscriptions moved per check, at most
 
 
@@ -61,7 +65,10 @@ class PolicyEnforcer:
 
     async def check(self, topics: list[PersistentTopic]) -> None:
         by_namespace: dict[str, NamespacePolicies] = {}
-        for topic in topics:
+        now_ms = int(time.time() * 1000)
+        for i, topic in enumerate(topics):
+            if i % SLICE == SLICE - 1:
+                await asyncio.sleep(0)  # many topics: let the loop serve clients in between
             if topic.closed:
                 continue
             ns = str(topic.name.namespace_name)
@@ -70,6 +77,7 @@ class PolicyEnforcer:
             policies = by_namespace[ns]
             try:
                 await self._expire(topic, policies)
+                await expire_subscriptions(topic, policies.subscription_expiration_time_minutes, now_ms)
                 await self._enforce_quota(topic, policies)
             except BrokerError as exc:
                 log.warning("policies of %s not applied: %s", topic.name, exc)

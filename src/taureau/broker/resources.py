@@ -15,6 +15,7 @@ from typing import Any
 from taureau.broker.dispatch.rate import DispatchRate
 from taureau.broker.inactive_topics import InactiveTopicPolicies
 from taureau.broker.schemas.compatibility import Strategy
+from taureau.broker.subscription_expiration import check_expiration_minutes
 from taureau.common.errors import (
     BadVersionError,
     BrokerError,
@@ -189,7 +190,7 @@ class NamespacePolicies:
     topicDispatchRate: DispatchRate | None = None  # noqa: N815
     subscriptionDispatchRate: DispatchRate | None = None  # noqa: N815
     # Durable subscriptions without a consumer for this long are deleted (0: never).
-    subscription_expiration_time_minutes: int = 0
+    subscription_expiration_time_minutes: int | float = 0
     inactive_topic_policies: InactiveTopicPolicies | None = None  # None: the broker's defaults
 
     def to_json(self) -> dict[str, Any]:
@@ -229,8 +230,8 @@ class NamespacePolicies:
             if data.get(rate) is not None:
                 setattr(policies, rate, DispatchRate.from_json(data[rate]))
         if data.get("subscription_expiration_time_minutes") is not None:
-            policies.subscription_expiration_time_minutes = _non_negative_int(
-                data["subscription_expiration_time_minutes"], "subscription_expiration_time_minutes")
+            policies.subscription_expiration_time_minutes = check_expiration_minutes(
+                data["subscription_expiration_time_minutes"])
         if data.get("inactive_topic_policies") is not None:
             policies.inactive_topic_policies = InactiveTopicPolicies.from_json(data["inactive_topic_policies"])
         return policies

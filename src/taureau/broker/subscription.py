@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from enum import IntEnum
 
@@ -110,11 +111,13 @@ class Subscription:
                 self.dispatcher.adopt_redelivery_counts(previous)
             self.sub_type = sub_type
         self.dispatcher.add_consumer(consumer)
+        self.cursor.mark_active(int(time.time() * 1000))  # subscription expiration counts from the last
 
     def remove_consumer(self, consumer: Consumer) -> None:
         if self.dispatcher is not None:
             self.msg_out_total += consumer.msg_out
             self.dispatcher.remove_consumer(consumer)
+            self.cursor.mark_active(int(time.time() * 1000))
 
     def flow(self, consumer: Consumer, permits: int) -> None:
         if self.dispatcher is not None:

@@ -21,10 +21,11 @@ def duration_seconds(text: str) -> int:
     return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}[match.group(2)]
 
 
-def _minutes(text: str) -> int:
-    if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"invalid time {text!r}: a whole number of minutes >= 0 (0: never)")
-    return int(text)
+def _minutes(text: str) -> int | float:
+    """Minutes as pulsar-admin takes them; a fraction too (0.5 = 30 s), as the broker does."""
+    if not re.fullmatch(r"\d+(\.\d+)?", text.strip()):
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: a number of minutes >= 0 (0: never)")
+    return int(text) if text.strip().isdigit() else float(text)
 
 
 def _namespace_path(a: argparse.Namespace) -> str:

@@ -13,24 +13,17 @@ from taureau.broker.admin.namespaces import count_routes
 from taureau.broker.dispatch.rate import DispatchRate
 from taureau.broker.dispatch_policies import TOPIC_DISPATCH_RATE, TOPIC_SUBSCRIPTION_DISPATCH_RATE
 from taureau.broker.inactive_topics import TOPIC_INACTIVE_POLICIES, InactiveTopicPolicies
-from taureau.broker.resources import check_limit
+from taureau.broker.subscription_expiration import check_expiration_minutes
 from taureau.common.names import TopicName
 
 namespaces = APIRouter(prefix="/admin/v2/namespaces", tags=["namespaces"])
 topics = APIRouter(prefix="/admin/v2/persistent", tags=["topics"])
 
 
-def _expiration_minutes(body: Any, what: str) -> int:
-    minutes = check_limit(body, f"{what} (minutes)") if body is not None else None
-    if minutes is None:
-        raise ValueError(f"{what} must be a number of minutes (0: never)")
-    return minutes
-
-
 count_routes(namespaces, "dispatchRate", "topicDispatchRate", lambda body, _: DispatchRate.from_json(body), None)
 count_routes(namespaces, "subscriptionDispatchRate", "subscriptionDispatchRate",
              lambda body, _: DispatchRate.from_json(body), None)
-count_routes(namespaces, "subscriptionExpirationTime", "subscription_expiration_time_minutes", _expiration_minutes, 0)
+count_routes(namespaces, "subscriptionExpirationTime", "subscription_expiration_time_minutes", lambda body, _: check_expiration_minutes(body), 0)
 count_routes(namespaces, "inactiveTopicPolicies", "inactive_topic_policies",
              lambda body, _: InactiveTopicPolicies.from_json(body), None)
 
