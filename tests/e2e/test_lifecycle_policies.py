@@ -116,3 +116,117 @@ def test_cli_expiration_verbs(standalone, capsys):
     assert bad.returncode == 2 and "invalid time 'soon'" in bad.stderr
     missing = run("set-subscription-expiration-time", "public/nowhere", "-t", "5")
     assert missing.returncode == 1 and missing.stderr.strip().count("\n") == 0 and "404" in missing.stderr
+
+
+# -- inactive-topic deletion ------------------------------------------------------------------
+
+INACTIVE = {"deleteWhileInactive": True, "maxInactiveDurationSeconds": 3,
+            "inactiveTopicDeleteMode": "delete_when_no_subscriptions"}
+
+
+def _topics(standalone, ns: str) -> list[str]:
+    return httpx.get(f"{standalone.admin_url}/admin/v2/persistent/public/{ns}").json()
+
+
+def _publish(client, topic: str, count: int = 3) -> None:
+    producer = client.create_producer(topic)
+    for i in range(count):
+        producer.send(f"m-{i}".encode())
+    producer.close()
+
+
+def test_inactive_topics_are_deleted_by_mode_and_partitioned_ones_whole(client, standalone):
+    ns = _ns(standalone, "inactive")
+    assert httpx.post(f"{ns}/inactiveTopicPolicies", json=INACTIVE).status_code == 204
+    assert httpx.get(f"{ns}/inactiveTopicPolicies").json() == INACTIVE
+    assert httpx.get(ns).json()["inactive_topic_policies"] == INACTIVE
+    gone, kept = "persistent://public/inactive/gone", "persistent://public/inactive/subscribed"
+    _publish(client, gone)
+    client.subscribe(kept, "s").close()
+    _publish(client, kept)
+    # A partitioned topic goes whole once every partition qualifies; one whose partition 0
+    # has a subscription keeps both partitions.
+    whole, held = "persistent://public/inactive/whole", "persistent://public/inactive/held"
+    for name in (whole, held):
+        assert httpx.put(f"{_topic_url(standalone, name)}/partitions", json=2).status_code == 204
+    assert httpx.put(f"{_topic_url(standalone, held)}-partition-0/subscription/s").status_code == 204
+    for name in (whole, held):
+        producer = client.create_producer(name, batching_enabled=False)  # round robin: both partitions
+        for i in range(4):
+            producer.send(f"m-{i}".encode())
+        producer.close()
+    # Topic-level: caught-up subscriptions allow deletion, in a namespace without the policy.
+    caught, behind = "persistent://public/default/caught-up", "persistent://public/default/behind"
+    for name in (caught, behind):
+        policy = {**INACTIVE, "inactiveTopicDeleteMode": "delete_when_subscriptions_caught_up"}
+        assert httpx.post(f"{_topic_url(standalone, name)}/inactiveTopicPolicies", json=policy).status_code == 204
+        client.subscribe(name, "s").close()
+        _publish(client, name)
+    reader = client.subscribe(caught, "s")
+    for _ in range(3):
+        reader.acknowledge(reader.receive(5000))
+    reader.close()
+    untouched = "persistent://public/default/no-policy"
+    _publish(client, untouched)
+    _eventually(lambda: gone not in _topics(standalone, "inactive")
+                and caught not in _topics(standalone, "default"), 15.0)
+    _eventually(lambda: whole not in httpx.get(f"{ns.replace('namespaces', 'persistent')}/partitioned").json(), 5.0)
+    assert httpx.get(f"{_topic_url(standalone, whole)}/partitions").json() == {"partitions": 0}
+    left = _topics(standalone, "inactive")
+    assert kept in left and f"{held}-partition-0" in left and f"{held}-partition-1" in left
+    assert not [t for t in left if t.startswith(whole)]
+    assert behind in _topics(standalone, "default") and untouched in _topics(standalone, "default")
+    assert not _unloaded(standalone, gone)  # held loaded while it waited out its duration
+    for name in (caught, behind):
+        httpx.delete(f"{_topic_url(standalone, name)}/inactiveTopicPolicies")
+    assert httpx.delete(f"{ns}/inactiveTopicPolicies").status_code == 204
+    assert httpx.get(f"{ns}/inactiveTopicPolicies").json() is None
+
+
+@pytest.mark.parametrize("body", [
+    {**INACTIVE, "inactiveTopicDeleteMode": "delete_always"},
+    {**INACTIVE, "maxInactiveDurationSeconds": -5},
+    {**INACTIVE, "maxInactiveDurationSeconds": "5m"},
+    {**INACTIVE, "deleteWhileInactive": "yes"},
+    {**INACTIVE, "extra": 1},
+    "delete",
+], ids=["mode", "negative", "string", "not-bool", "unknown-field", "not-an-object"])
+def test_bad_inactive_topic_policies_are_refused(standalone, body):
+    ns = f"{standalone.admin_url}/admin/v2/namespaces/public/default"
+    topic = f"{standalone.admin_url}/admin/v2/persistent/public/default/bad-inactive"
+    for path in (f"{ns}/inactiveTopicPolicies", f"{topic}/inactiveTopicPolicies"):
+        response = httpx.post(path, json=body)
+        assert response.status_code == 400 and response.json()["reason"], response.text
+        assert httpx.get(path).json() is None
+
+
+def test_cli_inactive_topic_verbs(standalone, capsys):
+    def run(*args: str):
+        return admin(capsys, standalone.admin_url, *args)
+
+    assert run("namespaces", "set-inactive-topic-policies", "public/default", "-e", "-t", "5m",
+               "-m", "delete_when_subscriptions_caught_up").returncode == 0
+    got = run("namespaces", "get-inactive-topic-policies", "public/default")
+    assert got.returncode == 0 and '"maxInactiveDurationSeconds": 300' in got.stdout
+    assert run("namespaces", "remove-inactive-topic-policies", "public/default").returncode == 0
+    assert run("topics", "set-inactive-topic-policies", "cli-inactive", "-d", "-t", "1h",
+               "-m", "delete_when_no_subscriptions").returncode == 0
+    got = run("topics", "get-inactive-topic-policies", "cli-inactive")
+    assert got.returncode == 0 and '"maxInactiveDurationSeconds": 3600' in got.stdout
+    assert run("topics", "remove-inactive-topic-policies", "cli-inactive").returncode == 0
+    bad = run("namespaces", "set-inactive-topic-policies", "public/default", "-e", "-t", "5m", "-m", "sometimes")
+    assert bad.returncode == 2 and "invalid choice: 'sometimes'" in bad.stderr
+    both = run("namespaces", "set-inactive-topic-policies", "public/default", "-e", "-d", "-t", "5m",
+               "-m", "delete_when_no_subscriptions")
+    assert both.returncode == 1 and both.stderr.count("\n") == 1 and "exactly one" in both.stderr
+    assert run("namespaces", "set-inactive-topic-policies", "public/default", "-e", "-t", "-5m",
+               "-m", "delete_when_no_subscriptions").returncode == 2
+    assert httpx.get(f"{standalone.admin_url}/admin/v2/namespaces/public/default/inactiveTopicPolicies").json() is None
+
+
+def test_broker_defaults_are_checked_before_anything_starts(capsys):
+    from taureau.cli.app import run
+
+    with pytest.raises(SystemExit) as exited:
+        run(["standalone", "--broker-delete-inactive-topics-mode", "delete_sometimes"])
+    assert exited.value.code == 2 and "delete_when_no_subscriptions" in capsys.readouterr().err

@@ -12,8 +12,19 @@ This module holds the policy value and the decision; the broker service deletes.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from taureau.broker.compaction.topic_compaction import CURSOR as COMPACTION_CURSOR
+from taureau.common.errors import TaureauError
+from taureau.common.names import TopicName
+
+if TYPE_CHECKING:
+    from taureau.broker.resources import NamespacePolicies, Resources
+    from taureau.broker.topic import PersistentTopic
+
+log = logging.getLogger(__name__)
 
 TOPIC_INACTIVE_POLICIES = "inactiveTopicPolicies"  # the topic-level override, Pulsar's field name
 DELETE_MODES = ("delete_when_no_subscriptions", "delete_when_subscriptions_caught_up")
@@ -46,3 +57,92 @@ class InactiveTopicPolicies:
         if not isinstance(enabled, bool):
             raise ValueError(f"deleteWhileInactive must be true or false, got {enabled!r}")
         return cls(mode, duration, enabled)
+
+
+class Deleter(Protocol):
+    """What the reaper needs of the broker service."""
+
+    async def delete_topic(self, name: TopicName, force: bool = False) -> None: ...
+
+    async def delete_partitioned_topic(self, name: TopicName, force: bool = False) -> None: ...
+
+    async def stored_partitions(self, name: TopicName) -> list[TopicName]: ...
+
+
+class InactiveTopics:
+    """Finds and deletes inactive topics, one policy check at a time.
+
+    Inactivity is measured here, not by the topic: since the first check that saw the topic
+    without producers or consumers and with no message published or dispatched since the
+    check before (an admin reading its stats does not make it active, as in Pulsar). A topic
+    that meets its delete mode is `pinned`: the idle-topic unload leaves it loaded, else an
+    unload (60 s by default) would restart the count on every load and it would never go.
+    """
+
+    def __init__(self, resources: Resources, defaults: InactiveTopicPolicies, service: Deleter) -> None:
+        self._resources = resources
+        self._defaults = defaults
+        self._service = service
+        self._seen: dict[str, tuple[float, int, int]] = {}  # topic -> (idle since, msg in, msg out)
+        self.pinned: set[str] = set()  # topics waiting out their inactive duration
+        self.deleted = 0  # topics deleted so far (stats, tests)
+
+    async def policy_of(self, topic: PersistentTopic, policies: NamespacePolicies) -> InactiveTopicPolicies:
+        own = await self._resources.get_topic_policy(topic.name, TOPIC_INACTIVE_POLICIES)
+        if own is not None:
+            return InactiveTopicPolicies.from_json(own)
+        return policies.inactive_topic_policies or self._defaults
+
+    async def check(self, topic: PersistentTopic, policies: NamespacePolicies, now: float) -> bool:
+        """Whether `topic` qualifies for deletion now (it is then deleted, with its siblings
+        for a partition once they all qualify). Call for every loaded topic, then `forget`."""
+        key = str(topic.name)
+        policy = await self.policy_of(topic, policies)
+        counters = (topic.msg_in, sum(s.msg_out for s in topic.subscriptions.values()))
+        busy = topic.producers or topic.access.has_waiting or any(s.consumers for s in topic.subscriptions.values())
+        seen = self._seen.get(key)
+        if not policy.deleteWhileInactive or busy or not _mode_met(topic, policy.inactiveTopicDeleteMode):
+            self._seen.pop(key, None)
+            self.pinned.discard(key)
+            return False
+        if seen is None or seen[1:] != counters:
+            self._seen[key] = (now, *counters)
+            self.pinned.add(key)
+            return False
+        return now - seen[0] >= policy.maxInactiveDurationSeconds
+
+    async def delete(self, qualified: list[PersistentTopic]) -> None:
+        """Delete the qualified topics; partitions only when every stored one qualified."""
+        names = {str(t.name) for t in qualified}
+        done: set[str] = set()
+        for topic in qualified:
+            name = topic.name
+            try:
+                if name.partition < 0:
+                    await self._service.delete_topic(name)
+                    self.deleted += 1
+                    log.info("deleted inactive topic %s", name)
+                elif name.partitioned_name not in done:
+                    done.add(name.partitioned_name)
+                    base = TopicName.parse(name.partitioned_name)
+                    partitions = await self._service.stored_partitions(base)
+                    if all(str(p) in names for p in partitions):
+                        await self._service.delete_partitioned_topic(base)
+                        self.deleted += len(partitions)
+                        log.info("deleted inactive partitioned topic %s", base)
+            except TaureauError as exc:  # a client came back meanwhile, or it was deleted already
+                log.info("inactive topic %s not deleted: %s", name, exc)
+
+    def forget(self, loaded: list[PersistentTopic]) -> None:
+        """Drop what is known of topics no longer loaded (deleted, or unloaded: not pinned)."""
+        keep = {str(t.name) for t in loaded if not t.closed}
+        for key in [k for k in self._seen if k not in keep]:
+            del self._seen[key]
+        self.pinned &= keep
+
+
+def _mode_met(topic: PersistentTopic, mode: str) -> bool:
+    durable = [s for name, s in topic.subscriptions.items() if s.durable and name != COMPACTION_CURSOR]
+    if mode == "delete_when_no_subscriptions":
+        return not durable
+    return all(s.cursor.backlog == 0 for s in durable)

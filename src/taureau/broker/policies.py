@@ -1,5 +1,6 @@
-"""Namespace policies the broker enforces on a timer: message TTL, backlog quotas and
-subscription expiration (broker.subscription_expiration).
+"""Namespace policies the broker enforces on a timer: message TTL, backlog quotas,
+subscription expiration (broker.subscription_expiration) and inactive-topic deletion
+(broker.inactive_topics).
 
 - Message TTL (`message_ttl_in_seconds`, or a topic's own `messageTTL`): every subscription
   acknowledges the messages published longer ago than the TTL, as Pulsar's expiry monitor
@@ -19,6 +20,7 @@ import logging
 import time
 
 from taureau.broker.compaction.topic_compaction import CURSOR as COMPACTION_CURSOR
+from taureau.broker.inactive_topics import InactiveTopics
 from taureau.broker.resources import NamespacePolicies, Resources
 from taureau.broker.subscription_expiration import expire_subscriptions
 from taureau.broker.topic import PersistentTopic
@@ -60,12 +62,14 @@ def check_producer_quota(topic: PersistentTopic, policies: NamespacePolicies) ->
 
 
 class PolicyEnforcer:
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, resources: Resources, inactive: InactiveTopics) -> None:
         self._resources = resources
+        self._inactive = inactive
 
     async def check(self, topics: list[PersistentTopic]) -> None:
         by_namespace: dict[str, NamespacePolicies] = {}
-        now_ms = int(time.time() * 1000)
+        now_ms, now = int(time.time() * 1000), time.monotonic()
+        inactive: list[PersistentTopic] = []
         for i, topic in enumerate(topics):
             if i % SLICE == SLICE - 1:
                 await asyncio.sleep(0)  # many topics: let the loop serve clients in between
@@ -79,8 +83,12 @@ class PolicyEnforcer:
                 await self._expire(topic, policies)
                 await expire_subscriptions(topic, policies.subscription_expiration_time_minutes, now_ms)
                 await self._enforce_quota(topic, policies)
+                if await self._inactive.check(topic, policies, now):
+                    inactive.append(topic)
             except BrokerError as exc:
                 log.warning("policies of %s not applied: %s", topic.name, exc)
+        await self._inactive.delete(inactive)
+        self._inactive.forget(topics)
 
     async def _expire(self, topic: PersistentTopic, policies: NamespacePolicies) -> None:
         own = await self._resources.get_topic_policy(topic.name, TOPIC_TTL)
