@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pulsar
 import pytest
 
 from tests.e2e.admin_cli import admin
@@ -230,3 +231,80 @@ def test_broker_defaults_are_checked_before_anything_starts(capsys):
     with pytest.raises(SystemExit) as exited:
         run(["standalone", "--broker-delete-inactive-topics-mode", "delete_sometimes"])
     assert exited.value.code == 2 and "delete_when_no_subscriptions" in capsys.readouterr().err
+
+
+# -- time-based backlog quotas ----------------------------------------------------------------
+
+
+def _age_quota(standalone, namespace: str, policy: str, seconds: int) -> str:
+    ns = _ns(standalone, namespace)
+    quota = {"limitSize": -1, "limitTime": seconds, "policy": policy}
+    assert httpx.post(f"{ns}/backlogQuota", json=quota, params={"backlogQuotaType": "message_age"}).status_code == 204
+    assert httpx.get(f"{ns}/backlogQuotaMap").json() == {"message_age": quota}
+    return ns
+
+
+def test_a_message_age_quota_refuses_producers_while_the_oldest_message_is_too_old(client, standalone):
+    _age_quota(standalone, "age-exception", "producer_exception", 2)
+    topic = "persistent://public/age-exception/t"
+    client.subscribe(topic, "lagging").close()
+    _publish(client, topic)
+    client.create_producer(topic).close()  # young enough yet
+    time.sleep(2.5)
+    with pytest.raises(pulsar.exceptions.ProducerBlockedQuotaExceededException):
+        client.create_producer(topic)
+    assert httpx.post(f"{_topic_url(standalone, topic)}/subscription/lagging/skip_all").status_code == 204
+    client.create_producer(topic).send(b"no backlog, no age")
+
+
+def test_message_age_eviction_moves_subscriptions_past_the_old_messages(client, standalone):
+    ns = _age_quota(standalone, "age-evict", "consumer_backlog_eviction", 3)
+    topic = "persistent://public/age-evict/t"
+    client.subscribe(topic, "lagging").close()
+    _publish(client, topic, 3)
+    time.sleep(2.0)
+    producer = client.create_producer(topic)
+    producer.send(b"young-0")
+    producer.send(b"young-1")
+
+    def backlog() -> int:
+        return httpx.get(f"{_topic_url(standalone, topic)}/stats").json()["subscriptions"]["lagging"]["msgBacklog"]
+
+    assert backlog() == 5
+    _eventually(lambda: backlog() <= 2, 5.0)
+    assert backlog() == 2  # the young ones stay (for 3 s)
+    consumer = client.subscribe(topic, "lagging")
+    assert consumer.receive(5000).data() == b"young-0"
+    assert httpx.delete(f"{ns}/backlogQuota", params={"backlogQuotaType": "message_age"}).status_code == 204
+    assert httpx.get(f"{ns}/backlogQuotaMap").json() == {}
+
+
+@pytest.mark.parametrize("body, kind", [
+    ({"limitSize": -1, "limitTime": 0, "policy": "producer_exception"}, "message_age"),
+    ({"limitSize": -1, "limitTime": -5, "policy": "producer_exception"}, "message_age"),
+    ({"limitSize": -1, "limitTime": "1h", "policy": "producer_exception"}, "message_age"),
+    ({"limitSize": 1024, "limitTime": 60, "policy": "producer_exception"}, "message_age"),
+    ({"limitSize": -1, "limitTime": 60, "policy": "drop_everything"}, "message_age"),
+    ({"limitSize": -1, "limitTime": 60, "policy": "producer_exception"}, "message_count"),
+], ids=["zero", "negative", "string", "with-size", "policy", "unknown-type"])
+def test_bad_message_age_quotas_are_refused(standalone, body, kind):
+    ns = f"{standalone.admin_url}/admin/v2/namespaces/public/default"
+    response = httpx.post(f"{ns}/backlogQuota", json=body, params={"backlogQuotaType": kind})
+    assert response.status_code == 400 and response.json()["reason"]
+    assert httpx.get(f"{ns}/backlogQuotaMap").json() == {}
+
+
+def test_cli_message_age_quota_verbs(standalone, capsys):
+    def run(*args: str):
+        return admin(capsys, standalone.admin_url, "namespaces", *args)
+
+    assert run("set-backlog-quota", "public/default", "-lt", "1h", "-p", "producer_request_hold",
+               "-t", "message_age").returncode == 0
+    got = run("get-backlog-quotas", "public/default")
+    assert got.returncode == 0 and '"limitTime": 3600' in got.stdout and "message_age" in got.stdout
+    assert run("remove-backlog-quota", "public/default", "-bqt", "message_age").returncode == 0
+    assert run("get-backlog-quotas", "public/default").stdout.strip() == "{}"
+    bad = run("set-backlog-quota", "public/default", "-lt", "soon", "-p", "producer_exception", "-t", "message_age")
+    assert bad.returncode == 2 and "not a duration: 'soon'" in bad.stderr
+    refused = run("set-backlog-quota", "public/default", "-p", "producer_exception", "-t", "message_age")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "limitTime" in refused.stderr

@@ -11,6 +11,9 @@ subscription expiration (broker.subscription_expiration) and inactive-topic dele
   ProducerBlockedQuotaExceededError, which clients retry, or ...Exception, which they do not)
   until consumers catch up; `consumer_backlog_eviction` moves the slowest subscriptions
   forward until the backlog fits.
+- Time-based backlog quota (`backlog_quota_map["message_age"]`, broker.backlog_age): the same
+  three policies when the oldest unacknowledged message of the slowest subscription is older
+  than `limitTime` seconds; eviction moves every subscription past the messages older than it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncio
 import logging
 import time
 
+from taureau.broker.backlog_age import MESSAGE_AGE, age_quota_of, oldest_backlog_age_s
 from taureau.broker.compaction.topic_compaction import CURSOR as COMPACTION_CURSOR
 from taureau.broker.inactive_topics import InactiveTopics
 from taureau.broker.resources import NamespacePolicies, Resources
@@ -47,18 +51,33 @@ def quota_of(policies: NamespacePolicies) -> dict | None:
     return quota if quota and quota.get("limitSize", -1) >= 0 else None
 
 
-def check_producer_quota(topic: PersistentTopic, policies: NamespacePolicies) -> None:
+async def check_producer_quota(topic: PersistentTopic, policies: NamespacePolicies) -> None:
     """Refuse a new producer while the topic's backlog is over a producer-blocking quota."""
-    quota = quota_of(policies)
+    _, reason, quota = await _over_quota(topic, policies, int(time.time() * 1000))
     if quota is None or quota["policy"] == "consumer_backlog_eviction":
         return
-    backlog = topic.ledger.estimated_backlog_size
-    if backlog <= quota["limitSize"]:
-        return
-    reason = f"the backlog of {topic.name} ({backlog} bytes) is over its quota of {quota['limitSize']} bytes"
     if quota["policy"] == "producer_exception":
         raise ProducerBlockedQuotaExceededException(reason)
     raise ProducerBlockedQuotaExceededError(reason)
+
+
+async def _over_quota(
+    topic: PersistentTopic, policies: NamespacePolicies, now_ms: int
+) -> tuple[str, str, dict | None]:
+    """(quota type, why, the quota) for the first quota the topic's backlog is over;
+    ("", "", None) if none."""
+    quota = quota_of(policies)
+    backlog = topic.ledger.estimated_backlog_size
+    if quota is not None and backlog > quota["limitSize"]:
+        return "destination_storage", (f"the backlog of {topic.name} ({backlog} bytes) is over its quota of "
+                                       f"{quota['limitSize']} bytes"), quota
+    quota = age_quota_of(policies)
+    if quota is not None:
+        age = await oldest_backlog_age_s(topic, now_ms)
+        if age > quota["limitTime"]:
+            return MESSAGE_AGE, (f"the oldest message in the backlog of {topic.name} ({age:.0f} s old) is over "
+                                 f"its quota of {quota['limitTime']} s"), quota
+    return "", "", None
 
 
 class PolicyEnforcer:
@@ -82,7 +101,7 @@ class PolicyEnforcer:
             try:
                 await self._expire(topic, policies)
                 await expire_subscriptions(topic, policies.subscription_expiration_time_minutes, now_ms)
-                await self._enforce_quota(topic, policies)
+                await self._enforce_quota(topic, policies, now_ms)
                 if await self._inactive.check(topic, policies, now):
                     inactive.append(topic)
             except BrokerError as exc:
@@ -95,21 +114,21 @@ class PolicyEnforcer:
         ttl = policies.message_ttl_in_seconds if own is None else int(own)
         if ttl <= 0 or topic.ledger.entries_count == 0:
             return
-        first_live = await topic.position_for_time(int(time.time() * 1000) - ttl * 1000)
-        expired = Position(first_live.ledger_id, first_live.entry_id - 1)  # just before it
-        for sub in list(topic.subscriptions.values()):
-            if sub.name != COMPACTION_CURSOR and sub.cursor.mark_delete_position < expired:
-                await sub.expire_to(expired)
+        await _expire_before(topic, int(time.time() * 1000) - ttl * 1000)
 
-    async def _enforce_quota(self, topic: PersistentTopic, policies: NamespacePolicies) -> None:
-        quota = quota_of(policies)
-        if quota is None or topic.ledger.estimated_backlog_size <= quota["limitSize"]:
+
+    async def _enforce_quota(self, topic: PersistentTopic, policies: NamespacePolicies, now_ms: int) -> None:
+        kind, _, quota = await _over_quota(topic, policies, now_ms)
+        if quota is None:
             return
         if quota["policy"] != "consumer_backlog_eviction":
             for producer in list(topic.producers.values()):
                 topic.remove_producer(producer)
                 if producer.disconnect is not None:
                     producer.disconnect()  # they come back and are refused until it fits
+            return
+        if kind == MESSAGE_AGE:  # the slowest move past every message older than the limit
+            await _expire_before(topic, now_ms - quota["limitTime"] * 1000)
             return
         for _ in range(EVICTION_ROUNDS):
             ledger = topic.ledger
@@ -122,3 +141,12 @@ class PolicyEnforcer:
             skip = max(1, -(-excess // average))
             log.info("backlog quota of %s: evicting %d entries from subscription %s", topic.name, skip, slowest.name)
             await slowest.skip(min(skip, max(slowest.cursor.backlog, 1)))
+
+
+async def _expire_before(topic: PersistentTopic, timestamp_ms: int) -> None:
+    """Every subscription acknowledges the messages published before `timestamp_ms`."""
+    first_live = await topic.position_for_time(timestamp_ms)
+    expired = Position(first_live.ledger_id, first_live.entry_id - 1)  # just before it
+    for sub in list(topic.subscriptions.values()):
+        if sub.name != COMPACTION_CURSOR and sub.cursor.mark_delete_position < expired:
+            await sub.expire_to(expired)

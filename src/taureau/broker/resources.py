@@ -177,7 +177,7 @@ class NamespacePolicies:
     is_allow_auto_update_schema: bool = True
     compaction_threshold: int = 0  # bytes added since the last compaction that start one; 0: never
     message_ttl_in_seconds: int = 0  # unacknowledged messages older than this are acknowledged; 0: never
-    # Pulsar's backlogQuotaMap: {"destination_storage": {"limitSize", "limitTime", "policy"}}.
+    # Pulsar's backlogQuotaMap: {"destination_storage" | "message_age": {"limitSize", "limitTime", "policy"}}.
     backlog_quota_map: dict[str, dict[str, Any]] = field(default_factory=dict)
     auth_policies: AuthPolicies = field(default_factory=AuthPolicies)
     max_producers_per_topic: int | None = None
@@ -213,7 +213,7 @@ class NamespacePolicies:
             policies.message_ttl_in_seconds = _non_negative_int(data["message_ttl_in_seconds"], "message_ttl_in_seconds")
         if isinstance(data.get("backlog_quota_map"), dict):
             policies.backlog_quota_map = {
-                kind: parse_backlog_quota(quota) for kind, quota in data["backlog_quota_map"].items()
+                kind: parse_backlog_quota(quota, kind) for kind, quota in data["backlog_quota_map"].items()
             }
         for flag in ("schema_validation_enforced", "is_allow_auto_update_schema"):
             if data.get(flag) is not None:
@@ -240,9 +240,15 @@ class NamespacePolicies:
 BACKLOG_QUOTA_POLICIES = ("producer_request_hold", "producer_exception", "consumer_backlog_eviction")
 
 
-def parse_backlog_quota(data: Any) -> dict[str, Any]:
-    """A BacklogQuota as Pulsar's JSON has it: limitSize bytes (-1: none), limitTime seconds
-    (only -1, none, is supported), and what happens past the limit."""
+BACKLOG_QUOTA_TYPES = ("destination_storage", "message_age")
+
+
+def parse_backlog_quota(data: Any, kind: str = "destination_storage") -> dict[str, Any]:
+    """A BacklogQuota as Pulsar's JSON has it, for its type: a destination_storage quota sets
+    limitSize bytes, a message_age one limitTime seconds (the other stays -1), and what
+    happens past the limit."""
+    if kind not in BACKLOG_QUOTA_TYPES:
+        raise ValueError(f"backlogQuotaType must be one of {', '.join(BACKLOG_QUOTA_TYPES)}, got {kind!r}")
     if not isinstance(data, dict):
         raise ValueError("a backlog quota is a JSON object")
     unknown = set(data) - {"limitSize", "limitTime", "policy", "limit"}
@@ -252,12 +258,17 @@ def parse_backlog_quota(data: Any) -> dict[str, Any]:
     if isinstance(size, bool) or not isinstance(size, int) or size < -1:
         raise ValueError("limitSize must be a number of bytes, or -1")
     limit_time = data.get("limitTime", -1)
-    if limit_time != -1:
-        raise ValueError("time-based backlog quotas (limitTime) are not supported; give limitTime -1")
+    if isinstance(limit_time, bool) or not isinstance(limit_time, int) or limit_time < -1 or limit_time == 0:
+        raise ValueError("limitTime must be a number of seconds >= 1, or -1")
+    if kind == "destination_storage" and limit_time != -1:
+        raise ValueError("a destination_storage quota limits the size: give limitTime -1, or use the "
+                         "message_age type for a time limit")
+    if kind == "message_age" and (limit_time == -1 or size != -1):
+        raise ValueError("a message_age quota limits the age: give limitTime in seconds and limitSize -1")
     policy = data.get("policy", "producer_request_hold")
     if policy not in BACKLOG_QUOTA_POLICIES:
         raise ValueError(f"policy must be one of {', '.join(BACKLOG_QUOTA_POLICIES)}")
-    return {"limitSize": size, "limitTime": -1, "policy": policy}
+    return {"limitSize": size, "limitTime": limit_time, "policy": policy}
 
 
 def _non_negative_int(value: Any, name: str) -> int:

@@ -8,17 +8,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from taureau.cli.admin import NAMESPACE, TOPIC, VERB_HELP, _rate, _topic_path, arg, verb
+from taureau.cli.admin import NAMESPACE, TOPIC, VERB_HELP, _rate, _topic_path, arg, duration_seconds, verb
 
 Target = tuple[list[str], dict]
-
-
-def duration_seconds(text: str) -> int:
-    """pulsar-admin's relative time: seconds, or a number with s, m, h, d or w ('5m', '1h')."""
-    match = re.fullmatch(r"(\d+)([smhdw]?)", text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 30s, 5m, 1h, 2d)")
-    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}[match.group(2)]
 
 
 def _minutes(text: str) -> int | float:
