@@ -19,6 +19,10 @@ def _ns(standalone, name: str) -> str:
     return url
 
 
+def _topic_url(standalone, topic: str) -> str:
+    return f"{standalone.admin_url}/admin/v2/{topic.replace('://', '/')}"
+
+
 def _fill(client, topic: str, subscriptions: tuple[str, ...], count: int) -> None:
     for sub in subscriptions:
         client.subscribe(topic, sub).close()  # durable, from here on
@@ -81,6 +85,28 @@ def test_a_topic_subscription_dispatch_rate_limits_each_subscription_alone(clien
     assert all(35 <= n <= 45 for n in counts), counts
     assert httpx.delete(path).status_code == 204
     assert httpx.get(path).json() is None
+
+
+def test_one_subscription_can_have_its_own_rate(client, standalone, topic, capsys):
+    base = _topic_url(standalone, topic)
+    _fill(client, topic, ("own", "other"), 100)
+    rate = {"dispatchThrottlingRateInMsg": 10, "dispatchThrottlingRateInByte": -1, "ratePeriodInSecond": 5}
+    assert httpx.post(f"{base}/own/dispatchRate", json=rate).status_code == 204
+    assert httpx.get(f"{base}/own/dispatchRate").json()["dispatchThrottlingRateInMsg"] == 10
+    own, other = client.subscribe(topic, "own"), client.subscribe(topic, "other")
+    assert _received_within(other, 1.5) == 100  # the other subscription is not held back
+    assert _received_within(own, 0.5) == 10
+    ghost = httpx.post(f"{base}/ghost/dispatchRate", json=rate)
+    assert ghost.status_code == 404 and "ghost" in ghost.json()["reason"]
+    assert httpx.get(f"{base}/ghost/dispatchRate").json() is None
+    ran = admin(capsys, standalone.admin_url, "topics", "get-subscription-dispatch-rate", topic, "-s", "own")
+    assert ran.returncode == 0 and '"dispatchThrottlingRateInMsg": 10' in ran.stdout
+    ran = admin(capsys, standalone.admin_url, "topics", "set-subscription-dispatch-rate", topic, "-s", "ghost", "-md", "5")
+    assert ran.returncode == 1 and ran.stderr.count("\n") == 1 and "404" in ran.stderr
+    assert admin(capsys, standalone.admin_url, "topics", "remove-subscription-dispatch-rate", topic,
+                 "-s", "own").returncode == 0
+    assert _received_within(own, 1.5) == 90  # its own rate gone: the rest at once
+    assert httpx.get(f"{base}/own/dispatchRate").json() is None
 
 
 def test_a_byte_rate_counts_bytes(client, standalone, topic):

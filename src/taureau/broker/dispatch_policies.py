@@ -9,6 +9,8 @@ from taureau.broker.topic import PersistentTopic
 
 TOPIC_DISPATCH_RATE = "dispatchRate"  # the topic-level overrides, Pulsar's field names
 TOPIC_SUBSCRIPTION_DISPATCH_RATE = "subscriptionDispatchRate"
+# One subscription's own rate, as Pulsar's TopicPolicies keep it: {sub: {"dispatchRate": {...}}}.
+SUBSCRIPTION_POLICIES = "subscriptionPolicies"
 
 
 async def apply_dispatch_rates(resources: Resources, topic: PersistentTopic, policies: NamespacePolicies) -> None:
@@ -16,12 +18,15 @@ async def apply_dispatch_rates(resources: Resources, topic: PersistentTopic, pol
     now rather than at the end of the current period."""
     own_topic = await resources.get_topic_policy(topic.name, TOPIC_DISPATCH_RATE)
     own_sub = await resources.get_topic_policy(topic.name, TOPIC_SUBSCRIPTION_DISPATCH_RATE)
+    per_subscription = await resources.get_topic_policy(topic.name, SUBSCRIPTION_POLICIES) or {}
     wanted = DispatchRates(
         topic=DispatchRate.from_json(own_topic) if own_topic is not None else policies.topicDispatchRate,
         subscription=DispatchRate.from_json(own_sub) if own_sub is not None else policies.subscriptionDispatchRate,
+        own={name: DispatchRate.from_json(p["dispatchRate"]) for name, p in per_subscription.items()},
     )
     if wanted == topic.dispatch_rates:
         return
-    topic.dispatch_rates.topic, topic.dispatch_rates.subscription = wanted.topic, wanted.subscription
+    rates = topic.dispatch_rates
+    rates.topic, rates.subscription, rates.own = wanted.topic, wanted.subscription, wanted.own
     for sub in list(topic.subscriptions.values()):
         sub.notify_new_entries()

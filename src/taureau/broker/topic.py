@@ -300,7 +300,7 @@ class PersistentTopic:
             partition=self.partition,
             limits=self.limits,
             compacted_view=self._compacted_view,
-            rate_limiters=(self.dispatch_limiter, DispatchRateLimiter(lambda: self.dispatch_rates.subscription)),
+            rate_limiters=(self.dispatch_limiter, DispatchRateLimiter(lambda: self.dispatch_rates.of_subscription(name))),
         )
         self.subscriptions[name] = sub
         return sub

@@ -7,6 +7,7 @@ import argparse
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from taureau.cli.admin import NAMESPACE, TOPIC, VERB_HELP, _rate, _topic_path, arg, duration_seconds, verb
 
@@ -34,16 +35,22 @@ TARGETS: dict[str, tuple[Target, Callable[[argparse.Namespace], str]]] = {
 }
 
 
-def policy_verbs(groups: tuple[str, ...], suffix: str, path: str, options: list[Target],
-                 body: Callable[[argparse.Namespace], Any], what: str) -> None:
+def policy_verbs(groups: tuple[str, ...], suffix: str, path: str | Callable[[argparse.Namespace], str],
+                 options: list[Target], body: Callable[[argparse.Namespace], Any], what: str,
+                 topic_options: tuple[Target, ...] = ()) -> None:
     """get-`suffix`, set-`suffix` (its `options` made into a body) and remove-`suffix` of the
-    policy at `path` under a namespace or a topic."""
+    policy at `path` (or path(args)) under a namespace or a topic; `topic_options` are
+    added to the topic verbs (all three)."""
+    def url(a: argparse.Namespace, base: Callable[[argparse.Namespace], str]) -> str:
+        return f"{base(a)}/{path if isinstance(path, str) else path(a)}"
+
     for group in groups:
         target, base = TARGETS[group]
-        verb(group, f"get-{suffix}", target)(lambda c, a, base=base: c.call("GET", f"{base(a)}/{path}"))
-        verb(group, f"set-{suffix}", target, *options)(
-            lambda c, a, base=base: c.call("POST", f"{base(a)}/{path}", body(a)))
-        verb(group, f"remove-{suffix}", target)(lambda c, a, base=base: c.call("DELETE", f"{base(a)}/{path}"))
+        more = topic_options if group == "topics" else ()
+        verb(group, f"get-{suffix}", target, *more)(lambda c, a, base=base: c.call("GET", url(a, base)))
+        verb(group, f"set-{suffix}", target, *more, *options)(
+            lambda c, a, base=base: c.call("POST", url(a, base), body(a)))
+        verb(group, f"remove-{suffix}", target, *more)(lambda c, a, base=base: c.call("DELETE", url(a, base)))
     VERB_HELP.update({f"get-{suffix}": f"show the {what}", f"set-{suffix}": f"set the {what}",
                       f"remove-{suffix}": f"drop the {what}"})
 
@@ -62,8 +69,15 @@ def _dispatch_body(a: argparse.Namespace) -> dict:
 
 policy_verbs(("namespaces", "topics"), "dispatch-rate", "dispatchRate", DISPATCH_OPTIONS, _dispatch_body,
              "dispatch rate of each topic (all its subscriptions together)")
-policy_verbs(("namespaces", "topics"), "subscription-dispatch-rate", "subscriptionDispatchRate", DISPATCH_OPTIONS,
-             _dispatch_body, "dispatch rate of each subscription")
+def _subscription_rate_path(a: argparse.Namespace) -> str:
+    """A topic's rate for each subscription, or with -s one subscription's own."""
+    subscription = getattr(a, "subscription", None)
+    return f"{quote(subscription, safe='')}/dispatchRate" if subscription else "subscriptionDispatchRate"
+
+
+policy_verbs(("namespaces", "topics"), "subscription-dispatch-rate", _subscription_rate_path, DISPATCH_OPTIONS,
+             _dispatch_body, "dispatch rate of each subscription (with -s: of that one)",
+             topic_options=(arg("-s", "--subscription", help="one subscription's own rate"),))
 policy_verbs(("namespaces",), "subscription-expiration-time", "subscriptionExpirationTime",
              [arg("-t", "--time", type=_minutes, required=True, help="minutes without a consumer (0: never)")],
              lambda a: a.time, "time after which a subscription without consumers is deleted")

@@ -11,9 +11,14 @@ from fastapi import APIRouter, Body, Request, Response
 
 from taureau.broker.admin.namespaces import count_routes
 from taureau.broker.dispatch.rate import DispatchRate
-from taureau.broker.dispatch_policies import TOPIC_DISPATCH_RATE, TOPIC_SUBSCRIPTION_DISPATCH_RATE
+from taureau.broker.dispatch_policies import (
+    SUBSCRIPTION_POLICIES,
+    TOPIC_DISPATCH_RATE,
+    TOPIC_SUBSCRIPTION_DISPATCH_RATE,
+)
 from taureau.broker.inactive_topics import TOPIC_INACTIVE_POLICIES, InactiveTopicPolicies
 from taureau.broker.subscription_expiration import check_expiration_minutes
+from taureau.common.errors import SubscriptionNotFoundError
 from taureau.common.names import TopicName
 
 namespaces = APIRouter(prefix="/admin/v2/namespaces", tags=["namespaces"])
@@ -68,3 +73,61 @@ def _asdict(policies: InactiveTopicPolicies) -> dict[str, Any]:
     return {"inactiveTopicDeleteMode": policies.inactiveTopicDeleteMode,
             "maxInactiveDurationSeconds": policies.maxInactiveDurationSeconds,
             "deleteWhileInactive": policies.deleteWhileInactive}
+
+
+# -- one subscription's own dispatch rate -----------------------------------------------------
+
+_SUBSCRIPTION_RATE = "/{tenant}/{namespace}/{topic}/{subscription:subname}/dispatchRate"
+
+
+async def _subscription_rates(request: Request, name: TopicName) -> dict[str, Any]:
+    return await request.app.state.service.resources.get_topic_policy(name, SUBSCRIPTION_POLICIES) or {}
+
+
+async def _check_subscription(request: Request, name: TopicName, subscription: str) -> None:
+    """404 unless the topic (or one of its partitions) has the subscription: a rate for a
+    subscription that does not exist would be kept for nothing."""
+    service = request.app.state.service
+    targets = await service.stored_partitions(name) if await service.resources.get_partitions(name) else [name]
+    for target in targets:
+        if await service.topic_exists(target) and subscription in (
+            await service.get_topic(target, create=False)
+        ).subscriptions:
+            return
+    raise SubscriptionNotFoundError(f"subscription {subscription} does not exist on {name}")
+
+
+@topics.get(_SUBSCRIPTION_RATE)
+async def get_subscription_rate(request: Request, tenant: str, namespace: str, topic: str,
+                                subscription: str) -> dict | None:
+    own = await _subscription_rates(request, TopicName.parse(f"persistent://{tenant}/{namespace}/{topic}"))
+    return own.get(subscription, {}).get("dispatchRate")
+
+
+@topics.post(_SUBSCRIPTION_RATE, status_code=204)
+async def set_subscription_rate(request: Request, tenant: str, namespace: str, topic: str, subscription: str,
+                                body: Any = Body(...)) -> Response:
+    rate = DispatchRate.from_json(body).to_json()
+    name = TopicName.parse(f"persistent://{tenant}/{namespace}/{topic}")
+    await _check_subscription(request, name, subscription)
+    return await _store_subscription_rate(request, name, subscription, rate)
+
+
+@topics.delete(_SUBSCRIPTION_RATE, status_code=204)
+async def remove_subscription_rate(request: Request, tenant: str, namespace: str, topic: str,
+                                   subscription: str) -> Response:
+    name = TopicName.parse(f"persistent://{tenant}/{namespace}/{topic}")
+    return await _store_subscription_rate(request, name, subscription, None)
+
+
+async def _store_subscription_rate(request: Request, name: TopicName, subscription: str,
+                                   rate: dict | None) -> Response:
+    service = request.app.state.service
+    own = await _subscription_rates(request, name)
+    if rate is None:
+        own.pop(subscription, None)
+    else:
+        own[subscription] = {"dispatchRate": rate}
+    await service.resources.set_topic_policy(name, SUBSCRIPTION_POLICIES, own or None)
+    await service.apply_topic_policies(name)
+    return Response(status_code=204)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 UNLIMITED = 2**62  # the budget of a limiter with no rate: larger than any read
@@ -69,7 +69,11 @@ class DispatchRates:
     sets them, the limiters read them at each period."""
 
     topic: DispatchRate | None = None
-    subscription: DispatchRate | None = None
+    subscription: DispatchRate | None = None  # each subscription's, unless it has its own
+    own: dict[str, DispatchRate] = field(default_factory=dict)  # subscription -> its own rate
+
+    def of_subscription(self, name: str) -> DispatchRate | None:
+        return self.own.get(name, self.subscription)
 
 
 class DispatchRateLimiter:
