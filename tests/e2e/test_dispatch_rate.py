@@ -8,19 +8,9 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.admin_cli import Ran, admin
+from tests.e2e.policy_helpers import Ran, admin, make_namespace, topic_url
 
 STANDALONE = {"args": ("--policy-check-interval", "0.3", "--no-journal-fsync")}
-
-
-def _ns(standalone, name: str) -> str:
-    url = f"{standalone.admin_url}/admin/v2/namespaces/public/{name}"
-    assert httpx.put(url).status_code == 204
-    return url
-
-
-def _topic_url(standalone, topic: str) -> str:
-    return f"{standalone.admin_url}/admin/v2/{topic.replace('://', '/')}"
 
 
 def _fill(client, topic: str, subscriptions: tuple[str, ...], count: int) -> None:
@@ -46,7 +36,7 @@ def _received_within(consumer, seconds: float) -> int:
 
 
 def test_a_namespace_dispatch_rate_holds_delivery_to_its_budget_per_period(client, standalone):
-    ns = _ns(standalone, "dispatch")
+    ns = make_namespace(standalone, "dispatch")
     rate = {"dispatchThrottlingRateInMsg": 50, "dispatchThrottlingRateInByte": -1, "ratePeriodInSecond": 1}
     assert httpx.post(f"{ns}/dispatchRate", json=rate).status_code == 204
     assert httpx.get(f"{ns}/dispatchRate").json() == rate
@@ -88,7 +78,7 @@ def test_a_topic_subscription_dispatch_rate_limits_each_subscription_alone(clien
 
 
 def test_one_subscription_can_have_its_own_rate(client, standalone, topic, capsys):
-    base = _topic_url(standalone, topic)
+    base = topic_url(standalone, topic)
     _fill(client, topic, ("own", "other"), 100)
     rate = {"dispatchThrottlingRateInMsg": 10, "dispatchThrottlingRateInByte": -1, "ratePeriodInSecond": 5}
     assert httpx.post(f"{base}/own/dispatchRate", json=rate).status_code == 204

@@ -10,32 +10,13 @@ import httpx
 import pulsar
 import pytest
 
-from tests.e2e.admin_cli import admin
+from tests.e2e.policy_helpers import admin, eventually, make_namespace, topic_url
 
 STANDALONE = {"args": ("--policy-check-interval", "0.3", "--idle-topic-unload", "2", "--no-journal-fsync", "-v")}
 
 
-def _ns(standalone, name: str) -> str:
-    url = f"{standalone.admin_url}/admin/v2/namespaces/public/{name}"
-    assert httpx.put(url).status_code == 204
-    return url
-
-
-def _topic_url(standalone, topic: str) -> str:
-    return f"{standalone.admin_url}/admin/v2/{topic.replace('://', '/')}"
-
-
 def _subscriptions(standalone, topic: str) -> set[str]:
-    return set(httpx.get(f"{_topic_url(standalone, topic)}/stats").json()["subscriptions"])
-
-
-def _eventually(check, timeout: float) -> float:
-    """Seconds until `check()` held; fails after `timeout`."""
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout, "the policy was not applied in time"
-        time.sleep(0.1)
-    return time.monotonic() - started
+    return set(httpx.get(f"{topic_url(standalone, topic)}/stats").json()["subscriptions"])
 
 
 def _unloaded(standalone, topic: str) -> bool:
@@ -46,7 +27,7 @@ def _unloaded(standalone, topic: str) -> bool:
 
 
 def test_a_subscription_without_consumers_expires_and_a_busy_one_stays(client, standalone):
-    ns = _ns(standalone, "expire")
+    ns = make_namespace(standalone, "expire")
     assert httpx.post(f"{ns}/subscriptionExpirationTime", json=0.05).status_code == 204  # 3 s
     assert httpx.get(f"{ns}/subscriptionExpirationTime").json() == 0.05
     assert httpx.get(ns).json()["subscription_expiration_time_minutes"] == 0.05
@@ -57,42 +38,41 @@ def test_a_subscription_without_consumers_expires_and_a_busy_one_stays(client, s
     for i in range(5):
         producer.send(f"m-{i}".encode())
     assert _subscriptions(standalone, topic) == {"idle", "busy"}
-    _eventually(lambda: _subscriptions(standalone, topic) == {"busy"}, 10.0)
-    cursors = httpx.get(f"{_topic_url(standalone, topic)}/internalStats").json()["cursors"]
+    eventually(lambda: _subscriptions(standalone, topic) == {"busy"}, 10.0)
+    cursors = httpx.get(f"{topic_url(standalone, topic)}/internalStats").json()["cursors"]
     assert "idle" not in cursors  # its cursor is gone: its backlog holds no ledger
     assert busy.receive(5000).data() == b"m-0"
     assert httpx.delete(f"{ns}/subscriptionExpirationTime").status_code == 204
     assert httpx.get(f"{ns}/subscriptionExpirationTime").json() == 0
 
 
-def test_the_last_active_time_survives_an_idle_unload(client, standalone):
-    ns = _ns(standalone, "expire-unload")
-    assert httpx.post(f"{ns}/subscriptionExpirationTime", json=0.1).status_code == 204  # 6 s
-    topic = "persistent://public/expire-unload/t"
+def _expires_by_its_saved_time(client, standalone, namespace: str, interrupt) -> None:
+    """A subscription left idle in a namespace expiring them after 6 s, then `interrupt(topic)`
+    (an unload, a restart): loaded again past its 6 s, it goes at once, not 6 s after the load."""
+    ns = make_namespace(standalone, namespace)
+    assert httpx.post(f"{ns}/subscriptionExpirationTime", json=0.1).status_code == 204
+    topic = f"persistent://public/{namespace}/t"
     client.subscribe(topic, "s").close()
     closed = time.monotonic()
-    _eventually(lambda: _unloaded(standalone, topic), 6.0)  # unloaded before it expired
+    interrupt(topic)
     time.sleep(max(0.0, closed + 6.5 - time.monotonic()))
     loaded = time.monotonic()
-    # Loaded again by this call: counting from the load, it would live 6 s more.
-    assert _subscriptions(standalone, topic) == {"s"}
-    waited = _eventually(lambda: not _subscriptions(standalone, topic), 10.0)
+    assert _subscriptions(standalone, topic) == {"s"}  # loaded again by this call
+    waited = eventually(lambda: not _subscriptions(standalone, topic), 10.0)
     assert time.monotonic() - loaded < 4.0, waited
 
 
+def test_the_last_active_time_survives_an_idle_unload(client, standalone):
+    _expires_by_its_saved_time(client, standalone, "expire-unload",
+                               lambda topic: eventually(lambda: _unloaded(standalone, topic), 6.0))
+
+
 def test_the_last_active_time_survives_a_restart(client, standalone):
-    ns = _ns(standalone, "expire-restart")
-    assert httpx.post(f"{ns}/subscriptionExpirationTime", json=0.1).status_code == 204  # 6 s
-    topic = "persistent://public/expire-restart/t"
-    client.subscribe(topic, "s").close()
-    closed = time.monotonic()
-    standalone.stop()
-    standalone.restart()
-    time.sleep(max(0.0, closed + 6.5 - time.monotonic()))
-    loaded = time.monotonic()
-    assert _subscriptions(standalone, topic) == {"s"}
-    _eventually(lambda: not _subscriptions(standalone, topic), 10.0)
-    assert time.monotonic() - loaded < 4.0
+    def restart(_: str) -> None:
+        standalone.stop()
+        standalone.restart()
+
+    _expires_by_its_saved_time(client, standalone, "expire-restart", restart)
 
 
 @pytest.mark.parametrize("body", [-1, "10", True, [1], 1e12, {"minutes": 1}], ids=[
@@ -137,7 +117,7 @@ def _publish(client, topic: str, count: int = 3) -> None:
 
 
 def test_inactive_topics_are_deleted_by_mode_and_partitioned_ones_whole(client, standalone):
-    ns = _ns(standalone, "inactive")
+    ns = make_namespace(standalone, "inactive")
     assert httpx.post(f"{ns}/inactiveTopicPolicies", json=INACTIVE).status_code == 204
     assert httpx.get(f"{ns}/inactiveTopicPolicies").json() == INACTIVE
     assert httpx.get(ns).json()["inactive_topic_policies"] == INACTIVE
@@ -149,8 +129,8 @@ def test_inactive_topics_are_deleted_by_mode_and_partitioned_ones_whole(client, 
     # has a subscription keeps both partitions.
     whole, held = "persistent://public/inactive/whole", "persistent://public/inactive/held"
     for name in (whole, held):
-        assert httpx.put(f"{_topic_url(standalone, name)}/partitions", json=2).status_code == 204
-    assert httpx.put(f"{_topic_url(standalone, held)}-partition-0/subscription/s").status_code == 204
+        assert httpx.put(f"{topic_url(standalone, name)}/partitions", json=2).status_code == 204
+    assert httpx.put(f"{topic_url(standalone, held)}-partition-0/subscription/s").status_code == 204
     for name in (whole, held):
         producer = client.create_producer(name, batching_enabled=False)  # round robin: both partitions
         for i in range(4):
@@ -160,7 +140,7 @@ def test_inactive_topics_are_deleted_by_mode_and_partitioned_ones_whole(client, 
     caught, behind = "persistent://public/default/caught-up", "persistent://public/default/behind"
     for name in (caught, behind):
         policy = {**INACTIVE, "inactiveTopicDeleteMode": "delete_when_subscriptions_caught_up"}
-        assert httpx.post(f"{_topic_url(standalone, name)}/inactiveTopicPolicies", json=policy).status_code == 204
+        assert httpx.post(f"{topic_url(standalone, name)}/inactiveTopicPolicies", json=policy).status_code == 204
         client.subscribe(name, "s").close()
         _publish(client, name)
     reader = client.subscribe(caught, "s")
@@ -169,17 +149,17 @@ def test_inactive_topics_are_deleted_by_mode_and_partitioned_ones_whole(client, 
     reader.close()
     untouched = "persistent://public/default/no-policy"
     _publish(client, untouched)
-    _eventually(lambda: gone not in _topics(standalone, "inactive")
+    eventually(lambda: gone not in _topics(standalone, "inactive")
                 and caught not in _topics(standalone, "default"), 15.0)
-    _eventually(lambda: whole not in httpx.get(f"{ns.replace('namespaces', 'persistent')}/partitioned").json(), 5.0)
-    assert httpx.get(f"{_topic_url(standalone, whole)}/partitions").json() == {"partitions": 0}
+    eventually(lambda: whole not in httpx.get(f"{ns.replace('namespaces', 'persistent')}/partitioned").json(), 5.0)
+    assert httpx.get(f"{topic_url(standalone, whole)}/partitions").json() == {"partitions": 0}
     left = _topics(standalone, "inactive")
     assert kept in left and f"{held}-partition-0" in left and f"{held}-partition-1" in left
     assert not [t for t in left if t.startswith(whole)]
     assert behind in _topics(standalone, "default") and untouched in _topics(standalone, "default")
     assert not _unloaded(standalone, gone)  # held loaded while it waited out its duration
     for name in (caught, behind):
-        httpx.delete(f"{_topic_url(standalone, name)}/inactiveTopicPolicies")
+        httpx.delete(f"{topic_url(standalone, name)}/inactiveTopicPolicies")
     assert httpx.delete(f"{ns}/inactiveTopicPolicies").status_code == 204
     assert httpx.get(f"{ns}/inactiveTopicPolicies").json() is None
 
@@ -237,7 +217,7 @@ def test_broker_defaults_are_checked_before_anything_starts(capsys):
 
 
 def _age_quota(standalone, namespace: str, policy: str, seconds: int) -> str:
-    ns = _ns(standalone, namespace)
+    ns = make_namespace(standalone, namespace)
     quota = {"limitSize": -1, "limitTime": seconds, "policy": policy}
     assert httpx.post(f"{ns}/backlogQuota", json=quota, params={"backlogQuotaType": "message_age"}).status_code == 204
     assert httpx.get(f"{ns}/backlogQuotaMap").json() == {"message_age": quota}
@@ -253,7 +233,7 @@ def test_a_message_age_quota_refuses_producers_while_the_oldest_message_is_too_o
     time.sleep(2.5)
     with pytest.raises(pulsar.exceptions.ProducerBlockedQuotaExceededException):
         client.create_producer(topic)
-    assert httpx.post(f"{_topic_url(standalone, topic)}/subscription/lagging/skip_all").status_code == 204
+    assert httpx.post(f"{topic_url(standalone, topic)}/subscription/lagging/skip_all").status_code == 204
     client.create_producer(topic).send(b"no backlog, no age")
 
 
@@ -268,10 +248,10 @@ def test_message_age_eviction_moves_subscriptions_past_the_old_messages(client, 
     producer.send(b"young-1")
 
     def backlog() -> int:
-        return httpx.get(f"{_topic_url(standalone, topic)}/stats").json()["subscriptions"]["lagging"]["msgBacklog"]
+        return httpx.get(f"{topic_url(standalone, topic)}/stats").json()["subscriptions"]["lagging"]["msgBacklog"]
 
     assert backlog() == 5
-    _eventually(lambda: backlog() <= 2, 5.0)
+    eventually(lambda: backlog() <= 2, 5.0)
     assert backlog() == 2  # the young ones stay (for 3 s)
     consumer = client.subscribe(topic, "lagging")
     assert consumer.receive(5000).data() == b"young-0"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from taureau.broker.compaction.topic_compaction import CURSOR as COMPACTION_CURSOR
+from taureau.broker.policy_json import integer, json_object
 from taureau.common.errors import TaureauError
 from taureau.common.names import TopicName
 
@@ -41,18 +42,12 @@ class InactiveTopicPolicies:
 
     @classmethod
     def from_json(cls, data: Any) -> InactiveTopicPolicies:
-        if not isinstance(data, dict):
-            raise ValueError("inactive topic policies are a JSON object")
-        unknown = set(data) - {"inactiveTopicDeleteMode", "maxInactiveDurationSeconds", "deleteWhileInactive"}
-        if unknown:
-            raise ValueError(f"unknown inactive topic policy field(s) {sorted(unknown)}")
+        json_object(data, {"inactiveTopicDeleteMode", "maxInactiveDurationSeconds", "deleteWhileInactive"},
+                    "inactive topic policies")
         mode = data.get("inactiveTopicDeleteMode", "delete_when_no_subscriptions")
         if mode not in DELETE_MODES:
             raise ValueError(f"inactiveTopicDeleteMode must be one of {', '.join(DELETE_MODES)}, got {mode!r}")
-        duration = data.get("maxInactiveDurationSeconds", 60)
-        if isinstance(duration, bool) or not isinstance(duration, int) or not 1 <= duration <= MAX_INACTIVE_S:
-            raise ValueError(f"maxInactiveDurationSeconds must be an integer from 1 to {MAX_INACTIVE_S}, "
-                             f"got {duration!r}")
+        duration = integer(data.get("maxInactiveDurationSeconds", 60), "maxInactiveDurationSeconds", 1, MAX_INACTIVE_S)
         enabled = data.get("deleteWhileInactive", False)
         if not isinstance(enabled, bool):
             raise ValueError(f"deleteWhileInactive must be true or false, got {enabled!r}")

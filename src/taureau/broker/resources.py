@@ -14,6 +14,7 @@ from typing import Any
 
 from taureau.broker.dispatch.rate import DispatchRate
 from taureau.broker.inactive_topics import InactiveTopicPolicies
+from taureau.broker.policy_json import json_object
 from taureau.broker.schemas.compatibility import Strategy
 from taureau.broker.subscription_expiration import check_expiration_minutes
 from taureau.common.errors import (
@@ -249,11 +250,7 @@ def parse_backlog_quota(data: Any, kind: str = "destination_storage") -> dict[st
     happens past the limit."""
     if kind not in BACKLOG_QUOTA_TYPES:
         raise ValueError(f"backlogQuotaType must be one of {', '.join(BACKLOG_QUOTA_TYPES)}, got {kind!r}")
-    if not isinstance(data, dict):
-        raise ValueError("a backlog quota is a JSON object")
-    unknown = set(data) - {"limitSize", "limitTime", "policy", "limit"}
-    if unknown:
-        raise ValueError(f"unknown backlog quota field(s) {sorted(unknown)}")
+    json_object(data, {"limitSize", "limitTime", "policy", "limit"}, "backlog quota")
     size = data.get("limitSize", data.get("limit", -1))
     if isinstance(size, bool) or not isinstance(size, int) or size < -1:
         raise ValueError("limitSize must be a number of bytes, or -1")

@@ -578,7 +578,8 @@ def _(c, a):
 
 GROUP_HELP = {
     "tenants": "create, list, update and delete tenants",
-    "namespaces": "namespaces and their policies (retention, TTL, backlog quota, auto topic creation, de-duplication, schemas, compaction)",
+    "namespaces": ("namespaces and their policies (retention, TTL, backlog quota, auto topic creation, de-duplication, "
+                   "schemas, compaction, dispatch rates, subscription expiration, inactive topics)"),
     "schemas": "a topic's schema versions: get, upload, delete, test compatibility",
     "topics": "topics, partitioned topics, subscriptions, stats and messages",
 }

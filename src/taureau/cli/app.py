@@ -42,7 +42,7 @@ _BOUND_FLAGS = [
         "--policy-check-interval",
         "policy_check_interval_s",
         checked.seconds,
-        "seconds between applying message TTLs and checking backlog quotas, 0 never",
+        "seconds between applying message TTLs, backlog quotas, subscription expiration and inactive-topic deletion, 0 never",
     ),
     (
         "--broker-delete-inactive-topics-enabled",

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from taureau.broker.policy_json import integer, json_object
+
 UNLIMITED = 2**62  # the budget of a limiter with no rate: larger than any read
 
 
@@ -33,25 +35,17 @@ class DispatchRate:
 
     @classmethod
     def from_json(cls, data: Any) -> DispatchRate:
-        if not isinstance(data, dict):
-            raise ValueError("a dispatch rate is a JSON object")
-        known = {"dispatchThrottlingRateInMsg", "dispatchThrottlingRateInByte", "ratePeriodInSecond",
-                 "relativeToPublishRate"}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown dispatch rate field(s) {sorted(unknown)}")
+        json_object(data, {"dispatchThrottlingRateInMsg", "dispatchThrottlingRateInByte", "ratePeriodInSecond",
+                           "relativeToPublishRate"}, "dispatch rate")
         if data.get("relativeToPublishRate"):
             raise ValueError("relativeToPublishRate is not supported")
-        values = {name: data.get(name, default) for name, default in
-                  (("dispatchThrottlingRateInMsg", -1), ("dispatchThrottlingRateInByte", -1), ("ratePeriodInSecond", 1))}
-        for name, value in values.items():
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
-        if values["dispatchThrottlingRateInMsg"] < -1 or values["dispatchThrottlingRateInByte"] < -1:
-            raise ValueError("dispatch rates must be >= -1 (-1: no limit)")
-        if not 1 <= values["ratePeriodInSecond"] <= 86_400:
-            raise ValueError("ratePeriodInSecond must be between 1 and 86400 seconds")
-        return cls(**values)
+        unlimited = " (-1: no limit)"
+        return cls(
+            integer(data.get("dispatchThrottlingRateInMsg", -1), "dispatchThrottlingRateInMsg", -1, 2**31 - 1, unlimited),
+            integer(data.get("dispatchThrottlingRateInByte", -1), "dispatchThrottlingRateInByte", -1, 2**63 - 1,
+                    unlimited),
+            integer(data.get("ratePeriodInSecond", 1), "ratePeriodInSecond", 1, 86_400, " seconds"),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {"dispatchThrottlingRateInMsg": self.dispatchThrottlingRateInMsg,
