@@ -133,11 +133,29 @@ def test_bad_dispatch_rates_are_refused_and_change_nothing(standalone, body):
     assert httpx.get(ns).json()["topicDispatchRate"] is None
 
 
-def test_a_body_too_large_is_refused(standalone):
-    ns = f"{standalone.admin_url}/admin/v2/namespaces/public/default"
-    huge = {"dispatchThrottlingRateInMsg": 1, "pad": "x" * (6 * 1024 * 1024)}
-    assert httpx.post(f"{ns}/dispatchRate", json=huge).status_code == 413
-    assert httpx.get(f"{ns}/dispatchRate").json() is None
+@pytest.mark.parametrize("path", [
+    "namespaces/public/default/dispatchRate", "namespaces/public/default/subscriptionDispatchRate",
+    "namespaces/public/default/subscriptionExpirationTime", "namespaces/public/default/inactiveTopicPolicies",
+    "namespaces/public/default/backlogQuota?backlogQuotaType=message_age",
+    "persistent/public/default/big/dispatchRate", "persistent/public/default/big/subscriptionDispatchRate",
+    "persistent/public/default/big/inactiveTopicPolicies", "persistent/public/default/big/s/dispatchRate",
+])
+def test_a_body_too_large_is_refused_and_changes_nothing(standalone, path):
+    base = f"{standalone.admin_url}/admin/v2"
+    before = httpx.get(f"{base}/namespaces/public/default").json()
+    huge = {"limitTime": 60, "pad": "x" * (6 * 1024 * 1024)}
+    response = httpx.post(f"{base}/{path}", json=huge)
+    assert response.status_code == 413 and response.json()["reason"]
+    assert httpx.get(f"{base}/namespaces/public/default").json() == before
+    read = path.split("?")[0].replace("backlogQuota", "backlogQuotaMap")  # a quota is read in the map
+    assert httpx.get(f"{base}/{read}").json() in (None, 0, {})
+
+
+def test_a_topic_policy_in_an_unknown_namespace_is_refused(standalone):
+    path = f"{standalone.admin_url}/admin/v2/persistent/public/nowhere/t/dispatchRate"
+    response = httpx.post(path, json={"dispatchThrottlingRateInMsg": 5})
+    assert response.status_code == 404 and "nowhere" in response.json()["reason"]
+    assert httpx.get(path).json() is None
 
 
 def test_cli_dispatch_rate_verbs(standalone, topic, capsys):

@@ -16,9 +16,9 @@ SUBSCRIPTION_POLICIES = "subscriptionPolicies"
 async def apply_dispatch_rates(resources: Resources, topic: PersistentTopic, policies: NamespacePolicies) -> None:
     """Set the topic's rates and wake its dispatchers, so a raised or removed limit applies
     now rather than at the end of the current period."""
-    own_topic = await resources.get_topic_policy(topic.name, TOPIC_DISPATCH_RATE)
-    own_sub = await resources.get_topic_policy(topic.name, TOPIC_SUBSCRIPTION_DISPATCH_RATE)
-    per_subscription = await resources.get_topic_policy(topic.name, SUBSCRIPTION_POLICIES) or {}
+    own = await resources.get_topic_policies(topic.name)
+    own_topic, own_sub = own.get(TOPIC_DISPATCH_RATE), own.get(TOPIC_SUBSCRIPTION_DISPATCH_RATE)
+    per_subscription = own.get(SUBSCRIPTION_POLICIES) or {}
     wanted = DispatchRates(
         topic=DispatchRate.from_json(own_topic) if own_topic is not None else policies.topicDispatchRate,
         subscription=DispatchRate.from_json(own_sub) if own_sub is not None else policies.subscriptionDispatchRate,

@@ -94,7 +94,9 @@ class InactiveTopics:
         key = str(topic.name)
         policy = await self.policy_of(topic, policies)
         counters = (topic.msg_in, sum(s.msg_out for s in topic.subscriptions.values()))
-        busy = topic.producers or topic.access.has_waiting or any(s.consumers for s in topic.subscriptions.values())
+        compacting = topic.compaction is not None and topic.compaction.running
+        busy = (topic.producers or topic.access.has_waiting or compacting
+                or any(s.consumers for s in topic.subscriptions.values()))
         seen = self._seen.get(key)
         if not policy.deleteWhileInactive or busy or not _mode_met(topic, policy.inactiveTopicDeleteMode):
             self._seen.pop(key, None)

@@ -444,8 +444,12 @@ class Resources:
 
     async def get_topic_policy(self, topic: TopicName, name: str) -> Any:
         """One of the topic's own policies (a partition: its topic's); None if unset."""
+        return (await self.get_topic_policies(topic)).get(name)
+
+    async def get_topic_policies(self, topic: TopicName) -> dict[str, Any]:
+        """All of the topic's own policies (a partition: its topic's), in one read."""
         found = await self.store.get(self._topic_policies_path(topic))
-        return json.loads(found[0]).get(name) if found else None
+        return json.loads(found[0]) if found else {}
 
     async def set_topic_policy(self, topic: TopicName, name: str, value: Any) -> None:
         """Set (None: remove) one of the topic's own policies, keeping the others."""
