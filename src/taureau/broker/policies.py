@@ -53,31 +53,28 @@ def quota_of(policies: NamespacePolicies) -> dict | None:
 
 async def check_producer_quota(topic: PersistentTopic, policies: NamespacePolicies) -> None:
     """Refuse a new producer while the topic's backlog is over a producer-blocking quota."""
-    _, reason, quota = await _over_quota(topic, policies, int(time.time() * 1000))
-    if quota is None or quota["policy"] == "consumer_backlog_eviction":
-        return
-    if quota["policy"] == "producer_exception":
-        raise ProducerBlockedQuotaExceededException(reason)
-    raise ProducerBlockedQuotaExceededError(reason)
+    for _, reason, quota in await _over_quotas(topic, policies, int(time.time() * 1000)):
+        if quota["policy"] == "producer_exception":
+            raise ProducerBlockedQuotaExceededException(reason)
+        if quota["policy"] == "producer_request_hold":
+            raise ProducerBlockedQuotaExceededError(reason)
 
 
-async def _over_quota(
-    topic: PersistentTopic, policies: NamespacePolicies, now_ms: int
-) -> tuple[str, str, dict | None]:
-    """(quota type, why, the quota) for the first quota the topic's backlog is over;
-    ("", "", None) if none."""
+async def _over_quotas(topic: PersistentTopic, policies: NamespacePolicies, now_ms: int) -> list[tuple[str, str, dict]]:
+    """(quota type, why, the quota) of each quota the topic's backlog is over."""
+    over = []
     quota = quota_of(policies)
     backlog = topic.ledger.estimated_backlog_size
     if quota is not None and backlog > quota["limitSize"]:
-        return "destination_storage", (f"the backlog of {topic.name} ({backlog} bytes) is over its quota of "
-                                       f"{quota['limitSize']} bytes"), quota
+        over.append(("destination_storage", f"the backlog of {topic.name} ({backlog} bytes) is over its quota of "
+                                            f"{quota['limitSize']} bytes", quota))
     quota = age_quota_of(policies)
     if quota is not None:
         age = await oldest_backlog_age_s(topic, now_ms)
         if age > quota["limitTime"]:
-            return MESSAGE_AGE, (f"the oldest message in the backlog of {topic.name} ({age:.0f} s old) is over "
-                                 f"its quota of {quota['limitTime']} s"), quota
-    return "", "", None
+            over.append((MESSAGE_AGE, f"the oldest message in the backlog of {topic.name} ({age:.0f} s old) is over "
+                                      f"its quota of {quota['limitTime']} s", quota))
+    return over
 
 
 class PolicyEnforcer:
@@ -116,20 +113,19 @@ class PolicyEnforcer:
             return
         await _expire_before(topic, int(time.time() * 1000) - ttl * 1000)
 
-
     async def _enforce_quota(self, topic: PersistentTopic, policies: NamespacePolicies, now_ms: int) -> None:
-        kind, _, quota = await _over_quota(topic, policies, now_ms)
-        if quota is None:
-            return
-        if quota["policy"] != "consumer_backlog_eviction":
-            for producer in list(topic.producers.values()):
-                topic.remove_producer(producer)
-                if producer.disconnect is not None:
-                    producer.disconnect()  # they come back and are refused until it fits
-            return
-        if kind == MESSAGE_AGE:  # the slowest move past every message older than the limit
-            await _expire_before(topic, now_ms - quota["limitTime"] * 1000)
-            return
+        for kind, _, quota in await _over_quotas(topic, policies, now_ms):
+            if quota["policy"] != "consumer_backlog_eviction":
+                for producer in list(topic.producers.values()):
+                    topic.remove_producer(producer)
+                    if producer.disconnect is not None:
+                        producer.disconnect()  # they come back and are refused until it fits
+            elif kind == MESSAGE_AGE:  # every subscription moves past the messages older than the limit
+                await _expire_before(topic, now_ms - quota["limitTime"] * 1000)
+            else:
+                await self._evict_by_size(topic, quota)
+
+    async def _evict_by_size(self, topic: PersistentTopic, quota: dict) -> None:
         for _ in range(EVICTION_ROUNDS):
             ledger = topic.ledger
             excess = ledger.estimated_backlog_size - quota["limitSize"]
