@@ -22,7 +22,7 @@ from taureau.common.errors import TaureauError
 from taureau.common.names import TopicName
 
 if TYPE_CHECKING:
-    from taureau.broker.resources import NamespacePolicies, Resources
+    from taureau.broker.resources import NamespacePolicies
     from taureau.broker.topic import PersistentTopic
 
 log = logging.getLogger(__name__)
@@ -74,25 +74,24 @@ class InactiveTopics:
     unload (60 s by default) would restart the count on every load and it would never go.
     """
 
-    def __init__(self, resources: Resources, defaults: InactiveTopicPolicies, service: Deleter) -> None:
-        self._resources = resources
+    def __init__(self, defaults: InactiveTopicPolicies, service: Deleter) -> None:
         self._defaults = defaults
         self._service = service
         self._seen: dict[str, tuple[float, int, int]] = {}  # topic -> (idle since, msg in, msg out)
         self.pinned: set[str] = set()  # topics waiting out their inactive duration
         self.deleted = 0  # topics deleted so far (stats, tests)
 
-    async def policy_of(self, topic: PersistentTopic, policies: NamespacePolicies) -> InactiveTopicPolicies:
-        own = await self._resources.get_topic_policy(topic.name, TOPIC_INACTIVE_POLICIES)
-        if own is not None:
-            return InactiveTopicPolicies.from_json(own)
+    def policy_of(self, own: dict[str, Any], policies: NamespacePolicies) -> InactiveTopicPolicies:
+        """The topic's own policy (from its topic policies `own`), its namespace's, or the broker's."""
+        if own.get(TOPIC_INACTIVE_POLICIES) is not None:
+            return InactiveTopicPolicies.from_json(own[TOPIC_INACTIVE_POLICIES])
         return policies.inactive_topic_policies or self._defaults
 
-    async def check(self, topic: PersistentTopic, policies: NamespacePolicies, now: float) -> bool:
-        """Whether `topic` qualifies for deletion now (it is then deleted, with its siblings
-        for a partition once they all qualify). Call for every loaded topic, then `forget`."""
+    async def check(self, topic: PersistentTopic, policies: NamespacePolicies, own: dict[str, Any], now: float) -> bool:
+        """Whether `topic` qualifies for deletion now, `own` being its topic policies. Call
+        for every loaded topic, then `delete` those that qualify, then `forget`."""
         key = str(topic.name)
-        policy = await self.policy_of(topic, policies)
+        policy = self.policy_of(own, policies)
         counters = (topic.msg_in, sum(s.msg_out for s in topic.subscriptions.values()))
         compacting = topic.compaction is not None and topic.compaction.running
         busy = (topic.producers or topic.access.has_waiting or compacting

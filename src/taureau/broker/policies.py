@@ -96,18 +96,18 @@ class PolicyEnforcer:
                 by_namespace[ns] = await self._resources.get_policies(topic.name.namespace_name)
             policies = by_namespace[ns]
             try:
-                await self._expire(topic, policies)
+                own = await self._resources.get_topic_policies(topic.name)  # one read for all of them
+                await self._expire(topic, policies, own.get(TOPIC_TTL))
                 await expire_subscriptions(topic, policies.subscription_expiration_time_minutes, now_ms)
                 await self._enforce_quota(topic, policies, now_ms)
-                if await self._inactive.check(topic, policies, now):
+                if await self._inactive.check(topic, policies, own, now):
                     inactive.append(topic)
             except BrokerError as exc:
                 log.warning("policies of %s not applied: %s", topic.name, exc)
         await self._inactive.delete(inactive)
         self._inactive.forget(topics)
 
-    async def _expire(self, topic: PersistentTopic, policies: NamespacePolicies) -> None:
-        own = await self._resources.get_topic_policy(topic.name, TOPIC_TTL)
+    async def _expire(self, topic: PersistentTopic, policies: NamespacePolicies, own: int | None) -> None:
         ttl = policies.message_ttl_in_seconds if own is None else int(own)
         if ttl <= 0 or topic.ledger.entries_count == 0:
             return

@@ -73,7 +73,7 @@ class BrokerService:
         defaults = InactiveTopicPolicies(config.delete_inactive_topics_mode,
                                          config.delete_inactive_topics_max_inactive_duration_s,
                                          config.delete_inactive_topics_enabled)
-        self.inactive = InactiveTopics(self.resources, defaults, self)
+        self.inactive = InactiveTopics(defaults, self)
         self.policies = PolicyEnforcer(self.resources, self.inactive)
         self._last_counters: dict[str, tuple[float, int, int, int, int]] = {}
 
