@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from taureau.broker.dispatch.rate import UNLIMITED, DispatchRate, DispatchRateLimiter, DispatchThrottle
+from taureau.broker.subscription import SubType
+from taureau.storage.managed_ledger.api import InitialPosition
+from tests.broker.test_dispatch import Sink, consumer, publish, settle, topic  # noqa: F401 - topic is a fixture
 
 
 def test_a_budget_is_spent_and_renewed_each_period():
@@ -53,3 +58,31 @@ def test_a_spent_throttle_sets_one_timer_and_wakes_at_the_period_end():
     assert timers == 1  # 100 refused asks, one timer
     *wakes, most = result
     assert most == 0 and len(wakes) == 1 and 0.95 <= wakes[0] <= 1.15
+
+
+@pytest.mark.anyio
+async def test_a_throttled_dispatcher_sleeps_until_the_next_period(topic):  # noqa: F811 - the fixture
+    topic.dispatch_rates.topic = DispatchRate(dispatchThrottlingRateInMsg=5)
+    sink = Sink()
+    c = consumer(sink, 1)
+    await topic.subscribe(subscription="s", consumer=c, sub_type=SubType.SHARED,
+                          initial_position=InitialPosition.EARLIEST)
+    dispatcher = topic.subscriptions["s"].dispatcher
+    rounds = 0
+    dispatch_once = dispatcher._dispatch_once
+
+    async def counted() -> bool:
+        nonlocal rounds
+        rounds += 1
+        return await dispatch_once()
+
+    dispatcher._dispatch_once = counted
+    await publish(topic, *[b"m"] * 20)
+    topic.subscriptions["s"].flow(c, 100)
+    await settle()
+    assert len(sink.messages) == 5
+    before = rounds
+    await asyncio.sleep(0.4)
+    assert rounds == before  # spent: no round runs until the period ends (no polling)
+    await asyncio.sleep(0.8)
+    assert len(sink.messages) == 10  # the next period's budget, and no more
