@@ -51,7 +51,7 @@ ALLOWED = {
     "sketches": {"common", "functions"},
     "analytics": {"common", "state"},
     "testing": {"common", "storage"},
-    "dashboard": {"broker", "functions"},
+    "dashboard": {"broker", "common", "functions"},
     "web": {"net"},
     "node": {"common", "metadata", "storage"},
     "standalone": {"broker", "dashboard", "functions", "net", "node", "sketches", "state", "web"},

@@ -68,9 +68,9 @@ class PulsarStandalone:
             self.proc.wait()
 
 
-def start(workdir: Path) -> PulsarStandalone:
+def start(workdir: Path, transactions: bool = False) -> PulsarStandalone:
     """Build if needed, start, and wait until the default namespace exists (the starter
-    creates it last)."""
+    creates it last). transactions: with transactionCoordinatorEnabled=true (compat runs)."""
     lib = build() / "lib"
     broker_port, web_port, bookie_port = free_port(), free_port(), free_port()
     conf = workdir / "standalone.conf"
@@ -78,6 +78,7 @@ def start(workdir: Path) -> PulsarStandalone:
         (PROJECT / "standalone.conf").read_text()
         + "bindAddress=127.0.0.1\nadvertisedAddress=127.0.0.1\n"
         + f"brokerServicePort={broker_port}\nwebServicePort={web_port}\n"
+        + ("transactionCoordinatorEnabled=true\n" if transactions else "")
     )
     cmd = [shutil.which("java") or "java", *JVM, "-cp", f"{lib}/*", MAIN, "--config", str(conf)]
     cmd += ["--no-functions-worker", "--no-stream-storage", "--bookkeeper-port", str(bookie_port)]

@@ -42,7 +42,8 @@ BROKERS = ["taureau", "pulsar"] if pulsar_wanted() else ["taureau"]
 def broker(request, tmp_path_factory):
     """One server per kind for the whole session (Pulsar's JVM takes ~20 s to start)."""
     if request.param == "taureau":
-        server = Standalone(tmp_path_factory.mktemp("taureau")).start()
+        # Transactions on, as the Pulsar reference runs (transactionCoordinatorEnabled=true).
+        server = Standalone(tmp_path_factory.mktemp("taureau"), "--transaction-coordinator-enabled").start()
         yield Broker("taureau", server.service_url, server.admin_url)
         server.stop()
         return
@@ -50,7 +51,7 @@ def broker(request, tmp_path_factory):
     if why:
         pytest.skip(why)
     try:
-        server = pulsar_server.start(tmp_path_factory.mktemp("pulsar"))
+        server = pulsar_server.start(tmp_path_factory.mktemp("pulsar"), transactions=True)
     except pulsar_toolchain.RegistryUnreachable as exc:
         pytest.skip(str(exc).splitlines()[0])
     yield Broker("pulsar", server.service_url, server.admin_url)

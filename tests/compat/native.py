@@ -29,6 +29,7 @@ CHECKS = [
     "compression_snappy",
     "reader",
     "seek",
+    "transaction",
 ]
 RUN_TIMEOUT = 600  # seconds for all checks; each program bounds every check at 60 s itself
 TOOLS = {"java": ("java", "mvn"), "go": ("go",)}

@@ -46,5 +46,10 @@ def test_java_client(java_results, check):
 
 @pytest.mark.timeout(900)  # the first run builds the program (Go module downloads)
 @pytest.mark.parametrize("check", native.CHECKS)
-def test_go_client(go_results, check):
+def test_go_client(go_results, broker, request, check):
+    if broker.name == "pulsar" and check == "transaction":
+        # The Go client (v0.19.0) puts the transaction id on CommandSend only; Apache Pulsar
+        # filters aborted messages by the id in their MessageMetadata, so it delivers the aborted
+        # message. Taureau keeps transactional SENDs apart by the CommandSend id, as it is sent.
+        request.applymarker(pytest.mark.xfail(reason="Pulsar delivers a Go client's aborted message", strict=True))
     assert verdict(go_results, check) == "ok"

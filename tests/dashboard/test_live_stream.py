@@ -160,8 +160,10 @@ async def test_a_failing_sampler_does_not_end_the_stream():
     hub.start()
     try:
         subscriber = hub.subscribe()
-        assert (await subscriber.queue.get() or "").startswith("event: history")
-        assert (await asyncio.wait_for(subscriber.queue.get(), 5) or "").startswith("event: sample")
+        first = await subscriber.queue.get()
+        assert first is not None and first.text.startswith("event: history")
+        second = await asyncio.wait_for(subscriber.queue.get(), 5)
+        assert second is not None and second.text.startswith("event: sample")
     finally:
         await hub.stop()
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.harness import free_port, spawn_until_ready
+from tests.e2e.harness import Standalone, free_port, spawn_until_ready
 
 READY = "Taureau bookie ready"
 
@@ -48,3 +48,12 @@ class BookieProcess:
             return self.proc.wait(20)
         finally:
             self.proc = None
+
+
+def broker_on_bookies(root: Path, metadata_url: str, count: int) -> tuple[Standalone, list[BookieProcess]]:
+    """`count` bookies started under root/bookie-N, and a standalone (not started yet) on
+    them (`--remote-bookies`, no functions, a 2 s metadata session)."""
+    bookies = [BookieProcess(root / f"bookie-{i}", metadata_url).start() for i in range(count)]
+    server = Standalone(root / "broker", "--metadata-store", metadata_url, "--remote-bookies", "--no-functions",
+                        "--metadata-session-timeout", "2")
+    return server, bookies

@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 
+VIEWPORT = {"width": 1280, "height": 900}  # the dashboard tests' pages and screenshots
 CHROMIUM = os.environ.get("TAUREAU_CHROMIUM", "/usr/bin/chromium")
 
 OFFLINE_FLAGS = [

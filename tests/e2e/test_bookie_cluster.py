@@ -16,7 +16,7 @@ from taureau.metadata.zookeeper import ZooKeeperMetadataStore
 from taureau.storage.ledger.cluster import ClusterLedgerClient
 from taureau.storage.ledger.registry import available_bookies
 from taureau.storage.ledger.remote import RemoteBookie
-from tests.e2e.bookies import BookieProcess
+from tests.e2e.bookies import BookieProcess, broker_on_bookies
 
 pytestmark = pytest.mark.anyio
 
@@ -149,11 +149,7 @@ def _ensemble_of_newest_ledger(zk_url: str) -> list[str]:
 def test_a_broker_on_remote_bookies_survives_kill_9_of_one_with_nothing_acked_lost(tmp_path, zk_url):
     import pulsar
 
-    from tests.e2e.harness import Standalone
-
-    procs = [BookieProcess(tmp_path / f"bookie-{i}", zk_url).start() for i in range(3)]
-    server = Standalone(tmp_path / "broker", "--metadata-store", zk_url, "--remote-bookies", "--no-functions",
-                        "--metadata-session-timeout", "2")
+    server, procs = broker_on_bookies(tmp_path, zk_url, 3)
     try:
         server.start()
         client = pulsar.Client(server.service_url, operation_timeout_seconds=30,

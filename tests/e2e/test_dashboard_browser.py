@@ -6,58 +6,38 @@ docs/img/ (the README shows them), otherwise they go to a temporary folder."""
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 
 import httpx
 import pulsar
 import pytest
 
-from taureau.dashboard import assets
 from taureau.sketches.client import SketchesClient, SketchesClientError
-from tests.e2e.browser import launch, require_browser
+from tests.e2e.browser import VIEWPORT
 from tests.e2e.functions_helpers import EXAMPLES, create, wait_for, wait_running
 
 # State on: sketch functions merge their windows through it.
 STANDALONE = {"state": True, "args": ["--functions-runtime", "thread", "--functions-warm-pool", "0"]}
 TOPIC = "persistent://public/default/dash-orders"
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
-VIEWPORT = {"width": 1280, "height": 900}
 
 
-@pytest.fixture(scope="module")
-def browser():
-    require_browser()
-    if assets.missing():
-        pytest.fail(f"dashboard assets not built ({assets.missing()}): run {assets.BUILD_COMMAND}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    if os.environ.get("TAUREAU_DASHBOARD_SCREENSHOTS") == "1":
-        return DOCS_IMG
-    return tmp_path_factory.mktemp("screenshots")
+class Order(pulsar.schema.Record):
+    order = pulsar.schema.Integer()
+    item = pulsar.schema.String()
 
 
 @pytest.fixture(scope="module")
 def traffic(standalone):
-    """A subscription, then a producer publishing ~50 messages a second until the module ends."""
+    """A subscription, then a producer publishing ~50 AVRO records a second until the module ends."""
     client = pulsar.Client(standalone.service_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
     consumer = client.subscribe(TOPIC, "audit")  # never reads: its backlog grows
-    producer = client.create_producer(TOPIC, batching_enabled=False)
+    producer = client.create_producer(TOPIC, batching_enabled=False, schema=pulsar.schema.AvroSchema(Order))
     stop = threading.Event()
 
     def publish() -> None:
         n = 0
         while not stop.wait(0.02):
-            producer.send(f'{{"order": {n}, "item": "widget"}}'.encode(), partition_key=f"customer-{n % 7}")
+            producer.send(Order(order=n, item="widget"), partition_key=f"customer-{n % 7}")
             n += 1
 
     thread = threading.Thread(target=publish, daemon=True)
@@ -120,7 +100,8 @@ def test_topic_page_peeks_and_skips_behind_a_confirmation(page, shots, traffic):
     page.get_by_test_id("peek").click()
     first = page.locator("tr.message").first
     first.wait_for(timeout=10_000)
-    assert '"item": "widget"' in first.locator("td.payload").inner_text()
+    assert '"item":"widget"' in first.locator("td.payload.decoded").inner_text()  # AVRO, decoded
+    assert first.locator("td.schema").inner_text() == "AVRO v0"
     assert first.locator("td").nth(2).inner_text().startswith("customer-")
     assert page.locator("tr.message").count() == 10
     page.screenshot(path=str(shots / "dashboard-topic.png"), full_page=True)
@@ -135,6 +116,31 @@ def test_topic_page_peeks_and_skips_behind_a_confirmation(page, shots, traffic):
     backlog = httpx.get(f"{page.context.pages[0].url.split('/#')[0]}/admin/v2/persistent/public/default/"
                         "dash-orders/stats").json()["subscriptions"]["audit"]["msgBacklog"]
     assert backlog < 100  # emptied; the producer adds ~50 a second since
+
+
+class Reading(pulsar.schema.Record):
+    sensor = pulsar.schema.String()
+    celsius = pulsar.schema.Double()
+
+
+@pytest.mark.parametrize("codec,kind", [(pulsar.schema.JsonSchema, "JSON"), (pulsar.schema.AvroSchema, "AVRO")])
+def test_topic_page_peek_decodes_payloads_by_their_schema(page, standalone, codec, kind):
+    topic = f"persistent://public/default/dash-readings-{kind.lower()}"
+    client = pulsar.Client(standalone.service_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+    try:
+        producer = client.create_producer(topic, schema=codec(Reading), batching_enabled=False)
+        producer.send(Reading(sensor="boiler-7", celsius=81.5))
+    finally:
+        client.close()
+    page.goto("/#/topic/" + topic.removeprefix("persistent://"))
+    page.get_by_test_id("peek").click()
+    message = page.locator("tr.message").first
+    message.wait_for(timeout=10_000)
+    assert message.locator("td.schema").inner_text() == f"{kind} v0"
+    decoded = message.locator("td.payload.decoded")
+    assert '"sensor":"boiler-7"' in decoded.inner_text() and '"celsius":81.5' in decoded.inner_text()
+    if kind == "AVRO":  # binary: without the schema it would be shown as hex
+        assert "hex:" not in decoded.inner_text()
 
 
 def test_functions_page_shows_a_deployed_function_running_and_stops_and_starts_it(page, shots, standalone):

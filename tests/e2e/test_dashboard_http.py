@@ -4,6 +4,7 @@ rates, and `--no-dashboard`."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 
 import httpx
 import pytest
+from pulsar.schema import Long, Record, String
 
 from taureau.dashboard import assets
 from tests.e2e.harness import Standalone
@@ -155,22 +157,166 @@ def test_standalone_help_lists_no_dashboard():
     assert "--no-dashboard" in done.stdout
 
 
-def test_with_auth_on_the_stream_is_a_superusers_and_the_page_asks_for_credentials(tmp_path):
-    from tests.security.helpers import Keys, rest, start
+def _events(stream):
+    """(event name, decoded data) of a live stream, as they come."""
+    kind = ""
+    for line in stream.iter_lines():
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            yield kind, json.loads(line[6:])
+
+
+def _first_sample(stream) -> tuple[list, dict]:
+    """The history and the first sample of a live stream."""
+    events = _events(stream)
+    (_, history), (_, sample) = next(events), next(events)
+    return history, sample
+
+
+def test_with_auth_on_each_role_sees_only_its_own(tmp_path):
+    from tests.security.helpers import Keys, client, rest, start
 
     (tmp_path / "keys").mkdir()
     keys = Keys(tmp_path / "keys")
     server = start(tmp_path, keys)
     try:
-        with rest(server) as anonymous:
-            assert anonymous.get("/").status_code == 401
-            refused = anonymous.get("/admin/taureau/live")
-            assert refused.status_code == 401 and "authentication required" in refused.json()["reason"]
-        with rest(server, keys.token("bob")) as bob:  # authenticated, not a superuser
-            assert bob.get("/admin/taureau/live").status_code == 403
-            assert bob.get(f"{BASE}/anything/examinemessage").status_code == 403
-        with rest(server, keys.token("admin")) as admin, admin.stream("GET", "/admin/taureau/live") as stream:
-            assert stream.status_code == 200
-            assert next(stream.iter_lines()).startswith("retry:")
+        with rest(server, keys.token("admin")) as admin:
+            assert admin.put("/admin/v2/tenants/acme", json={"adminRoles": ["acme-admin"],
+                                                               "allowedClusters": ["standalone"]}).status_code == 204
+            assert admin.put("/admin/v2/namespaces/acme/orders").status_code == 204
+            assert admin.put("/admin/v2/namespaces/acme/audit").status_code == 204
+            assert admin.post("/admin/v2/namespaces/acme/orders/permissions/app1",
+                              json=["produce"]).status_code == 204
+        c = client(server, auth=__import__("pulsar").AuthenticationToken(keys.token("admin")))
+        try:
+            for topic in ("persistent://acme/orders/in", "persistent://acme/audit/log",
+                          "persistent://public/default/other"):
+                c.create_producer(topic).send(b"x")
+        finally:
+            c.close()
+
+        with rest(server) as anonymous:  # the page loads (it asks for the token); no data does
+            page = anonymous.get("/")
+            assert page.status_code == (503 if assets.missing() else 200)
+            for path in ("/admin/taureau/live", "/admin/taureau/whoami", "/admin/v2/tenants"):
+                refused = anonymous.get(path)
+                assert refused.status_code == 401 and "authentication required" in refused.json()["reason"]
+        with rest(server, "not-a-token") as wrong:
+            assert wrong.get("/admin/taureau/whoami").status_code == 401
+        with rest(server, keys.token("admin")) as admin:
+            me = admin.get("/admin/taureau/whoami").json()
+            assert me["role"] == "admin" and me["superuser"] and me["authentication"]
+            assert {"acme", "public"} <= set(me["tenants"])
+            with admin.stream("GET", "/admin/taureau/live") as stream:
+                history, sample = _first_sample(stream)
+            names = {row["name"] for row in sample["topics"]}
+            assert {"persistent://acme/orders/in", "persistent://public/default/other"} <= names
+        with rest(server, keys.token("acme-admin")) as tenant_admin:
+            me = tenant_admin.get("/admin/taureau/whoami").json()
+            assert me == {"role": "acme-admin", "authentication": True, "superuser": False,
+                          "tenants": ["acme"], "namespaces": []}
+            with tenant_admin.stream("GET", "/admin/taureau/live") as stream:
+                history, sample = _first_sample(stream)
+            assert history == []  # the whole server's totals: superusers only
+            names = {row["name"] for row in sample["topics"]}
+            assert names == {"persistent://acme/orders/in", "persistent://acme/audit/log"}
+            assert sample["topicCount"] == 2 and "state" not in sample
+            assert sample["totals"]["storage"] == sum(row["storage"] for row in sample["topics"]) > 0
+            assert tenant_admin.get("/admin/v2/tenants").status_code == 403
+        with rest(server, keys.token("app1")) as app1:  # a grant on one namespace, nothing else
+            me = app1.get("/admin/taureau/whoami").json()
+            assert me["tenants"] == [] and me["namespaces"] == ["acme/orders"]
+            assert app1.get(f"{BASE}/other/examinemessage").status_code == 403
+            with app1.stream("GET", "/admin/taureau/live") as stream:
+                events = _events(stream)
+                next(events)  # the history
+                _, sample = next(events)
+                assert [row["name"] for row in sample["topics"]] == ["persistent://acme/orders/in"]
+                # A revoke holds on the open stream within the view's 5 s.
+                with rest(server, keys.token("admin")) as admin:
+                    assert admin.delete("/admin/v2/namespaces/acme/orders/permissions/app1").status_code == 204
+                revoked = time.monotonic()
+                for _, sample in events:
+                    if not sample["topics"]:
+                        break
+                    assert time.monotonic() - revoked < 8, "the revoked role still sees the topic"
+            assert time.monotonic() - revoked < 8
+        with rest(server, keys.token("bob")) as bob:  # authenticated, no grant at all
+            assert bob.get("/admin/taureau/whoami").json()["namespaces"] == []
+            with bob.stream("GET", "/admin/taureau/live") as stream:
+                _, sample = _first_sample(stream)
+            assert sample["topics"] == [] and sample["totals"]["rateIn"] == 0
+        cluster_paths = ("/admin/v2/brokers/standalone", "/admin/v2/bookies/all", "/admin/taureau/cluster",
+                         "/admin/taureau/persistent/acme/orders/in/ledgers")
+        with rest(server, keys.token("acme-admin")) as tenant_admin:  # the cluster is the superusers'
+            for path in cluster_paths:
+                refused = tenant_admin.get(path)
+                assert refused.status_code == 403 and "not a superuser" in refused.json()["reason"]
+        with rest(server, keys.token("admin")) as admin:
+            assert all(admin.get(path).status_code == 200 for path in cluster_paths)
     finally:
         assert server.stop() == 0
+
+
+class Order(Record):
+    id = Long()
+    item = String()
+
+
+def _decoded(standalone, topic: str, **params) -> httpx.Response:
+    return httpx.get(f"{standalone.admin_url}{BASE}/{topic}/examinemessage/decoded", params=params)
+
+
+@pytest.mark.parametrize("schema,kind", [("json", "JSON"), ("avro", "AVRO")])
+def test_examinemessage_decoded_reads_payloads_by_their_schema_version(standalone, client, schema, kind):
+    from pulsar.schema import AvroSchema, JsonSchema
+
+    topic = f"dash-decoded-{schema}"
+    codec = JsonSchema(Order) if schema == "json" else AvroSchema(Order)
+    producer = client.create_producer(f"persistent://public/default/{topic}", schema=codec,
+                                      batching_enabled=False)
+    producer.send(Order(id=1, item="widget"), partition_key="k", properties={"p": "v"})
+    producer.send(Order(id=2, item="gadget"))
+    last = _decoded(standalone, topic)
+    assert last.status_code == 200
+    body = last.json()
+    assert body["schema"] == {"version": 0, "type": kind}
+    assert body["value"] == {"id": 2, "item": "gadget"} and "decodeError" not in body
+    first = _decoded(standalone, topic, initialPosition="earliest", messagePosition=1).json()
+    assert first["value"] == {"id": 1, "item": "widget"}
+    assert first["key"] == "k" and first["properties"] == {"p": "v"} and first["batchSize"] == 1
+    raw = _examine(standalone, topic, initialPosition="earliest", messagePosition=1)
+    assert base64.b64decode(first["payload"]) == raw.content  # the same bytes examinemessage gives
+    assert first["messageId"] == raw.headers["X-Pulsar-Message-ID"]
+
+
+def test_examinemessage_decoded_without_a_schema_gives_the_raw_payload(standalone, client):
+    client.create_producer("persistent://public/default/dash-decoded-raw").send(b"\x00\xffraw")
+    body = _decoded(standalone, "dash-decoded-raw").json()
+    assert body["schema"] is None and "value" not in body
+    assert base64.b64decode(body["payload"]) == b"\x00\xffraw"
+
+
+def test_examinemessage_decoded_string_schema(standalone, client):
+    from pulsar.schema import StringSchema
+
+    client.create_producer("persistent://public/default/dash-decoded-str", schema=StringSchema()).send("héllo")
+    body = _decoded(standalone, "dash-decoded-str").json()
+    assert body["schema"]["type"] == "STRING" and body["value"] == "héllo"
+
+
+@pytest.mark.parametrize("topic,params,status,reason", [
+    ("dash-decoded-raw", {"initialPosition": "middle"}, 400, "initialPosition must be latest or earliest"),
+    ("dash-decoded-raw", {"messagePosition": 0}, 400, "messagePosition must be >= 1"),
+    ("dash-decoded-raw", {"messagePosition": "x"}, 422, None),
+    ("dash-decoded-raw", {"messagePosition": 99}, 404, "fewer than 99"),
+    ("no-such-topic", {}, 404, "does not exist"),
+])
+def test_examinemessage_decoded_refuses_bad_input(standalone, client, topic, params, status, reason):
+    client.create_producer("persistent://public/default/dash-decoded-raw").send(b"x")
+    response = _decoded(standalone, topic, **params)
+    assert response.status_code == status
+    if reason:
+        assert reason in response.json()["reason"]
+    assert _decoded(standalone, "dash-decoded-raw").status_code == 200  # still serving

@@ -131,7 +131,7 @@ BAD_FRAMES = {
     "missing required field": (_frame_of(_flow_without_permits()), "missing required fields"),
     "unknown command type": (_frame_of(b"\x08\x63"), "unknown command type 99"),
     "no command type": (_frame_of(b"\x5a\x00"), "no command type"),
-    "transaction command": (_frame_of(b"\x08\x32"), "unsupported command type NEW_TXN"),
+    "command without a schema": (_frame_of(b"\x08\x40"), "unsupported command type WATCH_TOPIC_LIST"),
     "type without body": (_frame_of(b"\x08\x0b"), "lacks its 'flow' body"),
     "SEND without payload": (
         encode_command(

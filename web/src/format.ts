@@ -23,7 +23,7 @@ export function time(ms: number): string {
   return ms > 0 ? new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") : "never";
 }
 
-// A payload as text when it is UTF-8, else as hex (schemas are not stored, so nothing richer).
+// A payload as text when it is UTF-8, else as hex: for messages the schema did not decode.
 export function payload(data: Uint8Array, limit = 2048): string {
   const shown = data.subarray(0, limit);
   const more = data.length > limit ? ` … (${count(data.length)} bytes)` : "";
@@ -32,4 +32,10 @@ export function payload(data: Uint8Array, limit = 2048): string {
   } catch {
     return "hex: " + Array.from(shown.subarray(0, 256), (b) => b.toString(16).padStart(2, "0")).join(" ") + more;
   }
+}
+
+// A value decoded by the topic's schema, as compact JSON, cut at `limit` characters.
+export function decoded(value: unknown, limit = 2048): string {
+  const text = JSON.stringify(value);
+  return text.length > limit ? `${text.slice(0, limit)} … (${count(text.length)} characters)` : text;
 }

@@ -1,5 +1,12 @@
 // The one live stream (server-sent events): the history of totals first, then a sample a
 // second. Per-topic and per-function series are kept here from the moment the page opened.
+// Read with fetch rather than EventSource, which cannot send the Authorization header: the
+// token then never has to travel in the URL, where logs would keep it.
+import { reasonOf } from "./api";
+import { headers, refused } from "./auth";
+
+const RETRY_MS = 2000; // after a stream ends or fails, as the server's `retry:` says
+const MAX_EVENT = 8 << 20; // an event longer than this is a broken stream, not a sample
 export interface Totals {
   rateIn: number;
   rateOut: number;
@@ -93,17 +100,78 @@ class Live {
   private readonly listeners = new Set<Listener>();
   private statusListener: (connected: boolean) => void = () => {};
 
+  private generation = 0; // a stop or a new start ends the loop of the one before
+  private abort: AbortController | null = null;
+
   start(onStatus: (connected: boolean) => void): void {
     this.statusListener = onStatus;
-    const source = new EventSource("/admin/taureau/live");
-    source.onopen = () => this.statusListener(true);
-    source.onerror = () => this.statusListener(false); // EventSource reconnects by itself
-    source.addEventListener("history", (event) => {
-      const points = JSON.parse((event as MessageEvent).data) as ({ t: number } & Totals)[];
+    void this.run(++this.generation);
+  }
+
+  // Signed out: no reconnects until start() again.
+  stop(): void {
+    this.generation += 1;
+    this.abort?.abort();
+  }
+
+  private async run(generation: number): Promise<void> {
+    const current = () => generation === this.generation;
+    while (current()) {
+      let wait = RETRY_MS;
+      this.abort = new AbortController();
+      try {
+        const response = await fetch("/admin/taureau/live", { headers: headers({ Accept: "text/event-stream" }), signal: this.abort.signal });
+        if (response.status === 401) {
+          if (current()) refused(await reasonOf(response));
+          return;
+        }
+        if (response.ok && response.body) {
+          this.statusListener(true);
+          await this.read(response.body);
+        } else if (response.status === 503) {
+          wait = Number(response.headers.get("Retry-After") ?? 5) * 1000;
+        }
+      } catch {
+        // the connection failed or was aborted: retry below
+      }
+      if (!current()) return;
+      this.statusListener(false);
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+
+  // Server-sent events: blocks of `field: value` lines ended by an empty line.
+  private async read(body: ReadableStream<Uint8Array>): Promise<void> {
+    const reader = body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        this.dispatch(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+      }
+      if (buffer.length > MAX_EVENT) throw new Error("live stream event too long");
+    }
+  }
+
+  private dispatch(block: string): void {
+    let kind = "message";
+    let data = "";
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event: ")) kind = line.slice(7);
+      else if (line.startsWith("data: ")) data += line.slice(6);
+    }
+    if (kind === "history") {
+      const points = JSON.parse(data) as ({ t: number } & Totals)[];
       if (this.totals.t.length > 0) return; // a reconnect: keep what we have
       for (const p of points) this.totals.push(p.t, p.rateIn, p.rateOut);
-    });
-    source.addEventListener("sample", (event) => this.onSample(JSON.parse((event as MessageEvent).data) as Sample));
+    } else if (kind === "sample") {
+      this.onSample(JSON.parse(data) as Sample);
+    }
   }
 
   private onSample(sample: Sample): void {

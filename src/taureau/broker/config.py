@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from taureau.auth.config import AuthConfig
+from taureau.broker.transactions.settings import TransactionConfig
 from taureau.common.errors import ServiceNotReadyError
 from taureau.net.tls import TlsFiles
 from taureau.storage.managed_ledger.api import ManagedLedgerConfig
@@ -77,6 +78,8 @@ class BrokerConfig:
     advertised_listeners: dict[str, str] = field(default_factory=dict)
     # Authentication and superusers (off by default: then standalone listens on loopback).
     auth: AuthConfig = field(default_factory=AuthConfig)
+    # Transactions (Pulsar's transactionCoordinatorEnabled and bounds; docs/transactions.md).
+    transactions: TransactionConfig = field(default_factory=TransactionConfig)
     # TLS (Pulsar's brokerServicePortTls, webServicePortTls, tlsCertificateFilePath...): the
     # TLS ports are served while `tls` is set; the plain ones unless plain_ports is False.
     tls: TlsFiles | None = None

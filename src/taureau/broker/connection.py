@@ -33,6 +33,8 @@ from taureau.broker.error_codes import ServerError, server_error
 from taureau.broker.service import BrokerService
 from taureau.broker.session import Session
 from taureau.broker.topic import PersistentTopic, PublishItem
+from taureau.broker.transactions.model import TxnId
+from taureau.broker.transactions.sends import TxnRefused, TxnSend, store
 from taureau.common.errors import TaureauError
 from taureau.net.server import CoalescingWriter, tune_socket
 from taureau.net.tls import peer_common_name
@@ -102,7 +104,7 @@ class ServerConnection(asyncio.Protocol):
         self._closing = False  # close() was called: handle nothing more from this peer
         # SENDs decoded from the current read, by topic: published as one batch per topic
         # when the read is done (see _flush_sends).
-        self._sends: dict[PersistentTopic, list[PublishItem | Refusal]] = {}
+        self._sends: dict[PersistentTopic, list[PublishItem | TxnSend | Refusal]] = {}
         # The newest publish task per topic: the next one writes its replies after it.
         self._publish_tails: dict[PersistentTopic, asyncio.Task[None]] = {}
 
@@ -185,7 +187,7 @@ class ServerConnection(asyncio.Protocol):
         so the client resends them on its next connection."""
         for items in self._sends.values():
             for item in items:
-                if isinstance(item, PublishItem):
+                if not isinstance(item, Refusal):
                     self._inflight -= 1
                     self._inflight_bytes -= len(item.data)
         self._sends.clear()
@@ -360,7 +362,11 @@ class ServerConnection(asyncio.Protocol):
             or self._inflight_bytes >= self.service.config.max_pending_publish_bytes_per_connection
         ):
             self._pause(_PAUSE_PUBLISHES)
-        self._queue_send(topic, PublishItem(producer, payload, sequence_id, highest, messages))
+        if send.HasField("txnid_most_bits") or send.HasField("txnid_least_bits"):
+            txn = TxnId(send.txnid_most_bits, send.txnid_least_bits)
+            self._queue_send(topic, TxnSend(producer, payload, sequence_id, highest, messages, txn))
+        else:
+            self._queue_send(topic, PublishItem(producer, payload, sequence_id, highest, messages))
         if topic.publish_limiter is not None:
             self._throttle(topic.publish_limiter.record(messages, len(payload)))
 
@@ -393,7 +399,7 @@ class ServerConnection(asyncio.Protocol):
             topic, Refusal(send.producer_id, send.sequence_id, ServerError.ChecksumError, reason)
         )
 
-    def _queue_send(self, topic: PersistentTopic, item: PublishItem | Refusal) -> None:
+    def _queue_send(self, topic: PersistentTopic, item: PublishItem | TxnSend | Refusal) -> None:
         group = self._sends.get(topic)
         if group is None:
             self._sends[topic] = [item]
@@ -416,11 +422,15 @@ class ServerConnection(asyncio.Protocol):
             del self._publish_tails[topic]
 
     async def _publish(
-        self, topic: PersistentTopic, items: list[PublishItem | Refusal], previous: asyncio.Task[None] | None
+        self,
+        topic: PersistentTopic,
+        items: list[PublishItem | TxnSend | Refusal],
+        previous: asyncio.Task[None] | None,
     ) -> None:
-        stored = [item for item in items if isinstance(item, PublishItem)]
+        stored = [item for item in items if not isinstance(item, Refusal)]
         try:
-            positions = await topic.publish_many(stored) if stored else []  # type: ignore[arg-type]
+            # Transactional SENDs go to the transaction buffer (broker.transactions.sends).
+            positions = await store(topic, stored, self.service.transactions) if stored else []
         except Exception as exc:
             # The client treats any SEND_ERROR but ChecksumError as fatal for the connection
             # and resends everything pending on a new one: exactly what a failed add needs.
@@ -430,7 +440,7 @@ class ServerConnection(asyncio.Protocol):
                 log.exception("publish to %s failed", topic.name)
             code = server_error(exc, default=ServerError.PersistenceError)
             first = items[0]
-            producer_id = first.producer.producer_id if isinstance(first, PublishItem) else first.producer_id
+            producer_id = first.producer_id if isinstance(first, Refusal) else first.producer.producer_id
             self.write(replies.send_error(producer_id, first.sequence_id, code, str(exc)))
             self.close()
             return
@@ -451,10 +461,15 @@ class ServerConnection(asyncio.Protocol):
         buffer = writer.buffer
         done = iter(positions)
         for item in items:
-            if not isinstance(item, PublishItem):
+            if isinstance(item, Refusal):
                 buffer += replies.send_error(item.producer_id, item.sequence_id, item.code, item.reason)
                 continue
             position = next(done)
+            if isinstance(position, TxnRefused):
+                buffer += replies.send_error(
+                    item.producer.producer_id, item.sequence_id, position.code, position.reason
+                )
+                continue
             ledger_id, entry_id = position if position is not None else (-1, -1)
             append_send_receipt(
                 buffer,

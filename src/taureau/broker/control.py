@@ -25,6 +25,7 @@ from taureau.broker.schemas.topics import from_wire, to_wire
 from taureau.broker.session import ConsumerBinding, Session
 from taureau.broker.subscription import SubType
 from taureau.broker.topic import PersistentTopic
+from taureau.broker.transactions import handlers as transactions
 from taureau.common.errors import ConsumerBusyError, TaureauError
 from taureau.common.names import NamespaceName, TopicName
 from taureau.protocol import pb, replies
@@ -96,6 +97,10 @@ async def _generic(session: Session, request_id: int, work: Callable[[], Awaitab
         if not isinstance(exc, TaureauError):
             log.exception("request %d from %s failed", request_id, session.remote_address)
         session.write(replies.error(request_id, server_error(exc), str(exc) or type(exc).__name__))
+
+
+for _kind, _handler in transactions.HANDLERS.items():  # TC_CLIENT_CONNECT, NEW_TXN, END_TXN...
+    _handles(_kind)(_handler)
 
 
 @_handles(T.AUTH_RESPONSE)
@@ -358,6 +363,9 @@ def _split_acks(message_ids) -> tuple[list[Position], list[tuple[Position, list[
 @_handles(T.ACK)
 async def ack(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.ack
+    if transactions.in_transaction(req):
+        await transactions.ack(session, req)
+        return
     error = None
     try:
         consumer, sub, _ = session.consumer(req.consumer_id)

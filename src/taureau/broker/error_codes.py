@@ -16,6 +16,7 @@ from taureau.broker.policies import ProducerBlockedQuotaExceededError, ProducerB
 from taureau.broker.resources import PartitionLimitError, ResourceNotFoundError
 from taureau.broker.schemas.model import IncompatibleSchemaError, SchemaNotFoundError
 from taureau.broker.topic import SubscriptionBusyError
+from taureau.broker.transactions import model as txn
 from taureau.common import errors as e
 
 
@@ -77,6 +78,12 @@ _TABLE: dict[type[BaseException], ServerError] = {
     ProducerBlockedQuotaExceededError: ServerError.ProducerBlockedQuotaExceededError,
     ProducerBlockedQuotaExceededException: ServerError.ProducerBlockedQuotaExceededException,
     SchemaNotFoundError: ServerError.TopicNotFound,
+    txn.TransactionNotFoundError: ServerError.TransactionNotFound,
+    txn.InvalidTxnStatusError: ServerError.InvalidTxnStatus,
+    txn.TransactionConflictError: ServerError.TransactionConflict,
+    txn.CoordinatorNotFoundError: ServerError.TransactionCoordinatorNotFound,
+    txn.TransactionsDisabledError: ServerError.NotAllowedError,
+    txn.TxnLimitError: ServerError.NotAllowedError,
 }
 
 

@@ -29,6 +29,8 @@ from taureau.broker.schemas.model import schema_id
 from taureau.broker.schemas.registry import SchemaRegistry
 from taureau.broker.schemas.topics import TopicSchemas
 from taureau.broker.topic import PersistentTopic
+from taureau.broker.transactions.coordinator import TransactionCoordinator
+from taureau.broker.transactions.setup import start_coordinator
 from taureau.common.errors import NotAllowedError, TopicNotFoundError
 from taureau.common.memory import HeapTrimmer
 from taureau.common.names import PARTITION_SUFFIX, NamespaceName, TopicName
@@ -76,9 +78,15 @@ class BrokerService:
         self.inactive = InactiveTopics(defaults, self)
         self.policies = PolicyEnforcer(self.resources, self.inactive)
         self._last_counters: dict[str, tuple[float, int, int, int, int]] = {}
+        self.transactions: TransactionCoordinator | None = None  # while transactions are enabled
 
     async def start(self) -> None:
         await self.resources.bootstrap()
+        if self.config.transactions.enabled:
+            self.transactions = await start_coordinator(
+                self.config.transactions, self.resources, self.store, self.factory,
+                lambda name: self.get_topic(name, create=False), self.authorization.is_superuser,
+            )
         self._rate_task = asyncio.get_running_loop().create_task(self._rate_loop())
         if self.config.policy_check_interval_s > 0:
             self._policy_task = asyncio.get_running_loop().create_task(self._policy_loop())
@@ -87,6 +95,8 @@ class BrokerService:
 
     async def close(self) -> None:
         self.heap_trimmer.close()
+        if self.transactions is not None:
+            await self.transactions.close()
         for task in (self._rate_task, self._policy_task, self._idle_task):
             if task is not None:
                 task.cancel()
@@ -167,6 +177,8 @@ class BrokerService:
         await topic.set_deduplication(await self._deduplication(name, policies))
         apply_limits(topic, policies)
         await apply_dispatch_rates(self.resources, topic, policies)
+        if self.transactions is not None:
+            self.transactions.attach(topic)  # what open transactions acknowledged stays held
         log.info("loaded topic %s", name)
         return topic
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from enum import IntEnum
 
 from taureau.broker.compaction.reader import CompactedReader
@@ -61,6 +61,9 @@ class Subscription:
         self.sub_type: SubType | None = None
         self.dispatcher: Dispatcher | None = None  # created for the current type
         self.msg_out_total = 0
+        # Positions acknowledged in transactions not ended yet (broker.transactions owns them):
+        # never dispatched until the transaction aborts.
+        self.pending_acks: Container[Position] = frozenset()
 
     @property
     def consumers(self) -> list[Consumer]:
@@ -105,6 +108,7 @@ class Subscription:
             previous = self.dispatcher
             self.dispatcher = self._make_dispatcher(sub_type, sticky, read_compacted, from_earliest)
             self.dispatcher.throttle.limiters = self.rate_limiters
+            self.dispatcher.pending_acks = self.pending_acks
             self.read_compacted = read_compacted
             if previous is not None:
                 await previous.close()
@@ -140,6 +144,23 @@ class Subscription:
             if self.dispatcher is not None:
                 self.dispatcher.acked(consumer, [position])
             consumer.msg_acked += 1
+
+    def hold_pending(self, pending: Container[Position]) -> None:
+        """Skip the positions in `pending` (transactional acks) when dispatching."""
+        self.pending_acks = pending
+        if self.dispatcher is not None:
+            self.dispatcher.pending_acks = pending
+
+    async def ack_committed(self, positions: list[Position]) -> None:
+        """A committed transaction's acknowledgements (acking twice is harmless)."""
+        if self.dispatcher is not None:
+            self.dispatcher.acked(None, positions)
+        await self.cursor.delete(positions)
+
+    def requeue(self, positions: list[Position]) -> None:
+        """An aborted transaction's acknowledgements: deliver those positions again."""
+        if self.dispatcher is not None:
+            self.dispatcher.requeue(positions)
 
     async def ack_cumulative(self, consumer: Consumer, position: Position) -> None:
         if self.sub_type in (SubType.SHARED, SubType.KEY_SHARED):

@@ -212,19 +212,28 @@ class PersistentTopic:
                       for i in items)
                 )
             )  # fmt: skip
-        try:
-            positions: list[Position | None] = list(
-                await self.ledger.add_entries([item.data for item in items])
-            )
-        except StorageError as exc:
-            self._write_failed(exc)
-            raise
+        positions: list[Position | None] = list(
+            await self._append([item.data for item in items], sum(item.messages for item in items))
+        )
         for item in items:
             producer = item.producer
             producer.msg_in += item.messages
             producer.bytes_in += len(item.data)
-            self.msg_in += item.messages
-            self.bytes_in += len(item.data)
+        return positions
+
+    async def append_committed(self, datas: list[bytes], messages: int) -> list[Position]:
+        """Entries of a committed transaction (broker.transactions), stored as their SENDs
+        were sent; outside de-duplication, since their producer was answered at the SEND."""
+        return await self._append(datas, messages)
+
+    async def _append(self, datas: list[bytes], messages: int) -> list[Position]:
+        try:
+            positions = await self.ledger.add_entries(datas)
+        except StorageError as exc:
+            self._write_failed(exc)
+            raise
+        self.msg_in += messages
+        self.bytes_in += sum(len(data) for data in datas)
         for subscription in self.subscriptions.values():
             subscription.notify_new_entries()
         return positions

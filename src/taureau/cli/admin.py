@@ -131,6 +131,8 @@ TENANT = arg("tenant", type=checked.tenant)
 NAMESPACE = arg("namespace", type=checked.namespace, help="tenant/namespace")
 TOPIC = arg("topic", type=checked.topic, help="e.g. persistent://public/default/my-topic, or my-topic")
 SUB = arg("-s", "--subscription", required=True)
+TXN_MOST = arg("-m", "--most-sig-bits", dest="most", type=int, required=True, help="the transaction id's most bits")
+TXN_LEAST = arg("-l", "--least-sig-bits", dest="least", type=int, required=True, help="its least bits")
 
 
 # Verbs that are one REST call with no body: (group, verb) -> (method, path, arguments).
@@ -178,6 +180,10 @@ SIMPLE_VERBS = {
     ("topics", "remove-message-ttl"): ("DELETE", "{topic}/messageTTL", [TOPIC]),
     ("namespaces", "get-schema-compatibility-strategy"): (
         "GET", "/admin/v2/namespaces/{namespace}/schemaCompatibilityStrategy", [NAMESPACE]
+    ),
+    ("transactions", "coordinator-stats"): ("GET", "/admin/v3/transactions/coordinatorStats", []),
+    ("transactions", "transaction-metadata"): (
+        "GET", "/admin/v3/transactions/transactionMetadata/{most}/{least}", [TXN_MOST, TXN_LEAST]
     ),
 }  # fmt: skip
 
@@ -582,9 +588,12 @@ GROUP_HELP = {
                    "schemas, compaction, dispatch rates, subscription expiration, inactive topics)"),
     "schemas": "a topic's schema versions: get, upload, delete, test compatibility",
     "topics": "topics, partitioned topics, subscriptions, stats and messages",
+    "transactions": "the transaction coordinator: its stats and open transactions, one transaction",
 }
 
 VERB_HELP = {
+    "coordinator-stats": "the coordinator's counts and its open transactions",
+    "transaction-metadata": "one open transaction: status, timeout, partitions, pending acks",
     "list": "list them",
     "get": "show one",
     "create": "create one",

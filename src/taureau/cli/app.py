@@ -122,6 +122,11 @@ def _standalone_parser(sub) -> None:
         help="name:pulsar://host:port,... : the URL a client naming that listener is sent to",
     )
     p.add_argument(
+        "--transaction-coordinator-enabled",
+        action="store_true",
+        help="serve Pulsar transactions (off by default, as in Pulsar; clients then get NotAllowedError)",
+    )
+    p.add_argument(
         "--no-journal-fsync",
         action="store_true",
         help="acknowledge before fsync (faster; a machine crash may lose acknowledged messages)",
@@ -300,6 +305,7 @@ def serve(name: str, verbose: bool, run) -> int:
 
 def _run_standalone(args: argparse.Namespace) -> int:
     from taureau.broker.config import BrokerConfig
+    from taureau.broker.transactions.settings import TransactionConfig
     from taureau.standalone import FunctionsOptions, StandaloneConfig, StateOptions, run
 
     if args.remote_bookies and not (args.metadata_store or "").startswith("zk://"):
@@ -336,6 +342,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
             advertised_listeners=args.advertised_listeners,
             data_dir=args.data_dir,
             journal_fsync=not args.no_journal_fsync,
+            transactions=TransactionConfig(enabled=args.transaction_coordinator_enabled),
             **{field: getattr(args, field) for _, field, _, _ in _BOUND_FLAGS},
         ),
         metadata_url=args.metadata_store,

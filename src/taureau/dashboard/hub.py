@@ -15,6 +15,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger("taureau.dashboard")
@@ -26,14 +27,24 @@ class HubFullError(Exception):
     """The hub already serves its maximum number of streams."""
 
 
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event: serialized once for every client (`text`); `data` kept for
+    the clients that see only part of it (a role's view, dashboard.access)."""
+
+    kind: str
+    data: Any
+    text: str
+
+
 class Subscriber:
-    """One client's queue of serialized events; `None` in it ends the stream."""
+    """One client's queue of events; `None` in it ends the stream."""
 
     def __init__(self, queue_size: int) -> None:
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=queue_size)
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=queue_size)
         self.dropped = False
 
-    def offer(self, event: str) -> bool:
+    def offer(self, event: Event) -> bool:
         """Queue an event; False (and the stream told to end) when the client is behind."""
         try:
             self.queue.put_nowait(event)
@@ -110,5 +121,9 @@ class LiveHub:
                 log.info("dropped a live stream client that fell %d samples behind", self.queue_size)
 
 
-def _event(kind: str, data: Any) -> str:
+def _event(kind: str, data: Any) -> Event:
+    return Event(kind, data, serialize(kind, data))
+
+
+def serialize(kind: str, data: Any) -> str:
     return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"

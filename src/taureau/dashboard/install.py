@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from taureau.dashboard import assets
+from taureau.dashboard.access import RoleView, whoami
 from taureau.dashboard.hub import HubFullError, LiveHub
 from taureau.dashboard.samples import FunctionRates, combined, state_sample
 from taureau.dashboard.stream import EventStream
@@ -37,11 +38,29 @@ async def live(request: Request) -> Response:
     """Server-sent events: first `history` (the totals of the last 15 minutes), then a
     `sample` every second (per-topic and per-function rates, backlog, storage)."""
     hub: LiveHub = request.app.state.live_hub
+    service: BrokerService | None = getattr(request.app.state, "service", None)
+    view = None
+    if service is not None and service.authorization.enabled:
+        role = _role(request)
+        if not service.authorization.is_superuser(role):
+            view = RoleView(service.authorization, role)  # only what this role may read
     try:
         subscriber = hub.subscribe()
     except HubFullError as exc:
         return JSONResponse({"reason": str(exc)}, status_code=503, headers={"Retry-After": "5"})
-    return EventStream(hub, subscriber, hub.send_timeout)
+    return EventStream(hub, subscriber, hub.send_timeout, view)
+
+
+@router.get("/admin/taureau/whoami")
+async def who(request: Request) -> dict[str, Any]:
+    """The caller's role, whether it is a superuser, the tenants it administers and the
+    namespaces where it holds a grant: what the dashboard shows it."""
+    service: BrokerService = request.app.state.service
+    return await whoami(service.authorization, service.resources, _role(request))
+
+
+def _role(request: Request) -> str | None:
+    return getattr(request.state, "role", None)  # set by the admin API's Authenticate
 
 
 def mount(app: FastAPI, hub: LiveHub, static: Path = assets.STATIC) -> None:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 MAX_TOPICS = 1000  # topics in one sample (the busiest first); totals count every topic
 MAX_FUNCTIONS = 1000
 
+TOTAL_KEYS = ("rateIn", "rateOut", "throughputIn", "throughputOut", "backlog", "storage")
 _RATE_KEYS = (("rateIn", "msgRateIn"), ("rateOut", "msgRateOut"),
               ("throughputIn", "msgThroughputIn"), ("throughputOut", "msgThroughputOut"))
 
@@ -22,7 +23,7 @@ _RATE_KEYS = (("rateIn", "msgRateIn"), ("rateOut", "msgRateOut"),
 def topics_sample(service: BrokerService) -> dict[str, Any]:
     """Rates as the broker's rate loop last computed them (once a second), never recomputed
     here: a second reader of the counters would shorten the broker's own windows."""
-    totals = dict.fromkeys(("rateIn", "rateOut", "throughputIn", "throughputOut", "backlog", "storage"), 0.0)
+    totals = dict.fromkeys(TOTAL_KEYS, 0.0)
     rows = []
     for topic in service.loaded_topics():
         rates = service.rates.get(str(topic.name), {})

@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from taureau.dashboard.hub import LiveHub, Subscriber
+from taureau.dashboard.hub import Event, LiveHub, Subscriber, serialize
 
-RETRY_MS = 2000  # EventSource reconnects this long after a stream ends
+# What one client may see of an event (a role's view, dashboard.access); None: all of it.
+View = Callable[[Event], Awaitable[Any]]
+
+RETRY_MS = 2000  # a client reconnects this long after a stream ends (the page does, web/src/live.ts)
 
 
 class EventStream(Response):
-    def __init__(self, hub: LiveHub, subscriber: Subscriber, send_timeout: float) -> None:
+    def __init__(self, hub: LiveHub, subscriber: Subscriber, send_timeout: float, view: View | None = None) -> None:
         super().__init__(media_type="text/event-stream")
         self._hub = hub
         self._subscriber = subscriber
         self._send_timeout = send_timeout
+        self._view = view
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         disconnected = asyncio.ensure_future(_disconnect(receive))
@@ -42,7 +48,9 @@ class EventStream(Response):
                 event = get.result()
                 if event is None:  # dropped as too slow, or the server stops
                     break
-                await self._body(send, event)
+                # Serialized once for all (the hub's text), or here for a client with a view.
+                text = event.text if self._view is None else serialize(event.kind, await self._view(event))
+                await self._body(send, text)
             await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
         except (TimeoutError, OSError):
             return  # a stalled or broken connection: uvicorn closes it

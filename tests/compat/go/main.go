@@ -36,12 +36,7 @@ func main() {
 	logger.SetLevel(logrus.WarnLevel)
 	logger.SetOutput(os.Stderr)
 	var err error
-	client, err = pulsar.NewClient(pulsar.ClientOptions{
-		URL:               os.Args[1],
-		OperationTimeout:  15 * time.Second,
-		ConnectionTimeout: 10 * time.Second,
-		Logger:            log.NewLoggerWithLogrus(logger),
-	})
+	client, err = newClient(false)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		os.Exit(2)
@@ -57,7 +52,7 @@ func main() {
 		kind := codec.kind
 		checks = append(checks, check{"compression_" + codec.name, func(t string) error { return compression(t, kind) }})
 	}
-	checks = append(checks, check{"reader", reader}, check{"seek", seek})
+	checks = append(checks, check{"reader", reader}, check{"seek", seek}, check{"transaction", transaction})
 	only := os.Args[3:]
 	for _, c := range checks {
 		if len(only) > 0 && !contains(only, c.name) {
@@ -78,6 +73,19 @@ func main() {
 		}
 	}
 	os.Exit(0) // a hung check's goroutines must not keep the process alive
+}
+
+// newClient connects to os.Args[1]; with transactions, the client finds the broker's
+// transaction coordinators first (and fails if there are none).
+func newClient(transactions bool) (pulsar.Client, error) {
+	logger := logrus.StandardLogger()
+	return pulsar.NewClient(pulsar.ClientOptions{
+		URL:               os.Args[1],
+		OperationTimeout:  15 * time.Second,
+		ConnectionTimeout: 10 * time.Second,
+		Logger:            log.NewLoggerWithLogrus(logger),
+		EnableTransaction: transactions,
+	})
 }
 
 func contains(list []string, s string) bool {
@@ -518,6 +526,112 @@ func seek(topic string) error {
 		if err := expect(texts(msgs), s.want, s.what); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// receiveOne waits for the next message (error if none within wait).
+func receiveOne(c pulsar.Consumer) (pulsar.Message, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	return c.Receive(ctx)
+}
+
+// transaction: two messages sent and one acknowledged in a transaction are invisible (and the
+// ack pending) until the commit; an aborted transaction's message never shows and the message
+// it acknowledged comes back.
+func transaction(topic string) error {
+	txnClient, err := newClient(true)
+	if err != nil {
+		return fmt.Errorf("client with transactions: %w", err)
+	}
+	defer txnClient.Close()
+	p, err := txnClient.CreateProducer(pulsar.ProducerOptions{Topic: topic, DisableBatching: true})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	c, err := txnClient.Subscribe(pulsar.ConsumerOptions{
+		Topic: topic, SubscriptionName: "sub", Type: pulsar.Shared,
+		SubscriptionInitialPosition: pulsar.SubscriptionPositionEarliest,
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: []byte("input")}); err != nil {
+		return err
+	}
+	input, err := receiveOne(c)
+	if err != nil {
+		return fmt.Errorf("input: %w", err)
+	}
+	txn, err := txnClient.NewTransaction(30 * time.Second)
+	if err != nil {
+		return fmt.Errorf("new transaction: %w", err)
+	}
+	for _, body := range []string{"t1", "t2"} {
+		if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: []byte(body), Transaction: txn}); err != nil {
+			return fmt.Errorf("send in transaction: %w", err)
+		}
+	}
+	if err := c.AckWithTxn(input, txn); err != nil {
+		return fmt.Errorf("ack in transaction: %w", err)
+	}
+	early, err := drain(c, time.Second, false)
+	if err != nil {
+		return err
+	}
+	if err := expect(texts(early), []string{}, "before the commit"); err != nil {
+		return err
+	}
+	if err := txn.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	committed, err := drain(c, 2*time.Second, true)
+	if err != nil {
+		return err
+	}
+	if err := expect(texts(committed), []string{"t1", "t2"}, "after the commit"); err != nil {
+		return err
+	}
+	if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: []byte("input2")}); err != nil {
+		return err
+	}
+	input2, err := receiveOne(c)
+	if err != nil {
+		return fmt.Errorf("input2: %w", err)
+	}
+	aborted, err := txnClient.NewTransaction(30 * time.Second)
+	if err != nil {
+		return err
+	}
+	if _, err := p.Send(ctx, &pulsar.ProducerMessage{Payload: []byte("never"), Transaction: aborted}); err != nil {
+		return err
+	}
+	if err := c.AckWithTxn(input2, aborted); err != nil {
+		return err
+	}
+	if err := aborted.Abort(ctx); err != nil {
+		return fmt.Errorf("abort: %w", err)
+	}
+	after, err := drain(c, 2*time.Second, true)
+	if err != nil {
+		return err
+	}
+	if err := expect(texts(after), []string{"input2"}, "after the abort (redelivered, aborted one invisible)"); err != nil {
+		return err
+	}
+	late, err := txnClient.NewTransaction(30 * time.Second)
+	if err != nil {
+		return err
+	}
+	if err := late.Commit(ctx); err != nil {
+		return fmt.Errorf("commit of an empty transaction: %w", err)
+	}
+	if err := late.Commit(ctx); err == nil {
+		return errors.New("a second commit of the same transaction succeeded")
 	}
 	return nil
 }

@@ -1,6 +1,6 @@
 // Functions: each function's instances, status, last exception, processed / failed rates,
 // backlog and last scaling decision; start, stop and restart.
-import { ApiError, getJSON, namespaceTree, post } from "../api";
+import { ApiError, getJSON, inEachNamespace, post } from "../api";
 import { RateChart } from "../chart";
 import { confirmAction } from "../confirm";
 import { h, replace, table } from "../dom";
@@ -135,14 +135,10 @@ export function functions(root: HTMLElement): () => void {
 
   const load = async () => {
     loadedAt = Date.now();
-    const names: string[] = [];
+    let names: string[];
     try {
-      for (const { namespaces } of await namespaceTree(false)) {
-        for (const ns of namespaces) {
-          const path = ns.name.split("/").map(encodeURIComponent).join("/");
-          for (const fn of await getJSON<string[]>(`/admin/v3/functions/${path}`)) names.push(`${ns.name}/${fn}`);
-        }
-      }
+      names = await inEachNamespace(async (ns, path) =>
+        (await getJSON<string[]>(`/admin/v3/functions/${path}`)).map((fn) => `${ns}/${fn}`));
     } catch (err) {
       const text = err instanceof ApiError && err.status === 404 ? "The functions worker is not running." : String(err);
       replace(list, h("p", { class: "error" }, text));

@@ -1,6 +1,6 @@
 // Sketches: each sketch function's newest merged window: a top-k table, a quantile chart, a
 // distinct count or a sample, and a form for the kinds asked about one item (count-min, Bloom).
-import { ApiError, getJSON, namespaceTree } from "../api";
+import { ApiError, getJSON, inEachNamespace } from "../api";
 import { QuantileChart } from "../chart";
 import { h, replace, table } from "../dom";
 import { count, time } from "../format";
@@ -147,13 +147,10 @@ export function sketches(root: HTMLElement): () => void {
   const load = async () => {
     try {
       const kinds = await getJSON<Kinds>("/admin/v3/sketches/kinds");
-      for (const { namespaces } of await namespaceTree(false)) {
-        for (const ns of namespaces) {
-          const path = ns.name.split("/").map(encodeURIComponent).join("/");
-          for (const info of await getJSON<SketchInfo[]>(`/admin/v3/sketches/${path}`)) {
-            if (cards.length < MAX_SHOWN) cards.push(new SketchCard(`${ns.name}/${info.name}`, info, kinds[info.kind]?.queries ?? []));
-          }
-        }
+      const found = await inEachNamespace(async (ns, path) =>
+        (await getJSON<SketchInfo[]>(`/admin/v3/sketches/${path}`)).map((info) => ({ ns, info })));
+      for (const { ns, info } of found) {
+        if (cards.length < MAX_SHOWN) cards.push(new SketchCard(`${ns}/${info.name}`, info, kinds[info.kind]?.queries ?? []));
       }
     } catch (err) {
       const text = err instanceof ApiError && err.status === 404 ? "The functions worker is not running." : String(err);

@@ -1,6 +1,7 @@
 // State: memory servers with their blocks as a map (used / free), blocks held per top-level
 // directory against its quota, structures, and splits and merges over time. All of it from
 // the live stream (the controller's stats, as /metrics shows them).
+import { identity } from "../auth";
 import { RateChart } from "../chart";
 import { card, h, replace, table } from "../dom";
 import { bytes, count } from "../format";
@@ -17,6 +18,12 @@ function blockMap(s: MemoryServer): HTMLElement {
 }
 
 export function state(root: HTMLElement): () => void {
+  if (!identity.superuser) {
+    // The live stream carries the state layer to superusers only: it is the whole server's.
+    root.append(h("h2", {}, "State"), h("p", { class: "error", "data-testid": "forbidden" },
+      `Not allowed for role ${identity.role}: only superusers see the state layer.`));
+    return () => {};
+  }
   const cards = h("div", { class: "cards" });
   const servers = h("div", {});
   const namespaces = h("div", {});

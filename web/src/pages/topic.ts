@@ -4,7 +4,7 @@ import { examine, getJSON, post, topicPath, type Peeked } from "../api";
 import { RateChart } from "../chart";
 import { confirmAction } from "../confirm";
 import { card, h, replace, table } from "../dom";
-import { bytes, count, payload, rate, time } from "../format";
+import { bytes, count, decoded, payload, rate, time } from "../format";
 import { live, type Sample } from "../live";
 
 interface Consumer {
@@ -150,10 +150,14 @@ export function topic(root: HTMLElement, path: string): () => void {
       const rows = messages.map((m) =>
         h("tr", { class: "message" },
           h("td", {}, m.id), h("td", {}, time(m.publishTime)), h("td", {}, m.key ?? ""),
-          h("td", {}, m.properties ?? ""),
-          h("td", { class: "payload" }, payload(m.payload), m.batchSize > 1 ? ` (first of a batch of ${m.batchSize})` : "")),
+          h("td", {}, Object.keys(m.properties).length ? JSON.stringify(m.properties) : ""),
+          h("td", { class: "schema" }, m.schema ? `${m.schema.type} v${m.schema.version}` : "none"),
+          h("td", { class: m.value !== undefined ? "payload decoded" : "payload" },
+            m.value !== undefined ? decoded(m.value) : payload(m.payload),
+            m.decodeError ? h("div", { class: "error" }, `not decoded: ${m.decodeError}`) : null,
+            m.batchSize > 1 ? ` (first of a batch of ${m.batchSize})` : "")),
       );
-      replace(peeked, table(["Id", "Published", "Key", "Properties", "Payload"], rows, "The topic holds no messages"));
+      replace(peeked, table(["Id", "Published", "Key", "Properties", "Schema", "Payload"], rows, "The topic holds no messages"));
     } catch (err) {
       replace(peeked, h("p", { class: "error" }, String(err)));
     } finally {

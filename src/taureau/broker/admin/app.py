@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from taureau.broker.admin import (
+    cluster,
     limits,
     lookup,
     metrics,
@@ -17,6 +18,7 @@ from taureau.broker.admin import (
     schemas,
     tenants,
     topics,
+    transactions,
 )
 from taureau.broker.admin.authn import Authenticate
 from taureau.broker.admin.authz import Authorize
@@ -112,6 +114,8 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     app.include_router(schemas.router)
     app.include_router(metrics.router)
     app.include_router(lookup.router)
+    app.include_router(transactions.router)
+    app.include_router(cluster.router)
     # Filled by the HTTPS server: a TLS connection's client address -> its certificate's CN.
     peers: dict[Any, str] = {}
     app.state.tls_peer_names = peers

@@ -21,6 +21,12 @@ from taureau.common.errors import AuthenticationError
 log = logging.getLogger("taureau.broker.auth")
 
 
+def public(path: str) -> bool:
+    """The dashboard's page and its files: static, holding no data, and needed before any
+    credential (the page asks for the token). Everything they show is read with one."""
+    return path == "/" or path.startswith("/dashboard/")
+
+
 def no_peer_name(scope: Scope) -> str | None:
     return None
 
@@ -54,7 +60,7 @@ class Authenticate:
         self.peer_name = peer_name
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or public(scope.get("path", "/")):
             await self.app(scope, receive, send)
             return
         try:

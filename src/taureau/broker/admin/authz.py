@@ -8,7 +8,8 @@ the tenant admins'; reading a topic's stats or listing topics needs produce or c
 subscriptions (create, skip, reset, peek, delete) need consume on the subscription; reading a
 topic's schema needs produce or consume, changing it is the tenant admins';
 functions and sketches need the namespace's `functions` permission. A path no rule names is
-the superusers' alone, except the API's own description and /metrics (any role).
+the superusers' alone, except the API's own description, /metrics and the dashboard's stream
+and whoami (any role; they show a role only its own), and the dashboard's static page.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
-from taureau.broker.admin.authn import answer
+from taureau.broker.admin.authn import answer, public
 from taureau.broker.admin.body_limit import ASGIApp, Receive, Scope, Send
 from taureau.broker.authorization import LOOKUP, AuthorizationService
 from taureau.common.errors import AuthorizationError, TaureauError
 from taureau.common.names import NamespaceName, TopicName
 
 Check = Callable[[AuthorizationService, str | None], Awaitable[None]]
-_OPEN = {"/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/admin/v3/sketches/kinds"}
+# Any authenticated role; the dashboard's stream and whoami show each role only its own.
+_OPEN = {"/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/admin/v3/sketches/kinds",
+         "/admin/taureau/live", "/admin/taureau/whoami"}
 _DOMAINS = ("persistent", "non-persistent")
 # Topic sub-paths that only read what a producer or consumer may see.
 _TOPIC_READS = {"stats", "internalStats", "lastMessageId", "partitioned-stats", "partitions"}
@@ -59,7 +62,7 @@ async def _anyone(authz: AuthorizationService, role: str | None) -> None:
 
 def rule_for(method: str, path: str) -> Check:
     """What a request must be allowed; raises TaureauError for names that do not parse."""
-    if path in _OPEN:
+    if path in _OPEN or public(path):
         return _anyone
     s = _segments(path)
     if s[:2] == ["admin", "v2"]:

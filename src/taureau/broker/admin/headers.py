@@ -38,7 +38,7 @@ def header_name(value: str | bytes) -> str:
     return quote(_text(value), safe=_NAME_SAFE)
 
 
-def _json_text(value: str | bytes) -> str:
+def json_text(value: str | bytes) -> str:
     return value if isinstance(value, str) else bytes(value).decode("utf-8", "replace")
 
 
@@ -64,6 +64,6 @@ def peek_headers(
     for name, value in properties.items():
         headers[f"X-Pulsar-PROPERTY-{header_name(name)}"] = header_value(value)
     if properties:
-        as_text = {_json_text(k): _json_text(v) for k, v in properties.items()}
+        as_text = {json_text(k): json_text(v) for k, v in properties.items()}
         headers["X-Pulsar-PROPERTY"] = json.dumps(as_text, ensure_ascii=True, separators=(",", ":"))
     return headers

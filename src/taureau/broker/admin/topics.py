@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Request, Response
 
 from taureau.broker.admin import paths  # noqa: F401 - registers the `subname` path convertor
+from taureau.broker.admin.decoded import decoded_message
 from taureau.broker.admin.headers import peek_headers
 from taureau.broker.policies import TOPIC_TTL
 from taureau.broker.resources import ResourceNotFoundError
@@ -379,6 +380,20 @@ def _message_response(entry, messages: list, index: int) -> Response:
     return Response(content=payload, media_type="application/octet-stream", headers=headers)
 
 
+async def _examined(request: Request, tenant: str, namespace: str, topic: str, initial: str, n: int):
+    """The n-th stored entry counted from the latest (1 = the last) or the earliest (1 = the
+    first), whatever the subscriptions acknowledged."""
+    if initial not in ("latest", "earliest"):
+        raise ValueError("initialPosition must be latest or earliest")
+    if n < 1:
+        raise ValueError("messagePosition must be >= 1")
+    ledger = (await _topic(request, tenant, namespace, topic)).ledger
+    count = ledger.entries_count
+    if n > count:
+        raise ResourceNotFoundError(f"the topic holds {count} entries, fewer than {n}")
+    return await ledger.read_entry(ledger.position_at(count - n if initial == "latest" else n - 1))
+
+
 @router.get("/{tenant}/{namespace}/{topic}/examinemessage")
 async def examine_message(
     request: Request,
@@ -390,14 +405,21 @@ async def examine_message(
 ) -> Response:
     """The messagePosition-th stored entry counted from the latest (1 = the last) or the
     earliest (1 = the first), whatever the subscriptions acknowledged; its first message."""
-    if initialPosition not in ("latest", "earliest"):
-        raise ValueError("initialPosition must be latest or earliest")
-    if messagePosition < 1:
-        raise ValueError("messagePosition must be >= 1")
-    ledger = (await _topic(request, tenant, namespace, topic)).ledger
-    count = ledger.entries_count
-    if messagePosition > count:
-        raise ResourceNotFoundError(f"the topic holds {count} entries, fewer than {messagePosition}")
-    index = count - messagePosition if initialPosition == "latest" else messagePosition - 1
-    entry = await ledger.read_entry(ledger.position_at(index))
+    entry = await _examined(request, tenant, namespace, topic, initialPosition, messagePosition)
     return _message_response(entry, split_batch(entry.data), 0)
+
+
+@router.get("/{tenant}/{namespace}/{topic}/examinemessage/decoded")
+async def examine_decoded(
+    request: Request,
+    tenant: str,
+    namespace: str,
+    topic: str,
+    initialPosition: str = "latest",  # noqa: N803 - as examinemessage
+    messagePosition: int = 1,  # noqa: N803
+) -> dict[str, Any]:
+    """Taureau's: the message examinemessage answers, as JSON, its payload decoded with the
+    schema version it was written with (JSON, AVRO, primitives)."""
+    entry = await _examined(request, tenant, namespace, topic, initialPosition, messagePosition)
+    return await decoded_message(_service(request).schemas.registry, _topic_name(tenant, namespace, topic),
+                                 entry, split_batch(entry.data))

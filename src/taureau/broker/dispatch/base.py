@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import NamedTuple
 
 from taureau.broker.compaction.reader import CompactedReader
@@ -68,6 +68,8 @@ class Dispatcher:
     tracks_unacked = False  # whether DispatchLimits apply (Shared, Key_Shared)
     compacted: CompactedReader | None = None  # a read_compacted subscription reads through it
     delays_delivery = False  # whether deliver_at_time holds entries back (Shared, Key_Shared)
+    # Positions acknowledged in open transactions (Subscription.hold_pending): not dispatched.
+    pending_acks: Container[Position] = frozenset()
 
     def __init__(
         self,
@@ -133,7 +135,7 @@ class Dispatcher:
         self._redeliver_pending(consumer, pending)
         self.wake()
 
-    def _redeliver_pending(self, consumer: Consumer, positions: list[Position]) -> None:
+    def _redeliver_pending(self, consumer: Consumer | None, positions: list[Position]) -> None:
         for position in positions:
             self.redelivery_counts[position] = self.redelivery_counts.get(position, 0) + 1
             self.replay.add(position)
@@ -148,15 +150,26 @@ class Dispatcher:
         counts, self.redelivery_counts = self.redelivery_counts, {}
         return counts
 
-    def acked(self, consumer: Consumer, positions: list[Position]) -> None:
-        """Individual acks: forget the positions everywhere."""
+    def acked(self, consumer: Consumer | None, positions: list[Position]) -> None:
+        """Individual acks (by `consumer`, or by a transaction: None): forget the positions everywhere."""
         for position in positions:
-            if not consumer.settle(position):
+            if consumer is None or not consumer.settle(position):
                 for other in self.consumers:
                     if other.settle(position):
                         break
             self.replay.discard(position)
             self.redelivery_counts.pop(position, None)
+        self.wake()
+
+    def requeue(self, positions: list[Position]) -> None:
+        """Positions an aborted transaction had acknowledged: whoever holds them lets go, and
+        they are sent again (those the cursor has not handed out yet come with the next read)."""
+        read = self.cursor.read_position
+        for position in positions:
+            for consumer in self.consumers:
+                if consumer.settle(position):
+                    break
+        self._redeliver_pending(None, [p for p in positions if p < read])
         self.wake()
 
     def acked_cumulative(self, consumer: Consumer, position: Position) -> None:
@@ -307,6 +320,8 @@ class Dispatcher:
             if self.cursor.is_acked(position):
                 self.redelivery_counts.pop(position, None)
                 continue
+            if position in self.pending_acks:
+                continue  # held by a transaction: requeued if it aborts
             try:
                 entries.append(await self.ledger.read_entry(position))
             except TaureauError:
@@ -346,7 +361,10 @@ class Dispatcher:
         skipped = []
         total = 0
         now = now_ms() if self.delays_delivery else 0
+        pending_acks = self.pending_acks or None  # empty (falsy) nearly always: no lookup per entry
         for entry in entries:
+            if pending_acks is not None and entry.position in pending_acks:
+                continue  # acknowledged in an open transaction: requeued if it aborts
             messages, key, deliver_at = self.entry_info(entry)
             if messages == 0:
                 skipped.append(entry.position)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from taureau.storage.ledger.api import LedgerClient
 from taureau.storage.position import Entry, Position
 
 
@@ -234,6 +235,11 @@ class ManagedLedger(abc.ABC):
 
 
 class ManagedLedgerFactoryBase(abc.ABC):
+    @property
+    @abc.abstractmethod
+    def ledgers(self) -> LedgerClient:
+        """The ledger client the managed ledgers write through (its bookies, their metadata)."""
+
     @abc.abstractmethod
     async def open(self, name: str, config: ManagedLedgerConfig | None = None) -> ManagedLedger:
         """Open (or create) the managed ledger `name`; one instance per name."""

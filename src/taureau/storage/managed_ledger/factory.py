@@ -75,6 +75,10 @@ class ManagedLedgerFactory(ManagedLedgerFactoryBase):
         if self._closed:
             raise ManagedLedgerClosedError("managed ledger factory is closed")
 
+    @property
+    def ledgers(self) -> LedgerClient:
+        return self._client
+
     async def open(self, name: str, config: ManagedLedgerConfig | None = None) -> ManagedLedgerImpl:
         self._check_open()
         meta.ledger_path(name)  # validates the name

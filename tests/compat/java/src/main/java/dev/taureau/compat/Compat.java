@@ -26,6 +26,7 @@ import org.apache.pulsar.client.api.PulsarClientException;
 import org.apache.pulsar.client.api.Reader;
 import org.apache.pulsar.client.api.SubscriptionInitialPosition;
 import org.apache.pulsar.client.api.SubscriptionType;
+import org.apache.pulsar.client.api.transaction.Transaction;
 
 /**
  * Compatibility checks of the official Java client: Compat SERVICE_URL TOPIC_PREFIX [CHECK...].
@@ -65,6 +66,7 @@ public final class Compat {
             }
             checks.put("reader", c::reader);
             checks.put("seek", c::seek);
+            checks.put("transaction", t -> transaction(args[0], t));
             List<String> only = List.of(args).subList(2, args.length);
             for (Map.Entry<String, Check> check : checks.entrySet()) {
                 if (!only.isEmpty() && !only.contains(check.getKey())) {
@@ -312,5 +314,49 @@ public final class Compat {
         // Last, as in the Go program (whose client drops messages up to a sought id afterwards).
         c.seek(ids.get(4));
         expect(drain(c, 1000, true).stream().map(Compat::text).toList(), numbers(5, 6), "after seek to id 4 (it is skipped)");
+    }
+
+    /** Two messages sent and one acknowledged in a transaction are invisible (the ack pending)
+     * until the commit; an aborted transaction's message never shows and the message it
+     * acknowledged comes back. Its own client: transactions must be enabled on it. */
+    static void transaction(String serviceUrl, String topic) throws Exception {
+        try (PulsarClient txnClient = PulsarClient.builder().serviceUrl(serviceUrl)
+                .operationTimeout(15, TimeUnit.SECONDS).enableTransaction(true).build()) {
+            // A producer used in transactions must not time sends out (the client requires it).
+            // Apache Pulsar recovers a topic's transaction buffer before its first producer is
+            // ready, which takes seconds: a longer bound than created() gives.
+            Producer<byte[]> p = txnClient.newProducer().topic(topic).enableBatching(false)
+                    .sendTimeout(0, TimeUnit.SECONDS).createAsync().get(30, TimeUnit.SECONDS);
+            Consumer<byte[]> c = txnClient.newConsumer().topic(topic).subscriptionName("sub")
+                    .subscriptionType(SubscriptionType.Shared)
+                    .subscriptionInitialPosition(SubscriptionInitialPosition.Earliest).subscribe();
+            p.send("input".getBytes(StandardCharsets.UTF_8));
+            Message<byte[]> input = c.receive(WAIT_S, TimeUnit.SECONDS);
+            expect(input == null ? null : text(input), "input", "the input message");
+            Transaction txn = txnClient.newTransaction().withTransactionTimeout(30, TimeUnit.SECONDS).build()
+                    .get(WAIT_S, TimeUnit.SECONDS);
+            for (String body : List.of("t1", "t2")) {
+                p.newMessage(txn).value(body.getBytes(StandardCharsets.UTF_8)).sendAsync()
+                        .get(WAIT_S, TimeUnit.SECONDS);
+            }
+            c.acknowledgeAsync(input.getMessageId(), txn).get(WAIT_S, TimeUnit.SECONDS);
+            expect(drain(c, 1000, false).stream().map(Compat::text).toList(), List.of(), "before the commit");
+            txn.commit().get(WAIT_S, TimeUnit.SECONDS);
+            expect(drain(c, 2000, true).stream().map(Compat::text).toList(), List.of("t1", "t2"), "after the commit");
+
+            p.send("input2".getBytes(StandardCharsets.UTF_8));
+            Message<byte[]> input2 = c.receive(WAIT_S, TimeUnit.SECONDS);
+            expect(input2 == null ? null : text(input2), "input2", "the second input message");
+            Transaction aborted = txnClient.newTransaction().withTransactionTimeout(30, TimeUnit.SECONDS).build()
+                    .get(WAIT_S, TimeUnit.SECONDS);
+            p.newMessage(aborted).value("never".getBytes(StandardCharsets.UTF_8)).sendAsync()
+                    .get(WAIT_S, TimeUnit.SECONDS);
+            c.acknowledgeAsync(input2.getMessageId(), aborted).get(WAIT_S, TimeUnit.SECONDS);
+            aborted.abort().get(WAIT_S, TimeUnit.SECONDS);
+            expect(drain(c, 2000, true).stream().map(Compat::text).toList(), List.of("input2"),
+                    "after the abort (redelivered, the aborted one invisible)");
+            c.close();
+            p.close();
+        }
     }
 }
