@@ -66,12 +66,12 @@ def test_unthrottled_delivers_everything_at_once(client, standalone, topic):
 def test_a_topic_subscription_dispatch_rate_limits_each_subscription_alone(client, standalone, topic):
     path = f"{standalone.admin_url}/admin/v2/{topic.replace('://', '/')}/subscriptionDispatchRate"
     _fill(client, topic, ("a", "b"), 200)
-    # 20 messages per 2 s period, for each subscription on its own.
-    rate = {"dispatchThrottlingRateInMsg": 20, "dispatchThrottlingRateInByte": -1, "ratePeriodInSecond": 2}
+    # 20 messages per 1 s period, for each subscription on its own.
+    rate = {"dispatchThrottlingRateInMsg": 20, "dispatchThrottlingRateInByte": -1, "ratePeriodInSecond": 1}
     assert httpx.post(path, json=rate).status_code == 204
     assert httpx.get(path).json()["dispatchThrottlingRateInMsg"] == 20
     a, b = client.subscribe(topic, "a"), client.subscribe(topic, "b")
-    time.sleep(3.0)  # periods at 0 and 2 s: 40 each, had the limit been shared 20 each
+    time.sleep(1.5)  # periods at 0 and 1 s: 40 each, had the limit been shared 20 each
     counts = [_received_within(c, 0.2) for c in (a, b)]
     assert all(35 <= n <= 45 for n in counts), counts
     assert httpx.delete(path).status_code == 204

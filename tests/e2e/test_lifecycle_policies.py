@@ -28,15 +28,15 @@ def _unloaded(standalone, topic: str) -> bool:
 
 def test_a_subscription_without_consumers_expires_and_a_busy_one_stays(client, standalone):
     ns = make_namespace(standalone, "expire")
-    assert httpx.post(f"{ns}/subscriptionExpirationTime", json=0.05).status_code == 204  # 3 s
-    assert httpx.get(f"{ns}/subscriptionExpirationTime").json() == 0.05
-    assert httpx.get(ns).json()["subscription_expiration_time_minutes"] == 0.05
+    assert httpx.post(f"{ns}/subscriptionExpirationTime", json=0.03).status_code == 204  # 1.8 s
+    assert httpx.get(f"{ns}/subscriptionExpirationTime").json() == 0.03
+    assert httpx.get(ns).json()["subscription_expiration_time_minutes"] == 0.03
     topic = "persistent://public/expire/t"
-    client.subscribe(topic, "idle").close()
     busy = client.subscribe(topic, "busy")
     producer = client.create_producer(topic)
     for i in range(5):
         producer.send(f"m-{i}".encode())
+    client.subscribe(topic, "idle").close()
     assert _subscriptions(standalone, topic) == {"idle", "busy"}
     eventually(lambda: _subscriptions(standalone, topic) == {"busy"}, 10.0)
     cursors = httpx.get(f"{topic_url(standalone, topic)}/internalStats").json()["cursors"]
@@ -102,7 +102,7 @@ def test_cli_expiration_verbs(standalone, capsys):
 
 # -- inactive-topic deletion ------------------------------------------------------------------
 
-INACTIVE = {"deleteWhileInactive": True, "maxInactiveDurationSeconds": 3,
+INACTIVE = {"deleteWhileInactive": True, "maxInactiveDurationSeconds": 2,
             "inactiveTopicDeleteMode": "delete_when_no_subscriptions"}
 
 
