@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-
 import httpx
 import pulsar
 import pytest
 
 from taureau.protocol import pb
+from tests.e2e.policy_helpers import Ran, admin, eventually, make_namespace, topic_url
 from tests.e2e.raw import RawClient, T
 
 STANDALONE = {"args": ("--policy-check-interval", "0.3", "--no-journal-fsync")}
 
 
-def _ns(standalone, name: str) -> str:
-    url = f"{standalone.admin_url}/admin/v2/namespaces/public/{name}"
-    assert httpx.put(url).status_code == 204
-    return url
-
-
 def _stats(standalone, topic: str) -> dict:
-    return httpx.get(f"{standalone.admin_url}/admin/v2/{topic.replace('://', '/')}/stats").json()
-
-
-def _eventually(check, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "the policy was not applied in time"
-        time.sleep(0.1)
+    return httpx.get(f"{topic_url(standalone, topic)}/stats").json()
 
 
 def test_messages_older_than_the_ttl_are_acknowledged(client, standalone):
-    ns = _ns(standalone, "ttl")
+    ns = make_namespace(standalone, "ttl")
     assert httpx.post(f"{ns}/messageTTL", json=1).status_code == 204
     assert httpx.get(f"{ns}/messageTTL").json() == 1
     topic = "persistent://public/ttl/events"
@@ -44,7 +28,7 @@ def test_messages_older_than_the_ttl_are_acknowledged(client, standalone):
     for i in range(5):
         producer.send(f"old-{i}".encode())
     assert _stats(standalone, topic)["subscriptions"]["slow"]["msgBacklog"] == 5
-    _eventually(lambda: _stats(standalone, topic)["subscriptions"]["slow"]["msgBacklog"] == 0)
+    eventually(lambda: _stats(standalone, topic)["subscriptions"]["slow"]["msgBacklog"] == 0)
     producer.send(b"fresh")
     consumer = client.subscribe(topic, "slow")
     assert consumer.receive(5000).data() == b"fresh"  # the expired ones are gone for it
@@ -56,7 +40,7 @@ def test_a_topic_ttl_overrides_its_namespace(client, standalone, topic):
     assert httpx.post(path, params={"messageTTL": 1}).status_code == 204
     assert httpx.get(path).json() == 1
     client.create_producer(topic).send(b"x")
-    _eventually(lambda: _stats(standalone, topic)["subscriptions"]["s"]["msgBacklog"] == 0)
+    eventually(lambda: _stats(standalone, topic)["subscriptions"]["s"]["msgBacklog"] == 0)
     assert httpx.post(path, params={"messageTTL": -1}).status_code == 400
     assert httpx.delete(path).status_code == 204
 
@@ -64,7 +48,7 @@ def test_a_topic_ttl_overrides_its_namespace(client, standalone, topic):
 def _over_quota(client, standalone, namespace: str, policy: str, kib: int) -> tuple[str, pulsar.Producer]:
     """A topic in a new namespace with a 4 KiB quota of `policy`, a subscription that reads
     nothing, and `kib` KiB published to it: (topic, its producer)."""
-    ns = _ns(standalone, namespace)
+    ns = make_namespace(standalone, namespace)
     quota = {"limitSize": 4096, "limitTime": -1, "policy": policy}
     assert httpx.post(f"{ns}/backlogQuota", json=quota).status_code == 204
     assert httpx.get(f"{ns}/backlogQuotaMap").json() == {"destination_storage": quota}
@@ -87,7 +71,7 @@ def test_producer_exception_refuses_producers_until_the_backlog_fits(client, sta
 
 def test_producer_request_hold_answers_the_retryable_error(client, standalone):
     topic, producer = _over_quota(client, standalone, "quota-hold", "producer_request_hold", 16)
-    _eventually(lambda: not _stats(standalone, topic)["publishers"])  # disconnected by the check
+    eventually(lambda: not _stats(standalone, topic)["publishers"])  # disconnected by the check
     raw = RawClient(standalone.broker_port)
     refused = raw.producer(topic)
     assert refused.type == T.ERROR and refused.error.error == pb.ProducerBlockedQuotaExceededError
@@ -97,7 +81,7 @@ def test_producer_request_hold_answers_the_retryable_error(client, standalone):
 
 def test_consumer_backlog_eviction_moves_the_slowest_subscription(client, standalone):
     topic, producer = _over_quota(client, standalone, "quota-evict", "consumer_backlog_eviction", 32)
-    _eventually(lambda: _stats(standalone, topic)["subscriptions"]["lagging"]["msgBacklog"] <= 5)
+    eventually(lambda: _stats(standalone, topic)["subscriptions"]["lagging"]["msgBacklog"] <= 5)
     producer.send(b"still accepted")  # producers are never held under eviction
 
 
@@ -126,12 +110,11 @@ def test_bad_ttls_are_refused(standalone):
     assert httpx.get(f"{ns}/messageTTL").json() == 0
 
 
-def test_cli_ttl_and_quota_verbs(standalone):
-    base = [sys.executable, "-m", "taureau.cli.main", "admin", "--admin-url", standalone.admin_url, "namespaces"]
-    _ns(standalone, "cli-policies")
+def test_cli_ttl_and_quota_verbs(standalone, capsys):
+    make_namespace(standalone, "cli-policies")
 
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*base, *args], capture_output=True, text=True)
+    def run(*args: str) -> Ran:
+        return admin(capsys, standalone.admin_url, "namespaces", *args)
 
     assert run("set-message-ttl", "public/cli-policies", "-ttl", "3600").returncode == 0
     got = run("get-message-ttl", "public/cli-policies")

@@ -63,6 +63,15 @@ class BrokerConfig:
     # How often message TTLs are applied and backlog quotas checked (Pulsar checks TTLs every
     # messageExpiryCheckIntervalInMinutes = 5 and quotas every backlogQuotaCheckIntervalInSeconds = 60).
     policy_check_interval_s: float = 60.0
+    # Pulsar's brokerDeleteInactiveTopicsEnabled / ...MaxInactiveDurationSeconds / ...Mode: the
+    # inactive-topic policy of namespaces and topics that set none (broker.inactive_topics).
+    # Off by default, unlike Pulsar's (on, 60 s, delete_when_no_subscriptions): a topic written
+    # by producers before any consumer subscribed would lose its messages a minute after the
+    # producers stopped, and topics kept by retention for readers would vanish. Deleting is
+    # what an operator asks for, per namespace or here.
+    delete_inactive_topics_enabled: bool = False
+    delete_inactive_topics_max_inactive_duration_s: int = 60
+    delete_inactive_topics_mode: str = "delete_when_no_subscriptions"
     managed_ledger: ManagedLedgerConfig = field(default_factory=ManagedLedgerConfig)
     # Pulsar's advertisedListeners: listener name -> the URL a lookup naming it answers with.
     # A client that names no listener gets service_url; one naming an unknown listener, an error.

@@ -231,7 +231,7 @@ async def producer(session: Session, cmd: pb.BaseCommand) -> None:
         topic.check_producer(new, requested_epoch)
         policies = await session.service.resources.get_policies(name.namespace_name)
         if isinstance(topic, PersistentTopic):  # a non-persistent topic has no backlog to bound
-            check_producer_quota(topic, policies)
+            await check_producer_quota(topic, policies)
         schema = from_wire(req.schema) if req.HasField("schema") else None
         new.schema_version = await session.service.schemas.for_producer(name, schema, policies)
         # Everything that can fail happens in add_producer, before anything is registered.

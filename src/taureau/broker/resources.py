@@ -12,7 +12,11 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from taureau.broker.dispatch.rate import DispatchRate
+from taureau.broker.inactive_topics import InactiveTopicPolicies
+from taureau.broker.policy_json import json_object
 from taureau.broker.schemas.compatibility import Strategy
+from taureau.broker.subscription_expiration import check_expiration_minutes
 from taureau.common.errors import (
     BadVersionError,
     BrokerError,
@@ -174,7 +178,7 @@ class NamespacePolicies:
     is_allow_auto_update_schema: bool = True
     compaction_threshold: int = 0  # bytes added since the last compaction that start one; 0: never
     message_ttl_in_seconds: int = 0  # unacknowledged messages older than this are acknowledged; 0: never
-    # Pulsar's backlogQuotaMap: {"destination_storage": {"limitSize", "limitTime", "policy"}}.
+    # Pulsar's backlogQuotaMap: {"destination_storage" | "message_age": {"limitSize", "limitTime", "policy"}}.
     backlog_quota_map: dict[str, dict[str, Any]] = field(default_factory=dict)
     auth_policies: AuthPolicies = field(default_factory=AuthPolicies)
     max_producers_per_topic: int | None = None
@@ -182,6 +186,13 @@ class NamespacePolicies:
     max_subscriptions_per_topic: int | None = None
     max_topics_per_namespace: int | None = None
     publishMaxMessageRate: PublishRate | None = None  # noqa: N815
+    # Dispatch throttling (dispatch/rate.py): each topic as a whole, each subscription alone.
+    # Pulsar keys these by cluster; one cluster here, so the rate itself.
+    topicDispatchRate: DispatchRate | None = None  # noqa: N815
+    subscriptionDispatchRate: DispatchRate | None = None  # noqa: N815
+    # Durable subscriptions without a consumer for this long are deleted (0: never).
+    subscription_expiration_time_minutes: int | float = 0
+    inactive_topic_policies: InactiveTopicPolicies | None = None  # None: the broker's defaults
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -203,7 +214,7 @@ class NamespacePolicies:
             policies.message_ttl_in_seconds = _non_negative_int(data["message_ttl_in_seconds"], "message_ttl_in_seconds")
         if isinstance(data.get("backlog_quota_map"), dict):
             policies.backlog_quota_map = {
-                kind: parse_backlog_quota(quota) for kind, quota in data["backlog_quota_map"].items()
+                kind: parse_backlog_quota(quota, kind) for kind, quota in data["backlog_quota_map"].items()
             }
         for flag in ("schema_validation_enforced", "is_allow_auto_update_schema"):
             if data.get(flag) is not None:
@@ -216,30 +227,45 @@ class NamespacePolicies:
             setattr(policies, name, check_limit(data.get(name), name))
         if data.get("publishMaxMessageRate") is not None:
             policies.publishMaxMessageRate = PublishRate.from_json(data["publishMaxMessageRate"])
+        for rate in ("topicDispatchRate", "subscriptionDispatchRate"):
+            if data.get(rate) is not None:
+                setattr(policies, rate, DispatchRate.from_json(data[rate]))
+        if data.get("subscription_expiration_time_minutes") is not None:
+            policies.subscription_expiration_time_minutes = check_expiration_minutes(
+                data["subscription_expiration_time_minutes"])
+        if data.get("inactive_topic_policies") is not None:
+            policies.inactive_topic_policies = InactiveTopicPolicies.from_json(data["inactive_topic_policies"])
         return policies
 
 
 BACKLOG_QUOTA_POLICIES = ("producer_request_hold", "producer_exception", "consumer_backlog_eviction")
 
 
-def parse_backlog_quota(data: Any) -> dict[str, Any]:
-    """A BacklogQuota as Pulsar's JSON has it: limitSize bytes (-1: none), limitTime seconds
-    (only -1, none, is supported), and what happens past the limit."""
-    if not isinstance(data, dict):
-        raise ValueError("a backlog quota is a JSON object")
-    unknown = set(data) - {"limitSize", "limitTime", "policy", "limit"}
-    if unknown:
-        raise ValueError(f"unknown backlog quota field(s) {sorted(unknown)}")
+BACKLOG_QUOTA_TYPES = ("destination_storage", "message_age")
+
+
+def parse_backlog_quota(data: Any, kind: str = "destination_storage") -> dict[str, Any]:
+    """A BacklogQuota as Pulsar's JSON has it, for its type: a destination_storage quota sets
+    limitSize bytes, a message_age one limitTime seconds (the other stays -1), and what
+    happens past the limit."""
+    if kind not in BACKLOG_QUOTA_TYPES:
+        raise ValueError(f"backlogQuotaType must be one of {', '.join(BACKLOG_QUOTA_TYPES)}, got {kind!r}")
+    json_object(data, {"limitSize", "limitTime", "policy", "limit"}, "backlog quota")
     size = data.get("limitSize", data.get("limit", -1))
     if isinstance(size, bool) or not isinstance(size, int) or size < -1:
         raise ValueError("limitSize must be a number of bytes, or -1")
     limit_time = data.get("limitTime", -1)
-    if limit_time != -1:
-        raise ValueError("time-based backlog quotas (limitTime) are not supported; give limitTime -1")
+    if isinstance(limit_time, bool) or not isinstance(limit_time, int) or limit_time < -1 or limit_time == 0:
+        raise ValueError("limitTime must be a number of seconds >= 1, or -1")
+    if kind == "destination_storage" and limit_time != -1:
+        raise ValueError("a destination_storage quota limits the size: give limitTime -1, or use the "
+                         "message_age type for a time limit")
+    if kind == "message_age" and (limit_time == -1 or size != -1):
+        raise ValueError("a message_age quota limits the age: give limitTime in seconds and limitSize -1")
     policy = data.get("policy", "producer_request_hold")
     if policy not in BACKLOG_QUOTA_POLICIES:
         raise ValueError(f"policy must be one of {', '.join(BACKLOG_QUOTA_POLICIES)}")
-    return {"limitSize": size, "limitTime": -1, "policy": policy}
+    return {"limitSize": size, "limitTime": limit_time, "policy": policy}
 
 
 def _non_negative_int(value: Any, name: str) -> int:
@@ -418,8 +444,12 @@ class Resources:
 
     async def get_topic_policy(self, topic: TopicName, name: str) -> Any:
         """One of the topic's own policies (a partition: its topic's); None if unset."""
+        return (await self.get_topic_policies(topic)).get(name)
+
+    async def get_topic_policies(self, topic: TopicName) -> dict[str, Any]:
+        """All of the topic's own policies (a partition: its topic's), in one read."""
         found = await self.store.get(self._topic_policies_path(topic))
-        return json.loads(found[0]).get(name) if found else None
+        return json.loads(found[0]) if found else {}
 
     async def set_topic_policy(self, topic: TopicName, name: str, value: Any) -> None:
         """Set (None: remove) one of the topic's own policies, keeping the others."""

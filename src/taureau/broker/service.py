@@ -14,6 +14,8 @@ from taureau.broker.client_topic import AnyClientTopic
 from taureau.broker.compaction.topic_compaction import TopicCompaction
 from taureau.broker.config import BrokerConfig
 from taureau.broker.dispatch.base import DispatchLimits
+from taureau.broker.dispatch_policies import apply_dispatch_rates
+from taureau.broker.inactive_topics import InactiveTopicPolicies, InactiveTopics
 from taureau.broker.nonpersistent.registry import NonPersistentTopics
 from taureau.broker.nonpersistent.topic import NonPersistentTopic
 from taureau.broker.policies import PolicyEnforcer
@@ -74,7 +76,11 @@ class BrokerService:
         self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
         self._rate_task: asyncio.Task | None = None
         self._policy_task: asyncio.Task | None = None
-        self.policies = PolicyEnforcer(self.resources)
+        defaults = InactiveTopicPolicies(config.delete_inactive_topics_mode,
+                                         config.delete_inactive_topics_max_inactive_duration_s,
+                                         config.delete_inactive_topics_enabled)
+        self.inactive = InactiveTopics(defaults, self)
+        self.policies = PolicyEnforcer(self.resources, self.inactive)
         self._last_counters: dict[str, tuple[float, int, int, int, int]] = {}
         self.transactions: TransactionCoordinator | None = None  # while transactions are enabled
         # non-persistent:// topics: in memory only, admitted by the same checks as these.
@@ -178,6 +184,7 @@ class BrokerService:
         await topic.load_validation_mark()
         await topic.set_deduplication(await self._deduplication(name, policies))
         apply_limits(topic, policies)
+        await apply_dispatch_rates(self.resources, topic, policies)
         if self.transactions is not None:
             self.transactions.attach(topic)  # what open transactions acknowledged stays held
         log.info("loaded topic %s", name)
@@ -230,6 +237,7 @@ class BrokerService:
         for topic in self.loaded_topics():
             if topic.name.partitioned_name == name.partitioned_name:
                 await topic.set_deduplication(await self._deduplication(topic.name, policies))
+                await apply_dispatch_rates(self.resources, topic, policies)
 
     async def _policies_for(self, name: TopicName) -> NamespacePolicies:
         try:
@@ -289,6 +297,15 @@ class BrokerService:
         await self.factory.delete(name.storage_name)
         if name.partition < 0:  # a partition's schema is its topic's, dropped with the topic
             await self.schemas.registry.drop(schema_id(name))
+
+    async def delete_partitioned_topic(self, name: TopicName, force: bool = False) -> None:
+        """Delete every partition of partitioned topic `name`, then its metadata and schema."""
+        if not await self.resources.get_partitions(name):
+            raise ResourceNotFoundError(f"partitioned topic {name} does not exist")
+        for partition in await self.stored_partitions(name):
+            await self.delete_topic(partition, force=force)
+        await self.resources.delete_partitioned_topic(name)
+        await self.schemas.registry.drop(schema_id(name))
 
     async def partitioned_metadata(self, name: TopicName) -> int:
         """Partition count for a lookup; may auto-create a partitioned topic per policy."""
@@ -366,6 +383,7 @@ class BrokerService:
                 topic.compaction_threshold = policies.compaction_threshold
                 await topic.set_deduplication(await self._deduplication(topic.name, policies))
                 apply_limits(topic, policies)
+                await apply_dispatch_rates(self.resources, topic, policies)
         self.non_persistent.configure_namespace(ns, policies)
 
     # -- idle topics -------------------------------------------------------------------------
@@ -378,7 +396,8 @@ class BrokerService:
             now = time.monotonic()
             for i, (key, task) in enumerate(list(self._topics.items())):
                 topic = _ready(task)
-                if topic is not None and topic.idle_for(now) >= idle_s:
+                # A topic waiting out its inactive-topic deletion stays: a load would restart the count.
+                if topic is not None and key not in self.inactive.pinned and topic.idle_for(now) >= idle_s:
                     self._unload(key, task)
                 if i % RATE_SLICE == RATE_SLICE - 1:
                     await asyncio.sleep(0)

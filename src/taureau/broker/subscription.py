@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Container
 from enum import IntEnum
 
@@ -11,6 +12,7 @@ from taureau.broker.compaction.view import CompactedView
 from taureau.broker.consumer import Consumer
 from taureau.broker.dispatch.base import Dispatcher, DispatchLimits, EntryInfoFn
 from taureau.broker.dispatch.key_shared import KeySharedDispatcher
+from taureau.broker.dispatch.rate import DispatchRateLimiter
 from taureau.broker.dispatch.shared import SharedDispatcher
 from taureau.broker.dispatch.single import SingleActiveDispatcher
 from taureau.common.errors import ConsumerBusyError, NotAllowedError
@@ -44,8 +46,10 @@ class Subscription:
         partition: int = -1,
         limits: DispatchLimits = DispatchLimits(),
         compacted_view: Callable[[], CompactedView | None] | None = None,
+        rate_limiters: tuple[DispatchRateLimiter, ...] = (),
     ) -> None:
         self.limits = limits
+        self.rate_limiters = rate_limiters  # the topic's dispatch rate and this subscription's
         self._compacted_view = compacted_view  # the topic's current compacted view, if it has one
         self.read_compacted = False  # whether the current dispatcher reads the compacted view
         self.name = name
@@ -107,6 +111,7 @@ class Subscription:
               or read_compacted != self.read_compacted):
             previous = self.dispatcher
             self.dispatcher = self._make_dispatcher(sub_type, sticky, read_compacted, from_earliest)
+            self.dispatcher.throttle.limiters = self.rate_limiters
             self.dispatcher.pending_acks = self.pending_acks
             self.read_compacted = read_compacted
             if previous is not None:
@@ -114,11 +119,13 @@ class Subscription:
                 self.dispatcher.adopt_redelivery_counts(previous)
             self.sub_type = sub_type
         self.dispatcher.add_consumer(consumer)
+        self.cursor.mark_active(int(time.time() * 1000))  # subscription expiration counts from the last
 
     def remove_consumer(self, consumer: Consumer) -> None:
         if self.dispatcher is not None:
             self.msg_out_total += consumer.msg_out
             self.dispatcher.remove_consumer(consumer)
+            self.cursor.mark_active(int(time.time() * 1000))
 
     def flow(self, consumer: Consumer, permits: int) -> None:
         if self.dispatcher is not None:

@@ -16,6 +16,7 @@ from taureau.broker.compaction.view import CompactedView, unwrap
 from taureau.broker.consumer import Consumer
 from taureau.broker.dedup import Deduplication
 from taureau.broker.dispatch.base import DispatchLimits
+from taureau.broker.dispatch.rate import DispatchRateLimiter, DispatchRates
 from taureau.broker.entries import (
     EntryInfo,
     batch_index_of_last,
@@ -107,6 +108,8 @@ class PersistentTopic:
         self.max_consumers = 0
         self.max_subscriptions = 0  # durable subscriptions a topic may have (0: any number)
         self.publish_limiter: PublishRateLimiter | None = None
+        self.dispatch_rates = DispatchRates()  # set by the broker service (dispatch/rate.py)
+        self.dispatch_limiter = DispatchRateLimiter(lambda: self.dispatch_rates.topic)  # all subscriptions'
         self.msg_in = 0
         self.bytes_in = 0
         self.closed = False
@@ -306,6 +309,7 @@ class PersistentTopic:
             partition=self.partition,
             limits=self.limits,
             compacted_view=self._compacted_view,
+            rate_limiters=(self.dispatch_limiter, DispatchRateLimiter(lambda: self.dispatch_rates.of_subscription(name))),
         )
         self.subscriptions[name] = sub
         return sub

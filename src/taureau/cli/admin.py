@@ -66,6 +66,14 @@ def _duration_minutes(text: str) -> float:
     return value * {"s": 1 / 60, "m": 1, "h": 60, "d": 1440, "w": 10080}[unit]
 
 
+def duration_seconds(text: str) -> int:
+    """pulsar-admin's relative time: seconds, or a number with s, m, h, d or w ('5m', '1h')."""
+    match = re.fullmatch(r"(\d+)([smhdw]?)", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 30s, 5m, 1h, 2d)")
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}[match.group(2)]
+
+
 _BINARY_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
@@ -166,7 +174,6 @@ SIMPLE_VERBS = {
     ("namespaces", "get-message-ttl"): ("GET", "/admin/v2/namespaces/{namespace}/messageTTL", [NAMESPACE]),
     ("namespaces", "remove-message-ttl"): ("DELETE", "/admin/v2/namespaces/{namespace}/messageTTL", [NAMESPACE]),
     ("namespaces", "get-backlog-quotas"): ("GET", "/admin/v2/namespaces/{namespace}/backlogQuotaMap", [NAMESPACE]),
-    ("namespaces", "remove-backlog-quota"): ("DELETE", "/admin/v2/namespaces/{namespace}/backlogQuota", [NAMESPACE]),
     ("topics", "get-message-ttl"): ("GET", "{topic}/messageTTL", [TOPIC]),
     ("topics", "remove-message-ttl"): ("DELETE", "{topic}/messageTTL", [TOPIC]),
     ("namespaces", "get-schema-compatibility-strategy"): (
@@ -565,18 +572,32 @@ def _(c, a):
     return c.call("POST", _topic_path(a.topic) + "/messageTTL", params={"messageTTL": a.ttl})
 
 
+QUOTA_TYPES = ["destination_storage", "message_age"]
+
+
 @verb("namespaces", "set-backlog-quota", NAMESPACE,
-      arg("-l", "--limit", type=_size_bytes, required=True, help="backlog size: 10M, 2G"),
+      arg("-l", "--limit", type=_size_bytes, default=-1, help="backlog size (destination_storage): 10M, 2G"),
+      arg("-lt", "--limitTime", dest="limit_time", type=duration_seconds, default=-1,
+          help="age of the oldest unacknowledged message (message_age): seconds, or 30m, 2h, 1d"),
       arg("-p", "--policy", required=True,
-          choices=["producer_request_hold", "producer_exception", "consumer_backlog_eviction"]))
+          choices=["producer_request_hold", "producer_exception", "consumer_backlog_eviction"]),
+      arg("-t", "--type", default="destination_storage", choices=QUOTA_TYPES))
 def _(c, a):
-    body = {"limitSize": a.limit, "limitTime": -1, "policy": a.policy}
-    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/backlogQuota", body)
+    body = {"limitSize": a.limit, "limitTime": a.limit_time, "policy": a.policy}
+    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/backlogQuota", body,
+                  params={"backlogQuotaType": a.type})
+
+
+@verb("namespaces", "remove-backlog-quota", NAMESPACE,
+      arg("-bqt", "--backlogQuotaType", dest="type", default="destination_storage", choices=QUOTA_TYPES))
+def _(c, a):
+    return c.call("DELETE", f"/admin/v2/namespaces/{a.namespace}/backlogQuota", params={"backlogQuotaType": a.type})
 
 
 GROUP_HELP = {
     "tenants": "create, list, update and delete tenants",
-    "namespaces": "namespaces and their policies (retention, TTL, backlog quota, auto topic creation, de-duplication, schemas, compaction)",
+    "namespaces": ("namespaces and their policies (retention, TTL, backlog quota, auto topic creation, de-duplication, "
+                   "schemas, compaction, dispatch rates, subscription expiration, inactive topics)"),
     "schemas": "a topic's schema versions: get, upload, delete, test compatibility",
     "topics": "topics, partitioned topics, subscriptions, stats and messages",
     "transactions": "the transaction coordinator: its stats and open transactions, one transaction",
@@ -623,7 +644,7 @@ VERB_HELP = {
     "set-message-ttl": "acknowledge messages older than this many seconds, for every subscription",
     "get-message-ttl": "show the message TTL",
     "remove-message-ttl": "keep messages until acknowledged",
-    "set-backlog-quota": "limit the backlog size: hold or refuse producers, or evict the slowest readers",
+    "set-backlog-quota": "limit the backlog size or age: hold or refuse producers, or evict the slowest readers",
     "get-backlog-quotas": "show the backlog quotas",
     "remove-backlog-quota": "drop the backlog quota",
     "upload": "store a schema (a new version if it differs and fits the strategy)",
@@ -691,3 +712,7 @@ def run_verb(fn):
         return 0
 
     return run
+
+
+# The policy verbs register themselves into VERBS and VERB_HELP (they import this module).
+from taureau.cli import admin_policies  # noqa: E402, F401

@@ -42,7 +42,25 @@ _BOUND_FLAGS = [
         "--policy-check-interval",
         "policy_check_interval_s",
         checked.seconds,
-        "seconds between applying message TTLs and checking backlog quotas, 0 never",
+        "seconds between applying message TTLs, backlog quotas, subscription expiration and inactive-topic deletion, 0 never",
+    ),
+    (
+        "--broker-delete-inactive-topics-enabled",
+        "delete_inactive_topics_enabled",
+        checked.true_or_false,
+        "true: delete topics inactive for the duration below, where no namespace or topic policy says",
+    ),
+    (
+        "--broker-delete-inactive-topics-max-inactive-duration-seconds",
+        "delete_inactive_topics_max_inactive_duration_s",
+        checked.positive_int,
+        "seconds without producers, consumers or traffic after which an inactive topic is deleted",
+    ),
+    (
+        "--broker-delete-inactive-topics-mode",
+        "delete_inactive_topics_mode",
+        checked.inactive_topic_mode,
+        "delete_when_no_subscriptions or delete_when_subscriptions_caught_up",
     ),
     (
         "--idle-topic-unload",

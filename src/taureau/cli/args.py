@@ -27,6 +27,27 @@ def seconds(text: str) -> float:
     return value
 
 
+def true_or_false(text: str) -> bool:
+    """A boolean setting as Pulsar's configuration writes it."""
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give true or false")
+    return text.lower() == "true"
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def inactive_topic_mode(text: str) -> str:
+    from taureau.broker.inactive_topics import DELETE_MODES
+
+    if text not in DELETE_MODES:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one of {', '.join(DELETE_MODES)}")
+    return text
+
+
 def topic(text: str) -> str:
     try:
         TopicName.parse(text)

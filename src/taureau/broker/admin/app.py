@@ -15,6 +15,7 @@ from taureau.broker.admin import (
     namespaces,
     nonpersistent,
     permissions,
+    policy_routes,
     schemas,
     tenants,
     topics,
@@ -109,6 +110,8 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     app.include_router(tenants.router)
     app.include_router(namespaces.router)
     app.include_router(limits.router)
+    app.include_router(policy_routes.namespaces)
+    app.include_router(policy_routes.topics)
     app.include_router(topics.router)
     app.include_router(nonpersistent.router)
     app.include_router(schemas.router)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Request, Response
 
 from taureau.broker.resources import (
+    BACKLOG_QUOTA_TYPES,
     AutoTopicCreation,
     NamespacePolicies,
     RetentionPolicies,
@@ -181,9 +182,9 @@ def count_routes(
     target: APIRouter, path: str, field: str, parse: Callable[[Any, str], Any], removed: Any
 ) -> None:
     """GET, set (PUT or POST, the body checked by `parse`) and DELETE (back to `removed`) of one
-    integer namespace policy."""
+    namespace policy (an integer, or a JSON object `parse` builds)."""
 
-    async def get_count(request: Request, tenant: str, namespace: str) -> int | None:
+    async def get_count(request: Request, tenant: str, namespace: str) -> Any:
         return (await get_policies(request, tenant, namespace))[field]
 
     async def set_count(request: Request, tenant: str, namespace: str, body: Any = Body(...)) -> Response:
@@ -206,8 +207,8 @@ count_routes(router, "messageTTL", "message_ttl_in_seconds", _non_negative_int, 
 
 
 def _quota_type(backlogQuotaType: str) -> str:  # noqa: N803 - Pulsar's query parameter
-    if backlogQuotaType != "destination_storage":
-        raise ValueError("only the destination_storage backlog quota type is supported")
+    if backlogQuotaType not in BACKLOG_QUOTA_TYPES:
+        raise ValueError(f"backlogQuotaType must be one of {', '.join(BACKLOG_QUOTA_TYPES)}")
     return backlogQuotaType
 
 
@@ -219,7 +220,8 @@ async def get_backlog_quota_map(request: Request, tenant: str, namespace: str) -
 @router.post("/{tenant}/{namespace}/backlogQuota", status_code=204)
 async def set_backlog_quota(request: Request, tenant: str, namespace: str, body: Any = Body(...),
                             backlogQuotaType: str = "destination_storage") -> Response:  # noqa: N803
-    kind, quota = _quota_type(backlogQuotaType), parse_backlog_quota(body)
+    kind = _quota_type(backlogQuotaType)
+    quota = parse_backlog_quota(body, kind)
     service = _service(request)
     ns = NamespaceName.parse(f"{tenant}/{namespace}")
     await service.resources.update_policies(ns, lambda p: p.backlog_quota_map.__setitem__(kind, quota))

@@ -16,7 +16,6 @@ from taureau.broker.admin.headers import peek_headers
 from taureau.broker.policies import TOPIC_TTL
 from taureau.broker.resources import ResourceNotFoundError
 from taureau.broker.schemas.compatibility import Strategy
-from taureau.broker.schemas.model import schema_id
 from taureau.broker.schemas.topics import TOPIC_STRATEGY
 from taureau.common.names import NamespaceName, TopicName
 from taureau.protocol import parse_metadata, split_batch
@@ -221,14 +220,7 @@ partitioned.add_routes(router, "persistent")
 async def delete_partitioned(
     request: Request, tenant: str, namespace: str, topic: str, force: bool = False
 ) -> Response:
-    service = _service(request)
-    name = _topic_name(tenant, namespace, topic)
-    if not await service.resources.get_partitions(name):
-        raise ResourceNotFoundError(f"partitioned topic {name} does not exist")
-    for partition in await service.stored_partitions(name):
-        await service.delete_topic(partition, force=force)
-    await service.resources.delete_partitioned_topic(name)
-    await service.schemas.registry.drop(schema_id(name))
+    await _service(request).delete_partitioned_topic(_topic_name(tenant, namespace, topic), force=force)
     return Response(status_code=204)
 
 

@@ -27,6 +27,7 @@ from typing import NamedTuple
 from taureau.broker.compaction.reader import CompactedReader
 from taureau.broker.consumer import Consumer
 from taureau.broker.dispatch.delayed import DelayedDeliveries, now_ms
+from taureau.broker.dispatch.rate import DispatchThrottle
 from taureau.broker.entries import EntryInfo
 from taureau.common.errors import TaureauError
 from taureau.storage.managed_ledger.api import ManagedCursor, ManagedLedger
@@ -95,6 +96,7 @@ class Dispatcher:
         self._idle = asyncio.Event()  # set whenever no dispatch round is in progress
         self._idle.set()
         self.delayed = DelayedDeliveries(self.wake)  # entries read before their delivery time
+        self.throttle = DispatchThrottle()  # dispatch rate limits; the subscription sets its limiters
 
     # -- consumer lifecycle (called by the subscription) ---------------------------------------
 
@@ -208,6 +210,7 @@ class Dispatcher:
     async def close(self) -> None:
         self._closed = True
         self.delayed.clear()
+        self.throttle.close()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -263,6 +266,10 @@ class Dispatcher:
     async def _dispatch_once(self) -> bool:
         available = self._available_permits()
         if available <= 0 or not self.consumers or self._over_unacked_limit():
+            return False
+        # A spent dispatch rate ends the round; the throttle wakes us when its period ends.
+        available = min(available, self.throttle.budget(self._loop, self.wake))
+        if available <= 0:
             return False
         if len(self.delayed):
             self.replay.update(self.delayed.pop_due(now_ms()))
@@ -384,6 +391,7 @@ class Dispatcher:
 
     def _deliver(self, consumer: Consumer, item: DispatchItem) -> None:
         position = item.entry.position
+        self.throttle.consume(item.messages, len(item.entry.data))
         consumer.deliver(
             position,
             item.entry.data,

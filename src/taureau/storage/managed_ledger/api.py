@@ -51,6 +51,12 @@ class ManagedLedgerConfig:
 class ManagedCursor(abc.ABC):
     name: str
     durable: bool
+    # Wall-clock ms a consumer last came or went, as the broker says through mark_active
+    # (subscription expiration); a durable cursor keeps it across restarts.
+    last_active_ms: int = 0
+
+    def mark_active(self, now_ms: int) -> None:
+        self.last_active_ms = now_ms
 
     @property
     @abc.abstractmethod

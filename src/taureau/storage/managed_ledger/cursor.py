@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -87,6 +88,7 @@ class ManagedCursorImpl(ManagedCursor):
         self._waiter: asyncio.Future | None = None  # the pending read_entries_or_wait
         self.messages_consumed = 0  # entries acknowledged through this cursor object
         self._version = version  # metadata version of the saved record (durable only)
+        self.last_active_ms = int(time.time() * 1000)  # a loaded cursor takes its saved one
         self._writer: SerialWriter | None = None
         if durable:
             self._path = meta.cursor_path(ml.name, name)
@@ -100,7 +102,8 @@ class ManagedCursorImpl(ManagedCursor):
     async def create(cls, ml: ManagedLedgerImpl, name: str, mark_delete: Position) -> ManagedCursorImpl:
         cursor = cls(ml, name, True, mark_delete)
         try:
-            stat = await ml.store.put(cursor._path, meta.encode_cursor_info(mark_delete, cursor._ranges), -1)
+            record = meta.encode_cursor_info(mark_delete, cursor._ranges, last_active_ms=cursor.last_active_ms)
+            stat = await ml.store.put(cursor._path, record, -1)
         except NodeExistsError:
             raise ManagedLedgerFencedError(f"cursor {name!r} was created by another owner") from None
         cursor._version = stat.version
@@ -113,11 +116,18 @@ class ManagedCursorImpl(ManagedCursor):
             raise NotFoundError(f"cursor {name!r} vanished while loading")
         md, ranges, batches = meta.decode_cursor_info(found[0])
         cursor = cls(ml, name, True, md, ranges, found[1].version, batches)
+        # A record from before last-active times were kept counts as active now.
+        cursor.last_active_ms = meta.decode_cursor_last_active(found[0]) or cursor.last_active_ms
         cursor.on_trimmed(ml.first_position)
         return cursor
 
+    def mark_active(self, now_ms: int) -> None:
+        self.last_active_ms = now_ms
+        if self._writer is not None and self._state is CursorState.OPEN:
+            self._writer.request()  # saved with the position, at the cursor's save rate
+
     async def _save(self) -> None:
-        data = meta.encode_cursor_info(self._md, self._ranges, self._batches)
+        data = meta.encode_cursor_info(self._md, self._ranges, self._batches, self.last_active_ms)
         stat = await self._ml.store.put(self._path, data, self._version)
         self._version = stat.version
 

@@ -12,7 +12,9 @@ Byte grammar (UTF-8 JSON, compact separators; one line per version):
          ledgers in chain order; the last one is the current ledger of the owner that wrote
          it (its entries/size are only a hint: recovery reads them from the ledger).
     v1 CursorInfo        := {"v":1,"md":[ledger_id, entry_id],"ranges":[ledger, first, last, ...]}
-         md = mark-delete position; ranges = individually deleted entries after it, flat triples.
+         md = mark-delete position; ranges = individually deleted entries after it, flat triples;
+         optional "active": wall-clock ms a consumer last came or went (subscription expiration),
+         absent in records written before it existed.
 """
 
 from __future__ import annotations
@@ -111,9 +113,12 @@ MAX_PERSISTED_BATCH_BYTES = 256 * 1024
 BatchAcks = dict[Position, tuple[int, ...]]
 
 
-def encode_cursor_info(mark_delete: Position, ranges: RangeSet, batches: BatchAcks | None = None) -> bytes:
+def encode_cursor_info(mark_delete: Position, ranges: RangeSet, batches: BatchAcks | None = None,
+                       last_active_ms: int = 0) -> bytes:
     flat = ranges.to_flat()[: 3 * MAX_PERSISTED_RANGES]
     record: dict = {"v": _VERSION, "md": list(mark_delete), "ranges": flat}
+    if last_active_ms:
+        record["active"] = last_active_ms
     if batches:
         rows, size = [], 0
         for p, words in batches.items():
@@ -142,3 +147,11 @@ def decode_cursor_info(data: bytes) -> tuple[Position, RangeSet, BatchAcks]:
             raise CorruptedDataError(f"cursor batch ack words: {words!r:.80}")
         batches[Position(*_ints(row[:2], 2, "cursor batch ack position"))] = tuple(words)
     return md, ranges, batches
+
+
+def decode_cursor_last_active(data: bytes) -> int:
+    """The cursor record's last-active time in wall-clock ms; 0 if it has none."""
+    active = _loads(data, "cursor").get("active", 0)
+    if type(active) is not int or active < 0:
+        raise CorruptedDataError(f"cursor last-active time: {active!r:.80}")
+    return active
