@@ -201,6 +201,22 @@ def test_topics_list_includes_partitions_right_after_creation(standalone):
     assert "persistent://public/default/fresh-parts-partition-2" in json.loads(cli.stdout)
 
 
+def test_a_partition_is_a_topic_of_its_own_to_a_client(standalone, client, admin):
+    # Partitioned metadata of `t-partition-1` is 0 partitions, as Pulsar answers: told the
+    # parent's count, the client wrote to `t-partition-1-partition-0` instead.
+    assert admin.put("/admin/v2/persistent/public/default/one-part/partitions", json=2).status_code == 204
+    partition = "persistent://public/default/one-part-partition-1"
+    assert client.get_topic_partitions(partition) == [partition]
+    consumer = client.subscribe(partition, "s", initial_position=pulsar.InitialPosition.Earliest)
+    producer = client.create_producer(partition, batching_enabled=False)
+    producer.send(b"to partition 1")
+    assert consumer.receive(timeout_millis=10_000).data() == b"to partition 1"
+    stats = admin.get("/admin/v2/persistent/public/default/one-part-partition-1/stats").json()
+    assert stats["msgInCounter"] == 1
+    listed = admin.get("/admin/v2/persistent/public/default").json()
+    assert not [name for name in listed if "partition-1-partition" in name]
+
+
 # -- Key_Shared hashing ------------------------------------------------------------------------
 
 

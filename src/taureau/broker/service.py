@@ -309,8 +309,12 @@ class BrokerService:
 
     async def partitioned_metadata(self, name: TopicName) -> int:
         """Partition count for a lookup; may auto-create a partitioned topic per policy."""
+        if name.partition >= 0:
+            # One partition is a topic of its own, as Pulsar answers: a client told its parent's
+            # count would write to `t-partition-0-partition-0`.
+            return 0
         partitions = await self.resources.get_partitions(name)
-        if partitions or name.partition >= 0:
+        if partitions:
             return partitions
         policies = await self._policies_for(name)
         auto = policies.autoTopicCreationOverride
