@@ -46,7 +46,7 @@ ALLOWED = {
     "protocol": {"common"},
     "net": set(),
     "broker": {"auth", "common", "metadata", "storage", "protocol", "net"},
-    "state": {"common", "metadata"},
+    "state": {"auth", "common", "metadata"},
     "functions": {"common", "metadata", "storage", "state"},
     "sketches": {"common", "functions"},
     "analytics": {"common", "state"},

@@ -21,6 +21,15 @@ SECRET_ECHO = """
 def process(input, context):
     return str(context.get_secret("username"))
 """
+# Stores into its own ephemeral space, or the space of the function named by its input.
+STATE_PROBE = """
+def process(input, context):
+    try:
+        context.ephemeral_state(of=input or None).hash_table("t").upsert(b"k", b"v")
+        return "stored"
+    except Exception as e:
+        return type(e).__name__ + ": " + str(e)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +46,12 @@ def server(tmp_path_factory, keys):
     (secrets / "acme" / "fn" / "sec").mkdir(parents=True)
     (secrets / "acme" / "fn" / "sec" / "user.txt").write_text(SECRET + "\n")
     (root / "echo.py").write_text(SECRET_ECHO)
+    (root / "probe.py").write_text(STATE_PROBE)
     s = Standalone(root / "data", "--auth", "token", "--token-secret-key", str(keys.secret_file),
                    "--superuser-roles", "admin", "--secrets-provider", "file", "--secrets-dir", str(secrets),
-                   ).start(timeout=60)
+                   state=True).start(timeout=60)
     s.code = root / "echo.py"
+    s.probe = root / "probe.py"
     with rest(s, keys.token("admin")) as http:
         assert http.put("/admin/v2/tenants/acme", json={"adminRoles": ["tadmin"],
                                                         "allowedClusters": ["standalone"]}).status_code == 204
@@ -126,3 +137,27 @@ def test_no_secret_or_token_is_logged(server, keys):
     assert "function:acme/fn" in logs  # the log does name roles (the broker's refusal above)
     assert SECRET not in logs
     assert "eyJ" not in logs  # the start of every JWT: no token, minted or presented
+
+
+def test_an_instance_uses_state_as_its_function_within_its_namespace(server, keys):
+    from taureau.state import StateClient
+
+    created = _create(server, keys, "dev", "probe", f"persistent://{NS}/probe-out",
+                      "--py", str(server.probe), "--classname", "probe")
+    assert created.returncode == 0, created.stderr
+    c = client(server, pulsar.AuthenticationToken(keys.token("admin")), timeout=30)
+    try:
+        consumer = c.subscribe(f"persistent://{NS}/probe-out", "check", initial_position=pulsar.InitialPosition.Earliest)
+        producer = c.create_producer(f"persistent://{NS}/probe-in")
+        replies = []
+        for target in (b"", b"acme/fn/neighbour", b"acme/other/victim"):
+            producer.send(target)
+            replies.append(consumer.receive(30_000).data().decode())
+    finally:
+        c.close()
+    assert replies[:2] == ["stored", "stored"]  # its own space, and its namespace's
+    role = "function:acme/fn/probe"
+    assert replies[2] == f"StateAuthorizationError: role {role} may not use state path /functions/acme/other/victim/t"
+    with StateClient(f"127.0.0.1:{server.state_port}", token=keys.token("admin"), timeout=10) as root:
+        assert root.open_hash_table("/functions/acme/fn/probe/t").get(b"k") == b"v"
+        assert not root.exists("/functions/acme/other/victim/t")

@@ -89,7 +89,7 @@ class Process:
     def _run(self, spec: InstanceSpec) -> int:
         if not self.in_thread:
             _redirect_output(spec.limits.get("log_file"))
-        ephemeral = _ephemeral_factory(spec.state_address) if spec.state_address else None
+        ephemeral = _ephemeral_factory(spec.state_address, spec.auth_token) if spec.state_address else None
         instance = FunctionInstance(spec, ChannelState(self.channel), self.channel, ephemeral)
         try:
             instance.start()
@@ -116,7 +116,8 @@ def _redirect_output(path: str | None) -> None:
     os.close(fd)
 
 
-def _ephemeral_factory(address: str) -> Any:
+def _ephemeral_factory(address: str, token: str | None) -> Any:
+    """Far memory as the function's own role (its minted token), when authentication is on."""
     state_client: Any = None
     lock = threading.Lock()
 
@@ -127,7 +128,7 @@ def _ephemeral_factory(address: str) -> Any:
 
         with lock:
             if state_client is None:
-                state_client = StateClient(address)
+                state_client = StateClient(address, token=token)
         return EphemeralState(state_client, fqfn)
 
     return open_space

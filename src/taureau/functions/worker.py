@@ -401,7 +401,9 @@ class FunctionWorker:
         if self._state_client is None:
             from taureau.state.client import StateClient
 
-            self._state_client = await asyncio.to_thread(StateClient, self.config.state_address or "")
+            self._state_client = await asyncio.to_thread(
+                StateClient, self.config.state_address or "", token=self.config.admin_token
+            )
         return self._state_client
 
     async def _renew_spaces(self) -> None:

@@ -108,6 +108,10 @@ class Op(IntEnum):
     # internal authentication (memory server -> controller or another memory server)
     CHALLENGE = 104
     PROVE = 105
+    # client authentication (client_auth.py): credentials to the controller, a structure's
+    # ticket to a memory server
+    AUTH = 106
+    ACCESS = 107
 
 
 # Codes for error replies that are not exceptions but instructions to the client.
@@ -134,6 +138,8 @@ _ERROR_CLASSES: dict[int, type[errors.StateError]] = {
         errors.StateUnavailableError,
         errors.FrameTooLargeError,
         errors.StateAuthError,
+        errors.StateAuthenticationError,
+        errors.StateAuthorizationError,
     )
 }
 
