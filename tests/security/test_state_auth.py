@@ -125,9 +125,8 @@ def test_paths_outside_the_roles_grants_are_refused(address, keys, root, path):
 
 
 def test_consume_alone_is_not_a_state_grant(address, keys):
-    with StateClient(address, token=keys.token("reader"), timeout=10) as c:
-        with pytest.raises(AuthorizationError):
-            c.open_or_create_hash_table("/acme/ns/orders")
+    with StateClient(address, token=keys.token("reader"), timeout=10) as c, pytest.raises(AuthorizationError):
+        c.open_or_create_hash_table("/acme/ns/orders")
 
 
 def test_a_namespaces_users_may_not_lift_its_quota_nor_read_server_files(address, keys, root):

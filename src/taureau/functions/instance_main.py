@@ -116,7 +116,7 @@ def _redirect_output(path: str | None) -> None:
     os.close(fd)
 
 
-def _ephemeral_factory(address: str, token: str | None) -> Any:
+def _ephemeral_factory(address: str, token: str | None = None) -> Any:
     """Far memory as the function's own role (its minted token), when authentication is on."""
     state_client: Any = None
     lock = threading.Lock()
