@@ -164,6 +164,7 @@ class Standalone(Node):
             secrets_dir=opts.secrets_dir,
             admin_token=broker.auth.internal_token() if broker.auth.enabled else None,
             token_for=_function_tokens(broker.auth) if broker.auth.enabled else None,
+            token_ttl_s=broker.auth.function_token_ttl_s,
         )
         self.functions = mount_worker(app, config, store, factory)
         from taureau.sketches.rest import install as install_sketches
@@ -202,7 +203,9 @@ def _function_tokens(auth: Any) -> Any:
     with a token signed by the server's internal key: what they may do is what that role may."""
     from taureau.broker.authorization import function_role
 
-    return lambda tenant, namespace, name: auth.internal_token(function_role(tenant, namespace, name))
+    return lambda tenant, namespace, name: auth.internal_token(
+        function_role(tenant, namespace, name), expires_in_s=auth.function_token_ttl_s
+    )
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

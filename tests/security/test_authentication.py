@@ -172,6 +172,29 @@ def test_expired_token_that_is_not_refreshed_closes_the_connection(server, keys)
     assert any("refresh refused: token expired" in line for line in server.output)
 
 
+def test_a_refresh_with_a_forged_token_closes_the_connection(server, keys):
+    from taureau.auth import tokens
+
+    forged = tokens.create_token("admin", secret_key=tokens.create_secret_key())
+    issued: list[str] = []
+
+    def supplier() -> str:  # a valid short token first, then one signed with another key
+        issued.append(keys.token("admin", expires_in_s=2) if not issued else forged)
+        return issued[-1]
+
+    c = client(server, pulsar.AuthenticationToken(supplier), timeout=3)
+    try:
+        producer = c.create_producer("forged-refresh", send_timeout_millis=3000)
+        producer.send(b"before expiry")
+        time.sleep(4.5)
+        with pytest.raises((pulsar.Timeout, pulsar.AlreadyClosed, pulsar.NotConnected, pulsar.AuthenticationError)):
+            producer.send(b"after expiry")
+    finally:
+        c.close()
+    assert len(issued) >= 2
+    assert any("refresh refused: token signature does not match" in line for line in server.output)
+
+
 def _config_of(monkeypatch, *argv: str):
     import taureau.standalone
     from taureau.cli.app import run

@@ -7,6 +7,7 @@ and neither secrets nor tokens reach a log."""
 from __future__ import annotations
 
 import json
+import time
 
 import pulsar
 import pytest
@@ -15,6 +16,7 @@ from tests.e2e.functions_helpers import EXAMPLES, wait_for
 from tests.security.helpers import Keys, cli, client, rest
 
 NS = "acme/fn"
+TOKEN_TTL_S = 4
 SECRET = "s3cr3t-Value-42"
 # Returns what get_secret gave it, so a refused secret shows as "None".
 SECRET_ECHO = """
@@ -49,7 +51,8 @@ def server(tmp_path_factory, keys):
     (root / "probe.py").write_text(STATE_PROBE)
     s = Standalone(root / "data", "--auth", "token", "--token-secret-key", str(keys.secret_file),
                    "--superuser-roles", "admin", "--secrets-provider", "file", "--secrets-dir", str(secrets),
-                   state=True).start(timeout=60)
+                   # Minted tokens live 4 s: every test here runs across renewals.
+                   "--function-token-ttl", str(TOKEN_TTL_S), state=True).start(timeout=60)
     s.code = root / "echo.py"
     s.probe = root / "probe.py"
     with rest(s, keys.token("admin")) as http:
@@ -161,3 +164,22 @@ def test_an_instance_uses_state_as_its_function_within_its_namespace(server, key
     with StateClient(f"127.0.0.1:{server.state_port}", token=keys.token("admin"), timeout=10) as root:
         assert root.open_hash_table("/functions/acme/fn/probe/t").get(b"k") == b"v"
         assert not root.exists("/functions/acme/other/victim/t")
+
+
+def test_instances_keep_running_across_token_renewals(server, keys):
+    created = _create(server, keys, "dev", "longlived", f"persistent://{NS}/longlived-out")
+    assert created.returncode == 0, created.stderr
+    assert _round_trip(server, keys, "longlived", f"persistent://{NS}/longlived-out") == b"hello!"
+    time.sleep(2 * TOKEN_TTL_S + 1)  # the first tokens expired: the broker challenged, the worker renewed
+    c = client(server, pulsar.AuthenticationToken(keys.token("admin")), timeout=30)
+    try:
+        consumer = c.subscribe(f"persistent://{NS}/longlived-out", "after")
+        c.create_producer(f"persistent://{NS}/longlived-in").send(b"again")
+        assert consumer.receive(20_000).data() == b"again!"
+    finally:
+        c.close()
+    status = _status(server, keys, "longlived")
+    assert status["numRunning"] == 1
+    assert status["instances"][0]["status"]["numRestarts"] == 0  # the same instance throughout
+    role = "function:acme/fn/longlived"
+    assert not any(role in line and "closing" in line for line in server.output)

@@ -36,6 +36,9 @@ class AuthConfig:
     # Pulsar's authenticationRefreshCheckSeconds: how long an expired connection has to answer
     # AUTH_CHALLENGE with fresh credentials before it is closed.
     refresh_check_s: float = 60.0
+    # Tokens minted for function instances expire after this long; the worker hands each
+    # running instance a fresh one at half that (functions/supervisor.py).
+    function_token_ttl_s: int = 3600
     internal_key: bytes = field(default_factory=create_secret_key, repr=False)
 
     @property

@@ -136,6 +136,8 @@ def _security_flags(p: argparse.ArgumentParser) -> None:
                    help="roles allowed everything (Pulsar's superUserRoles)")
     g.add_argument("--auth-refresh-check", type=float, default=60.0, metavar="S",
                    help="seconds an expired connection has to answer AUTH_CHALLENGE (default 60)")
+    g.add_argument("--function-token-ttl", type=_positive_int, default=3600, metavar="S",
+                   help="seconds a function instance's minted token lives; renewed at half (default 3600)")
     g.add_argument("--tls-cert-file", metavar="FILE", help="server certificate (PEM): serve pulsar+ssl:// and https://")
     g.add_argument("--tls-key-file", metavar="FILE", help="the certificate's private key (PEM)")
     g.add_argument("--tls-trust-certs-file", metavar="FILE",
@@ -173,6 +175,16 @@ def _tls_files(args: argparse.Namespace):
     return files
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 2:  # renewed at half: one second is the least that leaves room to renew
+        raise argparse.ArgumentTypeError("must be at least 2")
+    return value
+
+
 def _roles(text: str) -> tuple[str, ...]:
     return tuple(r.strip() for r in text.split(",") if r.strip())
 
@@ -188,6 +200,7 @@ def _auth_config(args: argparse.Namespace):
         basic_auth_file=args.basic_auth_file,
         superuser_roles=args.superuser_roles,
         refresh_check_s=args.auth_refresh_check,
+        function_token_ttl_s=args.function_token_ttl,
     )
     if config.enabled:
         from taureau.auth.config import build_authentication, warn_if_readable

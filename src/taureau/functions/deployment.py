@@ -29,7 +29,7 @@ from taureau.functions.runtime.limits import ResourceLimiter
 from taureau.functions.scaler import Decision, ScaleInput, decide
 from taureau.functions.secrets import function_secrets_dir
 from taureau.functions.state_table import StateTable
-from taureau.functions.supervisor import InstanceState, InstanceSupervisor
+from taureau.functions.supervisor import InstanceState, InstanceSupervisor, TokenRenewal
 
 log = logging.getLogger("taureau.functions.deployment")
 
@@ -53,6 +53,7 @@ class DeploymentContext:
     secrets_dir: str | None = None  # the file provider's root: a directory per function under it
     # With authentication on: (tenant, namespace, name) -> a token for that function's role.
     token_for: Callable[[str, str, str], str] | None = None
+    token_ttl_s: float = 3600.0  # the life of a token_for token: each instance gets a new one at half
 
 
 @dataclass(slots=True)
@@ -163,8 +164,9 @@ class Deployment:
             await self.supervisors.pop(instance_id).stop()
         for instance_id in sorted(wanted - set(self.supervisors)):
             log_file = os.path.join(self._ctx.log_dir, f"{self.config.fqfn.replace('/', '.')}.{instance_id}.log")
+            renew = TokenRenewal(self._token, self._ctx.token_ttl_s / 2) if self._ctx.token_for else None
             supervisor = InstanceSupervisor(self._spec(instance_id), self._runtime(), self._ctx.limiter,
-                                            self._on_state, log_file)
+                                            self._on_state, log_file, renew)
             self.supervisors[instance_id] = supervisor
             supervisor.start()
 

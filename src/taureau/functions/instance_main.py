@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from taureau.common.private_files import open_private
@@ -45,6 +46,7 @@ class Process:
         self.closed = threading.Event()
         self.first: Message | None = None
         self.instance: FunctionInstance | None = None
+        self.auth_token = ""  # the function's role's token: the assigned one, then each renewal
         self.channel = InstanceChannel(channel_path, self._on_message, self._on_close)
         self.channel.send({"t": "hello", "token": token, "pid": os.getpid()})
 
@@ -53,6 +55,8 @@ class Process:
         if kind in ("assign", "check") and self.first is None:
             self.first = message
             self.assigned.set()
+        elif kind == "token":
+            self.auth_token = str(message.header["token"])
         elif kind == "invoke" and self.instance is not None:
             self.instance.submit("invoke", message)
         elif kind == "stop":
@@ -76,6 +80,9 @@ class Process:
             return self._check(spec, self.first.header["req"])
         return self._run(spec)
 
+    def current_token(self) -> str:
+        return self.auth_token
+
     def _check(self, spec: InstanceSpec, req: int) -> int:
         try:
             load_code(spec)
@@ -89,8 +96,10 @@ class Process:
     def _run(self, spec: InstanceSpec) -> int:
         if not self.in_thread:
             _redirect_output(spec.limits.get("log_file"))
-        ephemeral = _ephemeral_factory(spec.state_address, spec.auth_token) if spec.state_address else None
-        instance = FunctionInstance(spec, ChannelState(self.channel), self.channel, ephemeral)
+        self.auth_token = spec.auth_token or ""
+        token = self.current_token if spec.auth_token else None
+        ephemeral = _ephemeral_factory(spec.state_address, token) if spec.state_address else None
+        instance = FunctionInstance(spec, ChannelState(self.channel), self.channel, ephemeral, token)
         try:
             instance.start()
         except Exception as exc:  # code that does not load, a broker that refuses: report and exit
@@ -116,7 +125,7 @@ def _redirect_output(path: str | None) -> None:
     os.close(fd)
 
 
-def _ephemeral_factory(address: str, token: str | None = None) -> Any:
+def _ephemeral_factory(address: str, token: Callable[[], str] | None = None) -> Any:
     """Far memory as the function's own role (its minted token), when authentication is on."""
     state_client: Any = None
     lock = threading.Lock()

@@ -68,6 +68,7 @@ class WorkerConfig:
     # connects its own client) with, and what mints each function's token for its own role.
     admin_token: str | None = None
     token_for: Callable[[str, str, str], str] | None = None
+    token_ttl_s: float = 3600.0  # how long a token of token_for lives: renewed at half
 
 
 @dataclass(slots=True)
@@ -163,6 +164,7 @@ class FunctionWorker:
             secrets_dir=self.config.secrets_dir,
             log_dir=self.log_dir,
             token_for=self.config.token_for,
+            token_ttl_s=self.config.token_ttl_s,
         )
 
     async def _deploy(self, record: FunctionRecord, code_paths: list[str] | None = None) -> Deployment:
