@@ -347,6 +347,8 @@ class FrameDecoder:
             off = end
         if off < size:
             rest = buf[off:]
+            if len(rest) < 4:  # judge the length word as soon as it is in, however it is cut
+                need = 4
             self._chunks, self._have, self._need = [rest], len(rest), need
         else:
             self._chunks, self._have, self._need = [], 0, HEAD_SIZE
