@@ -55,7 +55,7 @@ ALLOWED = {
     "web": {"net"},
     "node": {"common", "metadata", "storage"},
     "standalone": {"broker", "dashboard", "functions", "net", "node", "sketches", "state", "web"},
-    "functions_worker": {"broker", "functions", "net", "node", "storage", "web"},
+    "functions_worker": {"auth", "broker", "common", "functions", "net", "node", "storage", "web"},
     "bookie_server": {"metadata", "net", "node", "storage"},
     "cli": {"auth", "bookie_server", "broker", "common", "functions", "functions_worker", "metadata", "net",
             "sketches", "standalone", "state"},

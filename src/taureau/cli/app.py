@@ -8,6 +8,7 @@ import os
 import sys
 
 from taureau.cli import args as checked
+from taureau.cli import credentials
 from taureau.common.sizes import parse_size
 
 # Standalone flags that set a BrokerConfig bound of the same name: (flag, field, type, help).
@@ -126,6 +127,22 @@ def _standalone_parser(sub) -> None:
 
 
 def _security_flags(p: argparse.ArgumentParser) -> None:
+    g = _auth_flags(p)
+    g.add_argument("--tls-cert-file", metavar="FILE", help="server certificate (PEM): serve pulsar+ssl:// and https://")
+    g.add_argument("--tls-key-file", metavar="FILE", help="the certificate's private key (PEM)")
+    g.add_argument("--tls-trust-certs-file", metavar="FILE",
+                   help="CA certificates that sign client certificates (mutual TLS, --auth tls)")
+    g.add_argument("--tls-require-trusted-client-cert", action="store_true",
+                   help="refuse TLS clients without a certificate the trust file signed")
+    g.add_argument("--broker-port-tls", type=int, default=6651, help="pulsar+ssl:// port (default 6651)")
+    g.add_argument("--web-port-tls", type=int, default=8443, help="https:// admin port (default 8443)")
+    g.add_argument("--no-plain-ports", action="store_true", help="serve only the TLS ports")
+    g.add_argument("--tls-cert-refresh-check", type=float, default=300.0, metavar="S",
+                   help="seconds between checks for a renewed certificate (default 300)")
+
+
+def _auth_flags(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Who may call in, and the key function roles are minted with (standalone and worker)."""
     g = p.add_argument_group("security")
     g.add_argument("--auth", action="append", default=[], metavar="METHODS",
                    help="authentication methods, comma-separated or repeated: token, basic, tls")
@@ -138,17 +155,10 @@ def _security_flags(p: argparse.ArgumentParser) -> None:
                    help="seconds an expired connection has to answer AUTH_CHALLENGE (default 60)")
     g.add_argument("--function-token-ttl", type=_positive_int, default=3600, metavar="S",
                    help="seconds a function instance's minted token lives; renewed at half (default 3600)")
-    g.add_argument("--tls-cert-file", metavar="FILE", help="server certificate (PEM): serve pulsar+ssl:// and https://")
-    g.add_argument("--tls-key-file", metavar="FILE", help="the certificate's private key (PEM)")
-    g.add_argument("--tls-trust-certs-file", metavar="FILE",
-                   help="CA certificates that sign client certificates (mutual TLS, --auth tls)")
-    g.add_argument("--tls-require-trusted-client-cert", action="store_true",
-                   help="refuse TLS clients without a certificate the trust file signed")
-    g.add_argument("--broker-port-tls", type=int, default=6651, help="pulsar+ssl:// port (default 6651)")
-    g.add_argument("--web-port-tls", type=int, default=8443, help="https:// admin port (default 8443)")
-    g.add_argument("--no-plain-ports", action="store_true", help="serve only the TLS ports")
-    g.add_argument("--tls-cert-refresh-check", type=float, default=300.0, metavar="S",
-                   help="seconds between checks for a renewed certificate (default 300)")
+    g.add_argument("--internal-key-file", metavar="FILE",
+                   help="keep the key internal and function-role tokens are signed with in FILE (created "
+                        "owner-only): a separate functions worker given the same file mints function tokens")
+    return g
 
 
 def _tls_files(args: argparse.Namespace):
@@ -190,7 +200,7 @@ def _roles(text: str) -> tuple[str, ...]:
 
 
 def _auth_config(args: argparse.Namespace):
-    from taureau.auth.config import AuthConfig
+    from taureau.auth.config import AuthConfig, load_or_create_internal_key
 
     methods = tuple(dict.fromkeys(m for item in args.auth for m in _roles(item)))
     config = AuthConfig(
@@ -202,6 +212,8 @@ def _auth_config(args: argparse.Namespace):
         refresh_check_s=args.auth_refresh_check,
         function_token_ttl_s=args.function_token_ttl,
     )
+    if args.internal_key_file:
+        config.internal_key = load_or_create_internal_key(args.internal_key_file)
     if config.enabled:
         from taureau.auth.config import build_authentication, warn_if_readable
 
@@ -247,6 +259,11 @@ def _functions_worker_parser(sub) -> None:
     p.add_argument("--state-address", default=None, help="ephemeral state controller host:port, if any")
     p.add_argument("--no-journal-fsync", action="store_true", help="acknowledge state before fsync")
     _functions_flags(p)
+    # Against a broker with authentication on: the broker's --auth, keys and --superuser-roles
+    # check the worker's callers, --internal-key-file mints function tokens, and the worker's
+    # own (superuser) token goes in --auth-plugin token --auth-params.
+    _auth_flags(p)
+    credentials.add_options(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_run_functions_worker)
 
@@ -256,7 +273,16 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
 
     try:
         secrets_dir = _secrets_dir(args)
-    except ValueError as exc:
+        auth = _auth_config(args)
+        own = credentials.from_args(args)
+        if own.method not in (None, "token"):
+            raise ValueError("the worker calls the broker with a token (--auth-plugin token)")
+        if auth.enabled != (own.token is not None):
+            raise ValueError("--auth (who may call the worker) and --auth-plugin token (the worker's own role "
+                             "at the broker) go together")
+        if auth.enabled and not args.internal_key_file:
+            raise ValueError("--auth needs --internal-key-file: the broker's, to mint tokens for function roles")
+    except (ValueError, credentials.CredentialsError) as exc:
         print(f"taureau functions-worker: {exc}", file=sys.stderr)
         return 2
     config = FunctionsWorkerConfig(
@@ -271,6 +297,8 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
         secrets_provider=args.secrets_provider,
         secrets_dir=secrets_dir,
         journal_fsync=not args.no_journal_fsync,
+        auth=auth,
+        token=own.token,
     )
     return serve("taureau functions-worker", args.verbose, lambda: run(config))
 
