@@ -25,6 +25,7 @@ from taureau.functions.instance import InstanceSpec
 from taureau.functions.links import InstanceLink
 from taureau.functions.registry import FunctionRecord
 from taureau.functions.runtime.base import Runtime
+from taureau.functions.runtime.isolation import Sandbox
 from taureau.functions.runtime.limits import ResourceLimiter
 from taureau.functions.scaler import Decision, ScaleInput, decide
 from taureau.functions.secrets import function_secrets_dir
@@ -54,6 +55,7 @@ class DeploymentContext:
     # With authentication on: (tenant, namespace, name) -> a token for that function's role.
     token_for: Callable[[str, str, str], str] | None = None
     token_ttl_s: float = 3600.0  # the life of a token_for token: each instance gets a new one at half
+    sandbox: Sandbox | None = None  # OS-level isolation of process-runtime instances
 
 
 @dataclass(slots=True)
@@ -142,7 +144,16 @@ class Deployment:
             secrets_provider=self._ctx.secrets_provider,
             secrets_dir=self._secrets_dir(),
             auth_token=self._token(),
+            limits=self._isolation(instance_id),
         )
+
+    def _isolation(self, instance_id: int) -> dict[str, Any]:
+        sandbox, c = self._ctx.sandbox, self.config
+        if sandbox is None or self._runtime().kind != "process":
+            return {}  # the thread runtime shares the worker's process: nothing to confine
+        confinement = sandbox.confinement(c.fqfn, instance_id, c.resources, self.code_paths, self._secrets_dir(),
+                                          c.secrets)
+        return {"isolation": confinement.to_dict()}
 
     def _secrets_dir(self) -> str | None:
         root, c = self._ctx.secrets_dir, self.config

@@ -71,7 +71,7 @@ class InstanceSpec:
     state_address: str | None = None
     secrets_provider: str = "env"
     secrets_dir: str | None = None  # the function's own directory, for the file provider
-    limits: dict[str, Any] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict, repr=False)  # may hold secret env values
     # With authentication on: a token for the function's own role, minted by the worker.
     # Sent over the worker's private channel only, never logged (repr=False).
     auth_token: str | None = field(default=None, repr=False)

@@ -22,6 +22,7 @@ from taureau.common.private_files import open_private
 from taureau.functions.channel import InstanceChannel, Message
 from taureau.functions.errors import FunctionCodeError
 from taureau.functions.instance import FunctionInstance, InstanceSpec, load_code
+from taureau.functions.runtime.isolation import Confinement, confine
 from taureau.functions.state_ops import ChannelState
 
 _PR_SET_PDEATHSIG = 1
@@ -83,8 +84,15 @@ class Process:
     def current_token(self) -> str:
         return self.auth_token
 
+    def _confine(self, spec: InstanceSpec) -> dict[str, str]:
+        """Confine this process before any of the function's code runs (runtime/isolation.py)."""
+        if self.in_thread or "isolation" not in spec.limits:
+            return {}
+        return confine(Confinement.from_dict(spec.limits["isolation"]))
+
     def _check(self, spec: InstanceSpec, req: int) -> int:
         try:
+            self._confine(spec)
             load_code(spec)
             self.channel.send({"t": "result", "req": req, "ok": True})
         except FunctionCodeError as exc:
@@ -97,6 +105,11 @@ class Process:
         if not self.in_thread:
             _redirect_output(spec.limits.get("log_file"))
         self.auth_token = spec.auth_token or ""
+        try:
+            isolation = self._confine(spec)
+        except (OSError, ValueError) as exc:  # a limit the system refuses: do not run unconfined
+            self.channel.send({"t": "failed", "error": f"cannot confine the instance: {exc}"})
+            return 2
         token = self.current_token if spec.auth_token else None
         ephemeral = _ephemeral_factory(spec.state_address, token) if spec.state_address else None
         instance = FunctionInstance(spec, ChannelState(self.channel), self.channel, ephemeral, token)
@@ -106,7 +119,7 @@ class Process:
             self.channel.send({"t": "failed", "error": f"{type(exc).__name__}: {exc}"})
             return 2
         self.instance = instance
-        self.channel.send({"t": "ready"})
+        self.channel.send({"t": "ready", "isolation": isolation})
         if self.closed.is_set():
             instance.stop()
         instance.run()

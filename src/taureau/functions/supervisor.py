@@ -87,6 +87,7 @@ class InstanceSupervisor:
         self.log_file = log_file
         self.state = InstanceState.STARTING
         self.status: dict[str, Any] = {}  # the host's last report
+        self.isolation: dict[str, str] = {}  # what the running host confined itself to
         self.error = ""  # why the last start failed, or why it was killed
         self.restarts = 0
         self.started_at = 0.0  # monotonic time the current host became ready
@@ -198,6 +199,8 @@ class InstanceSupervisor:
         elif kind == "state":
             return self._on_state(link, message)
         elif kind in ("ready", "failed", "closed"):
+            if kind == "ready":
+                self.isolation = dict(message.header.get("isolation") or {})
             outcome = "ready" if kind == "ready" else f"failed: {message.header.get('error', 'instance went away')}"
             if self._outcome is None or self._outcome.done():
                 return None
@@ -240,6 +243,7 @@ class InstanceSupervisor:
         return {
             "cpu": "cgroup" if self._limiter.enforces_cpu else "not enforced (no writable cgroup)",
             "memory": "cgroup" if self._limiter.enforces_memory_in_kernel else "resident memory watched",
+            **self.isolation,
         }
 
     def _fold_totals(self) -> None:

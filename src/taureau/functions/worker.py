@@ -40,6 +40,7 @@ from taureau.functions.links import InstanceLink, LinkServer
 from taureau.functions.packages import EnvBuilder, PackageRef, PackageStore
 from taureau.functions.registry import FunctionRecord, FunctionRegistry
 from taureau.functions.runtime.base import Runtime
+from taureau.functions.runtime.isolation import Sandbox
 from taureau.functions.runtime.limits import ResourceLimiter
 from taureau.functions.runtime.process import ProcessRuntime
 from taureau.functions.runtime.thread import ThreadRuntime
@@ -90,6 +91,11 @@ class FunctionWorker:
         self.envs = EnvBuilder(os.path.join(root, "envs"))
         self.log_dir = os.path.join(root, "logs")
         make_private_dirs(self.log_dir)
+        # Each process instance's own working directory, and what no instance may reach.
+        work_root = os.path.join(root, "work")
+        make_private_dirs(work_root)
+        protected = tuple(p for p in (config.data_dir, config.secrets_dir) if p)
+        self.sandbox = Sandbox(work_root, protected, config.secrets_provider)
         # A unix socket path must stay under ~108 bytes: it lives in a private temp dir.
         self._socket_dir = tempfile.mkdtemp(prefix="taureau-fw-")
         socket_path = os.path.join(self._socket_dir, "worker.sock")
@@ -165,6 +171,7 @@ class FunctionWorker:
             log_dir=self.log_dir,
             token_for=self.config.token_for,
             token_ttl_s=self.config.token_ttl_s,
+            sandbox=self.sandbox,
         )
 
     async def _deploy(self, record: FunctionRecord, code_paths: list[str] | None = None) -> Deployment:
@@ -185,7 +192,9 @@ class FunctionWorker:
 
     async def _check_code(self, config: FunctionConfig, code_paths: list[str]) -> None:
         """Load the code once in a throwaway instance process; raise what went wrong."""
-        spec = InstanceSpec(config, 0, "check", "0", self.config.service_url, code_paths)
+        confinement = self.sandbox.confinement(config.fqfn, "check", config.resources, code_paths, None, {})
+        spec = InstanceSpec(config, 0, "check", "0", self.config.service_url, code_paths,
+                            limits={"isolation": confinement.to_dict()})
         host = await self.process_runtime.acquire()
         try:
             answer = await host.link.request({"t": "check", "spec": spec.to_dict()}, timeout=CHECK_TIMEOUT_S)
