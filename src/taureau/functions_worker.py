@@ -50,6 +50,7 @@ class FunctionsWorkerConfig:
     secrets_provider: str = "env"
     secrets_dir: str | None = None
     journal_fsync: bool = True
+    run_as: tuple[int, int] | None = None  # (uid, gid) process instances drop to, from root
     # With authentication on: how callers are checked (the broker's methods, keys, superusers
     # and its internal key, to mint function tokens), and the worker's own token to the broker.
     auth: AuthConfig | None = None
@@ -187,7 +188,7 @@ class FunctionsWorkerNode(Node):
             state_address=c.state_address, default_runtime=c.runtime, warm_pool_size=c.warm_pool_size,
             secrets_provider=c.secrets_provider, secrets_dir=c.secrets_dir, worker_id=f"worker-{web.port}",
             admin_token=c.token if token_for is not None else None, token_for=token_for,
-            token_ttl_s=float(c.auth.function_token_ttl_s if c.auth is not None else 3600),
+            token_ttl_s=float(c.auth.function_token_ttl_s if c.auth is not None else 3600), run_as=c.run_as,
         ), store, factory)
         await web.start()
         self.on_stop(web.stop)

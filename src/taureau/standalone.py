@@ -41,6 +41,7 @@ class FunctionsOptions:
     warm_pool_size: int = 1  # instance processes kept started ahead of need
     secrets_provider: str = "env"  # or "cleartext", "file"
     secrets_dir: str | None = None  # for "file"
+    run_as: tuple[int, int] | None = None  # (uid, gid) process instances drop to, from root
 
 
 @dataclass(slots=True)
@@ -165,6 +166,7 @@ class Standalone(Node):
             admin_token=broker.auth.internal_token() if broker.auth.enabled else None,
             token_for=_function_tokens(broker.auth) if broker.auth.enabled else None,
             token_ttl_s=broker.auth.function_token_ttl_s,
+            run_as=opts.run_as,
         )
         self.functions = mount_worker(app, config, store, factory)
         from taureau.sketches.rest import install as install_sketches

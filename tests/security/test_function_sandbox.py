@@ -1,11 +1,14 @@
 """OS-level isolation of process-runtime instances, tried from inside a function: it cannot
 read the broker's data directory nor another function's secrets (Landlock), cannot allocate
 past its `--ram` (RLIMIT_DATA: MemoryError, reported by the worker), starts from a scrubbed
-environment, in a working directory of its own with umask 077."""
+environment, in a working directory of its own with umask 077, and (the tests running as
+root) as the unprivileged user `--functions-run-as` names, unable to signal its worker."""
 
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import time
 
 import httpx
@@ -27,6 +30,13 @@ def process(input, context):
         return str(len(bytearray(int(arg))))  # MemoryError past the RLIMIT: a user exception
     if cmd == "secret":
         return str(context.get_secret(arg))
+    if cmd == "who":
+        try:
+            os.kill(os.getppid(), 0)  # may it signal its worker?
+            signal = "allowed"
+        except OSError as e:
+            signal = type(e).__name__
+        return json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "groups": os.getgroups(), "signal": signal})
     if cmd == "env":
         umask = os.umask(0o077)
         return json.dumps({"env": sorted(os.environ), "cwd": os.getcwd(), "umask": umask,
@@ -47,7 +57,8 @@ def server(tmp_path_factory):
         (secrets / "public" / "default" / name).mkdir(parents=True)
         (secrets / "public" / "default" / name / "s.txt").write_text(value)
     (root / "probe.py").write_text(PROBE)
-    s = Standalone(root / "data", "--secrets-provider", "file", "--secrets-dir", str(secrets),
+    run_as = ["--functions-run-as", "nobody"] if os.geteuid() == 0 else []
+    s = Standalone(root / "data", "--secrets-provider", "file", "--secrets-dir", str(secrets), *run_as,
                    env={"TAUREAU_AUTH_PARAMS": BROKER_SECRET}).start(timeout=60)
     s.secrets = secrets
     created = cli("functions", "--admin-url", s.admin_url, "create", "--tenant", "public", "--namespace", "default",
@@ -125,3 +136,21 @@ def test_allocating_past_its_ram_fails_and_the_worker_reports_it(server):
     assert "MemoryError" in json.dumps(status["latestUserExceptions"])
     assert status["numRestarts"] == 0 and status["running"]
     assert _ask(server, "secret:s") == ["mine"]  # and it goes on serving
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs the worker to run as root")
+def test_it_runs_as_the_unprivileged_user_and_cannot_signal_its_worker(server):
+    nobody = pwd.getpwnam("nobody")
+    who = json.loads(_ask(server, "who")[0])
+    assert who == {"uid": nobody.pw_uid, "euid": nobody.pw_uid, "groups": [], "signal": "PermissionError"}
+    assert _status(server)["instances"][0]["status"]["limits"]["user"] == f"uid {nobody.pw_uid}"
+    work = server.data_dir / "functions" / "work" / "public.default.probe.0"
+    assert work.stat().st_uid == nobody.pw_uid
+
+
+def test_run_as_is_checked_before_starting(tmp_path):
+    refused = cli("standalone", "--data-dir", str(tmp_path / "d"), "--functions-run-as", "no-such-user-x")
+    assert refused.returncode == 2 and "no user 'no-such-user-x'" in refused.stderr
+    refused = cli("standalone", "--data-dir", str(tmp_path / "d"), "--functions-run-as", "root")
+    assert refused.returncode == 2 and ("unprivileged" in refused.stderr or "needs the worker" in refused.stderr)
+    assert not (tmp_path / "d").exists()

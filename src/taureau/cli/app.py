@@ -238,7 +238,26 @@ def _secrets_dir(args: argparse.Namespace) -> str | None:
     return os.path.abspath(args.secrets_dir)
 
 
+def _run_as(args: argparse.Namespace) -> tuple[int, int] | None:
+    """--functions-run-as USER: its (uid, gid); only a worker running as root can drop to it."""
+    if not args.functions_run_as:
+        return None
+    import pwd
+
+    try:
+        user = pwd.getpwnam(args.functions_run_as)
+    except KeyError:
+        raise ValueError(f"--functions-run-as: no user {args.functions_run_as!r}") from None
+    if os.geteuid() != 0:
+        raise ValueError("--functions-run-as needs the worker to run as root (it drops each instance to that user)")
+    if user.pw_uid == 0:
+        raise ValueError("--functions-run-as names root: give an unprivileged user")
+    return user.pw_uid, user.pw_gid
+
+
 def _functions_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--functions-run-as", metavar="USER",
+                   help="run as root, drop each process instance to USER (e.g. nobody)")
     p.add_argument("--functions-runtime", choices=["process", "thread"], default="process",
                    help="where function instances run by default (default: a process each)")
     p.add_argument("--functions-warm-pool", type=int, default=1,
@@ -273,6 +292,7 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
 
     try:
         secrets_dir = _secrets_dir(args)
+        run_as = _run_as(args)
         auth = _auth_config(args)
         own = credentials.from_args(args)
         if own.method not in (None, "token"):
@@ -297,6 +317,7 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
         secrets_provider=args.secrets_provider,
         secrets_dir=secrets_dir,
         journal_fsync=not args.no_journal_fsync,
+        run_as=run_as,
         auth=auth,
         token=own.token,
     )
@@ -341,6 +362,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
         if "tls" in auth.methods and (tls is None or not tls.trust_file):
             raise ValueError("--auth tls needs --tls-cert-file, --tls-key-file and --tls-trust-certs-file")
         secrets_dir = _secrets_dir(args)
+        run_as = _run_as(args)
     except ValueError as exc:
         print(f"taureau standalone: {exc}", file=sys.stderr)
         return 2
@@ -377,6 +399,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
             warm_pool_size=max(args.functions_warm_pool, 0),
             secrets_provider=args.secrets_provider,
             secrets_dir=secrets_dir,
+            run_as=run_as,
         ),
         dashboard=not args.no_dashboard,
     )

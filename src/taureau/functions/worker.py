@@ -70,6 +70,7 @@ class WorkerConfig:
     admin_token: str | None = None
     token_for: Callable[[str, str, str], str] | None = None
     token_ttl_s: float = 3600.0  # how long a token of token_for lives: renewed at half
+    run_as: tuple[int, int] | None = None  # (uid, gid) process instances drop to (the worker runs as root)
 
 
 @dataclass(slots=True)
@@ -95,7 +96,7 @@ class FunctionWorker:
         work_root = os.path.join(root, "work")
         make_private_dirs(work_root)
         protected = tuple(p for p in (config.data_dir, config.secrets_dir) if p)
-        self.sandbox = Sandbox(work_root, protected, config.secrets_provider)
+        self.sandbox = Sandbox(work_root, protected, config.secrets_provider, config.run_as)
         # A unix socket path must stay under ~108 bytes: it lives in a private temp dir.
         self._socket_dir = tempfile.mkdtemp(prefix="taureau-fw-")
         socket_path = os.path.join(self._socket_dir, "worker.sock")

@@ -13,7 +13,11 @@ it a function, `confine` runs in it before the function's code is loaded:
   system files (TLS roots, name resolution, time zones), the function's own secrets
   directory, and read-write to its working directory only. The worker's data directory (the
   broker's ledgers, keys, other functions' packages and logs) and the secrets root stay out of
-  reach: a directory holding either is never opened up.
+  reach: a directory holding either is never opened up;
+- with `--functions-run-as USER` on a worker running as root, the instance then drops to that
+  user (no supplementary groups), keeping only CAP_DAC_READ_SEARCH so that it can still read
+  the root-owned code and secrets Landlock lets it read, and nothing else of root's; its
+  processes and threads are capped by RLIMIT_NPROC.
 
 The confinement holds for the thread that applies it and every thread started after it
 (those that run the function); the process's channel thread, started before, is not user
@@ -36,6 +40,7 @@ log = logging.getLogger("taureau.functions.isolation")
 # Kept from the worker's environment: what Python and the client library need to run.
 ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
 MAX_FILES = 1024
+MAX_PROCS = 4096  # RLIMIT_NPROC of a dropped user (threads count): its instances share it
 # System files an instance may read (what the client library and Python's stdlib open).
 SYSTEM_READ = ("/usr", "/lib", "/lib64", "/bin", "/etc/ssl", "/etc/ca-certificates", "/etc/pki", "/etc/resolv.conf",
                "/etc/hosts", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf", "/etc/services",
@@ -64,15 +69,18 @@ class Confinement:
     read_only: list[str] = field(default_factory=list)  # code paths, its secrets directory
     protected: list[str] = field(default_factory=list)  # never opened up, nor any directory above
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    run_as: tuple[int, int] | None = None  # (uid, gid) to drop to, from root
 
     def to_dict(self) -> dict[str, Any]:
         return {"workDir": self.work_dir, "ram": self.ram, "disk": self.disk, "readOnly": self.read_only,
-                "protected": self.protected, "env": self.env}
+                "protected": self.protected, "env": self.env, "runAs": list(self.run_as) if self.run_as else None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Confinement:
+        run_as = data.get("runAs")
         return cls(str(data["workDir"]), int(data["ram"]), int(data["disk"]), list(data.get("readOnly", [])),
-                   list(data.get("protected", [])), dict(data.get("env", {})))
+                   list(data.get("protected", [])), dict(data.get("env", {})),
+                   (int(run_as[0]), int(run_as[1])) if run_as else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +91,15 @@ class Sandbox:
     work_root: str
     protected: tuple[str, ...]
     secrets_provider: str = "env"
+    run_as: tuple[int, int] | None = None  # (uid, gid) instances drop to
 
     def confinement(self, fqfn: str, instance_id: int | str, resources: Any, code_paths: list[str],
                     secrets_dir: str | None, secrets: Mapping[str, Any]) -> Confinement:
         env = secret_env(secrets, os.environ) if self.secrets_provider == "env" else {}
         work_dir = os.path.join(self.work_root, f"{fqfn.replace('/', '.')}.{instance_id}")
         read_only = [*code_paths, *([secrets_dir] if secrets_dir else [])]
-        return Confinement(work_dir, resources.ram, resources.disk, read_only, list(self.protected), env)
+        return Confinement(work_dir, resources.ram, resources.disk, read_only, list(self.protected), env,
+                           self.run_as)
 
 
 def confine(c: Confinement) -> dict[str, str]:
@@ -105,7 +115,39 @@ def confine(c: Confinement) -> dict[str, str]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FILES, MAX_FILES))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     readable = [*SYSTEM_READ, sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path, *c.read_only]
-    return {"memory_rlimit": f"RLIMIT_DATA {c.ram}", "filesystem": _landlock(readable, c.work_dir, c.protected)}
+    applied = {"memory_rlimit": f"RLIMIT_DATA {c.ram}", "filesystem": _landlock(readable, c.work_dir, c.protected)}
+    if c.run_as is not None:
+        uid, gid = c.run_as
+        os.chown(c.work_dir, uid, gid)
+        _drop_to(uid, gid)
+        applied["user"] = f"uid {uid}"
+    return applied
+
+
+# -- dropping root ---------------------------------------------------------------------------
+
+_PR_SET_KEEPCAPS = 8
+_CAP_VERSION_3 = 0x20080522
+_CAP_DAC_READ_SEARCH = 2
+
+
+def _drop_to(uid: int, gid: int) -> None:
+    """Become `uid`:`gid` for good, keeping CAP_DAC_READ_SEARCH alone (effective and permitted)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_KEEPCAPS)")
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)  # the permitted capabilities survive (KEEPCAPS); the effective ones do not
+    header = (ctypes.c_uint32 * 2)(_CAP_VERSION_3, 0)
+    keep = 1 << _CAP_DAC_READ_SEARCH
+    data = (ctypes.c_uint32 * 6)(keep, keep, 0, 0, 0, 0)  # effective, permitted, inheritable x 2 words
+    if libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+    libc.prctl(_PR_SET_KEEPCAPS, 0, 0, 0, 0)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise OSError("the user was not dropped")
+    resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCS, MAX_PROCS))
 
 
 # -- Landlock (linux/landlock.h) ------------------------------------------------------------
