@@ -13,7 +13,7 @@ import pulsar
 import pytest
 
 from tests.e2e.functions_helpers import EXAMPLES, wait_for
-from tests.security.helpers import Keys, cli, client, rest
+from tests.security.helpers import STATE_PROBE, acme_for_functions, cli, client, rest
 
 NS = "acme/fn"
 TOKEN_TTL_S = 4
@@ -23,20 +23,6 @@ SECRET_ECHO = """
 def process(input, context):
     return str(context.get_secret("username"))
 """
-# Stores into its own ephemeral space, or the space of the function named by its input.
-STATE_PROBE = """
-def process(input, context):
-    try:
-        context.ephemeral_state(of=input or None).hash_table("t").upsert(b"k", b"v")
-        return "stored"
-    except Exception as e:
-        return type(e).__name__ + ": " + str(e)
-"""
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    return Keys(tmp_path_factory.mktemp("keys"))
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +41,7 @@ def server(tmp_path_factory, keys):
                    "--function-token-ttl", str(TOKEN_TTL_S), state=True).start(timeout=60)
     s.code = root / "echo.py"
     s.probe = root / "probe.py"
-    with rest(s, keys.token("admin")) as http:
-        assert http.put("/admin/v2/tenants/acme", json={"adminRoles": ["tadmin"],
-                                                        "allowedClusters": ["standalone"]}).status_code == 204
-        for ns in (NS, "acme/other"):
-            assert http.put(f"/admin/v2/namespaces/{ns}").status_code == 204
-        assert http.post(f"/admin/v2/namespaces/{NS}/permissions/dev", json=["functions"]).status_code == 204
+    acme_for_functions(s, keys)
     yield s
     s.stop()
 

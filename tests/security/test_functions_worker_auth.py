@@ -15,23 +15,9 @@ import pytest
 
 from tests.e2e.functions_helpers import EXAMPLES
 from tests.e2e.harness import free_port, spawn_until_ready
-from tests.security.helpers import Keys, cli, client, rest, start
+from tests.security.helpers import STATE_PROBE, Keys, acme_for_functions, cli, client, start
 
 NS = "acme/fn"
-# Stores into its own ephemeral space, or the space of the function named by its input.
-STATE_PROBE = """
-def process(input, context):
-    try:
-        context.ephemeral_state(of=input or None).hash_table("t").upsert(b"k", b"v")
-        return "stored"
-    except Exception as e:
-        return type(e).__name__
-"""
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    return Keys(tmp_path_factory.mktemp("keys"))
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +26,7 @@ def servers(tmp_path_factory, keys):
     internal = root / "internal.key"
     broker = start(root, keys, "--internal-key-file", str(internal), state=True)
     assert internal.stat().st_mode & 0o777 == 0o600
-    with rest(broker, keys.token("admin")) as http:
-        assert http.put("/admin/v2/tenants/acme", json={"adminRoles": ["tadmin"],
-                                                        "allowedClusters": ["standalone"]}).status_code == 204
-        for ns in (NS, "acme/other"):
-            assert http.put(f"/admin/v2/namespaces/{ns}").status_code == 204
-        assert http.post(f"/admin/v2/namespaces/{NS}/permissions/dev", json=["functions"]).status_code == 204
+    acme_for_functions(broker, keys)
     web_port = free_port()
     output: list[str] = []
     worker = spawn_until_ready(
@@ -104,9 +85,9 @@ def test_functions_run_as_their_role_minted_by_the_worker(servers, keys):
     # State: its namespace is open to it, another namespace's space is not.
     created = _create(worker_url, keys, "tadmin", "probe", "--py", str(probe), "--classname", "probe")
     assert created.returncode == 0, created.stderr
-    assert _send(broker, keys, "probe", b"", b"acme/other/victim") == [b"stored", b"StateAuthorizationError"]
-    assert any("role function:acme/fn/probe may not use state path /functions/acme/other/victim/t" in line
-               for line in broker.output)
+    refusal = b"role function:acme/fn/probe may not use state path /functions/acme/other/victim/t"
+    assert _send(broker, keys, "probe", b"", b"acme/other/victim") == [b"stored", b"StateAuthorizationError: " + refusal]
+    assert any(refusal.decode() in line for line in broker.output)  # logged by the state store
 
 
 def test_a_worker_without_the_pieces_of_auth_refuses_to_start(tmp_path, keys):

@@ -13,12 +13,7 @@ from taureau.common import errors
 from taureau.state import AuthenticationError, AuthorizationError, HashTable, StateClient, client_auth, codec
 from taureau.state.codec import Op, Redirect
 from taureau.state.conn import Conn
-from tests.security.helpers import Keys, cli, rest, start
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    return Keys(tmp_path_factory.mktemp("keys"))
+from tests.security.helpers import cli, rest, start
 
 
 @pytest.fixture(scope="module")
