@@ -103,3 +103,45 @@ def test_a_worker_without_the_pieces_of_auth_refuses_to_start(tmp_path, keys):
         assert refused.returncode == 2, refused.stderr
         assert reason in refused.stderr
     assert not os.path.exists(tmp_path / "w")
+
+
+def test_the_worker_refuses_when_it_cannot_ask_the_broker(keys):
+    import asyncio
+
+    from fastapi import FastAPI
+
+    from taureau.auth.config import AuthConfig, build_authentication
+    from taureau.broker.admin.authn import Authenticate
+    from taureau.functions_worker import AuthorizeFunctions, BrokerGrants
+
+    app = FastAPI()
+
+    @app.get("/admin/v3/functions/{tenant}/{namespace}")
+    async def listing(tenant: str, namespace: str) -> list[str]:
+        return ["reached"]
+
+    authentication = build_authentication(AuthConfig(methods=("token",), token_secret_key_file=str(keys.secret_file),
+                                                     superuser_roles=("admin",)))
+    grants = BrokerGrants(f"http://127.0.0.1:{free_port()}", keys.token("admin"), ("admin",))  # nothing listens
+    app.add_middleware(AuthorizeFunctions, grants=grants)
+    app.add_middleware(Authenticate, service=authentication)
+
+    async def ask(role: str, path: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://worker") as http:
+            return await http.get(path, headers={"Authorization": f"Bearer {keys.token(role)}"})
+
+    async def scenario() -> list[tuple[int, str]]:
+        out = []
+        for role, path in [("dev", "/admin/v3/functions/acme/fn"), ("dev", "/admin/v3/functions/acme/bad%20ns"),
+                           ("admin", "/admin/v3/functions/acme/fn"), ("dev", "/admin/v3/functions")]:
+            r = await ask(role, path)
+            out.append((r.status_code, r.text))
+        await grants.close()
+        return out
+
+    unreachable, bad_name, superuser, unnamed = asyncio.run(scenario())
+    assert unreachable[0] == 503 and "cannot read the broker's permissions" in unreachable[1]
+    assert bad_name[0] == 400
+    assert superuser == (200, '["reached"]')  # superusers need no grant read
+    assert unnamed[0] == 403 and "superusers only" in unnamed[1]
