@@ -148,9 +148,12 @@ def test_it_runs_as_the_unprivileged_user_and_cannot_signal_its_worker(server):
     assert work.stat().st_uid == nobody.pw_uid
 
 
-def test_run_as_is_checked_before_starting(tmp_path):
-    refused = cli("standalone", "--data-dir", str(tmp_path / "d"), "--functions-run-as", "no-such-user-x")
-    assert refused.returncode == 2 and "no user 'no-such-user-x'" in refused.stderr
-    refused = cli("standalone", "--data-dir", str(tmp_path / "d"), "--functions-run-as", "root")
-    assert refused.returncode == 2 and ("unprivileged" in refused.stderr or "needs the worker" in refused.stderr)
+def test_run_as_is_checked_before_starting(tmp_path, capsys):
+    from taureau.cli.app import run  # in this process: the refusal comes before anything starts
+
+    assert run(["standalone", "--data-dir", str(tmp_path / "d"), "--functions-run-as", "no-such-user-x"]) == 2
+    assert "no user 'no-such-user-x'" in capsys.readouterr().err
+    assert run(["standalone", "--data-dir", str(tmp_path / "d"), "--functions-run-as", "root"]) == 2
+    err = capsys.readouterr().err
+    assert "unprivileged" in err or "needs the worker" in err
     assert not (tmp_path / "d").exists()

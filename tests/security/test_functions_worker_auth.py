@@ -90,7 +90,9 @@ def test_functions_run_as_their_role_minted_by_the_worker(servers, keys):
     assert any(refusal.decode() in line for line in broker.output)  # logged by the state store
 
 
-def test_a_worker_without_the_pieces_of_auth_refuses_to_start(tmp_path, keys):
+def test_a_worker_without_the_pieces_of_auth_refuses_to_start(tmp_path, keys, capsys):
+    from taureau.cli.app import run  # in this process: the refusal comes before anything starts
+
     base = ["functions-worker", "--data-dir", str(tmp_path / "w"), "--web-port", "0"]
     for extra, reason in [
         (["--auth", "token", "--token-secret-key", str(keys.secret_file)], "go together"),
@@ -99,9 +101,8 @@ def test_a_worker_without_the_pieces_of_auth_refuses_to_start(tmp_path, keys):
           "--auth-params", "token:x"], "--internal-key-file"),
         (["--auth-plugin", "basic", "--auth-params", '{"userId":"a","password":"b"}'], "with a token"),
     ]:
-        refused = cli(*base, *extra)
-        assert refused.returncode == 2, refused.stderr
-        assert reason in refused.stderr
+        assert run([*base, *extra]) == 2
+        assert reason in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "w")
 
 
