@@ -119,6 +119,17 @@ def test_paths_outside_the_roles_grants_are_refused(address, keys, root, path):
     assert root.exists("/acme/ns/orders")
 
 
+def test_a_request_naming_many_paths_is_refused_for_any_foreign_one(address, keys, root):
+    root.open_or_create_hash_table("/rival/ns/leased")
+    with StateClient(address, token=keys.token("app"), timeout=10) as c:
+        paths = [f"/acme/ns/p{i}" for i in range(50)] + ["/rival/ns/leased"]
+        with pytest.raises(AuthorizationError, match="may not use state path /rival/ns/leased"):
+            c.control(Op.RENEW, {"paths": paths})
+        with pytest.raises(errors.StateProtocolError):  # not a list of strings: refused, not crashed
+            c.control(Op.RENEW, {"paths": ["/acme/ns/orders", 7]})
+        assert c.control(Op.RENEW, {"paths": paths[:50]})["missing"] == paths[:50]
+
+
 def test_consume_alone_is_not_a_state_grant(address, keys):
     with StateClient(address, token=keys.token("reader"), timeout=10) as c, pytest.raises(AuthorizationError):
         c.open_or_create_hash_table("/acme/ns/orders")

@@ -130,8 +130,10 @@ class ClientGate:
         if op in _SUPERUSER_OPS or (op == Op.CREATE and args.get("backing")):
             what = "a backing path" if op == Op.CREATE else Op(op).name.lower()
             self._refuse(f"role {role} may not use {what}: superusers only")
+        scopes: dict[Scope, str] = {}  # each namespace checked once (a RENEW names many paths)
         for path in _paths(op, args):
-            scope = scope_of(path)
+            scopes.setdefault(scope_of(path), path)
+        for scope, path in scopes.items():
             if op == Op.QUOTA and "blocks" in args:  # a namespace's users must not lift their own cap
                 ok = scope.tenant is not None and await self.access.is_tenant_admin(role, scope.tenant)
             else:
