@@ -1,6 +1,6 @@
 """OS-level isolation of process-runtime instances, tried from inside a function: it cannot
 read the broker's data directory nor another function's secrets (Landlock), cannot allocate
-past its `--ram` (RLIMIT_DATA: MemoryError, reported by the worker), starts from a scrubbed
+past twice its `--ram` (RLIMIT_DATA: MemoryError, reported by the worker), starts from a scrubbed
 environment, in a working directory of its own with umask 077, and (the tests running as
 root) as the unprivileged user `--functions-run-as` names, unable to signal its worker."""
 
@@ -123,7 +123,8 @@ def test_allocating_past_its_ram_fails_and_the_worker_reports_it(server):
     assert _ask(server, f"alloc:{64 * 1024 * 1024}") == [str(64 * 1024 * 1024)]
     c = client(server, timeout=30)
     try:
-        c.create_producer(f"persistent://{NS}/probe-in").send(f"alloc:{512 * 1024 * 1024}".encode())
+        # Past 2 x --ram + 256 MiB (RLIMIT_DATA): refused at once, nothing is allocated.
+        c.create_producer(f"persistent://{NS}/probe-in").send(f"alloc:{1024 * 1024 * 1024}".encode())
     finally:
         c.close()
     status: dict = {}

@@ -6,8 +6,10 @@ it a function, `confine` runs in it before the function's code is loaded:
 
 - umask 077, and a working directory of its own (also HOME and TMPDIR), owner-only;
 - resource limits from the function's resources (Pulsar's `--ram`, `--disk`): RLIMIT_DATA at
-  `ram` (its heap and anonymous memory: an allocation past it raises MemoryError in the
-  function), RLIMIT_FSIZE at `disk`, RLIMIT_NOFILE, no core dumps;
+  twice `ram` plus DATA_HEADROOM (its heap and anonymous memory, reserved or not: a runaway
+  allocation raises MemoryError in the function at once, before the cgroup or the 1-second
+  resident-memory watch could act; memory really used past `ram` still gets the instance
+  killed and restarted, as before), RLIMIT_FSIZE at `disk`, RLIMIT_NOFILE, no core dumps;
 - where the kernel has Landlock (Linux 5.13+, no privilege needed, binding even on root), a
   filesystem confinement: read-only access to the Python installation, the code paths, a few
   system files (TLS roots, name resolution, time zones), the function's own secrets
@@ -40,6 +42,7 @@ log = logging.getLogger("taureau.functions.isolation")
 # Kept from the worker's environment: what Python and the client library need to run.
 ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
 MAX_FILES = 1024
+DATA_HEADROOM = 256 << 20  # thread stacks and the client library's arenas, reserved up front
 MAX_PROCS = 4096  # RLIMIT_NPROC of a dropped user (threads count): its instances share it
 # System files an instance may read (what the client library and Python's stdlib open).
 SYSTEM_READ = ("/usr", "/lib", "/lib64", "/bin", "/etc/ssl", "/etc/ca-certificates", "/etc/pki", "/etc/resolv.conf",
@@ -110,12 +113,13 @@ def confine(c: Confinement) -> dict[str, str]:
     os.chdir(c.work_dir)
     os.environ.update(c.env)
     os.environ["HOME"] = os.environ["TMPDIR"] = c.work_dir
-    resource.setrlimit(resource.RLIMIT_DATA, (c.ram, c.ram))
+    data = 2 * c.ram + DATA_HEADROOM
+    resource.setrlimit(resource.RLIMIT_DATA, (data, data))
     resource.setrlimit(resource.RLIMIT_FSIZE, (c.disk, c.disk))
     resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FILES, MAX_FILES))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     readable = [*SYSTEM_READ, sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path, *c.read_only]
-    applied = {"memory_rlimit": f"RLIMIT_DATA {c.ram}", "filesystem": _landlock(readable, c.work_dir, c.protected)}
+    applied = {"memory_rlimit": f"RLIMIT_DATA {data}", "filesystem": _landlock(readable, c.work_dir, c.protected)}
     if c.run_as is not None:
         uid, gid = c.run_as
         os.chown(c.work_dir, uid, gid)
