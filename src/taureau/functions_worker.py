@@ -51,6 +51,8 @@ class FunctionsWorkerConfig:
     secrets_dir: str | None = None
     journal_fsync: bool = True
     run_as: tuple[int, int] | None = None  # (uid, gid) process instances drop to, from root
+    sandbox_files: bool = False  # confine process instances' files (Landlock)
+    readable_paths: tuple[str, ...] = ()  # more trees sandboxed instances may read
     # With authentication on: how callers are checked (the broker's methods, keys, superusers
     # and its internal key, to mint function tokens), and the worker's own token to the broker.
     auth: AuthConfig | None = None
@@ -189,6 +191,7 @@ class FunctionsWorkerNode(Node):
             secrets_provider=c.secrets_provider, secrets_dir=c.secrets_dir, worker_id=f"worker-{web.port}",
             admin_token=c.token if token_for is not None else None, token_for=token_for,
             token_ttl_s=float(c.auth.function_token_ttl_s if c.auth is not None else 3600), run_as=c.run_as,
+            sandbox_files=c.sandbox_files, readable_paths=c.readable_paths,
         ), store, factory)
         await web.start()
         self.on_stop(web.stop)

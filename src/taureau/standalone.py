@@ -42,6 +42,8 @@ class FunctionsOptions:
     secrets_provider: str = "env"  # or "cleartext", "file"
     secrets_dir: str | None = None  # for "file"
     run_as: tuple[int, int] | None = None  # (uid, gid) process instances drop to, from root
+    sandbox_files: bool = False  # confine process instances' files (Landlock)
+    readable_paths: tuple[str, ...] = ()  # more trees sandboxed instances may read
 
 
 @dataclass(slots=True)
@@ -167,6 +169,8 @@ class Standalone(Node):
             token_for=_function_tokens(broker.auth) if broker.auth.enabled else None,
             token_ttl_s=broker.auth.function_token_ttl_s,
             run_as=opts.run_as,
+            sandbox_files=opts.sandbox_files,
+            readable_paths=opts.readable_paths,
         )
         self.functions = mount_worker(app, config, store, factory)
         from taureau.sketches.rest import install as install_sketches

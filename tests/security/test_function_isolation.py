@@ -162,5 +162,6 @@ def test_instances_keep_running_across_token_renewals(server, keys):
     status = _status(server, keys, "longlived")
     assert status["numRunning"] == 1
     assert status["instances"][0]["status"]["numRestarts"] == 0  # the same instance throughout
+    assert status["instances"][0]["status"]["limits"]["filesystem"].startswith("landlock")  # on with --auth
     role = "function:acme/fn/longlived"
     assert not any(role in line and "closing" in line for line in server.output)

@@ -57,10 +57,14 @@ def server(tmp_path_factory):
         (secrets / "public" / "default" / name).mkdir(parents=True)
         (secrets / "public" / "default" / name / "s.txt").write_text(value)
     (root / "probe.py").write_text(PROBE)
+    (root / "inputs").mkdir()
+    (root / "inputs" / "data.txt").write_text("input data")
     run_as = ["--functions-run-as", "nobody"] if os.geteuid() == 0 else []
+    # Without --auth the files sandbox is off unless asked for (the default with --auth).
     s = Standalone(root / "data", "--secrets-provider", "file", "--secrets-dir", str(secrets), *run_as,
+                   "--functions-sandbox", "on", "--functions-readable-path", str(root / "inputs"),
                    env={"TAUREAU_AUTH_PARAMS": BROKER_SECRET}).start(timeout=60)
-    s.secrets = secrets
+    s.secrets, s.inputs = secrets, root / "inputs"
     created = cli("functions", "--admin-url", s.admin_url, "create", "--tenant", "public", "--namespace", "default",
                   "--name", "probe", "--py", str(root / "probe.py"), "--classname", "probe",
                   "--inputs", f"persistent://{NS}/probe-in", "--output", f"persistent://{NS}/probe-out",
@@ -100,9 +104,9 @@ def test_the_function_reads_its_own_files_and_nothing_of_the_server(server):
     other_secret = str(server.secrets / "public" / "default" / "other" / "s.txt")
     own_secret = str(server.secrets / "public" / "default" / "probe" / "s.txt")
     replies = _ask(server, *(f"read:{t}" for t in targets), f"read:{other_secret}", f"read:{own_secret}",
-                   "secret:s", "read:/etc/hostname")
+                   "secret:s", "read:/etc/hostname", f"read:{server.inputs / 'data.txt'}")
     assert replies[: len(targets) + 1] == ["PermissionError"] * (len(targets) + 1), replies
-    assert replies[len(targets) + 1 :] == ["read 4", "mine", "PermissionError"]
+    assert replies[len(targets) + 1 :] == ["read 4", "mine", "PermissionError", "read 10"]
     limits = _status(server)["instances"][0]["status"]["limits"]
     assert limits["filesystem"].startswith("landlock")
 
@@ -157,4 +161,6 @@ def test_run_as_is_checked_before_starting(tmp_path, capsys):
     assert run(["standalone", "--data-dir", str(tmp_path / "d"), "--functions-run-as", "root"]) == 2
     err = capsys.readouterr().err
     assert "unprivileged" in err or "needs the worker" in err
+    assert run(["standalone", "--data-dir", str(tmp_path / "d"), "--functions-readable-path", "/srv"]) == 2
+    assert "--functions-readable-path is for --functions-sandbox on" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()

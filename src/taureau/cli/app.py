@@ -255,9 +255,23 @@ def _run_as(args: argparse.Namespace) -> tuple[int, int] | None:
     return user.pw_uid, user.pw_gid
 
 
+def _sandbox(args: argparse.Namespace, auth_enabled: bool) -> tuple[bool, tuple[str, ...]]:
+    """--functions-sandbox (auto: on with --auth, where tenants share the worker) and the
+    --functions-readable-path trees, made absolute."""
+    on = args.functions_sandbox == "on" or (args.functions_sandbox == "auto" and auth_enabled)
+    paths = tuple(os.path.abspath(p) for p in args.functions_readable_path)
+    if paths and not on:
+        raise ValueError("--functions-readable-path is for --functions-sandbox on")
+    return on, paths
+
+
 def _functions_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--functions-run-as", metavar="USER",
                    help="run as root, drop each process instance to USER (e.g. nobody)")
+    p.add_argument("--functions-sandbox", choices=["auto", "on", "off"], default="auto",
+                   help="confine each process instance's files with Landlock (auto: on with --auth)")
+    p.add_argument("--functions-readable-path", action="append", default=[], metavar="DIR",
+                   help="a tree sandboxed instances may also read (input data); repeatable")
     p.add_argument("--functions-runtime", choices=["process", "thread"], default="process",
                    help="where function instances run by default (default: a process each)")
     p.add_argument("--functions-warm-pool", type=int, default=1,
@@ -302,6 +316,7 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
                              "at the broker) go together")
         if auth.enabled and not args.internal_key_file:
             raise ValueError("--auth needs --internal-key-file: the broker's, to mint tokens for function roles")
+        sandbox_files, readable_paths = _sandbox(args, auth.enabled)
     except (ValueError, credentials.CredentialsError) as exc:
         print(f"taureau functions-worker: {exc}", file=sys.stderr)
         return 2
@@ -318,6 +333,8 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
         secrets_dir=secrets_dir,
         journal_fsync=not args.no_journal_fsync,
         run_as=run_as,
+        sandbox_files=sandbox_files,
+        readable_paths=readable_paths,
         auth=auth,
         token=own.token,
     )
@@ -363,6 +380,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
             raise ValueError("--auth tls needs --tls-cert-file, --tls-key-file and --tls-trust-certs-file")
         secrets_dir = _secrets_dir(args)
         run_as = _run_as(args)
+        sandbox_files, readable_paths = _sandbox(args, auth.enabled)
     except ValueError as exc:
         print(f"taureau standalone: {exc}", file=sys.stderr)
         return 2
@@ -400,6 +418,8 @@ def _run_standalone(args: argparse.Namespace) -> int:
             secrets_provider=args.secrets_provider,
             secrets_dir=secrets_dir,
             run_as=run_as,
+            sandbox_files=sandbox_files,
+            readable_paths=readable_paths,
         ),
         dashboard=not args.no_dashboard,
     )

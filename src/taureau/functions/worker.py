@@ -71,6 +71,8 @@ class WorkerConfig:
     token_for: Callable[[str, str, str], str] | None = None
     token_ttl_s: float = 3600.0  # how long a token of token_for lives: renewed at half
     run_as: tuple[int, int] | None = None  # (uid, gid) process instances drop to (the worker runs as root)
+    sandbox_files: bool = False  # confine process instances' files (Landlock): runtime/isolation.py
+    readable_paths: tuple[str, ...] = ()  # more trees sandboxed instances may read
 
 
 @dataclass(slots=True)
@@ -96,7 +98,8 @@ class FunctionWorker:
         work_root = os.path.join(root, "work")
         make_private_dirs(work_root)
         protected = tuple(p for p in (config.data_dir, config.secrets_dir) if p)
-        self.sandbox = Sandbox(work_root, protected, config.secrets_provider, config.run_as)
+        self.sandbox = Sandbox(work_root, protected, config.secrets_provider, config.run_as, config.sandbox_files,
+                               config.readable_paths)
         # A unix socket path must stay under ~108 bytes: it lives in a private temp dir.
         self._socket_dir = tempfile.mkdtemp(prefix="taureau-fw-")
         socket_path = os.path.join(self._socket_dir, "worker.sock")

@@ -10,10 +10,12 @@ it a function, `confine` runs in it before the function's code is loaded:
   allocation raises MemoryError in the function at once, before the cgroup or the 1-second
   resident-memory watch could act; memory really used past `ram` still gets the instance
   killed and restarted, as before), RLIMIT_FSIZE at `disk`, RLIMIT_NOFILE, no core dumps;
-- where the kernel has Landlock (Linux 5.13+, no privilege needed, binding even on root), a
-  filesystem confinement: read-only access to the Python installation, the code paths, a few
+- with the files sandbox on (`--functions-sandbox`: by default with `--auth`, where tenants
+  share a worker) and where the kernel has Landlock (Linux 5.13+, no privilege needed, binding
+  even on root), a filesystem confinement: read-only access to the Python installation, the code paths, a few
   system files (TLS roots, name resolution, time zones), the function's own secrets
-  directory, and read-write to its working directory only. The worker's data directory (the
+  directory, any `--functions-readable-path`, and read-write to its working directory only.
+  The worker's data directory (the
   broker's ledgers, keys, other functions' packages and logs) and the secrets root stay out of
   reach: a directory holding either is never opened up;
 - with `--functions-run-as USER` on a worker running as root, the instance then drops to that
@@ -73,17 +75,19 @@ class Confinement:
     protected: list[str] = field(default_factory=list)  # never opened up, nor any directory above
     env: dict[str, str] = field(default_factory=dict, repr=False)
     run_as: tuple[int, int] | None = None  # (uid, gid) to drop to, from root
+    files: bool = True  # confine its files (Landlock)
 
     def to_dict(self) -> dict[str, Any]:
         return {"workDir": self.work_dir, "ram": self.ram, "disk": self.disk, "readOnly": self.read_only,
-                "protected": self.protected, "env": self.env, "runAs": list(self.run_as) if self.run_as else None}
+                "protected": self.protected, "env": self.env, "runAs": list(self.run_as) if self.run_as else None,
+                "files": self.files}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Confinement:
         run_as = data.get("runAs")
         return cls(str(data["workDir"]), int(data["ram"]), int(data["disk"]), list(data.get("readOnly", [])),
                    list(data.get("protected", [])), dict(data.get("env", {})),
-                   (int(run_as[0]), int(run_as[1])) if run_as else None)
+                   (int(run_as[0]), int(run_as[1])) if run_as else None, bool(data.get("files", True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +99,16 @@ class Sandbox:
     protected: tuple[str, ...]
     secrets_provider: str = "env"
     run_as: tuple[int, int] | None = None  # (uid, gid) instances drop to
+    files: bool = True  # confine instances' files (Landlock)
+    readable: tuple[str, ...] = ()  # more trees every instance may read (input data)
 
     def confinement(self, fqfn: str, instance_id: int | str, resources: Any, code_paths: list[str],
                     secrets_dir: str | None, secrets: Mapping[str, Any]) -> Confinement:
         env = secret_env(secrets, os.environ) if self.secrets_provider == "env" else {}
         work_dir = os.path.join(self.work_root, f"{fqfn.replace('/', '.')}.{instance_id}")
-        read_only = [*code_paths, *([secrets_dir] if secrets_dir else [])]
+        read_only = [*code_paths, *([secrets_dir] if secrets_dir else []), *self.readable]
         return Confinement(work_dir, resources.ram, resources.disk, read_only, list(self.protected), env,
-                           self.run_as)
+                           self.run_as, self.files)
 
 
 def confine(c: Confinement) -> dict[str, str]:
@@ -119,7 +125,8 @@ def confine(c: Confinement) -> dict[str, str]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FILES, MAX_FILES))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     readable = [*SYSTEM_READ, sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path, *c.read_only]
-    applied = {"memory_rlimit": f"RLIMIT_DATA {data}", "filesystem": _landlock(readable, c.work_dir, c.protected)}
+    files = _landlock(readable, c.work_dir, c.protected) if c.files else "not confined (--functions-sandbox off)"
+    applied = {"memory_rlimit": f"RLIMIT_DATA {data}", "filesystem": files}
     if c.run_as is not None:
         uid, gid = c.run_as
         os.chown(c.work_dir, uid, gid)
