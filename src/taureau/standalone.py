@@ -41,6 +41,9 @@ class FunctionsOptions:
     warm_pool_size: int = 1  # instance processes kept started ahead of need
     secrets_provider: str = "env"  # or "cleartext", "file"
     secrets_dir: str | None = None  # for "file"
+    run_as: tuple[int, int] | None = None  # (uid, gid) process instances drop to, from root
+    sandbox_files: bool = False  # confine process instances' files (Landlock)
+    readable_paths: tuple[str, ...] = ()  # more trees sandboxed instances may read
 
 
 @dataclass(slots=True)
@@ -70,7 +73,7 @@ class Standalone(Node):
 
     async def start(self) -> None:
         broker = self.config.broker
-        _check_exposure(broker, self.config.state)
+        _check_exposure(broker)
         data_dir = self.prepare_data_dir(broker.data_dir)
         store, factory = await self.open_storage(
             data_dir, self.config.metadata_url, fsync=broker.journal_fsync, config=broker.managed_ledger,
@@ -164,6 +167,10 @@ class Standalone(Node):
             secrets_dir=opts.secrets_dir,
             admin_token=broker.auth.internal_token() if broker.auth.enabled else None,
             token_for=_function_tokens(broker.auth) if broker.auth.enabled else None,
+            token_ttl_s=broker.auth.function_token_ttl_s,
+            run_as=opts.run_as,
+            sandbox_files=opts.sandbox_files,
+            readable_paths=opts.readable_paths,
         )
         self.functions = mount_worker(app, config, store, factory)
         from taureau.sketches.rest import install as install_sketches
@@ -175,6 +182,11 @@ class Standalone(Node):
         from taureau.state.service import start_state_services
 
         opts = self.config.state
+        access = None
+        if self.service.authentication is not None:  # state clients authenticate as broker clients do
+            from taureau.broker.state_access import BrokerStateAccess
+
+            access = BrokerStateAccess(self.service.authentication, self.service.authorization)
         services = await start_state_services(
             host=self.config.broker.bind_address,
             advertised_host=self.config.broker.advertised_address,
@@ -184,6 +196,7 @@ class Standalone(Node):
             lease_ms=opts.lease_ms,
             data_dir=os.path.join(data_dir, "state"),
             store=store,  # the namespace outlives a restart (docs/state.md)
+            access=access,
         )
         self.state_services = services
         port = services.controller_address.rsplit(":", 1)[1]
@@ -196,19 +209,16 @@ def _function_tokens(auth: Any) -> Any:
     with a token signed by the server's internal key: what they may do is what that role may."""
     from taureau.broker.authorization import function_role
 
-    return lambda tenant, namespace, name: auth.internal_token(function_role(tenant, namespace, name))
+    return lambda tenant, namespace, name: auth.internal_token(
+        function_role(tenant, namespace, name), expires_in_s=auth.function_token_ttl_s
+    )
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-def _check_exposure(broker: BrokerConfig, state: StateOptions) -> None:
+def _check_exposure(broker: BrokerConfig) -> None:
     """Say so when every port is open to the network with no authentication."""
-    if broker.auth.enabled and state.enabled and broker.bind_address not in LOOPBACK:
-        # The state store authenticates its memory servers, not its clients (docs/security.md).
-        log.warning("state port %d on %s does not authenticate clients: anyone who can reach it can "
-                    "read and write state (use --no-state, or --bind-address 127.0.0.1)",
-                    state.port, broker.bind_address)
     if not broker.auth.enabled and broker.bind_address not in LOOPBACK:
         log.warning(
             "listening on %s with authentication off: anyone who can reach ports %d, %d and the state "

@@ -218,7 +218,9 @@ def test_kill_9_of_standalone_brings_every_function_back(tmp_path):
 
 def test_a_segfaulting_instance_is_restarted_and_loses_nothing(standalone, client, tmp_path):
     (tmp_path / "crasher.py").write_text(
-        "import ctypes, os\n\nCRASHED = '/tmp/taureau-test-crashed-%d' % os.getppid()\n\n"
+        # The marker lives in the instance's own working directory (kept across its restarts):
+        # a sandboxed instance cannot write to /tmp.
+        "import ctypes, os\n\nCRASHED = 'crashed-marker'\n\n"
         "def process(x):\n"
         "    if x == 'crash' and not os.path.exists(CRASHED):\n"
         "        open(CRASHED, 'w').close()\n"

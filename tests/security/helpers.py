@@ -61,6 +61,29 @@ def rest(server: Standalone, token: str | None = None, **options) -> httpx.Clien
     return httpx.Client(base_url=server.admin_url, headers=headers, timeout=10, **options)
 
 
+# A function that stores into its own ephemeral space, or the space of the function its input
+# names, and says what happened.
+STATE_PROBE = """
+def process(input, context):
+    try:
+        context.ephemeral_state(of=input or None).hash_table("t").upsert(b"k", b"v")
+        return "stored"
+    except Exception as e:
+        return type(e).__name__ + ": " + str(e)
+"""
+
+
+def acme_for_functions(server: Standalone, keys: Keys) -> None:
+    """Tenant acme (admin role tadmin) with namespaces acme/fn and acme/other; role dev may
+    deploy functions in acme/fn."""
+    with rest(server, keys.token("admin")) as http:
+        assert http.put("/admin/v2/tenants/acme", json={"adminRoles": ["tadmin"],
+                                                        "allowedClusters": ["standalone"]}).status_code == 204
+        for ns in ("acme/fn", "acme/other"):
+            assert http.put(f"/admin/v2/namespaces/{ns}").status_code == 204
+        assert http.post("/admin/v2/namespaces/acme/fn/permissions/dev", json=["functions"]).status_code == 204
+
+
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "taureau.cli.main", *args], capture_output=True, text=True,
                           timeout=60, env={**os.environ, **(env or {})})

@@ -7,25 +7,22 @@ and neither secrets nor tokens reach a log."""
 from __future__ import annotations
 
 import json
+import time
 
 import pulsar
 import pytest
 
 from tests.e2e.functions_helpers import EXAMPLES, wait_for
-from tests.security.helpers import Keys, cli, client, rest
+from tests.security.helpers import STATE_PROBE, acme_for_functions, cli, client, rest
 
 NS = "acme/fn"
+TOKEN_TTL_S = 4
 SECRET = "s3cr3t-Value-42"
 # Returns what get_secret gave it, so a refused secret shows as "None".
 SECRET_ECHO = """
 def process(input, context):
     return str(context.get_secret("username"))
 """
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    return Keys(tmp_path_factory.mktemp("keys"))
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +34,14 @@ def server(tmp_path_factory, keys):
     (secrets / "acme" / "fn" / "sec").mkdir(parents=True)
     (secrets / "acme" / "fn" / "sec" / "user.txt").write_text(SECRET + "\n")
     (root / "echo.py").write_text(SECRET_ECHO)
+    (root / "probe.py").write_text(STATE_PROBE)
     s = Standalone(root / "data", "--auth", "token", "--token-secret-key", str(keys.secret_file),
                    "--superuser-roles", "admin", "--secrets-provider", "file", "--secrets-dir", str(secrets),
-                   ).start(timeout=60)
+                   # Minted tokens live 4 s: every test here runs across renewals.
+                   "--function-token-ttl", str(TOKEN_TTL_S), state=True).start(timeout=60)
     s.code = root / "echo.py"
-    with rest(s, keys.token("admin")) as http:
-        assert http.put("/admin/v2/tenants/acme", json={"adminRoles": ["tadmin"],
-                                                        "allowedClusters": ["standalone"]}).status_code == 204
-        for ns in (NS, "acme/other"):
-            assert http.put(f"/admin/v2/namespaces/{ns}").status_code == 204
-        assert http.post(f"/admin/v2/namespaces/{NS}/permissions/dev", json=["functions"]).status_code == 204
+    s.probe = root / "probe.py"
+    acme_for_functions(s, keys)
     yield s
     s.stop()
 
@@ -126,3 +121,47 @@ def test_no_secret_or_token_is_logged(server, keys):
     assert "function:acme/fn" in logs  # the log does name roles (the broker's refusal above)
     assert SECRET not in logs
     assert "eyJ" not in logs  # the start of every JWT: no token, minted or presented
+
+
+def test_an_instance_uses_state_as_its_function_within_its_namespace(server, keys):
+    from taureau.state import StateClient
+
+    created = _create(server, keys, "dev", "probe", f"persistent://{NS}/probe-out",
+                      "--py", str(server.probe), "--classname", "probe")
+    assert created.returncode == 0, created.stderr
+    c = client(server, pulsar.AuthenticationToken(keys.token("admin")), timeout=30)
+    try:
+        consumer = c.subscribe(f"persistent://{NS}/probe-out", "check", initial_position=pulsar.InitialPosition.Earliest)
+        producer = c.create_producer(f"persistent://{NS}/probe-in")
+        replies = []
+        for target in (b"", b"acme/fn/neighbour", b"acme/other/victim"):
+            producer.send(target)
+            replies.append(consumer.receive(30_000).data().decode())
+    finally:
+        c.close()
+    assert replies[:2] == ["stored", "stored"]  # its own space, and its namespace's
+    role = "function:acme/fn/probe"
+    assert replies[2] == f"StateAuthorizationError: role {role} may not use state path /functions/acme/other/victim/t"
+    with StateClient(f"127.0.0.1:{server.state_port}", token=keys.token("admin"), timeout=10) as root:
+        assert root.open_hash_table("/functions/acme/fn/probe/t").get(b"k") == b"v"
+        assert not root.exists("/functions/acme/other/victim/t")
+
+
+def test_instances_keep_running_across_token_renewals(server, keys):
+    created = _create(server, keys, "dev", "longlived", f"persistent://{NS}/longlived-out")
+    assert created.returncode == 0, created.stderr
+    assert _round_trip(server, keys, "longlived", f"persistent://{NS}/longlived-out") == b"hello!"
+    time.sleep(2 * TOKEN_TTL_S + 1)  # the first tokens expired: the broker challenged, the worker renewed
+    c = client(server, pulsar.AuthenticationToken(keys.token("admin")), timeout=30)
+    try:
+        consumer = c.subscribe(f"persistent://{NS}/longlived-out", "after")
+        c.create_producer(f"persistent://{NS}/longlived-in").send(b"again")
+        assert consumer.receive(20_000).data() == b"again!"
+    finally:
+        c.close()
+    status = _status(server, keys, "longlived")
+    assert status["numRunning"] == 1
+    assert status["instances"][0]["status"]["numRestarts"] == 0  # the same instance throughout
+    assert status["instances"][0]["status"]["limits"]["filesystem"].startswith("landlock")  # on with --auth
+    role = "function:acme/fn/longlived"
+    assert not any(role in line and "closing" in line for line in server.output)

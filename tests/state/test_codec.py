@@ -51,6 +51,21 @@ def test_decoder_rejects_malformed_frames(data):
         FrameDecoder().feed(data)
 
 
+def test_an_oversized_length_is_refused_however_the_bytes_are_cut():
+    # Found by tests/fuzz (atheris): a 6.6 MB length word was refused when its 4 bytes came
+    # in one read, but waited for a full 10-byte header when they came one by one.
+    from taureau.state.limits import controller_limits
+
+    data = b"\x00\x65\x00\x00\x00"
+    with pytest.raises(codec.FrameRefused):
+        FrameDecoder(controller_limits()).feed(data)
+    dec = FrameDecoder(controller_limits())
+    for b in data[:3]:
+        assert dec.feed(bytes([b])) == []
+    with pytest.raises(codec.FrameRefused, match="exceeds every limit"):
+        dec.feed(data[3:4])
+
+
 def test_control_json_must_be_an_object():
     with pytest.raises(errors.StateProtocolError):
         codec.unpack_json([b"[1]"])

@@ -22,6 +22,7 @@ from taureau.auth.providers import (
 from taureau.auth.roles import INTERNAL_ROLE
 from taureau.auth.tokens import TokenVerifier, create_secret_key, create_token, read_secret_key
 from taureau.common.files import read_file
+from taureau.common.private_files import open_private
 
 METHODS = ("token", "basic", "tls")
 
@@ -36,6 +37,9 @@ class AuthConfig:
     # Pulsar's authenticationRefreshCheckSeconds: how long an expired connection has to answer
     # AUTH_CHALLENGE with fresh credentials before it is closed.
     refresh_check_s: float = 60.0
+    # Tokens minted for function instances expire after this long; the worker hands each
+    # running instance a fresh one at half that (functions/supervisor.py).
+    function_token_ttl_s: int = 3600
     internal_key: bytes = field(default_factory=create_secret_key, repr=False)
 
     @property
@@ -59,6 +63,20 @@ class AuthConfig:
         """A token for one of this server's own components (or a function, by its role)."""
         return create_token(role, secret_key=self.internal_key, expires_in_s=expires_in_s)
 
+
+
+def load_or_create_internal_key(path: str) -> bytes:
+    """The internal key kept in `path` (created owner-only on first use): a standalone and a
+    separate functions worker given the same file share it, so the worker can mint tokens for
+    function roles the broker accepts (`--internal-key-file`)."""
+    try:
+        fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        return read_secret_key(read_file(path))
+    key = create_secret_key()
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key
 
 
 def build_authentication(config: AuthConfig) -> AuthenticationService | None:

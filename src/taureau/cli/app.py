@@ -8,6 +8,7 @@ import os
 import sys
 
 from taureau.cli import args as checked
+from taureau.cli import credentials
 from taureau.common.sizes import parse_size
 
 # Standalone flags that set a BrokerConfig bound of the same name: (flag, field, type, help).
@@ -149,16 +150,7 @@ def _standalone_parser(sub) -> None:
 
 
 def _security_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("security")
-    g.add_argument("--auth", action="append", default=[], metavar="METHODS",
-                   help="authentication methods, comma-separated or repeated: token, basic, tls")
-    g.add_argument("--token-secret-key", metavar="FILE", help="HS256 secret key file (taureau tokens create-secret-key)")
-    g.add_argument("--token-public-key", metavar="FILE", help="RS256/ES256 public key file (PEM or DER)")
-    g.add_argument("--basic-auth-file", metavar="FILE", help="htpasswd file (bcrypt or apr1) for --auth basic")
-    g.add_argument("--superuser-roles", type=_roles, default=(), metavar="A,B",
-                   help="roles allowed everything (Pulsar's superUserRoles)")
-    g.add_argument("--auth-refresh-check", type=float, default=60.0, metavar="S",
-                   help="seconds an expired connection has to answer AUTH_CHALLENGE (default 60)")
+    g = _auth_flags(p)
     g.add_argument("--tls-cert-file", metavar="FILE", help="server certificate (PEM): serve pulsar+ssl:// and https://")
     g.add_argument("--tls-key-file", metavar="FILE", help="the certificate's private key (PEM)")
     g.add_argument("--tls-trust-certs-file", metavar="FILE",
@@ -170,6 +162,26 @@ def _security_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-plain-ports", action="store_true", help="serve only the TLS ports")
     g.add_argument("--tls-cert-refresh-check", type=float, default=300.0, metavar="S",
                    help="seconds between checks for a renewed certificate (default 300)")
+
+
+def _auth_flags(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Who may call in, and the key function roles are minted with (standalone and worker)."""
+    g = p.add_argument_group("security")
+    g.add_argument("--auth", action="append", default=[], metavar="METHODS",
+                   help="authentication methods, comma-separated or repeated: token, basic, tls")
+    g.add_argument("--token-secret-key", metavar="FILE", help="HS256 secret key file (taureau tokens create-secret-key)")
+    g.add_argument("--token-public-key", metavar="FILE", help="RS256/ES256 public key file (PEM or DER)")
+    g.add_argument("--basic-auth-file", metavar="FILE", help="htpasswd file (bcrypt or apr1) for --auth basic")
+    g.add_argument("--superuser-roles", type=_roles, default=(), metavar="A,B",
+                   help="roles allowed everything (Pulsar's superUserRoles)")
+    g.add_argument("--auth-refresh-check", type=float, default=60.0, metavar="S",
+                   help="seconds an expired connection has to answer AUTH_CHALLENGE (default 60)")
+    g.add_argument("--function-token-ttl", type=_positive_int, default=3600, metavar="S",
+                   help="seconds a function instance's minted token lives; renewed at half (default 3600)")
+    g.add_argument("--internal-key-file", metavar="FILE",
+                   help="keep the key internal and function-role tokens are signed with in FILE (created "
+                        "owner-only): a separate functions worker given the same file mints function tokens")
+    return g
 
 
 def _tls_files(args: argparse.Namespace):
@@ -196,12 +208,22 @@ def _tls_files(args: argparse.Namespace):
     return files
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 2:  # renewed at half: one second is the least that leaves room to renew
+        raise argparse.ArgumentTypeError("must be at least 2")
+    return value
+
+
 def _roles(text: str) -> tuple[str, ...]:
     return tuple(r.strip() for r in text.split(",") if r.strip())
 
 
 def _auth_config(args: argparse.Namespace):
-    from taureau.auth.config import AuthConfig
+    from taureau.auth.config import AuthConfig, load_or_create_internal_key
 
     methods = tuple(dict.fromkeys(m for item in args.auth for m in _roles(item)))
     config = AuthConfig(
@@ -211,7 +233,10 @@ def _auth_config(args: argparse.Namespace):
         basic_auth_file=args.basic_auth_file,
         superuser_roles=args.superuser_roles,
         refresh_check_s=args.auth_refresh_check,
+        function_token_ttl_s=args.function_token_ttl,
     )
+    if args.internal_key_file:
+        config.internal_key = load_or_create_internal_key(args.internal_key_file)
     if config.enabled:
         from taureau.auth.config import build_authentication, warn_if_readable
 
@@ -236,7 +261,40 @@ def _secrets_dir(args: argparse.Namespace) -> str | None:
     return os.path.abspath(args.secrets_dir)
 
 
+def _run_as(args: argparse.Namespace) -> tuple[int, int] | None:
+    """--functions-run-as USER: its (uid, gid); only a worker running as root can drop to it."""
+    if not args.functions_run_as:
+        return None
+    import pwd
+
+    try:
+        user = pwd.getpwnam(args.functions_run_as)
+    except KeyError:
+        raise ValueError(f"--functions-run-as: no user {args.functions_run_as!r}") from None
+    if os.geteuid() != 0:
+        raise ValueError("--functions-run-as needs the worker to run as root (it drops each instance to that user)")
+    if user.pw_uid == 0:
+        raise ValueError("--functions-run-as names root: give an unprivileged user")
+    return user.pw_uid, user.pw_gid
+
+
+def _sandbox(args: argparse.Namespace, auth_enabled: bool) -> tuple[bool, tuple[str, ...]]:
+    """--functions-sandbox (auto: on with --auth, where tenants share the worker) and the
+    --functions-readable-path trees, made absolute."""
+    on = args.functions_sandbox == "on" or (args.functions_sandbox == "auto" and auth_enabled)
+    paths = tuple(os.path.abspath(p) for p in args.functions_readable_path)
+    if paths and not on:
+        raise ValueError("--functions-readable-path is for --functions-sandbox on")
+    return on, paths
+
+
 def _functions_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--functions-run-as", metavar="USER",
+                   help="run as root, drop each process instance to USER (e.g. nobody)")
+    p.add_argument("--functions-sandbox", choices=["auto", "on", "off"], default="auto",
+                   help="confine each process instance's files with Landlock (auto: on with --auth)")
+    p.add_argument("--functions-readable-path", action="append", default=[], metavar="DIR",
+                   help="a tree sandboxed instances may also read (input data); repeatable")
     p.add_argument("--functions-runtime", choices=["process", "thread"], default="process",
                    help="where function instances run by default (default: a process each)")
     p.add_argument("--functions-warm-pool", type=int, default=1,
@@ -257,6 +315,11 @@ def _functions_worker_parser(sub) -> None:
     p.add_argument("--state-address", default=None, help="ephemeral state controller host:port, if any")
     p.add_argument("--no-journal-fsync", action="store_true", help="acknowledge state before fsync")
     _functions_flags(p)
+    # Against a broker with authentication on: the broker's --auth, keys and --superuser-roles
+    # check the worker's callers, --internal-key-file mints function tokens, and the worker's
+    # own (superuser) token goes in --auth-plugin token --auth-params.
+    _auth_flags(p)
+    credentials.add_options(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_run_functions_worker)
 
@@ -266,7 +329,18 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
 
     try:
         secrets_dir = _secrets_dir(args)
-    except ValueError as exc:
+        run_as = _run_as(args)
+        auth = _auth_config(args)
+        own = credentials.from_args(args)
+        if own.method not in (None, "token"):
+            raise ValueError("the worker calls the broker with a token (--auth-plugin token)")
+        if auth.enabled != (own.token is not None):
+            raise ValueError("--auth (who may call the worker) and --auth-plugin token (the worker's own role "
+                             "at the broker) go together")
+        if auth.enabled and not args.internal_key_file:
+            raise ValueError("--auth needs --internal-key-file: the broker's, to mint tokens for function roles")
+        sandbox_files, readable_paths = _sandbox(args, auth.enabled)
+    except (ValueError, credentials.CredentialsError) as exc:
         print(f"taureau functions-worker: {exc}", file=sys.stderr)
         return 2
     config = FunctionsWorkerConfig(
@@ -281,6 +355,11 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
         secrets_provider=args.secrets_provider,
         secrets_dir=secrets_dir,
         journal_fsync=not args.no_journal_fsync,
+        run_as=run_as,
+        sandbox_files=sandbox_files,
+        readable_paths=readable_paths,
+        auth=auth,
+        token=own.token,
     )
     return serve("taureau functions-worker", args.verbose, lambda: run(config))
 
@@ -330,6 +409,8 @@ def _run_standalone(args: argparse.Namespace) -> int:
         if "tls" in auth.methods and (tls is None or not tls.trust_file):
             raise ValueError("--auth tls needs --tls-cert-file, --tls-key-file and --tls-trust-certs-file")
         secrets_dir = _secrets_dir(args)
+        run_as = _run_as(args)
+        sandbox_files, readable_paths = _sandbox(args, auth.enabled)
     except ValueError as exc:
         print(f"taureau standalone: {exc}", file=sys.stderr)
         return 2
@@ -367,6 +448,9 @@ def _run_standalone(args: argparse.Namespace) -> int:
             warm_pool_size=max(args.functions_warm_pool, 0),
             secrets_provider=args.secrets_provider,
             secrets_dir=secrets_dir,
+            run_as=run_as,
+            sandbox_files=sandbox_files,
+            readable_paths=readable_paths,
         ),
         dashboard=not args.no_dashboard,
     )

@@ -58,6 +58,16 @@ class ClientAuth:
             options["verify"] = context
         return options
 
+    def state_options(self) -> dict[str, Any]:
+        """StateClient keyword arguments (the state store takes tokens and basic users)."""
+        if self.method == "token":
+            return {"token": self.token}
+        if self.method == "basic":
+            return {"basic": (self.user, self.password)}
+        if self.method == "tls":
+            raise CredentialsError("the state store takes token or basic credentials, not tls")
+        return {}
+
     def pulsar_options(self) -> dict[str, Any]:
         """pulsar.Client keyword arguments."""
         import pulsar

@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 
+from taureau.cli import credentials
 from taureau.common import errors
 from taureau.common.sizes import parse_size
 
@@ -24,6 +25,7 @@ def register(subparsers) -> None:
         default=os.environ.get("TAUREAU_STATE_URL", DEFAULT_CONTROLLER),
         help="state controller HOST:PORT (default: $TAUREAU_STATE_URL or localhost:9090)",
     )
+    credentials.add_options(st)  # as the other commands: token or basic, with authentication on
     sub = st.add_subparsers(dest="state_cmd", required=True)
     p = sub.add_parser("ls", help="list a directory")
     p.add_argument("path", nargs="?", default="/")
@@ -100,7 +102,12 @@ def state_handler(args: argparse.Namespace) -> int:
     from taureau.state.client import StateClient
 
     try:
-        with StateClient(args.controller, timeout=10) as c:
+        options = credentials.from_args(args).state_options()
+    except credentials.CredentialsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        with StateClient(args.controller, timeout=10, **options) as c:
             return _run_state(c, args)
     except errors.StateError as e:
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)

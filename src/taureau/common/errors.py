@@ -263,6 +263,21 @@ class StateAuthError(StateProtocolError):
     code = 17
 
 
+class StateAuthenticationError(StateError, AuthenticationError):
+    """With authentication on: a state client that presented no credentials, or a wrong,
+    forged or expired one (also a `taureau.common.errors.AuthenticationError`)."""
+
+    code = 18
+
+
+class StateAuthorizationError(StateError, AuthorizationError):
+    """With authentication on: the client's role may not use that state path, or a memory
+    server was asked about a structure the connection holds no valid ticket for (also a
+    `taureau.common.errors.AuthorizationError`)."""
+
+    code = 19
+
+
 # -- managed ledger (appended) --------------------------------------------------------------
 
 

@@ -25,11 +25,12 @@ from taureau.functions.instance import InstanceSpec
 from taureau.functions.links import InstanceLink
 from taureau.functions.registry import FunctionRecord
 from taureau.functions.runtime.base import Runtime
+from taureau.functions.runtime.isolation import Sandbox
 from taureau.functions.runtime.limits import ResourceLimiter
 from taureau.functions.scaler import Decision, ScaleInput, decide
 from taureau.functions.secrets import function_secrets_dir
 from taureau.functions.state_table import StateTable
-from taureau.functions.supervisor import InstanceState, InstanceSupervisor
+from taureau.functions.supervisor import InstanceState, InstanceSupervisor, TokenRenewal
 
 log = logging.getLogger("taureau.functions.deployment")
 
@@ -53,6 +54,8 @@ class DeploymentContext:
     secrets_dir: str | None = None  # the file provider's root: a directory per function under it
     # With authentication on: (tenant, namespace, name) -> a token for that function's role.
     token_for: Callable[[str, str, str], str] | None = None
+    token_ttl_s: float = 3600.0  # the life of a token_for token: each instance gets a new one at half
+    sandbox: Sandbox | None = None  # OS-level isolation of process-runtime instances
 
 
 @dataclass(slots=True)
@@ -141,7 +144,16 @@ class Deployment:
             secrets_provider=self._ctx.secrets_provider,
             secrets_dir=self._secrets_dir(),
             auth_token=self._token(),
+            limits=self._isolation(instance_id),
         )
+
+    def _isolation(self, instance_id: int) -> dict[str, Any]:
+        sandbox, c = self._ctx.sandbox, self.config
+        if sandbox is None or self._runtime().kind != "process":
+            return {}  # the thread runtime shares the worker's process: nothing to confine
+        confinement = sandbox.confinement(c.fqfn, instance_id, c.resources, self.code_paths, self._secrets_dir(),
+                                          c.secrets)
+        return {"isolation": confinement.to_dict()}
 
     def _secrets_dir(self) -> str | None:
         root, c = self._ctx.secrets_dir, self.config
@@ -163,8 +175,9 @@ class Deployment:
             await self.supervisors.pop(instance_id).stop()
         for instance_id in sorted(wanted - set(self.supervisors)):
             log_file = os.path.join(self._ctx.log_dir, f"{self.config.fqfn.replace('/', '.')}.{instance_id}.log")
+            renew = TokenRenewal(self._token, self._ctx.token_ttl_s / 2) if self._ctx.token_for else None
             supervisor = InstanceSupervisor(self._spec(instance_id), self._runtime(), self._ctx.limiter,
-                                            self._on_state, log_file)
+                                            self._on_state, log_file, renew)
             self.supervisors[instance_id] = supervisor
             supervisor.start()
 

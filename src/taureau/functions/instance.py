@@ -29,6 +29,7 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +71,7 @@ class InstanceSpec:
     state_address: str | None = None
     secrets_provider: str = "env"
     secrets_dir: str | None = None  # the function's own directory, for the file provider
-    limits: dict[str, Any] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict, repr=False)  # may hold secret env values
     # With authentication on: a token for the function's own role, minted by the worker.
     # Sent over the worker's private channel only, never logged (repr=False).
     auth_token: str | None = field(default=None, repr=False)
@@ -145,8 +146,10 @@ class FunctionInstance:
     """One running instance; `run()` blocks on the calling thread until `stop()`."""
 
     def __init__(self, spec: InstanceSpec, state: FunctionState, channel: InstanceChannel | None = None,
-                 ephemeral_factory: Any = None) -> None:
+                 ephemeral_factory: Any = None, token: Callable[[], str] | None = None) -> None:
         self.spec = spec
+        # The current token of the function's role (renewed by the worker), else spec's own.
+        self._token = token if token is not None else (lambda: spec.auth_token or "")
         self.config = spec.config
         self.channel = channel
         self.state = state
@@ -177,7 +180,8 @@ class FunctionInstance:
         self._deadline = Deadline()
         self._timeout_s = c.timeout_ms / 1000 if c.timeout_ms else None
         self._loop: asyncio.AbstractEventLoop | None = None
-        auth = pulsar.AuthenticationToken(spec.auth_token) if spec.auth_token else None
+        # A supplier: the client asks it again when the broker challenges an expired token.
+        auth = pulsar.AuthenticationToken(self._token) if spec.auth_token else None
         self.client = pulsar.Client(spec.service_url, authentication=auth, operation_timeout_seconds=30,
                                     logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
         properties = {"function": c.fqfn, "instance_id": str(spec.instance_id)}

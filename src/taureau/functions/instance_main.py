@@ -15,12 +15,14 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from taureau.common.private_files import open_private
 from taureau.functions.channel import InstanceChannel, Message
 from taureau.functions.errors import FunctionCodeError
 from taureau.functions.instance import FunctionInstance, InstanceSpec, load_code
+from taureau.functions.runtime.isolation import Confinement, confine
 from taureau.functions.state_ops import ChannelState
 
 _PR_SET_PDEATHSIG = 1
@@ -45,6 +47,7 @@ class Process:
         self.closed = threading.Event()
         self.first: Message | None = None
         self.instance: FunctionInstance | None = None
+        self.auth_token = ""  # the function's role's token: the assigned one, then each renewal
         self.channel = InstanceChannel(channel_path, self._on_message, self._on_close)
         self.channel.send({"t": "hello", "token": token, "pid": os.getpid()})
 
@@ -53,6 +56,8 @@ class Process:
         if kind in ("assign", "check") and self.first is None:
             self.first = message
             self.assigned.set()
+        elif kind == "token":
+            self.auth_token = str(message.header["token"])
         elif kind == "invoke" and self.instance is not None:
             self.instance.submit("invoke", message)
         elif kind == "stop":
@@ -76,8 +81,18 @@ class Process:
             return self._check(spec, self.first.header["req"])
         return self._run(spec)
 
+    def current_token(self) -> str:
+        return self.auth_token
+
+    def _confine(self, spec: InstanceSpec) -> dict[str, str]:
+        """Confine this process before any of the function's code runs (runtime/isolation.py)."""
+        if self.in_thread or "isolation" not in spec.limits:
+            return {}
+        return confine(Confinement.from_dict(spec.limits["isolation"]))
+
     def _check(self, spec: InstanceSpec, req: int) -> int:
         try:
+            self._confine(spec)
             load_code(spec)
             self.channel.send({"t": "result", "req": req, "ok": True})
         except FunctionCodeError as exc:
@@ -89,15 +104,22 @@ class Process:
     def _run(self, spec: InstanceSpec) -> int:
         if not self.in_thread:
             _redirect_output(spec.limits.get("log_file"))
-        ephemeral = _ephemeral_factory(spec.state_address) if spec.state_address else None
-        instance = FunctionInstance(spec, ChannelState(self.channel), self.channel, ephemeral)
+        self.auth_token = spec.auth_token or ""
+        try:
+            isolation = self._confine(spec)
+        except (OSError, ValueError) as exc:  # a limit the system refuses: do not run unconfined
+            self.channel.send({"t": "failed", "error": f"cannot confine the instance: {exc}"})
+            return 2
+        token = self.current_token if spec.auth_token else None
+        ephemeral = _ephemeral_factory(spec.state_address, token) if spec.state_address else None
+        instance = FunctionInstance(spec, ChannelState(self.channel), self.channel, ephemeral, token)
         try:
             instance.start()
         except Exception as exc:  # code that does not load, a broker that refuses: report and exit
             self.channel.send({"t": "failed", "error": f"{type(exc).__name__}: {exc}"})
             return 2
         self.instance = instance
-        self.channel.send({"t": "ready"})
+        self.channel.send({"t": "ready", "isolation": isolation})
         if self.closed.is_set():
             instance.stop()
         instance.run()
@@ -116,7 +138,8 @@ def _redirect_output(path: str | None) -> None:
     os.close(fd)
 
 
-def _ephemeral_factory(address: str) -> Any:
+def _ephemeral_factory(address: str, token: Callable[[], str] | None = None) -> Any:
+    """Far memory as the function's own role (its minted token), when authentication is on."""
     state_client: Any = None
     lock = threading.Lock()
 
@@ -127,7 +150,7 @@ def _ephemeral_factory(address: str) -> Any:
 
         with lock:
             if state_client is None:
-                state_client = StateClient(address)
+                state_client = StateClient(address, token=token)
         return EphemeralState(state_client, fqfn)
 
     return open_space

@@ -15,6 +15,10 @@ Theory of operation:
   its memory limit (where the kernel does not enforce it) or stuck in one call longer than
   `--timeout-ms` plus a grace (code stuck in C cannot be interrupted from inside).
 - Messages the host sends about state go to the function's state table (`on_state`).
+- With authentication on, each start is given a freshly minted token for the function's role,
+  and a running host a new one (`token`) every half of the token's life: the instance hands
+  it to the broker when its connection's token expires (AUTH_CHALLENGE) and to the state
+  store, so it keeps running across expiries.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -48,6 +53,12 @@ LOG_FILE_MAX = 10 * 1024 * 1024
 StateHandler = Callable[[InstanceLink, Message], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class TokenRenewal:
+    mint: Callable[[], str | None]  # a fresh token for the function's role
+    every_s: float  # half the life of a minted token
+
+
 class InstanceState(Enum):
     STARTING = "starting"
     RUNNING = "running"
@@ -65,8 +76,10 @@ _ALLOWED = {
 
 class InstanceSupervisor:
     def __init__(self, spec: InstanceSpec, runtime: Runtime, limiter: ResourceLimiter,
-                 on_state: StateHandler, log_file: str) -> None:
+                 on_state: StateHandler, log_file: str, renewal: TokenRenewal | None = None) -> None:
         self.spec = spec
+        self._renewal = renewal
+        self._minted_at = 0.0  # monotonic time the running host's token was minted
         self.instance_id = spec.instance_id
         self._runtime = runtime
         self._limiter = limiter
@@ -74,6 +87,7 @@ class InstanceSupervisor:
         self.log_file = log_file
         self.state = InstanceState.STARTING
         self.status: dict[str, Any] = {}  # the host's last report
+        self.isolation: dict[str, str] = {}  # what the running host confined itself to
         self.error = ""  # why the last start failed, or why it was killed
         self.restarts = 0
         self.started_at = 0.0  # monotonic time the current host became ready
@@ -149,6 +163,9 @@ class InstanceSupervisor:
                                              host.pid, r.cpu, r.ram)
             limits = dict(self.spec.limits, log_file=self.log_file)
             spec = self.spec.to_dict() | {"limits": limits}
+            if self._renewal is not None:  # the spec's first token may be long expired by now
+                spec["authToken"] = self._renewal.mint()
+                self._minted_at = time.monotonic()
             self._outcome = asyncio.get_running_loop().create_future()
             link.send({"t": "assign", "spec": spec})
             try:
@@ -182,6 +199,8 @@ class InstanceSupervisor:
         elif kind == "state":
             return self._on_state(link, message)
         elif kind in ("ready", "failed", "closed"):
+            if kind == "ready":
+                self.isolation = dict(message.header.get("isolation") or {})
             outcome = "ready" if kind == "ready" else f"failed: {message.header.get('error', 'instance went away')}"
             if self._outcome is None or self._outcome.done():
                 return None
@@ -193,6 +212,7 @@ class InstanceSupervisor:
         config = self.spec.config
         while True:
             await asyncio.sleep(1.0)
+            self._renew_token(host)
             if host.pid is not None and not self._limiter.enforces_memory_in_kernel:
                 rss = rss_bytes(host.pid)
                 if rss is not None and rss > config.resources.ram:
@@ -208,6 +228,14 @@ class InstanceSupervisor:
                     return
             _trim_log(self.log_file)
 
+    def _renew_token(self, host: Host) -> None:
+        renewal = self._renewal
+        if renewal is None or time.monotonic() - self._minted_at < renewal.every_s:
+            return
+        self._minted_at = time.monotonic()
+        with contextlib.suppress(ChannelError):  # a host going away is the loop's to notice
+            host.link.send({"t": "token", "token": renewal.mint()})
+
     def limits_in_force(self) -> dict[str, str]:
         """How --cpu / --ram are enforced on this instance (for status)."""
         if self.host is None or self.host.pid is None:
@@ -215,6 +243,7 @@ class InstanceSupervisor:
         return {
             "cpu": "cgroup" if self._limiter.enforces_cpu else "not enforced (no writable cgroup)",
             "memory": "cgroup" if self._limiter.enforces_memory_in_kernel else "resident memory watched",
+            **self.isolation,
         }
 
     def _fold_totals(self) -> None:

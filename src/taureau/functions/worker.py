@@ -40,6 +40,7 @@ from taureau.functions.links import InstanceLink, LinkServer
 from taureau.functions.packages import EnvBuilder, PackageRef, PackageStore
 from taureau.functions.registry import FunctionRecord, FunctionRegistry
 from taureau.functions.runtime.base import Runtime
+from taureau.functions.runtime.isolation import Sandbox
 from taureau.functions.runtime.limits import ResourceLimiter
 from taureau.functions.runtime.process import ProcessRuntime
 from taureau.functions.runtime.thread import ThreadRuntime
@@ -68,6 +69,10 @@ class WorkerConfig:
     # connects its own client) with, and what mints each function's token for its own role.
     admin_token: str | None = None
     token_for: Callable[[str, str, str], str] | None = None
+    token_ttl_s: float = 3600.0  # how long a token of token_for lives: renewed at half
+    run_as: tuple[int, int] | None = None  # (uid, gid) process instances drop to (the worker runs as root)
+    sandbox_files: bool = False  # confine process instances' files (Landlock): runtime/isolation.py
+    readable_paths: tuple[str, ...] = ()  # more trees sandboxed instances may read
 
 
 @dataclass(slots=True)
@@ -89,6 +94,12 @@ class FunctionWorker:
         self.envs = EnvBuilder(os.path.join(root, "envs"))
         self.log_dir = os.path.join(root, "logs")
         make_private_dirs(self.log_dir)
+        # Each process instance's own working directory, and what no instance may reach.
+        work_root = os.path.join(root, "work")
+        make_private_dirs(work_root)
+        protected = tuple(p for p in (config.data_dir, config.secrets_dir) if p)
+        self.sandbox = Sandbox(work_root, protected, config.secrets_provider, config.run_as, config.sandbox_files,
+                               config.readable_paths)
         # A unix socket path must stay under ~108 bytes: it lives in a private temp dir.
         self._socket_dir = tempfile.mkdtemp(prefix="taureau-fw-")
         socket_path = os.path.join(self._socket_dir, "worker.sock")
@@ -163,6 +174,8 @@ class FunctionWorker:
             secrets_dir=self.config.secrets_dir,
             log_dir=self.log_dir,
             token_for=self.config.token_for,
+            token_ttl_s=self.config.token_ttl_s,
+            sandbox=self.sandbox,
         )
 
     async def _deploy(self, record: FunctionRecord, code_paths: list[str] | None = None) -> Deployment:
@@ -183,7 +196,9 @@ class FunctionWorker:
 
     async def _check_code(self, config: FunctionConfig, code_paths: list[str]) -> None:
         """Load the code once in a throwaway instance process; raise what went wrong."""
-        spec = InstanceSpec(config, 0, "check", "0", self.config.service_url, code_paths)
+        confinement = self.sandbox.confinement(config.fqfn, "check", config.resources, code_paths, None, {})
+        spec = InstanceSpec(config, 0, "check", "0", self.config.service_url, code_paths,
+                            limits={"isolation": confinement.to_dict()})
         host = await self.process_runtime.acquire()
         try:
             answer = await host.link.request({"t": "check", "spec": spec.to_dict()}, timeout=CHECK_TIMEOUT_S)
@@ -401,7 +416,9 @@ class FunctionWorker:
         if self._state_client is None:
             from taureau.state.client import StateClient
 
-            self._state_client = await asyncio.to_thread(StateClient, self.config.state_address or "")
+            self._state_client = await asyncio.to_thread(
+                StateClient, self.config.state_address or "", token=self.config.admin_token
+            )
         return self._state_client
 
     async def _renew_spaces(self) -> None:

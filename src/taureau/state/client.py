@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 from taureau.common import errors
@@ -15,6 +16,36 @@ from taureau.state.limits import CONTROL_MAX
 from taureau.state.structures import File, HashTable, Queue, Structure
 
 S = TypeVar("S", bound=Structure)
+# What a client authenticates with, as the broker takes it: (method, data) made fresh for
+# each controller connection, so a token supplier can hand out a renewed token.
+Credentials = Callable[[], tuple[str, str]]
+
+
+def credentials(token: str | Callable[[], str] | None = None,
+                basic: tuple[str, str] | None = None) -> Credentials | None:
+    """A token (or a function returning the current one), or a basic user and password."""
+    if token is not None and basic is not None:
+        raise ValueError("give a token or a basic user, not both")
+    if basic is not None:
+        user, password = basic
+        return lambda: ("basic", f"{user}:{password}")
+    if token is None:
+        return None
+    supply = token if callable(token) else (lambda: token)
+    return lambda: ("token", supply().strip())
+
+
+def dial_controller(address: str, timeout: float, creds: Credentials | None) -> Conn:
+    """A controller connection, authenticated when there are credentials."""
+    conn = Conn(address, timeout, CONTROL_MAX)
+    if creds is not None:
+        method, data = creds()
+        try:
+            conn.call(Op.AUTH, codec.pack_json({"method": method, "data": data}))
+        except BaseException:
+            conn.close()
+            raise
+    return conn
 
 # Threads: control calls share one controller connection under a lock (they are rare);
 # data calls use one connection per (thread, memory server), so threads never wait on each
@@ -43,13 +74,15 @@ class Subscription:
     you wait for.
     """
 
-    def __init__(self, address: str, path: str, ops: list[str] | None, timeout: float) -> None:
+    def __init__(self, address: str, path: str, ops: list[str] | None, timeout: float,
+                 creds: Credentials | None = None) -> None:
         self._address, self._path, self._ops, self._timeout = address, path, ops, timeout
+        self._creds = creds
         self._closed = False
         self._conn = self._connect(first=True)
 
     def _subscribe(self) -> Conn:
-        conn = Conn(self._address, self._timeout, CONTROL_MAX)
+        conn = dial_controller(self._address, self._timeout, self._creds)
         try:
             conn.call(Op.SUBSCRIBE, codec.pack_json({"path": self._path, "ops": self._ops}))
         except BaseException:
@@ -134,11 +167,17 @@ class StateClient:
     >>> ht = c.open_or_create_hash_table("/jobs/j1/shuffle/0")
     >>> ht.put(b"k", b"v"); ht.get(b"k")
     b'v'
+
+    With authentication on, give `token` (a string, or a function returning the current
+    token: it is called again when the token expires) or `basic=(user, password)`; a
+    refusal raises StateAuthenticationError or StateAuthorizationError (docs/security.md).
     """
 
-    def __init__(self, address: str = "localhost:9090", *, timeout: float = 30.0) -> None:
+    def __init__(self, address: str = "localhost:9090", *, timeout: float = 30.0,
+                 token: str | Callable[[], str] | None = None, basic: tuple[str, str] | None = None) -> None:
         self.address = address
         self.timeout = timeout
+        self._creds = credentials(token, basic)
         self._setup()
 
     def _setup(self) -> None:
@@ -176,6 +215,7 @@ class StateClient:
         deadline = time.monotonic() + self.timeout
         delay = RETRY_MIN_S
         frame = codec.pack_json(args)
+        reauthenticated = False
         while True:
             try:
                 with self._ctl_lock:
@@ -184,11 +224,21 @@ class StateClient:
                         if self._ctl is not None:
                             self._ctl.close()
                         self._ctl = None
-                        self._ctl = Conn(self.address, self.timeout, CONTROL_MAX)
+                        self._ctl = dial_controller(self.address, self.timeout, self._creds)
                     sent = True
                     fields = self._ctl.call(op, frame)
                     self._reached = True
                 return codec.unpack_json(fields)
+            except errors.StateAuthenticationError:
+                # The token this connection proved has expired: once, dial again with what
+                # the credentials give now (a supplier's renewed token). Nothing was done.
+                if reauthenticated or not sent:
+                    raise
+                reauthenticated = True
+                with self._ctl_lock:
+                    if self._ctl is not None:
+                        self._ctl.close()
+                continue
             except errors.StateUnavailableError:
                 if not self._reached:  # never reached: a wrong address, not a restart
                     raise
@@ -304,7 +354,7 @@ class StateClient:
     def listen(self, path: str, ops: list[str] | None = None) -> Subscription:
         """Subscribe to `ops` (default: all) on every structure under `path`."""
         self._check_fork()
-        return Subscription(self.address, path, ops, self.timeout)
+        return Subscription(self.address, path, ops, self.timeout, self._creds)
 
     def close(self, path: str) -> None:
         """Stop renewing `path`'s lease; it expires after lease + grace unless renewed elsewhere."""

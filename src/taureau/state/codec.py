@@ -109,6 +109,10 @@ class Op(IntEnum):
     # internal authentication (memory server -> controller or another memory server)
     CHALLENGE = 104
     PROVE = 105
+    # client authentication (client_auth.py): credentials to the controller, a structure's
+    # ticket to a memory server
+    AUTH = 106
+    ACCESS = 107
 
 
 # Codes for error replies that are not exceptions but instructions to the client.
@@ -135,6 +139,8 @@ _ERROR_CLASSES: dict[int, type[errors.StateError]] = {
         errors.StateUnavailableError,
         errors.FrameTooLargeError,
         errors.StateAuthError,
+        errors.StateAuthenticationError,
+        errors.StateAuthorizationError,
     )
 }
 
@@ -342,6 +348,8 @@ class FrameDecoder:
             off = end
         if off < size:
             rest = buf[off:]
+            if len(rest) < 4:  # judge the length word as soon as it is in, however it is cut
+                need = 4
             self._chunks, self._have, self._need = [rest], len(rest), need
         else:
             self._chunks, self._have, self._need = [], 0, HEAD_SIZE

@@ -35,6 +35,7 @@ class Conn:
         self.events: list[Frame] = []  # pushed events read while waiting for replies
         self.next_id = 1
         self.broken = False
+        self.tickets: dict[int, str] = {}  # structure id -> the ticket presented on this connection
 
     def close(self) -> None:
         self.broken = True

@@ -15,9 +15,10 @@ from typing import Any
 from taureau.common import errors
 from taureau.metadata.embedded import EmbeddedMetadataStore
 from taureau.metadata.store import MetadataStore
-from taureau.state import codec, internal_auth, kinds, metrics
+from taureau.state import client_auth, codec, internal_auth, kinds, metrics
 from taureau.state.allocator import Allocator, ServerState
 from taureau.state.catalog import Catalog, Loaded
+from taureau.state.client_auth import ClientGate, StateAccess
 from taureau.state.codec import EVENT, Frame, Op
 from taureau.state.elastic import BlockManager
 from taureau.state.limits import controller_limits
@@ -64,6 +65,7 @@ class Controller:
         rejoin_ms: int = 30_000,
         join_wait_ms: int = 5_000,
         internal_secret: bytes | None = None,
+        access: StateAccess | None = None,
     ) -> None:
         if lease_ms < 10:
             raise ValueError("lease_ms must be at least 10")
@@ -71,6 +73,8 @@ class Controller:
         # What memory servers joining over TCP prove they hold (internal_auth.py).
         self.internal_secret = internal_secret if internal_secret is not None else internal_auth.create_secret()
         self.grace_s = lease_ms / 1000  # the issue's "lease period and grace each"
+        # With authentication on: clients prove a role, paths are checked (client_auth.py).
+        self.gate = ClientGate(access, self.internal_secret) if access is not None else None
         self._own_store = store is None
         self.catalog = Catalog(store if store is not None else EmbeddedMetadataStore(None))
         self.ns = Namespace()
@@ -116,6 +120,7 @@ class Controller:
             Op.SUBSCRIBE: self._subscribe,
             Op.CHALLENGE: lambda peer, a: internal_auth.challenge(peer.info),
             Op.PROVE: lambda peer, a: internal_auth.prove(peer.info, self.internal_secret, a),
+            Op.AUTH: self._auth,
             Op.REGISTER: self._register,
             Op.REPORT: self.members.report,
             Op.SPLIT_REQUEST: lambda peer, a: self.blocks.split(self._own_block(peer, a), a["at"]),
@@ -247,10 +252,30 @@ class Controller:
         fn = self._handlers.get(fr.op)
         if fn is None:
             raise errors.StateProtocolError(f"controller does not serve op {fr.op}")
+        if self.gate is not None and fr.op in client_auth.CLIENT_OPS and not peer.info.get(internal_auth.PROVEN):
+            return self._gated(self.gate, peer, fr.op, fn, codec.unpack_json(fr.fields))
         res = fn(peer, codec.unpack_json(fr.fields))
         if asyncio.iscoroutine(res):
             return self._json_reply(res)
         return codec.pack_json(res if res is not None else {})
+
+    @staticmethod
+    async def _gated(gate: ClientGate, peer: Peer, op: int, fn: Callable[[Peer, dict], Any], args: dict) -> list[bytes]:
+        """A client's request with authentication on: its role checked against the paths it
+        names before anything is done, and a ticket for the memory servers with a block map."""
+        role, expires_at = gate.identity(peer.info)
+        await gate.authorize(role, op, args)
+        res = fn(peer, args)
+        if asyncio.iscoroutine(res):
+            res = await res
+        if isinstance(res, dict) and "partitions" in res:
+            res["ticket"] = gate.ticket(res["id"], expires_at)
+        return codec.pack_json(res if res is not None else {})
+
+    async def _auth(self, peer: Peer, a: dict) -> dict:
+        if self.gate is None:
+            return {"role": None}  # authentication off: credentials are not needed, nor checked
+        return await self.gate.authenticate(peer.info, a)
 
     @staticmethod
     async def _json_reply(coro) -> list[bytes]:
@@ -273,6 +298,7 @@ class Controller:
         one is told the secret, to prove itself to the other memory servers."""
         internal_auth.require(peer.info, "REGISTER")
         reply = await self.members.register(peer, a)
+        reply["client_auth"] = self.gate is not None  # memory servers then serve ticket holders only
         if peer.info.get("local"):
             reply["secret"] = self.internal_secret.hex()
         return reply

@@ -36,6 +36,7 @@ class LinkOwner(Protocol):
     block_size: int
     num_blocks: int
     internal_secret: bytes | None
+    client_auth: bool
 
     @property
     def address(self) -> str: ...
@@ -96,6 +97,7 @@ class ControllerLink:
             self.server_id = joined["server_id"]
             if self.owner.internal_secret is None and isinstance(joined.get("secret"), str):
                 self.owner.internal_secret = bytes.fromhex(joined["secret"])
+            self.owner.client_auth = bool(joined.get("client_auth"))
             blocks = self.owner.block_reports()
             chunks = [blocks[i : i + REPORT_CHUNK] for i in range(0, len(blocks), REPORT_CHUNK)] or [[]]
             for n, chunk in enumerate(chunks):

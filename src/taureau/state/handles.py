@@ -14,6 +14,7 @@ from taureau.state.codec import STALE, Op, Redirect, pack_u64, unpack_u64
 
 if TYPE_CHECKING:
     from taureau.state.client import StateClient
+    from taureau.state.conn import Conn
 
 T = TypeVar("T")
 
@@ -66,10 +67,22 @@ class Structure:
             )
         if not parts and m["state"] != "active":
             raise errors.BlockLostError(f"{self.path} is {m['state']}: {m['lost_reason']}")
+        self._id: int = m["id"]
+        # With authentication on: the controller's ticket for this structure (client_auth.py).
+        self._ticket: str | None = m.get("ticket")
         self._reason = m.get("lost_reason") or "its memory server died"
         self._parts = parts  # replaced whole on refresh: readers in other threads see old or new
         self._los = [p.lo for p in parts]
         self.epoch = m["epoch"]
+
+    def _conn(self, address: str) -> Conn:
+        """This thread's connection to a memory server, holding this structure's ticket."""
+        c = self._c.conn(address)
+        ticket = self._ticket
+        if ticket is not None and c.tickets.get(self._id) != ticket:
+            c.call(Op.ACCESS, [ticket.encode()])
+            c.tickets[self._id] = ticket
+        return c
 
     def refresh(self) -> None:
         """Fetch the structure's current block map from the controller."""
@@ -138,8 +151,8 @@ class KeyedHandle(Structure):
         def attempt() -> list[bytes]:
             p = self._part(key)
             if read:
-                return self._c.conn(p.raddr).call(op, [p.ralloc, key, *rest])
-            return self._c.conn(p.addr).call(op, [p.alloc, key, *rest])
+                return self._conn(p.raddr).call(op, [p.ralloc, key, *rest])
+            return self._conn(p.addr).call(op, [p.alloc, key, *rest])
 
         try:
             return attempt()
@@ -157,7 +170,7 @@ class KeyedHandle(Structure):
         return self._op(Op.EXISTS, key, read=True)[0] == b"\x01"
 
     def __len__(self) -> int:
-        return sum(unpack_u64(self._c.conn(p.raddr).call(Op.COUNT, [p.ralloc])[0]) for p in self._parts)
+        return sum(unpack_u64(self._conn(p.raddr).call(Op.COUNT, [p.ralloc])[0]) for p in self._parts)
 
     def _check_entries(self, keys: list[bytes], values: list[bytes] | None, size: int) -> None:
         """ValueTooLargeError if an entry cannot fit its block. `size` is the batch's bytes: if
@@ -207,7 +220,7 @@ class KeyedHandle(Structure):
             for addr, reqs in by_addr.items():
                 try:
                     reqs_ = [(op, [p.ralloc if read else p.alloc, *fields(ix)]) for p, ix in reqs]
-                    replies = self._c.conn(addr).pipeline(reqs_)
+                    replies = self._conn(addr).pipeline(reqs_)
                 except errors.StateUnavailableError:
                     replies = [errors.StateUnavailableError(addr)] * len(reqs)
                 for (_, ix), r in zip(reqs, replies, strict=True):
@@ -238,7 +251,7 @@ class KeyedHandle(Structure):
         fast = self._one_block(len(keys), size)
         if fast is not None:  # common case: a small batch on a one-block table, one round trip
             try:
-                r = self._c.conn(fast.raddr).call(Op.MULTI_GET, [fast.ralloc, *keys])
+                r = self._conn(fast.raddr).call(Op.MULTI_GET, [fast.ralloc, *keys])
                 return [v if f else None for f, v in zip(r[0], r[1:], strict=True)]
             except (Redirect, errors.StateUnavailableError):
                 pass  # fall through to the general path, which refreshes and retries
@@ -269,7 +282,7 @@ class KeyedHandle(Structure):
         fast = self._one_block(len(keys), size)
         if fast is not None:
             try:
-                r = self._c.conn(fast.addr).call(op, [fast.alloc, *(x for kv in pairs for x in kv)])
+                r = self._conn(fast.addr).call(op, [fast.alloc, *(x for kv in pairs for x in kv)])
                 done(list(range(len(pairs))), r)
                 return
             except Redirect:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from taureau.common import errors
-from taureau.state import codec, internal_auth, kinds
+from taureau.state import client_auth, codec, internal_auth, kinds
 from taureau.state.blocks import Block, BlockState, KeyedBlock, Pool
 from taureau.state.codec import STALE, Frame, Op, Redirect, pack_u64
 from taureau.state.ctl_link import ControllerLink
@@ -61,6 +61,8 @@ class MemoryServer:
         # Proves us to a controller over TCP and to other memory servers; one linked locally
         # is told it by its controller when it registers.
         self.internal_secret = internal_secret
+        # Set by the controller when we register: clients then need a ticket per structure.
+        self.client_auth = False
         self.pool = Pool(memory_budget if memory_budget is not None else block_size * num_blocks)
         self.link = ControllerLink(self, controller, controller_sock, rejoin_s)
         self.block_size = block_size
@@ -158,6 +160,8 @@ class MemoryServer:
             blk = self.blocks.get(fr.fields[0]) if fr.fields else None
             if blk is None:
                 raise Redirect(STALE, "no such block here (freed or moved)")
+            if self.client_auth and not peer.info.get(internal_auth.PROVEN):
+                client_auth.check_ticket(peer.info, blk.struct_id)
             fn = blk.ops.get(op)
             if fn is None:
                 raise errors.WrongTypeError(f"op {codec.op_name(op)} does not apply to a {blk.kind}")
@@ -172,6 +176,8 @@ class MemoryServer:
             if op == Op.CHAIN_WRITE:
                 return self.replication.follow(fr.fields)
             return self.replication.install(fr.fields)
+        if op == Op.ACCESS:
+            return client_auth.accept_ticket(peer.info, self.internal_secret, fr.fields)
         if op == Op.CHALLENGE:
             return codec.pack_json(internal_auth.challenge(peer.info))
         if op == Op.PROVE:

@@ -14,6 +14,7 @@ from taureau.common import errors
 from taureau.metadata.factory import open_metadata_store
 from taureau.metadata.store import MetadataStore
 from taureau.state.child import MemoryServerChild
+from taureau.state.client_auth import StateAccess
 from taureau.state.controller import Controller
 from taureau.state.internal_auth import SECRET_FILE, load_or_create_secret
 from taureau.state.memory_server import MemoryServer
@@ -72,6 +73,7 @@ async def start_state_services(
     advertised_host: str | None = None,
     store: MetadataStore | None = None,
     memory_budget: int | None = None,
+    access: StateAccess | None = None,
 ) -> StateServices:
     """Start the controller on this loop and one memory server, then open the client port.
 
@@ -84,12 +86,13 @@ async def start_state_services(
     linked by a local socket in `data_dir`: if this process is killed, the child keeps its
     blocks and the next start adopts it (child.py), so with a metadata `store` a restart
     loses no structure. `memory_server_process=False` runs it on this loop, linked by a
-    socketpair (tests, single-core boxes).
+    socketpair (tests, single-core boxes). With `access` (authentication on), clients must
+    authenticate and may use only the paths their role may (client_auth.py).
     """
     make_private_dirs(data_dir)
     # Memory servers started elsewhere join over TCP with a copy of this file.
     secret = load_or_create_secret(data_dir)
-    ctl = Controller(lease_ms=lease_ms, data_dir=data_dir, store=store, internal_secret=secret)
+    ctl = Controller(lease_ms=lease_ms, data_dir=data_dir, store=store, internal_secret=secret, access=access)
     await ctl.start()
     try:
         if memory_server_process:

@@ -16,6 +16,7 @@ import sys
 from taureau.common.private_files import open_private
 from taureau.functions.links import InstanceLink
 from taureau.functions.runtime.base import Host, Runtime
+from taureau.functions.runtime.isolation import scrubbed_env
 
 log = logging.getLogger("taureau.functions.process")
 
@@ -63,6 +64,7 @@ class ProcessRuntime(Runtime):
                 sys.executable, "-m", "taureau.functions.instance_main",
                 "--channel", self.channel_path, "--token", token, "--parent", str(os.getpid()),
                 stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
+                env=scrubbed_env(os.environ),  # no broker credentials, no function's secrets
             )
         self._all.add(proc)
         asyncio.ensure_future(self._reap(proc))

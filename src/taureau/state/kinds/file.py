@@ -110,7 +110,7 @@ class File(Structure):
 
         def attempt() -> None:
             for p, a, b in self._spans(start, end):
-                self._c.conn(p.addr).call(Op.WRITE, [p.alloc, pack_u64(a), data[a - start : b - start]])
+                self._conn(p.addr).call(Op.WRITE, [p.alloc, pack_u64(a), data[a - start : b - start]])
 
         self._retry(attempt)
         self.pos = end
@@ -124,7 +124,7 @@ class File(Structure):
         def attempt() -> bytes:
             chunks = []
             for p, a, b in self._spans(start, end):
-                chunk = self._c.conn(p.raddr).call(Op.READ, [p.ralloc, pack_u64(a), pack_u64(b - a)])[0]
+                chunk = self._conn(p.raddr).call(Op.READ, [p.ralloc, pack_u64(a), pack_u64(b - a)])[0]
                 chunks.append(chunk)
                 if len(chunk) < b - a:
                     break  # end of the written data
@@ -138,7 +138,7 @@ class File(Structure):
         def attempt() -> int:
             size = 0
             for p in self._parts:
-                extent = unpack_u64(self._c.conn(self._check(p).raddr).call(Op.FILE_SIZE, [p.ralloc])[0])
+                extent = unpack_u64(self._conn(self._check(p).raddr).call(Op.FILE_SIZE, [p.ralloc])[0])
                 if extent:
                     size = p.lo + extent
             return size

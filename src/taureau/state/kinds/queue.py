@@ -113,7 +113,7 @@ class Queue(Structure):
     def _at(self, end: int, op: int, fields: list[bytes]) -> list[bytes]:
         def attempt() -> list[bytes]:
             p = self._check(self._parts[end])
-            return self._c.conn(p.addr).call(op, [p.alloc, *fields])
+            return self._conn(p.addr).call(op, [p.alloc, *fields])
 
         return self._retry(attempt)
 
@@ -150,7 +150,7 @@ class Queue(Structure):
 
     def __len__(self) -> int:
         return sum(
-            unpack_u64(self._c.conn(p.raddr).call(Op.QUEUE_LENGTH, [p.ralloc])[0]) for p in self._parts
+            unpack_u64(self._conn(p.raddr).call(Op.QUEUE_LENGTH, [p.ralloc])[0]) for p in self._parts
         )
 
     def cli_get(self, key: str | None) -> bytes:

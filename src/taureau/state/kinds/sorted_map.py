@@ -170,7 +170,7 @@ class SortedMap(KeyValueHandle):
             for p in reversed(parts) if reverse else parts:
                 want = 0 if limit is None else limit - len(out)
                 req = [p.ralloc, _pos_bytes(p.lo), _pos_bytes(p.hi), start, end or b"", flags, pack_u64(want)]
-                r = self._c.conn(self._check(p).raddr).call(RANGE, req)
+                r = self._conn(self._check(p).raddr).call(RANGE, req)
                 out.extend(zip(r[::2], r[1::2], strict=True))
                 if limit is not None and len(out) >= limit:
                     break
