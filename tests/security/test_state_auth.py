@@ -73,7 +73,7 @@ def test_a_connection_that_skips_auth_gets_nothing(address, keys, root):
     conn = Conn(address, 5)
     try:
         for op, args in [(Op.HELLO, {}), (Op.CREATE, {"path": "/acme/ns/attack", "kind": "hash_table"}),
-                         (Op.LIST, {"path": "/"}), (Op.STATS, {})]:
+                         (Op.LIST, {"path": "/"}), (Op.STATS, {}), (Op.DROP_DUMP, {"src": "local://x"})]:
             with pytest.raises(errors.StateAuthenticationError, match="authenticate first"):
                 conn.call(op, codec.pack_json(args))
         # Malformed credentials: a protocol error, and the connection still serves.
@@ -142,6 +142,8 @@ def test_a_namespaces_users_may_not_lift_its_quota_nor_read_server_files(address
             c.set_quota("/acme/ns", 1_000_000)
         with pytest.raises(AuthorizationError, match="superusers only"):
             c.load("/acme/ns/stolen", "local://../internal.key")
+        with pytest.raises(AuthorizationError, match="superusers only"):
+            c.drop_dump("local://controller.json")  # deleting a server file is the operators' business
         with pytest.raises(AuthorizationError, match="backing path"):
             c.create_hash_table("/acme/ns/mapped", backing_path="local://x")
     assert not root.exists("/acme/ns/stolen") and not root.exists("/acme/ns/mapped")

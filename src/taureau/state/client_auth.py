@@ -51,8 +51,9 @@ TICKETS = "tickets"
 
 # Controller requests a client must be authenticated for; the rest (AUTH, and a memory
 # server's own requests) carry their own checks.
-CLIENT_OPS = frozenset(range(Op.HELLO, Op.QUOTA + 1))
-_SUPERUSER_OPS = frozenset({Op.STATS, Op.DUMP, Op.LOAD})  # server files and global counters
+# Ops 64-95 are the client -> controller block (codec.Op): a new one there is gated by default.
+CLIENT_OPS = frozenset(range(Op.HELLO, Op.REGISTER))
+_SUPERUSER_OPS = frozenset({Op.STATS, Op.DUMP, Op.LOAD, Op.DROP_DUMP})  # server files and global counters
 
 
 class StateAccess(Protocol):
