@@ -189,7 +189,6 @@ async def delete_subscription(
     return Response(status_code=204)
 
 
-@router.post(SUBSCRIPTION + "/resetcursor/{timestamp}", status_code=204)
 @router.post(SUBSCRIPTION + "/resetcursor", status_code=204)
 async def reset_cursor(request: Request, tenant: str, namespace: str, topic: str, subscription: str) -> Response:
     """There is no cursor to move: success for a subscription that exists, as Pulsar."""
@@ -197,12 +196,24 @@ async def reset_cursor(request: Request, tenant: str, namespace: str, topic: str
     return Response(status_code=204)
 
 
+@router.post(SUBSCRIPTION + "/resetcursor/{timestamp}", status_code=204)
+async def reset_cursor_to(
+    request: Request, tenant: str, namespace: str, topic: str, subscription: str, timestamp: int
+) -> Response:
+    """The path's parameters are declared (and validated) as on persistent topics."""
+    return await reset_cursor(request, tenant, namespace, topic, subscription)
+
+
 @router.post(SUBSCRIPTION + "/skip_all")
+async def skip_all(request: Request, tenant: str, namespace: str, topic: str, subscription: str) -> None:
+    _refuse("Skipping messages")
+
+
 @router.post(SUBSCRIPTION + "/skip/{count}")
-async def skip(request: Request, tenant: str, namespace: str, topic: str, subscription: str) -> None:
+async def skip(request: Request, tenant: str, namespace: str, topic: str, subscription: str, count: int) -> None:
     _refuse("Skipping messages")
 
 
 @router.get(SUBSCRIPTION + "/position/{n}")
-async def peek(request: Request, tenant: str, namespace: str, topic: str, subscription: str) -> None:
+async def peek(request: Request, tenant: str, namespace: str, topic: str, subscription: str, n: int) -> None:
     _refuse("Peek messages")
