@@ -184,8 +184,8 @@ class Dispatcher:
         """Would a round find anything to send? The early exits of `_dispatch_once`, without a
         task: with many topics every ack and FLOW wakes a dispatcher whose cursor is caught up,
         and a task per wake was a third of the dispatch cost (hot_path_cost.py, 1,000 topics)."""
-        if self.replay or len(self.delayed):
-            return True
+        if self.replay or len(self.delayed) or self.blocked:
+            return True  # blocked: a round re-evaluates the unacked bound (and its stats flag)
         try:
             compacted = self.compacted
             return compacted.has_more(self.cursor) if compacted is not None else self.cursor.has_more_entries()
