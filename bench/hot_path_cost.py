@@ -105,6 +105,9 @@ class FakeTransport:
                 self.other.append(data[pos : pos + 4 + total])
             pos += 4 + total
 
+    def writelines(self, parts) -> None:
+        self.write(b"".join(parts))  # parts may split a frame: count whole frames
+
     def is_closing(self) -> bool:
         return self.closing
 
