@@ -105,6 +105,9 @@ class FakeTransport:
                 self.other.append(data[pos : pos + 4 + total])
             pos += 4 + total
 
+    def writelines(self, parts) -> None:
+        self.write(b"".join(parts))  # parts may split a frame: count whole frames
+
     def is_closing(self) -> bool:
         return self.closing
 
@@ -127,7 +130,7 @@ async def wait_until(predicate, what: str, timeout: float = 120.0) -> None:
         await asyncio.sleep(0.001)
 
 
-async def run(topics: int, rounds: int, messages: int, per_read: int, fsync: bool) -> None:
+async def run(topics: int, rounds: int, messages: int, per_read: int, fsync: bool, size: int) -> None:
     data_dir = tempfile.mkdtemp(prefix="taureau-cost-")
     config = BrokerConfig(data_dir=data_dir, journal_fsync=fsync)
     node = Node()
@@ -169,7 +172,7 @@ async def run(topics: int, rounds: int, messages: int, per_read: int, fsync: boo
     for t in range(topics):
         meta = pb.MessageMetadata(producer_name=f"p{t}", sequence_id=0, publish_time=int(time.time() * 1000))
         send = pb.BaseCommand(type=T.SEND, send=pb.CommandSend(producer_id=t, sequence_id=0))
-        sends.append(encode_payload_command(send, encode_entry(meta, b"x" * 100)))
+        sends.append(encode_payload_command(send, encode_entry(meta, b"x" * size)))
     per_round = max(messages, topics)
     # Message i of a round goes to topic i % topics; `per_read` consecutive SENDs of one
     # connection arrive in one read.
@@ -211,7 +214,7 @@ async def run(topics: int, rounds: int, messages: int, per_read: int, fsync: boo
     total = rounds * per_round
     print(
         f"{topics} topics x {rounds} rounds of {per_round} messages, {per_read} SEND(s) per read: "
-        f"{1e6 * cpu / total:.1f} us CPU per message (this process, all threads); "
+        f"{1e6 * cpu / total:.1f} us CPU per message of {size:,} bytes (this process, all threads); "
         f"collector tracks {tracked:,} objects ({tracked / topics:,.1f} per topic)",
         flush=True,
     )
@@ -246,6 +249,7 @@ def one_count(topics: int, args: argparse.Namespace) -> float:
     """Run one topic count in a fresh process (its own collector state); its cost per message
     (us of CPU, or instructions with --callgrind)."""
     base = ["--topics", str(topics), "--messages", str(args.messages), "--per-read", str(args.per_read)]
+    base += ["--size", str(args.size)]
     base += ["--fsync"] if args.fsync else []
     if args.callgrind:
         one = instructions([*base, "--rounds", str(args.rounds)])
@@ -279,6 +283,7 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=1000, help="messages per round (at least one per topic)")
     ap.add_argument("--per-read", type=int, default=1, help="SENDs per connection read (default 1)")
     ap.add_argument("--fsync", action="store_true", help="fsync the journal (default off: CPU only)")
+    ap.add_argument("--size", type=int, default=100, help="payload bytes per message (default 100)")
     ap.add_argument(
         "--callgrind", action="store_true", help="count instructions (valgrind) at R and 2R rounds"
     )
@@ -287,7 +292,7 @@ def main() -> int:
     counts = [int(n) for n in args.topics.split(",")]
     if args.one:
         install_fast_event_loop()  # as the server does
-        asyncio.run(run(counts[0], args.rounds, args.messages, args.per_read, args.fsync))
+        asyncio.run(run(counts[0], args.rounds, args.messages, args.per_read, args.fsync, args.size))
         return 0
     costs = [one_count(n, args) for n in counts]
     unit = "instructions" if args.callgrind else "CPU"

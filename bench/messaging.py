@@ -30,7 +30,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `peers` for this process and workers
 
 from peers import nats_jetstream, pulsar, redis_streams, taureau  # noqa: E402
-from peers.base import LATENCY_RATE  # noqa: E402
+from peers.base import LARGE, LATENCY_RATE  # noqa: E402
 from peers.profile import Profiler  # noqa: E402
 from peers.runner import CellResult, Job, best, run_jobs, summarize  # noqa: E402
 
@@ -47,6 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="2 s cells, one process count")
     ap.add_argument("--latency-only", action="store_true", help="only the latency cells (batched and unbatched)")
     ap.add_argument("--procs", default="1,2,4", help="producer processes to try per throughput cell")
+    ap.add_argument(
+        "--size",
+        type=int,
+        default=100,
+        help="bytes per message (default 100); from 64 KiB on, no latency cells (10k msgs/s "
+        "would be gigabytes a second) and the table shows MB/s",
+    )
     ap.add_argument("--no-fsync", action="store_true", help="also run Taureau with --no-journal-fsync")
     ap.add_argument("--profile", action="store_true", help="py-spy the broker during the e2e cells")
     ap.add_argument("--plot", action="store_true", help="write docs/messaging-benchmark.png")
@@ -82,20 +89,24 @@ def plan(args: argparse.Namespace) -> list[tuple[str, bool, int]]:
         if not args.latency_only:
             cells += [("produce", batched, n) for n in args.procs]
             cells += [("e2e", batched, n) for n in args.procs]
-        cells.append(("latency", batched, LATENCY_PROCS))
+        if args.size < LARGE:
+            cells.append(("latency", batched, LATENCY_PROCS))
     return cells
 
 
-def jobs_for(peer: str, address: str, workload: str, batched: bool, procs: int, duration: float, tag: str):
+def jobs_for(
+    peer: str, address: str, cell: tuple[str, bool, int], duration: float, tag: str, size: int
+) -> list[Job]:
     """Worker jobs of one cell: each producer on its own stream; e2e pairs it with a consumer."""
+    workload, batched, procs = cell
     jobs = []
     for i in range(procs):
         stream = f"bench-{tag}-{i}"
         role = "latency" if workload == "latency" else "produce"
         rate = LATENCY_RATE / procs if workload == "latency" else 0.0
-        jobs.append(Job(peer, role, address, stream, batched, duration, rate))
+        jobs.append(Job(peer, role, address, stream, batched, duration, rate, size))
         if workload == "e2e":
-            jobs.append(Job(peer, "consume", address, stream, batched, duration))
+            jobs.append(Job(peer, "consume", address, stream, batched, duration, size=size))
     return jobs
 
 
@@ -113,9 +124,7 @@ def run_peer(name: str, args, progress: Progress, profiles: list, fsync: bool = 
                 profiler = Profiler(server.pid, args.duration)
                 profiler.start()
             try:
-                results.append(
-                    run_cell(server, name, (workload, batched, procs), args.duration, f"{n}", progress)
-                )
+                results.append(run_cell(server, name, (workload, batched, procs), args, f"{n}", progress))
             except RuntimeError as exc:  # one failed cell leaves a gap in the table, not a lost run
                 console.print(f"[red]{server.name} {workload} {batched=} x{procs} failed:[/] {exc}")
             if profiler:
@@ -128,7 +137,7 @@ def run_peer(name: str, args, progress: Progress, profiles: list, fsync: bool = 
 
 
 def run_cell(
-    server, name: str, cell: tuple[str, bool, int], duration: float, tag: str, progress
+    server, name: str, cell: tuple[str, bool, int], args: argparse.Namespace, tag: str, progress
 ) -> CellResult:
     """Run one (workload, batched, processes) cell against a running server, with a progress bar."""
     workload, batched, procs = cell
@@ -136,12 +145,18 @@ def run_cell(
     label = f"{server.name:<18} {workload:<8} {mode:<9} x{procs}"
     task = progress.add_task(label, total=1.0)
     module = PEERS[name].__name__.rsplit(".", 1)[1]
-    jobs = jobs_for(module, server.address, workload, batched, procs, duration, tag)
+    jobs = jobs_for(module, server.address, cell, args.duration, tag, args.size)
     by_role, usage = run_jobs(jobs, server, lambda f: progress.update(task, completed=f))
-    result = summarize(server.name, workload, batched, procs, by_role, usage)
-    shown = f"p99 {result.p99_ms:.2f} ms" if workload == "latency" else f"{result.rate:,.0f}/s"
+    result = summarize(server.name, workload, batched, procs, by_role, usage, args.size)
+    shown = f"p99 {result.p99_ms:.2f} ms" if workload == "latency" else _rate(result)
     progress.update(task, completed=1.0, description=f"{label}  {shown}  srv {result.server_cpu:.0f}%")
     return result
+
+
+def _rate(cell: CellResult) -> str:
+    if cell.size == 100:
+        return f"{cell.rate:,.0f}/s"
+    return f"{cell.rate * cell.size / 1e6:,.1f} MB/s ({cell.rate:,.0f}/s)"
 
 
 def fmt_cell(cell: CellResult | None, workload: str) -> str:
@@ -149,7 +164,7 @@ def fmt_cell(cell: CellResult | None, workload: str) -> str:
         return "-"
     cpu = f"srv {cell.server_cpu:.0f}% cli {cell.client_cpu:.0f}% oth {cell.other_cpu:.0f}%"
     if workload != "latency":
-        return f"{cell.rate:,.0f}/s x{cell.procs}\n[dim]{cpu}[/]"
+        return f"{_rate(cell)} x{cell.procs}\n[dim]{cpu}[/]"
     short = "" if cell.rate >= 0.95 * LATENCY_RATE else f"\n[red]only {cell.rate:,.0f}/s sustained[/]"
     return f"{cell.p50_ms:.2f} / {cell.p99_ms:.2f} ms{short}\n[dim]{cpu}[/]"
 
@@ -164,8 +179,10 @@ def ratio(mine: CellResult | None, theirs: CellResult | None, workload: str) -> 
 
 def table(results: list[CellResult]) -> Table:
     peers = list(dict.fromkeys(c.peer for c in results))
+    size = results[0].size if results else 100
     t = Table(
-        title="100-byte messages, loopback, 2 cores (srv/cli/oth = server/clients/other CPU, % of one core)"
+        title=f"{size:,}-byte messages, loopback, 2 cores "
+        "(srv/cli/oth = server/clients/other CPU, % of one core)"
     )
     t.add_column("workload")
     for p in peers:

@@ -10,11 +10,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PAYLOAD = b"x" * 100  # every workload sends 100-byte messages
+PAYLOAD = b"x" * 100  # every workload sends 100-byte messages unless --size says otherwise
+WINDOW_BYTES = 16 * 1024 * 1024  # large messages: what a client may queue or pipeline at once
+LARGE = 64 * 1024  # from this message size on: no latency cells, Redis streams capped
 LATENCY_RATE = 10_000  # offered rate of the latency workload, msgs/s
 WARMUP_MESSAGES = 2_000  # sent by each producer before the clock starts
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TICK = 0.0005  # seconds a paced sender sleeps when no send is due
+
+
+def payload(size: int) -> bytes:
+    return PAYLOAD if size == len(PAYLOAD) else b"x" * size
+
+
+def window(count: int, size: int) -> int:
+    """`count` messages (a pipeline, a warm-up, a client queue sized for 100-byte ones), cut to
+    WINDOW_BYTES for large messages: 1,000 pending 1 MiB sends would be a gigabyte per client."""
+    return max(4, min(count, WINDOW_BYTES // size))
 
 
 def free_port() -> int:

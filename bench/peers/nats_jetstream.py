@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from . import base
-from .base import PAYLOAD, Server
+from .base import Server, payload
 from .runner import Job, WorkerResult
 
 NAME = "nats"
@@ -64,7 +64,7 @@ async def _run(job: Job, barrier) -> WorkerResult:
                 job.stream, "bench", config=ConsumerConfig(ack_policy=AckPolicy.ALL, max_ack_pending=-1)
             )
             return await _consume(sub, job, barrier)
-        await _publish(js, job.stream, base.WARMUP_MESSAGES, True)
+        await _publish(js, job.stream, base.window(base.WARMUP_MESSAGES, job.size), True, payload(job.size))
         if job.role == "produce":
             return await _produce(js, job, barrier)
         return await _latency(js, job, barrier)
@@ -72,22 +72,23 @@ async def _run(job: Job, barrier) -> WorkerResult:
         await nc.close()
 
 
-async def _publish(js, subject: str, n: int, batched: bool) -> None:
+async def _publish(js, subject: str, n: int, batched: bool, data: bytes) -> None:
     if not batched:
         for _ in range(n):
-            await js.publish(subject, PAYLOAD)
+            await js.publish(subject, data)
         return
-    futures = [await js.publish_async(subject, PAYLOAD) for _ in range(n)]
+    futures = [await js.publish_async(subject, data) for _ in range(n)]
     await asyncio.gather(*futures)
 
 
 async def _produce(js, job: Job, barrier) -> WorkerResult:
-    per_round = BATCH if job.batched else 1
+    per_round = base.window(BATCH, job.size) if job.batched else 1
+    data = payload(job.size)
     barrier.wait()
     t0, c0 = time.perf_counter(), time.process_time()
     deadline, count = t0 + job.duration, 0
     while time.perf_counter() < deadline:
-        await _publish(js, job.stream, per_round, job.batched)
+        await _publish(js, job.stream, per_round, job.batched, data)
         count += per_round
     return WorkerResult(count, time.perf_counter() - t0, time.process_time() - c0)
 
@@ -123,11 +124,11 @@ async def _latency(js, job: Job, barrier) -> WorkerResult:
         for _ in range(due):
             sent = time.perf_counter()
             if job.batched:
-                fut = await js.publish_async(job.stream, PAYLOAD)
+                fut = await js.publish_async(job.stream, payload(job.size))
                 fut.add_done_callback(lambda _f, s=sent: latencies.append(time.perf_counter() - s))
                 pending.append(fut)
             else:
-                await js.publish(job.stream, PAYLOAD)
+                await js.publish(job.stream, payload(job.size))
                 latencies.append(time.perf_counter() - sent)
     await asyncio.gather(*pending)
     return WorkerResult(len(latencies), time.perf_counter() - t0, time.process_time() - c0, latencies)

@@ -13,21 +13,25 @@ import time
 from pathlib import Path
 
 from .base import (
-    PAYLOAD,
+    LARGE,
     TICK,
     WARMUP_MESSAGES,
     Server,
     due_counts,
     free_port,
+    payload,
     spawn,
     wait_for_port,
+    window,
 )
 from .runner import Job, WorkerResult
 
 NAME = "redis"
 PIPELINE = 1000  # XADDs per pipelined round trip when batched
 READ_COUNT = 1000  # XREADGROUP COUNT
-FIELDS = {b"d": PAYLOAD}
+# Redis holds a stream in memory: past 64 KiB per message each stream is capped near
+# STREAM_BYTES (XADD MAXLEN ~), or a 5 s cell of 1 MiB messages would hold gigabytes.
+STREAM_BYTES = 256 * 1024 * 1024
 
 
 def missing() -> str | None:
@@ -57,24 +61,26 @@ def run(job: Job, barrier) -> WorkerResult:
         r.close()
 
 
-def _send(r, n: int, stream: str) -> None:
+def _send(r, n: int, job: Job) -> None:
+    fields = {b"d": payload(job.size)}
+    maxlen = STREAM_BYTES // job.size if job.size >= LARGE else None
     if n == 1:
-        r.xadd(stream, FIELDS)
+        r.xadd(job.stream, fields, maxlen=maxlen)
         return
     pipe = r.pipeline(transaction=False)
     for _ in range(n):
-        pipe.xadd(stream, FIELDS)
+        pipe.xadd(job.stream, fields, maxlen=maxlen)
     pipe.execute()
 
 
 def _produce(r, job: Job, barrier) -> WorkerResult:
-    per_trip = PIPELINE if job.batched else 1
-    _send(r, WARMUP_MESSAGES, job.stream)
+    per_trip = window(PIPELINE, job.size) if job.batched else 1
+    _send(r, window(WARMUP_MESSAGES, job.size), job)
     barrier.wait()
     t0, c0 = time.perf_counter(), time.process_time()
     deadline, count = t0 + job.duration, 0
     while time.perf_counter() < deadline:
-        _send(r, per_trip, job.stream)
+        _send(r, per_trip, job)
         count += per_trip
     return WorkerResult(count, time.perf_counter() - t0, time.process_time() - c0)
 
@@ -90,7 +96,7 @@ def _consume(r, job: Job, barrier) -> WorkerResult:
     t0, c0 = time.perf_counter(), time.process_time()
     deadline, count, last = t0 + job.duration, 0, t0
     while time.perf_counter() < deadline:
-        reply = r.xreadgroup("bench", "c", {job.stream: ">"}, count=READ_COUNT, block=5)
+        reply = r.xreadgroup("bench", "c", {job.stream: ">"}, count=window(READ_COUNT, job.size), block=5)
         if reply:
             ids = [entry_id for entry_id, _ in reply[0][1]]
             r.xack(job.stream, "bench", *ids)
@@ -102,7 +108,7 @@ def _consume(r, job: Job, barrier) -> WorkerResult:
 def _latency(r, job: Job, barrier) -> WorkerResult:
     """Paced at job.rate: batched sends the messages due in one pipeline, unbatched one
     XADD per round trip; each message's latency runs from the send call to its reply."""
-    _send(r, WARMUP_MESSAGES, job.stream)
+    _send(r, window(WARMUP_MESSAGES, job.size), job)
     barrier.wait()
     t0, c0 = time.perf_counter(), time.process_time()
     latencies = []
@@ -113,7 +119,7 @@ def _latency(r, job: Job, barrier) -> WorkerResult:
         batches = [due] if job.batched else [1] * due
         for n in batches:
             sent = time.perf_counter()
-            _send(r, n, job.stream)
+            _send(r, n, job)
             latencies += [time.perf_counter() - sent] * n
     return WorkerResult(len(latencies), time.perf_counter() - t0, time.process_time() - c0, latencies)
 

@@ -22,6 +22,7 @@ class Job:
     batched: bool
     duration: float
     rate: float = 0.0  # latency role: msgs/s this worker offers
+    size: int = 100  # bytes per message
 
 
 @dataclass
@@ -44,6 +45,7 @@ class CellResult:
     server_cpu: float = 0.0  # % of one core
     client_cpu: float = 0.0  # % of one core, all worker processes
     other_cpu: float = 0.0  # % of one core used by anything else on the machine meanwhile
+    size: int = 100  # bytes per message
 
 
 def worker_main(job: Job, barrier, results) -> None:
@@ -92,7 +94,13 @@ def run_jobs(
 
 
 def summarize(
-    peer: str, workload: str, batched: bool, procs: int, by_role: dict[str, list[WorkerResult]], usage
+    peer: str,
+    workload: str,
+    batched: bool,
+    procs: int,
+    by_role: dict[str, list[WorkerResult]],
+    usage,
+    size: int = 100,
 ) -> CellResult:
     """Fold worker results and CPU usage into one table row: rate and latency come from the
     consumers for e2e, from the producers otherwise."""
@@ -102,7 +110,7 @@ def summarize(
     elapsed = max((r.elapsed for r in counted), default=wall) or wall
     rate = sum(r.count for r in counted) / elapsed
     client = sum(r.cpu for r in all_results)
-    cell = CellResult(peer, workload, batched, procs, rate)
+    cell = CellResult(peer, workload, batched, procs, rate, size=size)
     cell.server_cpu = 100 * server_cpu / wall
     cell.client_cpu = 100 * client / wall
     cell.other_cpu = max(0.0, 100 * (busy - server_cpu - client) / wall)

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from .base import PAYLOAD, TICK, WARMUP_MESSAGES, Server, due_counts, free_port, spawn
+from .base import TICK, WARMUP_MESSAGES, Server, due_counts, free_port, payload, spawn, window
 from .runner import Job, WorkerResult
 
 NAME = "taureau"
@@ -50,14 +50,14 @@ def client(address: str):
     return pulsar.Client(address, io_threads=1, operation_timeout_seconds=60, logger=quiet)
 
 
-def producer(c, topic: str, batched: bool):
+def producer(c, topic: str, batched: bool, size: int):
     return c.create_producer(
         topic,
         batching_enabled=batched,
         batching_max_messages=BATCH_MAX_MESSAGES,
         batching_max_allowed_size_in_bytes=1024 * 1024,
         batching_max_publish_delay_ms=BATCH_MAX_DELAY_MS,
-        max_pending_messages=10 * BATCH_MAX_MESSAGES if batched else UNBATCHED_WINDOW,
+        max_pending_messages=window(10 * BATCH_MAX_MESSAGES if batched else UNBATCHED_WINDOW, size),
         block_if_queue_full=True,
     )
 
@@ -71,7 +71,8 @@ def run(job: Job, barrier) -> WorkerResult:
 
 
 def _produce(c, job: Job, barrier) -> WorkerResult:
-    p = producer(c, job.stream, job.batched)
+    p = producer(c, job.stream, job.batched, job.size)
+    data = payload(job.size)
     acked = [0]
     last = [0.0]
 
@@ -79,8 +80,8 @@ def _produce(c, job: Job, barrier) -> WorkerResult:
         acked[0] += 1
         last[0] = time.perf_counter()
 
-    for _ in range(WARMUP_MESSAGES):
-        p.send_async(PAYLOAD, on_ack)
+    for _ in range(window(WARMUP_MESSAGES, job.size)):
+        p.send_async(data, on_ack)
     p.flush()
     barrier.wait()
     acked[0] = 0
@@ -89,7 +90,7 @@ def _produce(c, job: Job, barrier) -> WorkerResult:
     send = p.send_async
     while time.perf_counter() < deadline:
         for _ in range(200):
-            send(PAYLOAD, on_ack)
+            send(data, on_ack)
     p.flush()
     return WorkerResult(acked[0], last[0] - t0, time.process_time() - c0)
 
@@ -101,7 +102,7 @@ def _consume(c, job: Job, barrier) -> WorkerResult:
         job.stream,
         "bench",
         consumer_type=pulsar.ConsumerType.Exclusive,
-        receiver_queue_size=10_000,
+        receiver_queue_size=window(10_000, job.size),
         batch_receive_policy=pulsar.ConsumerBatchReceivePolicy(1000, -1, 5),
     )
     barrier.wait()
@@ -118,7 +119,8 @@ def _consume(c, job: Job, barrier) -> WorkerResult:
 
 
 def _latency(c, job: Job, barrier) -> WorkerResult:
-    p = producer(c, job.stream, job.batched)
+    p = producer(c, job.stream, job.batched, job.size)
+    data = payload(job.size)
     latencies: list[float] = []
     lock = threading.Lock()
 
@@ -129,8 +131,8 @@ def _latency(c, job: Job, barrier) -> WorkerResult:
 
         return on_ack
 
-    for _ in range(WARMUP_MESSAGES):
-        p.send_async(PAYLOAD, lambda res, mid: None)
+    for _ in range(window(WARMUP_MESSAGES, job.size)):
+        p.send_async(data, lambda res, mid: None)
     p.flush()
     barrier.wait()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -138,7 +140,7 @@ def _latency(c, job: Job, barrier) -> WorkerResult:
         if not n:
             time.sleep(TICK)
         for _ in range(n):
-            p.send_async(PAYLOAD, sent_at(time.perf_counter()))
+            p.send_async(data, sent_at(time.perf_counter()))
     p.flush()
     return WorkerResult(len(latencies), time.perf_counter() - t0, time.process_time() - c0, latencies)
 

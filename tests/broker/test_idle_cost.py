@@ -79,6 +79,37 @@ async def test_an_idle_subscription_holds_no_task_and_wakes_on_new_entries():
     await factory.close()
 
 
+async def test_a_wake_with_nothing_to_send_starts_no_task():
+    """FLOWs and acks of a caught-up subscription wake its dispatcher: with nothing to send,
+    that costs no task (with many topics, every message paid for one or two empty rounds)."""
+    store = EmbeddedMetadataStore(None)
+    factory = ManagedLedgerFactory(store, MemoryLedgerClient())
+    ledger = await factory.open("public/default/persistent/wake")
+    topic = PersistentTopic(TopicName.parse("wake"), ledger, store)
+    sink = Sink()
+    c = Consumer(consumer_id=1, name="c", sink=sink)
+    sub = await topic.subscribe(
+        subscription="s", consumer=c, sub_type=SubType.EXCLUSIVE, initial_position=InitialPosition.EARLIEST
+    )
+    sub.flow(c, 10)
+    await settle()
+    position = await topic.ledger.add_entry(entry(b"a"))
+    sub.notify_new_entries()
+    assert len(dispatcher_tasks()) == 1  # something to send: a task
+    await settle()
+    assert sink.bodies == [b"a"] and dispatcher_tasks() == []
+    sub.flow(c, 5)
+    assert dispatcher_tasks() == []  # caught up: a FLOW starts nothing
+    await sub.ack_cumulative(c, position)
+    assert dispatcher_tasks() == []  # nor does an ack
+    await topic.ledger.add_entry(entry(b"b"))
+    sub.notify_new_entries()
+    await settle()
+    assert sink.bodies == [b"a", b"b"]
+    await topic.close()
+    await factory.close()
+
+
 async def test_open_ledgers_share_one_periodic_trim_task():
     store = EmbeddedMetadataStore(None)
     factory = ManagedLedgerFactory(store, MemoryLedgerClient(), trim_interval_s=0.01)

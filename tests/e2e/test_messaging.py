@@ -382,3 +382,21 @@ def test_consumers_subscribing_at_once_to_a_new_subscription_all_succeed(standal
         for t in threads:
             t.join()
     assert errors == []
+
+
+def test_large_and_small_messages_arrive_intact_and_in_order(client, topic):
+    """Entries of 64 KiB and more leave the broker by reference, beside the small frames
+    buffered around them (CoalescingWriter.write_large): order and bytes must not change."""
+    consumer = client.subscribe(topic, "s")
+    producer = client.create_producer(topic, batching_enabled=False)
+    sizes = [10, 1 << 20, 100, 70_000, 65_535, 65_536, 3 << 20, 5] * 2
+    payloads = [bytes([i]) * n for i, n in enumerate(sizes)]
+    for payload in payloads:
+        producer.send_async(payload, None)
+    producer.flush()
+    received = []
+    for _ in payloads:
+        msg = consumer.receive(10_000)
+        received.append(msg.data())
+        consumer.acknowledge(msg)
+    assert received == payloads

@@ -45,6 +45,7 @@ from taureau.protocol import (
     ProtocolError,
     append_message,
     append_send_receipt,
+    message_head,
     pb,
     ping,
     pong,
@@ -71,6 +72,9 @@ _PAUSE_REPLIES = 2
 _PAUSE_RATE = 4  # a topic it publishes to is over its namespace's publish rate this second
 # Dispatch to a consumer stops while this many bytes wait in its socket's send buffer.
 WRITE_BUFFER_HIGH = 4 * 1024 * 1024
+# An entry this large goes to the transport by reference (CoalescingWriter.write_large), not
+# copied into the connection's write buffer: a copy of 64 KiB costs more than one more part.
+LARGE_PAYLOAD = 64 * 1024
 
 
 class Refusal(NamedTuple):
@@ -177,7 +181,7 @@ class ServerConnection(asyncio.Protocol):
         # Free what this peer made us buffer now, not whenever the last task lets go of us.
         self.decoder.clear()
         self._drop_sends()
-        self._writer.buffer = bytearray()
+        self._writer.clear()
         self.service.heap_trimmer.request()  # what it made us allocate may sit in the heap
         self._control.put_nowait(self.session.cleanup)
         self._control.put_nowait(None)
@@ -247,6 +251,10 @@ class ServerConnection(asyncio.Protocol):
         ack_set: tuple[int, ...] = (),
     ) -> None:
         writer = self._writer
+        if len(data) >= LARGE_PAYLOAD:
+            head = message_head(consumer_id, position[0], position[1], partition, redelivery_count, len(data), ack_set)
+            writer.write_large(head, data)
+            return
         append_message(
             writer.buffer, consumer_id, position[0], position[1], partition, redelivery_count, data, ack_set
         )

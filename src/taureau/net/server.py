@@ -50,10 +50,12 @@ class CoalescingWriter:
     read and ~0.24M/s when it writes once per frame: this is where that difference is won.
     """
 
-    __slots__ = ("buffer", "_transport", "_scheduled", "_loop")
+    __slots__ = ("buffer", "_parts", "_transport", "_scheduled", "_loop")
 
     def __init__(self, transport: asyncio.WriteTransport) -> None:
         self.buffer = bytearray()  # frames not yet handed to the transport
+        # Before `buffer`, in order: what write_large queued (earlier buffers, large payloads).
+        self._parts: list[bytes | bytearray] = []
         self._transport = transport
         self._scheduled = False
         self._loop = asyncio.get_running_loop()
@@ -62,6 +64,20 @@ class CoalescingWriter:
         self.buffer += data
         self.schedule()
 
+    def write_large(self, head: bytes, payload: bytes) -> None:
+        """A frame of `head` then `payload`, the payload queued as it is rather than copied into
+        the buffer (a 1 MiB entry per MESSAGE). A caller holding `buffer` must not append to
+        it after this call: the buffer it holds is already queued, before the payload."""
+        self.buffer += head
+        self._parts += (self.buffer, payload)
+        self.buffer = bytearray()
+        self.schedule()
+
+    def clear(self) -> None:
+        """Drop everything not yet written (the peer is gone)."""
+        self.buffer = bytearray()
+        self._parts = []
+
     def schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
@@ -69,6 +85,13 @@ class CoalescingWriter:
 
     def flush(self) -> None:
         self._scheduled = False
-        if self.buffer and not self._transport.is_closing():
+        parts = self._parts
+        if parts:
+            self._parts = []
+            if self.buffer:
+                parts.append(self.buffer)
+            if not self._transport.is_closing():
+                self._transport.writelines(parts)
+        elif self.buffer and not self._transport.is_closing():
             self._transport.write(self.buffer)
         self.buffer = bytearray()

@@ -9,6 +9,7 @@ from taureau.protocol.fastpath import (
     append_send_receipt,
     encode_message,
     encode_send_receipt,
+    message_head,
     uvarint,
 )
 from taureau.protocol.framing import DEFAULT_MAX_FRAME_SIZE, Frame, FrameDecoder
@@ -66,6 +67,7 @@ __all__ = [
     "has_checksum",
     "iter_batch",
     "lookup_response",
+    "message_head",
     "parse_entry",
     "parse_metadata",
     "partitioned_metadata_response",

@@ -87,6 +87,20 @@ def encode_message(
     return _pack_sizes(4 + len(cmd) + len(entry), len(cmd)) + cmd + entry
 
 
+def message_head(
+    consumer_id: int,
+    ledger_id: int,
+    entry_id: int,
+    partition: int,
+    redelivery_count: int,
+    entry_size: int,
+    ack_set: tuple[int, ...] = (),
+) -> bytes:
+    """A MESSAGE frame up to its entry (sizes and command): the entry's bytes follow it."""
+    cmd = _message_command(consumer_id, ledger_id, entry_id, partition, redelivery_count, ack_set)
+    return _pack_sizes(4 + len(cmd) + entry_size, len(cmd)) + cmd
+
+
 def append_message(
     buf: bytearray,
     consumer_id: int,
@@ -99,9 +113,7 @@ def append_message(
 ) -> None:
     """Append a MESSAGE frame to `buf`, so many frames leave in one socket write; `ack_set`
     (a partly acknowledged batch) tells the client which of its messages are still due."""
-    cmd = _message_command(consumer_id, ledger_id, entry_id, partition, redelivery_count, ack_set)
-    buf += _pack_sizes(4 + len(cmd) + len(entry), len(cmd))
-    buf += cmd
+    buf += message_head(consumer_id, ledger_id, entry_id, partition, redelivery_count, len(entry), ack_set)
     buf += entry
 
 

@@ -142,7 +142,7 @@ class CrashFiles(FileIO):
         file.current += data
         return offset
 
-    def pwrite(self, handle: _Handle, data: bytes, offset: int) -> None:
+    def pwrite(self, handle: _Handle, data: bytes | bytearray, offset: int) -> None:
         file = self._live(handle, "pwrite")
         file.touch(min(offset, len(file.current)))
         if offset > len(file.current):

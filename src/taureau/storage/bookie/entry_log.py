@@ -101,14 +101,23 @@ class EntryLog:
             self.flush()
             self._start_log(self._current + 1)
         offset = self._buf_start + len(self._buf)
-        self._buf += record
+        if len(record) >= self._buffer_size:
+            # A record as large as the buffer goes to the file as it is: buffering it would
+            # copy it in and out again for nothing (1 MiB messages).
+            self.flush()
+            self._files.pwrite(self._handles[self._current], record, offset)
+            self._buf_start += len(record)
+            self._dirty.add(self._current)
+        else:
+            self._buf += record
         self.ledgers[self._current].add(ledger_id)
         return (self._current << 32) | offset
 
     def flush(self) -> None:
         """Write the buffer to the current file (no fsync). On OSError the buffer is kept."""
         if self._buf:
-            self._files.pwrite(self._handles[self._current], bytes(self._buf), self._buf_start)
+            # The bytearray itself, not a bytes copy of it: the write is done before clear().
+            self._files.pwrite(self._handles[self._current], self._buf, self._buf_start)
             self._buf_start += len(self._buf)
             self._buf.clear()
             self._dirty.add(self._current)

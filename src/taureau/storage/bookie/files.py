@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import errno
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from taureau.common.errors import DiskFullError, StorageError
@@ -15,6 +16,7 @@ from taureau.storage.bookie.kv import KV, SqliteKV
 _FULL_OR_UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 Handle = Any  # opaque: whatever the FileIO returned from open()
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024  # buffers per pwritev
 
 
 def storage_error(exc: OSError, what: str) -> StorageError:
@@ -41,8 +43,12 @@ class FileIO(abc.ABC):
     def append(self, handle: Handle, data: bytes) -> int:
         """Write at the end; return the offset the data starts at."""
 
+    def append_all(self, handle: Handle, parts: Sequence[bytes]) -> int:
+        """Append `parts` one after another, as one append of their concatenation would."""
+        return self.append(handle, b"".join(parts))
+
     @abc.abstractmethod
-    def pwrite(self, handle: Handle, data: bytes, offset: int) -> None: ...
+    def pwrite(self, handle: Handle, data: bytes | bytearray, offset: int) -> None: ...
 
     @abc.abstractmethod
     def pread(self, handle: Handle, offset: int, size: int) -> bytes:
@@ -98,7 +104,24 @@ class OSFiles(FileIO):
         self.pwrite(handle, data, offset)
         return offset
 
-    def pwrite(self, handle: _OSHandle, data: bytes, offset: int) -> None:
+    def append_all(self, handle: _OSHandle, parts: Sequence[bytes]) -> int:
+        """pwritev: the parts go to the kernel as they are (a journal batch of 1 MiB entries
+        was joined into one more copy of every byte before its write)."""
+        offset = at = handle.size
+        pending: list[bytes | memoryview] = list(parts)
+        i = 0
+        while i < len(pending):
+            written = os.pwritev(handle.fd, pending[i : i + _IOV_MAX], at)
+            at += written
+            while i < len(pending) and written >= len(pending[i]):  # the parts that went out whole
+                written -= len(pending[i])
+                i += 1
+            if written:  # a short write stopped inside part i
+                pending[i] = memoryview(pending[i])[written:]
+        handle.size = max(handle.size, at)
+        return offset
+
+    def pwrite(self, handle: _OSHandle, data: bytes | bytearray, offset: int) -> None:
         view = memoryview(data)
         at = offset
         while view:

@@ -42,6 +42,10 @@ class Cut:
     puts: list[tuple[bytes, bytes]] = field(default_factory=list)
     delete_prefixes: list[bytes] = field(default_factory=list)
     deletes: list[bytes] = field(default_factory=list)
+    # The frozen memtable, (ledger, {entry: location}), encoded by commit() in its thread: one
+    # key and value per entry since the last checkpoint (300,000 at 10k adds/s every 30 s)
+    # took ~80 ms of the event loop when packed in cut().
+    entries: list[tuple[int, dict[int, int]]] = field(default_factory=list)
 
 
 class Index:
@@ -106,10 +110,9 @@ class Index:
         self._frozen, self._memtable = self._memtable, {}
         changed = self._changed | set(self._frozen)
         self._changed = set()
-        cut = Cut()
-        for ledger_id, entries in self._frozen.items():
-            for entry_id, location in entries.items():
-                cut.puts.append((_ENTRY.pack(b"E", ledger_id, entry_id), _U64.pack(location)))
+        # The entry dicts are not written to once frozen (put() fills the new memtable, and
+        # delete_ledger only drops a ledger from _frozen), so the thread may read them.
+        cut = Cut(entries=list(self._frozen.items()))
         for ledger_id in changed:
             info = self.ledgers[ledger_id]
             cut.puts.append(
@@ -128,8 +131,15 @@ class Index:
         return cut
 
     def commit(self, cut: Cut) -> None:
-        """Write a cut (worker thread)."""
-        self._kv.commit(cut.puts, cut.deletes, cut.delete_prefixes)
+        """Write a cut (worker thread): the entries' locations first, then the rest, as before."""
+        pack_key, pack_location = _ENTRY.pack, _U64.pack
+        puts = [
+            (pack_key(b"E", ledger_id, entry_id), pack_location(location))
+            for ledger_id, entries in cut.entries
+            for entry_id, location in entries.items()
+        ]
+        puts += cut.puts
+        self._kv.commit(puts, cut.deletes, cut.delete_prefixes)
 
     def committed(self) -> None:
         self._frozen = {}

@@ -175,23 +175,24 @@ class Journal:
         if self._busy or not self._queue:
             return
         assert self._loop is not None and self._next is not None
-        data = b"".join(self._queue)
-        self._queue = []
+        records, self._queue = self._queue, []
         future, self._next = self._next, None
         self._busy, self._inflight = True, future
-        done = self._loop.run_in_executor(self._executor, self._write_batch, data)
+        done = self._loop.run_in_executor(self._executor, self._write_batch, records)
         done.add_done_callback(lambda d: self._batch_done(future, d))
 
-    def _write_batch(self, data: bytes) -> JournalPosition:
-        """In the journal thread: append, fsync, roll when the file is full."""
+    def _write_batch(self, records: list[bytes]) -> JournalPosition:
+        """In the journal thread: append (the records as they are, no joined copy), fsync,
+        roll when the file is full."""
+        size = sum(map(len, records))
         try:
-            if self._size > FILE_HEADER.size and self._size + len(data) > self._max_file_size:
+            if self._size > FILE_HEADER.size and self._size + size > self._max_file_size:
                 self._open_new(self._seq + 1)
         except OSError as exc:
             raise _WriteFailed(exc, fatal=False) from exc
         before = self._size
         try:
-            self._files.append(self._handle, data)
+            self._files.append_all(self._handle, records)
         except OSError as exc:
             try:
                 # Cut off whatever part of the batch got written: later batches go after `before`.
@@ -205,7 +206,7 @@ class Journal:
         except OSError as exc:
             # After a failed fsync the kernel may have dropped the dirty pages: trust nothing.
             raise _WriteFailed(exc, fatal=True) from exc
-        self._size = before + len(data)
+        self._size = before + size
         return JournalPosition(self._seq, self._size)
 
     def _batch_done(self, future: asyncio.Future[None], done: asyncio.Future[JournalPosition]) -> None:

@@ -27,8 +27,10 @@ _frame_pack = struct.Struct(">II").pack
 
 
 def encode(ledger_id: int, entry_id: int, data: bytes) -> bytes:
-    body = _ids_pack(ledger_id, entry_id) + data
-    return _frame_pack(len(body), _crc(body)) + body
+    # One copy of `data`, not two (ids + data, then header + body): the CRC runs over the
+    # two parts in turn, which is the CRC of their concatenation.
+    ids = _ids_pack(ledger_id, entry_id)
+    return b"".join((_frame_pack(IDS_SIZE + len(data), _crc(data, _crc(ids))), ids, data))
 
 
 def decode_at(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int, bytes, int] | None:

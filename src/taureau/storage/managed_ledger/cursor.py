@@ -168,6 +168,11 @@ class ManagedCursorImpl(ManagedCursor):
         return self._ranges.ranges()
 
     def has_more_entries(self) -> bool:
+        read, current = self._read, self._ledgers.current
+        if read.ledger_id == current.ledger_id and not self._ranges:
+            # The common case, asked after every add and dispatch round: reading the ledger
+            # being written with nothing acked ahead, so no position arithmetic is needed.
+            return max(read.entry_id, 0) < current.entries
         return self._skip_acked(self._ledgers.normalize(self._read)) <= self._ml.last_confirmed
 
     def is_acked(self, position: Position) -> bool:

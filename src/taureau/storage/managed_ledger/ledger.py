@@ -317,7 +317,11 @@ class ManagedLedgerImpl(ManagedLedger):
             del self._cursors[cursor.name]
 
     def on_mark_delete_moved(self, old: Position, new: Position) -> None:
-        """A durable cursor moved: trim when it left a ledger (the only moment it can free one)."""
+        """A durable cursor moved: trim when it left a ledger (the only moment it can free one).
+        With one ledger there is nothing to free (`_trim_once` returns at once): a caught-up
+        cursor sits at its ledger's end, so without that check every ack started a trim task."""
+        if len(self.ledgers) < 2:
+            return
         if old.ledger_id != new.ledger_id or new.entry_id >= self.ledgers.ledger_end(new.ledger_id):
             self._trimmer.request()
 
