@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 
 from taureau.auth.config import build_authentication
 from taureau.broker.admission import ConnectionLimits
@@ -18,6 +19,8 @@ from taureau.broker.dispatch_policies import apply_dispatch_rates
 from taureau.broker.inactive_topics import InactiveTopicPolicies, InactiveTopics
 from taureau.broker.nonpersistent.registry import NonPersistentTopics
 from taureau.broker.nonpersistent.topic import NonPersistentTopic
+from taureau.broker.ownership.api import Ownership, SingleBroker
+from taureau.broker.ownership.registry import BrokerUrls
 from taureau.broker.policies import PolicyEnforcer
 from taureau.broker.rate_limit import PublishRateLimiter
 from taureau.broker.resources import (
@@ -86,6 +89,8 @@ class BrokerService:
         # non-persistent:// topics: in memory only, admitted by the same checks as these.
         self.non_persistent = NonPersistentTopics(store, self._admit_new_topic, apply_limits,
                                                   config.idle_topic_unload_s)
+        # Who serves which topic: this broker alone, unless cluster mode replaces it (ownership/).
+        self.ownership: Ownership = SingleBroker(self.own_urls, self.unload_topics)
 
     async def start(self) -> None:
         await self.resources.bootstrap()
@@ -166,6 +171,7 @@ class BrokerService:
     async def _load_topic(self, name: TopicName, create: bool, explicit: bool) -> PersistentTopic:
         if not name.persistent:  # those are self.non_persistent's
             raise NotAllowedError(f"{name} is not a persistent topic")
+        await self.ownership.check_serves(name)  # another broker's topic is never opened here
         unloading = self._unloading.get(str(name))
         if unloading is not None:  # its cursors and ledger must be saved and closed first
             await asyncio.wait([unloading])
@@ -281,11 +287,7 @@ class BrokerService:
         busy = topic.producers or any(s.consumers for s in topic.subscriptions.values())
         if busy and not force:
             raise PreconditionFailedError(f"topic {name} has active producers or consumers")
-        for producer in list(topic.producers.values()):
-            if producer.disconnect is not None:
-                producer.disconnect()
-        for sub in list(topic.subscriptions.values()):
-            sub.disconnect_consumers()
+        _send_clients_away(topic)
         self._topics.pop(str(name), None)
         await topic.close()
         if topic.dedup is not None:
@@ -306,6 +308,33 @@ class BrokerService:
             await self.delete_topic(partition, force=force)
         await self.resources.delete_partitioned_topic(name)
         await self.schemas.registry.drop(schema_id(name))
+
+    async def unload_topics(self, which: Callable[[TopicName], bool]) -> int:
+        """Close the loaded topics `which` picks, their clients told to go (they look the
+        topic up again): what a bundle unload does. The number closed."""
+        picked = [(key, task) for key, task in self._topics.items() if which(TopicName.parse(key))]
+        for key, task in picked:
+            if self._topics.get(key) is task:
+                del self._topics[key]
+        closed = 0
+        for key, task in picked:
+            try:
+                topic = await asyncio.shield(task)
+            except Exception:
+                continue  # failed to load: nothing open
+            _send_clients_away(topic)
+            try:
+                await topic.close()
+                closed += 1
+            except Exception:
+                log.exception("closing topic %s for an unload failed", key)
+        return closed
+
+    def own_urls(self) -> BrokerUrls:
+        config = self.config
+        host = f"{config.advertised_address}:{config.web_port if config.plain_ports else config.web_port_tls}"
+        return BrokerUrls(host, config.service_url if config.plain_ports else "", config.service_url_tls or "",
+                          config.web_service_url if config.plain_ports else "", "")
 
     async def partitioned_metadata(self, name: TopicName) -> int:
         """Partition count for a lookup; may auto-create a partitioned topic per policy."""
@@ -492,6 +521,15 @@ class BrokerService:
             "msgRateOut": max(current[3] - previous[3], 0) / elapsed,
             "msgThroughputOut": max(current[4] - previous[4], 0) / elapsed,
         }
+
+
+def _send_clients_away(topic: PersistentTopic) -> None:
+    """Tell every producer and consumer of `topic` to reconnect (CLOSE_PRODUCER/CONSUMER)."""
+    for producer in list(topic.producers.values()):
+        if producer.disconnect is not None:
+            producer.disconnect()
+    for sub in list(topic.subscriptions.values()):
+        sub.disconnect_consumers()
 
 
 def apply_limits(topic: PersistentTopic | NonPersistentTopic, policies: NamespacePolicies) -> None:

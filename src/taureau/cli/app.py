@@ -469,7 +469,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from taureau.cli import admin, client, cluster_cmd, demo, functions, sketches, tokens
+    from taureau.cli import admin, broker_cmd, client, cluster_cmd, demo, functions, sketches, tokens
 
     parser = argparse.ArgumentParser(
         prog="taureau", description="Taureau: a serverless platform for real-time data"
@@ -481,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     _functions_worker_parser(sub)
     cluster_cmd.register(sub)
     cluster_cmd.register_bookie_verb(sub)
+    broker_cmd.register(sub)
     cluster_cmd.register_recover_verb(sub)
     admin.register(sub)
     client.register(sub)

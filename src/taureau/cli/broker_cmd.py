@@ -1,0 +1,74 @@
+"""`taureau broker`: one broker of a cluster: topics on the registered bookies, metadata in
+ZooKeeper, namespace bundles shared with the other brokers of that store (docs/cluster.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from taureau.cli.cluster_cmd import cluster_name, zk_url
+
+
+def register(sub) -> None:
+    from taureau.broker.ownership.bundles import DEFAULT_BUNDLES, MAX_BUNDLES
+
+    p = sub.add_parser("broker", help="run one broker of a cluster (several share a ZooKeeper and the bookies)")
+    p.add_argument("--metadata-store", required=True, type=zk_url, help="zk://host:port[,host:port...][/chroot]")
+    p.add_argument("--cluster", type=cluster_name, default=None,
+                   help="the cluster's name, as given to initialize-cluster-metadata (default standalone)")
+    p.add_argument("--broker-port", type=int, default=6650, help="Pulsar protocol port (default 6650, 0: any free)")
+    p.add_argument("--web-port", type=int, default=8080, help="admin REST port (default 8080, 0: any free)")
+    p.add_argument("--bind-address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--advertised-address", default="localhost",
+                   help="host name clients and other brokers are told to connect to (default localhost)")
+    p.add_argument("--data-dir", default=None,
+                   help="lock and scratch directory of this broker (default ./broker-data-<broker port>)")
+    p.add_argument("--metadata-session-timeout", type=float, default=10.0,
+                   help="seconds ZooKeeper keeps a silent broker's bundles (default 10); on expiry it stops")
+    p.add_argument("--bundles-per-namespace", type=int, default=DEFAULT_BUNDLES, choices=range(1, MAX_BUNDLES + 1),
+                   metavar=f"1..{MAX_BUNDLES}",
+                   help=f"bundles of a namespace this broker uses first (default {DEFAULT_BUNDLES})")
+    for flag, field, text in (
+        ("--ensemble-size", "ensemble_size", "bookies each ledger is spread over"),
+        ("--write-quorum", "write_quorum", "bookies each entry is written to"),
+        ("--ack-quorum", "ack_quorum", "bookies that must store an entry before it is acknowledged"),
+    ):
+        p.add_argument(flag, dest=field, type=int, default=2, help=f"{text} (default 2)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from taureau.broker.config import BrokerConfig
+    from taureau.cli.app import serve
+    from taureau.standalone import FunctionsOptions, StandaloneConfig, StateOptions, run
+
+    e, w, a = args.ensemble_size, args.write_quorum, args.ack_quorum
+    if not 1 <= a <= w <= e:
+        print(f"taureau broker: need 1 <= ack quorum ({a}) <= write quorum ({w}) <= ensemble size ({e})",
+              file=sys.stderr)
+        return 2
+    broker = BrokerConfig(
+        bind_address=args.bind_address,
+        broker_port=args.broker_port,
+        web_port=args.web_port,
+        advertised_address=args.advertised_address,
+        data_dir=args.data_dir or f"./broker-data-{args.broker_port}",
+    )
+    if args.cluster:
+        broker.cluster_name = args.cluster
+    ledgers = broker.managed_ledger
+    ledgers.ensemble_size, ledgers.write_quorum, ledgers.ack_quorum = e, w, a
+    config = StandaloneConfig(
+        broker=broker,
+        metadata_url=args.metadata_store,
+        metadata_session_timeout_s=args.metadata_session_timeout,
+        remote_bookies=True,
+        state=StateOptions(enabled=False),
+        functions=FunctionsOptions(enabled=False),  # `taureau functions-worker` runs them
+        dashboard=False,
+        cluster_member=True,
+        bundles_per_namespace=args.bundles_per_namespace,
+        name="Taureau broker",
+    )
+    return serve("taureau broker", args.verbose, lambda: run(config))
