@@ -121,11 +121,11 @@ class ClusterOwnership:
         if got is None:
             return None, False
         try:
-            record = BrokerRecord.decode("?", got[0])
+            record = BrokerRecord.decode("", got[0])
         except BrokerRecordError:
             raise ServiceNotReadyError(f"the ownership node of bundle {bundle} is unreadable") from None
         me = self.me
-        if me is not None and record.urls.pulsar == me.pulsar and record.urls.web == me.web:
+        if me is not None and record.urls.broker_id == me.broker_id:
             # Ours but not in _owned: being given up right now.
             raise ServiceNotReadyError(f"bundle {bundle} is being unloaded")
         return record.urls, True

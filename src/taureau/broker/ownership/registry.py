@@ -48,6 +48,7 @@ class BrokerRecord:
     def encode(self) -> bytes:
         urls = self.urls
         return json.dumps({
+            "brokerId": urls.broker_id,
             # Pulsar's field names for the URLs, so its tools read them as they would there.
             "pulsarServiceUrl": urls.pulsar, "pulsarServiceUrlTls": urls.pulsar_tls,
             "webServiceUrl": urls.web, "webServiceUrlTls": urls.web_tls,
@@ -58,7 +59,7 @@ class BrokerRecord:
     def decode(cls, broker_id: str, raw: bytes) -> BrokerRecord:
         try:
             data = json.loads(raw)
-            urls = BrokerUrls(broker_id, str(data["pulsarServiceUrl"]), str(data["pulsarServiceUrlTls"]),
+            urls = BrokerUrls(str(data.get("brokerId") or broker_id), str(data["pulsarServiceUrl"]), str(data["pulsarServiceUrlTls"]),
                               str(data["webServiceUrl"]), str(data["webServiceUrlTls"]))
             load = data.get("load") or {}
             return cls(urls, BrokerLoad(int(load.get("bundles", 0)), int(load.get("topics", 0)),

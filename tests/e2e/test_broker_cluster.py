@@ -1,0 +1,207 @@
+"""Several real `taureau broker` processes on one real ZooKeeper and shared bookies: bundle
+ownership, lookup redirects (binary and HTTP), 307 of admin calls, unload, and kill -9 of the
+broker that owns a topic while the official client publishes through another one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pulsar
+import pytest
+
+from taureau.broker.ownership.bundles import bundle_for
+from taureau.broker.ownership.cluster import bundle_path
+from taureau.common.names import TopicName
+from taureau.metadata.zookeeper import ZooKeeperMetadataStore
+from taureau.protocol import pb
+from tests.e2e.bookies import BookieProcess
+from tests.e2e.brokers import BrokerProcess
+from tests.e2e.raw import RawClient, command
+
+T = pb.BaseCommand.Type
+REDIRECT, CONNECT = 0, 1
+SERVICE_NOT_READY = 6
+
+
+@pytest.fixture(scope="module")
+def cluster_url(zookeeper):
+    return f"{zookeeper.url}/t/brokers-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def bookies(cluster_url, tmp_path_factory):
+    started = [BookieProcess(tmp_path_factory.mktemp(f"bookie{i}"), cluster_url).start() for i in range(2)]
+    yield started
+    for b in started:
+        b.kill()
+
+
+@pytest.fixture
+def brokers(bookies, cluster_url, tmp_path):
+    started: list[BrokerProcess] = []
+
+    def start(n: int) -> list[BrokerProcess]:
+        for _ in range(n):
+            started.append(BrokerProcess(tmp_path / f"broker{len(started)}", cluster_url).start())
+        return started
+
+    yield start
+    for b in started:
+        b.kill()
+
+
+def _client(url: str) -> pulsar.Client:
+    return pulsar.Client(url, operation_timeout_seconds=30, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+
+
+def _lookup(port: int, topic: str, authoritative: bool = False) -> pb.CommandLookupTopicResponse:
+    with RawClient(port) as raw:
+        raw.send(command(T.LOOKUP, "lookupTopic", topic=topic, request_id=1, authoritative=authoritative))
+        return raw.expect(T.LOOKUP_RESPONSE).lookupTopicResponse
+
+
+def _get(url: str) -> tuple[int, dict | list, str]:
+    """(status, body, Location) without following redirects."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(url, timeout=10) as answer:
+            return answer.status, json.loads(answer.read() or b"null"), ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, {}, exc.headers.get("Location", "")
+
+
+def _ownership_node(url: str, topic: str) -> tuple[str, int] | None:
+    """(owner broker id, creation time) of `topic`'s bundle, read from ZooKeeper."""
+
+    async def read() -> tuple[str, int] | None:
+        store = await ZooKeeperMetadataStore.open(url)
+        try:
+            got = await store.get(bundle_path(bundle_for(TopicName.parse(topic), 4)))
+        finally:
+            await store.close()
+        return None if got is None else (json.loads(got[0])["brokerId"], got[1].created_ms)
+
+    return asyncio.run(read())
+
+
+def _put(url: str) -> int:
+    request = urllib.request.Request(url, method="PUT")
+    with urllib.request.urlopen(request, timeout=20) as answer:
+        return answer.status
+
+
+def test_lookups_redirect_to_the_owner_and_clients_of_another_broker_work_unchanged(brokers, cluster_url):
+    a, b = brokers(2)
+    topic = f"persistent://public/default/owned-by-b-{uuid.uuid4().hex[:6]}"
+    # An authoritative lookup at B makes B take the bundle (what a redirect to B does).
+    taken = _lookup(b.broker_port, topic, authoritative=True)
+    assert (taken.response, taken.brokerServiceUrl) == (CONNECT, b.service_url)
+
+    answer = _lookup(a.broker_port, topic)
+    assert answer.response == REDIRECT and answer.authoritative
+    assert answer.brokerServiceUrl == b.service_url
+    with RawClient(a.broker_port) as raw:  # A never opens B's topic
+        refused = raw.producer(topic)
+        assert refused.type == T.ERROR and refused.error.error == SERVICE_NOT_READY
+        raw.send(command(T.PARTITIONED_METADATA, "partitionMetadata", topic=topic, request_id=7))
+        meta = raw.expect(T.PARTITIONED_METADATA_RESPONSE).partitionMetadataResponse
+        assert (meta.response, meta.partitions) == (0, 0)  # answered by any broker
+
+    status, data, _ = _get(f"{a.web_url}/lookup/v2/topic/{topic.replace('://', '/')}")
+    assert status == 200 and (data["brokerUrl"], data["httpUrl"]) == (b.service_url, b.web_url)
+
+    client = _client(a.service_url)  # the official client, given broker A only
+    try:
+        consumer = client.subscribe(topic, "s")
+        producer = client.create_producer(topic)
+        for i in range(20):
+            producer.send(f"m{i}".encode())
+        got = [consumer.receive(10_000) for _ in range(20)]
+        assert [m.data().decode() for m in got] == [f"m{i}" for i in range(20)]
+        for m in got:
+            consumer.acknowledge(m)
+
+        # Admin calls on the topic at A: 307 to the same call at B, which serves it.
+        path = f"/admin/v2/persistent/public/default/{topic.rsplit('/', 1)[1]}/stats"
+        status, _, location = _get(a.web_url + path)
+        assert status == 307 and location == f"{b.web_url}{path}?authoritative=true"
+        status, stats, _ = _get(location)
+        assert status == 200 and len(stats["publishers"]) == 1 and stats["msgInCounter"] == 20
+
+        for web in (a.web_url, b.web_url):
+            assert _get(f"{web}/admin/v2/brokers/standalone")[1] == sorted([a.broker_id, b.broker_id])
+            bundles = _get(f"{web}/admin/v2/namespaces/public/default/bundles")[1]
+            assert bundles == {"boundaries": ["0x00000000", "0x40000000", "0x80000000", "0xc0000000", "0xffffffff"],
+                               "numBundles": 4}
+
+        # Unload the namespace through A: B lets the bundle go, the clients look the topic up
+        # again, the bundle is placed again, and nothing is lost or stuck.
+        before = _ownership_node(cluster_url, topic)
+        assert before is not None and before[0] == b.broker_id
+        assert _put(f"{a.web_url}/admin/v2/namespaces/public/default/unload") == 204
+        after = _ownership_node(cluster_url, topic)
+        assert after is None or after[1] > before[1]  # B let it go (it may be placed again already)
+        for i in range(20, 40):
+            producer.send(f"m{i}".encode())
+        got = [consumer.receive(10_000) for _ in range(20)]
+        assert [m.data().decode() for m in got] == [f"m{i}" for i in range(20, 40)]
+    finally:
+        client.close()
+
+
+def test_kill_9_of_the_owner_moves_clients_to_another_broker_and_loses_nothing_acked(brokers):
+    a, b = brokers(2)
+    topic = f"persistent://public/default/failover-{uuid.uuid4().hex[:6]}"
+    assert _lookup(b.broker_port, topic, authoritative=True).response == CONNECT  # B owns it
+    client = _client(a.service_url)
+    acked: dict[str, float] = {}
+    failed: list[str] = []
+    lock = threading.Lock()
+    try:
+        consumer = client.subscribe(topic, "s")
+        producer = client.create_producer(topic, batching_enabled=False, send_timeout_millis=30_000,
+                                          max_pending_messages=200, block_if_queue_full=True)
+
+        def sent(res, _msg_id, body: str) -> None:
+            with lock:
+                (acked.__setitem__(body, time.monotonic()) if res == pulsar.Result.Ok else failed.append(body))
+
+        killed_at = 0.0
+        total = 600
+        for i in range(total):
+            body = f"m{i}"
+            producer.send_async(body.encode(), lambda res, mid, body=body: sent(res, mid, body))
+            if i == total // 3:
+                producer.flush()
+                b.kill()
+                killed_at = time.monotonic()
+            time.sleep(0.002)
+        producer.flush()
+        assert not failed, f"{len(failed)} sends failed: {failed[:5]}"
+        assert len(acked) == total
+        after = min(t for t in acked.values() if t > killed_at)
+        assert after - killed_at < 15, f"first ack after the kill came {after - killed_at:.1f}s later"
+
+        received: set[str] = set()
+        deadline = time.monotonic() + 60
+        while len(received) < total and time.monotonic() < deadline:
+            msg = consumer.receive(20_000)
+            received.add(msg.data().decode())
+            consumer.acknowledge(msg)
+        assert received == set(acked), f"missing {sorted(set(acked) - received)[:10]}"
+    finally:
+        client.close()
+    # A serves the topic now: the lookup at A answers Connect to itself.
+    answer = _lookup(a.broker_port, topic)
+    assert (answer.response, answer.brokerServiceUrl) == (CONNECT, a.service_url)
