@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -95,10 +97,11 @@ def _ownership_node(url: str, topic: str) -> tuple[str, int] | None:
     return asyncio.run(read())
 
 
-def _put(url: str) -> int:
-    request = urllib.request.Request(url, method="PUT")
-    with urllib.request.urlopen(request, timeout=20) as answer:
-        return answer.status
+def _cli(url: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "taureau.cli.main", "admin", "--admin-url", url, *args],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def test_lookups_redirect_to_the_owner_and_clients_of_another_broker_work_unchanged(brokers, cluster_url):
@@ -139,6 +142,9 @@ def test_lookups_redirect_to_the_owner_and_clients_of_another_broker_work_unchan
         status, stats, _ = _get(location)
         assert status == 200 and len(stats["publishers"]) == 1 and stats["msgInCounter"] == 20
 
+        # The admin CLI follows the 307 (with its credentials) as pulsar-admin does.
+        assert json.loads(_cli(a.web_url, "topics", "stats", topic))["msgInCounter"] == 20
+        assert json.loads(_cli(b.web_url, "brokers", "list", "standalone")) == sorted([a.broker_id, b.broker_id])
         for web in (a.web_url, b.web_url):
             assert _get(f"{web}/admin/v2/brokers/standalone")[1] == sorted([a.broker_id, b.broker_id])
             bundles = _get(f"{web}/admin/v2/namespaces/public/default/bundles")[1]
@@ -149,7 +155,7 @@ def test_lookups_redirect_to_the_owner_and_clients_of_another_broker_work_unchan
         # again, the bundle is placed again, and nothing is lost or stuck.
         before = _ownership_node(cluster_url, topic)
         assert before is not None and before[0] == b.broker_id
-        assert _put(f"{a.web_url}/admin/v2/namespaces/public/default/unload") == 204
+        _cli(a.web_url, "namespaces", "unload", "public/default")  # pulsar-admin's verb
         after = _ownership_node(cluster_url, topic)
         assert after is None or after[1] > before[1]  # B let it go (it may be placed again already)
         for i in range(20, 40):
