@@ -482,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_cmd.register(sub)
     cluster_cmd.register_bookie_verb(sub)
     broker_cmd.register(sub)
+    broker_cmd.register_cluster_verb(sub)
     cluster_cmd.register_recover_verb(sub)
     admin.register(sub)
     client.register(sub)

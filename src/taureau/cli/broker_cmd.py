@@ -72,3 +72,30 @@ def _run(args: argparse.Namespace) -> int:
         name="Taureau broker",
     )
     return serve("taureau broker", args.verbose, lambda: run(config))
+
+
+def register_cluster_verb(sub) -> None:
+    p = sub.add_parser("cluster", help="a local dev cluster: ZooKeeper, bookies and brokers on this machine")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB", title="verbs")
+    verbs.required = True
+    up = verbs.add_parser("up", help="start ZooKeeper, --bookies bookies and --brokers brokers; Ctrl-C stops all")
+    up.add_argument("--brokers", type=int, default=3, choices=range(1, 17), metavar="1..16",
+                    help="brokers (default 3)")
+    up.add_argument("--bookies", type=int, default=3, choices=range(1, 17), metavar="1..16",
+                    help="bookies (default 3; ledgers use E/Qw/Qa 2/2/2, or 1/1/1 with one bookie)")
+    up.add_argument("--data-dir", default="./cluster-data", help="where every node keeps its data (default ./cluster-data)")
+    up.add_argument("--broker-port", type=int, default=6650, help="broker i listens on this + i (default 6650)")
+    up.add_argument("--web-port", type=int, default=8080, help="broker i's admin API on this + i (default 8080)")
+    up.add_argument("--bookie-port", type=int, default=3181, help="bookie i listens on this + i (default 3181)")
+    up.add_argument("--session-timeout", type=float, default=5.0,
+                    help="seconds a killed node keeps its bundles and registration (default 5)")
+    up.set_defaults(func=_cluster_up)
+
+
+def _cluster_up(args: argparse.Namespace) -> int:
+    from taureau.devcluster import DevClusterConfig, run
+
+    return run(DevClusterConfig(
+        data_dir=args.data_dir, brokers=args.brokers, bookies=args.bookies, broker_port=args.broker_port,
+        web_port=args.web_port, bookie_port=args.bookie_port, session_timeout_s=args.session_timeout,
+    ))
