@@ -211,3 +211,53 @@ def test_kill_9_of_the_owner_moves_clients_to_another_broker_and_loses_nothing_a
     # A serves the topic now: the lookup at A answers Connect to itself.
     answer = _lookup(a.broker_port, topic)
     assert (answer.response, answer.brokerServiceUrl) == (CONNECT, a.service_url)
+
+
+def test_a_frozen_owner_whose_session_expired_acknowledges_nothing_more_and_exits(brokers):
+    """No split brain: B is frozen (SIGSTOP) past its session timeout with sends queued to it,
+    A takes the topic (fencing B's ledger); thawed, B acknowledges nothing that A's topic does
+    not hold, and stops (exit 1) as its session expired."""
+    import signal
+
+    a, b = brokers(2)
+    topic = f"persistent://public/default/frozen-{uuid.uuid4().hex[:6]}"
+    assert _lookup(b.broker_port, topic, authoritative=True).response == CONNECT
+    acked: list[str] = []
+    lock = threading.Lock()
+    first, second = _client(a.service_url), _client(a.service_url)
+    try:
+        consumer = second.subscribe(topic, "s")
+        old = first.create_producer(topic, batching_enabled=False, send_timeout_millis=60_000)
+        for i in range(20):
+            old.send(f"old{i}".encode())
+            acked.append(f"old{i}")
+        assert b.proc is not None
+        b.proc.send_signal(signal.SIGSTOP)
+
+        def sent(res, _msg_id, body: str) -> None:
+            if res == pulsar.Result.Ok:
+                with lock:
+                    acked.append(body)
+
+        for i in range(20, 40):  # queued on B's socket while it is frozen
+            old.send_async(f"old{i}".encode(), lambda res, mid, body=f"old{i}": sent(res, mid, body))
+        time.sleep(4)  # B's session (2 s) expires; its bundle is free
+        new = second.create_producer(topic, batching_enabled=False)  # A takes it, fencing B's ledger
+        for i in range(20):
+            new.send(f"new{i}".encode())
+            acked.append(f"new{i}")
+        b.proc.send_signal(signal.SIGCONT)
+        assert b.proc.wait(30) == 1
+        assert "session expired" in "".join(b.output)
+        b.proc = None
+        old.flush()
+        with lock:
+            expected = set(acked)
+        received: set[str] = set()
+        while not expected <= received:
+            msg = consumer.receive(20_000)  # raises after 20 s without a message: something acked is lost
+            received.add(msg.data().decode())
+            consumer.acknowledge(msg)
+    finally:
+        first.close()
+        second.close()
