@@ -3,10 +3,13 @@
 
 Children run in their own sessions, so Ctrl-C reaches this process only, which stops them in
 dependency order: brokers (their topics closed, ledgers sealed), then bookies, then ZooKeeper.
+If this process is killed outright, the brokers and bookies get SIGTERM from the kernel (the
+ZooKeeper, started by the test helper, does not).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -46,7 +49,8 @@ class Child:
 
     def start(self, timeout_s: float = 60.0) -> None:
         self.process = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=_die_with_parent)
         ready = threading.Event()
         threading.Thread(target=self._relay, args=(ready,), daemon=True).start()
         deadline = time.monotonic() + timeout_s
@@ -74,6 +78,15 @@ class Child:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when `cluster up` dies, even by SIGKILL, so no
+    broker or bookie outlives it (Linux's PR_SET_PDEATHSIG; elsewhere nothing)."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class DevCluster:
