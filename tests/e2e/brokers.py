@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.harness import free_port, spawn_until_ready
+from tests.e2e.harness import free_port
+from tests.e2e.processes import ServerProcess
 
 READY = "Taureau broker ready"
 
 
-class BrokerProcess:
+class BrokerProcess(ServerProcess):
     def __init__(self, data_dir: Path, metadata_url: str, *extra: str, session_timeout_s: float = 2.0) -> None:
+        super().__init__()
         self.data_dir = data_dir
         self.metadata_url = metadata_url
         self.broker_port = free_port()
         self.web_port = free_port()
         self.extra = [*extra, "--metadata-session-timeout", str(session_timeout_s)]
-        self.proc: subprocess.Popen[str] | None = None
-        self.output: list[str] = []
 
     @property
     def service_url(self) -> str:
@@ -39,21 +38,5 @@ class BrokerProcess:
             "--data-dir", str(self.data_dir), "--broker-port", str(self.broker_port),
             "--web-port", str(self.web_port), "--advertised-address", "127.0.0.1", *self.extra,
         ]
-        self.proc = spawn_until_ready(args, READY, self.output, timeout, "broker")
+        self.spawn(args, READY, timeout, "broker")
         return self
-
-    def kill(self) -> None:
-        """kill -9."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def stop(self) -> int:
-        if self.proc is None:
-            return 0
-        self.proc.terminate()
-        try:
-            return self.proc.wait(20)
-        finally:
-            self.proc = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from taureau.cli import args as checked
 from taureau.cli.cluster_cmd import cluster_name, zk_url
 
 
@@ -28,12 +29,7 @@ def register(sub) -> None:
     p.add_argument("--bundles-per-namespace", type=int, default=DEFAULT_BUNDLES, choices=range(1, MAX_BUNDLES + 1),
                    metavar=f"1..{MAX_BUNDLES}",
                    help=f"bundles of a namespace this broker uses first (default {DEFAULT_BUNDLES})")
-    for flag, field, text in (
-        ("--ensemble-size", "ensemble_size", "bookies each ledger is spread over"),
-        ("--write-quorum", "write_quorum", "bookies each entry is written to"),
-        ("--ack-quorum", "ack_quorum", "bookies that must store an entry before it is acknowledged"),
-    ):
-        p.add_argument(flag, dest=field, type=int, default=2, help=f"{text} (default 2)")
+    checked.add_quorum_flags(p, 2, "2")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_run)
 
@@ -43,10 +39,10 @@ def _run(args: argparse.Namespace) -> int:
     from taureau.cli.app import serve
     from taureau.standalone import FunctionsOptions, StandaloneConfig, StateOptions, run
 
-    e, w, a = args.ensemble_size, args.write_quorum, args.ack_quorum
-    if not 1 <= a <= w <= e:
-        print(f"taureau broker: need 1 <= ack quorum ({a}) <= write quorum ({w}) <= ensemble size ({e})",
-              file=sys.stderr)
+    try:
+        e, w, a = checked.quorum(args, 2)
+    except ValueError as exc:
+        print(f"taureau broker: {exc}", file=sys.stderr)
         return 2
     broker = BrokerConfig(
         bind_address=args.bind_address,
