@@ -333,8 +333,9 @@ class BrokerService:
     def own_urls(self) -> BrokerUrls:
         config = self.config
         host = f"{config.advertised_address}:{config.web_port if config.plain_ports else config.web_port_tls}"
+        web_tls = f"https://{config.advertised_address}:{config.web_port_tls}" if config.tls else ""
         return BrokerUrls(host, config.service_url if config.plain_ports else "", config.service_url_tls or "",
-                          config.web_service_url if config.plain_ports else "", "")
+                          config.web_service_url if config.plain_ports else "", web_tls)
 
     async def partitioned_metadata(self, name: TopicName) -> int:
         """Partition count for a lookup; may auto-create a partitioned topic per policy."""

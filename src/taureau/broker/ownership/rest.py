@@ -79,7 +79,7 @@ async def brokers(request: Request, cluster: str) -> list[str]:
 
 async def _forward_unload(request: Request, owner: BrokerUrls, path: str) -> None:
     headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
-    base = owner.web if request.url.scheme == "http" or not owner.web_tls else owner.web_tls
+    base = _web_base(owner, request.url.scheme)
     async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S) as client:
         answer = await client.put(base + path, headers=headers)
     if answer.status_code >= 300:
@@ -91,9 +91,14 @@ def _redirect(request: Request, owner: BrokerUrls) -> Response:
                                                                     request.url.path, request.url.query)})
 
 
+def _web_base(owner: BrokerUrls, scheme: str) -> str:
+    """The owner's admin URL of the caller's scheme, else the one it has."""
+    return owner.web_tls if (scheme == "https" and owner.web_tls) or not owner.web else owner.web
+
+
 def _location(owner: BrokerUrls, scheme: str, path: str, query: str) -> str:
     """The same call at the owner, authoritative: it takes the bundle itself if nobody has it."""
-    base = owner.web_tls if scheme == "https" and owner.web_tls else owner.web
+    base = _web_base(owner, scheme)
     params = [p for p in query.split("&") if p and not p.startswith("authoritative=")]
     return f"{base}{path}?{'&'.join([*params, 'authoritative=true'])}"
 
@@ -113,9 +118,9 @@ class RedirectToOwner:
             authoritative = parse_qs(query).get("authoritative", ["false"])[-1].lower() == "true"
             service = scope["app"].state.service
             try:
-                owner = None
-                if not await service.resources.get_partitions(name):
-                    owner = await service.ownership.owner_of(name, authoritative)
+                owner = await service.ownership.owner_of(name, authoritative)
+                if owner is not None and await service.resources.get_partitions(name):
+                    owner = None  # a partitioned topic as a whole: answered here
             except TaureauError as exc:
                 owner = None
                 if isinstance(exc, ServiceNotReadyError):
