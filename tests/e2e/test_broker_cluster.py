@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -261,3 +262,58 @@ def test_a_frozen_owner_whose_session_expired_acknowledges_nothing_more_and_exit
     finally:
         first.close()
         second.close()
+
+
+@pytest.mark.skipif(not os.environ.get("TAUREAU_CHAOS"), reason="chaos loop: set TAUREAU_CHAOS=<rounds> to run")
+def test_chaos_loop_of_owner_kills_loses_nothing_acked(brokers):
+    """TAUREAU_CHAOS=<rounds>: three brokers; each round kill -9 the broker that owns the
+    topic while the official client (given every broker) publishes, then restart it on the
+    same ports. Every acknowledged message is received at the end."""
+    rounds = int(os.environ["TAUREAU_CHAOS"])
+    procs = brokers(3)
+    topic = f"persistent://public/default/chaos-{uuid.uuid4().hex[:6]}"
+    client = _client("pulsar://" + ",".join(f"127.0.0.1:{b.broker_port}" for b in procs))
+    acked: set[str] = set()
+    failed: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    try:
+        consumer = client.subscribe(topic, "s")
+        producer = client.create_producer(topic, batching_enabled=False, send_timeout_millis=60_000,
+                                          max_pending_messages=500, block_if_queue_full=True)
+
+        def sent(res, _msg_id, body: str) -> None:
+            with lock:
+                (acked.add(body) if res == pulsar.Result.Ok else failed.append(body))
+
+        def publish() -> None:
+            i = 0
+            while not stop.is_set():
+                body = f"m{i}"
+                producer.send_async(body.encode(), lambda res, mid, body=body: sent(res, mid, body))
+                i += 1
+                time.sleep(0.005)
+
+        publisher = threading.Thread(target=publish)
+        publisher.start()
+        for _ in range(rounds):
+            time.sleep(3)
+            owner_url = _lookup(procs[0].broker_port if procs[0].proc else procs[1].broker_port, topic)
+            victim = next((b for b in procs if b.service_url == owner_url.brokerServiceUrl), None)
+            if victim is None:
+                continue
+            victim.kill()
+            time.sleep(4)
+            victim.start()
+        stop.set()
+        publisher.join()
+        producer.flush()
+        assert not failed, f"{len(failed)} sends failed"
+        received: set[str] = set()
+        while not acked <= received:
+            msg = consumer.receive(20_000)
+            received.add(msg.data().decode())
+            consumer.acknowledge(msg)
+    finally:
+        stop.set()
+        client.close()
