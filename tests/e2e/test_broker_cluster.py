@@ -18,7 +18,7 @@ import uuid
 import pulsar
 import pytest
 
-from taureau.broker.ownership.bundles import bundle_for
+from taureau.broker.ownership.bundles import Bundle, bundle_for
 from taureau.broker.ownership.cluster import bundle_path
 from taureau.common.names import TopicName
 from taureau.metadata.zookeeper import ZooKeeperMetadataStore
@@ -105,6 +105,17 @@ def _cli(url: str, *args: str) -> str:
     return done.stdout
 
 
+def _spread_partitioned_name(avoid: Bundle) -> tuple[str, int, int]:
+    """A partitioned topic name with two of its 4 partitions in different bundles, neither
+    of them `avoid` (owned already): (name, one partition, the other)."""
+    while True:
+        base = f"parts-{uuid.uuid4().hex[:6]}"
+        bundles = [bundle_for(TopicName.parse(f"{base}-partition-{i}"), 4) for i in range(4)]
+        other = next((i for i in range(1, 4) if bundles[i] not in (bundles[0], avoid)), None)
+        if other is not None and bundles[0] != avoid:
+            return base, 0, other
+
+
 def test_lookups_redirect_to_the_owner_and_clients_of_another_broker_work_unchanged(brokers, cluster_url):
     a, b = brokers(2)
     topic = f"persistent://public/default/owned-by-b-{uuid.uuid4().hex[:6]}"
@@ -151,6 +162,25 @@ def test_lookups_redirect_to_the_owner_and_clients_of_another_broker_work_unchan
             bundles = _get(f"{web}/admin/v2/namespaces/public/default/bundles")[1]
             assert bundles == {"boundaries": ["0x00000000", "0x40000000", "0x80000000", "0xc0000000", "0xffffffff"],
                                "numBundles": 4}
+
+        # A partitioned topic whose partitions are on both brokers: its stats and its delete
+        # through A reach every partition at its owner.
+        base, first, other = _spread_partitioned_name(avoid=bundle_for(TopicName.parse(topic), 4))
+        assert _lookup(a.broker_port, f"{base}-partition-{first}", authoritative=True).response == CONNECT
+        assert _lookup(b.broker_port, f"{base}-partition-{other}", authoritative=True).response == CONNECT
+        _cli(a.web_url, "topics", "create-partitioned-topic", base, "-p", "4")
+        parts = client.create_producer(base)
+        for i in range(40):
+            parts.send(f"p{i}".encode(), partition_key=str(i))
+        parts.close()
+        owners = {_lookup(a.broker_port, f"{base}-partition-{i}").brokerServiceUrl for i in range(4)}
+        assert owners == {a.service_url, b.service_url}
+        summed = json.loads(_cli(a.web_url, "topics", "partitioned-stats", base))
+        assert summed["msgInCounter"] == 40 and len(summed["partitions"]) == 4
+        _cli(a.web_url, "topics", "delete-partitioned-topic", base, "-f")
+        for web in (a.web_url, b.web_url):  # nothing of it stored or loaded anywhere
+            listed = _get(f"{web}/admin/v2/namespaces/public/default/topics")[1]
+            assert isinstance(listed, list) and not [t for t in listed if base in t]
 
         # Unload the namespace through A: B lets the bundle go, the clients look the topic up
         # again, the bundle is placed again, and nothing is lost or stuck.

@@ -4,7 +4,8 @@ brokers answer), `namespaces bundles`, `namespaces unload` (whole or one bundle)
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, unquote
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote
 
 import httpx
 from fastapi import APIRouter, Request, Response
@@ -78,17 +79,42 @@ async def brokers(request: Request, cluster: str) -> list[str]:
 
 
 async def _forward_unload(request: Request, owner: BrokerUrls, path: str) -> None:
+    await _call_at(request, owner, "PUT", path, {})
+
+
+async def _call_at(request: Request, owner: BrokerUrls, method: str, path: str, params: dict[str, str]) -> Any:
+    """`method path` at `owner`, with the caller's credentials: its JSON body (True for an
+    empty one); ServiceNotReadyError if it fails."""
     headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
-    base = _web_base(owner, request.url.scheme)
     async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S) as client:
-        answer = await client.put(base + path, headers=headers)
+        answer = await client.request(method, _web_base(owner, request.url.scheme) + path, params=params,
+                                      headers=headers)
     if answer.status_code >= 300:
-        raise ServiceNotReadyError(f"broker {owner.broker_id} did not unload {path}: HTTP {answer.status_code}")
+        raise ServiceNotReadyError(f"broker {owner.broker_id} answered {method} {path} with HTTP "
+                                   f"{answer.status_code}: {answer.text[:200]}")
+    return answer.json() if answer.content else True
 
 
 def _redirect(request: Request, owner: BrokerUrls) -> Response:
     return Response(status_code=307, headers={"Location": _location(owner, request.url.scheme,
                                                                     request.url.path, request.url.query)})
+
+
+async def at_owner(request: Request, partition: TopicName, method: str, suffix: str = "",
+                   params: dict[str, str] | None = None) -> Any | None:
+    """For a call on a partitioned topic as a whole, one partition's part: None when this
+    broker serves the partition (the caller acts here), else the same call on the partition
+    made at its owner (authoritative, with the caller's credentials), answered with its JSON
+    body (True for an empty one). ServiceNotReadyError if the owner fails it."""
+    owner = await request.app.state.service.ownership.owner_of(partition)
+    if owner is None:
+        return None
+    path = f"/admin/v2/{partition.domain}/{partition.tenant}/{partition.namespace}/{_local(partition)}{suffix}"
+    return await _call_at(request, owner, method, path, {**(params or {}), "authoritative": "true"})
+
+
+def _local(partition: TopicName) -> str:
+    return quote(str(partition).rsplit("/", 1)[1], safe="")
 
 
 def _web_base(owner: BrokerUrls, scheme: str) -> str:
