@@ -31,6 +31,8 @@ class BookieProcess(ServerProcess):
         ]
         self.spawn(args, READY, timeout, "bookie")
         return self
+
+
 def broker_on_bookies(root: Path, metadata_url: str, count: int) -> tuple[Standalone, list[BookieProcess]]:
     """`count` bookies started under root/bookie-N, and a standalone (not started yet) on
     them (`--remote-bookies`, no functions, a 2 s metadata session)."""

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from taureau.broker.ownership.bundles import DEFAULT_BUNDLES, Bundle, bundle_for, bundles_of
-from taureau.broker.ownership.registry import BrokerUrls
+from taureau.broker.ownership.registry import BrokerLoad, BrokerRecord, BrokerUrls
 from taureau.common.names import NamespaceName, TopicName
 
 # Closes this broker's loaded topics that the predicate picks, telling their clients to go
@@ -37,7 +37,11 @@ class Ownership(Protocol):
         """Give up `bundle` if this broker owns it: its topics closed, clients sent away; the
         number of topics closed."""
 
-    async def brokers(self) -> list[BrokerUrls]: ...
+    async def brokers(self) -> list[BrokerRecord]:
+        """The live brokers, with the load each last reported."""
+
+    def owned(self) -> list[Bundle] | None:
+        """The bundles this broker serves; None: every bundle (a broker alone)."""
 
 
 class SingleBroker:
@@ -64,8 +68,11 @@ class SingleBroker:
         count = len(await self.bundles(bundle.namespace))
         return await self._unload_topics(lambda name: in_bundle(name, bundle, count))
 
-    async def brokers(self) -> list[BrokerUrls]:
-        return [self._me()]
+    async def brokers(self) -> list[BrokerRecord]:
+        return [BrokerRecord(self._me(), BrokerLoad())]
+
+    def owned(self) -> list[Bundle] | None:
+        return None
 
 
 def in_bundle(name: TopicName, bundle: Bundle, count: int) -> bool:

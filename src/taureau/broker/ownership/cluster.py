@@ -198,8 +198,8 @@ class ClusterOwnership:
         log.info("unloaded bundle %s (%d topics)", bundle, closed)
         return closed
 
-    async def brokers(self) -> list[BrokerUrls]:
-        return [record.urls for record in await live_brokers(self.store)]
+    async def brokers(self) -> list[BrokerRecord]:
+        return await live_brokers(self.store)
 
     # -- load reports ------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The admin API of ownership: 307 redirects of topic calls to the topic's owner (as Pulsar's
-brokers answer), `namespaces bundles`, `namespaces unload` (whole or one bundle) and
-`brokers list`."""
+brokers answer), `namespaces bundles` and `namespaces unload` (whole or one bundle); `brokers list` is in
+admin/cluster.py."""
 
 from __future__ import annotations
 
@@ -68,14 +68,6 @@ async def unload_bundle(request: Request, tenant: str, namespace: str, bundle: s
     if owned:
         await ownership.unload(wanted)
     return None
-
-
-@router.get("/admin/v2/brokers/{cluster}")
-async def brokers(request: Request, cluster: str) -> list[str]:
-    service = request.app.state.service
-    if cluster != service.config.cluster_name:
-        raise TopicNotFoundError(f"cluster {cluster} does not exist")
-    return sorted(b.broker_id for b in await service.ownership.brokers())
 
 
 async def _forward_unload(request: Request, owner: BrokerUrls, path: str) -> None:
