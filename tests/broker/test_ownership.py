@@ -84,7 +84,7 @@ async def test_one_owner_per_bundle_redirects_to_it_and_a_dead_owners_bundles_ar
     a = await Broker.start(zk_url, 9000)
     b = await Broker.start(zk_url, 9100)
     try:
-        assert sorted(u.broker_id for u in await a.ownership.brokers()) == [a.urls.broker_id, b.urls.broker_id]
+        assert sorted(r.urls.broker_id for r in await a.ownership.brokers()) == [a.urls.broker_id, b.urls.broker_id]
         first = TopicName.parse("t0")
         assert await a.ownership.owner_of(first, authoritative=True) is None  # A takes t0's bundle
         await asyncio.sleep(0.5)  # A's load report says 1 bundle
