@@ -85,13 +85,24 @@ def throughput_topics(url: str, messages: int, size: int, topics: int = TOPICS) 
     return acked[0] / elapsed
 
 
+def _owned_by(b: BrokerProcess) -> str:
+    """A topic B serves: the first name whose bundle B takes (or holds) on an authoritative
+    lookup; a bundle another broker holds already is skipped."""
+    for attempt in range(100):
+        topic = f"persistent://public/default/bench-broker-failover-{time.monotonic_ns()}-{attempt}"
+        with RawClient(b.broker_port) as raw:
+            raw.send(command(pb.BaseCommand.Type.LOOKUP, "lookupTopic", topic=topic, request_id=1,
+                             authoritative=True))
+            answer = raw.expect(pb.BaseCommand.Type.LOOKUP_RESPONSE).lookupTopicResponse
+        if answer.response == 1 and answer.brokerServiceUrl == b.service_url:  # Connect: B serves it
+            return topic
+    raise RuntimeError("no bundle free for broker B")
+
+
 def broker_failover_ms(a: BrokerProcess, b: BrokerProcess, messages: int = 400) -> float:
     """Last receipt before B's SIGKILL to the first after it, for a producer on B's topic
     connected through A."""
-    topic = f"persistent://public/default/bench-broker-failover-{time.monotonic_ns()}"
-    with RawClient(b.broker_port) as raw:  # B takes the topic's bundle
-        raw.send(command(pb.BaseCommand.Type.LOOKUP, "lookupTopic", topic=topic, request_id=1, authoritative=True))
-        raw.expect(pb.BaseCommand.Type.LOOKUP_RESPONSE)
+    topic = _owned_by(b)
     client = _client(a)
     producer = client.create_producer(topic, batching_enabled=False, send_timeout_millis=60_000)
     receipts = []
