@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import signal
 import socket
+import subprocess
 import sys
 
 import pulsar
@@ -65,3 +66,14 @@ def test_cluster_up_serves_the_printed_url_and_ctrl_c_stops_every_node(tmp_path)
     assert "Taureau cluster shutting down" in "".join(output)
     for port in (broker, broker + 1, web, web + 1, bookie):
         assert not _listening(port), f"port {port} still served after the cluster stopped"
+
+
+def test_broker_refuses_bad_arguments_before_connecting():
+    for args, message in (
+        (["--metadata-store", "/tmp/not-zk"], "is not a zk://host:port"),
+        (["--metadata-store", "zk://127.0.0.1:1", "--ensemble-size", "1", "--write-quorum", "2"],
+         "need 1 <= ack quorum (2) <= write quorum (2) <= ensemble size (1)"),
+    ):
+        done = subprocess.run([sys.executable, "-m", "taureau.cli.main", "broker", *args],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
