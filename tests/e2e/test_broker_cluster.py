@@ -140,6 +140,10 @@ def test_lookups_redirect_to_the_owner_and_clients_of_another_broker_work_unchan
     with RawClient(a.broker_port) as raw:  # A never opens B's topic
         refused = raw.producer(topic)
         assert refused.type == T.ERROR and refused.error.error == SERVICE_NOT_READY
+        raw.send(command(T.SUBSCRIBE, "subscribe", topic=topic, subscription="s", subType=0, consumer_id=1,
+                         request_id=2))
+        refused = raw.expect(T.ERROR, T.SUCCESS)
+        assert refused.type == T.ERROR and refused.error.error == SERVICE_NOT_READY
         raw.send(command(T.PARTITIONED_METADATA, "partitionMetadata", topic=topic, request_id=7))
         meta = raw.expect(T.PARTITIONED_METADATA_RESPONSE).partitionMetadataResponse
         assert (meta.response, meta.partitions) == (0, 0)  # answered by any broker
