@@ -79,6 +79,17 @@ class Broker:
         await self.store.close()
 
 
+async def _until_reported(broker: Broker, bundles: int, timeout_s: float = 10.0) -> None:
+    """Wait until `broker`'s load report in ZooKeeper says it owns `bundles` bundles."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        got = await broker.store.get(f"/loadbalance/brokers/{broker.urls.broker_id}")
+        if got is not None and BrokerRecord.decode(broker.urls.broker_id, got[0]).load.bundles == bundles:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "the load report did not come"
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.anyio
 async def test_one_owner_per_bundle_redirects_to_it_and_a_dead_owners_bundles_are_taken(zk_url):
     a = await Broker.start(zk_url, 9000)
@@ -87,7 +98,7 @@ async def test_one_owner_per_bundle_redirects_to_it_and_a_dead_owners_bundles_ar
         assert sorted(r.urls.broker_id for r in await a.ownership.brokers()) == [a.urls.broker_id, b.urls.broker_id]
         first = TopicName.parse("t0")
         assert await a.ownership.owner_of(first, authoritative=True) is None  # A takes t0's bundle
-        await asyncio.sleep(0.5)  # A's load report says 1 bundle
+        await _until_reported(a, bundles=1)
         other = next(TopicName.parse(f"t{i}") for i in range(1, 40)
                      if bundle_for(TopicName.parse(f"t{i}"), 4) != bundle_for(first, 4))
         # A is the more loaded: a non-authoritative lookup at A points at B and takes nothing.
