@@ -144,6 +144,10 @@ def test_lookups_redirect_to_the_owner_and_clients_of_another_broker_work_unchan
                          request_id=2))
         refused = raw.expect(T.ERROR, T.SUCCESS)
         assert refused.type == T.ERROR and refused.error.error == SERVICE_NOT_READY
+        memory_only = f"non-persistent://public/default/np-{uuid.uuid4().hex[:6]}"  # refused the same way
+        assert _lookup(b.broker_port, memory_only, authoritative=True).response == CONNECT
+        refused = raw.producer(memory_only, producer_id=2, request_id=3)
+        assert refused.type == T.ERROR and refused.error.error == SERVICE_NOT_READY
         raw.send(command(T.PARTITIONED_METADATA, "partitionMetadata", topic=topic, request_id=7))
         meta = raw.expect(T.PARTITIONED_METADATA_RESPONSE).partitionMetadataResponse
         assert (meta.response, meta.partitions) == (0, 0)  # answered by any broker

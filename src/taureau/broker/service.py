@@ -171,7 +171,6 @@ class BrokerService:
     async def _load_topic(self, name: TopicName, create: bool, explicit: bool) -> PersistentTopic:
         if not name.persistent:  # those are self.non_persistent's
             raise NotAllowedError(f"{name} is not a persistent topic")
-        await self.ownership.check_serves(name)  # another broker's topic is never opened here
         unloading = self._unloading.get(str(name))
         if unloading is not None:  # its cursors and ledger must be saved and closed first
             await asyncio.wait([unloading])
@@ -200,9 +199,11 @@ class BrokerService:
         return await self._admit_topic(name, create, explicit, exists=False)
 
     async def _admit_topic(self, name: TopicName, create: bool, explicit: bool, exists: bool) -> NamespacePolicies:
-        """The checks a topic passes before it is loaded: its namespace exists, it is not the
-        base of a partitioned topic and, if it does not exist yet, it may be created (auto-
-        creation policy, topic count). Its namespace's policies."""
+        """The checks a topic passes before it is loaded: this broker serves it (cluster mode),
+        its namespace exists, it is not the base of a partitioned topic and, if it does not
+        exist yet, it may be created (auto-creation policy, topic count). Its namespace's
+        policies."""
+        await self.ownership.check_serves(name)  # another broker's topic is never opened here
         policies = await self._policies_for(name)
         if name.partition < 0 and await self.resources.get_partitions(name) > 0:
             raise NotAllowedError(f"{name} is a partitioned topic: use its partitions")
