@@ -105,6 +105,29 @@ def _cli(url: str, *args: str) -> str:
     return done.stdout
 
 
+class Receipts:
+    """What each asynchronous send was answered: acknowledgement times by body, failures."""
+
+    def __init__(self) -> None:
+        self.acked: dict[str, float] = {}
+        self.failed: list[str] = []
+        self._lock = threading.Lock()
+
+    def send(self, producer: pulsar.Producer, body: str) -> None:
+        producer.send_async(body.encode(), lambda res, _msg_id: self._answered(res, body))
+
+    def _answered(self, result, body: str) -> None:  # on the client's thread
+        with self._lock:
+            if result == pulsar.Result.Ok:
+                self.acked[body] = time.monotonic()
+            else:
+                self.failed.append(body)
+
+    def acked_bodies(self) -> set[str]:
+        with self._lock:
+            return set(self.acked)
+
+
 def _receive_all(consumer: pulsar.Consumer, expected: set[str]) -> set[str]:
     """Receive (and acknowledge) until every message of `expected` came; what came. A receive
     that waits 20 s for nothing fails the test: something acknowledged is lost."""
@@ -116,14 +139,14 @@ def _receive_all(consumer: pulsar.Consumer, expected: set[str]) -> set[str]:
     return received
 
 
-def _spread_partitioned_name(avoid: Bundle) -> tuple[str, int, int]:
-    """A partitioned topic name with two of its 4 partitions in different bundles, neither
-    of them `avoid` (owned already): (name, one partition, the other)."""
+def _spread_partitioned_name(avoid: set[Bundle]) -> tuple[str, int, int]:
+    """A partitioned topic name with two of its 4 partitions in different bundles, none of
+    them in `avoid` (owned already): (name, one partition, the other)."""
     while True:
         base = f"parts-{uuid.uuid4().hex[:6]}"
         bundles = [bundle_for(TopicName.parse(f"{base}-partition-{i}"), 4) for i in range(4)]
-        other = next((i for i in range(1, 4) if bundles[i] not in (bundles[0], avoid)), None)
-        if other is not None and bundles[0] != avoid:
+        other = next((i for i in range(1, 4) if bundles[i] != bundles[0] and bundles[i] not in avoid), None)
+        if other is not None and bundles[0] not in avoid:
             return base, 0, other
 
 
@@ -184,7 +207,8 @@ def test_lookups_redirect_to_the_owner_and_clients_of_another_broker_work_unchan
 
         # A partitioned topic whose partitions are on both brokers: its stats and its delete
         # through A reach every partition at its owner.
-        base, first, other = _spread_partitioned_name(avoid=bundle_for(TopicName.parse(topic), 4))
+        taken = {bundle_for(TopicName.parse(name), 4) for name in (topic, memory_only)}  # B's already
+        base, first, other = _spread_partitioned_name(avoid=taken)
         assert _lookup(a.broker_port, f"{base}-partition-{first}", authoritative=True).response == CONNECT
         assert _lookup(b.broker_port, f"{base}-partition-{other}", authoritative=True).response == CONNECT
         _cli(a.web_url, "topics", "create-partitioned-topic", base, "-p", "4")
@@ -221,35 +245,27 @@ def test_kill_9_of_the_owner_moves_clients_to_another_broker_and_loses_nothing_a
     topic = f"persistent://public/default/failover-{uuid.uuid4().hex[:6]}"
     assert _lookup(b.broker_port, topic, authoritative=True).response == CONNECT  # B owns it
     client = _client(a.service_url)
-    acked: dict[str, float] = {}
-    failed: list[str] = []
-    lock = threading.Lock()
+    receipts = Receipts()
     try:
         consumer = client.subscribe(topic, "s")
         producer = client.create_producer(topic, batching_enabled=False, send_timeout_millis=30_000,
                                           max_pending_messages=200, block_if_queue_full=True)
-
-        def sent(res, _msg_id, body: str) -> None:
-            with lock:
-                (acked.__setitem__(body, time.monotonic()) if res == pulsar.Result.Ok else failed.append(body))
-
         killed_at = 0.0
         total = 600
         for i in range(total):
-            body = f"m{i}"
-            producer.send_async(body.encode(), lambda res, mid, body=body: sent(res, mid, body))
+            receipts.send(producer, f"m{i}")
             if i == total // 3:
                 producer.flush()
                 b.kill()
                 killed_at = time.monotonic()
             time.sleep(0.002)
         producer.flush()
-        assert not failed, f"{len(failed)} sends failed: {failed[:5]}"
+        assert not receipts.failed, f"{len(receipts.failed)} sends failed: {receipts.failed[:5]}"
+        acked = receipts.acked_bodies()
         assert len(acked) == total
-        after = min(t for t in acked.values() if t > killed_at)
+        after = min(t for t in receipts.acked.values() if t > killed_at)
         assert after - killed_at < 15, f"first ack after the kill came {after - killed_at:.1f}s later"
-
-        assert _receive_all(consumer, set(acked)) == set(acked)
+        assert _receive_all(consumer, acked) == acked
     finally:
         client.close()
     # A serves the topic now: the lookup at A answers Connect to itself.
@@ -266,8 +282,8 @@ def test_a_frozen_owner_whose_session_expired_acknowledges_nothing_more_and_exit
     a, b = brokers(2)
     topic = f"persistent://public/default/frozen-{uuid.uuid4().hex[:6]}"
     assert _lookup(b.broker_port, topic, authoritative=True).response == CONNECT
-    acked: list[str] = []
-    lock = threading.Lock()
+    acked: list[str] = []  # by the synchronous sends
+    queued = Receipts()  # the sends queued to B while it is frozen
     first, second = _client(a.service_url), _client(a.service_url)
     try:
         consumer = second.subscribe(topic, "s")
@@ -278,13 +294,8 @@ def test_a_frozen_owner_whose_session_expired_acknowledges_nothing_more_and_exit
         assert b.proc is not None
         b.proc.send_signal(signal.SIGSTOP)
 
-        def sent(res, _msg_id, body: str) -> None:
-            if res == pulsar.Result.Ok:
-                with lock:
-                    acked.append(body)
-
         for i in range(20, 40):  # queued on B's socket while it is frozen
-            old.send_async(f"old{i}".encode(), lambda res, mid, body=f"old{i}": sent(res, mid, body))
+            queued.send(old, f"old{i}")
         time.sleep(4)  # B's session (2 s) expires; its bundle is free
         new = second.create_producer(topic, batching_enabled=False)  # A takes it, fencing B's ledger
         for i in range(20):
@@ -295,9 +306,7 @@ def test_a_frozen_owner_whose_session_expired_acknowledges_nothing_more_and_exit
         assert "session expired" in "".join(b.output)
         b.proc = None
         old.flush()
-        with lock:
-            expected = set(acked)
-        _receive_all(consumer, expected)
+        _receive_all(consumer, set(acked) | queued.acked_bodies())
     finally:
         first.close()
         second.close()
@@ -312,24 +321,17 @@ def test_chaos_loop_of_owner_kills_loses_nothing_acked(brokers):
     procs = brokers(3)
     topic = f"persistent://public/default/chaos-{uuid.uuid4().hex[:6]}"
     client = _client("pulsar://" + ",".join(f"127.0.0.1:{b.broker_port}" for b in procs))
-    acked: set[str] = set()
-    failed: list[str] = []
-    lock = threading.Lock()
+    receipts = Receipts()
     stop = threading.Event()
     try:
         consumer = client.subscribe(topic, "s")
         producer = client.create_producer(topic, batching_enabled=False, send_timeout_millis=60_000,
                                           max_pending_messages=500, block_if_queue_full=True)
 
-        def sent(res, _msg_id, body: str) -> None:
-            with lock:
-                (acked.add(body) if res == pulsar.Result.Ok else failed.append(body))
-
         def publish() -> None:
             i = 0
             while not stop.is_set():
-                body = f"m{i}"
-                producer.send_async(body.encode(), lambda res, mid, body=body: sent(res, mid, body))
+                receipts.send(producer, f"m{i}")
                 i += 1
                 time.sleep(0.005)
 
@@ -347,8 +349,8 @@ def test_chaos_loop_of_owner_kills_loses_nothing_acked(brokers):
         stop.set()
         publisher.join()
         producer.flush()
-        assert not failed, f"{len(failed)} sends failed"
-        _receive_all(consumer, acked)
+        assert not receipts.failed, f"{len(receipts.failed)} sends failed"
+        _receive_all(consumer, receipts.acked_bodies())
     finally:
         stop.set()
         client.close()
