@@ -34,6 +34,7 @@ RANK = {
     "standalone": 11,
     "functions_worker": 11,
     "bookie_server": 11,
+    "devcluster": 11,  # `taureau cluster up`: a private ZooKeeper and child processes
     "cli": 12,
 }
 
@@ -57,8 +58,9 @@ ALLOWED = {
     "standalone": {"broker", "dashboard", "functions", "net", "node", "sketches", "state", "web"},
     "functions_worker": {"auth", "broker", "common", "functions", "net", "node", "storage", "web"},
     "bookie_server": {"metadata", "net", "node", "storage"},
-    "cli": {"auth", "bookie_server", "broker", "common", "functions", "functions_worker", "metadata", "net",
-            "sketches", "standalone", "state"},
+    "devcluster": {"testing"},
+    "cli": {"auth", "bookie_server", "broker", "common", "devcluster", "functions", "functions_worker", "metadata",
+            "net", "sketches", "standalone", "state"},
 }
 
 

@@ -28,7 +28,8 @@ from taureau.storage.managed_ledger.factory import ManagedLedgerFactory
 
 log = logging.getLogger("taureau.node")
 
-# The ephemeral node of the one broker a ZooKeeper metadata store may have for now.
+# The ephemeral node of the one standalone (state controller, functions worker) a ZooKeeper
+# metadata store may have.
 BROKER_CLAIM = "/brokers/exclusive"
 
 # After SIGINT/SIGTERM the process is gone within this, stopped cleanly or not.
@@ -110,7 +111,7 @@ class Node:
     async def open_storage(
         self, data_dir: str, metadata_url: str | None, *, fsync: bool, config: ManagedLedgerConfig,
         cache_budget_bytes: int | None = None, cursor_save_interval_s: float = 1.0,
-        metadata_session_timeout_s: float = 10.0, remote_bookies: bool = False,
+        metadata_session_timeout_s: float = 10.0, remote_bookies: bool = False, exclusive: bool = True,
     ) -> tuple[MetadataStore, ManagedLedgerFactory]:
         """The metadata store, the bookies (one in this process, or with remote_bookies the
         `taureau bookie` processes registered in the store) and a managed-ledger factory."""
@@ -121,9 +122,9 @@ class Node:
         # As Pulsar's default zookeeperSessionExpiredPolicy (shutdown): what the session
         # registered is gone and others may have taken over, so this node must not go on.
         store.on_session_expired(lambda: self.stop_for(f"metadata store session expired ({metadata_url})"))
-        if metadata_url is not None and metadata_url.startswith("zk://"):
-            # One broker per metadata store until bundle ownership exists: two would both
-            # serve every topic (split brain).
+        if exclusive and metadata_url is not None and metadata_url.startswith("zk://"):
+            # One standalone per metadata store: its state controller and functions worker
+            # are single per cluster (brokers share topics through bundle ownership instead).
             await claim_ephemeral(
                 store, BROKER_CLAIM, f"pid {os.getpid()} on {socket.gethostname()}".encode(),
                 wait_s=metadata_session_timeout_s + 5, what="the broker role of this metadata store",

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from taureau.broker.admin import build_admin_app
 from taureau.broker.config import BrokerConfig
 from taureau.broker.connection import ServerConnection
+from taureau.broker.ownership.bundles import DEFAULT_BUNDLES
+from taureau.broker.ownership.cluster import ClusterOwnership
 from taureau.broker.service import BrokerService
 from taureau.net.loop_probe import LoopProbe
 from taureau.net.server import install_fast_event_loop, start_tcp_server
@@ -55,6 +57,10 @@ class StandaloneConfig:
     state: StateOptions = field(default_factory=StateOptions)
     functions: FunctionsOptions = field(default_factory=FunctionsOptions)
     dashboard: bool = True  # the web dashboard at / of the web port, and its live stream
+    # A `taureau broker` of a cluster: one of several on one ZooKeeper (no standalone claim).
+    cluster_member: bool = False
+    bundles_per_namespace: int = DEFAULT_BUNDLES  # for namespaces first used by this broker
+    name: str = "Taureau standalone"
 
 
 class Standalone(Node):
@@ -80,9 +86,15 @@ class Standalone(Node):
             cache_budget_bytes=broker.managed_ledger_cache_size_bytes,
             cursor_save_interval_s=broker.cursor_save_interval_s,
             metadata_session_timeout_s=self.config.metadata_session_timeout_s,
-            remote_bookies=self.config.remote_bookies,
+            remote_bookies=self.config.remote_bookies, exclusive=not self.config.cluster_member,
         )
         service = BrokerService(broker, store, factory)
+        ownership = None
+        if (self.config.metadata_url or "").startswith("zk://"):
+            # Bundles shared with the other brokers of this store (docs/cluster.md).
+            ownership = ClusterOwnership(store, service.unload_topics, _load_of(service),
+                                         default_bundles=self.config.bundles_per_namespace)
+            service.ownership = ownership
         await service.start()
         self.on_stop(service.close)
         self.service = service
@@ -114,6 +126,10 @@ class Standalone(Node):
         if hub is not None:  # stopped before the web servers, so open streams end at once
             hub.start()
             self.on_stop(hub.stop)
+        if ownership is not None:
+            # Advertised only now that its ports serve; stops serving before its topics close.
+            await ownership.start(service.own_urls(), wait_s=self.config.metadata_session_timeout_s + 5)
+            self.on_stop(ownership.close)
         if worker is not None:
             await worker.start()
             self.on_stop(worker.close)
@@ -227,6 +243,16 @@ def _check_exposure(broker: BrokerConfig) -> None:
         )
 
 
+def _load_of(service: BrokerService):
+    """This broker's topics and message rate, for its load report."""
+
+    def load() -> tuple[int, float]:
+        rate = sum(r.get("msgRateIn", 0.0) + r.get("msgRateOut", 0.0) for r in service.rates.values())
+        return len(service.loaded_topics()), rate
+
+    return load
+
+
 def _stopper(stop) -> Any:
     async def closer() -> None:
         stop()
@@ -252,7 +278,7 @@ async def serve(config: StandaloneConfig) -> None:
         return (f"{', '.join(urls)}{state}, "
                 f"data in {os.path.abspath(broker.data_dir)}")
 
-    await run_until_signalled("Taureau standalone", standalone, start)
+    await run_until_signalled(config.name, standalone, start)
 
 
 def run(config: StandaloneConfig) -> None:

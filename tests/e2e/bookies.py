@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.harness import Standalone, free_port, spawn_until_ready
+from tests.e2e.harness import Standalone, free_port
+from tests.e2e.processes import ServerProcess
 
 READY = "Taureau bookie ready"
 
 
-class BookieProcess:
+class BookieProcess(ServerProcess):
     def __init__(self, data_dir: Path, metadata_url: str, *extra: str, session_timeout_s: float = 2.0) -> None:
+        super().__init__()
         self.data_dir = data_dir
         self.metadata_url = metadata_url
         self.port = free_port()
         self.extra = [*extra, "--metadata-session-timeout", str(session_timeout_s)]
-        self.proc: subprocess.Popen[str] | None = None
-        self.output: list[str] = []
 
     @property
     def bookie_id(self) -> str:
@@ -30,24 +29,8 @@ class BookieProcess:
             "--data-dir", str(self.data_dir), "--port", str(self.port), "--bind-address", "127.0.0.1",
             "--advertised-address", "127.0.0.1", *self.extra,
         ]
-        self.proc = spawn_until_ready(args, READY, self.output, timeout, "bookie")
+        self.spawn(args, READY, timeout, "bookie")
         return self
-
-    def kill(self) -> None:
-        """kill -9."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def stop(self) -> int:
-        if self.proc is None:
-            return 0
-        self.proc.terminate()
-        try:
-            return self.proc.wait(20)
-        finally:
-            self.proc = None
 
 
 def broker_on_bookies(root: Path, metadata_url: str, count: int) -> tuple[Standalone, list[BookieProcess]]:

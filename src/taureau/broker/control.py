@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 T = pb.BaseCommand.Type
 _U64 = 2**64
 _NOT_ALLOWED = ServerError.NotAllowedError  # a request the broker will never accept as sent
-_LOOKUP_CONNECT, _LOOKUP_FAILED = 1, 2  # CommandLookupTopicResponse.LookupType
+_LOOKUP_REDIRECT, _LOOKUP_CONNECT, _LOOKUP_FAILED = 0, 1, 2  # CommandLookupTopicResponse.LookupType
 Handler = Callable[[Session, pb.BaseCommand], Awaitable[None]]
 _HANDLERS: dict[int, Handler] = {}
 
@@ -131,10 +131,15 @@ async def lookup(session: Session, cmd: pb.BaseCommand) -> None:
         name = TopicName.parse(req.topic)
         await session.service.authorization.check_topic(session.role, name, LOOKUP)
         config = session.service.config
+        await session.service.resources.get_policies(name.namespace_name)
+        owner = await session.service.ownership.owner_of(name, req.authoritative)
+        if owner is not None:  # another broker's bundle: the client asks it, which takes the bundle
+            session.write(replies.lookup_response(req.request_id, owner.pulsar or None, _LOOKUP_REDIRECT, True,
+                                                  False, broker_url_tls=owner.pulsar_tls or None))
+            return
         url = config.listener_url(req.advertised_listener_name)
         # A client on pulsar+ssl:// takes the TLS URL (none for a named listener: plain only).
         tls_url = None if req.advertised_listener_name else config.service_url_tls
-        await session.service.resources.get_policies(name.namespace_name)
         session.write(replies.lookup_response(req.request_id, url, _LOOKUP_CONNECT, True, False,
                                               broker_url_tls=tls_url))
     except Exception as exc:

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 
 from taureau.auth.config import build_authentication
 from taureau.broker.admission import ConnectionLimits
@@ -18,6 +19,8 @@ from taureau.broker.dispatch_policies import apply_dispatch_rates
 from taureau.broker.inactive_topics import InactiveTopicPolicies, InactiveTopics
 from taureau.broker.nonpersistent.registry import NonPersistentTopics
 from taureau.broker.nonpersistent.topic import NonPersistentTopic
+from taureau.broker.ownership.api import Ownership, SingleBroker
+from taureau.broker.ownership.registry import BrokerUrls
 from taureau.broker.policies import PolicyEnforcer
 from taureau.broker.rate_limit import PublishRateLimiter
 from taureau.broker.resources import (
@@ -86,6 +89,8 @@ class BrokerService:
         # non-persistent:// topics: in memory only, admitted by the same checks as these.
         self.non_persistent = NonPersistentTopics(store, self._admit_new_topic, apply_limits,
                                                   config.idle_topic_unload_s)
+        # Who serves which topic: this broker alone, unless cluster mode replaces it (ownership/).
+        self.ownership: Ownership = SingleBroker(self.own_urls, self.unload_topics)
 
     async def start(self) -> None:
         await self.resources.bootstrap()
@@ -194,9 +199,11 @@ class BrokerService:
         return await self._admit_topic(name, create, explicit, exists=False)
 
     async def _admit_topic(self, name: TopicName, create: bool, explicit: bool, exists: bool) -> NamespacePolicies:
-        """The checks a topic passes before it is loaded: its namespace exists, it is not the
-        base of a partitioned topic and, if it does not exist yet, it may be created (auto-
-        creation policy, topic count). Its namespace's policies."""
+        """The checks a topic passes before it is loaded: this broker serves it (cluster mode),
+        its namespace exists, it is not the base of a partitioned topic and, if it does not
+        exist yet, it may be created (auto-creation policy, topic count). Its namespace's
+        policies."""
+        await self.ownership.check_serves(name)  # another broker's topic is never opened here
         policies = await self._policies_for(name)
         if name.partition < 0 and await self.resources.get_partitions(name) > 0:
             raise NotAllowedError(f"{name} is a partitioned topic: use its partitions")
@@ -281,11 +288,7 @@ class BrokerService:
         busy = topic.producers or any(s.consumers for s in topic.subscriptions.values())
         if busy and not force:
             raise PreconditionFailedError(f"topic {name} has active producers or consumers")
-        for producer in list(topic.producers.values()):
-            if producer.disconnect is not None:
-                producer.disconnect()
-        for sub in list(topic.subscriptions.values()):
-            sub.disconnect_consumers()
+        _send_clients_away(topic)
         self._topics.pop(str(name), None)
         await topic.close()
         if topic.dedup is not None:
@@ -306,6 +309,34 @@ class BrokerService:
             await self.delete_topic(partition, force=force)
         await self.resources.delete_partitioned_topic(name)
         await self.schemas.registry.drop(schema_id(name))
+
+    async def unload_topics(self, which: Callable[[TopicName], bool]) -> int:
+        """Close the loaded topics `which` picks, their clients told to go (they look the
+        topic up again): what a bundle unload does. The number closed."""
+        picked = [(key, task) for key, task in self._topics.items() if which(TopicName.parse(key))]
+        for key, task in picked:
+            if self._topics.get(key) is task:
+                del self._topics[key]
+        closed = 0
+        for key, task in picked:
+            try:
+                topic = await asyncio.shield(task)
+            except Exception:
+                continue  # failed to load: nothing open
+            _send_clients_away(topic)
+            try:
+                await topic.close()
+                closed += 1
+            except Exception:
+                log.exception("closing topic %s for an unload failed", key)
+        return closed
+
+    def own_urls(self) -> BrokerUrls:
+        config = self.config
+        host = f"{config.advertised_address}:{config.web_port if config.plain_ports else config.web_port_tls}"
+        web_tls = f"https://{config.advertised_address}:{config.web_port_tls}" if config.tls else ""
+        return BrokerUrls(host, config.service_url if config.plain_ports else "", config.service_url_tls or "",
+                          config.web_service_url if config.plain_ports else "", web_tls)
 
     async def partitioned_metadata(self, name: TopicName) -> int:
         """Partition count for a lookup; may auto-create a partitioned topic per policy."""
@@ -492,6 +523,15 @@ class BrokerService:
             "msgRateOut": max(current[3] - previous[3], 0) / elapsed,
             "msgThroughputOut": max(current[4] - previous[4], 0) / elapsed,
         }
+
+
+def _send_clients_away(topic: PersistentTopic) -> None:
+    """Tell every producer and consumer of `topic` to reconnect (CLOSE_PRODUCER/CONSUMER)."""
+    for producer in list(topic.producers.values()):
+        if producer.disconnect is not None:
+            producer.disconnect()
+    for sub in list(topic.subscriptions.values()):
+        sub.disconnect_consumers()
 
 
 def apply_limits(topic: PersistentTopic | NonPersistentTopic, policies: NamespacePolicies) -> None:

@@ -23,6 +23,9 @@ class AdminError(Exception):
     pass
 
 
+MAX_REDIRECTS = 5  # 307s to a topic's owner followed at most
+
+
 class AdminClient:
     """A thin synchronous client for the /admin/v2 API."""
 
@@ -32,9 +35,16 @@ class AdminClient:
 
     def call(self, method: str, path: str, body: Any = None, params: dict | None = None, *,
              files: dict | None = None, form: dict | None = None, content: bytes | None = None) -> Any:
+        target: str = path
         try:
-            response = self.http.request(method, path, json=body if body is not None else None, params=params,
-                                         files=files, data=form, content=content)
+            for _ in range(MAX_REDIRECTS + 1):
+                response = self.http.request(method, target, json=body if body is not None else None,
+                                             params=params, files=files, data=form, content=content)
+                # A topic served by another broker of a cluster: the same call there, with the
+                # same credentials (httpx's own redirects would drop them for another port).
+                if response.status_code not in (307, 308) or "location" not in response.headers:
+                    break
+                target, params = response.headers["location"], None
         except httpx.HTTPError as exc:
             raise AdminError(f"cannot reach the admin API at {self.http.base_url}: {exc}") from None
         if response.status_code >= 400:
@@ -594,7 +604,24 @@ def _(c, a):
     return c.call("DELETE", f"/admin/v2/namespaces/{a.namespace}/backlogQuota", params={"backlogQuotaType": a.type})
 
 
+@verb("namespaces", "bundles", NAMESPACE)
+def _bundles(c: AdminClient, a: argparse.Namespace) -> Any:
+    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/bundles")
+
+
+@verb("namespaces", "unload", NAMESPACE, arg("-b", "--bundle", default=None, help="one bundle, e.g. 0x00000000_0x40000000"))
+def _unload(c: AdminClient, a: argparse.Namespace) -> Any:
+    bundle = f"/{a.bundle}" if a.bundle else ""
+    return c.call("PUT", f"/admin/v2/namespaces/{a.namespace}{bundle}/unload")
+
+
+@verb("brokers", "list", arg("cluster", help="the cluster name, e.g. standalone"))
+def _brokers(c: AdminClient, a: argparse.Namespace) -> Any:
+    return c.call("GET", f"/admin/v2/brokers/{a.cluster}")
+
+
 GROUP_HELP = {
+    "brokers": "the live brokers of a cluster",
     "tenants": "create, list, update and delete tenants",
     "namespaces": ("namespaces and their policies (retention, TTL, backlog quota, auto topic creation, de-duplication, "
                    "schemas, compaction, dispatch rates, subscription expiration, inactive topics)"),
@@ -607,6 +634,8 @@ VERB_HELP = {
     "coordinator-stats": "the coordinator's counts and its open transactions",
     "transaction-metadata": "one open transaction: status, timeout, partitions, pending acks",
     "list": "list them",
+    "bundles": "show a namespace's bundles (hash ranges of topic names, each served by one broker)",
+    "unload": "make the owners of a namespace's bundles (or of one, --bundle) let them go: placed again on next use",
     "get": "show one",
     "create": "create one",
     "update": "change one",

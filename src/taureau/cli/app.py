@@ -102,13 +102,7 @@ def _standalone_parser(sub) -> None:
         action="store_true",
         help="store entries on the `taureau bookie` processes registered in --metadata-store (zk:// only)",
     )
-    for flag, field, text in (
-        ("--ensemble-size", "ensemble_size", "bookies each ledger is spread over"),
-        ("--write-quorum", "write_quorum", "bookies each entry is written to"),
-        ("--ack-quorum", "ack_quorum", "bookies that must store an entry before it is acknowledged"),
-    ):
-        p.add_argument(flag, dest=field, type=int, default=None,
-                       help=f"{text} (default 2 with --remote-bookies, else 1)")
+    checked.add_quorum_flags(p, None, "2 with --remote-bookies, else 1")
     p.add_argument("--broker-port", type=int, default=6650, help="Pulsar protocol port (default 6650)")
     p.add_argument("--web-port", type=int, default=8080, help="admin REST port (default 8080)")
     p.add_argument("--bind-address", default=None,
@@ -396,11 +390,10 @@ def _run_standalone(args: argparse.Namespace) -> int:
     if args.remote_bookies and not (args.metadata_store or "").startswith("zk://"):
         print("taureau standalone: --remote-bookies needs --metadata-store zk://...", file=sys.stderr)
         return 2
-    default_quorum = 2 if args.remote_bookies else 1
-    e, w, a = (getattr(args, f) or default_quorum for f in ("ensemble_size", "write_quorum", "ack_quorum"))
-    if not 1 <= a <= w <= e:
-        print(f"taureau standalone: need 1 <= ack quorum ({a}) <= write quorum ({w}) <= ensemble size ({e})",
-              file=sys.stderr)
+    try:
+        e, w, a = checked.quorum(args, 2 if args.remote_bookies else 1)
+    except ValueError as exc:
+        print(f"taureau standalone: {exc}", file=sys.stderr)
         return 2
 
     try:
@@ -469,7 +462,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from taureau.cli import admin, client, cluster_cmd, demo, functions, sketches, tokens
+    from taureau.cli import admin, broker_cmd, client, cluster_cmd, demo, functions, sketches, tokens
 
     parser = argparse.ArgumentParser(
         prog="taureau", description="Taureau: a serverless platform for real-time data"
@@ -481,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     _functions_worker_parser(sub)
     cluster_cmd.register(sub)
     cluster_cmd.register_bookie_verb(sub)
+    broker_cmd.register(sub)
+    broker_cmd.register_cluster_verb(sub)
     cluster_cmd.register_recover_verb(sub)
     admin.register(sub)
     client.register(sub)

@@ -120,3 +120,25 @@ def http_url(text: str) -> str:
     if not _HTTP_URL.fullmatch(text):
         raise argparse.ArgumentTypeError(f"invalid URL {text!r}: expected http://host:port")
     return text
+
+
+# The ledger quorum flags of every process that writes to bookies: (flag, dest, what it sets).
+QUORUM_FLAGS = (
+    ("--ensemble-size", "ensemble_size", "bookies each ledger is spread over"),
+    ("--write-quorum", "write_quorum", "bookies each entry is written to"),
+    ("--ack-quorum", "ack_quorum", "bookies that must store an entry before it is acknowledged"),
+)
+
+
+def add_quorum_flags(p: argparse.ArgumentParser, default: int | None, default_text: str) -> None:
+    for flag, dest, text in QUORUM_FLAGS:
+        p.add_argument(flag, dest=dest, type=int, default=default, help=f"{text} (default {default_text})")
+
+
+def quorum(args: argparse.Namespace, default: int) -> tuple[int, int, int]:
+    """(E, Qw, Qa) from the quorum flags (unset ones `default`); ValueError unless
+    1 <= Qa <= Qw <= E."""
+    e, w, a = (getattr(args, dest) or default for _, dest, _ in QUORUM_FLAGS)
+    if not 1 <= a <= w <= e:
+        raise ValueError(f"need 1 <= ack quorum ({a}) <= write quorum ({w}) <= ensemble size ({e})")
+    return e, w, a

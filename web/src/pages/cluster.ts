@@ -82,7 +82,7 @@ export function cluster(root: HTMLElement): () => void {
     replace(brokers, table(["Broker", "Web service", "Broker service", "Bundles", "Topics loaded"],
       summary.brokers.map((b) => h("tr", { "data-broker": b.id },
         h("td", {}, b.id + (b.self ? " (this one)" : "")), h("td", {}, b.webServiceUrl), h("td", {}, b.brokerServiceUrl),
-        h("td", {}, b.bundles === null ? "not tracked (one broker owns all)" : b.bundles.join(", ")),
+        h("td", {}, b.bundles === null ? (b.self ? "all (a broker alone)" : "not reported") : b.bundles.join(", ")),
         h("td", { class: "num" }, count(b.topicCount)))), "No brokers registered."));
     replace(bookies, table(["Bookie", "Kind", "State", "Disk used", "Registered"],
       summary.bookies.map((b) => h("tr", { "data-bookie": b.id },

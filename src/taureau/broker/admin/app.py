@@ -26,6 +26,8 @@ from taureau.broker.admin.authz import Authorize
 from taureau.broker.admin.body_limit import BodyLimit
 from taureau.broker.admin.paths import KeepEncodedSlashes
 from taureau.broker.compaction.topic_compaction import CompactionInProgressError
+from taureau.broker.ownership import rest as ownership_rest
+from taureau.broker.ownership.rest import RedirectToOwner
 from taureau.broker.resources import (
     ConflictError,
     PartitionLimitError,
@@ -89,6 +91,7 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     # Routes above the broker that take files (function packages) raise their own limit here.
     app.state.body_limits = {}
     app.add_middleware(BodyLimit, max_bytes=service.config.max_http_request_bytes, larger=app.state.body_limits)
+    app.add_middleware(RedirectToOwner)  # inside authentication: only callers who may ask learn the owner
 
     @app.exception_handler(TaureauError)
     async def taureau_error(_: Request, exc: TaureauError) -> JSONResponse:
@@ -108,6 +111,7 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     app.include_router(permissions.topics)
     app.include_router(permissions.non_persistent_topics)
     app.include_router(tenants.router)
+    app.include_router(ownership_rest.router)  # before namespaces: .../{bundle}/unload
     app.include_router(namespaces.router)
     app.include_router(limits.router)
     app.include_router(policy_routes.namespaces)

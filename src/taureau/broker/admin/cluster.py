@@ -4,9 +4,8 @@ brokers, bookies and the ensembles of a topic's ledgers.
 Pulsar's paths where Pulsar has them (`GET /admin/v2/brokers/{cluster}`, `GET
 /admin/v2/bookies/all`), Taureau's under /admin/taureau for what Pulsar shows elsewhere (its
 bookkeeper shell prints a ledger's ensemble). All are the superusers' (a path the
-authorization rules do not name). Today a metadata store has one broker (it owns every
-bundle); `brokers` is a list so that several can be listed as they come, each with what it
-is known to own.
+authorization rules do not name). The brokers are those registered (cluster mode) or this
+one alone (broker/ownership).
 """
 
 from __future__ import annotations
@@ -37,11 +36,6 @@ def _service(request: Request) -> BrokerService:
     return request.app.state.service
 
 
-def _broker_id(service: BrokerService) -> str:
-    """Pulsar's broker id: the web service's host:port."""
-    return service.config.web_service_url.removeprefix("http://")
-
-
 def _check_cluster(service: BrokerService, cluster: str) -> None:
     if cluster != service.config.cluster_name:
         raise ResourceNotFoundError(f"cluster {cluster} does not exist")
@@ -52,7 +46,7 @@ async def brokers(request: Request, cluster: str) -> list[str]:
     """Pulsar's `brokers list`: the active brokers of the cluster, as host:port."""
     service = _service(request)
     _check_cluster(service, cluster)
-    return [_broker_id(service)]
+    return sorted(record.urls.broker_id for record in await service.ownership.brokers())
 
 
 @router.get("/admin/v2/bookies/all")
@@ -66,20 +60,24 @@ async def cluster(request: Request) -> dict[str, Any]:
     """Brokers with their URLs and loaded topics; bookies with their state and disk use."""
     service = _service(request)
     topics = sorted(str(t.name) for t in service.loaded_topics())
-    return {
-        "cluster": service.config.cluster_name,
-        "brokers": [{
-            "id": _broker_id(service),
-            "webServiceUrl": service.config.web_service_url,
-            "brokerServiceUrl": service.config.service_url,
-            "self": True,
-            # One broker owns every bundle until bundle ownership exists; null: not tracked.
-            "bundles": None,
-            "topics": topics[:MAX_TOPICS],
-            "topicCount": len(topics),
-        }],
-        "bookies": await _bookies(service),
-    }
+    me = service.own_urls().broker_id
+    owned = service.ownership.owned()
+    brokers = []
+    for record in sorted(await service.ownership.brokers(), key=lambda r: r.urls.broker_id):
+        urls, own = record.urls, record.urls.broker_id == me
+        brokers.append({
+            "id": urls.broker_id,
+            "webServiceUrl": urls.web or urls.web_tls,
+            "brokerServiceUrl": urls.pulsar or urls.pulsar_tls,
+            "self": own,
+            # This broker's bundles (null: a broker alone owns every bundle, or another
+            # broker's, which it does not report); another broker's topics are not listed,
+            # their count is from its load report.
+            "bundles": [str(b) for b in owned] if own and owned is not None else None,
+            "topics": topics[:MAX_TOPICS] if own else [],
+            "topicCount": len(topics) if own else record.load.topics,
+        })
+    return {"cluster": service.config.cluster_name, "brokers": brokers, "bookies": await _bookies(service)}
 
 
 async def _bookies(service: BrokerService) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ async def lookup(
     namespace: str,
     topic: str,
     listenerName: str | None = None,  # noqa: N803 - Pulsar's query parameter
+    authoritative: bool = False,
     x_pulsar_listenername: str | None = Header(default=None),
 ) -> dict:
     """Where the topic is served, as Pulsar's LookupData; a listener (query or header) picks
@@ -31,8 +32,12 @@ async def lookup(
     service = _service(request)
     name = TopicName.parse(f"{domain}://{tenant}/{namespace}/{topic}")
     config = service.config
-    url = config.listener_url(listenerName or x_pulsar_listenername or "")
     await service.resources.get_policies(name.namespace_name)
+    owner = await service.ownership.owner_of(name, authoritative)
+    if owner is not None:  # served by another broker: its URLs (it takes the bundle if not yet)
+        return {"brokerUrl": owner.pulsar, "brokerUrlTls": owner.pulsar_tls, "httpUrl": owner.web,
+                "httpUrlTls": owner.web_tls, "nativeUrl": owner.pulsar}
+    url = config.listener_url(listenerName or x_pulsar_listenername or "")
     return {
         "brokerUrl": url,
         "brokerUrlTls": "",

@@ -13,6 +13,7 @@ from taureau.broker.admin import (
 )
 from taureau.broker.admin.decoded import decoded_message
 from taureau.broker.admin.headers import peek_headers
+from taureau.broker.ownership.rest import at_owner
 from taureau.broker.policies import TOPIC_TTL
 from taureau.broker.resources import ResourceNotFoundError
 from taureau.broker.schemas.compatibility import Strategy
@@ -197,6 +198,8 @@ async def compact(request: Request, tenant: str, namespace: str, topic: str) -> 
     name = _topic_name(tenant, namespace, topic)
     targets = await service.stored_partitions(name) if await service.resources.get_partitions(name) else [name]
     for target in targets:
+        if await at_owner(request, target, "PUT", "/compaction") is not None:
+            continue  # started by the partition's owner
         loaded = await service.get_topic(target, create=False)
         assert loaded.compaction is not None
         loaded.compaction.trigger()
@@ -220,7 +223,11 @@ partitioned.add_routes(router, "persistent")
 async def delete_partitioned(
     request: Request, tenant: str, namespace: str, topic: str, force: bool = False
 ) -> Response:
-    await _service(request).delete_partitioned_topic(_topic_name(tenant, namespace, topic), force=force)
+    service = _service(request)
+    name = _topic_name(tenant, namespace, topic)
+    for partition in await service.stored_partitions(name):  # another broker's: deleted at its owner
+        await at_owner(request, partition, "DELETE", params={"force": str(force).lower()})
+    await service.delete_partitioned_topic(name, force=force)  # the rest, here
     return Response(status_code=204)
 
 
@@ -234,7 +241,8 @@ async def partitioned_stats(request: Request, tenant: str, namespace: str, topic
     sums = dict.fromkeys(("msgInCounter", "bytesInCounter", "msgOutCounter", "storageSize"), 0)
     per_partition: dict[str, dict] = {}
     for partition in await service.stored_partitions(name):
-        stats = (await service.get_topic(partition, create=False)).stats()
+        stats = await at_owner(request, partition, "GET", "/stats") or (
+            await service.get_topic(partition, create=False)).stats()
         per_partition[str(partition)] = stats
         for key in sums:
             sums[key] += stats[key]

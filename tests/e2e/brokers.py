@@ -1,0 +1,42 @@
+"""Start and kill real `taureau broker` processes for cluster tests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tests.e2e.harness import free_port
+from tests.e2e.processes import ServerProcess
+
+READY = "Taureau broker ready"
+
+
+class BrokerProcess(ServerProcess):
+    def __init__(self, data_dir: Path, metadata_url: str, *extra: str, session_timeout_s: float = 2.0) -> None:
+        super().__init__()
+        self.data_dir = data_dir
+        self.metadata_url = metadata_url
+        self.broker_port = free_port()
+        self.web_port = free_port()
+        self.extra = [*extra, "--metadata-session-timeout", str(session_timeout_s)]
+
+    @property
+    def service_url(self) -> str:
+        return f"pulsar://127.0.0.1:{self.broker_port}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def broker_id(self) -> str:
+        return f"127.0.0.1:{self.web_port}"
+
+    def start(self, timeout: float = 60.0) -> BrokerProcess:
+        args = [
+            sys.executable, "-m", "taureau.cli.main", "broker", "--metadata-store", self.metadata_url,
+            "--data-dir", str(self.data_dir), "--broker-port", str(self.broker_port),
+            "--web-port", str(self.web_port), "--advertised-address", "127.0.0.1", *self.extra,
+        ]
+        self.spawn(args, READY, timeout, "broker")
+        return self
