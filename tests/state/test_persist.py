@@ -67,14 +67,19 @@ def test_drop_dump_deletes_only_dumps(cluster, tmp_path):
         c.drop_dump("local://../../escape")
 
 
-def test_drop_dump_keeps_the_backing_of_a_flushed_structure(make_cluster, tmp_path):
-    c = make_cluster(lease_ms=100).client()
+def _flushed_mapped_table(c) -> None:
+    """/p/m, backed by local://flushed/m.dump, closed and waited for until its lease flushed it."""
     c.create_hash_table("/p/m", mapped=True, backing_path="local://flushed/m.dump").put(b"k", b"v")
     c.close("/p/m")
     deadline = time.monotonic() + 5
     while c.status("/p/m")["state"] != "flushed":
         assert time.monotonic() < deadline, "mapped structure was not flushed"
         time.sleep(0.02)
+
+
+def test_drop_dump_keeps_the_backing_of_a_flushed_structure(make_cluster, tmp_path):
+    c = make_cluster(lease_ms=100).client()
+    _flushed_mapped_table(c)
     with pytest.raises(errors.BackingStoreError, match="holds flushed /p/m"):
         c.drop_dump("local://flushed/m.dump")  # its only copy
     assert (tmp_path / "state" / "flushed" / "m.dump").exists()
@@ -112,12 +117,7 @@ def test_state_files_and_directories_are_owner_only(make_cluster, tmp_path):
         (root / "deep" / "x.dump.tmp").write_bytes(b"old")  # a leftover from a crash, 0644
         c.dump("/p/x", "local://deep/x.dump")
         c.dump("/p/x", "local://deeper/still/x.dump")
-        c.create_hash_table("/p/m", mapped=True, backing_path="local://flushed/m.dump").put(b"k", b"v")
-        c.close("/p/m")
-        deadline = time.monotonic() + 5
-        while c.status("/p/m")["state"] != "flushed":
-            assert time.monotonic() < deadline, "mapped structure was not flushed"
-            time.sleep(0.02)
+        _flushed_mapped_table(c)
     finally:
         os.umask(old)
     for d in (root, root / "deeper", root / "deeper" / "still", root / "flushed"):
