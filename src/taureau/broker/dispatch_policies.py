@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from taureau.broker.dispatch.rate import DispatchRate, DispatchRates
-from taureau.broker.resources import NamespacePolicies, Resources
+from taureau.broker.resources import NamespacePolicies
 from taureau.broker.topic import PersistentTopic
 
 TOPIC_DISPATCH_RATE = "dispatchRate"  # the topic-level overrides, Pulsar's field names
@@ -13,10 +15,10 @@ TOPIC_SUBSCRIPTION_DISPATCH_RATE = "subscriptionDispatchRate"
 SUBSCRIPTION_POLICIES = "subscriptionPolicies"
 
 
-async def apply_dispatch_rates(resources: Resources, topic: PersistentTopic, policies: NamespacePolicies) -> None:
-    """Set the topic's rates and wake its dispatchers, so a raised or removed limit applies
-    now rather than at the end of the current period."""
-    own = await resources.get_topic_policies(topic.name)
+def apply_dispatch_rates(topic: PersistentTopic, policies: NamespacePolicies, own: dict[str, Any]) -> None:
+    """Set the topic's rates (`own`: its topic policies, Resources.get_topic_policies) and wake
+    its dispatchers, so a raised or removed limit applies now rather than at the end of the
+    current period."""
     own_topic, own_sub = own.get(TOPIC_DISPATCH_RATE), own.get(TOPIC_SUBSCRIPTION_DISPATCH_RATE)
     per_subscription = own.get(SUBSCRIPTION_POLICIES) or {}
     wanted = DispatchRates(

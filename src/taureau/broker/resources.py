@@ -31,6 +31,7 @@ TENANTS = "/admin/tenants"
 POLICIES = "/admin/policies"
 PARTITIONED = "/admin/partitioned-topics"
 TOPIC_POLICIES = "/admin/topic-policies"
+TOPIC_DEDUPLICATION = "deduplicationEnabled"  # a topic's own de-duplication switch in its policies
 
 
 class ConflictError(BrokerError):
@@ -473,11 +474,11 @@ class Resources:
         raise BrokerError(f"topic {topic} policies changed concurrently, try again")
 
     async def get_topic_deduplication(self, topic: TopicName) -> bool | None:
-        value = await self.get_topic_policy(topic, "deduplicationEnabled")
+        value = await self.get_topic_policy(topic, TOPIC_DEDUPLICATION)
         return bool(value) if value is not None else None
 
     async def set_topic_deduplication(self, topic: TopicName, enabled: bool | None) -> None:
-        await self.set_topic_policy(topic, "deduplicationEnabled", enabled)
+        await self.set_topic_policy(topic, TOPIC_DEDUPLICATION, enabled)
 
     async def list_partitioned_topics(self, ns: NamespaceName, domain: str = "persistent") -> list[str]:
         names = await self.store.children(f"{PARTITIONED}/{ns}/{domain}")

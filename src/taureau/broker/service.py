@@ -24,6 +24,7 @@ from taureau.broker.ownership.registry import BrokerUrls
 from taureau.broker.policies import PolicyEnforcer
 from taureau.broker.rate_limit import PublishRateLimiter
 from taureau.broker.resources import (
+    TOPIC_DEDUPLICATION,
     ConflictError,
     NamespacePolicies,
     PreconditionFailedError,
@@ -187,9 +188,8 @@ class BrokerService:
         topic.restore_subscriptions()
         await topic.access.load()
         await topic.load_validation_mark()
-        await topic.set_deduplication(await self._deduplication(name, policies))
+        await self._apply_own_policies(topic, policies)
         apply_limits(topic, policies)
-        await apply_dispatch_rates(self.resources, topic, policies)
         if self.transactions is not None:
             self.transactions.attach(topic)  # what open transactions acknowledged stays held
         log.info("loaded topic %s", name)
@@ -233,18 +233,20 @@ class BrokerService:
             reason = f"Exceed maximum number of topics in namespace {ns}: {held} of {limit}"
             raise PreconditionFailedError(reason) if explicit else NotAllowedError(reason)
 
-    async def _deduplication(self, name: TopicName, policies: NamespacePolicies) -> bool:
-        """The topic's own setting wins over its namespace's."""
-        own = await self.resources.get_topic_deduplication(name)
-        return policies.deduplicationEnabled if own is None else own
+    async def _apply_own_policies(self, topic: PersistentTopic, policies: NamespacePolicies) -> None:
+        """De-duplication and dispatch rates: the topic's own settings (one read of its
+        policies for both) win over its namespace's."""
+        own = await self.resources.get_topic_policies(topic.name)
+        dedup = own.get(TOPIC_DEDUPLICATION)
+        await topic.set_deduplication(policies.deduplicationEnabled if dedup is None else bool(dedup))
+        apply_dispatch_rates(topic, policies, own)
 
     async def apply_topic_policies(self, name: TopicName) -> None:
         """Push a changed topic policy into the topic (or its loaded partitions)."""
         policies = await self._policies_for(name)
         for topic in self.loaded_topics():
             if topic.name.partitioned_name == name.partitioned_name:
-                await topic.set_deduplication(await self._deduplication(topic.name, policies))
-                await apply_dispatch_rates(self.resources, topic, policies)
+                await self._apply_own_policies(topic, policies)
 
     async def _policies_for(self, name: TopicName) -> NamespacePolicies:
         try:
@@ -416,9 +418,8 @@ class BrokerService:
             if topic.name.namespace_name == ns:
                 topic.ledger.set_retention(config.retention_time_s, config.retention_size_bytes)
                 topic.compaction_threshold = policies.compaction_threshold
-                await topic.set_deduplication(await self._deduplication(topic.name, policies))
+                await self._apply_own_policies(topic, policies)
                 apply_limits(topic, policies)
-                await apply_dispatch_rates(self.resources, topic, policies)
         self.non_persistent.configure_namespace(ns, policies)
 
     # -- idle topics -------------------------------------------------------------------------
