@@ -28,5 +28,9 @@ class ServerProcess:
         self.proc.terminate()
         try:
             return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # never leave a process behind a test
+            self.proc.wait()
+            raise
         finally:
             self.proc = None

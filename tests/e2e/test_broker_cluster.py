@@ -55,8 +55,11 @@ def brokers(bookies, cluster_url, tmp_path):
         return started
 
     yield start
+    # A graceful stop closes each broker's session, so its bundles are free at once: a broker
+    # killed here would keep owning them for a session timeout, and the next test's lookups
+    # would be redirected to it.
     for b in started:
-        b.kill()
+        b.stop()
 
 
 def _client(url: str) -> pulsar.Client:
