@@ -40,7 +40,8 @@ def test_a_long_callback_is_a_stall_that_used_the_cpu():
     # The CPU is what the callback took, whatever else ran on the machine meanwhile; which
     # cause that makes depends on the wall time too (see the next test).
     assert stall.cpu_ms >= 25 and stall.lag_ms >= 25
-    assert probe.lag.n > 10
+    # Sampled before and after the stall (how many times depends on how busy the machine is).
+    assert probe.lag.n >= 2
 
 
 def test_a_stall_is_blamed_on_what_took_at_least_half_of_it():
