@@ -161,7 +161,7 @@ class ClusterOwnership:
             if not owned:  # taken and let go meanwhile: the client's next lookup tries again
                 raise ServiceNotReadyError(f"bundle {bundle} changed owner: look it up again") from None
             return owner
-        if not await self.layouts.is_current(bundle.namespace):
+        if not await self.layouts.still_has(bundle):
             # Split meanwhile (its owner wrote the new boundaries before letting it go): the
             # bundle no longer exists; the client's next lookup finds the topic's new one.
             await self.store.delete(bundle_path(bundle))
@@ -222,9 +222,9 @@ class ClusterOwnership:
         """Cut `bundle` in two: its topics closed (clients look them up again), the new
         boundaries written, the bundle let go. An unowned bundle is taken first; another
         broker's is refused (the REST call is redirected there before)."""
+        split_edges(await self.layouts.edges(bundle.namespace), bundle, limit)  # refusals change nothing
         if bundle not in self._owned and await self._claim(bundle) is not None:
             raise ServiceNotReadyError(f"bundle {bundle} is served by another broker")
-        split_edges(await self.layouts.edges(bundle.namespace), bundle, limit)  # refusals change nothing
         halves: list[Bundle] = []
 
         async def write() -> None:

@@ -9,7 +9,7 @@ on the node's version, so two splits never lose each other. A record holding onl
 A broker caches the boundaries it read, with the node's version. With `watch` (several
 brokers) it watches the node and re-reads it on every change, so another broker's split
 reaches this one's lookups within a watch round trip; a claim of a bundle checks the version
-once more (`is_current`), so a broker whose cache is behind never takes a bundle that no
+once more (`still_has`), so a broker whose cache is behind never takes a bundle that no
 longer exists.
 """
 
@@ -78,12 +78,11 @@ class BundleLayouts:
         cached = self._edges.get(name.namespace_name)
         return None if cached is None else bundle_at(name.namespace_name, cached[0], name)
 
-    async def is_current(self, ns: NamespaceName) -> bool:
-        """Whether the cached boundaries are still the stored ones (re-read, and the cache
-        brought up to date, when not)."""
-        cached = self._edges.get(ns)
-        fresh = await self._read(ns, create=False)
-        return cached is not None and cached[1] == fresh[1]
+    async def still_has(self, bundle: Bundle) -> bool:
+        """Whether `bundle` is one of its namespace's ranges as stored now (re-read, and the
+        cache brought up to date)."""
+        edges, _version = await self._read(bundle.namespace, create=False)
+        return bundle in ranges_of(bundle.namespace, edges)
 
     async def split(self, bundle: Bundle, limit: int) -> list[Bundle]:
         """Cut `bundle` in two in the stored boundaries (compare-and-set; refusals as
