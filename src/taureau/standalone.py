@@ -15,6 +15,7 @@ from taureau.broker.connection import ServerConnection
 from taureau.broker.ownership.bundles import DEFAULT_BUNDLES
 from taureau.broker.ownership.cluster import ClusterOwnership
 from taureau.broker.ownership.loadmanager import LoadManager
+from taureau.broker.policy_watch import PolicyWatcher
 from taureau.broker.service import BrokerService
 from taureau.net.loop_probe import LoopProbe
 from taureau.net.server import install_fast_event_loop, start_tcp_server
@@ -131,6 +132,11 @@ class Standalone(Node):
             # Advertised only now that its ports serve; stops serving before its topics close.
             await ownership.start(service.own_urls(), wait_s=self.config.metadata_session_timeout_s + 5)
             self.on_stop(ownership.close)
+            # Policy changes made at other brokers reach the topics loaded here.
+            watcher = PolicyWatcher(store, lambda: [t.name for t in service.loaded_topics()],
+                                    service.apply_policies, service.apply_topic_policies)
+            watcher.start()
+            self.on_stop(watcher.close)
         load_manager = LoadManager(service.ownership, broker.load_balancer, cluster=ownership,
                                    auth_headers=_internal_auth(broker))
         load_manager.start()

@@ -8,7 +8,15 @@ import json
 
 import pytest
 
-from taureau.broker.ownership.bundles import FULL, Bundle, bundle_at, bundle_for, bundles_of, split_edges, topic_hash
+from taureau.broker.ownership.bundles import (
+    FULL,
+    Bundle,
+    bundle_at,
+    bundle_for,
+    bundles_of,
+    split_edges,
+    topic_hash,
+)
 from taureau.broker.ownership.cluster import ClusterOwnership, assignment_path, bundle_path
 from taureau.broker.ownership.layout import layout_path
 from taureau.broker.ownership.loadmanager import LEADER, LoadManager
