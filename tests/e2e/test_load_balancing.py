@@ -18,10 +18,11 @@ import uuid
 import pulsar
 import pytest
 
-from taureau.broker.ownership.bundles import bundle_for, bundles_of
+from taureau.broker.ownership.bundles import bundle_at, bundle_for, bundles_of
 from taureau.common.names import NamespaceName, TopicName
 from tests.e2e.bookies import running_bookies
 from tests.e2e.brokers import BrokerProcess, Brokers
+from tests.e2e.harness import receive_until
 
 # Rounds every 3 s; a broker 20 msg/s above the average sheds; at most 6 bundles a namespace.
 LOAD_BALANCER = ["--load-balancer-shedding-interval-minutes", "0.05", "--load-balancer-min-unload-msg-rate", "20",
@@ -205,7 +206,9 @@ def test_split_bundle_through_any_broker_every_broker_sees_it_and_bad_input_chan
         _eventually(lambda: _bundles(a, ns) == expected, 10, "A seeing the split")
         for i in range(5, 10):
             producer.send(f"m{i}".encode())  # the client reconnected (its topic was closed)
-        assert [consumer.receive(20_000).data().decode() for _ in range(10)] == [f"m{i}" for i in range(10)]
+        seen: set[bytes] = set()
+        for i in range(10):
+            receive_until(consumer, f"m{i}".encode(), seen)
 
         # Bad input at either broker: a clear 4xx, one line from the CLI, nothing changed.
         base = f"{a.web_url}/admin/v2/namespaces/{ns}"
@@ -226,7 +229,17 @@ def test_split_bundle_through_any_broker_every_broker_sees_it_and_bad_input_chan
         assert len(six) == 7 and f"0x{others[0].lower + 0x20000000:08x}" in six
         _eventually(lambda: _bundles(a, ns) == six, 10, "A seeing the second split")
         producer.send(b"after")
-        assert consumer.receive(20_000).data() == b"after"
+        receive_until(consumer, b"after", seen)
+
+        # An unload naming the broker to take the bundle (pulsar-admin's --destinationBroker).
+        now = bundle_at(NamespaceName.parse(ns), [int(edge, 16) for edge in six], TopicName.parse(topic))
+        target = b if _owner(a, topic) == a.service_url else a
+        done = _admin(a.web_url, "namespaces", "unload", ns, "--bundle", now.range, "-d", "127.0.0.1:1")
+        assert done.returncode == 1 and "not a live broker" in done.stderr
+        _ok(a.web_url, "namespaces", "unload", ns, "--bundle", now.range, "-d", target.broker_id)
+        assert _owner(a, topic) == target.service_url
+        producer.send(b"moved")
+        receive_until(consumer, b"moved", seen)
     finally:
         client.close()
 

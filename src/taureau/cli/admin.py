@@ -609,10 +609,15 @@ def _bundles(c: AdminClient, a: argparse.Namespace) -> Any:
     return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/bundles")
 
 
-@verb("namespaces", "unload", NAMESPACE, arg("-b", "--bundle", default=None, help="one bundle, e.g. 0x00000000_0x40000000"))
+@verb("namespaces", "unload", NAMESPACE, arg("-b", "--bundle", default=None, help="one bundle, e.g. 0x00000000_0x40000000"),
+      arg("-d", "--destinationBroker", dest="destination", default=None,
+          help="with --bundle: the broker (host:web-port, as `brokers list` shows) its next lookup places it on"))
 def _unload(c: AdminClient, a: argparse.Namespace) -> Any:
+    if a.destination and not a.bundle:
+        raise AdminError("--destinationBroker needs --bundle")
     bundle = f"/{a.bundle}" if a.bundle else ""
-    return c.call("PUT", f"/admin/v2/namespaces/{a.namespace}{bundle}/unload")
+    params = {"destinationBroker": a.destination} if a.destination else None
+    return c.call("PUT", f"/admin/v2/namespaces/{a.namespace}{bundle}/unload", params=params)
 
 
 @verb("namespaces", "split-bundle", NAMESPACE,
