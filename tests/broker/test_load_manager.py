@@ -301,3 +301,33 @@ async def _reported_rate(broker: Broker, rate: float) -> bool:
 
 async def _no_leader(broker: Broker) -> bool:
     return await broker.store.get(LEADER) is None
+
+
+@pytest.mark.anyio
+async def test_a_broker_alone_reports_its_bundles_load_and_splits_as_a_cluster_does():
+    from taureau.broker.ownership.api import SingleBroker
+    from taureau.broker.ownership.layout import BundleLayouts
+    from taureau.metadata.embedded import EmbeddedMetadataStore
+
+    store = EmbeddedMetadataStore(None)
+    topics = [TopicName.parse(f"t{i}") for i in range(40)]
+    closed: list[TopicName] = []
+
+    async def unload(which) -> int:
+        closed.extend(t for t in topics if which(t))
+        return len(closed)
+
+    alone = SingleBroker(lambda: BrokerUrls("me"), unload, BundleLayouts(store, 4, watch=False),
+                         lambda: [(t, 2.0) for t in topics])
+    # Nothing asked for the namespace's bundles before: the stats read its boundaries.
+    stats = await alone.bundle_stats()
+    assert sum(st.topics for st in stats.values()) == 40 and set(stats) == set(bundles_of(NS, 4))
+    first = bundles_of(NS, 4)[0]
+    assert stats[first] == BundleStats(2.0 * stats[first].topics, stats[first].topics)
+    halves = await alone.split(first, 128)
+    assert closed and all(first.holds(topic_hash(t)) for t in closed)
+    assert await alone.bundles(NS) == [*halves, *bundles_of(NS, 4)[1:]]
+    assert json.loads((await store.get(layout_path(NS)))[0])["numBundles"] == 5
+    with pytest.raises(ResourceNotFoundError):
+        await alone.split(first, 128)
+    await store.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 
 from taureau.broker.resources import POLICIES, topic_policies_path
 from taureau.common.errors import TaureauError
@@ -71,7 +72,7 @@ class PolicyWatcher:
         topics = 0
         for name in self._loaded():
             wanted.add(name.namespace_name)
-            base = TopicName.parse(name.partitioned_name) if name.partition >= 0 else name
+            base = replace(name, partition=-1) if name.partition >= 0 else name  # its topic's record
             if base not in wanted and topics < MAX_TOPIC_WATCHES:
                 wanted.add(base)
                 topics += 1

@@ -43,7 +43,7 @@ class Ownership(Protocol):
         ResourceNotFoundError for a range that is not a bundle, PreconditionFailedError past
         `limit` bundles or for a bundle too small; nothing changes then."""
 
-    def bundle_stats(self) -> dict[Bundle, BundleStats]:
+    async def bundle_stats(self) -> dict[Bundle, BundleStats]:
         """The message rate and loaded topics of each bundle this broker serves."""
 
     async def brokers(self) -> list[BrokerRecord]:
@@ -89,8 +89,11 @@ class SingleBroker:
         await self._unload_topics(lambda name: in_bundle(name, bundle))
         return await self.layouts.split(bundle, limit)
 
-    def bundle_stats(self) -> dict[Bundle, BundleStats]:
-        return stats_by_bundle(self._load(), self.layouts, None)
+    async def bundle_stats(self) -> dict[Bundle, BundleStats]:
+        loaded = self._load()
+        for ns in {name.namespace_name for name, _rate in loaded}:
+            await self.layouts.edges(ns)  # read once per namespace (lookups here never need them)
+        return stats_by_bundle(loaded, self.layouts, None)
 
     async def brokers(self) -> list[BrokerRecord]:
         return [BrokerRecord(self._me(), BrokerLoad())]

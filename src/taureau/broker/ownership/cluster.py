@@ -41,7 +41,13 @@ from taureau.broker.ownership.registry import (
     hottest,
     live_brokers,
 )
-from taureau.common.errors import MetadataError, NodeExistsError, NotFoundError, ServiceNotReadyError
+from taureau.common.errors import (
+    MetadataError,
+    NodeExistsError,
+    NotFoundError,
+    ServiceNotReadyError,
+    TaureauError,
+)
 from taureau.common.names import NamespaceName, TopicName
 from taureau.metadata.claims import claim_ephemeral
 from taureau.metadata.store import MetadataStore
@@ -161,7 +167,11 @@ class ClusterOwnership:
             if not owned:  # taken and let go meanwhile: the client's next lookup tries again
                 raise ServiceNotReadyError(f"bundle {bundle} changed owner: look it up again") from None
             return owner
-        if not await self.layouts.still_has(bundle):
+        try:
+            current = await self.layouts.still_has(bundle)
+        except TaureauError:
+            current = False  # the boundaries are gone or unreadable: take nothing
+        if not current:
             # Split meanwhile (its owner wrote the new boundaries before letting it go): the
             # bundle no longer exists; the client's next lookup finds the topic's new one.
             await self.store.delete(bundle_path(bundle))
@@ -256,7 +266,11 @@ class ClusterOwnership:
     async def brokers(self) -> list[BrokerRecord]:
         return await live_brokers(self.store)
 
-    def bundle_stats(self) -> dict[Bundle, BundleStats]:
+    async def bundle_stats(self) -> dict[Bundle, BundleStats]:
+        return self._bundle_stats()
+
+    def _bundle_stats(self) -> dict[Bundle, BundleStats]:
+        # Owned bundles' namespaces are cached: owner_of read their boundaries.
         return stats_by_bundle(self._load(), self.layouts, self._owned)
 
     # -- load reports ------------------------------------------------------------------------
@@ -272,7 +286,7 @@ class ClusterOwnership:
         return BrokerLoad(len(self._owned), len(loaded), sum(rate for _name, rate in loaded))
 
     def _record(self, me: BrokerUrls) -> BrokerRecord:
-        stats = hottest({str(b): st for b, st in self.bundle_stats().items()})
+        stats = hottest({str(b): st for b, st in self._bundle_stats().items()})
         return BrokerRecord(me, self._my_load(), stats)
 
     async def _report_loop(self) -> None:

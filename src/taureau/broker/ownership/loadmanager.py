@@ -81,7 +81,7 @@ class LoadManager:
     # -- auto split (every broker, its own bundles) ------------------------------------------
 
     async def _split_hot(self) -> None:
-        stats = self.ownership.bundle_stats()
+        stats = await self.ownership.bundle_stats()
         counts = {str(ns): len(await self.ownership.bundles(ns)) for ns in {b.namespace for b in stats}}
         for bundle in pick_splits(stats, counts, self.settings)[:MAX_SPLITS_PER_ROUND]:
             try:
