@@ -331,3 +331,29 @@ async def test_a_broker_alone_reports_its_bundles_load_and_splits_as_a_cluster_d
     with pytest.raises(ResourceNotFoundError):
         await alone.split(first, 128)
     await store.close()
+
+
+@pytest.mark.anyio
+async def test_records_written_by_something_else_are_ignored_and_the_brokers_go_on(zk_url):
+    settings = LoadBalancerSettings(interval_s=3600, min_unload_msg_rate=50, auto_split_enabled=False)
+    a = await Broker.start(zk_url, 10200)
+    manager = LoadManager(a.ownership, settings, cluster=a.ownership, auth_headers=dict)
+    try:
+        # A load report that is not one (never a candidate, never a destination), a placement
+        # hint that is not one (placement by load instead), a leader node that is not one.
+        await a.store.put("/loadbalance/brokers/junk:1", b'{"brokerId": "junk:1", "bundleStats": {"x": 5}}',
+                          ephemeral=True)
+        name = TopicName.parse("t1")
+        await a.store.put(assignment_path(bundle_for(name, 4)), b"not json")
+        assert [r.urls.broker_id for r in await a.ownership.brokers()] == [a.urls.broker_id]
+        assert await a.ownership.owner_of(name) is None  # placed by load: on A, the only broker
+        assert await a.store.get(assignment_path(bundle_for(name, 4))) is None  # taken: dropped
+        await a.store.put(LEADER, b"\xff")
+        await manager.run_once()
+        assert not manager.leading  # nobody leads while it is there
+        await a.store.delete(LEADER)
+        await manager.run_once()
+        assert manager.leading
+    finally:
+        await manager.close()
+        await a.close()
