@@ -20,6 +20,7 @@ import json
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -46,9 +47,14 @@ def _two_bundles() -> list[str]:
 
 
 def _owner(at: BrokerProcess, topic: str) -> str:
+    """The service URL serving `topic` by the HTTP lookup at `at`; "" while it is being moved."""
     local = TopicName.parse(topic).local_name
-    with urllib.request.urlopen(f"{at.web_url}/lookup/v2/topic/persistent/public/default/{local}", timeout=30) as got:
-        return json.loads(got.read())["brokerUrl"]
+    try:
+        with urllib.request.urlopen(f"{at.web_url}/lookup/v2/topic/persistent/public/default/{local}",
+                                    timeout=30) as got:
+            return json.loads(got.read())["brokerUrl"]
+    except urllib.error.HTTPError:
+        return ""  # 503: the bundle is being let go
 
 
 def run(messages: int, size: int) -> None:

@@ -76,13 +76,12 @@ def _namespace(broker: BrokerProcess) -> str:
 
 def _owner(at: BrokerProcess, topic: str, authoritative: bool = False) -> str:
     """The broker service URL serving `topic`, by the HTTP lookup at `at` (which places an
-    unowned bundle, as any lookup does)."""
+    unowned bundle, as any lookup does); `HTTP 503` while the bundle is being let go."""
     name = TopicName.parse(topic)
     query = "?authoritative=true" if authoritative else ""
     status, data = _http("GET", f"{at.web_url}/lookup/v2/topic/persistent/{name.tenant}/{name.namespace}/"
                                 f"{name.local_name}{query}")
-    assert status == 200, data
-    return data["brokerUrl"]
+    return data["brokerUrl"] if status == 200 else f"HTTP {status}"
 
 
 def _bundles(broker: BrokerProcess, ns: str) -> list[str]:
