@@ -57,12 +57,16 @@ def _client(server: Standalone | BrokerProcess | str) -> pulsar.Client:
     return pulsar.Client(url, operation_timeout_seconds=30, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
 
 
-def throughput_topics(url: str, messages: int, size: int, topics: int = TOPICS) -> float:
-    """Messages per second acknowledged to `topics` producers sending asynchronously."""
+def throughput_topics(url: str, messages: int, size: int, topics: int = TOPICS,
+                      names: list[str] | None = None) -> float:
+    """Messages per second acknowledged to `topics` producers (or one per topic of `names`)
+    sending asynchronously."""
     client = _client(url)
     stamp = time.monotonic_ns()
-    producers = [client.create_producer(f"persistent://public/default/bench-{stamp}-{i}", block_if_queue_full=True,
-                                        max_pending_messages=2000) for i in range(topics)]
+    names = names or [f"persistent://public/default/bench-{stamp}-{i}" for i in range(topics)]
+    topics = len(names)
+    producers = [client.create_producer(name, block_if_queue_full=True, max_pending_messages=2000)
+                 for name in names]
     payload = b"x" * size
     done = threading.Event()
     acked = [0]

@@ -14,6 +14,8 @@ from taureau.broker.config import BrokerConfig
 from taureau.broker.connection import ServerConnection
 from taureau.broker.ownership.bundles import DEFAULT_BUNDLES
 from taureau.broker.ownership.cluster import ClusterOwnership
+from taureau.broker.ownership.loadmanager import LoadManager
+from taureau.broker.policy_watch import PolicyWatcher
 from taureau.broker.service import BrokerService
 from taureau.net.loop_probe import LoopProbe
 from taureau.net.server import install_fast_event_loop, start_tcp_server
@@ -92,7 +94,7 @@ class Standalone(Node):
         ownership = None
         if (self.config.metadata_url or "").startswith("zk://"):
             # Bundles shared with the other brokers of this store (docs/cluster.md).
-            ownership = ClusterOwnership(store, service.unload_topics, _load_of(service),
+            ownership = ClusterOwnership(store, service.unload_topics, service.topic_loads,
                                          default_bundles=self.config.bundles_per_namespace)
             service.ownership = ownership
         await service.start()
@@ -130,6 +132,15 @@ class Standalone(Node):
             # Advertised only now that its ports serve; stops serving before its topics close.
             await ownership.start(service.own_urls(), wait_s=self.config.metadata_session_timeout_s + 5)
             self.on_stop(ownership.close)
+            # Policy changes made at other brokers reach the topics loaded here.
+            watcher = PolicyWatcher(store, lambda: [t.name for t in service.loaded_topics()],
+                                    service.apply_policies, service.apply_topic_policies)
+            watcher.start()
+            self.on_stop(watcher.close)
+        load_manager = LoadManager(service.ownership, broker.load_balancer, cluster=ownership,
+                                   auth_headers=_internal_auth(broker))
+        load_manager.start()
+        self.on_stop(load_manager.close)
         if worker is not None:
             await worker.start()
             self.on_stop(worker.close)
@@ -243,14 +254,14 @@ def _check_exposure(broker: BrokerConfig) -> None:
         )
 
 
-def _load_of(service: BrokerService):
-    """This broker's topics and message rate, for its load report."""
+def _internal_auth(broker: BrokerConfig):
+    """The load manager's credentials for other brokers' admin calls: this server's own
+    token while authentication is on (brokers of one cluster share the internal key)."""
 
-    def load() -> tuple[int, float]:
-        rate = sum(r.get("msgRateIn", 0.0) + r.get("msgRateOut", 0.0) for r in service.rates.values())
-        return len(service.loaded_topics()), rate
+    def headers() -> dict[str, str]:
+        return {"Authorization": f"Bearer {broker.auth.internal_token()}"} if broker.auth.enabled else {}
 
-    return load
+    return headers
 
 
 def _stopper(stop) -> Any:

@@ -60,7 +60,7 @@ class Broker:
         self.urls = BrokerUrls(f"127.0.0.1:{port}", f"pulsar://127.0.0.1:{port + 1}", "", f"http://127.0.0.1:{port}")
         self.unloaded: list[TopicName] = []
         self.loaded = [TopicName.parse(f"t{i}") for i in range(40)]
-        self.ownership = ClusterOwnership(store, self._unload, lambda: (0, 0.0), default_bundles=default_bundles,
+        self.ownership = ClusterOwnership(store, self._unload, lambda: [], default_bundles=default_bundles,
                                           report_interval_s=0.2)
 
     async def _unload(self, which) -> int:

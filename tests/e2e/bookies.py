@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.e2e.harness import Standalone, free_port
@@ -40,3 +42,14 @@ def broker_on_bookies(root: Path, metadata_url: str, count: int) -> tuple[Standa
     server = Standalone(root / "broker", "--metadata-store", metadata_url, "--remote-bookies", "--no-functions",
                         "--metadata-session-timeout", "2")
     return server, bookies
+
+
+@contextmanager
+def running_bookies(tmp_path_factory, metadata_url: str, count: int, prefix: str = "bookie") -> Iterator[list[BookieProcess]]:
+    """`count` bookies on `metadata_url` for a module's tests, killed at the end."""
+    started = [BookieProcess(tmp_path_factory.mktemp(f"{prefix}{i}"), metadata_url).start() for i in range(count)]
+    try:
+        yield started
+    finally:
+        for bookie in started:
+            bookie.kill()

@@ -40,3 +40,26 @@ class BrokerProcess(ServerProcess):
         ]
         self.spawn(args, READY, timeout, "broker")
         return self
+
+
+class Brokers:
+    """The brokers one test starts, all with the same extra flags; `stop_all` stops them
+    gracefully, so their sessions close and the next test finds every bundle free (a killed
+    broker would keep its bundles for a session timeout)."""
+
+    def __init__(self, root: Path, metadata_url: str, *extra: str) -> None:
+        self.root = root
+        self.metadata_url = metadata_url
+        self.extra = extra
+        self.started: list[BrokerProcess] = []
+
+    def start(self, n: int) -> list[BrokerProcess]:
+        """n more brokers; every broker started so far."""
+        for _ in range(n):
+            broker = BrokerProcess(self.root / f"broker{len(self.started)}", self.metadata_url, *self.extra)
+            self.started.append(broker.start())
+        return self.started
+
+    def stop_all(self) -> None:
+        for broker in self.started:
+            broker.stop()

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 READY = "Taureau standalone ready"
 
@@ -172,3 +173,15 @@ async def append_below_the_broker(
         await factory.close()
         await ledgers.close()
         await store.close()
+
+
+def receive_until(consumer: Any, body: bytes, seen: set[bytes]) -> None:
+    """Receive (and acknowledge) until `body` comes; before it, only redeliveries of what came
+    already (a consumer whose topic was closed or moved gets its unacknowledged messages again)."""
+    while True:
+        msg = consumer.receive(20_000)
+        consumer.acknowledge(msg)
+        if msg.data() == body:
+            seen.add(body)
+            return
+        assert msg.data() in seen, f"{msg.data()!r} came before {body!r}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from taureau.auth.config import AuthConfig
+from taureau.broker.ownership.settings import LoadBalancerSettings
 from taureau.broker.transactions.settings import TransactionConfig
 from taureau.common.errors import ServiceNotReadyError
 from taureau.net.tls import TlsFiles
@@ -80,6 +81,8 @@ class BrokerConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     # Transactions (Pulsar's transactionCoordinatorEnabled and bounds; docs/transactions.md).
     transactions: TransactionConfig = field(default_factory=TransactionConfig)
+    # Shedding, auto split and the bundle cap (docs/cluster.md).
+    load_balancer: LoadBalancerSettings = field(default_factory=LoadBalancerSettings)
     # TLS (Pulsar's brokerServicePortTls, webServicePortTls, tlsCertificateFilePath...): the
     # TLS ports are served while `tls` is set; the plain ones unless plain_ports is False.
     tls: TlsFiles | None = None

@@ -301,6 +301,11 @@ def parse_tenant_info(data: Any) -> TenantInfo:
     return info
 
 
+def topic_policies_path(topic: TopicName) -> str:
+    """Where a topic's own policies are stored (a partition's are its topic's)."""
+    return f"{TOPIC_POLICIES}/{topic.tenant}/{topic.namespace}/{topic.domain}/{topic.local_name}"
+
+
 def _dump(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
@@ -441,7 +446,7 @@ class Resources:
 
     @staticmethod
     def _topic_policies_path(topic: TopicName) -> str:
-        return f"{TOPIC_POLICIES}/{topic.tenant}/{topic.namespace}/{topic.domain}/{topic.local_name}"
+        return topic_policies_path(topic)
 
     async def get_topic_policy(self, topic: TopicName, name: str) -> Any:
         """One of the topic's own policies (a partition: its topic's); None if unset."""

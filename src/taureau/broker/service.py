@@ -20,6 +20,8 @@ from taureau.broker.inactive_topics import InactiveTopicPolicies, InactiveTopics
 from taureau.broker.nonpersistent.registry import NonPersistentTopics
 from taureau.broker.nonpersistent.topic import NonPersistentTopic
 from taureau.broker.ownership.api import Ownership, SingleBroker
+from taureau.broker.ownership.bundles import DEFAULT_BUNDLES
+from taureau.broker.ownership.layout import BundleLayouts
 from taureau.broker.ownership.registry import BrokerUrls
 from taureau.broker.policies import PolicyEnforcer
 from taureau.broker.rate_limit import PublishRateLimiter
@@ -91,7 +93,8 @@ class BrokerService:
         self.non_persistent = NonPersistentTopics(store, self._admit_new_topic, apply_limits,
                                                   config.idle_topic_unload_s)
         # Who serves which topic: this broker alone, unless cluster mode replaces it (ownership/).
-        self.ownership: Ownership = SingleBroker(self.own_urls, self.unload_topics)
+        self.ownership: Ownership = SingleBroker(self.own_urls, self.unload_topics,
+                                                 BundleLayouts(store, DEFAULT_BUNDLES, watch=False), self.topic_loads)
 
     async def start(self) -> None:
         await self.resources.bootstrap()
@@ -332,6 +335,14 @@ class BrokerService:
             except Exception:
                 log.exception("closing topic %s for an unload failed", key)
         return closed
+
+    def topic_loads(self) -> list[tuple[TopicName, float]]:
+        """Each loaded topic with its messages per second in and out (the load manager's input)."""
+        loads = []
+        for topic in self.loaded_topics():
+            rate = self.rates.get(str(topic.name), {})
+            loads.append((topic.name, rate.get("msgRateIn", 0.0) + rate.get("msgRateOut", 0.0)))
+        return loads
 
     def own_urls(self) -> BrokerUrls:
         config = self.config

@@ -609,10 +609,24 @@ def _bundles(c: AdminClient, a: argparse.Namespace) -> Any:
     return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/bundles")
 
 
-@verb("namespaces", "unload", NAMESPACE, arg("-b", "--bundle", default=None, help="one bundle, e.g. 0x00000000_0x40000000"))
+@verb("namespaces", "unload", NAMESPACE, arg("-b", "--bundle", default=None, help="one bundle, e.g. 0x00000000_0x40000000"),
+      arg("-d", "--destinationBroker", dest="destination", default=None,
+          help="with --bundle: the broker (host:web-port, as `brokers list` shows) its next lookup places it on"))
 def _unload(c: AdminClient, a: argparse.Namespace) -> Any:
+    if a.destination and not a.bundle:
+        raise AdminError("--destinationBroker needs --bundle")
     bundle = f"/{a.bundle}" if a.bundle else ""
-    return c.call("PUT", f"/admin/v2/namespaces/{a.namespace}{bundle}/unload")
+    params = {"destinationBroker": a.destination} if a.destination else None
+    return c.call("PUT", f"/admin/v2/namespaces/{a.namespace}{bundle}/unload", params=params)
+
+
+@verb("namespaces", "split-bundle", NAMESPACE,
+      arg("-b", "--bundle", required=True, help="the bundle to split, e.g. 0x00000000_0x40000000"),
+      arg("-u", "--unload", action="store_true", help="accepted for pulsar-admin: the split closes the bundle's topics anyway"),
+      arg("--split-algorithm-name", default="range_equally_divide", help="range_equally_divide (the only one)"))
+def _split_bundle(c: AdminClient, a: argparse.Namespace) -> Any:
+    return c.call("PUT", f"/admin/v2/namespaces/{a.namespace}/{a.bundle}/split",
+                  params={"unload": str(a.unload).lower(), "splitAlgorithmName": a.split_algorithm_name})
 
 
 @verb("brokers", "list", arg("cluster", help="the cluster name, e.g. standalone"))
@@ -636,6 +650,7 @@ VERB_HELP = {
     "list": "list them",
     "bundles": "show a namespace's bundles (hash ranges of topic names, each served by one broker)",
     "unload": "make the owners of a namespace's bundles (or of one, --bundle) let them go: placed again on next use",
+    "split-bundle": "cut one bundle of a namespace in two at the middle of its hash range",
     "get": "show one",
     "create": "create one",
     "update": "change one",

@@ -8,7 +8,7 @@ import os
 import sys
 
 from taureau.cli import args as checked
-from taureau.cli import credentials
+from taureau.cli import credentials, loadbalance_flags
 from taureau.common.sizes import parse_size
 
 # Standalone flags that set a BrokerConfig bound of the same name: (flag, field, type, help).
@@ -129,6 +129,7 @@ def _standalone_parser(sub) -> None:
     for flag, field, kind, text in _BOUND_FLAGS:
         default = getattr(d, field)
         p.add_argument(flag, dest=field, type=kind, default=default, help=f"{text} (default {default})")
+    loadbalance_flags.add_flags(p)
     _security_flags(p)
     p.add_argument("--state-port", type=int, default=9090, help="state controller port (default 9090)")
     p.add_argument("--state-block-size", type=parse_size, default="32MiB", help="memory block size")
@@ -423,6 +424,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             journal_fsync=not args.no_journal_fsync,
             transactions=TransactionConfig(enabled=args.transaction_coordinator_enabled),
+            load_balancer=loadbalance_flags.settings(args),
             **{field: getattr(args, field) for _, field, _, _ in _BOUND_FLAGS},
         ),
         metadata_url=args.metadata_store,

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from taureau.cli import args as checked
+from taureau.cli import loadbalance_flags
 from taureau.cli.cluster_cmd import cluster_name, zk_url
 
 
@@ -30,6 +31,7 @@ def register(sub) -> None:
                    metavar=f"1..{MAX_BUNDLES}",
                    help=f"bundles of a namespace this broker uses first (default {DEFAULT_BUNDLES})")
     checked.add_quorum_flags(p, 2, "2")
+    loadbalance_flags.add_flags(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_run)
 
@@ -50,6 +52,7 @@ def _run(args: argparse.Namespace) -> int:
         web_port=args.web_port,
         advertised_address=args.advertised_address,
         data_dir=args.data_dir or f"./broker-data-{args.broker_port}",
+        load_balancer=loadbalance_flags.settings(args),
     )
     if args.cluster:
         broker.cluster_name = args.cluster

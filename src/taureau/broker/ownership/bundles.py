@@ -3,15 +3,19 @@
 A topic's bundle is found from CRC32 of its full name (UTF-8, the partition's own name for a
 partition, so partitions spread), read as an unsigned 32-bit number: the default hash and key
 of Pulsar's bundle assignment. The hash space 0x00000000..0xffffffff is cut into N equal
-ranges; a range is [lower, upper) except the last, which holds 0xffffffff too. Bundles are
-named as Pulsar names them: `0x00000000_0x40000000`.
+ranges at first; a split then cuts one range in two (Pulsar's range_equally_divide), so a
+namespace's ranges are given by its sorted boundaries. A range is [lower, upper) except the
+last, which holds 0xffffffff too. Bundles are named as Pulsar names them:
+`0x00000000_0x40000000`.
 """
 
 from __future__ import annotations
 
+import bisect
 import zlib
 from dataclasses import dataclass
 
+from taureau.broker.resources import PreconditionFailedError, ResourceNotFoundError
 from taureau.common.errors import NotAllowedError
 from taureau.common.names import NamespaceName, TopicName
 
@@ -60,6 +64,47 @@ def bundle_for(name: TopicName, count: int) -> Bundle:
     # Equal ranges: the index is the key over the step, clamped for the last (inclusive) one.
     index = min(key // ((FULL + 1) // count), count - 1)
     return Bundle(name.namespace_name, edges[index], edges[index + 1])
+
+
+def bundle_at(ns: NamespaceName, edges: list[int], name: TopicName) -> Bundle:
+    """The bundle of `name` among the ranges cut by `edges` (sorted, 0 first, FULL last)."""
+    key = topic_hash(name)
+    # The range whose lower edge is the last one <= key; FULL belongs to the last range.
+    index = min(bisect.bisect_right(edges, key) - 1, len(edges) - 2)
+    return Bundle(ns, edges[index], edges[index + 1])
+
+
+def ranges_of(ns: NamespaceName, edges: list[int]) -> list[Bundle]:
+    return [Bundle(ns, lo, hi) for lo, hi in zip(edges, edges[1:], strict=False)]
+
+
+def check_edges(edges: list[int]) -> list[int]:
+    """Boundaries as stored: 0 first, FULL last, strictly increasing, at most MAX_BUNDLES
+    ranges; NotAllowedError otherwise."""
+    if (len(edges) < 2 or len(edges) - 1 > MAX_BUNDLES or edges[0] != 0 or edges[-1] != FULL
+            or any(b <= a for a, b in zip(edges, edges[1:], strict=False))):
+        raise NotAllowedError(f"invalid bundle boundaries ({len(edges)} edges)")
+    return edges
+
+
+def split_edges(edges: list[int], bundle: Bundle, limit: int) -> list[int]:
+    """`edges` with `bundle` cut in two at its middle, rounded down (range_equally_divide).
+    NotAllowedError when `bundle` is not one of the ranges, is too small
+    to cut, or the namespace would pass `limit` bundles: ResourceNotFoundError (REST 404)
+    for a range that is not a bundle, PreconditionFailedError (412) for the others."""
+    try:
+        index = edges.index(bundle.lower)
+    except ValueError:
+        index = -1
+    if index < 0 or index + 1 >= len(edges) or edges[index + 1] != bundle.upper:
+        raise ResourceNotFoundError(f"{bundle.range} is not a bundle of namespace {bundle.namespace}")
+    if len(edges) - 1 >= limit:
+        raise PreconditionFailedError(f"namespace {bundle.namespace} has {len(edges) - 1} bundles: "
+                              f"at most {limit} (loadBalancerNamespaceMaximumBundles)")
+    middle = bundle.lower + (bundle.upper - bundle.lower) // 2
+    if middle == bundle.lower:
+        raise PreconditionFailedError(f"bundle {bundle.range} is too small to split")
+    return [*edges[: index + 1], middle, *edges[index + 1 :]]
 
 
 def parse_range(ns: NamespaceName, text: str) -> Bundle:

@@ -9,8 +9,14 @@ and the next lookup places the bundle again; the new owner's open of each manage
 and recovers the dead owner's ledgers, so nothing it acknowledged is lost and it cannot write
 any more. A broker whose session expires stops (node.py), so it serves nothing it lost.
 
-The number of bundles of a namespace is fixed at its first use, in `/namespace/<t>/<ns>`, so
-every broker splits it the same way whatever its own default.
+A namespace's bundle boundaries are fixed at its first use and changed only by a split, in
+`/namespace/<t>/<ns>` (layout.py), so every broker cuts it the same way whatever its own
+default. A split is made by the bundle's owner: it closes the bundle's topics (as an unload),
+writes the new boundaries, then lets the bundle go; the halves are placed by their next lookup.
+
+An unload may name the broker that should take the bundle (the load manager's shedding does):
+the owner leaves a hint, `/loadbalance/assignments/<t>/<ns>/<range>` (ephemeral, valid for
+ASSIGNMENT_TTL_S), that the next lookup's placement follows while that broker is alive.
 """
 
 from __future__ import annotations
@@ -18,20 +24,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 
-from taureau.broker.ownership.api import TopicUnloader, in_bundle
-from taureau.broker.ownership.bundles import MAX_BUNDLES, Bundle, bundle_for, bundles_of
+from taureau.broker.ownership.api import LoadSource, TopicUnloader, in_bundle, stats_by_bundle
+from taureau.broker.ownership.bundles import Bundle, split_edges
+from taureau.broker.ownership.layout import BundleLayouts
 from taureau.broker.ownership.placement import least_loaded
 from taureau.broker.ownership.registry import (
     BrokerLoad,
     BrokerRecord,
     BrokerRecordError,
     BrokerUrls,
+    BundleStats,
     broker_path,
+    hottest,
     live_brokers,
 )
-from taureau.common.errors import NodeExistsError, ServiceNotReadyError
+from taureau.common.errors import (
+    MetadataError,
+    NodeExistsError,
+    NotFoundError,
+    ServiceNotReadyError,
+    TaureauError,
+)
 from taureau.common.names import NamespaceName, TopicName
 from taureau.metadata.claims import claim_ephemeral
 from taureau.metadata.store import MetadataStore
@@ -39,14 +55,16 @@ from taureau.metadata.store import MetadataStore
 log = logging.getLogger(__name__)
 
 NAMESPACES = "/namespace"
+ASSIGNMENTS = "/loadbalance/assignments"
+ASSIGNMENT_TTL_S = 60.0  # a shed bundle's destination is followed for this long
 REPORT_INTERVAL_S = 5.0  # load report refresh (sooner after a bundle is taken or given up)
-
-# (topics loaded, messages per second in and out) of this broker, for its load report.
-LoadSource = Callable[[], tuple[int, float]]
-
 
 def bundle_path(bundle: Bundle) -> str:
     return f"{NAMESPACES}/{bundle.namespace}/{bundle.range}"
+
+
+def assignment_path(bundle: Bundle) -> str:
+    return f"{ASSIGNMENTS}/{bundle.namespace}/{bundle.range}"
 
 
 class ClusterOwnership:
@@ -60,13 +78,12 @@ class ClusterOwnership:
         self.store = store
         self._unload_topics = unload_topics
         self._load = load
-        self.default_bundles = default_bundles
+        self.layouts = BundleLayouts(store, default_bundles, watch=True)
         self.report_interval_s = report_interval_s
         self.me: BrokerUrls | None = None  # set once registered: serving starts then
         self._owned: set[Bundle] = set()
         self._releasing: set[Bundle] = set()  # being given up: refused, not taken again
         self._claims: dict[Bundle, asyncio.Task[BrokerUrls | None]] = {}  # one claim per bundle at once
-        self._counts: dict[NamespaceName, int] = {}  # bundles per namespace (fixed at first use)
         self._report_version = 0
         self._report_now = asyncio.Event()
         self._report_task: asyncio.Task[None] | None = None
@@ -88,6 +105,7 @@ class ClusterOwnership:
         """Serve no more: new loads are refused; the topics are closed by the broker and the
         ownership nodes go with the metadata session."""
         self.me = None
+        self.layouts.close()
         if self._report_task is not None:
             self._report_task.cancel()
 
@@ -95,7 +113,7 @@ class ClusterOwnership:
 
     async def owner_of(self, name: TopicName, authoritative: bool = False) -> BrokerUrls | None:
         me = self._serving()
-        bundle = await self._bundle_for(name)
+        bundle = await self.layouts.bundle_for(name)
         if bundle in self._owned:
             return None
         if bundle in self._releasing:
@@ -104,7 +122,8 @@ class ClusterOwnership:
         if owned:
             return owner
         if not authoritative:
-            picked = least_loaded(await live_brokers(self.store), me, self._my_load())
+            records = await live_brokers(self.store)
+            picked = await self._assigned(bundle, records) or least_loaded(records, me, self._my_load())
             if picked.broker_id != me.broker_id:
                 return picked  # the lookup is redirected there, authoritative: it takes the bundle
         return await self._claim(bundle)
@@ -148,58 +167,111 @@ class ClusterOwnership:
             if not owned:  # taken and let go meanwhile: the client's next lookup tries again
                 raise ServiceNotReadyError(f"bundle {bundle} changed owner: look it up again") from None
             return owner
+        try:
+            current = await self.layouts.still_has(bundle)
+        except TaureauError:
+            current = False  # the boundaries are gone or unreadable: take nothing
+        if not current:
+            # Split meanwhile (its owner wrote the new boundaries before letting it go): the
+            # bundle no longer exists; the client's next lookup finds the topic's new one.
+            await self.store.delete(bundle_path(bundle))
+            raise ServiceNotReadyError(f"the bundles of {bundle.namespace} changed: look it up again")
         self._owned.add(bundle)
         self._report_now.set()
+        await self._forget_assignment(bundle)
         log.info("took bundle %s", bundle)
         return None
+
+    async def _assigned(self, bundle: Bundle, records: list[BrokerRecord]) -> BrokerUrls | None:
+        """The live broker an unload named for `bundle`, while its hint holds."""
+        got = await self.store.get(assignment_path(bundle))
+        if got is None:
+            return None
+        try:
+            hint = json.loads(got[0])
+            broker_id, until_ms = str(hint["broker"]), float(hint["untilMs"])
+        except (ValueError, KeyError, TypeError):
+            return None  # not ours: placement by load
+        if until_ms < time.time() * 1000:
+            return None
+        me = self._serving()
+        if broker_id == me.broker_id:
+            return me
+        return next((r.urls for r in records if r.urls.broker_id == broker_id), None)
+
+    async def _forget_assignment(self, bundle: Bundle) -> None:
+        try:
+            await self.store.delete(assignment_path(bundle))
+        except NotFoundError:
+            pass
+        except MetadataError:
+            log.warning("dropping the assignment hint of %s failed (it expires)", bundle, exc_info=True)
 
     # -- bundles -----------------------------------------------------------------------------
 
     async def bundles(self, ns: NamespaceName) -> list[Bundle]:
-        return bundles_of(ns, await self._bundle_count(ns))
-
-    async def _bundle_for(self, name: TopicName) -> Bundle:
-        return bundle_for(name, await self._bundle_count(name.namespace_name))
-
-    async def _bundle_count(self, ns: NamespaceName) -> int:
-        count = self._counts.get(ns)
-        if count is not None:
-            return count
-        path = f"{NAMESPACES}/{ns}"
-        got = await self.store.get(path)
-        if got is None:
-            try:
-                await self.store.put(path, json.dumps({"numBundles": self.default_bundles}).encode(), -1)
-            except NodeExistsError:
-                pass  # another broker fixed it first: its number holds
-            got = await self.store.get(path)
-        count = _stored_count(path, got[0] if got is not None else b"")
-        self._counts[ns] = count
-        return count
+        return await self.layouts.bundles(ns)
 
     def owned(self) -> list[Bundle]:
         return sorted(self._owned, key=str)
 
-    async def unload(self, bundle: Bundle) -> int:
+    async def unload(self, bundle: Bundle, destination: str | None = None) -> int:
         if bundle not in self._owned:
             return 0
+        if destination:
+            until_ms = time.time() * 1000 + ASSIGNMENT_TTL_S * 1000
+            await self.store.put(assignment_path(bundle), json.dumps({"broker": destination, "untilMs": until_ms}).encode(),
+                                 ephemeral=True)
+        else:
+            await self._forget_assignment(bundle)
+        closed = await self._release(bundle, None)
+        log.info("unloaded bundle %s (%d topics)%s", bundle, closed, f" for {destination}" if destination else "")
+        return closed
+
+    async def split(self, bundle: Bundle, limit: int) -> list[Bundle]:
+        """Cut `bundle` in two: its topics closed (clients look them up again), the new
+        boundaries written, the bundle let go. An unowned bundle is taken first; another
+        broker's is refused (the REST call is redirected there before)."""
+        split_edges(await self.layouts.edges(bundle.namespace), bundle, limit)  # refusals change nothing
+        if bundle not in self._owned and await self._claim(bundle) is not None:
+            raise ServiceNotReadyError(f"bundle {bundle} is served by another broker")
+        halves: list[Bundle] = []
+
+        async def write() -> None:
+            halves.extend(await self.layouts.split(bundle, limit))
+
+        await self._release(bundle, write)
+        return halves
+
+    async def _release(self, bundle: Bundle, before_letting_go: Callable[[], Awaitable[None]] | None) -> int:
         # Refused from now on (clients get ServiceNotReady and look it up again), so no topic
         # of it loads while its loaded ones close; the node goes only once they are closed,
         # so no other broker opens their ledgers before this one let go of them.
         self._owned.discard(bundle)
         self._releasing.add(bundle)
         try:
-            count = len(await self.bundles(bundle.namespace))
-            closed = await self._unload_topics(lambda name: in_bundle(name, bundle, count))
+            closed = await self._unload_topics(lambda name: in_bundle(name, bundle))
+            if before_letting_go is not None:
+                try:
+                    await before_letting_go()
+                except BaseException:
+                    self._owned.add(bundle)  # the node is still ours: keep serving it
+                    raise
             await self.store.delete(bundle_path(bundle))
         finally:
             self._releasing.discard(bundle)
         self._report_now.set()
-        log.info("unloaded bundle %s (%d topics)", bundle, closed)
         return closed
 
     async def brokers(self) -> list[BrokerRecord]:
         return await live_brokers(self.store)
+
+    async def bundle_stats(self) -> dict[Bundle, BundleStats]:
+        return self._bundle_stats()
+
+    def _bundle_stats(self) -> dict[Bundle, BundleStats]:
+        # Owned bundles' namespaces are cached: owner_of read their boundaries.
+        return stats_by_bundle(self._load(), self.layouts, self._owned)
 
     # -- load reports ------------------------------------------------------------------------
 
@@ -210,8 +282,12 @@ class ClusterOwnership:
         return me
 
     def _my_load(self) -> BrokerLoad:
-        topics, rate = self._load()
-        return BrokerLoad(len(self._owned), topics, rate)
+        loaded = self._load()
+        return BrokerLoad(len(self._owned), len(loaded), sum(rate for _name, rate in loaded))
+
+    def _record(self, me: BrokerUrls) -> BrokerRecord:
+        stats = hottest({str(b): st for b, st in self._bundle_stats().items()})
+        return BrokerRecord(me, self._my_load(), stats)
 
     async def _report_loop(self) -> None:
         while self.me is not None:
@@ -224,19 +300,8 @@ class ClusterOwnership:
             if me is None:
                 return
             try:
-                stat = await self.store.put(broker_path(me.broker_id), BrokerRecord(me, self._my_load()).encode(),
-                                            self._report_version)
+                stat = await self.store.put(broker_path(me.broker_id), self._record(me).encode(), self._report_version)
                 self._report_version = stat.version
             except Exception:
                 # Lost with the session (the node stops) or a slow store: the next turn retries.
                 log.warning("writing the load report of %s failed", me.broker_id, exc_info=True)
-
-
-def _stored_count(path: str, raw: bytes) -> int:
-    try:
-        count = int(json.loads(raw)["numBundles"])
-    except (ValueError, KeyError, TypeError):
-        raise ServiceNotReadyError(f"{path} does not hold a bundle count") from None
-    if not 1 <= count <= MAX_BUNDLES:
-        raise ServiceNotReadyError(f"{path} holds {count} bundles: 1 to {MAX_BUNDLES} allowed")
-    return count

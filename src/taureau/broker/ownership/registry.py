@@ -10,6 +10,7 @@ from taureau.common.errors import MetadataError
 from taureau.metadata.store import MetadataStore
 
 BROKERS = "/loadbalance/brokers"
+MAX_REPORTED_BUNDLES = 1000  # the hottest bundles in a load report (a node holds 1 MiB)
 
 
 class BrokerRecordError(MetadataError):
@@ -41,9 +42,19 @@ class BrokerLoad:
 
 
 @dataclass(frozen=True, slots=True)
+class BundleStats:
+    """One bundle's share of its owner's load: what shedding and auto split compare."""
+
+    msg_rate: float = 0.0  # messages in + out per second, summed over its loaded topics
+    topics: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerRecord:
     urls: BrokerUrls
     load: BrokerLoad = field(default_factory=BrokerLoad)
+    # Owned bundles by name (`tenant/ns/0x..._0x...`), the hottest MAX_REPORTED_BUNDLES.
+    bundles: dict[str, BundleStats] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         urls = self.urls
@@ -53,6 +64,8 @@ class BrokerRecord:
             "pulsarServiceUrl": urls.pulsar, "pulsarServiceUrlTls": urls.pulsar_tls,
             "webServiceUrl": urls.web, "webServiceUrlTls": urls.web_tls,
             "load": asdict(self.load),
+            "bundleStats": {name: {"msgRate": st.msg_rate, "topics": st.topics}
+                            for name, st in self.bundles.items()},
         }).encode()
 
     @classmethod
@@ -62,8 +75,10 @@ class BrokerRecord:
             urls = BrokerUrls(str(data.get("brokerId") or broker_id), str(data["pulsarServiceUrl"]), str(data["pulsarServiceUrlTls"]),
                               str(data["webServiceUrl"]), str(data["webServiceUrlTls"]))
             load = data.get("load") or {}
+            stats = {str(name): BundleStats(float(st.get("msgRate", 0.0)), int(st.get("topics", 0)))
+                     for name, st in (data.get("bundleStats") or {}).items()}
             return cls(urls, BrokerLoad(int(load.get("bundles", 0)), int(load.get("topics", 0)),
-                                        float(load.get("msg_rate", 0.0))))
+                                        float(load.get("msg_rate", 0.0))), stats)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise BrokerRecordError(f"{BROKERS}/{broker_id} does not hold a broker record") from None
 
@@ -83,3 +98,10 @@ async def live_brokers(store: MetadataStore) -> list[BrokerRecord]:
             except BrokerRecordError:
                 continue  # not a broker: never a placement candidate
     return found
+
+
+def hottest(stats: dict[str, BundleStats], limit: int = MAX_REPORTED_BUNDLES) -> dict[str, BundleStats]:
+    """The `limit` bundles with the highest message rate (ties by name), for a bounded report."""
+    if len(stats) <= limit:
+        return stats
+    return dict(sorted(stats.items(), key=lambda item: (-item[1].msg_rate, item[0]))[:limit])

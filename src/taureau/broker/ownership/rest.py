@@ -1,5 +1,6 @@
 """The admin API of ownership: 307 redirects of topic calls to the topic's owner (as Pulsar's
-brokers answer), `namespaces bundles` and `namespaces unload` (whole or one bundle); `brokers list` is in
+brokers answer), `namespaces bundles`, `namespaces unload` (whole or one bundle, optionally
+naming the broker that takes it) and `namespaces split-bundle`; `brokers list` is in
 admin/cluster.py."""
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taureau.broker.ownership.api import Ownership
-from taureau.broker.ownership.bundles import parse_range
+from taureau.broker.ownership.bundles import Bundle, parse_range
 from taureau.broker.ownership.registry import BrokerUrls
+from taureau.broker.resources import PreconditionFailedError
 from taureau.common.errors import (
     InvalidTopicNameError,
+    NotAllowedError,
     ServiceNotReadyError,
     TaureauError,
     TopicNotFoundError,
@@ -25,6 +28,7 @@ from taureau.common.names import NamespaceName, TopicName
 
 router = APIRouter()
 FORWARD_TIMEOUT_S = 10.0  # an unload forwarded to another broker
+SPLIT_ALGORITHM = "range_equally_divide"  # Pulsar's default, the only one here
 
 
 def _ownership(request: Request) -> Ownership:
@@ -55,19 +59,53 @@ async def unload_namespace(request: Request, tenant: str, namespace: str) -> Non
 
 
 @router.put("/admin/v2/namespaces/{tenant}/{namespace}/{bundle}/unload", status_code=204, response_model=None)
-async def unload_bundle(request: Request, tenant: str, namespace: str, bundle: str) -> Response | None:
-    ns = NamespaceName.parse(f"{tenant}/{namespace}")
-    await request.app.state.service.resources.get_policies(ns)
+async def unload_bundle(request: Request, tenant: str, namespace: str, bundle: str,
+                        destinationBroker: str | None = None) -> Response | None:  # noqa: N803 (Pulsar's name)
+    """One bundle let go; `destinationBroker` (a broker id, as `brokers list` shows) is where
+    its next lookup places it while that broker is alive."""
+    wanted = await _bundle_of(request, tenant, namespace, bundle)
     ownership = _ownership(request)
-    wanted = parse_range(ns, bundle)
-    if wanted not in await ownership.bundles(ns):
-        raise TopicNotFoundError(f"namespace {ns} has no bundle {bundle}")
+    if destinationBroker is not None and destinationBroker not in {
+            r.urls.broker_id for r in await ownership.brokers()}:
+        raise PreconditionFailedError(f"destinationBroker {destinationBroker} is not a live broker")
     owner, owned = await ownership.bundle_owner(wanted)
     if owner is not None:
         return _redirect(request, owner)
     if owned:
-        await ownership.unload(wanted)
+        await ownership.unload(wanted, destinationBroker)
     return None
+
+
+@router.put("/admin/v2/namespaces/{tenant}/{namespace}/{bundle}/split", status_code=204, response_model=None)
+async def split_bundle(request: Request, tenant: str, namespace: str, bundle: str, unload: bool = False,
+                       splitAlgorithmName: str = SPLIT_ALGORITHM) -> Response | None:  # noqa: N803
+    """Cut one bundle in two at the middle of its range (range_equally_divide), at its owner
+    (an unowned bundle is taken by this broker first). Its topics are closed either way
+    (`unload` is accepted for pulsar-admin; the halves are placed by their next lookup)."""
+    if splitAlgorithmName != SPLIT_ALGORITHM:
+        raise PreconditionFailedError(f"split algorithm {splitAlgorithmName!r} is not supported: "
+                                      f"only {SPLIT_ALGORITHM}")
+    wanted = await _bundle_of(request, tenant, namespace, bundle)
+    ownership = _ownership(request)
+    owner, _owned = await ownership.bundle_owner(wanted)
+    if owner is not None:
+        return _redirect(request, owner)
+    await ownership.split(wanted, request.app.state.service.config.load_balancer.max_bundles)
+    return None
+
+
+async def _bundle_of(request: Request, tenant: str, namespace: str, text: str) -> Bundle:
+    """The namespace's bundle named `text`: 404 for a namespace or a bundle that is not,
+    400 for a range that does not parse."""
+    ns = NamespaceName.parse(f"{tenant}/{namespace}")
+    await request.app.state.service.resources.get_policies(ns)
+    try:
+        wanted = parse_range(ns, text)
+    except NotAllowedError as exc:
+        raise ValueError(str(exc)) from None
+    if wanted not in await _ownership(request).bundles(ns):
+        raise TopicNotFoundError(f"namespace {ns} has no bundle {text}")
+    return wanted
 
 
 async def _forward_unload(request: Request, owner: BrokerUrls, path: str) -> None:
