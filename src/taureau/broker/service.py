@@ -23,6 +23,8 @@ from taureau.broker.ownership.api import Ownership, SingleBroker
 from taureau.broker.ownership.registry import BrokerUrls
 from taureau.broker.policies import PolicyEnforcer
 from taureau.broker.rate_limit import PublishRateLimiter
+from taureau.broker.replication.clusters import ClusterData, ClusterRegistry
+from taureau.broker.replication.topic_replication import TopicReplication
 from taureau.broker.resources import (
     TOPIC_DEDUPLICATION,
     ConflictError,
@@ -66,6 +68,7 @@ class BrokerService:
         self.store = store
         self.factory = factory
         self.resources = Resources(store, config.max_num_partitions_per_partitioned_topic)
+        self.clusters = ClusterRegistry(store, config.cluster_name)  # geo-replication's peers
         self.schemas = TopicSchemas(SchemaRegistry(store), self.resources)
         self._compacting = asyncio.Semaphore(1)  # compactions at once: CPU work on this event loop
         self.connections = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
@@ -94,7 +97,9 @@ class BrokerService:
         self.ownership: Ownership = SingleBroker(self.own_urls, self.unload_topics)
 
     async def start(self) -> None:
-        await self.resources.bootstrap()
+        await self.resources.bootstrap(self.config.cluster_name)
+        await self.clusters.register_local(
+            ClusterData(serviceUrl=self.config.web_service_url, brokerServiceUrl=self.config.service_url))
         if self.config.transactions.enabled:
             self.transactions = await start_coordinator(
                 self.config.transactions, self.resources, self.store, self.factory,
@@ -186,6 +191,7 @@ class BrokerService:
         await topic.compaction.load()
         topic.compaction_threshold = policies.compaction_threshold
         topic.restore_subscriptions()
+        topic.replication = TopicReplication(str(name), ledger, self.clusters)
         await topic.access.load()
         await topic.load_validation_mark()
         await self._apply_own_policies(topic, policies)
@@ -239,6 +245,8 @@ class BrokerService:
         own = await self.resources.get_topic_policies(topic.name)
         dedup = own.get(TOPIC_DEDUPLICATION)
         await topic.set_deduplication(policies.deduplicationEnabled if dedup is None else bool(dedup))
+        if topic.replication is not None:
+            await topic.replication.apply(policies.replication_clusters)
         apply_dispatch_rates(topic, policies, own)
 
     async def apply_topic_policies(self, name: TopicName) -> None:
