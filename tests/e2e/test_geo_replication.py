@@ -239,6 +239,11 @@ def test_bad_cluster_input_is_refused_and_nothing_is_stored(clusters):
         assert admin.post(f"/admin/v2/namespaces/{ns}/replication", json=[]).status_code == 412
         assert admin.post(f"/admin/v2/namespaces/{ns}/replication", json="east").status_code == 400
         assert admin.get(f"/admin/v2/namespaces/{ns}/replication").json() == [EAST, WEST]  # unchanged
+        created = admin.put(f"/admin/v2/namespaces/{ns}-2", json={"replication_clusters": ["nowhere"]})
+        assert created.status_code == 403
+        assert admin.get(f"/admin/v2/namespaces/{ns}-2").status_code == 404  # not created
+        missing = admin.post("/admin/v2/namespaces/public/no-such-ns/replication", json=[EAST])
+        assert missing.status_code == 404
         for body in ({"serviceUrl": "not a url"}, {"serviceUrl": "ftp://h:1"},
                      {"serviceUrl": "http://h:1", "brokerServiceUrl": "http://h:2"},
                      {"serviceUrl": "http://h:99999"}, {"brokerServiceUrl": "pulsar://h:1"}, ["x"],
