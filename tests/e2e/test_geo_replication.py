@@ -125,11 +125,13 @@ def test_messages_go_both_ways_once_with_their_metadata(clusters):
         for i in range(50):
             from_west.send_async(f"west-{i}".encode(), None)
         from_west.flush()
+        # a message its producer keeps local (replicate_to = ["__local__"]) stays on east
+        from_east.send(b"east-only", disable_replication=True)
         expected = {f"east-{i}" for i in range(50)} | {f"west-{i}" for i in range(50)}
-        for consumer in (on_east, on_west):
-            got = _receive_all(consumer, 100)
+        for consumer, own in ((on_east, {"east-only"}), (on_west, set())):
+            got = _receive_all(consumer, 100 + len(own))
             values = [m.data().decode() for m in got]
-            assert len(values) == 100 and set(values) == expected  # each once: no loop, no loss
+            assert len(values) == 100 + len(own) and set(values) == expected | own  # each once: no loop, no loss
         # metadata travels: the east side's properties and keys arrived on west (checked on
         # the messages west's consumer took above would need them kept; read them again).
         check = west.subscribe(topic, "metadata", initial_position=pulsar.InitialPosition.Earliest)
@@ -159,6 +161,22 @@ def test_messages_go_both_ways_once_with_their_metadata(clusters):
             # the reserved prefix cannot be taken by a subscription
             refused = admin.put(f"/admin/v2/{topic.replace('://', '/')}/subscription/pulsar.repl.x")
             assert refused.status_code == 405, refused.text
+
+
+def test_a_partitioned_topic_replicates_partition_by_partition(clusters):
+    ns = _replicated_namespace(clusters)
+    topic = f"persistent://{ns}/parts"
+    for server in clusters.values():  # each cluster has its own metadata: created on both
+        with _admin(server) as admin:
+            _ok(admin.put(f"/admin/v2/{topic.replace('://', '/')}/partitions", json=2))
+    with _clients(clusters) as (east, west):
+        on_west = west.subscribe(topic, "reader", initial_position=pulsar.InitialPosition.Earliest)
+        producer = east.create_producer(topic, batching_enabled=False)
+        for i in range(40):
+            producer.send(f"m-{i}".encode(), partition_key=f"key-{i}")
+        got = _receive_all(on_west, 40)
+        assert sorted(m.data().decode() for m in got) == sorted(f"m-{i}" for i in range(40))
+        assert {m.topic_name().rsplit("-", 1)[-1] for m in got} == {"0", "1"}  # both partitions
 
 
 def test_a_remote_outage_loses_nothing(clusters):
