@@ -247,6 +247,32 @@ def test_removing_a_cluster_stops_replication(clusters):
         assert _receive_all(on_west, 0) == []
 
 
+def test_a_topics_own_clusters_win_over_its_namespaces(clusters):
+    ns = _replicated_namespace(clusters)
+    kept, replicated = f"persistent://{ns}/kept-local", f"persistent://{ns}/replicated"
+    path = f"/admin/v2/{kept.replace('://', '/')}/replication"
+    with _admin(clusters[EAST]) as admin:
+        assert admin.post(path, json=[EAST, "nowhere"]).status_code == 403
+        assert _ok(admin.get(path)).json() is None  # nothing stored: the namespace's apply
+        _ok(admin.post(path, json=[EAST]))
+        assert _ok(admin.get(path)).json() == [EAST]
+    with _clients(clusters) as (east, west):
+        on_west = {t: west.subscribe(t, "reader", initial_position=pulsar.InitialPosition.Earliest)
+                   for t in (kept, replicated)}
+        for t in (kept, replicated):
+            producer = east.create_producer(t, batching_enabled=False)
+            for i in range(10):
+                producer.send(f"m-{i}".encode())
+        assert len(_receive_all(on_west[replicated], 10)) == 10
+        assert _receive_all(on_west[kept], 0) == []
+        assert _stats(clusters[EAST], kept)["replication"] == {}
+        with _admin(clusters[EAST]) as admin:
+            _ok(admin.delete(path))  # back to the namespace's clusters: replicated from now on
+        producer = east.create_producer(kept, batching_enabled=False)
+        producer.send(b"after")
+        assert [m.data() for m in _receive_all(on_west[kept], 1)] == [b"after"]
+
+
 def test_bad_cluster_input_is_refused_and_nothing_is_stored(clusters):
     ns = _replicated_namespace(clusters)
     with _admin(clusters[EAST]) as admin:
@@ -298,6 +324,11 @@ def test_cli_verbs(clusters):
     assert created.returncode == 0, created.stderr
     assert _cli(east, "clusters", "update", "cli-made", "--url", "http://h:5").returncode == 0
     assert _cli(east, "clusters", "delete", "cli-made").returncode == 0
+    topic = f"persistent://public/default/cli-{uuid.uuid4().hex[:8]}"
+    assert _cli(east, "topics", "create", topic).returncode == 0
+    assert _cli(east, "topics", "set-replication-clusters", topic, "--clusters", EAST).returncode == 0
+    assert EAST in _cli(east, "topics", "get-replication-clusters", topic).stdout
+    assert _cli(east, "topics", "remove-replication-clusters", topic).returncode == 0
     bad_url = _cli(east, "clusters", "create", "x", "--url", "not-a-url")
     assert bad_url.returncode == 2 and "Traceback" not in bad_url.stderr
     ns = f"public/cli-{uuid.uuid4().hex[:8]}"

@@ -32,6 +32,7 @@ POLICIES = "/admin/policies"
 PARTITIONED = "/admin/partitioned-topics"
 TOPIC_POLICIES = "/admin/topic-policies"
 TOPIC_DEDUPLICATION = "deduplicationEnabled"  # a topic's own de-duplication switch in its policies
+TOPIC_REPLICATION = "replicationClusters"  # a topic's own replication clusters (geo-replication)
 
 
 class ConflictError(BrokerError):

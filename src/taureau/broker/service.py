@@ -27,6 +27,7 @@ from taureau.broker.replication.clusters import ClusterData, ClusterRegistry
 from taureau.broker.replication.topic_replication import TopicReplication
 from taureau.broker.resources import (
     TOPIC_DEDUPLICATION,
+    TOPIC_REPLICATION,
     ConflictError,
     NamespacePolicies,
     PreconditionFailedError,
@@ -240,13 +241,14 @@ class BrokerService:
             raise PreconditionFailedError(reason) if explicit else NotAllowedError(reason)
 
     async def _apply_own_policies(self, topic: PersistentTopic, policies: NamespacePolicies) -> None:
-        """De-duplication and dispatch rates: the topic's own settings (one read of its
-        policies for both) win over its namespace's."""
+        """De-duplication, replication clusters and dispatch rates: the topic's own settings
+        (one read of its policies for all) win over its namespace's."""
         own = await self.resources.get_topic_policies(topic.name)
         dedup = own.get(TOPIC_DEDUPLICATION)
         await topic.set_deduplication(policies.deduplicationEnabled if dedup is None else bool(dedup))
         if topic.replication is not None:
-            await topic.replication.apply(policies.replication_clusters)
+            clusters = own.get(TOPIC_REPLICATION)
+            await topic.replication.apply(policies.replication_clusters if clusters is None else clusters)
         apply_dispatch_rates(topic, policies, own)
 
     async def apply_topic_policies(self, name: TopicName) -> None:

@@ -1,12 +1,14 @@
-"""`taureau admin clusters ...` and `namespaces set-clusters|get-clusters`: geo-replication's
-verbs, with pulsar-admin's names and flags (docs/geo-replication.md)."""
+"""`taureau admin clusters ...`, `namespaces set-clusters|get-clusters` and `topics
+set-|get-|remove-replication-clusters`: geo-replication's verbs, with pulsar-admin's names and
+flags (docs/geo-replication.md)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from taureau.cli import args as checked
-from taureau.cli.admin import GROUP_HELP, NAMESPACE, VERB_HELP, arg, verb
+from taureau.cli.admin import GROUP_HELP, NAMESPACE, TOPIC, VERB_HELP, _topic_path, arg, verb
 from taureau.cli.cluster_cmd import cluster_name
 
 CLUSTER = arg("cluster", type=cluster_name, help="the cluster's name")
@@ -54,17 +56,25 @@ def _(c, a):
     return c.call("DELETE", f"/admin/v2/clusters/{a.cluster}")
 
 
-@verb("namespaces", "set-clusters", NAMESPACE,
-      arg("-c", "--clusters", type=_cluster_names, required=True, help="replication clusters, e.g. a,b"))
-def _(c, a):
-    return c.call("POST", f"/admin/v2/namespaces/{a.namespace}/replication", a.clusters)
+def _replication_verbs(group: str, target: tuple, path_of: Callable[[argparse.Namespace], str],
+                       set_name: str, get_name: str, remove_name: str | None) -> None:
+    """set (POST the list), get and, where pulsar-admin has it, remove (DELETE) of the
+    replication clusters at `path_of(args)`."""
+    clusters = arg("-c", "--clusters", type=_cluster_names, required=True, help="replication clusters, e.g. a,b")
+    verb(group, set_name, target, clusters)(lambda c, a: c.call("POST", path_of(a), a.clusters))
+    verb(group, get_name, target)(lambda c, a: c.call("GET", path_of(a)))
+    if remove_name is not None:
+        verb(group, remove_name, target)(lambda c, a: c.call("DELETE", path_of(a)))
 
 
-@verb("namespaces", "get-clusters", NAMESPACE)
-def _(c, a):
-    return c.call("GET", f"/admin/v2/namespaces/{a.namespace}/replication")
-
+_replication_verbs("namespaces", NAMESPACE, lambda a: f"/admin/v2/namespaces/{a.namespace}/replication",
+                   "set-clusters", "get-clusters", None)
+_replication_verbs("topics", TOPIC, lambda a: f"{_topic_path(a.topic)}/replication",
+                   "set-replication-clusters", "get-replication-clusters", "remove-replication-clusters")
 
 GROUP_HELP["clusters"] = "the clusters this one knows: register a remote cluster for geo-replication"
 VERB_HELP["set-clusters"] = "replicate the namespace's topics among these clusters"
 VERB_HELP["get-clusters"] = "show the namespace's replication clusters"
+VERB_HELP["set-replication-clusters"] = "replicate this topic among these clusters (over its namespace's)"
+VERB_HELP["get-replication-clusters"] = "show the topic's own replication clusters (null: its namespace's)"
+VERB_HELP["remove-replication-clusters"] = "drop the topic's own replication clusters"

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Body, Request, Response
 
 from taureau.broker.replication.clusters import UnknownReplicationClusterError, parse_cluster_data
-from taureau.broker.resources import PreconditionFailedError, check_cluster_list
+from taureau.broker.resources import TOPIC_REPLICATION, PreconditionFailedError, check_cluster_list
 from taureau.broker.service import BrokerService
-from taureau.common.names import NamespaceName
+from taureau.common.names import NamespaceName, TopicName
 
 router = APIRouter(tags=["clusters"])
 
@@ -91,9 +91,52 @@ async def get_replication_clusters(request: Request, tenant: str, namespace: str
 async def set_replication_clusters(request: Request, tenant: str, namespace: str, body: Any = Body(None)) -> Response:
     service = _service(request)
     ns = NamespaceName.parse(f"{tenant}/{namespace}")
-    clusters = check_cluster_list(body)
-    await service.resources.get_policies(ns)  # 404 for a missing namespace before the cluster checks
-    await check_replication_clusters(service, tenant, clusters)
+    clusters = await _checked_clusters(service, ns, body)
     await service.resources.update_policies(ns, lambda policies: setattr(policies, "replication_clusters", clusters))
     await service.apply_policies(ns)
+    return Response(status_code=204)
+
+
+async def _checked_clusters(service: BrokerService, ns: NamespaceName, body: Any) -> list[str]:
+    clusters = check_cluster_list(body)
+    await service.resources.get_policies(ns)  # 404 for a missing namespace before the cluster checks
+    await check_replication_clusters(service, ns.tenant, clusters)
+    return clusters
+
+
+# -- a topic's own replication clusters (win over its namespace's; a partition takes its topic's)
+
+_TOPIC = "/admin/v2/persistent/{tenant}/{namespace}/{topic}/replication"
+
+
+def _topic_name(tenant: str, namespace: str, topic: str) -> TopicName:
+    return TopicName.parse(f"persistent://{tenant}/{namespace}/{topic}")
+
+
+@router.get(_TOPIC)
+async def get_topic_replication_clusters(request: Request, tenant: str, namespace: str, topic: str) -> list[str] | None:
+    """The topic's own replication clusters; null when it has none (its namespace's apply)."""
+    return await _service(request).resources.get_topic_policy(_topic_name(tenant, namespace, topic), TOPIC_REPLICATION)
+
+
+@router.post(_TOPIC, status_code=204)
+async def set_topic_replication_clusters(request: Request, tenant: str, namespace: str, topic: str,
+                                         body: Any = Body(None)) -> Response:
+    service = _service(request)
+    name = _topic_name(tenant, namespace, topic)
+    clusters = await _checked_clusters(service, name.namespace_name, body)
+    return await _store_topic_clusters(service, name, clusters)
+
+
+@router.delete(_TOPIC, status_code=204)
+async def remove_topic_replication_clusters(request: Request, tenant: str, namespace: str, topic: str) -> Response:
+    service = _service(request)
+    name = _topic_name(tenant, namespace, topic)
+    await service.resources.get_policies(name.namespace_name)
+    return await _store_topic_clusters(service, name, None)
+
+
+async def _store_topic_clusters(service: BrokerService, name: TopicName, clusters: list[str] | None) -> Response:
+    await service.resources.set_topic_policy(name, TOPIC_REPLICATION, clusters)
+    await service.apply_topic_policies(name)
     return Response(status_code=204)
