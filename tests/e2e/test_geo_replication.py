@@ -228,6 +228,31 @@ def test_a_restart_of_the_source_loses_nothing(clusters):
         assert sorted(got) == sorted(acked)  # all of them, each once
 
 
+def test_a_restarted_source_resumes_without_any_client(clusters):
+    """Entries east could not send before it stopped go out after its restart, though no
+    client loads the topic there: the broker loads the topics of replicated namespaces."""
+    ns = _replicated_namespace(clusters)
+    with _admin(clusters[WEST]) as admin:  # one way: west's replicator would load east's topic
+        _ok(admin.post(f"/admin/v2/namespaces/{ns}/replication", json=[WEST]))
+    topic = f"persistent://{ns}/no-clients"
+    east_server, west_server = clusters[EAST], clusters[WEST]
+    with _clients(clusters) as (east, west):
+        west.subscribe(topic, "reader", initial_position=pulsar.InitialPosition.Earliest).close()
+        west_server.kill()
+        producer = east.create_producer(topic, batching_enabled=False)
+        for i in range(50):
+            producer.send(f"m-{i}".encode())
+    east_server.kill()
+    west_server.restart()
+    east_server.restart()
+    west = _client(west_server)
+    try:
+        got = _receive_all(west.subscribe(topic, "reader"), 50)
+        assert sorted(m.data().decode() for m in got) == sorted(f"m-{i}" for i in range(50))
+    finally:
+        west.close()
+
+
 def test_removing_a_cluster_stops_replication(clusters):
     ns = _replicated_namespace(clusters)
     topic = f"persistent://{ns}/removed"

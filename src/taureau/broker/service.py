@@ -24,6 +24,7 @@ from taureau.broker.ownership.registry import BrokerUrls
 from taureau.broker.policies import PolicyEnforcer
 from taureau.broker.rate_limit import PublishRateLimiter
 from taureau.broker.replication.clusters import ClusterData, ClusterRegistry
+from taureau.broker.replication.resume import load_replicated_topics
 from taureau.broker.replication.topic_replication import TopicReplication
 from taureau.broker.resources import (
     TOPIC_DEDUPLICATION,
@@ -84,6 +85,7 @@ class BrokerService:
         self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
         self._rate_task: asyncio.Task | None = None
         self._policy_task: asyncio.Task | None = None
+        self._resume_task: asyncio.Task | None = None  # loads replicated topics at start
         defaults = InactiveTopicPolicies(config.delete_inactive_topics_mode,
                                          config.delete_inactive_topics_max_inactive_duration_s,
                                          config.delete_inactive_topics_enabled)
@@ -112,12 +114,16 @@ class BrokerService:
             self._policy_task = asyncio.get_running_loop().create_task(self._policy_loop())
         if self.config.idle_topic_unload_s > 0:
             self._idle_task = asyncio.get_running_loop().create_task(self._unload_idle_loop())
+        if self.ownership.owned() is None:  # this broker serves every topic: resume replicators
+            self._resume_task = asyncio.get_running_loop().create_task(load_replicated_topics(
+                self.resources, self.config.cluster_name, self.list_topics,
+                lambda name: self.get_topic(name, create=False)))
 
     async def close(self) -> None:
         self.heap_trimmer.close()
         if self.transactions is not None:
             await self.transactions.close()
-        for task in (self._rate_task, self._policy_task, self._idle_task):
+        for task in (self._rate_task, self._policy_task, self._idle_task, self._resume_task):
             if task is not None:
                 task.cancel()
         await self.non_persistent.close()
