@@ -25,34 +25,24 @@ async def load_replicated_topics(
 ) -> int:
     """Load (one at a time) each stored persistent topic of a namespace whose replication
     clusters name another cluster; the number loaded."""
+    loaded = 0
     try:
-        return await _load(resources, local, list_topics, load)
+        for tenant in await resources.list_tenants():
+            for ns_name in await resources.list_namespaces(tenant):
+                ns = NamespaceName.parse(ns_name)
+                if not set((await resources.get_policies(ns)).replication_clusters) - {local}:
+                    continue
+                for name in await list_topics(ns):
+                    if loaded >= MAX_TOPICS:
+                        log.warning("resumed replication of %d topics; the others resume when loaded", loaded)
+                        return loaded
+                    try:
+                        await load(TopicName.parse(name))
+                    except TaureauError:  # a partition never written, or deleted meanwhile
+                        continue
+                    loaded += 1
     except TaureauError as exc:  # the metadata store failing at start: clients load them later
         log.warning("could not load the topics of replicated namespaces: %s", exc)
-        return 0
-
-
-async def _load(
-    resources: Resources,
-    local: str,
-    list_topics: Callable[[NamespaceName], Awaitable[list[str]]],
-    load: Callable[[TopicName], Awaitable[object]],
-) -> int:
-    loaded = 0
-    for tenant in await resources.list_tenants():
-        for ns_name in await resources.list_namespaces(tenant):
-            ns = NamespaceName.parse(ns_name)
-            if not set((await resources.get_policies(ns)).replication_clusters) - {local}:
-                continue
-            for name in await list_topics(ns):
-                if loaded >= MAX_TOPICS:
-                    log.warning("resumed replication of %d topics; the others resume when loaded", loaded)
-                    return loaded
-                try:
-                    await load(TopicName.parse(name))
-                except TaureauError:  # a partition never written, or deleted meanwhile
-                    continue
-                loaded += 1
     if loaded:
         log.info("loaded %d topics of replicated namespaces: their replicators resume", loaded)
     return loaded
