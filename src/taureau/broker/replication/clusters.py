@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from taureau.common.errors import BrokerError, NodeExistsError, NotFoundError, TaureauError
+from taureau.common.errors import BrokerError, InvalidTopicNameError, NodeExistsError, NotFoundError
 from taureau.common.names import check_name_part
 from taureau.metadata.store import MetadataStore
 
@@ -21,7 +21,7 @@ CLUSTERS = "/admin/clusters"
 
 # Pulsar's ClusterData fields Taureau stores and uses; pulsar-admin sends the others as null.
 _FIELDS = ("serviceUrl", "serviceUrlTls", "brokerServiceUrl", "brokerServiceUrlTls")
-_HOST_PORT = re.compile(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]")
+_HOST = re.compile(r"[A-Za-z0-9.\-]+|[0-9A-Fa-f:.]+")  # a name, an IPv4 or an IPv6 address
 
 
 class ClusterConflictError(BrokerError):
@@ -59,11 +59,11 @@ def _check_url(value: Any, name: str, schemes: tuple[str, ...]) -> str:
         raise ValueError(f"{name} must be a string URL")
     try:
         parts = urlsplit(value)
-        port = parts.port
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
         raise ValueError(f"{name} {value!r} is not a valid URL") from None
-    host = parts.netloc.rsplit("@", 1)[-1].rsplit(":", 1)[0] if port is not None else parts.netloc
-    if parts.scheme not in schemes or not host or not _HOST_PORT.fullmatch(host):
+    host = parts.hostname
+    if parts.scheme not in schemes or not host or not _HOST.fullmatch(host) or parts.username is not None:
         raise ValueError(f"{name} {value!r} is not a {' or '.join(s + '://host:port' for s in schemes)} URL")
     if parts.query or parts.fragment or (parts.path not in ("", "/") and schemes[0] == "pulsar"):
         raise ValueError(f"{name} {value!r} must name only a host and port")
@@ -126,7 +126,7 @@ class ClusterRegistry:
     async def find(self, name: str) -> ClusterData | None:
         try:
             return await self.get(name)
-        except (ClusterNotFoundError, TaureauError):
+        except (ClusterNotFoundError, InvalidTopicNameError):
             return None
 
     async def create(self, name: str, data: ClusterData) -> None:
