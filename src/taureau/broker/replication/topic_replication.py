@@ -3,11 +3,13 @@ replication clusters, started and stopped as that list changes."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from taureau.broker.replication.clusters import ClusterRegistry
 from taureau.broker.replication.remote import RemoteError
-from taureau.broker.replication.replicator import Replicator, cursor_name, is_replication_cursor
+from taureau.broker.replication.replicator import PREFIX, Replicator, cursor_name, is_replication_cursor
 from taureau.storage.managed_ledger.api import InitialPosition, ManagedLedger
 
 log = logging.getLogger(__name__)
@@ -19,11 +21,19 @@ class TopicReplication:
         self.ledger = ledger
         self.clusters = clusters
         self.replicators: dict[str, Replicator] = {}  # remote cluster -> its replicator; owned here
+        # Policy pushes and the topic's close may overlap (each awaits cursor work): one at a
+        # time, or two pushes would both start a replicator for one remote.
+        self._changing = asyncio.Lock()
+        self._closed = False
 
     async def apply(self, replication_clusters: list[str]) -> None:
         """Run a replicator to each cluster of the list but the local one; stop (and drop the
         cursor of) each one no longer listed, as Pulsar does when a cluster is removed."""
-        wanted = {c for c in replication_clusters if c != self.clusters.local}
+        async with self._changing:
+            if not self._closed:
+                await self._apply({c for c in replication_clusters if c != self.clusters.local})
+
+    async def _apply(self, wanted: set[str]) -> None:
         for remote in sorted(set(self.replicators) - wanted):
             await self.replicators.pop(remote).stop()
             await self.ledger.delete_cursor(cursor_name(remote))
@@ -31,7 +41,7 @@ class TopicReplication:
         # A cursor left by a replicator whose cluster was removed while the topic was not
         # loaded here: it would hold the topic's ledgers forever.
         for name in [n for n in self.ledger.cursors if is_replication_cursor(n)]:
-            if name[len(cursor_name("")):] not in wanted:
+            if name.removeprefix(PREFIX) not in wanted:
                 await self.ledger.delete_cursor(name)
         for remote in sorted(wanted - set(self.replicators)):
             # Created at the end of the topic, as Pulsar's: what was published before
@@ -42,7 +52,7 @@ class TopicReplication:
             replicator.start()
             log.info("replication of %s to %s started", self.topic, remote)
 
-    def _url_of(self, remote: str):
+    def _url_of(self, remote: str) -> Callable[[], Awaitable[str]]:
         async def url() -> str:
             data = await self.clusters.find(remote)
             if data is None:
@@ -62,6 +72,8 @@ class TopicReplication:
 
     async def close(self) -> None:
         """Stop the replicators; their cursors stay, with what the remotes have not stored."""
-        for replicator in self.replicators.values():
-            await replicator.stop()
-        self.replicators.clear()
+        async with self._changing:
+            self._closed = True
+            for replicator in self.replicators.values():
+                await replicator.stop()
+            self.replicators.clear()
