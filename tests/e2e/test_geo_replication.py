@@ -157,6 +157,11 @@ def test_messages_go_both_ways_once_with_their_metadata(clusters):
         assert set(stats["subscriptions"]) == {"reader"}
         assert _stats(clusters[WEST], topic)["replication"][EAST]["msgOutCounter"] == 50
         with _admin(clusters[EAST]) as admin:
+            metrics = _ok(admin.get("/metrics")).text
+        labels = f'topic="{topic}",remote_cluster="{WEST}"'
+        assert f"pulsar_replication_backlog{{cluster=\"{EAST}\",namespace=\"{ns}\",{labels}}} 0.0" in metrics
+        assert f"pulsar_replication_connected_count{{cluster=\"{EAST}\",namespace=\"{ns}\",{labels}}} 1.0" in metrics
+        with _admin(clusters[EAST]) as admin:
             assert _ok(admin.get(f"/admin/v2/{topic.replace('://', '/')}/subscriptions")).json() == ["reader"]
             # the reserved prefix cannot be taken by a subscription
             refused = admin.put(f"/admin/v2/{topic.replace('://', '/')}/subscription/pulsar.repl.x")
