@@ -283,6 +283,7 @@ def test_a_topics_own_clusters_win_over_its_namespaces(clusters):
     path = f"/admin/v2/{kept.replace('://', '/')}/replication"
     with _admin(clusters[EAST]) as admin:
         assert admin.post(path, json=[EAST, "nowhere"]).status_code == 403
+        assert admin.post(path, json={"clusters": [EAST]}).status_code == 400
         assert _ok(admin.get(path)).json() is None  # nothing stored: the namespace's apply
         _ok(admin.post(path, json=[EAST]))
         assert _ok(admin.get(path)).json() == [EAST]
@@ -331,6 +332,7 @@ def test_bad_cluster_input_is_refused_and_nothing_is_stored(clusters):
         assert admin.delete(f"/admin/v2/clusters/{WEST}").status_code == 412  # replicated to
         assert admin.delete(f"/admin/v2/clusters/{EAST}").status_code == 412  # the local one
         assert admin.delete("/admin/v2/clusters/nowhere").status_code == 404
+        assert admin.post("/admin/v2/clusters/nowhere", json={"serviceUrl": "http://h:1"}).status_code == 404
         # a cluster that nothing uses is created, updated, read and deleted
         _ok(admin.put("/admin/v2/clusters/spare", json={"serviceUrl": "http://h:1", "brokerServiceUrl": "pulsar://h:2"}))
         _ok(admin.post("/admin/v2/clusters/spare", json={"serviceUrl": "http://h:3", "brokerServiceUrl": "pulsar://h:4"}))
