@@ -19,24 +19,36 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 from taureau.broker.producer import REPLICATOR_PREFIX
 from taureau.broker.replication.remote import OutgoingEntry, RemoteError, RemoteProducer
 from taureau.common.errors import StorageError
 from taureau.protocol import ProtocolError, encode_entry, has_checksum, parse_metadata
 from taureau.storage.managed_ledger.api import ManagedCursor
-from taureau.storage.position import Entry
+from taureau.storage.position import Entry, Position
 
 log = logging.getLogger(__name__)
 
 PREFIX = REPLICATOR_PREFIX  # Pulsar's replicatorPrefix: cursors and producer names of replication
-MAX_BATCH_ENTRIES = 500  # entries in flight to the remote at once
-MAX_BATCH_BYTES = 8 * 1024 * 1024  # about this many bytes in flight (one entry if it is larger)
+MAX_BATCH_ENTRIES = 500  # entries of one read
+MAX_BATCH_BYTES = 8 * 1024 * 1024  # about this many bytes per read (one entry if it is larger)
+MAX_BATCHES_IN_FLIGHT = 2  # reads sent and not yet acknowledged by the remote
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0  # Pulsar's replicator backs off to a minute; a short cap heals faster
 SEND_TIMEOUT_S = 30.0
 LOG_EVERY_S = 30.0  # a remote that stays down is logged this often, not at every retry
+
+
+class _Batch(NamedTuple):
+    """One read on its way to the remote."""
+
+    last: Position  # the read's last entry: the cursor moves here once `sent` is done
+    sent: asyncio.Future[None]
+    messages: int
+    size: int
 
 
 def cursor_name(remote: str) -> str:
@@ -102,11 +114,9 @@ class Replicator:
                     url = await self._remote_url()
                     self._producer = await RemoteProducer.open(url, self.topic, PREFIX + self.local)
                     self.connected_since = time.time()
+                    backoff = BACKOFF_MIN_S
                     log.info("replicator %s -> %s connected to %s", self.topic, self.remote, url)
-                count = max(1, min(MAX_BATCH_ENTRIES, MAX_BATCH_BYTES // max(self._avg_entry, 1)))
-                entries = await self.cursor.read_entries_or_wait(count)
-                await self._replicate(self._producer, entries)
-                backoff = BACKOFF_MIN_S
+                await self._pump(self._producer)
             except Exception as exc:  # RemoteError, StorageError, or a bug: never give up the topic
                 self.last_error = str(exc) or type(exc).__name__
                 now = time.monotonic()
@@ -123,14 +133,49 @@ class Replicator:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
-    async def _replicate(self, producer: RemoteProducer, entries: list[Entry]) -> None:
+    async def _pump(self, producer: RemoteProducer) -> None:
+        """Read, send and acknowledge until something fails. Up to MAX_BATCHES_IN_FLIGHT reads
+        are on their way at once (the next one is sent while the remote stores the previous);
+        the cursor moves over a read only once its receipts and those of every earlier read
+        came, so it never passes an entry the remote has not stored."""
+        inflight: deque[_Batch] = deque()
+        try:
+            while True:
+                while inflight and inflight[0].sent.done():
+                    batch = inflight.popleft()
+                    batch.sent.result()  # RemoteError when the remote did not store it
+                    await self.cursor.mark_delete(batch.last)
+                    self._count(batch.messages, batch.size)
+                if len(inflight) >= MAX_BATCHES_IN_FLIGHT:
+                    await asyncio.wait([inflight[0].sent])
+                    continue
+                count = max(1, min(MAX_BATCH_ENTRIES, MAX_BATCH_BYTES // max(self._avg_entry, 1)))
+                if inflight:  # do not sit in a wait for new entries while receipts are due
+                    entries = await self.cursor.read_entries(count)
+                    if not entries:
+                        await asyncio.wait([inflight[0].sent])
+                        continue
+                else:
+                    entries = await self.cursor.read_entries_or_wait(count)
+                inflight.append(self._send(producer, entries))
+        finally:
+            for batch in inflight:
+                if batch.sent.done() and not batch.sent.cancelled():
+                    batch.sent.exception()  # seen: the failure that matters was raised above
+                batch.sent.cancel()
+
+    def _send(self, producer: RemoteProducer, entries: list[Entry]) -> _Batch:
         outgoing = [out for entry in entries if (out := self._outgoing(entry)) is not None]
+        self._avg_entry = max(1, sum(len(e.data) for e in entries) // len(entries))
+        sent: asyncio.Future[None]
         if outgoing:
-            await producer.send(outgoing, SEND_TIMEOUT_S)
-        await self.cursor.mark_delete(entries[-1].position)
-        size = sum(len(e.data) for e in entries)
-        self._avg_entry = max(1, size // len(entries))
-        self._count(sum(o.messages for o in outgoing), sum(len(o.payload) for o in outgoing))
+            # Tasks start in creation order, so the SENDs of successive reads leave in order.
+            sent = asyncio.get_running_loop().create_task(producer.send(outgoing, SEND_TIMEOUT_S))
+        else:  # nothing of this read goes to the remote: done once the reads before it are
+            sent = asyncio.get_running_loop().create_future()
+            sent.set_result(None)
+        return _Batch(entries[-1].position, sent, sum(o.messages for o in outgoing),
+                      sum(len(o.payload) for o in outgoing))
 
     def _outgoing(self, entry: Entry) -> OutgoingEntry | None:
         """The SEND that replicates `entry`, or None for an entry not to send."""
