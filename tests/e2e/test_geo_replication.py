@@ -139,9 +139,9 @@ def test_messages_go_both_ways_once_with_their_metadata(clusters):
         assert seen["east-7"].properties() == {"i": "7"}
         assert seen["east-7"].partition_key() == "k1"
         path = f"/admin/v2/{topic.replace('://', '/')}/examinemessage"
-        with _admin(clusters[WEST]) as admin:
-            first_from_east = _ok(admin.get(path, params={"initialPosition": "earliest", "messagePosition": 1}))
-            original = _ok(_admin(clusters[EAST]).get(path, params={"initialPosition": "earliest", "messagePosition": 1}))
+        first = {"initialPosition": "earliest", "messagePosition": 1}
+        with _admin(clusters[WEST]) as on_west, _admin(clusters[EAST]) as on_east:
+            first_from_east, original = _ok(on_west.get(path, params=first)), _ok(on_east.get(path, params=first))
         headers = first_from_east.headers
         assert first_from_east.content == original.content == b"east-0"
         assert headers["X-Pulsar-replicated-from"] == EAST
