@@ -7,6 +7,11 @@ import secrets
 import time
 from collections.abc import Callable
 
+from taureau.broker.entries import producer_info
+
+# Pulsar's replicatorPrefix: a producer so named is another cluster's replicator.
+REPLICATOR_PREFIX = "pulsar.repl."
+
 # Names the broker generates must never repeat across restarts, since de-duplication keys on
 # (producer name, sequence id): a random per-process prefix plus a counter.
 _PREFIX = f"standalone-{secrets.token_hex(3)}"
@@ -41,6 +46,14 @@ class Producer:
         self.bytes_in = 0
         # Set by the connection: asks the client to drop and re-create this producer.
         self.disconnect: Callable[[], None] | None = None
+
+    def dedup_name(self, data: bytes) -> str:
+        """The name de-duplication keys this producer's entry on: its own, but for another
+        cluster's replicator, whose entries keep their original producer and sequence ids
+        (a resend after the replicator's restart is then recognised, as Pulsar does)."""
+        if self.name.startswith(REPLICATOR_PREFIX):
+            return producer_info(data)[0]
+        return self.name
 
     def stats(self) -> dict:
         return {

@@ -32,6 +32,7 @@ POLICIES = "/admin/policies"
 PARTITIONED = "/admin/partitioned-topics"
 TOPIC_POLICIES = "/admin/topic-policies"
 TOPIC_DEDUPLICATION = "deduplicationEnabled"  # a topic's own de-duplication switch in its policies
+TOPIC_REPLICATION = "replicationClusters"  # a topic's own replication clusters (geo-replication)
 
 
 class ConflictError(BrokerError):
@@ -194,6 +195,9 @@ class NamespacePolicies:
     # Durable subscriptions without a consumer for this long are deleted (0: never).
     subscription_expiration_time_minutes: int | float = 0
     inactive_topic_policies: InactiveTopicPolicies | None = None  # None: the broker's defaults
+    # Clusters the namespace's persistent topics are replicated among (broker/replication);
+    # empty: this cluster alone. Checked against the registered clusters when set over REST.
+    replication_clusters: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -236,6 +240,8 @@ class NamespacePolicies:
                 data["subscription_expiration_time_minutes"])
         if data.get("inactive_topic_policies") is not None:
             policies.inactive_topic_policies = InactiveTopicPolicies.from_json(data["inactive_topic_policies"])
+        if data.get("replication_clusters") is not None:
+            policies.replication_clusters = check_cluster_list(data["replication_clusters"])
         return policies
 
 
@@ -267,6 +273,13 @@ def parse_backlog_quota(data: Any, kind: str = "destination_storage") -> dict[st
     if policy not in BACKLOG_QUOTA_POLICIES:
         raise ValueError(f"policy must be one of {', '.join(BACKLOG_QUOTA_POLICIES)}")
     return {"limitSize": size, "limitTime": limit_time, "policy": policy}
+
+
+def check_cluster_list(value: Any) -> list[str]:
+    """A list of cluster names (the syntax only; whether they exist is the caller's check)."""
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise ValueError("replication clusters must be a list of cluster names")
+    return sorted({check_name_part("cluster", c) for c in value})
 
 
 def _non_negative_int(value: Any, name: str) -> int:
@@ -318,10 +331,11 @@ class Resources:
         self.store = store
         self.max_partitions = max_partitions  # maxNumPartitionsPerPartitionedTopic; 0: none
 
-    async def bootstrap(self) -> None:
-        """Create the `public` tenant and `public/default` namespace on first start."""
+    async def bootstrap(self, cluster: str = "standalone") -> None:
+        """Create the `public` tenant (allowed on this cluster) and `public/default`
+        namespace on first start."""
         if not await self.store.exists(f"{TENANTS}/public"):
-            await self.create_tenant("public", TenantInfo())
+            await self.create_tenant("public", TenantInfo(allowedClusters=[cluster]))
         if not await self.store.exists(f"{POLICIES}/public/default"):
             await self.create_namespace(NamespaceName("public", "default"))
 

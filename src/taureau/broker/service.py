@@ -25,8 +25,12 @@ from taureau.broker.ownership.layout import BundleLayouts
 from taureau.broker.ownership.registry import BrokerUrls
 from taureau.broker.policies import PolicyEnforcer
 from taureau.broker.rate_limit import PublishRateLimiter
+from taureau.broker.replication.clusters import ClusterData, ClusterRegistry
+from taureau.broker.replication.resume import load_replicated_topics
+from taureau.broker.replication.topic_replication import TopicReplication
 from taureau.broker.resources import (
     TOPIC_DEDUPLICATION,
+    TOPIC_REPLICATION,
     ConflictError,
     NamespacePolicies,
     PreconditionFailedError,
@@ -68,6 +72,7 @@ class BrokerService:
         self.store = store
         self.factory = factory
         self.resources = Resources(store, config.max_num_partitions_per_partitioned_topic)
+        self.clusters = ClusterRegistry(store, config.cluster_name)  # geo-replication's peers
         self.schemas = TopicSchemas(SchemaRegistry(store), self.resources)
         self._compacting = asyncio.Semaphore(1)  # compactions at once: CPU work on this event loop
         self.connections = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
@@ -82,6 +87,7 @@ class BrokerService:
         self.rates: dict[str, dict[str, float]] = {}  # topic -> msgRateIn/Out, throughputs
         self._rate_task: asyncio.Task | None = None
         self._policy_task: asyncio.Task | None = None
+        self._resume_task: asyncio.Task | None = None  # loads replicated topics at start
         defaults = InactiveTopicPolicies(config.delete_inactive_topics_mode,
                                          config.delete_inactive_topics_max_inactive_duration_s,
                                          config.delete_inactive_topics_enabled)
@@ -97,7 +103,9 @@ class BrokerService:
                                                  BundleLayouts(store, DEFAULT_BUNDLES, watch=False), self.topic_loads)
 
     async def start(self) -> None:
-        await self.resources.bootstrap()
+        await self.resources.bootstrap(self.config.cluster_name)
+        await self.clusters.register_local(
+            ClusterData(serviceUrl=self.config.web_service_url, brokerServiceUrl=self.config.service_url))
         if self.config.transactions.enabled:
             self.transactions = await start_coordinator(
                 self.config.transactions, self.resources, self.store, self.factory,
@@ -109,12 +117,16 @@ class BrokerService:
             self._policy_task = asyncio.get_running_loop().create_task(self._policy_loop())
         if self.config.idle_topic_unload_s > 0:
             self._idle_task = asyncio.get_running_loop().create_task(self._unload_idle_loop())
+        if self.ownership.owned() is None:  # this broker serves every topic: resume replicators
+            self._resume_task = asyncio.get_running_loop().create_task(load_replicated_topics(
+                self.resources, self.config.cluster_name, self.list_topics,
+                lambda name: self.get_topic(name, create=False)))
 
     async def close(self) -> None:
         self.heap_trimmer.close()
         if self.transactions is not None:
             await self.transactions.close()
-        for task in (self._rate_task, self._policy_task, self._idle_task):
+        for task in (self._rate_task, self._policy_task, self._idle_task, self._resume_task):
             if task is not None:
                 task.cancel()
         await self.non_persistent.close()
@@ -189,6 +201,7 @@ class BrokerService:
         await topic.compaction.load()
         topic.compaction_threshold = policies.compaction_threshold
         topic.restore_subscriptions()
+        topic.replication = TopicReplication(str(name), ledger, self.clusters)
         await topic.access.load()
         await topic.load_validation_mark()
         await self._apply_own_policies(topic, policies)
@@ -237,11 +250,14 @@ class BrokerService:
             raise PreconditionFailedError(reason) if explicit else NotAllowedError(reason)
 
     async def _apply_own_policies(self, topic: PersistentTopic, policies: NamespacePolicies) -> None:
-        """De-duplication and dispatch rates: the topic's own settings (one read of its
-        policies for both) win over its namespace's."""
+        """De-duplication, replication clusters and dispatch rates: the topic's own settings
+        (one read of its policies for all) win over its namespace's."""
         own = await self.resources.get_topic_policies(topic.name)
         dedup = own.get(TOPIC_DEDUPLICATION)
         await topic.set_deduplication(policies.deduplicationEnabled if dedup is None else bool(dedup))
+        if topic.replication is not None:
+            clusters = own.get(TOPIC_REPLICATION)
+            await topic.replication.apply(policies.replication_clusters if clusters is None else clusters)
         apply_dispatch_rates(topic, policies, own)
 
     async def apply_topic_policies(self, name: TopicName) -> None:

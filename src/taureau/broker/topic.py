@@ -27,6 +27,8 @@ from taureau.broker.entries import (
 )
 from taureau.broker.producer import Producer
 from taureau.broker.rate_limit import PublishRateLimiter
+from taureau.broker.replication.replicator import is_replication_cursor
+from taureau.broker.replication.topic_replication import TopicReplication
 from taureau.broker.subscription import Subscription, SubType
 from taureau.common.errors import (
     BrokerError,
@@ -78,6 +80,12 @@ def subscription_named(subscriptions: Mapping[str, A], name: str, topic: TopicNa
     return sub
 
 
+def check_subscription_name(name: str) -> None:
+    """Pulsar reserves the replicator prefix: such a subscription would take a replicator's cursor."""
+    if is_replication_cursor(name):
+        raise NotAllowedError(f"subscription name {name!r} is reserved for replication")
+
+
 def check_no_other_consumers(sub: _Attached, requester: Consumer | None, force: bool) -> None:
     """Raise unless, without force, `sub` has no consumer but `requester`."""
     others = [c for c in sub.consumers if c is not requester]
@@ -103,6 +111,7 @@ class PersistentTopic:
         self.dedup: Deduplication | None = None  # set while de-duplication is enabled
         self.compaction: TopicCompaction | None = None  # set by the broker when it loads the topic
         self.compaction_threshold = 0  # bytes added since the last compaction that start one (0: never)
+        self.replication: TopicReplication | None = None  # set by the broker when it loads the topic
         # The namespace's limits (0: none) and publish throttle, set by the broker service.
         self.max_producers = 0
         self.max_consumers = 0
@@ -187,7 +196,7 @@ class PersistentTopic:
                 position = await self.ledger.add_entry(data)
             else:
                 position = await dedup.add(
-                    producer.name, sequence_id, highest_sequence_id, lambda: self.ledger.add_entry(data)
+                    producer.dedup_name(data), sequence_id, highest_sequence_id, lambda: self.ledger.add_entry(data)
                 )
                 if position is None:
                     return None
@@ -257,6 +266,7 @@ class PersistentTopic:
         read_compacted: bool = False,
         from_earliest: bool = False,
     ) -> Subscription:
+        check_subscription_name(subscription)
         if self.max_consumers and self.consumer_count() >= self.max_consumers:
             raise ConsumerBusyError(f"Topic reached max consumers limit ({self.max_consumers}): {self.name}")
         sub = self.subscriptions.get(subscription)
@@ -296,7 +306,8 @@ class PersistentTopic:
         """Take back every durable subscription the ledger's cursors remember (the topic just
         loaded): admin calls, stats and backlogs must see them before any consumer returns."""
         for name, cursor in self.ledger.cursors.items():
-            if cursor.durable and name not in self.subscriptions:
+            # Replication cursors are the replicators' (self.replication), hidden as Pulsar hides them.
+            if cursor.durable and name not in self.subscriptions and not is_replication_cursor(name):
                 self._new_subscription(name, cursor, durable=True)
 
     def _new_subscription(self, name: str, cursor: ManagedCursor, durable: bool) -> Subscription:
@@ -322,6 +333,7 @@ class PersistentTopic:
 
     async def create_subscription(self, name: str, position: Position | None) -> None:
         """Admin: create a durable subscription starting at `position` (None = latest)."""
+        check_subscription_name(name)
         if name in self.subscriptions:
             from taureau.broker.resources import ConflictError
 
@@ -400,7 +412,9 @@ class PersistentTopic:
         as far as the sweeps calling this can tell, and since the last request for the topic;
         0 while in use."""
         compacting = self.compaction is not None and self.compaction.running
-        if (self.producers or self.access.has_waiting or compacting
+        # Entries still to replicate keep the topic loaded: its replicators run only while it is.
+        replicating = self.replication is not None and self.replication.backlog > 0
+        if (self.producers or self.access.has_waiting or compacting or replicating
                 or any(s.consumers for s in self.subscriptions.values())):
             self._idle_from = None
             return 0.0
@@ -410,6 +424,8 @@ class PersistentTopic:
 
     async def close(self) -> None:
         self.closed = True
+        if self.replication is not None:
+            await self.replication.close()
         if self.compaction is not None:
             await self.compaction.close()
         for sub in list(self.subscriptions.values()):
@@ -432,5 +448,6 @@ class PersistentTopic:
             "publishers": [p.stats() for p in self.producers.values()],
             "subscriptions": {name: s.stats() for name, s in self.subscriptions.items()},
             "deduplicationEnabled": self.dedup is not None,
+            "replication": self.replication.stats() if self.replication is not None else {},
             **({"topicEpoch": self.access.epoch} if self.access.epoch >= 0 else {}),
         }

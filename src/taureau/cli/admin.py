@@ -758,5 +758,5 @@ def run_verb(fn):
     return run
 
 
-# The policy verbs register themselves into VERBS and VERB_HELP (they import this module).
-from taureau.cli import admin_policies  # noqa: E402, F401
+# The policy and cluster verbs register themselves into VERBS and VERB_HELP (they import this module).
+from taureau.cli import admin_clusters, admin_policies  # noqa: E402, F401

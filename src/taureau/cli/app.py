@@ -80,7 +80,7 @@ _BOUND_FLAGS = [
 
 def _standalone_parser(sub) -> None:
     from taureau.broker.config import BrokerConfig
-    from taureau.cli.cluster_cmd import metadata_url
+    from taureau.cli.cluster_cmd import cluster_name, metadata_url
 
     d = BrokerConfig()  # the defaults the flags below show and keep
     p = sub.add_parser("standalone", help="run broker, storage, admin API and state in one process")
@@ -110,6 +110,8 @@ def _standalone_parser(sub) -> None:
     p.add_argument(
         "--advertised-address", default="localhost", help="host name clients are told to connect to"
     )
+    p.add_argument("--cluster-name", type=cluster_name, default="standalone",
+                   help="this cluster's name, as other clusters know it for geo-replication (default standalone)")
     p.add_argument(
         "--advertised-listeners",
         type=checked.listeners,
@@ -420,6 +422,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
             broker_port=args.broker_port,
             web_port=args.web_port,
             advertised_address=args.advertised_address,
+            cluster_name=args.cluster_name,
             advertised_listeners=args.advertised_listeners,
             data_dir=args.data_dir,
             journal_fsync=not args.no_journal_fsync,

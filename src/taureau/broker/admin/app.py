@@ -16,6 +16,7 @@ from taureau.broker.admin import (
     nonpersistent,
     permissions,
     policy_routes,
+    replication,
     schemas,
     tenants,
     topics,
@@ -28,6 +29,12 @@ from taureau.broker.admin.paths import KeepEncodedSlashes
 from taureau.broker.compaction.topic_compaction import CompactionInProgressError
 from taureau.broker.ownership import rest as ownership_rest
 from taureau.broker.ownership.rest import RedirectToOwner
+from taureau.broker.replication.clusters import (
+    ClusterConflictError,
+    ClusterInUseError,
+    ClusterNotFoundError,
+    UnknownReplicationClusterError,
+)
 from taureau.broker.resources import (
     ConflictError,
     PartitionLimitError,
@@ -56,6 +63,10 @@ _STATUS = [
     (InvalidSchemaError, 422),  # before its parent: a definition nobody can read
     (IncompatibleSchemaError, 409),
     (ResourceNotFoundError, 404),
+    (ClusterNotFoundError, 404),
+    (ClusterConflictError, 409),
+    (ClusterInUseError, 412),
+    (UnknownReplicationClusterError, 403),
     (TopicNotFoundError, 404),
     (SubscriptionNotFoundError, 404),
     (ConflictError, 409),
@@ -112,6 +123,7 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     app.include_router(permissions.non_persistent_topics)
     app.include_router(tenants.router)
     app.include_router(ownership_rest.router)  # before namespaces: .../{bundle}/unload
+    app.include_router(replication.router)  # before namespaces: .../{ns}/replication
     app.include_router(namespaces.router)
     app.include_router(limits.router)
     app.include_router(policy_routes.namespaces)

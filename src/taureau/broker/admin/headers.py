@@ -61,6 +61,8 @@ def peek_headers(
         headers["X-Pulsar-batch-index"] = str(index)
     if key is not None:
         headers["X-Pulsar-partition-key"] = header_value(key)
+    if meta.replicated_from:  # copied here from another cluster by geo-replication
+        headers["X-Pulsar-replicated-from"] = header_value(meta.replicated_from)
     for name, value in properties.items():
         headers[f"X-Pulsar-PROPERTY-{header_name(name)}"] = header_value(value)
     if properties:

@@ -1,11 +1,10 @@
-"""HTTP lookup (/lookup/v2/topic/...) and the cluster list: what clients given an http://
-service URL ask before they open a binary connection to the broker."""
+"""HTTP lookup (/lookup/v2/topic/...): what clients given an http:// service URL ask before
+they open a binary connection to the broker (the cluster list is admin/replication.py's)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Header, Request
 
-from taureau.broker.resources import ResourceNotFoundError
 from taureau.broker.service import BrokerService
 from taureau.common.names import TopicName
 
@@ -45,16 +44,3 @@ async def lookup(
         "httpUrlTls": "",
         "nativeUrl": url,
     }
-
-
-@router.get("/admin/v2/clusters")
-async def clusters(request: Request) -> list[str]:
-    return [_service(request).config.cluster_name]
-
-
-@router.get("/admin/v2/clusters/{cluster}")
-async def cluster(request: Request, cluster: str) -> dict:
-    config = _service(request).config
-    if cluster != config.cluster_name:
-        raise ResourceNotFoundError(f"cluster {cluster} does not exist")
-    return {"serviceUrl": config.web_service_url, "brokerServiceUrl": config.service_url}

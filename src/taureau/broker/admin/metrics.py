@@ -19,6 +19,25 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+# Pulsar's per-remote-cluster replication series: (name, help, field of the replicator's stats).
+_REPLICATION = [
+    ("pulsar_replication_backlog", "Entries not yet stored by the remote cluster", "replicationBacklog"),
+    ("pulsar_replication_rate_out", "Messages replicated per second", "msgRateOut"),
+    ("pulsar_replication_connected_count", "1 while the replicator is connected", "connected"),
+]
+
+
+def _replication_lines(rows: list) -> list[str]:
+    series = [(f'{labels},remote_cluster="{_escape(remote)}"', stats)
+              for labels, _, topic, _ in rows if topic.replication is not None
+              for remote, stats in topic.replication.stats().items()]
+    lines: list[str] = []
+    for metric, help_text, key in _REPLICATION:
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
+        lines += [f"{metric}{{{labels}}} {float(stats[key])}" for labels, stats in series]
+    return lines
+
+
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> str:
     service = request.app.state.service
@@ -53,6 +72,7 @@ async def metrics(request: Request) -> str:
     for metric, kind, help_text, value in simple:
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}"]
         lines += [f"{metric}{{{labels}}} {value(topic, backlog)}" for labels, _, topic, backlog in rows]
+    lines += _replication_lines(rows)
     lines += ["# HELP pulsar_topics_count Loaded topics", "# TYPE pulsar_topics_count gauge"]
     lines.append(f"pulsar_topics_count {len(topics)}")
     # Layers above the broker (the functions worker) add their own series here.

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request, Response
 
+from taureau.broker.admin.replication import check_replication_clusters
 from taureau.broker.resources import (
     BACKLOG_QUOTA_TYPES,
     AutoTopicCreation,
@@ -47,6 +48,8 @@ async def get_policies(request: Request, tenant: str, namespace: str) -> dict:
 @router.put("/{tenant}/{namespace}", status_code=204)
 async def create_namespace(request: Request, tenant: str, namespace: str, body: Any = Body(None)) -> Response:
     policies = NamespacePolicies.from_json(_object(body, "policies")) if body is not None else None
+    if policies is not None and policies.replication_clusters:  # as set-clusters checks them
+        await check_replication_clusters(_service(request), tenant, policies.replication_clusters)
     await _service(request).resources.create_namespace(NamespaceName.parse(f"{tenant}/{namespace}"), policies)
     return Response(status_code=204)
 
