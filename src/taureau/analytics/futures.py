@@ -2,88 +2,84 @@
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Callable
 from typing import Any
+
+from taureau.analytics.calls import FAILED, RUNNING_OR_PENDING, SUCCEEDED, Calls
 
 PENDING, RUNNING, SUCCESS, ERROR = "pending", "running", "success", "error"
 
 
 class ResponseFuture:
-    """The outcome of one call. Results are unpickled on first `result()`, and fetched from the
-    state store then when they were too large to travel inline."""
+    """The outcome of one call: a view of its row in the job's columns (calls.Calls). Results
+    are unpickled on first `result()`, and fetched from the state store then when they were
+    too large to travel inline."""
 
-    __slots__ = ("executor_id", "job_id", "call_id", "state", "stats", "_raw", "_ref", "_value", "_loaded",
-                 "_exception", "_fetch", "_waiter")  # fmt: skip
+    __slots__ = ("calls", "call_id")
 
-    def __init__(self, executor_id: str, job_id: str, call_id: int, waiter: Callable[[ResponseFuture, float | None], None]) -> None:  # fmt: skip
-        self.executor_id = executor_id
-        self.job_id = job_id
+    def __init__(self, calls: Calls, call_id: int) -> None:
+        self.calls = calls
         self.call_id = call_id
-        self.state = PENDING
-        self.stats: dict[str, Any] = {}
-        self._raw: bytes | None = None
-        self._ref: tuple[str, int] | None = None
-        self._value: Any = None
-        self._loaded = False
-        self._exception: BaseException | None = None
-        self._fetch: Callable[[tuple[str, int]], bytes] | None = None
-        self._waiter = waiter
+
+    @property
+    def executor_id(self) -> str:
+        return self.calls.executor_id
+
+    @property
+    def job_id(self) -> str:
+        return self.calls.job_id
 
     @property
     def id(self) -> str:
-        return f"{self.job_id}/{self.call_id:05d}"
+        return f"{self.calls.job_id}/{self.call_id:05d}"
+
+    @property
+    def state(self) -> str:
+        status = self.calls.status[self.call_id]
+        if status == SUCCEEDED:
+            return SUCCESS
+        if status == FAILED:
+            return ERROR
+        return RUNNING if self.calls.submitted[self.call_id] else PENDING
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.calls.stats(self.call_id)
 
     @property
     def done(self) -> bool:
-        return self.state in (SUCCESS, ERROR)
+        return self.calls.status[self.call_id] != RUNNING_OR_PENDING
 
     ready = done
 
     @property
     def success(self) -> bool:
-        return self.state == SUCCESS
+        return self.calls.status[self.call_id] == SUCCEEDED
 
     @property
     def error(self) -> bool:
-        return self.state == ERROR
+        return self.calls.status[self.call_id] == FAILED
 
     @property
     def running(self) -> bool:
         return self.state == RUNNING
 
+    @property
+    def _loaded(self) -> bool:
+        return self.calls.loaded(self.call_id)
+
     def exception(self) -> BaseException | None:
-        return self._exception
+        return self.calls.errors.get(self.call_id)
 
     def result(self, timeout: float | None = None, throw_except: bool = True) -> Any:
         """The call's value; raises its TaskError (or WorkerLostError...) unless throw_except is False."""
-        if not self.done:
-            self._waiter(self, timeout)
-        if self.state == ERROR:
+        calls, i = self.calls, self.call_id
+        if calls.status[i] == RUNNING_OR_PENDING:
+            calls.waiter(self, timeout)
+        if calls.status[i] == FAILED:
             if throw_except:
-                assert self._exception is not None
-                raise self._exception
+                raise calls.errors[i]
             return None
-        if not self._loaded:
-            raw = self._raw
-            if raw is None:
-                assert self._ref is not None and self._fetch is not None
-                raw = self._fetch(self._ref)
-            self._value = pickle.loads(raw)
-            self._raw = None  # the object is kept; its pickle is not needed twice
-            self._loaded = True
-        return self._value
-
-    # -- set by the scheduler ---------------------------------------------------------------
-
-    def _succeed(self, raw: bytes | None, ref: tuple[str, int] | None,
-                 fetch: Callable[[tuple[str, int]], bytes] | None) -> None:  # fmt: skip
-        self._raw, self._ref, self._fetch = raw, ref, fetch
-        self.state = SUCCESS
-
-    def _fail(self, exc: BaseException) -> None:
-        self._exception = exc
-        self.state = ERROR
+        return calls.value(i)
 
     def __repr__(self) -> str:
         return f"<ResponseFuture {self.id} {self.state}>"
@@ -95,6 +91,7 @@ class FuturesList(list):
 
     merge: bool = False
     executor: Any = None
+    calls: Calls | None = None  # set when the list is every future of one job, in order (fast paths)
 
     def get_result(self, **kwargs: Any) -> Any:
         return self.executor.get_result(self, **kwargs)

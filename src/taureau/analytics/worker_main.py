@@ -37,10 +37,10 @@ def main(fd: int, name: str) -> None:
     except OSError:
         return  # a replacement started as its executor closed: nobody wants it
 
-    def send(outcomes: list[wire.Outcome]) -> None:
-        conn.send_bytes(wire.encode_outcomes(outcomes))
+    def send(groups: list[wire.Group]) -> None:
+        conn.send_bytes(wire.encode_groups(groups))
 
-    outbox = Outbox(send, background=True)
+    outbox = Outbox(send, name, background=True)
     try:
         while (data := inbox.get()) is not None:
             runner.run_batch(wire.decode_batch(data), outbox)

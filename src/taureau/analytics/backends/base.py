@@ -7,14 +7,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from taureau.analytics.errors import BackendError
-from taureau.analytics.wire import Batch, Outcome
+from taureau.analytics.wire import Batch, Group
 
 
 class BackendSink(Protocol):
     """Where a backend reports (from any of its threads)."""
 
-    def outcomes(self, batch_id: int, outcomes: list[Outcome]) -> None:
-        """Some outcomes of a batch (a batch may report in several pieces)."""
+    def outcomes(self, group: Group) -> None:
+        """Outcomes of consecutive calls of a batch (a batch may report in several groups)."""
 
     def batch_done(self, batch_id: int, lost: BaseException | None) -> None:
         """The batch is over: every outcome was reported, or `lost` says why the rest never will be."""

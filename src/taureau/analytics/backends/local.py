@@ -104,7 +104,7 @@ class LocalBackend:
                 best.conn.send_bytes(wire.encode_batch(batch))
             except OSError:
                 return None  # it died; the I/O thread reports its batches
-            best.batches[batch.batch_id] = len(batch.tasks)
+            best.batches[batch.batch_id] = len(batch.call_ids)
             best.exclusive = exclusive
             return best.name
 
@@ -140,24 +140,21 @@ class LocalBackend:
                     with self._lock:
                         w.ready = True
                     continue
-                self._report(w, wire.decode_outcomes(data), sink)
+                self._report(w, wire.decode_groups(data), sink)
 
-    def _report(self, w: _Worker, outcomes: list[wire.Outcome], sink: BackendSink) -> None:
-        by_batch: dict[int, list[wire.Outcome]] = {}
-        for o in outcomes:
-            by_batch.setdefault(o.batch_id, []).append(o)
+    def _report(self, w: _Worker, groups: list[wire.Group], sink: BackendSink) -> None:
         finished = []
         with self._lock:
-            for batch_id, outs in by_batch.items():
-                left = w.batches.get(batch_id, 0) - len(outs)
+            for g in groups:
+                left = w.batches.get(g.batch_id, 0) - len(g.ends)
                 if left <= 0:
-                    w.batches.pop(batch_id, None)
+                    w.batches.pop(g.batch_id, None)
                     w.exclusive = False
-                    finished.append(batch_id)
+                    finished.append(g.batch_id)
                 else:
-                    w.batches[batch_id] = left
-        for batch_id, outs in by_batch.items():
-            sink.outcomes(batch_id, outs)
+                    w.batches[g.batch_id] = left
+        for g in groups:
+            sink.outcomes(g)
         for batch_id in finished:
             sink.batch_done(batch_id, None)
 
