@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import os
@@ -49,9 +48,7 @@ def _positive(name: str, value: float | None, default: float) -> float:
 def _whole_job(fs: Any) -> Calls | None:
     """The job's columns when `fs` is a job's own list of futures (map's or map_reduce's), whose
     progress and values can be read per job rather than per future."""
-    if isinstance(fs, FuturesList) and fs.calls is not None and len(fs) == fs.calls.size:
-        return fs.calls
-    return None
+    return fs.unchanged_job() if isinstance(fs, FuturesList) else None
 
 
 class Executor:
@@ -88,7 +85,6 @@ class Executor:
         self._closed = False
         self._lock = threading.Lock()
         self._job_count = 0
-        self._futures: list[ResponseFuture] = []
         self._jobs: dict[str, tuple[Job, FuturesList]] = {}
         self._stop = threading.Event()
         self._resume_at: float | None = None  # when calls refused by a full pool run again
@@ -210,9 +206,9 @@ class Executor:
         items = list(items)
         if len(items) > MAX_CALLS_PER_JOB:
             raise ValueError(f"{len(items)} calls in one job; at most {MAX_CALLS_PER_JOB}")
-        fs = FuturesList()
-        fs.executor = self
         if not items:
+            fs = FuturesList()
+            fs.executor = self
             return fs, None
         # Everything is pickled before anything is stored or sent: a bad argument is an error
         # with nothing started.
@@ -239,18 +235,17 @@ class Executor:
         calls = Calls(self.executor_id, job_id, len(items), self._fetcher(jdir), self._wait_one)
         job = Job(job_id, jdir, fn_key, kind, len(items), chunk, calls, mode, payloads, extra=extra, extras=extras,
                   timeout=timeout, fn=fn_inline)  # fmt: skip
+        fs = FuturesList.of_job(calls)  # its futures are made on first use
+        fs.executor = self
         if mode == wire.PICKLED:
             for i, raw in enumerate(payloads):
                 if len(raw) > wire.INLINE_ARGS_MAX:
                     job.arg_keys[i] = key = f"args-{job_id}-{i}"
                     put_blob(data.table(), key, raw)
                     payloads[i] = None
-        fs.extend(map(ResponseFuture, itertools.repeat(calls, len(items)), range(len(items))))
-        fs.calls = calls
         job.has_data = data.opened
         with self._lock:
             self._jobs[job_id] = (job, fs)
-            self._futures.extend(fs)
         return fs, job
 
     def _fetcher(self, jdir: str) -> Callable[[int, tuple[str, int]], bytes]:
@@ -275,27 +270,9 @@ class Executor:
         refuse_unsupported("wait", threadpool_size=threadpool_size)
         if not (return_when == ANY_COMPLETED or 0 <= return_when <= 100):
             raise ValueError(f"return_when is ALWAYS, ANY_COMPLETED, ALL_COMPLETED or a percentage, not {return_when!r}")
-        tick = _positive("wait_dur_sec", wait_dur_sec, WAIT_TICK_S)
-        futures = self._resolve(fs)
         whole = _whole_job(fs)
-        wanted = math.ceil(return_when * len(futures) / 100) if return_when > 0 else 1
-        deadline = None if timeout is None else time.monotonic() + timeout
-        show = self._show_progress(show_progressbar, return_when, futures)
-        pending = futures
-        with progress.bar(len(futures), show) as bar, self.scheduler.changed:
-            while True:
-                if whole is not None:
-                    done = whole.done  # a job's own list: its count, no scan
-                else:
-                    pending = [f for f in pending if not f.done]  # only these can change
-                    done = len(futures) - len(pending)
-                bar(done)
-                if return_when == ALWAYS or done >= wanted or done == len(futures) or self._closed:
-                    break
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                self.scheduler.changed.wait(tick if left is None else min(left, tick))
+        futures = self._resolve(fs)
+        self._await(futures, whole, return_when, timeout, wait_dur_sec, show_progressbar)
         if whole is not None and whole.done == whole.size:
             done_fs, not_done = futures, []
             failed = [futures[min(whole.errors)]] if whole.errors else []
@@ -310,6 +287,31 @@ class Executor:
                 f.result(throw_except=False)
         return done_fs, not_done
 
+    def _await(self, futures: list[ResponseFuture] | None, whole: Calls | None, return_when: int,
+               timeout: float | None, wait_dur_sec: float | None, show_progressbar: bool | None) -> int:  # fmt: skip
+        """Wait until return_when holds for `futures` (or, for a job's own list, `whole`'s
+        counters: no future need exist) or timeout passes; returns how many are done."""
+        tick = _positive("wait_dur_sec", wait_dur_sec, WAIT_TICK_S)
+        total = whole.size if whole is not None else len(futures or ())
+        wanted = math.ceil(return_when * total / 100) if return_when > 0 else 1
+        deadline = None if timeout is None else time.monotonic() + timeout
+        show = self._show_progress(show_progressbar, return_when, total)
+        pending = futures or []
+        with progress.bar(total, show) as bar, self.scheduler.changed:
+            while True:
+                if whole is not None:
+                    done = whole.done  # a job's own list: its count, no scan
+                else:
+                    pending = [f for f in pending if not f.done]  # only these can change
+                    done = total - len(pending)
+                bar(done)
+                if return_when == ALWAYS or done >= wanted or done == total or self._closed:
+                    return done
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return done
+                self.scheduler.changed.wait(tick if left is None else min(left, tick))
+
     def get_result(self, fs: Any = None, throw_except: bool = True, timeout: float | None = None,
                    threadpool_size: int | None = None, wait_dur_sec: float | None = None,
                    show_progressbar: bool | None = None) -> Any:  # fmt: skip
@@ -317,16 +319,16 @@ class Executor:
         dict). TimeoutError if they are not all done within timeout."""
         refuse_unsupported("get_result", threadpool_size=threadpool_size)
         single = isinstance(fs, ResponseFuture)
-        futures = self._resolve(fs)
-        _, not_done = self.wait(futures, throw_except=False, timeout=timeout, wait_dur_sec=wait_dur_sec,
-                                show_progressbar=show_progressbar)  # fmt: skip
-        if not_done:
-            raise TimeoutError(f"{len(not_done)} of {len(futures)} calls not done after {timeout}s")
         whole = _whole_job(fs)
+        futures = None if whole is not None else self._resolve(fs)
+        total = whole.size if whole is not None else len(futures or ())
+        done = self._await(futures, whole, ALL_COMPLETED, timeout, wait_dur_sec, show_progressbar)
+        if done < total:
+            raise TimeoutError(f"{total - done} of {total} calls not done after {timeout}s")
         if whole is not None and not (whole.raws or whole.refs or (throw_except and whole.errors)):
             values = list(whole.values)  # all loaded: no call to make per future
         else:
-            values = [f.result(throw_except=throw_except) for f in futures]
+            values = [f.result(throw_except=throw_except) for f in (futures if futures is not None else fs)]
         if single:
             return values[0]
         if getattr(fs, "merge", False):
@@ -341,7 +343,7 @@ class Executor:
     def _resolve(self, fs: Any) -> list[ResponseFuture]:
         if fs is None:
             with self._lock:
-                return list(self._futures)
+                return [f for _, fs_ in self._jobs.values() for f in fs_]
         if isinstance(fs, ResponseFuture):
             return [fs]
         return list(fs)
@@ -351,12 +353,12 @@ class Executor:
         if not f.done:
             raise TimeoutError(f"call {f.id} not done after {timeout}s")
 
-    def _show_progress(self, asked: bool | None, return_when: int, futures: list[ResponseFuture]) -> bool:
+    def _show_progress(self, asked: bool | None, return_when: int, total: int) -> bool:
         if asked is not None:
             return asked
         if self.progress is not None:
             return self.progress and return_when != ALWAYS
-        return return_when != ALWAYS and len(futures) > 1 and progress.on_terminal()
+        return return_when != ALWAYS and total > 1 and progress.on_terminal()
 
     # -- timeline ---------------------------------------------------------------------------
 
@@ -461,18 +463,16 @@ class Executor:
         refuse_unsupported("clean", cs=cs)
         with self._lock:
             chosen = None if fs is None else {f.job_id for f in self._resolve(fs)}
-            by_dir: dict[str, list[tuple[str, list[ResponseFuture]]]] = {}
-            for job_id, (job, futures) in self._jobs.items():
-                by_dir.setdefault(job.dir, []).append((job_id, futures))
+            by_dir: dict[str, list[tuple[str, Job]]] = {}
+            for job_id, (job, _) in self._jobs.items():
+                by_dir.setdefault(job.dir, []).append((job_id, job))
             # A map_reduce's map and reduce jobs share a directory: they go together or not at all.
             dirs = [d for d, jobs in by_dir.items()
                     if (chosen is None or any(j in chosen for j, _ in jobs))
-                    and (force or all(f.done for _, futures in jobs for f in futures))]  # fmt: skip
+                    and (force or all(job.calls.done == job.size for _, job in jobs))]  # fmt: skip
             removed = [job_id for d in dirs for job_id, _ in by_dir[d]]
             for job_id in removed:
                 del self._jobs[job_id]
-            gone = set(removed)
-            self._futures = [f for f in self._futures if f.job_id not in gone]
         for d in dirs:
             self.results.forget_job(d)
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from taureau.analytics.calls import FAILED, RUNNING_OR_PENDING, SUCCEEDED, Calls
@@ -87,17 +88,68 @@ class ResponseFuture:
 
 class FuturesList(list):
     """A list of futures as map() and map_reduce() return it. `merge` tells get_result to fold
-    the values of map_reduce(reduce_by_key=True)'s reducers (one dict per partition) into one."""
+    the values of map_reduce(reduce_by_key=True)'s reducers (one dict per partition) into one.
+
+    A job's own list makes its futures on first use: get_result(map(...)) reads the job's
+    columns and never needs them, and making a thousand objects costs more than running a
+    thousand no-op calls. Every list operation below makes them first (`fill`)."""
 
     merge: bool = False
     executor: Any = None
     calls: Calls | None = None  # set when the list is every future of one job, in order (fast paths)
+    _filled: bool = True
+
+    @classmethod
+    def of_job(cls, calls: Calls) -> FuturesList:
+        fs = cls()
+        fs.calls, fs._filled = calls, False
+        return fs
+
+    def fill(self) -> FuturesList:
+        """Make the futures of `calls`, one per call in order (once)."""
+        if not self._filled:
+            self._filled = True
+            assert self.calls is not None
+            size = self.calls.size
+            list.extend(self, map(ResponseFuture, itertools.repeat(self.calls, size), range(size)))
+        return self
+
+    def unchanged_job(self) -> Calls | None:
+        """The job's columns while the list is still exactly its futures."""
+        if self.calls is not None and (not self._filled or list.__len__(self) == self.calls.size):
+            return self.calls
+        return None
+
+    def __radd__(self, other: Any) -> list[Any]:
+        """`[f] + fs`: list's own + would read this list's storage before it is filled."""
+        return list(other) + list(self.fill())
 
     def get_result(self, **kwargs: Any) -> Any:
         return self.executor.get_result(self, **kwargs)
 
     def wait(self, **kwargs: Any) -> Any:
         return self.executor.wait(self, **kwargs)
+
+
+def _filling(name: str) -> Any:
+    method = getattr(list, name)
+
+    def filled(self: FuturesList, *args: Any, **kwargs: Any) -> Any:
+        args = tuple(a.fill() if isinstance(a, FuturesList) else a for a in args)  # `fs + fs.map_futures`
+        return method(self.fill(), *args, **kwargs)
+
+    filled.__name__ = name
+    return filled
+
+
+# Every list method that reads or changes the items (a list subclass's C code would see the
+# empty list otherwise: its own methods, for loops, len, comparisons, +, pickling).
+for _name in ("__iter__", "__len__", "__getitem__", "__setitem__", "__delitem__", "__contains__", "__reversed__",
+              "__add__", "__iadd__", "__mul__", "__imul__", "__rmul__", "__eq__", "__ne__", "__lt__", "__le__",
+              "__gt__", "__ge__", "__repr__", "__reduce_ex__", "append", "extend", "insert", "pop", "remove",
+              "index", "count", "sort", "reverse", "copy", "clear"):  # fmt: skip
+    setattr(FuturesList, _name, _filling(_name))
+FuturesList.__hash__ = None  # type: ignore[assignment]  # as list's: defining __eq__ above cleared nothing
 
 
 def summarize(job_id: str, kind: str, futures: list[ResponseFuture]) -> dict[str, Any]:

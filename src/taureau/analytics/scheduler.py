@@ -4,6 +4,7 @@ mappers allow them to start. One lock guards everything here (the `Condition` wa
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import operator
 import statistics
@@ -11,6 +12,7 @@ import threading
 import time
 from array import array
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,7 @@ class Policy:
     spill_retries: int = 3  # a call whose result found the pool full runs again after a spill
 
 
+SHORT_BATCH_S = 0.005  # a batch expected to run shorter than this may queue deeper on a worker
 Ids = range | list[int]  # call ids of a job: a range while consecutive (no per-call objects)
 
 
@@ -109,11 +112,22 @@ class Scheduler:
         self.actions: deque[tuple[str, Any]] = deque()  # state work for the monitor thread
         self.spill_waiting: list[tuple[Job, int]] = []
         self.closed = False
+        self._call_s: float | None = None  # recent seconds per call (a moving average over groups)
+
+    @contextlib.contextmanager
+    def _sending(self) -> Iterator[None]:
+        """The lock, and then the batches accepted under it written out once it is released:
+        a write under the lock would hold up the backend's threads reporting outcomes."""
+        with self.changed:
+            yield
+        flush = getattr(self.backend, "flush", None)
+        if flush is not None:
+            flush()
 
     # -- submission ---------------------------------------------------------------------------
 
     def submit(self, job: Job) -> None:
-        with self.changed:
+        with self._sending():
             self._jobs.append(job)
             if job.kind == "reduce":
                 job.held.extend(range(job.size))
@@ -164,7 +178,8 @@ class Scheduler:
         batch = Batch(next(self._batch_ids), self.executor_dir, job.dir, job.fn_key, self.state_address, job.kind,
                       ids, job.mode, _take(job.args, ids), keys, job.extra,
                       None if job.extras is None else _take(job.extras, ids), job.fn)  # fmt: skip
-        worker = self.backend.try_submit(batch, exclusive=exclusive, avoid=avoid)
+        short = self._call_s is not None and self._call_s * len(ids) < SHORT_BATCH_S
+        worker = self.backend.try_submit(batch, exclusive=exclusive, avoid=avoid, short=short)
         if worker is None:
             return False
         now = time.time()
@@ -211,7 +226,7 @@ class Scheduler:
     # -- outcomes (BackendSink), from backend threads ----------------------------------------------
 
     def outcomes(self, group: Group) -> None:
-        with self.changed:
+        with self._sending():
             info = self._inflight.get(group.batch_id)
             if info is None or group.pos < info.next_pos:
                 return  # a lost batch's late news, or a repeat
@@ -222,7 +237,12 @@ class Scheduler:
             ids = info.ids[group.pos : group.pos + n]
             if not (isinstance(ids, range) and self._apply_plain(job, ids, group)):
                 self._apply_each(info, ids, group)
+                self._timed(group.ends[-1] - group.t0, n)
             self.changed.notify_all()
+
+    def _timed(self, seconds: float, calls: int) -> None:
+        per_call = seconds / calls
+        self._call_s = per_call if self._call_s is None else 0.75 * self._call_s + 0.25 * per_call
 
     def _apply_plain(self, job: Job, ids: range, g: Group) -> bool:
         """The common case in a few slice assignments: consecutive calls, none over yet, none
@@ -240,6 +260,7 @@ class Scheduler:
         calls.status[a:b] = OK_BYTE * n
         calls.done += n
         job.durations.extend(map(operator.sub, g.ends, starts))
+        self._timed(g.ends[-1] - g.t0, n)
         self._check_finished(job)
         if job.kind == "map" and job.reducers is not None:
             self._release_reducers()
@@ -308,7 +329,7 @@ class Scheduler:
         return sum(1 for info in self._inflight.values() if info.job is job and i in info.unreported())
 
     def batch_done(self, batch_id: int, lost: BaseException | None) -> None:
-        with self.changed:
+        with self._sending():
             info = self._inflight.pop(batch_id, None)
             if info is None:
                 return
@@ -398,7 +419,7 @@ class Scheduler:
         p = self.policy
         started = 0
         now = time.time()
-        with self.changed:
+        with self._sending():
             if self._ready:
                 return 0  # work is waiting: a copy would take a worker from it (Spark waits too)
             for worker, queue in list(self._per_worker.items()):
@@ -460,13 +481,13 @@ class Scheduler:
     # -- spills ---------------------------------------------------------------------------------
 
     def resume_after_spill(self) -> None:
-        with self.changed:
+        with self._sending():
             waiting, self.spill_waiting = self.spill_waiting, []
             self._ready.extendleft((job, [i]) for job, i in reversed(waiting))
             self._pump()
 
     def fail_waiting_spills(self, exc: BaseException) -> None:
-        with self.changed:
+        with self._sending():
             waiting, self.spill_waiting = self.spill_waiting, []
             for job, i in waiting:
                 job.spills[i] = self.policy.spill_retries

@@ -99,6 +99,18 @@ def decode_batch(data: bytes) -> Batch:
     return Batch._make(batch)
 
 
+def encode_batches(batches: list[bytes]) -> bytes:
+    """Encoded batches for one worker, in one message (a pool worker's wire)."""
+    return pickle.dumps(batches, protocol=PROTOCOL)
+
+
+def decode_batches(data: bytes) -> list[Batch]:
+    encoded = pickle.loads(data)
+    if type(encoded) is not list:
+        raise TypeError(f"not a list of task batches: {type(encoded).__name__}")
+    return [decode_batch(b) for b in encoded]
+
+
 # Groups travel as plain tuples: pickle writes a tuple in C, a NamedTuple through copyreg's
 # __reduce_ex__, item by item.
 def encode_groups(groups: list[Group]) -> bytes:
@@ -126,7 +138,9 @@ def call_payloads(fn: Any, items: list[Any], extra_args: Any = None) -> tuple[in
     (args, kwargs) per call, Lithops' convention). UnpicklableError names the first call
     that fails."""
     types = set(map(type, items))
-    if extra_args is None and types <= _SCALARS and all(len(x) <= SCALAR_TEXT_MAX for x in items if type(x) in _TEXT):
+    if extra_args is None and types <= _SCALARS and (
+        types.isdisjoint(_TEXT) or all(len(x) <= SCALAR_TEXT_MAX for x in items if type(x) in _TEXT)
+    ):
         return SCALARS, items
     return PICKLED, dumps_calls(fn, items, extra_args)
 

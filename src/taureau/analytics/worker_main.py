@@ -43,7 +43,8 @@ def main(fd: int, name: str) -> None:
     outbox = Outbox(send, name, background=True)
     try:
         while (data := inbox.get()) is not None:
-            runner.run_batch(wire.decode_batch(data), outbox)
+            for batch in wire.decode_batches(data):
+                runner.run_batch(batch, outbox)
     except OSError:
         pass  # the driver closed the socket while outcomes were on their way: it wants none
 

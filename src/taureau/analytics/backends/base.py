@@ -28,13 +28,19 @@ class Backend(Protocol):
 
     def start(self, sink: BackendSink, state_address: str) -> None: ...
 
-    def try_submit(self, batch: Batch, *, exclusive: bool = False, avoid: str | None = None) -> str | None:
+    def try_submit(self, batch: Batch, *, exclusive: bool = False, avoid: str | None = None,
+                   short: bool = False) -> str | None:  # fmt: skip
         """Take `batch` if there is room and name the worker (or slot) that runs it; None if
         there is no room. An exclusive batch needs a worker of its own; `avoid` names one not to
-        use. Never blocks for long: the scheduler calls it under its lock."""
+        use. `short`: the batch is expected to run for under a few milliseconds, so a backend may
+        queue more of them on one worker. Never blocks for long: the scheduler calls it under
+        its lock."""
         ...
 
     def close(self) -> None: ...
+
+    # Optional: `flush()` writes what try_submit accepted, called once the scheduler's lock is
+    # released (a backend that sends inside try_submit has none); `cancel(batch_id)` stops a batch.
 
 
 # name -> "module:factory"; a factory takes the Executor's options and returns a Backend.

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
@@ -46,17 +47,23 @@ class LocalBackend:
     waiting_tasks_ok = True
     streams_outcomes = True
 
-    def __init__(self, workers: int | None = None, depth: int = 2, **_: object) -> None:
+    def __init__(self, workers: int | None = None, depth: int = 2, short_depth: int = 4, **_: object) -> None:
         self.slots = workers or os.cpu_count() or 1
         if self.slots < 1:
             raise BackendError("workers must be at least 1")
         self.depth = depth
+        # Short batches queue deeper: a worker then never waits a round trip for the next one
+        # (which would take longer than the batch), and a job of tiny calls goes out at once.
+        # Long ones stay at `depth`, so a slow worker does not sit on work others could take.
+        self.short_depth = max(depth, short_depth)
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
         self._names = itertools.count(0)
         self._closing = False
         self._sink: BackendSink | None = None
         self._wake_r, self._wake_w = socket.socketpair()
+        self._outgoing: deque[tuple[_Worker, bytes]] = deque()  # accepted, not written yet (depth bounds it)
+        self._send_lock = threading.Lock()  # writes in the order batches were accepted
         self._thread: threading.Thread | None = None
 
     def start(self, sink: BackendSink, state_address: str) -> None:
@@ -87,26 +94,37 @@ class LocalBackend:
         with self._lock:
             return [(w.name, w.proc.pid) for w in self._workers if not w.dead]
 
-    def try_submit(self, batch: wire.Batch, *, exclusive: bool = False, avoid: str | None = None) -> str | None:
+    def try_submit(self, batch: wire.Batch, *, exclusive: bool = False, avoid: str | None = None,
+                   short: bool = False) -> str | None:  # fmt: skip
         with self._lock:
             best: _Worker | None = None
             for w in self._workers:
                 if w.dead or not w.ready or w.exclusive or w.name == avoid:
                     continue
                 load = len(w.batches)
-                if (exclusive and load) or load >= self.depth:
+                if (exclusive and load) or load >= (self.short_depth if short else self.depth):
                     continue
                 if best is None or load < len(best.batches):
                     best = w
             if best is None:
                 return None
-            try:
-                best.conn.send_bytes(wire.encode_batch(batch))
-            except OSError:
-                return None  # it died; the I/O thread reports its batches
+            self._outgoing.append((best, wire.encode_batch(batch)))
             best.batches[batch.batch_id] = len(batch.call_ids)
             best.exclusive = exclusive
             return best.name
+
+    def flush(self) -> None:
+        """Write the batches try_submit accepted (the scheduler calls this without its lock)."""
+        with self._send_lock:
+            by_worker: dict[_Worker, list[bytes]] = {}
+            while self._outgoing:
+                w, data = self._outgoing.popleft()
+                by_worker.setdefault(w, []).append(data)
+            for w, batches in by_worker.items():  # one message per worker: one wake-up for all of them
+                try:
+                    w.conn.send_bytes(wire.encode_batches(batches))
+                except OSError:
+                    pass  # it died: the I/O thread sees its EOF and reports its batches lost
 
     def cancel(self, batch_id: int) -> bool:
         """Stop a batch whose calls all finished elsewhere (the losers of speculation): its
