@@ -96,7 +96,8 @@ class Executor:
                                           ray_address=ray_address)  # fmt: skip
             self.policy = policy or Policy(retries=retries, speculation=speculation)
             self.scheduler = Scheduler(self.backend, self.policy, address, self.dir)
-            self.results = ResultStore(self.client, self.executor_id, state_budget, self._segment_finished)
+            self.results = ResultStore(self.client, self.executor_id, state_budget, self._segment_finished,
+                                       f"{self.dir}/meta")  # fmt: skip
             self.backend.start(self.scheduler, address)
         except BaseException:
             self._close_state()
