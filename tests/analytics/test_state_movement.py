@@ -180,7 +180,7 @@ SPILLING_DRIVER = textwrap.dedent("""
     import sys, time
     from taureau.analytics import Executor
     address = sys.argv[1] if sys.argv[1] != "embedded" else None
-    ex = Executor(address, backend="local", workers=1, progress=False, state_budget=1 << 20, lease_ms=500)
+    ex = Executor(address, backend="local", workers=1, progress=False, state_budget=1 << 20)
     fs = ex.map(bytes, [100_000] * 40)  # 4 MB of results in state: over the budget, they spill
     ex.wait(fs)
     while not ex.results.spills:
@@ -202,7 +202,8 @@ def _spilling_driver(tmp_path, address: str) -> tuple[subprocess.Popen, str, str
 
 def test_a_dead_drivers_spills_are_deleted_with_its_state_after_its_lease(tmp_path):
     data_dir = tmp_path / "state"
-    state = EmbeddedState(block_size=1 << 20, blocks=32, lease_ms=500, data_dir=str(data_dir))
+    # A lease long enough that a live driver starved by a loaded machine still renews in time.
+    state = EmbeddedState(block_size=1 << 20, blocks=32, lease_ms=2000, data_dir=str(data_dir))
     proc = None
     try:
         proc, executor_dir, _ = _spilling_driver(tmp_path, state.address)
@@ -211,7 +212,7 @@ def test_a_dead_drivers_spills_are_deleted_with_its_state_after_its_lease(tmp_pa
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         client = StateClient(state.address)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30  # lease + grace: 4 s
         while client.exists(executor_dir) or any(p.exists() for p in dumps):
             assert time.monotonic() < deadline, "the dead driver's state or spills were not reclaimed"
             time.sleep(0.1)

@@ -33,6 +33,8 @@ from taureau.analytics.wire import ERROR, PICKLED_VALUE, STATE_FULL, STORED, VAL
 from taureau.common import errors
 
 FLUSH_S = 0.005  # a finished call is reported within this long, even while the next one runs
+HELD_CALLS_MAX = 1024  # calls whose outcomes wait for the next batch's (small scalars are not
+# counted in bytes: this bounds them to a few KiB of a message)
 CACHE_FUNCTIONS = 16
 CACHE_TABLES = 256
 
@@ -69,14 +71,17 @@ class _Columns:
 
 
 class Outbox:
-    """Outcomes on their way to the driver, a group of calls per message: at the batch's end,
-    when half a message of bytes waits, and (with `background`) from a thread once the oldest
-    unsent call ended FLUSH_S ago, so a finished call is reported while the next one runs."""
+    """Outcomes on their way to the driver, groups of calls per message: at a batch's end
+    (unless the next batch is already here: then both go in one message, one wake-up of the
+    driver), when half a message of bytes or HELD_CALLS_MAX calls wait, and (with
+    `background`) from a thread once the oldest unsent call ended FLUSH_S ago, so a finished
+    call is reported while the next one runs."""
 
     def __init__(self, send: Callable[[list[Group]], None], worker: str, *, background: bool) -> None:
         self._send = send
         self.worker = worker
         self._cond = threading.Condition()  # one flush at a time; wakes the flusher at a batch's start
+        self._columns: list[_Columns] = []  # batches with calls not sent yet, the open one last
         self._open: _Columns | None = None
         self._broken = False
         if background:
@@ -85,41 +90,56 @@ class Outbox:
     def open(self, batch_id: int) -> _Columns:
         cols = _Columns(batch_id, time.time())
         with self._cond:
+            self._columns.append(cols)
             self._open = cols
             self._cond.notify()
         return cols
 
-    def close(self, cols: _Columns) -> None:
-        """The batch ended: send the rest of its outcomes."""
+    def close(self, cols: _Columns, *, more: bool = False) -> None:
+        """The batch ended. Its outcomes go now, or with the next batch's when `more` says that
+        one is already here (the flusher still sends them within FLUSH_S)."""
         with self._cond:
             self._open = None
-            self._flush(cols)
+            if not more or self._held_calls() > HELD_CALLS_MAX or self._held_bytes() > _HALF_MESSAGE:
+                self._flush()
 
     def flush_if_large(self, cols: _Columns) -> None:
-        if cols.unsent_bytes > wire.OUTCOMES_BYTES_MAX // 2:
+        if cols.unsent_bytes > _HALF_MESSAGE or (len(self._columns) > 1 and self._held_bytes() > _HALF_MESSAGE):
             with self._cond:
-                self._flush(cols)
+                self._flush()
 
-    def _flush(self, cols: _Columns) -> None:
-        group = cols.take(self.worker)
-        if group is not None and not self._broken:
-            self._send([group])
+    def _held_calls(self) -> int:
+        return sum(len(c.ends) - c.sent for c in self._columns)
+
+    def _held_bytes(self) -> int:
+        return sum(c.unsent_bytes for c in self._columns)
+
+    def _flush(self) -> None:
+        groups = [g for c in self._columns if (g := c.take(self.worker)) is not None]
+        self._columns = [self._open] if self._open is not None else []
+        if groups and not self._broken:
+            self._send(groups)
+
+    def _due(self) -> bool:
+        oldest = min((c.ends[c.sent] for c in self._columns if len(c.ends) > c.sent), default=None)
+        return oldest is not None and time.time() - oldest >= FLUSH_S / 2
 
     def _flush_when_due(self) -> None:
         with self._cond:
             while not self._broken:
-                cols = self._open
-                if cols is None:
+                if not self._columns:
                     self._cond.wait()
                     continue
-                ends, sent = cols.ends, cols.sent
-                if len(ends) > sent and time.time() - ends[sent] >= FLUSH_S / 2:
+                if self._due():
                     try:
-                        self._flush(cols)
+                        self._flush()
                     except OSError:
                         self._broken = True  # the driver hung up; the main thread finds out on its own send
                 # Checked every FLUSH_S/2, so a call is reported at most FLUSH_S after its end.
                 self._cond.wait(FLUSH_S / 2)
+
+
+_HALF_MESSAGE = wire.OUTCOMES_BYTES_MAX // 2
 
 
 class Runner:
@@ -131,9 +151,10 @@ class Runner:
         self._tables: OrderedDict[str, Any] = OrderedDict()
         self._spaces: dict[str, JobSpace] = {}
 
-    def run_batch(self, batch: Batch, outbox: Outbox) -> None:
-        """Run every call of `batch` in order, its outcomes to `outbox`. What is the same for
-        every call (the client, the job's space, the function) is looked up once."""
+    def run_batch(self, batch: Batch, outbox: Outbox, *, more: bool = False) -> None:
+        """Run every call of `batch` in order, its outcomes to `outbox`; `more`: another batch
+        is waiting to run next. What is the same for every call (the client, the job's space,
+        the function) is looked up once."""
         client = client_for(batch.state_address)
         token = set_current(self._space(client, batch.executor_dir))
         cols = outbox.open(batch.batch_id)
@@ -156,13 +177,13 @@ class Runner:
                     outbox.flush_if_large(cols)
         finally:
             token.var.reset(token)
-            outbox.close(cols)
+            outbox.close(cols, more=more)
 
     def _run_scalars(self, client: Any, batch: Batch, fn: Any, cols: _Columns, outbox: Outbox) -> None:
         """The common case, a map over small scalars, in a loop of its own: a no-op call then
         costs a call, a type check and three appends."""
         kinds, values, ends, now = cols.kinds, cols.values, cols.ends, time.time
-        scalars, text, text_max = wire.SCALAR_TYPES, wire.TEXT_TYPES, wire.SCALAR_TEXT_MAX
+        fixed, text, text_max, int_max = wire.FIXED_TYPES, wire.TEXT_TYPES, wire.SCALAR_TEXT_MAX, wire.INT_MAX
         for pos, x in enumerate(batch.args):
             try:
                 v = fn(x)
@@ -174,10 +195,12 @@ class Runner:
                 outbox.flush_if_large(cols)
                 continue
             t = type(v)
-            if t in scalars and (t not in text or len(v) <= text_max):
+            if (t is int and -int_max < v < int_max) or t in fixed:
                 kinds.append(VALUE)
                 values.append(v)
                 ends.append(now())
+            elif t in text and len(v) <= text_max:
+                cols.add(VALUE, v, len(v))
             else:
                 cols.add(*self._keep(client, batch.job_dir, batch.call_ids[pos], v))
                 outbox.flush_if_large(cols)
@@ -214,7 +237,7 @@ class Runner:
         results table; STATE_FULL when the pool cannot hold it, so the driver spills and reruns."""
         try:
             if wire.is_small_scalar(value):
-                return VALUE, value, 0
+                return VALUE, value, len(value) if type(value) in wire.TEXT_TYPES else 0
             data = wire.dumps_result(value)
             if len(data) <= wire.INLINE_RESULT_MAX:
                 return PICKLED_VALUE, data, len(data)

@@ -121,15 +121,29 @@ def decode_groups(data: bytes) -> list[Group]:
     return [Group._make(g) for g in pickle.loads(data)]
 
 
+_TEXT = (str, bytes)
+_FIXED = frozenset({float, complex, bool, type(None)})  # scalars of a fixed, small size
+INT_MAX = 1 << 63  # an int travels as a scalar below this magnitude (larger ones are pickled)
+
+
 def is_small_scalar(value: Any) -> bool:
     """Does `value` travel as itself (the C pickler writes it as cloudpickle would, and it is
     small enough for any message)?"""
     t = type(value)
-    return t in _SCALARS and (t not in _TEXT or len(value) <= SCALAR_TEXT_MAX)
+    if t is int:
+        return -INT_MAX < value < INT_MAX
+    return t in _FIXED or (t in _TEXT and len(value) <= SCALAR_TEXT_MAX)
 
 
-_TEXT = (str, bytes)
-SCALAR_TYPES, TEXT_TYPES = _SCALARS, _TEXT  # for the runner's inlined check
+FIXED_TYPES, TEXT_TYPES = _FIXED, _TEXT  # for the runner's inlined check
+
+
+def _all_small(items: list[Any], types: set[type]) -> bool:
+    if types == {int}:  # the common case, checked in C
+        return min(items) > -INT_MAX and max(items) < INT_MAX
+    if types <= _FIXED:
+        return True
+    return all(is_small_scalar(x) for x in items)
 
 
 def call_payloads(fn: Any, items: list[Any], extra_args: Any = None) -> tuple[int, list[Any]]:
@@ -138,9 +152,7 @@ def call_payloads(fn: Any, items: list[Any], extra_args: Any = None) -> tuple[in
     (args, kwargs) per call, Lithops' convention). UnpicklableError names the first call
     that fails."""
     types = set(map(type, items))
-    if extra_args is None and types <= _SCALARS and (
-        types.isdisjoint(_TEXT) or all(len(x) <= SCALAR_TEXT_MAX for x in items if type(x) in _TEXT)
-    ):
+    if extra_args is None and types <= _SCALARS and _all_small(items, types):
         return SCALARS, items
     return PICKLED, dumps_calls(fn, items, extra_args)
 

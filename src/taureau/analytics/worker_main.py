@@ -43,8 +43,10 @@ def main(fd: int, name: str) -> None:
     outbox = Outbox(send, name, background=True)
     try:
         while (data := inbox.get()) is not None:
-            for batch in wire.decode_batches(data):
-                runner.run_batch(batch, outbox)
+            batches = wire.decode_batches(data)
+            for i, batch in enumerate(batches):
+                # Another batch already here: this one's outcomes may wait to travel with its.
+                runner.run_batch(batch, outbox, more=i + 1 < len(batches) or not inbox.empty())
     except OSError:
         pass  # the driver closed the socket while outcomes were on their way: it wants none
 
