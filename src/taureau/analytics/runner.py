@@ -90,9 +90,10 @@ class Outbox:
     def open(self, batch_id: int) -> _Columns:
         cols = _Columns(batch_id, time.time())
         with self._cond:
+            if not self._columns:
+                self._cond.notify()  # the flusher sleeps until there is something to watch
             self._columns.append(cols)
             self._open = cols
-            self._cond.notify()
         return cols
 
     def close(self, cols: _Columns, *, more: bool = False) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import selectors
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 
 from taureau.analytics import wire
 from taureau.analytics.backends.base import BackendSink
@@ -141,17 +142,29 @@ class LocalBackend:
     def _io_loop(self) -> None:
         sink = self._sink
         assert sink is not None
+        # One selector for the loop's life, its workers re-registered only when they change
+        # (a selector made per wait costs more than reading a small message).
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ, None)
+        watched: dict[_Worker, None] = {}
         while not self._closing:
             with self._lock:
-                conns = {w.conn: w for w in self._workers if not w.dead}
-            ready = wait([*conns, self._wake_r], timeout=1.0)
-            for c in ready:
-                w = conns.get(c)  # type: ignore[call-overload]
-                if w is None:
+                live = [w for w in self._workers if not w.dead]
+            if live != list(watched):
+                for w in watched:
+                    selector.unregister(w.conn)
+                watched = dict.fromkeys(live)
+                for w in live:
+                    selector.register(w.conn, selectors.EVENT_READ, w)
+            for key, _ in selector.select(timeout=1.0):
+                w = key.data
+                if w is None or w.dead:
                     continue
                 try:
                     data = w.conn.recv_bytes()
                 except (EOFError, OSError):
+                    selector.unregister(w.conn)  # before _lost closes it (a closed one has no fd)
+                    del watched[w]
                     self._lost(w, sink)
                     continue
                 if data == READY:
