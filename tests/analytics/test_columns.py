@@ -53,6 +53,7 @@ def test_a_jobs_futures_made_on_first_use_behave_as_a_list(ex):
     assert [f.call_id for f in both] == [0, 1, 2, 0, 1]
     fs = fresh()
     assert fs == list(fs) and len(fs) == 3 and fs[-1].result() == 4 and fs[1] in fs
+    assert [f.call_id for f in fresh()[1:]] == [1, 2]
     reducers = ex.map_reduce(helpers.square, range(4), sum)
     assert len(reducers + reducers.map_futures) == 5
     grown = fresh()
