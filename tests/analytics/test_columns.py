@@ -108,3 +108,16 @@ def test_short_batches_queue_deeper_on_a_local_worker(ex):
 def test_a_map_of_tiny_calls_marks_its_batches_short(ex):
     ex.get_result(ex.map(identity, range(2000)))
     assert ex.scheduler._call_s is not None and ex.scheduler._call_s < 0.001
+
+
+def test_calls_applied_as_a_group_keep_their_own_stats_and_timeline(ex, tmp_path):
+    fs = ex.map(identity, range(200))
+    assert ex.get_result(fs) == list(range(200))
+    stats = [f.stats for f in fs]
+    assert all(st["attempts"] == 1 and st["speculative_copy"] is False for st in stats)
+    assert {st["worker"] for st in stats} <= {"local-0", "local-1", "local-2", "local-3"}
+    for st in stats:
+        assert st["host_submit_tstamp"] <= st["worker_start_tstamp"] + 0.05  # one machine's clock
+        assert st["worker_start_tstamp"] <= st["worker_end_tstamp"]
+    png = ex.plot(fs, dst=str(tmp_path / "scalars.png"), figsize=(6, 3))
+    assert (tmp_path / "scalars.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.endswith("scalars.png")

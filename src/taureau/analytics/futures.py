@@ -149,7 +149,6 @@ for _name in ("__iter__", "__len__", "__getitem__", "__setitem__", "__delitem__"
               "__gt__", "__ge__", "__repr__", "__reduce_ex__", "append", "extend", "insert", "pop", "remove",
               "index", "count", "sort", "reverse", "copy", "clear"):  # fmt: skip
     setattr(FuturesList, _name, _filling(_name))
-FuturesList.__hash__ = None  # type: ignore[assignment]  # as list's: defining __eq__ above cleared nothing
 
 
 def summarize(job_id: str, kind: str, futures: list[ResponseFuture]) -> dict[str, Any]:
