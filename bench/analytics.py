@@ -83,7 +83,9 @@ def noop_lithops(tasks: int, workers: int, repeats: int) -> float:
 
     logging.getLogger("lithops").setLevel(logging.WARNING)
     config = {"lithops": {"backend": "localhost", "storage": "localhost", "log_level": "WARNING"},
-              "localhost": {"worker_processes": workers}}  # fmt: skip
+              # This interpreter: Lithops' default runtime is `python` from PATH, which may not
+              # be the one Lithops is installed in (its tasks then die importing it).
+              "localhost": {"worker_processes": workers, "runtime": sys.executable}}  # fmt: skip
     fexec = lithops.FunctionExecutor(config=config)
     try:
         fexec.get_result(fexec.map(noop, range(workers)), show_progressbar=False)

@@ -103,3 +103,18 @@ def chunk_member(x, marker_dir: str, victim: int):
 
 def total_plus(values, offset, scale=1):
     return (sum(values) + offset) * scale
+
+
+def shaped(x: int):
+    """A value of each way a result travels: small (itself), pickled, stored in state, or raised."""
+    if x == 150:
+        raise ValueError("shaped 150")
+    if x < 100:
+        return x
+    if x < 200:
+        return [x] * 3
+    return bytes([x % 256]) * 100_000
+
+
+def pickled_60k(x: int):
+    return [x] * 15_000  # about 60 KB pickled: inline, but a batch of them passes half a message

@@ -174,3 +174,67 @@ def test_a_dead_drivers_state_is_reclaimed_after_its_lease(tmp_path):
         if proc is not None and proc.poll() is None:
             proc.kill()
         state.close()
+
+
+SPILLING_DRIVER = textwrap.dedent("""
+    import sys, time
+    from taureau.analytics import Executor
+    address = sys.argv[1] if sys.argv[1] != "embedded" else None
+    ex = Executor(address, backend="local", workers=1, progress=False, state_budget=1 << 20)
+    fs = ex.map(bytes, [100_000] * 40)  # 4 MB of results in state: over the budget, they spill
+    ex.wait(fs)
+    while not ex.results.spills:
+        time.sleep(0.05)
+    print(ex.dir, ex._embedded.data_dir if ex._embedded else "-", flush=True)
+    time.sleep(600)
+""")
+
+
+def _spilling_driver(tmp_path, address: str) -> tuple[subprocess.Popen, str, str]:
+    script = tmp_path / "spilling_driver.py"
+    script.write_text(SPILLING_DRIVER)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, str(script), address], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    executor_dir, data_dir = proc.stdout.readline().split()
+    return proc, executor_dir, data_dir
+
+
+def test_a_dead_drivers_spills_are_deleted_with_its_state_after_its_lease(tmp_path):
+    data_dir = tmp_path / "state"
+    # A lease long enough that a live driver starved by a loaded machine still renews in time.
+    state = EmbeddedState(block_size=1 << 20, blocks=32, lease_ms=2000, data_dir=str(data_dir))
+    proc = None
+    try:
+        proc, executor_dir, _ = _spilling_driver(tmp_path, state.address)
+        dumps = list(data_dir.rglob("*.dump"))
+        assert dumps, "the driver spilled nothing"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        client = StateClient(state.address)
+        deadline = time.monotonic() + 30  # lease + grace: 4 s
+        while client.exists(executor_dir) or any(p.exists() for p in dumps):
+            assert time.monotonic() < deadline, "the dead driver's state or spills were not reclaimed"
+            time.sleep(0.1)
+        assert not list(data_dir.rglob("*.dump"))  # no spill of it is left on durable storage
+        assert client.stats()["blocks_free"] == 32
+        client.disconnect()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        state.close()
+
+
+def test_a_dead_drivers_embedded_store_removes_its_data_and_spills(tmp_path):
+    proc, _, data_dir = _spilling_driver(tmp_path, "embedded")
+    try:
+        assert list(Path(data_dir).rglob("*.dump")), "the driver spilled nothing"
+        os.kill(proc.pid, signal.SIGKILL)  # its store child sees stdin close and exits
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while Path(data_dir).exists():
+            assert time.monotonic() < deadline, f"{data_dir} outlived its driver"
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -1,8 +1,9 @@
 """The embedded executor's own state store: a controller and a memory server in one child
-process, `python -m taureau.analytics.embedded_state DATA_DIR BLOCK_SIZE BLOCKS LEASE_MS`.
+process, `python -m taureau.analytics.embedded_state DATA_DIR BLOCK_SIZE BLOCKS LEASE_MS own|keep`.
 
 It prints the controller's address and serves until its stdin closes, so it never outlives
-the driver that started it (even one killed with SIGKILL)."""
+the driver that started it (even one killed with SIGKILL); a data directory it was given to
+own (a temporary one) it removes as it exits, spill dumps included."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import tempfile
 from taureau.analytics.errors import BackendError
 
 
-async def _serve(data_dir: str, block_size: int, blocks: int, lease_ms: int) -> None:
+async def _serve(data_dir: str, block_size: int, blocks: int, lease_ms: int, own_dir: bool) -> None:
     from taureau.state.service import start_state_services
 
     services = await start_state_services(controller_port=0, block_size=block_size, num_blocks=blocks,
@@ -24,6 +25,8 @@ async def _serve(data_dir: str, block_size: int, blocks: int, lease_ms: int) -> 
     print(services.controller_address, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await services.close()
+    if own_dir:  # the driver may be dead (SIGKILL): its data, spills included, goes with the store
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 class EmbeddedState:
@@ -35,7 +38,7 @@ class EmbeddedState:
         self.capacity = block_size * blocks
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "taureau.analytics.embedded_state", self.data_dir, str(block_size), str(blocks),
-             str(lease_ms)],
+             str(lease_ms), "own" if self._own_dir else "keep"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert self._proc.stdout is not None
@@ -60,4 +63,4 @@ class EmbeddedState:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when this ends
-    asyncio.run(_serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
+    asyncio.run(_serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "own"))

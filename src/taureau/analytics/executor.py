@@ -14,11 +14,12 @@ from typing import Any
 from taureau.analytics import plot as timeline
 from taureau.analytics import progress, wire
 from taureau.analytics.backends import create_backend
+from taureau.analytics.calls import Calls
 from taureau.analytics.errors import ExecutorClosedError
 from taureau.analytics.futures import FuturesList, ResponseFuture, summarize
 from taureau.analytics.options import refuse_unsupported
 from taureau.analytics.results import ResultStore, segment_calls
-from taureau.analytics.scheduler import Job, Policy, Scheduler, Task
+from taureau.analytics.scheduler import Job, Policy, Scheduler
 from taureau.analytics.shuffle import ABORT, done_path
 from taureau.analytics.space import JobSpace, LazyTable, executor_dir, job_dir, open_unrenewed, put_blob
 from taureau.common import errors
@@ -42,6 +43,12 @@ def _positive(name: str, value: float | None, default: float) -> float:
     if not (isinstance(value, int | float) and 0 < value < math.inf):
         raise ValueError(f"{name} is a positive number of seconds, not {value!r}")
     return float(value)
+
+
+def _whole_job(fs: Any) -> Calls | None:
+    """The job's columns when `fs` is a job's own list of futures (map's or map_reduce's), whose
+    progress and values can be read per job rather than per future."""
+    return fs.unchanged_job() if isinstance(fs, FuturesList) else None
 
 
 class Executor:
@@ -78,8 +85,7 @@ class Executor:
         self._closed = False
         self._lock = threading.Lock()
         self._job_count = 0
-        self._futures: list[ResponseFuture] = []
-        self._jobs: dict[str, tuple[Job, list[ResponseFuture]]] = {}
+        self._jobs: dict[str, tuple[Job, FuturesList]] = {}
         self._stop = threading.Event()
         self._resume_at: float | None = None  # when calls refused by a full pool run again
         try:
@@ -90,7 +96,8 @@ class Executor:
                                           ray_address=ray_address)  # fmt: skip
             self.policy = policy or Policy(retries=retries, speculation=speculation)
             self.scheduler = Scheduler(self.backend, self.policy, address, self.dir)
-            self.results = ResultStore(self.client, self.executor_id, state_budget, self._segment_finished)
+            self.results = ResultStore(self.client, self.executor_id, state_budget, self._segment_finished,
+                                       f"{self.dir}/meta")  # fmt: skip
             self.backend.start(self.scheduler, address)
         except BaseException:
             self._close_state()
@@ -162,51 +169,56 @@ class Executor:
         partitions = (num_reducers or self.backend.slots) if reduce_by_key else 1
         if partitions < 1:
             raise ValueError("num_reducers must be at least 1")
-        maps, map_job, map_tasks = self._prepare(
+        maps, map_job = self._prepare(
             map_function, map_iterdata, extra_args=extra_args, chunksize=chunksize, kind="map",
             extra=(partitions, reduce_by_key), partitioner=partitioner, extra_env=extra_env,
             timeout=timeout)  # fmt: skip
-        reducers, red_job, red_tasks = self._prepare(
+        reducers, red_job = self._prepare(
             reduce_function, [((), {})] * partitions, kind="reduce", raw_args=True, extra_env=extra_env, timeout=timeout,
             extras=[(r, len(maps), reduce_by_key) for r in range(partitions)], share_dir=map_job)  # fmt: skip
         assert red_job is not None
         if map_job is None:  # nothing to map: the reducers see empty input at once
-            red_job.mappers = Job("none", "", "", "map", 0, 1, self._fetcher(""))
+            red_job.mappers = Job("none", "", "", "map", 0, 1, Calls(self.executor_id, "none", 0, self._fetcher(""),
+                                                                     self._wait_one))  # fmt: skip
         else:
             red_job.mappers, map_job.reducers = map_job, red_job
             red_job.spawn_at = math.ceil(spawn_reducer / 100 * map_job.size)
-        self.scheduler.submit(red_job, red_tasks)  # held until the mappers allow
+        self.scheduler.submit(red_job)  # held until the mappers allow
         if map_job is not None:
-            self.scheduler.submit(map_job, map_tasks)
+            self.scheduler.submit(map_job)
         reducers.merge = reduce_by_key
         reducers.map_futures = maps  # type: ignore[attr-defined]
         return reducers
 
     def _submit(self, fn: Callable[..., Any], items: Iterable[Any], **options: Any) -> FuturesList:
-        fs, job, tasks = self._prepare(fn, items, **options)
+        fs, job = self._prepare(fn, items, **options)
         if job is not None:
-            self.scheduler.submit(job, tasks)
+            self.scheduler.submit(job)
         return fs
 
     def _prepare(self, fn: Callable[..., Any], items: Iterable[Any], *, extra_args: Any = None,
                  chunksize: int | None = None, kind: str = "call", extra: Any = None,
                  extras: list[Any] | None = None, partitioner: Any = None, raw_args: bool = False,
                  share_dir: Job | None = None, extra_env: dict[str, str] | None = None,
-                 timeout: float | None = None) -> tuple[FuturesList, Job | None, list[Task]]:  # fmt: skip
+                 timeout: float | None = None) -> tuple[FuturesList, Job | None]:  # fmt: skip
         if self._closed:
             raise ExecutorClosedError("the executor is closed")
         _positive("timeout", timeout, 0)
         items = list(items)
         if len(items) > MAX_CALLS_PER_JOB:
             raise ValueError(f"{len(items)} calls in one job; at most {MAX_CALLS_PER_JOB}")
-        fs = FuturesList()
-        fs.executor = self
         if not items:
-            return fs, None, []
+            fs = FuturesList()
+            fs.executor = self
+            return fs, None
         # Everything is pickled before anything is stored or sent: a bad argument is an error
         # with nothing started.
         fn_blob = wire.dumps_function(fn, partitioner, wire.check_env(extra_env))
-        payloads = wire.dumps_args(items) if raw_args else wire.dumps_calls(fn, items, extra_args)
+        payloads: list[Any]
+        if raw_args:
+            mode, payloads = wire.PICKLED, list(wire.dumps_args(items))
+        else:
+            mode, payloads = wire.call_payloads(fn, items, extra_args)
         with self._lock:
             job_id = f"{JOB_PREFIX[kind]}{self._job_count:03d}"
             self._job_count += 1
@@ -221,22 +233,21 @@ class Executor:
         chunk = chunksize or max(1, min(MAX_AUTO_CHUNK, math.ceil(len(items) / (self.backend.slots * 4))))
         if timeout is not None and not self.backend.streams_outcomes:
             chunk = 1  # its batches report at their end: one call each, so a batch's time is its call's
-        job = Job(job_id, jdir, fn_key, kind, len(items), chunk, self._fetcher(jdir), timeout=timeout, fn=fn_inline)
-        tasks = []
-        new_future, executor_id, wait_one = ResponseFuture, self.executor_id, self._wait_one
-        for i, raw in enumerate(payloads):
-            f = new_future(executor_id, job_id, i, wait_one)
-            args_key = None
-            if len(raw) > wire.INLINE_ARGS_MAX:
-                args_key = f"args-{job_id}-{i}"
-                put_blob(data.table(), args_key, raw)
-            tasks.append(Task(job, i, None if args_key else raw, args_key, extras[i] if extras else extra, f))
-            fs.append(f)
+        calls = Calls(self.executor_id, job_id, len(items), self._fetcher(jdir), self._wait_one)
+        job = Job(job_id, jdir, fn_key, kind, len(items), chunk, calls, mode, payloads, extra=extra, extras=extras,
+                  timeout=timeout, fn=fn_inline)  # fmt: skip
+        fs = FuturesList.of_job(calls)  # its futures are made on first use
+        fs.executor = self
+        if mode == wire.PICKLED:
+            for i, raw in enumerate(payloads):
+                if len(raw) > wire.INLINE_ARGS_MAX:
+                    job.arg_keys[i] = key = f"args-{job_id}-{i}"
+                    put_blob(data.table(), key, raw)
+                    payloads[i] = None
         job.has_data = data.opened
         with self._lock:
-            self._jobs[job_id] = (job, list(fs))
-            self._futures.extend(fs)
-        return fs, job, tasks
+            self._jobs[job_id] = (job, fs)
+        return fs, job
 
     def _fetcher(self, jdir: str) -> Callable[[int, tuple[str, int]], bytes]:
         def fetch(call_id: int, ref: tuple[str, int]) -> bytes:
@@ -260,32 +271,47 @@ class Executor:
         refuse_unsupported("wait", threadpool_size=threadpool_size)
         if not (return_when == ANY_COMPLETED or 0 <= return_when <= 100):
             raise ValueError(f"return_when is ALWAYS, ANY_COMPLETED, ALL_COMPLETED or a percentage, not {return_when!r}")
-        tick = _positive("wait_dur_sec", wait_dur_sec, WAIT_TICK_S)
+        whole = _whole_job(fs)
         futures = self._resolve(fs)
-        wanted = math.ceil(return_when * len(futures) / 100) if return_when > 0 else 1
-        deadline = None if timeout is None else time.monotonic() + timeout
-        show = self._show_progress(show_progressbar, return_when, futures)
-        pending = futures
-        with progress.bar(len(futures), show) as bar, self.scheduler.changed:
-            while True:
-                pending = [f for f in pending if not f.done]  # only these can change
-                done = len(futures) - len(pending)
-                bar(done)
-                if return_when == ALWAYS or done >= wanted or done == len(futures) or self._closed:
-                    break
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                self.scheduler.changed.wait(tick if left is None else min(left, tick))
-        done_fs = [f for f in futures if f.done]
-        if throw_except:
-            for f in done_fs:
-                if f.error:
-                    f.result()
+        self._await(futures, whole, return_when, timeout, wait_dur_sec, show_progressbar)
+        if whole is not None and whole.done == whole.size:
+            done_fs, not_done = futures, []
+            failed = [futures[min(whole.errors)]] if whole.errors else []
+        else:
+            done_fs = [f for f in futures if f.done]
+            not_done = [f for f in futures if not f.done]
+            failed = [f for f in done_fs if f.error]
+        if throw_except and failed:
+            failed[0].result()
         if download_results:
             for f in done_fs:
                 f.result(throw_except=False)
-        return done_fs, [f for f in futures if not f.done]
+        return done_fs, not_done
+
+    def _await(self, futures: list[ResponseFuture] | None, whole: Calls | None, return_when: int,
+               timeout: float | None, wait_dur_sec: float | None, show_progressbar: bool | None) -> int:  # fmt: skip
+        """Wait until return_when holds for `futures` (or, for a job's own list, `whole`'s
+        counters: no future need exist) or timeout passes; returns how many are done."""
+        tick = _positive("wait_dur_sec", wait_dur_sec, WAIT_TICK_S)
+        total = whole.size if whole is not None else len(futures or ())
+        wanted = math.ceil(return_when * total / 100) if return_when > 0 else 1
+        deadline = None if timeout is None else time.monotonic() + timeout
+        show = self._show_progress(show_progressbar, return_when, total)
+        pending = futures or []
+        with progress.bar(total, show) as bar, self.scheduler.changed:
+            while True:
+                if whole is not None:
+                    done = whole.done  # a job's own list: its count, no scan
+                else:
+                    pending = [f for f in pending if not f.done]  # only these can change
+                    done = total - len(pending)
+                bar(done)
+                if return_when == ALWAYS or done >= wanted or done == total or self._closed:
+                    return done
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return done
+                self.scheduler.changed.wait(tick if left is None else min(left, tick))
 
     def get_result(self, fs: Any = None, throw_except: bool = True, timeout: float | None = None,
                    threadpool_size: int | None = None, wait_dur_sec: float | None = None,
@@ -294,12 +320,16 @@ class Executor:
         dict). TimeoutError if they are not all done within timeout."""
         refuse_unsupported("get_result", threadpool_size=threadpool_size)
         single = isinstance(fs, ResponseFuture)
-        futures = self._resolve(fs)
-        _, not_done = self.wait(futures, throw_except=False, timeout=timeout, wait_dur_sec=wait_dur_sec,
-                                show_progressbar=show_progressbar)  # fmt: skip
-        if not_done:
-            raise TimeoutError(f"{len(not_done)} of {len(futures)} calls not done after {timeout}s")
-        values = [f.result(throw_except=throw_except) for f in futures]
+        whole = _whole_job(fs)
+        futures = None if whole is not None else self._resolve(fs)
+        total = whole.size if whole is not None else len(futures or ())
+        done = self._await(futures, whole, ALL_COMPLETED, timeout, wait_dur_sec, show_progressbar)
+        if done < total:
+            raise TimeoutError(f"{total - done} of {total} calls not done after {timeout}s")
+        if whole is not None and not (whole.raws or whole.refs or (throw_except and whole.errors)):
+            values = list(whole.values)  # all loaded: no call to make per future
+        else:
+            values = [f.result(throw_except=throw_except) for f in (futures if futures is not None else fs)]
         if single:
             return values[0]
         if getattr(fs, "merge", False):
@@ -314,7 +344,7 @@ class Executor:
     def _resolve(self, fs: Any) -> list[ResponseFuture]:
         if fs is None:
             with self._lock:
-                return list(self._futures)
+                return [f for _, fs_ in self._jobs.values() for f in fs_]
         if isinstance(fs, ResponseFuture):
             return [fs]
         return list(fs)
@@ -324,12 +354,12 @@ class Executor:
         if not f.done:
             raise TimeoutError(f"call {f.id} not done after {timeout}s")
 
-    def _show_progress(self, asked: bool | None, return_when: int, futures: list[ResponseFuture]) -> bool:
+    def _show_progress(self, asked: bool | None, return_when: int, total: int) -> bool:
         if asked is not None:
             return asked
         if self.progress is not None:
             return self.progress and return_when != ALWAYS
-        return return_when != ALWAYS and len(futures) > 1 and progress.on_terminal()
+        return return_when != ALWAYS and total > 1 and progress.on_terminal()
 
     # -- timeline ---------------------------------------------------------------------------
 
@@ -419,8 +449,8 @@ class Executor:
         jdir = path.rsplit("/results/", 1)[0]
         calls = segment_calls(path)
         with self._lock:
-            jobs = [futures for job, futures in self._jobs.values() if job.dir == jdir]
-        return all(f.done for futures in jobs for f in futures[calls.start : calls.stop])
+            jobs = [job for job, _ in self._jobs.values() if job.dir == jdir]
+        return all(job.calls.pending_in(calls.start, calls.stop) == 0 for job in jobs)
 
     # -- closing ----------------------------------------------------------------------------
 
@@ -434,18 +464,16 @@ class Executor:
         refuse_unsupported("clean", cs=cs)
         with self._lock:
             chosen = None if fs is None else {f.job_id for f in self._resolve(fs)}
-            by_dir: dict[str, list[tuple[str, list[ResponseFuture]]]] = {}
-            for job_id, (job, futures) in self._jobs.items():
-                by_dir.setdefault(job.dir, []).append((job_id, futures))
+            by_dir: dict[str, list[tuple[str, Job]]] = {}
+            for job_id, (job, _) in self._jobs.items():
+                by_dir.setdefault(job.dir, []).append((job_id, job))
             # A map_reduce's map and reduce jobs share a directory: they go together or not at all.
             dirs = [d for d, jobs in by_dir.items()
                     if (chosen is None or any(j in chosen for j, _ in jobs))
-                    and (force or all(f.done for _, futures in jobs for f in futures))]  # fmt: skip
+                    and (force or all(job.calls.done == job.size for _, job in jobs))]  # fmt: skip
             removed = [job_id for d in dirs for job_id, _ in by_dir[d]]
             for job_id in removed:
                 del self._jobs[job_id]
-            gone = set(removed)
-            self._futures = [f for f in self._futures if f.job_id not in gone]
         for d in dirs:
             self.results.forget_job(d)
             try:

@@ -2,7 +2,8 @@
 holds, and spilling whole finished segments to durable storage (the state layer's dump to
 its backing store) when the job's budget is passed or the pool is full. A spilled segment is
 loaded back when one of its results is read. Dumps are deleted with their segment: once all its
-results were read, at clean() and at close (on a standalone they would outlive the executor)."""
+results were read, at clean() and at close; and by the state store itself with the executor's
+meta table (their owner) when a dead driver's lease expires."""
 
 from __future__ import annotations
 
@@ -31,10 +32,13 @@ class _Segment:
 
 class ResultStore:
     def __init__(self, client: StateClient, executor_id: str, budget: int | None,
-                 finished: Callable[[str], bool]) -> None:  # fmt: skip
+                 finished: Callable[[str], bool], owner: str) -> None:  # fmt: skip
         self.finished = finished  # is every call of this segment over?
         self.client = client
         self.executor_id = executor_id
+        # Dumps belong to this structure (the executor's meta table): when the driver dies and
+        # its lease expires, the state store deletes them with it.
+        self.owner = owner
         self.budget = budget
         self._lock = threading.Lock()  # a segment is never read while it is being spilled
         self._segments: dict[str, _Segment] = {}
@@ -68,7 +72,7 @@ class ResultStore:
                 if s.spilled or not s.size or not finished.get(s.path):
                     continue
                 if not s.dumped:
-                    self.client.dump(s.path, s.dump)
+                    self.client.dump(s.path, s.dump, owner=self.owner)
                     s.dumped = True
                 self.client.remove(s.path)
                 s.spilled = True

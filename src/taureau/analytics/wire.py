@@ -1,8 +1,10 @@
 """What travels between the driver and workers: functions and arguments (cloudpickle), task
 batches and their outcomes (plain pickle of builtins), each bounded in size.
 
-Batches and outcomes are NamedTuples of builtins (both sides import this module), so
-decoding one never runs user code; user code is unpickled only in `runner`, with cloudpickle."""
+Batches and outcome groups are columns (one list per field, not one object per call: a
+no-op call costs less than building an object for it) and travel as tuples of builtins,
+so decoding one never runs user code; user code is unpickled only in `runner` (cloudpickle)
+and in a future's result()."""
 
 from __future__ import annotations
 
@@ -38,66 +40,121 @@ TRACEBACK_MAX = 16 << 10  # characters of a remote traceback kept
 _SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
-class TaskSpec(NamedTuple):
-    call_id: int  # index of the call in its job
-    attempt: int
-    kind: str  # "call", "map" (map side of map_reduce) or "reduce"
-    args: bytes | None  # pickled (args, kwargs), inline
-    args_key: str | None  # or their key in the job's data table
-    extra: Any  # per-kind builtins: (partitions, by_key) for "map", (partition, mappers, by_key) for "reduce"
+# How a batch carries its calls' arguments.
+PICKLED = 0  # one pickled (args, kwargs) per call (None: under `keys` in the job's data table)
+SCALARS = 1  # each call's single argument itself, a small scalar: the batch's pickle is theirs
+
+SCALAR_TEXT_MAX = 1024  # a str or bytes travels as a scalar up to this length (256 of them
+# in a batch or a group stay far under a message's bound)
 
 
 class Batch(NamedTuple):
+    """Calls of one job, as columns: a worker runs them in order. Positions (0..n-1) index
+    `call_ids`, `args` and `extras`; outcomes name their batch and first position."""
+
     batch_id: int
     executor_dir: str  # /analytics/<executor id>
     job_dir: str  # the job's directory (a map_reduce's reducers share their mappers')
     fn_key: str  # the function's key: a worker's cache, and the data table when `fn` is None
     state_address: str
-    tasks: list[TaskSpec]
+    kind: str  # "call", "map" (map side of map_reduce) or "reduce"
+    call_ids: range | list[int]  # a range when the calls are consecutive (a first dispatch)
+    mode: int  # PICKLED or SCALARS
+    args: list[Any]  # per position: pickled (args, kwargs), the scalar argument, or None
+    keys: dict[int, str] | None  # position -> key in the job's data table of large arguments
+    extra: Any  # per-kind builtins: (partitions, by_key) for "map"; per position for "reduce"
+    extras: list[Any] | None  # per position, when calls differ: (partition, mappers, by_key)
     fn: bytes | None = None  # the pickled function itself when it is small (INLINE_ARGS_MAX)
 
 
-OK, ERROR, STATE_FULL = 0, 1, 2
+# What became of a call, one byte per call of a group.
+VALUE, PICKLED_VALUE, STORED, ERROR, STATE_FULL = 0, 1, 2, 3, 4
 
 
-class Outcome(NamedTuple):
+class Group(NamedTuple):
+    """Outcomes of consecutive calls of a batch, from position `pos` on, as columns. A call
+    starts when the one before it ends (the first at `t0`): workers run a batch in order."""
+
     batch_id: int
-    call_id: int
-    attempt: int
-    status: int  # OK, ERROR or STATE_FULL (the result did not fit the state pool)
-    value: bytes | None  # pickled result, inline
-    value_ref: tuple[str, int] | None  # or (its key in the job's results, size)
-    error: tuple[str, str, str, bytes | None] | None  # type name, message, traceback, pickled exception
+    pos: int
     worker: str
-    start: float  # wall-clock seconds on the worker
-    end: float
-
-
-# Tasks and outcomes travel as plain tuples: pickle writes a tuple in C, while a NamedTuple
-# goes through copyreg's __reduce_ex__ per item (a third of a no-op call's wire cost).
-_as = tuple.__new__
+    t0: float  # wall-clock start of the call at `pos`, on the worker
+    ends: list[float]  # wall-clock end of each call
+    kinds: bytes  # VALUE .. STATE_FULL per call
+    values: list[Any]  # per call: VALUE the value itself (a small scalar), PICKLED_VALUE its
+    # pickle, STORED (key, size) in the job's results, ERROR/STATE_FULL (type name, message,
+    # traceback, pickled exception or None)
 
 
 def encode_batch(batch: Batch) -> bytes:
-    tasks: list[Any] = [tuple(t) for t in batch.tasks]
-    return pickle.dumps(batch._replace(tasks=tasks), protocol=PROTOCOL)
+    return pickle.dumps(tuple(batch), protocol=PROTOCOL)
 
 
 def decode_batch(data: bytes) -> Batch:
     if not isinstance(data, bytes | bytearray):  # a function invoked with text gets a str
         raise TypeError(f"not a task batch: {type(data).__name__} (a batch is a pickle, sent as bytes)")
     batch = pickle.loads(data)
-    if not isinstance(batch, Batch):
+    if type(batch) is not tuple or len(batch) != len(Batch._fields):
         raise TypeError(f"not a task batch: {type(batch).__name__}")
-    return batch._replace(tasks=[_as(TaskSpec, t) for t in batch.tasks])
+    return Batch._make(batch)
 
 
-def encode_outcomes(outcomes: list[Outcome]) -> bytes:
-    return pickle.dumps([tuple(o) for o in outcomes], protocol=PROTOCOL)
+def encode_batches(batches: list[bytes]) -> bytes:
+    """Encoded batches for one worker, in one message (a pool worker's wire)."""
+    return pickle.dumps(batches, protocol=PROTOCOL)
 
 
-def decode_outcomes(data: bytes) -> list[Outcome]:
-    return [_as(Outcome, o) for o in pickle.loads(data)]
+def decode_batches(data: bytes) -> list[Batch]:
+    encoded = pickle.loads(data)
+    if type(encoded) is not list:
+        raise TypeError(f"not a list of task batches: {type(encoded).__name__}")
+    return [decode_batch(b) for b in encoded]
+
+
+# Groups travel as plain tuples: pickle writes a tuple in C, a NamedTuple through copyreg's
+# __reduce_ex__, item by item.
+def encode_groups(groups: list[Group]) -> bytes:
+    return pickle.dumps([tuple(g) for g in groups], protocol=PROTOCOL)
+
+
+def decode_groups(data: bytes) -> list[Group]:
+    return [Group._make(g) for g in pickle.loads(data)]
+
+
+_TEXT = (str, bytes)
+_FIXED = frozenset({float, complex, bool, type(None)})  # scalars of a fixed, small size
+INT_MAX = 1 << 63  # an int travels as a scalar below this magnitude (larger ones are pickled)
+
+
+def is_small_scalar(value: Any) -> bool:
+    """Does `value` travel as itself (the C pickler writes it as cloudpickle would, and it is
+    small enough for any message)?"""
+    t = type(value)
+    if t is int:
+        return -INT_MAX < value < INT_MAX
+    return t in _FIXED or (t in _TEXT and len(value) <= SCALAR_TEXT_MAX)
+
+
+FIXED_TYPES, TEXT_TYPES = _FIXED, _TEXT  # for the runner's inlined check
+
+
+def _all_small(items: list[Any], types: set[type]) -> bool:
+    if types == {int}:  # the common case, checked in C
+        return min(items) > -INT_MAX and max(items) < INT_MAX
+    if types <= _FIXED:
+        return True
+    return all(is_small_scalar(x) for x in items)
+
+
+def call_payloads(fn: Any, items: list[Any], extra_args: Any = None) -> tuple[int, list[Any]]:
+    """A job's arguments: (SCALARS, the items) when every item is a small scalar and nothing
+    is added (no pickling here: the batch's pickle carries them), else (PICKLED, one pickled
+    (args, kwargs) per call, Lithops' convention). UnpicklableError names the first call
+    that fails."""
+    types = set(map(type, items))
+    if extra_args is None and types <= _SCALARS and _all_small(items, types):
+        return SCALARS, items
+    return PICKLED, dumps_calls(fn, items, extra_args)
 
 
 def dumps_result(value: Any) -> bytes:

@@ -37,13 +37,16 @@ def main(fd: int, name: str) -> None:
     except OSError:
         return  # a replacement started as its executor closed: nobody wants it
 
-    def send(outcomes: list[wire.Outcome]) -> None:
-        conn.send_bytes(wire.encode_outcomes(outcomes))
+    def send(groups: list[wire.Group]) -> None:
+        conn.send_bytes(wire.encode_groups(groups))
 
-    outbox = Outbox(send, background=True)
+    outbox = Outbox(send, name, background=True)
     try:
         while (data := inbox.get()) is not None:
-            runner.run_batch(wire.decode_batch(data), outbox)
+            batches = wire.decode_batches(data)
+            for i, batch in enumerate(batches):
+                # Another batch already here: this one's outcomes may wait to travel with its.
+                runner.run_batch(batch, outbox, more=i + 1 < len(batches) or not inbox.empty())
     except OSError:
         pass  # the driver closed the socket while outcomes were on their way: it wants none
 

@@ -25,6 +25,7 @@ T = TypeVar("T")
 #   <root>/structures/<id>   namespace.Node.record(): path, kind, flags, state, block map
 #   <root>/quotas/<n>        {"path", "blocks"}: a block quota on a directory
 #   <root>/renames/<n>       {"src", "dst"}: a rename of several structures in progress
+#   <root>/dumps/<n>         {"dest", "owner"}: a dump deleted when structure `owner` (an id) goes
 #
 # What is written when, so that a crash at any point loses nothing acknowledged:
 # - a structure's record is written before its create is answered and before any command
@@ -48,6 +49,7 @@ class Loaded:
     structures: dict[int, dict[str, Any]] = field(default_factory=dict)
     quotas: dict[int, dict[str, Any]] = field(default_factory=dict)
     renames: dict[int, dict[str, Any]] = field(default_factory=dict)
+    dumps: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def _dump(obj: Any) -> bytes:
@@ -109,12 +111,13 @@ class Catalog:
             ("structures", out.structures),
             ("quotas", out.quotas),
             ("renames", out.renames),
+            ("dumps", out.dumps),
         ):
             for child in await self._call(f"listing {name}", self.store.children(f"{self.root}/{name}")):
                 rec = await self._call(f"reading {name}", self.store.get(f"{self.root}/{name}/{child}"))
                 if rec is not None and child.isdigit():
                     target[int(child)] = json.loads(rec[0])
-        self._seq = max([0, *out.quotas, *out.renames]) + 1
+        self._seq = max([0, *out.quotas, *out.renames, *out.dumps]) + 1
         return out
 
     # -- ids ----------------------------------------------------------------------------------
@@ -157,6 +160,15 @@ class Catalog:
 
     async def delete_quota(self, quota_id: int) -> None:
         await self._delete(f"{self.root}/quotas/{quota_id}")
+
+    async def save_dump_owner(self, dest: str, owner: int) -> int:
+        n, self._seq = self._seq, self._seq + 1
+        await self._call("recording a dump's owner",
+                         self.store.put(f"{self.root}/dumps/{n}", _dump({"dest": dest, "owner": owner})))  # fmt: skip
+        return n
+
+    async def delete_dump_owner(self, n: int) -> None:
+        await self._delete(f"{self.root}/dumps/{n}")
 
     async def bracket_rename(self, src: str, dst: str, body: Callable[[], Awaitable[None]]) -> None:
         """Run `body` (rewriting the moved structures' records) with a record of the rename

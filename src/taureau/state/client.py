@@ -380,9 +380,14 @@ class StateClient:
     def status(self, path: str) -> dict[str, Any]:
         return self.control(Op.STATUS, {"path": path})
 
-    def dump(self, path: str, dest: str) -> dict[str, Any]:
-        """Write a copy of the structure to `dest` (e.g. `local://jobs/j1/shuffle0.dump`)."""
-        return self.control(Op.DUMP, {"path": path, "dest": dest})
+    def dump(self, path: str, dest: str, owner: str | None = None) -> dict[str, Any]:
+        """Write a copy of the structure to `dest` (e.g. `local://jobs/j1/shuffle0.dump`). With
+        `owner` (a structure's path), the dump is deleted when that structure leaves the
+        namespace: removed, or reclaimed when its lease expires (a dead client's spills)."""
+        args = {"path": path, "dest": dest}
+        if owner is not None:
+            args["owner"] = owner
+        return self.control(Op.DUMP, args)
 
     def load(self, path: str, src: str) -> None:
         """Create `path` from a dump (or reload a structure flushed on lease expiry)."""

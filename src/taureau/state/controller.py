@@ -25,6 +25,7 @@ from taureau.state.limits import controller_limits
 from taureau.state.membership import Membership
 from taureau.state.namespace import Namespace, Node, NodeState, split_path
 from taureau.state.notify import Subscriptions
+from taureau.state.owned_dumps import OwnedDumps
 from taureau.state.persist import Backings, decode_dump, encode_dump
 from taureau.state.quotas import Quotas
 from taureau.state.rpc import Peer
@@ -93,6 +94,7 @@ class Controller:
             join_wait_s=join_wait_ms / 1000,
         )
         self.backings = Backings(data_dir)
+        self.owned_dumps = OwnedDumps(self.catalog, self.backings)
         self.subs = Subscriptions()
         self.server: asyncio.AbstractServer | None = None
         self.unix_server: asyncio.AbstractServer | None = None
@@ -166,6 +168,7 @@ class Controller:
         for n in loaded.renames:
             await self.catalog.delete_rename(n)
         self.quotas.restore(loaded.quotas)
+        await self.owned_dumps.restore(loaded.dumps, set(self.ns.by_id))
         self.members.restore(loaded.servers)
         await self.members.start()
         if loaded.structures or loaded.servers:
@@ -406,9 +409,11 @@ class Controller:
     async def _reclaim(self, node: Node) -> None:
         """Unlink a subtree and free its blocks; records go first, so a crash in between
         leaves blocks no record lists (freed when their servers report), never the reverse."""
-        for n in self.ns.detach(node):
+        gone = self.ns.detach(node)
+        for n in gone:
             await self.catalog.delete_structure(n.struct_id)
             await self.blocks.free(n)
+        await self.owned_dumps.owners_gone({n.struct_id for n in gone})
 
     async def _rename(self, peer: Peer, a: dict) -> dict:
         src, dst = _str(a, "src"), _str(a, "dst")
@@ -534,10 +539,22 @@ class Controller:
     # -- dump / load / leases ------------------------------------------------------------------
 
     async def _dump(self, peer: Peer, a: dict) -> dict:
+        """Write a structure's copy to `dest`; with `owner` (a structure's path) the dump is
+        deleted when that structure leaves the namespace (removed, or its lease expired)."""
         node = self.ns.structure(_str(a, "path"))
+        dest = _str(a, "dest")
+        owner = self.ns.structure(_str(a, "owner")) if a.get("owner") is not None else None
+        self.backings.resolve(dest)
         records = await self.blocks.export(node)
         data = encode_dump(node.kind, records)
-        await asyncio.to_thread(self.backings.write, _str(a, "dest"), data)
+        await asyncio.to_thread(self.backings.write, dest, data)
+        if owner is not None and self.ns.by_id.get(owner.struct_id) is owner:
+            await self.owned_dumps.add(dest, owner.struct_id)
+        else:
+            await self.owned_dumps.forget(dest)
+            if owner is not None:  # removed while the dump was written: it goes with it
+                await asyncio.to_thread(self.backings.delete, dest)
+                raise errors.PathNotFoundError(f"{owner.path} was removed while the dump was written")
         return {"bytes": len(data), "records": len(records)}
 
     async def _load(self, peer: Peer, a: dict) -> dict:
@@ -563,6 +580,7 @@ class Controller:
             if node.backing == src and node.state is NodeState.FLUSHED:
                 raise errors.BackingStoreError(f"{src} holds flushed {node.path}; remove the structure instead")
         await asyncio.to_thread(self.backings.delete, src)
+        await self.owned_dumps.forget(src)
         return {}
 
     async def _reload(self, node: Node, src: str | None) -> None:

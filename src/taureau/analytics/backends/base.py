@@ -7,14 +7,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from taureau.analytics.errors import BackendError
-from taureau.analytics.wire import Batch, Outcome
+from taureau.analytics.wire import Batch, Group
 
 
 class BackendSink(Protocol):
     """Where a backend reports (from any of its threads)."""
 
-    def outcomes(self, batch_id: int, outcomes: list[Outcome]) -> None:
-        """Some outcomes of a batch (a batch may report in several pieces)."""
+    def outcomes(self, group: Group) -> None:
+        """Outcomes of consecutive calls of a batch (a batch may report in several groups)."""
 
     def batch_done(self, batch_id: int, lost: BaseException | None) -> None:
         """The batch is over: every outcome was reported, or `lost` says why the rest never will be."""
@@ -28,13 +28,19 @@ class Backend(Protocol):
 
     def start(self, sink: BackendSink, state_address: str) -> None: ...
 
-    def try_submit(self, batch: Batch, *, exclusive: bool = False, avoid: str | None = None) -> str | None:
+    def try_submit(self, batch: Batch, *, exclusive: bool = False, avoid: str | None = None,
+                   short: bool = False) -> str | None:  # fmt: skip
         """Take `batch` if there is room and name the worker (or slot) that runs it; None if
         there is no room. An exclusive batch needs a worker of its own; `avoid` names one not to
-        use. Never blocks for long: the scheduler calls it under its lock."""
+        use. `short`: the batch is expected to run for under a few milliseconds, so a backend may
+        queue more of them on one worker. Never blocks for long: the scheduler calls it under
+        its lock."""
         ...
 
     def close(self) -> None: ...
+
+    # Optional: `flush()` writes what try_submit accepted, called once the scheduler's lock is
+    # released (a backend that sends inside try_submit has none); `cancel(batch_id)` stops a batch.
 
 
 # name -> "module:factory"; a factory takes the Executor's options and returns a Backend.

@@ -11,13 +11,15 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import selectors
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 
 from taureau.analytics import wire
 from taureau.analytics.backends.base import BackendSink
@@ -46,17 +48,23 @@ class LocalBackend:
     waiting_tasks_ok = True
     streams_outcomes = True
 
-    def __init__(self, workers: int | None = None, depth: int = 2, **_: object) -> None:
+    def __init__(self, workers: int | None = None, depth: int = 2, short_depth: int = 4, **_: object) -> None:
         self.slots = workers or os.cpu_count() or 1
         if self.slots < 1:
             raise BackendError("workers must be at least 1")
         self.depth = depth
+        # Short batches queue deeper: a worker then never waits a round trip for the next one
+        # (which would take longer than the batch), and a job of tiny calls goes out at once.
+        # Long ones stay at `depth`, so a slow worker does not sit on work others could take.
+        self.short_depth = max(depth, short_depth)
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
         self._names = itertools.count(0)
         self._closing = False
         self._sink: BackendSink | None = None
         self._wake_r, self._wake_w = socket.socketpair()
+        self._outgoing: deque[tuple[_Worker, bytes]] = deque()  # accepted, not written yet (depth bounds it)
+        self._send_lock = threading.Lock()  # writes in the order batches were accepted
         self._thread: threading.Thread | None = None
 
     def start(self, sink: BackendSink, state_address: str) -> None:
@@ -87,26 +95,37 @@ class LocalBackend:
         with self._lock:
             return [(w.name, w.proc.pid) for w in self._workers if not w.dead]
 
-    def try_submit(self, batch: wire.Batch, *, exclusive: bool = False, avoid: str | None = None) -> str | None:
+    def try_submit(self, batch: wire.Batch, *, exclusive: bool = False, avoid: str | None = None,
+                   short: bool = False) -> str | None:  # fmt: skip
         with self._lock:
             best: _Worker | None = None
             for w in self._workers:
                 if w.dead or not w.ready or w.exclusive or w.name == avoid:
                     continue
                 load = len(w.batches)
-                if (exclusive and load) or load >= self.depth:
+                if (exclusive and load) or load >= (self.short_depth if short else self.depth):
                     continue
                 if best is None or load < len(best.batches):
                     best = w
             if best is None:
                 return None
-            try:
-                best.conn.send_bytes(wire.encode_batch(batch))
-            except OSError:
-                return None  # it died; the I/O thread reports its batches
-            best.batches[batch.batch_id] = len(batch.tasks)
+            self._outgoing.append((best, wire.encode_batch(batch)))
+            best.batches[batch.batch_id] = len(batch.call_ids)
             best.exclusive = exclusive
             return best.name
+
+    def flush(self) -> None:
+        """Write the batches try_submit accepted (the scheduler calls this without its lock)."""
+        with self._send_lock:
+            by_worker: dict[_Worker, list[bytes]] = {}
+            while self._outgoing:
+                w, data = self._outgoing.popleft()
+                by_worker.setdefault(w, []).append(data)
+            for w, batches in by_worker.items():  # one message per worker: one wake-up for all of them
+                try:
+                    w.conn.send_bytes(wire.encode_batches(batches))
+                except OSError:
+                    pass  # it died: the I/O thread sees its EOF and reports its batches lost
 
     def cancel(self, batch_id: int) -> bool:
         """Stop a batch whose calls all finished elsewhere (the losers of speculation): its
@@ -123,41 +142,50 @@ class LocalBackend:
     def _io_loop(self) -> None:
         sink = self._sink
         assert sink is not None
+        # One selector for the loop's life, its workers re-registered only when they change
+        # (a selector made per wait costs more than reading a small message).
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ, None)
+        watched: dict[_Worker, None] = {}
         while not self._closing:
             with self._lock:
-                conns = {w.conn: w for w in self._workers if not w.dead}
-            ready = wait([*conns, self._wake_r], timeout=1.0)
-            for c in ready:
-                w = conns.get(c)  # type: ignore[call-overload]
-                if w is None:
+                live = [w for w in self._workers if not w.dead]
+            if live != list(watched):
+                for w in watched:
+                    selector.unregister(w.conn)
+                watched = dict.fromkeys(live)
+                for w in live:
+                    selector.register(w.conn, selectors.EVENT_READ, w)
+            for key, _ in selector.select(timeout=1.0):
+                w = key.data
+                if w is None or w.dead:
                     continue
                 try:
                     data = w.conn.recv_bytes()
                 except (EOFError, OSError):
+                    selector.unregister(w.conn)  # before _lost closes it (a closed one has no fd)
+                    del watched[w]
                     self._lost(w, sink)
                     continue
                 if data == READY:
                     with self._lock:
                         w.ready = True
                     continue
-                self._report(w, wire.decode_outcomes(data), sink)
+                self._report(w, wire.decode_groups(data), sink)
 
-    def _report(self, w: _Worker, outcomes: list[wire.Outcome], sink: BackendSink) -> None:
-        by_batch: dict[int, list[wire.Outcome]] = {}
-        for o in outcomes:
-            by_batch.setdefault(o.batch_id, []).append(o)
+    def _report(self, w: _Worker, groups: list[wire.Group], sink: BackendSink) -> None:
         finished = []
         with self._lock:
-            for batch_id, outs in by_batch.items():
-                left = w.batches.get(batch_id, 0) - len(outs)
+            for g in groups:
+                left = w.batches.get(g.batch_id, 0) - len(g.ends)
                 if left <= 0:
-                    w.batches.pop(batch_id, None)
+                    w.batches.pop(g.batch_id, None)
                     w.exclusive = False
-                    finished.append(batch_id)
+                    finished.append(g.batch_id)
                 else:
-                    w.batches[batch_id] = left
-        for batch_id, outs in by_batch.items():
-            sink.outcomes(batch_id, outs)
+                    w.batches[g.batch_id] = left
+        for g in groups:
+            sink.outcomes(g)
         for batch_id in finished:
             sink.batch_done(batch_id, None)
 

@@ -53,7 +53,8 @@ class RayBackend:
         self._sink = sink
         self._thread.start()
 
-    def try_submit(self, batch: wire.Batch, *, exclusive: bool = False, avoid: str | None = None) -> str | None:
+    def try_submit(self, batch: wire.Batch, *, exclusive: bool = False, avoid: str | None = None,
+                   short: bool = False) -> str | None:  # fmt: skip
         slot = self._slots.take(avoid)
         if slot is None:
             return None

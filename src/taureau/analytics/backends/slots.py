@@ -35,7 +35,9 @@ def report(sink: BackendSink, batch_id: int, reply: bytes | None, lost: str | No
     """Hand a finished request's outcomes (or the reason it has none) to the scheduler."""
     if reply is not None:
         try:
-            sink.outcomes(batch_id, wire.decode_outcomes(reply))
+            for group in wire.decode_groups(reply):
+                if group.batch_id == batch_id:  # a reply names only its own batch
+                    sink.outcomes(group)
         except Exception as exc:  # noqa: BLE001 - a garbled reply loses the batch, it must not kill the thread
             lost = f"unreadable reply: {type(exc).__name__}: {exc}"
     sink.batch_done(batch_id, WorkerLostError(lost) if lost else None)

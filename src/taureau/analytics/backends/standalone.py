@@ -84,7 +84,8 @@ class StandaloneBackend:
                 raise BackendError(f"{'/'.join(FUNCTION)} runs {status.get('numRunning')} of {self.slots} instances")
             time.sleep(0.05)
 
-    def try_submit(self, batch: wire.Batch, *, exclusive: bool = False, avoid: str | None = None) -> str | None:
+    def try_submit(self, batch: wire.Batch, *, exclusive: bool = False, avoid: str | None = None,
+                   short: bool = False) -> str | None:  # fmt: skip
         slot = self._slots.take(avoid)
         if slot is None:
             return None
