@@ -233,7 +233,7 @@ class ManagedCursorImpl(ManagedCursor):
 
     # -- acknowledgements -------------------------------------------------------------------
 
-    async def mark_delete(self, position: Position) -> None:
+    def mark_delete_now(self, position: Position) -> None:
         position = _position(position)
         self._check_open()
         if position > self._ml.last_confirmed:
@@ -243,7 +243,7 @@ class ManagedCursorImpl(ManagedCursor):
         if position > self._md:
             self._move_mark_delete(position)
 
-    async def delete(self, positions: list[Position]) -> None:
+    def delete_now(self, positions: list[Position]) -> None:
         checked = [_position(p) for p in positions]
         self._check_open()
         last = self._ml.last_confirmed
@@ -259,7 +259,7 @@ class ManagedCursorImpl(ManagedCursor):
         self._advance()
         self._changed(old)
 
-    async def ack_batch_indexes(self, position: Position, unacked: Sequence[int]) -> None:
+    def ack_batch_indexes_now(self, position: Position, unacked: Sequence[int]) -> None:
         position = _position(position)
         self._check_open()
         if self.is_acked(position):
@@ -275,7 +275,7 @@ class ManagedCursorImpl(ManagedCursor):
             )
         if not any(words):
             self._batches.pop(position, None)
-            await self.delete([position])
+            self.delete_now([position])
             return
         if known is None and len(self._batches) >= MAX_BATCH_ACKS:
             return  # bounded: this entry comes back whole (at least once), never lost
