@@ -204,7 +204,9 @@ class ManagedCursorImpl(ManagedCursor):
         _count(max_entries, "max_entries", 1)
         self._check_open()
         moves = self._moves
-        start = max(self._read, self._ledgers.next_after(self._md))
+        # Normally the read position is already past the mark-delete one (no next_after per
+        # read); a position between two ledgers is normalised by _collect.
+        start = self._read if self._read > self._md else self._ledgers.next_after(self._md)
         entries, pos = await self._collect(start, max_entries)
         if moves == self._moves:
             self._read = pos

@@ -258,8 +258,12 @@ class ManagedLedgerImpl(ManagedLedger):
 
     def evict_read_entries(self) -> None:
         """Drop cached entries every cursor has read past."""
-        if self._cursors:
-            self.cache.evict_before(min(c.read_position for c in self._cursors.values()))
+        cursors = self._cursors
+        if len(cursors) == 1:  # the common case, once per dispatch round: no generator
+            for cursor in cursors.values():
+                self.cache.evict_before(cursor.read_position)
+        elif cursors:
+            self.cache.evict_before(min(c.read_position for c in cursors.values()))
 
     # -- cursors ----------------------------------------------------------------------------
 
