@@ -93,8 +93,9 @@ class ManagedCursorImpl(ManagedCursor):
         if durable:
             self._path = meta.cursor_path(ml.name, name)
             self._writer = SerialWriter(
-                self._save, ml.cursor_persist_interval_s, on_error=self._on_save_error
-            )
+                self._save, ml.cursor_persist_interval_s, on_error=self._on_save_error,
+                ticker=ml.cursor_save_ticker,
+            )  # fmt: skip
 
     # -- creation, persistence --------------------------------------------------------------
 
