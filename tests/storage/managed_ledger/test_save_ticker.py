@@ -24,13 +24,13 @@ async def test_fifty_waiting_writers_hold_one_timer_and_all_save_at_the_tick():
     recorders = [Recorder() for _ in range(50)]
     writers = [SerialWriter(r.save, 0.1, ticker=ticker) for r in recorders]
     for writer in writers:
-        writer.request()  # the first save of each runs at once
+        writer.request()  # all at the ticker's first tick, which is at once
     await asyncio.sleep(0.01)
     assert [r.saved for r in recorders] == [[0]] * 50
     before = live_timers()
     for r, writer in zip(recorders, writers, strict=True):
         r.state = 1
-        writer.request()  # rate-limited: each waits, on the ticker
+        writer.request()  # rate-limited: each waits on the ticker for the next tick
     assert len(ticker) == 50 and ticker.timer_set
     assert live_timers() - before == 1  # one timer for all fifty (it was fifty timers)
     await asyncio.sleep(0.25)
@@ -82,7 +82,7 @@ async def test_a_factorys_acking_cursors_wait_on_its_one_ticker_and_their_record
         cursor = await ml.open_cursor("sub", InitialPosition.EARLIEST)
         first = await ml.add_entry(b"a")
         second = await ml.add_entry(b"b")
-        await cursor.mark_delete(first)  # saved at once
+        await cursor.mark_delete(first)  # saved at the first tick
         cursors.append((ml, cursor, second))
     await asyncio.sleep(0.01)
     for _, cursor, second in cursors:
