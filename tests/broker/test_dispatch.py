@@ -138,7 +138,7 @@ async def test_shared_round_robin_and_redelivery_count(topic):
     await settle()
     assert sink.messages[-1][1] == first and sink.messages[-1][2] == 1
     with pytest.raises(NotAllowedError):
-        await sub.ack_cumulative(a, first)
+        sub.ack_cumulative(a, first)
 
 
 async def test_consumer_leaving_hands_its_unacked_entries_to_others(topic):
@@ -151,7 +151,7 @@ async def test_consumer_leaving_hands_its_unacked_entries_to_others(topic):
     await publish(topic, b"1", b"2", b"3")
     await settle()
     assert len(a.pending) == 3
-    await sub.ack_individual(a, [sink.messages[0][1]])
+    sub.ack_individual(a, [sink.messages[0][1]])
     await topic.subscribe(subscription="s", consumer=b, sub_type=SubType.SHARED)
     sub.flow(b, 10)
     await topic.remove_consumer(sub, a)
@@ -244,7 +244,7 @@ async def test_reset_to_redelivers_from_a_position_and_disconnects(topic):
     sub.flow(c, 10)
     await settle()
     positions = [m[1] for m in sink.messages]
-    await sub.ack_cumulative(c, positions[-1])
+    sub.ack_cumulative(c, positions[-1])
     await sub.reset_to(positions[1])
     assert sink.closed == [1]
     c2 = consumer(sink, 2)
@@ -282,7 +282,7 @@ async def test_unacked_entries_come_back_after_every_consumer_left(topic):
     sub.flow(a, 10)
     await publish(topic, b"1", b"2", b"3", key="k")
     await settle()
-    await sub.ack_individual(a, [sink.messages[0][1]])
+    sub.ack_individual(a, [sink.messages[0][1]])
     await topic.remove_consumer(sub, a)
     # The next consumer may use another type (so another dispatcher): nothing unacked is lost.
     b = consumer(sink, 2)
@@ -348,10 +348,10 @@ async def test_subscription_unacked_limit_holds_every_consumer_until_half_is_ack
         delivered = [(cid, position) for cid, position, *_ in sink.messages]
         by_id = {1: a, 2: b}
         for cid, position in delivered[:2]:
-            await sub.ack_individual(by_id[cid], [position])
+            sub.ack_individual(by_id[cid], [position])
         await settle()
         assert len(sink.messages) == 6  # 4 unacked: still over half of 6
-        await sub.ack_individual(by_id[delivered[2][0]], [delivered[2][1]])
+        sub.ack_individual(by_id[delivered[2][0]], [delivered[2][1]])
         await settle()
         assert len(sink.messages) == 9 and sub.dispatcher.blocked  # 3 more, then 6 again
 

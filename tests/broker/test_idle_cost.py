@@ -100,7 +100,7 @@ async def test_a_wake_with_nothing_to_send_starts_no_task():
     assert sink.bodies == [b"a"] and dispatcher_tasks() == []
     sub.flow(c, 5)
     assert dispatcher_tasks() == []  # caught up: a FLOW starts nothing
-    await sub.ack_cumulative(c, position)
+    sub.ack_cumulative(c, position)
     assert dispatcher_tasks() == []  # nor does an ack
     await topic.ledger.add_entry(entry(b"b"))
     sub.notify_new_entries()

@@ -372,7 +372,20 @@ async def ack(session: Session, cmd: pb.BaseCommand) -> None:
     req = cmd.ack
     if transactions.in_transaction(req):
         await transactions.ack(session, req)
-        return
+    else:
+        apply_ack(session, req)
+
+
+def can_ack_inline(req: pb.CommandAck) -> bool:
+    """Whether an ACK may skip the control queue (ServerConnection applies it as it reads it,
+    when no control command is ahead of it): not one in a transaction (its handler awaits the
+    coordinator), nor one with properties (strings that `checked` must vet for UTF-8 first;
+    MessageIdData has no string field)."""
+    return not req.properties and not transactions.in_transaction(req)
+
+
+def apply_ack(session: Session, req: pb.CommandAck) -> None:
+    """An ACK outside a transaction: synchronous, as the cursor saves in the background."""
     error = None
     try:
         consumer, sub, _ = session.consumer(req.consumer_id)
@@ -382,16 +395,16 @@ async def ack(session: Session, cmd: pb.BaseCommand) -> None:
                 position = Position(mid.ledgerId, mid.entryId)
                 if any(word for word in mid.ack_set):
                     # Everything before this batch, and the part of it the ack set leaves out.
-                    await sub.ack_cumulative(consumer, Position(mid.ledgerId, mid.entryId - 1))
-                    await sub.ack_batch(consumer, position, list(mid.ack_set))
+                    sub.ack_cumulative(consumer, Position(mid.ledgerId, mid.entryId - 1))
+                    sub.ack_batch(consumer, position, list(mid.ack_set))
                 else:
-                    await sub.ack_cumulative(consumer, position)
+                    sub.ack_cumulative(consumer, position)
         else:
             whole, partial = _split_acks(req.message_id)
             if whole:
-                await sub.ack_individual(consumer, whole)
+                sub.ack_individual(consumer, whole)
             for position, unacked in partial:
-                await sub.ack_batch(consumer, position, unacked)
+                sub.ack_batch(consumer, position, unacked)
     except Exception as exc:
         error = exc
         log.info("ack from %s failed: %s", session.remote_address, exc)

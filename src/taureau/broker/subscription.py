@@ -135,15 +135,18 @@ class Subscription:
         if self.dispatcher is not None:
             self.dispatcher.redeliver(consumer, positions)
 
-    async def ack_individual(self, consumer: Consumer, positions: list[Position]) -> None:
+    # Acks are synchronous (the cursor saves in the background): the connection applies an
+    # ACK as it reads it, like a FLOW, when no control command is ahead of it.
+
+    def ack_individual(self, consumer: Consumer, positions: list[Position]) -> None:
         if self.dispatcher is not None:
             self.dispatcher.acked(consumer, positions)
         consumer.msg_acked += len(positions)
-        await self.cursor.delete(positions)
+        self.cursor.delete_now(positions)
 
-    async def ack_batch(self, consumer: Consumer, position: Position, unacked: list[int]) -> None:
+    def ack_batch(self, consumer: Consumer, position: Position, unacked: list[int]) -> None:
         """A batch-index ack: `unacked` are the batch's messages still not acknowledged."""
-        await self.cursor.ack_batch_indexes(position, unacked)
+        self.cursor.ack_batch_indexes_now(position, unacked)
         if self.cursor.is_acked(position):  # that was its last message
             if self.dispatcher is not None:
                 self.dispatcher.acked(consumer, [position])
@@ -166,12 +169,12 @@ class Subscription:
         if self.dispatcher is not None:
             self.dispatcher.requeue(positions)
 
-    async def ack_cumulative(self, consumer: Consumer, position: Position) -> None:
+    def ack_cumulative(self, consumer: Consumer, position: Position) -> None:
         if self.sub_type in (SubType.SHARED, SubType.KEY_SHARED):
             raise NotAllowedError("cumulative ack is not allowed on Shared or Key_Shared subscriptions")
         if self.dispatcher is not None:
             self.dispatcher.acked_cumulative(consumer, position)
-        await self.cursor.mark_delete(position)
+        self.cursor.mark_delete_now(position)
 
     def notify_new_entries(self) -> None:
         if self.dispatcher is not None:

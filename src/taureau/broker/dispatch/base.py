@@ -159,7 +159,7 @@ class Dispatcher:
                         break
             self.replay.discard(position)
             self.redelivery_counts.pop(position, None)
-        self.wake()
+        self._wake_after_ack()
 
     def requeue(self, positions: list[Position]) -> None:
         """Positions an aborted transaction had acknowledged: whoever holds them lets go, and
@@ -178,7 +178,15 @@ class Dispatcher:
             self.replay = {p for p in self.replay if p > position}
         if self.redelivery_counts:
             self.redelivery_counts = {p: n for p, n in self.redelivery_counts.items() if p > position}
-        self.wake()
+        self._wake_after_ack()
+
+    def _wake_after_ack(self) -> None:
+        """An ack can only give a dispatcher work when unacked bounds apply (a consumer or the
+        subscription blocked on them; Key_Shared's order waits for acks too): Shared and
+        Key_Shared. For Exclusive and Failover it only takes work away (replay positions), and
+        with 1,000 topics the wake's `_has_work` per ack showed in every message's cost."""
+        if self.tracks_unacked:
+            self.wake()
 
     def reset(self) -> None:
         """The cursor was reset (seek): forget everything in flight."""

@@ -80,13 +80,13 @@ class NonPersistentSubscription:
     def redeliver(self, consumer: Consumer, positions: list[Position] | None) -> None:
         """Nothing was kept to send again."""
 
-    async def ack_individual(self, consumer: Consumer, positions: list[Position]) -> None:
+    def ack_individual(self, consumer: Consumer, positions: list[Position]) -> None:
         consumer.msg_acked += len(positions)
 
-    async def ack_batch(self, consumer: Consumer, position: Position, unacked: list[int]) -> None:
+    def ack_batch(self, consumer: Consumer, position: Position, unacked: list[int]) -> None:
         """Accepted and ignored."""
 
-    async def ack_cumulative(self, consumer: Consumer, position: Position) -> None:
+    def ack_cumulative(self, consumer: Consumer, position: Position) -> None:
         if self.sub_type in (SubType.SHARED, SubType.KEY_SHARED):
             raise NotAllowedError("cumulative ack is not allowed on Shared or Key_Shared subscriptions")
 

@@ -92,19 +92,32 @@ class ManagedCursor(abc.ABC):
     @abc.abstractmethod
     def is_acked(self, position: Position) -> bool: ...
 
+    # Acknowledgements change memory only (the save is rate-limited, in the background), so
+    # each has a synchronous form: the broker applies an ACK inline, without a task per frame.
+    # The async forms are kept for callers that await them.
+
     @abc.abstractmethod
-    async def mark_delete(self, position: Position) -> None:
+    def mark_delete_now(self, position: Position) -> None:
         """Cumulative acknowledgement of everything up to and including position."""
 
     @abc.abstractmethod
-    async def delete(self, positions: list[Position]) -> None:
+    def delete_now(self, positions: list[Position]) -> None:
         """Individual acknowledgement; the mark-delete position advances over any
         contiguous run of acknowledged entries."""
 
     @abc.abstractmethod
-    async def ack_batch_indexes(self, position: Position, unacked: Sequence[int]) -> None:
+    def ack_batch_indexes_now(self, position: Position, unacked: Sequence[int]) -> None:
         """Acknowledge part of a batch entry: `unacked` is the bit set (64-bit words, as Pulsar
         sends them) of its messages still not acknowledged; all zero acknowledges the entry."""
+
+    async def mark_delete(self, position: Position) -> None:
+        self.mark_delete_now(position)
+
+    async def delete(self, positions: list[Position]) -> None:
+        self.delete_now(positions)
+
+    async def ack_batch_indexes(self, position: Position, unacked: Sequence[int]) -> None:
+        self.ack_batch_indexes_now(position, unacked)
 
     @abc.abstractmethod
     def batch_unacked(self, position: Position) -> tuple[int, ...] | None:

@@ -93,8 +93,9 @@ class ManagedCursorImpl(ManagedCursor):
         if durable:
             self._path = meta.cursor_path(ml.name, name)
             self._writer = SerialWriter(
-                self._save, ml.cursor_persist_interval_s, on_error=self._on_save_error
-            )
+                self._save, ml.cursor_persist_interval_s, on_error=self._on_save_error,
+                ticker=ml.cursor_save_ticker,
+            )  # fmt: skip
 
     # -- creation, persistence --------------------------------------------------------------
 
@@ -204,7 +205,9 @@ class ManagedCursorImpl(ManagedCursor):
         _count(max_entries, "max_entries", 1)
         self._check_open()
         moves = self._moves
-        start = max(self._read, self._ledgers.next_after(self._md))
+        # Normally the read position is already past the mark-delete one (no next_after per
+        # read); a position between two ledgers is normalised by _collect.
+        start = self._read if self._read > self._md else self._ledgers.next_after(self._md)
         entries, pos = await self._collect(start, max_entries)
         if moves == self._moves:
             self._read = pos
@@ -233,7 +236,7 @@ class ManagedCursorImpl(ManagedCursor):
 
     # -- acknowledgements -------------------------------------------------------------------
 
-    async def mark_delete(self, position: Position) -> None:
+    def mark_delete_now(self, position: Position) -> None:
         position = _position(position)
         self._check_open()
         if position > self._ml.last_confirmed:
@@ -243,7 +246,7 @@ class ManagedCursorImpl(ManagedCursor):
         if position > self._md:
             self._move_mark_delete(position)
 
-    async def delete(self, positions: list[Position]) -> None:
+    def delete_now(self, positions: list[Position]) -> None:
         checked = [_position(p) for p in positions]
         self._check_open()
         last = self._ml.last_confirmed
@@ -259,7 +262,7 @@ class ManagedCursorImpl(ManagedCursor):
         self._advance()
         self._changed(old)
 
-    async def ack_batch_indexes(self, position: Position, unacked: Sequence[int]) -> None:
+    def ack_batch_indexes_now(self, position: Position, unacked: Sequence[int]) -> None:
         position = _position(position)
         self._check_open()
         if self.is_acked(position):
@@ -275,7 +278,7 @@ class ManagedCursorImpl(ManagedCursor):
             )
         if not any(words):
             self._batches.pop(position, None)
-            await self.delete([position])
+            self.delete_now([position])
             return
         if known is None and len(self._batches) >= MAX_BATCH_ACKS:
             return  # bounded: this entry comes back whole (at least once), never lost

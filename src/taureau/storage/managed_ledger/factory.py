@@ -12,6 +12,7 @@ from taureau.storage.managed_ledger import meta
 from taureau.storage.managed_ledger.api import ManagedLedgerConfig, ManagedLedgerFactoryBase
 from taureau.storage.managed_ledger.budget import CacheBudget
 from taureau.storage.managed_ledger.ledger import ManagedLedgerImpl
+from taureau.storage.managed_ledger.save_ticker import SaveTicker
 
 SWEEP_SLICE = 200  # managed ledgers visited per loop turn by a periodic sweep
 
@@ -61,9 +62,12 @@ class ManagedLedgerFactory(ManagedLedgerFactoryBase):
         # One entry cache budget for every managed ledger opened here (None: each only
         # bounded by its own config.cache_size_bytes).
         self.cache_budget = CacheBudget(cache_budget_bytes) if cache_budget_bytes is not None else None
+        # One timer for the rate-limited saves of every cursor opened here (save_ticker.py).
+        self.cursor_save_ticker = SaveTicker(cursor_persist_interval_s)
         self._ml_options = {
             "cursor_persist_interval_s": cursor_persist_interval_s,
             "cache_budget": self.cache_budget,
+            "cursor_save_ticker": self.cursor_save_ticker,
         }
         self._trim_interval_s = trim_interval_s
         self._trim_sweep: asyncio.Task | None = None  # started with the first open
@@ -144,6 +148,7 @@ class ManagedLedgerFactory(ManagedLedgerFactoryBase):
             await asyncio.wait([task])
         for ml in list(self._opened.values()):
             await ml.close()
+        self.cursor_save_ticker.close()  # the closes saved every cursor: nothing waits on it
 
     def abandon(self) -> None:
         """Drop every managed ledger without closing or saving anything: a simulated crash."""
@@ -153,3 +158,4 @@ class ManagedLedgerFactory(ManagedLedgerFactoryBase):
         for ml in list(self._opened.values()):
             ml.abandon()
         self._opened.clear()
+        self.cursor_save_ticker.close()

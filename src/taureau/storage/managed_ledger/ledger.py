@@ -45,6 +45,7 @@ from taureau.storage.managed_ledger.ledgers import LedgerList, plan_trim
 from taureau.storage.managed_ledger.persist import SerialWriter
 from taureau.storage.managed_ledger.reads import EntryReader
 from taureau.storage.managed_ledger.recovery import delete_ledger_quietly, load_chain
+from taureau.storage.managed_ledger.save_ticker import SaveTicker
 from taureau.storage.managed_ledger.state import _ALLOWED, MLState, _now_ms
 from taureau.storage.managed_ledger.stats import ledger_stats
 from taureau.storage.position import EARLIEST, LATEST, Entry, Position
@@ -65,12 +66,15 @@ class ManagedLedgerImpl(ManagedLedger):
         cursor_persist_interval_s: float = 0.1,
         on_closed: Callable[[ManagedLedgerImpl], None] | None = None,
         cache_budget: CacheBudget | None = None,
+        cursor_save_ticker: SaveTicker | None = None,
     ) -> None:
         self.name = name
         self.config = config
         self.store = store  # shared with the cursors, which persist themselves
         self.path = meta.ledger_path(name)
         self.cursor_persist_interval_s = cursor_persist_interval_s
+        # The factory's: its cursors' rate-limited saves share one timer and land together.
+        self.cursor_save_ticker = cursor_save_ticker
         self._client = client
         self._on_closed = on_closed
         self._state = MLState.INITIALIZING
@@ -258,8 +262,12 @@ class ManagedLedgerImpl(ManagedLedger):
 
     def evict_read_entries(self) -> None:
         """Drop cached entries every cursor has read past."""
-        if self._cursors:
-            self.cache.evict_before(min(c.read_position for c in self._cursors.values()))
+        cursors = self._cursors
+        if len(cursors) == 1:  # the common case, once per dispatch round: no generator
+            for cursor in cursors.values():
+                self.cache.evict_before(cursor.read_position)
+        elif cursors:
+            self.cache.evict_before(min(c.read_position for c in cursors.values()))
 
     # -- cursors ----------------------------------------------------------------------------
 

@@ -58,6 +58,9 @@ class LedgerList:
     @property
     def last_entry(self) -> Position:
         """The last stored entry, or (current, -1) if no ledger holds any."""
+        cur = self.infos[-1]
+        if cur.entries:  # asked several times per dispatch round: the common case first
+            return Position(cur.ledger_id, cur.entries - 1)
         for info in reversed(self.infos):
             if info.entries:
                 return Position(info.ledger_id, info.entries - 1)
@@ -66,8 +69,13 @@ class LedgerList:
     def normalize(self, pos: Position) -> Position:
         """The first stored entry at or after `pos`, or `end` if there is none."""
         ledger_id, entry_id = pos
-        entry_id = max(entry_id, 0)
         ids, infos = self._ids, self.infos
+        if ledger_id == ids[-1] and entry_id >= 0:
+            # A position in the ledger being written (a tailing cursor, asked ~6 times per
+            # dispatch round): itself, or the end. No bisect, no new Position.
+            entries = infos[-1].entries
+            return pos if entry_id < entries else Position(ledger_id, entries)
+        entry_id = max(entry_id, 0)
         i = bisect_left(ids, ledger_id)
         last = len(ids) - 1
         while i < last:
