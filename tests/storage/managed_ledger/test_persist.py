@@ -32,21 +32,34 @@ class Recorder:
         self.saved.append(snapshot)
 
 
+async def _until(condition, timeout_s: float = 10.0) -> float:
+    """Wait (polling) until `condition()` holds; the monotonic time it was seen to."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+    return loop.time()
+
+
 async def test_requests_coalesce_and_respect_the_interval():
+    # An interval long against a busy machine's scheduling delays, so "not yet" stays true.
+    interval = 1.0
     rec = Recorder()
-    writer = SerialWriter(rec.save, min_interval_s=0.05)
+    writer = SerialWriter(rec.save, min_interval_s=interval)
     for i in range(1, 101):
         rec.state = i
         writer.request()
-    await asyncio.sleep(0.01)
+    first = await _until(lambda: bool(rec.saved))
     assert rec.saved == [100]  # the first request saved at once, with the latest state
     for i in range(101, 201):
         rec.state = i
         writer.request()
     await asyncio.sleep(0.01)
     assert rec.saved == [100]  # rate-limited
-    await asyncio.sleep(0.08)
+    second = await _until(lambda: len(rec.saved) == 2)
     assert rec.saved == [100, 200]
+    assert second - first >= interval * 0.95  # not before the interval (timer granularity)
     assert not writer.pending
 
 
