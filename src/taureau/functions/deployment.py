@@ -68,8 +68,11 @@ class ScalingEvent:
 
 class Deployment:
     def __init__(self, record: FunctionRecord, code_paths: list[str], table: StateTable | None,
-                 ctx: DeploymentContext) -> None:
+                 ctx: DeploymentContext, assigned: frozenset[int] | None = None) -> None:
         self.record = record
+        # In a cluster of workers, the instance ids this worker runs (the leader's assignment);
+        # None: every instance (a worker alone).
+        self.assigned = assigned
         self.config = record.config
         self.code_paths = code_paths
         self.table = table  # None only while the state store cannot be opened
@@ -105,8 +108,14 @@ class Deployment:
         await self._reconcile()
         if c.autoscaled:
             self._tasks.append(asyncio.ensure_future(self._scale_loop()))
-        if c.schedule:
+        if c.schedule and self.holds_first:  # one worker fires the schedule
             self._tasks.append(asyncio.ensure_future(self._schedule_loop()))
+
+    @property
+    def holds_first(self) -> bool:
+        """Whether this worker runs instance 0, and so holds the function's state table and
+        fires its schedule (a worker alone holds everything)."""
+        return self.assigned is None or 0 in self.assigned
 
     async def _ensure_subscriptions(self) -> None:
         c = self.config
@@ -170,7 +179,8 @@ class Deployment:
 
     async def _reconcile(self) -> None:
         """Run exactly the instances 0..target-1 that an operator has not stopped."""
-        wanted = {i for i in range(self.target) if i not in self.record.stopped}
+        wanted = {i for i in range(self.target) if i not in self.record.stopped
+                  and (self.assigned is None or i in self.assigned)}
         for instance_id in sorted(set(self.supervisors) - wanted):
             await self.supervisors.pop(instance_id).stop()
         for instance_id in sorted(wanted - set(self.supervisors)):
@@ -207,7 +217,8 @@ class Deployment:
         table = self.table
         try:
             if table is None:
-                raise FunctionError("the function's state store is not open")
+                raise FunctionError("the function's state store is not open" if self.holds_first else
+                                    "the function's state is held by the worker running its instance 0")
             op, key = header.get("op"), header.get("key", "")
             if op == "incr":
                 answer["value"] = await table.incr(key, int(header.get("amount", 0)))

@@ -44,9 +44,12 @@ def install(app: FastAPI, worker: FunctionWorker) -> None:
         limits["/admin/v3/functions/"] = MAX_PACKAGE_BYTES + 1024 * 1024
 
     @app.exception_handler(errors.FunctionError)
-    async def function_error(_: Request, exc: errors.FunctionError) -> JSONResponse:
+    async def function_error(request: Request, exc: errors.FunctionError) -> JSONResponse:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
         body: dict[str, Any] = {"reason": str(exc)}
+        if isinstance(exc, errors.FunctionElsewhereError):  # the same call at the worker serving it
+            location = exc.url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return JSONResponse(body, status_code=307, headers={"Location": location})
         if isinstance(exc, errors.FunctionInvocationError) and exc.trace:
             body["stackTrace"] = exc.trace
         return JSONResponse(body, status_code=status)
@@ -141,22 +144,22 @@ async def list_functions(request: Request, tenant: str, namespace: str) -> list[
 
 @router.get("/{tenant}/{namespace}/{name}/status")
 async def status(request: Request, tenant: str, namespace: str, name: str) -> dict:
-    return _worker(request).status(_fqfn(tenant, namespace, name))
+    return await _worker(request).status_anywhere(_fqfn(tenant, namespace, name))
 
 
 @router.get("/{tenant}/{namespace}/{name}/{instance_id:int}/status")
 async def instance_status(request: Request, tenant: str, namespace: str, name: str, instance_id: int) -> dict:
-    return _worker(request).status(_fqfn(tenant, namespace, name), instance_id)
+    return await _worker(request).status_anywhere(_fqfn(tenant, namespace, name), instance_id)
 
 
 @router.get("/{tenant}/{namespace}/{name}/stats")
 async def stats(request: Request, tenant: str, namespace: str, name: str) -> dict:
-    return _worker(request).stats(_fqfn(tenant, namespace, name))
+    return await _worker(request).status_anywhere(_fqfn(tenant, namespace, name), what="stats")
 
 
 @router.get("/{tenant}/{namespace}/{name}/{instance_id:int}/stats")
 async def instance_stats(request: Request, tenant: str, namespace: str, name: str, instance_id: int) -> dict:
-    return _worker(request).stats(_fqfn(tenant, namespace, name), instance_id)
+    return await _worker(request).status_anywhere(_fqfn(tenant, namespace, name), instance_id, "stats")
 
 
 @router.post("/{tenant}/{namespace}/{name}/trigger")
@@ -189,7 +192,7 @@ def _state_json(key: str, cell: Any) -> dict[str, Any]:
 
 @router.get("/{tenant}/{namespace}/{name}/state/{key:path}")
 async def query_state(request: Request, tenant: str, namespace: str, name: str, key: str) -> dict:
-    table = _worker(request).table(_fqfn(tenant, namespace, name))
+    table = await _worker(request).table_anywhere(_fqfn(tenant, namespace, name))
     cell = table.cell(check_key(key))
     if cell is None:
         raise errors.StateKeyNotFoundError(f"no state for key {key!r}")
@@ -198,13 +201,13 @@ async def query_state(request: Request, tenant: str, namespace: str, name: str, 
 
 @router.get("/{tenant}/{namespace}/{name}/state")
 async def list_state(request: Request, tenant: str, namespace: str, name: str, prefix: str = "") -> list[str]:
-    return _worker(request).table(_fqfn(tenant, namespace, name)).keys(prefix)
+    return (await _worker(request).table_anywhere(_fqfn(tenant, namespace, name))).keys(prefix)
 
 
 @router.post("/{tenant}/{namespace}/{name}/state/{key:path}", status_code=204)
 async def put_state(request: Request, tenant: str, namespace: str, name: str, key: str,
                     state: str = Form(...)) -> Response:
-    table = _worker(request).table(_fqfn(tenant, namespace, name))
+    table = await _worker(request).table_anywhere(_fqfn(tenant, namespace, name))
     try:
         body = json.loads(state)
     except ValueError:
@@ -232,7 +235,7 @@ async def put_state(request: Request, tenant: str, namespace: str, name: str, ke
 
 @router.delete("/{tenant}/{namespace}/{name}/state/{key:path}", status_code=204)
 async def delete_state(request: Request, tenant: str, namespace: str, name: str, key: str) -> Response:
-    await _worker(request).table(_fqfn(tenant, namespace, name)).delete(key)
+    await (await _worker(request).table_anywhere(_fqfn(tenant, namespace, name))).delete(key)
     return Response(status_code=204)
 
 

@@ -1,0 +1,17 @@
+"""Where the function workers of one metadata store coordinate (as Pulsar's
+`/functions/...`): the registry of functions itself stays under `/admin/functions`."""
+
+ROOT = "/functions"
+WORKERS = f"{ROOT}/workers"  # one ephemeral node per live worker: <id> -> its URL
+LEADER = f"{ROOT}/leader"  # ephemeral: the worker that computes assignments
+ASSIGNMENTS = f"{ROOT}/assignments"  # <worker id> -> what that worker runs
+REASSIGN = f"{ROOT}/reassign"  # touched after a change of a function: the leader recomputes
+PACKAGES = f"{ROOT}/packages"  # <sha> -> the ledger holding that package
+
+
+def worker_path(worker_id: str) -> str:
+    return f"{WORKERS}/{worker_id}"
+
+
+def assignment_path(worker_id: str) -> str:
+    return f"{ASSIGNMENTS}/{worker_id}"
