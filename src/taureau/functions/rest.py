@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from taureau.functions import errors
 from taureau.functions.config import FunctionConfig
+from taureau.functions.deployment import state_answer
 from taureau.functions.packages import MAX_PACKAGE_BYTES
 from taureau.functions.state_ops import check_key
 from taureau.functions.worker import FunctionWorker, Upload
@@ -21,6 +22,7 @@ router = APIRouter(prefix="/admin/v3/functions", tags=["functions"])
 invoke_router = APIRouter(prefix="/functions", tags=["functions"])
 
 MAX_INVOKE_BYTES = 5 * 1024 * 1024  # Pulsar's default max message size
+MAX_STATE_OP_BYTES = 2 * 1024 * 1024  # a state value is at most 1 MiB (state_table.py)
 
 _STATUS: list[tuple[type[Exception], int]] = [
     (errors.FunctionNotFoundError, 404),
@@ -245,6 +247,21 @@ async def download(request: Request, tenant: str, namespace: str, name: str) -> 
     record = await worker.get(_fqfn(tenant, namespace, name))
     return Response(worker.packages.read(record.package), media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{record.package.filename}"'})
+
+
+@router.post("/{tenant}/{namespace}/{name}/state-op")
+async def state_op(request: Request, tenant: str, namespace: str, name: str, op: str, key: str = "",
+                   amount: int = 0) -> Any:
+    """Taureau's, between the workers of a cluster: one instance's state op (as it sends it to
+    its own worker) at the worker holding the function's table; the body is the op's value."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_STATE_OP_BYTES:
+            return JSONResponse({"reason": f"request body is over {MAX_STATE_OP_BYTES} bytes"}, status_code=413)
+    deployment = await _worker(request).here(_fqfn(tenant, namespace, name), 0)
+    answer, blob = await state_answer(deployment.table, {"op": op, "key": key, "amount": amount}, bytes(body))
+    return {"header": answer, "blob": base64.b64encode(blob).decode()}
 
 
 # The catch-all action routes come last, after every literal route of the same shape.

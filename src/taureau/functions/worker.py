@@ -24,7 +24,7 @@ from taureau.common.private_files import make_private_dirs
 from taureau.functions.broker_admin import BrokerAdmin, BrokerAdminError
 from taureau.functions.channel import ChannelError
 from taureau.functions.config import FunctionConfig
-from taureau.functions.deployment import Deployment, DeploymentContext
+from taureau.functions.deployment import Deployment, DeploymentContext, RemoteState
 from taureau.functions.ephemeral import space_path
 from taureau.functions.errors import (
     FunctionCodeError,
@@ -193,12 +193,13 @@ class FunctionWorker:
         )
 
     async def _deploy(self, record: FunctionRecord, code_paths: list[str] | None = None,
-                      assigned: frozenset[int] | None = None) -> Deployment:
+                      assigned: frozenset[int] | None = None, remote_state: RemoteState | None = None) -> Deployment:
         if code_paths is None:
             code_paths = await self._code_paths(record)
         # One writer per state table: in a cluster, the worker of instance 0.
         table = await StateTable.open(self._ledgers, record.fqfn) if assigned is None or 0 in assigned else None
         deployment = Deployment(record, code_paths, table, self._context(), assigned)
+        deployment.remote_state = remote_state
         self.deployments[record.fqfn] = deployment
         await deployment.start()
         return deployment
@@ -375,10 +376,15 @@ class FunctionWorker:
         deployment = self.deployments.get(fqfn)
         if self.member is None:
             return self.deployment(fqfn)
-        if deployment is not None and deployment.assigned is not None and (
-                instance_id in deployment.assigned if instance_id is not None else deployment.assigned):
-            return deployment
-        raise await self.member.elsewhere(fqfn, instance_id)
+        if deployment is not None and deployment.assigned is not None:
+            if instance_id is not None and instance_id in deployment.assigned:
+                return deployment
+            if instance_id is None and deployment.supervisors:  # an instance runs (or starts) here
+                return deployment
+        elsewhere = await self.member.elsewhere(fqfn, instance_id)
+        if isinstance(elsewhere, FunctionNotFoundError) and deployment is not None and instance_id is None:
+            return deployment  # nowhere better: it answers why nothing runs (stopped, scaled to zero)
+        raise elsewhere
 
     async def set_running(self, fqfn: str, running: bool, instance_id: int | None = None) -> None:
         """`functions start` / `stop`, of every instance or one; remembered across restarts."""

@@ -6,18 +6,21 @@ a function's status and stats gathered from every worker running part of it."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
+from taureau.common.errors import TaureauError
 from taureau.functions.cluster.coordinator import WorkerCluster
 from taureau.functions.cluster.gather import merged_stats, merged_status
 from taureau.functions.cluster.packages import SharedPackages
 from taureau.functions.cluster.peers import PeerError, Peers
 from taureau.functions.cluster.scheduler import Assigned
-from taureau.functions.deployment import Deployment
+from taureau.functions.deployment import Deployment, RemoteState
 from taureau.functions.errors import FunctionElsewhereError, FunctionError, FunctionNotFoundError
 from taureau.functions.packages import PackageRef
 from taureau.functions.registry import FunctionRecord
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
     from taureau.functions.worker import FunctionWorker
 
 log = logging.getLogger("taureau.functions.cluster")
+
+HOLDER_TTL_S = 2.0
 
 
 def _refs(record: FunctionRecord) -> list[PackageRef]:
@@ -45,6 +50,7 @@ class ClusterMember:
                                      claim_wait_s=claim_wait_s)
         self._packages = SharedPackages(store, ledgers, quorum)
         self._peers = Peers(worker.config.admin_token)
+        self._holders: dict[str, tuple[str, float]] = {}  # fqfn -> (URL of instance 0's worker, until)
 
     async def start(self) -> None:
         await self.cluster.start()
@@ -62,7 +68,10 @@ class ClusterMember:
         """Store the record's packages (already in the local store) for the other workers."""
         for ref in _refs(record):
             data = await asyncio.to_thread(self._worker.packages.read, ref)
-            await self._packages.publish(ref.sha, data)
+            try:
+                await self._packages.publish(ref.sha, data)
+            except TaureauError as exc:  # e.g. too few bookies registered for the quorum
+                raise FunctionError(f"cannot store the package for the other workers: {exc}") from None
 
     async def fetch_packages(self, record: FunctionRecord) -> None:
         store = self._worker.packages
@@ -128,7 +137,7 @@ class ClusterMember:
             await worker.deployments.pop(fqfn).close()
         with worker._holding(_refs(record)):
             log.info("%s: running instances %s here", fqfn, sorted(ids))
-            await worker._deploy(record, assigned=ids)
+            await worker._deploy(record, assigned=ids, remote_state=None if 0 in ids else self._state_forwarder(fqfn))
 
     async def _reassign_in_place(self, deployment: Deployment, ids: frozenset[int]) -> bool:
         """Run another set of instances without touching the others; False when the change
@@ -143,8 +152,39 @@ class ClusterMember:
                 table, deployment.table = deployment.table, None
                 await table.close()
         deployment.assigned = ids
+        deployment.remote_state = None if holds_first else self._state_forwarder(deployment.config.fqfn)
         await deployment.set_target(deployment.target, "assignment changed")
         return True
+
+    def _state_forwarder(self, fqfn: str) -> RemoteState:
+        async def forward(header: dict[str, Any], blob: bytes) -> tuple[dict[str, Any], bytes]:
+            return await self._remote_state(fqfn, header, blob)
+
+        return forward
+
+    async def _remote_state(self, fqfn: str, header: dict[str, Any], blob: bytes) -> tuple[dict[str, Any], bytes]:
+        """An instance's state op, answered by the worker running instance 0 (the table's one
+        writer). Its URL is kept for HOLDER_TTL_S, and looked up again after a failure."""
+        try:
+            url = await self._holder_url(fqfn)
+            got = await self._peers.state_op(url, fqfn, header, blob)
+            return dict(got["header"]), base64.b64decode(got["blob"])
+        except (PeerError, FunctionError, KeyError, TypeError, ValueError) as exc:
+            self._holders.pop(fqfn, None)
+            return {"ok": False, "error": f"the function's state could not be reached: {exc}",
+                    "kind": "FunctionError"}, b""
+
+    async def _holder_url(self, fqfn: str) -> str:
+        cached = self._holders.get(fqfn)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        holder = (await self.cluster.placement(fqfn)).get(0)
+        url = (await self.cluster.workers()).get(holder or "")
+        if holder is None or holder == self.worker_id or url is None:
+            raise FunctionError(f"no worker runs instance 0 of {fqfn} now")
+        self._holders[fqfn] = (url, now + HOLDER_TTL_S)
+        return url
 
     # -- answering for other workers ----------------------------------------------------------
 
@@ -152,8 +192,13 @@ class ClusterMember:
         """The error to answer a call this worker cannot serve: a redirect to the worker that can."""
         placement = await self.cluster.placement(fqfn)
         urls = await self.cluster.workers()
-        if instance_id is None:
-            candidates = sorted({w for w in placement.values() if w != self.worker_id and w in urls})
+        if instance_id is None:  # a worker where an instance is meant to run
+            record = await self._worker._record(fqfn)
+            running = {i: w for i, w in placement.items()
+                       if not record.all_stopped and i not in record.stopped and i < record.config.initial_instances}
+            if record.config.autoscaled:
+                running = placement  # scaled by its one worker, which wakes it from zero
+            candidates = sorted({w for w in running.values() if w != self.worker_id and w in urls})
         else:
             holder = placement.get(instance_id)
             candidates = [holder] if holder is not None and holder != self.worker_id and holder in urls else []
@@ -169,6 +214,8 @@ class ClusterMember:
         placement = await self.cluster.placement(fqfn)
         urls = await self.cluster.workers()
         local = self._worker.deployments.get(fqfn)
+        if record.config.autoscaled and local is None:  # its scaling state lives where it runs
+            raise await self.elsewhere(fqfn, None)
         entries: list[tuple[int, dict[str, Any]]] = []
         if local is not None:
             for s in local.supervisors.values():

@@ -46,3 +46,15 @@ class Peers:
             raise PeerError(f"worker {url} did not answer: {exc}") from None
         if response.status_code not in (204, 404):
             raise PeerError(f"worker {url} answered {response.status_code}: {response.text[:200]}")
+
+    async def state_op(self, url: str, fqfn: str, header: dict[str, Any], blob: bytes) -> Any:
+        """One instance's state op at the worker holding the function's table."""
+        params = {"op": str(header.get("op", "")), "key": str(header.get("key", "")),
+                  "amount": str(header.get("amount", 0))}
+        try:
+            response = await self._http.post(f"{url}{function_path(fqfn)}/state-op", params=params, content=blob)
+        except httpx.HTTPError as exc:
+            raise PeerError(f"worker {url} did not answer: {exc}") from None
+        if response.status_code != 200:
+            raise PeerError(f"worker {url} answered {response.status_code}: {response.text[:200]}")
+        return response.json()
