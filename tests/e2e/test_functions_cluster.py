@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 import time
 import uuid
 
@@ -49,6 +51,11 @@ def cluster(zookeeper, tmp_path):
 def _zk(url: str):
     """A kazoo client rooted at the cluster's chroot (the test reads and writes nodes itself)."""
     hosts, _, chroot = url.removeprefix("zk://").partition("/")
+    root = KazooClient(hosts=hosts)
+    root.start(10)
+    root.ensure_path(f"/{chroot}")
+    root.stop()
+    root.close()
     zk = KazooClient(hosts=f"{hosts}/{chroot}")
     zk.start(10)
     try:
@@ -237,3 +244,19 @@ def test_every_verb_works_from_any_worker_and_state_is_one_table(cluster):
         # Its deployment is closed on both (the holder's when the leader drops its assignment).
         wait_for(lambda w=worker: f'fqfn="public/default/{name}"' not in httpx.get(f"{w.admin_url}/metrics").text,
                  timeout=30, what="the deployment closed")
+
+
+def test_a_standalone_with_functions_refuses_a_store_with_cluster_workers(tmp_path, zk_url):
+    """Its worker alone would deploy every function a second time beside the cluster's."""
+    with _zk(zk_url) as zk:
+        zk.create("/functions/workers/127.0.0.1:1", b'{"url": "http://127.0.0.1:1"}', ephemeral=True,
+                  makepath=True)
+        refused = subprocess.run(
+            [sys.executable, "-m", "taureau.cli.main", "standalone", "--data-dir", str(tmp_path / "s"),
+             "--metadata-store", zk_url, "--no-state", "--broker-port", "0", "--web-port", "0"],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert refused.returncode == 1
+    lines = [line for line in refused.stderr.splitlines() if line.startswith("taureau standalone:")]
+    assert len(lines) == 1 and "function workers of a cluster are registered" in lines[0], refused.stderr[-2000:]
+    assert "Traceback" not in refused.stderr
