@@ -155,10 +155,13 @@ def test_instances_spread_over_workers_move_when_one_dies_and_a_new_leader_takes
         assert moved_s < 30, moved_s  # 2 s session timeout, then a leader pass and the starts
         assert _outputs(consumer, expected) >= expected  # sent after the kill: all processed
 
-        # A third worker joins; then kill -9 of the leader: the other live worker takes over
-        # and every instance runs on it.
+        # A third worker joins (nothing moves to it) and a rebalance, asked at it, spreads the
+        # instances anew; then kill -9 of the leader: w3 takes over and runs every instance.
         w3 = start_worker("w3")
         assert _leader(url) == survivor.worker_id
+        assert httpx.put(f"{w3.admin_url}/admin/v2/worker/rebalance").status_code == 204
+        wait_for(lambda: sorted(_placement(w3, name).values()) == sorted([survivor.worker_id, w3.worker_id] * 2),
+                 timeout=60, what="two instances on each after the rebalance")
         survivor.kill()
         wait_for(lambda: _leader_or_none(url) == w3.worker_id, timeout=60, what="w3 leading")
         expected = _produce(producer, "after-leader", 40)

@@ -135,3 +135,27 @@ async def test_bad_assignment_nodes_are_logged_and_ignored(zk_url, caplog):
 
 def _ids_of(held: dict[str, Assigned], fqfn: str) -> set[int]:
     return set(held[fqfn].instances) if fqfn in held else set()
+
+
+@pytest.mark.anyio
+async def test_a_rebalance_spreads_every_instance_anew_and_is_served_once(zk_url):
+    a = await Member.start(zk_url, "a:1")
+    members = [a]
+    try:
+        await _until(lambda: a.cluster.is_leader, "the leader")
+        await _create(a.store, "h", parallelism=4)
+        await a.cluster.request_reassign()
+        fqfn = "public/default/h"
+        await _until(lambda: _ids(a, fqfn) == {0, 1, 2, 3}, "all on the only worker")
+        b = await Member.start(zk_url, "b:1")
+        members.append(b)
+        await a.cluster.assign_once()
+        assert assignments.decode((await a.store.get(assignment_path("b:1")))[0])[0] == {}  # joining moves nothing
+        await b.cluster.request_rebalance()  # asked at any worker
+        await _until(lambda: len(_ids(a, fqfn)) == 2 and len(_ids(b, fqfn)) == 2, "two each")
+        before = {w: (await a.store.get(assignment_path(w)))[0] for w in ("a:1", "b:1")}
+        await a.cluster.assign_once()  # served: a later pass keeps the placement
+        assert {w: (await a.store.get(assignment_path(w)))[0] for w in ("a:1", "b:1")} == before
+    finally:
+        for m in members:
+            await m.close()

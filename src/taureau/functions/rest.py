@@ -20,6 +20,7 @@ from taureau.functions.worker import FunctionWorker, Upload
 
 router = APIRouter(prefix="/admin/v3/functions", tags=["functions"])
 invoke_router = APIRouter(prefix="/functions", tags=["functions"])
+worker_router = APIRouter(prefix="/admin/v2/worker", tags=["functions"])
 
 MAX_INVOKE_BYTES = 5 * 1024 * 1024  # Pulsar's default max message size
 MAX_STATE_OP_BYTES = 2 * 1024 * 1024  # a state value is at most 1 MiB (state_table.py)
@@ -58,6 +59,7 @@ def install(app: FastAPI, worker: FunctionWorker) -> None:
 
     app.include_router(router)
     app.include_router(invoke_router)
+    app.include_router(worker_router)
 
 
 def _worker(request: Request) -> FunctionWorker:
@@ -287,6 +289,16 @@ async def instance_lifecycle(request: Request, tenant: str, namespace: str, name
     if action not in ("start", "stop", "restart"):
         return JSONResponse({"reason": f"unknown action {action!r}"}, status_code=404)
     return await _lifecycle(request, _fqfn(tenant, namespace, name), action, instance_id)
+
+
+@worker_router.put("/rebalance", status_code=204)
+async def rebalance(request: Request) -> Response:
+    """Pulsar's `functions-worker rebalance`: every instance placed anew over the live workers
+    (a worker alone has nothing to move)."""
+    member = _worker(request).member
+    if member is not None:
+        await member.cluster.request_rebalance()
+    return Response(status_code=204)
 
 
 @invoke_router.post("/{tenant}/{namespace}/{name}")

@@ -28,6 +28,8 @@ from taureau.functions.cluster.paths import (
     ASSIGNMENTS,
     LEADER,
     REASSIGN,
+    REBALANCE,
+    REBALANCED,
     WORKERS,
     assignment_path,
     worker_path,
@@ -75,7 +77,7 @@ class WorkerCluster:
         await claim_ephemeral(self._store, worker_path(self.worker_id), info.encode(),
                               wait_s=self._claim_wait_s, what=f"function worker id {self.worker_id}")
         self._cancels.append(self._store.watch(assignment_path(self.worker_id), self._on_mine))
-        for path in (LEADER, WORKERS, REASSIGN):
+        for path in (LEADER, WORKERS, REASSIGN, REBALANCE):
             self._cancels.append(self._store.watch(path, self._on_leader_input))
         self._tasks.append(asyncio.ensure_future(self._follow()))
         self._tasks.append(asyncio.ensure_future(self._lead()))
@@ -99,6 +101,11 @@ class WorkerCluster:
     async def request_reassign(self) -> None:
         """A function was created, changed or deleted: have the leader recompute now."""
         await self._store.put(REASSIGN, str(time.time()).encode())
+
+    async def request_rebalance(self) -> None:
+        """Pulsar's `functions-worker rebalance`: the leader places every instance anew, spread
+        evenly over the live workers (instances that move restart on their new worker)."""
+        await self._store.put(REBALANCE, str(time.time()).encode())
 
     # -- what the others read -----------------------------------------------------------------
 
@@ -199,6 +206,19 @@ class WorkerCluster:
         self.is_leader = True
         log.info("function worker %s is the leader", self.worker_id)
 
+    async def _rebalance_requested(self) -> int | None:
+        """The version of a rebalance request no leader has served yet, if there is one."""
+        requested = await self._store.get(REBALANCE)
+        if requested is None:
+            return None
+        served = await self._store.get(REBALANCED)
+        try:
+            done = int(served[0]) if served is not None else -1
+        except ValueError:
+            log.warning("%s is unreadable: the pending rebalance is served", REBALANCED)
+            done = -1
+        return requested[1].version if requested[1].version != done else None
+
     async def assign_once(self) -> None:
         live = sorted(await self._store.children(WORKERS))[:MAX_WORKERS]
         records = await self._registry.load_all()
@@ -208,12 +228,18 @@ class WorkerCluster:
             for fqfn, a in held.items():
                 for i in a.instances:
                     current.setdefault(fqfn, {})[i] = worker_id
+        rebalance = await self._rebalance_requested()
+        if rebalance is not None:
+            log.info("rebalancing every function instance over %d workers", len(live))
+            current = {}
         computed = schedule([wanted(r) for r in records], live, current)
         for worker_id in live:
             data = assignments.encode(computed[worker_id])
             found = await self._store.get(assignment_path(worker_id))
             if found is None or found[0] != data:
                 await self._store.put(assignment_path(worker_id), data)
+        if rebalance is not None:  # served (a leader that dies before this serves it again)
+            await self._store.put(REBALANCED, str(rebalance).encode())
         for worker_id in set(await self._store.children(ASSIGNMENTS)) - set(live):
             log.info("worker %s is gone: its assignments are dropped", worker_id)
             with contextlib.suppress(NotFoundError):

@@ -6,6 +6,8 @@ WORKERS = f"{ROOT}/workers"  # one ephemeral node per live worker: <id> -> its U
 LEADER = f"{ROOT}/leader"  # ephemeral: the worker that computes assignments
 ASSIGNMENTS = f"{ROOT}/assignments"  # <worker id> -> what that worker runs
 REASSIGN = f"{ROOT}/reassign"  # touched after a change of a function: the leader recomputes
+REBALANCE = f"{ROOT}/rebalance"  # touched by `rebalance`: the leader spreads every instance anew
+REBALANCED = f"{ROOT}/rebalanced"  # the version of REBALANCE a leader last served
 PACKAGES = f"{ROOT}/packages"  # <sha> -> the ledger holding that package
 
 
