@@ -35,11 +35,11 @@ from taureau.functions.supervisor import InstanceState, InstanceSupervisor, Toke
 log = logging.getLogger("taureau.functions.deployment")
 
 WAKE_TIMEOUT_S = 30.0
+SCALE_TICK_IDLE_S = 0.05  # how often a function at zero instances looks for work
+SCALE_TICK_S = 1.0
 
 # (an instance's state op header, its blob) -> (the answer's header, its blob)
 RemoteState = Callable[[dict[str, Any], bytes], Awaitable[tuple[dict[str, Any], bytes]]]
-SCALE_TICK_IDLE_S = 0.05  # how often a function at zero instances looks for work
-SCALE_TICK_S = 1.0
 
 
 @dataclass(slots=True)
