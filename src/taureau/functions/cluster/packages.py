@@ -5,11 +5,12 @@ it; a worker assigned the function fetches it into its own local store."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 
-from taureau.common.errors import NodeExistsError, NotFoundError
+from taureau.common.errors import NodeExistsError, NotFoundError, TaureauError
 from taureau.functions.cluster.paths import PACKAGES
 from taureau.functions.errors import FunctionCodeError
 from taureau.metadata.store import MetadataStore
@@ -56,15 +57,19 @@ class SharedPackages:
             ledger_id, size, count = int(record["ledgerId"]), int(record["size"]), int(record["chunks"])
         except (ValueError, KeyError, TypeError) as exc:
             raise FunctionCodeError(f"package {sha[:12]}: unreadable record ({exc})") from None
-        handle = await self._ledgers.open_ledger(ledger_id, recovery=False)
         parts: list[bytes] = []
         try:
-            for first in range(0, count, READ_CHUNKS):
-                parts += await handle.read_entries(first, min(first + READ_CHUNKS, count) - 1)
-        finally:
-            await handle.close()
+            handle = await self._ledgers.open_ledger(ledger_id, recovery=False)
+            try:
+                for first in range(0, count, READ_CHUNKS):
+                    parts += await handle.read_entries(first, min(first + READ_CHUNKS, count) - 1)
+            finally:
+                await handle.close()
+        except TaureauError as exc:
+            raise FunctionCodeError(f"package {sha[:12]}: cannot read ledger {ledger_id}: {exc}") from None
         data = b"".join(parts)
-        if len(data) != size or hashlib.sha256(data).hexdigest() != sha:
+        # Hashing up to 256 MiB takes a while: not on the event loop.
+        if len(data) != size or (await asyncio.to_thread(hashlib.sha256, data)).hexdigest() != sha:
             raise FunctionCodeError(f"package {sha[:12]}: the stored copy does not match its hash")
         return data
 
