@@ -159,7 +159,9 @@ def test_instances_spread_over_workers_move_when_one_dies_and_a_new_leader_takes
         # instances anew; then kill -9 of the leader: w3 takes over and runs every instance.
         w3 = start_worker("w3")
         assert _leader(url) == survivor.worker_id
-        assert httpx.put(f"{w3.admin_url}/admin/v2/worker/rebalance").status_code == 204
+        rebalanced = subprocess.run([sys.executable, "-m", "taureau.cli.main", "admin", "--admin-url", w3.admin_url,
+                                     "functions-worker", "rebalance"], capture_output=True, text=True, timeout=60)
+        assert rebalanced.returncode == 0, rebalanced.stderr
         wait_for(lambda: sorted(_placement(w3, name).values()) == sorted([survivor.worker_id, w3.worker_id] * 2),
                  timeout=60, what="two instances on each after the rebalance")
         survivor.kill()

@@ -33,3 +33,10 @@ def test_help_lists_the_cluster_flags(capsys):
     out = capsys.readouterr().out
     for flag in ("--metadata-store", "--metadata-session-timeout", "--advertised-address", "--ensemble-size"):
         assert flag in out
+
+
+def test_admin_lists_the_rebalance_verb(capsys):
+    with pytest.raises(SystemExit) as exited:
+        run(["admin", "functions-worker", "--help"])
+    assert exited.value.code == 0
+    assert "    rebalance" in capsys.readouterr().out
