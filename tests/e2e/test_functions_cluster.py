@@ -251,6 +251,48 @@ def test_every_verb_works_from_any_worker_and_state_is_one_table(cluster):
                  timeout=30, what="the deployment closed")
 
 
+def _count(worker, name: str, key: str) -> int | None:
+    code, text, _ = taureau(worker, "querystate", "--name", name, "--key", key)
+    return json.loads(text)["numberValue"] if code == 0 else None
+
+
+def test_the_state_table_moves_with_instance_0_and_keeps_every_count(cluster):
+    """kill -9 of the worker holding a function's table (it runs instance 0): the other worker
+    takes instance 0, opens the table from the bookies (fencing the dead holder's ledger), and
+    every count answered before the kill is still there."""
+    url, broker, start_worker = cluster
+    w1, w2 = start_worker("w1"), start_worker("w2")
+    name = f"wcmove-{uuid.uuid4().hex[:6]}"
+    code, _, err = taureau(w1, "create", "--name", name, "--py", str(EXAMPLES / "wordcount_function.py"),
+                           "--classname", "wordcount_function.WordCountFunction", "--inputs", f"{name}-in",
+                           "--output", f"{name}-out", "--parallelism", "2")
+    assert code == 0, err
+    placement = wait_for(lambda: len(p := _placement(w1, name)) == 2 and p, timeout=60, what="2 instances")
+    holder, other = (w1, w2) if placement[0] == w1.worker_id else (w2, w1)
+    client = pulsar.Client(broker.service_url, operation_timeout_seconds=30,
+                           logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+    try:
+        consumer = client.subscribe(f"{name}-out", "check", initial_position=pulsar.InitialPosition.Earliest)
+        producer = client.create_producer(f"{name}-in")
+        expected = _produce(producer, "pear", 10)
+        assert _outputs(consumer, expected) >= expected
+        before = _count(other, name, "pear-1")  # each message counts its own word once
+        assert before is not None and before >= 1
+
+        holder.kill()
+        wait_for(lambda: _placement(other, name) == {0: other.worker_id, 1: other.worker_id}, timeout=60,
+                 what="both instances on the other worker")
+        expected = _produce(producer, "pear", 10)  # the same words again: each count grows
+        assert _outputs(consumer, expected) >= expected
+    finally:
+        client.close()
+    for i in range(10):
+        after = wait_for(lambda i=i: (c := _count(other, name, f"pear-{i}")) is not None and c >= 2 and c,
+                         timeout=30, what=f"pear-{i} counted twice")
+        assert after >= 2  # what was counted before the kill is kept, and counting goes on
+    assert _count(other, name, "pear-1") >= before + 1
+
+
 def test_a_standalone_with_functions_refuses_a_store_with_cluster_workers(tmp_path, zk_url):
     """Its worker alone would deploy every function a second time beside the cluster's."""
     with _zk(zk_url) as zk:
