@@ -23,6 +23,7 @@ from tests.e2e.bookies import BookieProcess
 from tests.e2e.brokers import BrokerProcess
 from tests.e2e.function_workers import FunctionsWorkerProcess
 from tests.e2e.functions_helpers import EXAMPLES, status, taureau, wait_for
+from tests.e2e.harness import Standalone
 
 FQFN_PATH = "/admin/v3/functions/public/default"
 
@@ -307,3 +308,23 @@ def test_a_standalone_with_functions_refuses_a_store_with_cluster_workers(tmp_pa
     lines = [line for line in refused.stderr.splitlines() if line.startswith("taureau standalone:")]
     assert len(lines) == 1 and "function workers of a cluster are registered" in lines[0], refused.stderr[-2000:]
     assert "Traceback" not in refused.stderr
+
+
+def test_a_cluster_worker_refuses_a_store_where_a_standalone_runs_functions(tmp_path, zk_url):
+    standalone = Standalone(tmp_path / "s", "--metadata-store", zk_url, "--no-state").start()
+    try:
+        refused = subprocess.run(
+            [sys.executable, "-m", "taureau.cli.main", "functions-worker", "--metadata-store", zk_url,
+             "--data-dir", str(tmp_path / "w"), "--web-port", "0", "--bind-address", "127.0.0.1",
+             "--broker-service-url", standalone.service_url, "--broker-admin-url", standalone.admin_url],
+            capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        assert standalone.stop() == 0
+    assert refused.returncode == 1
+    lines = [line for line in refused.stderr.splitlines() if line.startswith("taureau functions-worker:")]
+    assert len(lines) == 1 and "start it with --no-functions" in lines[0], refused.stderr[-2000:]
+    assert "Traceback" not in refused.stderr
+    with _zk(zk_url) as zk:  # the standalone's mark went with its session; nothing of the worker stayed
+        assert not zk.exists("/functions/alone")
+        assert not zk.exists("/functions/workers") or not zk.get_children("/functions/workers")

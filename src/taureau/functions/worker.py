@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from taureau.common.private_files import make_private_dirs
 from taureau.functions.broker_admin import BrokerAdmin, BrokerAdminError
 from taureau.functions.channel import ChannelError
-from taureau.functions.cluster.paths import WORKERS
+from taureau.functions.cluster.paths import ALONE, WORKERS
 from taureau.functions.config import FunctionConfig
 from taureau.functions.deployment import Deployment, DeploymentContext, RemoteState
 from taureau.functions.ephemeral import space_path
@@ -129,9 +129,15 @@ class FunctionWorker:
     async def start(self) -> None:
         # A worker alone deploys every function: beside the workers of a cluster on the same
         # store, each would run twice. Checked before anything of the worker starts.
-        if self.member is None and await self._store.children(WORKERS):
-            raise FunctionError(f"function workers of a cluster are registered in this metadata store ({WORKERS}); "
-                                "a worker alone would run their functions a second time (use --no-functions)")
+        if self.member is None:
+            if await self._store.children(WORKERS):
+                raise FunctionError(f"function workers of a cluster are registered in this metadata store "
+                                    f"({WORKERS}); a worker alone would run their functions a second time "
+                                    "(use --no-functions)")
+            # ... and says so, for cluster workers that start later (gone with this session).
+            await self._store.put(ALONE, self.config.worker_id.encode(), ephemeral=True)
+        else:
+            await self.member.cluster.check_no_worker_alone()
         await self._links.start()
         await self.process_runtime.start()
         if self.config.state_address:

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from taureau.common.errors import MetadataError, NodeExistsError, NotFoundError
 from taureau.functions.cluster import assignments
 from taureau.functions.cluster.paths import (
+    ALONE,
     ASSIGNMENTS,
     LEADER,
     REASSIGN,
@@ -35,6 +36,7 @@ from taureau.functions.cluster.paths import (
     worker_path,
 )
 from taureau.functions.cluster.scheduler import Assigned, Wanted, schedule
+from taureau.functions.errors import FunctionError
 from taureau.functions.registry import FunctionRecord, FunctionRegistry
 from taureau.metadata.claims import claim_ephemeral
 from taureau.metadata.store import MetadataStore, WatchEvent
@@ -70,6 +72,13 @@ class WorkerCluster:
         self._cancels: list[Callable[[], None]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
+
+    async def check_no_worker_alone(self) -> None:
+        """FunctionError if a standalone's functions worker (which deploys every function)
+        runs on this store: beside it, each function would run twice."""
+        if await self._store.exists(ALONE) is not None:
+            raise FunctionError(f"a taureau standalone with functions runs every function of this metadata store "
+                                f"({ALONE}); start it with --no-functions to run function workers beside it")
 
     async def start(self) -> None:
         info = json.dumps({"workerId": self.worker_id, "url": self.url, "registeredMs": int(time.time() * 1000)})

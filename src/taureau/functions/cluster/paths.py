@@ -9,6 +9,7 @@ REASSIGN = f"{ROOT}/reassign"  # touched after a change of a function: the leade
 REBALANCE = f"{ROOT}/rebalance"  # touched by `rebalance`: the leader spreads every instance anew
 REBALANCED = f"{ROOT}/rebalanced"  # the version of REBALANCE a leader last served
 PACKAGES = f"{ROOT}/packages"  # <sha> -> the ledger holding that package
+ALONE = f"{ROOT}/alone"  # ephemeral: a worker alone (a standalone's) deploys every function here
 
 
 def worker_path(worker_id: str) -> str:
