@@ -1,8 +1,10 @@
 """`taureau cluster up`: a local dev cluster on one machine: a private ZooKeeper (Debian's
-`zookeeper` package, as the tests run it), N bookies and M brokers as child processes.
+`zookeeper` package, as the tests run it), N bookies, M brokers and K function workers as
+child processes.
 
 Children run in their own sessions, so Ctrl-C reaches this process only, which stops them in
-dependency order: brokers (their topics closed, ledgers sealed), then bookies, then ZooKeeper.
+dependency order: function workers, brokers (their topics closed, ledgers sealed), then
+bookies, then ZooKeeper.
 If this process is killed outright, the brokers and bookies get SIGTERM from the kernel (the
 ZooKeeper, started by the test helper, does not).
 """
@@ -37,6 +39,8 @@ class DevClusterConfig:
     bookie_port: int = 3181  # bookie i on bookie_port + i
     session_timeout_s: float = 5.0  # how long a killed node keeps its bundles / registration
     quorum: tuple[int, int, int] = (2, 2, 2)  # E/Qw/Qa, capped by the number of bookies
+    function_workers: int = 0
+    functions_port: int = 6750  # function worker i's REST API on functions_port + i
 
 
 @dataclass(slots=True)
@@ -97,10 +101,17 @@ class DevCluster:
         self.zookeeper = ZooKeeperServer(os.path.join(config.data_dir, "zookeeper"), tick_ms=250)
         self.bookies: list[Child] = []
         self.brokers: list[Child] = []
+        self.workers: list[Child] = []
 
     @property
     def metadata_url(self) -> str:
         return f"{self.zookeeper.url}/taureau"
+
+    @property
+    def service_url(self) -> str:
+        """Every broker: the official clients try them in turn."""
+        c = self.config
+        return "pulsar://" + ",".join(f"127.0.0.1:{c.broker_port + i}" for i in range(c.brokers))
 
     def start(self) -> None:
         c = self.config
@@ -124,19 +135,30 @@ class DevCluster:
                           "Taureau broker ready")
             self.brokers.append(child)
             child.start()
+        for i in range(c.function_workers):
+            child = Child(f"functions-{i}", [*taureau, "functions-worker", *common,
+                                             "--web-port", str(c.functions_port + i), "--bind-address", "127.0.0.1",
+                                             "--advertised-address", "127.0.0.1",
+                                             "--broker-service-url", self.service_url,
+                                             "--broker-admin-url", f"http://127.0.0.1:{c.web_port}",
+                                             "--data-dir", os.path.join(c.data_dir, f"functions-{i}"),
+                                             "--ensemble-size", str(e), "--write-quorum", str(w), "--ack-quorum", str(a)],
+                          "Taureau functions worker ready")
+            self.workers.append(child)
+            child.start()
 
     def urls(self) -> list[str]:
         c = self.config
-        hosts = ",".join(f"127.0.0.1:{c.broker_port + i}" for i in range(c.brokers))
         return [
-            f"service URL    pulsar://{hosts}",
+            f"service URL    {self.service_url}",
             *(f"admin          http://127.0.0.1:{c.web_port + i}" for i in range(c.brokers)),
+            *(f"functions      http://127.0.0.1:{c.functions_port + i}" for i in range(c.function_workers)),
             *(f"bookie         127.0.0.1:{c.bookie_port + i}" for i in range(c.bookies)),
             f"metadata store {self.metadata_url}",
         ]
 
     def stop(self) -> None:
-        for child in [*reversed(self.brokers), *reversed(self.bookies)]:
+        for child in [*reversed(self.workers), *reversed(self.brokers), *reversed(self.bookies)]:
             child.stop()
         self.zookeeper.stop()
 
@@ -156,7 +178,7 @@ def run(config: DevClusterConfig) -> int:
             return 1
         print("Taureau cluster ready:\n  " + "\n  ".join(cluster.urls()), flush=True)
         while not stop.wait(0.5):
-            for child in [*cluster.brokers, *cluster.bookies]:
+            for child in [*cluster.workers, *cluster.brokers, *cluster.bookies]:
                 process = child.process
                 if process is not None and process.poll() is not None:
                     print(f"{child.name} exited with code {process.returncode}", flush=True)

@@ -5,6 +5,10 @@ store and bookie), reaches the broker through its service URL (instances) and ad
 (backlogs, subscriptions, de-duplication), and serves `/admin/v3/functions`, the HTTP invoke
 route and `/metrics` on its own web port.
 
+With `--metadata-store zk://...` it is one worker of several (docs/cluster.md#functions-across-
+workers): function records, assignments and packages in ZooKeeper and on the registered
+bookies, instances where the leader assigns them.
+
 Against a broker with authentication on (docs/security.md#a-separate-functions-worker), it
 calls the broker as its own role (a superuser's token), authenticates its own callers with the
 broker's methods and keys, asks the broker who holds `functions` on a namespace, and mints
@@ -29,6 +33,7 @@ from taureau.broker.admin.authn import Authenticate, answer
 from taureau.broker.admin.body_limit import ASGIApp, BodyLimit, Receive, Scope, Send
 from taureau.common.errors import InvalidTopicNameError
 from taureau.common.names import NamespaceName
+from taureau.functions.cluster.member import ClusterMember
 from taureau.functions.service import mount_worker
 from taureau.functions.worker import WorkerConfig
 from taureau.net.server import install_fast_event_loop
@@ -57,6 +62,11 @@ class FunctionsWorkerConfig:
     # and its internal key, to mint function tokens), and the worker's own token to the broker.
     auth: AuthConfig | None = None
     token: str | None = None
+    # One worker of a cluster: the shared ZooKeeper store (None: a worker alone, own storage).
+    metadata_url: str | None = None
+    metadata_session_timeout_s: float = 10.0
+    advertised_address: str = "localhost"  # how the other workers reach this one's REST port
+    quorum: tuple[int, int, int] = (2, 2, 2)  # E/Qw/Qa of state tables and shared packages
 
     @property
     def secured(self) -> bool:
@@ -172,7 +182,14 @@ class FunctionsWorkerNode(Node):
     async def start(self) -> str:
         c = self.config
         data_dir = self.prepare_data_dir(c.data_dir)
-        store, factory = await self.open_storage(data_dir, None, fsync=c.journal_fsync, config=ManagedLedgerConfig())
+        clustered = c.metadata_url is not None
+        ledger_config = ManagedLedgerConfig()
+        if clustered:
+            ledger_config.ensemble_size, ledger_config.write_quorum, ledger_config.ack_quorum = c.quorum
+        store, factory = await self.open_storage(
+            data_dir, c.metadata_url, fsync=c.journal_fsync, config=ledger_config, remote_bookies=clustered,
+            metadata_session_timeout_s=c.metadata_session_timeout_s, exclusive=False,
+        )
         app = build_app()
         token_for: Callable[[str, str, str], str] | None = None
         if c.auth is not None and c.secured:
@@ -188,17 +205,21 @@ class FunctionsWorkerNode(Node):
         worker = mount_worker(app, WorkerConfig(
             data_dir=data_dir, service_url=c.broker_service_url, admin_url=c.broker_admin_url,
             state_address=c.state_address, default_runtime=c.runtime, warm_pool_size=c.warm_pool_size,
-            secrets_provider=c.secrets_provider, secrets_dir=c.secrets_dir, worker_id=f"worker-{web.port}",
+            secrets_provider=c.secrets_provider, secrets_dir=c.secrets_dir,
+            worker_id=f"{c.advertised_address}:{web.port}" if clustered else f"worker-{web.port}",
             admin_token=c.token if token_for is not None else None, token_for=token_for,
             token_ttl_s=float(c.auth.function_token_ttl_s if c.auth is not None else 3600), run_as=c.run_as,
             sandbox_files=c.sandbox_files, readable_paths=c.readable_paths,
         ), store, factory)
+        if clustered:
+            worker.member = ClusterMember(worker, store, factory.ledgers, f"http://{c.advertised_address}:{web.port}",
+                                          c.quorum, claim_wait_s=c.metadata_session_timeout_s + 5)
         await web.start()
         self.on_stop(web.stop)
         await worker.start()
         self.on_stop(worker.close)
-        return (f"functions REST http://{c.bind_address}:{self.web_port}, broker {c.broker_service_url}, "
-                f"data in {data_dir}")
+        where = f"worker {worker.config.worker_id} of {c.metadata_url}" if clustered else f"data in {data_dir}"
+        return f"functions REST http://{c.bind_address}:{self.web_port}, broker {c.broker_service_url}, {where}"
 
 
 def run(config: FunctionsWorkerConfig) -> None:

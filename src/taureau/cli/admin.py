@@ -634,8 +634,15 @@ def _brokers(c: AdminClient, a: argparse.Namespace) -> Any:
     return c.call("GET", f"/admin/v2/brokers/{a.cluster}")
 
 
+@verb("functions-worker", "rebalance")
+def _rebalance(c: AdminClient, a: argparse.Namespace) -> Any:
+    # At any function worker of a cluster (--admin-url http://worker:6750).
+    return c.call("PUT", "/admin/v2/worker/rebalance")
+
+
 GROUP_HELP = {
     "brokers": "the live brokers of a cluster",
+    "functions-worker": "the function workers of a cluster (--admin-url of any worker)",
     "tenants": "create, list, update and delete tenants",
     "namespaces": ("namespaces and their policies (retention, TTL, backlog quota, auto topic creation, de-duplication, "
                    "schemas, compaction, dispatch rates, subscription expiration, inactive topics)"),
@@ -645,6 +652,7 @@ GROUP_HELP = {
 }
 
 VERB_HELP = {
+    "rebalance": "spread every function instance anew over the live function workers",
     "coordinator-stats": "the coordinator's counts and its open transactions",
     "transaction-metadata": "one open transaction: status, timeout, partitions, pending acks",
     "list": "list them",

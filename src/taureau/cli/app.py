@@ -303,6 +303,8 @@ def _functions_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _functions_worker_parser(sub) -> None:
+    from taureau.cli.cluster_cmd import zk_url
+
     p = sub.add_parser("functions-worker", help="run the functions worker on its own, beside a broker")
     p.add_argument("--broker-service-url", default="pulsar://localhost:6650", help="where instances connect")
     p.add_argument("--broker-admin-url", default="http://localhost:8080", help="the broker's admin REST API")
@@ -311,6 +313,15 @@ def _functions_worker_parser(sub) -> None:
     p.add_argument("--bind-address", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--state-address", default=None, help="ephemeral state controller host:port, if any")
     p.add_argument("--no-journal-fsync", action="store_true", help="acknowledge state before fsync")
+    # One worker of several: function records, assignments and packages in ZooKeeper, state on
+    # the registered bookies (docs/cluster.md#functions-across-workers).
+    p.add_argument("--metadata-store", type=zk_url, default=None,
+                   help="zk://host:port[/chroot]: join the function workers of this store (default: alone)")
+    p.add_argument("--metadata-session-timeout", type=float, default=10.0,
+                   help="seconds before a silent worker's instances move to the others (default 10)")
+    p.add_argument("--advertised-address", default="localhost",
+                   help="host name the other workers reach this one's REST port at (default localhost)")
+    checked.add_quorum_flags(p, 2, "2, with --metadata-store")
     _functions_flags(p)
     # Against a broker with authentication on: the broker's --auth, keys and --superuser-roles
     # check the worker's callers, --internal-key-file mints function tokens, and the worker's
@@ -337,6 +348,9 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
         if auth.enabled and not args.internal_key_file:
             raise ValueError("--auth needs --internal-key-file: the broker's, to mint tokens for function roles")
         sandbox_files, readable_paths = _sandbox(args, auth.enabled)
+        quorum = checked.quorum(args, 2)
+        if args.metadata_session_timeout <= 0:
+            raise ValueError("--metadata-session-timeout must be positive")
     except (ValueError, credentials.CredentialsError) as exc:
         print(f"taureau functions-worker: {exc}", file=sys.stderr)
         return 2
@@ -357,6 +371,10 @@ def _run_functions_worker(args: argparse.Namespace) -> int:
         readable_paths=readable_paths,
         auth=auth,
         token=own.token,
+        metadata_url=args.metadata_store,
+        metadata_session_timeout_s=args.metadata_session_timeout,
+        advertised_address=args.advertised_address,
+        quorum=quorum,
     )
     return serve("taureau functions-worker", args.verbose, lambda: run(config))
 

@@ -86,6 +86,10 @@ def register_cluster_verb(sub) -> None:
     up.add_argument("--broker-port", type=int, default=6650, help="broker i listens on this + i (default 6650)")
     up.add_argument("--web-port", type=int, default=8080, help="broker i's admin API on this + i (default 8080)")
     up.add_argument("--bookie-port", type=int, default=3181, help="bookie i listens on this + i (default 3181)")
+    up.add_argument("--function-workers", type=int, default=0, choices=range(0, 17), metavar="0..16",
+                    help="function workers sharing the functions (default 0)")
+    up.add_argument("--functions-port", type=int, default=6750,
+                    help="function worker i's REST API on this + i (default 6750)")
     up.add_argument("--session-timeout", type=float, default=5.0,
                     help="seconds a killed node keeps its bundles and registration (default 5)")
     up.set_defaults(func=_cluster_up)
@@ -97,4 +101,5 @@ def _cluster_up(args: argparse.Namespace) -> int:
     return run(DevClusterConfig(
         data_dir=args.data_dir, brokers=args.brokers, bookies=args.bookies, broker_port=args.broker_port,
         web_port=args.web_port, bookie_port=args.bookie_port, session_timeout_s=args.session_timeout,
+        function_workers=args.function_workers, functions_port=args.functions_port,
     ))

@@ -12,6 +12,8 @@ import httpx
 
 from taureau.common.names import TopicName
 
+MAX_REDIRECTS = 5  # 307s to a topic's owning broker followed at most
+
 
 class BrokerAdminError(Exception):
     pass
@@ -41,9 +43,20 @@ class BrokerAdmin:
     async def close(self) -> None:
         await self._http.aclose()
 
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call, following a cluster's 307s to the broker that owns the topic with the same
+        credentials (httpx's own redirects drop them for another host or port)."""
+        target = path
+        for _ in range(MAX_REDIRECTS):
+            response = await self._http.request(method, target, **kwargs)
+            if response.status_code not in (307, 308) or "location" not in response.headers:
+                return response
+            target = response.headers["location"]
+        return await self._http.request(method, target, **kwargs)
+
     async def _get(self, path: str) -> Any:
         try:
-            response = await self._http.get(path)
+            response = await self._request("GET", path)
         except httpx.HTTPError as exc:
             raise BrokerAdminError(f"broker admin API unreachable: {exc}") from None
         if response.status_code == 404:
@@ -84,8 +97,8 @@ class BrokerAdmin:
         position = {"ledgerId": -1, "entryId": -1} if earliest else None
         for target in await self._partition_paths(topic):
             try:
-                response = await self._http.put(f"{target}/subscription/{quote(subscription, safe='')}",
-                                                json=position)
+                response = await self._request("PUT", f"{target}/subscription/{quote(subscription, safe='')}",
+                                               json=position)
             except httpx.HTTPError as exc:
                 raise BrokerAdminError(f"broker admin API unreachable: {exc}") from None
             if response.status_code >= 400 and response.status_code != 409:
@@ -95,7 +108,7 @@ class BrokerAdmin:
     async def enable_deduplication(self, topic: str) -> None:
         path = f"{_topic_path(topic)}/deduplication"
         try:
-            response = await self._http.post(path, json=True)
+            response = await self._request("POST", path, json=True)
         except httpx.HTTPError as exc:
             raise BrokerAdminError(f"broker admin API unreachable: {exc}") from None
         if response.status_code >= 400:
@@ -104,7 +117,7 @@ class BrokerAdmin:
     async def delete_subscription(self, topic: str, subscription: str) -> None:
         for target in await self._partition_paths(topic):
             try:
-                await self._http.delete(f"{target}/subscription/{quote(subscription, safe='')}",
-                                        params={"force": "true"})
+                await self._request("DELETE", f"{target}/subscription/{quote(subscription, safe='')}",
+                                    params={"force": "true"})
             except httpx.HTTPError:
                 pass

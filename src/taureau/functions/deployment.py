@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,9 @@ log = logging.getLogger("taureau.functions.deployment")
 WAKE_TIMEOUT_S = 30.0
 SCALE_TICK_IDLE_S = 0.05  # how often a function at zero instances looks for work
 SCALE_TICK_S = 1.0
+
+# (an instance's state op header, its blob) -> (the answer's header, its blob)
+RemoteState = Callable[[dict[str, Any], bytes], Awaitable[tuple[dict[str, Any], bytes]]]
 
 
 @dataclass(slots=True)
@@ -68,8 +71,13 @@ class ScalingEvent:
 
 class Deployment:
     def __init__(self, record: FunctionRecord, code_paths: list[str], table: StateTable | None,
-                 ctx: DeploymentContext) -> None:
+                 ctx: DeploymentContext, assigned: frozenset[int] | None = None) -> None:
         self.record = record
+        # In a cluster of workers, the instance ids this worker runs (the leader's assignment);
+        # None: every instance (a worker alone).
+        self.assigned = assigned
+        # In a cluster, without instance 0 here: where this worker's instances' state ops go.
+        self.remote_state: RemoteState | None = None
         self.config = record.config
         self.code_paths = code_paths
         self.table = table  # None only while the state store cannot be opened
@@ -105,8 +113,14 @@ class Deployment:
         await self._reconcile()
         if c.autoscaled:
             self._tasks.append(asyncio.ensure_future(self._scale_loop()))
-        if c.schedule:
+        if c.schedule and self.holds_first:  # one worker fires the schedule
             self._tasks.append(asyncio.ensure_future(self._schedule_loop()))
+
+    @property
+    def holds_first(self) -> bool:
+        """Whether this worker runs instance 0, and so holds the function's state table and
+        fires its schedule (a worker alone holds everything)."""
+        return self.assigned is None or 0 in self.assigned
 
     async def _ensure_subscriptions(self) -> None:
         c = self.config
@@ -170,7 +184,8 @@ class Deployment:
 
     async def _reconcile(self) -> None:
         """Run exactly the instances 0..target-1 that an operator has not stopped."""
-        wanted = {i for i in range(self.target) if i not in self.record.stopped}
+        wanted = {i for i in range(self.target) if i not in self.record.stopped
+                  and (self.assigned is None or i in self.assigned)}
         for instance_id in sorted(set(self.supervisors) - wanted):
             await self.supervisors.pop(instance_id).stop()
         for instance_id in sorted(wanted - set(self.supervisors)):
@@ -202,33 +217,14 @@ class Deployment:
 
     async def _on_state(self, link: InstanceLink, message: Message) -> None:
         header = message.header
-        answer: dict[str, Any] = {"t": "answer", "req": header.get("req"), "ok": True}
-        blob = b""
-        table = self.table
-        try:
-            if table is None:
-                raise FunctionError("the function's state store is not open")
-            op, key = header.get("op"), header.get("key", "")
-            if op == "incr":
-                answer["value"] = await table.incr(key, int(header.get("amount", 0)))
-            elif op == "get_counter":
-                answer["value"] = table.get_counter(key)
-            elif op == "put":
-                await table.put(key, message.blob)
-            elif op == "get":
-                value = table.get(key)
-                answer["found"] = value is not None
-                blob = value or b""
-            elif op == "delete":
-                with contextlib.suppress(FunctionError):
-                    await table.delete(key)
-            elif op == "keys":
-                answer["keys"] = table.keys(key)
-            else:
-                raise FunctionError(f"unknown state op {op!r}")
-        except FunctionError as exc:
-            answer = {"t": "answer", "req": header.get("req"), "ok": False, "error": str(exc),
-                      "kind": type(exc).__name__}
+        if self.table is None and self.remote_state is not None:
+            # In a cluster, the worker running instance 0 holds the table: the op goes there.
+            answer, blob = await self.remote_state(header, message.blob)
+        else:
+            unavailable = ("the function's state store is not open" if self.holds_first else
+                           "the function's state is held by the worker running its instance 0")
+            answer, blob = await state_answer(self.table, header, message.blob, unavailable)
+        answer.update({"t": "answer", "req": header.get("req")})
         if not link.closed.is_set():
             link.send(answer, blob)
 
@@ -332,3 +328,38 @@ class Deployment:
         if decision is not None and not self.record.all_stopped:
             await self.set_target(decision.target, decision.reason)
         return decision
+
+
+async def state_answer(table: StateTable | None, header: dict[str, Any], blob: bytes,
+                       unavailable: str = "the function's state store is not open") -> tuple[dict[str, Any], bytes]:
+    """Apply one state op an instance sent (`op`, `key`, `amount`) to `table`: the answer's
+    header (`ok`, a value, or an error and its kind) and blob."""
+    answer: dict[str, Any] = {"ok": True}
+    out = b""
+    try:
+        if table is None:
+            raise FunctionError(unavailable)
+        op, key = header.get("op"), header.get("key", "")
+        if not isinstance(key, str):
+            raise FunctionError("a state key is a string")
+        if op == "incr":
+            answer["value"] = await table.incr(key, int(header.get("amount", 0)))
+        elif op == "get_counter":
+            answer["value"] = table.get_counter(key)
+        elif op == "put":
+            await table.put(key, blob)
+        elif op == "get":
+            value = table.get(key)
+            answer["found"] = value is not None
+            out = value or b""
+        elif op == "delete":
+            with contextlib.suppress(FunctionError):
+                await table.delete(key)
+        elif op == "keys":
+            answer["keys"] = table.keys(key)
+        else:
+            raise FunctionError(f"unknown state op {op!r}")
+    except (FunctionError, ValueError, TypeError) as exc:
+        kind = type(exc).__name__ if isinstance(exc, FunctionError) else "FunctionStateError"
+        return {"ok": False, "error": str(exc), "kind": kind}, b""
+    return answer, out

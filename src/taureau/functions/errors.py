@@ -49,3 +49,12 @@ class FunctionInvocationError(FunctionError):
     def __init__(self, message: str, trace: str = "") -> None:
         super().__init__(message)
         self.trace = trace
+
+
+class FunctionElsewhereError(FunctionError):
+    """What was asked is served by another worker of the cluster: answered with a redirect
+    (307) to the same request at `url`, as Pulsar's workers answer for another's instance."""
+
+    def __init__(self, message: str, url: str) -> None:
+        super().__init__(message)
+        self.url = url

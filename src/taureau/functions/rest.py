@@ -13,14 +13,17 @@ from fastapi.responses import JSONResponse
 
 from taureau.functions import errors
 from taureau.functions.config import FunctionConfig
+from taureau.functions.deployment import state_answer
 from taureau.functions.packages import MAX_PACKAGE_BYTES
 from taureau.functions.state_ops import check_key
 from taureau.functions.worker import FunctionWorker, Upload
 
 router = APIRouter(prefix="/admin/v3/functions", tags=["functions"])
 invoke_router = APIRouter(prefix="/functions", tags=["functions"])
+worker_router = APIRouter(prefix="/admin/v2/worker", tags=["functions"])
 
 MAX_INVOKE_BYTES = 5 * 1024 * 1024  # Pulsar's default max message size
+MAX_STATE_OP_BYTES = 2 * 1024 * 1024  # a state value is at most 1 MiB (state_table.py)
 
 _STATUS: list[tuple[type[Exception], int]] = [
     (errors.FunctionNotFoundError, 404),
@@ -44,15 +47,19 @@ def install(app: FastAPI, worker: FunctionWorker) -> None:
         limits["/admin/v3/functions/"] = MAX_PACKAGE_BYTES + 1024 * 1024
 
     @app.exception_handler(errors.FunctionError)
-    async def function_error(_: Request, exc: errors.FunctionError) -> JSONResponse:
+    async def function_error(request: Request, exc: errors.FunctionError) -> JSONResponse:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
         body: dict[str, Any] = {"reason": str(exc)}
+        if isinstance(exc, errors.FunctionElsewhereError):  # the same call at the worker serving it
+            location = exc.url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return JSONResponse(body, status_code=307, headers={"Location": location})
         if isinstance(exc, errors.FunctionInvocationError) and exc.trace:
             body["stackTrace"] = exc.trace
         return JSONResponse(body, status_code=status)
 
     app.include_router(router)
     app.include_router(invoke_router)
+    app.include_router(worker_router)
 
 
 def _worker(request: Request) -> FunctionWorker:
@@ -141,22 +148,22 @@ async def list_functions(request: Request, tenant: str, namespace: str) -> list[
 
 @router.get("/{tenant}/{namespace}/{name}/status")
 async def status(request: Request, tenant: str, namespace: str, name: str) -> dict:
-    return _worker(request).status(_fqfn(tenant, namespace, name))
+    return await _worker(request).status_anywhere(_fqfn(tenant, namespace, name))
 
 
 @router.get("/{tenant}/{namespace}/{name}/{instance_id:int}/status")
 async def instance_status(request: Request, tenant: str, namespace: str, name: str, instance_id: int) -> dict:
-    return _worker(request).status(_fqfn(tenant, namespace, name), instance_id)
+    return await _worker(request).status_anywhere(_fqfn(tenant, namespace, name), instance_id)
 
 
 @router.get("/{tenant}/{namespace}/{name}/stats")
 async def stats(request: Request, tenant: str, namespace: str, name: str) -> dict:
-    return _worker(request).stats(_fqfn(tenant, namespace, name))
+    return await _worker(request).status_anywhere(_fqfn(tenant, namespace, name), what="stats")
 
 
 @router.get("/{tenant}/{namespace}/{name}/{instance_id:int}/stats")
 async def instance_stats(request: Request, tenant: str, namespace: str, name: str, instance_id: int) -> dict:
-    return _worker(request).stats(_fqfn(tenant, namespace, name), instance_id)
+    return await _worker(request).status_anywhere(_fqfn(tenant, namespace, name), instance_id, "stats")
 
 
 @router.post("/{tenant}/{namespace}/{name}/trigger")
@@ -189,7 +196,7 @@ def _state_json(key: str, cell: Any) -> dict[str, Any]:
 
 @router.get("/{tenant}/{namespace}/{name}/state/{key:path}")
 async def query_state(request: Request, tenant: str, namespace: str, name: str, key: str) -> dict:
-    table = _worker(request).table(_fqfn(tenant, namespace, name))
+    table = await _worker(request).table_anywhere(_fqfn(tenant, namespace, name))
     cell = table.cell(check_key(key))
     if cell is None:
         raise errors.StateKeyNotFoundError(f"no state for key {key!r}")
@@ -198,13 +205,13 @@ async def query_state(request: Request, tenant: str, namespace: str, name: str, 
 
 @router.get("/{tenant}/{namespace}/{name}/state")
 async def list_state(request: Request, tenant: str, namespace: str, name: str, prefix: str = "") -> list[str]:
-    return _worker(request).table(_fqfn(tenant, namespace, name)).keys(prefix)
+    return (await _worker(request).table_anywhere(_fqfn(tenant, namespace, name))).keys(prefix)
 
 
 @router.post("/{tenant}/{namespace}/{name}/state/{key:path}", status_code=204)
 async def put_state(request: Request, tenant: str, namespace: str, name: str, key: str,
                     state: str = Form(...)) -> Response:
-    table = _worker(request).table(_fqfn(tenant, namespace, name))
+    table = await _worker(request).table_anywhere(_fqfn(tenant, namespace, name))
     try:
         body = json.loads(state)
     except ValueError:
@@ -232,7 +239,7 @@ async def put_state(request: Request, tenant: str, namespace: str, name: str, ke
 
 @router.delete("/{tenant}/{namespace}/{name}/state/{key:path}", status_code=204)
 async def delete_state(request: Request, tenant: str, namespace: str, name: str, key: str) -> Response:
-    await _worker(request).table(_fqfn(tenant, namespace, name)).delete(key)
+    await (await _worker(request).table_anywhere(_fqfn(tenant, namespace, name))).delete(key)
     return Response(status_code=204)
 
 
@@ -242,6 +249,21 @@ async def download(request: Request, tenant: str, namespace: str, name: str) -> 
     record = await worker.get(_fqfn(tenant, namespace, name))
     return Response(worker.packages.read(record.package), media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{record.package.filename}"'})
+
+
+@router.post("/{tenant}/{namespace}/{name}/state-op")
+async def state_op(request: Request, tenant: str, namespace: str, name: str, op: str, key: str = "",
+                   amount: int = 0) -> Any:
+    """Taureau's, between the workers of a cluster: one instance's state op (as it sends it to
+    its own worker) at the worker holding the function's table; the body is the op's value."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_STATE_OP_BYTES:
+            return JSONResponse({"reason": f"request body is over {MAX_STATE_OP_BYTES} bytes"}, status_code=413)
+    deployment = await _worker(request).here(_fqfn(tenant, namespace, name), 0)
+    answer, blob = await state_answer(deployment.table, {"op": op, "key": key, "amount": amount}, bytes(body))
+    return {"header": answer, "blob": base64.b64encode(blob).decode()}
 
 
 # The catch-all action routes come last, after every literal route of the same shape.
@@ -267,6 +289,16 @@ async def instance_lifecycle(request: Request, tenant: str, namespace: str, name
     if action not in ("start", "stop", "restart"):
         return JSONResponse({"reason": f"unknown action {action!r}"}, status_code=404)
     return await _lifecycle(request, _fqfn(tenant, namespace, name), action, instance_id)
+
+
+@worker_router.put("/rebalance", status_code=204)
+async def rebalance(request: Request) -> Response:
+    """Pulsar's `functions-worker rebalance`: every instance placed anew over the live workers
+    (a worker alone has nothing to move)."""
+    member = _worker(request).member
+    if member is not None:
+        await member.cluster.request_rebalance()
+    return Response(status_code=204)
 
 
 @invoke_router.post("/{tenant}/{namespace}/{name}")

@@ -65,7 +65,7 @@ def function_status(deployment: Deployment, worker_id: str, instance_id: int | N
     }
 
 
-def _instance_metrics(s: InstanceSupervisor) -> dict[str, Any]:
+def instance_metrics(s: InstanceSupervisor) -> dict[str, Any]:
     totals = s.totals()
     return {
         "receivedTotal": totals["received"],
@@ -81,7 +81,7 @@ def _instance_metrics(s: InstanceSupervisor) -> dict[str, Any]:
 
 def function_stats(deployment: Deployment, instance_id: int | None) -> dict[str, Any]:
     supervisors = _select(deployment, instance_id)
-    metrics = [_instance_metrics(s) for s in supervisors]
+    metrics = [instance_metrics(s) for s in supervisors]
     if instance_id is not None:
         return metrics[0]
     total: dict[str, Any] = {key: sum(m[key] for m in metrics)

@@ -18,13 +18,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taureau.common.private_files import make_private_dirs
 from taureau.functions.broker_admin import BrokerAdmin, BrokerAdminError
 from taureau.functions.channel import ChannelError
+from taureau.functions.cluster.paths import ALONE, WORKERS
 from taureau.functions.config import FunctionConfig
-from taureau.functions.deployment import Deployment, DeploymentContext
+from taureau.functions.deployment import Deployment, DeploymentContext, RemoteState
 from taureau.functions.ephemeral import space_path
 from taureau.functions.errors import (
     FunctionCodeError,
@@ -47,6 +48,9 @@ from taureau.functions.runtime.thread import ThreadRuntime
 from taureau.functions.state_table import StateTable, ledger_name
 from taureau.metadata.store import MetadataStore
 from taureau.storage.managed_ledger.api import ManagedLedgerFactoryBase
+
+if TYPE_CHECKING:
+    from taureau.functions.cluster.member import ClusterMember
 
 log = logging.getLogger("taureau.functions.worker")
 
@@ -117,20 +121,40 @@ class FunctionWorker:
         self._tasks: list[asyncio.Task] = []
         self._pulsar: Any = None  # the worker's own client, for trigger
         self._state_client: Any = None
+        # One worker of several (docs/cluster.md): the leader's assignments say what runs here.
+        self.member: ClusterMember | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # A worker alone deploys every function: beside the workers of a cluster on the same
+        # store, each would run twice. Checked before anything of the worker starts.
+        if self.member is None:
+            if await self._store.children(WORKERS):
+                raise FunctionError(f"function workers of a cluster are registered in this metadata store "
+                                    f"({WORKERS}); a worker alone would run their functions a second time "
+                                    "(use --no-functions)")
+            # ... and says so, for cluster workers that start later (gone with this session).
+            await self._store.put(ALONE, self.config.worker_id.encode(), ephemeral=True)
+        else:
+            await self.member.cluster.check_no_worker_alone()
         await self._links.start()
         await self.process_runtime.start()
+        if self.config.state_address:
+            self._tasks.append(asyncio.ensure_future(self._renew_spaces()))
+        if self.member is not None:  # it deploys what the leader assigns here
+            await self.member.start()
+            log.info("functions worker %s started in a cluster, limits by %s", self.config.worker_id,
+                     self.limiter.mode)
+            return
         records = await self.registry.load_all()
         for record in records:
             self._tasks.append(asyncio.ensure_future(self._deploy_logged(record)))
-        if self.config.state_address:
-            self._tasks.append(asyncio.ensure_future(self._renew_spaces()))
         log.info("functions worker started: %d function(s), limits by %s", len(records), self.limiter.mode)
 
     async def close(self) -> None:
+        if self.member is not None:
+            await self.member.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*(d.close() for d in self.deployments.values()), return_exceptions=True)
@@ -158,6 +182,8 @@ class FunctionWorker:
     # -- deploying ----------------------------------------------------------------------------
 
     async def _code_paths(self, record: FunctionRecord) -> list[str]:
+        if self.member is not None:  # assigned a function created at another worker
+            await self.member.fetch_packages(record)
         prepared = self.packages.prepare(record.package, record.requirements)
         env = await self.envs.ensure(prepared)
         return prepared.code_paths + ([env] if env else [])
@@ -178,11 +204,14 @@ class FunctionWorker:
             sandbox=self.sandbox,
         )
 
-    async def _deploy(self, record: FunctionRecord, code_paths: list[str] | None = None) -> Deployment:
+    async def _deploy(self, record: FunctionRecord, code_paths: list[str] | None = None,
+                      assigned: frozenset[int] | None = None, remote_state: RemoteState | None = None) -> Deployment:
         if code_paths is None:
             code_paths = await self._code_paths(record)
-        table = await StateTable.open(self._ledgers, record.fqfn)
-        deployment = Deployment(record, code_paths, table, self._context())
+        # One writer per state table: in a cluster, the worker of instance 0.
+        table = await StateTable.open(self._ledgers, record.fqfn) if assigned is None or 0 in assigned else None
+        deployment = Deployment(record, code_paths, table, self._context(), assigned)
+        deployment.remote_state = remote_state
         self.deployments[record.fqfn] = deployment
         await deployment.start()
         return deployment
@@ -257,6 +286,11 @@ class FunctionWorker:
             with self._holding([package, *filter(None, [requirements])]):
                 code_paths = await self._prepare(config, package, requirements)
                 record = FunctionRecord(config, package, requirements)
+                if self.member is not None:  # the leader assigns its instances
+                    await self.member.share(record)
+                    await self.registry.create(record)
+                    await self.member.changed()
+                    return record
                 await self.registry.create(record)
                 try:
                     await self._deploy(record, code_paths)
@@ -286,6 +320,11 @@ class FunctionWorker:
                 record.package, record.requirements = package, requirements
                 record.config = config
                 record.version += 1
+                if self.member is not None:  # its workers redeploy it when assigned the new version
+                    await self.member.share(record)
+                    await self.registry.save(record)
+                    await self.member.changed()
+                    return record
                 await self.registry.save(record)
                 old = self.deployments.pop(fqfn, None)
                 if old is not None:
@@ -305,6 +344,9 @@ class FunctionWorker:
                 for topic in c.input_serdes():
                     with contextlib.suppress(BrokerAdminError):
                         await self.broker.delete_subscription(topic, c.subscription_name)
+            if self.member is not None:
+                await self.member.changed()
+                await self.member.forget_packages(record)
             with contextlib.suppress(Exception):
                 await self._ledgers.delete(ledger_name(fqfn))
             if self.config.state_address:
@@ -340,6 +382,22 @@ class FunctionWorker:
             raise FunctionNotFoundError(f"function {fqfn} does not exist (or is still deploying)")
         return deployment
 
+    async def here(self, fqfn: str, instance_id: int | None = None) -> Deployment:
+        """The deployment that serves a call on this worker (on `instance_id`, or on any
+        instance); in a cluster, FunctionElsewhereError names the worker that serves it."""
+        deployment = self.deployments.get(fqfn)
+        if self.member is None:
+            return self.deployment(fqfn)
+        if deployment is not None and deployment.assigned is not None:
+            if instance_id is not None and instance_id in deployment.assigned:
+                return deployment
+            if instance_id is None and deployment.supervisors:  # an instance runs (or starts) here
+                return deployment
+        elsewhere = await self.member.elsewhere(fqfn, instance_id)
+        if isinstance(elsewhere, FunctionNotFoundError) and deployment is not None and instance_id is None:
+            return deployment  # nowhere better: it answers why nothing runs (stopped, scaled to zero)
+        raise elsewhere
+
     async def set_running(self, fqfn: str, running: bool, instance_id: int | None = None) -> None:
         """`functions start` / `stop`, of every instance or one; remembered across restarts."""
         async with self._lock(fqfn):
@@ -352,24 +410,36 @@ class FunctionWorker:
             elif instance_id not in record.stopped:
                 record.stopped.append(instance_id)
             await self.registry.save(record)
+            if self.member is not None:  # every worker of it applies the record's new version
+                await self.member.changed()
+                if fqfn not in self.deployments:
+                    return
             deployment = self.deployment(fqfn)
-            deployment.record = record
-            if instance_id is None:
-                target = 0 if not running else record.config.initial_instances
-                await deployment.set_target(target, "started by an operator" if running else "stopped by an operator")
-            else:
-                await deployment.set_target(deployment.target, "instance started/stopped by an operator")
+            await self.apply_record(deployment, record, "started by an operator" if running else "stopped by an operator")
+
+    @staticmethod
+    async def apply_record(deployment: Deployment, record: FunctionRecord, reason: str) -> None:
+        """A record changed only in which instances run (start/stop): apply it in place."""
+        was_stopped = deployment.record.all_stopped
+        deployment.record = record
+        target = deployment.target
+        if record.all_stopped != was_stopped:
+            target = 0 if record.all_stopped else record.config.initial_instances
+        await deployment.set_target(target, reason)
 
     async def restart(self, fqfn: str, instance_id: int | None = None) -> None:
         async with self._lock(fqfn):
             await self._record(fqfn)
-            await self.deployment(fqfn).restart(instance_id)
+            if self.member is not None and instance_id is None:  # wherever its instances run
+                await self.member.restart_all(fqfn, self.deployments.get(fqfn))
+                return
+            await (await self.here(fqfn, instance_id)).restart(instance_id)
 
     # -- invocation ---------------------------------------------------------------------------
 
     async def invoke(self, fqfn: str, payload: bytes, timeout: float = 30.0) -> tuple[bool, bytes]:
         """HTTP invoke: run the function on `payload`; (has a value, the serialized result)."""
-        answer = await self.deployment(fqfn).invoke(payload, timeout=timeout)
+        answer = await (await self.here(fqfn)).invoke(payload, timeout=timeout)
         header = answer.header
         if not header.get("ok"):
             raise FunctionInvocationError(header.get("error", "the function raised"), header.get("trace", ""))
@@ -405,10 +475,18 @@ class FunctionWorker:
     # -- durable state ------------------------------------------------------------------------
 
     def table(self, fqfn: str) -> StateTable:
-        table = self.deployment(fqfn).table
-        if table is None:
-            raise FunctionError(f"the state of {fqfn} is not open")
-        return table
+        """The state table of a function deployed here."""
+        return self._open_table(self.deployment(fqfn))
+
+    async def table_anywhere(self, fqfn: str) -> StateTable:
+        """The state table, or in a cluster FunctionElsewhereError to the worker holding it."""
+        return self._open_table(await self.here(fqfn, 0))
+
+    @staticmethod
+    def _open_table(deployment: Deployment) -> StateTable:
+        if deployment.table is None:
+            raise FunctionError(f"the state of {deployment.config.fqfn} is not open")
+        return deployment.table
 
     # -- ephemeral state ----------------------------------------------------------------------
 
@@ -441,6 +519,7 @@ class FunctionWorker:
     # -- status -------------------------------------------------------------------------------
 
     def status(self, fqfn: str, instance_id: int | None = None) -> dict[str, Any]:
+        """Of the instances deployed here."""
         from taureau.functions.views import function_status
 
         return function_status(self.deployment(fqfn), self.config.worker_id, instance_id)
@@ -449,6 +528,18 @@ class FunctionWorker:
         from taureau.functions.views import function_stats
 
         return function_stats(self.deployment(fqfn), instance_id)
+
+    async def status_anywhere(self, fqfn: str, instance_id: int | None = None, what: str = "status") -> dict[str, Any]:
+        """`status` or `stats` as REST answers it: in a cluster, of every instance wherever it
+        runs (gathered from the other workers), and one instance's at the worker running it."""
+        from taureau.functions.views import function_stats, function_status
+
+        if self.member is not None and instance_id is None:
+            return await self.member.gather(fqfn, what)
+        deployment = await self.here(fqfn, instance_id)
+        if what == "stats":
+            return function_stats(deployment, instance_id)
+        return function_status(deployment, self.config.worker_id, instance_id)
 
 
 def _trigger_blocking(client: Any, topic: str, output: str | None, value: bytes, timeout: float) -> bytes | None:

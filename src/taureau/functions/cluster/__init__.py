@@ -1,0 +1,1 @@
+"""Functions across several workers: membership, the leader, assignments, shared packages."""
