@@ -7,8 +7,10 @@ address, so ledgers written before a bookie left can still be read from the othe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from taureau.metadata.store import MetadataStore
-from taureau.storage.ledger.client import BookKeeperClient
+from taureau.storage.ledger.client import BookieClient, BookKeeperClient
 from taureau.storage.ledger.registry import available_bookies
 from taureau.storage.ledger.remote import RemoteBookie
 from taureau.storage.ledger.rereplicate import Copied, rereplicate_all
@@ -46,6 +48,12 @@ class ClusterLedgerClient(BookKeeperClient):
         """Copy what bookies no longer registered held onto the others (closed ledgers)."""
         await self._refresh()
         return await rereplicate_all(self._store, self.bookies, sorted(self._available))
+
+    async def reachable(self) -> tuple[Mapping[str, BookieClient], list[str]]:
+        """(every bookie this client can talk to, the ids registered now): a replication
+        worker's view."""
+        await self._refresh()
+        return self.bookies, sorted(self._available)
 
     def _candidates(self) -> list[str]:
         return sorted(self._available)

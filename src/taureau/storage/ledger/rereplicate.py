@@ -1,11 +1,16 @@
-"""Re-replication: copy what a lost bookie held onto another, so closed ledgers regain their copies.
+"""Re-replication: copy what a lost bookie held onto another, so ledgers regain their copies.
 
 A bookie that is gone (not registered as available) leaves every entry it stored with one
-copy fewer. For each CLOSED ledger naming it in a segment, this reads those entries from the
-other members of their write sets, writes them to a replacement bookie that is not in that
-segment yet, and records the replacement in the ledger metadata (compare-and-set; a ledger
-changed meanwhile is left for the next run). OPEN ledgers are their writer's (ensemble
-change) or their recovery's business, and are skipped.
+copy fewer. For each segment naming it that may be rewritten, this reads those entries from
+the other members of their write sets, writes them to a replacement bookie that is not in
+that segment yet, and records the replacement in the ledger metadata (compare-and-set; a
+ledger changed meanwhile is left for the next run).
+
+Which segments may be rewritten: every segment of a CLOSED ledger; of an OPEN ledger every
+segment but the last (its entries were confirmed before the writer changed ensemble, and
+the writer adopts the new bookies when it next writes the metadata). The last segment of an
+OPEN ledger is its writer's (an ensemble change on its next add) or its recovery's; a ledger
+IN_RECOVERY is its recovery's.
 """
 
 from __future__ import annotations
@@ -31,6 +36,20 @@ class Copied:
     entries: int
 
 
+def rewritable_segments(md: LedgerMetadata) -> int:
+    """How many of md's segments, from the first, re-replication may rewrite."""
+    if md.state is LedgerState.CLOSED:
+        return len(md.ensembles)
+    if md.state is LedgerState.OPEN:
+        return len(md.ensembles) - 1
+    return 0
+
+
+def lost_bookies(md: LedgerMetadata, available: set[str]) -> set[str]:
+    """The bookies not in `available` that a rewritable segment of md names."""
+    return {b for _, members in md.ensembles[: rewritable_segments(md)] for b in members if b not in available}
+
+
 async def rereplicate_ledger(
     store: MetadataStore, bookies: Mapping[str, BookieClient], ledger_id: int, available: list[str]
 ) -> list[Copied]:
@@ -39,12 +58,11 @@ async def rereplicate_ledger(
     if found is None:
         return []
     md, version = fmt.decode_metadata(found[0]), found[1].version
-    if md.state is not LedgerState.CLOSED:
-        return []
     up = set(available)
     alive = {b: client for b, client in bookies.items() if b in up}  # never wait on a lost one
     done: list[Copied] = []
-    for index, (first, members) in enumerate(md.ensembles):
+    for index in range(rewritable_segments(md)):
+        first, members = md.ensembles[index]
         end = md.ensembles[index + 1][0] - 1 if index + 1 < len(md.ensembles) else md.last_entry_id
         for lost in [b for b in dict.fromkeys(members) if b not in up]:
             spare = next((b for b in available if b not in members and b in alive), None)
@@ -76,7 +94,8 @@ async def _copy(
         stored, _ = await read_stored(bookies, md, entry_id)
         if stored is None:
             raise NoSuchEntryError(f"entry {md.ledger_id}:{entry_id} is on none of its remaining bookies")
-        # The spare never saw this ledger, but a recovery add is what re-replication is.
+        # The spare never saw this ledger, but a recovery add is what re-replication is (and
+        # it passes a fence: an OPEN ledger's earlier segments are copied while it is written).
         await target.add_entry(md.ledger_id, entry_id, stored, recovery_add=True)
         count += 1
     return count
