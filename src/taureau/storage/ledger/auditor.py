@@ -18,7 +18,12 @@ import logging
 import time
 from collections.abc import Callable
 
-from taureau.common.errors import CorruptedDataError, MetadataConnectionError, StorageError
+from taureau.common.errors import (
+    CorruptedDataError,
+    MetadataConnectionError,
+    SessionExpiredError,
+    StorageError,
+)
 from taureau.metadata.store import MetadataStore
 from taureau.storage.ledger import format as fmt
 from taureau.storage.ledger import underreplication as ur
@@ -55,6 +60,8 @@ class Auditor:
             while True:
                 try:
                     next_s = await self.audit()
+                except SessionExpiredError:
+                    return  # the process stops
                 except (MetadataConnectionError, StorageError) as exc:
                     log.warning("audit failed, trying again in %gs: %s", _RETRY_S, exc)
                     next_s = _RETRY_S

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
-from taureau.common.errors import BadVersionError, MetadataConnectionError, StorageError
+from taureau.common.errors import BadVersionError, MetadataConnectionError, SessionExpiredError, StorageError
 from taureau.metadata.store import MetadataStore
 from taureau.storage.ledger import format as fmt
 from taureau.storage.ledger import underreplication as ur
@@ -42,6 +42,8 @@ class ReplicationWorker:
             while True:
                 try:
                     await self.work_once()
+                except SessionExpiredError:
+                    return  # the process stops
                 except MetadataConnectionError as exc:
                     log.warning("replication pass failed: %s", exc)
                 await wakeup.wait(self._poll_s)
