@@ -268,3 +268,25 @@ async def test_one_auditor_is_elected_and_another_takes_over_when_its_session_en
     assert await stores[1 - first].get(ur.AUDITOR) is None  # a clean stop hands it over at once
     await recoveries[first].close()  # its tasks; its store is closed already
     await stores[1 - first].close()
+
+
+async def test_a_copy_reads_past_a_member_that_lacks_entries():
+    """A bookie of the segment that missed entries (dropped from the write set, no spare)
+    answers a ranged read short: the rest is read entry by entry from whoever has it."""
+    from taureau.storage.ledger.rereplicate import rereplicate_ledger
+
+    cluster = await Bookies([A, B, C, D]).start()
+    writer = BookKeeperClient(cluster.store, {b: cluster.bookies[b] for b in (A, B, C)})  # no spare
+    ledger = await writer.create_ledger(3, 3, 2)
+    for i in range(10):
+        await ledger.add_entry(b"e%d" % i)
+    cluster.files[B].inject("append", errno.ENOSPC, times=None)  # B misses everything from here
+    for i in range(10, 30):
+        await ledger.add_entry(b"e%d" % i)
+    await ledger.close()
+    assert ledger.metadata.ensembles == [(0, [A, B, C])]
+    copied = await rereplicate_ledger(cluster.store, cluster.bookies, ledger.ledger_id, [B, C, D])  # A lost
+    assert [(c.lost, c.replacement, c.entries) for c in copied] == [(A, D, 30)]
+    for entry_id in range(30):
+        stored = await cluster.bookies[D].read_entry(ledger.ledger_id, entry_id)
+        assert fmt.decode_entry(stored)[2] == b"e%d" % entry_id
