@@ -110,10 +110,15 @@ async def test_the_auditor_marks_after_the_delay_and_the_worker_copies_and_unmar
         for ledger_id in (on_ab, on_bc, on_ca):
             entries = await _read_all(cluster.store, {alone: cluster.bookies[alone]}, ledger_id)
             assert entries == [b"%d-%d" % (ledger_id, i) for i in range(50)]
-    # B no ledger names any more is forgotten by the next pass.
+    # A wake-up (a registration change) does not read every ledger again for B...
+    checks = auditor.checks
     clock.now = 7.0
     await auditor.audit()
-    assert auditor.lost_since == {}
+    assert auditor.checks == checks
+    # ...the next periodic check does, and forgets B, which no ledger names any more.
+    clock.now = 1006.0
+    await auditor.audit()
+    assert auditor.checks == checks + 1 and auditor.lost_since == {}
 
 
 async def test_a_bookie_back_within_the_delay_costs_no_copying():
@@ -290,3 +295,33 @@ async def test_a_copy_reads_past_a_member_that_lacks_entries():
     for entry_id in range(30):
         stored = await cluster.bookies[D].read_entry(ledger.ledger_id, entry_id)
         assert fmt.decode_entry(stored)[2] == b"e%d" % entry_id
+
+
+async def test_the_periodic_check_marks_a_segment_once_its_writer_moved_on_then_stops():
+    cluster = await Bookies([A, B, C]).start()
+    ledger = await BookKeeperClient(cluster.store, cluster.bookies).create_ledger(2, 2, 2)
+    await ledger.add_entries([b"a%d" % i for i in range(5)])
+    await cluster.lose(B)
+    clock = Clock()
+    auditor = Auditor(cluster.store, lost_bookie_recovery_delay_s=0, check_interval_s=10, clock=clock)
+    await auditor.audit()
+    clock.now = 1.0
+    await auditor.audit()
+    # B is named only by the segment its (idle) writer still writes: nothing to mark yet.
+    assert await ur.marked(cluster.store) == [] and B in auditor.lost_since
+    cluster.files[B].inject("append", errno.ENOSPC, times=None)
+    await ledger.add_entries([b"b%d" % i for i in range(5)])  # the writer moves to C
+    clock.now = 2.0
+    await auditor.audit()
+    assert await ur.marked(cluster.store) == []  # registrations did not change: no check yet
+    clock.now = 11.0
+    assert await auditor.audit() == pytest.approx(10.0)
+    assert await ur.marked(cluster.store) == [ledger.ledger_id]
+    await cluster.worker().work_once()
+    clock.now = 21.0
+    await auditor.audit()  # B is named nowhere now: forgotten
+    assert auditor.lost_since == {}
+    checks = auditor.checks
+    clock.now = 1000.0
+    assert await auditor.audit() == pytest.approx(10.0)
+    assert auditor.checks == checks  # nothing lost: no more reading of every ledger

@@ -7,9 +7,10 @@ been lost for `lost_bookie_recovery_delay_s` (BookKeeper's lostBookieRecoveryDel
 bookie restarted within it costs no copying) the auditor reads every ledger's metadata and
 marks each one with a rewritable segment naming it (rereplicate.lost_bookies) in the
 under-replication tree; replication workers do the copying. A bookie that comes back
-within the delay is forgotten. Besides registration changes, a full check runs every
-`check_interval_s` (BookKeeper's auditorPeriodicCheckInterval): it finds segments that
-became rewritable later (an OPEN ledger's writer changed ensemble away from a lost bookie).
+within the delay is forgotten. A full check runs when elected (bookies lost while no
+auditor ran), and then every `check_interval_s` (BookKeeper's auditorPeriodicCheckInterval)
+while a lost bookie is still named by some ledger: it finds segments that became rewritable
+later (an OPEN ledger's writer changed ensemble away from a lost bookie).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class Auditor:
         self._registered: set[str] = set()  # seen registered at the last look
         self.lost_since: dict[str, float] = {}  # bookie id -> when first seen lost (clock)
         self._last_check = float("-inf")
+        self.checks = 0  # full checks of every ledger done
+        self._checked: set[str] = set()  # lost bookies a check has marked the ledgers of
 
     async def run(self) -> None:
         """Audit until cancelled (the auditor lost its election, or the process stops)."""
@@ -79,21 +82,29 @@ class Auditor:
                             bookie, self._delay_s)  # fmt: skip
                 self.lost_since[bookie] = now
         for bookie in available & set(self.lost_since):
-            log.info("bookie %s is back before its ledgers were marked", bookie)
+            log.info("bookie %s is registered again", bookie)
             del self.lost_since[bookie]
+            self._checked.discard(bookie)
         self._registered = available
         due = {b for b, since in self.lost_since.items() if now - since >= self._delay_s}
-        if due or now - self._last_check >= self._check_interval_s:
+        # The first check finds bookies lost while no auditor ran; later periodic ones are
+        # needed only while a lost bookie is still named somewhere (reading every ledger's
+        # metadata is not free).
+        periodic = self.checks == 0 or bool(self.lost_since and now - self._last_check >= self._check_interval_s)
+        if due - self._checked or periodic:
             await self.check_ledgers(available, due, now)
+            self._checked |= due
         waits = [since + self._delay_s - now for b, since in self.lost_since.items() if b not in due]
-        waits.append(self._last_check + self._check_interval_s - now)
-        return min(waits)
+        if self.lost_since:
+            waits.append(self._last_check + self._check_interval_s - now)
+        return min(waits, default=self._check_interval_s)
 
     async def check_ledgers(self, available: set[str], due: set[str], now: float) -> int:
         """Read every ledger's metadata; mark those a due bookie leaves under-replicated.
         Bookies a ledger names that are not registered start their delay now. How many were
         marked."""
         self._last_check = now
+        self.checks += 1
         named_lost: set[str] = set()
         count = 0
         for name in await self._store.children(fmt.LEDGERS_PATH):
@@ -118,4 +129,5 @@ class Auditor:
         # A lost bookie no ledger names any more needs nothing: forget it (bounds the map).
         for bookie in set(self.lost_since) - named_lost:
             del self.lost_since[bookie]
+            self._checked.discard(bookie)
         return count
