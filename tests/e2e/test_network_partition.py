@@ -1,4 +1,4 @@
-"""A network partition of a broker, on three hosts made of Linux network namespaces.
+"""Network partitions of a broker and of a bookie, on three hosts made of Linux network namespaces.
 
 Host zk runs ZooKeeper; host a two bookies and broker A; host b broker B and a producer
 (the official client) publishing through B. Each host has its own address and one veth link
@@ -162,6 +162,71 @@ def test_a_partitioned_owner_gives_up_its_topic_and_nothing_acknowledged_is_lost
         print(f"\n{cut}: B's producer had {len(acked_b)} acknowledged ({acked_at_cut} before the cut, "
               f"{acked_until_exit - acked_at_cut} from the cut to B's exit), "
               f"failed {len(from_b.lines('FAIL'))}; A's producer 20; read {len(got)}")
+    finally:
+        for client in clients:
+            client.kill()
+        for proc in reversed(started):
+            proc.kill()
+        zk.kill()
+
+
+def test_a_partitioned_bookie_is_replaced_and_its_entries_re_replicated(tmp_path, hosts):
+    zk = HostZooKeeper(hosts, tmp_path / "zk")
+    started: list = []
+    clients: list[Client] = []
+    recovery = ("--lost-bookie-recovery-delay", "0", "--audit-interval", "2")
+    try:
+        zk.start()
+        url = f"zk://{hosts.addr['zk']}:2181/bookie-partition"
+        # Two bookies only at first, so the topic's first ledger is on both: one in host b.
+        far = BookieProcess(tmp_path / "bookie-b", url, *recovery, host=hosts.addr["b"], wrap=hosts.wrap("b"))
+        near = [BookieProcess(tmp_path / f"bookie-a{i}", url, *recovery, host=hosts.addr["a"], wrap=hosts.wrap("a"))
+                for i in range(2)]
+        started += [far.start(), near[0].start()]
+        broker = BrokerProcess(tmp_path / "broker", url, session_timeout_s=SESSION_S, host=hosts.addr["a"],
+                               wrap=hosts.wrap("a"))
+        started.append(broker.start())
+        Client(hosts, "a", "consume", broker.service_url, TOPIC, "check", "--quiet", "0.5").finish()
+        stop = tmp_path / "stop-producing"
+        producer = Client(hosts, "a", "produce", broker.service_url, TOPIC, "p", "--stop-file", str(stop))
+        clients.append(producer)
+        producer.wait_for(lambda: len(producer.lines("ACK")) >= 20, "the broker acknowledges")
+        started.append(near[1].start())  # the spare
+
+        def ledgers() -> list[dict]:
+            def get() -> list[dict]:
+                with httpx.Client(timeout=10) as http:
+                    path = TOPIC.replace("persistent://", "/admin/taureau/persistent/") + "/ledgers"
+                    return http.get(broker.web_url + path).json()["ledgers"]
+            return hosts.in_host("a", get)
+
+        assert far.bookie_id in ledgers()[-1]["ensembles"][0]["bookies"]
+        hosts.cut("b")
+        acked_at_cut = len(producer.lines("ACK"))
+        # The add to the cut-off bookie times out (the broker's 30 s request timeout), the
+        # ledger moves to the spare, and publishing goes on.
+        producer.wait_for(lambda: len(producer.lines("ACK")) >= acked_at_cut + 20, "publishing goes on", 120)
+
+        def named_anywhere() -> bool:
+            return any(far.bookie_id in segment["bookies"] for ledger in ledgers() for segment in ledger["ensembles"])
+
+        _until(lambda: not named_anywhere(), "no ledger of the topic names the cut-off bookie", 60)
+        healed = [(x["ledgerId"], x["state"], [s["bookies"] for s in x["ensembles"]]) for x in ledgers()]
+        hosts.heal()
+        assert far.proc is not None
+        code = far.proc.wait(90)
+        assert code == 1 and "session expired" in "".join(far.output), "".join(far.output)[-2000:]
+        far.proc = None
+        stop.touch()
+        producer.finish()
+        reader = Client(hosts, "a", "consume", broker.service_url, TOPIC, "check", "--quiet", "10")
+        clients.append(reader)
+        reader.finish()
+        got = set(reader.lines("GOT"))
+        missing = [p for p in producer.lines("ACK") if p not in got]
+        assert missing == [], f"acknowledged but not read: {missing[:20]} ({len(missing)})"
+        print(f"\nbookie cut off: {len(producer.lines('ACK'))} acknowledged ({acked_at_cut} before the cut), "
+              f"failed {len(producer.lines('FAIL'))}; ledgers once healed: {healed}")
     finally:
         for client in clients:
             client.kill()
