@@ -1,14 +1,24 @@
 """Network partitions of a broker and of a bookie, on three hosts made of Linux network namespaces.
 
-Host zk runs ZooKeeper; host a two bookies and broker A; host b broker B and a producer
-(the official client) publishing through B. Each host has its own address and one veth link
-to each other host (tests/e2e/netns.py). B owns the topic, then is cut off: only from
+Each host has its own address and one veth link to each other host (tests/e2e/netns.py);
+host zk runs ZooKeeper. Skipped, with the reason, where namespaces cannot be made (not
+root) or ZooKeeper is not installed.
+
+A broker: host a runs two bookies and broker A; host b broker B and a producer (the
+official client) publishing through B. B owns the topic, then is cut off: only from
 ZooKeeper (it still reaches the bookies and A), or from everything. Its ZooKeeper session
 expires; A takes the topic on a lookup (its recovery fences B's ledger on the bookies) and
 acknowledges a producer of its own. Healed, B learns its session expired and exits 1; B's
 producer goes on through A. Every message either producer saw acknowledged is read back
-through A: B acknowledged nothing A's topic does not hold (no split brain). Skipped, with
-the reason, where namespaces cannot be made (not root) or ZooKeeper is not installed.
+through A: B acknowledged nothing A's topic does not hold (no split brain).
+
+A bookie: host b holds one of the two bookies of the topic's ledger, host a the other, a
+spare started later, the broker and its producer. Host b is cut off from everything: the
+broker's add to its bookie times out and publishing goes on over the bookies left (here the
+ledger is closed and a new one opened: the spare registered after the ledger was created,
+so its writer knows no spare for an ensemble change); auto-recovery copies what the cut-off
+bookie held; healed, the bookie learns its session expired and exits 1. Every acknowledged
+message is read back and no ledger of the topic names the lost bookie.
 """
 
 from __future__ import annotations
@@ -83,6 +93,71 @@ class Client:
             self.proc.wait()
 
 
+class Run:
+    """What one test starts in its hosts (ZooKeeper in host zk, servers, clients), all killed
+    at the end whatever happened."""
+
+    def __init__(self, hosts: Hosts, root: Path, chroot: str) -> None:
+        self.hosts = hosts
+        self.root = root
+        self.zk = HostZooKeeper(hosts, root / "zk")
+        self.url = f"zk://{hosts.addr['zk']}:2181/{chroot}"
+        self._servers: list[BookieProcess | BrokerProcess] = []
+        self._clients: list[Client] = []
+
+    def __enter__(self) -> Run:
+        self.zk.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for client in self._clients:
+            client.kill()
+        for server in reversed(self._servers):
+            server.kill()
+        self.zk.kill()
+
+    def bookie(self, role: str, name: str, *extra: str) -> BookieProcess:
+        return BookieProcess(self.root / name, self.url, *extra, host=self.hosts.addr[role], wrap=self.hosts.wrap(role))
+
+    def broker(self, role: str, name: str) -> BrokerProcess:
+        return BrokerProcess(self.root / name, self.url, session_timeout_s=SESSION_S, host=self.hosts.addr[role],
+                             wrap=self.hosts.wrap(role))
+
+    def start(self, server: BookieProcess | BrokerProcess) -> None:
+        self._servers.append(server)
+        server.start()
+
+    def client(self, role: str, *args: str) -> Client:
+        client = Client(self.hosts, role, *args)
+        self._clients.append(client)
+        return client
+
+    def subscribe(self, role: str, service_url: str) -> None:
+        """The subscription that reads everything at the end, made before anything is
+        published: a topic keeps no backlog for subscriptions that do not exist yet (Pulsar's
+        default)."""
+        self.client(role, "consume", service_url, TOPIC, "check", "--quiet", "0.5").finish()
+
+    def read_back(self, service_url: str, acked: list[str]) -> list[str]:
+        """Everything the subscription holds, read through host a; every `acked` must be there."""
+        reader = self.client("a", "consume", service_url, TOPIC, "check", "--quiet", "10")
+        reader.finish()
+        got = reader.lines("GOT")
+        seen = set(got)
+        missing = [p for p in acked if p not in seen]
+        assert missing == [], f"acknowledged but not read back: {missing[:20]} ({len(missing)})"
+        return got
+
+
+def _exits_on_expiry(server: BookieProcess | BrokerProcess) -> None:
+    """Healed, a cut-off server learns its ZooKeeper session expired and exits 1."""
+    assert server.proc is not None
+    code = server.proc.wait(90)
+    output = "".join(server.output)
+    assert code == 1 and "session expired" in output, output[-2000:]
+    server.proc = None
+
+
 def _until(predicate, what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -92,29 +167,17 @@ def _until(predicate, what: str, timeout: float = 60.0) -> None:
 
 @pytest.mark.parametrize("cut", ["zookeeper-link", "all-links"])
 def test_a_partitioned_owner_gives_up_its_topic_and_nothing_acknowledged_is_lost(tmp_path, hosts, cut):
-    zk = HostZooKeeper(hosts, tmp_path / "zk")
-    started: list = []
-    clients: list[Client] = []
-    try:
-        zk.start()
-        url = f"zk://{hosts.addr['zk']}:2181/partition"
+    with Run(hosts, tmp_path, "partition") as run:
         for i in range(2):
-            started.append(BookieProcess(tmp_path / f"bookie-{i}", url, "--no-autorecovery",
-                                         host=hosts.addr["a"], wrap=hosts.wrap("a")).start())
-        broker_b = BrokerProcess(tmp_path / "broker-b", url, session_timeout_s=SESSION_S,
-                                 host=hosts.addr["b"], wrap=hosts.wrap("b"))
-        broker_a = BrokerProcess(tmp_path / "broker-a", url, session_timeout_s=SESSION_S,
-                                 host=hosts.addr["a"], wrap=hosts.wrap("a"))
-        started.append(broker_b.start())  # alone: the first lookup places the topic on B
-        # The subscription that reads everything at the end exists from the start: a topic
-        # keeps no backlog for subscriptions that do not exist yet (Pulsar's default).
-        Client(hosts, "b", "consume", broker_b.service_url, TOPIC, "check", "--quiet", "0.5").finish()
+            run.start(run.bookie("a", f"bookie-{i}", "--no-autorecovery"))
+        broker_b, broker_a = run.broker("b", "broker-b"), run.broker("a", "broker-a")
+        run.start(broker_b)  # alone: the first lookup places the topic on B
+        run.subscribe("b", broker_b.service_url)
         stop = tmp_path / "stop-producing"
-        from_b = Client(hosts, "b", "produce", f"{broker_b.service_url},{broker_a.service_url[len('pulsar://'):]}",
-                        TOPIC, "b", "--stop-file", str(stop))
-        clients.append(from_b)
+        from_b = run.client("b", "produce", f"{broker_b.service_url},{broker_a.service_url[len('pulsar://'):]}",
+                            TOPIC, "b", "--stop-file", str(stop))
         from_b.wait_for(lambda: len(from_b.lines("ACK")) >= 20, "B acknowledges")
-        started.append(broker_a.start())
+        run.start(broker_a)
         acked_before_cut = len(from_b.lines("ACK"))
         from_b.wait_for(lambda: len(from_b.lines("ACK")) >= acked_before_cut + 20, "B goes on acknowledging")
 
@@ -129,32 +192,22 @@ def test_a_partitioned_owner_gives_up_its_topic_and_nothing_acknowledged_is_lost
 
         _until(lambda: broker_b.broker_id not in brokers_seen_by_a(), "B's session expires", 60)
         # A lookup at A now places the topic on A, which fences B's ledger and serves it.
-        taker = Client(hosts, "a", "produce", broker_a.service_url, TOPIC, "a", "--count", "20")
-        clients.append(taker)
+        taker = run.client("a", "produce", broker_a.service_url, TOPIC, "a", "--count", "20")
         taker.finish()
         assert taker.lines("ACK") == [f"a-{i}" for i in range(20)], taker.output[-10:]
 
         hosts.heal()
-        assert broker_b.proc is not None
-        code = broker_b.proc.wait(90)  # it learns its session expired, and stops
-        output = "".join(broker_b.output)
-        assert code == 1 and "session expired" in output, output[-2000:]
-        broker_b.proc = None
+        _exits_on_expiry(broker_b)
         # B's producer goes on through A.
         acked_until_exit = len(from_b.lines("ACK"))
         from_b.wait_for(lambda: len(from_b.lines("ACK")) >= acked_until_exit + 20, "B's producer goes on through A")
         stop.touch()
         from_b.finish()
 
-        reader = Client(hosts, "a", "consume", broker_a.service_url, TOPIC, "check", "--quiet", "10")
-        clients.append(reader)
-        reader.finish()
-        got = reader.lines("GOT")
-        acked_b, acked_a = from_b.lines("ACK"), taker.lines("ACK")
-        missing = [p for p in acked_b + acked_a if p not in set(got)]
-        assert missing == [], f"acknowledged but not in A's topic: {missing[:20]} ({len(missing)})"
+        acked_b = from_b.lines("ACK")
+        got = run.read_back(broker_a.service_url, acked_b + taker.lines("ACK"))
         # B's messages are in the order they were acknowledged (a resend may repeat one).
-        first_seen = {}
+        first_seen: dict[str, int] = {}
         for index, payload in enumerate(got):
             first_seen.setdefault(payload, index)
         order = [first_seen[p] for p in acked_b]
@@ -162,36 +215,22 @@ def test_a_partitioned_owner_gives_up_its_topic_and_nothing_acknowledged_is_lost
         print(f"\n{cut}: B's producer had {len(acked_b)} acknowledged ({acked_at_cut} before the cut, "
               f"{acked_until_exit - acked_at_cut} from the cut to B's exit), "
               f"failed {len(from_b.lines('FAIL'))}; A's producer 20; read {len(got)}")
-    finally:
-        for client in clients:
-            client.kill()
-        for proc in reversed(started):
-            proc.kill()
-        zk.kill()
 
 
 def test_a_partitioned_bookie_is_replaced_and_its_entries_re_replicated(tmp_path, hosts):
-    zk = HostZooKeeper(hosts, tmp_path / "zk")
-    started: list = []
-    clients: list[Client] = []
     recovery = ("--lost-bookie-recovery-delay", "0", "--audit-interval", "2")
-    try:
-        zk.start()
-        url = f"zk://{hosts.addr['zk']}:2181/bookie-partition"
+    with Run(hosts, tmp_path, "bookie-partition") as run:
         # Two bookies only at first, so the topic's first ledger is on both: one in host b.
-        far = BookieProcess(tmp_path / "bookie-b", url, *recovery, host=hosts.addr["b"], wrap=hosts.wrap("b"))
-        near = [BookieProcess(tmp_path / f"bookie-a{i}", url, *recovery, host=hosts.addr["a"], wrap=hosts.wrap("a"))
-                for i in range(2)]
-        started += [far.start(), near[0].start()]
-        broker = BrokerProcess(tmp_path / "broker", url, session_timeout_s=SESSION_S, host=hosts.addr["a"],
-                               wrap=hosts.wrap("a"))
-        started.append(broker.start())
-        Client(hosts, "a", "consume", broker.service_url, TOPIC, "check", "--quiet", "0.5").finish()
+        far = run.bookie("b", "bookie-b", *recovery)
+        run.start(far)
+        run.start(run.bookie("a", "bookie-a0", *recovery))
+        broker = run.broker("a", "broker")
+        run.start(broker)
+        run.subscribe("a", broker.service_url)
         stop = tmp_path / "stop-producing"
-        producer = Client(hosts, "a", "produce", broker.service_url, TOPIC, "p", "--stop-file", str(stop))
-        clients.append(producer)
+        producer = run.client("a", "produce", broker.service_url, TOPIC, "p", "--stop-file", str(stop))
         producer.wait_for(lambda: len(producer.lines("ACK")) >= 20, "the broker acknowledges")
-        started.append(near[1].start())  # the spare
+        run.start(run.bookie("a", "bookie-a1", *recovery))  # the spare
 
         def ledgers() -> list[dict]:
             def get() -> list[dict]:
@@ -203,8 +242,8 @@ def test_a_partitioned_bookie_is_replaced_and_its_entries_re_replicated(tmp_path
         assert far.bookie_id in ledgers()[-1]["ensembles"][0]["bookies"]
         hosts.cut("b")
         acked_at_cut = len(producer.lines("ACK"))
-        # The add to the cut-off bookie times out (the broker's 30 s request timeout), the
-        # ledger moves to the spare, and publishing goes on.
+        # The add to the cut-off bookie times out (the broker's 30 s request timeout) and
+        # publishing goes on over the bookies left.
         producer.wait_for(lambda: len(producer.lines("ACK")) >= acked_at_cut + 20, "publishing goes on", 120)
 
         def named_anywhere() -> bool:
@@ -213,23 +252,9 @@ def test_a_partitioned_bookie_is_replaced_and_its_entries_re_replicated(tmp_path
         _until(lambda: not named_anywhere(), "no ledger of the topic names the cut-off bookie", 60)
         healed = [(x["ledgerId"], x["state"], [s["bookies"] for s in x["ensembles"]]) for x in ledgers()]
         hosts.heal()
-        assert far.proc is not None
-        code = far.proc.wait(90)
-        assert code == 1 and "session expired" in "".join(far.output), "".join(far.output)[-2000:]
-        far.proc = None
+        _exits_on_expiry(far)
         stop.touch()
         producer.finish()
-        reader = Client(hosts, "a", "consume", broker.service_url, TOPIC, "check", "--quiet", "10")
-        clients.append(reader)
-        reader.finish()
-        got = set(reader.lines("GOT"))
-        missing = [p for p in producer.lines("ACK") if p not in got]
-        assert missing == [], f"acknowledged but not read: {missing[:20]} ({len(missing)})"
+        run.read_back(broker.service_url, producer.lines("ACK"))
         print(f"\nbookie cut off: {len(producer.lines('ACK'))} acknowledged ({acked_at_cut} before the cut), "
               f"failed {len(producer.lines('FAIL'))}; ledgers once healed: {healed}")
-    finally:
-        for client in clients:
-            client.kill()
-        for proc in reversed(started):
-            proc.kill()
-        zk.kill()
