@@ -325,3 +325,26 @@ async def test_the_periodic_check_marks_a_segment_once_its_writer_moved_on_then_
     clock.now = 1000.0
     assert await auditor.audit() == pytest.approx(10.0)
     assert auditor.checks == checks  # nothing lost: no more reading of every ledger
+
+
+async def test_a_cluster_client_learns_of_a_bookie_registered_after_it_looked():
+    """A writer's spare can be a bookie that registered while its ledger was written."""
+    from taureau.metadata import EmbeddedMetadataStore
+    from taureau.storage.ledger.cluster import ClusterLedgerClient
+
+    store = EmbeddedMetadataStore()
+    await store.put(f"{AVAILABLE}/{A}", b"{}", ephemeral=True)
+    client = ClusterLedgerClient(store)
+    _, available = await client.reachable()
+    assert available == [A]
+    await store.put(f"{AVAILABLE}/{B}", b"{}", ephemeral=True)
+    for _ in range(100):
+        if B in client.bookies:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(client.bookies) == [A, B] and client._spare({A}) == B
+    await client.close()
+    await store.put(f"{AVAILABLE}/{C}", b"{}", ephemeral=True)
+    await asyncio.sleep(0.05)
+    assert C not in client.bookies  # a closed client stops watching
+    await store.close()
