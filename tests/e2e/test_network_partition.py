@@ -256,6 +256,20 @@ def test_a_partitioned_bookie_is_replaced_and_its_entries_re_replicated(tmp_path
         assert len(healed[0][2]) == 2 or healed[0][1] == "CLOSED", healed
         hosts.heal()
         _exits_on_expiry(far)
+        # An unload makes the broker close the ledger it writes, over the segment copied
+        # under it: its writer adopts the copy (a failure would say the metadata changed
+        # under it, or that another client recovers the ledger).
+        def unload() -> int:
+            with httpx.Client(timeout=30) as http:
+                return http.put(f"{broker.web_url}/admin/v2/namespaces/public/default/unload").status_code
+
+        assert hosts.in_host("a", unload) == 204
+        acked_at_unload = len(producer.lines("ACK"))
+        producer.wait_for(lambda: len(producer.lines("ACK")) >= acked_at_unload + 20, "publishing goes on")
+        first = ledgers()[0]
+        assert first["state"] == "CLOSED" and not named_anywhere(), first
+        output = "".join(broker.output)
+        assert "changed under the writer" not in output and "recovered by another client" not in output, output
         stop.touch()
         producer.finish()
         run.read_back(broker.service_url, producer.lines("ACK"))
