@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,8 +14,11 @@ READY = "Taureau bookie ready"
 
 
 class BookieProcess(ServerProcess):
-    def __init__(self, data_dir: Path, metadata_url: str, *extra: str, session_timeout_s: float = 2.0) -> None:
+    def __init__(self, data_dir: Path, metadata_url: str, *extra: str, session_timeout_s: float = 2.0,
+                 host: str = "127.0.0.1", wrap: Sequence[str] = ()) -> None:
         super().__init__()
+        self.host = host  # its address (a network namespace's, behind `wrap`)
+        self.wrap = list(wrap)
         self.data_dir = data_dir
         self.metadata_url = metadata_url
         self.port = free_port()
@@ -23,13 +26,13 @@ class BookieProcess(ServerProcess):
 
     @property
     def bookie_id(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self, timeout: float = 60.0) -> BookieProcess:
         args = [
-            sys.executable, "-m", "taureau.cli.main", "bookie", "--metadata-store", self.metadata_url,
-            "--data-dir", str(self.data_dir), "--port", str(self.port), "--bind-address", "127.0.0.1",
-            "--advertised-address", "127.0.0.1", *self.extra,
+            *self.wrap, sys.executable, "-m", "taureau.cli.main", "bookie", "--metadata-store", self.metadata_url,
+            "--data-dir", str(self.data_dir), "--port", str(self.port), "--bind-address", self.host,
+            "--advertised-address", self.host, *self.extra,
         ]
         self.spawn(args, READY, timeout, "bookie")
         return self

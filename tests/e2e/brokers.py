@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.e2e.harness import free_port
@@ -12,8 +13,11 @@ READY = "Taureau broker ready"
 
 
 class BrokerProcess(ServerProcess):
-    def __init__(self, data_dir: Path, metadata_url: str, *extra: str, session_timeout_s: float = 2.0) -> None:
+    def __init__(self, data_dir: Path, metadata_url: str, *extra: str, session_timeout_s: float = 2.0,
+                 host: str = "127.0.0.1", wrap: Sequence[str] = ()) -> None:
         super().__init__()
+        self.host = host  # its address (a network namespace's, behind `wrap`)
+        self.wrap = list(wrap)
         self.data_dir = data_dir
         self.metadata_url = metadata_url
         self.broker_port = free_port()
@@ -22,21 +26,22 @@ class BrokerProcess(ServerProcess):
 
     @property
     def service_url(self) -> str:
-        return f"pulsar://127.0.0.1:{self.broker_port}"
+        return f"pulsar://{self.host}:{self.broker_port}"
 
     @property
     def web_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+        return f"http://{self.host}:{self.web_port}"
 
     @property
     def broker_id(self) -> str:
-        return f"127.0.0.1:{self.web_port}"
+        return f"{self.host}:{self.web_port}"
 
     def start(self, timeout: float = 60.0) -> BrokerProcess:
         args = [
-            sys.executable, "-m", "taureau.cli.main", "broker", "--metadata-store", self.metadata_url,
+            *self.wrap, sys.executable, "-m", "taureau.cli.main", "broker", "--metadata-store", self.metadata_url,
             "--data-dir", str(self.data_dir), "--broker-port", str(self.broker_port),
-            "--web-port", str(self.web_port), "--advertised-address", "127.0.0.1", *self.extra,
+            "--web-port", str(self.web_port), "--bind-address", self.host, "--advertised-address", self.host,
+            *self.extra,
         ]
         self.spawn(args, READY, timeout, "broker")
         return self

@@ -25,9 +25,9 @@ pytestmark = pytest.mark.anyio
 def bookies(tmp_path, zk_url):
     started: list[BookieProcess] = []
 
-    def start(n: int) -> list[BookieProcess]:
+    def start(n: int, *extra: str) -> list[BookieProcess]:
         for i in range(n):
-            started.append(BookieProcess(tmp_path / f"bookie-{len(started)}-{i}", zk_url).start())
+            started.append(BookieProcess(tmp_path / f"bookie-{len(started)}-{i}", zk_url, *extra).start())
         return started
 
     yield start
@@ -224,7 +224,7 @@ async def test_names_under_the_registry_that_are_not_addresses_are_ignored():
 
 
 async def test_recover_bookies_copies_a_lost_bookies_entries_onto_another(bookies, zk_url):
-    procs = await asyncio.to_thread(bookies, 3)
+    procs = await asyncio.to_thread(bookies, 3, "--no-autorecovery")  # the copying is this verb's here
     store = await ZooKeeperMetadataStore.open(zk_url)
     client = ClusterLedgerClient(store, request_timeout_s=10)
     ledger = await client.create_ledger(2, 2, 2)

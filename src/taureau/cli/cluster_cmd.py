@@ -60,6 +60,13 @@ def register(sub) -> None:
     p.set_defaults(func=lambda a: _run("initialize-cluster-metadata", _initialize(a)))
 
 
+def _interval(text: str) -> float:
+    value = checked.seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the interval must be more than 0 seconds")
+    return value
+
+
 def register_bookie_verb(sub) -> None:
     p = sub.add_parser("bookie", help="run a bookie: entries over TCP, registered in a ZooKeeper metadata store")
     p.add_argument("--metadata-store", required=True, type=zk_url, help="zk://host:port[/chroot]")
@@ -71,6 +78,12 @@ def register_bookie_verb(sub) -> None:
     p.add_argument("--no-journal-fsync", action="store_true", help="acknowledge before fsync (faster, unsafe)")
     p.add_argument("--metadata-session-timeout", type=float, default=10.0,
                    help="seconds ZooKeeper keeps a silent bookie registered (default 10)")
+    p.add_argument("--no-autorecovery", action="store_true",
+                   help="run no replication worker and never act as auditor (recover-bookies by hand)")
+    p.add_argument("--lost-bookie-recovery-delay", type=checked.seconds, default=0.0,
+                   help="seconds a bookie may be gone before its ledgers are re-replicated (default 0)")
+    p.add_argument("--audit-interval", type=_interval, default=60.0,
+                   help="seconds between the auditor's full checks of every ledger (default 60)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_run_bookie)
 
@@ -78,7 +91,7 @@ def register_bookie_verb(sub) -> None:
 def register_recover_verb(sub) -> None:
     p = sub.add_parser(
         "recover-bookies",
-        help="copy what lost bookies held onto the registered ones, for every closed ledger (once)",
+        help="copy what lost bookies held onto the registered ones (closed ledgers, earlier segments of open ones), once",
     )
     p.add_argument("--metadata-store", required=True, type=zk_url, help="zk://host:port[/chroot]")
     p.set_defaults(func=_run_recover)
@@ -97,7 +110,7 @@ def _run_recover(a: argparse.Namespace) -> int:
     for problem in problems:
         print(f"taureau recover-bookies: {problem}", file=sys.stderr)
     if not copied and not problems:
-        print("nothing to recover: every closed ledger's bookies are registered")
+        print("nothing to recover: every bookie a ledger needs is registered")
     return 1 if problems else 0
 
 
@@ -108,7 +121,8 @@ def _run_bookie(a: argparse.Namespace) -> int:
     config = BookieConfig(
         metadata_url=a.metadata_store, data_dir=a.data_dir, port=a.port, bind_address=a.bind_address,
         advertised_address=a.advertised_address, journal_fsync=not a.no_journal_fsync,
-        metadata_session_timeout_s=a.metadata_session_timeout,
+        metadata_session_timeout_s=a.metadata_session_timeout, autorecovery=not a.no_autorecovery,
+        lost_bookie_recovery_delay_s=a.lost_bookie_recovery_delay, audit_interval_s=a.audit_interval,
     )
     return serve("taureau bookie", a.verbose, lambda: run(config))
 

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 
 ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"  # its manifest names the jars it needs
 LOGGER_JARS = ("/usr/share/java/slf4j-simple.jar", "/usr/share/java/slf4j-nop.jar")
@@ -34,9 +35,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def four_letter(port: int, word: bytes, timeout: float = 2.0) -> bytes:
+def four_letter(port: int, word: bytes, timeout: float = 2.0, host: str = "127.0.0.1") -> bytes:
     """Send a ZooKeeper four-letter command ("srvr", "ruok") and return the whole answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+    with socket.create_connection((host, port), timeout=timeout) as s:
         s.sendall(word)
         chunks = []
         while chunk := s.recv(4096):
@@ -45,21 +46,32 @@ def four_letter(port: int, word: bytes, timeout: float = 2.0) -> bytes:
 
 
 class ZooKeeperServer:
-    """One standalone ZooKeeper process on 127.0.0.1.
+    """One standalone ZooKeeper process on `host` (127.0.0.1 unless told), started behind
+    `command_prefix` if given (e.g. `ip netns exec NS`, for a network namespace's address).
 
     >>> server = ZooKeeperServer("/tmp/zk1"); server.start(); server.url
     'zk://127.0.0.1:40213'
     """
 
-    def __init__(self, data_dir: str, port: int | None = None, tick_ms: int = 100) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        port: int | None = None,
+        tick_ms: int = 100,
+        *,
+        host: str = "127.0.0.1",
+        command_prefix: Sequence[str] = (),
+    ) -> None:
         self.data_dir = os.path.abspath(data_dir)
+        self.host = host
+        self.command_prefix = list(command_prefix)
         self.port = port or free_port()
         self.tick_ms = tick_ms
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"zk://127.0.0.1:{self.port}"
+        return f"zk://{self.host}:{self.port}"
 
     @property
     def log_path(self) -> str:
@@ -76,7 +88,7 @@ class ZooKeeperServer:
                 f"tickTime={self.tick_ms}\n"
                 f"dataDir={self.data_dir}/data\n"
                 f"clientPort={self.port}\n"
-                "clientPortAddress=127.0.0.1\n"
+                f"clientPortAddress={self.host}\n"
                 "admin.enableServer=false\n"
                 f"minSessionTimeout={2 * self.tick_ms}\n"
                 "maxSessionTimeout=60000\n"
@@ -85,6 +97,7 @@ class ZooKeeperServer:
         logger = next((jar for jar in LOGGER_JARS if os.path.exists(jar)), None)
         classpath = ZOOKEEPER_JAR + (f":{logger}" if logger else "")
         command = [
+            *self.command_prefix,
             "java", "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
             "-Dzookeeper.jmx.log4j.disable=true", "-cp", classpath, MAIN, config,
         ]
@@ -98,13 +111,18 @@ class ZooKeeperServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ZooKeeper exited with {self.process.returncode}; see {self.log_path}")
             try:
-                if b"Mode: standalone" in four_letter(self.port, b"srvr", timeout=1.0):
+                if b"Mode: standalone" in self.probe():
                     return
             except OSError:
                 pass
             time.sleep(0.1)
         self.kill()
         raise RuntimeError(f"ZooKeeper did not start within {timeout:g}s; see {self.log_path}")
+
+    def probe(self) -> bytes:
+        """The server's answer to "srvr" (OSError while it does not answer); a server in
+        another network namespace is probed from there."""
+        return four_letter(self.port, b"srvr", timeout=1.0, host=self.host)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""

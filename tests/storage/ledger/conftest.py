@@ -11,9 +11,9 @@ from taureau.testing.crash_files import CrashFiles
 
 
 class Cluster:
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, ids: list[str] | None = None) -> None:
         self.store = EmbeddedMetadataStore()
-        self.files = {f"bookie-{i}": CrashFiles(seed=i) for i in range(n)}
+        self.files = {bookie_id: CrashFiles(seed=i) for i, bookie_id in enumerate(ids or [f"bookie-{i}" for i in range(n)])}
         self.bookies: dict[str, Bookie] = {}
 
     async def start(self) -> Cluster:

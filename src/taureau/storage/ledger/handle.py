@@ -325,19 +325,43 @@ class WriteHandle(ReadHandle):
             # No spare: go on without the bookie while the others still make an ack quorum.
             log.warning("ledger %d: no spare bookie to replace %s (%r)", self.ledger_id, failed, cause)
             return
-        changed = replace(md, ensemble=list(md.ensemble), ensembles=list(md.ensembles))
-        changed.change_ensemble(self._lac + 1, failed, replacement)
-        try:
-            stat = await self._store.put(
-                fmt.ledger_path(self.ledger_id), fmt.encode_metadata(changed), self._md_version
-            )
-        except BadVersionError:
-            raise LedgerFencedError(
-                f"ledger {self.ledger_id}: its metadata changed under the writer (a recovery)"
-            ) from None
+        while True:
+            md = self.metadata
+            changed = replace(md, ensemble=list(md.ensemble), ensembles=list(md.ensembles))
+            changed.change_ensemble(self._lac + 1, failed, replacement)
+            try:
+                stat = await self._store.put(
+                    fmt.ledger_path(self.ledger_id), fmt.encode_metadata(changed), self._md_version
+                )
+                break
+            except BadVersionError:
+                if not await self._adopt_rereplicated():
+                    raise LedgerFencedError(
+                        f"ledger {self.ledger_id}: its metadata changed under the writer (a recovery)"
+                    ) from None
         self.metadata, self._md_version = changed, stat.version
         log.warning("ledger %d: entries from %d go to %s instead of %s",
                     self.ledger_id, self._lac + 1, replacement, failed)  # fmt: skip
+
+    async def _adopt_rereplicated(self) -> bool:
+        """After a compare-and-set of the metadata failed: if the only change is re-replication
+        of earlier segments (the ledger still OPEN, its last segment this writer's), take those
+        segments and the new version, so the write can be tried again; False for anything else
+        (a recovery fenced this writer)."""
+        found = await self._store.get(fmt.ledger_path(self.ledger_id))
+        if found is None:
+            return False
+        stored, mine = fmt.decode_metadata(found[0]), self.metadata
+        if (
+            stored.state is not LedgerState.OPEN
+            or len(stored.ensembles) != len(mine.ensembles)
+            or stored.ensembles[-1] != mine.ensembles[-1]
+        ):
+            return False
+        self.metadata = replace(mine, ensembles=list(stored.ensembles))
+        self._md_version = found[1].version
+        log.info("ledger %d: adopted re-replicated earlier segments (version %d)", self.ledger_id, self._md_version)
+        return True
 
     def _resend(self, pending: _Pending) -> None:
         if pending.done:
@@ -391,15 +415,21 @@ class WriteHandle(ReadHandle):
                 await asyncio.shield(last.waiter)
             except StorageError:
                 pass
-        md = self.metadata
-        closed = LedgerMetadata(
-            md.ledger_id, md.ensemble, md.write_quorum, md.ack_quorum, LedgerState.CLOSED,
-            self._lac, self._length, md.created_ms, md.custom, md.ensembles,
-        )  # fmt: skip
         try:
-            await self._store.put(
-                fmt.ledger_path(self.ledger_id), fmt.encode_metadata(closed), self._md_version
-            )
+            while True:
+                md = self.metadata
+                closed = LedgerMetadata(
+                    md.ledger_id, md.ensemble, md.write_quorum, md.ack_quorum, LedgerState.CLOSED,
+                    self._lac, self._length, md.created_ms, md.custom, md.ensembles,
+                )  # fmt: skip
+                try:
+                    await self._store.put(
+                        fmt.ledger_path(self.ledger_id), fmt.encode_metadata(closed), self._md_version
+                    )
+                    break
+                except BadVersionError:
+                    if not await self._adopt_rereplicated():
+                        raise
         except BadVersionError:
             # Someone else (a recovery) changed it: their CLOSED metadata is authoritative.
             found = await self._store.get(fmt.ledger_path(self.ledger_id))
