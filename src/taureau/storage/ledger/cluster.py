@@ -38,6 +38,10 @@ class ClusterLedgerClient(BookKeeperClient):
             await self._refresh()  # a recovery may need a spare bookie
         return await super().open_ledger(ledger_id, recovery)
 
+    async def available_bookies(self) -> int:
+        await self._refresh()  # the registrations of now, not of the last ledger created
+        return await super().available_bookies()
+
     async def _refresh(self) -> None:
         self._available = await available_bookies(self._store)
         self._reach(self._available)
