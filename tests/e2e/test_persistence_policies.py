@@ -72,6 +72,9 @@ def test_topic_persistence_is_its_own_and_unknown_namespaces_are_404(standalone,
     assert missing.status_code == 404
     assert httpx.post(f"{standalone.admin_url}/admin/v2/namespaces/public/nowhere/persistence",
                       json=POLICY).status_code == 404
+    bad_name = httpx.post(f"{standalone.admin_url}/admin/v2/persistent/bad%20tenant/default/t/persistence",
+                          json=POLICY)
+    assert bad_name.status_code == 400 and "invalid" in bad_name.json()["reason"].lower()
 
 
 def test_cli_persistence_verbs(standalone, capsys):
