@@ -14,6 +14,7 @@ from typing import Any
 
 from taureau.broker.dispatch.rate import DispatchRate
 from taureau.broker.inactive_topics import InactiveTopicPolicies
+from taureau.broker.persistence import PersistencePolicies
 from taureau.broker.policy_json import json_object
 from taureau.broker.schemas.compatibility import Strategy
 from taureau.broker.subscription_expiration import check_expiration_minutes
@@ -198,6 +199,8 @@ class NamespacePolicies:
     # Clusters the namespace's persistent topics are replicated among (broker/replication);
     # empty: this cluster alone. Checked against the registered clusters when set over REST.
     replication_clusters: list[str] = field(default_factory=list)
+    # E/Qw/Qa of the namespace's next ledgers (broker/persistence.py); None: the broker's flags.
+    persistence: PersistencePolicies | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -242,6 +245,8 @@ class NamespacePolicies:
             policies.inactive_topic_policies = InactiveTopicPolicies.from_json(data["inactive_topic_policies"])
         if data.get("replication_clusters") is not None:
             policies.replication_clusters = check_cluster_list(data["replication_clusters"])
+        if data.get("persistence") is not None:
+            policies.persistence = PersistencePolicies.from_json(data["persistence"])
         return policies
 
 

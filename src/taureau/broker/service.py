@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from taureau.auth.config import build_authentication
 from taureau.broker.admission import ConnectionLimits
@@ -23,6 +24,7 @@ from taureau.broker.ownership.api import Ownership, SingleBroker
 from taureau.broker.ownership.bundles import DEFAULT_BUNDLES
 from taureau.broker.ownership.layout import BundleLayouts
 from taureau.broker.ownership.registry import BrokerUrls
+from taureau.broker.persistence import TOPIC_PERSISTENCE, quorum_of
 from taureau.broker.policies import PolicyEnforcer
 from taureau.broker.rate_limit import PublishRateLimiter
 from taureau.broker.replication.clusters import ClusterData, ClusterRegistry
@@ -192,7 +194,9 @@ class BrokerService:
             await asyncio.wait([unloading])
         exists = await self.factory.exists(name.storage_name)
         policies = await self._admit_topic(name, create, explicit, exists)
-        ledger = await self.factory.open(name.storage_name, self._ledger_config(policies))
+        # The topic's own persistence policy shapes its first ledger, so it is read before the open.
+        own_persistence = await self.resources.get_topic_policy(name, TOPIC_PERSISTENCE)
+        ledger = await self.factory.open(name.storage_name, self._ledger_config(policies, own_persistence))
         limits = DispatchLimits(
             self.config.max_unacked_messages_per_consumer, self.config.max_unacked_messages_per_subscription
         )
@@ -259,6 +263,9 @@ class BrokerService:
             clusters = own.get(TOPIC_REPLICATION)
             await topic.replication.apply(policies.replication_clusters if clusters is None else clusters)
         apply_dispatch_rates(topic, policies, own)
+        # Persistence: the next ledger's E/Qw/Qa (the current one keeps its own, as in Pulsar).
+        topic.ledger.set_quorum(*quorum_of(self.config.managed_ledger, policies.persistence,
+                                           own.get(TOPIC_PERSISTENCE)))
 
     async def apply_topic_policies(self, name: TopicName) -> None:
         """Push a changed topic policy into the topic (or its loaded partitions)."""
@@ -280,10 +287,14 @@ class BrokerService:
                 return name.partition < partitions
         return policies.autoTopicCreationOverride.allowAutoTopicCreation
 
-    def _ledger_config(self, policies: NamespacePolicies) -> ManagedLedgerConfig:
+    def _ledger_config(self, policies: NamespacePolicies, own_persistence: Any = None) -> ManagedLedgerConfig:
         retention = policies.retention_policies
+        ensemble, write, ack = quorum_of(self.config.managed_ledger, policies.persistence, own_persistence)
         return dataclasses.replace(
             self.config.managed_ledger,
+            ensemble_size=ensemble,
+            write_quorum=write,
+            ack_quorum=ack,
             retention_time_s=-1
             if retention.retentionTimeInMinutes < 0
             else retention.retentionTimeInMinutes * 60.0,

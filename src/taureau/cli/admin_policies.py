@@ -100,3 +100,20 @@ def _inactive_body(a: argparse.Namespace) -> dict:
 
 policy_verbs(("namespaces", "topics"), "inactive-topic-policies", "inactiveTopicPolicies", INACTIVE_OPTIONS,
              _inactive_body, "inactive-topic deletion policy")
+
+PERSISTENCE_OPTIONS = [
+    arg("-e", "--bookkeeper-ensemble", type=int, required=True, help="bookies each ledger is spread over (E)"),
+    arg("-w", "--bookkeeper-write-quorum", type=int, required=True, help="copies of each entry (Qw)"),
+    arg("-a", "--bookkeeper-ack-quorum", type=int, required=True, help="copies acknowledged before an add is (Qa)"),
+    arg("-r", "--ml-mark-delete-max-rate", type=float, default=0.0,
+        help="mark-delete saves per second (stored, not applied)"),
+]
+
+
+def _persistence_body(a: argparse.Namespace) -> dict:
+    return {"bookkeeperEnsemble": a.bookkeeper_ensemble, "bookkeeperWriteQuorum": a.bookkeeper_write_quorum,
+            "bookkeeperAckQuorum": a.bookkeeper_ack_quorum, "managedLedgerMaxMarkDeleteRate": a.ml_mark_delete_max_rate}
+
+
+policy_verbs(("namespaces", "topics"), "persistence", "persistence", PERSISTENCE_OPTIONS, _persistence_body,
+             "persistence policy (E/Qw/Qa of the next ledgers)")

@@ -168,6 +168,9 @@ class MemoryLedgerClient(LedgerClient):
         if self._closed:
             raise StorageError("ledger client is closed")
 
+    async def available_bookies(self) -> int:
+        return len(self._bookies)
+
     async def create_ledger(
         self,
         ensemble_size: int = 1,

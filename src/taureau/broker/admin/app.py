@@ -15,6 +15,7 @@ from taureau.broker.admin import (
     namespaces,
     nonpersistent,
     permissions,
+    persistence,
     policy_routes,
     replication,
     schemas,
@@ -128,6 +129,8 @@ def build_admin_app(service: BrokerService) -> FastAPI:
     app.include_router(limits.router)
     app.include_router(policy_routes.namespaces)
     app.include_router(policy_routes.topics)
+    app.include_router(persistence.namespaces)
+    app.include_router(persistence.topics)
     app.include_router(topics.router)
     app.include_router(nonpersistent.router)
     app.include_router(schemas.router)

@@ -146,6 +146,11 @@ class LedgerClient(abc.ABC):
     async def delete_ledger(self, ledger_id: int) -> None: ...
 
     @abc.abstractmethod
+    async def available_bookies(self) -> int:
+        """How many bookies a new ledger's ensemble may use now (the largest ensemble size
+        create_ledger can take)."""
+
+    @abc.abstractmethod
     async def get_metadata(self, ledger_id: int) -> LedgerMetadata: ...
 
     @abc.abstractmethod

@@ -70,6 +70,9 @@ class BookKeeperClient(LedgerClient):
         """The bookies a new ledger's ensemble may use, in a stable order."""
         return sorted(self.bookies)
 
+    async def available_bookies(self) -> int:
+        return len(self._candidates())
+
     def _spare(self, exclude: set[str]) -> str | None:
         """A bookie that can replace a failed one: a candidate not in `exclude`."""
         return next((b for b in self._candidates() if b not in exclude), None)

@@ -51,6 +51,10 @@ class ClusterLedgerClient(BookKeeperClient):
             await self._refresh()  # a recovery may need a spare bookie
         return await super().open_ledger(ledger_id, recovery)
 
+    async def available_bookies(self) -> int:
+        await self._refresh()  # the registrations of now, not of the last ledger created
+        return await super().available_bookies()
+
     async def _refresh(self) -> None:
         if self._unwatch is None and not self._closed:
             self._unwatch = self._store.watch(AVAILABLE, self._registry_changed)

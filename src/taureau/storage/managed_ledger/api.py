@@ -235,6 +235,11 @@ class ManagedLedger(abc.ABC):
     def set_retention(self, retention_time_s: float, retention_size_bytes: int) -> None: ...
 
     @abc.abstractmethod
+    def set_quorum(self, ensemble_size: int, write_quorum: int, ack_quorum: int) -> None:
+        """E/Qw/Qa of the ledgers created from now on (the next rollover); the current
+        ledger keeps its own, as in Pulsar."""
+
+    @abc.abstractmethod
     def internal_stats(self) -> dict:
         """Ledgers (id, entries, size, timestamp), cursors (mark-delete, read position,
         acked ranges), last confirmed entry: for the admin API's internalStats."""

@@ -341,6 +341,13 @@ class ManagedLedgerImpl(ManagedLedger):
         if self._state in (MLState.OPEN, MLState.ROLLING):
             self._trimmer.request()
 
+    def set_quorum(self, ensemble_size: int, write_quorum: int, ack_quorum: int) -> None:
+        if not 1 <= ack_quorum <= write_quorum <= ensemble_size:
+            raise StorageArgumentError("need 1 <= ack_quorum <= write_quorum <= ensemble_size")
+        self.config.ensemble_size = ensemble_size
+        self.config.write_quorum = write_quorum
+        self.config.ack_quorum = ack_quorum
+
     async def trim(self) -> None:
         """Delete the ledgers retention lets go now (normally this runs by itself)."""
         self.check_usable()
