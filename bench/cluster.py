@@ -6,7 +6,9 @@ one `taureau standalone --remote-bookies` per configuration, and publishes with 
 client (async sends, batching on, 1 KiB messages). The peer is the plain standalone (one
 bookie in the broker's process), measured in the same run. Failover: a producer sends one
 message at a time; a bookie of the current ledger is killed with SIGKILL; the gap is from the
-last receipt before the kill to the first after it.
+last receipt before the kill to the first after it. Then another is frozen with SIGSTOP (alive
+to TCP, answering nothing): the gap is the broker's bookie add timeout (--bookie-add-timeout,
+default 5 s) plus the ensemble change.
 
 Brokers: 3 bookies (E2/Qw2/Qa2) and N `taureau broker` processes; the client is given every
 broker and publishes to 6 topics at once (spread over the bundles, so over the brokers); the
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import tempfile
 import threading
@@ -175,15 +178,20 @@ def _newest_ensemble(url: str) -> list[str]:
     return asyncio.run(read())
 
 
-def failover_ms(server: Standalone, bookies: list[BookieProcess], url: str, messages: int = 600) -> float:
-    """Longest gap between two receipts of a synchronous producer around a bookie's SIGKILL."""
+def failover_ms(server: Standalone, bookies: list[BookieProcess], url: str, messages: int = 600,
+                freeze: bool = False) -> float:
+    """Gap between two receipts of a synchronous producer around a bookie's SIGKILL (freeze:
+    SIGSTOP, so only the add timeout notices it)."""
     client = _client(server)
     producer = client.create_producer("persistent://public/default/bench-failover", batching_enabled=False)
     receipts = []
     for i in range(messages):
         if i == messages // 2:
-            victim = _newest_ensemble(url)[0]
-            next(b for b in bookies if b.bookie_id == victim).kill()
+            victim = next(b for b in bookies if b.bookie_id == _newest_ensemble(url)[0])
+            if freeze and victim.proc is not None:
+                victim.proc.send_signal(signal.SIGSTOP)  # killed (SIGKILL works on it) at the end
+            else:
+                victim.kill()
         producer.send(b"m")
         receipts.append(time.perf_counter())
     client.close()
@@ -206,7 +214,8 @@ def run(messages: int, size: int, only: str) -> None:
         print(f"{'standalone (in-process bookie)':34s} {base:10.0f} msg/s   1.00x")
         for n, (label, count, e, w, a) in enumerate(CONFIGS):
             url = f"{zk.url}/bench{n}"
-            bookies = [BookieProcess(root / f"c{n}-bookie-{i}", url).start() for i in range(count + 1)]
+            # Two spares: one replaces the bookie killed, the other the one frozen.
+            bookies = [BookieProcess(root / f"c{n}-bookie-{i}", url).start() for i in range(count + 2)]
             server = Standalone(root / f"c{n}-broker", "--metadata-store", url, "--remote-bookies", "--no-functions",
                                 "--ensemble-size", str(e), "--write-quorum", str(w), "--ack-quorum", str(a)).start()
             rate = throughput(server, messages, size)
@@ -214,6 +223,8 @@ def run(messages: int, size: int, only: str) -> None:
             if count > 1:
                 gap = failover_ms(server, bookies, url)
                 print(f"{'  bookie kill -9, receipt gap':34s} {gap:10.1f} ms")
+                gap = failover_ms(server, bookies, url, freeze=True)
+                print(f"{'  bookie SIGSTOP, receipt gap':34s} {gap:10.1f} ms")
             server.stop()
             for b in bookies:
                 b.kill()

@@ -131,7 +131,9 @@ class Node:
             )
         ledgers: BookKeeperClient
         if remote_bookies:
-            ledgers = ClusterLedgerClient(store)
+            ledgers = ClusterLedgerClient(
+                store, add_timeout_s=config.bookie_add_timeout_s, read_timeout_s=config.bookie_read_timeout_s
+            )
         else:
             ledgers = await open_local_ledger_client(data_dir, store, num_bookies=1, journal_fsync=fsync)
         self.on_stop(ledgers.close)

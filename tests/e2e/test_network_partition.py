@@ -242,7 +242,7 @@ def test_a_partitioned_bookie_is_replaced_and_its_entries_re_replicated(tmp_path
         assert far.bookie_id in ledgers()[-1]["ensembles"][0]["bookies"]
         hosts.cut("b")
         acked_at_cut = len(producer.lines("ACK"))
-        # The add to the cut-off bookie times out (the broker's 30 s request timeout), the
+        # The add to the cut-off bookie times out (the broker's bookie add timeout, 5 s), the
         # ledger changes ensemble onto the spare, and publishing goes on.
         producer.wait_for(lambda: len(producer.lines("ACK")) >= acked_at_cut + 20, "publishing goes on", 120)
 

@@ -103,6 +103,7 @@ def _standalone_parser(sub) -> None:
         help="store entries on the `taureau bookie` processes registered in --metadata-store (zk:// only)",
     )
     checked.add_quorum_flags(p, None, "2 with --remote-bookies, else 1")
+    checked.add_bookie_timeout_flags(p)
     p.add_argument("--broker-port", type=int, default=6650, help="Pulsar protocol port (default 6650)")
     p.add_argument("--web-port", type=int, default=8080, help="admin REST port (default 8080)")
     p.add_argument("--bind-address", default=None,
@@ -413,6 +414,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
         return 2
     try:
         e, w, a = checked.quorum(args, 2 if args.remote_bookies else 1)
+        add_timeout_s, read_timeout_s = checked.bookie_timeouts(args)
     except ValueError as exc:
         print(f"taureau standalone: {exc}", file=sys.stderr)
         return 2
@@ -472,6 +474,7 @@ def _run_standalone(args: argparse.Namespace) -> int:
     )
     ledgers = config.broker.managed_ledger
     ledgers.ensemble_size, ledgers.write_quorum, ledgers.ack_quorum = e, w, a
+    ledgers.bookie_add_timeout_s, ledgers.bookie_read_timeout_s = add_timeout_s, read_timeout_s
     return serve("taureau standalone", args.verbose, lambda: run(config))
 
 

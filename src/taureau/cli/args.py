@@ -135,6 +135,33 @@ def add_quorum_flags(p: argparse.ArgumentParser, default: int | None, default_te
         p.add_argument(flag, dest=dest, type=int, default=default, help=f"{text} (default {default_text})")
 
 
+# 5 s, as BookKeeper's client: above the seconds a loaded bookie's journal may stall on a
+# shared disk (a slow bookie is not replaced for nothing: each change adds a segment), far
+# below the 30 s request timeout that a silent bookie would otherwise stall publishing for.
+DEFAULT_BOOKIE_TIMEOUT_S = 5.0
+BOOKIE_TIMEOUT_FLAGS = (
+    ("--bookie-add-timeout", "bookie_add_timeout", "an add a bookie has not answered replaces it in the ledger's ensemble"),
+    ("--bookie-read-timeout", "bookie_read_timeout", "a read a bookie has not answered goes to the next replica"),
+)
+
+
+def add_bookie_timeout_flags(p: argparse.ArgumentParser) -> None:
+    for flag, dest, text in BOOKIE_TIMEOUT_FLAGS:
+        p.add_argument(flag, dest=dest, type=float, default=DEFAULT_BOOKIE_TIMEOUT_S, metavar="SECONDS",
+                       help=f"seconds after which {text} (default {DEFAULT_BOOKIE_TIMEOUT_S:g})")
+
+
+def bookie_timeouts(args: argparse.Namespace) -> tuple[float, float]:
+    """(add, read) timeouts in seconds; ValueError unless each is a positive finite number."""
+    found = []
+    for flag, dest, _ in BOOKIE_TIMEOUT_FLAGS:
+        value = getattr(args, dest)
+        if not 0 < value < float("inf"):  # also refuses nan
+            raise ValueError(f"{flag} must be a positive number of seconds, not {value:g}")
+        found.append(value)
+    return found[0], found[1]
+
+
 def quorum(args: argparse.Namespace, default: int) -> tuple[int, int, int]:
     """(E, Qw, Qa) from the quorum flags (unset ones `default`); ValueError unless
     1 <= Qa <= Qw <= E."""

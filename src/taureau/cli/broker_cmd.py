@@ -31,6 +31,7 @@ def register(sub) -> None:
                    metavar=f"1..{MAX_BUNDLES}",
                    help=f"bundles of a namespace this broker uses first (default {DEFAULT_BUNDLES})")
     checked.add_quorum_flags(p, 2, "2")
+    checked.add_bookie_timeout_flags(p)
     loadbalance_flags.add_flags(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     p.set_defaults(func=_run)
@@ -43,6 +44,7 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         e, w, a = checked.quorum(args, 2)
+        add_timeout_s, read_timeout_s = checked.bookie_timeouts(args)
     except ValueError as exc:
         print(f"taureau broker: {exc}", file=sys.stderr)
         return 2
@@ -58,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
         broker.cluster_name = args.cluster
     ledgers = broker.managed_ledger
     ledgers.ensemble_size, ledgers.write_quorum, ledgers.ack_quorum = e, w, a
+    ledgers.bookie_add_timeout_s, ledgers.bookie_read_timeout_s = add_timeout_s, read_timeout_s
     config = StandaloneConfig(
         broker=broker,
         metadata_url=args.metadata_store,

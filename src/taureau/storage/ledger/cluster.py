@@ -27,9 +27,14 @@ log = logging.getLogger(__name__)
 class ClusterLedgerClient(BookKeeperClient):
     """>>> client = ClusterLedgerClient(store); ledger = await client.create_ledger(2, 2, 2)"""
 
-    def __init__(self, metadata: MetadataStore, *, request_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, metadata: MetadataStore, *, request_timeout_s: float = 30.0,
+        add_timeout_s: float | None = None, read_timeout_s: float | None = None,
+    ) -> None:
         super().__init__(metadata, {})
         self._request_timeout_s = request_timeout_s
+        self._add_timeout_s = add_timeout_s  # None: the request timeout
+        self._read_timeout_s = read_timeout_s
         self._available: list[str] = []
         self._remotes: dict[str, RemoteBookie] = {}
         self._unwatch: Callable[[], None] | None = None
@@ -94,7 +99,10 @@ class ClusterLedgerClient(BookKeeperClient):
     def _reach(self, bookie_ids: list[str]) -> None:
         for bookie_id in bookie_ids:
             if bookie_id not in self._remotes:
-                remote = RemoteBookie(bookie_id, request_timeout_s=self._request_timeout_s)
+                remote = RemoteBookie(
+                    bookie_id, request_timeout_s=self._request_timeout_s,
+                    add_timeout_s=self._add_timeout_s, read_timeout_s=self._read_timeout_s,
+                )
                 self._remotes[bookie_id] = remote
                 self.bookies[bookie_id] = remote
 

@@ -78,11 +78,19 @@ class RemoteBookie:
     [b'a', b'b']
     """
 
-    def __init__(self, address: str, *, connect_timeout_s: float = 5.0, request_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, address: str, *, connect_timeout_s: float = 5.0, request_timeout_s: float = 30.0,
+        add_timeout_s: float | None = None, read_timeout_s: float | None = None,
+    ) -> None:
         self.address = address
         self._host, self._port = parse_address(address)
         self._connect_timeout_s = connect_timeout_s
         self._request_timeout_s = request_timeout_s
+        # BookKeeper's addEntryTimeoutSec / readEntryTimeoutSec: an add or read not answered
+        # in time fails alone (the writer replaces the bookie for that ledger, a reader asks
+        # the next replica) without waiting for the request timeout that closes the connection.
+        self._add_timeout_s = add_timeout_s
+        self._read_timeout_s = read_timeout_s
         self._conn: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
         self._ids = count(1)
@@ -111,7 +119,10 @@ class RemoteBookie:
             self._conn = fresh
             return fresh
 
-    async def _call(self, encode) -> wire.Response:
+    async def _call(self, encode, timeout_s: float | None = None) -> wire.Response:
+        """One request; `timeout_s` (shorter than the request timeout) fails only this request
+        when it passes, and the connection stays: the bookie may just be slow for this one, and
+        its late answer finds no request waiting, so it is dropped."""
         conn = await self._connection()
         request_id = next(self._ids)
         frame = encode(request_id)
@@ -120,9 +131,13 @@ class RemoteBookie:
         assert conn.transport is not None
         conn.transport.write(frame)
         try:
-            response = await asyncio.wait_for(future, self._request_timeout_s)
+            response = await asyncio.wait_for(future, timeout_s or self._request_timeout_s)
         except TimeoutError:
             conn.pending.pop(request_id, None)
+            if timeout_s is not None and timeout_s < self._request_timeout_s:
+                raise BookieUnavailableError(
+                    f"bookie {self.address} did not answer within the {timeout_s:g}s operation timeout"
+                ) from None
             # A bookie that does not answer in time is as good as gone for this ledger.
             conn.close(BookieUnavailableError(f"bookie {self.address} did not answer in time"))
             raise BookieUnavailableError(
@@ -155,7 +170,7 @@ class RemoteBookie:
             await asyncio.gather(*calls)
 
     async def _add(self, ledger_id: int, first: int, datas: list[bytes], recovery: bool) -> None:
-        await self._call(lambda rid: wire.encode_add(rid, ledger_id, first, datas, recovery))
+        await self._call(lambda rid: wire.encode_add(rid, ledger_id, first, datas, recovery), self._add_timeout_s)
 
     async def read_entry(self, ledger_id: int, entry_id: int) -> bytes:
         return (await self.read_entries(ledger_id, entry_id, entry_id))[0]
@@ -167,7 +182,9 @@ class RemoteBookie:
         while first + len(out) <= last:
             start = first + len(out)
             try:
-                response = await self._call(lambda rid, s=start: wire.encode_read(rid, ledger_id, s, last))
+                response = await self._call(
+                    lambda rid, s=start: wire.encode_read(rid, ledger_id, s, last), self._read_timeout_s
+                )
             except StorageError:
                 if not out:
                     raise

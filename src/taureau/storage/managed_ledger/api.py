@@ -45,6 +45,10 @@ class ManagedLedgerConfig:
     ensemble_size: int = 1
     write_quorum: int = 1
     ack_quorum: int = 1
+    # Remote bookies only: seconds before an unanswered add replaces its bookie in the
+    # ledger's ensemble, and before an unanswered read asks the next replica (docs/cluster.md).
+    bookie_add_timeout_s: float = 5.0
+    bookie_read_timeout_s: float = 5.0
     cache_size_bytes: int = 64 * 1024 * 1024
 
 
