@@ -44,6 +44,7 @@ from kazoo.exceptions import (
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState, ZnodeStat
+from kazoo.retry import KazooRetry
 
 from taureau.common.errors import (
     BadVersionError,
@@ -92,6 +93,12 @@ class _Watched:
     again: bool = False  # it fired during that read: read once more
 
 
+# kazoo's own reconnect backoff grows to an hour: after a ZooKeeper restart of a few seconds the
+# next attempt could come after the session had expired, losing every ephemeral node and watch
+# for nothing. A second at most between attempts, as ZooKeeper's Java client does.
+RECONNECT_MAX_DELAY_S = 1.0
+
+
 class ZooKeeperMetadataStore(MetadataStore):
     """A MetadataStore on ZooKeeper; open with `await ZooKeeperMetadataStore.open(url)`.
 
@@ -134,7 +141,10 @@ class ZooKeeperMetadataStore(MetadataStore):
         """Connect (MetadataConnectionError if no server answers within connect_timeout_s)
         and make the chroot node if it is missing."""
         parsed = parse_zk_url(url) if isinstance(url, str) else url
-        client = KazooClient(hosts=parsed.connect_string, timeout=session_timeout_s, logger=_kazoo_log)
+        client = KazooClient(
+            hosts=parsed.connect_string, timeout=session_timeout_s, logger=_kazoo_log,
+            connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_delay=RECONNECT_MAX_DELAY_S),
+        )
         try:
             await asyncio.to_thread(client.start, connect_timeout_s)
         except KazooTimeoutError:
