@@ -4,6 +4,8 @@ Compares this checkout's journal with another checkout's journal.py (the peer, e
 commit before the pipelined journal), alternating them in one run on the same disk, so a
 busy machine weighs on both alike. Records are added on a 1 ms timer at `--rate` a second,
 as a broker's SENDs arrive; latency runs from the add to the future's completion.
+`--busy-ms` keeps the loop busy that long after each tick's adds (a broker's loop has other
+work: decoding, dispatch), `--fsync-ms` adds that much to every fsync (a slower disk).
 
     python bench/journal_commit.py --peer /path/to/other/src/taureau/storage/bookie/journal.py
 """
@@ -35,17 +37,21 @@ def load_peer(path: str) -> type:
 
 
 class CountingFiles(OSFiles):
-    def __init__(self) -> None:
+    def __init__(self, extra_s: float) -> None:
         self.fsyncs = 0
+        self.extra_s = extra_s
 
     def fsync(self, handle) -> None:  # type: ignore[no-untyped-def]
         super().fsync(handle)
+        if self.extra_s:
+            time.sleep(self.extra_s)
         self.fsyncs += 1
 
 
-async def run(journal_cls: type, rate: int, seconds: float, size: int) -> tuple[list[float], int]:
+async def run(journal_cls: type, args: argparse.Namespace) -> tuple[list[float], int]:
+    rate, seconds, size = args.rate, args.seconds, args.size
     directory = tempfile.mkdtemp(prefix="taureau-journal-bench-")
-    files = CountingFiles()
+    files = CountingFiles(args.fsync_ms / 1000)
     journal = journal_cls(files, directory)
     list(journal.replay(JournalPosition(0, 0)))
     latencies: list[float] = []
@@ -60,6 +66,9 @@ async def run(journal_cls: type, rate: int, seconds: float, size: int) -> tuple[
             future.add_done_callback(lambda f, t=time.perf_counter(): latencies.append(time.perf_counter() - t))
             futures.append(future)
             sent += 1
+        spin_until = time.perf_counter() + args.busy_ms / 1000
+        while time.perf_counter() < spin_until:
+            pass
         await asyncio.sleep(0.001)
     await asyncio.gather(*futures)
     fsyncs = files.fsyncs
@@ -80,13 +89,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--busy-ms", type=float, default=0.0, help="loop work after each tick's adds")
+    parser.add_argument("--fsync-ms", type=float, default=0.0, help="added to every fsync")
     args = parser.parse_args()
     peer = load_peer(args.peer)
     for round_ in range(1, args.rounds + 1):
         load = Path("/proc/loadavg").read_text().split()[0]
         figures = {}
         for name, cls in (("peer", peer), ("this", Journal)):
-            latencies, fsyncs = asyncio.run(run(cls, args.rate, args.seconds, args.size))
+            latencies, fsyncs = asyncio.run(run(cls, args))
             figures[name] = summary(latencies)
             p50, p99, top = figures[name]
             print(f"round {round_} {name}: {len(latencies)} records, {fsyncs} fsyncs, "
