@@ -78,7 +78,7 @@ async def test_a_burst_during_an_fsync_is_written_at_once_and_goes_in_the_next_s
         f.add_done_callback(lambda f, i=i: completed.append(i))
     files.hold = False
     files.release.set()
-    await asyncio.gather(first_done, *futures)
+    await asyncio.wait_for(asyncio.gather(first_done, *futures), 10)
     # The held fsync covered the first record only; one more fsync covered both bursts.
     assert files.covered == [FILE_HEADER.size + len(first), end]
     assert files.most_in_flight == 1
@@ -126,16 +126,32 @@ async def test_no_record_is_acknowledged_before_a_crash_would_keep_it():
     await again.close()
 
 
-async def test_an_fsync_failure_fails_every_written_batch_and_later_adds():
-    files = CrashFiles()
+class BrokenFsyncFiles(CrashFiles):
+    """An fsync that raises something other than OSError (a bug below the journal)."""
+
+    broken = False
+
+    def fsync(self, handle) -> None:
+        if self.broken:
+            raise ValueError("not an OSError")
+        super().fsync(handle)
+
+
+@pytest.mark.parametrize("failure", ["EIO", "not-an-OSError"])
+async def test_an_fsync_failure_fails_every_written_batch_and_later_adds(failure):
+    files = BrokenFsyncFiles()
     journal = Journal(files, "/j")
     list(journal.replay(JournalPosition(0, 0)))
     await journal.add(records.encode(1, 0, b"ok"))
-    files.inject("fsync", errno.EIO, times=None)
+    if failure == "EIO":
+        files.inject("fsync", errno.EIO, times=None)
+    else:
+        files.broken = True
     failing = [journal.add(records.encode(1, i, b"late")) for i in range(1, 20)]
-    results = await asyncio.gather(*failing, return_exceptions=True)
+    results = await asyncio.wait_for(asyncio.gather(*failing, return_exceptions=True), 10)
     assert all(type(r) is StorageError for r in results)
     with pytest.raises(StorageError):
         journal.add(records.encode(1, 99, b"after"))
     files.clear()
+    files.broken = False
     await journal.close()

@@ -12,6 +12,7 @@ before it is durable. Without fsync the writer hands each batch back itself.
 from __future__ import annotations
 
 import asyncio
+import errno
 import queue
 import threading
 from collections.abc import Callable
@@ -130,9 +131,11 @@ class Pipeline:
                 try:
                     for handle in handles:
                         self._sync(handle)
-                except OSError as exc:
+                except Exception as exc:
                     # After a failed fsync the kernel may have dropped the dirty pages: trust nothing.
-                    self._fatal = WriteFailed(exc, fatal=True)
+                    # (Anything else raised here is fatal too: this thread must not die silently.)
+                    error = exc if isinstance(exc, OSError) else OSError(errno.EIO, f"fsync: {exc!r}")
+                    self._fatal = WriteFailed(error, fatal=True)
             if self._fatal is not None:
                 for batch in batches:
                     if batch.error is None:
