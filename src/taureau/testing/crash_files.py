@@ -88,6 +88,10 @@ class CrashFiles(FileIO):
                 kept = bytearray(current[: self._random.randint(len(durable), len(current))])
             file.current, file.durable, file.dirty_from = kept, bytearray(kept), len(kept)
 
+    def durable_image(self, path: str) -> bytes:
+        """What a crash now would leave of the file (its bytes as of the last fsync)."""
+        return bytes(self._files[os.path.normpath(path)].durable)
+
     def unsynced_bytes(self) -> int:
         return sum(max(0, len(f.current) - len(f.durable)) for f in self._files.values())
 
@@ -154,9 +158,12 @@ class CrashFiles(FileIO):
 
     def fsync(self, handle: _Handle) -> None:
         file = self._live(handle, "fsync")
+        # The journal's writer thread may append while this runs: the end is read once, so
+        # bytes appended after it stay dirty instead of being marked durable.
+        end = len(file.current)
         del file.durable[file.dirty_from :]
-        file.durable += file.current[file.dirty_from :]
-        file.dirty_from = len(file.current)
+        file.durable += file.current[file.dirty_from : end]
+        file.dirty_from = end
         self.fsyncs += 1
 
     def truncate(self, handle: _Handle, size: int) -> None:

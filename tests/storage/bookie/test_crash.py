@@ -23,7 +23,7 @@ async def _bookie(files: CrashFiles, **kw) -> Bookie:
 
 async def _journal_idle(bookie: Bookie) -> None:
     # Crash only while the journal thread is idle, so the crash never races a write in progress.
-    while bookie._journal._busy:
+    while not bookie._journal.idle:
         await asyncio.sleep(0.001)
 
 

@@ -27,7 +27,7 @@ async def _write(directory, entries, **kw) -> Journal:
 def _replay(directory) -> list[tuple[int, int, bytes]]:
     journal = Journal(OSFiles(), str(directory))
     out = list(journal.replay(JournalPosition(0, 0)))
-    journal._executor.shutdown()
+    journal._files.close(journal._handle)  # no batch was added: no threads to stop
     return out
 
 

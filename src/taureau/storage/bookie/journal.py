@@ -1,9 +1,11 @@
 """The bookie journal: entry records appended with group commit, replayed after a crash.
 
 Theory of operation: `add(record)` queues an encoded record and returns the future of the
-next batch; every record queued while a batch is being written and fsynced (in the
-journal's own worker thread, so the event loop never waits on the disk) goes out together
-in the following batch, and one fsync acknowledges them all. `written` is the position up
+batch of this turn of the loop; at the end of the turn the batch goes to the journal's
+writer thread, which appends it at once, and the syncer thread's next fsync covers it along
+with every other batch written meanwhile (journal_pipeline.py: one fsync in flight, the
+next starting as the last ends, batches acknowledged in order and only after an fsync that
+began after their write), so the event loop never waits on the disk. `written` is the position up
 to which everything is durable; a checkpoint passes it to `trim` once the entry log and
 index hold everything before it. `replay` (at start) yields the records after a checkpoint
 position and truncates a torn or junk tail of the last file.
@@ -16,12 +18,12 @@ import logging
 import os
 import struct
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from taureau.common.errors import CorruptedDataError, StorageError
 from taureau.storage.bookie import records
 from taureau.storage.bookie.files import FileIO, Handle, storage_error
+from taureau.storage.bookie.journal_pipeline import Batch, Pipeline, WriteFailed
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +59,25 @@ def _seq_of(name: str) -> int | None:
     return None
 
 
-class _WriteFailed(Exception):
-    """Raised in the journal thread; `fatal` when the journal may not be written again."""
-
-    def __init__(self, error: OSError, fatal: bool) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.fatal = fatal
-
-
 class Journal:
     def __init__(self, files: FileIO, directory: str, *, fsync: bool = True, max_file_size: int = 64 << 20):
         self._files = files
         self._dir = directory
         self._fsync = fsync
         self._max_file_size = max_file_size
-        # Owned by the writer thread while a batch is in flight, by the loop otherwise:
+        # Owned by the writer thread once it runs, by the loop before (replay):
         self._handle: Handle | None = None  # the file being appended to
         self._seq = 0  # its number
         self._size = 0  # its size
         self._seqs: list[int] = []  # journal files on disk, oldest first
+        # Owned by the loop:
         self._written = JournalPosition(0, 0)  # everything before it is durable
-        self._queue: list[bytes] = []  # records waiting for the next batch
+        self._queue: list[bytes] = []  # records waiting for the end of this turn of the loop
         self._next: asyncio.Future[None] | None = None  # completes when the queued records are durable
-        self._busy = False  # a batch is being written
-        self._inflight: asyncio.Future[None] | None = None  # the batch being written: done when durable
+        self._outstanding = 0  # batches handed to the threads and not handed back yet
+        self._last: asyncio.Future[None] | None = None  # the future of the last batch handed over
         self._failed: StorageError | None = None  # fatal error: no more writes
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._pipeline: Pipeline | None = None  # started by the first batch
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -148,13 +142,18 @@ class Journal:
         self._files.append(handle, FILE_HEADER.pack(MAGIC, FORMAT_VERSION, 0, seq))
         self._files.fsync(handle)
         self._files.sync_dir(self._dir)
-        if self._handle is not None:
-            self._files.close(self._handle)
         self._handle, self._seq, self._size = handle, seq, FILE_HEADER.size
         self._seqs.append(seq)
         self._written = JournalPosition(seq, FILE_HEADER.size)
 
     # -- appends ----------------------------------------------------------------------------
+    #
+    # Two threads, as BookKeeper's journal has: the writer appends each batch to the file (the
+    # page cache) the moment the loop hands it over, also while an fsync is running, and the
+    # syncer runs one fsync at a time over everything written before it started, starting the
+    # next one as soon as the previous one ends. A batch arriving during an fsync is thus
+    # already written when that fsync returns and waits for one fsync, not for the rest of the
+    # running one plus its own write and a round trip through the loop.
 
     def add(self, record: bytes) -> asyncio.Future[None]:
         """Queue an encoded record; the returned future completes when it is durable."""
@@ -166,30 +165,45 @@ class Journal:
             if self._loop is None:
                 self._loop = asyncio.get_running_loop()
             future = self._next = self._loop.create_future()
-            if not self._busy:
-                # call_soon: every add made in this turn of the loop joins the batch.
-                self._loop.call_soon(self._start_batch)
+            # call_soon: every add made in this turn of the loop joins the batch.
+            self._loop.call_soon(self._start_batch)
         return future
 
+    @property
+    def idle(self) -> bool:
+        """No batch is queued, being written or waiting for its fsync."""
+        return self._outstanding == 0 and not self._queue
+
     def _start_batch(self) -> None:
-        if self._busy or not self._queue:
+        if not self._queue or self._next is None:
             return
-        assert self._loop is not None and self._next is not None
+        if self._pipeline is None:
+            assert self._loop is not None
+            self._pipeline = Pipeline(
+                self._loop,
+                self._write_batch,
+                self._files.fsync if self._fsync else None,
+                self._files.close,
+                self._deliver,
+            )
         records, self._queue = self._queue, []
         future, self._next = self._next, None
-        self._busy, self._inflight = True, future
-        done = self._loop.run_in_executor(self._executor, self._write_batch, records)
-        done.add_done_callback(lambda d: self._batch_done(future, d))
+        self._outstanding += 1
+        self._last = future
+        self._pipeline.submit(Batch(records, future))
 
-    def _write_batch(self, records: list[bytes]) -> JournalPosition:
-        """In the journal thread: append (the records as they are, no joined copy), fsync,
-        roll when the file is full."""
+    def _write_batch(self, records: list[bytes]) -> tuple[Handle, JournalPosition]:
+        """In the writer thread: append (the records as they are, no joined copy), rolling
+        when the file is full. Returns the position just after the batch."""
         size = sum(map(len, records))
         try:
             if self._size > FILE_HEADER.size and self._size + size > self._max_file_size:
+                old = self._handle
                 self._open_new(self._seq + 1)
+                if not self._fsync and old is not None:
+                    self._files.close(old)  # with fsync on, the syncer closes it after its last fsync
         except OSError as exc:
-            raise _WriteFailed(exc, fatal=False) from exc
+            raise WriteFailed(exc, fatal=False) from exc
         before = self._size
         try:
             self._files.append_all(self._handle, records)
@@ -198,36 +212,32 @@ class Journal:
                 # Cut off whatever part of the batch got written: later batches go after `before`.
                 self._files.truncate(self._handle, before)
             except OSError:
-                raise _WriteFailed(exc, fatal=True) from exc
-            raise _WriteFailed(exc, fatal=False) from exc
-        try:
-            if self._fsync:
-                self._files.fsync(self._handle)
-        except OSError as exc:
-            # After a failed fsync the kernel may have dropped the dirty pages: trust nothing.
-            raise _WriteFailed(exc, fatal=True) from exc
+                raise WriteFailed(exc, fatal=True) from exc
+            raise WriteFailed(exc, fatal=False) from exc
         self._size = before + size
-        return JournalPosition(self._seq, self._size)
+        assert self._handle is not None
+        return self._handle, JournalPosition(self._seq, self._size)
 
-    def _batch_done(self, future: asyncio.Future[None], done: asyncio.Future[JournalPosition]) -> None:
-        self._busy = False
-        exc = done.exception()
-        if exc is None:
-            self._written = done.result()
-            future.set_result(None)
-        else:
+    def _deliver(self, outcomes: list[Batch]) -> None:
+        """On the loop, in the order the batches were added: complete their futures."""
+        for batch in outcomes:
+            self._outstanding -= 1
+            exc = batch.error
+            if exc is None:
+                assert batch.position is not None
+                self._written = JournalPosition(*batch.position)
+                batch.future.set_result(None)
+                continue
             error = self._error(exc)
-            future.set_exception(error)
-            if isinstance(exc, _WriteFailed) and exc.fatal:
+            batch.future.set_exception(error)
+            if isinstance(exc, WriteFailed) and exc.fatal and self._failed is None:
                 self._failed = error
                 if self._next is not None:
                     self._next.set_exception(error)
                     self._next, self._queue = None, []
-        if self._queue:
-            self._start_batch()
 
     def _error(self, exc: BaseException) -> StorageError:
-        if isinstance(exc, _WriteFailed):
+        if isinstance(exc, WriteFailed):
             return storage_error(exc.error, f"journal write to {self._dir}")
         return StorageError(f"journal write to {self._dir} failed: {exc!r}")
 
@@ -247,15 +257,19 @@ class Journal:
                 pass
 
     async def close(self) -> None:
-        while self._busy or self._queue:
-            waiting = self._next if self._next is not None else self._inflight
+        while not self.idle:
+            waiting = self._next if self._next is not None else self._last
             if waiting is None:
                 break
             try:
                 await asyncio.shield(waiting)
             except StorageError:
                 pass
-        self._executor.shutdown(wait=True)
+        if self._pipeline is not None:
+            pipeline, self._pipeline = self._pipeline, None
+            retired = await pipeline.stop()
+            if retired is not None and retired is not self._handle:
+                self._files.close(retired)
         if self._handle is not None:
             self._files.close(self._handle)
             self._handle = None
