@@ -389,6 +389,7 @@ class Executor:
             try:
                 self.scheduler.enforce_timeouts()
                 self.scheduler.speculate()
+                self.scheduler.pump_waiting()
                 self._run_actions()
             except errors.StateError as exc:
                 log.warning("analytics monitor: %s", exc)

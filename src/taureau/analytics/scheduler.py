@@ -204,6 +204,8 @@ class Scheduler:
     def _release_reducers(self) -> None:
         """Start held reducers: all at once when their mappers are done; before that (from
         spawn_reducer% on) one exclusive worker each, leaving at least one for the mappers."""
+        if self.closed:
+            return  # close() failed every call: a held reducer's mappers look done, but are not
         self._jobs = [j for j in self._jobs if j.done < j.size or j.held]  # keep only live jobs
         for job in self._jobs:
             if job.kind != "reduce" or not job.held:
@@ -217,6 +219,12 @@ class Scheduler:
                     job.held.pop(0)
                 continue
             if maps.done < job.spawn_at or not self.backend.waiting_tasks_ok:
+                continue
+            if any(j is maps for j, _ in self._ready):
+                # Mappers wait for a worker: a reducer would take the worker they need and
+                # then wait for them. (A group of outcomes ending a worker's last batches
+                # leaves it idle here before batch_done hands it the next mappers; with the
+                # other worker still starting, that was a job that never finished.)
                 continue
             while job.held and self._early_reducers < self.backend.slots - 1:
                 if not self._send(job, [job.held[0]], exclusive=True, early_reducer=True):
@@ -239,6 +247,22 @@ class Scheduler:
                 self._apply_each(info, ids, group)
                 self._timed(group.ends[-1] - group.t0, n)
             self.changed.notify_all()
+
+    def worker_joined(self) -> None:
+        """A worker became ready (a replacement finished starting): nothing else wakes the
+        calls that wait for a worker when no batch is in flight to end."""
+        with self._sending():
+            self._pump()
+            self.changed.notify_all()
+
+    def pump_waiting(self) -> None:
+        """Send what waits for a worker, if anything does: the monitor's backstop, so a
+        wake-up missed anywhere costs a tick rather than a job that never ends."""
+        with self.changed:
+            waiting = bool(self._ready) or any(j.held for j in self._jobs)
+        if waiting:
+            with self._sending():
+                self._pump()
 
     def _timed(self, seconds: float, calls: int) -> None:
         per_call = seconds / calls

@@ -19,6 +19,9 @@ class BackendSink(Protocol):
     def batch_done(self, batch_id: int, lost: BaseException | None) -> None:
         """The batch is over: every outcome was reported, or `lost` says why the rest never will be."""
 
+    def worker_joined(self) -> None:
+        """A worker that was not ready (a replacement still starting) now takes batches."""
+
 
 class Backend(Protocol):
     name: str

@@ -170,6 +170,7 @@ class LocalBackend:
                 if data == READY:
                     with self._lock:
                         w.ready = True
+                    sink.worker_joined()  # calls may be waiting for it: no batch end will say so
                     continue
                 self._report(w, wire.decode_groups(data), sink)
 
