@@ -30,15 +30,10 @@ import time
 
 from taureau.state import StateClient
 from taureau.state.service import start_state_services
+from taureau.testing.ports import free_port
 
 BATCH = 100
 KEYS = 2000  # keys per thread: the working set each thread cycles over
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_redis():

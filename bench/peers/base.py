@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from taureau.testing.ports import free_port  # noqa: F401  (re-exported for the peers)
+
 PAYLOAD = b"x" * 100  # every workload sends 100-byte messages unless --size says otherwise
 WINDOW_BYTES = 16 * 1024 * 1024  # large messages: what a client may queue or pipeline at once
 LARGE = 64 * 1024  # from this message size on: no latency cells, Redis streams capped
@@ -27,12 +29,6 @@ def window(count: int, size: int) -> int:
     """`count` messages (a pipeline, a warm-up, a client queue sized for 100-byte ones), cut to
     WINDOW_BYTES for large messages: 1,000 pending 1 MiB sends would be a gigabyte per client."""
     return max(4, min(count, WINDOW_BYTES // size))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -12,13 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from taureau.testing.ports import free_port
+
 READY = "Taureau standalone ready"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spawn_until_ready(args: list[str], ready_line: str, output: list[str], timeout: float, what: str,

@@ -3,7 +3,6 @@ URLs it prints serve the official client; Ctrl-C stops everything and exits 0.""
 
 from __future__ import annotations
 
-import random
 import signal
 import socket
 import subprocess
@@ -11,26 +10,13 @@ import sys
 
 import pulsar
 
+from taureau.testing.ports import free_port_run
 from tests.e2e.harness import spawn_until_ready
 
 
 def _free_run(count: int) -> int:
     """A base port with `count` free consecutive ports after it."""
-    for _ in range(50):
-        base = random.randrange(20_000, 40_000)
-        try:
-            sockets = []
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free consecutive ports")
+    return free_port_run(count)
 
 
 def _listening(port: int) -> bool:

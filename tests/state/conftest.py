@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 
 import pytest
@@ -14,6 +13,7 @@ from taureau.state.controller import Controller
 from taureau.state.internal_auth import create_secret
 from taureau.state.memory_server import MemoryServer
 from taureau.state.service import start_state_services
+from taureau.testing.ports import free_port
 from tests.state.helpers import ServerProcess
 
 
@@ -141,9 +141,7 @@ class DurableCluster(_OnLoop):
         self.secret_file.write_text(self.secret.hex())
         super().__init__()
         self.store = self.run(self._open_store())
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.controller = self.run(self._start_controller())
         self.memory_servers: list[MemoryServer] = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -12,16 +11,11 @@ import time
 
 from taureau.state import StateClient
 from taureau.state.child import running
+from taureau.testing.ports import free_port
 from tests.e2e.harness import Standalone
 from tests.state.test_durable import check, fill
 
 CMD = [sys.executable, "-m", "taureau.cli.state_cmd"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_controller(port: int, data_dir) -> subprocess.Popen:

@@ -13,14 +13,9 @@ import pytest
 from taureau.common import errors
 from taureau.state import StateClient
 from taureau.state.service import start_state_services
+from taureau.testing.ports import free_port
 
 STARTS = 3  # the issue saw 8 of 8 fresh starts fail this way: three catch it and keep the suite short
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_accepting(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:

@@ -15,6 +15,8 @@ import subprocess
 import time
 from collections.abc import Sequence
 
+from taureau.testing.ports import free_port
+
 ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"  # its manifest names the jars it needs
 LOGGER_JARS = ("/usr/share/java/slf4j-simple.jar", "/usr/share/java/slf4j-nop.jar")
 MAIN = "org.apache.zookeeper.server.ZooKeeperServerMain"
@@ -27,12 +29,6 @@ def missing_reason() -> str | None:
     if not os.path.exists(ZOOKEEPER_JAR):
         return f"no ZooKeeper install ({ZOOKEEPER_JAR} missing; apt-get install zookeeper)"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def four_letter(port: int, word: bytes, timeout: float = 2.0, host: str = "127.0.0.1") -> bytes:
