@@ -46,17 +46,21 @@ def test_a_topic_ttl_overrides_its_namespace(client, standalone, topic):
 
 
 def _over_quota(client, standalone, namespace: str, policy: str, kib: int) -> tuple[str, pulsar.Producer]:
-    """A topic in a new namespace with a 4 KiB quota of `policy`, a subscription that reads
-    nothing, and `kib` KiB published to it: (topic, its producer)."""
+    """A topic in a new namespace with a subscription that reads nothing and `kib` KiB
+    published to it, then a 4 KiB quota of `policy` set on the namespace: (topic, its producer).
+
+    The backlog is written before the quota exists: with the quota first, the broker's periodic
+    check could act (disconnect or hold the producer) in the middle of the synchronous sends,
+    which would then wait out their send timeout on a busy machine."""
     ns = make_namespace(standalone, namespace)
-    quota = {"limitSize": 4096, "limitTime": -1, "policy": policy}
-    assert httpx.post(f"{ns}/backlogQuota", json=quota).status_code == 204
-    assert httpx.get(f"{ns}/backlogQuotaMap").json() == {"destination_storage": quota}
     topic = f"persistent://public/{namespace}/t"
     client.subscribe(topic, "lagging").close()
     producer = client.create_producer(topic, batching_enabled=False)
     for _ in range(kib):
         producer.send(b"q" * 1024)
+    quota = {"limitSize": 4096, "limitTime": -1, "policy": policy}
+    assert httpx.post(f"{ns}/backlogQuota", json=quota).status_code == 204
+    assert httpx.get(f"{ns}/backlogQuotaMap").json() == {"destination_storage": quota}
     return topic, producer
 
 
