@@ -2,39 +2,28 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from tests.e2e.harness import Standalone, free_port
-from tests.e2e.processes import ServerProcess
+from tests.e2e.processes import ClusterNodeProcess
 
 READY = "Taureau bookie ready"
 
 
-class BookieProcess(ServerProcess):
+class BookieProcess(ClusterNodeProcess):
     def __init__(self, data_dir: Path, metadata_url: str, *extra: str, session_timeout_s: float = 2.0,
                  host: str = "127.0.0.1", wrap: Sequence[str] = ()) -> None:
-        super().__init__()
-        self.host = host  # its address (a network namespace's, behind `wrap`)
-        self.wrap = list(wrap)
-        self.data_dir = data_dir
-        self.metadata_url = metadata_url
+        super().__init__(data_dir, metadata_url, extra, session_timeout_s, host, wrap)
         self.port = free_port()
-        self.extra = [*extra, "--metadata-session-timeout", str(session_timeout_s)]
 
     @property
     def bookie_id(self) -> str:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout: float = 60.0) -> BookieProcess:
-        args = [
-            *self.wrap, sys.executable, "-m", "taureau.cli.main", "bookie", "--metadata-store", self.metadata_url,
-            "--data-dir", str(self.data_dir), "--port", str(self.port), "--bind-address", self.host,
-            "--advertised-address", self.host, *self.extra,
-        ]
-        self.spawn(args, READY, timeout, "bookie")
+        self.spawn(self.command("bookie", "--port", str(self.port)), READY, timeout, "bookie")
         return self
 
 

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from tests.e2e.harness import free_port
-from tests.e2e.processes import ServerProcess
+from tests.e2e.processes import ClusterNodeProcess
 
 READY = "Taureau broker ready"
 
 
-class BrokerProcess(ServerProcess):
+class BrokerProcess(ClusterNodeProcess):
     def __init__(self, data_dir: Path, metadata_url: str, *extra: str, session_timeout_s: float = 2.0,
                  host: str = "127.0.0.1", wrap: Sequence[str] = ()) -> None:
-        super().__init__()
-        self.host = host  # its address (a network namespace's, behind `wrap`)
-        self.wrap = list(wrap)
-        self.data_dir = data_dir
-        self.metadata_url = metadata_url
+        super().__init__(data_dir, metadata_url, extra, session_timeout_s, host, wrap)
         self.broker_port = free_port()
         self.web_port = free_port()
-        self.extra = [*extra, "--metadata-session-timeout", str(session_timeout_s)]
 
     @property
     def service_url(self) -> str:
@@ -37,12 +31,7 @@ class BrokerProcess(ServerProcess):
         return f"{self.host}:{self.web_port}"
 
     def start(self, timeout: float = 60.0) -> BrokerProcess:
-        args = [
-            *self.wrap, sys.executable, "-m", "taureau.cli.main", "broker", "--metadata-store", self.metadata_url,
-            "--data-dir", str(self.data_dir), "--broker-port", str(self.broker_port),
-            "--web-port", str(self.web_port), "--bind-address", self.host, "--advertised-address", self.host,
-            *self.extra,
-        ]
+        args = self.command("broker", "--broker-port", str(self.broker_port), "--web-port", str(self.web_port))
         self.spawn(args, READY, timeout, "broker")
         return self
 

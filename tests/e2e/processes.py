@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 from tests.e2e.harness import spawn_until_ready
 
@@ -34,3 +37,25 @@ class ServerProcess:
             raise
         finally:
             self.proc = None
+
+
+class ClusterNodeProcess(ServerProcess):
+    """A `taureau <verb>` node of a cluster: its metadata store, data directory, address (a
+    network namespace's, behind `wrap`) and session timeout, common to bookies and brokers."""
+
+    def __init__(self, data_dir: Path, metadata_url: str, extra: Sequence[str], session_timeout_s: float,
+                 host: str, wrap: Sequence[str]) -> None:
+        super().__init__()
+        self.host = host
+        self.wrap = list(wrap)
+        self.data_dir = data_dir
+        self.metadata_url = metadata_url
+        self.extra = [*extra, "--metadata-session-timeout", str(session_timeout_s)]
+
+    def command(self, verb: str, *flags: str) -> list[str]:
+        """The command line of `taureau <verb>` with `flags`, this node's common ones and extras."""
+        return [
+            *self.wrap, sys.executable, "-m", "taureau.cli.main", verb, "--metadata-store", self.metadata_url,
+            "--data-dir", str(self.data_dir), *flags, "--bind-address", self.host,
+            "--advertised-address", self.host, *self.extra,
+        ]

@@ -24,7 +24,7 @@ from taureau.common.names import TopicName
 from taureau.metadata.zookeeper import ZooKeeperMetadataStore
 from taureau.protocol import pb
 from tests.e2e.bookies import BookieProcess
-from tests.e2e.brokers import BrokerProcess
+from tests.e2e.brokers import Brokers
 from tests.e2e.raw import RawClient, command
 
 T = pb.BaseCommand.Type
@@ -47,19 +47,9 @@ def bookies(cluster_url, tmp_path_factory):
 
 @pytest.fixture
 def brokers(bookies, cluster_url, tmp_path):
-    started: list[BrokerProcess] = []
-
-    def start(n: int) -> list[BrokerProcess]:
-        for _ in range(n):
-            started.append(BrokerProcess(tmp_path / f"broker{len(started)}", cluster_url).start())
-        return started
-
-    yield start
-    # A graceful stop closes each broker's session, so its bundles are free at once: a broker
-    # killed here would keep owning them for a session timeout, and the next test's lookups
-    # would be redirected to it.
-    for b in started:
-        b.stop()
+    started = Brokers(tmp_path, cluster_url)
+    yield started.start
+    started.stop_all()  # gracefully: the next test's lookups must not find these holding bundles
 
 
 def _client(url: str) -> pulsar.Client:
