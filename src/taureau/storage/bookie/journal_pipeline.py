@@ -102,7 +102,8 @@ class Pipeline:
                     batch.error = exc
             batch.records = []  # the bytes are in the file now; don't hold them until the fsync
             if self._sync is None:
-                self._loop.call_soon_threadsafe(self._deliver, [batch])
+                if not self._hand_back([batch]):
+                    return
                 continue
             with self._ready:
                 self._written.append(batch)
@@ -141,7 +142,17 @@ class Pipeline:
                     if batch.error is None:
                         batch.error = self._fatal
             self._close_retired(handles)
+            if not self._hand_back(batches):
+                return
+
+    def _hand_back(self, batches: list[Batch]) -> bool:
+        """Give `batches` back to the loop; False once the loop is closed (its owner ended
+        without stopping the journal): nobody is left to acknowledge, so the thread ends."""
+        try:
             self._loop.call_soon_threadsafe(self._deliver, batches)
+        except RuntimeError:  # "Event loop is closed"
+            return False
+        return True
 
     def _close_retired(self, handles: list[Handle]) -> None:
         """Close the files the writer has rolled away from, now that their fsync is done."""
