@@ -34,12 +34,15 @@ def _command(kind: int, field: str, **values) -> bytes:
     return encode_command(pb.BaseCommand(type=kind, **{field: values}))
 
 
-async def probe(host: str, port: int, rate: int, seconds: float, size: int) -> list[float]:
-    """Latencies in ms of every message sent at `rate` per second for `seconds`."""
+async def probe(host: str, port: int, rate: int, seconds: float, size: int) -> tuple[list[float], list[float]]:
+    """Latencies in ms of every message sent at `rate` per second for `seconds`, and when each
+    was sent (seconds into the run, same order)."""
     reader, writer = await asyncio.open_connection(host, port)
     decoder = FrameDecoder()
     pending: dict[int, float] = {}
     latencies: list[float] = []
+    sent_offsets: list[float] = []
+    start = 0.0  # set when the clock starts
     ready = asyncio.get_running_loop().create_future()
 
     async def receive() -> None:
@@ -51,6 +54,7 @@ async def probe(host: str, port: int, rate: int, seconds: float, size: int) -> l
                     sent = pending.pop(frame.command.send_receipt.sequence_id, None)
                     if sent is not None:
                         latencies.append((now - sent) * 1000)
+                        sent_offsets.append(sent - start)
                 elif kind == T.PRODUCER_SUCCESS and not ready.done():
                     ready.set_result(frame.command.producer_success.producer_name)
                 elif kind == T.ERROR and not ready.done():
@@ -95,7 +99,20 @@ async def probe(host: str, port: int, rate: int, seconds: float, size: int) -> l
     writer.close()
     if pending:
         print(f"warning: {len(pending)} sends had no receipt within 5 s", file=sys.stderr)
-    return latencies
+    return latencies, sent_offsets
+
+
+def worst(latencies: list[float], sent_offsets: list[float], n: int = 5) -> str:
+    """The slowest receipt of each of the n worst 100 ms windows, with when it was sent: a
+    start-up stall, a periodic one (a checkpoint every 30 s) and noise spread over the run
+    look different here."""
+    by_window: dict[int, tuple[float, float]] = {}
+    for ms, at in zip(latencies, sent_offsets, strict=True):
+        window = int(at * 10)
+        if ms > by_window.get(window, (0.0, 0.0))[0]:
+            by_window[window] = (ms, at)
+    slowest = sorted(by_window.values(), reverse=True)[:n]
+    return ", ".join(f"{ms:.1f} ms at {at:.1f} s" for ms, at in slowest)
 
 
 def loop_report(admin_url: str) -> str:
@@ -183,7 +200,7 @@ def main() -> int:
     try:
         waited, began = run_queue_wait_s(pid) if pid else 0.0, time.perf_counter()
         cpu_before = process_cpu_s(pid) if pid else 0.0
-        latencies = asyncio.run(probe(host, int(port), args.rate, args.seconds, args.size))
+        latencies, sent_offsets = asyncio.run(probe(host, int(port), args.rate, args.seconds, args.size))
         cpu_used = process_cpu_s(pid) - cpu_before if pid else None
         note = machine_note(run_queue_wait_s(pid) - waited, time.perf_counter() - began) if pid else None
         report = loop_report(admin_url) if admin_url else None
@@ -198,6 +215,8 @@ def main() -> int:
         f"p50 {statistics.median(latencies):.2f} ms, p99 {percentile(latencies, 99):.2f} ms, "
         f"max {max(latencies):.2f} ms"
     )
+    if latencies:
+        print(f"  p99.9 {percentile(latencies, 99.9):.2f} ms; slowest per 100 ms: {worst(latencies, sent_offsets)}")
     if cpu_used is not None and latencies:
         print(f"  broker CPU: {cpu_used:.2f} s, {1e6 * cpu_used / len(latencies):.1f} us per message "
               "(all its threads)")
