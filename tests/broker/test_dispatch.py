@@ -54,17 +54,6 @@ def message(body: bytes, key: str | None = None, batch: int | None = None) -> by
     return encode_entry(meta, body)
 
 
-@pytest.fixture
-async def topic():
-    store = EmbeddedMetadataStore(None)
-    factory = ManagedLedgerFactory(store, MemoryLedgerClient())
-    ledger = await factory.open("public/default/persistent/t")
-    t = PersistentTopic(TopicName.parse("t"), ledger, store)
-    yield t
-    await t.close()
-    await factory.close()
-
-
 async def publish(topic, *bodies, key=None, batch=None):
     for body in bodies:
         await topic.ledger.add_entry(message(body, key, batch))
@@ -306,8 +295,8 @@ async def test_a_backed_up_connection_gets_nothing_until_it_drains(topic):
     await publish(topic, b"1", b"2", b"3")
     await settle()
     assert sink.messages == [] and len(fast.sink.messages) == 3
+    fast.permits = 0  # before the publish: new entries go out as the add completes
     await publish(topic, b"4")
-    fast.permits = 0
     await settle()
     assert sink.messages == []
     sink.writable = True

@@ -9,7 +9,7 @@ import pytest
 from taureau.broker.dispatch.rate import UNLIMITED, DispatchRate, DispatchRateLimiter, DispatchThrottle
 from taureau.broker.subscription import SubType
 from taureau.storage.managed_ledger.api import InitialPosition
-from tests.broker.test_dispatch import Sink, consumer, publish, settle, topic  # noqa: F401 - topic is a fixture
+from tests.broker.test_dispatch import Sink, consumer, publish, settle
 
 
 def test_a_budget_is_spent_and_renewed_each_period():

@@ -186,5 +186,10 @@ def test_client_refuses_an_oversized_control_request_and_keeps_its_connection(ma
     for p in paths:
         c.open_or_create_queue(p)
     time.sleep(0.2)
+    renewed = time.monotonic()
     c.renew()  # cut into several requests
-    assert min(c.status(p)["lease_remaining_ms"] for p in paths) > c.lease_ms - 150
+    remaining = [c.status(p)["lease_remaining_ms"] for p in paths]
+    # A path the RENEW missed has lost the 0.2 s above as well as the time since the renew; a
+    # renewed one only the time since (reading 300 statuses takes a while on a busy machine).
+    since_renew_ms = (time.monotonic() - renewed) * 1000
+    assert min(remaining) > c.lease_ms - since_renew_ms - 50

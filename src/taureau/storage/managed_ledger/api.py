@@ -88,6 +88,12 @@ class ManagedCursor(abc.ABC):
         """Up to max_entries unacknowledged entries from read_position (which advances);
         [] when nothing is available."""
 
+    def read_cached_entries(self, max_entries: int) -> list[Entry] | None:
+        """`read_entries` without awaiting, when every entry it would return is in memory
+        (a consumer keeping up with its producers); None, with nothing changed, when it
+        would have to read storage (or this cursor has no synchronous path)."""
+        return None
+
     @abc.abstractmethod
     async def read_entries_or_wait(self, max_entries: int) -> list[Entry]:
         """Like read_entries but waits until at least one entry is available.

@@ -193,24 +193,53 @@ class ManagedCursorImpl(ManagedCursor):
         pos = self._skip_acked(self._ledgers.normalize(start))
         out: list[Entry] = []
         while len(out) < max_entries and pos <= self._ml.last_confirmed:
-            stop = self._ranges.next_start_after(pos) if self._ranges else None
-            batch = await self._ml.read_span(pos, max_entries - len(out), stop)
+            batch = await self._ml.read_span(pos, max_entries - len(out), self._acked_after(pos))
             if not batch:
                 break
             out += batch
             pos = self._skip_acked(self._ledgers.next_after(batch[-1].position))
         return out, pos
 
+    def _collect_cached(self, start: Position, max_entries: int) -> tuple[list[Entry], Position] | None:
+        """`_collect` from the entry cache alone; None as soon as a span is not cached."""
+        pos = self._skip_acked(self._ledgers.normalize(start))
+        out: list[Entry] = []
+        while len(out) < max_entries and pos <= self._ml.last_confirmed:
+            batch = self._ml.read_span_cached(pos, max_entries - len(out), self._acked_after(pos))
+            if batch is None:
+                return None
+            if not batch:
+                break
+            out += batch
+            pos = self._skip_acked(self._ledgers.next_after(batch[-1].position))
+        return out, pos
+
+    def _acked_after(self, pos: Position) -> Position | None:
+        """Where the next individually acknowledged range starts: a read stops before it."""
+        return self._ranges.next_start_after(pos) if self._ranges else None
+
+    def _read_start(self) -> Position:
+        # Normally the read position is already past the mark-delete one (no next_after per
+        # read); a position between two ledgers is normalised by _collect.
+        return self._read if self._read > self._md else self._ledgers.next_after(self._md)
+
     async def read_entries(self, max_entries: int) -> list[Entry]:
         _count(max_entries, "max_entries", 1)
         self._check_open()
         moves = self._moves
-        # Normally the read position is already past the mark-delete one (no next_after per
-        # read); a position between two ledgers is normalised by _collect.
-        start = self._read if self._read > self._md else self._ledgers.next_after(self._md)
-        entries, pos = await self._collect(start, max_entries)
+        entries, pos = await self._collect(self._read_start(), max_entries)
         if moves == self._moves:
             self._read = pos
+        self._ml.evict_read_entries()
+        return entries
+
+    def read_cached_entries(self, max_entries: int) -> list[Entry] | None:
+        _count(max_entries, "max_entries", 1)
+        self._check_open()
+        collected = self._collect_cached(self._read_start(), max_entries)
+        if collected is None:
+            return None
+        entries, self._read = collected
         self._ml.evict_read_entries()
         return entries
 

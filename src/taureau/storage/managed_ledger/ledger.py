@@ -239,6 +239,11 @@ class ManagedLedgerImpl(ManagedLedger):
         self.check_usable()
         return await self._reader.read(start, max_entries, self.last_confirmed, stop)
 
+    def read_span_cached(self, start: Position, max_entries: int, stop: Position | None) -> list[Entry] | None:
+        """`read_span` served from the cache alone, synchronously; None if it would read a ledger."""
+        self.check_usable()
+        return self._reader.read_cached(start, max_entries, self.last_confirmed, stop)
+
     async def find_position(self, predicate: Callable[[Entry], bool]) -> Position | None:
         self.check_usable()
         lo, hi = 0, self.entries_count

@@ -34,21 +34,48 @@ class EntryReader:
         """Up to max_entries stored entries from `start` (normalised) to `last` inclusive,
         ending before `stop` if given."""
         out: list[Entry] = []
-        pos = start
-        while len(out) < max_entries and pos <= last and (stop is None or pos < stop):
-            want = max_entries - len(out)
-            run = self._cache.get_run(pos, want)
-            if run:
-                if run[-1].position > last or (stop is not None and run[-1].position >= stop):
-                    run = [e for e in run if e.position <= last and (stop is None or e.position < stop)]
-                out += run
-            else:
-                run = await self._read_ledger(pos, want, last, stop)
-                out += run
+        pos = self._take_cached(out, start, max_entries, last, stop)
+        while pos is not None:
+            run = await self._read_ledger(pos, max_entries - len(out), last, stop)
+            out += run
             if not run:
                 break
-            pos = self._ledgers.next_after(run[-1].position)
+            pos = self._take_cached(out, self._ledgers.next_after(run[-1].position), max_entries, last, stop)
         return out
+
+    def read_cached(
+        self, start: Position, max_entries: int, last: Position, stop: Position | None
+    ) -> list[Entry] | None:
+        """`read` when every entry it would return is in the cache, without awaiting
+        anything; None when one is not (the caller takes the async path)."""
+        out: list[Entry] = []
+        return out if self._take_cached(out, start, max_entries, last, stop) is None else None
+
+    def _take_cached(
+        self, out: list[Entry], pos: Position, max_entries: int, last: Position, stop: Position | None
+    ) -> Position | None:
+        """Append the cached runs from `pos` to `out`; return where a ledger read has to go
+        on, or None once the read is complete."""
+        while len(out) < max_entries and pos <= last and (stop is None or pos < stop):
+            run = self._from_cache(pos, max_entries - len(out), last, stop)
+            if run is None:
+                return pos
+            if not run:
+                break
+            out += run
+            pos = self._ledgers.next_after(run[-1].position)
+        return None
+
+    def _from_cache(
+        self, pos: Position, want: int, last: Position, stop: Position | None
+    ) -> list[Entry] | None:
+        """The cached run from `pos` (at most `want`, up to `last`, before `stop`); None on a miss."""
+        run = self._cache.get_run(pos, want)
+        if not run:
+            return None
+        if run[-1].position > last or (stop is not None and run[-1].position >= stop):
+            run = [e for e in run if e.position <= last and (stop is None or e.position < stop)]
+        return run
 
     async def _read_ledger(
         self, pos: Position, want: int, last: Position, stop: Position | None
