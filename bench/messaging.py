@@ -281,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(results: list[CellResult], profiles: list, args: argparse.Namespace) -> int:
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 150  # piped or redirected, rich would squeeze the table into 80 columns
     console.print(table(results))
     for profile in profiles:
         console.print(profile.render(), highlight=False)
