@@ -60,7 +60,9 @@ def client(address: str):
     # Python logger: that is called from the client's threads and can abort the interpreter
     # at exit with "terminate called without an active exception".)
     quiet = pulsar.FileLogger(pulsar.LoggerLevel.Error, os.devnull)
-    return pulsar.Client(address, io_threads=1, operation_timeout_seconds=60, logger=quiet)
+    # 120 s for a lookup or a subscribe: on a busy machine Apache Pulsar standalone took over
+    # 60 s to subscribe one multi-topic consumer to 500 new topics (--topics 1000).
+    return pulsar.Client(address, io_threads=1, operation_timeout_seconds=120, logger=quiet)
 
 
 def producer(c, topic: str, batched: bool, size: int):
