@@ -17,8 +17,9 @@ by the same official Python client as Taureau. Not a test: pytest never collects
 End-to-end latency pairs each paced producer process with a consumer process on the same topics.
 Every payload carries time.monotonic_ns() of its send call in its first 8 bytes; the consumer
 subtracts it from its own reading at receipt. It receives as a latency-minded application would:
-Pulsar and Taureau receive() one message at a time (receiver queue 1,000 per topic, individual
-acknowledgements, grouped by the client), Redis XREADGROUP COUNT 1000 BLOCK over all its streams
+Pulsar and Taureau receive() one message at a time (the client's default receiver queue, 1,000
+per topic and 50,000 across a multi-topic consumer; individual acknowledgements, which the client
+groups), Redis XREADGROUP COUNT 1000 BLOCK over all its streams
 (the XACKs ride with the next read), NATS a push consumer (one AckPolicy.ALL ack per 100). The
 warm-up is received before the clock starts; a consumer stops when it has every message its
 producer reports sent after that, or 10 s after the cell's end (the rest is reported as lost).
