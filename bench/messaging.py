@@ -2,14 +2,27 @@
 
 Run: python bench/messaging.py [--duration 5] [--only taureau,pulsar,redis,nats]
      [--quick] [--procs 1,2] [--no-fsync] [--profile] [--plot] [--json out.json]
+     python bench/messaging.py --latency-only|--e2e-latency-only [--topics 1000] [--duration 3]
 
 For each system, with 100-byte messages and the client's batching on and off, it measures
 produce throughput (acknowledged msgs/s), end-to-end throughput (msgs/s received by consumers
-while producers run) and publish latency p50/p99 at an offered 10k msgs/s, prints them with
-each server's CPU% and Taureau's ratio to each peer. Redis and NATS come from Debian's packages
+while producers run), publish latency (send call to acknowledgement) and end-to-end latency
+(send call to receipt by a consumer in another process) p50/p99/p99.9/max at an offered
+10k msgs/s, optionally spread over --topics topics, prints them with each server's CPU% and
+Taureau's ratio to each peer. Redis and NATS come from Debian's packages
 (redis-server, nats-server); this script installs nothing. Apache Pulsar standalone is built from
 Maven Central jars on first use (bench/peers/pulsar_server.py, needs java and mvn) and is driven
 by the same official Python client as Taureau. Not a test: pytest never collects it.
+
+End-to-end latency pairs each paced producer process with a consumer process on the same topics.
+Every payload carries time.monotonic_ns() of its send call in its first 8 bytes; the consumer
+subtracts it from its own reading at receipt. It receives as a latency-minded application would:
+Pulsar and Taureau receive() one message at a time (the client's default receiver queue, 1,000
+per topic and 50,000 across a multi-topic consumer; individual acknowledgements, which the client
+groups), Redis XREADGROUP COUNT 1000 BLOCK over all its streams
+(the XACKs ride with the next read), NATS a push consumer (one AckPolicy.ALL ack per 100). The
+warm-up is received before the clock starts; a consumer stops when it has every message its
+producer reports sent after that, or 10 s after the cell's end (the rest is reported as lost).
 """
 
 from __future__ import annotations
@@ -30,12 +43,13 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `peers` for this process and workers
 
 from peers import nats_jetstream, pulsar, redis_streams, taureau  # noqa: E402
-from peers.base import LARGE, LATENCY_RATE  # noqa: E402
+from peers.base import LARGE, LATENCY_RATE, STAMP_BYTES  # noqa: E402
 from peers.profile import Profiler  # noqa: E402
-from peers.runner import CellResult, Job, best, run_jobs, summarize  # noqa: E402
+from peers.runner import CellResult, Job, Link, best, run_jobs, summarize  # noqa: E402
 
 PEERS = {"taureau": taureau, "pulsar": pulsar, "redis": redis_streams, "nats": nats_jetstream}
-WORKLOADS = ("produce", "e2e", "latency")
+WORKLOADS = ("produce", "e2e", "latency", "e2e-latency")
+LATENCY_WORKLOADS = ("latency", "e2e-latency")  # paced at LATENCY_RATE; lower is better
 LATENCY_PROCS = 2  # the offered rate is split over this many producer processes
 console = Console()
 
@@ -45,7 +59,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per cell (default 5)")
     ap.add_argument("--only", help=f"comma-separated systems to run, of {','.join(PEERS)} (default: all)")
     ap.add_argument("--quick", action="store_true", help="2 s cells, one process count")
-    ap.add_argument("--latency-only", action="store_true", help="only the latency cells (batched and unbatched)")
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the publish and end-to-end latency cells (batched and unbatched)",
+    )
+    only.add_argument("--e2e-latency-only", action="store_true", help="only the end-to-end latency cells")
+    ap.add_argument(
+        "--topics",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"topics (streams, subjects) the latency cells spread their {LATENCY_RATE:,} msgs/s "
+        f"over, N/{LATENCY_PROCS} per producer process and its consumer; default 1: each "
+        f"process its own, {LATENCY_PROCS} in all",
+    )
     ap.add_argument("--procs", default="1,2,4", help="producer processes to try per throughput cell")
     ap.add_argument(
         "--size",
@@ -65,6 +94,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.only) - set(PEERS)
     if unknown:
         ap.error(f"--only: unknown system(s) {', '.join(sorted(unknown))}")
+    if args.topics < 1 or (args.topics > LATENCY_PROCS and args.topics % LATENCY_PROCS):
+        ap.error(f"--topics: a positive multiple of {LATENCY_PROCS} (the producer processes), or 1")
+    if args.size < STAMP_BYTES:
+        ap.error(f"--size: at least {STAMP_BYTES} bytes (the send time end-to-end latency carries)")
     if args.quick:
         args.duration, args.procs = min(args.duration, 2.0), args.procs[-1:]
     return args
@@ -84,29 +117,43 @@ def check_binaries(names: list[str]) -> list[str]:
 
 def plan(args: argparse.Namespace) -> list[tuple[str, bool, int]]:
     """The cells run against each server: (workload, batched, producer processes)."""
+    throughput = not (args.latency_only or args.e2e_latency_only)
+    latency = ["e2e-latency"] if args.e2e_latency_only else list(LATENCY_WORKLOADS)
     cells = []
     for batched in (True, False):
-        if not args.latency_only:
+        if throughput:
             cells += [("produce", batched, n) for n in args.procs]
             cells += [("e2e", batched, n) for n in args.procs]
-        if args.size < LARGE:
-            cells.append(("latency", batched, LATENCY_PROCS))
+        if args.size < LARGE:  # 10k msgs/s of large messages would be gigabytes a second
+            cells += [(workload, batched, LATENCY_PROCS) for workload in latency]
     return cells
 
 
+def topics_per_proc(topics: int) -> int:
+    """--topics over the latency cells' producer processes; fewer than one each is one each."""
+    return max(1, topics // LATENCY_PROCS)
+
+
 def jobs_for(
-    peer: str, address: str, cell: tuple[str, bool, int], duration: float, tag: str, size: int
+    peer: str, address: str, cell: tuple[str, bool, int], args: argparse.Namespace, tag: str
 ) -> list[Job]:
-    """Worker jobs of one cell: each producer on its own stream; e2e pairs it with a consumer."""
+    """Worker jobs of one cell: each producer on its own streams; e2e pairs it with a consumer,
+    e2e-latency with a consumer that it tells how many it sent."""
     workload, batched, procs = cell
+    paced = workload in LATENCY_WORKLOADS
+    role = "latency" if paced else "produce"
+    rate = LATENCY_RATE / procs if paced else 0.0
+    topics = topics_per_proc(args.topics) if paced else 1
+    consumer = {"e2e": "consume", "e2e-latency": "receive"}.get(workload)
     jobs = []
     for i in range(procs):
         stream = f"bench-{tag}-{i}"
-        role = "latency" if workload == "latency" else "produce"
-        rate = LATENCY_RATE / procs if workload == "latency" else 0.0
-        jobs.append(Job(peer, role, address, stream, batched, duration, rate, size))
-        if workload == "e2e":
-            jobs.append(Job(peer, "consume", address, stream, batched, duration, size=size))
+        link = Link() if workload == "e2e-latency" else None
+        pair = {"address": address, "stream": stream, "batched": batched, "duration": args.duration}
+        pair |= {"size": args.size, "topics": topics, "link": link}
+        jobs.append(Job(peer, role, rate=rate, **pair))
+        if consumer:
+            jobs.append(Job(peer, consumer, **pair))
     return jobs
 
 
@@ -142,13 +189,14 @@ def run_cell(
     """Run one (workload, batched, processes) cell against a running server, with a progress bar."""
     workload, batched, procs = cell
     mode = "batched" if batched else "unbatched"
-    label = f"{server.name:<18} {workload:<8} {mode:<9} x{procs}"
+    label = f"{server.name:<18} {workload:<11} {mode:<9} x{procs}"
     task = progress.add_task(label, total=1.0)
     module = PEERS[name].__name__.rsplit(".", 1)[1]
-    jobs = jobs_for(module, server.address, cell, args.duration, tag, args.size)
+    jobs = jobs_for(module, server.address, cell, args, tag)
     by_role, usage = run_jobs(jobs, server, lambda f: progress.update(task, completed=f))
-    result = summarize(server.name, workload, batched, procs, by_role, usage, args.size)
-    shown = f"p99 {result.p99_ms:.2f} ms" if workload == "latency" else _rate(result)
+    topics = procs * jobs[0].topics
+    result = summarize(server.name, workload, batched, procs, by_role, usage, args.size, topics)
+    shown = f"p99 {result.p99_ms:.2f} ms" if workload in LATENCY_WORKLOADS else _rate(result)
     progress.update(task, completed=1.0, description=f"{label}  {shown}  srv {result.server_cpu:.0f}%")
     return result
 
@@ -163,16 +211,25 @@ def fmt_cell(cell: CellResult | None, workload: str) -> str:
     if cell is None:
         return "-"
     cpu = f"srv {cell.server_cpu:.0f}% cli {cell.client_cpu:.0f}% oth {cell.other_cpu:.0f}%"
-    if workload != "latency":
+    if workload not in LATENCY_WORKLOADS:
         return f"{_rate(cell)} x{cell.procs}\n[dim]{cpu}[/]"
+    times = " / ".join(f"{ms:.2f}" for ms in (cell.p50_ms, cell.p99_ms, cell.p999_ms, cell.max_ms))
     short = "" if cell.rate >= 0.95 * LATENCY_RATE else f"\n[red]only {cell.rate:,.0f}/s sustained[/]"
-    return f"{cell.p50_ms:.2f} / {cell.p99_ms:.2f} ms{short}\n[dim]{cpu}[/]"
+    lost = f"\n[red]{cell.lost:,} sent, not received[/]" if cell.lost else ""
+    return f"{times} ms{short}{lost}\n[dim]{cpu}[/]"
+
+
+def latency_label(workload: str, cells: list[CellResult]) -> str:
+    """The second line of a latency row's label: what is timed, at what rate, over how many topics."""
+    timed = "publish" if workload == "latency" else "send→receive"
+    topics = max((c.topics for c in cells), default=0) or LATENCY_PROCS  # 0: saved before --topics
+    return f"\n{timed}\np50 / p99 / p99.9 / max\n@ {LATENCY_RATE // 1000}k/s, {topics:,} topics"
 
 
 def ratio(mine: CellResult | None, theirs: CellResult | None, workload: str) -> str:
     if mine is None or theirs is None:
         return "-"
-    if workload == "latency":  # lower is better: peer p99 / Taureau p99
+    if workload in LATENCY_WORKLOADS:  # lower is better: peer p99 / Taureau p99
         return f"{theirs.p99_ms / mine.p99_ms:.2f}x"
     return f"{mine.rate / theirs.rate:.2f}x"
 
@@ -193,9 +250,12 @@ def table(results: list[CellResult]) -> Table:
     for workload in WORKLOADS:
         for batched in (True, False):
             label = f"{workload} {'batched' if batched else 'unbatched'}"
-            if workload == "latency":
-                label += f"\np50/p99 @ {LATENCY_RATE // 1000}k/s"
-            row = [label] + [fmt_cell(best(results, p, workload, batched), workload) for p in peers]
+            cells = [best(results, p, workload, batched) for p in peers]
+            if not any(cells):  # e.g. the throughput rows of a --latency-only run
+                continue
+            if workload in LATENCY_WORKLOADS:
+                label += latency_label(workload, [c for c in cells if c])
+            row = [label] + [fmt_cell(c, workload) for c in cells]
             mine = best(results, "taureau", workload, batched)
             row += [ratio(mine, best(results, p, workload, batched), workload) for p in others]
             t.add_row(*row, end_section=True)
@@ -222,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(results: list[CellResult], profiles: list, args: argparse.Namespace) -> int:
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 150  # piped or redirected, rich would squeeze the table into 80 columns
     console.print(table(results))
     for profile in profiles:
         console.print(profile.render(), highlight=False)

@@ -1,4 +1,5 @@
-"""Plumbing every peer shares: free ports, server processes, CPU sampling, pacing, percentiles."""
+"""Plumbing every peer shares: free ports, server processes, CPU sampling, pacing, send stamps,
+percentiles."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ LATENCY_RATE = 10_000  # offered rate of the latency workload, msgs/s
 WARMUP_MESSAGES = 2_000  # sent by each producer before the clock starts
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TICK = 0.0005  # seconds a paced sender sleeps when no send is due
+STAMP_BYTES = 8  # e2e-latency: the send time at the head of each payload
+SETUP_TIMEOUT = 300.0  # seconds a cell may take to set up (1,000 topics on Pulsar take a while)
+DRAIN = 10.0  # e2e-latency: seconds a consumer keeps receiving after its producer's last send
+POLL = 0.05  # e2e-latency: seconds a consumer waits for a message before it looks at the clock
 
 
 def payload(size: int) -> bytes:
@@ -126,8 +131,37 @@ def due_counts(rate: float, duration: float):
         sent = due
 
 
+def topic_names(stream: str, topics: int, sep: str = "-") -> list[str]:
+    """The topics (streams, subjects) one producer spreads its messages over: the pair's own
+    name alone when it has one, else that name with a suffix per topic."""
+    if topics == 1:
+        return [stream]
+    return [f"{stream}{sep}{k}" for k in range(topics)]
+
+
+def stamped(data: bytes, ns: int) -> bytes:
+    """`data` with its first STAMP_BYTES replaced by `ns`, a time.monotonic_ns() reading.
+
+    CLOCK_MONOTONIC is one clock for the whole machine on Linux (not per process), so a
+    consumer process may subtract a producer process's reading from its own."""
+    return ns.to_bytes(STAMP_BYTES, "little") + data[STAMP_BYTES:]
+
+
+def sent_ns(data: bytes) -> int:
+    """The time.monotonic_ns() a stamped() payload was sent at."""
+    return int.from_bytes(data[:STAMP_BYTES], "little")
+
+
 def percentile(sorted_values: list[float], p: float) -> float:
     if not sorted_values:
         return float("nan")
     k = min(len(sorted_values) - 1, int(round(p / 100 * (len(sorted_values) - 1))))
     return sorted_values[k]
+
+
+def latency_ms(latencies: list[float]) -> tuple[float, float, float, float]:
+    """p50, p99, p99.9 and max in milliseconds of latencies in seconds (any order; all the
+    workers' of a cell together: a percentile of per-worker percentiles would be no percentile)."""
+    ordered = sorted(latencies)
+    p50, p99, p999, top = (1000 * percentile(ordered, p) for p in (50, 99, 99.9, 100))
+    return p50, p99, p999, top

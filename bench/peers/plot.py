@@ -1,4 +1,5 @@
-"""Bar chart of a messaging benchmark run: throughput per workload, latency p50/p99 beside it."""
+"""Bar chart of a messaging benchmark run: throughput per workload, publish and end-to-end latency
+p50/p99 beside it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from .base import LATENCY_RATE
 from .runner import CellResult, best
 
 THROUGHPUT = [("produce", True), ("e2e", True), ("produce", False), ("e2e", False)]
-LATENCY = [("latency", True), ("latency", False)]
+LATENCY = [("latency", True), ("latency", False), ("e2e-latency", True), ("e2e-latency", False)]
 
 
 def _label(workload: str, batched: bool) -> str:
@@ -22,7 +23,7 @@ def plot(results: list[CellResult], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     peers = list(dict.fromkeys(c.peer for c in results))
-    fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [2, 1]})
+    fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(15, 5), gridspec_kw={"width_ratios": [2, 1.3]})
     width = 0.8 / len(peers)
     for i, peer in enumerate(peers):
         rates = [getattr(best(results, peer, w, b), "rate", 0.0) / 1000 for w, b in THROUGHPUT]
@@ -47,9 +48,11 @@ def plot(results: list[CellResult], out: Path) -> None:
     ax_t.set_ylabel("thousand msgs/s (best process count)")
     ax_t.set_title("Throughput, 100-byte messages, fsync on")
     ax_t.legend()
-    ax_l.set_xticks([x + centre for x in range(len(LATENCY))], ["batched", "unbatched"])
+    timed = {"latency": "publish", "e2e-latency": "send→receive"}
+    ticks = [f"{timed[w]}\n{'batched' if b else 'unbatched'}" for w, b in LATENCY]
+    ax_l.set_xticks([x + centre for x in range(len(LATENCY))], ticks)
     ax_l.set_yscale("log")
-    ax_l.set_ylabel("publish latency ms (bar p99, tick p50)")
+    ax_l.set_ylabel("latency ms (bar p99, tick p50)")
     ax_l.set_title("Latency at an offered 10k msgs/s (* = rate not sustained)")
     ax_l.legend(fontsize=7)
     fig.suptitle("bench/messaging.py on 2 cores, loopback, Python clients")

@@ -1,8 +1,8 @@
 """Apache Pulsar standalone (pulsar_server.py) driven by the same official Python client as Taureau.
 
-Same producer, consumer and latency roles as peers/taureau.py, so the two differ only in the
-broker. Durability: the bookie's journal fsyncs before it acknowledges (journalSyncData=true,
-BookKeeper's default), as Taureau's journal does before a send receipt.
+Same roles (producer, consumer, latency, e2e-latency receiver) as peers/taureau.py, so the two
+differ only in the broker. Durability: the bookie's journal fsyncs before it acknowledges
+(journalSyncData=true, BookKeeper's default), as Taureau's journal does before a send receipt.
 """
 
 from __future__ import annotations

@@ -8,12 +8,14 @@ trip (redis-py has no sliding window: a pipeline is Redis' only way to have seve
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from pathlib import Path
 
 from .base import (
     LARGE,
+    POLL,
     TICK,
     WARMUP_MESSAGES,
     Server,
@@ -21,10 +23,12 @@ from .base import (
     free_port,
     payload,
     spawn,
+    stamped,
+    topic_names,
     wait_for_port,
     window,
 )
-from .runner import Job, WorkerResult
+from .runner import Job, WorkerResult, receive_timed
 
 NAME = "redis"
 PIPELINE = 1000  # XADDs per pipelined round trip when batched
@@ -61,37 +65,42 @@ def run(job: Job, barrier) -> WorkerResult:
         r.close()
 
 
-def _send(r, n: int, job: Job) -> None:
-    fields = {b"d": payload(job.size)}
+def _send(r, streams: list[str], job: Job, stamp: bool = False) -> None:
+    """One XADD to each of `streams` (a name may repeat), in one pipeline when more than one;
+    with `stamp`, each payload carries the time of its XADD call."""
+    data = payload(job.size)
     maxlen = STREAM_BYTES // job.size if job.size >= LARGE else None
-    if n == 1:
-        r.xadd(job.stream, fields, maxlen=maxlen)
-        return
-    pipe = r.pipeline(transaction=False)
-    for _ in range(n):
-        pipe.xadd(job.stream, fields, maxlen=maxlen)
-    pipe.execute()
+    pipe = r.pipeline(transaction=False) if len(streams) > 1 else r
+    for stream in streams:
+        pipe.xadd(stream, {b"d": stamped(data, time.monotonic_ns()) if stamp else data}, maxlen=maxlen)
+    if pipe is not r:
+        pipe.execute()
+
+
+def _create_group(r, stream: str) -> None:
+    """The consumer group, at the stream's end ($): a consumer reads only what comes after."""
+    import redis
+
+    try:
+        r.xgroup_create(stream, "bench", id="$", mkstream=True)
+    except redis.ResponseError:
+        pass  # group exists
 
 
 def _produce(r, job: Job, barrier) -> WorkerResult:
-    per_trip = window(PIPELINE, job.size) if job.batched else 1
-    _send(r, window(WARMUP_MESSAGES, job.size), job)
+    per_trip = [job.stream] * (window(PIPELINE, job.size) if job.batched else 1)
+    _send(r, [job.stream] * window(WARMUP_MESSAGES, job.size), job)
     barrier.wait()
     t0, c0 = time.perf_counter(), time.process_time()
     deadline, count = t0 + job.duration, 0
     while time.perf_counter() < deadline:
         _send(r, per_trip, job)
-        count += per_trip
+        count += len(per_trip)
     return WorkerResult(count, time.perf_counter() - t0, time.process_time() - c0)
 
 
 def _consume(r, job: Job, barrier) -> WorkerResult:
-    import redis
-
-    try:
-        r.xgroup_create(job.stream, "bench", id="$", mkstream=True)
-    except redis.ResponseError:
-        pass  # group exists
+    _create_group(r, job.stream)
     barrier.wait()
     t0, c0 = time.perf_counter(), time.process_time()
     deadline, count, last = t0 + job.duration, 0, t0
@@ -106,9 +115,14 @@ def _consume(r, job: Job, barrier) -> WorkerResult:
 
 
 def _latency(r, job: Job, barrier) -> WorkerResult:
-    """Paced at job.rate: batched sends the messages due in one pipeline, unbatched one
-    XADD per round trip; each message's latency runs from the send call to its reply."""
-    _send(r, window(WARMUP_MESSAGES, job.size), job)
+    """Paced at job.rate, round-robin over the job's streams: batched sends the messages due in
+    one pipeline, unbatched one XADD per round trip; each message's latency runs from the send
+    call to its reply. Each payload carries its send time, for the consumer of an e2e-latency
+    pair (job.link), which creates its group before this warm-up so the warm-up reaches it."""
+    targets = itertools.cycle(topic_names(job.stream, job.topics))
+    if job.link:
+        job.link.wait_subscribed(barrier)
+    _send(r, [next(targets) for _ in range(window(WARMUP_MESSAGES, job.size))], job)
     barrier.wait()
     t0, c0 = time.perf_counter(), time.process_time()
     latencies = []
@@ -119,9 +133,31 @@ def _latency(r, job: Job, barrier) -> WorkerResult:
         batches = [due] if job.batched else [1] * due
         for n in batches:
             sent = time.perf_counter()
-            _send(r, n, job)
+            _send(r, [next(targets) for _ in range(n)], job, stamp=True)
             latencies += [time.perf_counter() - sent] * n
+    if job.link:
+        job.link.report_sent(len(latencies))
     return WorkerResult(len(latencies), time.perf_counter() - t0, time.process_time() - c0, latencies)
 
 
-ROLES = {"produce": _produce, "consume": _consume, "latency": _latency}
+def _receive(r, job: Job, barrier) -> WorkerResult:
+    """The consumer of an e2e-latency pair: XREADGROUP ... COUNT ... BLOCK over all the pair's
+    streams at once; the XACKs of one read travel in the same round trip as the next read."""
+    streams = dict.fromkeys(topic_names(job.stream, job.topics), ">")
+    for stream in streams:
+        _create_group(r, stream)
+    unacked: list[tuple[bytes, list[bytes]]] = []
+
+    def poll() -> list[bytes]:
+        pipe = r.pipeline(transaction=False)
+        for stream, ids in unacked:
+            pipe.xack(stream, "bench", *ids)
+        pipe.xreadgroup("bench", "c", streams, count=READ_COUNT, block=int(POLL * 1000))
+        reply = pipe.execute()[-1] or []
+        unacked[:] = [(stream, [entry_id for entry_id, _ in entries]) for stream, entries in reply]
+        return [fields[b"d"] for _, entries in reply for _, fields in entries]
+
+    return receive_timed(job, barrier, poll)
+
+
+ROLES = {"produce": _produce, "consume": _consume, "latency": _latency, "receive": _receive}

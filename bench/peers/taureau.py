@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
 import time
 from pathlib import Path
 
-from .base import TICK, WARMUP_MESSAGES, Server, due_counts, free_port, payload, spawn, window
-from .runner import Job, WorkerResult
+from .base import (
+    POLL,
+    TICK,
+    WARMUP_MESSAGES,
+    Server,
+    due_counts,
+    free_port,
+    payload,
+    spawn,
+    stamped,
+    topic_names,
+    window,
+)
+from .runner import Job, WorkerResult, receive_timed
 
 NAME = "taureau"
 BATCH_MAX_MESSAGES = 1000  # client batch: at most 1000 messages ...
@@ -47,7 +60,9 @@ def client(address: str):
     # Python logger: that is called from the client's threads and can abort the interpreter
     # at exit with "terminate called without an active exception".)
     quiet = pulsar.FileLogger(pulsar.LoggerLevel.Error, os.devnull)
-    return pulsar.Client(address, io_threads=1, operation_timeout_seconds=60, logger=quiet)
+    # 120 s for a lookup or a subscribe: on a busy machine Apache Pulsar standalone took over
+    # 60 s to subscribe one multi-topic consumer to 500 new topics (--topics 1000).
+    return pulsar.Client(address, io_threads=1, operation_timeout_seconds=120, logger=quiet)
 
 
 def producer(c, topic: str, batched: bool, size: int):
@@ -119,30 +134,70 @@ def _consume(c, job: Job, barrier) -> WorkerResult:
 
 
 def _latency(c, job: Job, barrier) -> WorkerResult:
-    p = producer(c, job.stream, job.batched, job.size)
+    """Paced at job.rate, round-robin over the job's topics (a producer each); latency from each
+    send call to its acknowledgement. Each payload carries its send time, for the consumer of an
+    e2e-latency pair (job.link), which subscribes before this warm-up so the warm-up reaches it."""
+    producers = [producer(c, topic, job.batched, job.size) for topic in topic_names(job.stream, job.topics)]
     data = payload(job.size)
     latencies: list[float] = []
     lock = threading.Lock()
 
-    def sent_at(t: float):
+    def sent_at(ns: int):
         def on_ack(res, _msg_id) -> None:
             with lock:
-                latencies.append(time.perf_counter() - t)
+                latencies.append((time.monotonic_ns() - ns) / 1e9)
 
         return on_ack
 
+    if job.link:
+        job.link.wait_subscribed(barrier)
+    targets = itertools.cycle(producers)
     for _ in range(window(WARMUP_MESSAGES, job.size)):
-        p.send_async(data, lambda res, mid: None)
-    p.flush()
+        next(targets).send_async(data, lambda res, mid: None)
+    for p in producers:
+        p.flush()
     barrier.wait()
     t0, c0 = time.perf_counter(), time.process_time()
+    sent = 0
     for n in due_counts(job.rate, job.duration):
         if not n:
             time.sleep(TICK)
         for _ in range(n):
-            p.send_async(data, sent_at(time.perf_counter()))
-    p.flush()
+            ns = time.monotonic_ns()
+            next(targets).send_async(stamped(data, ns), sent_at(ns))
+        sent += n
+    for p in producers:
+        p.flush()
+    if job.link:
+        job.link.report_sent(sent)
     return WorkerResult(len(latencies), time.perf_counter() - t0, time.process_time() - c0, latencies)
 
 
-ROLES = {"produce": _produce, "consume": _consume, "latency": _latency}
+def _receive(c, job: Job, barrier) -> WorkerResult:
+    """The consumer of an e2e-latency pair: receive() one message at a time with the default
+    receiver queue (1,000 per topic), as a latency-minded application would; each message is
+    acknowledged individually, on the next call (the client groups acknowledgements)."""
+    import pulsar
+
+    topics = topic_names(job.stream, job.topics)
+    # One consumer over all the topics: the client's multi-topic consumer (a consumer per topic
+    # inside it, one receive queue in front).
+    consumer = c.subscribe(
+        topics if len(topics) > 1 else topics[0], "bench", consumer_type=pulsar.ConsumerType.Exclusive
+    )
+    unacked: list = []
+
+    def poll() -> list[bytes]:
+        if unacked:
+            consumer.acknowledge(unacked.pop())
+        try:
+            msg = consumer.receive(int(POLL * 1000))
+        except pulsar.Timeout:
+            return []
+        unacked.append(msg)
+        return [msg.data()]
+
+    return receive_timed(job, barrier, poll)
+
+
+ROLES = {"produce": _produce, "consume": _consume, "latency": _latency, "receive": _receive}
