@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `peers` for this pro
 
 from peers import nats_jetstream, pulsar, redis_streams, taureau  # noqa: E402
 from peers.base import LARGE, LATENCY_RATE, STAMP_BYTES  # noqa: E402
+from peers.loop_report import loop_report  # noqa: E402
 from peers.profile import Profiler  # noqa: E402
 from peers.runner import CellResult, Job, Link, best, run_jobs, summarize  # noqa: E402
 
@@ -177,6 +178,9 @@ def run_peer(name: str, args, progress: Progress, profiles: list, fsync: bool = 
             if profiler:
                 profile = profiler.finish(f"{'batched' if batched else 'unbatched'} e2e x{procs}")
                 profiles.append(profile)
+        if server.admin_url is not None:
+            # The broker's histograms cover its whole life: every cell of this run against it.
+            console.print(f"[bold]{server.name}[/] over this run: " + loop_report(server.admin_url))
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

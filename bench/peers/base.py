@@ -56,6 +56,7 @@ class Server:
     address: str
     log: Path
     settings: dict[str, str] = field(default_factory=dict)  # durability and tuning, printed
+    admin_url: str | None = None  # Taureau's web port: its loop-lag and collector histograms
 
     @property
     def pid(self) -> int:

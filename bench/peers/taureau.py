@@ -50,7 +50,8 @@ def start(workdir: Path, fsync: bool = True) -> Server:
             raise RuntimeError(f"taureau standalone did not start:\n{log.read_text(errors='replace')}")
         time.sleep(0.05)
     settings = {"journal": "fsync before every send receipt" if fsync else "NO fsync (--no-journal-fsync)"}
-    return Server(NAME if fsync else f"{NAME} (no fsync)", proc, f"pulsar://127.0.0.1:{port}", log, settings)
+    name = NAME if fsync else f"{NAME} (no fsync)"
+    return Server(name, proc, f"pulsar://127.0.0.1:{port}", log, settings, admin_url=f"http://127.0.0.1:{web}")
 
 
 def client(address: str):

@@ -1,11 +1,12 @@
 """The publish-latency probe's report helpers (the probe itself is a benchmark, not a test)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
-spec = importlib.util.spec_from_file_location(
-    "publish_latency", Path(__file__).resolve().parents[2] / "bench" / "publish_latency.py"
-)
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))  # as when the script runs: its `peers` package is beside it
+spec = importlib.util.spec_from_file_location("publish_latency", BENCH / "publish_latency.py")
 assert spec is not None and spec.loader is not None
 publish_latency = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(publish_latency)

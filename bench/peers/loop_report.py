@@ -1,0 +1,41 @@
+"""A Taureau broker's own view of a run: event-loop lag, collector pauses and the causes of
+its stalls, read from its Prometheus endpoint (shared by the benchmarks that start one)."""
+
+from __future__ import annotations
+
+
+def loop_report(admin_url: str) -> str:
+    """The broker's own view of the run: event-loop lag and collector pauses (from /metrics)."""
+    import httpx
+
+    text = httpx.get(f"{admin_url}/metrics", timeout=10).text
+    buckets: dict[str, list[tuple[float, int]]] = {}
+    stalls: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith(("taureau_event_loop_lag_seconds_bucket", "taureau_gc_pause_seconds_bucket")):
+            name = line.split("_bucket")[0]
+            labels, value = line.rsplit(" ", 1)
+            bound = labels.split('le="')[1].split('"')[0]
+            gen = labels.split('generation="')[1].split('"')[0] if "generation" in labels else ""
+            key = f"{name}{'/gen' + gen if gen else ''}"
+            buckets.setdefault(key, []).append((float("inf") if bound == "+Inf" else float(bound), int(value)))
+        elif line.startswith("taureau_event_loop_stalls{"):
+            stalls[line.split('cause="')[1].split('"')[0]] = line.rsplit(" ", 1)[1]
+
+    def quantile(rows: list[tuple[float, int]], q: float) -> str:
+        total = rows[-1][1]
+        if total == 0:
+            return "-"
+        for bound, count in rows:
+            if count >= q * total:
+                return "<=%gms" % (bound * 1000) if bound != float("inf") else ">1s"
+        return "-"
+
+    parts = []
+    for key, rows in sorted(buckets.items()):
+        total = rows[-1][1]
+        parts.append(f"{key.replace('taureau_', '')}: n={total} p50 {quantile(rows, 0.5)} p99 {quantile(rows, 0.99)} "
+                     f"max {quantile(rows, 1.0)}")
+    parts.append("stalls over 5 ms (the last 100) by cause: "
+                 + ", ".join(f"{cause} {n}" for cause, n in sorted(stalls.items())))
+    return "\n  ".join(parts)
