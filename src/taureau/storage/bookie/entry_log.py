@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import struct
+from collections.abc import Sequence
 
+from taureau.common.bytes_like import Bytes
 from taureau.common.errors import CorruptedDataError, NoSuchEntryError
 from taureau.storage.bookie import records
 from taureau.storage.bookie.files import FileIO, Handle
@@ -93,23 +95,28 @@ class EntryLog:
     def current(self) -> int:
         return self._current
 
-    def add(self, ledger_id: int, record: bytes) -> int:
-        """Buffer an encoded record; return its location. Raises OSError (nothing added)."""
-        if len(self._buf) + len(record) > self._buffer_size and self._buf:
+    def add(self, ledger_id: int, record: bytes | Sequence[Bytes]) -> int:
+        """Buffer an encoded record (bytes, or records.encode_parts: its parts, in order);
+        return its location. Raises OSError (nothing added)."""
+        if isinstance(record, bytes):
+            record = (record,)
+        size = sum(map(len, record))
+        if len(self._buf) + size > self._buffer_size and self._buf:
             self.flush()
-        if self._buf_start + len(self._buf) + len(record) > self._max_file_size:
+        if self._buf_start + len(self._buf) + size > self._max_file_size:
             self.flush()
             self._start_log(self._current + 1)
         offset = self._buf_start + len(self._buf)
-        if len(record) >= self._buffer_size:
-            # A record as large as the buffer goes to the file as it is: buffering it would
-            # copy it in and out again for nothing (1 MiB messages).
+        if size >= self._buffer_size:
+            # A record as large as the buffer goes to the file as it is, its parts with one
+            # pwritev: buffering it would copy it in and out again for nothing (1 MiB messages).
             self.flush()
-            self._files.pwrite(self._handles[self._current], record, offset)
-            self._buf_start += len(record)
+            self._files.pwrite_all(self._handles[self._current], record, offset)
+            self._buf_start += size
             self._dirty.add(self._current)
         else:
-            self._buf += record
+            for part in record:
+                self._buf += part
         self.ledgers[self._current].add(ledger_id)
         return (self._current << 32) | offset
 

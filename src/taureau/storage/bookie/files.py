@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from taureau.common.bytes_like import Bytes
 from taureau.common.errors import DiskFullError, StorageError
 from taureau.common.private_files import make_private_dirs, open_private, touch_private
 from taureau.storage.bookie.kv import KV, SqliteKV
@@ -43,12 +44,16 @@ class FileIO(abc.ABC):
     def append(self, handle: Handle, data: bytes) -> int:
         """Write at the end; return the offset the data starts at."""
 
-    def append_all(self, handle: Handle, parts: Sequence[bytes]) -> int:
+    def append_all(self, handle: Handle, parts: Sequence[Bytes]) -> int:
         """Append `parts` one after another, as one append of their concatenation would."""
         return self.append(handle, b"".join(parts))
 
     @abc.abstractmethod
     def pwrite(self, handle: Handle, data: bytes | bytearray, offset: int) -> None: ...
+
+    def pwrite_all(self, handle: Handle, parts: Sequence[Bytes], offset: int) -> None:
+        """Write `parts` one after another from `offset`, as one pwrite of their concatenation."""
+        self.pwrite(handle, b"".join(parts), offset)
 
     @abc.abstractmethod
     def pread(self, handle: Handle, offset: int, size: int) -> bytes:
@@ -104,11 +109,16 @@ class OSFiles(FileIO):
         self.pwrite(handle, data, offset)
         return offset
 
-    def append_all(self, handle: _OSHandle, parts: Sequence[bytes]) -> int:
+    def append_all(self, handle: _OSHandle, parts: Sequence[Bytes]) -> int:
+        offset = handle.size
+        self.pwrite_all(handle, parts, offset)
+        return offset
+
+    def pwrite_all(self, handle: _OSHandle, parts: Sequence[Bytes], offset: int) -> None:
         """pwritev: the parts go to the kernel as they are (a journal batch of 1 MiB entries
         was joined into one more copy of every byte before its write)."""
-        offset = at = handle.size
-        pending: list[bytes | memoryview] = list(parts)
+        at = offset
+        pending: list[Bytes] = list(parts)
         i = 0
         while i < len(pending):
             written = os.pwritev(handle.fd, pending[i : i + _IOV_MAX], at)
@@ -119,7 +129,6 @@ class OSFiles(FileIO):
             if written:  # a short write stopped inside part i
                 pending[i] = memoryview(pending[i])[written:]
         handle.size = max(handle.size, at)
-        return offset
 
     def pwrite(self, handle: _OSHandle, data: bytes | bytearray, offset: int) -> None:
         view = memoryview(data)

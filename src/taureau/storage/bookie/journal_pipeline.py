@@ -17,6 +17,7 @@ import queue
 import threading
 from collections.abc import Callable
 
+from taureau.common.bytes_like import Bytes
 from taureau.storage.bookie.files import Handle
 
 
@@ -34,7 +35,7 @@ class Batch:
 
     __slots__ = ("records", "future", "handle", "position", "error")
 
-    def __init__(self, records: list[bytes], future: asyncio.Future[None]) -> None:
+    def __init__(self, records: list[Bytes], future: asyncio.Future[None]) -> None:
         self.records = records
         self.future = future
         self.handle: Handle | None = None  # the file the batch was appended to
@@ -43,7 +44,7 @@ class Batch:
 
 
 # write(records) -> (handle, position): append a batch, in the writer thread
-Write = Callable[[list[bytes]], tuple[Handle, tuple[int, int]]]
+Write = Callable[[list[Bytes]], tuple[Handle, tuple[int, int]]]
 
 
 class Pipeline:
