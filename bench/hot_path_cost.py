@@ -45,6 +45,11 @@ from taureau.node import Node, tune_collector  # noqa: E402
 from taureau.protocol import encode_command, encode_payload_command, pb  # noqa: E402
 from taureau.protocol.metadata import encode_entry  # noqa: E402
 
+try:  # as run_until_signalled does; a tree from before it had none (run against with PYTHONPATH)
+    from taureau.common.memory import tune_allocator  # noqa: E402
+except ImportError:
+    tune_allocator = None
+
 T = pb.BaseCommand.Type
 CONNECTIONS = 8
 # Under callgrind everything runs ~50x slower: set-up of 1,000 topics alone takes minutes.
@@ -162,7 +167,35 @@ async def wait_until(predicate, what: str, timeout: float = 120.0) -> None:
         await asyncio.sleep(0.001)
 
 
-async def run(topics: int, rounds: int, messages: int, per_read: int, fsync: bool, size: int) -> None:
+def socket_reads(read_size: int):
+    """How a read of SENDs reaches the connection: whole (`data_received`, the default), or
+    as a transport gets it from its socket, `read_size` bytes at most per read: into the
+    buffers the connection lends when it is a BufferedProtocol (the copy stands for the
+    kernel's), else as one new bytes object per read, as uvloop hands a plain Protocol."""
+    if not read_size:
+        return lambda conn, data: conn.data_received(data)
+
+    def deliver(conn, data: bytes) -> None:
+        pos, end = 0, len(data)
+        lends = hasattr(conn, "get_buffer")
+        with memoryview(data) as view:
+            while pos < end:
+                if lends:
+                    buf = conn.get_buffer(-1)
+                    n = min(len(buf), read_size, end - pos)
+                    buf[:n] = view[pos : pos + n]
+                    conn.buffer_updated(n)
+                else:
+                    n = min(read_size, end - pos)
+                    conn.data_received(bytes(view[pos : pos + n]))
+                pos += n
+
+    return deliver
+
+
+async def run(
+    topics: int, rounds: int, messages: int, per_read: int, fsync: bool, size: int, read_size: int = 0
+) -> None:
     data_dir = tempfile.mkdtemp(prefix="taureau-cost-")
     config = BrokerConfig(data_dir=data_dir, journal_fsync=fsync)
     node = Node()
@@ -175,6 +208,8 @@ async def run(topics: int, rounds: int, messages: int, per_read: int, fsync: boo
     await service.start()
     # As a server does once it is ready: topics come later, so the collector sees them.
     tune_collector()
+    if tune_allocator is not None:
+        tune_allocator()
     n_conns = min(CONNECTIONS, topics)
     totals = Totals()
 
@@ -226,10 +261,11 @@ async def run(topics: int, rounds: int, messages: int, per_read: int, fsync: boo
         for c in range(n_conns)
     ]
     tracked = len(gc.get_objects())  # not the frozen start-up heap
+    deliver = socket_reads(read_size)
     cpu0 = time.process_time()
     for r in range(rounds):
         for conn, chunk in reads:
-            conn.data_received(chunk)
+            deliver(conn, chunk)
         await totals.wait((r + 1) * per_round)
         for c, (conn, _) in enumerate(consumers):
             frames = []
@@ -281,7 +317,7 @@ def one_count(topics: int, args: argparse.Namespace) -> float:
     """Run one topic count in a fresh process (its own collector state); its cost per message
     (us of CPU, or instructions with --callgrind)."""
     base = ["--topics", str(topics), "--messages", str(args.messages), "--per-read", str(args.per_read)]
-    base += ["--size", str(args.size)]
+    base += ["--size", str(args.size), "--read-size", str(args.read_size)]
     base += ["--fsync"] if args.fsync else []
     if args.callgrind:
         one = instructions([*base, "--rounds", str(args.rounds)])
@@ -317,6 +353,12 @@ def main() -> int:
     ap.add_argument("--fsync", action="store_true", help="fsync the journal (default off: CPU only)")
     ap.add_argument("--size", type=int, default=100, help="payload bytes per message (default 100)")
     ap.add_argument(
+        "--read-size",
+        type=int,
+        default=0,
+        help="deliver each read as a socket would, at most this many bytes per read (default 0: whole)",
+    )
+    ap.add_argument(
         "--callgrind", action="store_true", help="count instructions (valgrind) at R and 2R rounds"
     )
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child: one count, in-process
@@ -324,7 +366,9 @@ def main() -> int:
     counts = [int(n) for n in args.topics.split(",")]
     if args.one:
         install_fast_event_loop()  # as the server does
-        asyncio.run(run(counts[0], args.rounds, args.messages, args.per_read, args.fsync, args.size))
+        asyncio.run(
+            run(counts[0], args.rounds, args.messages, args.per_read, args.fsync, args.size, args.read_size)
+        )
         return 0
     costs = [one_count(n, args) for n in counts]
     unit = "instructions" if args.callgrind else "CPU"
