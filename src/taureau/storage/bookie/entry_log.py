@@ -146,7 +146,9 @@ class EntryLog:
             raise CorruptedDataError(f"entry log {log_id} offset {offset}: record cut short")
         want = records.record_length(raw)
         if want > len(raw):
-            raw += self._files.pread(handle, offset + len(raw), want - len(raw))
+            # The whole record in one read (its first page again, from the page cache): joining
+            # the rest onto what was read would copy a 1 MiB record once more.
+            raw = self._files.pread(handle, offset, want)
         return records.decode_checked(raw[:want], f"entry log {log_id} offset {offset}")
 
     def sizes(self) -> dict[int, int]:

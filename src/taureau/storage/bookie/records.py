@@ -55,8 +55,9 @@ def decode_at(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int, 
     end = pos + 8 + length
     if length < IDS_SIZE or length > MAX_ENTRY_SIZE + IDS_SIZE or end > len(buf):
         return None
-    if _crc(bytes(buf[pos + 8 : end])) != crc:
-        return None
+    with memoryview(buf) as view:  # the CRC reads the buffer in place: no copy of the record
+        if _crc(view[pos + 8 : end]) != crc:
+            return None
     return ledger_id, entry_id, bytes(buf[pos + HEADER.size : end]), end
 
 
