@@ -4,6 +4,7 @@ the journal (read back after a restart) and through the ledger client."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from taureau.storage.bookie import Bookie, records
 from taureau.storage.bookie.entry_log import EntryLog
 from taureau.storage.bookie.files import OSFiles
+from taureau.storage.bookie.journal import Journal, JournalPosition
 from taureau.storage.ledger import format as fmt
 
 pytestmark = pytest.mark.anyio
@@ -68,3 +70,27 @@ async def test_a_part_that_is_not_bytes_is_refused(tmp_path) -> None:
     with pytest.raises(TypeError):
         await bookie.add_entries(1, 0, [(b"head", "text")])  # type: ignore[list-item]
     await bookie.close()
+
+
+async def test_journal_and_entry_log_take_a_record_as_any_bytes_like_or_as_parts(tmp_path) -> None:
+    given = [
+        records.encode(1, 0, b"bytes"),
+        bytearray(records.encode(1, 1, b"bytearray")),
+        memoryview(records.encode(1, 2, b"memoryview")),
+        records.encode_parts(1, 3, (b"pa", memoryview(b"rts"))),
+    ]
+    journal = Journal(OSFiles(), str(tmp_path / "journal"))
+    list(journal.replay(JournalPosition(0, 0)))
+    await asyncio.gather(*(journal.add(record) for record in given))
+    await journal.close()
+    again = Journal(OSFiles(), str(tmp_path / "journal"))
+    replayed = list(again.replay(JournalPosition(0, 0)))
+    again._files.close(again._handle)  # no batch was added: no threads to stop
+    expected = [(1, 0, b"bytes"), (1, 1, b"bytearray"), (1, 2, b"memoryview"), (1, 3, b"parts")]
+    assert replayed == expected
+    log = EntryLog(OSFiles(), str(tmp_path / "ledgers"))
+    log.open({}, {})
+    locations = [log.add(1, record) for record in given]
+    log.flush()
+    assert [log.read(location) for location in locations] == expected
+    log.close()

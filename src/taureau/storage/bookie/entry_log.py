@@ -7,7 +7,7 @@ import os
 import struct
 from collections.abc import Sequence
 
-from taureau.common.bytes_like import Bytes
+from taureau.common.bytes_like import BYTES_LIKE, Bytes
 from taureau.common.errors import CorruptedDataError, NoSuchEntryError
 from taureau.storage.bookie import records
 from taureau.storage.bookie.files import FileIO, Handle
@@ -95,10 +95,10 @@ class EntryLog:
     def current(self) -> int:
         return self._current
 
-    def add(self, ledger_id: int, record: bytes | Sequence[Bytes]) -> int:
+    def add(self, ledger_id: int, record: Bytes | Sequence[Bytes]) -> int:
         """Buffer an encoded record (bytes, or records.encode_parts: its parts, in order);
         return its location. Raises OSError (nothing added)."""
-        if isinstance(record, bytes):
+        if isinstance(record, BYTES_LIKE):
             record = (record,)
         size = sum(map(len, record))
         if len(self._buf) + size > self._buffer_size and self._buf:

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from taureau.common.bytes_like import Bytes
+from taureau.common.bytes_like import BYTES_LIKE, Bytes
 from taureau.common.errors import CorruptedDataError, StorageError
 from taureau.storage.bookie import records
 from taureau.storage.bookie.files import FileIO, Handle, storage_error
@@ -156,12 +156,12 @@ class Journal:
     # already written when that fsync returns and waits for one fsync, not for the rest of the
     # running one plus its own write and a round trip through the loop.
 
-    def add(self, record: bytes | Sequence[Bytes]) -> asyncio.Future[None]:
+    def add(self, record: Bytes | Sequence[Bytes]) -> asyncio.Future[None]:
         """Queue an encoded record (bytes, or its parts in order: they are written as they
         are); the returned future completes when it is durable."""
         if self._failed is not None:
             raise self._failed
-        if isinstance(record, bytes):
+        if isinstance(record, BYTES_LIKE):
             self._queue.append(record)
         else:
             self._queue.extend(record)
