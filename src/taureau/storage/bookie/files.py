@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import errno
 import os
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ _FULL_OR_UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, er
 
 Handle = Any  # opaque: whatever the FileIO returned from open()
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024  # buffers per pwritev
+_FADVISE = getattr(os, "posix_fadvise", None)  # not on macOS
 
 
 def storage_error(exc: OSError, what: str) -> StorageError:
@@ -58,6 +60,12 @@ class FileIO(abc.ABC):
     @abc.abstractmethod
     def pread(self, handle: Handle, offset: int, size: int) -> bytes:
         """Up to `size` bytes from `offset` (fewer at the end of the file)."""
+
+    def drop_cache(self, handle: Handle) -> None:
+        """Advice after an fsync: the file's pages will not be read again, drop the clean ones
+        from the page cache. Never fails (nothing depends on it); a FileIO without a page
+        cache has nothing to do."""
+        return None
 
     @abc.abstractmethod
     def fsync(self, handle: Handle) -> None: ...
@@ -143,6 +151,15 @@ class OSFiles(FileIO):
 
     def fsync(self, handle: _OSHandle) -> None:
         os.fsync(handle.fd)
+
+    def drop_cache(self, handle: _OSHandle) -> None:
+        # Pages the kernel frees here are the ones the next writes get, warm. Without it every
+        # write took fresh pages, which cost 3-4x the copy itself on this (virtual) machine:
+        # 1 MiB written twice, 3.4-4.3 ms of CPU against 0.9-1.0 ms with the journal dropped.
+        # BookKeeper's journal does the same (journalRemovePagesFromPageCache).
+        if _FADVISE is not None:
+            with contextlib.suppress(OSError):
+                _FADVISE(handle.fd, 0, 0, os.POSIX_FADV_DONTNEED)  # 0, 0: the whole file
 
     def truncate(self, handle: _OSHandle, size: int) -> None:
         os.ftruncate(handle.fd, size)

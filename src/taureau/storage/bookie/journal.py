@@ -190,6 +190,9 @@ class Journal:
                 self._files.fsync if self._fsync else None,
                 self._files.close,
                 self._deliver,
+                # Journal pages are read again only by a replay after a crash: once fsynced,
+                # they go back to the kernel for the next writes (files.OSFiles.drop_cache).
+                self._files.drop_cache if self._fsync else None,
             )
         records, self._queue = self._queue, []
         future, self._next = self._next, None
