@@ -22,3 +22,44 @@ def test_entries_frozen_by_cut_are_written_by_commit_and_found_after(tmp_path) -
     reopened = Index(kv)
     assert [reopened.get(7, e) for e in (0, 99, 100)] == [1000, 1099, None]
     kv.close()
+
+
+def test_striped_adds_and_rewrites_keep_the_newest_location(tmp_path) -> None:
+    """Adds with gaps (an ensemble wider than its write quorum) make one run per stripe and
+    still bisect; a recovery's rewrite of an earlier entry wins over the first write, in the
+    memtable and after the commit (runs are written oldest first)."""
+    kv = SqliteKV(str(tmp_path / "index.db"))
+    index = Index(kv)
+    striped = [e for e in range(30) if e % 3 != 2]  # this bookie holds 2 of every 3
+    for e in striped:
+        index.put(7, e, 100 + e)
+    assert [index.get(7, e) for e in (0, 1, 2, 3, 28, 29, 30)] == [100, 101, None, 103, 128, None, None]
+    index.put(7, 4, 9004)  # rewritten by a recovery: behind the last run's end
+    index.put(7, 5, 9005)
+    assert [index.get(7, e) for e in (3, 4, 5, 6, 7)] == [103, 9004, 9005, 106, 107]
+    index.info(7).last_entry_id = 28
+    cut = index.cut({}, {}, [], b"mark")
+    index.commit(cut)
+    index.committed()
+    reopened = Index(kv)
+    expected = {e: 100 + e for e in striped} | {4: 9004, 5: 9005}
+    assert {e: reopened.get(7, e) for e in range(30)} == {e: expected.get(e) for e in range(30)}
+    kv.close()
+
+
+def test_a_failed_cut_goes_back_before_the_adds_made_since(tmp_path) -> None:
+    kv = SqliteKV(str(tmp_path / "index.db"))
+    index = Index(kv)
+    index.info(7)  # the bookie learns of a ledger before its first add
+    for e in range(10):
+        index.put(7, e, 100 + e)
+    index.cut({}, {}, [], b"mark")
+    index.put(7, 10, 110)  # after the cut
+    index.put(7, 3, 9003)  # a rewrite after the cut must still win once the cut is merged back
+    index.failed()
+    assert [index.get(7, e) for e in (0, 3, 9, 10)] == [100, 9003, 109, 110]
+    cut = index.cut({}, {}, [], b"mark")
+    index.commit(cut)
+    index.committed()
+    assert [Index(kv).get(7, e) for e in (0, 3, 9, 10, 11)] == [100, 9003, 109, 110, None]
+    kv.close()

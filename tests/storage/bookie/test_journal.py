@@ -100,7 +100,7 @@ async def test_roll_and_trim(tmp_path):
         await journal.add(records.encode(1, i, b"y" * 30))
     files = sorted(os.listdir(tmp_path))
     assert len(files) > 3
-    journal.trim(journal.written)
+    await journal.trim(journal.written)
     assert sorted(os.listdir(tmp_path)) == files[-1:]
     await journal.close()
     # Only the last file is left: replay yields its records, the trimmed ones are gone.

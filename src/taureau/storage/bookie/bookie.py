@@ -368,8 +368,8 @@ class Bookie:
             raise self._turn_read_only(error) from exc
         index.committed()
         for log_id in removed:
-            entry_log.remove(log_id)
-        self._journal.trim(mark)
+            await entry_log.remove(log_id)
+        await self._journal.trim(mark)
         if self._state is BookieState.READ_ONLY and self._journal.failed is None:
             log.warning("bookie %s: writable again after a successful checkpoint", self.data_dir)
             self._read_only_reason = None

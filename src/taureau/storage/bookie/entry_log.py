@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import struct
 
 from taureau.common.errors import CorruptedDataError, NoSuchEntryError
 from taureau.storage.bookie import records
-from taureau.storage.bookie.files import FileIO, Handle
+from taureau.storage.bookie.files import FileIO, Handle, remove_files
 
 log = logging.getLogger(__name__)
 
@@ -164,16 +165,14 @@ class EntryLog:
             self._files.fsync(handle)
         self._files.sync_dir(self._dir)
 
-    def remove(self, log_id: int) -> None:
-        """Delete a log whose ledgers are all deleted (never the current one)."""
+    async def remove(self, log_id: int) -> None:
+        """Delete a log whose ledgers are all deleted (never the current one); the unlink of
+        what may be a 1 GiB file runs in a thread, not on the loop."""
         assert log_id != self._current
         handle = self._handles.pop(log_id)
         self.ledgers.pop(log_id, None)
         self._files.close(handle)
-        try:
-            self._files.remove(os.path.join(self._dir, _file_name(log_id)))
-        except FileNotFoundError:
-            pass
+        await asyncio.to_thread(remove_files, self._files, [os.path.join(self._dir, _file_name(log_id))])
 
     def close(self) -> None:
         for handle in self._handles.values():

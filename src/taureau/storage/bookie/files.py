@@ -158,3 +158,13 @@ class OSFiles(FileIO):
     def open_kv(self, path: str) -> KV:
         touch_private(path)  # sqlite creates it 0644, and its -wal/-shm files copy that mode
         return SqliteKV(path)
+
+
+def remove_files(files: FileIO, paths: list[str]) -> None:
+    """Unlink `paths`, any already gone included (worker thread: freeing a large file's
+    blocks can hold the caller for tens of milliseconds)."""
+    for path in paths:
+        try:
+            files.remove(path)
+        except FileNotFoundError:
+            pass
