@@ -45,11 +45,17 @@ from taureau.node import Node, tune_collector  # noqa: E402
 from taureau.protocol import encode_command, encode_payload_command, pb  # noqa: E402
 from taureau.protocol.metadata import encode_entry  # noqa: E402
 
+try:  # as run_until_signalled does; a tree from before it had none (run against with PYTHONPATH)
+    from taureau.common.memory import tune_allocator  # noqa: E402
+except ImportError:
+    tune_allocator = None
+
 T = pb.BaseCommand.Type
 CONNECTIONS = 8
 # Under callgrind everything runs ~50x slower: set-up of 1,000 topics alone takes minutes.
 SLOWDOWN = float(os.environ.get("HOT_PATH_SLOWDOWN", "1"))
 _MESSAGE, _RECEIPT = T.MESSAGE, T.SEND_RECEIPT
+_HEAD = 10  # total_size, command_size, then the BaseCommand's type field: 08 <type>
 
 
 def _cmd(kind: int, name: str, **values) -> bytes:
@@ -79,13 +85,21 @@ class Totals:
 
 
 class FakeTransport:
-    """What ServerConnection needs of a transport; counts the frames written by type."""
+    """What ServerConnection needs of a transport; counts the frames written by type.
+
+    It reads the frames as they stream past without copying or joining what it is given: a
+    transport writes a 1 MiB MESSAGE to its socket by reference, so a copy here would put page
+    faults and memcpy of the bench's own into the broker's CPU per message.
+    """
 
     def __init__(self, totals: Totals) -> None:
         self.totals = totals
         self.counts = totals.counts
         self.other: list[bytes] = []
         self.closing = False
+        self._head = bytearray()  # the first bytes of the frame being read: sizes, then 08 <type>
+        self._left = 0  # bytes of the current frame still to pass after its head
+        self._keep: bytearray | None = None  # a frame of another type, kept whole for `other`
 
     def get_extra_info(self, name: str, default=None):
         return ("127.0.0.1", 1) if name == "peername" else default
@@ -94,19 +108,42 @@ class FakeTransport:
         pass
 
     def write(self, data) -> None:
-        data = bytes(data)
-        pos, end = 0, len(data)
-        while pos < end:  # frames the fast-path encoders wrote start 08 <type> after the sizes
-            total = int.from_bytes(data[pos : pos + 4], "big")
-            kind = data[pos + 9]
+        with memoryview(data) as view:
+            pos, end = 0, len(view)
+            while pos < end:
+                pos = self._body(view, pos, end) if self._left else self._frame_head(view, pos, end)
+
+    def _frame_head(self, view: memoryview, pos: int, end: int) -> int:
+        # Frames the fast-path encoders wrote start 08 <type> after the two sizes: 10 bytes.
+        take = min(_HEAD - len(self._head), end - pos)
+        self._head += view[pos : pos + take]
+        if len(self._head) == _HEAD:
+            kind = self._head[9]
+            self._left = int.from_bytes(self._head[:4], "big") + 4 - _HEAD
             if kind in self.counts:
                 self.totals.add(kind)
             else:
-                self.other.append(data[pos : pos + 4 + total])
-            pos += 4 + total
+                self._keep = bytearray(self._head)
+            self._head.clear()
+            self._kept()
+        return pos + take
+
+    def _body(self, view: memoryview, pos: int, end: int) -> int:
+        take = min(self._left, end - pos)
+        if self._keep is not None:
+            self._keep += view[pos : pos + take]
+        self._left -= take
+        self._kept()
+        return pos + take
+
+    def _kept(self) -> None:
+        if not self._left and self._keep is not None:
+            self.other.append(bytes(self._keep))
+            self._keep = None
 
     def writelines(self, parts) -> None:
-        self.write(b"".join(parts))  # parts may split a frame: count whole frames
+        for part in parts:  # parts may split a frame: the reader carries it across
+            self.write(part)
 
     def is_closing(self) -> bool:
         return self.closing
@@ -130,7 +167,35 @@ async def wait_until(predicate, what: str, timeout: float = 120.0) -> None:
         await asyncio.sleep(0.001)
 
 
-async def run(topics: int, rounds: int, messages: int, per_read: int, fsync: bool, size: int) -> None:
+def socket_reads(read_size: int):
+    """How a read of SENDs reaches the connection: whole (`data_received`, the default), or
+    as a transport gets it from its socket, `read_size` bytes at most per read: into the
+    buffers the connection lends when it is a BufferedProtocol (the copy stands for the
+    kernel's), else as one new bytes object per read, as uvloop hands a plain Protocol."""
+    if not read_size:
+        return lambda conn, data: conn.data_received(data)
+
+    def deliver(conn, data: bytes) -> None:
+        pos, end = 0, len(data)
+        lends = hasattr(conn, "get_buffer")
+        with memoryview(data) as view:
+            while pos < end:
+                if lends:
+                    buf = conn.get_buffer(-1)
+                    n = min(len(buf), read_size, end - pos)
+                    buf[:n] = view[pos : pos + n]
+                    conn.buffer_updated(n)
+                else:
+                    n = min(read_size, end - pos)
+                    conn.data_received(bytes(view[pos : pos + n]))
+                pos += n
+
+    return deliver
+
+
+async def run(
+    topics: int, rounds: int, messages: int, per_read: int, fsync: bool, size: int, read_size: int = 0
+) -> None:
     data_dir = tempfile.mkdtemp(prefix="taureau-cost-")
     config = BrokerConfig(data_dir=data_dir, journal_fsync=fsync)
     node = Node()
@@ -143,6 +208,8 @@ async def run(topics: int, rounds: int, messages: int, per_read: int, fsync: boo
     await service.start()
     # As a server does once it is ready: topics come later, so the collector sees them.
     tune_collector()
+    if tune_allocator is not None:
+        tune_allocator()
     n_conns = min(CONNECTIONS, topics)
     totals = Totals()
 
@@ -194,10 +261,11 @@ async def run(topics: int, rounds: int, messages: int, per_read: int, fsync: boo
         for c in range(n_conns)
     ]
     tracked = len(gc.get_objects())  # not the frozen start-up heap
+    deliver = socket_reads(read_size)
     cpu0 = time.process_time()
     for r in range(rounds):
         for conn, chunk in reads:
-            conn.data_received(chunk)
+            deliver(conn, chunk)
         await totals.wait((r + 1) * per_round)
         for c, (conn, _) in enumerate(consumers):
             frames = []
@@ -249,7 +317,7 @@ def one_count(topics: int, args: argparse.Namespace) -> float:
     """Run one topic count in a fresh process (its own collector state); its cost per message
     (us of CPU, or instructions with --callgrind)."""
     base = ["--topics", str(topics), "--messages", str(args.messages), "--per-read", str(args.per_read)]
-    base += ["--size", str(args.size)]
+    base += ["--size", str(args.size), "--read-size", str(args.read_size)]
     base += ["--fsync"] if args.fsync else []
     if args.callgrind:
         one = instructions([*base, "--rounds", str(args.rounds)])
@@ -285,6 +353,12 @@ def main() -> int:
     ap.add_argument("--fsync", action="store_true", help="fsync the journal (default off: CPU only)")
     ap.add_argument("--size", type=int, default=100, help="payload bytes per message (default 100)")
     ap.add_argument(
+        "--read-size",
+        type=int,
+        default=0,
+        help="deliver each read as a socket would, at most this many bytes per read (default 0: whole)",
+    )
+    ap.add_argument(
         "--callgrind", action="store_true", help="count instructions (valgrind) at R and 2R rounds"
     )
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child: one count, in-process
@@ -292,7 +366,9 @@ def main() -> int:
     counts = [int(n) for n in args.topics.split(",")]
     if args.one:
         install_fast_event_loop()  # as the server does
-        asyncio.run(run(counts[0], args.rounds, args.messages, args.per_read, args.fsync, args.size))
+        asyncio.run(
+            run(counts[0], args.rounds, args.messages, args.per_read, args.fsync, args.size, args.read_size)
+        )
         return 0
     costs = [one_count(n, args) for n in counts]
     unit = "instructions" if args.callgrind else "CPU"

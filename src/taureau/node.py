@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from taureau.common.errors import StorageError, TaureauError
+from taureau.common.memory import tune_allocator
 from taureau.common.private_files import DIR_MODE, make_private_dirs, open_private
 from taureau.metadata.claims import claim_ephemeral
 from taureau.metadata.factory import open_metadata_store
@@ -167,8 +168,8 @@ def tune_collector() -> None:
 
 
 async def run_until_signalled(name: str, node: Node, start: Callable[[], Awaitable[str]]) -> None:
-    """Start, tune the collector, print `<name> ready in Xs: <what start returned>`, run until
-    SIGINT/SIGTERM, stop within STOP_DEADLINE_S."""
+    """Start, tune the collector and the allocator, print `<name> ready in Xs: <what start
+    returned>`, run until SIGINT/SIGTERM, stop within STOP_DEADLINE_S."""
     started = time.monotonic()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -186,6 +187,7 @@ async def run_until_signalled(name: str, node: Node, start: Callable[[], Awaitab
         await node.stop()
         raise
     tune_collector()
+    tune_allocator()
     node.ready()
     print(f"{name} ready in {time.monotonic() - started:.2f}s: {details}", flush=True)
     await stop.wait()

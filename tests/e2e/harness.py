@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pulsar
+from pulsar import ConsumerType, InitialPosition
+
 from taureau.testing.ports import free_port
 
 READY = "Taureau standalone ready"
@@ -180,3 +183,24 @@ def receive_until(consumer: Any, body: bytes, seen: set[bytes]) -> None:
             seen.add(body)
             return
         assert msg.data() in seen, f"{msg.data()!r} came before {body!r}"
+
+
+def receive_all(
+    client: Any, topic: str, subscription: str, sub_type: Any = ConsumerType.Exclusive, expect: int | None = None
+) -> list[bytes]:
+    """Everything a subscription from Earliest gets: until 1.5 s pass with nothing, or (with
+    `expect`) until that many came and 0.3 s more bring nothing else."""
+    consumer = client.subscribe(
+        topic, subscription, consumer_type=sub_type, initial_position=InitialPosition.Earliest
+    )
+    got = []
+    try:
+        while True:
+            quiet_ms = 300 if expect is not None and len(got) >= expect else 1500
+            msg = consumer.receive(timeout_millis=quiet_ms)
+            got.append(msg.data())
+            consumer.acknowledge(msg)
+    except pulsar.Timeout:
+        pass
+    consumer.close()
+    return got

@@ -15,10 +15,10 @@ import zlib
 import httpx
 import pulsar
 import pytest
-from pulsar import ConsumerType, InitialPosition
+from pulsar import ConsumerType
 
 from taureau.protocol import encode_entry, pb
-from tests.e2e.harness import Standalone, append_below_the_broker
+from tests.e2e.harness import Standalone, append_below_the_broker, receive_all
 from tests.e2e.raw import (
     CHECKSUM_ERROR,
     NOT_ALLOWED,
@@ -34,27 +34,6 @@ from tests.e2e.raw import (
 
 def _stats(standalone, topic: str) -> httpx.Response:
     return httpx.get(f"{standalone.admin_url}/admin/v2/persistent/{topic.split('://')[1]}/stats")
-
-
-def _receive_all(
-    client, topic: str, subscription: str, sub_type=ConsumerType.Exclusive, expect: int | None = None
-) -> list[bytes]:
-    """Everything a subscription from Earliest gets: until 1.5 s pass with nothing, or (with
-    `expect`) until that many came and 0.3 s more bring nothing else."""
-    consumer = client.subscribe(
-        topic, subscription, consumer_type=sub_type, initial_position=InitialPosition.Earliest
-    )
-    got = []
-    try:
-        while True:
-            quiet_ms = 300 if expect is not None and len(got) >= expect else 1500
-            msg = consumer.receive(timeout_millis=quiet_ms)
-            got.append(msg.data())
-            consumer.acknowledge(msg)
-    except pulsar.Timeout:
-        pass
-    consumer.close()
-    return got
 
 
 def _poison(kind: str) -> bytes:
@@ -128,7 +107,7 @@ def test_poison_send_is_refused_in_order_and_nothing_is_stored(standalone, clien
         assert later.type == T.SEND_RECEIPT and later.send_receipt.sequence_id == 3
     stats = _stats(standalone, topic).json()
     assert stats["entriesCount"] == 3 and stats["msgInCounter"] == 3
-    assert _receive_all(client, topic, "s", expect=3) == [b"before", b"after", b"later"]
+    assert receive_all(client, topic, "s", expect=3) == [b"before", b"after", b"later"]
 
 
 def test_msg_in_counter_counts_what_is_stored_not_what_send_claims(standalone, topic):
@@ -220,11 +199,11 @@ def test_stored_poison_is_skipped_and_every_good_message_is_delivered(tmp_path):
                 (ConsumerType.Shared, "shared"),
                 (ConsumerType.KeyShared, "key-shared"),
             ]:
-                got = _receive_all(client, topic, name, sub_type, expect=len(want))
+                got = receive_all(client, topic, name, sub_type, expect=len(want))
                 assert sorted(got) == sorted(want), name
             # The producer side still works on that topic.
             client.create_producer(topic).send(b"new")
-            assert _receive_all(client, topic, "exclusive", expect=1) == [b"new"]
+            assert receive_all(client, topic, "exclusive", expect=1) == [b"new"]
         finally:
             client.close()
         time.sleep(0.2)

@@ -5,7 +5,10 @@ Theory of operation:
   (broker/session.py); this object owns the socket side: the frame decoder, what is in
   flight to storage, read pausing, the keep-alive and the coalesced writes.
   Before CONNECT any other command closes the connection (the client does the same).
-- `data_received` decodes frames (taureau.protocol, sans-IO). SEND, FLOW and PING are
+- The transport reads into the decoder's buffers (asyncio.BufferedProtocol: `get_buffer`,
+  `buffer_updated`): the service's shared read buffer, or the rest of a large frame straight
+  into a buffer of that frame's exact size. `data_received` takes a chunk as a plain
+  Protocol would (tests, benches). Either decodes frames (taureau.protocol, sans-IO). SEND, FLOW and PING are
   handled inline: they are the hot path and need no await before their effect. Every
   other command is queued to one control task per connection and handled in arrival
   order, see broker/control.py. An ACK (outside a transaction) is applied inline too when
@@ -88,11 +91,11 @@ class Refusal(NamedTuple):
     reason: str
 
 
-class ServerConnection(asyncio.Protocol):
+class ServerConnection(asyncio.BufferedProtocol):
     def __init__(self, service: BrokerService) -> None:
         self.service = service
         self.session = Session(service, self)
-        self.decoder = FrameDecoder(MAX_FRAME_BEFORE_CONNECT)
+        self.decoder = FrameDecoder(MAX_FRAME_BEFORE_CONNECT, service.read_buffer)
         self.remote_address = "?"
         self.peer_common_name: str | None = None  # the CN of a verified TLS client certificate
         self._transport: asyncio.Transport | None = None
@@ -141,13 +144,26 @@ class ServerConnection(asyncio.Protocol):
         self._control_task = loop.create_task(self._run_control())
         self._timer = loop.call_later(self.service.config.connect_timeout_s, self._connect_timed_out)
 
-    def data_received(self, data: bytes) -> None:
-        self._awaiting_pong = False  # any frame from the peer answers a keep-alive ping
-        bad: ProtocolError | None = None
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.decoder.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
         try:
-            frames = self.decoder.feed(data)
+            frames, bad = self.decoder.buffer_updated(nbytes), None
         except ProtocolError as exc:
             frames, bad = getattr(exc, "frames", []), exc  # the good frames before the bad one
+        self._received(frames, bad)
+
+    def data_received(self, data: bytes) -> None:
+        """A chunk as a plain Protocol gets it (tests and benches call this)."""
+        try:
+            frames, bad = self.decoder.feed(data), None
+        except ProtocolError as exc:
+            frames, bad = getattr(exc, "frames", []), exc
+        self._received(frames, bad)
+
+    def _received(self, frames: list[Frame], bad: ProtocolError | None) -> None:
+        self._awaiting_pong = False  # any frame from the peer answers a keep-alive ping
         for frame in frames:
             if self._closing:
                 break

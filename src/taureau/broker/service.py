@@ -50,6 +50,7 @@ from taureau.common.errors import NotAllowedError, TopicNotFoundError
 from taureau.common.memory import HeapTrimmer
 from taureau.common.names import PARTITION_SUFFIX, NamespaceName, TopicName
 from taureau.metadata.store import MetadataStore
+from taureau.protocol.framing import READ_SIZE
 from taureau.storage.managed_ledger.api import ManagedLedgerConfig, ManagedLedgerFactoryBase
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,9 @@ class BrokerService:
         self.schemas = TopicSchemas(SchemaRegistry(store), self.resources)
         self._compacting = asyncio.Semaphore(1)  # compactions at once: CPU work on this event loop
         self.connections = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
+        # Lent to every connection's socket reads (FrameDecoder.get_buffer): each read is
+        # decoded, or its partial frame copied out, before the loop reads another socket.
+        self.read_buffer = bytearray(READ_SIZE)
         self.heap_trimmer = HeapTrimmer()  # connections ask for a trim when they close
         # None while authentication is off; a bad configuration fails here, before any port opens.
         self.authentication = build_authentication(config.auth)

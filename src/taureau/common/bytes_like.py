@@ -5,3 +5,8 @@ eight times a plain tuple); the publish path checks each entry three or four tim
 """
 
 BYTES_LIKE = (bytes, bytearray, memoryview)
+
+Bytes = bytes | bytearray | memoryview
+# A value in pieces to be written one after another (pwritev): a 16-byte header is not
+# prepended to a 1 MiB payload by copying the payload.
+Parts = tuple[Bytes, ...]

@@ -22,7 +22,7 @@ def install_fast_event_loop() -> str:
 
 
 async def start_tcp_server(
-    factory: Callable[[], asyncio.Protocol], host: str, port: int, ssl: ssl_module.SSLContext | None = None
+    factory: Callable[[], asyncio.BaseProtocol], host: str, port: int, ssl: ssl_module.SSLContext | None = None
 ) -> tuple[asyncio.Server, int]:
     """Listen on host:port (port 0 picks a free one), with TLS if `ssl` is given; returns the
     server and its port."""

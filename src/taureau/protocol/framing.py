@@ -28,6 +28,13 @@ from taureau.protocol.errors import ProtocolError
 # it back unchanged after a MESSAGE command, so the producer's CRC stays valid end to end.
 
 DEFAULT_MAX_FRAME_SIZE = 5 * 1024 * 1024
+# A frame of at least this many bytes (size field included) that does not arrive in one read
+# is gathered in a buffer of its exact size, allocated once its size field has passed the
+# max-frame check: no growing buffer (realloc and copy per read), and a transport that lends
+# buffers (asyncio.BufferedProtocol) reads the rest of it straight into place.
+LARGE_FRAME = 64 * 1024
+# The buffer lent to a transport for reads outside a large frame: as much as uvloop reads.
+READ_SIZE = 256 * 1024
 MAGIC_CHECKSUM = 0x0E01
 MAGIC_BROKER_ENTRY_METADATA = 0x0E02
 
@@ -65,20 +72,33 @@ class FrameDecoder:
     >>> dec = FrameDecoder()
     >>> frames = dec.feed(chunk)   # zero or more Frame; partial tails are kept for the next feed
 
+    Or let a transport read into the decoder's buffers (asyncio.BufferedProtocol):
+
+    >>> view = dec.get_buffer()        # where the next read should land
+    >>> frames = dec.buffer_updated(n)  # n bytes were read into it
+
     After a ProtocolError the decoder is broken: every later feed raises the same error.
     """
 
-    __slots__ = ("_buf", "_max", "_error")
+    __slots__ = ("_buf", "_max", "_error", "_large", "_filled", "_read")
 
-    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, read_buffer: bytearray | None = None) -> None:
+        """`read_buffer`: what get_buffer lends outside a large frame (READ_SIZE bytes made on
+        first use if None). Decoders of one event loop may share one: buffer_updated decodes
+        or copies out all it holds before the loop reads from another socket."""
         self._buf = bytearray()  # unconsumed bytes: always starts at a frame boundary
         self._max = max_frame_size
         self._error: ProtocolError | None = None
+        # A large frame being gathered (LARGE_FRAME): its exact size, the first _filled bytes
+        # received. While it is set, _buf is empty: every byte that comes is this frame's first.
+        self._large: bytearray | None = None
+        self._filled = 0
+        self._read = read_buffer
 
     @property
     def buffered(self) -> int:
         """Bytes held back waiting for the rest of a frame."""
-        return len(self._buf)
+        return len(self._buf) + self._filled
 
     @property
     def max_frame_size(self) -> int:
@@ -92,30 +112,102 @@ class FrameDecoder:
     def clear(self) -> None:
         """Drop any partial frame (its memory goes now, not when the decoder does)."""
         self._buf = bytearray()
+        self._large = None
+        self._filled = 0
+
+    def get_buffer(self) -> memoryview:
+        """Where a transport should read next: the missing part of a large frame, else the
+        read buffer."""
+        if self._large is not None:
+            return memoryview(self._large)[self._filled :]
+        if self._read is None:
+            self._read = bytearray(READ_SIZE)
+        return memoryview(self._read)
+
+    def buffer_updated(self, nbytes: int) -> list[Frame]:
+        """Decode after `nbytes` were read into the view get_buffer returned last."""
+        if self._large is None:
+            assert self._read is not None, "buffer_updated without get_buffer"
+            return self.feed(memoryview(self._read)[:nbytes])
+        if self._error is not None:
+            raise self._error
+        self._filled += nbytes
+        frames: list[Frame] = []
+        if self._filled == len(self._large):
+            try:
+                self._complete_large(frames)
+            except ProtocolError as exc:
+                self._broken(exc, frames)
+                raise
+        return frames
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         """Decode every complete frame now available; keep the partial tail."""
         if self._error is not None:
             raise self._error
+        frames: list[Frame] = []
+        try:
+            self._feed(data, frames)
+        except ProtocolError as exc:
+            self._broken(exc, frames)
+            raise
+        return frames
+
+    def _broken(self, exc: ProtocolError, frames: list[Frame]) -> None:
+        """A frame was bad: drop the buffers, fail every later feed with the same error, and
+        hand the frames decoded before the bad one to the caller on the exception."""
+        exc.frames = frames
+        self._error = exc
+        self.clear()
+
+    def _feed(self, data: bytes | bytearray | memoryview, frames: list[Frame]) -> None:
+        if self._large is not None:
+            used = self._fill_large(data, frames)
+            if used == len(data):
+                return
+            data = memoryview(data)[used:]
         # Parse straight from the caller's chunk when nothing is pending: no copy of the chunk.
         src = data if not self._buf else self._buf
         if src is self._buf:
             self._buf += data
-        frames: list[Frame] = []
-        pos = 0
-        try:
-            with memoryview(src) as view:
-                pos = self._decode_all(view, frames)
-        except ProtocolError as exc:
-            exc.frames = frames
-            self._error = exc
-            self._buf = bytearray()
-            raise
+        with memoryview(src) as view:
+            pos = self._decode_all(view, frames)
+            if pos < len(view):
+                with view[pos:] as tail:  # released before _buf is cut below
+                    self._keep_tail(tail)
         if src is self._buf:
             del self._buf[:pos]  # front deletion is O(1) amortized for bytearray
-        elif pos < len(data):
-            self._buf = bytearray(data[pos:])
-        return frames
+
+    def _keep_tail(self, tail: memoryview) -> None:
+        """Hold an incomplete frame: in a buffer of its exact size when it is large (its size
+        field already passed the max-frame check in _decode_all), else in _buf."""
+        if len(tail) >= 4:
+            size = 4 + _U32.unpack_from(tail, 0)[0]
+            if size >= LARGE_FRAME:
+                self._large = bytearray(size)
+                self._large[: len(tail)] = tail
+                self._filled = len(tail)
+                self._buf = bytearray()
+                return
+        if tail.obj is not self._buf:
+            self._buf = bytearray(tail)
+
+    def _fill_large(self, data: bytes | bytearray | memoryview, frames: list[Frame]) -> int:
+        """Copy what of `data` belongs to the large frame into its buffer; decode it once
+        whole. Returns the bytes of `data` used."""
+        assert self._large is not None
+        take = min(len(self._large) - self._filled, len(data))
+        self._large[self._filled : self._filled + take] = memoryview(data)[:take]
+        self._filled += take
+        if self._filled == len(self._large):
+            self._complete_large(frames)
+        return take
+
+    def _complete_large(self, frames: list[Frame]) -> None:
+        large, self._large, self._filled = self._large, None, 0
+        assert large is not None
+        with memoryview(large) as view:
+            self._decode_all(view, frames)
 
     def _decode_all(self, view: memoryview, frames: list[Frame]) -> int:
         # Flat on purpose: this loop runs once per frame on every connection, so the common

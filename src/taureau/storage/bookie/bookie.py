@@ -24,9 +24,10 @@ import contextlib
 import logging
 import os
 import sqlite3
+from collections.abc import Sequence
 from enum import Enum
 
-from taureau.common.bytes_like import BYTES_LIKE
+from taureau.common.bytes_like import BYTES_LIKE, Bytes, Parts
 from taureau.common.errors import (
     CorruptedDataError,
     DiskFullError,
@@ -59,6 +60,15 @@ _TRANSITIONS = {
     BookieState.READ_ONLY: {BookieState.RUNNING, BookieState.CLOSED},
     BookieState.CLOSED: set(),
 }
+
+
+def _entry_parts(data: Bytes | Parts) -> Parts:
+    """An entry's parts, each checked to be bytes-like (what reaches the files must be)."""
+    parts = data if isinstance(data, tuple) else (data,)
+    for part in parts:
+        if not isinstance(part, BYTES_LIKE):
+            raise TypeError(f"entry data must be bytes, not {type(part).__name__}")
+    return parts
 
 
 def _check_ids(ledger_id: int, entry_id: int | None = None) -> None:
@@ -154,7 +164,7 @@ class Bookie:
             info.fenced = True
             self._index.changed(ledger_id)
         elif entry_id >= 0 and not info.deleted:
-            self._store(ledger_id, entry_id, records.encode(ledger_id, entry_id, data), info)
+            self._store(ledger_id, entry_id, records.encode_parts(ledger_id, entry_id, (data,)), info)
 
     async def close(self) -> None:
         """Finish in-flight adds, checkpoint (so the next start is quick) and release."""
@@ -177,7 +187,7 @@ class Bookie:
 
     # -- the data path ----------------------------------------------------------------------
 
-    def _store(self, ledger_id: int, entry_id: int, record: bytes, info: LedgerInfo) -> None:
+    def _store(self, ledger_id: int, entry_id: int, record: list[Bytes], info: LedgerInfo) -> None:
         assert self._index is not None
         location = self._entry_log.add(ledger_id, record)
         self._index.put(ledger_id, entry_id, location)
@@ -185,7 +195,7 @@ class Bookie:
             info.last_entry_id = entry_id
 
     async def add_entry(
-        self, ledger_id: int, entry_id: int, data: bytes, *, recovery_add: bool = False
+        self, ledger_id: int, entry_id: int, data: Bytes | Parts, *, recovery_add: bool = False
     ) -> None:
         """Store an entry; return once it is in the journal (fsynced when journal_fsync).
 
@@ -195,17 +205,18 @@ class Bookie:
         await self.add_entries(ledger_id, entry_id, [data], recovery_add=recovery_add)
 
     async def add_entries(
-        self, ledger_id: int, first_entry_id: int, datas: list[bytes], *, recovery_add: bool = False
+        self, ledger_id: int, first_entry_id: int, datas: Sequence[Bytes | Parts], *, recovery_add: bool = False
     ) -> None:
         """Store entries first_entry_id, first_entry_id + 1, ... of one ledger; return once all
         are in the journal. They join the same journal batch, so a publisher sending many
-        entries in one read waits on one fsync through one coroutine instead of one each."""
+        entries in one read waits on one fsync through one coroutine instead of one each.
+
+        An entry given as parts (a tuple: the ledger client's header and the data) is stored
+        as their concatenation, written as it is: no copy of the data on the way to disk."""
         if self._state is not BookieState.RUNNING:
             raise self._not_writable()
         _check_ids(ledger_id, first_entry_id)
-        for data in datas:
-            if not isinstance(data, BYTES_LIKE):
-                raise TypeError(f"entry data must be bytes, not {type(data).__name__}")
+        entries = [_entry_parts(data) for data in datas]
         assert self._index is not None
         info = self._index.info(ledger_id)
         if info.deleted:
@@ -215,9 +226,9 @@ class Bookie:
         journal_add = self._journal.add
         durable = None
         try:
-            for offset, data in enumerate(datas):
+            for offset, parts in enumerate(entries):
                 entry_id = first_entry_id + offset
-                record = records.encode(ledger_id, entry_id, data)
+                record = records.encode_parts(ledger_id, entry_id, parts)
                 self._store(ledger_id, entry_id, record, info)
                 durable = journal_add(record)
         except OSError as exc:

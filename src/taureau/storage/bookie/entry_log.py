@@ -6,7 +6,9 @@ import asyncio
 import logging
 import os
 import struct
+from collections.abc import Sequence
 
+from taureau.common.bytes_like import BYTES_LIKE, Bytes
 from taureau.common.errors import CorruptedDataError, NoSuchEntryError
 from taureau.storage.bookie import records
 from taureau.storage.bookie.files import FileIO, Handle, remove_files
@@ -94,23 +96,28 @@ class EntryLog:
     def current(self) -> int:
         return self._current
 
-    def add(self, ledger_id: int, record: bytes) -> int:
-        """Buffer an encoded record; return its location. Raises OSError (nothing added)."""
-        if len(self._buf) + len(record) > self._buffer_size and self._buf:
+    def add(self, ledger_id: int, record: Bytes | Sequence[Bytes]) -> int:
+        """Buffer an encoded record (bytes, or records.encode_parts: its parts, in order);
+        return its location. Raises OSError (nothing added)."""
+        if isinstance(record, BYTES_LIKE):
+            record = (record,)
+        size = sum(map(len, record))
+        if len(self._buf) + size > self._buffer_size and self._buf:
             self.flush()
-        if self._buf_start + len(self._buf) + len(record) > self._max_file_size:
+        if self._buf_start + len(self._buf) + size > self._max_file_size:
             self.flush()
             self._start_log(self._current + 1)
         offset = self._buf_start + len(self._buf)
-        if len(record) >= self._buffer_size:
-            # A record as large as the buffer goes to the file as it is: buffering it would
-            # copy it in and out again for nothing (1 MiB messages).
+        if size >= self._buffer_size:
+            # A record as large as the buffer goes to the file as it is, its parts with one
+            # pwritev: buffering it would copy it in and out again for nothing (1 MiB messages).
             self.flush()
-            self._files.pwrite(self._handles[self._current], record, offset)
-            self._buf_start += len(record)
+            self._files.pwrite_all(self._handles[self._current], record, offset)
+            self._buf_start += size
             self._dirty.add(self._current)
         else:
-            self._buf += record
+            for part in record:
+                self._buf += part
         self.ledgers[self._current].add(ledger_id)
         return (self._current << 32) | offset
 
@@ -140,7 +147,9 @@ class EntryLog:
             raise CorruptedDataError(f"entry log {log_id} offset {offset}: record cut short")
         want = records.record_length(raw)
         if want > len(raw):
-            raw += self._files.pread(handle, offset + len(raw), want - len(raw))
+            # The whole record in one read (its first page again, from the page cache): joining
+            # the rest onto what was read would copy a 1 MiB record once more.
+            raw = self._files.pread(handle, offset, want)
         return records.decode_checked(raw[:want], f"entry log {log_id} offset {offset}")
 
     def sizes(self) -> dict[int, int]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import errno
 import os
 from collections.abc import Sequence
 from typing import Any
 
+from taureau.common.bytes_like import Bytes
 from taureau.common.errors import DiskFullError, StorageError
 from taureau.common.private_files import make_private_dirs, open_private, touch_private
 from taureau.storage.bookie.kv import KV, SqliteKV
@@ -17,6 +19,7 @@ _FULL_OR_UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, er
 
 Handle = Any  # opaque: whatever the FileIO returned from open()
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024  # buffers per pwritev
+_FADVISE = getattr(os, "posix_fadvise", None)  # not on macOS
 
 
 def storage_error(exc: OSError, what: str) -> StorageError:
@@ -43,16 +46,26 @@ class FileIO(abc.ABC):
     def append(self, handle: Handle, data: bytes) -> int:
         """Write at the end; return the offset the data starts at."""
 
-    def append_all(self, handle: Handle, parts: Sequence[bytes]) -> int:
+    def append_all(self, handle: Handle, parts: Sequence[Bytes]) -> int:
         """Append `parts` one after another, as one append of their concatenation would."""
         return self.append(handle, b"".join(parts))
 
     @abc.abstractmethod
     def pwrite(self, handle: Handle, data: bytes | bytearray, offset: int) -> None: ...
 
+    def pwrite_all(self, handle: Handle, parts: Sequence[Bytes], offset: int) -> None:
+        """Write `parts` one after another from `offset`, as one pwrite of their concatenation."""
+        self.pwrite(handle, b"".join(parts), offset)
+
     @abc.abstractmethod
     def pread(self, handle: Handle, offset: int, size: int) -> bytes:
         """Up to `size` bytes from `offset` (fewer at the end of the file)."""
+
+    def drop_cache(self, handle: Handle) -> None:
+        """Advice after an fsync: the file's pages will not be read again, drop the clean ones
+        from the page cache. Never fails (nothing depends on it); a FileIO without a page
+        cache has nothing to do."""
+        return None
 
     @abc.abstractmethod
     def fsync(self, handle: Handle) -> None: ...
@@ -104,11 +117,16 @@ class OSFiles(FileIO):
         self.pwrite(handle, data, offset)
         return offset
 
-    def append_all(self, handle: _OSHandle, parts: Sequence[bytes]) -> int:
+    def append_all(self, handle: _OSHandle, parts: Sequence[Bytes]) -> int:
+        offset = handle.size
+        self.pwrite_all(handle, parts, offset)
+        return offset
+
+    def pwrite_all(self, handle: _OSHandle, parts: Sequence[Bytes], offset: int) -> None:
         """pwritev: the parts go to the kernel as they are (a journal batch of 1 MiB entries
         was joined into one more copy of every byte before its write)."""
-        offset = at = handle.size
-        pending: list[bytes | memoryview] = list(parts)
+        at = offset
+        pending: list[Bytes] = list(parts)
         i = 0
         while i < len(pending):
             written = os.pwritev(handle.fd, pending[i : i + _IOV_MAX], at)
@@ -119,7 +137,6 @@ class OSFiles(FileIO):
             if written:  # a short write stopped inside part i
                 pending[i] = memoryview(pending[i])[written:]
         handle.size = max(handle.size, at)
-        return offset
 
     def pwrite(self, handle: _OSHandle, data: bytes | bytearray, offset: int) -> None:
         view = memoryview(data)
@@ -134,6 +151,15 @@ class OSFiles(FileIO):
 
     def fsync(self, handle: _OSHandle) -> None:
         os.fsync(handle.fd)
+
+    def drop_cache(self, handle: _OSHandle) -> None:
+        # Pages the kernel frees here are the ones the next writes get, warm. Without it every
+        # write took fresh pages, which cost 3-4x the copy itself on this (virtual) machine:
+        # 1 MiB written twice, 3.4-4.3 ms of CPU against 0.9-1.0 ms with the journal dropped.
+        # BookKeeper's journal does the same (journalRemovePagesFromPageCache).
+        if _FADVISE is not None:
+            with contextlib.suppress(OSError):
+                _FADVISE(handle.fd, 0, 0, os.POSIX_FADV_DONTNEED)  # 0, 0: the whole file
 
     def truncate(self, handle: _OSHandle, size: int) -> None:
         os.ftruncate(handle.fd, size)

@@ -17,9 +17,10 @@ import asyncio
 import logging
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
+from taureau.common.bytes_like import BYTES_LIKE, Bytes
 from taureau.common.errors import CorruptedDataError, StorageError
 from taureau.storage.bookie import records
 from taureau.storage.bookie.files import FileIO, Handle, remove_files, storage_error
@@ -72,7 +73,7 @@ class Journal:
         self._seqs: list[int] = []  # journal files on disk, oldest first
         # Owned by the loop:
         self._written = JournalPosition(0, 0)  # everything before it is durable
-        self._queue: list[bytes] = []  # records waiting for the end of this turn of the loop
+        self._queue: list[Bytes] = []  # records (their parts) waiting for the end of this turn of the loop
         self._next: asyncio.Future[None] | None = None  # completes when the queued records are durable
         self._outstanding = 0  # batches handed to the threads and not handed back yet
         self._last: asyncio.Future[None] | None = None  # the future of the last batch handed over
@@ -155,11 +156,15 @@ class Journal:
     # already written when that fsync returns and waits for one fsync, not for the rest of the
     # running one plus its own write and a round trip through the loop.
 
-    def add(self, record: bytes) -> asyncio.Future[None]:
-        """Queue an encoded record; the returned future completes when it is durable."""
+    def add(self, record: Bytes | Sequence[Bytes]) -> asyncio.Future[None]:
+        """Queue an encoded record (bytes, or its parts in order: they are written as they
+        are); the returned future completes when it is durable."""
         if self._failed is not None:
             raise self._failed
-        self._queue.append(record)
+        if isinstance(record, BYTES_LIKE):
+            self._queue.append(record)
+        else:
+            self._queue.extend(record)
         future = self._next
         if future is None:
             if self._loop is None:
@@ -185,6 +190,9 @@ class Journal:
                 self._files.fsync if self._fsync else None,
                 self._files.close,
                 self._deliver,
+                # Journal pages are read again only by a replay after a crash: once fsynced,
+                # they go back to the kernel for the next writes (files.OSFiles.drop_cache).
+                self._files.drop_cache if self._fsync else None,
             )
         records, self._queue = self._queue, []
         future, self._next = self._next, None
@@ -192,7 +200,7 @@ class Journal:
         self._last = future
         self._pipeline.submit(Batch(records, future))
 
-    def _write_batch(self, records: list[bytes]) -> tuple[Handle, JournalPosition]:
+    def _write_batch(self, records: list[Bytes]) -> tuple[Handle, JournalPosition]:
         """In the writer thread: append (the records as they are, no joined copy), rolling
         when the file is full. Returns the position just after the batch."""
         size = sum(map(len, records))

@@ -17,6 +17,7 @@ import queue
 import threading
 from collections.abc import Callable
 
+from taureau.common.bytes_like import Bytes
 from taureau.storage.bookie.files import Handle
 
 
@@ -34,7 +35,7 @@ class Batch:
 
     __slots__ = ("records", "future", "handle", "position", "error")
 
-    def __init__(self, records: list[bytes], future: asyncio.Future[None]) -> None:
+    def __init__(self, records: list[Bytes], future: asyncio.Future[None]) -> None:
         self.records = records
         self.future = future
         self.handle: Handle | None = None  # the file the batch was appended to
@@ -43,7 +44,7 @@ class Batch:
 
 
 # write(records) -> (handle, position): append a batch, in the writer thread
-Write = Callable[[list[bytes]], tuple[Handle, tuple[int, int]]]
+Write = Callable[[list[Bytes]], tuple[Handle, tuple[int, int]]]
 
 
 class Pipeline:
@@ -54,12 +55,14 @@ class Pipeline:
         sync: Callable[[Handle], None] | None,
         close: Callable[[Handle], None],
         deliver: Callable[[list[Batch]], None],
+        drop: Callable[[Handle], None] | None = None,
     ) -> None:
         self._loop = loop
         self._write = write
         self._sync = sync  # None: no fsync, the writer hands batches back itself
         self._close = close
         self._deliver = deliver
+        self._drop = drop  # after a file's fsync, once its batches are handed back: its pages go
         # The writer's inbox; bounded by what the loop has added and not yet seen acknowledged.
         self._inbox: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         self._written: list[Batch] = []  # appended, waiting for the next fsync
@@ -141,8 +144,12 @@ class Pipeline:
                 for batch in batches:
                     if batch.error is None:
                         batch.error = self._fatal
+            delivered = self._hand_back(batches)
+            if self._drop is not None and self._fatal is None:
+                for handle in handles:  # after the hand-back: no add waits for this
+                    self._drop(handle)
             self._close_retired(handles)
-            if not self._hand_back(batches):
+            if not delivered:
                 return
 
     def _hand_back(self, batches: list[Batch]) -> bool:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import crc32c
 
+from taureau.common.bytes_like import Bytes
 from taureau.common.errors import CorruptedDataError
 
 # record := length(u32 BE) crc32c(u32 BE) ledger_id(u64 BE) entry_id(i64 BE) data
@@ -26,11 +28,22 @@ _ids_pack = _IDS.pack
 _frame_pack = struct.Struct(">II").pack
 
 
-def encode(ledger_id: int, entry_id: int, data: bytes) -> bytes:
-    # One copy of `data`, not two (ids + data, then header + body): the CRC runs over the
-    # two parts in turn, which is the CRC of their concatenation.
+def encode(ledger_id: int, entry_id: int, data: Bytes) -> bytes:
+    """The record as one bytes object (markers, tests); the data path uses encode_parts."""
+    return b"".join(encode_parts(ledger_id, entry_id, (data,)))
+
+
+def encode_parts(ledger_id: int, entry_id: int, data: Sequence[Bytes]) -> list[Bytes]:
+    """The record as [header, *data]: the data parts are not copied (the journal and the
+    entry log write them with pwritev). The CRC runs over the parts in turn, which is the
+    CRC of their concatenation."""
     ids = _ids_pack(ledger_id, entry_id)
-    return b"".join((_frame_pack(IDS_SIZE + len(data), _crc(data, _crc(ids))), ids, data))
+    crc = _crc(ids)
+    length = IDS_SIZE
+    for part in data:
+        crc = _crc(part, crc)
+        length += len(part)
+    return [_frame_pack(length, crc) + ids, *data]
 
 
 def decode_at(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int, bytes, int] | None:
@@ -42,8 +55,9 @@ def decode_at(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int, 
     end = pos + 8 + length
     if length < IDS_SIZE or length > MAX_ENTRY_SIZE + IDS_SIZE or end > len(buf):
         return None
-    if _crc(bytes(buf[pos + 8 : end])) != crc:
-        return None
+    with memoryview(buf) as view:  # the CRC reads the buffer in place: no copy of the record
+        if _crc(view[pos + 8 : end]) != crc:
+            return None
     return ledger_id, entry_id, bytes(buf[pos + HEADER.size : end]), end
 
 

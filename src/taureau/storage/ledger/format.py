@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 
+from taureau.common.bytes_like import Bytes
 from taureau.common.errors import CorruptedDataError
 from taureau.storage.ledger.api import LedgerMetadata, LedgerState
 
@@ -23,8 +24,14 @@ def ledger_path(ledger_id: int) -> str:
     return f"{LEDGERS_PATH}/{ledger_id}"
 
 
-def encode_entry(lac: int, length: int, data: bytes) -> bytes:
+def encode_entry(lac: int, length: int, data: Bytes) -> bytes:
     return ENTRY_HEADER.pack(lac, length) + data
+
+
+def encode_entry_parts(lac: int, length: int, data: Bytes) -> tuple[bytes, Bytes]:
+    """The stored entry as (header, data): a bookie writes the two as they are, so a 1 MiB
+    entry is not copied to put 16 bytes in front of it."""
+    return ENTRY_HEADER.pack(lac, length), data
 
 
 def decode_entry(stored: bytes) -> tuple[int, int, bytes]:

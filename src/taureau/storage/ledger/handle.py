@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from taureau.common.bytes_like import BYTES_LIKE
+from taureau.common.bytes_like import BYTES_LIKE, Bytes, Parts
 from taureau.common.errors import (
     BadVersionError,
     LedgerClosedError,
@@ -108,7 +108,7 @@ class _Pending:
 
     __slots__ = ("entry_id", "size", "acks", "outstanding", "ready", "done", "error", "waiter", "stored", "sent_to")
 
-    def __init__(self, entry_id: int, size: int, outstanding: int, stored: bytes = b"") -> None:
+    def __init__(self, entry_id: int, size: int, outstanding: int, stored: Parts = ()) -> None:
         self.entry_id = entry_id
         self.size = size
         self.stored = stored  # kept while unconfirmed: an ensemble change re-sends it
@@ -161,7 +161,7 @@ class WriteHandle(ReadHandle):
         entry_id = self._next_entry_id
         self._next_entry_id += 1
         self._sent_length += len(data)
-        stored = fmt.encode_entry(self._lac, self._sent_length, data)
+        stored = fmt.encode_entry_parts(self._lac, self._sent_length, data)
         targets = [b for b in fmt.write_set(self.metadata, entry_id) if b not in self._failed_bookies]
         pending = _Pending(entry_id, len(data), len(targets), stored)
         pending.sent_to.update(targets)
@@ -202,10 +202,11 @@ class WriteHandle(ReadHandle):
             if not isinstance(data, BYTES_LIKE):
                 raise TypeError(f"entry data must be bytes, not {type(data).__name__}")
         first = self._next_entry_id
-        stored, batch = [], []
+        stored: list[Bytes | Parts] = []
+        batch = []
         for data in datas:
             self._sent_length += len(data)
-            encoded = fmt.encode_entry(self._lac, self._sent_length, data)
+            encoded = fmt.encode_entry_parts(self._lac, self._sent_length, data)
             stored.append(encoded)
             pending = _Pending(self._next_entry_id, len(data), len(md.ensemble), encoded)
             pending.sent_to.update(md.ensemble)
@@ -227,7 +228,7 @@ class WriteHandle(ReadHandle):
             raise last.error
         return first
 
-    async def _send_batch(self, batch: list[_Pending], bookie_id: str, stored: list[bytes]) -> None:
+    async def _send_batch(self, batch: list[_Pending], bookie_id: str, stored: list[Bytes | Parts]) -> None:
         try:
             await self._bookies[bookie_id].add_entries(self.ledger_id, batch[0].entry_id, stored)
         except BaseException as exc:
@@ -244,7 +245,7 @@ class WriteHandle(ReadHandle):
                 pending.ready = True
         self._drain()
 
-    async def _send(self, pending: _Pending, bookie_id: str, stored: bytes) -> None:
+    async def _send(self, pending: _Pending, bookie_id: str, stored: Parts) -> None:
         try:
             await self._bookies[bookie_id].add_entry(self.ledger_id, pending.entry_id, stored)
         except BaseException as exc:
@@ -267,7 +268,7 @@ class WriteHandle(ReadHandle):
             self._lac = head.entry_id
             self._length += head.size
             head.done = True
-            head.stored = b""
+            head.stored = ()
             if head.waiter is not None and not head.waiter.done():
                 head.waiter.set_result(None)
 

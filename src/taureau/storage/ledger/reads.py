@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from taureau.common.bytes_like import Bytes, Parts
 from taureau.common.errors import NoSuchEntryError, NoSuchLedgerError, StorageError
 from taureau.storage.ledger.api import LedgerMetadata
 from taureau.storage.ledger.format import write_set
@@ -16,12 +17,13 @@ log = logging.getLogger(__name__)
 class BookieClient(Protocol):
     """What the ledger client needs from a bookie (an in-process Bookie fits as it is)."""
 
+    # An entry may come as parts (a tuple): the bookie stores their concatenation.
     async def add_entry(
-        self, ledger_id: int, entry_id: int, data: bytes, *, recovery_add: bool = False
+        self, ledger_id: int, entry_id: int, data: Bytes | Parts, *, recovery_add: bool = False
     ) -> None: ...
 
     async def add_entries(
-        self, ledger_id: int, first_entry_id: int, datas: list[bytes], *, recovery_add: bool = False
+        self, ledger_id: int, first_entry_id: int, datas: Sequence[Bytes | Parts], *, recovery_add: bool = False
     ) -> None: ...
 
     async def read_entry(self, ledger_id: int, entry_id: int) -> bytes: ...

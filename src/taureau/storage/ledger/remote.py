@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from itertools import count
 from typing import cast
 
+from taureau.common.bytes_like import Bytes, Parts
 from taureau.common.errors import StorageError
 from taureau.common.sockets import no_delay
 from taureau.storage.bookie import wire
@@ -149,12 +151,16 @@ class RemoteBookie:
 
     # -- BookieClient -----------------------------------------------------------------------
 
-    async def add_entry(self, ledger_id: int, entry_id: int, data: bytes, *, recovery_add: bool = False) -> None:
+    async def add_entry(
+        self, ledger_id: int, entry_id: int, data: Bytes | Parts, *, recovery_add: bool = False
+    ) -> None:
         await self.add_entries(ledger_id, entry_id, [data], recovery_add=recovery_add)
 
     async def add_entries(
-        self, ledger_id: int, first_entry_id: int, datas: list[bytes], *, recovery_add: bool = False
+        self, ledger_id: int, first_entry_id: int, entries: Sequence[Bytes | Parts], *, recovery_add: bool = False
     ) -> None:
+        # An entry in parts is joined here: the wire frame copies it anyway.
+        datas = [b"".join(e) if isinstance(e, tuple) else bytes(e) for e in entries]
         calls = []
         start, size = 0, 0
         for i, data in enumerate(datas):
