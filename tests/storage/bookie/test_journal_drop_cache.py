@@ -73,3 +73,30 @@ def test_drop_cache_leaves_the_bytes_readable(tmp_path) -> None:
     files.drop_cache(handle)
     assert files.pread(handle, 0, len(data)) == data
     files.close(handle)
+
+
+def test_a_drop_keeps_the_pages_near_the_end_and_drops_each_range_once(tmp_path, monkeypatch) -> None:
+    """The last, partly written page must stay: a small append into a dropped page makes the
+    kernel read it back from the disk first. Only whole pages DROP_LAG_BYTES behind the end go."""
+    from taureau.storage.bookie import files as files_module
+
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(files_module, "_FADVISE", lambda fd, offset, length, advice: calls.append((offset, length)))
+    page, lag = files_module._PAGE, files_module.DROP_LAG_BYTES
+    files = OSFiles()
+    handle = files.open(str(tmp_path / "j"))
+    files.append_all(handle, [b"x" * 1000])
+    files.drop_cache(handle)
+    assert calls == []  # nothing is that far behind the end yet
+    files.append_all(handle, [os.urandom(lag + 3 * page + 100)])
+    files.drop_cache(handle)
+    end = (1000 + lag + 3 * page + 100 - lag) // page * page
+    assert calls == [(0, end)] and end == 3 * page
+    files.drop_cache(handle)
+    assert len(calls) == 1  # nothing new behind the end: no second call over the same range
+    files.append_all(handle, [b"y" * (2 * page)])
+    files.drop_cache(handle)
+    assert calls[1] == (end, 2 * page)
+    files.truncate(handle, page + 10)
+    assert handle.dropped == page  # a rewrite after a truncate may be dropped again
+    files.close(handle)
