@@ -47,7 +47,7 @@ async def test_pages_are_dropped_after_their_fsync(tmp_path, max_file_size) -> N
     drops = [e for e in files.events if e[0] == "drop"]
     assert drops, "no page was dropped"
     for i, (what, fd, _) in enumerate(files.events):
-        if what == "drop":  # the same file was fsynced just before (the syncer's own order)
+        if what == "drop":  # the same file was fsynced just before (the journal thread's own order)
             assert ("fsync", fd) in [(w, f) for w, f, _ in files.events[:i]]
     again = Journal(OSFiles(), str(tmp_path))
     replayed = list(again.replay(JournalPosition(0, 0)))

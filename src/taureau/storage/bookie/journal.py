@@ -2,10 +2,10 @@
 
 Theory of operation: `add(record)` queues an encoded record and returns the future of the
 batch of this turn of the loop; at the end of the turn the batch goes to the journal's
-writer thread, which appends it at once, and the syncer thread's next fsync covers it along
-with every other batch written meanwhile (journal_pipeline.py: one fsync in flight, the
-next starting as the last ends, batches acknowledged in order and only after an fsync that
-began after their write), so the event loop never waits on the disk. `written` is the position up
+thread, whose next round appends it with every other batch queued meanwhile and covers them
+with one fsync (journal_pipeline.py: one fsync in flight, the next round starting as the
+last ends, batches acknowledged in order and only after an fsync that began after their
+write), so the event loop never waits on the disk. `written` is the position up
 to which everything is durable; a checkpoint passes it to `trim` once the entry log and
 index hold everything before it. `replay` (at start) yields the records after a checkpoint
 position and truncates a torn or junk tail of the last file.
@@ -66,7 +66,7 @@ class Journal:
         self._dir = directory
         self._fsync = fsync
         self._max_file_size = max_file_size
-        # Owned by the writer thread once it runs, by the loop before (replay):
+        # Owned by the journal thread once it runs, by the loop before (replay):
         self._handle: Handle | None = None  # the file being appended to
         self._seq = 0  # its number
         self._size = 0  # its size
@@ -149,12 +149,10 @@ class Journal:
 
     # -- appends ----------------------------------------------------------------------------
     #
-    # Two threads, as BookKeeper's journal has: the writer appends each batch to the file (the
-    # page cache) the moment the loop hands it over, also while an fsync is running, and the
-    # syncer runs one fsync at a time over everything written before it started, starting the
-    # next one as soon as the previous one ends. A batch arriving during an fsync is thus
-    # already written when that fsync returns and waits for one fsync, not for the rest of the
-    # running one plus its own write and a round trip through the loop.
+    # One thread (journal_pipeline.py): each round it appends every batch the loop handed over
+    # since the last round and runs one fsync over them, starting the next round as soon as
+    # the fsync returns. A batch arriving during an fsync waits for the rest of it and one
+    # more, never for a round trip through the loop.
 
     def add(self, record: Bytes | Sequence[Bytes]) -> asyncio.Future[None]:
         """Queue an encoded record (bytes, or its parts in order: they are written as they
@@ -201,7 +199,7 @@ class Journal:
         self._pipeline.submit(Batch(records, future))
 
     def _write_batch(self, records: list[Bytes]) -> tuple[Handle, JournalPosition]:
-        """In the writer thread: append (the records as they are, no joined copy), rolling
+        """In the journal thread: append (the records as they are, no joined copy), rolling
         when the file is full. Returns the position just after the batch."""
         size = sum(map(len, records))
         try:
@@ -209,7 +207,7 @@ class Journal:
                 old = self._handle
                 self._open_new(self._seq + 1)
                 if not self._fsync and old is not None:
-                    self._files.close(old)  # with fsync on, the syncer closes it after its last fsync
+                    self._files.close(old)  # with fsync on, the thread closes it after its last fsync
         except OSError as exc:
             raise WriteFailed(exc, fatal=False) from exc
         before = self._size
