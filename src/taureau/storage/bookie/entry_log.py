@@ -113,8 +113,7 @@ class EntryLog:
             # pwritev: buffering it would copy it in and out again for nothing (1 MiB messages).
             self.flush()
             self._files.pwrite_all(self._handles[self._current], record, offset)
-            self._buf_start += size
-            self._dirty.add(self._current)
+            self._written(offset, size)
         else:
             for part in record:
                 self._buf += part
@@ -126,9 +125,18 @@ class EntryLog:
         if self._buf:
             # The bytearray itself, not a bytes copy of it: the write is done before clear().
             self._files.pwrite(self._handles[self._current], self._buf, self._buf_start)
-            self._buf_start += len(self._buf)
+            self._written(self._buf_start, len(self._buf))
             self._buf.clear()
-            self._dirty.add(self._current)
+
+    def _written(self, offset: int, size: int) -> None:
+        """`size` bytes went to the current log at `offset`: start their writeback now. Left
+        to the checkpoint's fsync, 30 s of them (tens of MB) went to the disk at once, and the
+        journal's fsyncs on the same disk waited behind them: receipts 25-35 ms late at each
+        checkpoint, 10 ms with the writeback started as the bytes come (bench/publish_latency.py
+        --seconds 55 at 10k msgs/s, alternated: p99.9 6.5-6.8 against 10-17 ms)."""
+        self._files.start_writeback(self._handles[self._current], offset, size)
+        self._buf_start = offset + size
+        self._dirty.add(self._current)
 
     def read(self, location: int) -> tuple[int, int, bytes]:
         """(ledger_id, entry_id, data) at location; CorruptedDataError on a bad checksum."""
