@@ -97,8 +97,10 @@ def test_req_and_tdigest_quantiles_close_to_exact():
     for rank in (0.5, 0.9, 0.99, 0.999):
         exact = ordered[int(rank * len(ordered))]
         lo, hi = req.quantile_bounds(rank)
-        # 2-sigma bounds, so a margin of one more sigma's width keeps the test from flaking.
-        margin = (hi - lo) / 2
+        # The bounds are 2 sigma, and REQ's compactions flip coins this test cannot seed (the
+        # DataSketches library's own generator): one more sigma still failed about one run in
+        # a hundred (rank 0.999 just outside in CI), so the margin is two more (4 sigma in all).
+        margin = hi - lo
         assert lo - margin <= exact <= hi + margin
         assert abs(_true_rank(ordered, td.quantile(rank)) - rank) <= 0.01
 
