@@ -93,7 +93,7 @@ class CrashFiles(FileIO):
         return bytes(self._files[os.path.normpath(path)].durable)
 
     def unsynced_bytes(self) -> int:
-        return sum(max(0, len(f.current) - len(f.durable)) for f in self._files.values())
+        return sum(max(0, len(f.current) - len(f.durable)) for f in list(self._files.values()))
 
     def corrupt(self, path: str, offset: int, data: bytes) -> None:
         """Overwrite bytes of a file durably (a bad sector), for checksum tests."""
@@ -129,7 +129,9 @@ class CrashFiles(FileIO):
         path = os.path.normpath(path)
         if path not in self._dirs:
             raise FileNotFoundError(errno_codes.ENOENT, "no such directory", path)
-        return [os.path.basename(p) for p in self._files if os.path.dirname(p) == path]
+        # A snapshot of the names: a journal's thread may create a file (a roll) meanwhile,
+        # and iterating the dict itself then raised "dictionary changed size during iteration".
+        return [os.path.basename(p) for p in list(self._files) if os.path.dirname(p) == path]
 
     def open(self, path: str) -> _Handle:
         path = os.path.normpath(path)
