@@ -4,8 +4,8 @@ A checkpoint hands the entries added since the last one (300,000 at 10k adds/s e
 to a worker thread, which writes their locations to the index's sqlite file. Whatever that
 thread does while holding the GIL delays the event loop: this bench fills an index, commits
 it with `asyncio.to_thread` as the bookie does, and samples a 1 ms timer on the loop
-meanwhile. With `--peer`, another checkout's index.py (e.g. the commit before the run-based
-memtable) is measured in the same run, alternated round by round, and the ratio printed.
+meanwhile. `--peer` names another checkout's index.py (e.g. the commit before the run-based
+memtable), measured in the same run, alternated round by round, and the ratio printed.
 
     python bench/checkpoint_lag.py --entries 300000 --peer /path/to/other/src/taureau/storage/bookie/index.py
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import statistics
 import sys
@@ -25,19 +24,12 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from peers.checkout import load_module  # noqa: E402
+
 from taureau.storage.bookie import index as this_index  # noqa: E402
 from taureau.storage.bookie.kv import SqliteKV  # noqa: E402
 
 TICK_S = 0.001
-
-
-def load_peer(path: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("peer_index", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 async def one_round(module: ModuleType, entries: int, directory: str) -> tuple[float, float, float]:
@@ -68,11 +60,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--entries", type=int, default=300_000, help="adds since the last checkpoint")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--peer", help="another checkout's src/taureau/storage/bookie/index.py")
+    parser.add_argument("--peer", required=True, help="another checkout's src/taureau/storage/bookie/index.py")
     args = parser.parse_args()
-    contenders = [("this checkout", this_index)]
-    if args.peer:
-        contenders.append(("peer", load_peer(args.peer)))
+    contenders = [("this checkout", this_index), ("peer", load_module(args.peer, "peer_index"))]
     results: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in contenders}
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR", "/tmp")) as directory:
         for r in range(args.rounds):
@@ -85,10 +75,9 @@ async def main() -> None:
     for name, (took, p99, worst) in medians.items():
         print(f"{name} (median of {args.rounds}): commit {took * 1000:.0f} ms, loop lag p99 {p99 * 1000:.2f} ms, "
               f"max {worst * 1000:.2f} ms")
-    if args.peer:
-        mine, peer = medians["this checkout"], medians["peer"]
-        print(f"loop lag max: this checkout / peer = {mine[2] / peer[2]:.2f}x; "
-              f"p99 {mine[1] / peer[1]:.2f}x; commit time {mine[0] / peer[0]:.2f}x")
+    mine, peer = medians["this checkout"], medians["peer"]
+    print(f"loop lag max: this checkout / peer = {mine[2] / peer[2]:.2f}x; "
+          f"p99 {mine[1] / peer[1]:.2f}x; commit time {mine[0] / peer[0]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import shutil
 import sys
 import tempfile
@@ -23,17 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from peers.checkout import load_module  # noqa: E402
+
 from taureau.storage.bookie import records  # noqa: E402
 from taureau.storage.bookie.files import OSFiles  # noqa: E402
 from taureau.storage.bookie.journal import Journal, JournalPosition  # noqa: E402
 
 
 def load_peer(path: str) -> type:
-    spec = importlib.util.spec_from_file_location("peer_journal", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Journal
+    return load_module(path, "peer_journal").Journal
 
 
 class CountingFiles(OSFiles):

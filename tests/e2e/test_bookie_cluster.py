@@ -179,8 +179,8 @@ def test_a_broker_on_remote_bookies_survives_kill_9_of_one_with_nothing_acked_lo
                                logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
         reader = client.subscribe(topic, "after-restart", initial_position=pulsar.InitialPosition.Earliest)
         # The first message waits for the topic's load: the killed broker's metadata session
-        # must expire (2 s) and the open ledger be recovered from the bookies left, which took
-        # over 10 s once in a loaded CI run; the client's operation timeout bounds it instead.
+        # must expire (2 s) and the open ledger be recovered from the bookies left; a 10 s wait
+        # ran out once in a loaded CI run, so the client's operation timeout bounds it instead.
         again = [reader.receive(30_000 if i == 0 else 10_000).data() for i in range(len(sent))]
         assert again == sent
         client.close()

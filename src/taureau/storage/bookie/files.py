@@ -166,9 +166,8 @@ class OSFiles(FileIO):
     def start_writeback(self, handle: _OSHandle, offset: int, size: int) -> None:
         # On Linux, POSIX_FADV_DONTNEED starts the range's writeback (WB_SYNC_NONE: no wait)
         # and drops only clean pages, which freshly written ones are not: they stay cached.
-        if _FADVISE is not None and size > 0:
-            with contextlib.suppress(OSError):
-                _FADVISE(handle.fd, offset, size, os.POSIX_FADV_DONTNEED)
+        if size > 0:
+            _advise_dontneed(handle, offset, size)
 
     def drop_cache(self, handle: _OSHandle) -> None:
         # Pages the kernel frees here are the ones the next writes get, warm. Without it every
@@ -179,8 +178,7 @@ class OSFiles(FileIO):
         end = (handle.size - DROP_LAG_BYTES) // _PAGE * _PAGE
         start = handle.dropped
         if _FADVISE is not None and end > start:
-            with contextlib.suppress(OSError):
-                _FADVISE(handle.fd, start, end - start, os.POSIX_FADV_DONTNEED)
+            _advise_dontneed(handle, start, end - start)
             handle.dropped = end
 
     def truncate(self, handle: _OSHandle, size: int) -> None:
@@ -207,6 +205,13 @@ class OSFiles(FileIO):
     def open_kv(self, path: str) -> KV:
         touch_private(path)  # sqlite creates it 0644, and its -wal/-shm files copy that mode
         return SqliteKV(path)
+
+
+def _advise_dontneed(handle: _OSHandle, offset: int, size: int) -> None:
+    """posix_fadvise DONTNEED, where it exists; advice only, so a refusal is ignored."""
+    if _FADVISE is not None:
+        with contextlib.suppress(OSError):
+            _FADVISE(handle.fd, offset, size, os.POSIX_FADV_DONTNEED)
 
 
 def remove_files(files: FileIO, paths: list[str]) -> None:

@@ -75,7 +75,7 @@ class Journal:
         self._written = JournalPosition(0, 0)  # everything before it is durable
         self._queue: list[Bytes] = []  # records (their parts) waiting for the end of this turn of the loop
         self._next: asyncio.Future[None] | None = None  # completes when the queued records are durable
-        self._outstanding = 0  # batches handed to the threads and not handed back yet
+        self._outstanding = 0  # batches handed to the journal's thread and not handed back yet
         self._last: asyncio.Future[None] | None = None  # the future of the last batch handed over
         self._failed: StorageError | None = None  # fatal error: no more writes
         self._pipeline: Pipeline | None = None  # started by the first batch

@@ -51,7 +51,7 @@ class Batch:
         self.error: BaseException | None = None
 
 
-# write(records) -> (handle, position): append a batch, in the writer thread
+# write(records) -> (handle, position): append a batch, in the journal's thread
 Write = Callable[[list[Bytes]], tuple[Handle, tuple[int, int]]]
 
 
