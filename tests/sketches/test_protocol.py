@@ -39,21 +39,25 @@ class MemoryTable:
         return [self.data.get(k) for k in keys]
 
 
+def sealed(t: MemoryTable, end: int) -> list[bytes]:
+    return [p.data for p in protocol.seal(t, end)]
+
+
 def test_partials_of_one_window_are_sealed_in_slot_order():
     t = MemoryTable()
     for i in range(3):
         assert protocol.commit(t, 5000, W, b"p%d" % i) == 5000
-    assert protocol.seal(t, 5000) == [b"p0", b"p1", b"p2"]
-    assert protocol.seal(t, 5000) == [b"p0", b"p1", b"p2"]  # a second sealer agrees
+    assert sealed(t, 5000) == [b"p0", b"p1", b"p2"]
+    assert sealed(t, 5000) == [b"p0", b"p1", b"p2"]  # a second sealer agrees
 
 
 def test_a_commit_after_the_seal_moves_to_the_next_window():
     t = MemoryTable()
     protocol.commit(t, 5000, W, b"early")
-    assert protocol.seal(t, 5000) == [b"early"]
+    assert sealed(t, 5000) == [b"early"]
     assert protocol.commit(t, 5000, W, b"late") == 6000
-    assert protocol.seal(t, 5000) == [b"early"]
-    assert protocol.seal(t, 6000) == [b"late"]
+    assert sealed(t, 5000) == [b"early"]
+    assert sealed(t, 6000) == [b"late"]
 
 
 def test_a_seal_landing_between_a_commits_slot_scan_and_insert():
@@ -63,8 +67,8 @@ def test_a_seal_landing_between_a_commits_slot_scan_and_insert():
     protocol.commit(t, 5000, W, b"a")
     t.before_put = lambda: t.data.setdefault(protocol.slot_key(5000, 1), protocol.SEAL)
     assert protocol.commit(t, 5000, W, b"b") == 6000
-    assert protocol.seal(t, 5000) == [b"a"]
-    assert protocol.seal(t, 6000) == [b"b"]
+    assert sealed(t, 5000) == [b"a"]
+    assert sealed(t, 6000) == [b"b"]
     assert protocol.slot_key(5000, 2) not in t.data  # the moved partial left no slot behind
 
 
@@ -74,7 +78,7 @@ def test_a_commit_landing_while_the_sealer_scans():
     t = MemoryTable()
     protocol.commit(t, 5000, W, b"a")
     t.before_put = lambda: t.data.setdefault(protocol.slot_key(5000, 1), protocol.PARTIAL + b"b")
-    assert protocol.seal(t, 5000) == [b"a", b"b"]
+    assert sealed(t, 5000) == [b"a", b"b"]
 
 
 def test_collected_windows_send_late_partials_forward():
@@ -94,3 +98,12 @@ def test_a_full_window_is_an_error_not_a_loop():
         t.data[protocol.slot_key(1000, n)] = protocol.PARTIAL
     with pytest.raises(protocol.ProtocolError):
         protocol.commit(t, 1000, W, b"x")
+
+
+def test_a_slot_names_its_commit():
+    t = MemoryTable()
+    protocol.commit(t, 5000, W, b"legacy")
+    protocol.commit(t, 5000, W, b"named", b"7.abc")
+    assert protocol.seal(t, 5000) == [protocol.Partial(None, b"legacy"), protocol.Partial(b"7.abc", b"named")]
+    with pytest.raises(ValueError):
+        protocol.encode_slot(b"x", b"bad\nid")

@@ -8,6 +8,8 @@ import pytest
 
 from taureau.common import errors
 from taureau.state.blocks import entry_cost, slot_of
+from taureau.state.conn import Conn
+from taureau.state.kinds.hash_table import MULTI_INSERT
 
 
 def test_put_get_and_typed_errors(cluster):
@@ -184,3 +186,33 @@ def test_multi_put_charges_a_repeated_key_once(cluster):
     assert ht.get(b"k") == b"w"
     (blk,) = cluster.call(lambda: list(cluster.memory_servers[0].blocks.values()))
     assert blk.used == entry_cost(len(b"k"), len(b"w"))
+
+
+def test_multi_insert_inserts_the_absent_keys_and_answers_who_holds_the_rest(cluster):
+    ht = cluster.client().open_or_create_hash_table("/t/claims", num_blocks=4)
+    ht.multi_put({b"k%03d" % i: b"old" for i in range(0, 300, 3)})
+    pairs = [(b"k%03d" % i, b"new") for i in range(300)]
+    got = ht.multi_insert(pairs)
+    assert got == [b"old" if i % 3 == 0 else None for i in range(300)]
+    assert ht.multi_get([k for k, _ in pairs]) == [b"old" if i % 3 == 0 else b"new" for i in range(300)]
+    # Sent again (as after a broken connection), every pair comes back held, by its own value.
+    assert ht.multi_insert(pairs) == [b"old" if i % 3 == 0 else b"new" for i in range(300)]
+    # A key twice in one batch: the first pair inserts, the second finds it.
+    assert ht.multi_insert([(b"twice", b"a"), (b"twice", b"b")]) == [None, b"a"]
+    assert ht.get(b"twice") == b"a" and len(ht) == 301
+
+
+def test_multi_insert_bad_input_changes_nothing_and_the_table_keeps_serving(cluster):
+    c = cluster.client()
+    ht = c.open_or_create_hash_table("/t/claims-bad")
+    ht.put(b"a", b"1")
+    with pytest.raises(errors.ValueTooLargeError):
+        ht.multi_insert([(b"b", b"2"), (b"huge", b"x" * (65 << 10))])
+    assert not ht.exists(b"b") and not ht.exists(b"huge")
+    p = ht._parts[0]
+    conn = Conn(p.addr, 5)
+    with pytest.raises(errors.StateProtocolError, match="key/value pairs"):
+        conn.call(MULTI_INSERT, [p.alloc, b"odd"])
+    conn.close()
+    assert ht.multi_insert([(b"a", b"9"), (b"c", b"3")]) == [b"1", None]
+    assert ht.get(b"a") == b"1" and ht.get(b"c") == b"3" and len(ht) == 2

@@ -78,6 +78,17 @@ def test_every_kind_replicates_along_chains_of_distinct_servers(durable_cluster)
     assert f.read() == b"abc" * 60000
 
 
+def test_multi_insert_replicates_what_the_head_decided(durable_cluster):
+    cl = durable_cluster(servers=2)
+    c = cl.client()
+    ht = c.open_or_create_hash_table("/r/claims", replicas=2)
+    ht.multi_put({b"c%03d" % i: b"first" for i in range(0, 400, 2)})
+    got = ht.multi_insert({b"c%03d" % i: b"second" for i in range(400)})
+    assert got == [b"first" if i % 2 == 0 else None for i in range(400)]
+    replicas_match(cl, c, "/r/claims")
+    assert ht.multi_get([b"c000", b"c001"]) == [b"first", b"second"]  # read at the tail
+
+
 def test_losing_a_server_loses_nothing_and_chains_are_mended(durable_cluster):
     cl = durable_cluster(servers=3, num_blocks=48)
     c = cl.client()

@@ -20,6 +20,9 @@ whose slots were removed).
 - Finalize: merge slots 0..s-1 (in slot order), store the result in the function's durable
   state, publish it, then set `gc` and remove the slots.
 
+A slot names the commit that put it there (`claims.py`): the finalizer merges a slot only if
+that commit's fate is COMMITTED, which is what makes a redelivered record count once.
+
 Why this is exactly once per window: every partial lands in exactly one window's slots
 before that window's SEAL (or moves on until it does), a SEAL position never changes, and
 publication is deduplicated by the broker (a fixed producer name, the window end as the
@@ -29,12 +32,13 @@ sequence id), so a finalizer that crashes and is replaced publishes nothing twic
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from taureau.common.errors import DuplicateKeyError, KeyNotFoundError
 
 SEAL = b"SEAL"
-PARTIAL = b"P"  # prefix of a partial sketch's bytes in its slot
+PARTIAL = b"P"  # prefix of a partial sketch's bytes in its slot (no commit id)
+NAMED = b"N"  # prefix of a slot naming its commit: NAMED + commit id + b"\n" + the partial
 GC_KEY = b"gc"
 MAX_SLOTS = 4096  # commits to one window at most (instances x restarts); more is a bug
 MAX_FORWARD = 10_000  # windows a late partial may move forward at most
@@ -51,6 +55,26 @@ class Table(Protocol):
 
 class ProtocolError(RuntimeError):
     """A window holds more slots than any run of the protocol could fill."""
+
+
+class Partial(NamedTuple):
+    commit_id: bytes | None  # None: a slot whose partial always counts
+    data: bytes
+
+
+def encode_slot(partial: bytes, commit_id: bytes | None) -> bytes:
+    if commit_id is None:
+        return PARTIAL + partial
+    if b"\n" in commit_id:
+        raise ValueError("a commit id has no newline")
+    return NAMED + commit_id + b"\n" + partial
+
+
+def decode_slot(value: bytes) -> Partial:
+    if value.startswith(NAMED):
+        commit_id, _, data = value[len(NAMED):].partition(b"\n")
+        return Partial(commit_id, data)
+    return Partial(None, value[len(PARTIAL):])
 
 
 def slot_key(end: int, n: int) -> bytes:
@@ -73,11 +97,12 @@ def gc_mark(table: Table) -> int:
     return int(value) if value is not None else -1
 
 
-def commit(table: Table, end: int, length_ms: int, partial: bytes) -> int:
+def commit(table: Table, end: int, length_ms: int, partial: bytes, commit_id: bytes | None = None) -> int:
     """Put a partial sketch into window `end` (or a later one if `end` is closed); returns
     the end of the window it went into."""
+    value = encode_slot(partial, commit_id)
     for _ in range(MAX_FORWARD):
-        n = _take_slot(table, end, PARTIAL + partial)
+        n = _take_slot(table, end, value)
         before = table.multi_get([slot_key(end, i) for i in range(n)] + [GC_KEY])
         gc = int(before[-1]) if before[-1] is not None else -1
         if gc < end and SEAL not in before[:-1]:
@@ -90,10 +115,10 @@ def commit(table: Table, end: int, length_ms: int, partial: bytes) -> int:
     raise ProtocolError(f"a partial moved forward {MAX_FORWARD} windows without finding an open one")
 
 
-def seal(table: Table, end: int) -> list[bytes]:
+def seal(table: Table, end: int) -> list[Partial]:
     """Close window `end`; returns its partial sketches in slot order (the same list for
     every caller, however many seal it)."""
-    partials: list[bytes] = []
+    partials: list[Partial] = []
     n = 0
     while n < MAX_SLOTS:
         value = table.multi_get([slot_key(end, n)])[0]
@@ -105,7 +130,7 @@ def seal(table: Table, end: int) -> list[bytes]:
                 continue  # a commit (or another sealer) took it first: read it again
         if value == SEAL:
             return partials
-        partials.append(value[len(PARTIAL):])
+        partials.append(decode_slot(value))
         n += 1
     raise ProtocolError(f"window {end} has {MAX_SLOTS} slots taken")
 

@@ -2,27 +2,96 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
+from taureau.common import errors
+from taureau.state import codec
 from taureau.state.blocks import NUM_SLOTS, KeyedBlock, slot_of
-from taureau.state.handles import KeyValueHandle
+from taureau.state.handles import KeyValueHandle, as_pairs
 from taureau.state.kinds import Kind, register
 from taureau.state.layouts import Ranges
 
 # Semantics are Jiffy's: put inserts and raises DuplicateKeyError if the key is there, upsert
 # overwrites, update needs the key, remove/get raise KeyNotFoundError; multi_put upserts a
-# batch, multi_get answers None for a missing key (as MGET). Every op is the keyed block's.
+# batch, multi_get answers None for a missing key (as MGET). Every op is the keyed block's,
+# plus one of the hash table's own:
+#
+#   MULTI_INSERT  fields: alloc, (key, value)*
+#                 reply: a flag byte per pair (1: inserted, 0: the key was there), then per
+#                 pair the value the key already had (b"" where inserted)
+#
+# It is put over a batch without the exceptions: each pair is inserted only if its key is
+# absent, and the caller learns who holds the others. One round trip gives many claims their
+# first-writer-wins arbitration (the sketch functions' exactly-once claims use it). A request
+# is all or nothing on memory (checked before the first insert); a key given twice in one
+# request is inserted by its first pair and found by the second.
+
+MULTI_INSERT = codec.data_op(13, "MULTI_INSERT")
 
 
 class HashBlock(KeyedBlock):
     """One slot-range partition of a hash table."""
 
     kind = "hash_table"
+    writes = KeyedBlock.writes | {MULTI_INSERT}
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.ops[MULTI_INSERT] = self.multi_insert
+
+    def multi_insert(self, f: list[bytes]) -> list[bytes]:
+        if len(f) % 2 != 1:
+            raise errors.StateProtocolError("multi_insert takes key/value pairs")
+        pairs = list(zip(f[1::2], f[2::2], strict=True))
+        data = self.data
+        new: dict[bytes, bytes] = {}
+        for key, value in pairs:
+            self._route(key)
+            if key not in data and key not in new:
+                new[key] = value
+        grow = sum(self._entry(len(k), len(v)) for k, v in new.items())
+        if grow:
+            self._need_room(grow)
+        # What the reply carries back is what the block already holds: bounded by the block.
+        flags = bytearray(len(pairs))
+        found: list[bytes] = []
+        for i, (key, _value) in enumerate(pairs):
+            if key in new and key not in data:
+                data[key] = new[key]
+                flags[i] = 1
+                found.append(b"")
+            else:
+                found.append(data[key])
+        self._charge(grow)
+        self._after_write()
+        if "put" in self.watch:
+            for key in new:
+                self.host.notify(self, "put", key)
+        return [bytes(flags), *found]
 
 
 class HashTable(KeyValueHandle):
     """Keys and values are bytes. put inserts (DuplicateKeyError if present), upsert overwrites,
-    update needs the key (KeyNotFoundError), multi_put upserts a batch."""
+    update needs the key (KeyNotFoundError), multi_put upserts a batch, multi_insert inserts
+    the absent keys of a batch and answers who holds the rest."""
 
     kind = "hash_table"
+
+    def multi_insert(self, items: Mapping[bytes, bytes] | Iterable[tuple[bytes, bytes]]) -> list[bytes | None]:
+        """Insert each pair whose key is absent. Returns, in order, None where this call
+        inserted the pair, else the value the key held. Safe to send again after a broken
+        connection: a pair this call inserted comes back as its own value."""
+        pairs = as_pairs(items)
+        out: list[bytes | None] = [None] * len(pairs)
+
+        def done(ix: list[int], r: list[bytes]) -> None:
+            flags = r[0]
+            for n, i in enumerate(ix):
+                if not flags[n]:
+                    out[i] = r[n + 1]
+
+        self._multi_pairs(MULTI_INSERT, pairs, done)
+        return out
 
 
 KIND = register(
