@@ -8,6 +8,7 @@ import pytest
 
 from taureau.common import errors
 from taureau.state.blocks import entry_cost, slot_of
+from taureau.state.codec import Redirect
 from taureau.state.conn import Conn
 from taureau.state.kinds.hash_table import MULTI_INSERT
 
@@ -191,12 +192,12 @@ def test_multi_put_charges_a_repeated_key_once(cluster):
 def test_multi_insert_inserts_the_absent_keys_and_answers_who_holds_the_rest(cluster):
     ht = cluster.client().open_or_create_hash_table("/t/claims", num_blocks=4)
     ht.multi_put({b"k%03d" % i: b"old" for i in range(0, 300, 3)})
-    pairs = [(b"k%03d" % i, b"new") for i in range(300)]
+    pairs = [(b"k%03d" % i, b"new%d" % i) for i in range(300)]
     got = ht.multi_insert(pairs)
     assert got == [b"old" if i % 3 == 0 else None for i in range(300)]
-    assert ht.multi_get([k for k, _ in pairs]) == [b"old" if i % 3 == 0 else b"new" for i in range(300)]
+    assert ht.multi_get([k for k, _ in pairs]) == [b"old" if i % 3 == 0 else b"new%d" % i for i in range(300)]
     # Sent again (as after a broken connection), every pair comes back held, by its own value.
-    assert ht.multi_insert(pairs) == [b"old" if i % 3 == 0 else b"new" for i in range(300)]
+    assert ht.multi_insert(pairs) == [b"old" if i % 3 == 0 else b"new%d" % i for i in range(300)]
     # A key twice in one batch: the first pair inserts, the second finds it.
     assert ht.multi_insert([(b"twice", b"a"), (b"twice", b"b")]) == [None, b"a"]
     assert ht.get(b"twice") == b"a" and len(ht) == 301
@@ -213,6 +214,14 @@ def test_multi_insert_bad_input_changes_nothing_and_the_table_keeps_serving(clus
     conn = Conn(p.addr, 5)
     with pytest.raises(errors.StateProtocolError, match="key/value pairs"):
         conn.call(MULTI_INSERT, [p.alloc, b"odd"])
+    # More than the block has room for (64 KiB blocks): refused whole until it has split.
+    ht.multi_put({b"f%02d" % i: b"v" * 1000 for i in range(40)})
+    pairs = [(b"m%02d" % i, b"w" * 1000) for i in range(30)]
+    with pytest.raises(Redirect):
+        conn.call(MULTI_INSERT, [p.alloc, *(x for kv in pairs for x in kv)])
     conn.close()
+    assert ht.multi_get([k for k, _ in pairs]) == [None] * 30
+    assert ht.multi_insert(pairs) == [None] * 30  # the client follows the split
+    assert len(ht) == 71
     assert ht.multi_insert([(b"a", b"9"), (b"c", b"3")]) == [b"1", None]
-    assert ht.get(b"a") == b"1" and ht.get(b"c") == b"3" and len(ht) == 2
+    assert ht.get(b"a") == b"1" and ht.get(b"c") == b"3" and len(ht) == 72

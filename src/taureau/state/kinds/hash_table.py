@@ -17,14 +17,13 @@ from taureau.state.layouts import Ranges
 # plus one of the hash table's own:
 #
 #   MULTI_INSERT  fields: alloc, (key, value)*
-#                 reply: a flag byte per pair (1: inserted, 0: the key was there), then per
-#                 pair the value the key already had (b"" where inserted)
+#                 reply: a flag byte per pair (1: inserted, 0: the key was there), then the
+#                 value held by each key that was there, in order
 #
-# It is put over a batch without the exceptions: each pair is inserted only if its key is
-# absent, and the caller learns who holds the others. One round trip gives many claims their
-# first-writer-wins arbitration (the sketch functions' exactly-once claims use it). A request
-# is all or nothing on memory (checked before the first insert); a key given twice in one
-# request is inserted by its first pair and found by the second.
+# Insert-if-absent over a batch: first-writer-wins claims on many keys in one round trip, and
+# the caller learns who holds the others (the sketch functions' exactly-once claims). A
+# request is all or nothing on memory (checked before the first insert); a key given twice in
+# one request is inserted by its first pair and found by the second.
 
 MULTI_INSERT = codec.data_op(13, "MULTI_INSERT")
 
@@ -42,32 +41,33 @@ class HashBlock(KeyedBlock):
     def multi_insert(self, f: list[bytes]) -> list[bytes]:
         if len(f) % 2 != 1:
             raise errors.StateProtocolError("multi_insert takes key/value pairs")
-        pairs = list(zip(f[1::2], f[2::2], strict=True))
+        keys, values = f[1::2], f[2::2]
         data = self.data
         new: dict[bytes, bytes] = {}
-        for key, value in pairs:
+        for key, value in zip(keys, values, strict=True):
             self._route(key)
             if key not in data and key not in new:
                 new[key] = value
         grow = sum(self._entry(len(k), len(v)) for k, v in new.items())
         if grow:
             self._need_room(grow)
-        # What the reply carries back is what the block already holds: bounded by the block.
-        flags = bytearray(len(pairs))
-        found: list[bytes] = []
-        for i, (key, _value) in enumerate(pairs):
-            if key in new and key not in data:
-                data[key] = new[key]
+        # The values the reply carries back are what the block already holds: bounded by it.
+        flags = bytearray(len(keys))
+        held: list[bytes] = []
+        for i, key in enumerate(keys):
+            value = new.pop(key, None)
+            if value is not None:
+                data[key] = value
                 flags[i] = 1
-                found.append(b"")
             else:
-                found.append(data[key])
+                held.append(data[key])
         self._charge(grow)
         self._after_write()
         if "put" in self.watch:
-            for key in new:
-                self.host.notify(self, "put", key)
-        return [bytes(flags), *found]
+            for key, inserted in zip(keys, flags, strict=True):
+                if inserted:
+                    self.host.notify(self, "put", key)
+        return [bytes(flags), *held]
 
 
 class HashTable(KeyValueHandle):
@@ -80,15 +80,15 @@ class HashTable(KeyValueHandle):
     def multi_insert(self, items: Mapping[bytes, bytes] | Iterable[tuple[bytes, bytes]]) -> list[bytes | None]:
         """Insert each pair whose key is absent. Returns, in order, None where this call
         inserted the pair, else the value the key held. Safe to send again after a broken
-        connection: a pair this call inserted comes back as its own value."""
+        connection: a pair this call inserted comes back holding its own value."""
         pairs = as_pairs(items)
         out: list[bytes | None] = [None] * len(pairs)
 
         def done(ix: list[int], r: list[bytes]) -> None:
-            flags = r[0]
+            held = iter(r[1:])
             for n, i in enumerate(ix):
-                if not flags[n]:
-                    out[i] = r[n + 1]
+                if not r[0][n]:
+                    out[i] = next(held)
 
         self._multi_pairs(MULTI_INSERT, pairs, done)
         return out
