@@ -55,9 +55,8 @@ class HashBlock(KeyedBlock):
         flags = bytearray(len(keys))
         held: list[bytes] = []
         for i, key in enumerate(keys):
-            value = new.pop(key, None)
-            if value is not None:
-                data[key] = value
+            if key in new:  # its first pair: a repeat of the key finds it held
+                data[key] = new.pop(key)
                 flags[i] = 1
             else:
                 held.append(data[key])
