@@ -73,7 +73,11 @@ class BrokerConfig:
     delete_inactive_topics_enabled: bool = False
     delete_inactive_topics_max_inactive_duration_s: int = 60
     delete_inactive_topics_mode: str = "delete_when_no_subscriptions"
-    managed_ledger: ManagedLedgerConfig = field(default_factory=ManagedLedgerConfig)
+    # Topics' ledgers, with Pulsar's broker default of 10 minutes before a full ledger rolls
+    # over (managedLedgerMinLedgerRolloverTimeMinutes; see ManagedLedgerConfig).
+    managed_ledger: ManagedLedgerConfig = field(
+        default_factory=lambda: ManagedLedgerConfig(min_ledger_rollover_s=600.0)
+    )
     # Pulsar's advertisedListeners: listener name -> the URL a lookup naming it answers with.
     # A client that names no listener gets service_url; one naming an unknown listener, an error.
     advertised_listeners: dict[str, str] = field(default_factory=dict)

@@ -1,10 +1,19 @@
-"""A checkpoint's cut is taken on the loop in one step; the entries' keys are encoded by
-commit() in the checkpoint's thread (packing them in cut() stalled the loop ~80 ms at 300,000)."""
+"""A checkpoint's cut is taken on the loop in one step; the entries' pages are built by
+commit() in the checkpoint's thread (packing them in cut() stalled the loop ~80 ms at 300,000),
+one KV row per page of PAGE_ENTRIES entries, merged into the pages earlier checkpoints wrote."""
 
 from __future__ import annotations
 
-from taureau.storage.bookie.index import Index
-from taureau.storage.bookie.kv import SqliteKV
+import struct
+
+from taureau.storage.bookie.index import PAGE_ENTRIES, Index
+from taureau.storage.bookie.kv import MemoryKV, SqliteKV
+
+
+def checkpoint(index: Index) -> None:
+    cut = index.cut({}, {}, [], b"mark")
+    index.commit(cut)
+    index.committed()
 
 
 def test_entries_frozen_by_cut_are_written_by_commit_and_found_after(tmp_path) -> None:
@@ -63,3 +72,52 @@ def test_a_failed_cut_goes_back_before_the_adds_made_since(tmp_path) -> None:
     index.committed()
     assert [Index(kv).get(7, e) for e in (0, 3, 9, 10, 11)] == [100, 9003, 109, 110, None]
     kv.close()
+
+
+def test_a_checkpoint_writes_a_row_per_page_and_later_ones_extend_the_pages(tmp_path) -> None:
+    kv = SqliteKV(str(tmp_path / "index.db"))
+    index = Index(kv)
+    first = PAGE_ENTRIES * 3 + 100  # ends inside a page the next checkpoint goes on filling
+    for e in range(first):
+        index.put(7, e, 5000 + e)
+    index.info(7).last_entry_id = first - 1
+    checkpoint(index)
+    assert len(kv.scan(b"P")) == 4 and kv.scan(b"E") == []
+    for e in range(first, 2 * first):
+        index.put(7, e, 5000 + e)
+    index.put(7, 10, 99)  # a recovery's rewrite, in a page written by the first checkpoint
+    index.info(7).last_entry_id = 2 * first - 1
+    checkpoint(index)
+    reopened = Index(kv)
+    expected = {e: 5000 + e for e in range(2 * first)} | {10: 99}
+    assert {e: reopened.get(7, e) for e in range(2 * first + 5)} == {
+        e: expected.get(e) for e in range(2 * first + 5)
+    }
+    assert len(kv.scan(b"P")) == 7
+    kv.close()
+
+
+def test_entries_an_older_bookie_stored_one_per_row_are_still_found() -> None:
+    kv = MemoryKV()
+    kv.commit([(struct.pack(">cQQ", b"E", 7, e), struct.pack(">Q", 700 + e)) for e in range(5)])
+    index = Index(kv)
+    for e in range(5, 8):
+        index.put(7, e, 700 + e)
+    index.info(7).last_entry_id = 7
+    checkpoint(index)
+    assert [Index(kv).get(7, e) for e in range(9)] == [700 + e for e in range(8)] + [None]
+
+
+def test_a_deleted_ledger_loses_its_pages_and_its_old_rows() -> None:
+    kv = MemoryKV()
+    kv.commit([(struct.pack(">cQQ", b"E", 8, 0), struct.pack(">Q", 800))])
+    index = Index(kv)
+    for ledger in (7, 8):
+        for e in range(1, 2000):
+            index.put(ledger, e, 1000 + e)
+        index.info(ledger).last_entry_id = 1999
+    checkpoint(index)
+    index.delete_ledger(8)
+    checkpoint(index)
+    assert {k[1:9] for k, _ in kv.scan(b"P")} == {struct.pack(">Q", 7)} and kv.scan(b"E") == []
+    assert Index(kv).get(7, 1999) == 2999 and Index(kv).get(8, 1) is None

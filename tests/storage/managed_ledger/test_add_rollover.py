@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from taureau.common.errors import DiskFullError
+from taureau.common.errors import DiskFullError, StorageArgumentError
 from taureau.storage.managed_ledger import InitialPosition
 from taureau.storage.position import Position
 from taureau.testing.memory_ledger import MemoryLedgerClient
@@ -75,6 +75,23 @@ async def test_rollover_on_age(make_factory):
     second = await ml.add_entry(b"b")
     assert second.ledger_id > first.ledger_id
     assert await _read_all(ml) == [b"a", b"b"]
+
+
+async def test_a_full_ledger_rolls_over_only_once_it_is_old_enough(make_factory):
+    ml = await make_factory(max_entries_per_ledger=5, min_ledger_rollover_s=0.3, **KEEP).open(NAME)
+    early = [await ml.add_entry(b"e%d" % i) for i in range(12)]
+    early += await ml.add_entries([b"b%d" % i for i in range(8)])  # a batch past the limit too
+    assert len({p.ledger_id for p in early}) == 1  # 20 entries, limit 5: still one ledger
+    await asyncio.sleep(0.35)
+    late = await ml.add_entry(b"late")
+    after = await ml.add_entry(b"after")
+    assert after.ledger_id > early[0].ledger_id and late.ledger_id in (early[0].ledger_id, after.ledger_id)
+    assert len(await _read_all(ml)) == 22
+
+
+async def test_a_minimum_rollover_time_above_the_maximum_age_is_refused(make_factory):
+    with pytest.raises(StorageArgumentError, match="min_ledger_rollover_s"):
+        make_factory(min_ledger_rollover_s=10, max_ledger_age_s=5)
 
 
 async def test_last_confirmed_and_first_position(make_factory):

@@ -6,6 +6,7 @@ import abc
 import contextlib
 import errno
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -214,10 +215,31 @@ def _advise_dontneed(handle: _OSHandle, offset: int, size: int) -> None:
             _FADVISE(handle.fd, offset, size, os.POSIX_FADV_DONTNEED)
 
 
+# Unlinking a file frees all its blocks in one filesystem transaction: a 64 MiB journal file
+# took 34 ms on ext4, and the journal's fsyncs on the same disk waited for it (18 and 11 ms
+# in a row, a receipt 47 ms late). Cut down a few MiB at a time first, with a pause between
+# cuts, each is a small transaction the fsyncs pass between (as RocksDB's delete scheduler).
+SHRINK_STEP = 4 << 20
+SHRINK_PAUSE_S = 0.002
+
+
 def remove_files(files: FileIO, paths: list[str]) -> None:
-    """Unlink `paths`, any already gone included (worker thread: freeing a large file's
-    blocks can hold the caller for tens of milliseconds)."""
+    """Cut down and unlink `paths`, any already gone included (worker thread: this takes a
+    pause per SHRINK_STEP bytes). A crash midway leaves a shorter file that the next start
+    removes as it would have the whole one (it is before the checkpoint that retired it)."""
     for path in paths:
+        try:
+            handle = files.open(path)
+        except FileNotFoundError:
+            continue
+        try:
+            size = files.size(handle)
+            while size > SHRINK_STEP:
+                size -= SHRINK_STEP
+                files.truncate(handle, size)
+                time.sleep(SHRINK_PAUSE_S)
+        finally:
+            files.close(handle)
         try:
             files.remove(path)
         except FileNotFoundError:

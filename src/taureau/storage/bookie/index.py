@@ -8,32 +8,79 @@ rebuilt from the journal on start.
 
 The memtable keeps each ledger's locations as runs of consecutive entries in arrays of u64
 (`EntryRuns`), not a dict per entry: an add in order appends one machine word, and the
-checkpoint's thread encodes a run's keys and values with C iterators (map/zip), so no Python
-bytecode runs per entry. Encoding 300,000 entries in a Python loop held the GIL long enough
-to delay the event loop by up to 15 ms at every checkpoint (bench/checkpoint_lag.py).
+checkpoint copies runs into pages with slice assignments, so no Python bytecode runs per
+entry. Encoding 300,000 entries in a Python loop held the GIL long enough to delay the event
+loop by up to 15 ms at every checkpoint (bench/checkpoint_lag.py).
+
+On disk, locations are kept in pages of PAGE_ENTRIES consecutive entries of a ledger, one KV
+row each (as BookKeeper's ledger index pages), not one row per entry: a checkpoint of 300,000
+adds writes about 300 rows of 8 KiB instead of 300,000 small ones. That took sqlite 110-250
+ms and ~15 MB of WAL and database writes, and the journal's fsyncs on the same disk waited
+behind them (receipts 20-38 ms late at every such checkpoint). A page a checkpoint extends
+(its first entries came in an earlier one) is read back and merged in the checkpoint's
+thread. Rows of one entry each (`E` keys) are still read: bookies before pages wrote them.
 """
 
 from __future__ import annotations
 
 import struct
+import sys
+import time
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import chain
 
 from taureau.storage.bookie.kv import KV
 
-# KV keys and values (all integers big-endian, so keys sort by ledger then entry):
-#   b"E" ledger_id(u64) entry_id(u64)  -> location(u64)
+# KV keys and values (integers in keys big-endian, so keys sort by ledger then entry):
+#   b"P" ledger_id(u64) page(u64)      -> location(u64 little-endian)* -- entries page*PAGE_ENTRIES
+#                                         onwards, in order; 0: not stored here (no record is at
+#                                         offset 0 of an entry log: its header is)
+#   b"E" ledger_id(u64) entry_id(u64)  -> location(u64) -- one entry (read only; older bookies)
 #   b"L" ledger_id(u64)                -> fenced(u8) deleted(u8) last_entry_id(i64)
 #   b"G" log_id(u64)                   -> size(u64) ledger_id(u64)*   -- an entry log: durable size, ledgers in it
 #   b"J"                               -> journal seq(u64) offset(u64) -- replay starts here
 _ENTRY = struct.Struct(">cQQ")
+_PAGE = _ENTRY  # b"P", ledger, page number
 _LEDGER = struct.Struct(">cQ")
 _LEDGER_VALUE = struct.Struct(">BBq")
 _U64 = struct.Struct(">Q")
 JOURNAL_KEY = b"J"
+PAGE_ENTRIES = 1024
+# Pages built between two releases of the GIL by the checkpoint's thread: 300 pages in one go
+# held it ~3 ms, and the event loop waited up to the interpreter's 5 ms switch interval.
+PAUSE_PAGES = 32
+_LITTLE = sys.byteorder == "little"
+
+
+def _page_bytes(page: array[int]) -> bytes:
+    if _LITTLE:
+        return page.tobytes()
+    swapped = array("Q", page)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def _page_array(value: bytes) -> array[int]:
+    page = array("Q")
+    page.frombytes(value)
+    if not _LITTLE:
+        page.byteswap()
+    return page
+
+
+def _yield_gil() -> None:
+    time.sleep(0)  # releases the GIL: a thread waiting for it (the event loop) takes it now
+
+
+def _location_in_page(value: bytes, slot: int) -> int | None:
+    """The location in slot `slot` of a page row, None if the page holds none there."""
+    if 8 * slot + 8 > len(value):
+        return None
+    location = int.from_bytes(value[8 * slot : 8 * slot + 8], "little")
+    return location or None
 
 
 class LedgerInfo:
@@ -91,18 +138,34 @@ class EntryRuns:
             self.runs.append(run)
         self.ordered = self.ordered and later.ordered
 
-    def items(self, ledger_id: int) -> Iterator[tuple[bytes, bytes]]:
-        """KV puts, oldest run first so that a rewritten entry's newest location lands last.
-        map/zip do the work in C: zip hands executemany the same tuple back each row."""
-        pack_key, pack_location = _ENTRY.pack, _U64.pack
-        return chain.from_iterable(
-            zip(
-                map(pack_key, repeat(b"E"), repeat(ledger_id), range(first, first + len(run))),
-                map(pack_location, run),
-                strict=True,
-            )
-            for first, run in zip(self.firsts, self.runs, strict=True)
-        )
+    def copy_into(self, pages: dict[int, array[int]], load: Callable[[int], array[int]],
+                  pause: Callable[[], None]) -> None:
+        """Write these locations into page arrays (page number -> locations, `load` gives a
+        page not in `pages` yet), oldest run first so that a rewritten entry's newest
+        location lands last. One slice assignment per run and page: no bytecode per entry.
+        `pause` runs every PAUSE_PAGES pages (the caller lets the event loop have the GIL)."""
+        copied = 0
+        for first, run in zip(self.firsts, self.runs, strict=True):
+            done = 0
+            while done < len(run):
+                number, slot = divmod(first + done, PAGE_ENTRIES)
+                count = min(PAGE_ENTRIES - slot, len(run) - done)
+                page = pages.get(number)
+                if page is None:
+                    page = pages[number] = load(number)
+                if len(page) < slot + count:
+                    page.frombytes(bytes(8 * (slot + count - len(page))))
+                page[slot : slot + count] = run[done : done + count]
+                done += count
+                copied += 1
+                if copied % PAUSE_PAGES == 0:
+                    pause()
+
+    def page_numbers(self) -> set[int]:
+        out: set[int] = set()
+        for first, run in zip(self.firsts, self.runs, strict=True):
+            out.update(range(first // PAGE_ENTRIES, (first + len(run) - 1) // PAGE_ENTRIES + 1))
+        return out
 
 
 @dataclass(slots=True)
@@ -112,7 +175,7 @@ class Cut:
     puts: list[tuple[bytes, bytes]] = field(default_factory=list)
     delete_prefixes: list[bytes] = field(default_factory=list)
     deletes: list[bytes] = field(default_factory=list)
-    # The frozen memtable, (ledger, runs), encoded by commit() in its thread: one key and
+    # The frozen memtable, (ledger, runs), paged by commit() in its thread: one key and
     # value per entry since the last checkpoint (300,000 at 10k adds/s every 30 s) took
     # ~80 ms of the event loop when packed in cut().
     entries: list[tuple[int, EntryRuns]] = field(default_factory=list)
@@ -161,6 +224,12 @@ class Index:
                 location = runs.get(entry_id)
                 if location is not None:
                     return location
+        number, slot = divmod(entry_id, PAGE_ENTRIES)
+        page = self._kv.get(_PAGE.pack(b"P", ledger_id, number))
+        if page is not None:
+            location = _location_in_page(page, slot)
+            if location is not None:
+                return location
         raw = self._kv.get(_ENTRY.pack(b"E", ledger_id, entry_id))
         return None if raw is None else _U64.unpack(raw)[0]
 
@@ -194,6 +263,7 @@ class Index:
                 )
             )
             if info.deleted:
+                cut.delete_prefixes.append(_LEDGER.pack(b"P", ledger_id))
                 cut.delete_prefixes.append(_LEDGER.pack(b"E", ledger_id))
         for log_id, size in log_sizes.items():
             value = _U64.pack(size) + b"".join(_U64.pack(x) for x in sorted(log_ledgers.get(log_id, ())))
@@ -203,11 +273,27 @@ class Index:
         return cut
 
     def commit(self, cut: Cut) -> None:
-        """Write a cut (worker thread): the entries' locations first, then the rest, as before."""
-        entries: Iterable[tuple[bytes, bytes]] = chain.from_iterable(
-            runs.items(ledger_id) for ledger_id, runs in cut.entries
-        )
-        self._kv.commit(chain(entries, cut.puts), cut.deletes, cut.delete_prefixes)
+        """Write a cut (worker thread): the entries' pages, merged into the pages they extend,
+        and the rest, in one transaction."""
+        self._kv.commit(chain(self._pages(cut), cut.puts), cut.deletes, cut.delete_prefixes)
+
+    def _pages(self, cut: Cut) -> list[tuple[bytes, bytes]]:
+        keys = [_PAGE.pack(b"P", ledger_id, n) for ledger_id, runs in cut.entries for n in runs.page_numbers()]
+        stored = dict(zip(keys, self._kv.get_for_commit(keys), strict=True))
+        out: list[tuple[bytes, bytes]] = []
+        for ledger_id, runs in cut.entries:
+            pages: dict[int, array[int]] = {}
+
+            def load(number: int, ledger_id: int = ledger_id) -> array[int]:
+                value = stored[_PAGE.pack(b"P", ledger_id, number)]
+                return array("Q") if value is None else _page_array(value)
+
+            runs.copy_into(pages, load, _yield_gil)
+            for n, page in pages.items():
+                out.append((_PAGE.pack(b"P", ledger_id, n), _page_bytes(page)))
+                if len(out) % PAUSE_PAGES == 0:
+                    _yield_gil()
+        return out
 
     def committed(self) -> None:
         self._frozen = {}

@@ -28,6 +28,11 @@ class KV(abc.ABC):
         """Every (key, value) whose key starts with prefix, in key order."""
 
     @abc.abstractmethod
+    def get_for_commit(self, keys: list[bytes]) -> list[bytes | None]:
+        """Values of `keys` (None where missing), read by the thread that commits, to merge
+        into what it commits next."""
+
+    @abc.abstractmethod
     def commit(
         self,
         puts: Iterable[tuple[bytes, bytes]],
@@ -61,6 +66,14 @@ class SqliteKV(KV):
             "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k", (prefix, prefix_end(prefix))
         )
         return [(bytes(k), bytes(v)) for k, v in rows]
+
+    def get_for_commit(self, keys: list[bytes]) -> list[bytes | None]:
+        found: dict[bytes, bytes] = {}
+        for i in range(0, len(keys), 500):  # sqlite's bound parameters per statement are limited
+            part = keys[i : i + 500]
+            marks = ",".join("?" * len(part))
+            found.update(self._writer.execute(f"SELECT k, v FROM kv WHERE k IN ({marks})", part))
+        return [None if (v := found.get(k)) is None else bytes(v) for k in keys]
 
     def commit(
         self,
@@ -98,6 +111,9 @@ class MemoryKV(KV):
 
     def scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
         return sorted((k, v) for k, v in self._data.items() if k.startswith(prefix))
+
+    def get_for_commit(self, keys: list[bytes]) -> list[bytes | None]:
+        return [self._data.get(k) for k in keys]
 
     def commit(
         self,

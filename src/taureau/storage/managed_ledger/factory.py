@@ -26,6 +26,8 @@ def check_config(config: ManagedLedgerConfig) -> ManagedLedgerConfig:
         problems.append("max_size_per_ledger < 1")
     if config.max_ledger_age_s <= 0:
         problems.append("max_ledger_age_s <= 0")
+    if not 0 <= config.min_ledger_rollover_s <= config.max_ledger_age_s:
+        problems.append("need 0 <= min_ledger_rollover_s <= max_ledger_age_s")
     if config.cache_size_bytes < 0:
         problems.append("cache_size_bytes < 0")
     if not 1 <= config.ack_quorum <= config.write_quorum <= config.ensemble_size:
