@@ -127,8 +127,12 @@ def test_records_redelivered_after_their_window_was_counted_count_once(standalon
     time.sleep(3.5)  # a window, its grace and a finalize: a second count would be merged by now
     answer = c.query("recount", windows=30, key="u1")
     assert answer["n"] == 600
-    stats = httpx.get(f"{standalone.admin_url}/admin/v3/functions/public/default/recount/stats").json()
-    assert stats["instances"][0]["metrics"]["userMetrics"]["redelivered_counted_before"] > 0
+
+    def recognised() -> float:  # instances report their metrics every few seconds
+        stats = httpx.get(f"{standalone.admin_url}/admin/v3/functions/public/default/recount/stats").json()
+        return stats["instances"][0]["metrics"]["userMetrics"].get("redelivered_counted_before", 0)
+
+    assert wait_for(recognised, timeout=15, what="the redelivered records reported as counted before") > 0
     assert answer["estimate"] >= 60 and answer["lower"] <= 60 <= answer["upper"]
 
 

@@ -133,7 +133,7 @@ class SketchFunction(pulsar.Function):
 
     # -- a window of this instance ------------------------------------------------------------
 
-    def _claims(self, spec: SketchSpec, context: Any) -> claims.Claims:
+    def _claims(self, context: Any) -> claims.Claims:
         def table(bucket: int) -> Any:
             if bucket not in self._claim_tables:
                 if len(self._claim_tables) > 2 * claims.KEEP_BUCKETS:  # the oldest are removed
@@ -157,7 +157,7 @@ class SketchFunction(pulsar.Function):
         # Records without a message (a direct call, not the runtime) have no identity to claim.
         named = [(i, claims.record_id(r.message_id)) for i, r in enumerate(records)
                  if getattr(r, "message", None) is not None]
-        book = self._claims(spec, context)
+        book = self._claims(context)
         for _ in range(MAX_COMMIT_ATTEMPTS):
             commit_id = claims.new_commit_id(self._bucket(spec, int(time.time() * 1000)))
             claimed = book.claim(commit_id, [rid for _, rid in named])
@@ -219,7 +219,7 @@ class SketchFunction(pulsar.Function):
         key = state_key(end)
         stored = context.get_state(key)
         slots = protocol.seal(table, end)
-        fates = self._claims(spec, context).settle([p.commit_id for p in slots if p.commit_id is not None])
+        fates = self._claims(context).settle([p.commit_id for p in slots if p.commit_id is not None])
         partials = [p.data for p in slots if p.commit_id is None or fates[p.commit_id] == claims.COMMITTED]
         if stored is None:
             cls = registry.kind(spec.kind)
