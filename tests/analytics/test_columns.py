@@ -10,6 +10,7 @@ import pytest
 
 from taureau.analytics import Executor, TaskError, wire
 from taureau.analytics.backends.local import LocalBackend
+from taureau.analytics.scheduler import SHORT_BATCH_S
 from tests.analytics import helpers
 
 
@@ -106,8 +107,15 @@ def test_short_batches_queue_deeper_on_a_local_worker(ex):
 
 
 def test_a_map_of_tiny_calls_marks_its_batches_short(ex):
+    # The estimate is learned from the calls' own times: tiny calls come out far below calls
+    # that sleep 20 ms, whatever the machine's load (a fixed 1 ms bound failed in CI at 1.7 ms).
     ex.get_result(ex.map(identity, range(2000)))
-    assert ex.scheduler._call_s is not None and ex.scheduler._call_s < 0.001
+    tiny = ex.scheduler._call_s
+    ex.get_result(ex.map(time.sleep, [0.02] * 40))
+    slow = ex.scheduler._call_s
+    assert tiny is not None and slow is not None
+    assert tiny < SHORT_BATCH_S < slow  # a batch of one tiny call is short; a sleeping one is not
+    assert tiny * 4 < slow
 
 
 def test_calls_applied_as_a_group_keep_their_own_stats_and_timeline(ex, tmp_path):
