@@ -175,9 +175,9 @@ class Cut:
     puts: list[tuple[bytes, bytes]] = field(default_factory=list)
     delete_prefixes: list[bytes] = field(default_factory=list)
     deletes: list[bytes] = field(default_factory=list)
-    # The frozen memtable, (ledger, runs), paged by commit() in its thread: one key and
-    # value per entry since the last checkpoint (300,000 at 10k adds/s every 30 s) took
-    # ~80 ms of the event loop when packed in cut().
+    # The frozen memtable, (ledger, runs), paged by commit() in its thread: packing the
+    # entries since the last checkpoint (300,000 at 10k adds/s every 30 s) in cut() took
+    # ~80 ms of the event loop.
     entries: list[tuple[int, EntryRuns]] = field(default_factory=list)
 
 

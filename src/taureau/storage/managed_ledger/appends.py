@@ -115,18 +115,22 @@ class Appender:
 
     def _room_for(self, count: int, size: int) -> bool:
         cfg = self._host.config
-        age = time.monotonic() - self._ledger_started
         return (
             self._host.state is MLState.OPEN
             and not self._broken
-            and (self._issued == 0 or age < cfg.max_ledger_age_s)
-            and (
-                age < cfg.min_ledger_rollover_s
-                or (
-                    self._issued + count <= cfg.max_entries_per_ledger
-                    and self._issued_bytes + size <= cfg.max_size_per_ledger
-                )
-            )
+            and (self._issued == 0 or time.monotonic() - self._ledger_started < cfg.max_ledger_age_s)
+            and not self._past_limits(count, size)
+        )
+
+    def _past_limits(self, count: int, size: int) -> bool:
+        """`count` more entries of `size` bytes would pass the ledger's entry or size limit,
+        and it is old enough to roll over (min_ledger_rollover_s)."""
+        cfg = self._host.config
+        if time.monotonic() - self._ledger_started < cfg.min_ledger_rollover_s:
+            return False
+        return (
+            self._issued + count > cfg.max_entries_per_ledger
+            or self._issued_bytes + size > cfg.max_size_per_ledger
         )
 
     # -- adds -------------------------------------------------------------------------------
@@ -201,11 +205,8 @@ class Appender:
             self._drained = None
 
     def _full(self) -> bool:
-        """At its entry or size limit, and old enough to roll over (min_ledger_rollover_s)."""
-        cfg = self._host.config
-        if time.monotonic() - self._ledger_started < cfg.min_ledger_rollover_s:
-            return False
-        return self._issued >= cfg.max_entries_per_ledger or self._issued_bytes >= cfg.max_size_per_ledger
+        """No room for one more entry (at its entry or size limit, and old enough)."""
+        return self._past_limits(1, 1)
 
     # -- rollover ---------------------------------------------------------------------------
 
