@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "would be gigabytes a second) and the table shows MB/s",
     )
     ap.add_argument("--no-fsync", action="store_true", help="also run Taureau with --no-journal-fsync")
-    ap.add_argument("--profile", action="store_true", help="py-spy the broker during the e2e cells")
+    ap.add_argument("--profile", action="store_true", help="py-spy the broker during the e2e and e2e-latency cells")
     ap.add_argument("--plot", action="store_true", help="write docs/messaging-benchmark.png")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--from-json", type=Path, help="print the table (and --plot) of a saved run; run nothing")
@@ -168,7 +168,7 @@ def run_peer(name: str, args, progress: Progress, profiles: list, fsync: bool = 
         console.print(f"[bold]{server.name}[/] " + ", ".join(f"{k}: {v}" for k, v in server.settings.items()))
         for n, (workload, batched, procs) in enumerate(plan(args)):
             profiler = None
-            if args.profile and module is taureau and fsync and workload == "e2e":
+            if args.profile and module is taureau and fsync and workload in ("e2e", "e2e-latency"):
                 profiler = Profiler(server.pid, args.duration)
                 profiler.start()
             try:
@@ -176,7 +176,7 @@ def run_peer(name: str, args, progress: Progress, profiles: list, fsync: bool = 
             except RuntimeError as exc:  # one failed cell leaves a gap in the table, not a lost run
                 console.print(f"[red]{server.name} {workload} {batched=} x{procs} failed:[/] {exc}")
             if profiler:
-                profile = profiler.finish(f"{'batched' if batched else 'unbatched'} e2e x{procs}")
+                profile = profiler.finish(f"{'batched' if batched else 'unbatched'} {workload} x{procs}")
                 profiles.append(profile)
         if server.admin_url is not None:
             # The broker's histograms cover its whole life: every cell of this run against it.

@@ -92,8 +92,13 @@ class CrashFiles(FileIO):
         """What a crash now would leave of the file (its bytes as of the last fsync)."""
         return bytes(self._files[os.path.normpath(path)].durable)
 
-    def unsynced_bytes(self) -> int:
-        return sum(max(0, len(f.current) - len(f.durable)) for f in list(self._files.values()))
+    def paths(self) -> list[str]:
+        return list(self._files)
+
+    def unsynced_bytes(self, paths: Iterable[str] | None = None) -> int:
+        """Bytes written and not fsynced, in every file or in `paths`."""
+        files = list(self._files.values()) if paths is None else [self._files[p] for p in paths]
+        return sum(max(0, len(f.current) - len(f.durable)) for f in files)
 
     def corrupt(self, path: str, offset: int, data: bytes) -> None:
         """Overwrite bytes of a file durably (a bad sector), for checksum tests."""

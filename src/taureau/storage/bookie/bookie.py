@@ -117,6 +117,10 @@ class Bookie:
         self._checkpoint_entries = checkpoint_entries
         self._adds_since_checkpoint = 0
         self._checkpoint_running: asyncio.Task[None] | None = None  # the checkpoint in progress
+        # Adds held while the entry log's writer thread is backlogged, in arrival order: a
+        # fair lock, and a count of those inside or waiting, so none overtakes another.
+        self._room_gate = asyncio.Lock()
+        self._room_waiters = 0
         self._timer: asyncio.Task[None] | None = None
 
     @property
@@ -213,6 +217,8 @@ class Bookie:
 
         An entry given as parts (a tuple: the ledger client's header and the data) is stored
         as their concatenation, written as it is: no copy of the data on the way to disk."""
+        if self._room_waiters or self._entry_log.backlogged:
+            await self._entry_log_room()
         if self._state is not BookieState.RUNNING:
             raise self._not_writable()
         _check_ids(ledger_id, first_entry_id)
@@ -302,6 +308,18 @@ class Bookie:
             raise NoSuchLedgerError(f"ledger {ledger_id} was deleted")
         return -1 if info is None else info.last_entry_id
 
+    async def _entry_log_room(self) -> None:
+        """Wait, behind every add already waiting, until the entry log's writer thread has
+        caught up (entry_log_writer.py); what follows up to the journal wait runs without
+        awaiting, so the adds store their entries in the order they arrived."""
+        self._room_waiters += 1
+        try:
+            async with self._room_gate:
+                while self._entry_log.backlogged:
+                    await self._entry_log.room()
+        finally:
+            self._room_waiters -= 1
+
     async def fence(self, ledger_id: int) -> int:
         """Refuse further non-recovery adds to the ledger; return its last entry id."""
         if self._state is not BookieState.RUNNING:
@@ -353,10 +371,7 @@ class Bookie:
         # The cut, in one step of the loop: every record before `mark` is in the entry log
         # buffer and memtable already (they are stored before they are journaled).
         mark = self._journal.written
-        try:
-            entry_log.flush()
-        except OSError as exc:
-            raise self._turn_read_only(storage_error(exc, "entry log flush")) from exc
+        through = entry_log.flush()  # hands the buffer to the writer thread; sync waits for it
         removed = [
             log_id
             for log_id, ledgers in entry_log.ledgers.items()
@@ -366,7 +381,7 @@ class Bookie:
         cut = index.cut(sizes, entry_log.ledgers, removed, mark.encode())
         handles = entry_log.take_dirty()
         try:
-            await asyncio.to_thread(entry_log.sync, handles)
+            await asyncio.to_thread(entry_log.sync, handles, through)
             await asyncio.to_thread(index.commit, cut)
         except (OSError, sqlite3.Error) as exc:
             entry_log.mark_dirty(handles)

@@ -6,11 +6,13 @@ import asyncio
 import logging
 import os
 import struct
+from collections import deque
 from collections.abc import Sequence
 
 from taureau.common.bytes_like import BYTES_LIKE, Bytes
 from taureau.common.errors import CorruptedDataError, NoSuchEntryError
 from taureau.storage.bookie import records
+from taureau.storage.bookie.entry_log_writer import EntryLogWriter, Write
 from taureau.storage.bookie.files import FileIO, Handle, remove_files
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,9 @@ FORMAT_VERSION = 1
 FILE_HEADER = struct.Struct(">4sHHQ")
 MAX_FILE_SIZE = (1 << 32) - 1
 _READ_AHEAD = 4096  # one pread usually fetches the whole record
+# Bytes handed to the writer thread and not written yet, at most (then adds wait, as when the
+# loop wrote them itself): 16 x 1 MiB, ~40 ms of writes at the 400 MB/s seen with 1 MiB messages.
+MAX_UNWRITTEN = 16 << 20
 
 
 def _file_name(log_id: int) -> str:
@@ -43,7 +48,13 @@ def _id_of(name: str) -> int | None:
 
 class EntryLog:
     def __init__(
-        self, files: FileIO, directory: str, *, max_file_size: int = 256 << 20, buffer_size: int = 1 << 20
+        self,
+        files: FileIO,
+        directory: str,
+        *,
+        max_file_size: int = 256 << 20,
+        buffer_size: int = 1 << 20,
+        max_unwritten: int = MAX_UNWRITTEN,
     ) -> None:
         if not FILE_HEADER.size < max_file_size <= MAX_FILE_SIZE:
             raise ValueError(f"entry log max_file_size must be in ({FILE_HEADER.size}, {MAX_FILE_SIZE}]")
@@ -57,6 +68,11 @@ class EntryLog:
         self._buf = bytearray()  # appended records not yet written to the current file
         self._buf_start = 0  # file offset of _buf[0]
         self._dirty: set[int] = set()  # logs written since their last fsync
+        self._ends: dict[int, int] = {}  # final size of each log rolled away from in this process
+        # Writes go to the disk in a thread (entry_log_writer.py); until one is done, reads of
+        # what it holds are served from it. Loop-owned; pruned as the thread reports progress.
+        self._writer = EntryLogWriter(files, max(max_unwritten, buffer_size))
+        self._unwritten: deque[tuple[int, Write]] = deque()  # (log id, write), oldest first
 
     def open(self, sizes: dict[int, int], ledgers: dict[int, set[int]]) -> None:
         """Start from the last checkpoint: logs it knows are cut back to the size it made
@@ -93,12 +109,36 @@ class EntryLog:
         self._dirty.add(log_id)
 
     @property
+    def backlogged(self) -> bool:
+        """The writer thread is behind by half its bound: adds should wait for `room`."""
+        return self._writer.backlogged
+
+    async def room(self) -> None:
+        """Return once the writer thread is no longer backlogged."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def made() -> None:  # in the writer thread, or here if there is room already
+            loop.call_soon_threadsafe(_resolve, done)
+
+        self._writer.call_when_room(made)
+        await done
+
+    @property
+    def idle(self) -> bool:
+        """Every write handed to the writer thread is done (or failed)."""
+        return self._writer.idle
+
+    @property
     def current(self) -> int:
         return self._current
 
     def add(self, ledger_id: int, record: Bytes | Sequence[Bytes]) -> int:
         """Buffer an encoded record (bytes, or records.encode_parts: its parts, in order);
-        return its location. Raises OSError (nothing added)."""
+        return its location. Raises OSError (nothing added), also when an earlier write
+        failed in the writer thread and no checkpoint has written it since."""
+        if self._writer.error is not None:
+            raise self._writer.error
         if isinstance(record, BYTES_LIKE):
             record = (record,)
         size = sum(map(len, record))
@@ -106,37 +146,57 @@ class EntryLog:
             self.flush()
         if self._buf_start + len(self._buf) + size > self._max_file_size:
             self.flush()
+            self._ends[self._current] = self._buf_start
             self._start_log(self._current + 1)
         offset = self._buf_start + len(self._buf)
         if size >= self._buffer_size:
             # A record as large as the buffer goes to the file as it is, its parts with one
             # pwritev: buffering it would copy it in and out again for nothing (1 MiB messages).
             self.flush()
-            self._files.pwrite_all(self._handles[self._current], record, offset)
-            self._written(offset, size)
+            self._submit(offset, tuple(record), size)
         else:
             for part in record:
                 self._buf += part
         self.ledgers[self._current].add(ledger_id)
         return (self._current << 32) | offset
 
-    def flush(self) -> None:
-        """Write the buffer to the current file (no fsync). On OSError the buffer is kept."""
+    def flush(self) -> int:
+        """Hand the buffer to the writer thread (no fsync); the number of the last write
+        handed over, for `sync` to wait for."""
         if self._buf:
-            # The bytearray itself, not a bytes copy of it: the write is done before clear().
-            self._files.pwrite(self._handles[self._current], self._buf, self._buf_start)
-            self._written(self._buf_start, len(self._buf))
-            self._buf.clear()
+            # The bytearray itself, not a copy: a new one takes its place.
+            buf, self._buf = self._buf, bytearray()
+            self._submit(self._buf_start, (buf,), len(buf))
+        return self._writer.submitted
 
-    def _written(self, offset: int, size: int) -> None:
-        """`size` bytes went to the current log at `offset`: start their writeback now. Left
-        to the checkpoint's fsync, 30 s of them (tens of MB) went to the disk at once, and the
-        journal's fsyncs on the same disk waited behind them: receipts 25-35 ms late at each
-        checkpoint, 10 ms with the writeback started as the bytes come (bench/publish_latency.py
-        --seconds 55 at 10k msgs/s, alternated: p99.9 6.5-6.8 against 10-17 ms)."""
-        self._files.start_writeback(self._handles[self._current], offset, size)
+    def _submit(self, offset: int, parts: tuple[Bytes, ...], size: int) -> None:
+        """Write `parts` at `offset` of the current log, in the writer thread, which then
+        starts their writeback. Left to the checkpoint's fsync, 30 s of them (tens of MB)
+        went to the disk at once, and the journal's fsyncs on the same disk waited behind
+        them: receipts 25-35 ms late at each checkpoint, 10 ms with the writeback started as
+        the bytes come (bench/publish_latency.py --seconds 55 at 10k msgs/s, alternated:
+        p99.9 6.5-6.8 against 10-17 ms)."""
+        self._forget_written()
+        write = self._writer.submit(self._handles[self._current], offset, parts, size)
+        self._unwritten.append((self._current, write))
         self._buf_start = offset + size
         self._dirty.add(self._current)
+
+    def _forget_written(self) -> None:
+        written, unwritten = self._writer.written, self._unwritten
+        while unwritten and unwritten[0][1].seq <= written:
+            unwritten.popleft()
+
+    def _unwritten_record(self, log_id: int, offset: int) -> bytes | None:
+        """The bytes from `offset` to the end of the write still in the thread that holds
+        them, if one does."""
+        self._forget_written()
+        for held_log, write in reversed(self._unwritten):
+            if held_log == log_id and write.offset <= offset < write.offset + write.size:
+                parts = write.parts
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                return bytes(memoryview(data)[offset - write.offset :])
+        return None
 
     def read(self, location: int) -> tuple[int, int, bytes]:
         """(ledger_id, entry_id, data) at location; CorruptedDataError on a bad checksum."""
@@ -150,6 +210,11 @@ class EntryLog:
         handle = self._handles.get(log_id)
         if handle is None:
             raise NoSuchEntryError(f"entry log {log_id} is gone (location {location:#x})")
+        held = self._unwritten_record(log_id, offset) if self._unwritten else None
+        if held is not None:
+            if len(held) < records.HEADER.size:
+                raise CorruptedDataError(f"entry log {log_id} offset {offset}: record cut short")
+            return records.decode_checked(held[: records.record_length(held)], "unwritten")
         raw = self._files.pread(handle, offset, _READ_AHEAD)
         if len(raw) < records.HEADER.size:
             raise CorruptedDataError(f"entry log {log_id} offset {offset}: record cut short")
@@ -161,8 +226,8 @@ class EntryLog:
         return records.decode_checked(raw[:want], f"entry log {log_id} offset {offset}")
 
     def sizes(self) -> dict[int, int]:
-        """Bytes written per log (after a flush: what an fsync will make durable)."""
-        out = {log_id: self._files.size(h) for log_id, h in self._handles.items()}
+        """Bytes added per log (after a flush: what `sync` makes durable)."""
+        out = {log_id: self._ends.get(log_id) or self._files.size(h) for log_id, h in self._handles.items()}
         out[self._current] = self._buf_start + len(self._buf)
         return out
 
@@ -176,8 +241,11 @@ class EntryLog:
         by_handle = {id(h): i for i, h in self._handles.items()}
         self._dirty.update(by_handle[id(h)] for h in handles if id(h) in by_handle)
 
-    def sync(self, handles: list[Handle]) -> None:
-        """fsync the given logs and the directory (worker thread)."""
+    def sync(self, handles: list[Handle], through: int) -> None:
+        """Wait for the writer thread to have written write `through` (what flush()
+        returned) and those before, then fsync the given logs and the directory (worker
+        thread). Raises OSError if a write fails again."""
+        self._writer.wait_written(through)
         for handle in handles:
             self._files.fsync(handle)
         self._files.sync_dir(self._dir)
@@ -191,7 +259,17 @@ class EntryLog:
         self._files.close(handle)
         await asyncio.to_thread(remove_files, self._files, [os.path.join(self._dir, _file_name(log_id))])
 
+    def drain(self) -> None:
+        """Hand the buffer over and wait until everything is written (blocks: tests, close)."""
+        self._writer.wait_written(self.flush())
+
     def close(self) -> None:
+        self._writer.stop()
         for handle in self._handles.values():
             self._files.close(handle)
         self._handles.clear()
+
+
+def _resolve(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
