@@ -160,3 +160,24 @@ async def test_a_backlogged_writer_holds_adds_in_order_and_the_loop_goes_on() ->
     await asyncio.wait_for(asyncio.gather(*held), 10)
     assert [await bookie.read_entry(7, i) for i in range(4)] == [b"%d" % i * 100 for i in range(4)]
     await bookie.close()
+
+
+def test_every_caller_waiting_for_room_is_called_back_once_the_backlog_is_written(tmp_path) -> None:
+    files = HeldFiles()
+    files.makedirs(str(tmp_path))
+    handle = files.open(str(tmp_path / "entrylog-00000001.log"))
+    writer = EntryLogWriter(files, max_bytes=16)
+    files.hold.set()
+    writer.submit(handle, 0, (b"12345678",), 8)  # half the bound: backlogged
+    _wait(files.entered)
+    assert writer.backlogged
+    called: list[str] = []
+    writer.call_when_room(lambda: called.append("a"))
+    writer.call_when_room(lambda: called.append("b"))
+    assert called == []
+    files.release.set()
+    writer.wait_written(1)
+    assert called == ["a", "b"]
+    writer.call_when_room(lambda: called.append("c"))  # room already: at once
+    assert called == ["a", "b", "c"]
+    writer.stop()

@@ -315,7 +315,7 @@ class Bookie:
         self._room_waiters += 1
         try:
             async with self._room_gate:
-                while self._entry_log.backlogged:
+                while self._entry_log.backlogged and self._state is BookieState.RUNNING:
                     await self._entry_log.room()
         finally:
             self._room_waiters -= 1

@@ -188,14 +188,17 @@ class EntryLog:
             unwritten.popleft()
 
     def _unwritten_record(self, log_id: int, offset: int) -> bytes | None:
-        """The bytes from `offset` to the end of the write still in the thread that holds
-        them, if one does."""
+        """The record at `offset` if a write the thread has not done yet holds it."""
         self._forget_written()
         for held_log, write in reversed(self._unwritten):
             if held_log == log_id and write.offset <= offset < write.offset + write.size:
                 parts = write.parts
-                data = parts[0] if len(parts) == 1 else b"".join(parts)
-                return bytes(memoryview(data)[offset - write.offset :])
+                data = parts[0] if len(parts) == 1 else b"".join(parts)  # a large record's parts
+                with memoryview(data) as view:
+                    rest = view[offset - write.offset :]
+                    if len(rest) < records.HEADER.size:
+                        raise CorruptedDataError(f"entry log {log_id} offset {offset}: record cut short")
+                    return bytes(rest[: records.record_length(bytes(rest[: records.HEADER.size]))])
         return None
 
     def read(self, location: int) -> tuple[int, int, bytes]:
@@ -212,9 +215,7 @@ class EntryLog:
             raise NoSuchEntryError(f"entry log {log_id} is gone (location {location:#x})")
         held = self._unwritten_record(log_id, offset) if self._unwritten else None
         if held is not None:
-            if len(held) < records.HEADER.size:
-                raise CorruptedDataError(f"entry log {log_id} offset {offset}: record cut short")
-            return records.decode_checked(held[: records.record_length(held)], "unwritten")
+            return records.decode_checked(held, f"entry log {log_id} offset {offset} (not written yet)")
         raw = self._files.pread(handle, offset, _READ_AHEAD)
         if len(raw) < records.HEADER.size:
             raise CorruptedDataError(f"entry log {log_id} offset {offset}: record cut short")
@@ -256,6 +257,7 @@ class EntryLog:
         assert log_id != self._current
         handle = self._handles.pop(log_id)
         self.ledgers.pop(log_id, None)
+        self._ends.pop(log_id, None)
         self._files.close(handle)
         await asyncio.to_thread(remove_files, self._files, [os.path.join(self._dir, _file_name(log_id))])
 

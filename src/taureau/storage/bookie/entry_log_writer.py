@@ -53,7 +53,7 @@ class EntryLogWriter:
         self.submitted = 0  # number of the last write handed over (the loop's)
         self.written = 0  # number of the last write done (the thread's)
         self.error: OSError | None = None  # the write at the head of the queue failed
-        self._on_room: Callable[[], None] | None = None  # called once, from the thread
+        self._on_room: list[Callable[[], None]] = []  # each called once, from the thread
         self._thread: threading.Thread | None = None
 
     @property
@@ -67,15 +67,16 @@ class EntryLogWriter:
         from the writer thread, so it must be thread-safe (call_soon_threadsafe)."""
         with self._cond:
             if self.backlogged and not self._stopping:
-                self._on_room = callback
+                self._on_room.append(callback)
                 return
         callback()
 
     def _room_made(self) -> None:
         """Under _cond: hand the pending room callback over if the backlog is gone."""
-        if self._on_room is not None and (not self.backlogged or self._stopping):
-            callback, self._on_room = self._on_room, None
-            callback()
+        if self._on_room and (not self.backlogged or self._stopping):
+            callbacks, self._on_room = self._on_room, []
+            for callback in callbacks:
+                callback()
 
     def submit(self, handle: Handle, offset: int, parts: Sequence[Bytes], size: int) -> Write:
         """Queue a write of `parts` at `offset`. Waits (the loop too) while the
