@@ -39,3 +39,14 @@ def test_a_port_in_use_is_never_chosen(monkeypatch):
         choices = iter([busy, free])
         monkeypatch.setattr(ports.random, "randrange", lambda lo, hi: next(choices))
         assert ports.free_port() == free
+
+
+def test_cluster_ups_zookeeper_never_takes_a_port_a_node_is_configured_for(monkeypatch):
+    from taureau import devcluster
+
+    config = devcluster.DevClusterConfig(brokers=2, bookies=2, broker_port=21000, web_port=21010,
+                                         bookie_port=21020, function_workers=2, functions_port=21030)
+    assert config.ports() == {21000, 21001, 21010, 21011, 21020, 21021, 21030, 21031}
+    offered = iter([21001, 21031, 21020, 24999])  # free now, but the nodes will bind the first three
+    monkeypatch.setattr(devcluster, "free_port", lambda: next(offered))
+    assert devcluster.zookeeper_port(config) == 24999

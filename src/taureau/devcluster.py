@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from taureau.testing.ports import free_port
 from taureau.testing.zookeeper import ZooKeeperServer
 
 STOP_TIMEOUT_S = 20.0  # per child: SIGTERM, then SIGKILL
@@ -41,6 +42,12 @@ class DevClusterConfig:
     quorum: tuple[int, int, int] = (2, 2, 2)  # E/Qw/Qa, capped by the number of bookies
     function_workers: int = 0
     functions_port: int = 6750  # function worker i's REST API on functions_port + i
+
+    def ports(self) -> set[int]:
+        """Every port the nodes will listen on."""
+        runs = [(self.broker_port, self.brokers), (self.web_port, self.brokers),
+                (self.bookie_port, self.bookies), (self.functions_port, self.function_workers)]  # fmt: skip
+        return {base + i for base, count in runs for i in range(count)}
 
 
 @dataclass(slots=True)
@@ -93,12 +100,23 @@ def _die_with_parent() -> None:
         pass
 
 
+def zookeeper_port(config: DevClusterConfig) -> int:
+    """A free port for the private ZooKeeper that none of the nodes is configured to take:
+    it starts first, and a port merely free now could be one a broker or worker binds later."""
+    taken = config.ports()
+    while (port := free_port()) in taken:
+        pass
+    return port
+
+
 class DevCluster:
     """Owns the ZooKeeper and the children it started; `stop` undoes `start` in reverse."""
 
     def __init__(self, config: DevClusterConfig) -> None:
         self.config = config
-        self.zookeeper = ZooKeeperServer(os.path.join(config.data_dir, "zookeeper"), tick_ms=250)
+        self.zookeeper = ZooKeeperServer(
+            os.path.join(config.data_dir, "zookeeper"), port=zookeeper_port(config), tick_ms=250
+        )
         self.bookies: list[Child] = []
         self.brokers: list[Child] = []
         self.workers: list[Child] = []
