@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import NamedTuple, cast
 
 from taureau.broker.client_topic import AnyClientTopic
@@ -445,13 +444,14 @@ class ServerConnection(asyncio.BufferedProtocol):
         loop = self._loop
         tails = self._publish_tails
         for topic, items in sends.items():
-            task = loop.create_task(self._publish(topic, items, tails.get(topic)))
-            tails[topic] = task
-            task.add_done_callback(partial(self._forget_tail, topic))
+            tails[topic] = loop.create_task(self._publish(topic, items, tails.get(topic)))
 
-    def _forget_tail(self, topic: AnyClientTopic, task: asyncio.Task[None]) -> None:
-        if self._publish_tails.get(topic) is task:
-            del self._publish_tails[topic]
+    def _forget_tail(self, topic: AnyClientTopic) -> None:
+        """Called by a publish task as it ends (not as a done callback: that is one more loop
+        handle per publish); a task that ended otherwise is replaced by the next one."""
+        tails = self._publish_tails
+        if tails.get(topic) is asyncio.current_task(self._loop):
+            del tails[topic]
 
     async def _publish(
         self,
@@ -475,6 +475,7 @@ class ServerConnection(asyncio.BufferedProtocol):
             producer_id = first.producer_id if isinstance(first, Refusal) else first.producer.producer_id
             self.write(replies.send_error(producer_id, first.sequence_id, code, str(exc)))
             self.close()
+            self._forget_tail(topic)
             return
         finally:
             self._inflight -= len(stored)
@@ -512,3 +513,4 @@ class ServerConnection(asyncio.BufferedProtocol):
                 entry_id,
             )
         writer.schedule()
+        self._forget_tail(topic)
