@@ -100,14 +100,20 @@ def _wait_until(predicate) -> None:
     assert done.is_set(), "timed out"
 
 
-def test_writes_beyond_the_bound_wait_for_the_thread(tmp_path) -> None:
+def _writer_holding_a_write(tmp_path, max_bytes: int):
+    """A writer whose first write (8 bytes at 0) is held in the thread: (files, handle, writer)."""
     files = HeldFiles()
     files.makedirs(str(tmp_path))
     handle = files.open(str(tmp_path / "entrylog-00000001.log"))
-    writer = EntryLogWriter(files, max_bytes=10)
+    writer = EntryLogWriter(files, max_bytes=max_bytes)
     files.hold.set()
     writer.submit(handle, 0, (b"12345678",), 8)
     _wait(files.entered)
+    return files, handle, writer
+
+
+def test_writes_beyond_the_bound_wait_for_the_thread(tmp_path) -> None:
+    files, handle, writer = _writer_holding_a_write(tmp_path, max_bytes=10)
     second_queued = threading.Event()
 
     def submit_second() -> None:
@@ -163,13 +169,7 @@ async def test_a_backlogged_writer_holds_adds_in_order_and_the_loop_goes_on() ->
 
 
 def test_every_caller_waiting_for_room_is_called_back_once_the_backlog_is_written(tmp_path) -> None:
-    files = HeldFiles()
-    files.makedirs(str(tmp_path))
-    handle = files.open(str(tmp_path / "entrylog-00000001.log"))
-    writer = EntryLogWriter(files, max_bytes=16)
-    files.hold.set()
-    writer.submit(handle, 0, (b"12345678",), 8)  # half the bound: backlogged
-    _wait(files.entered)
+    files, _, writer = _writer_holding_a_write(tmp_path, max_bytes=16)  # 8 of 16: backlogged
     assert writer.backlogged
     called: list[str] = []
     writer.call_when_room(lambda: called.append("a"))

@@ -6,13 +6,12 @@ import asyncio
 import logging
 import os
 import struct
-from collections import deque
 from collections.abc import Sequence
 
 from taureau.common.bytes_like import BYTES_LIKE, Bytes
 from taureau.common.errors import CorruptedDataError, NoSuchEntryError
 from taureau.storage.bookie import records
-from taureau.storage.bookie.entry_log_writer import EntryLogWriter, Write
+from taureau.storage.bookie.entry_log_writer import EntryLogWriter
 from taureau.storage.bookie.files import FileIO, Handle, remove_files
 
 log = logging.getLogger(__name__)
@@ -70,9 +69,8 @@ class EntryLog:
         self._dirty: set[int] = set()  # logs written since their last fsync
         self._ends: dict[int, int] = {}  # final size of each log rolled away from in this process
         # Writes go to the disk in a thread (entry_log_writer.py); until one is done, reads of
-        # what it holds are served from it. Loop-owned; pruned as the thread reports progress.
+        # what it holds are served from it.
         self._writer = EntryLogWriter(files, max(max_unwritten, buffer_size))
-        self._unwritten: deque[tuple[int, Write]] = deque()  # (log id, write), oldest first
 
     def open(self, sizes: dict[int, int], ledgers: dict[int, set[int]]) -> None:
         """Start from the last checkpoint: logs it knows are cut back to the size it made
@@ -176,30 +174,22 @@ class EntryLog:
         them: receipts 25-35 ms late at each checkpoint, 10 ms with the writeback started as
         the bytes come (bench/publish_latency.py --seconds 55 at 10k msgs/s, alternated:
         p99.9 6.5-6.8 against 10-17 ms)."""
-        self._forget_written()
-        write = self._writer.submit(self._handles[self._current], offset, parts, size)
-        self._unwritten.append((self._current, write))
+        self._writer.submit(self._handles[self._current], offset, parts, size)
         self._buf_start = offset + size
         self._dirty.add(self._current)
 
-    def _forget_written(self) -> None:
-        written, unwritten = self._writer.written, self._unwritten
-        while unwritten and unwritten[0][1].seq <= written:
-            unwritten.popleft()
-
-    def _unwritten_record(self, log_id: int, offset: int) -> bytes | None:
+    def _unwritten_record(self, log_id: int, handle: Handle, offset: int) -> bytes | None:
         """The record at `offset` if a write the thread has not done yet holds it."""
-        self._forget_written()
-        for held_log, write in reversed(self._unwritten):
-            if held_log == log_id and write.offset <= offset < write.offset + write.size:
-                parts = write.parts
-                data = parts[0] if len(parts) == 1 else b"".join(parts)  # a large record's parts
-                with memoryview(data) as view:
-                    rest = view[offset - write.offset :]
-                    if len(rest) < records.HEADER.size:
-                        raise CorruptedDataError(f"entry log {log_id} offset {offset}: record cut short")
-                    return bytes(rest[: records.record_length(bytes(rest[: records.HEADER.size]))])
-        return None
+        write = self._writer.holding(handle, offset)
+        if write is None:
+            return None
+        parts = write.parts
+        data = parts[0] if len(parts) == 1 else b"".join(parts)  # a large record's parts
+        with memoryview(data) as view:
+            rest = view[offset - write.offset :]
+            if len(rest) < records.HEADER.size:
+                raise CorruptedDataError(f"entry log {log_id} offset {offset}: record cut short")
+            return bytes(rest[: records.record_length(bytes(rest[: records.HEADER.size]))])
 
     def read(self, location: int) -> tuple[int, int, bytes]:
         """(ledger_id, entry_id, data) at location; CorruptedDataError on a bad checksum."""
@@ -213,7 +203,7 @@ class EntryLog:
         handle = self._handles.get(log_id)
         if handle is None:
             raise NoSuchEntryError(f"entry log {log_id} is gone (location {location:#x})")
-        held = self._unwritten_record(log_id, offset) if self._unwritten else None
+        held = self._unwritten_record(log_id, handle, offset) if self._writer.pending else None
         if held is not None:
             return records.decode_checked(held, f"entry log {log_id} offset {offset} (not written yet)")
         raw = self._files.pread(handle, offset, _READ_AHEAD)

@@ -95,6 +95,19 @@ class EntryLogWriter:
             return write
 
     @property
+    def pending(self) -> bool:
+        """Some write handed over is not done (a read may find its record in `holding`)."""
+        return self.written != self.submitted
+
+    def holding(self, handle: Handle, offset: int) -> Write | None:
+        """The write not done yet that covers `offset` of the file `handle`, if any."""
+        with self._cond:
+            for write in reversed(self._queue):
+                if write.handle is handle and write.offset <= offset < write.offset + write.size:
+                    return write
+        return None
+
+    @property
     def idle(self) -> bool:
         """No write is queued or being written, or the one at the head failed."""
         return self.written == self.submitted or self.error is not None
