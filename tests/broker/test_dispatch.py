@@ -107,6 +107,24 @@ async def test_batches_debit_their_message_count_from_permits(topic):
     assert len(sink.messages) == 3 and c.permits == -9
 
 
+async def test_a_caught_up_flow_schedules_no_round_and_the_next_add_is_delivered(topic):
+    sink = Sink()
+    c = consumer(sink, 1)
+    sub = await topic.subscribe(
+        subscription="s", consumer=c, sub_type=SubType.EXCLUSIVE, initial_position=InitialPosition.EARLIEST
+    )
+    await publish(topic, b"a")
+    sub.flow(c, 1)
+    await settle()
+    assert [m[3][-1:] for m in sink.messages] == [b"a"]
+    dispatcher = sub.dispatcher
+    sub.flow(c, 5)  # nothing left to read: no callback for the next loop turn
+    assert not dispatcher._round_soon and dispatcher._task is None
+    await publish(topic, b"b", b"c")
+    await settle()
+    assert [m[3][-1:] for m in sink.messages] == [b"a", b"b", b"c"] and c.permits == 3
+
+
 async def test_shared_round_robin_and_redelivery_count(topic):
     sink = Sink()
     a, b = consumer(sink, 1), consumer(sink, 2)

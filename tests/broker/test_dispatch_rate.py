@@ -6,7 +6,13 @@ import asyncio
 
 import pytest
 
-from taureau.broker.dispatch.rate import UNLIMITED, DispatchRate, DispatchRateLimiter, DispatchThrottle
+from taureau.broker.dispatch.rate import (
+    UNLIMITED,
+    DispatchRate,
+    DispatchRateLimiter,
+    DispatchRates,
+    DispatchThrottle,
+)
 from taureau.broker.subscription import SubType
 from taureau.storage.managed_ledger.api import InitialPosition
 from tests.broker.test_dispatch import Sink, consumer, publish, settle
@@ -38,6 +44,42 @@ def test_no_rate_is_unlimited():
     assert DispatchRateLimiter(lambda: DispatchRate()).room(0.0) == UNLIMITED
 
 
+def test_rates_say_whether_any_of_them_limits():
+    rates = DispatchRates()
+    assert not rates.limited
+    rates.set(None, DispatchRate(), {"s": DispatchRate(dispatchThrottlingRateInByte=-1)})
+    assert not rates.limited  # -1 everywhere: no limit
+    rates.set(None, None, {"s": DispatchRate(dispatchThrottlingRateInMsg=3)})
+    assert rates.limited  # one subscription's own rate is enough
+    rates.set(None, None, {})
+    assert not rates.limited
+    assert DispatchRates(topic=DispatchRate(dispatchThrottlingRateInByte=100)).limited
+
+
+def test_a_throttle_asks_no_limiter_while_its_rates_limit_nothing():
+    asked: list[str] = []
+    rates = DispatchRates()
+
+    def topic_rate() -> DispatchRate | None:
+        asked.append("topic")
+        return rates.topic
+
+    throttle = DispatchThrottle()
+    throttle.limiters, throttle.rates = (DispatchRateLimiter(topic_rate),), rates
+    loop = asyncio.new_event_loop()
+    try:
+        assert throttle.budget(loop, lambda: None) == UNLIMITED
+        throttle.consume(5, 500)
+        assert asked == []
+        rates.set(DispatchRate(dispatchThrottlingRateInMsg=2), None, {})
+        assert throttle.budget(loop, lambda: None) == 2 and asked == ["topic"]
+        throttle.consume(2, 20)
+        assert throttle.budget(loop, lambda: None) == 0  # what went out unlimited did not count
+        throttle.close()
+    finally:
+        loop.close()
+
+
 def test_a_spent_throttle_sets_one_timer_and_wakes_at_the_period_end():
     async def scenario() -> tuple[int, list[float]]:
         loop = asyncio.get_running_loop()
@@ -62,7 +104,8 @@ def test_a_spent_throttle_sets_one_timer_and_wakes_at_the_period_end():
 
 @pytest.mark.anyio
 async def test_a_throttled_dispatcher_sleeps_until_the_next_period(topic):  # noqa: F811 - the fixture
-    topic.dispatch_rates.topic = DispatchRate(dispatchThrottlingRateInMsg=5)
+    rates = topic.dispatch_rates
+    rates.set(DispatchRate(dispatchThrottlingRateInMsg=5), rates.subscription, rates.own)
     sink = Sink()
     c = consumer(sink, 1)
     await topic.subscribe(subscription="s", consumer=c, sub_type=SubType.SHARED,

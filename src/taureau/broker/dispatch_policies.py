@@ -28,7 +28,6 @@ def apply_dispatch_rates(topic: PersistentTopic, policies: NamespacePolicies, ow
     )
     if wanted == topic.dispatch_rates:
         return
-    rates = topic.dispatch_rates
-    rates.topic, rates.subscription, rates.own = wanted.topic, wanted.subscription, wanted.own
+    topic.dispatch_rates.set(wanted.topic, wanted.subscription, wanted.own)
     for sub in list(topic.subscriptions.values()):
         sub.notify_new_entries()

@@ -12,7 +12,7 @@ from taureau.broker.compaction.view import CompactedView
 from taureau.broker.consumer import Consumer
 from taureau.broker.dispatch.base import Dispatcher, DispatchLimits, EntryInfoFn
 from taureau.broker.dispatch.key_shared import KeySharedDispatcher
-from taureau.broker.dispatch.rate import DispatchRateLimiter
+from taureau.broker.dispatch.rate import DispatchRateLimiter, DispatchRates
 from taureau.broker.dispatch.shared import SharedDispatcher
 from taureau.broker.dispatch.single import SingleActiveDispatcher
 from taureau.common.errors import ConsumerBusyError, NotAllowedError
@@ -47,9 +47,11 @@ class Subscription:
         limits: DispatchLimits = DispatchLimits(),
         compacted_view: Callable[[], CompactedView | None] | None = None,
         rate_limiters: tuple[DispatchRateLimiter, ...] = (),
+        dispatch_rates: DispatchRates | None = None,
     ) -> None:
         self.limits = limits
         self.rate_limiters = rate_limiters  # the topic's dispatch rate and this subscription's
+        self.dispatch_rates = dispatch_rates  # the topic's rates, which those limiters read
         self._compacted_view = compacted_view  # the topic's current compacted view, if it has one
         self.read_compacted = False  # whether the current dispatcher reads the compacted view
         self.name = name
@@ -112,6 +114,7 @@ class Subscription:
             previous = self.dispatcher
             self.dispatcher = self._make_dispatcher(sub_type, sticky, read_compacted, from_earliest)
             self.dispatcher.throttle.limiters = self.rate_limiters
+            self.dispatcher.throttle.rates = self.dispatch_rates
             self.dispatcher.pending_acks = self.pending_acks
             self.read_compacted = read_compacted
             if previous is not None:

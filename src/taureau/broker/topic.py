@@ -321,6 +321,7 @@ class PersistentTopic:
             limits=self.limits,
             compacted_view=self._compacted_view,
             rate_limiters=(self.dispatch_limiter, DispatchRateLimiter(lambda: self.dispatch_rates.of_subscription(name))),
+            dispatch_rates=self.dispatch_rates,
         )
         self.subscriptions[name] = sub
         return sub

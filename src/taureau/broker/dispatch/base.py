@@ -137,7 +137,10 @@ class Dispatcher:
 
     def flow(self, consumer: Consumer, permits: int) -> None:
         consumer.permits += permits
-        self._wake_soon()
+        # A caught-up consumer's FLOW (one per message with 1,000 topics) schedules no round:
+        # the add that brings the next entry wakes us.
+        if self._has_work():
+            self._wake_soon()
 
     def redeliver(self, consumer: Consumer, positions: list[Position] | None) -> None:
         """Send `positions` (all of the consumer's unacked entries when None) again."""
@@ -271,8 +274,11 @@ class Dispatcher:
     def _round_cached(self) -> None:
         """One round of fresh entries from the cache, without awaiting (`_dispatch_once`'s
         fresh-read half; any cache miss leaves everything to the task)."""
+        # Entries first: it is the cheaper question, and a FLOW's wake usually finds none.
+        if not self.cursor.has_more_entries():
+            return
         available = self._permits_for_round()
-        if available <= 0 or not self.cursor.has_more_entries():
+        if available <= 0:
             return
         self._begin_round()
         entries = self.cursor.read_cached_entries(self._entries_for(available))

@@ -65,6 +65,16 @@ class DispatchRates:
     topic: DispatchRate | None = None
     subscription: DispatchRate | None = None  # each subscription's, unless it has its own
     own: dict[str, DispatchRate] = field(default_factory=dict)  # subscription -> its own rate
+    # Whether any of them limits anything: when none does (nearly always) a dispatch round
+    # asks no limiter. Kept by `set`, the one way the rates change after construction.
+    limited: bool = field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.set(self.topic, self.subscription, self.own)
+
+    def set(self, topic: DispatchRate | None, subscription: DispatchRate | None, own: dict[str, DispatchRate]) -> None:
+        self.topic, self.subscription, self.own = topic, subscription, own
+        self.limited = any(rate is not None and rate.limited for rate in (topic, subscription, *own.values()))
 
     def of_subscription(self, name: str) -> DispatchRate | None:
         return self.own.get(name, self.subscription)
@@ -110,12 +120,20 @@ class DispatchThrottle:
 
     def __init__(self) -> None:
         self.limiters: tuple[DispatchRateLimiter, ...] = ()  # set by the subscription
+        # The rates the limiters read, when they all read one topic's (set with them): while
+        # none is limited, budget and consume skip the limiters. With 1,000 topics, asking
+        # two unlimited limiters was 4% of the broker's time per message (py-spy).
+        self.rates: DispatchRates | None = None
         self._timer: asyncio.TimerHandle | None = None  # the one pending end-of-period wake
+
+    def _unlimited(self) -> bool:
+        rates = self.rates
+        return not self.limiters or (rates is not None and not rates.limited)
 
     def budget(self, loop: asyncio.AbstractEventLoop | None, wake: Callable[[], None]) -> int:
         """Messages the dispatcher may send now. At 0, `wake` is called once when the
         period that is spent ends."""
-        if not self.limiters or loop is None:
+        if loop is None or self._unlimited():
             return UNLIMITED
         now = loop.time()
         budget = UNLIMITED
@@ -134,6 +152,8 @@ class DispatchThrottle:
         wake()
 
     def consume(self, messages: int, size: int) -> None:
+        if self._unlimited():
+            return  # uncounted while nothing limits: a limit applies from when it is set, as in Pulsar
         for limiter in self.limiters:
             limiter.consume(messages, size)
 
