@@ -4,7 +4,7 @@ control.py, session.py and connection.py see topics only through these protocols
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from taureau.broker.access import Admitted, Queued
@@ -69,7 +69,7 @@ class ClientTopic(Protocol[S]):
 
     def last_sequence_id(self, producer_name: str) -> int: ...
 
-    async def publish_many(self, items: list[PublishItem]) -> Sequence[Position | None]: ...
+    def publish_many(self, items: list[PublishItem]) -> Awaitable[Sequence[Position | None]]: ...
 
     async def subscribe(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import NamedTuple, Protocol, TypeVar
 
 from taureau.broker import validated
@@ -211,31 +211,31 @@ class PersistentTopic:
             subscription.notify_new_entries()
         return position
 
-    async def publish_many(self, items: list[PublishItem]) -> list[Position | None]:
+    def publish_many(self, items: list[PublishItem]) -> Awaitable[Sequence[Position | None]]:
         """Store entries sent together (one socket read), in order, as one batch.
-        Positions in item order; None for a duplicate (de-duplication only)."""
+        Positions in item order; None for a duplicate (de-duplication only).
+
+        Not a coroutine itself (see transactions.sends.store): it hands back the one that
+        stores them."""
         if self.dedup is not None:
-            return list(
-                await asyncio.gather(
-                    *(self.publish(i.producer, i.data, i.sequence_id, i.highest_sequence_id, i.messages)
-                      for i in items)
-                )
-            )  # fmt: skip
-        positions: list[Position | None] = list(
-            await self._append([item.data for item in items], sum(item.messages for item in items))
+            return self._publish_deduplicated(items)
+        return self._append([item.data for item in items], sum(item.messages for item in items), items)
+
+    async def _publish_deduplicated(self, items: list[PublishItem]) -> list[Position | None]:
+        return list(
+            await asyncio.gather(
+                *(self.publish(i.producer, i.data, i.sequence_id, i.highest_sequence_id, i.messages) for i in items)
+            )
         )
-        for item in items:
-            producer = item.producer
-            producer.msg_in += item.messages
-            producer.bytes_in += len(item.data)
-        return positions
 
     async def append_committed(self, datas: list[bytes], messages: int) -> list[Position]:
         """Entries of a committed transaction (broker.transactions), stored as their SENDs
         were sent; outside de-duplication, since their producer was answered at the SEND."""
         return await self._append(datas, messages)
 
-    async def _append(self, datas: list[bytes], messages: int) -> list[Position]:
+    async def _append(self, datas: list[bytes], messages: int, sent: Sequence[PublishItem] = ()) -> list[Position]:
+        """Store `datas`; count them in the topic's stats and in those of the producers that
+        `sent` them once stored."""
         try:
             positions = await self.ledger.add_entries(datas)
         except StorageError as exc:
@@ -243,6 +243,10 @@ class PersistentTopic:
             raise
         self.msg_in += messages
         self.bytes_in += sum(len(data) for data in datas)
+        for item in sent:
+            producer = item.producer
+            producer.msg_in += item.messages
+            producer.bytes_in += len(item.data)
         for subscription in self.subscriptions.values():
             subscription.notify_new_entries()
         return positions

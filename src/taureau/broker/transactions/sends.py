@@ -12,6 +12,7 @@ alone; nothing of it is stored.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, cast
 
 from taureau.broker.error_codes import ServerError, server_error
@@ -45,15 +46,27 @@ class TxnRefused(NamedTuple):
 Stored = Position | None | TxnRefused
 
 
-async def store(
+def store(
+    topic: AnyClientTopic,
+    items: list[PublishItem | TxnSend],
+    coordinator: TransactionCoordinator | None,
+) -> Awaitable[Sequence[Stored]]:
+    """Store `items` (plain ones in the topic, transactional ones in the buffer); a result
+    per item, in item order.
+
+    Without a transactional SEND (the hot path) this is the topic's publish_many itself, not
+    a coroutine around it: each layer of the publish chain is a frame created, suspended and
+    resumed per publish."""
+    if TxnSend not in map(type, items):  # no generator per publish
+        return topic.publish_many(items)  # type: ignore[arg-type]  # no TxnSend here
+    return _store_mixed(topic, items, coordinator)
+
+
+async def _store_mixed(
     topic: AnyClientTopic,
     items: list[PublishItem | TxnSend],
     coordinator: TransactionCoordinator | None,
 ) -> list[Stored]:
-    """Store `items` (plain ones in the topic, transactional ones in the buffer); a result
-    per item, in item order."""
-    if TxnSend not in map(type, items):  # no generator per publish: this is the hot path
-        return list(await topic.publish_many(items))  # type: ignore[arg-type]  # no TxnSend here
     name = str(topic.name)
     results: list[Stored | None] = [None] * len(items)
     work = []

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import MappingProxyType
+from typing import Any
 
 from taureau.common.errors import (
     BadVersionError,
@@ -155,8 +156,8 @@ class ManagedLedgerImpl(ManagedLedger):
     async def add_entry(self, data: bytes) -> Position:
         return await self._appender.add_entry(data)
 
-    async def add_entries(self, datas: list[bytes]) -> list[Position]:
-        return await self._appender.add_entries(datas)
+    def add_entries(self, datas: list[bytes]) -> Coroutine[Any, Any, list[Position]]:
+        return self._appender.add_entries(datas)  # its coroutine: no frame of ours per add
 
     def entries_added(self, positions: list[Position], datas: Sequence[bytes]) -> None:
         if self._cursors:  # as Pulsar: with nobody to read them soon, caching only holds memory
