@@ -8,6 +8,12 @@ decoding, the managed ledger, the journal's group commit (fsync) and the receipt
     python bench/publish_latency.py                  # starts its own standalone, 10k msgs/s
     python bench/publish_latency.py --rate 20000 --seconds 10
     python bench/publish_latency.py --url 127.0.0.1:6650   # against a running broker
+    python bench/publish_latency.py --receive        # also send -> receive, through a raw consumer
+
+With --receive a consumer on a second connection of the same loop takes every message (an
+exclusive subscription, permits topped up every 500 messages and a cumulative ACK every
+100 ms, as the official clients do by default) and the report adds send -> receive: the
+broker's share of the end-to-end latency the Python client cannot show apart from its own.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from peers.loop_report import loop_report  # noqa: E402
 
 from taureau.protocol import FrameDecoder, encode_command, encode_payload_command, pb  # noqa: E402
-from taureau.protocol.metadata import encode_entry  # noqa: E402
+from taureau.protocol.metadata import encode_entry, parse_entry  # noqa: E402
 
 T = pb.BaseCommand.Type
 
@@ -36,16 +42,87 @@ def _command(kind: int, field: str, **values) -> bytes:
     return encode_command(pb.BaseCommand(type=kind, **{field: values}))
 
 
-async def probe(host: str, port: int, rate: int, seconds: float, size: int) -> tuple[list[float], list[float]]:
+# A consumer's receiver queue, as the official clients': permits are topped up by half of it.
+RECEIVER_QUEUE = 1000
+ACK_EVERY_S = 0.1  # the clients' default acknowledgment grouping
+
+
+class Receiver:
+    """A raw-protocol consumer of the probe's topic: send -> receive latency of every message."""
+
+    def __init__(self, sent_at: dict[int, float]) -> None:
+        self.sent_at = sent_at  # sequence id -> perf_counter at send (the producer's, shared)
+        self.latencies: list[float] = []
+        self.subscribed = asyncio.get_running_loop().create_future()
+        self._decoder = FrameDecoder()
+        self._last: tuple[int, int] | None = None  # (ledger, entry) to acknowledge next
+        self._unflowed = 0
+
+    async def run(self, host: str, port: int, topic: str) -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(_command(T.CONNECT, "connect", client_version="latency-probe", protocol_version=20))
+        writer.write(_command(T.SUBSCRIBE, "subscribe", topic=topic, subscription="probe", subType=0,
+                              consumer_id=1, request_id=1))  # fmt: skip
+        acker = asyncio.create_task(self._ack_now_and_then(writer))
+        try:
+            while data := await reader.read(1 << 16):
+                now = time.perf_counter()
+                for frame in self._decoder.feed(data):
+                    self._on_frame(frame, now, writer)
+        finally:
+            acker.cancel()
+            writer.close()
+
+    def _on_frame(self, frame, now: float, writer: asyncio.StreamWriter) -> None:
+        kind = frame.command.type
+        if kind == T.MESSAGE:
+            sent = self.sent_at.get(parse_entry(frame.payload).sequence_id)
+            if sent is not None:
+                self.latencies.append((now - sent) * 1000)
+            mid = frame.command.message.message_id
+            self._last = (mid.ledgerId, mid.entryId)
+            self._unflowed += 1
+            if self._unflowed >= RECEIVER_QUEUE // 2:
+                writer.write(_command(T.FLOW, "flow", consumer_id=1, messagePermits=self._unflowed))
+                self._unflowed = 0
+        elif kind == T.SUCCESS and not self.subscribed.done():
+            # Permits only now: a FLOW for a consumer the broker has not finished adding is
+            # dropped (as Pulsar's clients do, they send it once the SUBSCRIBE succeeded).
+            writer.write(_command(T.FLOW, "flow", consumer_id=1, messagePermits=RECEIVER_QUEUE))
+            self.subscribed.set_result(None)
+        elif kind == T.ERROR and not self.subscribed.done():
+            self.subscribed.set_exception(RuntimeError(frame.command.error.message))
+
+    async def _ack_now_and_then(self, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await asyncio.sleep(ACK_EVERY_S)
+            if self._last is not None:
+                ack = pb.CommandAck(consumer_id=1, ack_type=pb.CommandAck.Cumulative)
+                ack.message_id.add(ledgerId=self._last[0], entryId=self._last[1])
+                writer.write(encode_command(pb.BaseCommand(type=T.ACK, ack=ack)))
+                self._last = None
+
+
+async def probe(
+    host: str, port: int, rate: int, seconds: float, size: int, receive: bool = False
+) -> tuple[list[float], list[float], list[float]]:
     """Latencies in ms of every message sent at `rate` per second for `seconds`, and when each
-    was sent (seconds into the run, same order)."""
+    was sent (seconds into the run, same order); with `receive`, also each one's send ->
+    receive latency through a consumer (in the order they arrived)."""
     reader, writer = await asyncio.open_connection(host, port)
     decoder = FrameDecoder()
     pending: dict[int, float] = {}
+    sent_at: dict[int, float] = {}  # every send, kept for the receiver
     latencies: list[float] = []
     sent_offsets: list[float] = []
     start = 0.0  # set when the clock starts
     ready = asyncio.get_running_loop().create_future()
+    topic = f"latency-probe-{time.time_ns()}"
+    receiver = Receiver(sent_at) if receive else None
+    consuming = None
+    if receiver is not None:  # subscribed before the first send: it gets every message
+        consuming = asyncio.create_task(receiver.run(host, port, topic))
+        await receiver.subscribed
 
     async def receive() -> None:
         while data := await reader.read(1 << 16):
@@ -62,11 +139,9 @@ async def probe(host: str, port: int, rate: int, seconds: float, size: int) -> t
                 elif kind == T.ERROR and not ready.done():
                     ready.set_exception(RuntimeError(frame.command.error.message))
 
-    receiver = asyncio.create_task(receive())
+    receiving = asyncio.create_task(receive())
     writer.write(_command(T.CONNECT, "connect", client_version="latency-probe", protocol_version=20))
-    writer.write(
-        _command(T.PRODUCER, "producer", topic=f"latency-probe-{time.time_ns()}", producer_id=1, request_id=1)
-    )
+    writer.write(_command(T.PRODUCER, "producer", topic=topic, producer_id=1, request_id=1))
     name = await ready
     # Every frame is encoded before the clock starts, so the probe's own Python work per send
     # is a dict store and a write: at 20k msgs/s, encoding protobufs here would be the client's
@@ -91,17 +166,25 @@ async def probe(host: str, port: int, rate: int, seconds: float, size: int) -> t
         if now < due:
             await asyncio.sleep(due - now)
             continue
-        pending[sequence] = time.perf_counter()
+        pending[sequence] = sent_at[sequence] = time.perf_counter()
         writer.write(frames[sequence])
         sequence += 1
     deadline = time.perf_counter() + 5
-    while pending and time.perf_counter() < deadline:
+    while (pending or (receiver is not None and len(receiver.latencies) < len(sent_at))) and (
+        time.perf_counter() < deadline
+    ):
         await asyncio.sleep(0.01)
-    receiver.cancel()
+    receiving.cancel()
     writer.close()
     if pending:
         print(f"warning: {len(pending)} sends had no receipt within 5 s", file=sys.stderr)
-    return latencies, sent_offsets
+    received: list[float] = []
+    if receiver is not None and consuming is not None:
+        consuming.cancel()
+        received = receiver.latencies
+        if len(received) < len(sent_at):
+            print(f"warning: {len(sent_at) - len(received)} messages not received within 5 s", file=sys.stderr)
+    return latencies, sent_offsets, received
 
 
 def worst(latencies: list[float], sent_offsets: list[float], n: int = 5) -> str:
@@ -149,6 +232,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--size", type=int, default=100, help="payload bytes (default 100)")
     parser.add_argument("--no-fsync", action="store_true", help="start the broker with --no-journal-fsync")
+    parser.add_argument("--receive", action="store_true", help="also measure send -> receive through a consumer")
     args = parser.parse_args()
     server = None
     admin_url = args.admin_url
@@ -165,7 +249,9 @@ def main() -> int:
     try:
         waited, began = run_queue_wait_s(pid) if pid else 0.0, time.perf_counter()
         cpu_before = process_cpu_s(pid) if pid else 0.0
-        latencies, sent_offsets = asyncio.run(probe(host, int(port), args.rate, args.seconds, args.size))
+        latencies, sent_offsets, received = asyncio.run(
+            probe(host, int(port), args.rate, args.seconds, args.size, args.receive)
+        )
         cpu_used = process_cpu_s(pid) - cpu_before if pid else None
         note = machine_note(run_queue_wait_s(pid) - waited, time.perf_counter() - began) if pid else None
         report = loop_report(admin_url) if admin_url else None
@@ -182,6 +268,12 @@ def main() -> int:
     )
     if latencies:
         print(f"  p99.9 {percentile(latencies, 99.9):.2f} ms; slowest per 100 ms: {worst(latencies, sent_offsets)}")
+    if received:
+        print(
+            f"  send -> receive ({len(received)} messages): p50 {statistics.median(received):.2f} ms, "
+            f"p99 {percentile(received, 99):.2f} ms, p99.9 {percentile(received, 99.9):.2f} ms, "
+            f"max {max(received):.2f} ms"
+        )
     if cpu_used is not None and latencies:
         print(f"  broker CPU: {cpu_used:.2f} s, {1e6 * cpu_used / len(latencies):.1f} us per message "
               "(all its threads)")
