@@ -117,7 +117,9 @@ async def test_watches_and_ephemerals_survive_a_server_restart_within_the_sessio
     server = ZooKeeperServer(str(tmp_path / "zk"))
     await asyncio.to_thread(server.start)
     try:
-        store = await ZooKeeperMetadataStore.open(server.url, session_timeout_s=20.0)
+        # A re-read lost across the restart is given up after op_timeout_s and retried: short
+        # here, so that retry fits in `eventually`'s wait.
+        store = await ZooKeeperMetadataStore.open(server.url, session_timeout_s=20.0, op_timeout_s=5.0)
         await store.put("/w", b"1")
         await store.put("/mine", b"e", ephemeral=True)
         seen: list[WatchEvent] = []

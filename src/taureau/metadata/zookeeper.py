@@ -322,17 +322,21 @@ class ZooKeeperMetadataStore(MetadataStore):
         while True:
             entry.again = False
             try:
-                await exists
+                # Bounded as every other operation is: a read whose answer never came would
+                # keep `busy` set, every later firing would only mark it `again`, and the watch
+                # would go silent. (The likely cause of a CI run where a watch stayed silent
+                # after a server restart that dropped the connection twice, no read failing.)
+                await asyncio.wait_for(exists, self._op_timeout_s)
                 try:
-                    _names, zs = await listing
+                    _names, zs = await asyncio.wait_for(listing, self._op_timeout_s)
                 except NotFoundError:
                     zs = None
-            except MetadataError as exc:
+            except (MetadataError, TimeoutError) as exc:
                 entry.busy = False
                 if not (self._closed or self._expired):
                     # A read lost with the connection may not have armed its watches: try
                     # again shortly, or the watch would go silent.
-                    log.warning("watch on %s could not re-read the node (retrying in 1 s): %s", path, exc)
+                    log.warning("watch on %s could not re-read the node (retrying in 1 s): %r", path, exc)
                     self._loop.call_later(1.0, self._fired, path)
                 return
             if self._watches.get(path) is not entry:
