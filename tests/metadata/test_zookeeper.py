@@ -136,3 +136,29 @@ async def test_watches_and_ephemerals_survive_a_server_restart_within_the_sessio
         await store.close()
     finally:
         server.kill()
+
+
+async def test_a_watch_whose_read_never_answers_retries_it_instead_of_going_silent(zk_url):
+    # ZooKeeper cannot be made to lose one answer on cue, so the first read of the watch
+    # gets a kazoo result that never completes, as one lost across a dropped connection.
+    store = await ZooKeeperMetadataStore.open(zk_url, op_timeout_s=0.5)
+    try:
+        await store.put("/lost", b"1")
+        real = store._client.exists_async
+        lost = []
+
+        def exists_once_unanswered(path, watch=None):
+            if not lost:
+                lost.append(path)
+                return store._client.handler.async_result()  # never set
+            return real(path, watch=watch)
+
+        store._client.exists_async = exists_once_unanswered
+        seen: list[WatchEvent] = []
+        store.watch("/lost", lambda e, p: seen.append(e))
+        await eventually(lambda: store._watches["/lost"].armed, timeout=5.0)  # retried, read
+        await store.put("/lost", b"2")
+        await eventually(lambda: WatchEvent.MODIFIED in seen, timeout=5.0)
+        assert len(lost) == 1 and lost[0].endswith("/lost")  # the one unanswered read
+    finally:
+        await store.close()
