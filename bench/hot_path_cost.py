@@ -21,6 +21,8 @@ one fell inside the measured rounds moved the count at 1,000 topics by up to 12%
 of the same code. So under callgrind (HOT_PATH_TIMERS=off) cursors save once when first
 acknowledged and never again, and the rate loop, the policy checks and the timed checkpoint
 do not run. The CPU figure (without --callgrind) keeps every timer, at full speed.
+To compare with other code, run it with PYTHONPATH=<its checkout>/src: this script imports
+`taureau` as installed (editable: this checkout), not from a copy of the tree beside it.
 It also prints the objects the collector tracks per topic once everything is set up. Every
 topic count runs in a fresh process; the first count (1 topic by default) is the peer the
 others are compared with, measured in the same run.
@@ -71,6 +73,8 @@ def stop_timers() -> None:
     two module defaults for it: neither is a setting a server needs."""
     service_module.RATE_INTERVAL_S = NEVER_S
     bookie_module.Bookie.__init__.__kwdefaults__["checkpoint_interval_s"] = None
+
+
 _MESSAGE, _RECEIPT = T.MESSAGE, T.SEND_RECEIPT
 _HEAD = 10  # total_size, command_size, then the BaseCommand's type field: 08 <type>
 
