@@ -199,8 +199,19 @@ def test_kill_9_of_standalone_brings_every_function_back(tmp_path):
         producer.send(b"one two")
         assert receive_all(out, 1)[0].data() == b"one two!"
         client.close()
-        # Cursor positions are saved at most once a second (--cursor-save-interval, Pulsar's
-        # mark-delete rate); past that, the kill loses no acknowledgement.
+
+        def input_acknowledged() -> bool:
+            import httpx
+
+            stats = httpx.get(f"{server.admin_url}/admin/v2/persistent/public/default/surv-in/internalStats").json()
+            return all(c["markDeletePosition"] == stats["lastConfirmedEntry"] for c in stats["cursors"].values())
+
+        # The instance acknowledges its input after the output is stored (and its client
+        # groups acks for 100 ms): wait for that ack to reach the broker, a CI run under load
+        # once killed the broker before it did. Cursor positions are then saved at most once a
+        # second (--cursor-save-interval, Pulsar's mark-delete rate); past that, the kill loses
+        # no acknowledgement.
+        wait_for(input_acknowledged, timeout=30, what="the function's acknowledgement of its input")
         time.sleep(1.5)
         server.kill()  # kill -9: the instance processes die with it
         server.start()
