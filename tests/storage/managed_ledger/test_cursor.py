@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from taureau.common.errors import ManagedLedgerClosedError
+from taureau.common.errors import ManagedLedgerClosedError, NoSuchEntryError
 from taureau.storage.managed_ledger import InitialPosition
 from taureau.storage.position import EARLIEST, LATEST, Position
 
@@ -227,3 +227,50 @@ async def test_concurrent_opens_of_a_new_cursor_share_one_create(make_factory):
     first, second = await asyncio.gather(ml.open_cursor("sub"), ml.open_cursor("sub"))
     assert first is second
     assert list(ml.cursors) == ["sub"]
+
+
+async def test_acks_in_order_move_the_mark_delete_position_and_others_make_ranges(make_factory):
+    ml, cursor, pos = await _ml_with(make_factory, 6, per_ledger=4)  # ledger one: 0-3, two: 4-5
+    cursor.delete_now([pos[0]])
+    cursor.delete_now([pos[1], pos[2]])
+    assert cursor.mark_delete_position == pos[2]
+    assert cursor.individually_deleted_ranges() == [] and cursor.messages_consumed == 3
+    # Not in order: a range, folded into the mark-delete position once the gap is acked.
+    cursor.delete_now([pos[5]])
+    assert cursor.mark_delete_position == pos[2]
+    assert cursor.individually_deleted_ranges() == [(pos[5], pos[5])]
+    cursor.delete_now([pos[4], pos[3]])
+    assert cursor.mark_delete_position == pos[5]
+    assert cursor.individually_deleted_ranges() == [] and cursor.messages_consumed == 6
+    assert cursor.backlog == 0
+
+
+async def test_an_in_order_ack_beyond_the_last_entry_is_refused_and_changes_nothing(make_factory):
+    ml, cursor, pos = await _ml_with(make_factory, 2, per_ledger=10)
+    beyond = Position(pos[1].ledger_id, pos[1].entry_id + 1)
+    with pytest.raises(NoSuchEntryError):
+        cursor.delete_now([pos[0], pos[1], beyond])
+    assert cursor.mark_delete_position == ml.ledgers.previous(pos[0])
+    assert cursor.messages_consumed == 0 and cursor.backlog == 2
+
+
+async def test_cached_reads_from_the_tail_stop_at_the_end_and_skip_acked_entries(make_factory):
+    ml = await make_factory(max_entries_per_ledger=100).open(NAME)
+    cursor = await ml.open_cursor("tail")
+    pos = [await ml.add_entry(b"%d" % i) for i in range(3)]
+    assert [e.position for e in cursor.read_cached_entries(2)] == pos[:2]
+    assert [e.position for e in cursor.read_cached_entries(10)] == pos[2:]
+    assert cursor.read_cached_entries(10) == [] and not cursor.has_more_entries()
+    pos += [await ml.add_entry(b"%d" % i) for i in range(3, 6)]
+    cursor.delete_now([pos[4]])  # acked ahead of the read position: the read skips it
+    assert [e.position for e in cursor.read_cached_entries(10)] == [pos[3], pos[5]]
+    assert cursor.read_position == ml.ledgers.end
+    assert ml._reader.ledger_reads == 0
+
+
+async def test_a_cached_read_of_an_entry_the_cache_dropped_says_so(make_factory):
+    ml = await make_factory(cache_size_bytes=0, max_entries_per_ledger=100).open(NAME)
+    cursor = await ml.open_cursor("tail")
+    first = await ml.add_entry(b"x")
+    assert cursor.read_cached_entries(10) is None  # the caller reads the ledger instead
+    assert [e.position for e in await cursor.read_entries(10)] == [first]

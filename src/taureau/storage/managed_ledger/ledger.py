@@ -245,6 +245,17 @@ class ManagedLedgerImpl(ManagedLedger):
         self.check_usable()
         return self._reader.read_cached(start, max_entries, self.last_confirmed, stop)
 
+    def read_tail_cached(self, start: Position, max_entries: int) -> list[Entry] | None:
+        """`read_span_cached` for a `start` in the ledger being written (the caller checked
+        that, and that this ledger is usable): the entries from it to the last one, one cache
+        slice; None if `start` is not cached."""
+        available = self.ledgers.current.entries - start.entry_id
+        if available <= 0:
+            return []
+        run = self.cache.get_run(start, min(max_entries, available))
+        # The cache holds a contiguous tail of the log: from a cached start, all of it.
+        return run if run else None
+
     async def find_position(self, predicate: Callable[[Entry], bool]) -> Position | None:
         self.check_usable()
         lo, hi = 0, self.entries_count
