@@ -150,3 +150,23 @@ def test_a_cursor_record_keeps_the_first_ranges_and_fits_a_metadata_value():
     assert kept.ranges() == ranges.ranges()[:MAX_PERSISTED_RANGES]
     assert 0 < len(kept_batches) < len(batches)
     assert all(kept_batches[p] == batches[p] for p in kept_batches)
+
+
+@pytest.mark.parametrize("mark_delete", [P(7, 123), P(7, -1), P(2**63 - 1, 2**62)])
+@pytest.mark.parametrize("last_active_ms", [0, 1_700_000_000_000])
+def test_a_cursor_record_with_nothing_acked_out_of_order_is_the_json_of_its_fields(mark_delete, last_active_ms):
+    import json
+
+    from taureau.storage.managed_ledger.meta import (
+        decode_cursor_info,
+        decode_cursor_last_active,
+        encode_cursor_info,
+    )
+
+    data = encode_cursor_info(mark_delete, RangeSet(), None, last_active_ms)
+    expected = {"v": 1, "md": list(mark_delete), "ranges": []} | ({"active": last_active_ms} if last_active_ms else {})
+    assert json.loads(data) == expected
+    assert data == json.dumps(expected, separators=(",", ":")).encode()
+    md, ranges, batches = decode_cursor_info(data)
+    assert (md, ranges.ranges(), batches) == (mark_delete, [], {})
+    assert decode_cursor_last_active(data) == last_active_ms

@@ -8,7 +8,7 @@ import pytest
 
 from taureau.storage.managed_ledger import InitialPosition, meta
 from taureau.storage.managed_ledger.persist import SerialWriter
-from taureau.storage.managed_ledger.save_ticker import SaveTicker
+from taureau.storage.managed_ledger.save_ticker import START_SLICE, SaveTicker
 from tests.storage.managed_ledger.test_persist import Recorder
 
 pytestmark = pytest.mark.anyio
@@ -45,6 +45,36 @@ async def test_fifty_waiting_writers_hold_one_timer_and_all_save_at_the_tick():
     await until(lambda: [r.saved for r in recorders] == [[0, 1]] * 50, "the tick's saves")
     await asyncio.sleep(0.02)  # the save tasks finish
     assert len(ticker) == 0 and not ticker.timer_set and live_timers() == before  # idle: nothing armed
+
+
+async def test_a_tick_starts_its_writers_a_slice_per_loop_turn_and_not_one_taken_off_meanwhile():
+    ticker = SaveTicker(0.05)
+    loop = asyncio.get_running_loop()
+    started: list[int] = []
+    after_first_turn: list[int] = []
+
+    class Writer:
+        def __init__(self, number: int) -> None:
+            self.number = number
+
+        def on_tick(self) -> None:
+            if not started:  # runs before the ticker schedules its next slice
+                loop.call_soon(first_turn_over)
+            started.append(self.number)
+
+    writers = [Writer(i) for i in range(2 * START_SLICE + 10)]
+
+    def first_turn_over() -> None:
+        after_first_turn.extend(started)
+        ticker.discard(writers[-1])  # a flush or stop takes it off before its slice
+
+    for writer in writers:
+        ticker.add(writer, loop.time())
+    await until(lambda: len(started) == len(writers) - 1, "every slice")
+    assert after_first_turn == list(range(START_SLICE))  # the tick's own turn: one slice
+    assert started == list(range(len(writers) - 1))  # in the order they were due
+    await asyncio.sleep(0.12)
+    assert len(started) == len(writers) - 1 and len(ticker) == 0 and not ticker.timer_set
 
 
 async def test_a_writer_on_a_ticker_saves_at_most_once_per_interval_and_ends_with_the_latest_state():

@@ -115,6 +115,13 @@ BatchAcks = dict[Position, tuple[int, ...]]
 
 def encode_cursor_info(mark_delete: Position, ranges: RangeSet, batches: BatchAcks | None = None,
                        last_active_ms: int = 0) -> bytes:
+    if not ranges and not batches:
+        # A consumer that keeps up has nothing acked out of order: the record every cursor
+        # saves once a second, formatted as json.dumps would (1,000 topics: 1,000 a second).
+        md_ledger, md_entry = mark_delete
+        if last_active_ms:
+            return b'{"v":%d,"md":[%d,%d],"ranges":[],"active":%d}' % (_VERSION, md_ledger, md_entry, last_active_ms)
+        return b'{"v":%d,"md":[%d,%d],"ranges":[]}' % (_VERSION, md_ledger, md_entry)
     flat = ranges.to_flat()[: 3 * MAX_PERSISTED_RANGES]
     record: dict = {"v": _VERSION, "md": list(mark_delete), "ranges": flat}
     if last_active_ms:
