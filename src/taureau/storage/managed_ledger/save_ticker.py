@@ -11,7 +11,7 @@ second (1,000 cursors acked at random moments: ~250 log writes a second before).
 A tick starts its saves a slice at a time (`START_SLICE` writers per loop turn): 1,000 cursors
 started in one callback held the loop for 20-40 ms every second (each save a task, a record
 and a store put), a stall every publish and dispatch behind it waited out; sliced, the loop's
-longest lag during the saves was 4-5 ms.
+longest lag was 5-9 ms against 19-30 ms (`bench/cursor_saves.py --all-at-once`).
 
 Saves start on grid ticks only, so a writer's saves are a whole number of intervals apart (at
 most one per interval, Pulsar's mark-delete rate) and a request waits less than one interval:
