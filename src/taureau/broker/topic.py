@@ -33,6 +33,7 @@ from taureau.broker.subscription import Subscription, SubType
 from taureau.common.errors import (
     BrokerError,
     ConsumerBusyError,
+    MetadataError,
     NotAllowedError,
     ServiceNotReadyError,
     StorageError,
@@ -200,7 +201,7 @@ class PersistentTopic:
                 )
                 if position is None:
                     return None
-        except StorageError as exc:
+        except (StorageError, MetadataError) as exc:  # as in _append
             self._write_failed(exc)
             raise
         producer.msg_in += messages
@@ -238,7 +239,10 @@ class PersistentTopic:
         `sent` them once stored."""
         try:
             positions = await self.ledger.add_entries(datas)
-        except StorageError as exc:
+        except (StorageError, MetadataError) as exc:
+            # A metadata write of the add path failing (a rollover's ledger list on a full
+            # disk) is a failed write too: without the hold, the official client reconnected
+            # and resent every 100 ms, and a disk-full test's sends took minutes.
             self._write_failed(exc)
             raise
         self.msg_in += messages
