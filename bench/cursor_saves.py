@@ -84,7 +84,8 @@ async def run(mode: str, args: argparse.Namespace, writes: LogWrites) -> dict[st
         )  # fmt: skip
         cursors.append((ml, await ml.open_cursor("s", InitialPosition.EARLIEST)))
     pick = random.Random(1)
-    per_slice = max(1, args.rate // 100)
+    # Acks per 10 ms slice: --rate's share, or with --all-at-once every cursor once per interval.
+    per_slice = max(1, round(len(cursors) * 0.01 / args.interval) if args.all_at_once else args.rate // 100)
     await asyncio.sleep(args.interval)  # the creations' saves are done
     writes.count = 0
     acks = 0
@@ -93,19 +94,13 @@ async def run(mode: str, args: argparse.Namespace, writes: LogWrites) -> dict[st
     probe = asyncio.ensure_future(lag_probe(lags, stop))
     cpu0, t0 = time.process_time(), time.monotonic()
     while time.monotonic() - t0 < args.seconds:
-        if args.all_at_once:
-            chosen = cursors  # each acks once per interval, spread over it in 10 ms slices
-            per_slice = max(1, round(len(cursors) * 0.01 / args.interval))
-        else:
-            chosen = [pick.choice(cursors) for _ in range(per_slice)]
+        chosen = cursors if args.all_at_once else [pick.choice(cursors) for _ in range(per_slice)]
         for i, (ml, cursor) in enumerate(chosen):
             position = await ml.add_entry(b"x")
             cursor.mark_delete_now(position)
             acks += 1
-            if i % per_slice == per_slice - 1:
+            if i % per_slice == per_slice - 1:  # one 10 ms pause per slice
                 await asyncio.sleep(0.01)
-        if not args.all_at_once:
-            await asyncio.sleep(0.01)
     wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
     stop.set()
     await probe

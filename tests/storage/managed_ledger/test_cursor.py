@@ -229,8 +229,12 @@ async def test_concurrent_opens_of_a_new_cursor_share_one_create(make_factory):
     assert list(ml.cursors) == ["sub"]
 
 
-async def test_acks_in_order_move_the_mark_delete_position_and_others_make_ranges(make_factory):
-    ml, cursor, pos = await _ml_with(make_factory, 6, per_ledger=4)  # ledger one: 0-3, two: 4-5
+# 4 per ledger: ledger one holds 0-3, the one being written 4-5 (acks in a closed ledger take
+# the general path); 100: all six in the ledger being written (in-order acks move the
+# mark-delete position directly).
+@pytest.mark.parametrize("per_ledger", [4, 100])
+async def test_acks_in_order_move_the_mark_delete_position_and_others_make_ranges(make_factory, per_ledger):
+    ml, cursor, pos = await _ml_with(make_factory, 6, per_ledger=per_ledger)
     cursor.delete_now([pos[0]])
     cursor.delete_now([pos[1], pos[2]])
     assert cursor.mark_delete_position == pos[2]
