@@ -168,6 +168,31 @@ def test_consume_n_0_consumes_until_interrupted(standalone, client, topic):
     assert "2 messages successfully consumed" in out
 
 
+def test_ctrl_c_while_waiting_for_a_message_ends_the_consume_at_once(standalone, topic):
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "taureau.cli.main", "client", "--service-url", standalone.service_url,
+         "consume", topic, "-s", "waiting", "-n", "3", "--timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=standalone.admin_url, timeout=10) as admin:
+            deadline = time.monotonic() + 30
+            while "waiting" not in admin.get(f"{_rest(topic)}/subscriptions").json():
+                assert time.monotonic() < deadline, "the consumer never subscribed"
+                time.sleep(0.1)
+        interrupted_at = time.monotonic()
+        consumer.send_signal(signal.SIGINT)
+        out, err = consumer.communicate(timeout=20)
+        took = time.monotonic() - interrupted_at
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+            consumer.wait()
+    assert consumer.returncode == 0, err
+    assert "0 messages successfully consumed" in out and "Traceback" not in err
+    assert took < 5.0  # the receive waits in slices of a second, not the whole --timeout
+
+
 # -- stats and listings ------------------------------------------------------------------------
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
+import time
 
 from taureau.cli import args as checked
 from taureau.cli import credentials
@@ -84,12 +87,28 @@ def _produce(args: argparse.Namespace) -> int:
     return 0
 
 
+# The longest a receive waits before the loop looks at Ctrl-C again.
+_RECEIVE_SLICE_S = 1.0
+
+
 def _consume(args: argparse.Namespace) -> int:
     import pulsar
 
     client = _open_client(args)
     if client is None:
         return 1
+    # Ctrl-C only raises a flag that the loop reads between waits. A KeyboardInterrupt raised
+    # wherever the signal lands could leave the official client half way through a call of its
+    # own, and its close (or the interpreter's exit) could then wait forever.
+    interrupted = threading.Event()
+
+    def on_interrupt(_signum: int, _frame: object) -> None:
+        interrupted.set()
+        # A second Ctrl-C ends the process at once (the system's default action), even inside
+        # a call of the official client that does not return.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
     received = 0
     try:
         consumer = client.subscribe(
@@ -99,33 +118,35 @@ def _consume(args: argparse.Namespace) -> int:
             initial_position=getattr(pulsar.InitialPosition, args.subscription_position),
         )
         forever = args.num_messages == 0  # as pulsar-client: consume until interrupted
-        while forever or received < args.num_messages:
+        give_up_at = time.monotonic() + args.timeout
+        while not interrupted.is_set() and (forever or received < args.num_messages):
+            wait_s = _RECEIVE_SLICE_S if forever else min(_RECEIVE_SLICE_S, give_up_at - time.monotonic())
             try:
-                # Forever still wakes every second, so Ctrl-C is seen between waits.
-                msg = consumer.receive(timeout_millis=1000 if forever else int(args.timeout * 1000))
+                msg = consumer.receive(timeout_millis=max(1, int(wait_s * 1000)))
             except pulsar.Timeout:
-                if forever:
-                    continue
-                print(f"error: no message within {args.timeout}s", file=sys.stderr)
-                return 1
+                if not forever and time.monotonic() >= give_up_at:
+                    print(f"error: no message within {args.timeout}s", file=sys.stderr)
+                    return 1
+                continue
             data = msg.data()
             try:
                 text = data.decode()
             except UnicodeDecodeError:
                 text = data.hex()
             print(
-                f"----- got message -----\nkey:[{msg.partition_key()}], properties:{msg.properties()}, content:{text}"
+                f"----- got message -----\nkey:[{msg.partition_key()}], properties:{msg.properties()}, content:{text}",
+                flush=True,
             )
             consumer.acknowledge(msg)
             received += 1
+            give_up_at = time.monotonic() + args.timeout
         consumer.close()
-    except KeyboardInterrupt:
-        pass
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         client.close()
+        signal.signal(signal.SIGINT, previous)
     print(f"{received} messages successfully consumed")
     return 0
 
