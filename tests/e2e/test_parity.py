@@ -3,6 +3,7 @@ official Python client and the admin REST API, each test a regression test of on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -139,18 +140,29 @@ def test_set_retention_reads_sizes_as_binary_units(standalone):
         assert policy == {"retentionTimeInMinutes": 60, "retentionSizeInMB": mb}
 
 
-def test_consume_n_0_consumes_until_interrupted(standalone, client, topic):
+@contextlib.contextmanager
+def _cli_consumer(standalone, topic: str, subscription: str, *options: str):
+    """`taureau client consume` in a process, yielded once its subscription exists; killed after."""
     consumer = subprocess.Popen(
         [sys.executable, "-m", "taureau.cli.main", "client", "--service-url", standalone.service_url,
-         "consume", topic, "-s", "forever", "-n", "0", "--timeout", "1"],
+         "consume", topic, "-s", subscription, *options],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         with httpx.Client(base_url=standalone.admin_url, timeout=10) as admin:
             deadline = time.monotonic() + 30
-            while "forever" not in admin.get(f"{_rest(topic)}/subscriptions").json():
+            while subscription not in admin.get(f"{_rest(topic)}/subscriptions").json():
                 assert time.monotonic() < deadline, "the consumer never subscribed"
                 time.sleep(0.1)
+        yield consumer
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+            consumer.wait()
+
+
+def test_consume_n_0_consumes_until_interrupted(standalone, client, topic):
+    with _cli_consumer(standalone, topic, "forever", "-n", "0", "--timeout", "1") as consumer:
         time.sleep(2.5)  # longer than --timeout: -n 0 must not give up
         assert consumer.poll() is None
         producer = client.create_producer(topic)
@@ -159,35 +171,17 @@ def test_consume_n_0_consumes_until_interrupted(standalone, client, topic):
         time.sleep(1.5)
         consumer.send_signal(signal.SIGINT)
         out, err = consumer.communicate(timeout=20)
-    finally:
-        if consumer.poll() is None:
-            consumer.kill()
-            consumer.wait()
     assert consumer.returncode == 0, err
     assert "content:one" in out and "content:two" in out
     assert "2 messages successfully consumed" in out
 
 
 def test_ctrl_c_while_waiting_for_a_message_ends_the_consume_at_once(standalone, topic):
-    consumer = subprocess.Popen(
-        [sys.executable, "-m", "taureau.cli.main", "client", "--service-url", standalone.service_url,
-         "consume", topic, "-s", "waiting", "-n", "3", "--timeout", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        with httpx.Client(base_url=standalone.admin_url, timeout=10) as admin:
-            deadline = time.monotonic() + 30
-            while "waiting" not in admin.get(f"{_rest(topic)}/subscriptions").json():
-                assert time.monotonic() < deadline, "the consumer never subscribed"
-                time.sleep(0.1)
+    with _cli_consumer(standalone, topic, "waiting", "-n", "3", "--timeout", "60") as consumer:
         interrupted_at = time.monotonic()
         consumer.send_signal(signal.SIGINT)
         out, err = consumer.communicate(timeout=20)
         took = time.monotonic() - interrupted_at
-    finally:
-        if consumer.poll() is None:
-            consumer.kill()
-            consumer.wait()
     assert consumer.returncode == 0, err
     assert "0 messages successfully consumed" in out and "Traceback" not in err
     assert took < 5.0  # the receive waits in slices of a second, not the whole --timeout
