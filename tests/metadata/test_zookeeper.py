@@ -29,7 +29,8 @@ class Relay:
 
     Why not let the client reconnect straight to a restarting ZooKeeper: ZooKeeper 3.8.0 (the
     Debian package) binds its port before it loads its database, and a handshake that arrives
-    in that window is closed with a NullPointerException that leaves the socket open. The client
+    in that window is closed with a NullPointerException that leaves the socket open
+    (ZOOKEEPER-5051; docs/cluster.md says what it means for a deployment). The client
     then waits its whole connect timeout (the session timeout per server, 20 s here) for an
     answer, and the session can expire meanwhile. Seen in CI and in 2 of 15 runs on a loaded
     machine; cutting the relay until the server serves keeps the test to what it checks.
