@@ -1,18 +1,24 @@
-"""A Taureau broker's own view of a run: event-loop lag, collector pauses and the causes of
-its stalls, read from its Prometheus endpoint (shared by the benchmarks that start one)."""
+"""A Taureau broker's own view of a run: event-loop lag, collector pauses, the causes of its
+stalls and the local bookie's journal (fsync rounds, and adds from hand-over to durable), read
+from its Prometheus endpoint (shared by the benchmarks that start one)."""
 
 from __future__ import annotations
 
+_HISTOGRAMS = tuple(
+    f"taureau_{name}_seconds_bucket" for name in ("event_loop_lag", "gc_pause", "journal_sync", "journal_add")
+)
+
 
 def loop_report(admin_url: str) -> str:
-    """The broker's own view of the run: event-loop lag and collector pauses (from /metrics)."""
+    """The broker's own view of the run: event-loop lag, collector pauses and the journal's
+    latencies (from /metrics)."""
     import httpx
 
     text = httpx.get(f"{admin_url}/metrics", timeout=10).text
     buckets: dict[str, list[tuple[float, int]]] = {}
     stalls: dict[str, str] = {}
     for line in text.splitlines():
-        if line.startswith(("taureau_event_loop_lag_seconds_bucket", "taureau_gc_pause_seconds_bucket")):
+        if line.startswith(_HISTOGRAMS):
             name = line.split("_bucket")[0]
             labels, value = line.rsplit(" ", 1)
             bound = labels.split('le="')[1].split('"')[0]

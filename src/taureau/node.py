@@ -46,6 +46,7 @@ class Node:
         self._closers: list[Closer] = []
         self._ready_hooks: list[Callable[[], None]] = []
         self.fatal: str | None = None  # why the node stopped itself, if it did
+        self.ledgers: BookKeeperClient | None = None  # set by open_storage
 
     def stop_for(self, reason: str) -> None:
         """Stop the process as SIGTERM would, then exit non-zero with `reason`."""
@@ -138,6 +139,7 @@ class Node:
         else:
             ledgers = await open_local_ledger_client(data_dir, store, num_bookies=1, journal_fsync=fsync)
         self.on_stop(ledgers.close)
+        self.ledgers = ledgers
         factory = ManagedLedgerFactory(
             store, ledgers, config, cache_budget_bytes=cache_budget_bytes, cursor_persist_interval_s=cursor_save_interval_s
         )

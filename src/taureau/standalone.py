@@ -110,6 +110,8 @@ class Standalone(Node):
         self.on_stop(_stopper(probe.stop))
         self.on_ready(probe.reset)  # report serving, not start-up
         app.state.metrics_sources = [probe.prometheus_lines]
+        if self.ledgers is not None:  # the local bookie's journal latencies
+            app.state.metrics_sources.append(self.ledgers.prometheus_lines)
         webs = self._web_servers(app)
         worker = self._functions_worker(app, data_dir, store, factory) if self.config.functions.enabled else None
         if self.state_services is not None:  # the state layer's series on the same /metrics

@@ -13,38 +13,15 @@ Both distributions are Prometheus histograms (`taureau_event_loop_lag_seconds`,
 from __future__ import annotations
 
 import asyncio
-import bisect
 import gc
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from taureau.common.histogram import Histogram
 
 TICK_S = 0.001
 STALL_MS = 5.0
-BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
-
-
-@dataclass(slots=True)
-class Histogram:
-    bounds: tuple[float, ...] = BUCKETS_S
-    counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS_S) + 1))
-    total: float = 0.0
-    n: int = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.total += value
-        self.n += 1
-
-    def lines(self, name: str, labels: str = "") -> list[str]:
-        out, running = [], 0
-        sep = "," if labels else ""
-        for bound, count in zip([*map(str, self.bounds), "+Inf"], self.counts, strict=True):
-            running += count
-            out.append(f'{name}_bucket{{{labels}{sep}le="{bound}"}} {running}')
-        out.append(f"{name}_sum{{{labels}}} {self.total}")
-        out.append(f"{name}_count{{{labels}}} {self.n}")
-        return out
 
 
 @dataclass(slots=True)

@@ -118,3 +118,22 @@ async def test_replay_from_a_checkpoint_position(tmp_path):
     again = Journal(OSFiles(), str(tmp_path))
     assert list(again.replay(mark)) == [(1, 1, b"after")]
     await again.close()
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+async def test_the_journal_times_its_fsync_rounds_and_each_batch_until_it_is_durable(tmp_path, fsync):
+    journal = Journal(OSFiles(), str(tmp_path), fsync=fsync)
+    list(journal.replay(JournalPosition(0, 0)))
+    for entry_id in range(3):  # one batch each: every add is awaited before the next
+        await journal.add(records.encode(1, entry_id, b"x" * 100))
+    await journal.close()
+    assert journal.add_seconds.n == 3
+    assert 0 < journal.add_seconds.total < 10
+    if fsync:
+        assert 1 <= journal.sync_seconds.n <= 3  # one fsync per round; a round may hold several batches
+        assert journal.sync_seconds.total <= journal.add_seconds.total
+    else:
+        assert journal.sync_seconds.n == 0
+    lines = journal.add_seconds.lines("taureau_journal_add_seconds", 'bookie="b"')
+    assert 'taureau_journal_add_seconds_bucket{bookie="b",le="+Inf"} 3' in lines
+    assert 'taureau_journal_add_seconds_count{bookie="b"} 3' in lines

@@ -36,6 +36,7 @@ from taureau.common.errors import (
     NoSuchLedgerError,
     StorageError,
 )
+from taureau.common.histogram import Histogram
 from taureau.storage.bookie import records
 from taureau.storage.bookie.entry_log import EntryLog
 from taureau.storage.bookie.files import FileIO, OSFiles, storage_error
@@ -122,6 +123,17 @@ class Bookie:
         self._room_gate = asyncio.Lock()
         self._room_waiters = 0
         self._timer: asyncio.Task[None] | None = None
+
+    @property
+    def journal_sync_seconds(self) -> Histogram:
+        """How long each journal round's fsync took (the journal's thread observes it)."""
+        return self._journal.sync_seconds
+
+    @property
+    def journal_add_seconds(self) -> Histogram:
+        """How long each batch of adds took from the loop's hand-over to the journal's thread
+        until it was delivered back durable: what a publish waits on the disk for."""
+        return self._journal.add_seconds
 
     @property
     def state(self) -> BookieState:

@@ -17,11 +17,13 @@ import asyncio
 import logging
 import os
 import struct
+import time
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from taureau.common.bytes_like import BYTES_LIKE, Bytes
 from taureau.common.errors import CorruptedDataError, StorageError
+from taureau.common.histogram import Histogram
 from taureau.storage.bookie import records
 from taureau.storage.bookie.files import FileIO, Handle, remove_files, storage_error
 from taureau.storage.bookie.journal_pipeline import Batch, Pipeline, WriteFailed
@@ -79,6 +81,10 @@ class Journal:
         self._last: asyncio.Future[None] | None = None  # the future of the last batch handed over
         self._failed: StorageError | None = None  # fatal error: no more writes
         self._pipeline: Pipeline | None = None  # started by the first batch
+        # Observed by the journal's thread (each round's fsync) and by the loop (each batch,
+        # from its hand-over to the thread until it is delivered back): one writer each.
+        self.sync_seconds = Histogram()
+        self.add_seconds = Histogram()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -191,6 +197,7 @@ class Journal:
                 # Journal pages are read again only by a replay after a crash: once fsynced,
                 # they go back to the kernel for the next writes (files.OSFiles.drop_cache).
                 self._files.drop_cache if self._fsync else None,
+                self.sync_seconds,
             )
         records, self._queue = self._queue, []
         future, self._next = self._next, None
@@ -226,11 +233,13 @@ class Journal:
 
     def _deliver(self, outcomes: list[Batch]) -> None:
         """On the loop, in the order the batches were added: complete their futures."""
+        now = time.perf_counter()
         for batch in outcomes:
             self._outstanding -= 1
             exc = batch.error
             if exc is None:
                 assert batch.position is not None
+                self.add_seconds.observe(now - batch.submitted)
                 self._written = JournalPosition(*batch.position)
                 batch.future.set_result(None)
                 continue

@@ -23,9 +23,11 @@ import asyncio
 import errno
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 from taureau.common.bytes_like import Bytes
+from taureau.common.histogram import Histogram
 from taureau.storage.bookie.files import Handle
 
 
@@ -41,11 +43,12 @@ class WriteFailed(Exception):
 class Batch:
     """Records added in one turn of the loop, with the future their adders wait on."""
 
-    __slots__ = ("records", "future", "handle", "position", "error")
+    __slots__ = ("records", "future", "handle", "position", "error", "submitted")
 
     def __init__(self, records: list[Bytes], future: asyncio.Future[None]) -> None:
         self.records = records
         self.future = future
+        self.submitted = time.perf_counter()  # handed to the thread: its add latency starts
         self.handle: Handle | None = None  # the file the batch was appended to
         self.position: tuple[int, int] | None = None  # (file, offset) just after it, once written
         self.error: BaseException | None = None
@@ -64,8 +67,11 @@ class Pipeline:
         close: Callable[[Handle], None],
         deliver: Callable[[list[Batch]], None],
         drop: Callable[[Handle], None] | None = None,
+        sync_seconds: Histogram | None = None,
     ) -> None:
         self._loop = loop
+        # Each round's fsyncs, timed here: this thread is the histogram's one writer.
+        self._sync_seconds = sync_seconds if sync_seconds is not None else Histogram()
         self._write = write
         self._sync = sync  # None: no fsync, a round is handed back once written
         self._close = close
@@ -131,8 +137,10 @@ class Pipeline:
                 handles.append(batch.handle)
         if self._fatal is None:
             try:
+                started = time.perf_counter()
                 for handle in handles:
                     self._sync(handle)
+                self._sync_seconds.observe(time.perf_counter() - started)
             except Exception as exc:
                 # After a failed fsync the kernel may have dropped the dirty pages: trust nothing.
                 # (Anything else raised here is fatal too: this thread must not die silently.)

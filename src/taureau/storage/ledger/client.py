@@ -177,6 +177,10 @@ class BookKeeperClient(LedgerClient):
                 # The metadata is gone, so the ledger is; the space on that bookie leaks.
                 log.warning("ledger %d: delete on %s failed: %s", ledger_id, bookie_id, exc)
 
+    def prometheus_lines(self) -> list[str]:
+        """Metrics of the bookies this client runs in its own process; none for remote ones."""
+        return []
+
     async def close(self) -> None:
         """Close the ledgers this client is writing (each is sealed at its LAC)."""
         if self._closed:

@@ -16,6 +16,16 @@ class LocalLedgerClient(BookKeeperClient):
         super().__init__(metadata, bookies)
         self.local_bookies = bookies  # bookie id -> Bookie, owned: started and closed here
 
+    def prometheus_lines(self) -> list[str]:
+        """Each bookie's journal: fsync rounds, and adds from hand-over to durable."""
+        lines = ["# TYPE taureau_journal_sync_seconds histogram"]
+        for bookie_id, bookie in self.local_bookies.items():
+            lines += bookie.journal_sync_seconds.lines("taureau_journal_sync_seconds", f'bookie="{bookie_id}"')
+        lines.append("# TYPE taureau_journal_add_seconds histogram")
+        for bookie_id, bookie in self.local_bookies.items():
+            lines += bookie.journal_add_seconds.lines("taureau_journal_add_seconds", f'bookie="{bookie_id}"')
+        return lines
+
     async def close(self) -> None:
         try:
             await super().close()
