@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 import httpx
 import pulsar
@@ -109,6 +110,38 @@ def test_topic_admin_stats_and_subscriptions(admin, client, topic):
     producer.close()
     assert admin.delete(path).status_code == 204
     assert admin.get(f"{path}/stats").status_code == 404
+
+
+def test_internal_info_shows_what_the_metadata_holds_once_a_cursor_is_saved(admin, client, topic):
+    path = rest_path(topic)
+    assert admin.get(f"{path}/internal-info").status_code == 404  # no such topic
+    consumer = client.subscribe(topic, "saved", consumer_type=pulsar.ConsumerType.Shared)
+    producer = client.create_producer(topic, batching_enabled=False)
+    ids = [producer.send(f"m{i}".encode()) for i in range(4)]
+    for index in (0, 2):  # the first and the third: a mark-delete position and a range after it
+        msg = consumer.receive(timeout_millis=5000)
+        while msg.message_id() != ids[index]:
+            msg = consumer.receive(timeout_millis=5000)
+        consumer.acknowledge(msg)
+    ledger, entry = ids[0].ledger_id(), ids[0].entry_id()
+    want_cursor = {
+        "markDelete": {"ledgerId": ledger, "entryId": entry},
+        "individualDeletedMessages": [
+            {"from": {"ledgerId": ledger, "entryId": entry + 1}, "to": {"ledgerId": ledger, "entryId": entry + 2}}
+        ],
+    }
+    deadline = time.monotonic() + 15  # the client groups acks (100 ms), the cursor saves once a second
+    while True:
+        info = admin.get(f"{path}/internal-info").json()
+        cursor = info["cursors"]["saved"]
+        if {k: cursor[k] for k in want_cursor} == want_cursor:
+            break
+        assert time.monotonic() < deadline, cursor
+        time.sleep(0.1)
+    assert cursor["version"] >= 1 and cursor["modificationDate"] >= cursor["creationDate"]
+    assert [row["ledgerId"] for row in info["ledgers"]][-1] == ledger
+    stats = admin.get(f"{path}/internalStats").json()  # memory agrees with what was saved
+    assert stats["cursors"]["saved"]["markDeletePosition"] == f"{ledger}:{entry}"
 
 
 def test_partitioned_topic_end_to_end(admin, client, topic):

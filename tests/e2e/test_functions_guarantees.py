@@ -200,19 +200,22 @@ def test_kill_9_of_standalone_brings_every_function_back(tmp_path):
         assert receive_all(out, 1)[0].data() == b"one two!"
         client.close()
 
-        def input_acknowledged() -> bool:
+        def input_acknowledgement_saved() -> bool:
             import httpx
 
-            stats = httpx.get(f"{server.admin_url}/admin/v2/persistent/public/default/surv-in/internalStats").json()
-            return all(c["markDeletePosition"] == stats["lastConfirmedEntry"] for c in stats["cursors"].values())
+            topic = f"{server.admin_url}/admin/v2/persistent/public/default/surv-in"
+            last = httpx.get(f"{topic}/internalStats").json()["lastConfirmedEntry"]
+            saved = httpx.get(f"{topic}/internal-info").json()["cursors"].values()
+            return bool(saved) and all(
+                f'{c["markDelete"]["ledgerId"]}:{c["markDelete"]["entryId"]}' == last for c in saved
+            )
 
-        # The instance acknowledges its input after the output is stored (and its client
-        # groups acks for 100 ms): wait for that ack to reach the broker, a CI run under load
-        # once killed the broker before it did. Cursor positions are then saved at most once a
-        # second (--cursor-save-interval, Pulsar's mark-delete rate); past that, the kill loses
-        # no acknowledgement.
-        wait_for(input_acknowledged, timeout=30, what="the function's acknowledgement of its input")
-        time.sleep(1.5)
+        # The instance acknowledges its input after the output is stored (its client groups
+        # acks for 100 ms), and the broker saves cursor positions at most once a second
+        # (--cursor-save-interval, Pulsar's mark-delete rate). A kill before the save would
+        # redeliver the input and count "two" twice: wait until the metadata holds the ack.
+        # (Waiting for the in-memory position and then 1.5 s was not enough under load.)
+        wait_for(input_acknowledgement_saved, timeout=30, what="the saved acknowledgement of the function's input")
         server.kill()  # kill -9: the instance processes die with it
         server.start()
         client = pulsar.Client(server.service_url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))

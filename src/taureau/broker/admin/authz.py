@@ -29,7 +29,7 @@ _OPEN = {"/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"
          "/admin/taureau/live", "/admin/taureau/whoami"}
 _DOMAINS = ("persistent", "non-persistent")
 # Topic sub-paths that only read what a producer or consumer may see.
-_TOPIC_READS = {"stats", "internalStats", "lastMessageId", "partitioned-stats", "partitions"}
+_TOPIC_READS = {"stats", "internalStats", "internal-info", "lastMessageId", "partitioned-stats", "partitions"}
 
 
 def _segments(path: str) -> list[str]:

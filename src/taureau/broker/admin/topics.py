@@ -20,6 +20,7 @@ from taureau.broker.schemas.compatibility import Strategy
 from taureau.broker.schemas.topics import TOPIC_STRATEGY
 from taureau.common.names import NamespaceName, TopicName
 from taureau.protocol import parse_metadata, split_batch
+from taureau.storage.managed_ledger.persisted_info import persisted_info
 from taureau.storage.position import EARLIEST, LATEST, Position
 
 router = APIRouter(prefix="/admin/v2/persistent", tags=["topics"])
@@ -108,6 +109,14 @@ async def topic_stats(request: Request, tenant: str, namespace: str, topic: str)
 @router.get("/{tenant}/{namespace}/{topic}/internalStats")
 async def internal_stats(request: Request, tenant: str, namespace: str, topic: str) -> dict:
     return (await _topic(request, tenant, namespace, topic)).ledger.internal_stats()
+
+
+@router.get("/{tenant}/{namespace}/{topic}/internal-info")
+async def internal_info(request: Request, tenant: str, namespace: str, topic: str) -> dict:
+    """What the metadata holds (`pulsar-admin topics info-internal`): the ledger list and each
+    cursor's saved position, where internalStats shows the positions in memory."""
+    loaded = await _topic(request, tenant, namespace, topic)
+    return await persisted_info(_service(request).store, loaded.ledger.name)
 
 
 @router.get("/{tenant}/{namespace}/{topic}/lastMessageId")
