@@ -16,9 +16,12 @@ BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 @dataclass(slots=True)
 class Histogram:
     bounds: tuple[float, ...] = BUCKETS_S
-    counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS_S) + 1))
+    counts: list[int] = field(init=False)  # one per bound, and one above the last
     total: float = 0.0
     n: int = 0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)
 
     def observe(self, value: float) -> None:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1

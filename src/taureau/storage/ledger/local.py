@@ -18,12 +18,14 @@ class LocalLedgerClient(BookKeeperClient):
 
     def prometheus_lines(self) -> list[str]:
         """Each bookie's journal: fsync rounds, and adds from hand-over to durable."""
-        lines = ["# TYPE taureau_journal_sync_seconds histogram"]
-        for bookie_id, bookie in self.local_bookies.items():
-            lines += bookie.journal_sync_seconds.lines("taureau_journal_sync_seconds", f'bookie="{bookie_id}"')
-        lines.append("# TYPE taureau_journal_add_seconds histogram")
-        for bookie_id, bookie in self.local_bookies.items():
-            lines += bookie.journal_add_seconds.lines("taureau_journal_add_seconds", f'bookie="{bookie_id}"')
+        lines: list[str] = []
+        for series, of in (
+            ("taureau_journal_sync_seconds", lambda b: b.journal_sync_seconds),
+            ("taureau_journal_add_seconds", lambda b: b.journal_add_seconds),
+        ):
+            lines.append(f"# TYPE {series} histogram")
+            for bookie_id, bookie in self.local_bookies.items():
+                lines += of(bookie).lines(series, f'bookie="{bookie_id}"')
         return lines
 
     async def close(self) -> None:
