@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from taureau.common.errors import StorageError, TaureauError
 from taureau.common.memory import tune_allocator
 from taureau.common.private_files import DIR_MODE, make_private_dirs, open_private
+from taureau.common.stack_dump import install_stack_dumps
 from taureau.metadata.claims import claim_ephemeral
 from taureau.metadata.factory import open_metadata_store
 from taureau.metadata.store import MetadataStore
@@ -183,6 +184,7 @@ async def run_until_signalled(name: str, node: Node, start: Callable[[], Awaitab
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    install_stack_dumps(loop)
     try:
         details = await start()
     except BaseException:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,27 @@ class Standalone:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
         raise RuntimeError(f"process {self.proc.pid} has exited")
+
+    def dump_stacks(self, wait: float = 1.0) -> str:
+        """What the process is waiting on: its asyncio tasks (SIGUSR2, needs a free loop) and
+        every thread's stack (SIGUSR1, printed even with the loop stuck), from its output."""
+        assert self.proc is not None
+        first = len(self.output)
+        self.proc.send_signal(signal.SIGUSR2)
+        time.sleep(wait / 2)
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(wait / 2)
+        return "".join(self.output[first:])
+
+    @contextlib.contextmanager
+    def stacks_on_timeout(self) -> Iterator[None]:
+        """A client call timing out inside the block re-raises with the server's stacks added
+        as a note: a stall seen once in CI then says where the server waited."""
+        try:
+            yield
+        except TimeoutError as exc:
+            exc.add_note(f"stacks of the standalone when the client timed out:\n{self.dump_stacks()}")
+            raise
 
     def kill(self) -> None:
         """kill -9: no chance to flush anything."""

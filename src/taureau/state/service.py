@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from taureau.common import errors
+from taureau.common.stack_dump import install_stack_dumps
 from taureau.metadata.factory import open_metadata_store
 from taureau.metadata.store import MetadataStore
 from taureau.state.child import MemoryServerChild
@@ -173,6 +174,7 @@ async def serve_controller(*, host: str, port: int, data_dir: str, lease_ms: int
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        install_stack_dumps(loop)
         await stop.wait()
     finally:
         await ctl.close()

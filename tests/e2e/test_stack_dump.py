@@ -1,0 +1,37 @@
+"""`kill -USR1` / `kill -USR2` of a running standalone print where it waits (common/stack_dump.py),
+and the standalone goes on serving."""
+
+from __future__ import annotations
+
+import httpx
+import pulsar
+import pytest
+
+from tests.e2e.harness import Standalone
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = Standalone(tmp_path_factory.mktemp("stacks")).start()
+    yield server
+    assert server.stop() == 0
+
+
+def test_signals_print_every_thread_and_task_and_the_server_keeps_serving(server, topic):
+    dump = server.dump_stacks()
+    # The task dump comes first (SIGUSR2): a count per coroutine, then stacks; the main task
+    # is parked on its stop event.
+    assert dump.startswith("--- ") and " asyncio tasks ---" in dump
+    tasks, threads = dump.split("Current thread 0x", 1)
+    assert "BrokerService._rate_loop" in tasks
+    assert "await run_until_signalled" in tasks
+    # Then faulthandler's (SIGUSR1): the main thread, down to the command line's entry point.
+    assert "(most recent call first)" in threads and "cli/main.py" in threads
+    assert server.proc is not None and server.proc.poll() is None
+    assert httpx.get(f"{server.admin_url}/admin/v2/clusters").status_code == 200
+    client = pulsar.Client(server.service_url)
+    try:
+        producer = client.create_producer(topic)
+        producer.send(b"after the dump")
+    finally:
+        client.close()
