@@ -1,11 +1,13 @@
 """A Taureau broker's own view of a run: event-loop lag, collector pauses, the causes of its
-stalls and the local bookie's journal (fsync rounds, and adds from hand-over to durable), read
-from its Prometheus endpoint (shared by the benchmarks that start one)."""
+stalls and the local bookie's journal (fsync rounds; adds from hand-over to durable, with their
+wait for the journal's thread and for the loop), read from its Prometheus endpoint (shared by
+the benchmarks that start one)."""
 
 from __future__ import annotations
 
 _HISTOGRAMS = tuple(
-    f"taureau_{name}_seconds_bucket" for name in ("event_loop_lag", "gc_pause", "journal_sync", "journal_add")
+    f"taureau_{name}_seconds_bucket"
+    for name in ("event_loop_lag", "gc_pause", "journal_sync", "journal_add", "journal_inbox", "journal_hand_back")
 )
 
 
@@ -17,6 +19,7 @@ def loop_report(admin_url: str) -> str:
     text = httpx.get(f"{admin_url}/metrics", timeout=10).text
     buckets: dict[str, list[tuple[float, int]]] = {}
     stalls: dict[str, str] = {}
+    sums: dict[str, float] = {}  # histogram (and generation) -> its sum of seconds
     for line in text.splitlines():
         if line.startswith(_HISTOGRAMS):
             name = line.split("_bucket")[0]
@@ -25,6 +28,10 @@ def loop_report(admin_url: str) -> str:
             gen = labels.split('generation="')[1].split('"')[0] if "generation" in labels else ""
             key = f"{name}{'/gen' + gen if gen else ''}"
             buckets.setdefault(key, []).append((float("inf") if bound == "+Inf" else float(bound), int(value)))
+        elif line.startswith(tuple(h.replace("_bucket", "_sum") for h in _HISTOGRAMS)):
+            labels, value = line.rsplit(" ", 1)
+            gen = labels.split('generation="')[1].split('"')[0] if "generation" in labels else ""
+            sums[f"{labels.split('_sum')[0]}{'/gen' + gen if gen else ''}"] = float(value)
         elif line.startswith("taureau_event_loop_stalls{"):
             stalls[line.split('cause="')[1].split('"')[0]] = line.rsplit(" ", 1)[1]
 
@@ -40,8 +47,9 @@ def loop_report(admin_url: str) -> str:
     parts = []
     for key, rows in sorted(buckets.items()):
         total = rows[-1][1]
-        parts.append(f"{key.replace('taureau_', '')}: n={total} p50 {quantile(rows, 0.5)} p99 {quantile(rows, 0.99)} "
-                     f"max {quantile(rows, 1.0)}")
+        mean = f" mean {1000 * sums[key] / total:.2f}ms" if total and key in sums else ""
+        parts.append(f"{key.replace('taureau_', '')}: n={total}{mean} p50 {quantile(rows, 0.5)} "
+                     f"p99 {quantile(rows, 0.99)} max {quantile(rows, 1.0)}")
     parts.append("stalls over 5 ms (the last 100) by cause: "
                  + ", ".join(f"{cause} {n}" for cause, n in sorted(stalls.items())))
     return "\n  ".join(parts)

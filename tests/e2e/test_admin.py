@@ -201,7 +201,12 @@ def test_openapi_and_metrics(admin, client, topic):
     assert int(lag_count.rsplit(" ", 1)[1]) > 0  # the loop probe has been sampling
     assert 'taureau_gc_pause_seconds_bucket{generation="2",le="+Inf"}' in metrics
     # The local bookie's journal: the send above went through at least one fsync round.
-    for series in ("taureau_journal_sync_seconds_count", "taureau_journal_add_seconds_count"):
+    for series in (
+        "taureau_journal_sync_seconds_count",
+        "taureau_journal_add_seconds_count",
+        "taureau_journal_inbox_seconds_count",
+        "taureau_journal_hand_back_seconds_count",
+    ):
         count = next(line for line in metrics.splitlines() if line.startswith(f'{series}{{bookie="bookie-0"}}'))
         assert int(count.rsplit(" ", 1)[1]) > 0, count
 

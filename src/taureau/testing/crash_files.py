@@ -7,6 +7,8 @@ and `current` (what reads see). `crash()` makes every file's current image its d
 bookie's threads can write no more. File creation and removal are durable at once (as if
 every directory were fsynced). `inject(op, errno)` makes the next calls of an operation
 ("append", "pwrite", "fsync", "truncate", "open", "kv_commit") fail, e.g. with ENOSPC.
+With `synced_appends`, `append_all_synced` is an append, then an fsync of the file (either may
+fail as injected), as the real one's pwritev2(RWF_DSYNC).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from __future__ import annotations
 import errno as errno_codes
 import os
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+from taureau.common.bytes_like import Bytes
 from taureau.storage.bookie.files import FileIO
 from taureau.storage.bookie.kv import KV, MemoryKV
 
@@ -57,7 +60,8 @@ class _CrashKV(MemoryKV):
 
 
 class CrashFiles(FileIO):
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, synced_appends: bool = False) -> None:
+        self.synced_appends = synced_appends
         self._files: dict[str, _File] = {}
         self._dirs: set[str] = set()
         self._kvs: dict[str, _CrashKV] = {}
@@ -172,6 +176,13 @@ class CrashFiles(FileIO):
         file.durable += file.current[file.dirty_from : end]
         file.dirty_from = end
         self.fsyncs += 1
+
+    def append_all_synced(self, handle: _Handle, parts: Sequence[Bytes]) -> int:
+        if not self.synced_appends:
+            raise NotImplementedError("CrashFiles(synced_appends=False) has no synced appends")
+        offset = self.append_all(handle, parts)
+        self.fsync(handle)
+        return offset
 
     def truncate(self, handle: _Handle, size: int) -> None:
         file = self._live(handle, "truncate")

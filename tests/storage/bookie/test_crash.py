@@ -34,11 +34,12 @@ def _payload(ledger_id: int, entry_id: int) -> bytes:
     )
 
 
+@pytest.mark.parametrize("synced", [False, True], ids=["write-then-fsync", "synced-append"])
 @pytest.mark.parametrize("mode", ["drop", "tear"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_crash_keeps_every_acked_entry(mode, seed):
+async def test_crash_keeps_every_acked_entry(mode, seed, synced):
     rng = random.Random(seed)
-    files = CrashFiles(seed=seed)
+    files = CrashFiles(seed=seed, synced_appends=synced)
     acked: set[tuple[int, int]] = set()
 
     async def add(bookie: Bookie, ledger_id: int, entry_id: int) -> None:

@@ -134,6 +134,10 @@ async def test_the_journal_times_its_fsync_rounds_and_each_batch_until_it_is_dur
         assert journal.sync_seconds.total <= journal.add_seconds.total
     else:
         assert journal.sync_seconds.n == 0
+    # Its two waits, each a part of the batch's add: for the journal's thread, then for the loop.
+    assert journal.inbox_seconds.n == journal.hand_back_seconds.n == 3
+    assert 0 <= journal.inbox_seconds.total + journal.hand_back_seconds.total <= journal.add_seconds.total
     lines = journal.add_seconds.lines("taureau_journal_add_seconds", 'bookie="b"')
+    assert 'taureau_journal_add_seconds_bucket{bookie="b",le="0.0001"}' in lines[0]  # the journal's finer buckets
     assert 'taureau_journal_add_seconds_bucket{bookie="b",le="+Inf"} 3' in lines
     assert 'taureau_journal_add_seconds_count{bookie="b"} 3' in lines

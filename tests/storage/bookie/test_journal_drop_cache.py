@@ -26,6 +26,11 @@ class RecordingFiles(OSFiles):
         super().fsync(handle)
         self.events.append(("fsync", handle.fd, self.acked))
 
+    def append_all_synced(self, handle, parts) -> int:  # a journal round: written and synced
+        offset = super().append_all_synced(handle, parts)
+        self.events.append(("fsync", handle.fd, self.acked))
+        return offset
+
     def drop_cache(self, handle) -> None:
         self.events.append(("drop", handle.fd, self.acked))
         super().drop_cache(handle)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from taureau.common.errors import StorageError
+from taureau.common.errors import DiskFullError, StorageError
 from taureau.storage.bookie import records
 from taureau.storage.bookie.files import OSFiles
 from taureau.storage.bookie.journal import FILE_HEADER, Journal, JournalPosition
@@ -20,9 +20,12 @@ pytestmark = pytest.mark.anyio
 
 
 class HeldFsyncFiles(OSFiles):
-    """Real files whose fsyncs can be held open, recording the file size each one covers."""
+    """Real files whose fsyncs (or synced appends, with `synced`) can be held open, recording
+    the file size each one covers."""
 
-    def __init__(self) -> None:
+    def __init__(self, synced: bool = False) -> None:
+        self.synced_appends = synced
+        self.synced_calls = 0
         self.hold = False
         self.entered = threading.Event()  # an fsync is waiting for `release`
         self.release = threading.Event()
@@ -43,6 +46,20 @@ class HeldFsyncFiles(OSFiles):
             self.in_flight -= 1
         self.covered.append(size)
 
+    def append_all_synced(self, handle, parts) -> int:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.hold:  # before the write: a synced append is one system call
+                self.entered.set()
+                assert self.release.wait(10), "the test never released the synced append"
+            offset = super().append_all_synced(handle, parts)
+        finally:
+            self.in_flight -= 1
+        self.synced_calls += 1
+        self.covered.append(os.fstat(handle.fd).st_size)
+        return offset
+
 
 async def _until(condition, what: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
@@ -51,8 +68,9 @@ async def _until(condition, what: str, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.002)
 
 
-async def test_a_burst_during_an_fsync_goes_in_the_next_single_fsync(tmp_path):
-    files = HeldFsyncFiles()
+@pytest.mark.parametrize("synced", [False, True], ids=["write-then-fsync", "synced-append"])
+async def test_a_burst_during_an_fsync_goes_in_the_next_single_fsync(tmp_path, synced):
+    files = HeldFsyncFiles(synced)
     journal = Journal(files, str(tmp_path))
     list(journal.replay(JournalPosition(0, 0)))
     path = os.path.join(tmp_path, sorted(os.listdir(tmp_path))[0])
@@ -68,8 +86,9 @@ async def test_a_burst_during_an_fsync_goes_in_the_next_single_fsync(tmp_path):
     futures += [journal.add(r) for r in burst[60:]]
     end = FILE_HEADER.size + len(first) + sum(map(len, burst))
     await asyncio.sleep(0.05)
-    # One thread: the bursts wait in its inbox, unwritten, until the held fsync returns.
-    assert os.path.getsize(path) == FILE_HEADER.size + len(first)
+    # One thread: the bursts wait in its inbox, unwritten, until the held fsync returns (a
+    # held synced append has not written its own record yet either).
+    assert os.path.getsize(path) == FILE_HEADER.size + (0 if synced else len(first))
     assert not first_done.done()  # its fsync has not returned: no receipt
     assert not any(f.done() for f in futures)
     completed: list[int] = []
@@ -81,6 +100,8 @@ async def test_a_burst_during_an_fsync_goes_in_the_next_single_fsync(tmp_path):
     await asyncio.wait_for(asyncio.gather(first_done, *futures), 10)
     # The held fsync covered the first record only; one more fsync covered both bursts.
     assert files.covered == [FILE_HEADER.size + len(first), end]
+    # Synced: two rounds, each one call (the two bursts are one call too), and no fsync at all.
+    assert files.synced_calls == (2 if synced else 0)
     assert files.most_in_flight == 1
     assert completed == [-1, *range(100)]  # receipts in the order of the adds
     assert journal.written == JournalPosition(journal.written.seq, end)
@@ -95,8 +116,9 @@ class SlowFsyncCrashFiles(CrashFiles):
         super().fsync(handle)
 
 
-async def test_no_record_is_acknowledged_before_a_crash_would_keep_it():
-    files = SlowFsyncCrashFiles()
+@pytest.mark.parametrize("synced", [False, True], ids=["write-then-fsync", "synced-append"])
+async def test_no_record_is_acknowledged_before_a_crash_would_keep_it(synced):
+    files = SlowFsyncCrashFiles(synced_appends=synced)
     journal = Journal(files, "/j", max_file_size=4096)  # small files: rolls happen mid-pipeline
     list(journal.replay(JournalPosition(0, 0)))
     lost: list[bytes] = []
@@ -155,3 +177,45 @@ async def test_an_fsync_failure_fails_every_written_batch_and_later_adds(failure
     files.clear()
     files.broken = False
     await journal.close()
+
+
+class FailingSyncedFiles(OSFiles):
+    """Real files with synced appends; the next one gets part of its bytes in, then fails."""
+
+    synced_appends = True
+
+    def __init__(self) -> None:
+        self.fail_with: int | None = None
+
+    def append_all_synced(self, handle, parts) -> int:
+        if self.fail_with is not None:
+            err, self.fail_with = self.fail_with, None
+            self.pwrite_all(handle, [bytes(parts[0])[: len(parts[0]) // 2]], handle.size)
+            raise OSError(err, os.strerror(err))
+        return super().append_all_synced(handle, parts)
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EIO], ids=["ENOSPC", "EIO"])
+async def test_a_failed_synced_append_fails_its_round_and_only_a_full_disk_lets_the_journal_go_on(tmp_path, err):
+    files = FailingSyncedFiles()
+    journal = Journal(files, str(tmp_path))
+    list(journal.replay(JournalPosition(0, 0)))
+    await journal.add(records.encode(1, 0, b"before"))
+    files.fail_with = err
+    with pytest.raises(StorageError) as refused:
+        await journal.add(records.encode(1, 1, b"refused" * 10))
+    if err == errno.ENOSPC:
+        # Refused before it was written: what got in is cut off, and the journal goes on.
+        assert type(refused.value) is DiskFullError
+        await journal.add(records.encode(1, 2, b"after"))
+        kept = [(1, 0, b"before"), (1, 2, b"after")]
+    else:
+        # It may have reached the page cache and not the disk: as a failed fsync, no more adds.
+        assert type(refused.value) is StorageError
+        with pytest.raises(StorageError):
+            journal.add(records.encode(1, 2, b"after"))
+        kept = [(1, 0, b"before")]
+    await journal.close()
+    again = Journal(OSFiles(), str(tmp_path))
+    assert list(again.replay(JournalPosition(0, 0))) == kept  # the torn half never reads as a record
+    again._files.close(again._handle)

@@ -136,6 +136,17 @@ class Bookie:
         return self._journal.add_seconds
 
     @property
+    def journal_inbox_seconds(self) -> Histogram:
+        """How long each batch waited for the journal's thread to take it: the rest of the
+        round in progress (its write and fsync)."""
+        return self._journal.inbox_seconds
+
+    @property
+    def journal_hand_back_seconds(self) -> Histogram:
+        """How long each durable batch waited for the loop to run its delivery."""
+        return self._journal.hand_back_seconds
+
+    @property
     def state(self) -> BookieState:
         return self._state
 

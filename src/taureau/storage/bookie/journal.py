@@ -14,6 +14,7 @@ position and truncates a torn or junk tail of the last file.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import struct
@@ -23,7 +24,7 @@ from typing import NamedTuple
 
 from taureau.common.bytes_like import BYTES_LIKE, Bytes
 from taureau.common.errors import CorruptedDataError, StorageError
-from taureau.common.histogram import Histogram
+from taureau.common.histogram import BUCKETS_S, Histogram
 from taureau.storage.bookie import records
 from taureau.storage.bookie.files import FileIO, Handle, remove_files, storage_error
 from taureau.storage.bookie.journal_pipeline import Batch, Pipeline, WriteFailed
@@ -38,6 +39,14 @@ log = logging.getLogger(__name__)
 MAGIC = b"TJNL"
 FORMAT_VERSION = 1
 FILE_HEADER = struct.Struct(">4sHHQ")
+
+# What a write refuses before it copies anything (no room for it): the journal cuts off any
+# part of the round that got in and goes on. Any other error of a synced append is fatal.
+_REFUSED_BEFORE_WRITING = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+# The journal's legs are fractions of a millisecond on a good disk: finer buckets there than
+# the 0.5 ms-first ones of loop stalls.
+JOURNAL_BUCKETS_S = (0.0001, 0.00025, *BUCKETS_S)
 
 
 class JournalPosition(NamedTuple):
@@ -82,9 +91,13 @@ class Journal:
         self._failed: StorageError | None = None  # fatal error: no more writes
         self._pipeline: Pipeline | None = None  # started by the first batch
         # Observed by the journal's thread (each round's fsync) and by the loop (each batch,
-        # from its hand-over to the thread until it is delivered back): one writer each.
-        self.sync_seconds = Histogram()
-        self.add_seconds = Histogram()
+        # from its hand-over to the thread until it is delivered back, and two legs of that:
+        # its wait in the thread's inbox, and from durable until the loop ran its delivery):
+        # one writer each.
+        self.sync_seconds = Histogram(JOURNAL_BUCKETS_S)
+        self.add_seconds = Histogram(JOURNAL_BUCKETS_S)
+        self.inbox_seconds = Histogram(JOURNAL_BUCKETS_S)
+        self.hand_back_seconds = Histogram(JOURNAL_BUCKETS_S)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -188,6 +201,7 @@ class Journal:
             return
         if self._pipeline is None:
             assert self._loop is not None
+            synced = self._fsync and self._files.synced_appends  # a round in one call
             self._pipeline = Pipeline(
                 self._loop,
                 self._write_batch,
@@ -198,6 +212,7 @@ class Journal:
                 # they go back to the kernel for the next writes (files.OSFiles.drop_cache).
                 self._files.drop_cache if self._fsync else None,
                 self.sync_seconds,
+                self._write_round_synced if synced else None,
             )
         records, self._queue = self._queue, []
         future, self._next = self._next, None
@@ -208,6 +223,13 @@ class Journal:
     def _write_batch(self, records: list[Bytes]) -> tuple[Handle, JournalPosition]:
         """In the journal thread: append (the records as they are, no joined copy), rolling
         when the file is full. Returns the position just after the batch."""
+        return self._append(records, synced=False)
+
+    def _write_round_synced(self, records: list[Bytes]) -> tuple[Handle, JournalPosition]:
+        """`_write_batch` of a whole round, durable on return (FileIO.append_all_synced)."""
+        return self._append(records, synced=True)
+
+    def _append(self, records: list[Bytes], synced: bool) -> tuple[Handle, JournalPosition]:
         size = sum(map(len, records))
         try:
             if self._size > FILE_HEADER.size and self._size + size > self._max_file_size:
@@ -219,8 +241,15 @@ class Journal:
             raise WriteFailed(exc, fatal=False) from exc
         before = self._size
         try:
-            self._files.append_all(self._handle, records)
+            if synced:
+                self._files.append_all_synced(self._handle, records)
+            else:
+                self._files.append_all(self._handle, records)
         except OSError as exc:
+            if synced and exc.errno not in _REFUSED_BEFORE_WRITING:
+                # The bytes may have reached the page cache and failed on their way to the
+                # disk, which may then have dropped them: trusted no more, as a failed fsync.
+                raise WriteFailed(exc, fatal=True) from exc
             try:
                 # Cut off whatever part of the batch got written: later batches go after `before`.
                 self._files.truncate(self._handle, before)
@@ -240,6 +269,8 @@ class Journal:
             if exc is None:
                 assert batch.position is not None
                 self.add_seconds.observe(now - batch.submitted)
+                self.inbox_seconds.observe(batch.taken - batch.submitted)
+                self.hand_back_seconds.observe(now - batch.durable)
                 self._written = JournalPosition(*batch.position)
                 batch.future.set_result(None)
                 continue

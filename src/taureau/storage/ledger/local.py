@@ -17,11 +17,14 @@ class LocalLedgerClient(BookKeeperClient):
         self.local_bookies = bookies  # bookie id -> Bookie, owned: started and closed here
 
     def prometheus_lines(self) -> list[str]:
-        """Each bookie's journal: fsync rounds, and adds from hand-over to durable."""
+        """Each bookie's journal: fsync rounds; adds from hand-over to delivered durable, and
+        two legs of that (the wait for the journal's thread, the wait for the loop)."""
         lines: list[str] = []
         for series, of in (
             ("taureau_journal_sync_seconds", lambda b: b.journal_sync_seconds),
             ("taureau_journal_add_seconds", lambda b: b.journal_add_seconds),
+            ("taureau_journal_inbox_seconds", lambda b: b.journal_inbox_seconds),
+            ("taureau_journal_hand_back_seconds", lambda b: b.journal_hand_back_seconds),
         ):
             lines.append(f"# TYPE {series} histogram")
             for bookie_id, bookie in self.local_bookies.items():
