@@ -9,6 +9,10 @@ from taureau.common import stack_dump
 
 
 async def _parked(event: asyncio.Event) -> None:
+    await _deeper(event)
+
+
+async def _deeper(event: asyncio.Event) -> None:
     await event.wait()
 
 
@@ -28,6 +32,7 @@ def test_tasks_are_counted_by_coroutine_and_only_the_first_stacks_printed(monkey
     dump = asyncio.run(main())
     assert "--- 6 asyncio tasks ---" in dump  # the five and main()
     assert "     5  _parked\n" in dump
-    assert dump.count("--- parked-") == 2 and dump.count("--- Task-") == 1  # 3 stacks of 6
+    assert dump.count("name='parked-") == 2 and dump.count("name='Task-") == 1  # 3 stacks of 6
     assert "--- 3 more tasks not shown ---" in dump
-    assert "in _parked" in dump  # a stack shows where the coroutine is parked
+    # A stack goes down the await chain to where the coroutine is parked, inner frames last.
+    assert dump.index("in _parked") < dump.index("in _deeper") < dump.index("in wait")

@@ -128,11 +128,13 @@ class Standalone:
 
     @contextlib.contextmanager
     def stacks_on_timeout(self) -> Iterator[None]:
-        """A client call timing out inside the block re-raises with the server's stacks added
-        as a note: a stall seen once in CI then says where the server waited."""
+        """A client call timing out inside the block re-raises with the server's last output
+        lines and its stacks added as notes: a stall seen once in CI then says what the server
+        logged and where it waited."""
         try:
             yield
         except TimeoutError as exc:
+            exc.add_note("last output of the standalone:\n" + "".join(self.output[-40:]))
             exc.add_note(f"stacks of the standalone when the client timed out:\n{self.dump_stacks()}")
             raise
 

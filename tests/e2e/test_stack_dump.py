@@ -24,7 +24,8 @@ def test_signals_print_every_thread_and_task_and_the_server_keeps_serving(server
     assert dump.startswith("--- ") and " asyncio tasks ---" in dump
     tasks, threads = dump.split("Current thread 0x", 1)
     assert "BrokerService._rate_loop" in tasks
-    assert "await run_until_signalled" in tasks
+    # Each task's await chain, down to the innermost coroutine: the main one waits for a signal.
+    assert tasks.index("in serve") < tasks.index("in run_until_signalled") < tasks.index("in wait")
     # Then faulthandler's (SIGUSR1): the main thread, down to the command line's entry point.
     assert "(most recent call first)" in threads and "cli/main.py" in threads
     assert server.proc is not None and server.proc.poll() is None

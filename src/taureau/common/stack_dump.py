@@ -37,11 +37,27 @@ def dump_tasks(loop: asyncio.AbstractEventLoop, out: TextIO) -> None:
     for name, count in counts.most_common():
         print(f"{count:6d}  {name}", file=out)
     for task in tasks[:MAX_TASK_STACKS]:
-        print(f"--- {task.get_name()}: {_coroutine_name(task)}", file=out)
-        task.print_stack(limit=20, file=out)
+        print(f"--- {task!r}", file=out)
+        for line in _await_chain(task):
+            print(line, file=out)
     if len(tasks) > MAX_TASK_STACKS:
         print(f"--- {len(tasks) - MAX_TASK_STACKS} more tasks not shown ---", file=out)
     out.flush()
+
+
+def _await_chain(task: asyncio.Task[object], limit: int = 30) -> list[str]:
+    """Where the task's coroutine is suspended, outermost first, down the chain of coroutines
+    it awaits (Task.print_stack shows only the outermost frame of a suspended coroutine)."""
+    lines: list[str] = []
+    awaitable: object = task.get_coro()
+    while awaitable is not None and len(lines) < limit:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+        if frame is None:  # a future's iterator, or a finished coroutine: the end of the chain
+            break
+        code = frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}')
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
+    return lines
 
 
 def _coroutine_name(task: asyncio.Task[object]) -> str:
