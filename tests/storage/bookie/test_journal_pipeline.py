@@ -219,3 +219,25 @@ async def test_a_failed_synced_append_fails_its_round_and_only_a_full_disk_lets_
     again = Journal(OSFiles(), str(tmp_path))
     assert list(again.replay(JournalPosition(0, 0))) == kept  # the torn half never reads as a record
     again._files.close(again._handle)
+
+
+async def test_a_batch_whose_adders_were_cancelled_does_not_strand_the_next_ones(tmp_path):
+    """Cancelling an adder cancels its batch's shared future; the delivery of that batch's
+    round must still complete the batches after it (it raised, and they waited for ever)."""
+    files = HeldFsyncFiles()
+    journal = Journal(files, str(tmp_path))
+    list(journal.replay(JournalPosition(0, 0)))
+    files.hold = True
+    first = journal.add(records.encode(1, 0, b"held"))
+    await _until(files.entered.is_set, "the first fsync")
+    cancelled = journal.add(records.encode(1, 1, b"its adder goes away"))
+    await asyncio.sleep(0)  # the next add is a batch of its own, in the same round
+    kept = journal.add(records.encode(1, 2, b"still awaited"))
+    await asyncio.sleep(0.01)
+    assert cancelled is not kept
+    cancelled.cancel()
+    files.hold = False
+    files.release.set()
+    await asyncio.wait_for(asyncio.gather(first, kept), 5)
+    assert journal.written.offset == os.path.getsize(os.path.join(tmp_path, sorted(os.listdir(tmp_path))[-1]))
+    await journal.close()

@@ -276,7 +276,10 @@ class Bookie:
 
     async def _journaled(self, record: bytes) -> None:
         try:
-            await self._journal.add(record)
+            # Shielded: the record shares its batch's future with the publishes of this loop
+            # turn, and a cancelled fence or delete (its caller's task cancelled) must not
+            # cancel their wait too.
+            await asyncio.shield(self._journal.add(record))
         except StorageError as exc:
             raise self._turn_read_only(exc) from None
 

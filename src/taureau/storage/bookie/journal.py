@@ -272,14 +272,20 @@ class Journal:
                 self.inbox_seconds.observe(batch.taken - batch.submitted)
                 self.hand_back_seconds.observe(now - batch.durable)
                 self._written = JournalPosition(*batch.position)
-                batch.future.set_result(None)
+                # Done already: every adder of the batch was cancelled, and cancelling one
+                # waiter of a shared future cancels it. Raising here would strand the batches
+                # after it in this delivery, their adders waiting for ever.
+                if not batch.future.done():
+                    batch.future.set_result(None)
                 continue
             error = self._error(exc)
-            batch.future.set_exception(error)
+            if not batch.future.done():
+                batch.future.set_exception(error)
             if isinstance(exc, WriteFailed) and exc.fatal and self._failed is None:
                 self._failed = error
                 if self._next is not None:
-                    self._next.set_exception(error)
+                    if not self._next.done():
+                        self._next.set_exception(error)
                     self._next, self._queue = None, []
 
     def _error(self, exc: BaseException) -> StorageError:
