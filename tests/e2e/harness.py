@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,7 +137,19 @@ class Standalone:
         except TimeoutError as exc:
             exc.add_note("last output of the standalone:\n" + "".join(self.output[-40:]))
             exc.add_note(f"stacks of the standalone when the client timed out:\n{self.dump_stacks()}")
+            exc.add_note(f"native stacks (py-spy):\n{self.native_stacks()}")
             raise
+
+    def native_stacks(self) -> str:
+        """Every thread's stack down into C (py-spy dump --native): whether a thread waits on a
+        lock, for the GIL or in a system call, which the Python-level dumps cannot tell."""
+        assert self.proc is not None
+        spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+        if not os.path.exists(spy):
+            return "(py-spy is not installed)"
+        done = subprocess.run([spy, "dump", "--native", "--pid", str(self.proc.pid)],
+                              capture_output=True, text=True, timeout=60)
+        return done.stdout + done.stderr
 
     def kill(self) -> None:
         """kill -9: no chance to flush anything."""

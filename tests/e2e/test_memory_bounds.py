@@ -40,8 +40,9 @@ def bounded(tmp_path_factory):
 @pytest.fixture(scope="module")
 def patient(tmp_path_factory):
     """The same bounds with pings a minute apart: a test that pipelines hundreds of MiB without
-    reading answers no ping meanwhile, and on a loaded machine that takes longer than the
-    1 s keep-alive `bounded` uses to test closing silent peers."""
+    reading answers no ping meanwhile, and one that reads for seconds answers them only as it
+    reads; on a loaded machine either takes longer than the 1 s keep-alive `bounded` uses to
+    test closing silent peers (a starved shared-consumer test was closed mid-read)."""
     flags = list(FLAGS)
     flags[flags.index("--keepalive-interval") + 1] = "60"
     server = Standalone(tmp_path_factory.mktemp("patient"), *flags).start()
@@ -194,10 +195,11 @@ def _subscribe(raw: RawClient, topic: str, sub_type: int, consumer_id: int = 1, 
     assert raw.expect(T.SUCCESS, T.ERROR).type == T.SUCCESS
 
 
-def test_the_entry_cache_is_one_budget_for_every_topic(bounded):
+def test_the_entry_cache_is_one_budget_for_every_topic(patient):
     """16 topics whose subscription reads nothing, 16 MiB published to each: per-topic caches
     (64 MiB each) would hold all 256 MiB; the shared 32 MiB budget evicts the coldest topics'
     entries, which are then read back from storage."""
+    bounded = patient  # reads for seconds: a starved test must not miss the 1 s pings
     base = bounded.rss_mib()
     body = b"c" * (MiB - 200)
     topics = [f"persistent://public/default/cache-budget-{i}" for i in range(16)]
@@ -239,7 +241,8 @@ def _drain(raw: RawClient, quiet_s: float = 1.5) -> list[pb.BaseCommand]:
         got += [f.command for f in frames]
 
 
-def test_a_shared_consumer_stops_at_max_unacked_and_resumes_at_half(bounded, topic):
+def test_a_shared_consumer_stops_at_max_unacked_and_resumes_at_half(patient, topic):
+    bounded = patient  # reads for seconds: a starved test must not miss the 1 s pings
     _publish_batches(bounded, topic, 60)  # 60,000 messages
     with RawClient(bounded.broker_port) as raw:
         _subscribe(raw, topic, pb.CommandSubscribe.Shared)
@@ -260,9 +263,10 @@ def test_a_shared_consumer_stops_at_max_unacked_and_resumes_at_half(bounded, top
         assert consumer["unackedMessages"] == 35_000 and not consumer["blockedConsumerOnUnackedMsgs"]
 
 
-def test_an_exclusive_consumer_is_not_bounded_by_unacked_messages(bounded, topic):
+def test_an_exclusive_consumer_is_not_bounded_by_unacked_messages(patient, topic):
     """As in Pulsar: Exclusive/Failover consumers (readers too) acknowledge cumulatively or not
     at all, so only Shared and Key_Shared are held back."""
+    bounded = patient  # reads for seconds: a starved test must not miss the 1 s pings
     _publish_batches(bounded, topic, 60)
     with RawClient(bounded.broker_port) as raw:
         _subscribe(raw, topic, pb.CommandSubscribe.Exclusive)

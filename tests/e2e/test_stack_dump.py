@@ -28,6 +28,9 @@ def test_signals_print_every_thread_and_task_and_the_server_keeps_serving(server
     assert tasks.index("in serve") < tasks.index("in run_until_signalled") < tasks.index("in wait")
     # Then faulthandler's (SIGUSR1): the main thread, down to the command line's entry point.
     assert "(most recent call first)" in threads and "cli/main.py" in threads
+    # py-spy (a test dependency) goes below Python: the loop's thread waits in the kernel.
+    native = server.native_stacks()
+    assert '"MainThread"' in native and "uv_run" in native, native
     assert server.proc is not None and server.proc.poll() is None
     assert httpx.get(f"{server.admin_url}/admin/v2/clusters").status_code == 200
     client = pulsar.Client(server.service_url)
