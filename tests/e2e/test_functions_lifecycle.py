@@ -258,12 +258,14 @@ def test_an_instance_killed_mid_stream_is_restarted_and_loses_nothing(standalone
     assert "code -9" in instance["error"] or instance["running"]
 
 
-def test_localrun_runs_here_until_interrupted(standalone, client):
+def test_localrun_runs_here_until_interrupted(standalone, client, tmp_path):
+    tmp = tmp_path / "tmp"  # the run's own temp dir: what it leaves there is seen
+    tmp.mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "taureau.cli.main", "functions", "localrun", "--py", str(EXCLAMATION),
          "--classname", EXCLAMATION_CLASS, "--inputs", "local-in", "--output", "local-out",
          "--broker-service-url", standalone.service_url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp)},
     )
     try:
         out = client.subscribe("local-out", "check", initial_position=pulsar.InitialPosition.Earliest)
@@ -277,6 +279,21 @@ def test_localrun_runs_here_until_interrupted(standalone, client):
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "running public/default/ExclamationFunction with 1 instance(s)" in err
+    assert list(tmp.iterdir()) == []  # the unpacked package went with the run
+
+
+def test_a_localrun_that_cannot_start_leaves_nothing_behind(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "taureau.cli.main", "functions", "localrun", "--py", str(EXCLAMATION),
+         "--classname", "exclamation_function.NoSuchClass", "--inputs", "local-in",
+         "--broker-service-url", "pulsar://127.0.0.1:1"],
+        capture_output=True, text=True, env={**os.environ, "TMPDIR": str(tmp)}, timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert list(tmp.iterdir()) == []
 
 
 def test_help_lists_the_verbs():

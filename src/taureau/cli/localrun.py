@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -30,6 +31,18 @@ def register(verbs) -> None:
 
 
 def localrun(a: argparse.Namespace) -> None:
+    if not a.py:
+        raise AdminError("give the function's code with --py FILE (.py, .zip or .whl)")
+    # The function's package is unpacked here for the run only: removed when it ends, however
+    # it ends (each run left a copy of the code in the temp dir).
+    store_dir = tempfile.mkdtemp(prefix="taureau-localrun-")
+    try:
+        _run(a, store_dir)
+    finally:
+        shutil.rmtree(store_dir, ignore_errors=True)
+
+
+def _run(a: argparse.Namespace, store_dir: str) -> None:
     from taureau.cli.functions import _config_dict
     from taureau.functions.config import FunctionConfig
     from taureau.functions.errors import FunctionCodeError, FunctionConfigError
@@ -38,15 +51,13 @@ def localrun(a: argparse.Namespace) -> None:
     from taureau.functions.packages import EnvBuilder, PackageStore
     from taureau.functions.state_ops import LocalState
 
-    if not a.py:
-        raise AdminError("give the function's code with --py FILE (.py, .zip or .whl)")
     raw = _config_dict(a)
     raw.setdefault("name", (raw.get("className") or "function").split(".")[-1])
     try:
         config = FunctionConfig.from_dict(raw)
         with open(a.py, "rb") as f:
             data = f.read()
-        store = PackageStore(tempfile.mkdtemp(prefix="taureau-localrun-"))
+        store = PackageStore(store_dir)
         ref = store.put(os.path.basename(a.py), data)
         requirements = None
         if a.requirements:
