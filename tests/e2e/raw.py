@@ -73,6 +73,7 @@ class RawClient:
         self, port: int, timeout: float = 5.0, connect: bool = True, answer_pings: bool = True
     ) -> None:
         self.answer_pings = answer_pings
+        self.timeout = timeout  # of every send; a read sets its own and puts this one back
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.decoder = FrameDecoder(64 * 1024 * 1024)
         self.pending: list[Frame] = []
@@ -104,6 +105,8 @@ class RawClient:
         out: list[Frame] = []
         deadline = time.monotonic() + timeout
         while not out and not self.closed and time.monotonic() < deadline:
+            # The read's own deadline, then the client's timeout back: left at a read's 0.2 s,
+            # a later send of 1 MiB timed out whenever the broker paused reading that long.
             self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
             try:
                 chunk = self.sock.recv(1 << 20)
@@ -111,6 +114,8 @@ class RawClient:
                 break
             except ConnectionResetError:
                 chunk = b""
+            finally:
+                self.sock.settimeout(self.timeout)
             if not chunk:
                 self.closed = True
                 break

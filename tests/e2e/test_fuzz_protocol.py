@@ -283,12 +283,15 @@ REGISTER = b"".join(
 # -- the run ------------------------------------------------------------------------------------------
 
 
+SEND_TIMEOUT_S = 2.0
+
+
 class Session:
     """One connection: CONNECT and producers 1-3 registered (as a client does, it waits for
     their answers), then its frames out pipelined, and what comes back."""
 
     def __init__(self, port: int, register: bool = True) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=SEND_TIMEOUT_S)
         self.decoder = FrameDecoder(64 * 1024 * 1024)
         self.replies: list[pb.BaseCommand] = []
         self.registered: set[int] = set()  # producer ids that hold TOPICS[id - 1] here
@@ -322,6 +325,10 @@ class Session:
                 chunk = self.sock.recv(1 << 20)
             except (TimeoutError, OSError):
                 break
+            finally:
+                # Not left at a read's remainder: the fuzzed frames sent next would time out
+                # on any pause, and _send takes that for the broker closing the connection.
+                self.sock.settimeout(SEND_TIMEOUT_S)
             if not chunk:
                 break
             try:

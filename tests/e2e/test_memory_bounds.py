@@ -145,7 +145,7 @@ def test_pipelined_large_sends_hold_bounded_memory_and_release_it(patient, topic
     base = bounded.rss_mib()
     peak = RssPeak(bounded)
     body = b"x" * (MiB - 200)
-    with bounded.stacks_on_timeout():  # once in CI the broker read nothing for a minute
+    with bounded.stacks_on_timeout():  # a client timeout says where the server waited
         for seq in range(200):  # 200 MiB pipelined, no receipt read: 200+ MiB held before the fix
             raw.publish(entry(body, seq), seq)
         replies = raw.replies(200, timeout=60)
