@@ -11,6 +11,7 @@ and MESSAGE is out, then each consumer acknowledges cumulatively and tops up its
 
     python bench/hot_path_cost.py                                     # 1, 100, 1000 topics: CPU per message
     python bench/hot_path_cost.py --topics 1,1000 --callgrind --rounds 2   # instructions per message
+    python bench/hot_path_cost.py --topics 1,1000 --repeat 5          # the median of 5 alternated passes
 
 With --callgrind it runs itself twice under `valgrind --tool=callgrind` (R and 2R rounds) and
 prints (I(2R) - I(R)) / (R x messages per round): the instructions of one more message, set-up
@@ -41,6 +42,7 @@ import gc
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -421,6 +423,11 @@ def main() -> int:
     ap.add_argument(
         "--callgrind", action="store_true", help="count instructions (valgrind) at R and 2R rounds"
     )
+    ap.add_argument(
+        "--repeat", type=int, default=1,
+        help="passes over the topic counts, alternated; with more than one, the median ratio "
+        "and its range too (CPU time moves by tens of percent between runs on a shared machine)",
+    )  # fmt: skip
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child: one count, in-process
     args = ap.parse_args()
     counts = [int(n) for n in args.topics.split(",")]
@@ -431,10 +438,20 @@ def main() -> int:
                 args.ack == "individual")
         )  # fmt: skip
         return 0
-    costs = [one_count(n, args) for n in counts]
     unit = "instructions" if args.callgrind else "CPU"
-    for n, cost in zip(counts[1:], costs[1:], strict=True):
-        print(f"{n} topics against {counts[0]} in this run: {cost / costs[0]:.2f}x the {unit} per message")
+    ratios: dict[int, list[float]] = {n: [] for n in counts[1:]}
+    for done in range(args.repeat):
+        if args.repeat > 1:
+            print(f"-- pass {done + 1} of {args.repeat}", flush=True)
+        costs = [one_count(n, args) for n in counts]
+        for n, cost in zip(counts[1:], costs[1:], strict=True):
+            ratios[n].append(cost / costs[0])
+            print(f"{n} topics against {counts[0]} in this run: {cost / costs[0]:.2f}x the {unit} per message")
+    if args.repeat > 1:
+        for n, found in ratios.items():
+            print(f"{n} topics against {counts[0]}, median of {len(found)} alternated passes: "
+                  f"{statistics.median(found):.2f}x the {unit} per message "
+                  f"(range {min(found):.2f}-{max(found):.2f}x)")
     return 0
 
 

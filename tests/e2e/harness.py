@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pulsar
 from pulsar import ConsumerType, InitialPosition
 
@@ -136,9 +137,31 @@ class Standalone:
             yield
         except TimeoutError as exc:
             exc.add_note("last output of the standalone:\n" + "".join(self.output[-40:]))
+            exc.add_note(self._progress_note())
             exc.add_note(f"stacks of the standalone when the client timed out:\n{self.dump_stacks()}")
             exc.add_note(f"native stacks (py-spy):\n{self.native_stacks()}")
             raise
+
+    def journal_batches(self) -> float | None:
+        """Journal batches the bookie has delivered so far (its /metrics), None if unreadable."""
+        try:
+            text = httpx.get(f"{self.admin_url}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return None
+        counts = [line.rsplit(" ", 1)[1] for line in text.splitlines()
+                  if line.startswith("taureau_journal_add_seconds_count")]
+        return sum(map(float, counts)) if counts else None
+
+    def _progress_note(self, seconds: float = 3.0) -> str:
+        """Whether the server still moves after a client gave up: a stack dump is a snapshot,
+        and work in flight looks parked in it (a client's own short deadline was once read as
+        a stalled bookie from such dumps)."""
+        before = self.journal_batches()
+        time.sleep(seconds)
+        after = self.journal_batches()
+        if before is None or after is None:
+            return "progress after the timeout: /metrics unreadable"
+        return f"journal batches delivered in the {seconds:.0f} s after the timeout: {after - before:.0f}"
 
     def native_stacks(self) -> str:
         """Every thread's stack down into C (py-spy dump --native): whether a thread waits on a

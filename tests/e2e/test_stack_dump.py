@@ -3,6 +3,9 @@ and the standalone goes on serving."""
 
 from __future__ import annotations
 
+import re
+import threading
+
 import httpx
 import pulsar
 import pytest
@@ -37,5 +40,40 @@ def test_signals_print_every_thread_and_task_and_the_server_keeps_serving(server
     try:
         producer = client.create_producer(topic)
         producer.send(b"after the dump")
+    finally:
+        client.close()
+
+
+def _batches_after_timeout(server: Standalone, while_timing_out=lambda: None) -> int:
+    """The journal batches `stacks_on_timeout` reports for a timeout raised in its block."""
+    with pytest.raises(TimeoutError) as caught, server.stacks_on_timeout():
+        while_timing_out()
+        raise TimeoutError("a client gave up")
+    notes = "\n".join(caught.value.__notes__)
+    assert "last output of the standalone:" in notes and " asyncio tasks ---" in notes
+    found = re.search(r"journal batches delivered in the 3 s after the timeout: (\d+)", notes)
+    assert found is not None, notes
+    return int(found[1])
+
+
+def test_a_client_timeout_says_whether_the_server_still_moves(server, topic):
+    client = pulsar.Client(server.service_url)
+    try:
+        producer = client.create_producer(topic, batching_enabled=False)
+        producer.send(b"before")
+        assert _batches_after_timeout(server) == 0  # idle: nothing moved
+
+        stop = threading.Event()
+
+        def keep_sending() -> None:
+            while not stop.is_set():
+                producer.send(b"still going")
+
+        sender = threading.Thread(target=keep_sending)
+        try:
+            assert _batches_after_timeout(server, sender.start) > 10  # busy: it went on
+        finally:
+            stop.set()
+            sender.join(10)
     finally:
         client.close()
