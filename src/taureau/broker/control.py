@@ -393,7 +393,7 @@ def apply_ack(session: Session, req: pb.CommandAck) -> None:
             if req.message_id:
                 mid = req.message_id[0]
                 position = Position(mid.ledgerId, mid.entryId)
-                if any(word for word in mid.ack_set):
+                if mid.ack_set and any(mid.ack_set):
                     # Everything before this batch, and the part of it the ack set leaves out.
                     sub.ack_cumulative(consumer, Position(mid.ledgerId, mid.entryId - 1))
                     sub.ack_batch(consumer, position, list(mid.ack_set))

@@ -258,6 +258,36 @@ async def test_an_in_order_ack_beyond_the_last_entry_is_refused_and_changes_noth
     assert cursor.messages_consumed == 0 and cursor.backlog == 2
 
 
+# 4 per ledger: the acks cross from a closed ledger into the one being written (the general
+# path); 100: all in the ledger being written (a cumulative ack moves the position directly).
+@pytest.mark.parametrize("per_ledger", [4, 100])
+async def test_cumulative_acks_count_what_they_pass_and_refuse_what_is_not_stored(make_factory, per_ledger):
+    ml, cursor, pos = await _ml_with(make_factory, 6, per_ledger=per_ledger)
+    cursor.mark_delete_now(pos[1])
+    assert cursor.mark_delete_position == pos[1] and cursor.messages_consumed == 2
+    cursor.mark_delete_now(pos[0])  # behind the mark-delete position: nothing changes
+    assert cursor.mark_delete_position == pos[1] and cursor.messages_consumed == 2
+    beyond = Position(pos[5].ledger_id, pos[5].entry_id + 1)
+    with pytest.raises(NoSuchEntryError):
+        cursor.mark_delete_now(beyond)
+    assert cursor.mark_delete_position == pos[1] and cursor.messages_consumed == 2
+    cursor.mark_delete_now(pos[4])
+    assert cursor.mark_delete_position == pos[4] and cursor.messages_consumed == 5
+    assert cursor.backlog == 1 and [e.position for e in await cursor.read_entries(10)] == [pos[5]]
+    # With an entry acknowledged ahead, a cumulative ack up to it folds it in.
+    cursor.delete_now([pos[5]])
+    assert cursor.mark_delete_position == pos[5] and cursor.messages_consumed == 6
+
+
+async def test_a_cumulative_ack_with_a_range_ahead_takes_the_range_in(make_factory):
+    ml, cursor, pos = await _ml_with(make_factory, 6, per_ledger=100)
+    cursor.delete_now([pos[3]])
+    assert cursor.individually_deleted_ranges() == [(pos[3], pos[3])]
+    cursor.mark_delete_now(pos[2])  # the range starts right after: folded into the position
+    assert cursor.mark_delete_position == pos[3] and cursor.individually_deleted_ranges() == []
+    assert cursor.messages_consumed == 4 and cursor.backlog == 2
+
+
 async def test_cached_reads_from_the_tail_stop_at_the_end_and_skip_acked_entries(make_factory):
     ml = await make_factory(max_entries_per_ledger=100).open(NAME)
     cursor = await ml.open_cursor("tail")
