@@ -284,30 +284,27 @@ class ManagedCursorImpl(ManagedCursor):
         position = _position(position)
         self._check_open()
         md, current = self._md, self._ledgers.current
-        if (
+        # A consumer keeping up acknowledges cumulatively in the ledger being written, with
+        # nothing acknowledged ahead (with 1,000 topics, once per message): no range to cut,
+        # no count across ledgers and no last-entry position to build, only entry ids.
+        tailing = (
             position.ledger_id == md.ledger_id == current.ledger_id
             and position.entry_id >= 0
             and md.entry_id >= -1
             and not self._ranges
-        ):
-            # A consumer keeping up acknowledges cumulatively in the ledger being written, with
-            # nothing acknowledged ahead (with 1,000 topics, once per message): no range to cut
-            # and no count across ledgers, so no position arithmetic.
-            if position.entry_id >= current.entries:
-                raise NoSuchEntryError(
-                    f"cannot acknowledge {position}: beyond the last entry {self._ml.last_confirmed}"
-                )
-            if position.entry_id > md.entry_id:
-                self.messages_consumed += position.entry_id - md.entry_id
-                self._md = position
-                self._changed(md)
-            return
-        if position > self._ml.last_confirmed:
+        )
+        beyond = position.entry_id >= current.entries if tailing else position > self._ml.last_confirmed
+        if beyond:
             raise NoSuchEntryError(
                 f"cannot acknowledge {position}: beyond the last entry {self._ml.last_confirmed}"
             )
-        if position > self._md:
-            self._move_mark_delete(position)
+        if not tailing:
+            if position > md:
+                self._move_mark_delete(position)
+        elif position.entry_id > md.entry_id:
+            self.messages_consumed += position.entry_id - md.entry_id
+            self._md = position
+            self._changed(md)
 
     def delete_now(self, positions: list[Position]) -> None:
         checked = [_position(p) for p in positions]
