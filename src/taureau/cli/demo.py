@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from taureau.sketches.client import SketchesClient
+from taureau.sketches.client import SketchesClient, SketchesClientError
 from taureau.sketches.errors import SketchError
 
 TOPIC = "iot-events"
@@ -62,9 +62,19 @@ def _report(c: SketchesClient, window: int) -> str:
 
 
 def run_iot(a: argparse.Namespace) -> int:
+    c = SketchesClient(a.admin_url)
+    try:
+        code = _produce_and_report(c, a)
+    finally:
+        # Also after an error or ^C: a demo leaves nothing deployed unless asked to.
+        cleaned = a.keep or _delete_sketches(c)
+        c.close()
+    return code if cleaned else 1
+
+
+def _produce_and_report(c: SketchesClient, a: argparse.Namespace) -> int:
     import pulsar
 
-    c = SketchesClient(a.admin_url)
     topic = f"persistent://public/default/{TOPIC}"
     client = None
     try:
@@ -98,13 +108,19 @@ def run_iot(a: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
-        if not a.keep:
-            for name in SKETCHES:
-                try:
-                    c.delete(name)
-                except SketchError:
-                    pass
-        c.close()
+
+
+def _delete_sketches(c: SketchesClient) -> bool:
+    """Delete the demo's sketches; a line per one that could not be (it stays deployed)."""
+    deleted = True
+    for name in SKETCHES:
+        try:
+            c.delete(name)
+        except SketchesClientError as exc:
+            if exc.status != 404:  # 404: never deployed (the demo stopped early), nothing to do
+                print(f"error: could not delete sketch {name}: {exc}", file=sys.stderr)
+                deleted = False
+    return deleted
 
 
 def register(sub) -> None:

@@ -26,6 +26,10 @@ BASE = "/admin/v3/sketches"
 class SketchesClientError(SketchError):
     """The admin API refused a request (its reason), or could not be reached."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status of a refusal; None if the API was not reached
+
 
 class SketchesClient:
     def __init__(self, admin_url: str = "http://localhost:8080", timeout: float = 30.0) -> None:
@@ -44,7 +48,7 @@ class SketchesClient:
                 reason = response.json().get("reason") or response.json().get("detail")
             except ValueError:
                 reason = response.text
-            raise SketchesClientError(f"{response.status_code}: {reason}")
+            raise SketchesClientError(f"{response.status_code}: {reason}", response.status_code)
         return response
 
     def create(self, name: str, kind: str, inputs: list[str], *, tenant: str = "public",
