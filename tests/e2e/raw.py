@@ -65,6 +65,17 @@ def entry(body: bytes = b"good", sequence_id: int = 0, meta: pb.MessageMetadata 
     return encode_entry(meta if meta is not None else metadata(sequence_id), body)
 
 
+def recv_by(sock: socket.socket, deadline: float, send_timeout: float) -> bytes:
+    """One recv that waits until `deadline` (monotonic) at most; the socket's timeout is
+    `send_timeout` again afterwards. Left at a read's remainder (0.2 s for `expect`'s polls), a
+    later send of 1 MiB timed out whenever the broker paused reading that long."""
+    sock.settimeout(max(deadline - time.monotonic(), 0.01))
+    try:
+        return sock.recv(1 << 20)
+    finally:
+        sock.settimeout(send_timeout)
+
+
 class RawClient:
     """One connection: CONNECT on open, then frames out and frames in. The broker's keep-alive
     PINGs are answered as they are read, unless `answer_pings` is False."""
@@ -105,17 +116,12 @@ class RawClient:
         out: list[Frame] = []
         deadline = time.monotonic() + timeout
         while not out and not self.closed and time.monotonic() < deadline:
-            # The read's own deadline, then the client's timeout back: left at a read's 0.2 s,
-            # a later send of 1 MiB timed out whenever the broker paused reading that long.
-            self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
             try:
-                chunk = self.sock.recv(1 << 20)
+                chunk = recv_by(self.sock, deadline, self.timeout)
             except TimeoutError:
                 break
             except ConnectionResetError:
                 chunk = b""
-            finally:
-                self.sock.settimeout(self.timeout)
             if not chunk:
                 self.closed = True
                 break

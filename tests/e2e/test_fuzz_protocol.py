@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 from taureau.protocol import FrameDecoder, encode_command, encode_entry, encode_payload_command, pb
 from tests.e2e.harness import RssPeak, Standalone
-from tests.e2e.raw import T, bad_string
+from tests.e2e.raw import T, bad_string, recv_by
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
 NAMESPACE = "public/fuzz"
@@ -320,15 +320,12 @@ class Session:
     def _read(self, wait_s: float, until=lambda: False) -> None:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline and not until():
-            self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
             try:
-                chunk = self.sock.recv(1 << 20)
+                # The fuzzed frames sent next get SEND_TIMEOUT_S, not the read's remainder: _send
+                # takes a timeout for the broker closing the connection.
+                chunk = recv_by(self.sock, deadline, SEND_TIMEOUT_S)
             except (TimeoutError, OSError):
                 break
-            finally:
-                # Not left at a read's remainder: the fuzzed frames sent next would time out
-                # on any pause, and _send takes that for the broker closing the connection.
-                self.sock.settimeout(SEND_TIMEOUT_S)
             if not chunk:
                 break
             try:

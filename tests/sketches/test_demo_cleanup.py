@@ -26,6 +26,7 @@ def _client(status_of: dict[str, int]) -> tuple[SketchesClient, list[str]]:
         return httpx.Response(status, json={"reason": f"scripted {status}"})
 
     c = SketchesClient("http://admin.invalid")
+    c.http.close()  # replaced by one whose answers are scripted
     c.http = httpx.Client(base_url="http://admin.invalid", transport=httpx.MockTransport(answer))
     return c, deleted
 
