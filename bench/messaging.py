@@ -33,6 +33,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -169,13 +170,16 @@ def run_peer(name: str, args, progress: Progress, profiles: list, fsync: bool = 
         for n, (workload, batched, procs) in enumerate(plan(args)):
             profiler = None
             if args.profile and module is taureau and fsync and workload in ("e2e", "e2e-latency"):
+                # Started with the measured window: with 1,000 topics the clients' set-up
+                # (lookups, producers, subscriptions) took most of a recording started before it.
                 profiler = Profiler(server.pid, args.duration)
-                profiler.start()
             try:
-                results.append(run_cell(server, name, (workload, batched, procs), args, f"{n}", progress))
+                cell = (workload, batched, procs)
+                on_start = profiler.start if profiler else None
+                results.append(run_cell(server, name, cell, args, f"{n}", progress, on_start))
             except RuntimeError as exc:  # one failed cell leaves a gap in the table, not a lost run
                 console.print(f"[red]{server.name} {workload} {batched=} x{procs} failed:[/] {exc}")
-            if profiler:
+            if profiler and profiler.started:  # not when the cell failed in its set-up
                 profile = profiler.finish(f"{'batched' if batched else 'unbatched'} {workload} x{procs}")
                 profiles.append(profile)
         if server.admin_url is not None:
@@ -188,7 +192,13 @@ def run_peer(name: str, args, progress: Progress, profiles: list, fsync: bool = 
 
 
 def run_cell(
-    server, name: str, cell: tuple[str, bool, int], args: argparse.Namespace, tag: str, progress
+    server,
+    name: str,
+    cell: tuple[str, bool, int],
+    args: argparse.Namespace,
+    tag: str,
+    progress,
+    on_start: Callable[[], None] | None = None,
 ) -> CellResult:
     """Run one (workload, batched, processes) cell against a running server, with a progress bar."""
     workload, batched, procs = cell
@@ -197,7 +207,7 @@ def run_cell(
     task = progress.add_task(label, total=1.0)
     module = PEERS[name].__name__.rsplit(".", 1)[1]
     jobs = jobs_for(module, server.address, cell, args, tag)
-    by_role, usage = run_jobs(jobs, server, lambda f: progress.update(task, completed=f))
+    by_role, usage = run_jobs(jobs, server, lambda f: progress.update(task, completed=f), on_start)
     topics = procs * jobs[0].topics
     result = summarize(server.name, workload, batched, procs, by_role, usage, args.size, topics)
     shown = f"p99 {result.p99_ms:.2f} ms" if workload in LATENCY_WORKLOADS else _rate(result)

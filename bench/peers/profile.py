@@ -41,6 +41,10 @@ class Profiler:
         cmd += ["--nonblocking", "-f", "raw", "-o", str(self.out)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
+    @property
+    def started(self) -> bool:
+        return self.proc is not None
+
     def finish(self, title: str) -> Profile:
         assert self.proc is not None
         _, err = self.proc.communicate(timeout=self.duration + 60)

@@ -166,10 +166,14 @@ def worker_main(job: Job, barrier, results) -> None:
 
 
 def run_jobs(
-    jobs: list[Job], server: Server, tick: Callable[[float], None] | None = None
+    jobs: list[Job],
+    server: Server,
+    tick: Callable[[float], None] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> tuple[dict[str, list[WorkerResult]], tuple[float, float, float]]:
     """Start one process per job, release them together at a barrier; return the results by
-    role and (wall s, server CPU s, machine busy CPU s) over the run."""
+    role and (wall s, server CPU s, machine busy CPU s) over the run. `on_start` runs as the
+    measured window opens (after the workers' set-up and warm-up)."""
     ctx = mp.get_context("spawn")  # the Pulsar client's C++ threads do not survive fork
     barrier = ctx.Barrier(len(jobs) + 1)
     queue = ctx.Queue()
@@ -182,6 +186,8 @@ def run_jobs(
     except Exception:
         pass  # a worker failed during setup: its error is in the queue
     sampler.start()
+    if on_start is not None:
+        on_start()
     start = time.perf_counter()
     duration = max(job.duration for job in jobs)
     while tick and time.perf_counter() - start < duration and not barrier.broken:
