@@ -97,3 +97,63 @@ def test_reset_forgets_start_up():
     probe = asyncio.run(run())
     assert probe.gc_pauses[2].n == 0 and not [s for s in probe.stalls if s.lag_ms >= 25]
     assert probe.lag.n >= 1
+
+
+def test_an_idle_loop_is_probed_slowly_and_a_busy_one_every_millisecond_again():
+    from taureau.net import loop_probe
+
+    async def run() -> tuple[LoopProbe, int, int, int]:
+        probe = LoopProbe()
+        probe.start()
+        try:
+            # Idle: after a quiet window of QUIET_AFTER_S the probe wakes every IDLE_TICK_S.
+            await asyncio.sleep(2 * loop_probe.QUIET_AFTER_S + 0.1)
+            assert probe.idle
+            before = probe.lag.n
+            await asyncio.sleep(0.5)
+            idle_ticks = probe.lag.n - before
+            # Busy: callbacks that keep the loop's thread on the CPU bring the 1 ms tick back.
+            loop = asyncio.get_running_loop()
+            end = time.perf_counter() + 0.3
+
+            def work() -> None:
+                _busy_cpu(0.0005)
+                if time.perf_counter() < end:
+                    loop.call_later(0.0002, work)
+
+            work()
+            await asyncio.sleep(0.05)
+            busy = not probe.idle
+            before = probe.lag.n
+            await asyncio.sleep(0.2)
+            busy_ticks = probe.lag.n - before
+            return probe, idle_ticks, busy_ticks, busy
+        finally:
+            probe.stop()
+
+    probe, idle_ticks, busy_ticks, busy = asyncio.run(run())
+    # 0.5 s at 25 ms is 20 ticks (a 1 ms tick would have been up to 500).
+    assert 5 <= idle_ticks <= 0.5 / loop_probe.IDLE_TICK_S + 5
+    assert busy, "a busy loop is probed every millisecond again"
+    assert busy_ticks >= 50  # 0.2 s at 1 ms: 200 on a quiet machine, fewer on a loaded one
+
+
+def test_a_long_stall_of_an_idle_loop_is_still_recorded():
+    from taureau.net import loop_probe
+
+    async def run() -> LoopProbe:
+        probe = LoopProbe()
+        probe.start()
+        try:
+            await asyncio.sleep(2 * loop_probe.QUIET_AFTER_S + 0.1)
+            assert probe.idle
+            _busy_cpu(0.06)  # longer than two idle ticks: it spans one whatever its phase
+            await asyncio.sleep(0.05)
+        finally:
+            probe.stop()
+        return probe
+
+    probe = asyncio.run(run())
+    stall = max(probe.stalls, key=lambda s: s.lag_ms)
+    assert stall.lag_ms >= 60 - 2 * loop_probe.IDLE_TICK_S * 1000 + 5
+    assert stall.cpu_ms >= 30
