@@ -22,14 +22,18 @@ pytestmark = pytest.mark.anyio
 
 
 class Counter:
-    """A sampler: numbered samples, each `pad` bytes of filler larger than the last."""
+    """A sampler: numbered samples, each `pad` bytes of filler larger than the last; it
+    remembers which samples were asked for in detail."""
 
     def __init__(self, pad: int = 0) -> None:
         self.n = 0
         self.pad = pad
+        self.detailed: list[int] = []
 
-    def __call__(self) -> dict:
+    def __call__(self, detail: bool) -> dict:
         self.n += 1
+        if detail:
+            self.detailed.append(self.n)
         return {"t": self.n, "totals": {"rateIn": float(self.n)}, "pad": "x" * self.pad}
 
 
@@ -88,6 +92,24 @@ async def test_history_first_then_samples_in_order():
     finally:
         await hub.stop()
         await web.stop()
+
+
+async def test_samples_are_detailed_only_while_someone_listens():
+    counter = Counter()
+    hub = LiveHub(counter, interval=1.0)
+    hub.tick()
+    hub.tick()
+    assert counter.detailed == []  # nobody listens: totals for the history only
+    assert [h["t"] for h in hub._history] == [1, 2]
+    subscriber = hub.subscribe()
+    hub.tick()
+    assert counter.detailed == [3]
+    first, second = subscriber.queue.get_nowait(), subscriber.queue.get_nowait()
+    assert first is not None and first.data == [{"t": 1, "rateIn": 1.0}, {"t": 2, "rateIn": 2.0}]
+    assert second is not None and second.kind == "sample" and second.data["t"] == 3
+    hub.unsubscribe(subscriber)
+    hub.tick()
+    assert counter.detailed == [3] and [h["t"] for h in hub._history] == [1, 2, 3, 4]
 
 
 async def test_clients_over_the_cap_are_refused_until_one_leaves():
@@ -150,7 +172,7 @@ async def test_a_client_that_does_not_read_is_dropped_and_the_others_keep_stream
 async def test_a_failing_sampler_does_not_end_the_stream():
     calls = {"n": 0}
 
-    def flaky() -> dict:
+    def flaky(detail: bool) -> dict:
         calls["n"] += 1
         if calls["n"] % 2:
             raise RuntimeError("sampler bug")

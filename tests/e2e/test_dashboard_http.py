@@ -107,6 +107,20 @@ def _live_samples(standalone, count: int, timeout: float = 15.0) -> list[dict]:
     return samples
 
 
+def _live_history(standalone) -> list[dict]:
+    """The first event of a new stream: the totals of the samples taken before it."""
+    with httpx.stream("GET", f"{standalone.admin_url}/admin/taureau/live", timeout=10) as response:
+        assert response.status_code == 200
+        kind = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                assert kind == "history"
+                return json.loads(line[6:])
+    raise AssertionError("the stream ended before its history")
+
+
 def test_the_live_stream_carries_each_topics_rate_backlog_and_storage(standalone, client):
     name = "persistent://public/default/dash-live"
     client.subscribe(name, "behind")  # never reads: a backlog
@@ -126,6 +140,10 @@ def test_the_live_stream_carries_each_topics_rate_backlog_and_storage(standalone
     assert sample["totals"]["rateIn"] >= row["rateIn"]
     assert sample["topicCount"] >= 1
     assert sample["functions"] == []  # the worker runs, no function is deployed in this module
+    # With no stream open the hub samples totals only (no rows): the same sums reach the history.
+    time.sleep(2.5)
+    last = _live_history(standalone)[-1]
+    assert last["backlog"] >= row["backlog"] and last["storage"] >= row["storage"]
 
 
 def test_no_dashboard_serves_neither_the_page_nor_the_stream(tmp_path):

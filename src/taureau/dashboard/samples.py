@@ -20,25 +20,30 @@ _RATE_KEYS = (("rateIn", "msgRateIn"), ("rateOut", "msgRateOut"),
               ("throughputIn", "msgThroughputIn"), ("throughputOut", "msgThroughputOut"))
 
 
-def topics_sample(service: BrokerService) -> dict[str, Any]:
+def topics_sample(service: BrokerService, detail: bool = True) -> dict[str, Any]:
     """Rates as the broker's rate loop last computed them (once a second), never recomputed
-    here: a second reader of the counters would shorten the broker's own windows."""
+    here: a second reader of the counters would shorten the broker's own windows. Without
+    `detail`, the totals and the count alone (no row per topic)."""
     totals = dict.fromkeys(TOTAL_KEYS, 0.0)
     rows = []
+    count = 0
     for topic in service.loaded_topics():
+        count += 1
         rates = service.rates.get(str(topic.name), {})
-        row: dict[str, Any] = {"name": str(topic.name)}
-        for ours, theirs in _RATE_KEYS:
-            row[ours] = rates.get(theirs, 0.0)
+        row: dict[str, Any] = {ours: rates.get(theirs, 0.0) for ours, theirs in _RATE_KEYS}
         row["backlog"] = sum(sub.cursor.backlog for sub in topic.subscriptions.values())
         row["storage"] = topic.ledger.total_size
-        row["producers"] = len(topic.producers)
-        row["subscriptions"] = len(topic.subscriptions)
         for key in totals:
             totals[key] += row[key]
-        rows.append(row)
+        if detail:
+            row["name"] = str(topic.name)
+            row["producers"] = len(topic.producers)
+            row["subscriptions"] = len(topic.subscriptions)
+            rows.append(row)
+    if not detail:
+        return {"totals": totals, "topicCount": count}
     rows.sort(key=lambda r: (-(r["rateIn"] + r["rateOut"]), r["name"]))
-    return {"totals": totals, "topics": rows[:MAX_TOPICS], "topicCount": len(rows)}
+    return {"totals": totals, "topics": rows[:MAX_TOPICS], "topicCount": count}
 
 
 class FunctionRates:
@@ -103,11 +108,12 @@ def state_sample(stats: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, 
     return sample
 
 
-def combined(service: BrokerService, sources: list[Callable[[], dict[str, Any]]]) -> Callable[[], dict]:
-    """One sample: the broker's topics, then what each source adds under its own key."""
+def combined(service: BrokerService, sources: list[Callable[[], dict[str, Any]]]) -> Callable[[bool], dict]:
+    """One sample: the broker's topics, then what each source adds under its own key. The
+    sources run without `detail` too: the function rates are changes since their last call."""
 
-    def sample() -> dict[str, Any]:
-        out = {"t": int(time.time() * 1000), **topics_sample(service)}
+    def sample(detail: bool) -> dict[str, Any]:
+        out = {"t": int(time.time() * 1000), **topics_sample(service, detail)}
         for source in sources:
             out.update(source())
         return out
