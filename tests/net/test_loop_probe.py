@@ -112,9 +112,10 @@ def test_an_idle_loop_is_probed_slowly_and_a_busy_one_every_millisecond_again():
             before = probe.lag.n
             await asyncio.sleep(0.5)
             idle_ticks = probe.lag.n - before
-            # Busy: callbacks that keep the loop's thread on the CPU bring the 1 ms tick back.
+            # Busy: callbacks that keep the loop's thread on the CPU bring the 1 ms tick back
+            # after one busy window.
             loop = asyncio.get_running_loop()
-            end = time.perf_counter() + 0.3
+            end = time.perf_counter() + 0.6
 
             def work() -> None:
                 _busy_cpu(0.0005)
@@ -122,7 +123,7 @@ def test_an_idle_loop_is_probed_slowly_and_a_busy_one_every_millisecond_again():
                     loop.call_later(0.0002, work)
 
             work()
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(2 * loop_probe.QUIET_AFTER_S + 2 * loop_probe.IDLE_TICK_S)
             busy = not probe.idle
             before = probe.lag.n
             await asyncio.sleep(0.2)
@@ -136,6 +137,30 @@ def test_an_idle_loop_is_probed_slowly_and_a_busy_one_every_millisecond_again():
     assert 5 <= idle_ticks <= 0.5 / loop_probe.IDLE_TICK_S + 5
     assert busy, "a busy loop is probed every millisecond again"
     assert busy_ticks >= 50  # 0.2 s at 1 ms: 200 on a quiet machine, fewer on a loaded one
+
+
+def test_a_short_burst_each_second_leaves_an_idle_loop_probed_slowly():
+    """The broker's once-a-second passes (rates, the dashboard's totals: a few ms with 1,000
+    topics) are not a busy loop: one busy 25 ms tick did bring back 1 ms for a whole window."""
+    from taureau.net import loop_probe
+
+    async def run() -> int:
+        probe = LoopProbe()
+        probe.start()
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.sleep(2 * loop_probe.QUIET_AFTER_S + 0.1)
+            assert probe.idle
+            before = probe.lag.n
+            for _ in range(4):
+                loop.call_soon(_busy_cpu, 0.008)
+                await asyncio.sleep(0.25)
+            return probe.lag.n - before
+        finally:
+            probe.stop()
+
+    ticks = asyncio.run(run())
+    assert ticks <= 1.0 / loop_probe.IDLE_TICK_S + 10  # 40 at 25 ms; a 1 ms window each burst: 400+
 
 
 def test_a_long_stall_of_an_idle_loop_is_still_recorded():

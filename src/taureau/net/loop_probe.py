@@ -1,9 +1,9 @@
 """How late the event loop runs, and why: loop-lag samples, collector pauses, recent stalls.
 
 A timer asks to fire every millisecond and records how late it fired (the loop's lag: time it
-spent on something else). While the loop is idle (its thread used almost no CPU for
-QUIET_AFTER_S) the timer fires every IDLE_TICK_S instead, and goes back to every millisecond as
-soon as a tick finds the thread busy: an idle process woken 1,000 times a second paid 5-8% of a
+spent on something else). While the loop is idle (its thread used under
+QUIET_CPU_SHARE of the wall time over a QUIET_AFTER_S window) the timer fires every IDLE_TICK_S
+instead, and goes back to every millisecond after a window that was busier: an idle process woken 1,000 times a second paid 5-8% of a
 core for the wake-ups alone on a 2-core VM, and an idle loop has no lag to measure. A stall
 while idle still shows if it spans a tick (any over IDLE_TICK_S does); a shorter one is missed. The collector's own callbacks time every collection. A wake-up later
 than STALL_MS is a stall; the probe keeps the last few with what it can tell of their cause:
@@ -29,7 +29,8 @@ IDLE_TICK_S = 0.025
 # Idle: the loop's thread used at most this share of the wall time (a wake-up alone costs 50-80
 # us of a 1 ms tick on a VM, so it must be well above 8%)...
 QUIET_CPU_SHARE = 0.2
-# ...over a window this long at 1 ms ticks (then the probe slows down to IDLE_TICK_S).
+# ...over a window this long (then the probe slows down to IDLE_TICK_S; a busier window brings
+# the 1 ms tick back).
 QUIET_AFTER_S = 0.1
 STALL_MS = 5.0
 
@@ -102,17 +103,13 @@ class LoopProbe:
         self._schedule(self._next_tick(tick, now, cpu_now), now, cpu_now)
 
     def _next_tick(self, tick: float, now: float, cpu_now: float) -> float:
-        """Idle: the thread's CPU share over a whole QUIET_AFTER_S window (one slow wake-up of
-        a busy machine does not keep it at 1 ms). Busy again: the first slow tick that used
-        more than that share."""
-        if tick == IDLE_TICK_S:
-            if cpu_now - self._cpu_at <= QUIET_CPU_SHARE * (now - self._due + tick):
-                return IDLE_TICK_S
-            self._window = (now, cpu_now)
-            return TICK_S
+        """The period from the thread's CPU share over whole QUIET_AFTER_S windows, in both
+        directions: one slow wake-up of a busy machine does not keep the probe at 1 ms, and
+        the broker's once-a-second passes over 1,000 topics (5 ms at once) do not bring it
+        back to 1 ms for a window every second (they did, when one busy 25 ms tick did)."""
         window_start, window_cpu = self._window
         if now - window_start < QUIET_AFTER_S:
-            return TICK_S
+            return tick
         self._window = (now, cpu_now)
         quiet = cpu_now - window_cpu <= QUIET_CPU_SHARE * (now - window_start)
         return IDLE_TICK_S if quiet else TICK_S
