@@ -3,10 +3,11 @@
 One task samples every `interval` seconds, whether or not anyone listens, so the history (the
 last `history` samples' totals, 15 minutes at one a second) is there when a page opens; with
 nobody listening it asks the sampler for the totals alone (`detail=False`) and serializes
-nothing: with 1,000 topics the rows and their JSON were a quarter of an idle broker's CPU. Each
-sample is serialized once and queued to every client. Bounds: at most `max_clients` streams (the next is
-refused with `HubFullError`), at most `queue_size` samples waiting per client; a client whose
-queue is full is too slow and is dropped (its stream ends, the page reconnects)."""
+nothing: with 1,000 topics the rows and their JSON were a quarter of an idle broker's CPU.
+Each sample is serialized once and queued to every client. Bounds: at most `max_clients`
+streams (the next is refused with `HubFullError`), at most `queue_size` samples waiting per
+client; a client whose queue is full is too slow and is dropped (its stream ends, the page
+reconnects)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,17 @@
 """How late the event loop runs, and why: loop-lag samples, collector pauses, recent stalls.
 
 A timer asks to fire every millisecond and records how late it fired (the loop's lag: time it
-spent on something else). While the loop is idle (its thread used under
-QUIET_CPU_SHARE of the wall time over a QUIET_AFTER_S window) the timer fires every IDLE_TICK_S
-instead, and goes back to every millisecond after a window that was busier: an idle process woken 1,000 times a second paid 5-8% of a
-core for the wake-ups alone on a 2-core VM, and an idle loop has no lag to measure. A stall
-while idle still shows if it spans a tick (any over IDLE_TICK_S does); a shorter one is missed. The collector's own callbacks time every collection. A wake-up later
-than STALL_MS is a stall; the probe keeps the last few with what it can tell of their cause:
-the collector (collections that overlapped the stall), a callback that ran long (the loop's
-thread used the CPU all along), or starvation (the thread barely ran: the machine was busy
-with other processes).
+spent on something else). While the loop is idle (its thread used under QUIET_CPU_SHARE of the
+wall time over a QUIET_AFTER_S window) the timer fires every IDLE_TICK_S instead, and goes back
+to every millisecond after a window that was busier: an idle process woken 1,000 times a second
+paid 5-8% of a core for the wake-ups alone on a 2-core VM, and an idle loop has no lag to
+measure. A stall while idle still shows if it spans a tick (any over IDLE_TICK_S does); a
+shorter one is missed.
+
+The collector's own callbacks time every collection. A wake-up later than STALL_MS is a stall;
+the probe keeps the last few with what it can tell of their cause: the collector (collections
+that overlapped the stall), a callback that ran long (the loop's thread used the CPU all
+along), or starvation (the thread barely ran: the machine was busy with other processes).
 Both distributions are Prometheus histograms (`taureau_event_loop_lag_seconds`,
 `taureau_gc_pause_seconds`).
 """
@@ -66,7 +68,7 @@ class LoopProbe:
         self._tick = TICK_S  # the current period: TICK_S, or IDLE_TICK_S while the loop is idle
         self._due = 0.0  # perf_counter time the pending tick is due
         self._cpu_at = 0.0  # the loop thread's CPU time when it was scheduled
-        self._window = (0.0, 0.0)  # (perf_counter, thread CPU) at the start of the busy window
+        self._window = (0.0, 0.0)  # (perf_counter, thread CPU) at the start of the current window
 
     def reset(self) -> None:
         """Forget what was seen so far: start-up (imports, recovery, the collection that
