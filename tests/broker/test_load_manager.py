@@ -357,3 +357,23 @@ async def test_records_written_by_something_else_are_ignored_and_the_brokers_go_
     finally:
         await manager.close()
         await a.close()
+
+
+@pytest.mark.anyio
+async def test_closed_layouts_follow_no_split_not_even_one_whose_event_was_already_queued():
+    from taureau.broker.ownership.layout import BundleLayouts
+    from taureau.metadata.embedded import EmbeddedMetadataStore
+
+    store = EmbeddedMetadataStore(None)
+    mine = BundleLayouts(store, 4, watch=True)
+    other = BundleLayouts(store, 4, watch=False)  # another broker
+    four = bundles_of(NS, 4)
+    assert await mine.bundles(NS) == four  # read, and watched
+    await other.split(four[0], 128)  # its watch event is queued on the loop, not run yet
+    mine.close()
+    await asyncio.sleep(0.05)  # the queued event runs after close: it must not re-read
+    await other.split(four[1], 128)
+    await asyncio.sleep(0.05)
+    assert await mine.bundles(NS) == four  # still its cached four
+    assert len(await other.bundles(NS)) == 6
+    await store.close()
