@@ -29,14 +29,15 @@ def topics_sample(service: BrokerService, detail: bool = True) -> dict[str, Any]
     count = 0
     for topic in service.loaded_topics():
         count += 1
-        rates = service.rates.get(str(topic.name), {})
+        name = str(topic.name)  # built each time: once per topic here, not twice
+        rates = service.rates.get(name, {})
         row: dict[str, Any] = {ours: rates.get(theirs, 0.0) for ours, theirs in _RATE_KEYS}
         row["backlog"] = sum(sub.cursor.backlog for sub in topic.subscriptions.values())
         row["storage"] = topic.ledger.total_size
         for key in totals:
             totals[key] += row[key]
         if detail:
-            row["name"] = str(topic.name)
+            row["name"] = name
             row["producers"] = len(topic.producers)
             row["subscriptions"] = len(topic.subscriptions)
             rows.append(row)
