@@ -139,7 +139,10 @@ async def test_clients_over_the_cap_are_refused_until_one_leaves():
 
 async def test_a_client_that_does_not_read_is_dropped_and_the_others_keep_streaming():
     # 256 KiB samples, 50 a second, a queue of 2: a reader that stops reading falls behind fast.
-    hub = LiveHub(Counter(pad=256 * 1024), interval=0.02, queue_size=2, send_timeout=0.5)
+    # The hub drops it by its queue, not by a write's timeout: the write blocked when it was
+    # dropped must still finish once the test reads (with 0.5 s, a busy CI machine was slower
+    # to start reading, the write timed out and the connection closed without its last chunk).
+    hub = LiveHub(Counter(pad=256 * 1024), interval=0.02, queue_size=2, send_timeout=10.0)
     web = await _serve(hub)
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
